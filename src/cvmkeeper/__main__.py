@@ -1,0 +1,5 @@
+"""Allow ``python -m cvmkeeper``."""
+
+from cvmkeeper.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Alerts (Sentry events) and missed-run detection (Sentry Crons check-ins)."""

@@ -1,0 +1,38 @@
+"""The ``cvmkeeper`` command line.
+
+Each subcommand lives in its own module and is registered below; this package wires the
+other layers together and makes no decisions of its own.
+"""
+
+from __future__ import annotations
+
+import click
+
+from cvmkeeper import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="cvmkeeper")
+def cli() -> None:
+    """Scheduled, quota-aware custom-image backups for Tencent Cloud CVM instances.
+
+    cvmkeeper reads retention policies from YAML files, calls CreateImage for CVM
+    instances on each policy's schedule, and rotates old images so that every region
+    stays within its custom-image quota. Images it did not create are never touched.
+    """
+
+
+def _register() -> None:
+    """Attach every subcommand. One import per command module keeps this file stable."""
+    # -- emulator (issue 2) --
+    # -- config / validate / schedule / simulate (issue 4) --
+    # -- cloud (issue 3) --
+    # -- daemon (issue 6) --
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

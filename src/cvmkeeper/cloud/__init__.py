@@ -1,0 +1,1 @@
+"""The one interface through which cvmkeeper reaches Tencent Cloud, and its implementations."""

@@ -1,0 +1,99 @@
+"""What a region holds right now, as plain immutable values.
+
+The cloud client produces these from ``DescribeImages`` / ``DescribeInstances`` /
+``DescribeImageQuota``; the planner consumes them. They live in the core (not in
+``cloud``) so that the pure parts of cvmkeeper never import anything that does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class ImageState(StrEnum):
+    """``ImageState`` values the CVM API reports (``USING`` is the older docs' ``NORMAL``)."""
+
+    CREATING = "CREATING"
+    NORMAL = "NORMAL"
+    CREATEFAILED = "CREATEFAILED"
+    SYNCING = "SYNCING"
+    IMPORTING = "IMPORTING"
+    IMPORTFAILED = "IMPORTFAILED"
+    USING = "USING"
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def parse(cls, raw: str) -> ImageState:
+        """Map an API string to a state; anything unexpected is ``UNKNOWN`` (never deletable)."""
+        try:
+            return cls(raw)
+        except ValueError:
+            return cls.UNKNOWN
+
+    @property
+    def usable(self) -> bool:
+        """True for an image that can be restored from (``NORMAL``, or legacy ``USING``)."""
+        return self in (ImageState.NORMAL, ImageState.USING)
+
+    @property
+    def busy(self) -> bool:
+        """True while the cloud is still working on the image: it must not be deleted."""
+        return self in (
+            ImageState.CREATING,
+            ImageState.SYNCING,
+            ImageState.IMPORTING,
+            ImageState.UNKNOWN,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """One custom image as ``DescribeImages`` reports it.
+
+    ``created_time`` is always an aware UTC datetime. ``tags`` is a read-only mapping.
+    """
+
+    image_id: str
+    name: str
+    state: ImageState
+    created_time: datetime
+    region: str
+    description: str = ""
+    image_type: str = "PRIVATE_IMAGE"
+    tags: Mapping[str, str] = field(default_factory=dict)
+    snapshot_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One CVM instance as ``DescribeInstances`` reports it."""
+
+    instance_id: str
+    name: str
+    state: str
+    region: str
+    zone: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """Everything the planner needs to know about one region at one moment.
+
+    ``quota`` is the effective quota: the smaller of the configured ``image_quota`` and
+    what ``DescribeImageQuota`` reports. ``images`` holds every custom image of the
+    region, managed or not, in any state: all of them count against the quota.
+    """
+
+    region: str
+    quota: int
+    images: tuple[Image, ...]
+    instances: tuple[Instance, ...]
+
+    @property
+    def free(self) -> int:
+        """Images that can still be created before the quota is reached (never negative)."""
+        return max(0, self.quota - len(self.images))

@@ -1,0 +1,1 @@
+"""The long-running scheduler and its systemd integration."""
