@@ -1,0 +1,258 @@
+"""The ``Alerter`` that reports to Sentry through the real sentry-sdk 2.x.
+
+It owns the sentry-sdk global client for the process: ``SentryAlerter`` initialises it,
+``close`` shuts it down. One path per alert: events come only from explicit ``error`` /
+``warning`` calls. The logging integration keeps log lines as breadcrumbs but never turns
+them into events, so a job exception that APScheduler logs through
+``apscheduler.executors.default`` (or anything else logged at ERROR) is not reported a
+second time. Every event, check-in, transaction and breadcrumb passes through the
+``SecretScrubber`` before it leaves the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import sentry_sdk
+from sentry_sdk.crons import capture_checkin
+from sentry_sdk.integrations.logging import LoggingIntegration
+from sentry_sdk.utils import BadDsn, Dsn
+
+from cvmkeeper import __version__
+from cvmkeeper.alerting.alerter import Alerter, CheckInStatus, NullAlerter
+from cvmkeeper.alerting.events import (
+    Failure,
+    Level,
+    MonitorConfig,
+    failure_fingerprint,
+    failure_tags,
+)
+from cvmkeeper.alerting.scrub import SecretScrubber
+
+log = logging.getLogger(__name__)
+
+#: The systemd credential name (``LoadCredential=sentry_dsn:/etc/cvmkeeper/sentry_dsn``).
+CREDENTIAL_NAME = "sentry_dsn"
+
+
+class AlertingConfigError(ValueError):
+    """The alerting settings cannot be used (the message never contains the DSN)."""
+
+
+@dataclass(frozen=True)
+class SentrySettings:
+    """How to reach Sentry, as the daemon config gives it.
+
+    The DSN is looked for, in order: ``dsn``; the file ``dsn_file``; the ``SENTRY_DSN``
+    environment variable; the file ``$CREDENTIALS_DIRECTORY/sentry_dsn`` (systemd
+    ``LoadCredential``). ``enabled=False`` (``--no-alerts``) switches alerting off.
+    """
+
+    dsn: str | None = None
+    dsn_file: Path | None = None
+    environment: str = "production"
+    server_name: str | None = None
+    enabled: bool = True
+
+
+def resolve_dsn(settings: SentrySettings, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The DSN to use and where it came from, or ``None`` when there is none.
+
+    Raises ``AlertingConfigError`` when a configured ``dsn_file`` cannot be read or the DSN
+    found is malformed; the message names the source, never the DSN.
+    """
+    found: tuple[str, str] | None = None
+    if settings.dsn:
+        found = (settings.dsn.strip(), "the config key 'dsn'")
+    elif settings.dsn_file is not None:
+        try:
+            found = (settings.dsn_file.read_text().strip(), f"the file {settings.dsn_file}")
+        except OSError as exc:
+            raise AlertingConfigError(
+                f"cannot read the Sentry DSN file {settings.dsn_file}: {exc.strerror}"
+            ) from None
+    elif environ.get("SENTRY_DSN", "").strip():
+        found = (environ["SENTRY_DSN"].strip(), "the environment variable SENTRY_DSN")
+    elif environ.get("CREDENTIALS_DIRECTORY"):
+        credential = Path(environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
+        if credential.is_file():
+            found = (credential.read_text().strip(), f"the credential file {credential}")
+    if found is None or not found[0]:
+        return None
+    try:
+        Dsn(found[0])
+    except BadDsn:
+        raise AlertingConfigError(f"the Sentry DSN from {found[1]} is not a valid DSN") from None
+    return found
+
+
+def build_alerter(
+    settings: SentrySettings,
+    environ: Mapping[str, str] | None = None,
+    scrubber: SecretScrubber | None = None,
+) -> Alerter:
+    """The alerter for ``settings``: a ``SentryAlerter`` when a DSN is found, else a
+    ``NullAlerter``, saying so in one INFO log line either way.
+
+    ``environ`` defaults to ``os.environ``; the values of its secret-named variables
+    (``TENCENTCLOUD_SECRET_KEY``, ``SENTRY_DSN``, ...) are registered with ``scrubber``.
+    """
+    environ = os.environ if environ is None else environ
+    if not settings.enabled:
+        log.info("Sentry alerting is off (disabled by --no-alerts or the config)")
+        return NullAlerter()
+    found = resolve_dsn(settings, environ)
+    if found is None:
+        log.info(
+            "Sentry alerting is off: no DSN in the config, SENTRY_DSN or "
+            "$CREDENTIALS_DIRECTORY/%s",
+            CREDENTIAL_NAME,
+        )
+        return NullAlerter()
+    dsn, source = found
+    scrubber = scrubber or SecretScrubber()
+    scrubber.register_environment(environ)
+    alerter = SentryAlerter(
+        dsn,
+        environment=settings.environment,
+        server_name=settings.server_name,
+        scrubber=scrubber,
+    )
+    parsed = Dsn(dsn)
+    log.info(
+        "Sentry alerting is on: project %s at %s, environment %s (DSN from %s)",
+        parsed.project_id,
+        parsed.host,
+        settings.environment,
+        source,
+    )
+    return alerter
+
+
+class SentryAlerter:
+    """Reports failures as Sentry events and runs as Sentry Crons check-ins.
+
+    Creating one initialises the process-wide sentry-sdk client; only one should be alive
+    at a time (``close`` it before making another, e.g. on a config reload).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        environment: str = "production",
+        server_name: str | None = None,
+        release: str | None = None,
+        scrubber: SecretScrubber | None = None,
+    ) -> None:
+        self.scrubber = scrubber or SecretScrubber()
+        parsed = Dsn(dsn)
+        self.scrubber.register(parsed.public_key)
+        self.scrubber.register(parsed.secret_key)
+        self._started: dict[str, float] = {}
+        self._lock = threading.Lock()
+        sentry_sdk.init(
+            dsn=dsn,
+            environment=environment,
+            release=release or f"cvmkeeper@{__version__}",
+            server_name=server_name,
+            send_default_pii=False,
+            include_local_variables=False,
+            # Log lines become breadcrumbs (context for an event), never events of their
+            # own: every alert comes from an explicit call, so nothing is reported twice.
+            integrations=[
+                LoggingIntegration(level=logging.INFO, event_level=None, sentry_logs_level=None)
+            ],
+            before_send=self._before_send,
+            before_send_transaction=self._before_send,
+            before_breadcrumb=self._before_breadcrumb,
+        )
+
+    def error(self, failure: Failure) -> None:
+        """Send ``failure`` as an error-level event with its tags and fingerprint."""
+        self._capture(failure, "error")
+
+    def warning(self, failure: Failure) -> None:
+        """Send ``failure`` as a warning-level event with its tags and fingerprint."""
+        self._capture(failure, "warning")
+
+    def checkin_start(self, slug: str, config: MonitorConfig) -> str:
+        """Send an ``in_progress`` check-in with the monitor config; return its id."""
+        check_in_id = uuid.uuid4().hex
+        with self._lock:
+            self._started[check_in_id] = time.monotonic()
+        self._checkin(slug, check_in_id, "in_progress", config, duration=None)
+        return check_in_id
+
+    def checkin_finish(self, slug: str, check_in_id: str, ok: bool, config: MonitorConfig) -> None:
+        """Send the ``ok`` or ``error`` check-in ending ``check_in_id``, with its duration."""
+        with self._lock:
+            started = self._started.pop(check_in_id, None)
+        duration = None if started is None else time.monotonic() - started
+        self._checkin(slug, check_in_id, "ok" if ok else "error", config, duration=duration)
+
+    def flush(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for queued events to be sent."""
+        sentry_sdk.flush(timeout=timeout)
+
+    def close(self, timeout: float) -> None:
+        """Send what is queued (up to ``timeout`` seconds) and shut the sentry-sdk client down.
+
+        The process is left with sentry-sdk's non-recording client, as before ``init``.
+        """
+        sentry_sdk.get_client().close(timeout=timeout)
+        sentry_sdk.get_global_scope().set_client(None)
+
+    def _capture(self, failure: Failure, level: Level) -> None:
+        """Send one event for ``failure`` at ``level`` in a scope of its own."""
+        try:
+            with sentry_sdk.new_scope() as scope:
+                scope.set_level(level)
+                scope.fingerprint = failure_fingerprint(failure)
+                for key, value in failure_tags(failure).items():
+                    scope.set_tag(key, value)
+                scope.set_context("failure", {"message": failure.message})
+                for key, value in failure.extra.items():
+                    scope.set_extra(key, value)
+                if failure.exception is not None:
+                    sentry_sdk.capture_exception(failure.exception)
+                else:
+                    sentry_sdk.capture_message(failure.message, level=level)
+        except Exception as exc:  # alerting must never break a run
+            log.warning("could not send an alert to Sentry: %s", type(exc).__name__)
+
+    def _checkin(
+        self,
+        slug: str,
+        check_in_id: str,
+        status: CheckInStatus,
+        config: MonitorConfig,
+        duration: float | None,
+    ) -> None:
+        """Send one check-in to the monitor ``slug``."""
+        try:
+            capture_checkin(
+                monitor_slug=slug,
+                check_in_id=check_in_id,
+                status=status,
+                duration=duration,
+                monitor_config=cast(Any, config.to_sentry()),
+            )
+        except Exception as exc:  # alerting must never break a run
+            log.warning("could not send a check-in to Sentry: %s", type(exc).__name__)
+
+    def _before_send(self, event: Any, hint: Any) -> Any:
+        """Scrub an event, check-in or transaction just before it leaves the process."""
+        return self.scrubber.scrub(event)
+
+    def _before_breadcrumb(self, crumb: Any, hint: Any) -> Any:
+        """Scrub a breadcrumb as it is recorded."""
+        return self.scrubber.scrub(crumb)
