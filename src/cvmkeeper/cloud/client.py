@@ -1,0 +1,398 @@
+"""The one interface through which cvmkeeper talks to Tencent Cloud CVM.
+
+:class:`CloudClient` offers typed methods for what the planner and executor need (list
+images and instances, quota, create / delete / copy images, stop / start instances) and
+hides the wire: every call is rate-limited per (region, action), retried under a
+:class:`~cvmkeeper.cloud.retry.RetryPolicy` and failed with an exception from
+:mod:`cvmkeeper.cloud.errors` that says what to do. It runs over any
+:class:`~cvmkeeper.cloud.transport.Transport`: the SDK over HTTP, or the emulator core.
+
+Writes are made idempotent here, because a request whose answer was lost may have been
+carried out:
+
+- ``create_image``: the image name is deterministic (one slot, one name). Before re-sending
+  after a lost answer, and when the cloud answers ``InvalidImageName.Duplicate``, the image
+  is looked up by its exact name and adopted instead of created twice.
+- ``delete_images``: an image that is already gone counts as done.
+- ``sync_image``: before re-sending after a lost answer, destination regions that already
+  hold a copy (same name) are adopted and left out of the retry.
+- ``stop_instances`` / ``start_instances``: "already stopped / running" counts as done.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from cvmkeeper.cloud.errors import (
+    AlreadyDoneError,
+    CloudError,
+    NetworkError,
+    NotFoundError,
+    ThrottledError,
+)
+from cvmkeeper.cloud.models import (
+    CreateImageRequest,
+    CreateOutcome,
+    DeleteResult,
+    ResponseFormatError,
+    SyncResult,
+    image_from_api,
+    instance_from_api,
+)
+from cvmkeeper.cloud.ratelimit import RateLimiter
+from cvmkeeper.cloud.retry import RetryPolicy, call_with_retries
+from cvmkeeper.cloud.transport import (
+    EndpointConfig,
+    InProcessTransport,
+    SdkTransport,
+    Transport,
+)
+from cvmkeeper.core.inventory import Image, Instance
+
+log = logging.getLogger(__name__)
+
+#: The API's maximum page size for DescribeImages / DescribeInstances(Status).
+PAGE_SIZE = 100
+#: Ids per DeleteImages call.
+DELETE_BATCH_SIZE = 10
+#: A listing whose pages disagree with its TotalCount (changed while paging) is re-read.
+_LISTING_ATTEMPTS = 3
+_PRIVATE_IMAGES = {"Name": "image-type", "Values": ["PRIVATE_IMAGE"]}
+
+
+class CallStats:
+    """Thread-safe counts of what the client sent: attempts per action, errors per code."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.attempts: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+
+    def record(self, action: str, error: CloudError | None) -> None:
+        """Count one attempt of ``action``, and its error code if it failed."""
+        with self._lock:
+            self.attempts[action] += 1
+            if error is not None:
+                self.errors[error.code] += 1
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+class CloudClient:
+    """Typed, rate-limited, retrying access to the CVM API over one transport."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        limiter: RateLimiter | None = None,
+        retry_policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        delete_batch_size: int = DELETE_BATCH_SIZE,
+    ) -> None:
+        self.transport = transport
+        self.limiter = limiter or RateLimiter(clock=clock, sleep=sleep)
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.stats = CallStats()
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._delete_batch_size = delete_batch_size
+
+    @classmethod
+    def over_http(
+        cls, credentials: Any, endpoint: EndpointConfig | None = None, **options: Any
+    ) -> CloudClient:
+        """A client using the official SDK; ``credentials`` from ``resolve_credentials``."""
+        return cls(SdkTransport(credentials, endpoint or EndpointConfig()), **options)
+
+    @classmethod
+    def in_process(cls, core: Any, **options: Any) -> CloudClient:
+        """A client calling an emulator core directly (no HTTP)."""
+        return cls(InProcessTransport(core), **options)
+
+    # -- one logical call ------------------------------------------------------------------
+
+    def call(
+        self,
+        region: str,
+        action: str,
+        params: Mapping[str, Any],
+        *,
+        before_retry: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> dict[str, Any]:
+        """Send ``action``: rate-limited, retried, failing with a classified ``CloudError``.
+
+        ``before_retry`` runs before re-sending after a :class:`NetworkError` (the request
+        may have been carried out); if it returns a body, that ends the call. It may also
+        change ``params`` (a dict) to ask only for what is still missing.
+        """
+        last_error: list[CloudError | None] = [None]
+
+        def attempt() -> dict[str, Any]:
+            if isinstance(last_error[0], NetworkError) and before_retry is not None:
+                settled = before_retry()
+                if settled is not None:
+                    return settled
+            self.limiter.acquire(region, action)
+            try:
+                body = self.transport.call(region, action, params)
+            except CloudError as error:
+                self.stats.record(action, error)
+                last_error[0] = error
+                if isinstance(error, ThrottledError):
+                    self.limiter.throttled(region, action)
+                raise
+            self.stats.record(action, None)
+            self.limiter.succeeded(region, action)
+            return body
+
+        return call_with_retries(
+            attempt,
+            policy=self.retry_policy,
+            action=action,
+            region=region,
+            sleep=self._sleep,
+            clock=self._clock,
+            rng=self._rng,
+        )
+
+    def _paged(
+        self, region: str, action: str, params: Mapping[str, Any], set_key: str
+    ) -> list[dict[str, Any]]:
+        """Every item of a paged Describe* action (``Offset``/``Limit`` 100), de-duplicated.
+
+        A listing that changed while it was paged (its items disagree with ``TotalCount``)
+        is read again, a bounded number of times.
+        """
+        items: dict[str, dict[str, Any]] = {}
+        for _ in range(_LISTING_ATTEMPTS):
+            items, total = {}, 0
+            offset = 0
+            while True:
+                body = self.call(region, action, {**params, "Offset": offset, "Limit": PAGE_SIZE})
+                page = body.get(set_key) or []
+                total = int(body.get("TotalCount", 0))
+                max_items = (math.ceil(total / PAGE_SIZE) + 1) * PAGE_SIZE  # bounds the loop
+                for item in page:
+                    key = item.get("ImageId") or item.get("InstanceId")
+                    if not key:
+                        raise ResponseFormatError(f"{action} item without an id: {sorted(item)}")
+                    items[str(key)] = item
+                offset += len(page)
+                if not page or offset >= total or offset > max_items:
+                    break
+            if len(items) == total:
+                break
+            log.info("%s in %s changed while paging (%d of %d); reading again",
+                     action, region, len(items), total)
+        return list(items.values())
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def list_images(self, region: str) -> tuple[Image, ...]:
+        """Every custom image of ``region`` (``PRIVATE_IMAGE``, all states, all pages)."""
+        items = self._paged(region, "DescribeImages", {"Filters": [_PRIVATE_IMAGES]}, "ImageSet")
+        return tuple(image_from_api(item, region) for item in items)
+
+    def get_images(self, region: str, image_ids: Iterable[str]) -> tuple[Image, ...]:
+        """The images with these ids that exist (in few calls: 100 ids each); unknown ids are
+        simply absent. For polling many in-flight images at once."""
+        wanted = list(dict.fromkeys(image_ids))
+        found: list[Image] = []
+        for chunk in _chunks(wanted, PAGE_SIZE):
+            try:
+                body = self.call(region, "DescribeImages", {"ImageIds": chunk, "Limit": PAGE_SIZE})
+            except NotFoundError:
+                if len(chunk) == 1:
+                    continue
+                found.extend(self.get_images(region, chunk[: len(chunk) // 2]))
+                found.extend(self.get_images(region, chunk[len(chunk) // 2 :]))
+                continue
+            found.extend(image_from_api(item, region) for item in body.get("ImageSet") or [])
+        return tuple(found)
+
+    def find_image_by_name(self, region: str, name: str) -> Image | None:
+        """The custom image named exactly ``name`` (the API's ``image-name`` filter is fuzzy)."""
+        params = {"Filters": [_PRIVATE_IMAGES, {"Name": "image-name", "Values": [name]}]}
+        items = self._paged(region, "DescribeImages", params, "ImageSet")
+        exact = [image_from_api(i, region) for i in items if i.get("ImageName") == name]
+        return exact[0] if exact else None
+
+    def image_quota(self, region: str) -> int:
+        """``DescribeImageQuota``: how many custom images the account may hold in ``region``."""
+        body = self.call(region, "DescribeImageQuota", {})
+        if "ImageNumQuota" not in body:
+            raise ResponseFormatError("DescribeImageQuota answer without ImageNumQuota")
+        return int(body["ImageNumQuota"])
+
+    def list_instances(
+        self, region: str, ids: Iterable[str] = (), tags: Mapping[str, str] | None = None
+    ) -> tuple[Instance, ...]:
+        """Instances of ``region``: those with ``ids`` (if given) carrying all ``tags``.
+
+        The API takes either ids or filters, so with both the tags are checked here.
+        """
+        tags = dict(tags or {})
+        id_list = list(dict.fromkeys(ids))
+        items: list[dict[str, Any]] = []
+        if id_list:
+            for chunk in _chunks(id_list, PAGE_SIZE):
+                items.extend(self._paged(
+                    region, "DescribeInstances", {"InstanceIds": chunk}, "InstanceSet"
+                ))
+        else:
+            filters = [{"Name": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
+            params: dict[str, Any] = {"Filters": filters} if filters else {}
+            items = self._paged(region, "DescribeInstances", params, "InstanceSet")
+        instances = (instance_from_api(item, region) for item in items)
+        return tuple(
+            i for i in instances if all(i.tags.get(k) == v for k, v in tags.items())
+        )
+
+    def instance_states(self, region: str, ids: Iterable[str]) -> dict[str, str]:
+        """``DescribeInstancesStatus``: instance id -> state (RUNNING, STOPPED, ...)."""
+        states: dict[str, str] = {}
+        for chunk in _chunks(list(dict.fromkeys(ids)), PAGE_SIZE):
+            body = self.call(
+                region, "DescribeInstancesStatus", {"InstanceIds": chunk, "Limit": PAGE_SIZE}
+            )
+            for item in body.get("InstanceStatusSet") or []:
+                states[str(item["InstanceId"])] = str(item.get("InstanceState") or "")
+        return states
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def create_image(self, region: str, request: CreateImageRequest) -> CreateOutcome:
+        """Create the image of one slot, exactly once however often the call is retried.
+
+        Returns the new image id, or the id of the image that already has this exact name
+        (``adopted=True``). Raises ``QuotaExceededError``, ``PermanentError`` (bad instance,
+        unsupported...) or the last ``RetryableError`` when retries are exhausted.
+        """
+
+        def adopt_if_made() -> dict[str, Any] | None:
+            try:
+                existing = self.find_image_by_name(region, request.name)
+            except CloudError:
+                return None  # cannot tell: re-send; a duplicate answer is handled below
+            if existing is None:
+                return None
+            log.info("CreateImage %s in %s: answer was lost but image %s exists; adopting",
+                     request.name, region, existing.image_id)
+            return {"ImageId": existing.image_id, "Adopted": True}
+
+        try:
+            body = self.call(region, "CreateImage", request.to_params(),
+                             before_retry=adopt_if_made)
+        except AlreadyDoneError:
+            existing = self.find_image_by_name(region, request.name)
+            if existing is None:
+                raise
+            log.info("CreateImage %s in %s: image %s already exists; adopting",
+                     request.name, region, existing.image_id)
+            return CreateOutcome(existing.image_id, adopted=True)
+        image_id = body.get("ImageId")
+        if not image_id and request.dry_run:
+            return CreateOutcome("", adopted=False)
+        if not image_id:
+            raise ResponseFormatError("CreateImage answer without ImageId")
+        return CreateOutcome(str(image_id), adopted=bool(body.get("Adopted")))
+
+    def delete_images(
+        self, region: str, image_ids: Iterable[str], *, delete_snapshots: bool = True
+    ) -> DeleteResult:
+        """Delete images in batches (``DeleteBindedSnap`` by default, so no snapshot is left
+        to bill). Images that are already gone are reported, not raised."""
+        deleted: list[str] = []
+        gone: list[str] = []
+        for batch in _chunks(list(dict.fromkeys(image_ids)), self._delete_batch_size):
+            self._delete_batch(region, batch, delete_snapshots, deleted, gone)
+        return DeleteResult(tuple(deleted), tuple(gone))
+
+    def _delete_batch(
+        self, region: str, batch: list[str], snapshots: bool, deleted: list[str],
+        gone: list[str],
+    ) -> None:
+        try:
+            self.call(region, "DeleteImages", {"ImageIds": batch, "DeleteBindedSnap": snapshots})
+        except AlreadyDoneError:
+            if len(batch) == 1:
+                gone.extend(batch)
+                return
+            # One id of the batch is gone; delete the rest, which still exist.
+            present = {image.image_id for image in self.get_images(region, batch)}
+            gone.extend(i for i in batch if i not in present)
+            for image_id in batch:
+                if image_id in present:
+                    self._delete_batch(region, [image_id], snapshots, deleted, gone)
+            return
+        deleted.extend(batch)
+
+    def sync_image(
+        self, region: str, image_id: str, destination_regions: Iterable[str]
+    ) -> SyncResult:
+        """Copy an image to other regions (``SyncImages``, ``ImageSetRequired``): returns
+        destination region -> id of the copy there. Copies are found by the source's name."""
+        destinations = list(dict.fromkeys(destination_regions))
+        sources = self.get_images(region, [image_id])
+        if not sources:
+            raise NotFoundError("InvalidImageId.NotFound", f"image {image_id} does not exist",
+                                action="SyncImages", region=region)
+        name = sources[0].name
+        adopted: dict[str, str] = {}
+        params: dict[str, Any] = {
+            "ImageIds": [image_id], "DestinationRegions": destinations, "ImageSetRequired": True,
+        }
+
+        def adopt_existing_copies() -> dict[str, Any] | None:
+            for dest in list(params["DestinationRegions"]):
+                try:
+                    copy = self.find_image_by_name(dest, name)
+                except CloudError:
+                    continue
+                if copy is not None:
+                    adopted[dest] = copy.image_id
+                    params["DestinationRegions"].remove(dest)
+            return {"ImageSet": []} if not params["DestinationRegions"] else None
+
+        body = self.call(region, "SyncImages", params, before_retry=adopt_existing_copies)
+        copies = dict(adopted)
+        for item in body.get("ImageSet") or []:
+            copies[str(item["Region"])] = str(item["ImageId"])
+        return SyncResult(image_id, copies, tuple(sorted(adopted)))
+
+    def stop_instances(
+        self, region: str, instance_ids: Iterable[str], *, stop_type: str = "SOFT_FIRST"
+    ) -> None:
+        """Stop instances (``SOFT_FIRST``: shut down cleanly, force after a timeout).
+        Instances already stopped or stopping count as done; poll ``instance_states``."""
+        self._instances_action(region, "StopInstances", list(instance_ids),
+                               {"StopType": stop_type})
+
+    def start_instances(self, region: str, instance_ids: Iterable[str]) -> None:
+        """Start instances; instances already running or starting count as done."""
+        self._instances_action(region, "StartInstances", list(instance_ids), {})
+
+    def _instances_action(
+        self, region: str, action: str, ids: list[str], extra: Mapping[str, Any]
+    ) -> None:
+        for chunk in _chunks(list(dict.fromkeys(ids)), PAGE_SIZE):
+            try:
+                self.call(region, action, {"InstanceIds": chunk, **extra})
+            except AlreadyDoneError:
+                if len(chunk) > 1:  # one was done already: do the others one by one
+                    for instance_id in chunk:
+                        self._instances_action(region, action, [instance_id], extra)

@@ -1,0 +1,153 @@
+"""Typed requests and results of the cloud client, and parsing of the API's JSON into them.
+
+Images and instances come back as the core's :class:`~cvmkeeper.core.inventory.Image` and
+:class:`~cvmkeeper.core.inventory.Instance`, so the planner never sees raw API dicts. The
+parsing is strict where a wrong value would be dangerous (an image without an id or a
+creation time is an error, not a default) and lenient elsewhere (unknown states become
+``UNKNOWN``, which the core never deletes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+from cvmkeeper.core.inventory import Image, ImageState, Instance
+
+
+class ResponseFormatError(ValueError):
+    """An API answer lacks a field cvmkeeper relies on."""
+
+
+@dataclass(frozen=True, slots=True)
+class CreateImageRequest:
+    """Everything ``CreateImage`` takes, as cvmkeeper uses it.
+
+    ``name`` is the deterministic slot name: it is what makes a retried create idempotent.
+    """
+
+    name: str
+    instance_id: str
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    force_poweroff: bool = False
+    data_disk_ids: tuple[str, ...] = ()
+    dry_run: bool = False
+
+    def to_params(self) -> dict[str, Any]:
+        """The request body (``ForcePoweroff`` is a string "true"/"false", as the API wants)."""
+        params: dict[str, Any] = {
+            "ImageName": self.name,
+            "InstanceId": self.instance_id,
+            "ForcePoweroff": "true" if self.force_poweroff else "false",
+        }
+        if self.description:
+            params["ImageDescription"] = self.description
+        if self.data_disk_ids:
+            params["DataDiskIds"] = list(self.data_disk_ids)
+        if self.dry_run:
+            params["DryRun"] = True
+        if self.tags:
+            params["TagSpecification"] = [
+                {"ResourceType": "image",
+                 "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()]}
+            ]
+        return params
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOutcome:
+    """The image of a create. ``adopted`` is True when it existed already (an earlier attempt,
+    a crashed run or a second daemon made it) and was found by its exact name."""
+
+    image_id: str
+    adopted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    """Which of the requested images this call deleted and which were already gone."""
+
+    deleted: tuple[str, ...] = ()
+    already_gone: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """The copies of ``source_image_id``: destination region -> image id there.
+
+    ``adopted`` lists destination regions whose copy existed already (found by name after an
+    attempt whose answer was lost).
+    """
+
+    source_image_id: str
+    copies: Mapping[str, str]
+    adopted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceStatus:
+    """An instance's state as ``DescribeInstancesStatus`` reports it (RUNNING, STOPPED...)."""
+
+    instance_id: str
+    state: str
+
+
+def parse_created_time(raw: str) -> datetime:
+    """Parse ``CreatedTime`` (``...Z`` or ``...+00:00``, or naive meaning UTC) to aware UTC."""
+    text = raw.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text.replace(" ", "T", 1))
+    except ValueError:
+        raise ResponseFormatError(f"CreatedTime {raw!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _tags(raw: Any) -> Mapping[str, str]:
+    if not raw:
+        return MappingProxyType({})
+    return MappingProxyType({str(t["Key"]): str(t.get("Value") or "") for t in raw})
+
+
+def _required(item: Mapping[str, Any], key: str, what: str) -> Any:
+    value = item.get(key)
+    if value in (None, ""):
+        raise ResponseFormatError(f"{what} without {key}: {sorted(item)}")
+    return value
+
+
+def image_from_api(item: Mapping[str, Any], region: str) -> Image:
+    """Build an :class:`Image` from one ``ImageSet`` entry of ``DescribeImages``."""
+    return Image(
+        image_id=str(_required(item, "ImageId", "image")),
+        name=str(item.get("ImageName") or ""),
+        state=ImageState.parse(str(item.get("ImageState") or "")),
+        created_time=parse_created_time(str(_required(item, "CreatedTime", "image"))),
+        region=region,
+        description=str(item.get("ImageDescription") or ""),
+        image_type=str(item.get("ImageType") or ""),
+        tags=_tags(item.get("Tags")),
+        snapshot_ids=tuple(
+            str(s["SnapshotId"]) for s in item.get("SnapshotSet") or () if s.get("SnapshotId")
+        ),
+    )
+
+
+def instance_from_api(item: Mapping[str, Any], region: str) -> Instance:
+    """Build an :class:`Instance` from one ``InstanceSet`` entry of ``DescribeInstances``."""
+    placement = item.get("Placement") or {}
+    return Instance(
+        instance_id=str(_required(item, "InstanceId", "instance")),
+        name=str(item.get("InstanceName") or ""),
+        state=str(item.get("InstanceState") or ""),
+        region=region,
+        zone=str(placement.get("Zone") or ""),
+        tags=_tags(item.get("Tags")),
+    )
