@@ -1,0 +1,736 @@
+"""The emulator's state machine: every CVM action we use, with no HTTP in sight.
+
+``EmulatorCore.call(action, region, params)`` takes the request body the SDK sends and
+returns the ``Response`` body without ``RequestId``, or raises :class:`ApiError` /
+:class:`ConnectionFault`. Time comes only from the injected clock and chance only from a
+seeded ``random.Random``, so an in-process simulation on a ``ManualClock`` is exactly
+repeatable. Lifecycles (``CREATING -> NORMAL``, ``STOPPING -> STOPPED``, ...) are applied
+lazily: every call first advances the state to the clock's ``now``.
+
+History. Every write (CreateImage, DeleteImages, SyncImages, StopInstances,
+StartInstances) is appended in order, whatever its outcome, as
+``{"seq", "time", "region", "action", "params", "result", "request_id", "ImageIds",
+"InstanceIds"}`` where ``result`` is ``"ok"``, an error code, or ``"reset"`` for an injected
+connection reset (not processed). A lost response adds ``"lost_response": true`` to an
+entry that did take effect. Lifecycle changes are entries with ``"action": "_transition"``,
+``"from"`` and ``"to"`` states, and ``time`` = the moment it happened (e.g. an image
+becoming ``NORMAL`` or ``CREATEFAILED``, an instance becoming ``STOPPED``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import string
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cvmkeeper.emulator import params as p
+from cvmkeeper.emulator.clock import Clock
+from cvmkeeper.emulator.errors import ApiError, ConnectionFault
+from cvmkeeper.emulator.fleet import FAULT_KINDS, FleetSpec, parse_faults
+from cvmkeeper.emulator.records import (
+    ImageRecord,
+    InstanceRecord,
+    RegionState,
+    SnapshotRecord,
+    api_time,
+)
+
+__all__ = ["ApiError", "ConnectionFault", "EmulatorCore"]
+
+WRITE_ACTIONS = frozenset({"CreateImage", "DeleteImages", "SyncImages", "StopInstances",
+                           "StartInstances"})
+BUSY_IMAGE_STATES = frozenset({"CREATING", "SYNCING", "IMPORTING"})
+TRANSITIONAL_INSTANCE_STATES = frozenset({"PENDING", "STOPPING", "STARTING", "REBOOTING"})
+STATE_FILE_VERSION = 1
+_REGION_SHAPE = "abcdefghijklmnopqrstuvwxyz-0123456789"
+
+Handler = Callable[[RegionState, Mapping[str, Any], datetime, str], "Outcome"]
+
+
+class Outcome:
+    """What a handler produced: the response body and the ids a write touched."""
+
+    __slots__ = ("body", "extra", "image_ids", "instance_ids")
+
+    def __init__(self, body: dict[str, Any], *, image_ids: list[str] | None = None,
+                 instance_ids: list[str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.body = body
+        self.image_ids = image_ids
+        self.instance_ids = instance_ids
+        self.extra = extra or {}
+
+
+class EmulatorCore:
+    """The state of one emulated Tencent Cloud account, driven by API calls.
+
+    Thread-safe: one lock serialises every call, so concurrent clients see the same
+    atomic check-then-act the cloud gives (e.g. exactly one create wins the last quota slot).
+    """
+
+    _faults: dict[str, dict[str, float]]
+    _calls: Counter[str]
+    _errors: Counter[str]
+    _history: list[dict[str, Any]]
+    _windows: dict[tuple[str, str], deque[datetime]]
+    _regions: dict[str, RegionState]
+
+    def __init__(self, fleet: FleetSpec, clock: Clock) -> None:
+        """Seed the account from ``fleet``; all time is read from ``clock``."""
+        self._fleet = fleet
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._handlers: dict[str, Handler] = {
+            "CreateImage": self._create_image,
+            "DescribeImages": self._describe_images,
+            "DeleteImages": self._delete_images,
+            "DescribeImageQuota": self._describe_image_quota,
+            "SyncImages": self._sync_images,
+            "DescribeInstances": self._describe_instances,
+            "DescribeInstancesStatus": self._describe_instances_status,
+            "StopInstances": self._stop_instances,
+            "StartInstances": self._start_instances,
+        }
+        self._seed_from_fleet()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def fleet(self) -> FleetSpec:
+        """The fleet this core was seeded from (``reset`` returns to it)."""
+        return self._fleet
+
+    @property
+    def clock(self) -> Clock:
+        """The injected clock."""
+        return self._clock
+
+    def call(self, action: str, region: str | None, params: Mapping[str, Any], *,
+             request_id: str = "") -> dict[str, Any]:
+        """Run one API call and return its ``Response`` body without ``RequestId``.
+
+        Raises :class:`ApiError` for every API error and :class:`ConnectionFault` for
+        injected network faults (``committed`` tells whether the call took effect).
+        """
+        with self._lock:
+            now = self._clock.now()
+            self._calls[action] += 1
+            fault = ""
+            try:
+                handler = self._handlers.get(action)
+                if handler is None:
+                    raise ApiError("InvalidAction", f"The action `{action}` is not supported.")
+                fault = self._draw_fault(action)
+                if fault == "reset":
+                    self._record_write(action, region, params, now, "reset",
+                                       request_id=request_id, outcome=None)
+                    raise ConnectionFault(committed=False)
+                if fault in ("InternalError", "RequestLimitExceeded"):
+                    raise ApiError(fault, f"Injected fault: {fault}.")
+                state = self._region(region)
+                self._advance(now)
+                self._check_rate(state.name, action, now)
+                p.check_known(action, params)
+                outcome = handler(state, params, now, request_id)
+            except ApiError as error:
+                self._errors[error.code] += 1
+                self._record_write(action, region, params, now, error.code,
+                                   request_id=request_id, outcome=None,
+                                   lost=fault == "lost_response")
+                if fault == "lost_response":
+                    raise ConnectionFault(committed=True) from error
+                raise
+            self._record_write(action, region, params, now, "ok", request_id=request_id,
+                               outcome=outcome, lost=fault == "lost_response")
+            if fault == "lost_response":
+                raise ConnectionFault(committed=True)
+            return outcome.body
+
+    def record_rejected(self, action: str, code: str) -> None:
+        """Count a request the HTTP front rejected before the core saw it (e.g. auth)."""
+        with self._lock:
+            if action and len(action) <= 64:
+                self._calls[action] += 1
+            self._errors[code] += 1
+
+    def state(self) -> dict[str, Any]:
+        """Return the ``/_emulator/state`` document: regions, call/error counts, history."""
+        with self._lock:
+            now = self._clock.now()
+            self._advance(now)
+            regions = {
+                name: {
+                    "quota": region.quota,
+                    "quota_used": region.quota_used(),
+                    "instances": [i.to_api() for i in region.instances.values()],
+                    "images": [i.to_api() for i in self._images_sorted(region)],
+                    "shared_image_ids": sorted(i.image_id for i in region.images.values()
+                                               if i.shared),
+                    "leftover_snapshots": list(region.leftover_snapshots),
+                }
+                for name, region in self._regions.items()
+            }
+            return {
+                "now": api_time(now),
+                "regions": regions,
+                "calls": dict(self._calls),
+                "errors": dict(self._errors),
+                "faults": copy.deepcopy(self._faults),
+                "history": copy.deepcopy(self._history),
+            }
+
+    def set_faults(self, mapping: Mapping[str, Any]) -> None:
+        """Replace the injected faults (the fleet file's ``faults:`` mapping, or
+        ``{"faults": {...}}``). Raises ``FleetError`` naming the bad key."""
+        raw: Any = mapping.get("faults", mapping) if set(mapping) == {"faults"} else mapping
+        faults = parse_faults(raw)
+        with self._lock:
+            self._faults = faults
+
+    def reset(self) -> None:
+        """Return to the fleet's initial state: state, counters, history, faults, RNG."""
+        with self._lock:
+            self._seed_from_fleet()
+
+    def save(self, path: str | Path) -> None:
+        """Write the whole state as JSON (atomically). The secret key is not written."""
+        with self._lock:
+            self._advance(self._clock.now())
+            source = copy.deepcopy(dict(self._fleet.source))
+            if isinstance(source.get("credentials"), dict):
+                source["credentials"] = {"secret_id": self._fleet.credentials.secret_id}
+            document = {
+                "version": STATE_FILE_VERSION,
+                "fleet": source,
+                "regions": [r.to_json() for r in self._regions.values()],
+                "calls": dict(self._calls),
+                "errors": dict(self._errors),
+                "faults": self._faults,
+                "history": self._history,
+                "rng": _rng_state(self._rng),
+                "ids_rng": _rng_state(self._ids),
+            }
+            text = json.dumps(document, indent=1, default=str)
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path, clock: Clock, fleet: FleetSpec | None = None) -> EmulatorCore:
+        """Rebuild a core saved by :meth:`save`.
+
+        The state file holds no secret key: pass the ``fleet`` (e.g. the ``--fleet`` file)
+        to accept its key pair; without it the key pair is the fleet default.
+        """
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        if document.get("version") != STATE_FILE_VERSION:
+            raise ValueError(f"{path}: unsupported emulator state file version")
+        if fleet is None:
+            fleet = FleetSpec.from_mapping(document["fleet"], origin=f"{path}:fleet")
+        core = cls(fleet, clock)
+        with core._lock:
+            core._regions = {r["name"]: RegionState.from_json(r) for r in document["regions"]}
+            core._calls = Counter(document.get("calls", {}))
+            core._errors = Counter(document.get("errors", {}))
+            core._faults = parse_faults(document.get("faults", {}))
+            core._history = list(document.get("history", []))
+            core._rng.setstate(_rng_from_json(document["rng"]))
+            core._ids.setstate(_rng_from_json(document["ids_rng"]))
+        return core
+
+    # ------------------------------------------------------------------ machinery
+
+    def _seed_from_fleet(self) -> None:
+        fleet = self._fleet
+        now = self._clock.now()
+        self._rng = random.Random(fleet.seed)
+        self._ids = random.Random(None if fleet.seed is None else fleet.seed + 1)
+        self._faults = {k: dict(v) for k, v in fleet.faults.items()}
+        self._calls = Counter()
+        self._errors = Counter()
+        self._history = []
+        self._windows = {}
+        self._regions = {}
+        for index, (name, spec) in enumerate(fleet.regions.items()):
+            region = RegionState(name=name, quota=spec.quota)
+            for n, inst in enumerate(spec.instances):
+                region.instances[inst.id] = InstanceRecord(
+                    instance_id=inst.id, name=inst.name, region=name, zone=inst.zone,
+                    state=inst.state, created_time=inst.created_time or now - timedelta(days=30),
+                    tags=dict(inst.tags), not_supported=inst.not_supported,
+                    instance_type=inst.instance_type, os_name=inst.os_name,
+                    data_disk_ids=list(inst.data_disk_ids), system_disk_id=self._new_id("disk"),
+                    private_ip=f"10.{index % 250}.{n // 250}.{n % 250 + 2}",
+                )
+            for n, img in enumerate(spec.images):
+                created = img.created_time or now - timedelta(days=60, minutes=n)
+                region.images[img.id] = ImageRecord(
+                    image_id=img.id, name=img.name, region=name, state=img.state,
+                    created_time=created, description=img.description,
+                    image_type=img.image_type,
+                    source="OFFICIAL" if img.image_type == "PUBLIC_IMAGE" else "CREATE_IMAGE",
+                    instance_id=img.instance_id, tags=dict(img.tags), shared=img.shared,
+                    snapshots=[SnapshotRecord(self._new_id("snap"), "SYSTEM_DISK", 50)]
+                    if img.image_type == "PRIVATE_IMAGE" else [],
+                    # a seeded in-flight image finishes like a fresh one
+                    ready_at=now + timedelta(seconds=fleet.timing.create_seconds)
+                    if img.state in BUSY_IMAGE_STATES else None,
+                )
+            self._regions[name] = region
+
+    def _new_id(self, prefix: str) -> str:
+        alphabet = string.ascii_lowercase + string.digits
+        regions: dict[str, RegionState] = getattr(self, "_regions", {})
+        taken = {i for r in regions.values() for i in (*r.images, *r.instances)}
+        for _ in range(1000):
+            candidate = f"{prefix}-" + "".join(self._ids.choice(alphabet) for _ in range(8))
+            if candidate not in taken:
+                return candidate
+        raise RuntimeError("could not find a free id")  # pragma: no cover - 36**8 ids
+
+    def _region(self, region: str | None) -> RegionState:
+        if not region:
+            raise ApiError("MissingParameter",
+                           "The request is missing a required parameter `Region`.")
+        state = self._regions.get(region)
+        if state is None:
+            if all(c in _REGION_SHAPE for c in region) and region.count("-") >= 1:
+                raise ApiError("UnsupportedRegion",
+                               f"The region `{region}` is not supported (not in this fleet).")
+            raise ApiError("InvalidRegion.NotFound", f"The region `{region}` does not exist.")
+        return state
+
+    def _draw_fault(self, action: str) -> str:
+        probabilities = self._faults.get(action) or self._faults.get("*")
+        if not probabilities:
+            return ""
+        draw = self._rng.random()
+        threshold = 0.0
+        for kind in FAULT_KINDS:
+            threshold += probabilities.get(kind, 0.0)
+            if draw < threshold:
+                return kind
+        return ""
+
+    def _check_rate(self, region: str, action: str, now: datetime) -> None:
+        limit = self._fleet.rate_limits.get(action, 0.0)
+        if limit <= 0:
+            return
+        window = self._windows.setdefault((region, action), deque())
+        horizon = now - timedelta(seconds=1)
+        while window and window[0] <= horizon:
+            window.popleft()
+        if len(window) >= limit:
+            raise ApiError("RequestLimitExceeded",
+                           f"{action} is limited to {limit:g} requests per second in {region}.")
+        window.append(now)
+
+    def _advance(self, now: datetime) -> None:
+        """Apply every lifecycle transition due at or before ``now``, oldest first."""
+        due: list[tuple[datetime, str, RegionState, ImageRecord | InstanceRecord]] = []
+        for region in self._regions.values():
+            for image in region.images.values():
+                if image.ready_at is not None and image.ready_at <= now:
+                    due.append((image.ready_at, image.image_id, region, image))
+            for instance in region.instances.values():
+                if instance.ready_at is not None and instance.ready_at <= now:
+                    due.append((instance.ready_at, instance.instance_id, region, instance))
+        due.sort(key=lambda item: (item[0], item[1]))
+        for when, _, region, record in due:
+            before = record.state
+            record.ready_at = None
+            entry: dict[str, Any] = {"time": _history_time(when), "region": region.name,
+                                     "action": "_transition", "params": {}, "result": "ok",
+                                     "from": before}
+            if isinstance(record, ImageRecord):
+                if before == "CREATING" and record.will_fail:
+                    record.state = "CREATEFAILED"
+                    record.snapshots = []
+                else:
+                    record.state = "NORMAL"
+                entry["ImageIds"] = [record.image_id]
+                if record.instance_id:
+                    entry["InstanceIds"] = [record.instance_id]
+            else:
+                record.state = {"STOPPING": "STOPPED", "STARTING": "RUNNING"}.get(before,
+                                                                                  "RUNNING")
+                record.latest_operation_state = "SUCCESS"
+                entry["InstanceIds"] = [record.instance_id]
+            entry["to"] = record.state
+            self._append_history(entry)
+
+    def _append_history(self, entry: dict[str, Any]) -> None:
+        entry["seq"] = len(self._history) + 1
+        self._history.append(entry)
+
+    def _record_write(self, action: str, region: str | None, params: Mapping[str, Any],
+                      now: datetime, result: str, *, request_id: str,
+                      outcome: Outcome | None, lost: bool = False) -> None:
+        if action not in WRITE_ACTIONS:
+            return
+        entry: dict[str, Any] = {
+            "time": _history_time(now), "region": region, "action": action,
+            "params": json.loads(json.dumps(params, default=str)), "result": result,
+            "request_id": request_id,
+        }
+        requested_images = params.get("ImageIds")
+        requested_instances = params.get("InstanceIds") or (
+            [params["InstanceId"]] if isinstance(params.get("InstanceId"), str) else None)
+        if outcome is not None and outcome.image_ids is not None:
+            entry["ImageIds"] = outcome.image_ids
+        elif isinstance(requested_images, list):
+            entry["ImageIds"] = [i for i in requested_images if isinstance(i, str)]
+        elif action in ("CreateImage", "DeleteImages", "SyncImages"):
+            entry["ImageIds"] = []
+        if outcome is not None and outcome.instance_ids is not None:
+            entry["InstanceIds"] = outcome.instance_ids
+        elif isinstance(requested_instances, list):
+            entry["InstanceIds"] = [i for i in requested_instances if isinstance(i, str)]
+        if outcome is not None:
+            entry.update(outcome.extra)
+        if lost:
+            entry["lost_response"] = True
+        self._append_history(entry)
+
+    @staticmethod
+    def _images_sorted(region: RegionState) -> list[ImageRecord]:
+        return sorted(region.images.values(),
+                      key=lambda i: (i.created_time, i.image_id), reverse=True)
+
+    # ------------------------------------------------------------------ actions
+
+    def _create_image(self, region: RegionState, params: Mapping[str, Any], now: datetime,
+                      request_id: str) -> Outcome:
+        name = p.string(params, "ImageName", need=True)
+        instance_id = p.string(params, "InstanceId", need=True)
+        description = p.string(params, "ImageDescription")
+        for key in ("ForcePoweroff", "Sysprep"):
+            value = params.get(key)
+            if value is not None and value not in ("true", "false"):
+                raise ApiError("InvalidParameterValue",
+                               f"The parameter `{key}` must be the string \"true\" or \"false\".")
+        data_disks = p.string_list(params, "DataDiskIds")
+        if p.string_list(params, "SnapshotIds"):
+            raise ApiError("UnsupportedOperation",
+                           "Creating an image from SnapshotIds is not emulated.")
+        dry_run = p.boolean(params, "DryRun")
+        tags = _tag_specification(params.get("TagSpecification"))
+        if not name.strip():
+            raise ApiError("InvalidParameterValue", "The parameter `ImageName` must not be empty.")
+        if len(name) > self._fleet.name_limit:
+            raise ApiError("InvalidParameter.ValueTooLarge",
+                           f"ImageName is longer than {self._fleet.name_limit} characters.")
+        if len(description) > self._fleet.description_limit:
+            raise ApiError("InvalidParameter.ValueTooLarge",
+                           f"ImageDescription is longer than {self._fleet.description_limit} "
+                           "characters.")
+        instance = region.instances.get(instance_id)
+        if instance is None:
+            raise ApiError("InvalidInstanceId.NotFound",
+                           f"The instance `{instance_id}` does not exist in {region.name}.")
+        if instance.not_supported:
+            raise ApiError("InvalidInstance.NotSupported",
+                           f"The instance `{instance_id}` does not support creating images.")
+        if instance.state in TRANSITIONAL_INSTANCE_STATES:
+            raise ApiError("OperationDenied.InstanceOperationInProgress",
+                           f"The instance `{instance_id}` is {instance.state}.")
+        unknown_disks = [d for d in data_disks if d not in instance.data_disk_ids]
+        if unknown_disks:
+            raise ApiError("InvalidParameterValue",
+                           f"Data disks {unknown_disks} are not attached to `{instance_id}`.")
+        if any(i.name == name and i.counts_against_quota for i in region.images.values()):
+            raise ApiError("InvalidImageName.Duplicate",
+                           f"The image name `{name}` already exists in {region.name}.")
+        if any(i.instance_id == instance_id and i.state == "CREATING"
+               for i in region.images.values()):
+            raise ApiError("MutexOperation.TaskRunning",
+                           f"The instance `{instance_id}` already has an image being created.")
+        if region.quota_used() >= region.quota:
+            raise ApiError("ImageQuotaLimitExceeded",
+                           f"The custom-image quota of {region.name} ({region.quota}) is used up.")
+        if dry_run:
+            raise ApiError("DryRunOperation", "The request would have succeeded.")
+        will_fail = self._rng.random() < self._fleet.timing.create_failed_probability
+        snapshots = [SnapshotRecord(self._new_id("snap"), "SYSTEM_DISK", 50)]
+        snapshots += [SnapshotRecord(self._new_id("snap"), "DATA_DISK", 100) for _ in data_disks]
+        image = ImageRecord(
+            image_id=self._new_id("img"), name=name, region=region.name, state="CREATING",
+            created_time=now, description=description, instance_id=instance_id,
+            os_name=instance.os_name, tags=tags, snapshots=snapshots, will_fail=will_fail,
+            ready_at=now + timedelta(seconds=self._fleet.timing.create_seconds),
+        )
+        region.images[image.image_id] = image
+        return Outcome({"ImageId": image.image_id}, image_ids=[image.image_id],
+                       instance_ids=[instance_id])
+
+    def _describe_images(self, region: RegionState, params: Mapping[str, Any], now: datetime,
+                         request_id: str) -> Outcome:
+        ids = p.string_list(params, "ImageIds")
+        filters = p.filters(params, frozenset({"image-id", "image-type", "image-name",
+                                               "image-state", "platform", "tag-key",
+                                               "tag-value", "tag:"}))
+        p.string(params, "InstanceType")
+        if ids and filters:
+            raise ApiError("InvalidParameter.InvalidParameterCoexistImageIdsFilters",
+                           "ImageIds and Filters cannot be given together.")
+        offset, limit = p.paging(params)
+        if ids:
+            wanted = dict.fromkeys(ids)
+            matching = [region.images[i] for i in wanted if i in region.images]
+        else:
+            matching = [i for i in self._images_sorted(region)
+                        if all(_image_matches(i, name, values) for name, values in filters)]
+        page = matching[offset:offset + limit]
+        return Outcome({"ImageSet": [i.to_api() for i in page], "TotalCount": len(matching)})
+
+    def _delete_images(self, region: RegionState, params: Mapping[str, Any], now: datetime,
+                       request_id: str) -> Outcome:
+        ids = list(dict.fromkeys(p.string_list(params, "ImageIds", need=True)))
+        delete_snapshots = p.boolean(params, "DeleteBindedSnap")
+        dry_run = p.boolean(params, "DryRun")
+        for image_id in ids:
+            image = region.images.get(image_id)
+            if image is None:
+                raise ApiError("InvalidImageId.NotFound",
+                               f"The image `{image_id}` does not exist in {region.name}.")
+            if not image.counts_against_quota:
+                raise ApiError("UnauthorizedOperation.ImageNotBelongToAccount",
+                               f"The image `{image_id}` is not a custom image of this account.")
+            if image.state in BUSY_IMAGE_STATES:
+                raise ApiError("InvalidImageId.IncorrectState",
+                               f"The image `{image_id}` is {image.state} and cannot be deleted.")
+            if image.shared:
+                raise ApiError("InvalidImageId.InShared",
+                               f"The image `{image_id}` is shared; cancel sharing first.")
+        if dry_run:
+            raise ApiError("DryRunOperation", "The request would have succeeded.")
+        for image_id in ids:
+            image = region.images.pop(image_id)
+            if not delete_snapshots:
+                region.leftover_snapshots.extend(s.snapshot_id for s in image.snapshots)
+        return Outcome({}, image_ids=ids)
+
+    def _describe_image_quota(self, region: RegionState, params: Mapping[str, Any],
+                              now: datetime, request_id: str) -> Outcome:
+        return Outcome({"ImageNumQuota": region.quota})
+
+    def _sync_images(self, region: RegionState, params: Mapping[str, Any], now: datetime,
+                     request_id: str) -> Outcome:
+        ids = list(dict.fromkeys(p.string_list(params, "ImageIds", need=True)))
+        destinations = list(dict.fromkeys(p.string_list(params, "DestinationRegions",
+                                                        need=True)))
+        dry_run = p.boolean(params, "DryRun")
+        copy_name = p.string(params, "ImageName")
+        set_required = p.boolean(params, "ImageSetRequired")
+        p.boolean(params, "Encrypt")
+        p.string(params, "KmsKeyId")
+        if copy_name and len(copy_name) > self._fleet.name_limit:
+            raise ApiError("InvalidParameter.ValueTooLarge",
+                           f"ImageName is longer than {self._fleet.name_limit} characters.")
+        sources: list[ImageRecord] = []
+        for image_id in ids:
+            image = region.images.get(image_id)
+            if image is None:
+                raise ApiError("InvalidImageId.NotFound",
+                               f"The image `{image_id}` does not exist in {region.name}.")
+            if not image.counts_against_quota:
+                raise ApiError("UnauthorizedOperation.ImageNotBelongToAccount",
+                               f"The image `{image_id}` is not a custom image of this account.")
+            if image.state != "NORMAL":
+                raise ApiError("InvalidImageId.IncorrectState",
+                               f"The image `{image_id}` is {image.state}; only NORMAL images "
+                               "can be synced.")
+            sources.append(image)
+        targets: list[RegionState] = []
+        for name in destinations:
+            target = self._regions.get(name)
+            if target is None:
+                raise ApiError("InvalidRegion.NotFound", f"The region `{name}` does not exist.")
+            if target is region:
+                raise ApiError("InvalidParameterValue",
+                               "DestinationRegions must not contain the source region.")
+            if target.quota_used() + len(sources) > target.quota:
+                raise ApiError("ImageQuotaLimitExceeded",
+                               f"The custom-image quota of {name} ({target.quota}) is used up.")
+            for source in sources:
+                wanted = copy_name or source.name
+                if any(i.name == wanted and i.counts_against_quota
+                       for i in target.images.values()):
+                    raise ApiError("InvalidImageName.Duplicate",
+                                   f"The image name `{wanted}` already exists in {name}.")
+            targets.append(target)
+        if dry_run:
+            raise ApiError("DryRunOperation", "The request would have succeeded.")
+        ready = now + timedelta(seconds=self._fleet.timing.sync_seconds)
+        copies: list[dict[str, str]] = []
+        for source in sources:
+            source.state = "SYNCING"
+            source.ready_at = ready
+            for target in targets:
+                image = ImageRecord(
+                    image_id=self._new_id("img"), name=copy_name or source.name,
+                    region=target.name, state="CREATING", created_time=now,
+                    description=source.description, instance_id=source.instance_id,
+                    os_name=source.os_name, tags=dict(source.tags),
+                    snapshots=[SnapshotRecord(self._new_id("snap"), s.disk_usage, s.disk_size)
+                               for s in source.snapshots],
+                    ready_at=ready,
+                )
+                target.images[image.image_id] = image
+                copies.append({"ImageId": image.image_id, "Region": target.name})
+        body: dict[str, Any] = {"ImageSet": copies} if set_required else {}
+        return Outcome(body, image_ids=ids, extra={"copies": copies})
+
+    def _instances_in_order(self, region: RegionState, ids: list[str],
+                            strict: bool) -> list[InstanceRecord]:
+        if not ids:
+            return list(region.instances.values())
+        found: list[InstanceRecord] = []
+        for instance_id in dict.fromkeys(ids):
+            instance = region.instances.get(instance_id)
+            if instance is not None:
+                found.append(instance)
+            elif strict:
+                raise ApiError("InvalidInstanceId.NotFound",
+                               f"The instance `{instance_id}` does not exist in {region.name}.")
+        return found
+
+    def _describe_instances(self, region: RegionState, params: Mapping[str, Any],
+                            now: datetime, request_id: str) -> Outcome:
+        ids = p.string_list(params, "InstanceIds")
+        filters = p.filters(params, frozenset({"instance-id", "instance-name", "instance-state",
+                                               "zone", "tag-key", "tag-value", "tag:"}))
+        if ids and filters:
+            raise ApiError("InvalidParameterCoexistInstanceIdsFilters",
+                           "InstanceIds and Filters cannot be given together.")
+        offset, limit = p.paging(params)
+        matching = [i for i in self._instances_in_order(region, ids, strict=False)
+                    if all(_instance_matches(i, name, values) for name, values in filters)]
+        page = matching[offset:offset + limit]
+        return Outcome({"TotalCount": len(matching), "InstanceSet": [i.to_api() for i in page]})
+
+    def _describe_instances_status(self, region: RegionState, params: Mapping[str, Any],
+                                   now: datetime, request_id: str) -> Outcome:
+        ids = p.string_list(params, "InstanceIds")
+        offset, limit = p.paging(params)
+        matching = self._instances_in_order(region, ids, strict=True)
+        page = matching[offset:offset + limit]
+        return Outcome({"TotalCount": len(matching),
+                        "InstanceStatusSet": [{"InstanceId": i.instance_id,
+                                               "InstanceState": i.state} for i in page]})
+
+    def _stop_instances(self, region: RegionState, params: Mapping[str, Any], now: datetime,
+                        request_id: str) -> Outcome:
+        ids = p.string_list(params, "InstanceIds", need=True)
+        stop_type = p.string(params, "StopType", default="SOFT")
+        mode = p.string(params, "StoppedMode", default="KEEP_CHARGING")
+        p.boolean(params, "ForceStop")
+        if stop_type not in ("SOFT", "HARD", "SOFT_FIRST"):
+            raise ApiError("InvalidParameterValue", "StopType must be SOFT, HARD or SOFT_FIRST.")
+        if mode not in ("KEEP_CHARGING", "STOP_CHARGING"):
+            raise ApiError("InvalidParameterValue",
+                           "StoppedMode must be KEEP_CHARGING or STOP_CHARGING.")
+        return self._transition_instances(region, ids, now, request_id=request_id,
+                                          operation="StopInstances", moving="STOPPING",
+                                          seconds=self._fleet.timing.stop_seconds)
+
+    def _start_instances(self, region: RegionState, params: Mapping[str, Any], now: datetime,
+                         request_id: str) -> Outcome:
+        ids = p.string_list(params, "InstanceIds", need=True)
+        return self._transition_instances(region, ids, now, request_id=request_id,
+                                          operation="StartInstances", moving="STARTING",
+                                          seconds=self._fleet.timing.start_seconds)
+
+    def _transition_instances(self, region: RegionState, ids: list[str], now: datetime, *,
+                              request_id: str, operation: str, moving: str,
+                              seconds: float) -> Outcome:
+        instances = self._instances_in_order(region, ids, strict=True)
+        settled = "RUNNING" if moving == "STOPPING" else "STOPPED"
+        for instance in instances:
+            if instance.state in TRANSITIONAL_INSTANCE_STATES:
+                raise ApiError("OperationDenied.InstanceOperationInProgress",
+                               f"The instance `{instance.instance_id}` is {instance.state}.")
+            if instance.state != settled:
+                raise ApiError(f"UnsupportedOperation.InstanceState{instance.state.title()}",
+                               f"The instance `{instance.instance_id}` is already "
+                               f"{instance.state}.")
+        for instance in instances:
+            instance.state = moving
+            instance.ready_at = now + timedelta(seconds=seconds)
+            instance.latest_operation = operation
+            instance.latest_operation_state = "OPERATING"
+            instance.latest_operation_request_id = request_id
+        return Outcome({}, instance_ids=[i.instance_id for i in instances])
+
+
+def _tag_specification(raw: Any) -> dict[str, str]:
+    """Read ``TagSpecification`` into the image's tags (only ``ResourceType: image``)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        raise ApiError("InvalidParameter", "The parameter `TagSpecification` must be a list.")
+    tags: dict[str, str] = {}
+    for spec in raw:
+        if not isinstance(spec, dict) or not isinstance(spec.get("Tags"), list):
+            raise ApiError("InvalidParameter",
+                           "Each TagSpecification needs `ResourceType` and `Tags`.")
+        if spec.get("ResourceType") != "image":
+            raise ApiError("InvalidParameterValue",
+                           "TagSpecification.ResourceType must be `image` for CreateImage.")
+        for tag in spec["Tags"]:
+            if not isinstance(tag, dict) or not isinstance(tag.get("Key"), str) or not \
+                    isinstance(tag.get("Value", ""), str) or not tag["Key"]:
+                raise ApiError("InvalidParameter", "Each tag needs a string `Key` and `Value`.")
+            tags[tag["Key"]] = tag.get("Value", "")
+    return tags
+
+
+def _image_matches(image: ImageRecord, name: str, values: list[str]) -> bool:
+    tag_result = p.tags_match(image.tags, name, values)
+    if tag_result is not None:
+        return tag_result
+    if name == "image-id":
+        return image.image_id in values
+    if name == "image-type":
+        return image.image_type in values
+    if name == "image-name":
+        return any(value in image.name for value in values)
+    if name == "image-state":
+        return image.state in values
+    return any(value.lower() in "tencentos" for value in values)  # platform
+
+
+def _instance_matches(instance: InstanceRecord, name: str, values: list[str]) -> bool:
+    tag_result = p.tags_match(instance.tags, name, values)
+    if tag_result is not None:
+        return tag_result
+    if name == "instance-id":
+        return instance.instance_id in values
+    if name == "instance-name":
+        return any(value in instance.name for value in values)
+    if name == "instance-state":
+        return instance.state in values
+    return instance.zone in values  # zone
+
+
+def _history_time(when: datetime) -> str:
+    """History times keep milliseconds so that sub-second lifecycles stay ordered."""
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _rng_state(rng: random.Random) -> list[Any]:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _rng_from_json(raw: list[Any]) -> tuple[Any, ...]:
+    return (raw[0], tuple(raw[1]), raw[2])

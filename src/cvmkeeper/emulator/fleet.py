@@ -1,0 +1,447 @@
+"""The fleet file: what an emulated Tencent Cloud account holds when it starts.
+
+A fleet seeds regions, quotas, instances, pre-existing images, timings, rate limits,
+faults and the accepted key pair. Tests, the demo and the benchmark write such files, so
+loading is forgiving about what is left out (every key but ``regions`` is optional) and
+strict about what is wrong: every error names the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Documented per-region, per-second limits of the actions the emulator serves.
+DEFAULT_RATE_LIMITS: Mapping[str, float] = {
+    "CreateImage": 10,
+    "DeleteImages": 10,
+    "SyncImages": 10,
+    "StopInstances": 10,
+    "StartInstances": 10,
+    "DescribeImages": 40,
+    "DescribeInstances": 40,
+    "DescribeInstancesStatus": 40,
+    "DescribeImageQuota": 20,
+}
+
+#: Every action the emulator serves.
+ACTIONS: tuple[str, ...] = (
+    "CreateImage",
+    "DescribeImages",
+    "DeleteImages",
+    "DescribeImageQuota",
+    "SyncImages",
+    "DescribeInstances",
+    "DescribeInstancesStatus",
+    "StopInstances",
+    "StartInstances",
+)
+
+#: Fault kinds a fleet may inject, in the order they are drawn.
+FAULT_KINDS: tuple[str, ...] = ("InternalError", "RequestLimitExceeded", "reset", "lost_response")
+
+#: (name, description) length limits: the seed's CreateImage doc, and today's API.
+LIMITS: Mapping[str, tuple[int, int]] = {"legacy": (20, 60), "current": (60, 256)}
+
+INSTANCE_STATES = ("PENDING", "RUNNING", "STOPPING", "STOPPED", "STARTING", "REBOOTING")
+IMAGE_STATES = ("CREATING", "NORMAL", "CREATEFAILED", "SYNCING", "IMPORTING", "IMPORTFAILED")
+IMAGE_TYPES = ("PRIVATE_IMAGE", "PUBLIC_IMAGE", "SHARED_IMAGE")
+
+
+class FleetError(ValueError):
+    """A fleet file or mapping is invalid; the message names file, line and key."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The one key pair the emulator accepts. The secret key never appears in a repr."""
+
+    secret_id: str = "AKIDEMULATOR000000000000000000000000"  # noqa: S105 - public test id
+    secret_key: str = field(default="emulator-secret-key", repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long lifecycles take, in seconds, and how often a create fails."""
+
+    create_seconds: float = 2.0
+    create_failed_probability: float = 0.0
+    stop_seconds: float = 1.0
+    start_seconds: float = 1.0
+    sync_seconds: float = 3.0
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """One CVM instance as the fleet seeds it."""
+
+    id: str
+    name: str = ""
+    state: str = "RUNNING"
+    zone: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    not_supported: bool = False
+    instance_type: str = "S5.MEDIUM4"
+    os_name: str = "TencentOS Server 3.1 (TK4)"
+    data_disk_ids: tuple[str, ...] = ()
+    created_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One pre-existing image (a golden image, an old backup, ...)."""
+
+    id: str
+    name: str
+    state: str = "NORMAL"
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    shared: bool = False
+    image_type: str = "PRIVATE_IMAGE"
+    instance_id: str = ""
+    created_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    """One region: its custom-image quota, instances and pre-existing images."""
+
+    name: str
+    quota: int = 10
+    instances: tuple[InstanceSpec, ...] = ()
+    images: tuple[ImageSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    """Everything an emulated account starts with.
+
+    ``source`` keeps the mapping the spec was built from, so that the state file and
+    ``/_emulator/reset`` can rebuild it exactly.
+    """
+
+    regions: Mapping[str, RegionSpec]
+    credentials: Credentials = field(default_factory=Credentials)
+    limits: str = "legacy"
+    latency_ms: float = 0.0
+    timing: Timing = field(default_factory=Timing)
+    rate_limits: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    faults: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    seed: int | None = None
+    source: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def name_limit(self) -> int:
+        """Longest accepted ``ImageName``."""
+        return LIMITS[self.limits][0]
+
+    @property
+    def description_limit(self) -> int:
+        """Longest accepted ``ImageDescription``."""
+        return LIMITS[self.limits][1]
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, origin: str = "<fleet>") -> FleetSpec:
+        """Build a spec from a parsed mapping; errors name ``origin`` and the key path."""
+        return _Parser(origin, {}).fleet(data)
+
+
+def load_fleet(path: str | Path) -> FleetSpec:
+    """Read and validate a fleet YAML file; errors name the file, the line and the key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FleetError(f"{path}: cannot read fleet file: {exc.strerror}") from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise FleetError(f"{path}: not valid YAML: {exc}") from exc
+    lines: dict[tuple[str, ...], int] = {}
+    if node is not None:
+        _record_lines(node, (), lines)
+    return _Parser(str(path), lines).fleet(data)
+
+
+def parse_faults(data: Any, *, origin: str = "<faults>") -> dict[str, dict[str, float]]:
+    """Validate a ``faults:`` mapping (as in the fleet file, or POSTed at runtime)."""
+    return _Parser(origin, {}).faults(data, ("faults",))
+
+
+def _record_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
+    """Remember the 1-based line of every key path in a composed YAML tree."""
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (*path, str(key_node.value))
+            out[key] = key_node.start_mark.line + 1
+            _record_lines(value_node, key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(item, (*path, f"[{index}]"), out)
+
+
+class _Parser:
+    """Turns a plain mapping into a :class:`FleetSpec`, naming the place of every error."""
+
+    def __init__(self, origin: str, lines: Mapping[tuple[str, ...], int]) -> None:
+        self.origin = origin
+        self.lines = lines
+
+    def fail(self, path: tuple[str, ...], message: str) -> FleetError:
+        """Make an error that names the file, the line (when known) and the key path."""
+        key = ".".join(path).replace(".[", "[") or "<top>"
+        probe = path
+        while probe and probe not in self.lines:
+            probe = probe[:-1]
+        line = self.lines.get(probe)
+        where = f"{self.origin}:{line}" if line else self.origin
+        return FleetError(f"{where}: {key}: {message}")
+
+    def mapping(self, value: Any, path: tuple[str, ...]) -> Mapping[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.fail(path, f"must be a mapping, got {type(value).__name__}")
+        return value
+
+    def known_keys(self, value: Mapping[str, Any], path: tuple[str, ...], keys: set[str]) -> None:
+        for key in value:
+            if key not in keys:
+                known = ", ".join(sorted(keys))
+                raise self.fail((*path, str(key)), f"unknown key (known: {known})")
+
+    def string(self, value: Any, path: tuple[str, ...], *, allow_empty: bool = True) -> str:
+        if not isinstance(value, str) or (not allow_empty and not value):
+            raise self.fail(path, "must be a non-empty string" if not allow_empty else
+                            "must be a string")
+        return value
+
+    def number(self, value: Any, path: tuple[str, ...], *, low: float = 0.0,
+               high: float = math.inf) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(path, f"must be a number, got {value!r}")
+        if not low <= float(value) <= high or math.isnan(float(value)):
+            raise self.fail(path, f"must be between {low} and {high}, got {value!r}")
+        return float(value)
+
+    def integer(self, value: Any, path: tuple[str, ...], *, low: int = 0) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise self.fail(path, f"must be an integer >= {low}, got {value!r}")
+        return value
+
+    def boolean(self, value: Any, path: tuple[str, ...]) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(path, f"must be true or false, got {value!r}")
+        return value
+
+    def choice(self, value: Any, path: tuple[str, ...], options: Sequence[str]) -> str:
+        if value not in options:
+            raise self.fail(path, f"must be one of {', '.join(options)}, got {value!r}")
+        return str(value)
+
+    def tags(self, value: Any, path: tuple[str, ...]) -> dict[str, str]:
+        raw = self.mapping(value, path)
+        out: dict[str, str] = {}
+        for key, tag_value in raw.items():
+            if not isinstance(key, str) or not key:
+                raise self.fail(path, f"tag keys must be non-empty strings, got {key!r}")
+            if isinstance(tag_value, bool) or not isinstance(tag_value, str | int | float):
+                raise self.fail((*path, key), "tag values must be strings")
+            out[key] = str(tag_value)
+        return out
+
+    def timestamp(self, value: Any, path: tuple[str, ...]) -> datetime:
+        if isinstance(value, datetime):
+            parsed = value
+        elif isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise self.fail(path, f"must be an ISO 8601 time, got {value!r}") from None
+        else:
+            raise self.fail(path, f"must be an ISO 8601 time, got {value!r}")
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+
+    def fleet(self, data: Any) -> FleetSpec:
+        top = self.mapping(data, ())
+        self.known_keys(top, (), {"credentials", "limits", "latency_ms", "timing", "rate_limits",
+                                  "faults", "regions", "seed", "invalid_instances"})
+        if not top.get("regions"):
+            raise self.fail(("regions",), "is required and must name at least one region")
+        invalid = self.id_list(top.get("invalid_instances"), ("invalid_instances",))
+        regions_raw = self.mapping(top["regions"], ("regions",))
+        regions: dict[str, RegionSpec] = {}
+        for name, region_raw in regions_raw.items():
+            path = ("regions", str(name))
+            regions[str(name)] = self.region(self.string(name, path, allow_empty=False),
+                                             region_raw, path, invalid)
+        self.unique_ids(regions)
+        seed = top.get("seed")
+        if seed is not None:
+            seed = self.integer(seed, ("seed",))
+        return FleetSpec(
+            regions=regions,
+            credentials=self.credentials(top.get("credentials"), ("credentials",)),
+            limits=self.choice(top.get("limits", "legacy"), ("limits",), tuple(LIMITS)),
+            latency_ms=self.number(top.get("latency_ms", 0), ("latency_ms",), high=60_000),
+            timing=self.timing(top.get("timing"), ("timing",)),
+            rate_limits=self.rate_limits(top.get("rate_limits"), ("rate_limits",)),
+            faults=self.faults(top.get("faults"), ("faults",)),
+            seed=seed,
+            source=dict(top),
+        )
+
+    def id_list(self, value: Any, path: tuple[str, ...]) -> frozenset[str]:
+        if value is None:
+            return frozenset()
+        if not isinstance(value, list):
+            raise self.fail(path, "must be a list of instance ids")
+        return frozenset(self.string(item, (*path, f"[{i}]"), allow_empty=False)
+                         for i, item in enumerate(value))
+
+    def credentials(self, value: Any, path: tuple[str, ...]) -> Credentials:
+        raw = self.mapping(value, path)
+        self.known_keys(raw, path, {"secret_id", "secret_key", "token"})
+        default = Credentials()
+        token = raw.get("token")
+        return Credentials(
+            secret_id=self.string(raw.get("secret_id", default.secret_id), (*path, "secret_id"),
+                                  allow_empty=False),
+            secret_key=self.string(raw.get("secret_key", default.secret_key),
+                                   (*path, "secret_key"), allow_empty=False),
+            token=None if token is None else self.string(token, (*path, "token")),
+        )
+
+    def timing(self, value: Any, path: tuple[str, ...]) -> Timing:
+        raw = self.mapping(value, path)
+        fields = {"create_seconds", "create_failed_probability", "stop_seconds",
+                  "start_seconds", "sync_seconds"}
+        self.known_keys(raw, path, fields)
+        values: dict[str, float] = {}
+        for key in fields & set(raw):
+            high = 1.0 if key == "create_failed_probability" else 86_400.0
+            values[key] = self.number(raw[key], (*path, key), high=high)
+        return Timing(**values)
+
+    def rate_limits(self, value: Any, path: tuple[str, ...]) -> dict[str, float]:
+        raw = self.mapping(value, path)
+        limits = dict(DEFAULT_RATE_LIMITS)
+        for action, limit in raw.items():
+            self.choice(action, (*path, str(action)), ACTIONS)
+            limits[action] = 0.0 if limit is None else self.number(limit, (*path, action))
+        return limits
+
+    def faults(self, value: Any, path: tuple[str, ...]) -> dict[str, dict[str, float]]:
+        raw = self.mapping(value, path)
+        faults: dict[str, dict[str, float]] = {}
+        for action, kinds in raw.items():
+            action_path = (*path, str(action))
+            self.choice(action, action_path, (*ACTIONS, "*"))
+            kinds_raw = self.mapping(kinds, action_path)
+            self.known_keys(kinds_raw, action_path, set(FAULT_KINDS))
+            probabilities = {kind: self.number(p, (*action_path, kind), high=1.0)
+                             for kind, p in kinds_raw.items()}
+            if sum(probabilities.values()) > 1.0 + 1e-9:
+                raise self.fail(action_path, "fault probabilities add up to more than 1")
+            faults[str(action)] = probabilities
+        return faults
+
+    def region(self, name: str, value: Any, path: tuple[str, ...],
+               invalid: frozenset[str]) -> RegionSpec:
+        raw = self.mapping(value, path)
+        self.known_keys(raw, path, {"quota", "instances", "images", "invalid_instances"})
+        invalid = invalid | self.id_list(raw.get("invalid_instances"),
+                                         (*path, "invalid_instances"))
+        instances = tuple(self.instance(item, (*path, "instances", f"[{i}]"), name, invalid)
+                          for i, item in enumerate(self.sequence(raw.get("instances"),
+                                                                 (*path, "instances"))))
+        images = tuple(self.image(item, (*path, "images", f"[{i}]"))
+                       for i, item in enumerate(self.sequence(raw.get("images"),
+                                                              (*path, "images"))))
+        return RegionSpec(name=name, quota=self.integer(raw.get("quota", 10), (*path, "quota")),
+                          instances=instances, images=images)
+
+    def sequence(self, value: Any, path: tuple[str, ...]) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(path, "must be a list")
+        return value
+
+    def instance(self, value: Any, path: tuple[str, ...], region: str,
+                 invalid: frozenset[str]) -> InstanceSpec:
+        raw = self.mapping(value, path)
+        self.known_keys(raw, path, {"id", "name", "state", "zone", "tags", "not_supported",
+                                    "instance_type", "os_name", "data_disk_ids", "created_time"})
+        if "id" not in raw:
+            raise self.fail((*path, "id"), "is required")
+        instance_id = self.string(raw["id"], (*path, "id"), allow_empty=False)
+        created = raw.get("created_time")
+        disks = self.sequence(raw.get("data_disk_ids"), (*path, "data_disk_ids"))
+        return InstanceSpec(
+            id=instance_id,
+            name=self.string(raw.get("name", instance_id), (*path, "name")),
+            state=self.choice(raw.get("state", "RUNNING"), (*path, "state"), INSTANCE_STATES),
+            zone=self.string(raw.get("zone", f"{region}-1"), (*path, "zone")),
+            tags=self.tags(raw.get("tags"), (*path, "tags")),
+            not_supported=self.boolean(raw.get("not_supported", False),
+                                       (*path, "not_supported")) or instance_id in invalid,
+            instance_type=self.string(raw.get("instance_type", "S5.MEDIUM4"),
+                                      (*path, "instance_type")),
+            os_name=self.string(raw.get("os_name", InstanceSpec.os_name), (*path, "os_name")),
+            data_disk_ids=tuple(self.string(d, (*path, "data_disk_ids", f"[{i}]"))
+                                for i, d in enumerate(disks)),
+            created_time=None if created is None else self.timestamp(created,
+                                                                     (*path, "created_time")),
+        )
+
+    def image(self, value: Any, path: tuple[str, ...]) -> ImageSpec:
+        raw = self.mapping(value, path)
+        self.known_keys(raw, path, {"id", "name", "state", "description", "tags", "shared",
+                                    "type", "instance_id", "created_time"})
+        for key in ("id", "name"):
+            if key not in raw:
+                raise self.fail((*path, key), "is required")
+        created = raw.get("created_time")
+        return ImageSpec(
+            id=self.string(raw["id"], (*path, "id"), allow_empty=False),
+            name=self.string(raw["name"], (*path, "name"), allow_empty=False),
+            state=self.choice(raw.get("state", "NORMAL"), (*path, "state"), IMAGE_STATES),
+            description=self.string(raw.get("description", ""), (*path, "description")),
+            tags=self.tags(raw.get("tags"), (*path, "tags")),
+            shared=self.boolean(raw.get("shared", False), (*path, "shared")),
+            image_type=self.choice(raw.get("type", "PRIVATE_IMAGE"), (*path, "type"),
+                                   IMAGE_TYPES),
+            instance_id=self.string(raw.get("instance_id", ""), (*path, "instance_id")),
+            created_time=None if created is None else self.timestamp(created,
+                                                                     (*path, "created_time")),
+        )
+
+    def unique_ids(self, regions: Mapping[str, RegionSpec]) -> None:
+        seen: set[str] = set()
+        for region in regions.values():
+            for index, instance in enumerate(region.instances):
+                if instance.id in seen:
+                    raise self.fail(("regions", region.name, "instances", f"[{index}]", "id"),
+                                    f"duplicate id {instance.id!r}")
+                seen.add(instance.id)
+            names: set[str] = set()
+            for index, image in enumerate(region.images):
+                path = ("regions", region.name, "images", f"[{index}]")
+                if image.id in seen:
+                    raise self.fail((*path, "id"), f"duplicate id {image.id!r}")
+                if image.name in names and image.image_type == "PRIVATE_IMAGE":
+                    raise self.fail((*path, "name"), f"duplicate image name {image.name!r}")
+                seen.add(image.id)
+                names.add(image.name)

@@ -1,0 +1,180 @@
+"""The HTTP front of the emulator: Tencent Cloud API 3.0 on the wire, nothing more.
+
+``POST /`` with the ``X-TC-*`` headers is verified (TC3 signature, skew, version) and
+handed to :meth:`EmulatorCore.call`. Every API answer, error or not, is HTTP 200 with
+exactly ``Content-Type: application/json`` and a ``RequestId`` (the SDK ignores errors
+under any other content type and turns any non-200 into ``ServerNetworkError``). An
+injected :class:`ConnectionFault` closes the socket without a byte of response.
+
+Control endpoints for tests and tools: ``GET /_emulator/state``,
+``POST /_emulator/faults`` (body: a ``faults:`` mapping) and ``POST /_emulator/reset``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import struct
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from cvmkeeper.emulator.clock import Clock, SystemClock
+from cvmkeeper.emulator.core import EmulatorCore
+from cvmkeeper.emulator.errors import ApiError, ConnectionFault
+from cvmkeeper.emulator.fleet import FleetError
+from cvmkeeper.emulator.tc3 import SignedRequest, verify
+
+API_VERSION = "2017-03-12"
+MAX_BODY_BYTES = 4 * 1024 * 1024
+log = logging.getLogger(__name__)
+
+
+class EmulatorHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server bound to one :class:`EmulatorCore`.
+
+    ``signature_clock`` checks signature age against the wall clock even when the core
+    runs on a manual clock (the SDK signs with the real time).
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], core: EmulatorCore,
+                 signature_clock: Clock | None = None) -> None:
+        """Bind to ``address`` (use 127.0.0.1) and serve ``core``."""
+        self.core = core
+        self.signature_clock: Clock = signature_clock or SystemClock()
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: EmulatorHTTPServer
+    server_version = "cvmkeeper-emulator"
+    sys_version = ""
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    # ------------------------------------------------------------------ routing
+
+    def do_GET(self) -> None:
+        if self.path == "/_emulator/state":
+            self._send_json(200, self.server.core.state())
+        elif self.path.split("?")[0] == "/":
+            self._send_api_error(str(uuid.uuid4()), ApiError(
+                "UnsupportedProtocol", "The emulator accepts POST with a JSON body only."))
+        else:
+            self._send_json(404, {"error": f"no such path {self.path}"})
+
+    def do_POST(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        if self.path == "/":
+            self._api(body)
+        elif self.path == "/_emulator/faults":
+            try:
+                mapping = json.loads(body or b"{}")
+                if not isinstance(mapping, dict):
+                    raise FleetError("faults: the body must be a JSON object")
+                self.server.core.set_faults(mapping)
+            except (ValueError, FleetError) as exc:
+                self._send_json(400, {"error": str(exc)})
+                return
+            self._send_json(200, {"faults": self.server.core.state()["faults"]})
+        elif self.path == "/_emulator/reset":
+            self.server.core.reset()
+            self._send_json(200, {"reset": True})
+        else:
+            self._send_json(404, {"error": f"no such path {self.path}"})
+
+    # ------------------------------------------------------------------ the API
+
+    def _api(self, body: bytes) -> None:
+        request_id = str(uuid.uuid4())
+        core = self.server.core
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        action = headers.get("x-tc-action", "")
+        latency = core.fleet.latency_ms / 1000.0
+        try:
+            params = self._check_envelope(headers, body)
+        except ApiError as error:
+            core.record_rejected(action, error.code)
+            self._pause(latency)
+            self._send_api_error(request_id, error)
+            return
+        try:
+            result = core.call(action, headers.get("x-tc-region") or None, params,
+                               request_id=request_id)
+        except ApiError as error:
+            self._pause(latency)
+            self._send_api_error(request_id, error)
+            return
+        except ConnectionFault as fault:
+            self._drop_connection(reset=not fault.committed)
+            return
+        self._pause(latency)
+        self._send_json(200, {"Response": {**result, "RequestId": request_id}})
+
+    def _check_envelope(self, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+        """Verify content type, signature and version; return the JSON parameters."""
+        content_type = headers.get("content-type", "")
+        if content_type.split(";")[0].strip() != "application/json":
+            raise ApiError("InvalidParameter",
+                           "Content-Type must be application/json for TC3 POST requests.")
+        verify(SignedRequest(method=self.command, path=self.path, query="", headers=headers,
+                             body=body), self.server.core.fleet.credentials,
+               self.server.signature_clock.now())
+        if headers.get("x-tc-version") != API_VERSION:
+            raise ApiError("NoSuchVersion",
+                           f"The API version must be {API_VERSION} for CVM.")
+        if not headers.get("x-tc-action"):
+            raise ApiError("MissingParameter", "The request is missing the X-TC-Action header.")
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            raise ApiError("InvalidParameter", "The request body is not valid JSON.") from None
+        if not isinstance(params, dict):
+            raise ApiError("InvalidParameter", "The request body must be a JSON object.")
+        return params
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _read_body(self) -> bytes | None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY_BYTES:
+            self._send_json(413, {"error": "bad or too large Content-Length"})
+            return None
+        return self.rfile.read(length) if length else b""
+
+    @staticmethod
+    def _pause(seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def _send_api_error(self, request_id: str, error: ApiError) -> None:
+        self._send_json(200, {"Response": {"Error": {"Code": error.code,
+                                                     "Message": error.message},
+                                           "RequestId": request_id}})
+
+    def _send_json(self, status: int, document: Any) -> None:
+        payload = json.dumps(document).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _drop_connection(self, *, reset: bool) -> None:
+        """Close the socket without answering; ``reset`` sends a TCP RST instead of FIN."""
+        self.close_connection = True
+        if reset:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))

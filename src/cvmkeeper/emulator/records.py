@@ -1,0 +1,246 @@
+"""The emulator's mutable state, and how each record looks on the wire.
+
+Records are plain dataclasses that the core mutates under its lock. ``to_api`` renders
+them exactly as ``DescribeImages`` / ``DescribeInstances`` return them, so the SDK's typed
+models deserialize every field; ``to_json``/``from_json`` are for the state file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+SYSTEM_DISK_GIB = 50
+DATA_DISK_GIB = 100
+
+
+def api_time(when: datetime) -> str:
+    """Format a time the way CVM does: ISO 8601, UTC, seconds, ``Z``."""
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(raw: str) -> datetime:
+    """Parse a time written by :func:`api_time` or ``isoformat``."""
+    return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+
+
+def api_tags(tags: dict[str, str]) -> list[dict[str, str]]:
+    """Render a tag mapping as the API's ``[{"Key", "Value"}]`` list."""
+    return [{"Key": key, "Value": value} for key, value in tags.items()]
+
+
+@dataclass
+class SnapshotRecord:
+    """A snapshot behind an image (system or data disk)."""
+
+    snapshot_id: str
+    disk_usage: str  # SYSTEM_DISK | DATA_DISK
+    disk_size: int
+
+    def to_api(self) -> dict[str, Any]:
+        """Render as an entry of ``Image.SnapshotSet``."""
+        return {"SnapshotId": self.snapshot_id, "DiskUsage": self.disk_usage,
+                "DiskSize": self.disk_size}
+
+
+@dataclass
+class ImageRecord:
+    """One image in one region.
+
+    ``ready_at`` is when a pending transition happens: ``CREATING`` becomes ``NORMAL`` (or
+    ``CREATEFAILED`` when ``will_fail``), ``SYNCING`` returns to ``NORMAL``.
+    """
+
+    image_id: str
+    name: str
+    region: str
+    state: str
+    created_time: datetime
+    description: str = ""
+    image_type: str = "PRIVATE_IMAGE"
+    source: str = "CREATE_IMAGE"
+    instance_id: str = ""
+    os_name: str = "TencentOS Server 3.1 (TK4)"
+    tags: dict[str, str] = field(default_factory=dict)
+    snapshots: list[SnapshotRecord] = field(default_factory=list)
+    shared: bool = False
+    ready_at: datetime | None = None
+    will_fail: bool = False
+    syncing_copies: int = 0
+
+    @property
+    def counts_against_quota(self) -> bool:
+        """Own custom images count against the quota, whatever their state."""
+        return self.image_type == "PRIVATE_IMAGE"
+
+    def to_api(self) -> dict[str, Any]:
+        """Render as an ``ImageSet`` entry of ``DescribeImages``."""
+        size = sum(s.disk_size for s in self.snapshots) or SYSTEM_DISK_GIB
+        return {
+            "ImageId": self.image_id,
+            "OsName": self.os_name,
+            "ImageType": self.image_type,
+            "CreatedTime": api_time(self.created_time),
+            "ImageName": self.name,
+            "ImageDescription": self.description,
+            "ImageSize": size,
+            "Architecture": "x86_64",
+            "ImageState": self.state,
+            "Platform": "TencentOS",
+            "ImageCreator": "100000000001" if self.image_type == "PRIVATE_IMAGE" else "",
+            "ImageSource": self.source,
+            "SyncPercent": 0 if self.state in ("CREATING", "SYNCING") else 100,
+            "IsSupportCloudinit": True,
+            "SnapshotSet": [s.to_api() for s in self.snapshots],
+            "Tags": api_tags(self.tags),
+            "LicenseType": "TencentCloud",
+            "ImageFamily": "",
+            "ImageDeprecated": False,
+            "CdcCacheStatus": "",
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """Serialize every field for the state file."""
+        data = asdict(self)
+        data["created_time"] = self.created_time.isoformat()
+        data["ready_at"] = self.ready_at.isoformat() if self.ready_at else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImageRecord:
+        """Rebuild a record written by :meth:`to_json`."""
+        data = dict(data)
+        data["created_time"] = parse_time(data["created_time"])
+        data["ready_at"] = parse_time(data["ready_at"]) if data.get("ready_at") else None
+        data["snapshots"] = [SnapshotRecord(**s) for s in data.get("snapshots", [])]
+        return cls(**data)
+
+
+@dataclass
+class InstanceRecord:
+    """One CVM instance. ``ready_at`` ends a ``STOPPING``/``STARTING`` transition."""
+
+    instance_id: str
+    name: str
+    region: str
+    zone: str
+    state: str
+    created_time: datetime
+    tags: dict[str, str] = field(default_factory=dict)
+    not_supported: bool = False
+    instance_type: str = "S5.MEDIUM4"
+    os_name: str = "TencentOS Server 3.1 (TK4)"
+    data_disk_ids: list[str] = field(default_factory=list)
+    system_disk_id: str = ""
+    private_ip: str = "10.0.0.2"
+    ready_at: datetime | None = None
+    latest_operation: str = ""
+    latest_operation_state: str = ""
+    latest_operation_request_id: str = ""
+
+    def to_api(self) -> dict[str, Any]:
+        """Render as an ``InstanceSet`` entry of ``DescribeInstances``."""
+        return {
+            "Placement": {"Zone": self.zone, "ProjectId": 0, "HostIds": None, "HostId": None},
+            "InstanceId": self.instance_id,
+            "InstanceType": self.instance_type,
+            "CPU": 2,
+            "Memory": 4,
+            "RestrictState": "NORMAL",
+            "InstanceName": self.name,
+            "InstanceChargeType": "POSTPAID_BY_HOUR",
+            "SystemDisk": {"DiskType": "CLOUD_PREMIUM", "DiskId": self.system_disk_id,
+                           "DiskSize": SYSTEM_DISK_GIB},
+            "DataDisks": [{"DiskType": "CLOUD_PREMIUM", "DiskId": disk, "DiskSize": DATA_DISK_GIB,
+                           "DeleteWithInstance": True, "Encrypt": False}
+                          for disk in self.data_disk_ids],
+            "PrivateIpAddresses": [self.private_ip],
+            "PublicIpAddresses": None,
+            "InternetAccessible": {"InternetChargeType": "TRAFFIC_POSTPAID_BY_HOUR",
+                                   "InternetMaxBandwidthOut": 0, "PublicIpAssigned": False},
+            "VirtualPrivateCloud": {"VpcId": "vpc-emulator", "SubnetId": "subnet-emulator",
+                                    "AsVpcGateway": False, "PrivateIpAddresses": None},
+            "ImageId": "img-9qrfy1xt",
+            "RenewFlag": None,
+            "CreatedTime": api_time(self.created_time),
+            "ExpiredTime": None,
+            "OsName": self.os_name,
+            "SecurityGroupIds": ["sg-emulator"],
+            "LoginSettings": {"Password": None, "KeyIds": None, "KeepImageLogin": None},
+            "InstanceState": self.state,
+            "Tags": api_tags(self.tags),
+            "StopChargingMode": "NOT_APPLICABLE",
+            "Uuid": f"00000000-0000-4000-8000-{self.instance_id.encode().hex()[-12:]:0>12}",
+            "LatestOperation": self.latest_operation or None,
+            "LatestOperationState": self.latest_operation_state or None,
+            "LatestOperationRequestId": self.latest_operation_request_id or None,
+            "DisasterRecoverGroupId": "",
+            "IPv6Addresses": None,
+            "CamRoleName": "",
+            "HpcClusterId": "",
+            "RdmaIpAddresses": None,
+            "DedicatedClusterId": "",
+            "IsolatedSource": "NOTISOLATED",
+            "GPUInfo": None,
+            "LicenseType": "TencentCloud",
+            "DisableApiTermination": False,
+            "HostName": self.name,
+            "DefaultLoginUser": "root",
+            "DefaultLoginPort": 22,
+            "LatestOperationErrorMsg": None,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """Serialize every field for the state file."""
+        data = asdict(self)
+        data["created_time"] = self.created_time.isoformat()
+        data["ready_at"] = self.ready_at.isoformat() if self.ready_at else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InstanceRecord:
+        """Rebuild a record written by :meth:`to_json`."""
+        data = dict(data)
+        data["created_time"] = parse_time(data["created_time"])
+        data["ready_at"] = parse_time(data["ready_at"]) if data.get("ready_at") else None
+        return cls(**data)
+
+
+@dataclass
+class RegionState:
+    """Everything one region holds. ``leftover_snapshots`` are snapshots of deleted images
+    that were kept because ``DeleteBindedSnap`` was false (they would still be billed)."""
+
+    name: str
+    quota: int
+    instances: dict[str, InstanceRecord] = field(default_factory=dict)
+    images: dict[str, ImageRecord] = field(default_factory=dict)
+    leftover_snapshots: list[str] = field(default_factory=list)
+
+    def quota_used(self) -> int:
+        """Images counted against the custom-image quota (every state)."""
+        return sum(1 for image in self.images.values() if image.counts_against_quota)
+
+    def to_json(self) -> dict[str, Any]:
+        """Serialize the region for the state file."""
+        return {
+            "name": self.name,
+            "quota": self.quota,
+            "instances": [i.to_json() for i in self.instances.values()],
+            "images": [i.to_json() for i in self.images.values()],
+            "leftover_snapshots": list(self.leftover_snapshots),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RegionState:
+        """Rebuild a region written by :meth:`to_json`."""
+        region = cls(name=data["name"], quota=int(data["quota"]),
+                     leftover_snapshots=list(data.get("leftover_snapshots", [])))
+        for raw in data.get("instances", []):
+            instance = InstanceRecord.from_json(raw)
+            region.instances[instance.instance_id] = instance
+        for raw in data.get("images", []):
+            image = ImageRecord.from_json(raw)
+            region.images[image.image_id] = image
+        return region
