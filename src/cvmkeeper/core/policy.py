@@ -1,0 +1,140 @@
+"""A policy as plain frozen values: which instances, when, how many to keep.
+
+``cvmkeeper.config`` builds these from YAML after validating every key; everything after
+that (schedule maths, retention, the planner) takes them as they are and never re-checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Literal
+
+from cvmkeeper.core.durations import format_duration
+
+OnQuotaFull = Literal["evict", "skip"]
+ON_QUOTA_FULL_CHOICES: tuple[OnQuotaFull, ...] = ("evict", "skip")
+
+MAX_SCHEDULES = 4
+MIN_INTERVAL = timedelta(minutes=1)
+
+
+class Consistency(StrEnum):
+    """How the instance is treated while its image is made."""
+
+    LIVE = "live"
+    """Image a running instance (crash-consistent)."""
+    FORCE_POWEROFF = "force_poweroff"
+    """Let CreateImage power the instance off (``ForcePoweroff="true"``)."""
+    STOP_START = "stop_start"
+    """Stop the instance, image it, start it again (unless it was already stopped)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """Which instances a policy backs up.
+
+    An instance is targeted when its id is listed in ``instance_ids`` or it carries *all*
+    of ``tags`` (when ``tags`` is not empty), and it is not in ``exclude_instance_ids``.
+    """
+
+    instance_ids: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+    exclude_instance_ids: tuple[str, ...] = ()
+
+    def selects(self, instance_id: str, instance_tags: Mapping[str, str]) -> bool:
+        """True when an instance with this id and these tags is targeted."""
+        if instance_id in self.exclude_instance_ids:
+            return False
+        if instance_id in self.instance_ids:
+            return True
+        return bool(self.tags) and all(
+            instance_tags.get(key) == value for key, value in self.tags.items()
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a policy fires: a crontab expression or a fixed interval, never both.
+
+    ``cron`` has standard crontab meaning in ``timezone`` (day of week 0 and 7 are Sunday).
+    ``every`` slots are whole multiples of the interval since 1970-01-01 00:00 UTC, so
+    they never depend on when the daemon started. ``jitter`` delays the *run* by up to
+    that much; the slot (and so the image name) stays the nominal time.
+    """
+
+    cron: str | None = None
+    every: timedelta | None = None
+    timezone: str = "UTC"
+    jitter: timedelta = timedelta()
+
+    def describe(self) -> str:
+        """A short human description: ``cron "0 2 * * *" (Asia/Shanghai)`` or ``every 6h``."""
+        if self.cron is not None:
+            text = f'cron "{self.cron}" ({self.timezone})'
+        else:
+            assert self.every is not None
+            text = f"every {format_duration(self.every)}"
+        if self.jitter:
+            text += f" jitter {format_duration(self.jitter)}"
+        return text
+
+
+RETENTION_COUNT_RULES: tuple[str, ...] = (
+    "keep_last",
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How many images of one instance a policy keeps (DESIGN.md "Retention")."""
+
+    keep_last: int = 0
+    keep_hourly: int = 0
+    keep_daily: int = 0
+    keep_weekly: int = 0
+    keep_monthly: int = 0
+    keep_yearly: int = 0
+    keep_within: timedelta | None = None
+    min_keep: int = 1
+
+    def counts(self) -> dict[str, int]:
+        """The count rules by name (``keep_last`` .. ``keep_yearly``), zeros included."""
+        return {rule: int(getattr(self, rule)) for rule in RETENTION_COUNT_RULES}
+
+    @property
+    def keeps_something(self) -> bool:
+        """False for a retention with no rule at all (refused at load time)."""
+        return any(self.counts().values()) or self.keep_within is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """One policy file, validated.
+
+    ``timezone`` buckets the retention rules (days, weeks ... in that zone); it defaults
+    to the first schedule's timezone. ``catch_up`` is how old a missed latest slot may be
+    and still be made on start or reload (zero disables catch-up). ``copies`` is reserved
+    for cross-region copies and is always empty today. ``source`` is the file the policy
+    came from, for messages.
+    """
+
+    name: str
+    regions: tuple[str, ...]
+    targets: Targets
+    schedules: tuple[Schedule, ...]
+    retention: Retention
+    timezone: str = "UTC"
+    consistency: Consistency = Consistency.LIVE
+    catch_up: timedelta = timedelta(days=1)
+    copies: tuple[str, ...] = ()
+    on_quota_full: OnQuotaFull = "evict"
+    description: str = ""
+    source: str = ""
