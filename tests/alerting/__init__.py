@@ -1,1 +1,1 @@
-"""Tests of cvmkeeper.alerting: events, alerters, and the real sentry-sdk against a capture server."""
+"""Tests of cvmkeeper.alerting: values, alerters, and the real sentry-sdk on a local server."""

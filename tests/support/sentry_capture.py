@@ -197,7 +197,7 @@ def _handler_for(capture: SentryCapture) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             """Stay quiet: pytest shows failures, not access logs."""
 
     return EnvelopeHandler
@@ -211,7 +211,12 @@ def sentry_capture_server(project: str = "1", key: str = "key") -> Iterator[Sent
     server.daemon_threads = True
     port = server.server_address[1]
     capture.dsn = f"http://{key}@127.0.0.1:{port}/{project}"
-    thread = threading.Thread(target=server.serve_forever, name="sentry-capture", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="sentry-capture",
+        daemon=True,
+    )
     thread.start()
     try:
         yield capture

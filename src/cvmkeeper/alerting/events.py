@@ -26,9 +26,7 @@ MONITOR_SLUG_MAX_LENGTH = 50
 #: Sentry truncates tag values longer than this; cvmkeeper cuts them itself, visibly.
 TAG_VALUE_MAX_LENGTH = 200
 
-_INTERVAL_UNITS: frozenset[str] = frozenset(
-    ("minute", "hour", "day", "week", "month", "year")
-)
+_INTERVAL_UNITS: frozenset[str] = frozenset(("minute", "hour", "day", "week", "month", "year"))
 _NOT_SLUG_CHARS = re.compile(r"[^a-z0-9_-]+")
 _SLUG_HASH_LENGTH = 8
 
@@ -71,9 +69,7 @@ def failure_tags(failure: Failure) -> dict[str, str]:
         "tencent_code": failure.tencent_code,
         "request_id": failure.request_id,
     }
-    return {
-        key: value[:TAG_VALUE_MAX_LENGTH] for key, value in candidates.items() if value
-    }
+    return {key: value[:TAG_VALUE_MAX_LENGTH] for key, value in candidates.items() if value}
 
 
 def failure_fingerprint(failure: Failure) -> list[str]:

@@ -5,8 +5,8 @@ It owns the sentry-sdk global client for the process: ``SentryAlerter`` initiali
 ``warning`` calls. The logging integration keeps log lines as breadcrumbs but never turns
 them into events, so a job exception that APScheduler logs through
 ``apscheduler.executors.default`` (or anything else logged at ERROR) is not reported a
-second time. Every event, check-in, transaction and breadcrumb passes through the
-``SecretScrubber`` before it leaves the process.
+second time. Every event, check-in, transaction and breadcrumb is scrubbed with the
+process's one secret registry (``cvmkeeper.logs.register_secret``) before it leaves.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from cvmkeeper.alerting.events import (
     failure_fingerprint,
     failure_tags,
 )
-from cvmkeeper.alerting.scrub import SecretScrubber
+from cvmkeeper.alerting.scrub import register_environment_secrets, scrub
+from cvmkeeper.logs import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +98,12 @@ def resolve_dsn(settings: SentrySettings, environ: Mapping[str, str]) -> tuple[s
 def build_alerter(
     settings: SentrySettings,
     environ: Mapping[str, str] | None = None,
-    scrubber: SecretScrubber | None = None,
 ) -> Alerter:
     """The alerter for ``settings``: a ``SentryAlerter`` when a DSN is found, else a
     ``NullAlerter``, saying so in one INFO log line either way.
 
     ``environ`` defaults to ``os.environ``; the values of its secret-named variables
-    (``TENCENTCLOUD_SECRET_KEY``, ``SENTRY_DSN``, ...) are registered with ``scrubber``.
+    (``TENCENTCLOUD_SECRET_KEY``, ``SENTRY_DSN``, ...) are registered as secrets.
     """
     environ = os.environ if environ is None else environ
     if not settings.enabled:
@@ -112,20 +112,13 @@ def build_alerter(
     found = resolve_dsn(settings, environ)
     if found is None:
         log.info(
-            "Sentry alerting is off: no DSN in the config, SENTRY_DSN or "
-            "$CREDENTIALS_DIRECTORY/%s",
+            "Sentry alerting is off: no DSN in the config, SENTRY_DSN or $CREDENTIALS_DIRECTORY/%s",
             CREDENTIAL_NAME,
         )
         return NullAlerter()
     dsn, source = found
-    scrubber = scrubber or SecretScrubber()
-    scrubber.register_environment(environ)
-    alerter = SentryAlerter(
-        dsn,
-        environment=settings.environment,
-        server_name=settings.server_name,
-        scrubber=scrubber,
-    )
+    register_environment_secrets(environ)
+    alerter = SentryAlerter(dsn, environment=settings.environment, server_name=settings.server_name)
     parsed = Dsn(dsn)
     log.info(
         "Sentry alerting is on: project %s at %s, environment %s (DSN from %s)",
@@ -151,12 +144,11 @@ class SentryAlerter:
         environment: str = "production",
         server_name: str | None = None,
         release: str | None = None,
-        scrubber: SecretScrubber | None = None,
     ) -> None:
-        self.scrubber = scrubber or SecretScrubber()
         parsed = Dsn(dsn)
-        self.scrubber.register(parsed.public_key)
-        self.scrubber.register(parsed.secret_key)
+        register_secret(dsn)
+        register_secret(parsed.public_key)
+        register_secret(parsed.secret_key)
         self._started: dict[str, float] = {}
         self._lock = threading.Lock()
         sentry_sdk.init(
@@ -164,7 +156,8 @@ class SentryAlerter:
             environment=environment,
             release=release or f"cvmkeeper@{__version__}",
             server_name=server_name,
-            send_default_pii=False,
+            # send_default_pii stays unset: its default is off, and sentry-sdk >= 2.5x
+            # deprecates passing it (tests check that PII sending is off).
             include_local_variables=False,
             # Log lines become breadcrumbs (context for an event), never events of their
             # own: every alert comes from an explicit call, so nothing is reported twice.
@@ -251,8 +244,8 @@ class SentryAlerter:
 
     def _before_send(self, event: Any, hint: Any) -> Any:
         """Scrub an event, check-in or transaction just before it leaves the process."""
-        return self.scrubber.scrub(event)
+        return scrub(event)
 
     def _before_breadcrumb(self, crumb: Any, hint: Any) -> Any:
         """Scrub a breadcrumb as it is recorded."""
-        return self.scrubber.scrub(crumb)
+        return scrub(crumb)
