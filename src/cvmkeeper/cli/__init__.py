@@ -25,6 +25,9 @@ def cli() -> None:
 def _register() -> None:
     """Attach every subcommand. One import per command module keeps this file stable."""
     # -- emulator (issue 2) --
+    from cvmkeeper.cli.emulator_cmd import emulator
+
+    cli.add_command(emulator)
     # -- config / validate / schedule / simulate (issue 4) --
     # -- cloud (issue 3) --
     # -- daemon (issue 6) --
