@@ -33,6 +33,7 @@ from typing import Any
 from cvmkeeper.cloud.errors import (
     AlreadyDoneError,
     CloudError,
+    DryRunPassed,
     NetworkError,
     NotFoundError,
     ThrottledError,
@@ -297,6 +298,8 @@ class CloudClient:
         try:
             body = self.call(region, "CreateImage", request.to_params(),
                              before_retry=adopt_if_made)
+        except DryRunPassed:
+            return CreateOutcome("", adopted=False)
         except AlreadyDoneError:
             existing = self.find_image_by_name(region, request.name)
             if existing is None:
@@ -305,8 +308,6 @@ class CloudClient:
                      request.name, region, existing.image_id)
             return CreateOutcome(existing.image_id, adopted=True)
         image_id = body.get("ImageId")
-        if not image_id and request.dry_run:
-            return CreateOutcome("", adopted=False)
         if not image_id:
             raise ResponseFormatError("CreateImage answer without ImageId")
         return CreateOutcome(str(image_id), adopted=bool(body.get("Adopted")))
@@ -368,7 +369,15 @@ class CloudClient:
                     params["DestinationRegions"].remove(dest)
             return {"ImageSet": []} if not params["DestinationRegions"] else None
 
-        body = self.call(region, "SyncImages", params, before_retry=adopt_existing_copies)
+        try:
+            body = self.call(region, "SyncImages", params, before_retry=adopt_existing_copies)
+        except AlreadyDoneError:
+            # A copy with this name exists (an earlier attempt made it): adopt every copy
+            # that is there; a destination still missing one is an error worth raising.
+            adopt_existing_copies()
+            if params["DestinationRegions"]:
+                raise
+            body = {"ImageSet": []}
         copies = dict(adopted)
         for item in body.get("ImageSet") or []:
             copies[str(item["Region"])] = str(item["ImageId"])

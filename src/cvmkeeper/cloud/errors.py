@@ -73,6 +73,10 @@ class AlreadyDoneError(CloudError):
     """What was asked for is already true (created earlier, already deleted, already stopped)."""
 
 
+class DryRunPassed(CloudError):
+    """``DryRunOperation``: the dry run found nothing wrong; nothing was changed."""
+
+
 class QuotaExceededError(CloudError):
     """The region's custom-image quota is full: re-plan (once), do not retry blindly."""
 
@@ -121,6 +125,8 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
     # -- already done: the deterministic name / id makes these safe to treat as success --
     _rule("InvalidImageName.Duplicate", AlreadyDoneError, "CreateImage",
           reason="the image of this slot exists already (names are unique per region)"),
+    _rule("InvalidImageName.Duplicate", AlreadyDoneError, "SyncImages",
+          reason="a copy with this name exists in a destination region already"),
     _rule("InvalidImageId.NotFound", AlreadyDoneError, "DeleteImages",
           reason="the image to delete is already gone"),
     _rule("UnsupportedOperation.InstanceStateStopped", AlreadyDoneError, "StopInstances",
@@ -131,6 +137,7 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
           reason="the instance is already running"),
     _rule("UnsupportedOperation.InstanceStateStarting", AlreadyDoneError, "StartInstances",
           reason="the instance is already starting"),
+    _rule("DryRunOperation", DryRunPassed, reason="a dry run found nothing wrong"),
     # -- quota --
     _rule("ImageQuotaLimitExceeded", QuotaExceededError, reason="custom-image quota is full"),
     # -- retry with backoff --
@@ -149,6 +156,7 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
     _rule("InvalidImageId.NotFound", NotFoundError, reason="no such image"),
     _rule("InvalidInstance.NotSupported", PermanentError, reason="instance cannot be imaged"),
     _rule("UnsupportedOperation*", PermanentError, reason="operation not supported"),
+    _rule("UnauthorizedOperation*", PermanentError, reason="not allowed for this account"),
     _rule("InvalidParameter*", PermanentError, reason="bad parameter"),
     _rule("InvalidImageName*", PermanentError, reason="bad image name"),
     _rule("InvalidImageId*", PermanentError, reason="image in a state that forbids this"),
