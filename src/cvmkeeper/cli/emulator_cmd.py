@@ -58,8 +58,7 @@ def emulator(ctx: click.Context, fleet_path: Path | None, port: int,
     signal.signal(signal.SIGINT, _on_signal)
     server = RunningEmulator(core, port=port)
     try:
-        click.echo(f"listening on {server.url}")
-        click.get_text_stream("stdout").flush()
+        print(f"listening on {server.url}", flush=True)
         while not stop.wait(0.5):
             pass
     finally:
@@ -68,7 +67,7 @@ def emulator(ctx: click.Context, fleet_path: Path | None, port: int,
             core.save(state_file)
 
 
-@emulator.command("inventory")
+@click.command("inventory")
 @click.option("--endpoint", required=True, help="Emulator address, 127.0.0.1:PORT (no scheme).")
 @click.option("--fleet", "fleet_path", type=_FLEET, required=True,
               help="The fleet file the emulator serves (regions and key pair).")
@@ -99,6 +98,9 @@ def inventory(endpoint: str, fleet_path: Path, regions: tuple[str, ...]) -> None
         for image in images:
             click.echo(f"  image    {image.ImageId:<14} {image.ImageName:<20} "
                        f"{image.ImageState:<12} {image.CreatedTime}")
+
+
+emulator.add_command(inventory)
 
 
 def _all_pages(method: Any, request_type: Any, set_name: str, **fields: Any) -> list[Any]:
