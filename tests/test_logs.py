@@ -215,8 +215,9 @@ def test_a_service_whose_stderr_is_the_journal_logs_with_priorities(tmp_path: Pa
     )
     env = {**os.environ, "JOURNAL_STREAM": journal_stream_of(path)}
     with path.open("w") as stderr:
-        subprocess.run([sys.executable, "-c", program], stderr=stderr, env=env, check=True,
-                       timeout=60)
+        subprocess.run(
+            [sys.executable, "-c", program], stderr=stderr, env=env, check=True, timeout=60
+        )
     assert path.read_text() == "<4>cvmkeeper.daemon: quota nearly full\n"
 
 
@@ -288,7 +289,7 @@ def test_secret_registered_after_setup_is_redacted_from_then_on() -> None:
 def test_credential_file_newline_does_not_hide_the_value() -> None:
     secret = canary()
     register_secret(secret + "\n")
-    assert redact(f"key={secret}!") .startswith("key=***")
+    assert redact(f"key={secret}!").startswith("key=***")
     assert redact(f"[{secret}]") == "[***]"
 
 
@@ -309,8 +310,10 @@ def test_longer_secret_containing_a_shorter_one_is_replaced_whole() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("dsn https://0123abcd@o1.ingest.sentry.io/42 set",
-         "dsn https://***@o1.ingest.sentry.io/42 set"),
+        (
+            "dsn https://0123abcd@o1.ingest.sentry.io/42 set",
+            "dsn https://***@o1.ingest.sentry.io/42 set",
+        ),
         ("proxy http://user:pa55@proxy:3128", "proxy http://***@proxy:3128"),
         ("SecretKey=Gu5t9xGARNpq86cd98joQYCN3Cozk1qA", "SecretKey=***"),
         ("secret_key: 'Gu5t9xGARNpq86cd98joQYCN3Cozk1qA'", "secret_key: '***'"),
@@ -324,8 +327,7 @@ def test_longer_secret_containing_a_shorter_one_is_replaced_whole() -> None:
             "Authorization: TC3-HMAC-SHA256 Credential=AKID***MPLE/"
             "2026-01-05/cvm/tc3_request, SignedHeaders=content-type;host, Signature=***",
         ),
-        ("using SecretId AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE",
-         "using SecretId AKID***MPLE"),
+        ("using SecretId AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE", "using SecretId AKID***MPLE"),
     ],
 )
 def test_secret_shapes_are_redacted_without_registration(text: str, expected: str) -> None:
@@ -354,8 +356,11 @@ def test_a_second_setup_replaces_the_first_handler() -> None:
     log.info("once")
     assert first.getvalue() == ""
     assert len(lines(second)) == 1
-    ours = [h for h in logging.getLogger().handlers if h.formatter is not None and
-            type(h).__name__ == "_CvmkeeperHandler"]
+    ours = [
+        h
+        for h in logging.getLogger().handlers
+        if h.formatter is not None and type(h).__name__ == "_CvmkeeperHandler"
+    ]
     assert len(ours) == 1
 
 
@@ -368,10 +373,13 @@ def test_python_warnings_go_through_the_log() -> None:
     assert "UserWarning: old option" in stream.getvalue()
 
 
-@pytest.mark.parametrize(("level", "fmt", "message"), [
-    ("LOUD", "text", "unknown log level 'LOUD'"),
-    ("INFO", "xml", "unknown log format 'xml'"),
-])
+@pytest.mark.parametrize(
+    ("level", "fmt", "message"),
+    [
+        ("LOUD", "text", "unknown log level 'LOUD'"),
+        ("INFO", "xml", "unknown log format 'xml'"),
+    ],
+)
 def test_bad_level_or_format_is_a_clear_error(level: str, fmt: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         setup_logging(level, fmt, io.StringIO())

@@ -217,8 +217,10 @@ class _TextFormatter(logging.Formatter):
         when = datetime.fromtimestamp(record.created).astimezone()
         stamp = when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d}"
         stamp += when.strftime("%z")
-        text = (f"{stamp} {record.levelname} {record.name}: {record.getMessage()}"
-                f"{_extras_suffix(record)}")
+        text = (
+            f"{stamp} {record.levelname} {record.name}: {record.getMessage()}"
+            f"{_extras_suffix(record)}"
+        )
         details = _exception_text(record)
         if details:
             text = f"{text}\n{details}"

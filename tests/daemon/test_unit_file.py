@@ -102,19 +102,41 @@ def test_unit_has_the_service_contract_the_daemon_relies_on() -> None:
     assert settings["WantedBy"] == ["multi-user.target"]
 
 
+def _credential_lines(text: str) -> list[str]:
+    return re.findall(r"^#(LoadCredential=.*)$", text, re.MULTILINE)
+
+
 def test_unit_carries_no_secret_and_documents_load_credential() -> None:
+    """The commented LoadCredential= lines use the names the loaders read."""
+    from cvmkeeper.alerting.sentry import CREDENTIAL_NAME as SENTRY_DSN_FILE
+    from cvmkeeper.cloud.credentials import SECRET_ID_FILE, SECRET_KEY_FILE
+
     text = UNIT.read_text()
     settings = _directives(text)
     assert "Environment" not in settings  # secrets come through LoadCredential=, not here
     assert "EnvironmentFile" not in settings
-    assert re.search(r"^#LoadCredential=tencentcloud-secret-key:/", text, re.MULTILINE)
-    assert re.search(r"^#LoadCredential=sentry-dsn:/", text, re.MULTILINE)
+    names = [line.removeprefix("LoadCredential=").split(":")[0] for line in _credential_lines(text)]
+    assert names == [SECRET_ID_FILE, SECRET_KEY_FILE, SENTRY_DSN_FILE]
 
 
 @needs_systemd_analyze
 @pytest.mark.slow
 def test_systemd_analyze_verify_passes(tmp_path: Path) -> None:
     assert _verify_problems(_unit_with_test_command(tmp_path)) == []
+
+
+@needs_systemd_analyze
+@pytest.mark.slow
+def test_documented_load_credential_lines_verify_when_enabled(tmp_path: Path) -> None:
+    unit = _unit_with_test_command(tmp_path)
+    text = unit.read_text()
+    enabled = _credential_lines(text)
+    assert enabled
+    for line in enabled:
+        text = text.replace(f"#{line}", line)
+    unit.write_text(text)
+    assert _credential_lines(text) == []
+    assert _verify_problems(unit) == []
 
 
 @needs_systemd_analyze
@@ -142,8 +164,15 @@ def test_security_check_notices_a_weakened_sandbox(tmp_path: Path) -> None:
     kept = [
         line
         for line in UNIT.read_text().splitlines()
-        if not line.startswith(("DynamicUser=", "ProtectSystem=", "CapabilityBoundingSet=",
-                                "SystemCallFilter=", "PrivateUsers="))
+        if not line.startswith(
+            (
+                "DynamicUser=",
+                "ProtectSystem=",
+                "CapabilityBoundingSet=",
+                "SystemCallFilter=",
+                "PrivateUsers=",
+            )
+        )
     ]
     weakened.write_text("\n".join(kept) + "\n")
     shipped, _ = _exposure(UNIT)
@@ -184,7 +213,10 @@ def test_python_stack_runs_under_memory_deny_write_execute() -> None:
     force, then imports and runs the stack.
     """
     result = subprocess.run(
-        [sys.executable, "-c", MDWE_PROBE], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", MDWE_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
     )
     if result.returncode == 77:

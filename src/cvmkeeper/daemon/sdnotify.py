@@ -53,8 +53,9 @@ class Notifier:
         raw_socket = env.get("NOTIFY_SOCKET", "")
         self._address = _socket_address(raw_socket) if raw_socket else None
         if raw_socket and self._address is None:
-            _log.debug("NOTIFY_SOCKET=%r is not a path or @abstract name; not notifying",
-                       raw_socket)
+            _log.debug(
+                "NOTIFY_SOCKET=%r is not a path or @abstract name; not notifying", raw_socket
+            )
         self._watchdog_usec = env.get("WATCHDOG_USEC", "")
         self._watchdog_pid = env.get("WATCHDOG_PID", "")
         self._send_failure_logged = False
@@ -74,8 +75,9 @@ class Notifier:
             return False
         for assignment in assignments:
             if "=" not in assignment or "\n" in assignment:
-                raise ValueError(f"not a single-line KEY=VALUE sd_notify assignment: "
-                                 f"{assignment!r}")
+                raise ValueError(
+                    f"not a single-line KEY=VALUE sd_notify assignment: {assignment!r}"
+                )
         payload = "\n".join(assignments).encode("utf-8")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
@@ -83,8 +85,11 @@ class Notifier:
         except OSError as error:
             if not self._send_failure_logged:
                 self._send_failure_logged = True
-                _log.debug("sd_notify to %r failed (%s); further failures are not logged",
-                           self._address.replace("\0", "@"), error)
+                _log.debug(
+                    "sd_notify to %r failed (%s); further failures are not logged",
+                    self._address.replace("\0", "@"),
+                    error,
+                )
             return False
         return True
 
