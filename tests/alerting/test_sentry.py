@@ -331,3 +331,21 @@ def test_a_malformed_dsn_is_an_error_that_does_not_repeat_it() -> None:
     with pytest.raises(AlertingConfigError, match="SENTRY_DSN") as raised:
         build_alerter(SentrySettings(), environ={"SENTRY_DSN": dsn})
     assert "0123456789abcdef" not in str(raised.value)
+
+
+def test_the_client_sends_no_pii_and_no_local_variables(alerter: SentryAlerter) -> None:
+    client = sentry_sdk.get_client()
+    assert client.is_active()
+    assert client.should_send_default_pii() is False
+    assert client.options["include_local_variables"] is False
+
+
+def test_closing_leaves_no_active_client(capture: SentryCapture) -> None:
+    alerter = SentryAlerter(capture.dsn)
+    alerter.error(NOT_FOUND)
+    alerter.close(timeout=5)  # delivers what was queued
+
+    assert len(capture.events()) == 1
+    assert not sentry_sdk.get_client().is_active()
+    alerter.error(NOT_FOUND)  # after close: dropped, and no exception
+    assert len(capture.events()) == 1
