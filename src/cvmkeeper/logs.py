@@ -41,11 +41,13 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO, get_args
 
 __all__ = [
+    "LOG_FORMATS",
+    "REDACTED",
     "LogFormat",
     "SecretRedactor",
     "redact",
@@ -55,6 +57,8 @@ __all__ = [
 ]
 
 LogFormat = Literal["auto", "text", "journal", "json"]
+#: The accepted ``fmt`` values, e.g. for ``click.Choice(LOG_FORMATS)`` on ``--log-format``.
+LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
 
 REDACTED = "***"
 # Values shorter than this are not registered: redacting every "abc" would make the log
@@ -268,7 +272,7 @@ class _CvmkeeperHandler(logging.StreamHandler[TextIO]):
     """The handler ``setup_logging`` installs; marked so a second call replaces it."""
 
 
-def stream_is_journal(stream: TextIO, environ: dict[str, str] | None = None) -> bool:
+def stream_is_journal(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
     """True when ``$JOURNAL_STREAM`` (``<device>:<inode>``) is the file behind ``stream``.
 
     systemd sets it for a service whose stdout/stderr is connected to journald; a process
@@ -289,7 +293,7 @@ def setup_logging(
     level: int | str = logging.INFO,
     fmt: LogFormat | str = "auto",
     stream: TextIO | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> logging.Handler:
     """Send all logging to ``stream`` (default stderr) in ``fmt``, with secrets redacted.
 
@@ -302,8 +306,8 @@ def setup_logging(
         if named is None:
             raise ValueError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR")
         level = named
-    if fmt not in get_args(LogFormat):
-        raise ValueError(f"unknown log format {fmt!r}: use one of {', '.join(get_args(LogFormat))}")
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"unknown log format {fmt!r}: use one of {', '.join(LOG_FORMATS)}")
     target = sys.stderr if stream is None else stream
     if fmt == "auto":
         fmt = "journal" if stream_is_journal(target, environ) else "text"
