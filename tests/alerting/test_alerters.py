@@ -6,7 +6,13 @@ import threading
 
 import pytest
 
-from cvmkeeper.alerting.alerter import Alerter, CheckIn, NullAlerter, RecordingAlerter
+from cvmkeeper.alerting.alerter import (
+    Alerter,
+    CheckIn,
+    NullAlerter,
+    RecordingAlerter,
+    monitored_run,
+)
 from cvmkeeper.alerting.events import Failure, MonitorConfig
 
 CONFIG = MonitorConfig(schedule="0 3 * * *")
@@ -84,3 +90,18 @@ def test_the_recording_alerter_is_safe_across_threads() -> None:
     assert len(alerter.errors) == 8 * 50
     for index in range(8):
         assert alerter.checkin_statuses(f"policy-{index}") == ["in_progress", "error"]
+
+
+def test_a_monitored_run_checks_in_ok_or_error() -> None:
+    alerter = RecordingAlerter()
+    with monitored_run(alerter, "good", CONFIG) as run:
+        assert alerter.checkin_statuses("good") == ["in_progress"]
+    with monitored_run(alerter, "failed", CONFIG) as run:
+        run.fail()
+    with pytest.raises(RuntimeError), monitored_run(alerter, "crashed", CONFIG):
+        raise RuntimeError("executor crashed")
+
+    assert alerter.checkin_statuses("good") == ["in_progress", "ok"]
+    assert alerter.checkin_statuses("failed") == ["in_progress", "error"]
+    assert alerter.checkin_statuses("crashed") == ["in_progress", "error"]
+    assert run.ok is False

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -42,6 +44,32 @@ class Alerter(Protocol):
 
     def close(self, timeout: float) -> None:
         """Deliver what is pending (up to ``timeout`` seconds) and stop alerting."""
+
+
+@dataclass
+class MonitoredRun:
+    """The outcome of one run inside ``monitored_run``: call ``fail()`` when it went wrong."""
+
+    check_in_id: str
+    ok: bool = True
+
+    def fail(self) -> None:
+        """Mark the run as failed, so it ends with an ``error`` check-in."""
+        self.ok = False
+
+
+@contextmanager
+def monitored_run(alerter: Alerter, slug: str, config: MonitorConfig) -> Iterator[MonitoredRun]:
+    """Wrap one scheduled run in its check-ins: ``in_progress`` on entry, then ``ok``, or
+    ``error`` when the block called ``run.fail()`` or raised (the exception propagates)."""
+    run = MonitoredRun(alerter.checkin_start(slug, config))
+    try:
+        yield run
+    except BaseException:
+        run.fail()
+        raise
+    finally:
+        alerter.checkin_finish(slug, run.check_in_id, run.ok, config)
 
 
 class NullAlerter:
