@@ -83,17 +83,18 @@ class RunningEmulator:
 
 @contextmanager
 def running_emulator(fleet: FleetSpec | Mapping[str, Any] | Path | str, *, port: int = 0,
-                     clock: Clock | None = None,
-                     core: EmulatorCore | None = None) -> Iterator[RunningEmulator]:
+                     clock: Clock | None = None, core: EmulatorCore | None = None,
+                     signature_clock: Clock | None = None) -> Iterator[RunningEmulator]:
     """Serve an emulator for the duration of a ``with`` block.
 
     ``fleet`` is a spec, a mapping or a fleet file path; ``clock`` defaults to the
     system clock (signatures are always checked against the wall clock); ``core`` serves
-    an existing core instead of a fresh one (``fleet`` is then ignored).
+    an existing core instead of a fresh one (``fleet`` is then ignored);
+    ``signature_clock`` replaces the wall clock for the 5-minute signature-age check.
     """
     if core is None:
         core = EmulatorCore(as_fleet(fleet), clock or SystemClock())
-    emulator = RunningEmulator(core, port=port)
+    emulator = RunningEmulator(core, port=port, signature_clock=signature_clock)
     try:
         yield emulator
     finally:
