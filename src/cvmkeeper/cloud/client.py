@@ -171,7 +171,7 @@ class CloudClient:
         )
 
     def _paged(
-        self, region: str, action: str, params: Mapping[str, Any], set_key: str
+        self, region: str, action: str, params: Mapping[str, Any], set_key: str, id_key: str
     ) -> list[dict[str, Any]]:
         """Every item of a paged Describe* action (``Offset``/``Limit`` 100), de-duplicated.
 
@@ -188,7 +188,7 @@ class CloudClient:
                 total = int(body.get("TotalCount", 0))
                 max_items = (math.ceil(total / PAGE_SIZE) + 1) * PAGE_SIZE  # bounds the loop
                 for item in page:
-                    key = item.get("ImageId") or item.get("InstanceId")
+                    key = item.get(id_key)
                     if not key:
                         raise ResponseFormatError(f"{action} item without an id: {sorted(item)}")
                     items[str(key)] = item
@@ -205,7 +205,7 @@ class CloudClient:
 
     def list_images(self, region: str) -> tuple[Image, ...]:
         """Every custom image of ``region`` (``PRIVATE_IMAGE``, all states, all pages)."""
-        items = self._paged(region, "DescribeImages", {"Filters": [_PRIVATE_IMAGES]}, "ImageSet")
+        items = self._paged(region, "DescribeImages", {"Filters": [_PRIVATE_IMAGES]}, "ImageSet", "ImageId")
         return tuple(image_from_api(item, region) for item in items)
 
     def get_images(self, region: str, image_ids: Iterable[str]) -> tuple[Image, ...]:
@@ -222,13 +222,13 @@ class CloudClient:
                 found.extend(self.get_images(region, chunk[: len(chunk) // 2]))
                 found.extend(self.get_images(region, chunk[len(chunk) // 2 :]))
                 continue
-            found.extend(image_from_api(item, region) for item in body.get("ImageSet") or [])
+            found.extend(image_from_api(item, region) for item in body.get("ImageSet", "ImageId") or [])
         return tuple(found)
 
     def find_image_by_name(self, region: str, name: str) -> Image | None:
         """The custom image named exactly ``name`` (the API's ``image-name`` filter is fuzzy)."""
         params = {"Filters": [_PRIVATE_IMAGES, {"Name": "image-name", "Values": [name]}]}
-        items = self._paged(region, "DescribeImages", params, "ImageSet")
+        items = self._paged(region, "DescribeImages", params, "ImageSet", "ImageId")
         exact = [image_from_api(i, region) for i in items if i.get("ImageName") == name]
         return exact[0] if exact else None
 
@@ -252,12 +252,12 @@ class CloudClient:
         if id_list:
             for chunk in _chunks(id_list, PAGE_SIZE):
                 items.extend(self._paged(
-                    region, "DescribeInstances", {"InstanceIds": chunk}, "InstanceSet"
+                    region, "DescribeInstances", {"InstanceIds": chunk}, "InstanceSet", "InstanceId"
                 ))
         else:
             filters = [{"Name": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
             params: dict[str, Any] = {"Filters": filters} if filters else {}
-            items = self._paged(region, "DescribeInstances", params, "InstanceSet")
+            items = self._paged(region, "DescribeInstances", params, "InstanceSet", "InstanceId")
         instances = (instance_from_api(item, region) for item in items)
         return tuple(
             i for i in instances if all(i.tags.get(k) == v for k, v in tags.items())
@@ -379,7 +379,7 @@ class CloudClient:
                 raise
             body = {"ImageSet": []}
         copies = dict(adopted)
-        for item in body.get("ImageSet") or []:
+        for item in body.get("ImageSet", "ImageId") or []:
             copies[str(item["Region"])] = str(item["ImageId"])
         return SyncResult(image_id, copies, tuple(sorted(adopted)))
 
