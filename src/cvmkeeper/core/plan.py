@@ -1,0 +1,333 @@
+"""The plan: the ordered steps one run takes in one region, as plain immutable values.
+
+The planner (``core.planner``) produces a :class:`Plan`; the executor carries it out and the
+``plan`` / ``run`` / ``images`` commands print it. These types are the contract between the
+pure core and the shell, so every field says what it means and every step carries the
+reason for it.
+
+Step order inside ``Plan.steps`` is the order of execution:
+
+1. ``Delete`` steps with ``phase=before_create`` (``cleanup`` of ``CREATEFAILED`` images,
+   then ``expire``, then ``evict``) -- only what frees quota or a name for the creates;
+2. ``Create`` steps, highest priority first (each fits the quota at that point);
+3. ``Skip`` steps (creates that could not be made, each with its error);
+4. at most one ``Wait`` for every image in flight (the new ones, by name, and existing
+   ``CREATING`` images of due slots, by id);
+5. ``Delete`` steps with ``phase=after_create`` (``expire``).
+
+``after_create`` deletes are computed in the hypothetical world where every planned create
+(and every waited image) has become ``NORMAL``; they show what the run will delete. The
+executor must NOT execute them from this plan once any create or wait was involved: it waits,
+re-reads the inventory, plans again, and executes the ``after_create`` deletes of that new
+plan (which has no creates left, so its deletes rest on real ``NORMAL`` images). A plan
+without ``Create`` and ``Wait`` steps can be executed as is.
+
+:func:`check_plan` states rules 1-5 of DESIGN.md as code; the planner runs it on every plan
+it returns, and tests and the invariant checker can run it on any plan.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from cvmkeeper.core.inventory import Image, ImageState, Inventory
+from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
+from cvmkeeper.core.ownership import classify_image
+from cvmkeeper.core.policy import Consistency
+
+#: The most image ids one ``Delete`` step carries (the executor sends one ``DeleteImages``
+#: call per step; it may split a step further but never merges steps).
+DELETE_BATCH_SIZE = 100
+
+
+class DeleteKind(StrEnum):
+    """Why an image is deleted."""
+
+    #: a ``CREATEFAILED`` image: garbage that frees quota and its name, costs no backup.
+    CLEANUP = "cleanup"
+    #: retention no longer keeps it (in the world where the planned creates succeeded).
+    EXPIRE = "expire"
+    #: retention still wants it but the quota cannot hold it (``on_quota_full: evict``).
+    EVICT = "evict"
+
+
+class Phase(StrEnum):
+    """When a ``Delete`` runs relative to the creates of the plan."""
+
+    #: before any create, because the quota needs the room (or it is a cleanup).
+    BEFORE_CREATE = "before_create"
+    #: after the creates are ``NORMAL`` and the region was planned again (see module doc).
+    AFTER_CREATE = "after_create"
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    """Call ``CreateImage`` for one (instance, slot).
+
+    ``tags`` go into ``TagSpecification`` (they include the marker and ``cvmkeeper:policy``,
+    ``cvmkeeper:instance``, ``cvmkeeper:slot``); ``description`` starts with the marker
+    prefix and fits the API's 60 characters. ``policies`` are all policies due at this slot
+    for this instance (sorted); ``consistency`` is the strongest mode any of them asks for.
+    """
+
+    instance_id: str
+    image_name: str
+    slot: datetime
+    policies: tuple[str, ...]
+    tags: Mapping[str, str]
+    description: str
+    consistency: Consistency
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTarget:
+    """One image inside a ``Delete`` step, with the reason it goes."""
+
+    image_id: str
+    image_name: str
+    instance_id: str
+    slot: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Call ``DeleteImages`` for a batch of managed images of one kind and phase."""
+
+    phase: Phase
+    kind: DeleteKind
+    targets: tuple[DeleteTarget, ...]
+
+    @property
+    def image_ids(self) -> tuple[str, ...]:
+        """The ids to pass as ``ImageIds``."""
+        return tuple(target.image_id for target in self.targets)
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Wait until these images leave their in-flight state (``NORMAL`` or failed).
+
+    ``image_ids`` are existing images (a due slot already ``CREATING``); ``image_names``
+    are the names of every image waited for, including the creates of this plan, whose ids
+    only the executor learns.
+    """
+
+    image_ids: tuple[str, ...]
+    image_names: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """A due (instance, slot) that gets no image in this run, and the error to alert."""
+
+    instance_id: str
+    slot: datetime
+    image_name: str
+    policies: tuple[str, ...]
+    error: str
+
+
+Step = Create | Delete | Wait | Skip
+
+
+@dataclass(frozen=True, slots=True)
+class ImageDecision:
+    """What the plan decides for one managed image, and why.
+
+    ``keep`` is retention's verdict in the hypothetical world where the creates succeeded
+    (with the hard rules applied on top: newest ``NORMAL``, pins, in-flight images are always
+    kept). ``delete_kind``/``delete_phase`` say whether this plan deletes it and when; an
+    evicted image has ``keep=True`` and ``delete_kind=evict``. ``orphan`` is true when no
+    policy of this region targets the image's instance any more.
+    """
+
+    image_id: str
+    image_name: str
+    instance_id: str
+    slot: datetime
+    state: ImageState
+    pinned: bool
+    orphan: bool
+    keep: bool
+    reasons: tuple[str, ...]
+    delete_kind: DeleteKind | None = None
+    delete_phase: Phase | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything one run will do in one region, with the numbers behind it.
+
+    ``used`` counts every image of the region (unmanaged and in-flight included);
+    ``unmanaged`` how many of them cvmkeeper does not own. ``warnings`` are alerted as
+    warnings (evictions, policies that match nothing); ``errors`` as errors (skipped creates).
+    """
+
+    region: str
+    now: datetime
+    quota: int
+    used: int
+    unmanaged: int
+    steps: tuple[Step, ...]
+    decisions: tuple[ImageDecision, ...]
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    orphan_instance_ids: tuple[str, ...] = field(default=())
+
+    @property
+    def free(self) -> int:
+        """Images that can be created before any delete (never negative)."""
+        return max(0, self.quota - self.used)
+
+    @property
+    def creates(self) -> tuple[Create, ...]:
+        """The ``Create`` steps, in order."""
+        return tuple(step for step in self.steps if isinstance(step, Create))
+
+    @property
+    def skips(self) -> tuple[Skip, ...]:
+        """The ``Skip`` steps, in order."""
+        return tuple(step for step in self.steps if isinstance(step, Skip))
+
+    @property
+    def waits(self) -> tuple[Wait, ...]:
+        """The ``Wait`` steps (zero or one)."""
+        return tuple(step for step in self.steps if isinstance(step, Wait))
+
+    def deletes(self, phase: Phase | None = None) -> tuple[Delete, ...]:
+        """The ``Delete`` steps, optionally only those of one phase, in order."""
+        return tuple(
+            step
+            for step in self.steps
+            if isinstance(step, Delete) and (phase is None or step.phase is phase)
+        )
+
+    @property
+    def writes_anything(self) -> bool:
+        """True when carrying the plan out calls ``CreateImage`` or ``DeleteImages``."""
+        return any(isinstance(step, Create | Delete) for step in self.steps)
+
+
+def check_plan(inventory: Inventory, plan: Plan, fmt: NameFormat = DEFAULT_FORMAT) -> list[str]:
+    """Return every way ``plan`` breaks rules 1-5 of DESIGN.md for ``inventory`` (empty: none).
+
+    Checked independently of how the planner works: ownership is re-derived from the
+    images; the image count is replayed step by step against the quota; the newest usable
+    image of each instance, busy and pinned images must survive; creates are unique per
+    (instance, slot) and never reuse a name that exists (unless a ``before_create`` cleanup
+    removed that image first). Also checks the step order described in the module doc and
+    that every created image will itself be recognised as managed (name, marker, tags).
+    """
+    violations: list[str] = []
+    by_id = {image.image_id: image for image in inventory.images}
+    managed = {
+        image.image_id: owned
+        for image in inventory.images
+        if (owned := classify_image(image, fmt)) is not None
+    }
+
+    # Newest usable managed image per instance, by slot (the image's identity).
+    newest_usable: dict[str, tuple[datetime, str]] = {}
+    for image_id, owned in managed.items():
+        if by_id[image_id].state.usable:
+            best = newest_usable.get(owned.instance_id)
+            if best is None or (owned.slot, image_id) > best:
+                newest_usable[owned.instance_id] = (owned.slot, image_id)
+
+    creates_after: dict[str, list[datetime]] = defaultdict(list)
+    for step in plan.steps:
+        if isinstance(step, Create):
+            creates_after[step.instance_id].append(step.slot)
+    waited_ids = {image_id for wait in plan.waits for image_id in wait.image_ids}
+    for image_id in waited_ids:
+        if image_id in managed:
+            creates_after[managed[image_id].instance_id].append(managed[image_id].slot)
+
+    count = len(inventory.images)
+    deleted: set[str] = set()
+    names_freed: set[str] = set()
+    create_keys: set[tuple[str, datetime]] = set()
+    existing_names = {image.name for image in inventory.images}
+    stage = 0  # 0 before-deletes, 1 creates/skips, 2 wait, 3 after-deletes
+    for index, step in enumerate(plan.steps):
+        where = f"step {index + 1}"
+        if isinstance(step, Delete):
+            step_stage = 0 if step.phase is Phase.BEFORE_CREATE else 3
+            if not step.targets:
+                violations.append(f"{where}: empty Delete")
+            for target in step.targets:
+                image = by_id.get(target.image_id)
+                if image is None:
+                    violations.append(f"{where}: deletes unknown image {target.image_id}")
+                    continue
+                if target.image_id in deleted:
+                    violations.append(f"{where}: deletes {target.image_id} twice")
+                deleted.add(target.image_id)
+                owned = managed.get(target.image_id)
+                if owned is None:
+                    violations.append(f"{where}: rule 1: deletes unmanaged {target.image_id}")
+                    continue
+                if image.state.busy:
+                    violations.append(
+                        f"{where}: rule 4: deletes {target.image_id} in state {image.state}"
+                    )
+                if owned.pinned:
+                    violations.append(f"{where}: deletes pinned {target.image_id}")
+                if step.kind is DeleteKind.CLEANUP and image.state is not ImageState.CREATEFAILED:
+                    violations.append(f"{where}: cleanup of non-failed {target.image_id}")
+                newest = newest_usable.get(owned.instance_id)
+                if newest is not None and newest[1] == target.image_id:
+                    replaced = any(slot > newest[0] for slot in creates_after[owned.instance_id])
+                    if step.phase is Phase.BEFORE_CREATE or not replaced:
+                        violations.append(
+                            f"{where}: rule 3: deletes {target.image_id}, the newest NORMAL "
+                            f"image of {owned.instance_id}"
+                        )
+                if step.phase is Phase.BEFORE_CREATE:
+                    count -= 1
+                    names_freed.add(image.name)
+        elif isinstance(step, Create):
+            step_stage = 1
+            count += 1
+            if count > inventory.quota:
+                violations.append(
+                    f"{where}: rule 2: create {step.image_name} makes {count} images, "
+                    f"quota {inventory.quota}"
+                )
+            key = (step.instance_id, step.slot)
+            if key in create_keys:
+                violations.append(f"{where}: rule 5: second create for {key}")
+            create_keys.add(key)
+            if step.image_name in existing_names and step.image_name not in names_freed:
+                violations.append(f"{where}: rule 5: create {step.image_name}: name exists")
+            future = classify_image(
+                Image(
+                    image_id="(planned)",
+                    name=step.image_name,
+                    state=ImageState.CREATING,
+                    created_time=plan.now,
+                    region=inventory.region,
+                    description=step.description,
+                    tags=step.tags,
+                ),
+                fmt,
+            )
+            if future is None or (future.instance_id, future.slot) != key:
+                violations.append(
+                    f"{where}: create {step.image_name} would not be recognised as managed"
+                )
+        elif isinstance(step, Skip):
+            step_stage = 1
+        else:
+            step_stage = 2
+        if step_stage < stage:
+            violations.append(f"{where}: {type(step).__name__} out of order")
+        stage = max(stage, step_stage)
+    return violations

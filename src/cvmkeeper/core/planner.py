@@ -1,0 +1,567 @@
+"""The planner: from one region's inventory, the policies and the due slots to a ``Plan``.
+
+Pure (no I/O, no clock: ``now`` is an argument) and linear in the number of images: images
+are indexed by instance once, retention runs once per instance set (again only for the
+instances whose creates change while quota is resolved).
+
+How a plan is made (DESIGN.md "The rules that are never broken", "Quota-aware rotation"):
+
+1. Ownership (``core.ownership``): only managed images are ever deleted; every image counts.
+2. Targets (``core.targets``): per instance, the policies of this region that target it.
+   Managed images of any other instance are *orphans*: kept (or, with
+   ``PlannerSettings.orphan_retention``, retained by those rules) and reported.
+3. Creates: one per due (instance, slot), however many policies are due for it. If the
+   slot's name already exists: ``NORMAL`` -> done; in flight -> ``Wait``; ``CREATEFAILED``
+   -> cleaned up before the creates and made again in the same run (the failed image is
+   garbage, and the name it held is free once it is deleted); anything else, or an image
+   cvmkeeper does not own -> ``Skip`` with an error.
+4. Retention (``core.retention.decide``) per instance set, in the hypothetical world where
+   every planned create and waited image is ``NORMAL``. What it expires is deleted
+   ``after_create`` (create-then-delete). ``CREATEFAILED`` images are deleted
+   ``before_create`` (kind ``cleanup``).
+5. Quota: Free = Q - every image. If the creates do not fit, expired images (oldest first,
+   never an instance's current newest usable image) move to ``before_create``, just enough;
+   then, per create in priority order, ``on_quota_full: evict`` (all of the create's
+   policies must say evict) evicts the oldest evictable managed image with a warning, and
+   otherwise the create is skipped with an error. Skipping a create changes the
+   hypothetical world, so the quota is resolved again without it until nothing changes.
+6. Every plan is checked with ``check_plan`` (rules 1-5); a violation raises
+   ``PlanInvariantError`` instead of returning a dangerous plan.
+
+Callers must pass *all* policies (not only the due ones): retention of an instance set
+ORs the rules of every policy targeting it, and orphans are what no policy targets.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cvmkeeper.core.inventory import Image, ImageState, Inventory
+from cvmkeeper.core.naming import (
+    DEFAULT_FORMAT,
+    NameFormat,
+    image_description,
+    image_name,
+    image_tags,
+    slot_tag_value,
+)
+from cvmkeeper.core.ownership import ManagedImage, split_images
+from cvmkeeper.core.plan import (
+    DELETE_BATCH_SIZE,
+    Create,
+    Delete,
+    DeleteKind,
+    DeleteTarget,
+    ImageDecision,
+    Phase,
+    Plan,
+    Skip,
+    Step,
+    Wait,
+    check_plan,
+)
+from cvmkeeper.core.policy import Consistency, Policy, Retention
+from cvmkeeper.core.retention import Backup, Decision, RuleSet, decide
+from cvmkeeper.core.targets import resolve_targets
+
+#: Due slots: policy name -> slot, or (policy name, slot) pairs (a policy may be due twice).
+DueSlots = Mapping[str, datetime] | Iterable[tuple[str, datetime]]
+
+_CONSISTENCY_STRENGTH = (Consistency.LIVE, Consistency.FORCE_POWEROFF, Consistency.STOP_START)
+_ORPHAN_RULES = "orphans"
+_NEW_IMAGE_PREFIX = "new:"  # ids given to planned images inside retention; never deleted
+
+
+class PlanInvariantError(RuntimeError):
+    """The planner produced a plan that breaks a rule of DESIGN.md (a bug; nothing is run)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerSettings:
+    """Daemon-wide settings the planner needs.
+
+    ``orphan_retention``: keep rules for the images of instances no policy targets any
+    more; ``None`` (the default) keeps every orphan image. ``name_format``: the configured
+    image name template.
+    """
+
+    orphan_retention: Retention | None = None
+    name_format: NameFormat = field(default=DEFAULT_FORMAT)
+
+
+@dataclass(slots=True)
+class _Wanted:
+    """One due (instance, slot) that needs a create."""
+
+    instance_id: str
+    slot: datetime
+    name: str
+    policies: tuple[Policy, ...]
+    priority: tuple[datetime, datetime, str]
+
+    @property
+    def policy_names(self) -> tuple[str, ...]:
+        return tuple(sorted(policy.name for policy in self.policies))
+
+    @property
+    def may_evict(self) -> bool:
+        return all(policy.on_quota_full == "evict" for policy in self.policies)
+
+
+@dataclass(slots=True)
+class _InstanceSet:
+    """The managed images of one instance and the rules that apply to them."""
+
+    instance_id: str
+    images: list[ManagedImage]
+    rules: tuple[RuleSet, ...]
+    orphan: bool
+    waited: frozenset[str] = frozenset()  # ids of in-flight images of due slots
+    newest_usable: ManagedImage | None = None
+
+
+def _normalise_due(due: DueSlots) -> list[tuple[str, datetime]]:
+    pairs = list(due.items()) if isinstance(due, Mapping) else list(due)
+    result: list[tuple[str, datetime]] = []
+    for policy_name, slot in pairs:
+        if slot.tzinfo is None or slot.utcoffset() is None:
+            raise ValueError(f"due slot {slot.isoformat()} of {policy_name!r} has no timezone")
+        result.append((policy_name, slot.astimezone(UTC)))
+    return result
+
+
+def _strongest(policies: Sequence[Policy]) -> Consistency:
+    return max(
+        (Consistency(policy.consistency) for policy in policies),
+        key=_CONSISTENCY_STRENGTH.index,
+    )
+
+
+def _age_key(image: ManagedImage) -> tuple[datetime, datetime, str]:
+    return (image.slot, image.image.created_time, image.image_id)
+
+
+def _batches(phase: Phase, kind: DeleteKind, targets: Sequence[DeleteTarget]) -> list[Delete]:
+    return [
+        Delete(phase=phase, kind=kind, targets=tuple(targets[i : i + DELETE_BATCH_SIZE]))
+        for i in range(0, len(targets), DELETE_BATCH_SIZE)
+    ]
+
+
+def plan_region(
+    inventory: Inventory,
+    policies: Sequence[Policy],
+    due: DueSlots,
+    now: datetime,
+    settings: PlannerSettings | None = None,
+) -> Plan:
+    """Plan one run in ``inventory.region``: creates for ``due``, retention, quota.
+
+    ``policies`` are all configured policies (those not listing this region are ignored);
+    ``due`` the slots this run makes (policy name -> UTC slot, or pairs). Slots after
+    ``now`` are not made (warning). Raises ``ValueError`` for a naive slot and
+    ``PlanInvariantError`` if the plan would break a rule (a bug).
+    """
+    settings = settings or PlannerSettings()
+    fmt = settings.name_format
+    warnings: list[str] = []
+    errors: list[str] = []
+
+    managed, unmanaged = split_images(inventory.images, fmt)
+    resolution = resolve_targets(inventory.region, policies, inventory.instances)
+    warnings.extend(resolution.warnings)
+    targeted = resolution.policies_by_instance
+
+    # --- instance sets --------------------------------------------------------------------
+    sets: dict[str, _InstanceSet] = {}
+    for owned in managed:
+        instance_set = sets.get(owned.instance_id)
+        if instance_set is None:
+            instance_set = sets[owned.instance_id] = _make_set(
+                owned.instance_id, targeted, settings
+            )
+        instance_set.images.append(owned)
+    for instance_set in sets.values():
+        usable = [m for m in instance_set.images if m.image.state.usable]
+        instance_set.newest_usable = max(usable, key=_age_key, default=None)
+
+    # --- creates wanted ------------------------------------------------------------------
+    by_name: dict[str, list[Image]] = defaultdict(list)
+    for image in inventory.images:
+        by_name[image.name].append(image)
+    managed_by_id = {owned.image_id: owned for owned in managed}
+    policies_by_name = {policy.name: policy for policy in policies}
+    instances_by_policy: dict[str, list[str]] = defaultdict(list)
+    for instance_id, instance_policies in targeted.items():
+        for targeting in instance_policies:
+            instances_by_policy[targeting.name].append(instance_id)
+
+    due_policies: dict[tuple[str, datetime], list[Policy]] = defaultdict(list)
+    for policy_name, slot in _normalise_due(due):
+        due_policy = policies_by_name.get(policy_name)
+        if due_policy is None:
+            warnings.append(f"due slot for unknown policy {policy_name!r} ignored")
+            continue
+        if inventory.region not in due_policy.regions:
+            continue
+        if slot > now:
+            warnings.append(
+                f"policy {policy_name!r}: slot {slot_tag_value(slot)} is after now; not made"
+            )
+            continue
+        for instance_id in instances_by_policy.get(policy_name, ()):
+            slot_policies = due_policies[(instance_id, slot)]
+            if due_policy not in slot_policies:
+                slot_policies.append(due_policy)
+
+    wanted: list[_Wanted] = []
+    skips: list[Skip] = []
+    waited: dict[str, Image] = {}
+    for (instance_id, slot), slot_policies in sorted(due_policies.items(), key=lambda kv: kv[0]):
+        names = tuple(sorted(p.name for p in slot_policies))
+        try:
+            name = image_name(instance_id, slot, fmt)
+        except ValueError as exc:
+            skips.append(Skip(instance_id, slot, "", names, str(exc)))
+            continue
+        existing = by_name.get(name, [])
+        problem = _existing_name_problem(existing, managed_by_id)
+        if problem == "done":
+            continue
+        if problem == "wait":
+            for image in existing:
+                waited[image.image_id] = image
+            continue
+        if problem:
+            skips.append(Skip(instance_id, slot, name, names, f"{name}: {problem}"))
+            continue
+        newest = sets[instance_id].newest_usable if instance_id in sets else None
+        staleness = newest.slot if newest else datetime.min.replace(tzinfo=UTC)
+        wanted.append(
+            _Wanted(instance_id, slot, name, tuple(slot_policies), (staleness, slot, instance_id))
+        )
+    wanted.sort(key=lambda w: w.priority)
+
+    for image_id in waited:
+        owner = sets[managed_by_id[image_id].instance_id]
+        owner.waited = owner.waited | {image_id}
+
+    # --- cleanup -------------------------------------------------------------------------
+    cleanup = [
+        owned
+        for owned in managed
+        if owned.image.state is ImageState.CREATEFAILED and not owned.pinned
+    ]
+    cleanup.sort(key=_age_key)
+
+    # --- quota, resolved until the set of creates is stable -------------------------------
+    planned = list(wanted)
+    decisions_cache: dict[str, tuple[tuple[datetime, ...], dict[str, Decision]]] = {}
+    while True:
+        creates_by_instance: dict[str, list[datetime]] = defaultdict(list)
+        for item in planned:
+            creates_by_instance[item.instance_id].append(item.slot)
+        decisions = _retention(sets, creates_by_instance, decisions_cache)
+        expired = [
+            owned
+            for instance_set in sets.values()
+            for owned in instance_set.images
+            if _expired(owned, instance_set, decisions)
+        ]
+        expired.sort(key=_age_key)
+        available = inventory.quota - len(inventory.images) + len(cleanup)
+        shortfall = len(planned) - available
+        early: list[ManagedImage] = []
+        if shortfall > 0:
+            early = [
+                owned for owned in expired if owned is not sets[owned.instance_id].newest_usable
+            ][:shortfall]
+        available += len(early)
+        early_chosen = {owned.image_id for owned in early}
+        evict_pool = sorted(
+            (
+                owned
+                for instance_set in sets.values()
+                if not instance_set.orphan
+                for owned in instance_set.images
+                if owned.image.state.usable
+                and not owned.pinned
+                and owned is not instance_set.newest_usable
+                and owned.image_id not in early_chosen
+                and owned.image_id not in instance_set.waited
+            ),
+            key=_age_key,
+            reverse=True,
+        )
+        evicted: list[tuple[ManagedImage, _Wanted]] = []
+        made: list[_Wanted] = []
+        dropped: list[_Wanted] = []
+        for item in planned:
+            if available > 0:
+                available -= 1
+                made.append(item)
+            elif item.may_evict and evict_pool:
+                evicted.append((evict_pool.pop(), item))
+                made.append(item)
+            else:
+                dropped.append(item)
+        if not dropped:
+            break
+        for item in dropped:
+            planned.remove(item)
+            skips.append(_quota_skip(item, inventory.quota, len(inventory.images)))
+
+    # --- steps ---------------------------------------------------------------------------
+    early_ids = {owned.image_id for owned in early}
+    evicted_ids = {owned.image_id: item for owned, item in evicted}
+    late = [
+        owned
+        for owned in expired
+        if owned.image_id not in early_ids and owned.image_id not in evicted_ids
+    ]
+    for owned, item in evicted:
+        warnings.append(
+            f"quota full ({inventory.quota}): evicting {owned.image.name} ({owned.image_id}) "
+            f"of {owned.instance_id} to make {item.name}; retention wants more images than "
+            "the quota holds"
+        )
+    errors.extend(skip.error for skip in skips)
+
+    steps: list[Step] = []
+    steps += _batches(
+        Phase.BEFORE_CREATE,
+        DeleteKind.CLEANUP,
+        [_target(o, "CREATEFAILED: clean up") for o in cleanup],
+    )
+    steps += _batches(
+        Phase.BEFORE_CREATE,
+        DeleteKind.EXPIRE,
+        [_target(o, _expire_reason(o, decisions, early=True)) for o in early],
+    )
+    steps += _batches(
+        Phase.BEFORE_CREATE,
+        DeleteKind.EVICT,
+        [_target(o, f"evicted: quota full, room for {i.name}") for o, i in evicted],
+    )
+    steps += [_create(item) for item in made]
+    skips.sort(key=lambda skip: (skip.slot, skip.instance_id))
+    steps += skips
+    if made or waited:
+        steps.append(
+            Wait(
+                image_ids=tuple(sorted(waited)),
+                image_names=tuple(
+                    sorted({i.name for i in waited.values()} | {m.name for m in made})
+                ),
+                reason="wait until the new images are NORMAL, then plan again and delete",
+            )
+        )
+    steps += _batches(
+        Phase.AFTER_CREATE,
+        DeleteKind.EXPIRE,
+        [_target(o, _expire_reason(o, decisions, early=False)) for o in late],
+    )
+
+    plan = Plan(
+        region=inventory.region,
+        now=now,
+        quota=inventory.quota,
+        used=len(inventory.images),
+        unmanaged=len(unmanaged),
+        steps=tuple(steps),
+        decisions=_image_decisions(
+            sets=sets,
+            decisions=decisions,
+            cleanup=cleanup,
+            early=early_ids,
+            evicted=evicted_ids,
+            late={o.image_id for o in late},
+        ),
+        warnings=tuple(warnings),
+        errors=tuple(errors),
+        orphan_instance_ids=tuple(sorted(i for i, s in sets.items() if s.orphan)),
+    )
+    violations = check_plan(inventory, plan, fmt)
+    if violations:
+        raise PlanInvariantError("; ".join(violations))
+    return plan
+
+
+def _make_set(
+    instance_id: str, targeted: Mapping[str, tuple[Policy, ...]], settings: PlannerSettings
+) -> _InstanceSet:
+    policies = targeted.get(instance_id)
+    if policies:
+        rules = tuple(RuleSet(p.retention, p.timezone, p.name) for p in policies)
+        return _InstanceSet(instance_id, [], rules, orphan=False)
+    orphan_rules: tuple[RuleSet, ...] = ()
+    if settings.orphan_retention is not None:
+        orphan_rules = (RuleSet(settings.orphan_retention, "UTC", _ORPHAN_RULES),)
+    return _InstanceSet(instance_id, [], orphan_rules, orphan=True)
+
+
+def _existing_name_problem(
+    existing: Sequence[Image], managed_by_id: Mapping[str, ManagedImage]
+) -> str:
+    """'' (create), 'done', 'wait', or the error that makes the slot a ``Skip``."""
+    if not existing:
+        return ""
+    foreign = [image.image_id for image in existing if image.image_id not in managed_by_id]
+    if foreign:
+        return f"the name is taken by {', '.join(foreign)}, which cvmkeeper does not manage"
+    if any(image.state.usable for image in existing):
+        return "done"
+    if any(image.state.busy for image in existing):
+        return "wait"
+    if all(
+        image.state is ImageState.CREATEFAILED and not managed_by_id[image.image_id].pinned
+        for image in existing
+    ):
+        return ""  # cleaned up before the creates; the name is then free
+    states = ", ".join(f"{image.image_id} {image.state.value}" for image in existing)
+    return f"the name is held by {states}, which cvmkeeper may not delete"
+
+
+def _retention(
+    sets: Mapping[str, _InstanceSet],
+    creates: Mapping[str, list[datetime]],
+    cache: dict[str, tuple[tuple[datetime, ...], dict[str, Decision]]],
+) -> dict[str, Decision]:
+    """Retention decisions for every managed image, in the world where creates succeeded."""
+    decisions: dict[str, Decision] = {}
+    for instance_id, instance_set in sets.items():
+        new_slots = tuple(sorted(creates.get(instance_id, ())))
+        cached = cache.get(instance_id)
+        if cached is None or cached[0] != new_slots:
+            backups = [
+                Backup(
+                    owned.image_id,
+                    owned.slot,
+                    ImageState.NORMAL
+                    if owned.image_id in instance_set.waited
+                    else owned.image.state,
+                    owned.pinned,
+                )
+                for owned in instance_set.images
+            ]
+            backups += [
+                Backup(f"{_NEW_IMAGE_PREFIX}{slot.isoformat()}", slot, ImageState.NORMAL)
+                for slot in new_slots
+            ]
+            result = {d.image_id: d for d in decide(backups, instance_set.rules)}
+            cached = cache[instance_id] = (new_slots, result)
+        decisions.update(cached[1])
+    return decisions
+
+
+def _expired(
+    owned: ManagedImage, instance_set: _InstanceSet, decisions: Mapping[str, Decision]
+) -> bool:
+    """Retention lets ``owned`` go, and no hard rule protects it (pins, in-flight images)."""
+    decision = decisions[owned.image_id]
+    return (
+        not decision.keep
+        and owned.image.state.usable
+        and not owned.pinned
+        and owned.image_id not in instance_set.waited
+    )
+
+
+def _target(owned: ManagedImage, reason: str) -> DeleteTarget:
+    return DeleteTarget(
+        image_id=owned.image_id,
+        image_name=owned.image.name,
+        instance_id=owned.instance_id,
+        slot=owned.slot,
+        reason=reason,
+    )
+
+
+def _expire_reason(owned: ManagedImage, decisions: Mapping[str, Decision], *, early: bool) -> str:
+    reason = ", ".join(decisions[owned.image_id].reasons) or "expired"
+    if early:
+        return f"{reason}; deleted before the creates to make room in the quota"
+    return reason
+
+
+def _create(item: _Wanted) -> Create:
+    names = item.policy_names
+    return Create(
+        instance_id=item.instance_id,
+        image_name=item.name,
+        slot=item.slot,
+        policies=names,
+        tags=image_tags(names, item.instance_id, item.slot),
+        description=image_description(names, item.slot),
+        consistency=_strongest(item.policies),
+        reason=f"slot {slot_tag_value(item.slot)} due for {', '.join(names)}",
+    )
+
+
+def _quota_skip(item: _Wanted, quota: int, used: int) -> Skip:
+    how = "on_quota_full: skip" if not item.may_evict else "nothing can be evicted"
+    return Skip(
+        instance_id=item.instance_id,
+        slot=item.slot,
+        image_name=item.name,
+        policies=item.policy_names,
+        error=(
+            f"{item.name}: not created: region at quota ({used} of {quota} images) and "
+            f"nothing expired can be deleted ({how})"
+        ),
+    )
+
+
+def _image_decisions(
+    *,
+    sets: Mapping[str, _InstanceSet],
+    decisions: Mapping[str, Decision],
+    cleanup: Sequence[ManagedImage],
+    early: set[str],
+    evicted: Mapping[str, _Wanted],
+    late: set[str],
+) -> tuple[ImageDecision, ...]:
+    cleanup_ids = {owned.image_id for owned in cleanup}
+    result: list[ImageDecision] = []
+    for instance_id in sorted(sets):
+        instance_set = sets[instance_id]
+        for owned in sorted(instance_set.images, key=_age_key, reverse=True):
+            decision = decisions[owned.image_id]
+            image_id = owned.image_id
+            kind: DeleteKind | None = None
+            phase: Phase | None = None
+            reasons = decision.reasons
+            keep = decision.keep
+            if image_id in cleanup_ids:
+                kind, phase = DeleteKind.CLEANUP, Phase.BEFORE_CREATE
+            elif image_id in early:
+                kind, phase = DeleteKind.EXPIRE, Phase.BEFORE_CREATE
+            elif image_id in evicted:
+                kind, phase = DeleteKind.EVICT, Phase.BEFORE_CREATE
+                reasons = (*reasons, f"evicted: quota full, room for {evicted[image_id].name}")
+            elif image_id in late:
+                kind, phase = DeleteKind.EXPIRE, Phase.AFTER_CREATE
+            elif not keep:
+                keep = True
+                reasons = (*reasons, "kept: protected by the hard rules")
+            if image_id in instance_set.waited:
+                reasons = (*reasons, "in flight for a due slot: waited for")
+            result.append(
+                ImageDecision(
+                    image_id=image_id,
+                    image_name=owned.image.name,
+                    instance_id=instance_id,
+                    slot=owned.slot,
+                    state=owned.image.state,
+                    pinned=owned.pinned,
+                    orphan=instance_set.orphan,
+                    keep=keep,
+                    reasons=reasons,
+                    delete_kind=kind,
+                    delete_phase=phase,
+                )
+            )
+    return tuple(result)
