@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 from hypothesis import given
@@ -13,6 +15,7 @@ from cvmkeeper.alerting.events import (
     MonitorConfig,
     failure_fingerprint,
     failure_tags,
+    monitor_config_from,
     monitor_slug,
 )
 
@@ -161,3 +164,24 @@ def test_every_slug_is_valid_for_sentry_and_deterministic(name: str) -> None:
 def test_different_names_get_different_slugs(first: str, second: str) -> None:
     if first != second:
         assert monitor_slug(first) != monitor_slug(second)
+
+
+@dataclass(frozen=True)
+class _MonitorOptions:
+    checkin_margin: timedelta
+    max_runtime: timedelta
+    failure_issue_threshold: int = 2
+    recovery_threshold: int = 3
+
+
+def test_a_monitor_config_from_the_config_counts_whole_minutes_rounded_up() -> None:
+    options = _MonitorOptions(timedelta(seconds=30), timedelta(minutes=90, seconds=1))
+    config = monitor_config_from((1, "day"), "Asia/Tokyo", options)
+    assert config == MonitorConfig(
+        schedule=(1, "day"),
+        timezone="Asia/Tokyo",
+        checkin_margin=1,
+        max_runtime=91,
+        failure_issue_threshold=2,
+        recovery_threshold=3,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,14 +13,20 @@ import sentry_sdk
 from cvmkeeper import __version__
 from cvmkeeper.alerting.alerter import NullAlerter
 from cvmkeeper.alerting.events import Failure, MonitorConfig, failure_fingerprint, monitor_slug
-from cvmkeeper.alerting.sentry import (
-    AlertingConfigError,
-    SentryAlerter,
-    SentrySettings,
-    build_alerter,
-)
+from cvmkeeper.alerting.sentry import AlertingConfigError, SentryAlerter, build_alerter
 from cvmkeeper.logs import register_secret
 from support.sentry_capture import SentryCapture
+
+
+@dataclass(frozen=True)
+class SentrySettings:
+    """The settings build_alerter reads, as the config layer provides them."""
+
+    dsn: str | None = None
+    dsn_file: Path | None = None
+    environment: str = "production"
+    server_name: str | None = None
+
 
 NOT_FOUND = Failure(
     policy="web-daily",
@@ -274,7 +281,7 @@ def test_no_dsn_means_a_null_alerter_said_once_and_nothing_sent(
 
 
 def test_no_alerts_switch_wins_over_a_dsn(capture: SentryCapture) -> None:
-    alerter = build_alerter(SentrySettings(dsn=capture.dsn, enabled=False), environ={})
+    alerter = build_alerter(SentrySettings(dsn=capture.dsn), environ={}, enabled=False)
     assert isinstance(alerter, NullAlerter)
     assert not sentry_sdk.get_client().is_active()
 
@@ -349,3 +356,27 @@ def test_closing_leaves_no_active_client(capture: SentryCapture) -> None:
     assert not sentry_sdk.get_client().is_active()
     alerter.error(NOT_FOUND)  # after close: dropped, and no exception
     assert len(capture.events()) == 1
+
+
+class _Secret:
+    """Holds a value the way the config's ``Secret`` does: only ``reveal()`` gives it."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+
+@dataclass(frozen=True)
+class _SecretDsnSettings:
+    dsn: _Secret
+    dsn_file: Path | None = None
+    environment: str = "staging"
+    server_name: str | None = None
+
+
+def test_a_dsn_held_as_a_secret_is_revealed_only_to_sentry(capture: SentryCapture) -> None:
+    alerter = build_alerter(_SecretDsnSettings(dsn=_Secret(capture.dsn)), environ={})
+    _round_trip(alerter, capture)
+    assert capture.events()[0]["environment"] == "staging"

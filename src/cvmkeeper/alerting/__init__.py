@@ -2,11 +2,12 @@
 
 The executor and the daemon use only these names:
 
-- ``build_alerter(SentrySettings(...))`` once at start: a ``SentryAlerter`` when a DSN is
+- ``build_alerter(config.sentry)`` once at start: a ``SentryAlerter`` when a DSN is
   found, else a ``NullAlerter``; tests of other layers use ``RecordingAlerter``.
 - ``alerter.error(Failure(...))`` / ``alerter.warning(Failure(..., level="warning"))``.
-- ``with monitored_run(alerter, monitor_slug(policy.name), MonitorConfig(...)) as run:``
-  around each scheduled run (or ``checkin_start`` / ``checkin_finish`` by hand).
+- ``with monitored_run(alerter, monitor_slug(policy.name), config) as run:`` around each
+  scheduled run, with ``config = monitor_config_from(schedule, timezone, config.sentry)``
+  (or ``checkin_start`` / ``checkin_finish`` by hand).
 - ``alerter.close(timeout)`` at shutdown.
 """
 
@@ -23,12 +24,13 @@ from cvmkeeper.alerting.events import (
     MonitorConfig,
     failure_fingerprint,
     failure_tags,
+    monitor_config_from,
     monitor_slug,
 )
 from cvmkeeper.alerting.sentry import (
     AlertingConfigError,
     SentryAlerter,
-    SentrySettings,
+    SentryOptions,
     build_alerter,
 )
 
@@ -42,10 +44,11 @@ __all__ = [
     "NullAlerter",
     "RecordingAlerter",
     "SentryAlerter",
-    "SentrySettings",
+    "SentryOptions",
     "build_alerter",
     "failure_fingerprint",
     "failure_tags",
+    "monitor_config_from",
     "monitor_slug",
     "monitored_run",
 ]

@@ -23,8 +23,10 @@ CheckInStatus = Literal["in_progress", "ok", "error"]
 class Alerter(Protocol):
     """What a run reports: failed steps, warnings, and the check-ins of its policy's monitor.
 
-    Implementations are thread-safe and never raise from these calls: alerting must not
-    break a backup run.
+    Give a failure to the method of its level. ``SentryAlerter`` sends at the method's
+    level; ``RecordingAlerter`` refuses a mismatch, so tests of callers catch it.
+    ``SentryAlerter`` and ``NullAlerter`` are thread-safe and never raise from these calls:
+    alerting must not break a backup run.
     """
 
     def error(self, failure: Failure) -> None:

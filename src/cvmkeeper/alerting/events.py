@@ -12,11 +12,13 @@ every check-in so that Sentry creates and updates the monitor itself (upsert).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from datetime import timedelta
+from typing import Any, Literal, Protocol
 
 Level = Literal["error", "warning"]
 IntervalUnit = Literal["minute", "hour", "day", "week", "month", "year"]
@@ -137,6 +139,49 @@ class MonitorConfig:
             "failure_issue_threshold": self.failure_issue_threshold,
             "recovery_threshold": self.recovery_threshold,
         }
+
+
+class MonitorOptions(Protocol):
+    """The monitor settings of the daemon config (``cvmkeeper.config.model.SentrySettings``)."""
+
+    @property
+    def checkin_margin(self) -> timedelta:
+        """How late a check-in may arrive before the run counts as missed."""
+        ...
+
+    @property
+    def max_runtime(self) -> timedelta:
+        """How long a run may stay ``in_progress`` before it counts as failed."""
+        ...
+
+    @property
+    def failure_issue_threshold(self) -> int:
+        """Consecutive failed or missed runs before Sentry opens an issue."""
+        ...
+
+    @property
+    def recovery_threshold(self) -> int:
+        """Consecutive good runs before Sentry resolves it."""
+        ...
+
+
+def monitor_config_from(
+    schedule: str | tuple[int, IntervalUnit], timezone: str, options: MonitorOptions
+) -> MonitorConfig:
+    """The monitor of one schedule, with margins from the config (rounded up to minutes)."""
+    return MonitorConfig(
+        schedule=schedule,
+        timezone=timezone,
+        checkin_margin=_whole_minutes(options.checkin_margin),
+        max_runtime=_whole_minutes(options.max_runtime),
+        failure_issue_threshold=options.failure_issue_threshold,
+        recovery_threshold=options.recovery_threshold,
+    )
+
+
+def _whole_minutes(duration: timedelta) -> int:
+    """``duration`` in minutes, rounded up, at least 1 (Sentry counts in whole minutes)."""
+    return max(1, math.ceil(duration.total_seconds() / 60))
 
 
 def monitor_slug(policy_name: str) -> str:

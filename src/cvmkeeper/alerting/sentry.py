@@ -17,9 +17,8 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import sentry_sdk
 from sentry_sdk.crons import capture_checkin
@@ -48,31 +47,57 @@ class AlertingConfigError(ValueError):
     """The alerting settings cannot be used (the message never contains the DSN)."""
 
 
-@dataclass(frozen=True)
-class SentrySettings:
-    """How to reach Sentry, as the daemon config gives it.
+class Revealable(Protocol):
+    """A secret holder (``cvmkeeper.config.model.Secret``) that gives its value on request."""
+
+    def reveal(self) -> str:
+        """The secret value itself."""
+        ...
+
+
+class SentryOptions(Protocol):
+    """The settings ``build_alerter`` reads; the config's ``SentrySettings`` provides them.
 
     The DSN is looked for, in order: ``dsn``; the file ``dsn_file``; the ``SENTRY_DSN``
     environment variable; the file ``$CREDENTIALS_DIRECTORY/sentry_dsn`` (systemd
-    ``LoadCredential``). ``enabled=False`` (``--no-alerts``) switches alerting off.
+    ``LoadCredential``).
     """
 
-    dsn: str | None = None
-    dsn_file: Path | None = None
-    environment: str = "production"
-    server_name: str | None = None
-    enabled: bool = True
+    @property
+    def dsn(self) -> Revealable | str | None:
+        """The DSN given in the config, if any."""
+        ...
+
+    @property
+    def dsn_file(self) -> Path | None:
+        """A file holding the DSN, if any."""
+        ...
+
+    @property
+    def environment(self) -> str:
+        """Sentry's ``environment`` (``production``, ``staging`` ...)."""
+        ...
+
+    @property
+    def server_name(self) -> str | None:
+        """Sentry's ``server_name``; ``None`` lets sentry-sdk use the host name."""
+        ...
 
 
-def resolve_dsn(settings: SentrySettings, environ: Mapping[str, str]) -> tuple[str, str] | None:
+def resolve_dsn(settings: SentryOptions, environ: Mapping[str, str]) -> tuple[str, str] | None:
     """The DSN to use and where it came from, or ``None`` when there is none.
 
     Raises ``AlertingConfigError`` when a configured ``dsn_file`` cannot be read or the DSN
     found is malformed; the message names the source, never the DSN.
     """
     found: tuple[str, str] | None = None
-    if settings.dsn:
-        found = (settings.dsn.strip(), "the config key 'dsn'")
+    configured = (
+        settings.dsn
+        if isinstance(settings.dsn, str) or settings.dsn is None
+        else (settings.dsn.reveal())
+    )
+    if configured:
+        found = (configured.strip(), "the config key 'sentry.dsn'")
     elif settings.dsn_file is not None:
         try:
             found = (settings.dsn_file.read_text().strip(), f"the file {settings.dsn_file}")
@@ -96,18 +121,21 @@ def resolve_dsn(settings: SentrySettings, environ: Mapping[str, str]) -> tuple[s
 
 
 def build_alerter(
-    settings: SentrySettings,
+    settings: SentryOptions,
     environ: Mapping[str, str] | None = None,
+    *,
+    enabled: bool = True,
 ) -> Alerter:
     """The alerter for ``settings``: a ``SentryAlerter`` when a DSN is found, else a
-    ``NullAlerter``, saying so in one INFO log line either way.
+    ``NullAlerter``, saying so in one INFO log line either way. ``enabled=False``
+    (``--no-alerts``) always gives a ``NullAlerter``.
 
     ``environ`` defaults to ``os.environ``; the values of its secret-named variables
     (``TENCENTCLOUD_SECRET_KEY``, ``SENTRY_DSN``, ...) are registered as secrets.
     """
     environ = os.environ if environ is None else environ
-    if not settings.enabled:
-        log.info("Sentry alerting is off (disabled by --no-alerts or the config)")
+    if not enabled:
+        log.info("Sentry alerting is off (--no-alerts)")
         return NullAlerter()
     found = resolve_dsn(settings, environ)
     if found is None:
@@ -156,8 +184,8 @@ class SentryAlerter:
             environment=environment,
             release=release or f"cvmkeeper@{__version__}",
             server_name=server_name,
-            # send_default_pii stays unset: its default is off, and sentry-sdk >= 2.5x
-            # deprecates passing it (tests check that PII sending is off).
+            # send_default_pii stays unset: its default is off, and recent sentry-sdk 2.x
+            # warns that passing it is deprecated (the tests check that PII is off).
             include_local_variables=False,
             # Log lines become breadcrumbs (context for an event), never events of their
             # own: every alert comes from an explicit call, so nothing is reported twice.
