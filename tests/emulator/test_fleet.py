@@ -1,0 +1,66 @@
+"""Loading fleet files: the issue's shape is accepted, mistakes name file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cvmkeeper.emulator.fleet import FleetError, FleetSpec, load_fleet
+
+FLEETS = Path(__file__).parent / "fleets"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_issue_shape_is_accepted() -> None:
+    fleet = load_fleet(FLEETS / "issue-shape.yaml")
+    region = fleet.regions["ap-guangzhou"]
+    assert region.quota == 10
+    assert region.instances[0].tags == {"backup": "daily"}
+    assert region.images[0].name == "golden-base"
+    assert fleet.faults["CreateImage"]["lost_response"] == 0.05
+    assert fleet.rate_limits["CreateImage"] == 10
+    assert fleet.rate_limits["DeleteImages"] == 10  # documented default kept
+    assert (fleet.name_limit, fleet.description_limit) == (20, 60)
+    assert fleet.credentials.secret_id == "AKIDEXAMPLE"
+    assert "example-key" not in repr(fleet)
+
+
+def test_demo_and_sample_fleets_load() -> None:
+    demo = load_fleet(REPO / "config" / "fleet-demo.yaml")
+    assert set(demo.regions) == {"ap-guangzhou", "ap-shanghai"}
+    assert load_fleet(FLEETS / "small.yaml").regions["ap-guangzhou"].quota == 3
+
+
+def test_only_regions_is_required() -> None:
+    fleet = FleetSpec.from_mapping({"regions": {"ap-guangzhou": None}})
+    assert fleet.regions["ap-guangzhou"].quota == 10
+    with pytest.raises(FleetError, match="regions: is required"):
+        FleetSpec.from_mapping({"limits": "legacy"})
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("regions:\n  ap-guangzhou:\n    quota: -1\n", ":3: regions.ap-guangzhou.quota: must be"),
+    ("regions:\n  ap-guangzhou:\n    instances:\n      - {name: x}\n",
+     ":4: regions.ap-guangzhou.instances[0].id: is required"),
+    ("limits: modern\nregions: {r: {}}\n", ":1: limits: must be one of legacy, current"),
+    ("regions: {r: {}}\nfaults:\n  CreateImage: {InternalError: 0.7, reset: 0.6}\n",
+     ":3: faults.CreateImage: fault probabilities add up"),
+    ("regions: {r: {}}\ntiming: {create_secs: 1}\n", ":2: timing.create_secs: unknown key"),
+    ("regions:\n  r:\n    images:\n      - {id: img-1, name: a}\n      - {id: img-2, name: a}\n",
+     ":5: regions.r.images[1].name: duplicate image name"),
+])
+def test_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(text)
+    with pytest.raises(FleetError) as info:
+        load_fleet(path)
+    assert str(info.value).startswith(str(path))
+    assert expected in str(info.value)
+
+
+def test_invalid_instances_mark_instances_not_supported() -> None:
+    fleet = FleetSpec.from_mapping({
+        "invalid_instances": ["ins-a"],
+        "regions": {"r": {"instances": [{"id": "ins-a"}, {"id": "ins-b"}]}}})
+    assert [i.not_supported for i in fleet.regions["r"].instances] == [True, False]
