@@ -56,6 +56,8 @@ def test_the_server_accepts_plain_and_gzip_and_refuses_the_rest() -> None:
         assert _post(capture, "/api/7/envelope/", b"not json") == 400
         assert _post(capture, "/api/7/envelope/", envelope, "compress") == 400
 
+        assert capture.wait_for(lambda c: len(c.requests) == 2, timeout=5)
+        assert not capture.wait_for(lambda c: len(c.requests) == 3, timeout=0)
         assert capture.events() == [{"message": "hello"}, {"message": "hello"}]
         assert [r.project for r in capture.requests] == ["7", "7"]
         assert len(capture.rejected) == 3
