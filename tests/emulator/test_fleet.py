@@ -32,6 +32,17 @@ def test_demo_and_sample_fleets_load() -> None:
     assert load_fleet(FLEETS / "small.yaml").regions["ap-guangzhou"].quota == 3
 
 
+def test_every_documented_key_loads() -> None:
+    fleet = load_fleet(FLEETS / "all-keys.yaml")
+    region = fleet.regions["ap-guangzhou"]
+    assert [i.not_supported for i in region.instances] == [False, True, True]
+    assert region.images[0].shared
+    assert fleet.faults["*"] == {"InternalError": 0.01}
+    assert fleet.rate_limits["DescribeImageQuota"] == 0
+    assert fleet.seed == 11
+    assert fleet.credentials.token == "optional-session-token"
+
+
 def test_only_regions_is_required() -> None:
     fleet = FleetSpec.from_mapping({"regions": {"ap-guangzhou": None}})
     assert fleet.regions["ap-guangzhou"].quota == 10
