@@ -1,0 +1,204 @@
+"""Where the files are, and loading them: ``load_config``, ``load_policies``, ``load_setup``.
+
+Every loader raises one ``ConfigError`` carrying all problems of all files, so a user
+fixes everything in one round. Nothing here raises anything else for bad input: a file
+that is missing, unreadable, not UTF-8, not YAML or simply wrong is a ``Problem``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cvmkeeper.config.daemon_file import read_config
+from cvmkeeper.config.errors import ConfigError, Problem
+from cvmkeeper.config.model import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config
+from cvmkeeper.config.policy_file import read_policy
+from cvmkeeper.config.reader import Node, Reader
+from cvmkeeper.core.policy import OnQuotaFull, Policy
+
+MAX_FILE_BYTES = 1_000_000
+POLICY_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """A loaded daemon config and its policies, checked together."""
+
+    config: Config
+    policies: tuple[Policy, ...]
+
+    def policy(self, name: str) -> Policy | None:
+        """The policy called ``name``, if there is one."""
+        return next((p for p in self.policies if p.name == name), None)
+
+
+def config_path(
+    option: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None
+) -> Path:
+    """The config file to use: ``--config``, else ``$CVMKEEPER_CONFIG``, else the default."""
+    environ = os.environ if env is None else env
+    if option:
+        return Path(option)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    return DEFAULT_CONFIG_PATH
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (shorter messages)."""
+    try:
+        return str(path.resolve(strict=False).relative_to(Path.cwd()))
+    except (ValueError, OSError):
+        return str(path)
+
+
+def _read_text(path: Path, reader: Reader) -> str | None:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            reader.problem(None, "", f"is {size} bytes; a config file is at most {MAX_FILE_BYTES}")
+            return None
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        reader.problem(None, "", "no such file")
+    except IsADirectoryError:
+        reader.problem(None, "", "is a directory, not a file")
+    except PermissionError:
+        reader.problem(None, "", "permission denied")
+    except UnicodeDecodeError as exc:
+        reader.problem(None, "", f"is not UTF-8 text (byte {exc.start})")
+    except OSError as exc:
+        reader.problem(None, "", f"cannot be read: {exc.strerror or type(exc).__name__}")
+    return None
+
+
+def _compose_file(path: Path) -> tuple[Reader, Node | None]:
+    reader = Reader(display_path(path))
+    text = _read_text(path, reader)
+    return reader, (reader.compose(text) if text is not None else None)
+
+
+def parse_config_text(text: str, source: Path) -> Config:
+    """Validate config ``text`` as if read from ``source``; raise ``ConfigError``."""
+    reader = Reader(display_path(source))
+    root = reader.compose(text)
+    config = read_config(reader, root, source.resolve(strict=False)) if root is not None else None
+    if config is None or reader.problems:
+        raise ConfigError(reader.problems)
+    return config
+
+
+def parse_policy_text(
+    text: str,
+    source: str = "<policy>",
+    *,
+    default_regions: tuple[str, ...] = (),
+    default_on_quota_full: OnQuotaFull = "evict",
+) -> Policy:
+    """Validate one policy's YAML ``text``; raise ``ConfigError`` with every problem."""
+    reader = Reader(source)
+    root = reader.compose(text)
+    policy = None
+    if root is not None:
+        policy = read_policy(
+            reader,
+            root,
+            default_regions=default_regions,
+            default_on_quota_full=default_on_quota_full,
+        )
+    if policy is None or reader.problems:
+        raise ConfigError(reader.problems)
+    return policy
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the daemon config file; raise ``ConfigError`` with every problem."""
+    source = Path(path)
+    reader, root = _compose_file(source)
+    config = read_config(reader, root, source.resolve(strict=False)) if root is not None else None
+    if config is None or reader.problems:
+        raise ConfigError(reader.problems)
+    return config
+
+
+def _policy_files(directory: Path) -> tuple[list[Path], list[Problem]]:
+    where = display_path(directory)
+    try:
+        entries = sorted(directory.iterdir())
+    except FileNotFoundError:
+        return [], [Problem(where, 0, 0, "", "policies directory does not exist")]
+    except NotADirectoryError:
+        return [], [Problem(where, 0, 0, "", "policies_dir is not a directory")]
+    except OSError as exc:
+        return [], [Problem(where, 0, 0, "", f"cannot list: {exc.strerror or type(exc).__name__}")]
+    files = [
+        entry
+        for entry in entries
+        if entry.suffix in POLICY_SUFFIXES and not entry.name.startswith(".") and not entry.is_dir()
+    ]
+    if not files:
+        return [], [Problem(where, 0, 0, "", "no policy files (*.yaml) in the policies directory")]
+    return files, []
+
+
+def load_policies(
+    directory: str | os.PathLike[str],
+    *,
+    default_regions: tuple[str, ...] = (),
+    default_on_quota_full: OnQuotaFull = "evict",
+) -> list[Policy]:
+    """Read every ``*.yaml`` policy of ``directory`` (sorted by file name).
+
+    Raises one ``ConfigError`` with the problems of every file, including policy names
+    used twice. Files starting with '.' (editor leftovers) are ignored.
+    """
+    files, problems = _policy_files(Path(directory))
+    policies: list[Policy] = []
+    first_seen: dict[str, tuple[Policy, Node]] = {}
+    for path in files:
+        reader, root = _compose_file(path)
+        policy = None
+        if root is not None:
+            policy = read_policy(
+                reader,
+                root,
+                default_regions=default_regions,
+                default_on_quota_full=default_on_quota_full,
+            )
+        problems.extend(reader.problems)
+        if policy is None or root is None:
+            continue
+        name_node = next(
+            (v for k, v in getattr(root, "value", []) if getattr(k, "value", None) == "name"), root
+        )
+        if policy.name in first_seen:
+            other = first_seen[policy.name][0]
+            problems.append(
+                Problem(
+                    reader.source,
+                    name_node.start_mark.line + 1,
+                    name_node.start_mark.column + 1,
+                    "name",
+                    f"policy name {policy.name!r} is already used by {other.source}",
+                )
+            )
+            continue
+        first_seen[policy.name] = (policy, name_node)
+        policies.append(policy)
+    if problems:
+        raise ConfigError(problems)
+    return policies
+
+
+def load_setup(path: str | os.PathLike[str]) -> Setup:
+    """Load the daemon config and its policies; one ``ConfigError`` lists every problem."""
+    config = load_config(path)
+    policies = load_policies(
+        config.policies_dir,
+        default_regions=config.regions,
+        default_on_quota_full=config.on_quota_full,
+    )
+    return Setup(config=config, policies=tuple(policies))

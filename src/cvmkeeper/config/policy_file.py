@@ -1,0 +1,338 @@
+"""One policy file (``policies/*.yaml``) → one ``Policy``, with every problem reported.
+
+The file format, key by key::
+
+    name: web-daily                  # required; lowercase letters, digits and '-'
+    description: Web tier, nightly   # optional, for people
+    regions: [ap-guangzhou]          # default: the daemon config's regions
+    targets:                         # at least instance_ids or tags
+      instance_ids: [ins-6pb6lrmy]
+      tags: {backup: daily}          # instances carrying all of these tags
+      exclude_instance_ids: []
+    timezone: Asia/Shanghai          # buckets of retention; default: first schedule's
+    schedules:                       # 1 to 4
+      - cron: "0 2 * * *"            # or  every: 6h
+        timezone: Asia/Shanghai      # default: the policy timezone, else UTC
+        jitter: 5m                   # optional random delay of the run (not the slot)
+    retention: {keep_last: 3, keep_daily: 7, keep_weekly: 4, keep_monthly: 6, min_keep: 1}
+    consistency: live                # live | force_poweroff | stop_start
+    catch_up: 1d                     # or off; default: one schedule period
+    on_quota_full: evict             # evict | skip; default: the daemon config's
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import timedelta
+
+import yaml
+
+from cvmkeeper.config.reader import Node, Reader
+from cvmkeeper.core.naming import INSTANCE_ID_PATTERN, MAX_NAME_LENGTH
+from cvmkeeper.core.policy import (
+    MAX_SCHEDULES,
+    MIN_INTERVAL,
+    ON_QUOTA_FULL_CHOICES,
+    RETENTION_COUNT_RULES,
+    Consistency,
+    OnQuotaFull,
+    Policy,
+    Retention,
+    Schedule,
+    Targets,
+)
+from cvmkeeper.core.schedule import CronError, check_schedule, parse_cron, policy_period, zone
+
+POLICY_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+POLICY_NAME_HELP = "1-63 lowercase letters, digits and '-' (not at either end)"
+REGION = re.compile(r"[a-z]{2,}(?:-[a-z0-9]+)+")
+REGION_HELP = "a region id such as ap-guangzhou"
+TAG_KEY = re.compile(r"[^\s].{0,126}")
+
+POLICY_KEYS = (
+    "name",
+    "description",
+    "regions",
+    "targets",
+    "timezone",
+    "schedules",
+    "retention",
+    "consistency",
+    "catch_up",
+    "copies",
+    "on_quota_full",
+)
+TARGET_KEYS = ("instance_ids", "tags", "exclude_instance_ids")
+SCHEDULE_KEYS = ("cron", "every", "timezone", "jitter")
+RETENTION_KEYS = (*RETENTION_COUNT_RULES, "keep_within", "min_keep")
+MAX_KEEP = 10_000
+_OFF = ("off", "false", "no")
+
+
+def read_retention(
+    reader: Reader, node: Node, path: str, *, require_rule: bool = True
+) -> Retention | None:
+    """The ``retention:`` mapping (also used for ``orphans:``); refuses one keeping nothing."""
+    keys = reader.mapping(node, path, RETENTION_KEYS)
+    if keys is None:
+        return None
+    values: dict[str, int] = {}
+    ok = True
+    for rule in RETENTION_COUNT_RULES:
+        if rule in keys:
+            count = reader.integer(keys[rule], f"{path}.{rule}", 0, MAX_KEEP)
+            ok = ok and count is not None
+            values[rule] = count or 0
+    within: timedelta | None = None
+    if "keep_within" in keys:
+        within = reader.duration(keys["keep_within"], f"{path}.keep_within", MIN_INTERVAL)
+        ok = ok and within is not None
+    min_keep = 1
+    if "min_keep" in keys:
+        value = reader.integer(keys["min_keep"], f"{path}.min_keep", 1, MAX_KEEP)
+        ok = ok and value is not None
+        min_keep = value or 1
+    if not ok:
+        return None
+    retention = Retention(keep_within=within, min_keep=min_keep, **values)
+    if require_rule and not retention.keeps_something:
+        reader.problem(
+            node,
+            path,
+            "keeps nothing: set at least one of "
+            + ", ".join(RETENTION_COUNT_RULES)
+            + " (above 0) or keep_within",
+        )
+        return None
+    return retention
+
+
+def _read_targets(reader: Reader, node: Node) -> Targets | None:
+    keys = reader.mapping(node, "targets", TARGET_KEYS)
+    if keys is None:
+        return None
+    ok = True
+    id_help = (
+        f"a CVM instance id: 'ins-' and 8 lowercase letters or digits (longer ids "
+        f"cannot get a unique image name within {MAX_NAME_LENGTH} characters)"
+    )
+    ids: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+    if "instance_ids" in keys:
+        got = reader.string_list(
+            keys["instance_ids"], "targets.instance_ids", INSTANCE_ID_PATTERN, id_help
+        )
+        ok = ok and got is not None
+        ids = got or ()
+    if "exclude_instance_ids" in keys:
+        got = reader.string_list(
+            keys["exclude_instance_ids"],
+            "targets.exclude_instance_ids",
+            INSTANCE_ID_PATTERN,
+            id_help,
+        )
+        ok = ok and got is not None
+        excluded = got or ()
+    tags: dict[str, str] = {}
+    if "tags" in keys:
+        tag_keys = reader.mapping(keys["tags"], "targets.tags", None)
+        if tag_keys is None:
+            ok = False
+        else:
+            for key, value_node in tag_keys.items():
+                value = reader.string(value_node, f"targets.tags.{key}", raw=True)
+                ok = ok and value is not None
+                tags[key] = value or ""
+    if ok and not ids and not tags:
+        reader.problem(node, "targets", "selects nothing: give instance_ids or tags (or both)")
+        return None
+    both = sorted(set(ids) & set(excluded))
+    if ok and both:
+        reader.problem(node, "targets", f"{', '.join(both)} both listed and excluded")
+        return None
+    return Targets(instance_ids=ids, tags=tags, exclude_instance_ids=excluded) if ok else None
+
+
+def _read_timezone(reader: Reader, node: Node, path: str) -> str | None:
+    name = reader.string(node, path)
+    return None if name is None else reader.checked(node, path, name, zone)
+
+
+def _read_schedule(reader: Reader, node: Node, path: str, default_timezone: str) -> Schedule | None:
+    keys = reader.mapping(node, path, SCHEDULE_KEYS)
+    if keys is None:
+        return None
+    if ("cron" in keys) == ("every" in keys):
+        reader.problem(node, path, "give exactly one of cron (a crontab line) or every (6h)")
+        return None
+    ok = True
+    timezone = default_timezone
+    if "timezone" in keys:
+        got = _read_timezone(reader, keys["timezone"], f"{path}.timezone")
+        ok = ok and got is not None
+        timezone = got or timezone
+    jitter = timedelta()
+    if "jitter" in keys:
+        got_jitter = reader.duration(keys["jitter"], f"{path}.jitter")
+        ok = ok and got_jitter is not None
+        jitter = got_jitter or jitter
+    cron: str | None = None
+    every: timedelta | None = None
+    if "cron" in keys:
+        cron = reader.string(keys["cron"], f"{path}.cron")
+        if cron is not None:
+            try:
+                parse_cron(cron)
+            except CronError as exc:
+                reader.problem(keys["cron"], f"{path}.cron", str(exc))
+                cron = None
+        ok = ok and cron is not None
+    else:
+        every = reader.duration(keys["every"], f"{path}.every", MIN_INTERVAL)
+        if every is not None and every % MIN_INTERVAL:
+            reader.problem(keys["every"], f"{path}.every", "must be a whole number of minutes")
+            every = None
+        ok = ok and every is not None
+    if not ok:
+        return None
+    schedule = Schedule(cron=cron, every=every, timezone=timezone, jitter=jitter)
+    where = keys.get("jitter", node)
+    return reader.checked(
+        where, f"{path}.jitter" if "jitter" in keys else path, schedule, check_schedule
+    )
+
+
+def _schedule_timezone(reader: Reader, node: Node) -> str | None:
+    """The first schedule's explicit timezone, read quietly (for the policy default)."""
+    quiet = Reader(reader.source)
+    for item_path, item in quiet.items(node, "schedules"):
+        keys = quiet.mapping(item, item_path, None)
+        if keys and "timezone" in keys:
+            return _read_timezone(quiet, keys["timezone"], item_path)
+        return None
+    return None
+
+
+def read_policy(
+    reader: Reader,
+    root: Node,
+    *,
+    default_regions: tuple[str, ...] = (),
+    default_on_quota_full: OnQuotaFull = "evict",
+) -> Policy | None:
+    """Build the ``Policy`` of one composed file; ``None`` after recording its problems."""
+    keys = reader.mapping(
+        root, "", POLICY_KEYS, required=("name", "targets", "schedules", "retention")
+    )
+    if keys is None:
+        return None
+    ok = True
+
+    name = (
+        reader.string(keys["name"], "name", POLICY_NAME, POLICY_NAME_HELP)
+        if "name" in keys
+        else None
+    )
+    description = ""
+    if "description" in keys:
+        description = reader.string(keys["description"], "description", raw=True) or ""
+
+    regions = default_regions
+    if "regions" in keys:
+        got = reader.string_list(keys["regions"], "regions", REGION, REGION_HELP)
+        ok = ok and got is not None
+        regions = got or ()
+        if got == ():
+            reader.problem(keys["regions"], "regions", "is empty: name at least one region")
+            ok = False
+    elif not default_regions:
+        reader.problem(root, "regions", "required here, or set regions in the daemon config")
+        ok = False
+
+    targets = _read_targets(reader, keys["targets"]) if "targets" in keys else None
+
+    timezone = "UTC"
+    if "timezone" in keys:
+        got_tz = _read_timezone(reader, keys["timezone"], "timezone")
+        ok = ok and got_tz is not None
+        timezone = got_tz or timezone
+    elif "schedules" in keys:
+        timezone = _schedule_timezone(reader, keys["schedules"]) or timezone
+
+    schedules: list[Schedule] = []
+    if "schedules" in keys:
+        node = keys["schedules"]
+        entries = list(reader.items(node, "schedules"))
+        if not entries and reader.problems and reader.problems[-1].path == "schedules":
+            ok = False
+        elif not entries:
+            reader.problem(node, "schedules", "is empty: give at least one schedule")
+            ok = False
+        elif len(entries) > MAX_SCHEDULES:
+            reader.problem(
+                node, "schedules", f"has {len(entries)} entries; at most {MAX_SCHEDULES}"
+            )
+            ok = False
+        for item_path, item in entries[:MAX_SCHEDULES]:
+            schedule = _read_schedule(reader, item, item_path, timezone)
+            if schedule is None:
+                ok = False
+            elif schedule in schedules:
+                reader.problem(item, item_path, "repeats an earlier schedule")
+                ok = False
+            else:
+                schedules.append(schedule)
+
+    retention = (
+        read_retention(reader, keys["retention"], "retention") if "retention" in keys else None
+    )
+
+    consistency = Consistency.LIVE
+    if "consistency" in keys:
+        got_c = reader.choice(keys["consistency"], "consistency", [c.value for c in Consistency])
+        ok = ok and got_c is not None
+        consistency = Consistency(got_c) if got_c else consistency
+
+    on_quota_full: OnQuotaFull = default_on_quota_full
+    if "on_quota_full" in keys:
+        got_q = reader.choice(keys["on_quota_full"], "on_quota_full", ON_QUOTA_FULL_CHOICES)
+        ok = ok and got_q is not None
+        on_quota_full = "skip" if got_q == "skip" else "evict"
+
+    catch_up: timedelta | None = None
+    if "catch_up" in keys:
+        catch_node = keys["catch_up"]
+        if isinstance(catch_node, yaml.ScalarNode) and str(catch_node.value).lower() in _OFF:
+            catch_up = timedelta()
+        else:
+            catch_up = reader.duration(catch_node, "catch_up", MIN_INTERVAL)
+            ok = ok and catch_up is not None
+
+    if "copies" in keys:
+        copies = list(reader.items(keys["copies"], "copies"))
+        if copies:
+            reader.problem(
+                keys["copies"],
+                "copies",
+                "copying images to other regions is not built yet; remove it or leave it []",
+            )
+            ok = False
+
+    if not (ok and name and targets and retention and schedules):
+        return None
+    policy = Policy(
+        name=name,
+        regions=regions,
+        targets=targets,
+        schedules=tuple(schedules),
+        retention=retention,
+        timezone=timezone,
+        consistency=consistency,
+        on_quota_full=on_quota_full,
+        description=description,
+        source=reader.source,
+    )
+    return dataclasses.replace(
+        policy, catch_up=catch_up if catch_up is not None else policy_period(policy)
+    )

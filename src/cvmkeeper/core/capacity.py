@@ -1,0 +1,138 @@
+"""Worst-case image counts: how many images a policy can make one instance hold.
+
+``validate`` uses this to refuse, before anything runs, a set of policies whose retention
+cannot fit a region's image quota (DESIGN.md "Quota-aware rotation", point 5). The count
+is an upper bound: each rule contributes its N, ``keep_within`` the most slots its window
+can contain, and since every rule keeps the newest image it is counted only once
+(``keep_daily 7 + keep_weekly 4 + keep_monthly 3`` can hold 12, not 14).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cvmkeeper.core.policy import Policy, Retention, Schedule
+from cvmkeeper.core.schedule import shortest_gap
+
+
+def capacity_terms(retention: Retention, schedules: Sequence[Schedule]) -> dict[str, int]:
+    """Each rule's worst-case count (``min_keep`` included), zero rules left out."""
+    terms = {rule: count for rule, count in retention.counts().items() if count}
+    if retention.keep_within is not None:
+        terms["keep_within"] = sum(
+            math.ceil(retention.keep_within / shortest_gap(s)) for s in schedules
+        )
+    terms["min_keep"] = retention.min_keep
+    return terms
+
+
+def max_images(retention: Retention, schedules: Sequence[Schedule]) -> int:
+    """The most images one instance can hold under one policy's retention and schedules.
+
+    Every rule keeps at most its N, and every rule keeps the newest image, so the newest is
+    counted once: ``keep_daily 7 + keep_weekly 4 + keep_monthly 3 + min_keep 1`` is
+    ``15 - 3 shared = 12``. ``keep_within`` counts the most slots its window can hold.
+    """
+    terms = capacity_terms(retention, schedules)
+    return sum(terms.values()) - (len(terms) - 1)
+
+
+def explain_max_images(retention: Retention, schedules: Sequence[Schedule]) -> str:
+    """The arithmetic of ``max_images``: ``keep_daily 7 + keep_weekly 4 + min_keep 1 - 2 = 10``."""
+    terms = capacity_terms(retention, schedules)
+    text = " + ".join(f"{rule} {count}" for rule, count in terms.items())
+    shared = len(terms) - 1
+    if shared:
+        text += f" - {shared} (the newest image, counted by every rule)"
+    return f"{text} = {max_images(retention, schedules)}"
+
+
+def policy_max_images(policy: Policy) -> int:
+    """``max_images`` of a policy's own retention and schedules."""
+    return max_images(policy.retention, policy.schedules)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaTerm:
+    """One policy's share of a region: ``per_instance`` images times ``instances``."""
+
+    policy: str
+    per_instance: int
+    instances: int
+    at_least: bool
+    """True when the count is a lower bound (tag targets not resolved against the cloud)."""
+
+    def describe(self) -> str:
+        """``web-daily 14 x 2 instances`` or ``db 10 x >=1 tagged instance``."""
+        plural = "" if self.instances == 1 else "s"
+        if self.at_least:
+            return f"{self.policy} {self.per_instance} x >={self.instances} instance{plural}"
+        return f"{self.policy} {self.per_instance} x {self.instances} instance{plural}"
+
+    @property
+    def images(self) -> int:
+        """The images this term accounts for."""
+        return self.per_instance * self.instances
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaCheck:
+    """The worst case of one region against its quota, with the arithmetic to show."""
+
+    region: str
+    quota: int
+    terms: tuple[QuotaTerm, ...]
+    unmanaged: int = 0
+
+    @property
+    def total(self) -> int:
+        """Worst-case images in the region: every policy's share plus unmanaged images."""
+        return sum(t.images for t in self.terms) + self.unmanaged
+
+    @property
+    def fits(self) -> bool:
+        """True when the worst case is within the quota."""
+        return self.total <= self.quota
+
+    def explain(self) -> str:
+        """``ap-guangzhou: web 14 x 1 instance + 2 unmanaged = 16 > quota 10``."""
+        parts = [t.describe() for t in self.terms]
+        if self.unmanaged:
+            parts.append(f"{self.unmanaged} unmanaged")
+        relation = "<=" if self.fits else ">"
+        arithmetic = " + ".join(parts) or "0"
+        return f"{self.region}: {arithmetic} = {self.total} {relation} quota {self.quota}"
+
+
+def check_region_quota(
+    region: str,
+    policies: Sequence[Policy],
+    quota: int,
+    tagged_instances: Mapping[str, int] | None = None,
+    unmanaged: int = 0,
+) -> QuotaCheck:
+    """Sum the worst case of every policy of ``region`` against ``quota``.
+
+    Explicit instance ids count once each per policy (an instance listed by two policies
+    holds both policies' images). Tag targets count ``tagged_instances[policy.name]``
+    instances when the cloud was asked (``validate --online``), otherwise at least one.
+    """
+    terms: list[QuotaTerm] = []
+    for policy in policies:
+        if region not in policy.regions:
+            continue
+        per_instance = policy_max_images(policy)
+        explicit = [
+            i for i in policy.targets.instance_ids if i not in policy.targets.exclude_instance_ids
+        ]
+        if tagged_instances is not None and policy.name in tagged_instances:
+            count, at_least = len(explicit) + tagged_instances[policy.name], False
+        else:
+            count, at_least = (
+                len(explicit) + (1 if policy.targets.tags else 0),
+                bool(policy.targets.tags),
+            )
+        terms.append(QuotaTerm(policy.name, per_instance, count, at_least))
+    return QuotaCheck(region=region, quota=quota, terms=tuple(terms), unmanaged=unmanaged)
