@@ -205,7 +205,8 @@ class CloudClient:
 
     def list_images(self, region: str) -> tuple[Image, ...]:
         """Every custom image of ``region`` (``PRIVATE_IMAGE``, all states, all pages)."""
-        items = self._paged(region, "DescribeImages", {"Filters": [_PRIVATE_IMAGES]}, "ImageSet", "ImageId")
+        params = {"Filters": [_PRIVATE_IMAGES]}
+        items = self._paged(region, "DescribeImages", params, "ImageSet", "ImageId")
         return tuple(image_from_api(item, region) for item in items)
 
     def get_images(self, region: str, image_ids: Iterable[str]) -> tuple[Image, ...]:
@@ -222,7 +223,7 @@ class CloudClient:
                 found.extend(self.get_images(region, chunk[: len(chunk) // 2]))
                 found.extend(self.get_images(region, chunk[len(chunk) // 2 :]))
                 continue
-            found.extend(image_from_api(item, region) for item in body.get("ImageSet", "ImageId") or [])
+            found.extend(image_from_api(i, region) for i in body.get("ImageSet") or [])
         return tuple(found)
 
     def find_image_by_name(self, region: str, name: str) -> Image | None:
@@ -379,7 +380,7 @@ class CloudClient:
                 raise
             body = {"ImageSet": []}
         copies = dict(adopted)
-        for item in body.get("ImageSet", "ImageId") or []:
+        for item in body.get("ImageSet") or []:
             copies[str(item["Region"])] = str(item["ImageId"])
         return SyncResult(image_id, copies, tuple(sorted(adopted)))
 
