@@ -29,6 +29,13 @@ def _register() -> None:
 
     cli.add_command(emulator)
     # -- config / validate / schedule / simulate (issue 4) --
+    from cvmkeeper.cli.schedule_cmd import schedule
+    from cvmkeeper.cli.simulate_cmd import simulate_command
+    from cvmkeeper.cli.validate_cmd import validate
+
+    cli.add_command(validate)
+    cli.add_command(schedule)
+    cli.add_command(simulate_command)
     # -- cloud (issue 3) --
     # -- daemon (issue 6) --
 

@@ -45,7 +45,7 @@ def explain_max_images(retention: Retention, schedules: Sequence[Schedule]) -> s
     text = " + ".join(f"{rule} {count}" for rule, count in terms.items())
     shared = len(terms) - 1
     if shared:
-        text += f" - {shared} (the newest image, counted by every rule)"
+        text += f" - {shared} (the newest, kept by every rule)"
     return f"{text} = {max_images(retention, schedules)}"
 
 

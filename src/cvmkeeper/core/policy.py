@@ -54,6 +54,16 @@ class Targets:
             instance_tags.get(key) == value for key, value in self.tags.items()
         )
 
+    def describe(self) -> str:
+        """``ins-6pb6lrmy, tag backup=daily, excluding ins-2kd9x0qa`` (for one-line summaries)."""
+        parts = list(self.instance_ids)
+        if self.tags:
+            parts.append("tag " + ",".join(f"{k}={v}" for k, v in sorted(self.tags.items())))
+        text = ", ".join(parts)
+        if self.exclude_instance_ids:
+            text += ", excluding " + ",".join(self.exclude_instance_ids)
+        return text
+
 
 @dataclass(frozen=True, slots=True)
 class Schedule:

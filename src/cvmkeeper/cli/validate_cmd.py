@@ -1,0 +1,152 @@
+"""``cvmkeeper validate``: check the config and every policy before trusting them.
+
+Offline it checks every file (all problems at once, with file, line and column), then
+adds up the worst case of each region against its quota. ``--online`` also asks the
+cloud: the real quota, the unmanaged images, and which instances the tags select.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+import click
+
+from cvmkeeper.cli.common import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    cloud_client,
+    config_option,
+    load_or_exit,
+    report_config_error,
+    utc_now,
+)
+from cvmkeeper.config import ConfigError, Problem, Setup
+from cvmkeeper.config.loader import display_path
+from cvmkeeper.core.capacity import QuotaCheck, check_region_quota, explain_max_images
+from cvmkeeper.core.naming import is_managed
+from cvmkeeper.core.policy import Policy
+from cvmkeeper.core.schedule import next_policy_slots, zone
+
+
+def policy_summary(policy: Policy, now: datetime) -> str:
+    """One line: name, file, targets, regions, next slot (UTC and local), capacity."""
+    upcoming = next_policy_slots(policy, now, 1)
+    if upcoming:
+        local = upcoming[0].astimezone(zone(policy.timezone))
+        next_text = f"{upcoming[0]:%Y-%m-%d %H:%M}Z ({local:%H:%M} {policy.timezone})"
+    else:
+        next_text = "never"
+    return (
+        f"{policy.name} ({policy.source}): {policy.targets.describe()} in "
+        f"{', '.join(policy.regions)}; next {next_text}; holds at most "
+        f"{explain_max_images(policy.retention, policy.schedules)} images per instance"
+    )
+
+
+def regions_of(setup: Setup) -> list[str]:
+    """Every region the config or a policy names, in order of first mention."""
+    names = list(setup.config.regions)
+    for policy in setup.policies:
+        names.extend(policy.regions)
+    return list(dict.fromkeys(names))
+
+
+def offline_checks(setup: Setup) -> list[QuotaCheck]:
+    """The quota check of every region, with tag targets counted as at least one instance."""
+    return [
+        check_region_quota(region, setup.policies, setup.config.image_quota)
+        for region in regions_of(setup)
+    ]
+
+
+def online_checks(setup: Setup) -> list[QuotaCheck]:
+    """The quota check of every region against what the cloud reports now."""
+    client = cloud_client(setup.config)
+    fmt = setup.config.name_format
+    checks: list[QuotaCheck] = []
+    for region in regions_of(setup):
+        quota = min(setup.config.image_quota, client.image_quota(region))
+        unmanaged = sum(1 for image in client.list_images(region) if is_managed(image, fmt) is None)
+        instances = client.list_instances(region)
+        tagged: dict[str, int] = {}
+        for policy in setup.policies:
+            if region not in policy.regions:
+                continue
+            tagged[policy.name] = sum(
+                1
+                for instance in instances
+                if instance.instance_id not in policy.targets.instance_ids
+                and policy.targets.selects(instance.instance_id, instance.tags)
+            )
+        checks.append(
+            check_region_quota(
+                region, setup.policies, quota, tagged_instances=tagged, unmanaged=unmanaged
+            )
+        )
+    return checks
+
+
+def quota_problems(setup: Setup, checks: Sequence[QuotaCheck]) -> list[Problem]:
+    """One problem per region whose worst case does not fit its quota."""
+    source = display_path(setup.config.source)
+    return [
+        Problem(
+            source,
+            0,
+            0,
+            "image_quota",
+            f"{check.explain()}: retention wants more images than the region can hold; "
+            "lower keep_* counts, target fewer instances, or raise the quota",
+        )
+        for check in checks
+        if not check.fits
+    ]
+
+
+@click.command()
+@config_option
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also ask the cloud: the real image quota of each region, its unmanaged images, "
+    "and the instances that tag targets select. Needs credentials.",
+)
+def validate(config_file: str | None, online: bool) -> None:
+    """Check the daemon config and every policy file, and that retention fits the quota.
+
+    Every problem in every file is reported at once, as FILE:LINE:COLUMN: KEY: MESSAGE,
+    with what the key allows. Then, per region, the most images the policies can make
+    their instances hold is added up (instances listed by id are counted one by one; a
+    tag target counts as at least one instance, or as the instances it selects with
+    --online) and compared with image_quota.
+
+    On success prints one line per policy (targets, regions, next slot, the most images
+    one instance can hold, with the arithmetic) and one line per region.
+
+    \b
+    Exit status:
+      0  everything is valid and fits
+      1  --online could not reach the cloud
+      2  a file is invalid or a region's quota cannot hold the worst case
+    """
+    setup = load_or_exit(config_file)
+    now = utc_now()
+    if online:
+        try:
+            checks = online_checks(setup)
+        except Exception as exc:  # the cloud layer's errors carry no secrets
+            click.echo(f"validate: --online failed: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+    else:
+        checks = offline_checks(setup)
+    problems = quota_problems(setup, checks)
+    if problems:
+        report_config_error(ConfigError(problems))
+        sys.exit(EXIT_CONFIG)
+    for policy in setup.policies:
+        click.echo(policy_summary(policy, now))
+    for check in checks:
+        click.echo(f"quota {check.explain()}" + ("" if online else " (offline)"))
+    click.echo(f"ok: {len(setup.policies)} policies valid")
