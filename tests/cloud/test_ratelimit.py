@@ -82,6 +82,9 @@ def test_throttling_halves_the_rate_and_successes_recover_it() -> None:
     assert bucket.current_rate("r", "CreateImage") == 10
     bucket.throttled("r", "CreateImage")
     assert bucket.current_rate("r", "CreateImage") == 5
+    bucket.throttled("r", "CreateImage")  # same event: the calls in flight answer together
+    assert bucket.current_rate("r", "CreateImage") == 5
+    fake.now += 1.0
     bucket.throttled("r", "CreateImage")
     assert bucket.current_rate("r", "CreateImage") == 2.5
     assert bucket.current_rate("r", "DeleteImages") == 10  # other buckets unaffected
@@ -98,6 +101,7 @@ def test_slowdown_has_a_floor() -> None:
     bucket = limiter(fake, headroom=1.0, min_factor=0.25)
     for _ in range(20):
         bucket.throttled("r", "CreateImage")
+        fake.now += 2
     assert bucket.current_rate("r", "CreateImage") == 2.5
 
 

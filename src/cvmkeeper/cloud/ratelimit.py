@@ -6,8 +6,10 @@ each costing a backoff. :class:`RateLimiter` keeps one token bucket per (region,
 shared by all threads, so calls are spaced at the documented rate in the first place.
 
 It is adaptive: when throttling is answered anyway (another process shares the account, the
-limit is lower than documented), :meth:`RateLimiter.throttled` halves that bucket's rate;
-every success afterwards recovers a step, until the configured rate is reached again.
+limit is lower than documented), :meth:`RateLimiter.throttled` halves that bucket's rate —
+once per ``cooldown_seconds``, because the calls in flight when the limit was hit are all
+answered with throttling together and are one event, not many; every success afterwards
+recovers a step, until the configured rate is reached again.
 
 Defaults (calls per second, per region) — :data:`DEFAULT_RATES`:
 
@@ -44,15 +46,17 @@ class RateLimitConfig:
 
     ``headroom`` scales every rate (0.95 keeps 5% below the limit, which absorbs clock
     differences between client and server). ``min_factor`` is the slowest an adaptive bucket
-    gets (as a fraction of its rate); ``recovery_step`` is what each success gives back.
+    gets (as a fraction of its rate); ``recovery_step`` is what each success gives back;
+    ``cooldown_seconds`` is the least time between two slow-downs of one bucket.
     """
 
     rates: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RATES))
     other_rate: float = DEFAULT_OTHER_RATE
-    headroom: float = 0.95
+    headroom: float = 0.93
     burst: float = 1.0
     min_factor: float = 1 / 16
     recovery_step: float = 0.05
+    cooldown_seconds: float = 1.0
 
     def rate_for(self, action: str) -> float:
         """The configured calls per second for ``action`` (before headroom and adaptation)."""
@@ -68,6 +72,7 @@ class _Bucket:
         self.burst = burst
         self.tokens = burst
         self.updated = now
+        self.slowed_at: float | None = None
 
     @property
     def rate(self) -> float:
@@ -118,9 +123,17 @@ class RateLimiter:
         return wait
 
     def throttled(self, region: str, action: str) -> None:
-        """The server answered ``RequestLimitExceeded``: halve this bucket's rate."""
+        """The server answered ``RequestLimitExceeded``: halve this bucket's rate (at most
+        once per ``cooldown_seconds``)."""
         with self._lock:
+            now = self._clock()
             bucket = self._bucket(region, action)
+            recent = bucket.slowed_at is not None and (
+                now - bucket.slowed_at < self.config.cooldown_seconds
+            )
+            if recent:
+                return
+            bucket.slowed_at = now
             bucket.factor = max(self.config.min_factor, bucket.factor / 2)
 
     def succeeded(self, region: str, action: str) -> None:
