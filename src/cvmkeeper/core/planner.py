@@ -72,7 +72,12 @@ DueSlots = Mapping[str, datetime] | Iterable[tuple[str, datetime]]
 
 _CONSISTENCY_STRENGTH = (Consistency.LIVE, Consistency.FORCE_POWEROFF, Consistency.STOP_START)
 _ORPHAN_RULES = "orphans"
-_NEW_IMAGE_PREFIX = "new:"  # ids given to planned images inside retention; never deleted
+_KEPT = Decision("", keep=True, reasons=())
+
+
+def _new_id(instance_id: str, slot: datetime) -> str:
+    """The id a planned image has inside retention (never a real id, never deleted)."""
+    return f"new:{instance_id}:{slot.isoformat()}"
 
 
 class PlanInvariantError(RuntimeError):
@@ -218,6 +223,7 @@ def plan_region(
                 slot_policies.append(due_policy)
 
     wanted: list[_Wanted] = []
+    done_names: set[str] = set()  # due slots that already have their usable image
     skips: list[Skip] = []
     waited: dict[str, Image] = {}
     for (instance_id, slot), slot_policies in sorted(due_policies.items(), key=lambda kv: kv[0]):
@@ -230,6 +236,7 @@ def plan_region(
         existing = by_name.get(name, [])
         problem = _existing_name_problem(existing, managed_by_id)
         if problem == "done":
+            done_names.add(name)
             continue
         if problem == "wait":
             for image in existing:
@@ -244,6 +251,9 @@ def plan_region(
             _Wanted(instance_id, slot, name, tuple(slot_policies), (staleness, slot, instance_id))
         )
     wanted.sort(key=lambda w: w.priority)
+    for item in wanted:  # an instance's first image still goes through retention
+        if item.instance_id not in sets:
+            sets[item.instance_id] = _make_set(item.instance_id, targeted, settings)
 
     for image_id in waited:
         owner = sets[managed_by_id[image_id].instance_id]
@@ -265,6 +275,19 @@ def plan_region(
         for item in planned:
             creates_by_instance[item.instance_id].append(item.slot)
         decisions = _retention(sets, creates_by_instance, decisions_cache)
+        stale = [
+            item
+            for item in planned
+            if not decisions.get(_new_id(item.instance_id, item.slot), _KEPT).keep
+        ]
+        if stale:  # older than what retention keeps: made now, deleted at once, made again
+            for item in stale:
+                planned.remove(item)
+                warnings.append(
+                    f"{item.name}: slot {slot_tag_value(item.slot)} of {item.instance_id} not "
+                    "made: newer images cover it and retention would delete it at once"
+                )
+            continue
         expired = [
             owned
             for instance_set in sets.values()
@@ -292,6 +315,7 @@ def plan_region(
                 and owned is not instance_set.newest_usable
                 and owned.image_id not in early_chosen
                 and owned.image_id not in instance_set.waited
+                and owned.image.name not in done_names
             ),
             key=_age_key,
             reverse=True,
@@ -448,8 +472,7 @@ def _retention(
                 for owned in instance_set.images
             ]
             backups += [
-                Backup(f"{_NEW_IMAGE_PREFIX}{slot.isoformat()}", slot, ImageState.NORMAL)
-                for slot in new_slots
+                Backup(_new_id(instance_id, slot), slot, ImageState.NORMAL) for slot in new_slots
             ]
             result = {d.image_id: d for d in decide(backups, instance_set.rules)}
             cached = cache[instance_id] = (new_slots, result)
