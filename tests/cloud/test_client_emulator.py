@@ -229,10 +229,9 @@ def test_network_errors_are_retried_then_raised(make_cloud: MakeCloud) -> None:
     assert cloud.client.stats.attempts["DescribeImageQuota"] == 10
 
 
+@pytest.mark.parametrize("make_cloud", ["http"], indirect=True)  # signatures: wire only
 def test_wrong_key_is_an_auth_error(make_cloud: MakeCloud) -> None:
     cloud = make_cloud(secret_key="not-the-key")
-    if cloud.transport != "http":
-        pytest.skip("signatures exist only on the wire")
     with pytest.raises(AuthError) as caught:
         cloud.client.list_images(GZ)
     assert caught.value.code == "AuthFailure.SignatureFailure"

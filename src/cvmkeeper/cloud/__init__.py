@@ -1,1 +1,55 @@
-"""The one interface through which cvmkeeper reaches Tencent Cloud, and its implementations."""
+"""The one interface through which cvmkeeper reaches Tencent Cloud, and its implementations.
+
+Use :class:`CloudClient` (``CloudClient.over_http(credentials, endpoint)`` for Tencent Cloud
+or the emulator's HTTP front, ``CloudClient.in_process(core)`` for simulations) and catch
+the exceptions of :mod:`cvmkeeper.cloud.errors`, which say what to do.
+"""
+
+from cvmkeeper.cloud.client import CloudClient
+from cvmkeeper.cloud.credentials import (
+    Credentials,
+    CredentialsConfig,
+    CredentialsError,
+    CredentialsNotFoundError,
+    resolve_credentials,
+)
+from cvmkeeper.cloud.errors import (
+    AlreadyDoneError,
+    AuthError,
+    CloudError,
+    NotFoundError,
+    PermanentError,
+    QuotaExceededError,
+    RetryableError,
+)
+from cvmkeeper.cloud.models import CreateImageRequest, CreateOutcome, DeleteResult, SyncResult
+from cvmkeeper.cloud.ratelimit import RateLimitConfig, RateLimiter
+from cvmkeeper.cloud.retry import RetryPolicy
+from cvmkeeper.cloud.transport import EndpointConfig, InProcessTransport, SdkTransport, Transport
+
+__all__ = [
+    "AlreadyDoneError",
+    "AuthError",
+    "CloudClient",
+    "CloudError",
+    "CreateImageRequest",
+    "CreateOutcome",
+    "Credentials",
+    "CredentialsConfig",
+    "CredentialsError",
+    "CredentialsNotFoundError",
+    "DeleteResult",
+    "EndpointConfig",
+    "InProcessTransport",
+    "NotFoundError",
+    "PermanentError",
+    "QuotaExceededError",
+    "RateLimitConfig",
+    "RateLimiter",
+    "RetryPolicy",
+    "RetryableError",
+    "SdkTransport",
+    "SyncResult",
+    "Transport",
+    "resolve_credentials",
+]

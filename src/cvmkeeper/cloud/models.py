@@ -88,14 +88,6 @@ class SyncResult:
     adopted: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class InstanceStatus:
-    """An instance's state as ``DescribeInstancesStatus`` reports it (RUNNING, STOPPED...)."""
-
-    instance_id: str
-    state: str
-
-
 def parse_created_time(raw: str) -> datetime:
     """Parse ``CreatedTime`` (``...Z`` or ``...+00:00``, or naive meaning UTC) to aware UTC."""
     text = raw.strip()
