@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from cvmkeeper.cloud.credentials import CredentialProvider
 from cvmkeeper.cloud.errors import (
     AlreadyDoneError,
     CloudError,
@@ -114,7 +115,8 @@ class CloudClient:
 
     @classmethod
     def over_http(
-        cls, credentials: Any, endpoint: EndpointConfig | None = None, **options: Any
+        cls, credentials: CredentialProvider, endpoint: EndpointConfig | None = None,
+        **options: Any,
     ) -> CloudClient:
         """A client using the official SDK; ``credentials`` from ``resolve_credentials``."""
         return cls(SdkTransport(credentials, endpoint or EndpointConfig()), **options)
