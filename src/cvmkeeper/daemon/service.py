@@ -1,0 +1,436 @@
+"""The long-running daemon: the process side of ``cvmkeeper daemon`` under systemd.
+
+``Daemon.run()`` loads the config and policies, starts an APScheduler 3 background
+scheduler with one job per policy schedule (``daemon.jobs``), starts a catch-up run, tells
+systemd it is ready, and then waits in its main loop for signals:
+
+- ``SIGHUP`` (``systemctl reload``): ``RELOADING=1`` (with ``MONOTONIC_USEC``), re-read
+  config and policies, then ``READY=1``. A broken new config is logged (every problem with
+  its file and line), alerted, and the old one keeps running; a valid one replaces the jobs
+  without interrupting a run that is going on, and a catch-up run follows.
+- ``SIGTERM`` / ``SIGINT``: ``STOPPING=1``, no new run starts, the runner's ``stop`` event
+  lets a run in progress reach a safe point, alerts are flushed, ``run()`` returns 0. Runs
+  still going after ``stop_timeout`` seconds are left behind (the caller exits anyway; the
+  next start reads the cloud and finishes their slots).
+
+Signal handlers only queue the signal number; Python's wakeup file descriptor wakes the
+main loop, which does the work. ``READY=1`` is sent once the first schedule is loaded and
+the catch-up run has *started*: a catch-up can take as long as an image takes, and systemd
+would time the start out (``TimeoutStartSec=``) if readiness waited for it.
+
+``STATUS=`` says when the next run is and how the last one ended. ``WATCHDOG=1`` is sent
+every half ``WatchdogSec=`` from a thread that pings only while the scheduler thread is
+alive and the main loop has been through its loop recently, so a wedged daemon is
+restarted by systemd.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import select
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from cvmkeeper.alerting import Alerter, Failure, build_alerter
+from cvmkeeper.config import Config, ConfigError, SentrySettings, Setup, load_setup
+from cvmkeeper.daemon.jobs import RunContext, Runner, SlotJobs, job_specs, sync_jobs
+from cvmkeeper.daemon.sdnotify import Notifier
+from cvmkeeper.daemon.state import StateStore
+
+__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "STOP_TIMEOUT", "Daemon"]
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+#: Seconds a stopping daemon waits for runs to reach a safe point. The unit's
+#: TimeoutStopSec=90s leaves room for this, flushing alerts and exiting.
+STOP_TIMEOUT = 60.0
+#: Seconds given to the alerter to deliver what is pending at shutdown.
+ALERT_FLUSH_TIMEOUT = 5.0
+#: The main loop wakes at least this often (heartbeat for the watchdog, STATUS= refresh).
+LOOP_TICK = 1.0
+#: Threads for scheduled runs; runs of one region wait for each other on the region lock.
+WORKERS = 16
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_HANDLED_SIGNALS = (signal.SIGHUP, *_STOP_SIGNALS)
+
+
+def _default_runner() -> tuple[Runner, object]:
+    """``run_once`` and a fresh ``RegionLocks`` from the executor (imported when needed)."""
+    # The executor is imported here, not at the top, so that tests with their own runner
+    # (and the daemon's unit tests) do not need it.
+    from cvmkeeper.executor.runner import RegionLocks, run_once  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
+
+    return run_once, RegionLocks()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Daemon:
+    """One daemon process: scheduler, signals, sd_notify, watchdog, reload and shutdown.
+
+    Everything it talks to is injectable, so tests run it in-process with a recording
+    runner: ``runner``/``region_locks`` (default: the executor's ``run_once`` and
+    ``RegionLocks``), ``client_factory`` (``cvmkeeper.cli.common.cloud_client`` from the
+    CLI), ``alerter_factory``, ``notifier`` and ``clock``. ``install_signals=False`` (for a
+    daemon run on a thread other than the main one) leaves signal handling to the caller,
+    who uses ``request_reload()`` / ``request_stop()``.
+    """
+
+    def __init__(
+        self,
+        config_file: Path,
+        *,
+        client_factory: Callable[[Config], Any],
+        runner: Runner | None = None,
+        region_locks: object | None = None,
+        alerter_factory: Callable[[SentrySettings], Alerter] = build_alerter,
+        notifier: Notifier | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        stop_timeout: float = STOP_TIMEOUT,
+        install_signals: bool = True,
+    ) -> None:
+        """Prepare a daemon for ``config_file``; nothing is loaded until ``run()``."""
+        self.config_file = config_file
+        self._client_factory = client_factory
+        if runner is None:
+            runner, default_locks = _default_runner()
+            region_locks = region_locks if region_locks is not None else default_locks
+        self._runner = runner
+        self._region_locks = region_locks
+        self._alerter_factory = alerter_factory
+        self.notifier = notifier if notifier is not None else Notifier()
+        self._clock = clock
+        self._stop_timeout = stop_timeout
+        self._install_signals = install_signals
+        self._requests: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read.setblocking(False)
+        self._wake_write.setblocking(False)
+        self._heartbeat = time.monotonic()
+        self._last_status = ""
+        self._reload_problem: str | None = None
+        self._scheduler: Any = None
+        self._jobs: SlotJobs | None = None
+        self._watchdog_stop = threading.Event()
+        self.started = threading.Event()
+        """Set once the first schedule is loaded (when READY=1 is sent)."""
+        self.runs_left_behind = False
+        """True after ``run()`` when runs were still going at the stop timeout."""
+
+    # --- requests (thread-safe; signal handlers use the same queue) -----------------------
+
+    def request_reload(self) -> None:
+        """Ask the main loop to reload, as SIGHUP does."""
+        self._request(signal.SIGHUP)
+
+    def request_stop(self) -> None:
+        """Ask the main loop to stop, as SIGTERM does."""
+        self._request(signal.SIGTERM)
+
+    def _request(self, signum: int) -> None:
+        self._requests.put(signum)
+        with contextlib.suppress(OSError):  # a full buffer already means "wake up"
+            self._wake_write.send(b"\0")
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """The signal handler: queue the signal; the wakeup fd wakes the main loop."""
+        self._requests.put(signum)
+
+    # --- the whole life --------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped; return the exit status (0 after a clean stop)."""
+        try:
+            setup = load_setup(self.config_file)
+        except ConfigError as error:
+            for problem in error.problems:
+                log.error("%s", problem)
+            log.error("not starting: %d problem(s) in the config or policies", len(error.problems))
+            return EXIT_CONFIG
+        try:
+            alerter = self._alerter_factory(setup.config.sentry)
+        except ValueError as exc:  # AlertingConfigError: the message never holds the DSN
+            log.error("not starting: %s", exc)
+            return EXIT_CONFIG
+        try:
+            client = self._client_factory(setup.config)
+        except Exception as exc:
+            log.error("not starting: cannot set up the cloud client: %s", exc)
+            alerter.error(Failure(policy="config", action="start", message=str(exc), exception=exc))
+            alerter.close(ALERT_FLUSH_TIMEOUT)
+            return EXIT_FAILED
+
+        stop = threading.Event()
+        jobs = SlotJobs(
+            RunContext(setup, client, alerter),
+            runner=self._runner,
+            region_locks=self._region_locks,
+            state=StateStore(setup.config.state_dir),
+            clock=self._clock,
+            stop=stop,
+            on_change=self._wake,
+        )
+        self._jobs = jobs
+        scheduler = BackgroundScheduler(
+            timezone=UTC, executors={"default": ThreadPoolExecutor(WORKERS)}
+        )
+        scheduler.add_listener(self._on_job_refused, EVENT_JOB_MAX_INSTANCES)
+        self._scheduler = scheduler
+        previous_handlers = self._take_signals()
+        watchdog: threading.Thread | None = None
+        try:
+            scheduler.start()
+            sync_jobs(scheduler, job_specs(setup), jobs.run_slot)
+            log.info(
+                "daemon started: %d policies, %d schedules from %s",
+                len(setup.policies),
+                len(job_specs(setup)),
+                self.config_file,
+            )
+            jobs.request_catch_up()
+            self.notifier.ready(self._status())
+            self.started.set()
+            watchdog = self._start_watchdog()
+            self._main_loop()
+        finally:
+            self._watchdog_stop.set()
+            self.notifier.stopping()
+            log.info("stopping: no new runs; runs in progress stop at a safe point")
+            stop.set()
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
+            if not jobs.wait_idle(self._stop_timeout):
+                self.runs_left_behind = True
+                log.warning(
+                    "still running after %.0fs: %s; exiting anyway, the next start finishes "
+                    "their slots",
+                    self._stop_timeout,
+                    ", ".join(jobs.running()) or "a run",
+                )
+            jobs.context.alerter.close(ALERT_FLUSH_TIMEOUT)
+            self._restore_signals(previous_handlers)
+            if watchdog is not None:
+                watchdog.join(timeout=LOOP_TICK * 2)
+        log.info("stopped")
+        return EXIT_OK
+
+    def _main_loop(self) -> None:
+        """Wait for requests and act on them; return when asked to stop."""
+        while True:
+            with contextlib.suppress(InterruptedError):
+                select.select([self._wake_read], [], [], LOOP_TICK)
+            self._drain_wakeups()
+            self._heartbeat = time.monotonic()
+            pending: set[int] = set()
+            while True:
+                try:
+                    pending.add(self._requests.get_nowait())
+                except queue.Empty:
+                    break
+            if pending & {int(s) for s in _STOP_SIGNALS}:
+                names = ", ".join(signal.Signals(s).name for s in sorted(pending))
+                log.info("received %s", names)
+                return
+            if int(signal.SIGHUP) in pending:
+                self._reload()
+            self._send_status()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"\0")
+
+    def _drain_wakeups(self) -> None:
+        while True:
+            try:
+                if not self._wake_read.recv(512):
+                    return
+            except (BlockingIOError, InterruptedError):
+                return
+
+    # --- reload ----------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        """Re-read config and policies; on any problem keep the old ones (see module doc)."""
+        assert self._jobs is not None
+        jobs = self._jobs
+        self.notifier.reloading()
+        log.info("reloading %s", self.config_file)
+        old = jobs.context
+        try:
+            setup = load_setup(self.config_file)
+        except ConfigError as error:
+            for problem in error.problems:
+                log.error("reload rejected: %s", problem)
+            self._reject_reload(old, f"{len(error.problems)} problem(s): {error.problems[0]}")
+            return
+        try:
+            context = self._context_for(setup, old)
+        except Exception as exc:
+            log.error("reload rejected: %s", exc)
+            self._reject_reload(old, str(exc))
+            return
+        jobs.context = context
+        if setup.config.state_dir != old.setup.config.state_dir:
+            jobs.state = StateStore(setup.config.state_dir)
+        sync_jobs(self._scheduler, job_specs(setup), jobs.run_slot)
+        self._reload_problem = None
+        log.info("reloaded: %d policies, %d schedules", len(setup.policies), len(job_specs(setup)))
+        jobs.request_catch_up()
+        self.notifier.ready(self._status())
+
+    def _context_for(self, setup: Setup, old: RunContext) -> RunContext:
+        """The run context of a new setup, reusing the old client and alerter when their
+        settings did not change."""
+        config, old_config = setup.config, old.setup.config
+        client = old.client
+        if (config.cloud, config.credentials, config.api) != (
+            old_config.cloud,
+            old_config.credentials,
+            old_config.api,
+        ):
+            client = self._client_factory(config)
+        alerter = old.alerter
+        if config.sentry != old_config.sentry:
+            # Only one Sentry client may be alive: flush and close the old one first.
+            old.alerter.close(ALERT_FLUSH_TIMEOUT)
+            alerter = self._alerter_factory(config.sentry)
+        return RunContext(setup, client, alerter)
+
+    def _reject_reload(self, old: RunContext, problem: str) -> None:
+        """Log, alert and report a rejected reload; the old config keeps running."""
+        log.error(
+            "reload rejected: keeping the running config (%d policies)", len(old.setup.policies)
+        )
+        old.alerter.error(
+            Failure(
+                policy="config",
+                action="reload",
+                message=f"reload of {self.config_file} rejected, old config kept: {problem}",
+            )
+        )
+        self._reload_problem = "reload rejected (see log)"
+        self.notifier.ready(self._status())
+
+    # --- systemd -----------------------------------------------------------------------------
+
+    def _status(self) -> str:
+        """The ``STATUS=`` line: next run, last result, what is running, reload problems."""
+        parts: list[str] = []
+        next_run = self._next_run()
+        parts.append(
+            f"next: {next_run[0]} at {next_run[1]:%Y-%m-%d %H:%M:%S}Z" if next_run else "next: -"
+        )
+        jobs = self._jobs
+        if jobs is not None:
+            last = jobs.last_result
+            if last is not None:
+                slot = f" slot {last.slot:%Y-%m-%d %H:%M}Z" if last.slot else ""
+                parts.append(f"last: {last.policy}{slot} {last.result}")
+            running = jobs.running()
+            if running:
+                parts.append("running: " + ", ".join(running))
+        if self._reload_problem:
+            parts.append(self._reload_problem)
+        return "; ".join(parts)
+
+    def _next_run(self) -> tuple[str, datetime] | None:
+        """The policy whose job fires next and when (jitter included), from the scheduler."""
+        if self._scheduler is None:
+            return None
+        upcoming = [
+            (job.next_run_time.astimezone(UTC), str(job.args[0]))
+            for job in self._scheduler.get_jobs()
+            if job.next_run_time is not None
+        ]
+        if not upcoming:
+            return None
+        when, policy = min(upcoming)
+        return policy, when
+
+    def _send_status(self) -> None:
+        text = self._status()
+        if text != self._last_status:
+            self._last_status = text
+            self.notifier.status(text)
+
+    def _healthy(self, max_age: float) -> bool:
+        """True when the scheduler thread runs and the main loop went round recently."""
+        scheduler = self._scheduler
+        if scheduler is None or not scheduler.running:
+            return False
+        thread = getattr(scheduler, "_thread", None)
+        if thread is not None and not thread.is_alive():
+            return False
+        return time.monotonic() - self._heartbeat < max_age
+
+    def _start_watchdog(self) -> threading.Thread | None:
+        interval = self.notifier.watchdog_interval()
+        if interval is None:
+            return None
+        period = interval / 2
+        thread = threading.Thread(
+            target=self._watchdog_loop, args=(period,), name="cvmkeeper-watchdog", daemon=True
+        )
+        thread.start()
+        log.debug("watchdog: pinging every %.1fs", period)
+        return thread
+
+    def _watchdog_loop(self, period: float) -> None:
+        unhealthy_logged = False
+        while True:
+            if self._healthy(max_age=max(period, LOOP_TICK * 3)):
+                self.notifier.watchdog()
+                unhealthy_logged = False
+            elif not unhealthy_logged:
+                unhealthy_logged = True
+                log.error("scheduler or main loop not responding: not pinging the watchdog")
+            if self._watchdog_stop.wait(period):
+                return
+
+    # --- scheduler events and signals ----------------------------------------------------
+
+    def _on_job_refused(self, event: JobSubmissionEvent) -> None:
+        """APScheduler refused a fire (max_instances): report it, do not double the run."""
+        if self._jobs is not None:
+            self._jobs.report_refused_job(event.job_id, list(event.scheduled_run_times))
+
+    def _take_signals(self) -> dict[int, Any] | None:
+        """Install the signal handlers and the wakeup fd (main thread only)."""
+        if not self._install_signals:
+            return None
+        previous: dict[int, Any] = {}
+        for signum in _HANDLED_SIGNALS:
+            previous[int(signum)] = signal.signal(signum, self._on_signal)
+        previous[-1] = signal.set_wakeup_fd(self._wake_write.fileno(), warn_on_full_buffer=False)
+        return previous
+
+    def _restore_signals(self, previous: dict[int, Any] | None) -> None:
+        if previous is None:
+            return
+        signal.set_wakeup_fd(previous.pop(-1))
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def close(self) -> None:
+        """Release the wakeup sockets (after ``run()`` returned)."""
+        self._wake_read.close()
+        self._wake_write.close()

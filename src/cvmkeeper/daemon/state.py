@@ -1,0 +1,229 @@
+"""The daemon's small state file: the last run of each policy, for ``cvmkeeper status``.
+
+The cloud is the source of truth for images; this file only remembers what the daemon did
+last (when, which slot, the result, the errors), so that an administrator can ask without
+reading the journal. It lives in the config's ``state_dir`` (systemd's ``StateDirectory=``)
+as ``daemon-state.json`` and is always replaced whole: written to a temporary file in the
+same directory, flushed, then renamed over the old one, so a reader or a crash never sees
+half a file.
+
+It never holds a secret: error texts pass through ``cvmkeeper.logs.redact`` (the same rules
+as log lines) before they are stored, and are cut to a bounded length and count.
+
+Layout (version 1)::
+
+    {"version": 1, "updated": "2026-11-27T18:00:41Z", "pid": 4242,
+     "policies": {"web-daily": {"kind": "scheduled", "slot": "2026-11-27T18:00:00Z",
+                                "started": "...", "finished": "...", "result": "ok",
+                                "errors": [], "warnings": []}}}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from cvmkeeper.logs import redact
+
+__all__ = [
+    "STATE_FILE_NAME",
+    "DaemonState",
+    "PolicyRun",
+    "RunResult",
+    "StateStore",
+    "read_state",
+]
+
+log = logging.getLogger(__name__)
+
+STATE_FILE_NAME = "daemon-state.json"
+STATE_VERSION = 1
+#: At most this many error (and warning) texts are kept per policy, each cut to MAX_TEXT.
+MAX_MESSAGES = 20
+MAX_TEXT = 500
+
+RunResult = Literal["ok", "failed", "stopped"]
+RunKind = Literal["scheduled", "catch-up"]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_iso(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def safe_messages(messages: Iterable[object]) -> tuple[str, ...]:
+    """``messages`` as stored: text, redacted, one line, cut to MAX_TEXT, at most MAX_MESSAGES."""
+    texts: list[str] = []
+    for message in messages:
+        if len(texts) >= MAX_MESSAGES:
+            break
+        text = " ".join(redact(str(message)).split())
+        texts.append(text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…")
+    return tuple(texts)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRun:
+    """The last run of one policy: what slot, when, how it ended and why."""
+
+    kind: RunKind
+    slot: datetime | None
+    started: datetime
+    finished: datetime
+    result: RunResult
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object stored for this run."""
+        return {
+            "kind": self.kind,
+            "slot": _iso(self.slot) if self.slot else None,
+            "started": _iso(self.started),
+            "finished": _iso(self.finished),
+            "result": self.result,
+            "errors": list(safe_messages(self.errors)),
+            "warnings": list(safe_messages(self.warnings)),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> PolicyRun | None:
+        """Parse one stored run; ``None`` when it is not in the expected shape."""
+        started = _parse_iso(raw.get("started"))
+        finished = _parse_iso(raw.get("finished"))
+        result = raw.get("result")
+        kind = raw.get("kind", "scheduled")
+        if started is None or finished is None or result not in ("ok", "failed", "stopped"):
+            return None
+        if kind not in ("scheduled", "catch-up"):
+            return None
+        errors = raw.get("errors") or []
+        warnings = raw.get("warnings") or []
+        return cls(
+            kind=kind,
+            slot=_parse_iso(raw.get("slot")),
+            started=started,
+            finished=finished,
+            result=result,
+            errors=tuple(str(e) for e in errors) if isinstance(errors, list) else (),
+            warnings=tuple(str(w) for w in warnings) if isinstance(warnings, list) else (),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonState:
+    """Everything in the state file: when it was written, by which process, the last runs."""
+
+    updated: datetime | None = None
+    pid: int | None = None
+    policies: Mapping[str, PolicyRun] = field(default_factory=dict)
+
+
+def read_state(path: Path) -> DaemonState:
+    """Read a state file; a missing one is an empty state.
+
+    Raises ``ValueError`` naming the file when it exists but is not a state file (broken
+    JSON, wrong version), so ``cvmkeeper status`` can say so instead of showing nothing.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return DaemonState()
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path}: not a cvmkeeper state file ({exc.msg}, line {exc.lineno})"
+        ) from None
+    if not isinstance(raw, dict) or raw.get("version") != STATE_VERSION:
+        raise ValueError(f"{path}: not a version {STATE_VERSION} cvmkeeper state file")
+    policies: dict[str, PolicyRun] = {}
+    for name, entry in (raw.get("policies") or {}).items():
+        run = PolicyRun.from_json(entry) if isinstance(entry, dict) else None
+        if run is not None:
+            policies[str(name)] = run
+    pid = raw.get("pid")
+    return DaemonState(
+        updated=_parse_iso(raw.get("updated")),
+        pid=pid if isinstance(pid, int) else None,
+        policies=policies,
+    )
+
+
+class StateStore:
+    """The state file of one daemon: updated after every run, thread-safe.
+
+    Writing is best effort: a state directory that cannot be written (not created, read
+    only) is logged once as a warning and the daemon goes on backing up.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        """Load what an earlier daemon left in ``state_dir`` (an unreadable file is ignored)."""
+        self.path = state_dir / STATE_FILE_NAME
+        self._lock = threading.Lock()
+        self._write_failure_logged = False
+        try:
+            self._policies = dict(read_state(self.path).policies)
+        except (ValueError, OSError) as exc:
+            log.warning("ignoring the old state file: %s", exc)
+            self._policies = {}
+
+    def last_runs(self) -> dict[str, PolicyRun]:
+        """The last run of every policy known to the file (a copy)."""
+        with self._lock:
+            return dict(self._policies)
+
+    def record(self, policy: str, run: PolicyRun, now: datetime) -> None:
+        """Remember ``run`` as the last run of ``policy`` and rewrite the file atomically."""
+        with self._lock:
+            self._policies[policy] = run
+            document = {
+                "version": STATE_VERSION,
+                "updated": _iso(now),
+                "pid": os.getpid(),
+                "policies": {name: r.to_json() for name, r in sorted(self._policies.items())},
+            }
+            self._write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+    def _write(self, text: str) -> None:
+        """Write ``text`` to a temporary file beside the state file, then rename it over."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(
+                prefix=f".{STATE_FILE_NAME}.", suffix=".tmp", dir=self.path.parent
+            )
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, self.path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            if not self._write_failure_logged:
+                self._write_failure_logged = True
+                log.warning(
+                    "cannot write the state file %s (%s); backups go on, `cvmkeeper status` "
+                    "will not show them",
+                    self.path,
+                    exc.strerror or exc,
+                )
