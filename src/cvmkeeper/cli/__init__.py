@@ -38,6 +38,9 @@ def _register() -> None:
     cli.add_command(simulate_command)
     # -- cloud (issue 3) --
     # -- daemon (issue 6) --
+    from cvmkeeper.cli.daemon_cmd import daemon
+
+    cli.add_command(daemon)
 
 
 _register()
