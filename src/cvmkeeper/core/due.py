@@ -1,0 +1,126 @@
+"""Which slots a run makes: DESIGN.md's catch-up rules as one pure function.
+
+A run without ``--policy`` (a scheduled run, a daemon start or reload, a manual
+``cvmkeeper run``) makes, for each policy, its *latest* slot at or before ``now``, and only
+when that slot's image is missing and the slot is younger than the policy's ``catch_up``
+window (by default one schedule period, set by the config loader). Never a backlog: an
+older missed slot is simply gone, because a newer backup supersedes it.
+
+``catch_up: off`` (a zero window) still lets a run make the slot it was scheduled for:
+such a run starts a little after the slot (jitter, a busy machine), so the window is then
+the largest jitter of the policy's schedules plus :data:`ON_TIME_GRACE`.
+
+Pure: ``now`` is an argument, existing image names and instances are values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cvmkeeper.core.inventory import Instance
+from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat, image_name, slot_tag_value
+from cvmkeeper.core.policy import Policy
+from cvmkeeper.core.schedule import latest_policy_slot
+from cvmkeeper.core.targets import resolve_targets
+
+#: How late a run may start and still count as on time when catch-up is off.
+ON_TIME_GRACE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class DueSlot:
+    """One slot a run makes for one policy, and why (for progress lines and logs)."""
+
+    policy: str
+    slot: datetime
+    reason: str
+
+
+def catch_up_window(policy: Policy) -> timedelta:
+    """How old the latest slot may be and still be made (see the module docstring)."""
+    if policy.catch_up > timedelta():
+        return policy.catch_up
+    jitter = max((schedule.jitter for schedule in policy.schedules), default=timedelta())
+    return jitter + ON_TIME_GRACE
+
+
+def _expected_names(
+    policy: Policy,
+    region: str,
+    slot: datetime,
+    instances: Iterable[Instance],
+    fmt: NameFormat,
+) -> list[str]:
+    resolution = resolve_targets(region, [policy], instances)
+    names: list[str] = []
+    for instance_id in resolution.instances_of(policy.name):
+        try:
+            names.append(image_name(instance_id, slot, fmt))
+        except ValueError:
+            names.append(f"<unnameable {instance_id}>")  # never present: the planner reports it
+    return names
+
+
+def _missing_somewhere(
+    policy: Policy,
+    slot: datetime,
+    existing: Mapping[str, Collection[str]],
+    instances_by_region: Mapping[str, Sequence[Instance]] | None,
+    fmt: NameFormat,
+) -> bool:
+    known = [region for region in policy.regions if region in existing]
+    if not known:
+        return True  # nothing known about its regions: let the planner decide
+    for region in known:
+        names = existing[region]
+        if instances_by_region is not None and region in instances_by_region:
+            expected = _expected_names(policy, region, slot, instances_by_region[region], fmt)
+            if any(name not in names for name in expected):
+                return True
+        elif not any(
+            (parsed := fmt.parse(name)) is not None and parsed.slot == slot for name in names
+        ):
+            return True  # without instances: no image of this slot at all
+    return False
+
+
+def due_slots(
+    policies: Iterable[Policy],
+    existing_image_names_by_region: Mapping[str, Collection[str]] | None,
+    now: datetime,
+    *,
+    instances_by_region: Mapping[str, Sequence[Instance]] | None = None,
+    name_format: NameFormat = DEFAULT_FORMAT,
+) -> tuple[DueSlot, ...]:
+    """The slots due at ``now`` under the catch-up rules, one per policy at most.
+
+    ``existing_image_names_by_region`` (region -> names of its images) lets a policy whose
+    latest slot already has its images be left out; ``None`` skips that check (the planner
+    makes nothing for a slot whose image exists, so passing every candidate is safe).
+    With ``instances_by_region`` a slot counts as present in a region only when every
+    instance the policy targets there has its image; without it, when any image of that
+    slot exists there.
+    """
+    due: list[DueSlot] = []
+    for policy in policies:
+        slot = latest_policy_slot(policy, now)
+        if slot is None:
+            continue
+        age = now - slot
+        window = catch_up_window(policy)
+        if age >= window:
+            continue
+        if existing_image_names_by_region is not None and not _missing_somewhere(
+            policy, slot, existing_image_names_by_region, instances_by_region, name_format
+        ):
+            continue
+        reason = (
+            f"slot {slot_tag_value(slot)} is due"
+            if age < ON_TIME_GRACE
+            else f"catch-up: slot {slot_tag_value(slot)} is missing and younger than "
+            f"the catch-up window"
+        )
+        due.append(DueSlot(policy.name, slot, reason))
+    return tuple(due)

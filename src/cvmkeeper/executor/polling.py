@@ -1,0 +1,53 @@
+"""How the executor polls the cloud: a short first look, then doubling up to the interval.
+
+Images of a small instance can be ``NORMAL`` within seconds and big ones take many minutes,
+so a fixed interval is either slow for the first or wasteful for the second. Polls start
+after :data:`FIRST_POLL_SECONDS` and double up to ``api.poll_interval``; each poll is one
+call per region for everything in flight, never one call per image.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+#: The first poll comes this soon (or after ``poll_interval``, if that is shorter).
+FIRST_POLL_SECONDS = 0.25
+
+
+def poll_delays(interval_seconds: float, first: float = FIRST_POLL_SECONDS) -> Iterator[float]:
+    """Delays before successive polls: ``first``, doubling, capped at ``interval_seconds``."""
+    delay = min(first, interval_seconds)
+    while True:
+        yield delay
+        delay = min(delay * 2, interval_seconds)
+
+
+def sleeper(stop: threading.Event | None) -> Callable[[float], bool]:
+    """A sleep that ends early when ``stop`` is set; it returns True when it was stopped."""
+    if stop is None:
+
+        def plain(seconds: float) -> bool:
+            time.sleep(seconds)
+            return False
+
+        return plain
+    return stop.wait
+
+
+class Deadline:
+    """A point on the monotonic clock: how long is left, and whether it has passed."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._end = clock() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left (never negative)."""
+        return max(0.0, self._end - self._clock())
+
+    @property
+    def passed(self) -> bool:
+        """True once the deadline is reached."""
+        return self.remaining() <= 0

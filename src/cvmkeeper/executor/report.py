@@ -1,0 +1,152 @@
+"""What one run did, as plain immutable values: per slot, per deleted image, per region.
+
+The runner returns a :class:`RunReport`; the ``run`` command prints it (or its JSON), the
+daemon turns it into check-ins and metrics. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from cvmkeeper.core.plan import Plan
+
+SlotStatus = Literal["created", "adopted", "exists", "failed", "skipped"]
+DeleteStatus = Literal["deleted", "already_gone", "left", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class SlotOutcome:
+    """What became of one (policy, instance, slot).
+
+    ``status``: ``created`` (this run created it), ``adopted`` (an image with its name
+    existed: an earlier attempt or another daemon made it), ``exists`` (its image was
+    already there, ``NORMAL`` or in flight, before the run), ``failed`` (no ``NORMAL``
+    image: the create or the image failed, or it did not become ``NORMAL`` in time), or
+    ``skipped`` (not attempted: quota full under ``on_quota_full: skip``, the run was
+    stopped, or a newer backup covers it). ``error`` is ``None`` exactly when nothing needs
+    a human. ``image_state`` is the image's state when the run ended (``CREATING`` after
+    ``--no-wait``), or ``None`` without an image.
+    """
+
+    policy: str
+    region: str
+    instance_id: str
+    slot: datetime
+    image_name: str
+    image_id: str | None
+    status: SlotStatus
+    error: str | None = None
+    tencent_code: str | None = None
+    request_id: str | None = None
+    image_state: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when this slot needs nobody's attention."""
+        return self.error is None and self.status != "failed"
+
+
+@dataclass(frozen=True)
+class DeleteOutcome:
+    """What became of one image the run set out to delete.
+
+    ``status``: ``deleted``; ``already_gone`` (someone else deleted it: fine); ``left``
+    (shared, or busy: left alone with a warning); ``failed`` (an error alert was raised);
+    ``skipped`` (the run was stopped first).
+    """
+
+    region: str
+    image_id: str
+    image_name: str
+    instance_id: str
+    kind: str
+    reason: str
+    status: DeleteStatus
+    error: str | None = None
+    tencent_code: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Everything one run did, across regions.
+
+    ``deleted`` holds every delete the run attempted, with its status (see
+    :class:`DeleteOutcome`). ``warnings`` and ``errors`` are the messages that were alerted
+    at that level (``errors`` also holds failures that are not about a slot, such as a
+    region whose inventory could not be read). ``plans`` maps each region to the plans made
+    there, in order: the first plan, a re-plan after ``ImageQuotaLimitExceeded``, the plan
+    made after the wait whose deletes were executed. ``failed_policies`` names every
+    policy an error was alerted for (its check-in ends in ``error``).
+    """
+
+    started: datetime
+    finished: datetime
+    outcomes: tuple[SlotOutcome, ...]
+    deleted: tuple[DeleteOutcome, ...] = ()
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    plans: Mapping[str, tuple[Plan, ...]] = field(default_factory=dict)
+    dry_run: bool = False
+    failed_policies: frozenset[str] = frozenset()
+
+    @property
+    def ok(self) -> bool:
+        """True when every slot has its image (or is being made) and no step failed."""
+        return not self.errors and all(outcome.ok for outcome in self.outcomes)
+
+    def policy_ok(self, policy: str) -> bool:
+        """True when every slot of ``policy`` in this run is fine (for its check-in)."""
+        return policy not in self.failed_policies and all(
+            o.ok for o in self.outcomes if o.policy == policy
+        )
+
+    def outcomes_of(self, policy: str) -> tuple[SlotOutcome, ...]:
+        """The outcomes of one policy, in order."""
+        return tuple(o for o in self.outcomes if o.policy == policy)
+
+
+def report_to_json(report: RunReport) -> dict[str, Any]:
+    """The JSON summary of a run (``cvmkeeper run --json``): plain values, times as UTC."""
+    return {
+        "ok": report.ok,
+        "dry_run": report.dry_run,
+        "started": report.started,
+        "finished": report.finished,
+        "outcomes": [
+            {
+                "policy": o.policy,
+                "region": o.region,
+                "instance_id": o.instance_id,
+                "slot": o.slot,
+                "image_name": o.image_name,
+                "image_id": o.image_id,
+                "status": o.status,
+                "image_state": o.image_state,
+                "error": o.error,
+                "tencent_code": o.tencent_code,
+                "request_id": o.request_id,
+            }
+            for o in report.outcomes
+        ],
+        "deleted": [
+            {
+                "region": d.region,
+                "image_id": d.image_id,
+                "image_name": d.image_name,
+                "instance_id": d.instance_id,
+                "kind": d.kind,
+                "reason": d.reason,
+                "status": d.status,
+                "error": d.error,
+                "tencent_code": d.tencent_code,
+                "request_id": d.request_id,
+            }
+            for d in report.deleted
+        ],
+        "warnings": list(report.warnings),
+        "errors": list(report.errors),
+    }
