@@ -1,0 +1,224 @@
+"""The daemon's service loop in-process: sd_notify over a real socket, reload, stop, watchdog.
+
+The daemon runs on a thread with a recording runner (so no cloud is needed) and a
+``Notifier`` pointed at a datagram socket the test binds, as systemd binds its notify
+socket. Signals are exercised by the end-to-end tests; here the same requests come in
+through ``request_reload()`` / ``request_stop()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_helpers import RecordingRunner, policy_text, write_setup
+
+from cvmkeeper.alerting import RecordingAlerter
+from cvmkeeper.daemon.sdnotify import Notifier
+from cvmkeeper.daemon.service import EXIT_CONFIG, EXIT_OK, Daemon
+from cvmkeeper.daemon.state import read_state
+
+
+class NotifySocket:
+    """A bound AF_UNIX datagram socket standing in for systemd's notify socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[dict[str, str]] = []
+
+    def next_with(self, key: str, timeout: float = 10.0) -> dict[str, str]:
+        """The next message that has ``key`` (earlier ones are kept in ``messages``)."""
+        self.sock.settimeout(timeout)
+        for _ in range(200):
+            data = self.sock.recv(4096).decode("utf-8")
+            message = dict(line.split("=", 1) for line in data.split("\n") if "=" in line)
+            self.messages.append(message)
+            if key in message:
+                return message
+        raise AssertionError(f"no {key} in 200 messages")
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    listener = NotifySocket(tmp_path / "notify.sock")
+    yield listener
+    listener.sock.close()
+
+
+class Running:
+    """A daemon on a thread, its alerter and its runner."""
+
+    def __init__(self, daemon: Daemon, alerter: RecordingAlerter, runner: RecordingRunner):
+        self.daemon = daemon
+        self.alerter = alerter
+        self.runner = runner
+        self.status: int | None = None
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        self.status = self.daemon.run()
+
+    def stop(self) -> int | None:
+        self.daemon.request_stop()
+        self.thread.join(timeout=20)
+        assert not self.thread.is_alive()
+        self.daemon.close()
+        return self.status
+
+
+def start(config: Path, notify: NotifySocket, runner: RecordingRunner,
+          environ: dict[str, str] | None = None) -> Running:
+    alerter = RecordingAlerter()
+    clients: list[Any] = []
+
+    def client_factory(config: Any) -> str:
+        clients.append(config)
+        return f"client-{len(clients)}"
+
+    daemon = Daemon(
+        config,
+        client_factory=client_factory,
+        runner=runner,
+        region_locks=object(),
+        alerter_factory=lambda settings: alerter,
+        notifier=Notifier({"NOTIFY_SOCKET": str(notify.path), **(environ or {})}),
+        install_signals=False,
+        stop_timeout=10,
+    )
+    running = Running(daemon, alerter, runner)
+    running.thread.start()
+    return running
+
+
+def test_ready_after_start_catch_up_started_then_stopping(
+    tmp_path: Path, notify: NotifySocket
+) -> None:
+    config = write_setup(tmp_path, {"web": policy_text("web", "every: 1h")})
+    runner = RecordingRunner()
+    running = start(config, notify, runner)
+    try:
+        ready = notify.next_with("READY")
+        assert ready["READY"] == "1"
+        assert ready["STATUS"].startswith("next: web at ")
+        assert runner.wait_started()  # the catch-up run
+    finally:
+        assert running.stop() == EXIT_OK
+    notify.next_with("STOPPING")
+    (catch_up,) = runner.snapshot()
+    assert catch_up.policy_names is None
+    assert read_state(tmp_path / "state" / "daemon-state.json").policies["web"].kind == "catch-up"
+
+
+def test_ready_does_not_wait_for_a_long_catch_up_and_stop_sets_the_stop_event(
+    tmp_path: Path, notify: NotifySocket
+) -> None:
+    config = write_setup(tmp_path, {"web": policy_text("web", "every: 1h")})
+    runner = RecordingRunner(gate=threading.Event())  # a catch-up that never ends by itself
+    running = start(config, notify, runner)
+    try:
+        assert runner.wait_started()
+        assert notify.next_with("READY")["READY"] == "1"
+    finally:
+        assert running.stop() == EXIT_OK
+    (call,) = runner.snapshot()
+    assert call.stop_was_set_at_end  # the run saw the stop request and ended at a safe point
+
+
+def test_reload_with_a_changed_policy_replaces_the_schedule(
+    tmp_path: Path, notify: NotifySocket
+) -> None:
+    config = write_setup(tmp_path, {"web": policy_text("web", "every: 1h")})
+    runner = RecordingRunner()
+    running = start(config, notify, runner)
+    try:
+        notify.next_with("READY")
+        assert runner.wait_started()
+        write_setup(tmp_path, {"web": policy_text("web-nightly", 'cron: "0 2 * * *"')})
+        running.daemon.request_reload()
+        reloading = notify.next_with("RELOADING")
+        assert int(reloading["MONOTONIC_USEC"]) > 0
+        ready = notify.next_with("READY")
+        assert ready["STATUS"].startswith("next: web-nightly at ")
+        assert "02:00:00Z" in ready["STATUS"]
+        assert runner.wait_started()  # a catch-up after the reload, with the new policies
+    finally:
+        running.stop()
+    calls = runner.snapshot()
+    assert [p.name for p in calls[-1].setup.policies] == ["web-nightly"]
+    assert calls[-1].client == "client-1"  # the cloud settings did not change: same client
+
+
+def test_reload_with_a_broken_policy_keeps_the_old_one_and_names_file_and_line(
+    tmp_path: Path, notify: NotifySocket, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_setup(tmp_path, {"web": policy_text("web", "every: 1h")})
+    runner = RecordingRunner()
+    running = start(config, notify, runner)
+    try:
+        first_ready = notify.next_with("READY")
+        assert runner.wait_started()
+        broken = tmp_path / "policies" / "web.yaml"
+        broken.write_text(policy_text("web", "every: 1x"), encoding="utf-8")
+        with caplog.at_level(logging.ERROR, logger="cvmkeeper.daemon.service"):
+            running.daemon.request_reload()
+            notify.next_with("RELOADING")
+            ready = notify.next_with("READY")
+        assert "reload rejected" in ready["STATUS"]
+        assert ready["STATUS"].split(";")[0] == first_ready["STATUS"].split(";")[0]
+    finally:
+        running.stop()
+    assert f"{broken}:4:" in caplog.text or "web.yaml:4:" in caplog.text
+    assert "keeping the running config" in caplog.text
+    (alert,) = running.alerter.errors
+    assert (alert.policy, alert.action) == ("config", "reload")
+    assert "web.yaml:4:" in alert.message
+    assert len(runner.snapshot()) == 1  # no catch-up for a rejected reload
+
+
+def test_the_watchdog_is_pinged_while_healthy(tmp_path: Path, notify: NotifySocket) -> None:
+    config = write_setup(tmp_path, {"web": policy_text("web", "every: 1h")})
+    runner = RecordingRunner()
+    running = start(
+        config,
+        notify,
+        runner,
+        environ={"WATCHDOG_USEC": "400000", "WATCHDOG_PID": str(os.getpid())},
+    )
+    try:
+        notify.next_with("READY")
+        notify.next_with("WATCHDOG")
+        notify.next_with("WATCHDOG")
+    finally:
+        running.stop()
+
+
+def test_an_invalid_config_at_start_exits_2_and_never_says_ready(
+    tmp_path: Path, notify: NotifySocket, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_setup(tmp_path, {"web": policy_text("web", "every: soon")})
+    runner = RecordingRunner()
+    daemon = Daemon(
+        config,
+        client_factory=lambda config: "client",
+        runner=runner,
+        region_locks=object(),
+        alerter_factory=lambda settings: RecordingAlerter(),
+        notifier=Notifier({"NOTIFY_SOCKET": str(notify.path)}),
+        install_signals=False,
+    )
+    with caplog.at_level(logging.ERROR):
+        assert daemon.run() == EXIT_CONFIG
+    daemon.close()
+    assert "web.yaml:4:" in caplog.text
+    assert runner.snapshot() == []
+    notify.sock.settimeout(0)
+    with pytest.raises(BlockingIOError):
+        notify.sock.recv(4096)
