@@ -86,21 +86,33 @@ class RecordingRunner:
                 if self.gate.is_set() or (stop is not None and stop.is_set()):
                     break
                 deadline.wait(0.02)
-        call = Call(names, slot, now, stop, region_locks, setup, client,
-                    stop_was_set_at_end=bool(stop and stop.is_set()))
+        call = Call(
+            names,
+            slot,
+            now,
+            stop,
+            region_locks,
+            setup,
+            client,
+            stop_was_set_at_end=bool(stop and stop.is_set()),
+        )
         with self.lock:
             self.calls.append(call)
         if self.raises is not None:
             raise self.raises
         policies = names if names is not None else tuple(p.name for p in setup.policies)
         outcomes = tuple(
-            Outcome(name, "ap-guangzhou", "ins-6pb6lrmy", slot or now.replace(second=0,
-                    microsecond=0), "created" if self.ok else "failed",
-                    None if self.ok else self.error)
+            Outcome(
+                name,
+                "ap-guangzhou",
+                "ins-6pb6lrmy",
+                slot or now.replace(second=0, microsecond=0),
+                "created" if self.ok else "failed",
+                None if self.ok else self.error,
+            )
             for name in policies
         )
-        return Report(ok=self.ok, outcomes=outcomes,
-                      errors=() if self.ok else (self.error,))
+        return Report(ok=self.ok, outcomes=outcomes, errors=() if self.ok else (self.error,))
 
     def wait_started(self, count: int = 1, timeout: float = 10.0) -> bool:
         """Wait until ``count`` more calls have started."""
@@ -119,17 +131,15 @@ def write_setup(directory: Path, policies: dict[str, str], *, extra_config: str 
         (directory / "policies" / f"{name}.yaml").write_text(text, encoding="utf-8")
     config = directory / "cvmkeeper.yaml"
     config.write_text(
-        "policies_dir: policies\n"
-        "regions: [ap-guangzhou]\n"
-        "state_dir: state\n"
-        + extra_config,
+        "policies_dir: policies\nregions: [ap-guangzhou]\nstate_dir: state\n" + extra_config,
         encoding="utf-8",
     )
     return config
 
 
-def policy_text(name: str, schedule: str, *, catch_up: str | None = None,
-                tags: str = "{backup: daily}") -> str:
+def policy_text(
+    name: str, schedule: str, *, catch_up: str | None = None, tags: str = "{backup: daily}"
+) -> str:
     """A policy file with one schedule line such as ``every: 1h`` or ``cron: "0 2 * * *"``."""
     text = (
         f"name: {name}\n"

@@ -74,8 +74,12 @@ class Running:
         return self.status
 
 
-def start(config: Path, notify: NotifySocket, runner: RecordingRunner,
-          environ: dict[str, str] | None = None) -> Running:
+def start(
+    config: Path,
+    notify: NotifySocket,
+    runner: RecordingRunner,
+    environ: dict[str, str] | None = None,
+) -> Running:
     alerter = RecordingAlerter()
     clients: list[Any] = []
 
