@@ -25,18 +25,14 @@ class ManagedImage:
     """An image cvmkeeper owns, with what its name and tags say about it.
 
     ``slot`` is the aware UTC slot parsed from the name (the image's identity, used for
-    ordering); ``pinned`` is the ``cvmkeeper:pin=true`` tag.
+    ordering); ``pinned`` is the ``cvmkeeper:pin=true`` tag; ``image_id`` is ``image.image_id``.
     """
 
     image: Image
     instance_id: str
     slot: datetime
     pinned: bool
-
-    @property
-    def image_id(self) -> str:
-        """The image's id."""
-        return self.image.image_id
+    image_id: str
 
 
 def classify_image(image: Image, fmt: NameFormat = DEFAULT_FORMAT) -> ManagedImage | None:
@@ -51,6 +47,7 @@ def classify_image(image: Image, fmt: NameFormat = DEFAULT_FORMAT) -> ManagedIma
         instance_id=parsed.instance_id,
         slot=parsed.slot,
         pinned=is_pinned(image.tags),
+        image_id=image.image_id,
     )
 
 

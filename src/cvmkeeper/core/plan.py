@@ -36,7 +36,7 @@ from enum import StrEnum
 
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
-from cvmkeeper.core.ownership import classify_image
+from cvmkeeper.core.ownership import ManagedImage, classify_image
 from cvmkeeper.core.policy import Consistency
 
 #: The most image ids one ``Delete`` step carries (the executor sends one ``DeleteImages``
@@ -215,7 +215,13 @@ class Plan:
         return any(isinstance(step, Create | Delete) for step in self.steps)
 
 
-def check_plan(inventory: Inventory, plan: Plan, fmt: NameFormat = DEFAULT_FORMAT) -> list[str]:
+def check_plan(
+    inventory: Inventory,
+    plan: Plan,
+    fmt: NameFormat = DEFAULT_FORMAT,
+    *,
+    managed: Mapping[str, ManagedImage] | None = None,
+) -> list[str]:
     """Return every way ``plan`` breaks rules 1-5 of DESIGN.md for ``inventory`` (empty: none).
 
     Checked independently of how the planner works: ownership is re-derived from the
@@ -224,14 +230,17 @@ def check_plan(inventory: Inventory, plan: Plan, fmt: NameFormat = DEFAULT_FORMA
     (instance, slot) and never reuse a name that exists (unless a ``before_create`` cleanup
     removed that image first). Also checks the step order described in the module doc and
     that every created image will itself be recognised as managed (name, marker, tags).
+    ``managed`` (image id -> ``classify_image`` result for every managed image of the
+    inventory) saves classifying again when the caller already did.
     """
     violations: list[str] = []
     by_id = {image.image_id: image for image in inventory.images}
-    managed = {
-        image.image_id: owned
-        for image in inventory.images
-        if (owned := classify_image(image, fmt)) is not None
-    }
+    if managed is None:
+        managed = {
+            image.image_id: owned
+            for image in inventory.images
+            if (owned := classify_image(image, fmt)) is not None
+        }
 
     # Newest usable managed image per instance, by slot (the image's identity).
     newest_usable: dict[str, tuple[datetime, str]] = {}

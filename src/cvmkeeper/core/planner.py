@@ -10,11 +10,14 @@ How a plan is made (DESIGN.md "The rules that are never broken", "Quota-aware ro
 2. Targets (``core.targets``): per instance, the policies of this region that target it.
    Managed images of any other instance are *orphans*: kept (or, with
    ``PlannerSettings.orphan_retention``, retained by those rules) and reported.
-3. Creates: one per due (instance, slot), however many policies are due for it. If the
-   slot's name already exists: ``NORMAL`` -> done; in flight -> ``Wait``; ``CREATEFAILED``
-   -> cleaned up before the creates and made again in the same run (the failed image is
-   garbage, and the name it held is free once it is deleted); anything else, or an image
-   cvmkeeper does not own -> ``Skip`` with an error.
+3. Creates: one per due (instance, slot), however many policies are due for it (tags and
+   description name them all; the strongest consistency mode wins). If the slot's name
+   already exists: ``NORMAL`` -> done; in flight -> ``Wait``; ``CREATEFAILED`` -> cleaned
+   up before the creates and made again in the same run (the failed image is garbage, and
+   the name it held is free once it is deleted); anything else, or an image cvmkeeper does
+   not own -> ``Skip`` with an error. A due slot that retention would expire at once
+   (newer images of the instance cover it) is not made, with a warning: making it would
+   cost a create and a delete on every retry of the slot.
 4. Retention (``core.retention.decide``) per instance set, in the hypothetical world where
    every planned create and waited image is ``NORMAL``. What it expires is deleted
    ``after_create`` (create-then-delete). ``CREATEFAILED`` images are deleted
@@ -25,6 +28,10 @@ How a plan is made (DESIGN.md "The rules that are never broken", "Quota-aware ro
    policies must say evict) evicts the oldest evictable managed image with a warning, and
    otherwise the create is skipped with an error. Skipping a create changes the
    hypothetical world, so the quota is resolved again without it until nothing changes.
+   Priority: the instance whose newest usable image is oldest first (then slot, id), so a
+   short quota goes to the stalest backups. Never evicted: an instance's current newest
+   usable image, pinned or in-flight images, orphans (kept unless ``orphan_retention``
+   expires them) and the image of a slot this run is due to make.
 6. Every plan is checked with ``check_plan`` (rules 1-5); a violation raises
    ``PlanInvariantError`` instead of returning a dangerous plan.
 
@@ -281,8 +288,8 @@ def plan_region(
             if not decisions.get(_new_id(item.instance_id, item.slot), _KEPT).keep
         ]
         if stale:  # older than what retention keeps: made now, deleted at once, made again
+            planned = _without(planned, stale)
             for item in stale:
-                planned.remove(item)
                 warnings.append(
                     f"{item.name}: slot {slot_tag_value(item.slot)} of {item.instance_id} not "
                     "made: newer images cover it and retention would delete it at once"
@@ -324,19 +331,20 @@ def plan_region(
         made: list[_Wanted] = []
         dropped: list[_Wanted] = []
         for item in planned:
+            # Over quota (quota lowered), one create may need several evictions.
+            needed = 1 - available if item.may_evict and available <= 0 else 0
+            if 0 < needed <= len(evict_pool):
+                evicted += [(evict_pool.pop(), item) for _ in range(needed)]
+                available += needed
             if available > 0:
                 available -= 1
-                made.append(item)
-            elif item.may_evict and evict_pool:
-                evicted.append((evict_pool.pop(), item))
                 made.append(item)
             else:
                 dropped.append(item)
         if not dropped:
             break
-        for item in dropped:
-            planned.remove(item)
-            skips.append(_quota_skip(item, inventory.quota, len(inventory.images)))
+        planned = _without(planned, dropped)
+        skips += [_quota_skip(item, inventory.quota, len(inventory.images)) for item in dropped]
 
     # --- steps ---------------------------------------------------------------------------
     early_ids = {owned.image_id for owned in early}
@@ -408,10 +416,15 @@ def plan_region(
         errors=tuple(errors),
         orphan_instance_ids=tuple(sorted(i for i, s in sets.items() if s.orphan)),
     )
-    violations = check_plan(inventory, plan, fmt)
+    violations = check_plan(inventory, plan, fmt, managed=managed_by_id)
     if violations:
         raise PlanInvariantError("; ".join(violations))
     return plan
+
+
+def _without(items: list[_Wanted], removed: Sequence[_Wanted]) -> list[_Wanted]:
+    gone = {id(item) for item in removed}
+    return [item for item in items if id(item) not in gone]
 
 
 def _make_set(
@@ -567,11 +580,12 @@ def _image_decisions(
                 reasons = (*reasons, f"evicted: quota full, room for {evicted[image_id].name}")
             elif image_id in late:
                 kind, phase = DeleteKind.EXPIRE, Phase.AFTER_CREATE
+            elif image_id in instance_set.waited:
+                note = "expires once NORMAL (next plan)" if not keep else "waited for"
+                reasons = (*reasons, f"in flight for a due slot: {note}")
             elif not keep:
                 keep = True
                 reasons = (*reasons, "kept: protected by the hard rules")
-            if image_id in instance_set.waited:
-                reasons = (*reasons, "in flight for a due slot: waited for")
             result.append(
                 ImageDecision(
                     image_id=image_id,
