@@ -1,8 +1,8 @@
 """A small real runner that records its calls, for the daemon's scheduling tests.
 
-It has the signature of ``cvmkeeper.executor.runner.run_once`` and returns a report with
-the attributes the daemon reads (``ok``, ``outcomes``, ``warnings``, ``errors``). A test can
-hold a call open with ``gate`` (to have a run "still going"), make it fail, or raise.
+It has the signature of ``cvmkeeper.executor.runner.run_once`` and returns a real
+``RunReport`` with one ``SlotOutcome`` per policy. A test can hold a call open with ``gate``
+(to have a run "still going"), make it fail, or raise.
 """
 
 from __future__ import annotations
@@ -13,29 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cvmkeeper.executor.report import RunReport, SlotOutcome
+
 GATE_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One slot of one instance, as a runner reports it."""
-
-    policy: str
-    region: str
-    instance_id: str
-    slot: datetime
-    status: str
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Report:
-    """What a run returns."""
-
-    ok: bool
-    outcomes: tuple[Outcome, ...] = ()
-    warnings: tuple[str, ...] = ()
-    errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,7 +56,7 @@ class RecordingRunner:
         stop: threading.Event | None = None,
         region_locks: object = None,
         **options: Any,
-    ) -> Report:
+    ) -> RunReport:
         """Record the call, wait on the gate if any, and report one outcome per policy."""
         names = tuple(policy_names) if policy_names is not None else None
         self.started.release()
@@ -101,18 +81,27 @@ class RecordingRunner:
         if self.raises is not None:
             raise self.raises
         policies = names if names is not None else tuple(p.name for p in setup.policies)
+        slot_of = slot or now.replace(second=0, microsecond=0)
         outcomes = tuple(
-            Outcome(
-                name,
-                "ap-guangzhou",
-                "ins-6pb6lrmy",
-                slot or now.replace(second=0, microsecond=0),
-                "created" if self.ok else "failed",
-                None if self.ok else self.error,
+            SlotOutcome(
+                policy=name,
+                region="ap-guangzhou",
+                instance_id="ins-6pb6lrmy",
+                slot=slot_of,
+                image_name=f"{slot_of:%y%m%d-%H%M}-6pb6lrmy",
+                image_id="img-00000001" if self.ok else None,
+                status="created" if self.ok else "failed",
+                error=None if self.ok else self.error,
             )
             for name in policies
         )
-        return Report(ok=self.ok, outcomes=outcomes, errors=() if self.ok else (self.error,))
+        return RunReport(
+            started=now,
+            finished=now,
+            outcomes=outcomes,
+            errors=() if self.ok else (self.error,),
+            failed_policies=frozenset() if self.ok else frozenset(policies),
+        )
 
     def wait_started(self, count: int = 1, timeout: float = 10.0) -> bool:
         """Wait until ``count`` more calls have started."""

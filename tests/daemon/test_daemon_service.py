@@ -23,6 +23,7 @@ from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.daemon.sdnotify import Notifier
 from cvmkeeper.daemon.service import EXIT_CONFIG, EXIT_OK, Daemon
 from cvmkeeper.daemon.state import read_state
+from cvmkeeper.executor.runner import RegionLocks
 
 
 class NotifySocket:
@@ -91,7 +92,7 @@ def start(
         config,
         client_factory=client_factory,
         runner=runner,
-        region_locks=object(),
+        region_locks=RegionLocks(),
         alerter_factory=lambda settings: alerter,
         notifier=Notifier({"NOTIFY_SOCKET": str(notify.path), **(environ or {})}),
         install_signals=False,
@@ -213,7 +214,7 @@ def test_an_invalid_config_at_start_exits_2_and_never_says_ready(
         config,
         client_factory=lambda config: "client",
         runner=runner,
-        region_locks=object(),
+        region_locks=RegionLocks(),
         alerter_factory=lambda settings: RecordingAlerter(),
         notifier=Notifier({"NOTIFY_SOCKET": str(notify.path)}),
         install_signals=False,

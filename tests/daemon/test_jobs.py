@@ -30,6 +30,7 @@ from cvmkeeper.daemon.jobs import (
     sync_jobs,
 )
 from cvmkeeper.daemon.state import StateStore, read_state
+from cvmkeeper.executor.runner import RegionLocks
 
 T0 = datetime(2026, 11, 27, 18, 0, 0, tzinfo=UTC)
 
@@ -52,7 +53,7 @@ def make_jobs(
     tmp_path: Path, setup: Setup, runner: RecordingRunner, clock: Clock
 ) -> tuple[SlotJobs, RecordingAlerter, object]:
     alerter = RecordingAlerter()
-    locks = object()
+    locks = RegionLocks()
     jobs = SlotJobs(
         RunContext(setup, client="client-1", alerter=alerter),
         runner=runner,

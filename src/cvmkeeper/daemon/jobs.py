@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from cvmkeeper.alerting import (
     Alerter,
@@ -42,12 +42,12 @@ from cvmkeeper.config import Setup
 from cvmkeeper.core.policy import Policy, Schedule
 from cvmkeeper.core.schedule import latest_slot, parse_cron, to_trigger
 from cvmkeeper.daemon.state import PolicyRun, RunKind, RunResult, StateStore
+from cvmkeeper.executor.report import RunReport
 
 __all__ = [
     "CATCH_UP",
     "JobSpec",
     "RunContext",
-    "RunReportLike",
     "Runner",
     "SlotJobs",
     "fired_slot",
@@ -66,32 +66,8 @@ CATCH_UP = "catch-up"
 JOB_OPTIONS: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
 
 
-class RunReportLike(Protocol):
-    """What the daemon reads of a runner's report (``cvmkeeper.executor.runner.RunReport``)."""
-
-    @property
-    def ok(self) -> bool:
-        """True when every slot of the run ended as it should."""
-        ...
-
-    @property
-    def outcomes(self) -> Sequence[Any]:
-        """One outcome per (policy, region, instance, slot); each has ``.policy``."""
-        ...
-
-    @property
-    def warnings(self) -> Sequence[Any]:
-        """Things worth a look that did not fail the run."""
-        ...
-
-    @property
-    def errors(self) -> Sequence[Any]:
-        """What failed."""
-        ...
-
-
 #: ``run_once(setup, client, alerter, *, now, policy_names, slot, stop, region_locks)``.
-Runner = Callable[..., RunReportLike]
+Runner = Callable[..., RunReport]
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +323,7 @@ class SlotJobs:
             report, errors = self._call_runner(
                 context, policy.name, started, policy_names=(policy.name,), slot=slot
             )
-            ok = report is not None and report.ok
+            ok = report is not None and report.policy_ok(policy.name)
             if not ok:
                 checkin.fail()
         result: RunResult = "ok" if ok else ("stopped" if self.stop.is_set() else "failed")
@@ -447,24 +423,19 @@ class SlotJobs:
                     report=None,
                 )
             return
-        by_policy: dict[str, list[Any]] = {}
-        for outcome in report.outcomes:
-            by_policy.setdefault(str(getattr(outcome, "policy", "")), []).append(outcome)
-        for name, outcomes in sorted(by_policy.items()):
-            if not name:
-                continue
-            failed = [o for o in outcomes if getattr(o, "error", None)]
-            slots = [s for s in (getattr(o, "slot", None) for o in outcomes) if s is not None]
-            result: RunResult = "ok" if not failed else "failed"
-            if failed and self.stop.is_set():
-                result = "stopped"
+        touched = {o.policy for o in report.outcomes} | set(report.failed_policies)
+        for name in sorted(touched):
+            outcomes = report.outcomes_of(name)
+            ok = report.policy_ok(name)
+            errors = [o.error for o in outcomes if o.error] or ([] if ok else list(report.errors))
+            result: RunResult = "ok" if ok else ("stopped" if self.stop.is_set() else "failed")
             self._record(
                 name,
                 kind="catch-up",
-                slot=max(slots) if slots else None,
+                slot=max((o.slot for o in outcomes), default=None),
                 started=started,
                 result=result,
-                errors=[getattr(o, "error", "") for o in failed],
+                errors=errors,
                 report=None,
             )
         made = len(report.outcomes)
@@ -485,7 +456,7 @@ class SlotJobs:
         *,
         policy_names: tuple[str, ...] | None,
         slot: datetime | None,
-    ) -> tuple[RunReportLike | None, list[object]]:
+    ) -> tuple[RunReport | None, list[object]]:
         """Call the runner; on an exception, log and alert it and return ``(None, [error])``."""
         try:
             report = self._runner(
@@ -521,7 +492,7 @@ class SlotJobs:
         started: datetime,
         result: RunResult,
         errors: Sequence[object],
-        report: RunReportLike | None,
+        report: RunReport | None,
     ) -> None:
         finished = self._clock()
         with self._lock:

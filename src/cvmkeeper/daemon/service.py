@@ -49,6 +49,7 @@ from cvmkeeper.config import Config, ConfigError, SentrySettings, Setup, load_se
 from cvmkeeper.daemon.jobs import RunContext, Runner, SlotJobs, job_specs, sync_jobs
 from cvmkeeper.daemon.sdnotify import Notifier
 from cvmkeeper.daemon.state import StateStore
+from cvmkeeper.executor.runner import RegionLocks, run_once
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "STOP_TIMEOUT", "Daemon"]
 
@@ -64,20 +65,13 @@ STOP_TIMEOUT = 60.0
 ALERT_FLUSH_TIMEOUT = 5.0
 #: The main loop wakes at least this often (heartbeat for the watchdog, STATUS= refresh).
 LOOP_TICK = 1.0
+#: The least time a run waits for a region that another run of this daemon holds.
+REGION_WAIT_MIN = 600.0
 #: Threads for scheduled runs; runs of one region wait for each other on the region lock.
 WORKERS = 16
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _HANDLED_SIGNALS = (signal.SIGHUP, *_STOP_SIGNALS)
-
-
-def _default_runner() -> tuple[Runner, object]:
-    """``run_once`` and a fresh ``RegionLocks`` from the executor (imported when needed)."""
-    # The executor is imported here, not at the top, so that tests with their own runner
-    # (and the daemon's unit tests) do not need it.
-    from cvmkeeper.executor.runner import RegionLocks, run_once  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
-
-    return run_once, RegionLocks()
 
 
 def _utc_now() -> datetime:
@@ -88,11 +82,12 @@ class Daemon:
     """One daemon process: scheduler, signals, sd_notify, watchdog, reload and shutdown.
 
     Everything it talks to is injectable, so tests run it in-process with a recording
-    runner: ``runner``/``region_locks`` (default: the executor's ``run_once`` and
-    ``RegionLocks``), ``client_factory`` (``cvmkeeper.cli.common.cloud_client`` from the
-    CLI), ``alerter_factory``, ``notifier`` and ``clock``. ``install_signals=False`` (for a
-    daemon run on a thread other than the main one) leaves signal handling to the caller,
-    who uses ``request_reload()`` / ``request_stop()``.
+    runner: ``runner`` (default: the executor's ``run_once``), ``region_locks`` (default:
+    a ``RegionLocks`` that waits for a busy region), ``client_factory`` (the CLI passes
+    ``cvmkeeper.cli.common.cloud_client``), ``alerter_factory``, ``notifier`` and
+    ``clock``. ``install_signals=False`` (for a daemon run on a thread other than the main
+    one) leaves signal handling to the caller, who uses ``request_reload()`` /
+    ``request_stop()``.
     """
 
     def __init__(
@@ -101,7 +96,7 @@ class Daemon:
         *,
         client_factory: Callable[[Config], Any],
         runner: Runner | None = None,
-        region_locks: object | None = None,
+        region_locks: RegionLocks | None = None,
         alerter_factory: Callable[[SentrySettings], Alerter] = build_alerter,
         notifier: Notifier | None = None,
         clock: Callable[[], datetime] = _utc_now,
@@ -111,11 +106,9 @@ class Daemon:
         """Prepare a daemon for ``config_file``; nothing is loaded until ``run()``."""
         self.config_file = config_file
         self._client_factory = client_factory
-        if runner is None:
-            runner, default_locks = _default_runner()
-            region_locks = region_locks if region_locks is not None else default_locks
-        self._runner = runner
+        self._runner: Runner = run_once if runner is None else runner
         self._region_locks = region_locks
+        """Shared by every run, so runs of one region never overlap (made in ``run()``)."""
         self._alerter_factory = alerter_factory
         self.notifier = notifier if notifier is not None else Notifier()
         self._clock = clock
@@ -179,6 +172,11 @@ class Daemon:
             alerter.close(ALERT_FLUSH_TIMEOUT)
             return EXIT_FAILED
 
+        if self._region_locks is None:
+            # A run waits for a region another run holds (instead of failing as busy) for
+            # as long as that run may wait for its images, twice over.
+            wait = 2 * setup.config.api.wait_timeout.total_seconds()
+            self._region_locks = RegionLocks(wait_seconds=max(wait, REGION_WAIT_MIN))
         stop = threading.Event()
         jobs = SlotJobs(
             RunContext(setup, client, alerter),
