@@ -605,6 +605,8 @@ class RegionExecutor:
         self.result.errors.append(f"{self.region}: {message}")
         self.result.failed_policies.update(policies)
         self._say(f"{self.region}: ERROR {message}")
+        if self.options.dry_run:
+            return  # a preview reports, it does not page anyone
         for policy in policies or [NO_POLICY]:
             self.options.alerter.error(
                 Failure(policy=policy, action=action, message=message, instance=instance,
@@ -626,6 +628,8 @@ class RegionExecutor:
     ) -> None:
         self.result.warnings.append(f"{self.region}: {message}")
         self._say(f"{self.region}: WARNING {message}")
+        if self.options.dry_run:
+            return
         for policy in policies or [NO_POLICY]:
             self.options.alerter.warning(
                 Failure(policy=policy, action=action, message=message, level="warning",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from cvmkeeper.core.plan import Plan
+from cvmkeeper.core.plan import Create, Delete, ImageDecision, Plan, Step, Wait
 
 SlotStatus = Literal["created", "adopted", "exists", "failed", "skipped"]
 DeleteStatus = Literal["deleted", "already_gone", "left", "failed", "skipped"]
@@ -149,4 +149,87 @@ def report_to_json(report: RunReport) -> dict[str, Any]:
         ],
         "warnings": list(report.warnings),
         "errors": list(report.errors),
+        "plans": {
+            region: [plan_to_json(plan) for plan in plans]
+            for region, plans in report.plans.items()
+        },
+    }
+
+
+def step_to_json(step: Step) -> dict[str, Any]:
+    """One plan step as plain values, with its reason."""
+    if isinstance(step, Create):
+        return {
+            "type": "create",
+            "instance_id": step.instance_id,
+            "image_name": step.image_name,
+            "slot": step.slot,
+            "policies": list(step.policies),
+            "consistency": step.consistency.value,
+            "reason": step.reason,
+        }
+    if isinstance(step, Delete):
+        return {
+            "type": "delete",
+            "phase": step.phase.value,
+            "kind": step.kind.value,
+            "images": [
+                {
+                    "image_id": t.image_id,
+                    "image_name": t.image_name,
+                    "instance_id": t.instance_id,
+                    "slot": t.slot,
+                    "reason": t.reason,
+                }
+                for t in step.targets
+            ],
+        }
+    if isinstance(step, Wait):
+        return {
+            "type": "wait",
+            "image_ids": list(step.image_ids),
+            "image_names": list(step.image_names),
+            "reason": step.reason,
+        }
+    return {
+        "type": "skip",
+        "instance_id": step.instance_id,
+        "image_name": step.image_name,
+        "slot": step.slot,
+        "policies": list(step.policies),
+        "error": step.error,
+    }
+
+
+def decision_to_json(decision: ImageDecision) -> dict[str, Any]:
+    """What a plan decides for one managed image, and why."""
+    return {
+        "image_id": decision.image_id,
+        "image_name": decision.image_name,
+        "instance_id": decision.instance_id,
+        "slot": decision.slot,
+        "state": decision.state.value,
+        "pinned": decision.pinned,
+        "orphan": decision.orphan,
+        "keep": decision.keep and decision.delete_kind is None,
+        "reasons": list(decision.reasons),
+        "delete": decision.delete_kind.value if decision.delete_kind else None,
+        "delete_phase": decision.delete_phase.value if decision.delete_phase else None,
+    }
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    """A region's plan: the quota arithmetic, each step with its reason, each image's fate."""
+    return {
+        "region": plan.region,
+        "now": plan.now,
+        "quota": plan.quota,
+        "used": plan.used,
+        "unmanaged": plan.unmanaged,
+        "free": plan.free,
+        "steps": [step_to_json(step) for step in plan.steps],
+        "images": [decision_to_json(d) for d in plan.decisions],
+        "orphan_instance_ids": list(plan.orphan_instance_ids),
+        "warnings": list(plan.warnings),
+        "errors": list(plan.errors),
     }

@@ -1,0 +1,229 @@
+"""``cvmkeeper plan``: what a run would do now (or at ``--at``), without changing anything.
+
+It is exactly a dry run of ``cvmkeeper run``: the same inventory reads, due slots and
+planner, with no write and no alert. The text output is for people; ``--json`` is for
+scripts and tests.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+import click
+
+from cvmkeeper.alerting import NullAlerter
+from cvmkeeper.cli.common import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    F,
+    at_option,
+    cloud_client,
+    config_option,
+    load_or_exit,
+    print_json,
+    utc_now,
+)
+from cvmkeeper.cloud.client import CloudClient
+from cvmkeeper.cloud.credentials import CredentialsError
+from cvmkeeper.config import Setup
+from cvmkeeper.core.naming import slot_tag_value
+from cvmkeeper.core.plan import Create, Delete, ImageDecision, Phase, Plan, Skip, Wait
+from cvmkeeper.executor.report import plan_to_json
+from cvmkeeper.executor.runner import UnknownPolicyError, run_once, run_regions
+
+_PHASE_TEXT = {
+    Phase.BEFORE_CREATE: "before the creates",
+    Phase.AFTER_CREATE: "after the new images are NORMAL",
+}
+
+
+def policy_option(command: F) -> F:
+    """``--policy NAME`` (repeatable)."""
+    return click.option(
+        "--policy",
+        "policy_names",
+        multiple=True,
+        metavar="NAME",
+        help="Only this policy (repeat for several); its current slot is made even if it "
+        "is not due.",
+    )(command)
+
+
+def region_option(command: F) -> F:
+    """``--region R`` (repeatable)."""
+    return click.option(
+        "--region",
+        "region_names",
+        multiple=True,
+        metavar="REGION",
+        help="Only this region (repeat for several). Default: every region of the config "
+        "and the policies.",
+    )(command)
+
+
+def client_or_exit(setup: Setup, command: str) -> CloudClient:
+    """The cloud client of the config, or exit 2 when no credentials are found."""
+    try:
+        return cloud_client(setup.config)
+    except CredentialsError as error:
+        click.echo(f"{command}: {error}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def check_choices(
+    setup: Setup, command: str, policy_names: Sequence[str], region_names: Sequence[str]
+) -> None:
+    """Exit 2 for a ``--policy`` or ``--region`` the config does not know."""
+    unknown = [name for name in policy_names if setup.policy(name) is None]
+    if unknown:
+        known = ", ".join(p.name for p in setup.policies)
+        click.echo(f"{command}: no policy named {', '.join(unknown)} (known: {known})", err=True)
+        sys.exit(EXIT_CONFIG)
+    regions = run_regions(setup)
+    wrong = [region for region in region_names if region not in regions]
+    if wrong:
+        click.echo(
+            f"{command}: region {', '.join(wrong)} is not in the config or any policy "
+            f"(known: {', '.join(regions)})",
+            err=True,
+        )
+        sys.exit(EXIT_CONFIG)
+
+
+def _delete_lines(step: Delete) -> list[str]:
+    head = f"delete {step.kind.value} ({_PHASE_TEXT[step.phase]}):"
+    return [head] + [
+        f"    {t.image_name} {t.image_id} of {t.instance_id}: {t.reason}" for t in step.targets
+    ]
+
+
+def step_lines(step: Create | Delete | Wait | Skip) -> list[str]:
+    """A plan step as text lines (the first is the step, the others its details)."""
+    if isinstance(step, Create):
+        return [
+            f"create {step.image_name} of {step.instance_id} ({step.consistency.value}): "
+            f"{step.reason}"
+        ]
+    if isinstance(step, Delete):
+        return _delete_lines(step)
+    if isinstance(step, Wait):
+        names = ", ".join(step.image_names)
+        return [f"wait for {len(step.image_names)} image(s) ({names}): {step.reason}"]
+    return [f"skip {step.image_name or '-'} of {step.instance_id}: ERROR {step.error}"]
+
+
+def decision_text(decision: ImageDecision) -> str:
+    """Why an image is kept, or when it goes."""
+    reasons = ", ".join(decision.reasons)
+    if decision.delete_kind is not None:
+        phase = _PHASE_TEXT[decision.delete_phase] if decision.delete_phase else ""
+        return f"DELETE ({decision.delete_kind.value}, {phase}): {reasons}"
+    flags = " [pinned]" if decision.pinned else ""
+    return f"keep{flags}: {reasons or 'kept'}"
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """A region's plan for people: numbers, steps with reasons, each image's fate."""
+    lines = [
+        f"{plan.region}: quota {plan.quota}, used {plan.used} ({plan.unmanaged} unmanaged), "
+        f"free {plan.free}"
+    ]
+    if plan.steps:
+        lines.append("  steps:")
+        for number, step in enumerate(plan.steps, 1):
+            first, *rest = step_lines(step)
+            lines.append(f"    {number}. {first}")
+            lines.extend(f"    {line}" for line in rest)
+    else:
+        lines.append("  steps: none (nothing is due and nothing expired)")
+    if plan.decisions:
+        lines.append("  managed images:")
+        for decision in plan.decisions:
+            orphan = " (orphan)" if decision.orphan else ""
+            lines.append(
+                f"    {decision.image_name} {decision.image_id} {decision.state.value} "
+                f"{decision.instance_id}{orphan}: {decision_text(decision)}"
+            )
+    lines.extend(f"  WARNING {w}" for w in plan.warnings)
+    lines.extend(f"  ERROR {e}" for e in plan.errors)
+    return lines
+
+
+@click.command("plan")
+@config_option
+@policy_option
+@region_option
+@at_option
+@click.option("--json", "as_json", is_flag=True, help="Print the plans as JSON.")
+def plan_command(
+    *,
+    config_file: str | None,
+    policy_names: tuple[str, ...],
+    region_names: tuple[str, ...],
+    at: datetime | None,
+    as_json: bool,
+) -> None:
+    """Show what a run would do now, step by step, without changing anything.
+
+    For each region: the image quota, how many images it holds (unmanaged ones
+    included) and how many are free; every step in order with its reason (deletes
+    before the creates when the quota needs the room, the creates, creates skipped for
+    lack of quota, the wait, deletes after the new images are NORMAL); and every managed
+    image with the retention rule that keeps it, or why it goes.
+
+    Without --policy, the slots due now by the catch-up rules are planned (each policy's
+    latest slot, if younger than its catch_up window); a slot whose image exists needs
+    no step. With --policy, that policy's latest slot is planned even if not due.
+    Only reads the cloud (DescribeImageQuota, DescribeImages, DescribeInstances).
+
+    \b
+    Examples:
+      cvmkeeper plan
+      cvmkeeper plan --policy web-daily --at 2026-11-28T02:00+08:00 --json
+
+    \b
+    Exit status:
+      0  planned (even when a plan reports skips: see `run` for acting on them)
+      1  a region could not be read or planned
+      2  the config is invalid, or --policy / --region names something unknown
+    """
+    setup = load_or_exit(config_file)
+    check_choices(setup, "plan", policy_names, region_names)
+    client = client_or_exit(setup, "plan")
+    now = at or utc_now()
+    try:
+        report = run_once(
+            setup,
+            client,
+            NullAlerter(),
+            now=now,
+            policy_names=list(policy_names) or None,
+            regions=list(region_names) or None,
+            dry_run=True,
+        )
+    except UnknownPolicyError as error:  # checked above; kept for safety
+        click.echo(f"plan: {error}", err=True)
+        sys.exit(EXIT_CONFIG)
+    plans = [plan for plans in report.plans.values() for plan in plans[:1]]
+    if as_json:
+        print_json(
+            {
+                "now": now,
+                "regions": [plan_to_json(plan) for plan in plans],
+                "errors": list(report.errors),
+            }
+        )
+    else:
+        click.echo(f"plan at {slot_tag_value(now.replace(second=0, microsecond=0))}")
+        for plan in plans:
+            for line in plan_lines(plan):
+                click.echo(line)
+        planned = {plan.region for plan in plans}
+        for message in report.errors:
+            if message.split(":", 1)[0] not in planned:
+                click.echo(f"ERROR {message}", err=True)
+    unplanned = [region for region, region_plans in report.plans.items() if not region_plans]
+    sys.exit(EXIT_FAILED if unplanned else EXIT_OK)

@@ -1,0 +1,225 @@
+"""``cvmkeeper run``: one run now, as the daemon would make it, with progress as it happens.
+
+Progress goes to stderr: on a terminal one live line that is rewritten in place (warnings
+and errors stay on screen), otherwise one plain line per event, for logs and CI. The
+summary goes to stdout, as text or (``--json``) as the run report.
+
+A manual run sends the same Sentry events and Crons check-ins as a scheduled one (the
+policies it runs get ``in_progress`` then ``ok`` or ``error``); ``--no-alerts`` turns
+both off, ``--dry-run`` never alerts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+from datetime import datetime
+from typing import TextIO
+
+import click
+
+from cvmkeeper.alerting import AlertingConfigError, build_alerter
+from cvmkeeper.cli.common import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    at_option,
+    config_option,
+    iso_utc,
+    load_or_exit,
+    print_json,
+    utc_now,
+)
+from cvmkeeper.cli.plan_cmd import (
+    check_choices,
+    client_or_exit,
+    plan_lines,
+    policy_option,
+    region_option,
+)
+from cvmkeeper.config import Setup
+from cvmkeeper.core.due import due_slots
+from cvmkeeper.core.policy import Policy
+from cvmkeeper.executor.checkins import policy_checkins
+from cvmkeeper.executor.report import RunReport, report_to_json
+from cvmkeeper.executor.runner import run_once
+
+#: How long the command waits for alerts and check-ins to be delivered before exiting.
+ALERT_FLUSH_SECONDS = 5.0
+
+
+class ProgressDisplay:
+    """Progress lines: one live line on a terminal, plain lines otherwise."""
+
+    def __init__(self, stream: TextIO, *, live: bool) -> None:
+        self._stream = stream
+        self._live = live
+        self._lock = threading.Lock()
+        self._shown = False
+
+    def __call__(self, message: str) -> None:
+        """Show one progress message."""
+        with self._lock:
+            if not self._live:
+                self._stream.write(message + "\n")
+            elif "ERROR" in message or "WARNING" in message:
+                self._clear()
+                self._stream.write(message + "\n")
+            else:
+                width = max(20, shutil.get_terminal_size().columns - 1)
+                text = message if len(message) <= width else message[: width - 1] + "…"
+                self._stream.write("\r\x1b[K" + text)
+                self._shown = True
+            self._stream.flush()
+
+    def _clear(self) -> None:
+        if self._shown:
+            self._stream.write("\r\x1b[K")
+            self._shown = False
+
+    def close(self) -> None:
+        """Remove the live line (the summary follows)."""
+        with self._lock:
+            self._clear()
+            self._stream.flush()
+
+
+def policies_run(
+    setup: Setup, policy_names: tuple[str, ...], region_names: tuple[str, ...], now: datetime
+) -> list[Policy]:
+    """The policies a run covers (for their check-ins): the named ones, else those due."""
+    if policy_names:
+        chosen = [p for p in setup.policies if p.name in policy_names]
+    else:
+        due = {slot.policy for slot in due_slots(setup.policies, None, now)}
+        chosen = [p for p in setup.policies if p.name in due]
+    if region_names:
+        chosen = [p for p in chosen if any(r in region_names for r in p.regions)]
+    return chosen
+
+
+def summary_lines(report: RunReport) -> list[str]:
+    """The end-of-run summary for people."""
+    lines: list[str] = []
+    if report.dry_run:
+        for plans in report.plans.values():
+            for plan in plans[:1]:
+                lines.extend(plan_lines(plan))
+        lines.append("dry run: nothing was changed")
+        return lines
+    for outcome in report.outcomes:
+        image = f"{outcome.image_name} ({outcome.image_id})" if outcome.image_id else \
+            outcome.image_name or "-"
+        state = f" {outcome.image_state}" if outcome.image_state else ""
+        error = f": {outcome.error}" if outcome.error else ""
+        lines.append(
+            f"{outcome.status:8} {outcome.policy} {outcome.region} {outcome.instance_id} "
+            f"slot {iso_utc(outcome.slot)} {image}{state}{error}"
+        )
+    for deleted in report.deleted:
+        error = f": {deleted.error}" if deleted.error else ""
+        lines.append(
+            f"{'deleted' if deleted.status == 'deleted' else deleted.status:8} "
+            f"{deleted.region} {deleted.image_name} ({deleted.image_id}) {deleted.kind}: "
+            f"{deleted.reason}{error}"
+        )
+    made = sum(1 for o in report.outcomes if o.status in ("created", "adopted"))
+    gone = sum(1 for d in report.deleted if d.status in ("deleted", "already_gone"))
+    failed = sum(1 for o in report.outcomes if not o.ok)
+    lines.append(
+        f"{'ok' if report.ok else 'FAILED'}: {made} image(s) made, {gone} deleted, "
+        f"{failed} slot(s) without a NORMAL image, {len(report.warnings)} warning(s), "
+        f"{len(report.errors)} error(s)"
+    )
+    return lines
+
+
+@click.command("run")
+@config_option
+@policy_option
+@region_option
+@at_option
+@click.option("--dry-run", is_flag=True, help="Plan and print, change nothing, alert nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Do not wait for new images to become NORMAL; expired images are then deleted by "
+    "the next run. (Instances stopped for stop_start are still started again once their "
+    "image no longer needs them.)",
+)
+@click.option(
+    "--no-alerts", is_flag=True, help="Send no Sentry events and no Crons check-ins."
+)
+def run_command(
+    *,
+    config_file: str | None,
+    policy_names: tuple[str, ...],
+    region_names: tuple[str, ...],
+    at: datetime | None,
+    dry_run: bool,
+    as_json: bool,
+    no_wait: bool,
+    no_alerts: bool,
+) -> None:
+    """Run once now: create the due images, wait for them, rotate old ones.
+
+    Without --policy, makes what is due at this moment by the catch-up rules: each
+    policy's latest slot, if its image is missing and the slot is younger than the
+    policy's catch_up window (once, never a backlog). With --policy, makes that policy's
+    current slot even if it is not due. A slot whose image exists is never made twice
+    (running twice for the same slot writes nothing the second time).
+
+    Every region runs at once. In each: expired images are deleted first only when the
+    quota needs the room, the images are created (tagged, with the cvmkeeper marker),
+    the run waits until they are NORMAL, then reads the region again and deletes what
+    retention no longer keeps. Images cvmkeeper did not make are never touched.
+
+    --at TIME runs as if it were TIME (the slot and retention use it; for previews,
+    tests and replaying a missed slot).
+
+    \b
+    Exit status:
+      0  every slot has its NORMAL image (or is being made, with --no-wait)
+      1  some step failed; each failure was printed and alerted
+      2  the config is invalid, or --policy / --region names something unknown
+    """
+    setup = load_or_exit(config_file)
+    check_choices(setup, "run", policy_names, region_names)
+    client = client_or_exit(setup, "run")
+    try:
+        alerter = build_alerter(setup.config.sentry, enabled=not (no_alerts or dry_run))
+    except AlertingConfigError as error:
+        click.echo(f"run: {error}", err=True)
+        sys.exit(EXIT_CONFIG)
+    now = at or utc_now()
+    stderr = sys.stderr
+    display = ProgressDisplay(stderr, live=stderr.isatty() and not as_json)
+    policies = [] if dry_run else policies_run(setup, policy_names, region_names, now)
+    try:
+        with policy_checkins(alerter, policies, setup.config.sentry) as fail:
+            report = run_once(
+                setup,
+                client,
+                alerter,
+                now=now,
+                policy_names=list(policy_names) or None,
+                regions=list(region_names) or None,
+                dry_run=dry_run,
+                wait=not no_wait,
+                progress=display,
+            )
+            for policy in policies:
+                if not report.policy_ok(policy.name):
+                    fail(policy.name)
+    finally:
+        display.close()
+        alerter.flush(ALERT_FLUSH_SECONDS)
+        alerter.close(ALERT_FLUSH_SECONDS)
+    if as_json:
+        print_json(report_to_json(report))
+    else:
+        for line in summary_lines(report):
+            click.echo(line)
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)

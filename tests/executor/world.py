@@ -1,0 +1,170 @@
+"""A small world for executor and CLI tests: an emulator over HTTP, config and policy files.
+
+``World`` starts the emulator on 127.0.0.1 (port 0), writes a daemon config pointing at it
+(credentials: a secret_id and a secret_key_file, both real files) and policy files into a
+temporary directory, and gives a ``CloudClient`` over the real SDK with quick retries.
+Images are fast (``create_seconds`` 0.2) so a run with a wait takes well under a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cvmkeeper.cloud.client import CloudClient
+from cvmkeeper.cloud.credentials import Credentials
+from cvmkeeper.cloud.retry import RetryPolicy
+from cvmkeeper.cloud.transport import EndpointConfig
+from cvmkeeper.config import Setup, load_setup
+from cvmkeeper.core.naming import image_description, image_name, image_tags
+from cvmkeeper.emulator.server import RunningEmulator, running_emulator
+
+REGION = "ap-guangzhou"
+A, B = "ins-aaaaaaaa", "ins-bbbbbbbb"
+SECRET_ID = "AKIDEXECUTORTEST0001"
+SECRET_KEY = "executor-test-secret-key"
+T0 = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
+QUICK_RETRIES = RetryPolicy(max_attempts=6, base_seconds=0.02, cap_seconds=0.2,
+                            deadline_seconds=20, max_internal_errors=3)
+
+
+def fleet(
+    *,
+    quota: int = 10,
+    instances: Sequence[Mapping[str, Any]] = ({"id": A}, {"id": B}),
+    images: Sequence[Mapping[str, Any]] = (),
+    create_seconds: float = 0.2,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A one-region fleet with fast lifecycles (no injected faults, no latency)."""
+    return {
+        "credentials": {"secret_id": SECRET_ID, "secret_key": SECRET_KEY},
+        "seed": 5,
+        "timing": {"create_seconds": create_seconds, "stop_seconds": 0.1,
+                   "start_seconds": 0.1, "sync_seconds": 0.2},
+        "regions": {REGION: {"quota": quota, "instances": list(instances),
+                             "images": list(images)}},
+        **extra,
+    }
+
+
+def unmanaged(image_id: str, name: str) -> dict[str, Any]:
+    """A hand-made image cvmkeeper must count and never touch."""
+    return {"id": image_id, "name": name, "description": "made by hand"}
+
+
+def managed(instance_id: str, slot: datetime, image_id: str, *, state: str = "NORMAL",
+            policy: str = "hourly") -> dict[str, Any]:
+    """A fleet image exactly as cvmkeeper creates it (name, tags, description)."""
+    return {
+        "id": image_id,
+        "name": image_name(instance_id, slot),
+        "state": state,
+        "description": image_description((policy,), slot),
+        "tags": image_tags((policy,), instance_id, slot),
+        "instance_id": instance_id,
+        "created_time": slot.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def policy(name: str = "hourly", *, ids: Sequence[str] = (A, B), keep_last: int = 4,
+           **extra: Any) -> dict[str, Any]:
+    """An hourly policy document for ``ids``."""
+    document: dict[str, Any] = {
+        "name": name,
+        "regions": [REGION],
+        "targets": {"instance_ids": list(ids)},
+        "schedules": [{"every": "1h"}],
+        "retention": {"keep_last": keep_last},
+    }
+    document.update(extra)
+    return document
+
+
+@dataclass
+class World:
+    """An emulator, the files that point at it, and a client."""
+
+    emu: RunningEmulator
+    root: Path
+    config_path: Path
+
+    def setup(self) -> Setup:
+        """Load the config and policies as the commands do."""
+        return load_setup(self.config_path)
+
+    def client(self) -> CloudClient:
+        """A client over the real SDK and HTTP, with quick retries."""
+        return CloudClient.over_http(
+            Credentials(SECRET_ID, SECRET_KEY, source="test"),
+            EndpointConfig(self.emu.endpoint, "http", 10),
+            retry_policy=QUICK_RETRIES,
+        )
+
+    def state(self) -> dict[str, Any]:
+        """The emulator's ``/_emulator/state`` document."""
+        return self.emu.core.state()
+
+    def images(self) -> list[dict[str, Any]]:
+        """Every image of the region, newest first."""
+        return list(self.state()["regions"][REGION]["images"])
+
+    def image_names(self) -> set[str]:
+        """The names of the region's images."""
+        return {image["ImageName"] for image in self.images()}
+
+    def writes(self) -> list[dict[str, Any]]:
+        """The write calls the emulator received, in order (lifecycle entries left out)."""
+        return [e for e in self.state()["history"] if e["action"] != "_transition"]
+
+    def instance_state(self, instance_id: str) -> str:
+        """The emulated instance's state now."""
+        instances = self.state()["regions"][REGION]["instances"]
+        return next(str(i["InstanceState"]) for i in instances if i["InstanceId"] == instance_id)
+
+    def write_policies(self, *policies: Mapping[str, Any]) -> None:
+        """Replace the policy files."""
+        directory = self.root / "policies"
+        for old in directory.glob("*.yaml"):
+            old.unlink()
+        for document in policies:
+            (directory / f"{document['name']}.yaml").write_text(yaml.safe_dump(dict(document)))
+
+
+def write_config(root: Path, endpoint: str, *, quota: int = 10, **api: Any) -> Path:
+    """The daemon config for the emulator at ``endpoint``, secret key in a 0600 file."""
+    key_file = root / "secret_key"
+    key_file.write_text(SECRET_KEY + "\n")
+    key_file.chmod(0o600)
+    (root / "policies").mkdir(exist_ok=True)
+    config = {
+        "policies_dir": "policies",
+        "regions": [REGION],
+        "image_quota": quota,
+        "cloud": {"endpoint": endpoint, "scheme": "http", "timeout": "10s"},
+        "credentials": {"secret_id": SECRET_ID, "secret_key_file": str(key_file),
+                        "cvm_role": False},
+        "api": {"wait_timeout": "20s", "poll_interval": "1s",
+                "retries": {"base_seconds": 0.02, "cap_seconds": 0.2,
+                            "deadline_seconds": 20}, **api},
+    }
+    path = root / "cvmkeeper.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@contextmanager
+def world(root: Path, fleet_spec: Mapping[str, Any], *policies: Mapping[str, Any],
+          quota: int = 10, **api: Any) -> Iterator[World]:
+    """Serve ``fleet_spec`` and write a config and ``policies`` under ``root``."""
+    with running_emulator(fleet_spec) as emu:
+        path = write_config(root, emu.endpoint, quota=quota, **api)
+        built = World(emu, root, path)
+        built.write_policies(*policies)
+        yield built
