@@ -37,6 +37,14 @@ def _register() -> None:
     cli.add_command(schedule)
     cli.add_command(simulate_command)
     # -- cloud (issue 3) --
+    # -- plan / run / images (issue 5) --
+    from cvmkeeper.cli.images_cmd import images_command
+    from cvmkeeper.cli.plan_cmd import plan_command
+    from cvmkeeper.cli.run_cmd import run_command
+
+    cli.add_command(plan_command)
+    cli.add_command(run_command)
+    cli.add_command(images_command)
     # -- daemon (issue 6) --
     from cvmkeeper.cli.daemon_cmd import daemon
 
