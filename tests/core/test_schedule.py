@@ -9,6 +9,8 @@ compared away from the transitions, and DESIGN.md's behaviour is tested explicit
 
 from __future__ import annotations
 
+import itertools
+
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -335,7 +337,7 @@ def test_period_is_the_longest_gap(
 def test_period_matches_the_gaps_of_real_slots(expr: str) -> None:
     schedule = Schedule(cron=expr)
     slots = next_slots(schedule, utc(2026, 1, 1), 400)
-    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
     assert max(gaps) <= period(schedule)
     assert min(gaps) >= shortest_gap(schedule)
 
@@ -387,7 +389,9 @@ def test_trigger_fires_at_slots_and_keeps_them_with_jitter() -> None:
         previous, now = fire, fire
     slots = [latest_slot(schedule, f) for f in fire_times]
     assert slots == next_slots(schedule, utc(2026, 11, 27, 10), 5)
-    assert all(timedelta() <= f - s <= timedelta(minutes=5) for f, s in zip(fire_times, slots))
+    assert all(
+        timedelta() <= f - s <= timedelta(minutes=5) for f, s in zip(fire_times, slots, strict=True)
+    )
 
 
 def test_trigger_without_previous_fires_at_now_when_now_is_a_slot() -> None:
