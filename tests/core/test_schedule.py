@@ -10,7 +10,6 @@ compared away from the transitions, and DESIGN.md's behaviour is tested explicit
 from __future__ import annotations
 
 import itertools
-
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
