@@ -19,7 +19,7 @@ from typing import TypeVar
 import yaml
 
 from cvmkeeper.config.errors import Problem
-from cvmkeeper.core.durations import DURATION_HELP, parse_duration
+from cvmkeeper.core.durations import format_duration, parse_duration
 
 Node = yaml.Node
 T = TypeVar("T")
@@ -224,7 +224,7 @@ class Reader:
             self.problem(node, path, str(exc))
             return None
         if minimum is not None and value < minimum:
-            self.problem(node, path, f"must be at least {minimum}; {DURATION_HELP}")
+            self.problem(node, path, f"must be at least {format_duration(minimum)}")
             return None
         return value
 
