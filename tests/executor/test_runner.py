@@ -17,10 +17,10 @@ from cvmkeeper.cloud.retry import RetryPolicy
 from cvmkeeper.core.naming import image_name
 from cvmkeeper.executor import RegionLocks, RunReport, run_once
 from executor.world import (
-    A,
-    B,
     REGION,
     T0,
+    A,
+    B,
     World,
     fleet,
     managed,

@@ -1,0 +1,61 @@
+"""``cvmkeeper images``: managed images per instance, slot, state, age, and the keeping rule."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ helpers
+
+from cvmkeeper.cli import cli
+from cvmkeeper.core.naming import image_name
+from executor.world import REGION, T0, A, B, fleet, managed, policy, unmanaged, world
+
+
+def seeded() -> list[dict[str, object]]:
+    """One unmanaged image, three images of A, one of B (which no policy targets)."""
+    return [unmanaged("img-hand0001", "golden-1")] + [
+        managed(A, T0 + timedelta(hours=h), f"img-aaaa000{h}") for h in range(3)
+    ] + [managed(B, T0, "img-bbbb0000")]
+
+
+def test_images_json_lists_each_instance_with_rules_and_expiry(tmp_path: Path) -> None:
+    with world(tmp_path, fleet(images=seeded()), policy(ids=[A], keep_last=2)) as w:
+        result = CliRunner().invoke(cli, ["images", "--config", str(w.config_path), "--json"])
+        assert result.exit_code == 0, result.output
+        [region] = json.loads(result.stdout)["regions"]
+        assert (region["region"], region["used"], region["unmanaged"]) == (REGION, 5, 1)
+        a_images = region["instances"][A]
+        assert [i["image_name"] for i in a_images] == [
+            image_name(A, T0 + timedelta(hours=h)) for h in (2, 1, 0)
+        ]
+        assert [i["expires_at_next_run"] for i in a_images] == [False, False, True]
+        assert "keep_last" in a_images[0]["kept_by"]
+        assert a_images[2]["kept_by"].startswith("expires at next run")
+        assert all(i["state"] == "NORMAL" and i["age_seconds"] > 0 for i in a_images)
+        assert [i["orphan"] for i in region["instances"][B]] == [True]
+        assert w.writes() == []
+
+
+def test_images_text_and_policy_filter(tmp_path: Path) -> None:
+    with world(tmp_path, fleet(images=seeded()), policy(ids=[A], keep_last=2)) as w:
+        result = CliRunner().invoke(
+            cli, ["images", "--config", str(w.config_path), "--policy", "hourly"]
+        )
+        assert result.exit_code == 0, result.output
+        out = result.stdout
+        assert f"{REGION}: quota 10, used 5 (1 unmanaged, never touched), free 5" in out
+        assert A in out and B not in out
+        assert "slot 2026-11-27T02:00:00Z" in out and "expires at next run" in out
+
+
+def test_images_unknown_policy_exits_2(tmp_path: Path) -> None:
+    with world(tmp_path, fleet(), policy()) as w:
+        result = CliRunner().invoke(
+            cli, ["images", "--config", str(w.config_path), "--policy", "nope"]
+        )
+        assert result.exit_code == 2

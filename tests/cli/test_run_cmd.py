@@ -1,0 +1,144 @@
+"""``cvmkeeper run`` end to end: CliRunner, real config files, the emulator over HTTP."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ helpers
+
+from cvmkeeper.cli import cli
+from cvmkeeper.core.naming import image_name
+from executor.world import (
+    REGION,
+    SECRET_KEY,
+    T0,
+    A,
+    B,
+    World,
+    fleet,
+    policy,
+    unmanaged,
+    world,
+)
+
+
+def at(hours: int, minutes: int = 1) -> str:
+    """An ``--at`` value just after the slot ``hours`` after T0."""
+    return (T0 + timedelta(hours=hours, minutes=minutes)).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def invoke(w: World, *args: str) -> Result:
+    """Run ``cvmkeeper run`` on the world's config."""
+    return CliRunner().invoke(cli, ["run", "--config", str(w.config_path), *args])
+
+
+def report_of(result: Result) -> dict[str, Any]:
+    """The JSON report printed on stdout."""
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+@pytest.mark.slow
+def test_twelve_hourly_runs_keep_quota_never_touch_unmanaged_and_keep_four_each(
+    tmp_path: Path,
+) -> None:
+    hand = [unmanaged("img-hand0001", "golden-1"), unmanaged("img-hand0002", "golden-2")]
+    with world(tmp_path, fleet(images=hand), policy(keep_last=4)) as w:
+        for hour in range(12):
+            result = invoke(w, "--at", at(hour), "--json", "--no-alerts")
+            assert result.exit_code == 0, result.output
+            assert report_of(result)["ok"]
+            assert len(w.images()) <= 10
+        count = peak = 2
+        for entry in w.writes():
+            assert not {"img-hand0001", "img-hand0002"} & set(entry.get("ImageIds", []))
+            if entry["result"] == "ok":
+                count += {"CreateImage": 1, "DeleteImages": -len(entry.get("ImageIds", []))}.get(
+                    entry["action"], 0)
+            peak = max(peak, count)
+        assert peak <= 10
+        newest = {image_name(i, T0 + timedelta(hours=h)) for i in (A, B) for h in range(8, 12)}
+        final = w.images()
+        assert {i["ImageName"] for i in final} == newest | {"golden-1", "golden-2"}
+        assert {i["ImageState"] for i in final} == {"NORMAL"}
+
+
+def test_run_twice_for_the_same_slot_makes_no_api_write_the_second_time(
+    tmp_path: Path,
+) -> None:
+    with world(tmp_path, fleet(), policy()) as w:
+        first = invoke(w, "--at", at(0), "--no-alerts")
+        assert first.exit_code == 0, first.output
+        assert "created" in first.stdout and "ok: 2 image(s) made" in first.stdout
+        writes = w.writes()
+        second = invoke(w, "--at", at(0, 20), "--json", "--no-alerts")
+        assert second.exit_code == 0, second.output
+        assert w.writes() == writes
+        assert [o["status"] for o in report_of(second)["outcomes"]] == ["exists", "exists"]
+
+
+def test_progress_lines_go_to_stderr_as_plain_lines(tmp_path: Path) -> None:
+    with world(tmp_path, fleet(), policy(ids=[A])) as w:
+        result = invoke(w, "--at", at(0), "--no-alerts")
+        assert result.exit_code == 0
+        lines = result.stderr.splitlines()
+        assert any(line.startswith(f"{REGION}: created ") for line in lines)
+        assert any(line.endswith("is NORMAL") for line in lines)
+        assert "\r" not in result.stderr and "\x1b" not in result.stderr
+
+
+def test_a_failed_step_exits_1_and_is_reported(tmp_path: Path) -> None:
+    spec = fleet(instances=[{"id": A, "not_supported": True}, {"id": B}])
+    with world(tmp_path, spec, policy()) as w:
+        result = invoke(w, "--at", at(0), "--json", "--no-alerts")
+        assert result.exit_code == 1
+        outcomes = {o["instance_id"]: o for o in report_of(result)["outcomes"]}
+        assert outcomes[A]["status"] == "failed"
+        assert outcomes[A]["tencent_code"] == "InvalidInstance.NotSupported"
+        assert outcomes[A]["request_id"]
+        assert outcomes[B]["status"] == "created"
+
+
+def test_dry_run_changes_nothing_and_prints_the_plan(tmp_path: Path) -> None:
+    with world(tmp_path, fleet(), policy()) as w:
+        result = invoke(w, "--at", at(0), "--dry-run")
+        assert result.exit_code == 0, result.output
+        assert w.writes() == []
+        assert f"create {image_name(A, T0)}" in result.stdout
+        assert "dry run: nothing was changed" in result.stdout
+
+
+def test_policy_option_makes_the_current_slot_even_if_not_due(tmp_path: Path) -> None:
+    document = policy(ids=[A], schedules=[{"cron": "0 3 * * *"}], catch_up="off")
+    with world(tmp_path, fleet(), document) as w:
+        idle = invoke(w, "--at", at(12), "--json", "--no-alerts")
+        assert idle.exit_code == 0 and report_of(idle)["outcomes"] == []
+        result = invoke(w, "--at", at(12), "--policy", "hourly", "--json", "--no-alerts")
+        assert result.exit_code == 0, result.output
+        [outcome] = report_of(result)["outcomes"]
+        assert (outcome["status"], outcome["slot"]) == ("created", "2026-11-27T03:00:00Z")
+
+
+def test_unknown_policy_region_and_bad_config_exit_2(tmp_path: Path) -> None:
+    with world(tmp_path, fleet(), policy()) as w:
+        unknown = invoke(w, "--policy", "nope")
+        assert unknown.exit_code == 2 and "no policy named nope" in unknown.stderr
+        region = invoke(w, "--region", "eu-frankfurt")
+        assert region.exit_code == 2 and "eu-frankfurt" in region.stderr
+        (w.root / "policies" / "broken.yaml").write_text("name: Broken\n")
+        broken = invoke(w)
+        assert broken.exit_code == 2 and "broken.yaml" in broken.stderr
+        assert w.writes() == []
+
+
+def test_no_secret_in_any_output(tmp_path: Path) -> None:
+    with world(tmp_path, fleet(), policy()) as w:
+        result = invoke(w, "--at", at(0), "--json", "--no-alerts")
+        assert SECRET_KEY not in result.output
