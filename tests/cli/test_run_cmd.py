@@ -142,3 +142,50 @@ def test_no_secret_in_any_output(tmp_path: Path) -> None:
     with world(tmp_path, fleet(), policy()) as w:
         result = invoke(w, "--at", at(0), "--json", "--no-alerts")
         assert SECRET_KEY not in result.output
+
+
+@pytest.mark.slow
+def test_a_manual_run_sends_events_and_check_ins_unless_no_alerts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sentry_sdk
+
+    from support.sentry_capture import sentry_capture_server
+
+    spec = fleet(instances=[{"id": A, "not_supported": True}, {"id": B}])
+    try:
+        with sentry_capture_server() as capture, world(tmp_path, spec, policy()) as w:
+            monkeypatch.setenv("SENTRY_DSN", capture.dsn)
+            quiet = invoke(w, "--at", at(0), "--no-alerts")
+            assert quiet.exit_code == 1
+            assert capture.requests == []
+            result = invoke(w, "--at", at(1))
+            assert result.exit_code == 1
+            assert capture.wait_for(lambda c: len(c.checkins()) >= 2 and c.events())
+            statuses = [(c["monitor_slug"], c["status"]) for c in capture.checkins()]
+            assert statuses == [("hourly", "in_progress"), ("hourly", "error")]
+            [event] = capture.events()
+            tags = event["tags"]
+            assert (tags["policy"], tags["instance"], tags["region"]) == ("hourly", A, REGION)
+            assert tags["tencent_code"] == "InvalidInstance.NotSupported"
+            assert SECRET_KEY.encode() not in capture.all_bytes()
+    finally:
+        sentry_sdk.get_client().close(timeout=2)
+        sentry_sdk.get_global_scope().set_client(None)
+
+
+def test_live_progress_rewrites_one_line_and_keeps_warnings() -> None:
+    import io
+
+    from cvmkeeper.cli.run_cmd import ProgressDisplay
+
+    stream = io.StringIO()
+    display = ProgressDisplay(stream, live=True)
+    display("ap-guangzhou: created 261127-0000-aaaaaaaa")
+    display("ap-guangzhou: WARNING quota full")
+    display("ap-guangzhou: deleted x")
+    display.close()
+    text = stream.getvalue()
+    assert text.startswith("\r\x1b[Kap-guangzhou: created")
+    assert "\r\x1b[Kap-guangzhou: WARNING quota full\n" in text
+    assert text.endswith("\r\x1b[Kap-guangzhou: deleted x\r\x1b[K")
