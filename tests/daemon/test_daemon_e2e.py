@@ -252,11 +252,12 @@ def test_ready_catch_up_reloads_and_a_scheduled_slot(
         assert int(reloading["MONOTONIC_USEC"]) > 0
         reloaded = notify.expect("READY")
         reloaded_at = datetime.now(UTC)
+        log_offset = len(daemon.text())  # an hourly run of the old schedule is not the proof
         assert "reload rejected" not in reloaded["STATUS"]
         # The first slot the new job fires (not the catch-up, which logs no "running").
         fired = wait_for(
             "a scheduled run of the new schedule",
-            lambda: SCHEDULED_RUN.search(daemon.text()),
+            lambda: SCHEDULED_RUN.search(daemon.text(), log_offset),
             90,
         )
         slot = datetime.strptime(fired.group(1), "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
@@ -276,8 +277,17 @@ def test_ready_catch_up_reloads_and_a_scheduled_slot(
         assert SECRET_KEY not in daemon.text()
 
 
-def _wait_until_creating(emu: RunningEmulator, name: str) -> None:
-    wait_for(f"{name} CREATING", lambda: image_states(emu).get(name) == "CREATING", 30, 0.05)
+def wait_until_creating(emu: RunningEmulator, started: datetime) -> str:
+    """Wait for the catch-up's image of the hourly slot to be sent; return its name."""
+    creating = wait_for(
+        "an image CREATING",
+        lambda: [name for name, state in image_states(emu).items() if state == "CREATING"],
+        30,
+        0.05,
+    )
+    possible = {image_name(INSTANCE, hourly_slot(t)) for t in (started, datetime.now(UTC))}
+    assert len(creating) == 1 and creating[0] in possible, creating
+    return str(creating[0])
 
 
 def test_sigterm_during_a_run_exits_0_and_the_next_start_finishes_the_slot(
@@ -285,10 +295,10 @@ def test_sigterm_during_a_run_exits_0_and_the_next_start_finishes_the_slot(
 ) -> None:
     with running_emulator(fleet(create_seconds=6.0)) as emu:
         config = config_for(tmp_path, emu, "every: 1h")
-        slot_name = image_name(INSTANCE, hourly_slot(datetime.now(UTC)))
+        started = datetime.now(UTC)
         daemon, notify = start_daemon(config)
         notify.expect("READY")
-        _wait_until_creating(emu, slot_name)  # the catch-up run is waiting for the image
+        slot_name = wait_until_creating(emu, started)  # the catch-up run waits for it
 
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(timeout=30) == 0
@@ -318,10 +328,10 @@ def test_sigkill_mid_run_then_restart_ends_with_exactly_one_image_per_slot(
 ) -> None:
     with running_emulator(fleet(create_seconds=4.0)) as emu:
         config = config_for(tmp_path, emu, "every: 1h")
-        slot_name = image_name(INSTANCE, hourly_slot(datetime.now(UTC)))
+        started = datetime.now(UTC)
         daemon, notify = start_daemon(config)
         notify.expect("READY")
-        _wait_until_creating(emu, slot_name)
+        slot_name = wait_until_creating(emu, started)
 
         daemon.process.kill()  # SIGKILL: no handler, no cleanup
         assert daemon.wait(timeout=10) == -signal.SIGKILL
