@@ -94,14 +94,15 @@ def _apply_rules(
     tz: tzinfo = zone(rules.timezone)
     for index, backup in enumerate(newest_first[: retention.keep_last], start=1):
         reasons[backup.image_id].append(f"{prefix}keep_last #{index}")
+    local_times = [backup.slot.astimezone(tz) for backup in newest_first]
     for rule, bucket_of in BUCKET_RULES:
         wanted = int(getattr(retention, rule))
         kept = 0
         last_bucket: Hashable = None
-        for backup in newest_first:
+        for backup, local in zip(newest_first, local_times, strict=True):
             if kept >= wanted:
                 break
-            bucket, label = bucket_of(backup.slot.astimezone(tz))
+            bucket, label = bucket_of(local)
             if kept and bucket == last_bucket:
                 continue
             kept += 1
@@ -109,11 +110,11 @@ def _apply_rules(
             reasons[backup.image_id].append(f"{prefix}{rule} #{kept} ({label})")
     if retention.keep_within is not None and newest_first:
         horizon = newest_first[0].slot - retention.keep_within
+        reason = f"{prefix}keep_within {format_duration(retention.keep_within)}"
         for backup in newest_first:
-            if backup.slot > horizon:
-                reasons[backup.image_id].append(
-                    f"{prefix}keep_within {format_duration(retention.keep_within)}"
-                )
+            if backup.slot <= horizon:
+                break
+            reasons[backup.image_id].append(reason)
 
 
 def decide(backups: Sequence[Backup], rules: Sequence[RuleSet]) -> list[Decision]:

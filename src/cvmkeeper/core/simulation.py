@@ -15,10 +15,9 @@ from cvmkeeper.core.inventory import ImageState
 from cvmkeeper.core.naming import image_name
 from cvmkeeper.core.policy import Policy
 from cvmkeeper.core.retention import Backup, Decision, RuleSet, decide
-from cvmkeeper.core.schedule import iter_policy_slots
+from cvmkeeper.core.schedule import iter_policy_slots, shortest_gap
 
-MAX_SIMULATED_SLOTS = 200_000
-SIMULATED_INSTANCE = "ins-simulate"
+MAX_SIMULATED_SLOTS = 50_000
 
 
 class SimulationTooLongError(ValueError):
@@ -55,6 +54,12 @@ class SimulationResult:
 
 def simulate(policy: Policy, start: datetime, end: datetime) -> SimulationResult:
     """Replay ``policy``'s slots in ``(start, end]`` for one instance; pure and deterministic."""
+    estimate = sum((end - start) // shortest_gap(s) + 1 for s in policy.schedules)
+    if estimate > MAX_SIMULATED_SLOTS:
+        raise SimulationTooLongError(
+            f"about {estimate} slots in the period, more than {MAX_SIMULATED_SLOTS}; "
+            "simulate fewer days"
+        )
     held: list[Backup] = []
     rules = [RuleSet(policy.retention, policy.timezone, policy.name)]
     slots = created = deleted = peak = peak_after = 0
@@ -63,10 +68,6 @@ def simulate(policy: Policy, start: datetime, end: datetime) -> SimulationResult
         if slot > end:
             break
         slots += 1
-        if slots > MAX_SIMULATED_SLOTS:
-            raise SimulationTooLongError(
-                f"more than {MAX_SIMULATED_SLOTS} slots in the period; simulate fewer days"
-            )
         held.append(Backup(f"img-{slots:08d}", slot, ImageState.NORMAL))
         created += 1
         peak = max(peak, len(held))
