@@ -1,0 +1,156 @@
+"""``cvmkeeper validate``: offline, broken files, quota arithmetic, and --online over HTTP."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cvmkeeper.cli import cli
+from cvmkeeper.emulator.server import running_emulator
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_CONFIG = ROOT / "config" / "cvmkeeper.yaml"
+FLEET = ROOT / "config" / "fleet-demo.yaml"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_samples_are_valid_and_summarised() -> None:
+    code, out, err = run("validate", "--config", str(SAMPLE_CONFIG))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("web-daily (policies/daily-gfs.yaml): tag backup=daily in ")
+    assert "next " in lines[0] and "Asia/Shanghai" in lines[0]
+    assert lines[0].endswith("= 3 images per instance")
+    assert lines[1].startswith("db-hourly ")
+    assert lines[2].startswith("batch-weekly ") and "ins-9vb4c6lp" in lines[2]
+    assert (
+        "quota ap-guangzhou: web-daily 3 x >=1 instance + db-hourly 3 x >=1 instance "
+        "= 6 <= quota 10 (offline)"
+    ) in lines
+    assert lines[-1] == "ok: 3 policies valid"
+
+
+def test_the_config_comes_from_the_environment_too() -> None:
+    code, out, _ = run("validate", env={"CVMKEEPER_CONFIG": str(SAMPLE_CONFIG)})
+    assert code == 0
+    assert out.splitlines()[-1] == "ok: 3 policies valid"
+
+
+def test_all_errors_of_all_files_and_exit_2(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "web.yaml").write_text(
+        textwrap.dedent(
+            """\
+            name: web
+            regions: [ap-guangzhou]
+            targets: {instance_ids: [ins-6pb6lrmy]}
+            schedules: [{cron: "0 2 * * *"}]
+            retention: {keep_last: 3, keep_daly: 7}
+            """
+        )
+    )
+    (policies / "db.yaml").write_text("name: db\n")
+    config = tmp_path / "cvmkeeper.yaml"
+    config.write_text("image_quota: 10\nimage_qota: 3\n")
+    code, out, err = run("validate", "--config", str(config))
+    assert code == 2
+    assert out == ""
+    assert "cvmkeeper.yaml:2:1: image_qota: unknown key (did you mean image_quota?)" in err
+    # The config has a problem, so its policies are not read yet: fix and run again.
+    config.write_text("image_quota: 10\n")
+    code, out, err = run("validate", "--config", str(config))
+    assert code == 2
+    assert "web.yaml:5:27: retention.keep_daly: unknown key (did you mean keep_daily?)" in err
+    assert "db.yaml:1:1: targets: required key is missing" in err
+    assert err.splitlines()[-1] == "5 problems found"  # 1 in web.yaml, 4 in db.yaml
+    assert "Traceback" not in err
+
+
+def test_over_quota_shows_the_arithmetic(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "gfs.yaml").write_text(
+        textwrap.dedent(
+            """\
+            name: gfs
+            regions: [ap-guangzhou]
+            targets: {instance_ids: [ins-6pb6lrmy, ins-2kd9x0qa]}
+            schedules: [{cron: "0 2 * * *"}]
+            retention: {keep_daily: 7, keep_weekly: 4, keep_monthly: 3}
+            """
+        )
+    )
+    config = tmp_path / "cvmkeeper.yaml"
+    config.write_text("image_quota: 20\n")
+    code, _, err = run("validate", "--config", str(config))
+    assert code == 2
+    assert (
+        "cvmkeeper.yaml: image_quota: ap-guangzhou: gfs 12 x 2 instances = 24 > quota 20"
+    ) in err
+
+
+def online_config(tmp_path: Path, endpoint: str, quota: int = 10) -> Path:
+    key = tmp_path / "secret_key"
+    key.write_text("demo-secret-key\n")
+    key.chmod(0o600)
+    config = tmp_path / "cvmkeeper.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            policies_dir: {ROOT / "policies"}
+            regions: [ap-guangzhou, ap-shanghai]
+            image_quota: {quota}
+            cloud: {{endpoint: "{endpoint}", scheme: http}}
+            credentials:
+              secret_id: AKIDDEMO0000000000000000000000000000
+              secret_key_file: {key}
+              cvm_role: false
+            """
+        )
+    )
+    return config
+
+
+@pytest.mark.slow
+def test_online_counts_tagged_instances_and_unmanaged_images(tmp_path: Path) -> None:
+    with running_emulator(FLEET) as emulator:
+        config = online_config(tmp_path, emulator.endpoint)
+        code, out, err = run("validate", "--online", "--config", str(config))
+        assert code == 0, err
+        assert (
+            "quota ap-guangzhou: web-daily 3 x 2 instances + db-hourly 3 x 1 instance "
+            "+ 1 unmanaged = 10 <= quota 10"
+        ) in out.splitlines()
+        assert (
+            "quota ap-shanghai: web-daily 3 x 1 instance + batch-weekly 2 x 1 instance "
+            "+ 1 unmanaged = 6 <= quota 10"
+        ) in out.splitlines()
+
+        tight = online_config(tmp_path, emulator.endpoint, quota=8)
+        code, out, err = run("validate", "--online", "--config", str(tight))
+        assert code == 2
+        assert "ap-guangzhou: web-daily 3 x 2 instances" in err and "= 10 > quota 8" in err
+        assert "demo-secret-key" not in out + err
+
+
+@pytest.mark.slow
+def test_online_without_a_cloud_is_exit_1(tmp_path: Path) -> None:
+    with running_emulator(FLEET) as emulator:
+        endpoint = emulator.endpoint
+    config = online_config(tmp_path, endpoint)  # nothing listens there any more
+    text = config.read_text().replace(
+        "cloud: {", "api: {retries: {max_attempts: 1, deadline_seconds: 2}}\ncloud: {"
+    )
+    config.write_text(text)
+    code, _, err = run("validate", "--online", "--config", str(config))
+    assert code == 1
+    assert err.startswith("validate: --online failed:")
+    assert "demo-secret-key" not in err
