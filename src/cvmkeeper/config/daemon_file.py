@@ -253,11 +253,14 @@ def _api(reader: Reader, node: Node) -> ApiSettings:
 
 
 def read_config(reader: Reader, root: Node, source: Path) -> Config | None:
-    """Build the ``Config`` of one composed config file; ``None`` after recording problems."""
+    """Build the ``Config`` of one composed config file (``None`` if it is not a mapping).
+
+    A key with a problem falls back to its default so that the policies can still be
+    checked; callers must treat any recorded problem as a failed load.
+    """
     keys = reader.mapping(root, "", CONFIG_KEYS)
     if keys is None:
         return None
-    before = len(reader.problems)
     base = source.parent
     policies_dir = (base / "policies").resolve(strict=False)
     if "policies_dir" in keys:
@@ -305,8 +308,6 @@ def read_config(reader: Reader, root: Node, source: Path) -> Config | None:
             metrics_listen = reader.string(
                 metric_keys["listen"], "metrics.listen", LISTEN, "host:port such as 127.0.0.1:9464"
             )
-    if len(reader.problems) > before:
-        return None
     return Config(
         source=source,
         policies_dir=policies_dir,

@@ -194,11 +194,26 @@ def load_policies(
 
 
 def load_setup(path: str | os.PathLike[str]) -> Setup:
-    """Load the daemon config and its policies; one ``ConfigError`` lists every problem."""
-    config = load_config(path)
-    policies = load_policies(
-        config.policies_dir,
-        default_regions=config.regions,
-        default_on_quota_full=config.on_quota_full,
-    )
+    """Load the daemon config and its policies; one ``ConfigError`` lists every problem.
+
+    The policies are checked even when the config file has problems (with the defaults of
+    the keys that failed), so one run of ``validate`` shows everything that is wrong.
+    """
+    source = Path(path)
+    reader, root = _compose_file(source)
+    config = read_config(reader, root, source.resolve(strict=False)) if root is not None else None
+    problems = list(reader.problems)
+    if config is None:
+        raise ConfigError(problems)
+    try:
+        policies = load_policies(
+            config.policies_dir,
+            default_regions=config.regions,
+            default_on_quota_full=config.on_quota_full,
+        )
+    except ConfigError as error:
+        problems.extend(error.problems)
+        policies = []
+    if problems:
+        raise ConfigError(problems)
     return Setup(config=config, policies=tuple(policies))
