@@ -57,13 +57,12 @@ from cvmkeeper.cloud.transport import (
     Transport,
 )
 from cvmkeeper.core.inventory import Image, Instance
+from cvmkeeper.core.plan import DELETE_BATCH_SIZE  # ids per DeleteImages call
 
 log = logging.getLogger(__name__)
 
 #: The API's maximum page size for DescribeImages / DescribeInstances(Status).
 PAGE_SIZE = 100
-#: Ids per DeleteImages call.
-DELETE_BATCH_SIZE = 10
 #: A listing whose pages disagree with its TotalCount (changed while paging) is re-read.
 _LISTING_ATTEMPTS = 3
 _PRIVATE_IMAGES = {"Name": "image-type", "Values": ["PRIVATE_IMAGE"]}

@@ -39,8 +39,12 @@ from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
 from cvmkeeper.core.ownership import ManagedImage, classify_image
 from cvmkeeper.core.policy import Consistency
 
-#: The most image ids one ``Delete`` step carries (the executor sends one ``DeleteImages``
-#: call per step; it may split a step further but never merges steps).
+#: The most image ids one ``DeleteImages`` call carries: one ``Delete`` step of a plan, and
+#: one batch of ``CloudClient.delete_images`` (the one constant both use, so a step is one
+#: call). The API documents no maximum for ``DeleteImages``; 100 is the most ids any CVM
+#: image action documents (``DescribeImages`` ``ImageIds``, ``Limit``), so it is the
+#: largest batch we can expect to be accepted, and a refused batch is retried one id at a
+#: time, which bounds what one bad id costs.
 DELETE_BATCH_SIZE = 100
 
 
