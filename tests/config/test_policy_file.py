@@ -117,8 +117,8 @@ def test_missing_required_keys() -> None:
         ("    timezone: Asia/Shanghai", "    timezone: Asia/Shanghai\n    jitter: 2d", "jitter"),
         (
             "consistency: live",
-            "consistency: live\ncopies: [{region: ap-shanghai}]",
-            "not built yet",
+            "consistency: live\ncopies: [{region: ap-guangzhou}]",
+            "copies[0].region: ap-guangzhou is the policy's only region",
         ),
         ("name: web-daily", "name: [web]", "name: expected a string, got a list"),
         ("regions: [ap-guangzhou]", "regions: ap-guangzhou", "regions: expected a list"),
@@ -218,3 +218,35 @@ def test_the_sample_policies_load() -> None:
     policies = load_policies(root / "policies", default_regions=("ap-guangzhou",))
     assert {p.name for p in policies} == {"web-daily", "db-hourly", "batch-weekly"}
     assert {p.consistency for p in policies} == set(Consistency) - {Consistency.FORCE_POWEROFF}
+
+
+def test_copies_default_to_the_main_retention_and_take_their_own() -> None:
+    text = GOOD + (
+        "copies:\n"
+        "  - region: ap-shanghai\n"
+        "  - region: ap-beijing\n"
+        "    retention: {keep_daily: 3}\n"
+    )
+    policy = parse_policy_text(text, "policies/web.yaml")
+    assert [rule.region for rule in policy.copies] == ["ap-shanghai", "ap-beijing"]
+    assert policy.copies[0].retention == policy.retention
+    assert policy.copies[1].retention == Retention(keep_daily=3)
+    assert policy.copy_to("ap-beijing") == policy.copies[1]
+    assert policy.copy_to("ap-guangzhou") is None
+
+
+@pytest.mark.parametrize(
+    ("copies", "message"),
+    [
+        ("copies: [{region: ap-shanghai}, {region: ap-shanghai}]",
+         "policies/web.yaml:12:42: copies[1].region: ap-shanghai is listed twice"),
+        ("copies: [{retention: {keep_last: 1}}]", "copies[0].region: required key is missing"),
+        ("copies: [{region: Shanghai}]", "copies[0].region"),
+        ("copies: [{region: ap-shanghai, retention: {}}]", "copies[0].retention: keeps nothing"),
+        ("copies: [{region: ap-shanghai, keep: 3}]", "copies[0].keep"),
+        ("copies: {region: ap-shanghai}", "copies: expected a list"),
+    ],
+)
+def test_copy_mistakes_name_their_line_and_key(copies: str, message: str) -> None:
+    found = problems(GOOD + copies + "\n")
+    assert any(message in p for p in found), found

@@ -18,6 +18,9 @@ The file format, key by key::
     consistency: live                # live | force_poweroff | stop_start
     catch_up: 1d                     # or off; default: one schedule period
     on_quota_full: evict             # evict | skip; default: the daemon config's
+    copies:                          # disaster-recovery copies in other regions (SyncImages)
+      - region: ap-shanghai          # a region other than the policy's only region
+        retention: {keep_daily: 7}   # same keys as retention; default: the main retention
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from cvmkeeper.core.policy import (
     ON_QUOTA_FULL_CHOICES,
     RETENTION_COUNT_RULES,
     Consistency,
+    CopyRule,
     OnQuotaFull,
     Policy,
     Retention,
@@ -64,6 +68,7 @@ POLICY_KEYS = (
     "on_quota_full",
 )
 TARGET_KEYS = ("instance_ids", "tags", "exclude_instance_ids")
+COPY_KEYS = ("region", "retention")
 SCHEDULE_KEYS = ("cron", "every", "timezone", "jitter")
 RETENTION_KEYS = (*RETENTION_COUNT_RULES, "keep_within", "min_keep")
 MAX_KEEP = 10_000
@@ -152,6 +157,50 @@ def _read_targets(reader: Reader, node: Node) -> Targets | None:
         reader.problem(node, "targets", f"{', '.join(both)} both listed and excluded")
         return None
     return Targets(instance_ids=ids, tags=tags, exclude_instance_ids=excluded) if ok else None
+
+
+def _read_copies(
+    reader: Reader, node: Node, regions: tuple[str, ...], main: Retention | None
+) -> tuple[CopyRule, ...] | None:
+    """The ``copies:`` list: one ``{region, retention}`` per destination region.
+
+    ``retention`` defaults to the main retention (a copy keeps at most what the source
+    keeps unless its own retention says more). A destination must differ from the source:
+    copying to the policy's only region is refused, and so is a region listed twice.
+    """
+    rules: list[CopyRule] = []
+    ok = True
+    for item_path, item in reader.items(node, "copies"):
+        keys = reader.mapping(item, item_path, COPY_KEYS, required=("region",))
+        if keys is None:
+            ok = False
+            continue
+        if "region" not in keys:
+            ok = False
+            continue
+        region = reader.string(keys["region"], f"{item_path}.region", REGION, REGION_HELP)
+        retention: Retention | None = main
+        if "retention" in keys:
+            retention = read_retention(reader, keys["retention"], f"{item_path}.retention")
+            ok = ok and retention is not None
+        if region is None:
+            ok = False
+            continue
+        if regions and set(regions) == {region}:
+            reader.problem(
+                keys["region"],
+                f"{item_path}.region",
+                f"{region} is the policy's only region: a copy must go to another region",
+            )
+            ok = False
+            continue
+        if any(rule.region == region for rule in rules):
+            reader.problem(keys["region"], f"{item_path}.region", f"{region} is listed twice")
+            ok = False
+            continue
+        if retention is not None:
+            rules.append(CopyRule(region=region, retention=retention))
+    return tuple(rules) if ok else None
 
 
 def _read_timezone(reader: Reader, node: Node, path: str) -> str | None:
@@ -309,15 +358,11 @@ def read_policy(
             catch_up = reader.duration(catch_node, "catch_up", MIN_INTERVAL)
             ok = ok and catch_up is not None
 
+    copies: tuple[CopyRule, ...] = ()
     if "copies" in keys:
-        copies = list(reader.items(keys["copies"], "copies"))
-        if copies:
-            reader.problem(
-                keys["copies"],
-                "copies",
-                "copying images to other regions is not built yet; remove it or leave it []",
-            )
-            ok = False
+        got_copies = _read_copies(reader, keys["copies"], regions, retention)
+        ok = ok and got_copies is not None
+        copies = got_copies or ()
 
     if not (ok and name and targets and retention and schedules):
         return None
@@ -329,6 +374,7 @@ def read_policy(
         retention=retention,
         timezone=timezone,
         consistency=consistency,
+        copies=copies,
         on_quota_full=on_quota_full,
         description=description,
         source=reader.source,

@@ -126,14 +126,27 @@ class Retention:
 
 
 @dataclass(frozen=True, slots=True)
+class CopyRule:
+    """Copy every image of the policy to ``region`` and keep the copies by ``retention``.
+
+    The copies are retained in ``region`` independently of the source images (deleting
+    or rotating a source never deletes its copies); ``retention`` defaults to the policy's
+    own retention and is bucketed in the policy's timezone.
+    """
+
+    region: str
+    retention: Retention
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """One policy file, validated.
 
     ``timezone`` buckets the retention rules (days, weeks ... in that zone); it defaults
     to the first schedule's timezone. ``catch_up`` is how old a missed latest slot may be
-    and still be made on start or reload (zero disables catch-up). ``copies`` is reserved
-    for cross-region copies and is always empty today. ``source`` is the file the policy
-    came from, for messages.
+    and still be made on start or reload (zero disables catch-up). ``copies`` are the
+    regions each image is copied to for disaster recovery (``SyncImages``), each with
+    the retention of its copies. ``source`` is the file the policy came from, for messages.
     """
 
     name: str
@@ -144,7 +157,11 @@ class Policy:
     timezone: str = "UTC"
     consistency: Consistency = Consistency.LIVE
     catch_up: timedelta = timedelta(days=1)
-    copies: tuple[str, ...] = ()
+    copies: tuple[CopyRule, ...] = ()
     on_quota_full: OnQuotaFull = "evict"
     description: str = ""
     source: str = ""
+
+    def copy_to(self, region: str) -> CopyRule | None:
+        """The copy rule of destination ``region``, or ``None`` when nothing is copied there."""
+        return next((rule for rule in self.copies if rule.region == region), None)
