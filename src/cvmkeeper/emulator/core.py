@@ -79,6 +79,7 @@ class EmulatorCore:
     _faults: dict[str, dict[str, float]]
     _calls: Counter[str]
     _errors: Counter[str]
+    _injected: Counter[str]
     _history: list[dict[str, Any]]
     _windows: dict[tuple[str, str], deque[datetime]]
     _regions: dict[str, RegionState]
@@ -129,6 +130,8 @@ class EmulatorCore:
                 if handler is None:
                     raise ApiError("InvalidAction", f"The action `{action}` is not supported.")
                 fault = self._draw_fault(action)
+                if fault:
+                    self._injected[fault] += 1
                 if fault == "reset":
                     self._record_write(action, region, params, now, "reset",
                                        request_id=request_id, outcome=None)
@@ -162,7 +165,8 @@ class EmulatorCore:
             self._errors[code] += 1
 
     def state(self) -> dict[str, Any]:
-        """Return the ``/_emulator/state`` document: regions, call/error counts, history."""
+        """Return the ``/_emulator/state`` document: regions, call/error counts, the
+        injected faults by kind (``injected``), history."""
         with self._lock:
             now = self._clock.now()
             self._advance(now)
@@ -183,6 +187,7 @@ class EmulatorCore:
                 "regions": regions,
                 "calls": dict(self._calls),
                 "errors": dict(self._errors),
+                "injected": dict(self._injected),
                 "faults": copy.deepcopy(self._faults),
                 "history": copy.deepcopy(self._history),
             }
@@ -213,6 +218,7 @@ class EmulatorCore:
                 "regions": [r.to_json() for r in self._regions.values()],
                 "calls": dict(self._calls),
                 "errors": dict(self._errors),
+                "injected": dict(self._injected),
                 "faults": self._faults,
                 "history": self._history,
                 "rng": _rng_state(self._rng),
@@ -241,6 +247,7 @@ class EmulatorCore:
             core._regions = {r["name"]: RegionState.from_json(r) for r in document["regions"]}
             core._calls = Counter(document.get("calls", {}))
             core._errors = Counter(document.get("errors", {}))
+            core._injected = Counter(document.get("injected", {}))
             core._faults = parse_faults(document.get("faults", {}))
             core._history = list(document.get("history", []))
             core._rng.setstate(_rng_from_json(document["rng"]))
@@ -257,6 +264,7 @@ class EmulatorCore:
         self._faults = {k: dict(v) for k, v in fleet.faults.items()}
         self._calls = Counter()
         self._errors = Counter()
+        self._injected = Counter()
         self._history = []
         self._windows = {}
         self._regions = {}

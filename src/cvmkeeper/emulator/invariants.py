@@ -1,0 +1,351 @@
+"""The rules that are never broken, checked against what the emulator saw happen.
+
+``check_invariants(state, initial)`` replays the write history of an emulator state
+document (``/_emulator/state`` or ``EmulatorCore.state()``) on top of the images and
+instances of an earlier state document ``initial`` (taken before the runs under test), in
+``seq`` order: creates, deletes, copies, stops, starts and the ``_transition`` entries of
+the lifecycles. At every step it checks DESIGN.md's rules and returns every
+:class:`Violation` it found (an empty list means every rule held). It is pure: it reads two
+dicts and returns values, so the reliability tests, the benchmark and the simulated year
+can all call it after every run.
+
+What each rule means here:
+
+- ``unmanaged_touched`` (rule 1): a ``DeleteImages`` call *naming* an image that is not
+  managed (``core.ownership.classify_image``: the marker, the description prefix and a name
+  that parses, on a private image), whatever the cloud answered.
+- ``quota_exceeded`` (rule 2): after any create or copy, a region holds more images than
+  its quota (every private image counts, in any state).
+- ``newest_normal_deleted`` (rule 3): a ``DeleteImages`` call naming the newest ``NORMAL``
+  image (by slot) of an instance in that region, at the moment of the call.
+- ``busy_deleted`` (rule 4): a ``DeleteImages`` call naming an image that was ``CREATING``,
+  ``SYNCING`` or ``IMPORTING`` at that moment (cvmkeeper sees those states, so even asking
+  is a bug); ``shared_deleted``: a shared image that really was deleted (sharing is not
+  visible through ``DescribeImages``, so an attempt that the cloud refuses is allowed).
+- ``duplicate_slot`` (rule 5): a create for an (instance, slot) while another image of that
+  slot exists, or after an image of that slot was ever ``NORMAL`` (a failed image that was
+  cleaned up may be made again; a backup that existed must not be).
+- ``not_restarted`` (rule 9): an instance that a ``StopInstances`` call stopped has no later
+  successful ``StartInstances`` (instances stopped before are never stopped by cvmkeeper:
+  the call would be refused).
+- ``history_gap``: the replay does not end with the images the state holds: the history
+  lacks something, so the other answers cannot be trusted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cvmkeeper.core.inventory import Image, ImageState
+from cvmkeeper.core.naming import DEFAULT_FORMAT, TAG_INSTANCE, NameFormat
+from cvmkeeper.core.ownership import classify_image
+
+__all__ = ["RULES", "Violation", "check_invariants", "format_violations"]
+
+#: Every rule the checker knows, in DESIGN.md's order.
+RULES: tuple[str, ...] = (
+    "unmanaged_touched",
+    "quota_exceeded",
+    "newest_normal_deleted",
+    "busy_deleted",
+    "shared_deleted",
+    "duplicate_slot",
+    "not_restarted",
+    "history_gap",
+)
+
+BUSY_STATES = frozenset({"CREATING", "SYNCING", "IMPORTING"})
+_OWN_TYPE = "PRIVATE_IMAGE"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: which, where, at which history entry, and what happened."""
+
+    rule: str
+    region: str
+    seq: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f" (history #{self.seq})" if self.seq is not None else ""
+        return f"{self.rule} in {self.region}{where}: {self.message}"
+
+
+@dataclass
+class _Image:
+    """An image as the replay knows it."""
+
+    image_id: str
+    name: str
+    state: str
+    image_type: str
+    shared: bool
+    managed: bool
+    instance_id: str
+    slot: datetime | None
+
+
+@dataclass
+class _Region:
+    """One region during the replay."""
+
+    name: str
+    quota: int
+    images: dict[str, _Image] = field(default_factory=dict)
+    #: instance id -> seq of the StopInstances that stopped it, until it is started again
+    stopped_by_call: dict[str, int] = field(default_factory=dict)
+    #: (instance, slot) -> [(image id, was ever NORMAL)] for every image of the slot
+    slot_images: dict[tuple[str, datetime], list[list[Any]]] = field(default_factory=dict)
+
+    def used(self) -> int:
+        return sum(1 for image in self.images.values() if image.image_type == _OWN_TYPE)
+
+
+def check_invariants(
+    state: Mapping[str, Any],
+    initial: Mapping[str, Any],
+    *,
+    name_format: NameFormat = DEFAULT_FORMAT,
+) -> list[Violation]:
+    """Replay ``state``'s history after ``initial`` and return every broken rule.
+
+    ``initial`` is a state document taken before the runs under test (its images and
+    instances are the starting point; history entries it already holds are skipped).
+    ``name_format`` is the config's image-name format (the default one unless configured).
+    """
+    regions = _start(initial, state, name_format)
+    start_seq = max((int(e.get("seq", 0)) for e in initial.get("history", [])), default=0)
+    violations: list[Violation] = []
+    entries = sorted(
+        (e for e in state.get("history", []) if int(e.get("seq", 0)) > start_seq),
+        key=lambda e: int(e["seq"]),
+    )
+    for entry in entries:
+        region = regions.get(str(entry.get("region")))
+        if region is None:
+            continue
+        action = entry.get("action")
+        if action == "_transition":
+            _transition(region, entry)
+        elif action == "CreateImage":
+            violations += _create(region, entry, name_format)
+        elif action == "DeleteImages":
+            violations += _delete(region, entry)
+        elif action == "SyncImages":
+            violations += _sync(regions, region, entry)
+        elif action == "StopInstances" and entry.get("result") == "ok":
+            for instance_id in entry.get("InstanceIds", []):
+                region.stopped_by_call[instance_id] = int(entry["seq"])
+        elif action == "StartInstances" and entry.get("result") == "ok":
+            for instance_id in entry.get("InstanceIds", []):
+                region.stopped_by_call.pop(instance_id, None)
+    for region in regions.values():
+        for instance_id, seq in sorted(region.stopped_by_call.items()):
+            violations.append(Violation(
+                "not_restarted", region.name, seq,
+                f"{instance_id} was stopped by this call and never started again"))
+        violations += _compare_end(region, state)
+    return violations
+
+
+def format_violations(violations: Iterable[Violation]) -> str:
+    """One line per violation, for assertion messages and logs."""
+    return "\n".join(str(v) for v in violations) or "no violations"
+
+
+# ---------------------------------------------------------------------- replay steps
+
+
+def _start(initial: Mapping[str, Any], state: Mapping[str, Any],
+           name_format: NameFormat) -> dict[str, _Region]:
+    regions: dict[str, _Region] = {}
+    for name, raw in initial.get("regions", {}).items():
+        quota = int(state.get("regions", {}).get(name, raw).get("quota", raw.get("quota", 0)))
+        region = _Region(name=name, quota=quota)
+        shared = set(raw.get("shared_image_ids", []))
+        for api in raw.get("images", []):
+            image = _image(api, name, name_format, shared=str(api["ImageId"]) in shared)
+            region.images[image.image_id] = image
+            _remember_slot(region, image)
+        regions[name] = region
+    return regions
+
+
+def _image(api: Mapping[str, Any], region: str, name_format: NameFormat, *,
+           shared: bool = False, instance_id: str = "") -> _Image:
+    """The replay's view of an image given as a ``DescribeImages`` entry."""
+    image_id = str(api["ImageId"])
+    name = str(api.get("ImageName", ""))
+    state = str(api.get("ImageState", ""))
+    image_type = str(api.get("ImageType", _OWN_TYPE))
+    tags = _tags(api.get("Tags"))
+    view = Image(image_id=image_id, name=name, state=ImageState.parse(state),
+                 created_time=_time(api.get("CreatedTime")), region=region,
+                 description=str(api.get("ImageDescription", "")),
+                 image_type=image_type, tags=tags)
+    owned = classify_image(view, name_format)
+    return _Image(
+        image_id=image_id, name=name, state=state, image_type=image_type, shared=shared,
+        managed=owned is not None,
+        instance_id=owned.instance_id if owned else (instance_id or tags.get(TAG_INSTANCE, "")),
+        slot=owned.slot if owned else None,
+    )
+
+
+def _remember_slot(region: _Region, image: _Image) -> None:
+    if image.slot is None:
+        return
+    key = (image.instance_id, image.slot)
+    region.slot_images.setdefault(key, []).append([image.image_id, image.state == "NORMAL"])
+
+
+def _transition(region: _Region, entry: Mapping[str, Any]) -> None:
+    to = str(entry.get("to", ""))
+    for image_id in entry.get("ImageIds") or []:
+        image = region.images.get(image_id)
+        if image is None:
+            continue
+        image.state = to
+        if to == "NORMAL" and image.slot is not None:
+            for record in region.slot_images.get((image.instance_id, image.slot), []):
+                if record[0] == image_id:
+                    record[1] = True
+
+
+def _create(region: _Region, entry: Mapping[str, Any],
+            name_format: NameFormat) -> list[Violation]:
+    if entry.get("result") != "ok" or not entry.get("ImageIds"):
+        return []
+    params: Mapping[str, Any] = entry.get("params") or {}
+    tags: list[Any] = []
+    for spec in params.get("TagSpecification") or []:
+        if isinstance(spec, dict) and isinstance(spec.get("Tags"), list):
+            tags += spec["Tags"]
+    seq = int(entry["seq"])
+    api = {"ImageId": entry["ImageIds"][0], "ImageName": params.get("ImageName", ""),
+           "ImageState": "CREATING", "ImageType": _OWN_TYPE, "Tags": tags,
+           "ImageDescription": params.get("ImageDescription", ""),
+           "CreatedTime": entry.get("time")}
+    image = _image(api, region.name, name_format,
+                   instance_id=str(params.get("InstanceId", "")))
+    violations: list[Violation] = []
+    if image.slot is not None:
+        earlier = region.slot_images.get((image.instance_id, image.slot), [])
+        live = [image_id for image_id, _ in earlier if image_id in region.images]
+        made = [image_id for image_id, normal in earlier if normal]
+        if live or made:
+            violations.append(Violation(
+                "duplicate_slot", region.name, seq,
+                f"{image.name} ({image.image_id}) made for {image.instance_id} slot "
+                f"{image.slot:%Y-%m-%dT%H:%MZ}, which already has {sorted(set(live + made))}"))
+    region.images[image.image_id] = image
+    _remember_slot(region, image)
+    violations += _quota(region, seq)
+    return violations
+
+
+def _delete(region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
+    seq = int(entry["seq"])
+    ok = entry.get("result") == "ok"
+    named = [region.images[i] for i in entry.get("ImageIds") or [] if i in region.images]
+    newest = _newest_normal(region)
+    violations: list[Violation] = []
+    for image in named:
+        label = f"{image.name} ({image.image_id})"
+        if not image.managed:
+            violations.append(Violation("unmanaged_touched", region.name, seq,
+                                        f"DeleteImages named unmanaged image {label}"))
+        if image.state in BUSY_STATES:
+            violations.append(Violation("busy_deleted", region.name, seq,
+                                        f"DeleteImages named {label} while {image.state}"))
+        if image.shared and ok:
+            violations.append(Violation("shared_deleted", region.name, seq,
+                                        f"shared image {label} was deleted"))
+        if image.managed and newest.get(image.instance_id) == image.image_id:
+            violations.append(Violation(
+                "newest_normal_deleted", region.name, seq,
+                f"DeleteImages named {label}, the newest NORMAL image of {image.instance_id}"))
+    if ok:
+        for image in named:
+            del region.images[image.image_id]
+    return violations
+
+
+def _sync(regions: Mapping[str, _Region], region: _Region,
+          entry: Mapping[str, Any]) -> list[Violation]:
+    if entry.get("result") != "ok":
+        return []
+    seq = int(entry["seq"])
+    for image_id in entry.get("ImageIds") or []:
+        if image_id in region.images:
+            region.images[image_id].state = "SYNCING"
+    violations: list[Violation] = []
+    sources = [region.images[i] for i in entry.get("ImageIds") or [] if i in region.images]
+    copy_name = (entry.get("params") or {}).get("ImageName")
+    copies = list(entry.get("copies") or [])
+    per_source = max(1, len(copies) // max(1, len(sources)))
+    for index, copy in enumerate(copies):  # the emulator lists them source by source
+        target = regions.get(str(copy.get("Region")))
+        if target is None or index // per_source >= len(sources):
+            continue
+        source = sources[index // per_source]
+        target.images[str(copy["ImageId"])] = _Image(
+            image_id=str(copy["ImageId"]), name=str(copy_name or source.name), state="CREATING",
+            image_type=_OWN_TYPE, shared=False, managed=source.managed,
+            instance_id=source.instance_id, slot=source.slot)
+        violations += _quota(target, seq)
+    return violations
+
+
+def _quota(region: _Region, seq: int) -> list[Violation]:
+    used = region.used()
+    if used <= region.quota:
+        return []
+    return [Violation("quota_exceeded", region.name, seq,
+                      f"{used} images in a region whose quota is {region.quota}")]
+
+
+def _newest_normal(region: _Region) -> dict[str, str]:
+    """instance id -> id of its newest NORMAL managed image (by slot, then id)."""
+    newest: dict[str, tuple[datetime, str]] = {}
+    for image in region.images.values():
+        if not image.managed or image.state != "NORMAL" or image.slot is None:
+            continue
+        key = (image.slot, image.image_id)
+        if image.instance_id not in newest or key > newest[image.instance_id]:
+            newest[image.instance_id] = key
+    return {instance: image_id for instance, (_, image_id) in newest.items()}
+
+
+def _compare_end(region: _Region, state: Mapping[str, Any]) -> list[Violation]:
+    raw = state.get("regions", {}).get(region.name)
+    if raw is None:
+        return []
+    actual = {str(i["ImageId"]) for i in raw.get("images", [])}
+    replayed = set(region.images)
+    if actual == replayed:
+        return []
+    return [Violation("history_gap", region.name, None,
+                      f"the replay ends with {sorted(replayed - actual)} extra and "
+                      f"{sorted(actual - replayed)} missing")]
+
+
+def _tags(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, list):
+        return {}
+    return {str(t["Key"]): str(t.get("Value", "")) for t in raw
+            if isinstance(t, dict) and "Key" in t}
+
+
+def _time(raw: Any) -> datetime:
+    if not isinstance(raw, str) or not raw:
+        return _EPOCH
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return _EPOCH
