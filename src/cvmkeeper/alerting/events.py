@@ -41,6 +41,8 @@ class Failure:
     not apply (a region-wide quota warning has no instance; a local error has no request).
     ``extra`` holds further plain context (slot, image id, ...); ``exception`` is the
     exception behind the failure, if any, so the event carries its stack trace.
+    ``group`` narrows the fingerprint further for failures that are not about one policy
+    (a region short of quota is one issue per region, not one for all regions).
     """
 
     policy: str
@@ -53,6 +55,7 @@ class Failure:
     request_id: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
     exception: BaseException | None = field(default=None, compare=False, repr=False)
+    group: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.level not in ("error", "warning"):
@@ -78,9 +81,15 @@ def failure_fingerprint(failure: Failure) -> list[str]:
     """The Sentry fingerprint of ``failure``: (policy, action, code), so one cause is one issue.
 
     A failure without a Tencent error code (a local error, a warning) is grouped under
-    ``-`` for its (policy, action).
+    ``-`` for its (policy, action); ``failure.group``, when given, is appended.
     """
-    return ["cvmkeeper", failure.policy, failure.action, failure.tencent_code or "-"]
+    return [
+        "cvmkeeper",
+        failure.policy,
+        failure.action,
+        failure.tencent_code or "-",
+        *failure.group,
+    ]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from cvmkeeper.alerting import Alerter, Failure
+from cvmkeeper.alerting.run_health import check_run_health
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.config import Setup
 from cvmkeeper.core.due import DueSlot, due_slots
@@ -156,9 +157,11 @@ def run_once(
         progress=_locked(progress),
     )
     results: dict[str, RegionResult] = {}
+    read: dict[str, Inventory] = {}  # each region's first inventory, for check_run_health
 
     def due_for(region: str) -> Callable[[Inventory], DuePairs]:
         def compute(inventory: Inventory) -> DuePairs:
+            read[region] = inventory
             if explicit is not None:
                 return tuple(
                     (name, when)
@@ -197,7 +200,7 @@ def run_once(
     ordered = [results[region] for region in chosen if region in results]
     outcomes: list[SlotOutcome] = [o for r in ordered for o in r.outcomes]
     deleted: list[DeleteOutcome] = [d for r in ordered for d in r.deleted]
-    return RunReport(
+    report = RunReport(
         started=started,
         finished=datetime.now(UTC),
         outcomes=tuple(outcomes),
@@ -208,6 +211,8 @@ def run_once(
         dry_run=dry_run,
         failed_policies=frozenset(p for r in ordered for p in r.failed_policies),
     )
+    check_run_health(setup, report, read, alerter, now, policy_names=policy_names)
+    return report
 
 
 def _busy(

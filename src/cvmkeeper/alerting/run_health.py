@@ -1,0 +1,223 @@
+"""After each run: freshness and quota warnings, from what the run already read.
+
+``check_run_health`` is called once by ``executor.runner.run_once`` at the end of every
+run, scheduled (daemon) or manual (``cvmkeeper run``). It needs no extra API call: it
+takes the inventory each region's run read first and applies what the run changed (the
+images it made, with their final state, and the images it deleted), which gives what the
+region holds after the run. On that it runs the pure ``core.health.assess_region`` and
+sends one warning per stale instance and one per region short of quota. Warnings are
+fingerprinted (policy, ``freshness``) and (``quota``, region), so a backup that stays
+stale is one Sentry issue whose count grows.
+
+Observers (the Prometheus metrics of the daemon) subscribe with ``add_run_observer`` and
+receive a :class:`RunHealth` after every run. Nothing here ever raises into the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from cvmkeeper.alerting.alerter import Alerter
+from cvmkeeper.alerting.events import Failure
+from cvmkeeper.core.health import HealthSettings, RegionHealth, assess_region, inventory_after
+from cvmkeeper.core.inventory import Image, ImageState, Inventory
+from cvmkeeper.core.naming import image_description, image_tags
+from cvmkeeper.core.plan import DeleteKind
+
+if TYPE_CHECKING:
+    from cvmkeeper.config import Setup
+    from cvmkeeper.executor.report import RunReport
+
+__all__ = [
+    "FRESHNESS_ACTION",
+    "QUOTA_ACTION",
+    "RunHealth",
+    "add_run_observer",
+    "alert_health",
+    "already_alerted",
+    "check_run_health",
+    "health_settings",
+    "remove_run_observer",
+]
+
+log = logging.getLogger(__name__)
+
+#: The ``action`` tag of freshness warnings, and of quota warnings.
+FRESHNESS_ACTION = "freshness"
+QUOTA_ACTION = "quota"
+#: The ``policy`` tag of a quota warning: the region's quota is no single policy's.
+REGION_WIDE = "cvmkeeper"
+_DELETED = frozenset({"deleted", "already_gone"})
+
+
+@dataclass(frozen=True)
+class RunHealth:
+    """One finished run and the health of every region it covered, for observers."""
+
+    report: RunReport
+    regions: tuple[RegionHealth, ...]
+
+
+RunObserver = Callable[[RunHealth], None]
+_observers: list[RunObserver] = []
+_observers_lock = threading.Lock()
+
+
+def add_run_observer(observer: RunObserver) -> None:
+    """Call ``observer`` with a :class:`RunHealth` after every run of this process."""
+    with _observers_lock:
+        _observers.append(observer)
+
+
+def remove_run_observer(observer: RunObserver) -> None:
+    """Stop calling ``observer`` (no error if it was not added)."""
+    with _observers_lock:
+        if observer in _observers:
+            _observers.remove(observer)
+
+
+def health_settings(setup: Setup) -> HealthSettings:
+    """The freshness factor and quota threshold of the daemon config (``sentry:``)."""
+    sentry = setup.config.sentry
+    return HealthSettings(
+        freshness_factor=sentry.freshness_factor, quota_free_warning=sentry.quota_free_warning
+    )
+
+
+def _images_after(pre: Inventory, report: RunReport) -> Inventory:
+    """What ``pre``'s region holds after the run described by ``report``."""
+    by_id = {image.image_id: image for image in pre.images}
+    touched: list[Image] = []
+    for outcome in report.outcomes:
+        if outcome.region != pre.region or not outcome.image_id or not outcome.image_state:
+            continue
+        state = ImageState.parse(outcome.image_state)
+        known = by_id.get(outcome.image_id)
+        if known is not None:
+            touched.append(replace(known, state=state))
+            continue
+        touched.append(
+            Image(
+                image_id=outcome.image_id,
+                name=outcome.image_name,
+                state=state,
+                created_time=outcome.slot,
+                region=pre.region,
+                description=image_description((outcome.policy,), outcome.slot),
+                tags=image_tags((outcome.policy,), outcome.instance_id, outcome.slot),
+            )
+        )
+    removed = [d.image_id for d in report.deleted if d.region == pre.region and
+               d.status in _DELETED]
+    return inventory_after(pre, touched, removed)
+
+
+def check_run_health(
+    setup: Setup,
+    report: RunReport,
+    inventories: Mapping[str, Inventory],
+    alerter: Alerter,
+    now: datetime,
+    *,
+    policy_names: Sequence[str] | None = None,
+) -> tuple[RegionHealth, ...]:
+    """Assess every region the run read, warn about stale instances and low quota, tell
+    the observers, and return the assessments. A dry run is neither alerted nor observed.
+
+    ``policy_names`` limits the freshness check to the instances of those policies (a
+    scheduled run of one policy does not re-report another's); ``None`` checks all.
+    Never raises: a failure here is logged and the run's own result stands.
+    """
+    if report.dry_run:
+        return ()
+    try:
+        policies = [p for p in setup.policies if not policy_names or p.name in policy_names]
+        settings = health_settings(setup)
+        healths = tuple(
+            assess_region(
+                _images_after(inventory, report),
+                policies,
+                now,
+                settings,
+                setup.config.name_format,
+            )
+            for _region, inventory in sorted(inventories.items())
+        )
+        alert_health(alerter, healths, already_alerted(report))
+    except Exception:
+        log.exception("the freshness and quota check after the run failed")
+        return ()
+    with _observers_lock:
+        observers = list(_observers)
+    for observer in observers:
+        try:
+            observer(RunHealth(report, healths))
+        except Exception:
+            log.exception("a run observer failed")
+    return healths
+
+
+def already_alerted(report: RunReport) -> set[tuple[str, str | None]]:
+    """What the run itself already alerted, as (region, instance) pairs: every instance
+    whose slot failed, and (region, ``None``) for every region where the run evicted or
+    skipped for quota. Warning again about the same cause would only add noise."""
+    seen: set[tuple[str, str | None]] = {
+        (o.region, o.instance_id) for o in report.outcomes if not o.ok
+    }
+    for region, plans in report.plans.items():
+        for plan in plans:
+            if plan.skips or any(d.kind is DeleteKind.EVICT for d in plan.deletes()):
+                seen.add((region, None))
+    return seen
+
+
+def alert_health(
+    alerter: Alerter,
+    healths: Iterable[RegionHealth],
+    skip: Collection[tuple[str, str | None]] = (),
+) -> None:
+    """One warning (log line and alert) per stale instance and per region short of quota.
+
+    ``skip`` holds (region, instance) pairs not to warn about, and (region, ``None``) for
+    regions whose quota is not to be warned about (see :func:`already_alerted`).
+    """
+    for health in healths:
+        for item in health.stale:
+            if (item.region, item.instance_id) in skip:
+                continue
+            message = f"stale backup: {item.describe()}"
+            log.warning("%s", message)
+            extra = {"allowed_age": str(item.allowed)}
+            if item.newest_image_id and item.newest_slot:
+                extra["newest_image"] = f"{item.newest_image_name} ({item.newest_image_id})"
+                extra["newest_slot"] = item.newest_slot.isoformat()
+            alerter.warning(
+                Failure(
+                    policy=item.policy,
+                    action=FRESHNESS_ACTION,
+                    message=message,
+                    level="warning",
+                    instance=item.instance_id,
+                    region=item.region,
+                    extra=extra,
+                )
+            )
+        if health.quota.low and (health.region, None) not in skip:
+            message = f"image quota low: {health.quota.describe()}"
+            log.warning("%s", message)
+            alerter.warning(
+                Failure(
+                    policy=REGION_WIDE,
+                    action=QUOTA_ACTION,
+                    message=message,
+                    level="warning",
+                    region=health.region,
+                    extra={"free": str(health.quota.free), "quota": str(health.quota.quota)},
+                    group=(health.region,),
+                )
+            )

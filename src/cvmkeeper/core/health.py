@@ -1,0 +1,214 @@
+"""Freshness and quota headroom of one region, as pure values (DESIGN.md "Alerting").
+
+A backup that silently stopped happening is the failure a backup tool must never hide.
+``assess_region`` looks at what a region holds and says, per targeted instance, how old
+its newest ``NORMAL`` backup is and whether that is *stale* (older than the policy's
+expected period times ``freshness_factor``), and whether the region's free quota fell
+below ``quota_free_warning``. The run alerts on it (``alerting.run_health``), ``cvmkeeper
+status`` prints it and the metrics export it; all three use this one function.
+
+The age of a backup is measured from its slot (the moment it stands for, parsed from its
+name), not from ``CreatedTime``. An instance that a policy targets but that has no
+``NORMAL`` managed image at all is stale too ("no backup"), whatever its age.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from cvmkeeper.core.durations import format_duration
+from cvmkeeper.core.inventory import Image, Inventory
+from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
+from cvmkeeper.core.ownership import classify_image
+from cvmkeeper.core.policy import Policy
+from cvmkeeper.core.schedule import policy_period
+from cvmkeeper.core.targets import resolve_targets
+
+__all__ = [
+    "HealthSettings",
+    "InstanceFreshness",
+    "QuotaHeadroom",
+    "RegionHealth",
+    "assess_region",
+    "inventory_after",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """When to call a backup stale and a region short of quota.
+
+    ``freshness_factor``: an instance is stale when its newest ``NORMAL`` backup is older
+    than its policy's period times this (2: one missed slot is tolerated, two are not).
+    ``quota_free_warning``: a region is low when fewer images than this can still be
+    created (0 turns the check off).
+    """
+
+    freshness_factor: float = 2.0
+    quota_free_warning: int = 1
+
+    def __post_init__(self) -> None:
+        if self.freshness_factor < 1:
+            raise ValueError("freshness_factor must be at least 1")
+        if self.quota_free_warning < 0:
+            raise ValueError("quota_free_warning must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceFreshness:
+    """How fresh the backups of one targeted instance are.
+
+    ``policy`` is the targeting policy with the shortest period (the one whose promise
+    is broken first); ``policies`` all policies that target the instance. ``newest_*`` are
+    ``None`` when the instance has no ``NORMAL`` managed image. ``allowed`` is the period
+    times the factor; ``age`` is ``now`` minus the newest slot.
+    """
+
+    region: str
+    instance_id: str
+    policy: str
+    policies: tuple[str, ...]
+    period: timedelta
+    allowed: timedelta
+    newest_slot: datetime | None
+    newest_image_id: str | None
+    newest_image_name: str | None
+    age: timedelta | None
+    stale: bool
+
+    def describe(self) -> str:
+        """One line for people: which instance, how old its newest backup is, what was due."""
+        expectation = (
+            f"policy {self.policy!r} makes one every {format_duration(self.period)}, "
+            f"stale after {format_duration(self.allowed)}"
+        )
+        if self.newest_slot is None or self.age is None:
+            return f"{self.instance_id} in {self.region} has no NORMAL backup ({expectation})"
+        return (
+            f"{self.instance_id} in {self.region}: newest NORMAL backup {self.newest_image_name} "
+            f"is {format_duration(self.age)} old ({expectation})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaHeadroom:
+    """The custom-image quota of one region: how much is used, by whom, and what is left."""
+
+    region: str
+    quota: int
+    used: int
+    managed: int
+    unmanaged: int
+    threshold: int
+
+    @property
+    def free(self) -> int:
+        """Images that can still be created (never negative)."""
+        return max(0, self.quota - self.used)
+
+    @property
+    def low(self) -> bool:
+        """True when fewer than ``threshold`` images can still be created."""
+        return self.free < self.threshold
+
+    def describe(self) -> str:
+        """One line for people."""
+        return (
+            f"{self.region}: {self.free} of {self.quota} custom images free "
+            f"({self.used} used: {self.managed} by cvmkeeper, {self.unmanaged} others); "
+            f"warning below {self.threshold} free"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RegionHealth:
+    """Freshness of every targeted instance of a region, and its quota headroom."""
+
+    region: str
+    now: datetime
+    quota: QuotaHeadroom
+    instances: tuple[InstanceFreshness, ...]
+
+    @property
+    def stale(self) -> tuple[InstanceFreshness, ...]:
+        """The instances whose newest backup is stale, in instance id order."""
+        return tuple(item for item in self.instances if item.stale)
+
+
+def assess_region(
+    inventory: Inventory,
+    policies: Iterable[Policy],
+    now: datetime,
+    settings: HealthSettings | None = None,
+    fmt: NameFormat = DEFAULT_FORMAT,
+) -> RegionHealth:
+    """Freshness and quota headroom of ``inventory``'s region at ``now``.
+
+    Only instances of the inventory that one of ``policies`` targets are assessed (give
+    only the policies of one run to check only theirs). Pure: no clock, no I/O.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    settings = settings or HealthSettings()
+    resolution = resolve_targets(inventory.region, policies, inventory.instances)
+    newest: dict[str, tuple[datetime, Image]] = {}
+    managed_count = 0
+    for image in inventory.images:
+        owned = classify_image(image, fmt)
+        if owned is None:
+            continue
+        managed_count += 1
+        if not image.state.usable:
+            continue
+        best = newest.get(owned.instance_id)
+        if best is None or (owned.slot, image.image_id) > (best[0], best[1].image_id):
+            newest[owned.instance_id] = (owned.slot, image)
+    assessed: list[InstanceFreshness] = []
+    for instance_id in sorted(resolution.policies_by_instance):
+        targeting = resolution.policies_by_instance[instance_id]
+        shortest = min(targeting, key=policy_period)
+        period = policy_period(shortest)
+        allowed = period * settings.freshness_factor
+        found = newest.get(instance_id)
+        age = now - found[0] if found else None
+        assessed.append(
+            InstanceFreshness(
+                region=inventory.region,
+                instance_id=instance_id,
+                policy=shortest.name,
+                policies=tuple(p.name for p in targeting),
+                period=period,
+                allowed=allowed,
+                newest_slot=found[0] if found else None,
+                newest_image_id=found[1].image_id if found else None,
+                newest_image_name=found[1].name if found else None,
+                age=age,
+                stale=age is None or age > allowed,
+            )
+        )
+    quota = QuotaHeadroom(
+        region=inventory.region,
+        quota=inventory.quota,
+        used=len(inventory.images),
+        managed=managed_count,
+        unmanaged=len(inventory.images) - managed_count,
+        threshold=settings.quota_free_warning,
+    )
+    return RegionHealth(inventory.region, now, quota, tuple(assessed))
+
+
+def inventory_after(
+    inventory: Inventory, added: Iterable[Image], removed_ids: Iterable[str]
+) -> Inventory:
+    """``inventory`` with the images a run made added (or updated, same id) and the images
+    it deleted removed: what the region holds after the run, without reading it again."""
+    gone = set(removed_ids)
+    new = {image.image_id: image for image in added}
+    kept = tuple(
+        new.pop(image.image_id, image) for image in inventory.images if image.image_id not in gone
+    )
+    return replace(
+        inventory, images=kept + tuple(i for i in new.values() if i.image_id not in gone)
+    )
