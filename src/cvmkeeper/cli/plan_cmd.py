@@ -30,7 +30,7 @@ from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.credentials import CredentialsError
 from cvmkeeper.config import Setup
 from cvmkeeper.core.naming import slot_tag_value
-from cvmkeeper.core.plan import Create, Delete, ImageDecision, Phase, Plan, Skip, Wait
+from cvmkeeper.core.plan import Copy, Create, Delete, ImageDecision, Phase, Plan, Skip, Wait
 from cvmkeeper.executor.report import plan_to_json
 from cvmkeeper.executor.runner import UnknownPolicyError, run_once, run_regions
 
@@ -100,12 +100,17 @@ def _delete_lines(step: Delete) -> list[str]:
     ]
 
 
-def step_lines(step: Create | Delete | Wait | Skip) -> list[str]:
+def step_lines(step: Create | Copy | Delete | Wait | Skip) -> list[str]:
     """A plan step as text lines (the first is the step, the others its details)."""
     if isinstance(step, Create):
         return [
             f"create {step.image_name} of {step.instance_id} ({step.consistency.value}): "
             f"{step.reason}"
+        ]
+    if isinstance(step, Copy):
+        return [
+            f"copy {step.image_name} of {step.instance_id} from {step.source_region} "
+            f"({step.source_image_id}): {step.reason}"
         ]
     if isinstance(step, Delete):
         return _delete_lines(step)

@@ -9,10 +9,12 @@ Step order inside ``Plan.steps`` is the order of execution:
 
 1. ``Delete`` steps with ``phase=before_create`` (``cleanup`` of ``CREATEFAILED`` images,
    then ``expire``, then ``evict``) -- only what frees quota or a name for the creates;
-2. ``Create`` steps, highest priority first (each fits the quota at that point);
-3. ``Skip`` steps (creates that could not be made, each with its error);
+2. ``Create`` steps, highest priority first (each fits the quota at that point), then
+   ``Copy`` steps (``SyncImages`` of a source region's ``NORMAL`` image into this region:
+   a copy counts against this region's quota exactly like a create);
+3. ``Skip`` steps (creates or copies that could not be made, each with its error);
 4. at most one ``Wait`` for every image in flight (the new ones, by name, and existing
-   ``CREATING`` images of due slots, by id);
+   ``CREATING`` images of due slots or copies, by id);
 5. ``Delete`` steps with ``phase=after_create`` (``expire``).
 
 ``after_create`` deletes are computed in the hypothetical world where every planned create
@@ -89,6 +91,28 @@ class Create:
 
 
 @dataclass(frozen=True, slots=True)
+class Copy:
+    """Call ``SyncImages`` for one image of ``source_region`` into the plan's region.
+
+    The copy gets the source's name (same instance, same slot: the name is what makes a
+    retried copy idempotent) and, as ``SyncImages`` cannot set tags, the source's tags and
+    description, which carry cvmkeeper's marker: ``tags`` and ``description`` are those,
+    so the copy is recognised as managed in this region. ``policies`` are the policies
+    that copy this instance's images here.
+    """
+
+    instance_id: str
+    image_name: str
+    slot: datetime
+    source_region: str
+    source_image_id: str
+    policies: tuple[str, ...]
+    tags: Mapping[str, str]
+    description: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class DeleteTarget:
     """One image inside a ``Delete`` step, with the reason it goes."""
 
@@ -136,9 +160,11 @@ class Skip:
     image_name: str
     policies: tuple[str, ...]
     error: str
+    source_region: str = ""
+    """For a copy that could not be made: the region of its source image."""
 
 
-Step = Create | Delete | Wait | Skip
+Step = Create | Copy | Delete | Wait | Skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +222,11 @@ class Plan:
         return tuple(step for step in self.steps if isinstance(step, Create))
 
     @property
+    def copies(self) -> tuple[Copy, ...]:
+        """The ``Copy`` steps, in order."""
+        return tuple(step for step in self.steps if isinstance(step, Copy))
+
+    @property
     def skips(self) -> tuple[Skip, ...]:
         """The ``Skip`` steps, in order."""
         return tuple(step for step in self.steps if isinstance(step, Skip))
@@ -215,8 +246,9 @@ class Plan:
 
     @property
     def writes_anything(self) -> bool:
-        """True when carrying the plan out calls ``CreateImage`` or ``DeleteImages``."""
-        return any(isinstance(step, Create | Delete) for step in self.steps)
+        """True when carrying the plan out calls ``CreateImage``, ``SyncImages`` or
+        ``DeleteImages``."""
+        return any(isinstance(step, Create | Copy | Delete) for step in self.steps)
 
 
 def check_plan(
@@ -225,6 +257,7 @@ def check_plan(
     fmt: NameFormat = DEFAULT_FORMAT,
     *,
     managed: Mapping[str, ManagedImage] | None = None,
+    sources: Mapping[str, Inventory] | None = None,
 ) -> list[str]:
     """Return every way ``plan`` breaks rules 1-5 of DESIGN.md for ``inventory`` (empty: none).
 
@@ -235,7 +268,9 @@ def check_plan(
     removed that image first). Also checks the step order described in the module doc and
     that every created image will itself be recognised as managed (name, marker, tags).
     ``managed`` (image id -> ``classify_image`` result for every managed image of the
-    inventory) saves classifying again when the caller already did.
+    inventory) saves classifying again when the caller already did. Copies count like
+    creates; with ``sources`` (source region -> its inventory) each copy's source must be
+    a usable managed image of that region with the copy's name.
     """
     violations: list[str] = []
     by_id = {image.image_id: image for image in inventory.images}
@@ -256,7 +291,7 @@ def check_plan(
 
     creates_after: dict[str, list[datetime]] = defaultdict(list)
     for step in plan.steps:
-        if isinstance(step, Create):
+        if isinstance(step, Create | Copy):
             creates_after[step.instance_id].append(step.slot)
     waited_ids = {image_id for wait in plan.waits for image_id in wait.image_ids}
     for image_id in waited_ids:
@@ -306,20 +341,23 @@ def check_plan(
                 if step.phase is Phase.BEFORE_CREATE:
                     count -= 1
                     names_freed.add(image.name)
-        elif isinstance(step, Create):
+        elif isinstance(step, Create | Copy):
             step_stage = 1
             count += 1
+            verb = "create" if isinstance(step, Create) else "copy"
             if count > inventory.quota:
                 violations.append(
-                    f"{where}: rule 2: create {step.image_name} makes {count} images, "
+                    f"{where}: rule 2: {verb} {step.image_name} makes {count} images, "
                     f"quota {inventory.quota}"
                 )
+            if isinstance(step, Copy):
+                violations.extend(_check_copy_source(step, where, inventory, sources, fmt))
             key = (step.instance_id, step.slot)
             if key in create_keys:
-                violations.append(f"{where}: rule 5: second create for {key}")
+                violations.append(f"{where}: rule 5: second {verb} for {key}")
             create_keys.add(key)
             if step.image_name in existing_names and step.image_name not in names_freed:
-                violations.append(f"{where}: rule 5: create {step.image_name}: name exists")
+                violations.append(f"{where}: rule 5: {verb} {step.image_name}: name exists")
             future = classify_image(
                 Image(
                     image_id="(planned)",
@@ -334,7 +372,7 @@ def check_plan(
             )
             if future is None or (future.instance_id, future.slot) != key:
                 violations.append(
-                    f"{where}: create {step.image_name} would not be recognised as managed"
+                    f"{where}: {verb} {step.image_name} would not be recognised as managed"
                 )
         elif isinstance(step, Skip):
             step_stage = 1
@@ -344,3 +382,31 @@ def check_plan(
             violations.append(f"{where}: {type(step).__name__} out of order")
         stage = max(stage, step_stage)
     return violations
+
+
+def _check_copy_source(
+    step: Copy,
+    where: str,
+    inventory: Inventory,
+    sources: Mapping[str, Inventory] | None,
+    fmt: NameFormat,
+) -> list[str]:
+    """A copy comes from another region, and (when known) from a usable managed image."""
+    problems: list[str] = []
+    if step.source_region == inventory.region:
+        problems.append(f"{where}: copy {step.image_name} from its own region")
+    if sources is None or step.source_region not in sources:
+        return problems
+    source = next(
+        (i for i in sources[step.source_region].images if i.image_id == step.source_image_id),
+        None,
+    )
+    owned = classify_image(source, fmt) if source is not None else None
+    if source is None or owned is None or not source.state.usable:
+        problems.append(
+            f"{where}: copy {step.image_name}: source {step.source_image_id} is not a NORMAL "
+            f"managed image of {step.source_region}"
+        )
+    elif source.name != step.image_name:
+        problems.append(f"{where}: copy {step.image_name} of {source.name}: names differ")
+    return problems

@@ -32,7 +32,18 @@ How a plan is made (DESIGN.md "The rules that are never broken", "Quota-aware ro
    short quota goes to the stalest backups. Never evicted: an instance's current newest
    usable image, pinned or in-flight images, orphans (kept unless ``orphan_retention``
    expires them) and the image of a slot this run is due to make.
-6. Every plan is checked with ``check_plan`` (rules 1-5); a violation raises
+6. Copies (cross-region, ``Policy.copies``): given ``sources`` (source region -> its
+   inventory), every usable managed image of an instance that a policy copying to this
+   region targets in its source region, and that has no image of its name here, is a
+   wanted ``Copy``: it goes through the same quota resolution as a create (free quota
+   first, expired images deleted early, eviction or skip). The copies of such an
+   instance form one instance set here, retained by the copy retentions of those
+   policies, independently of the source (a source rotated away leaves its copies). A
+   wanted copy retention would delete at once is not made (quietly: it is simply older
+   than what the copies keep). Without the inventory of some source region, images of
+   instances that are not in this region cannot be told apart from copies: they are
+   *held* (kept, never evicted, never expired by orphan rules) and reported.
+7. Every plan is checked with ``check_plan`` (rules 1-5); a violation raises
    ``PlanInvariantError`` instead of returning a dangerous plan.
 
 Callers must pass *all* policies (not only the due ones): retention of an instance set
@@ -55,9 +66,10 @@ from cvmkeeper.core.naming import (
     image_tags,
     slot_tag_value,
 )
-from cvmkeeper.core.ownership import ManagedImage, split_images
+from cvmkeeper.core.ownership import ManagedImage, classify_image, split_images
 from cvmkeeper.core.plan import (
     DELETE_BATCH_SIZE,
+    Copy,
     Create,
     Delete,
     DeleteKind,
@@ -106,13 +118,14 @@ class PlannerSettings:
 
 @dataclass(slots=True)
 class _Wanted:
-    """One due (instance, slot) that needs a create."""
+    """One due (instance, slot) that needs a create, or a source image that needs a copy."""
 
     instance_id: str
     slot: datetime
     name: str
     policies: tuple[Policy, ...]
     priority: tuple[datetime, datetime, str]
+    source: ManagedImage | None = None  # set for a copy: the image in its source region
 
     @property
     def policy_names(self) -> tuple[str, ...]:
@@ -133,6 +146,7 @@ class _InstanceSet:
     orphan: bool
     waited: frozenset[str] = frozenset()  # ids of in-flight images of due slots
     newest_usable: ManagedImage | None = None
+    held: bool = False  # maybe copies whose source region was not read: keep all
 
 
 def _normalise_due(due: DueSlots) -> list[tuple[str, datetime]]:
@@ -169,13 +183,20 @@ def plan_region(
     due: DueSlots,
     now: datetime,
     settings: PlannerSettings | None = None,
+    *,
+    sources: Mapping[str, Inventory] | None = None,
+    make_copies: bool = True,
 ) -> Plan:
-    """Plan one run in ``inventory.region``: creates for ``due``, retention, quota.
+    """Plan one run in ``inventory.region``: creates for ``due``, copies, retention, quota.
 
     ``policies`` are all configured policies (those not listing this region are ignored);
     ``due`` the slots this run makes (policy name -> UTC slot, or pairs). Slots after
-    ``now`` are not made (warning). Raises ``ValueError`` for a naive slot and
-    ``PlanInvariantError`` if the plan would break a rule (a bug).
+    ``now`` are not made (warning). ``sources`` maps the source regions of the policies
+    copying to this region to their inventories (read after their own run): copies are
+    planned from them, and their copies here are retained by the copy retentions;
+    ``make_copies=False`` applies that retention without planning copies (the plan after
+    the copies' wait). Raises ``ValueError`` for a naive slot and ``PlanInvariantError``
+    if the plan would break a rule (a bug).
     """
     settings = settings or PlannerSettings()
     fmt = settings.name_format
@@ -186,15 +207,30 @@ def plan_region(
     resolution = resolve_targets(inventory.region, policies, inventory.instances)
     warnings.extend(resolution.warnings)
     targeted = resolution.policies_by_instance
+    copy_sources = _copy_sources(inventory, policies, targeted, sources or {}, fmt)
+    held_regions = ", ".join(copy_sources.missing)
+    local_ids = {instance.instance_id for instance in inventory.instances}
+
+    def make_set(instance_id: str) -> _InstanceSet:
+        if instance_id in targeted or instance_id in local_ids:
+            return _make_set(instance_id, targeted, settings)
+        copying = copy_sources.policies.get(instance_id)
+        if copying:
+            rules = tuple(
+                RuleSet(_copy_retention(p, inventory.region), p.timezone, p.name)
+                for p in copying
+            )
+            return _InstanceSet(instance_id, [], rules, orphan=False)
+        if copy_sources.missing:
+            return _InstanceSet(instance_id, [], (), orphan=True, held=True)
+        return _make_set(instance_id, targeted, settings)
 
     # --- instance sets --------------------------------------------------------------------
     sets: dict[str, _InstanceSet] = {}
     for owned in managed:
         instance_set = sets.get(owned.instance_id)
         if instance_set is None:
-            instance_set = sets[owned.instance_id] = _make_set(
-                owned.instance_id, targeted, settings
-            )
+            instance_set = sets[owned.instance_id] = make_set(owned.instance_id)
         instance_set.images.append(owned)
     for instance_set in sets.values():
         usable = [m for m in instance_set.images if m.image.state.usable]
@@ -257,10 +293,37 @@ def plan_region(
         wanted.append(
             _Wanted(instance_id, slot, name, tuple(slot_policies), (staleness, slot, instance_id))
         )
+    if make_copies:
+        for source in copy_sources.images:
+            name = source.image.name
+            copying = copy_sources.policies[source.instance_id]
+            existing = by_name.get(name, [])
+            problem = _existing_name_problem(existing, managed_by_id)
+            if problem == "done":
+                continue
+            if problem == "wait":
+                for image in existing:
+                    waited[image.image_id] = image
+                continue
+            names = tuple(sorted(p.name for p in copying))
+            if problem:
+                skips.append(
+                    Skip(source.instance_id, source.slot, name, names,
+                         f"{name}: copy from {source.image.region} not made: {problem}",
+                         source_region=source.image.region)
+                )
+                continue
+            newest = sets[source.instance_id].newest_usable if source.instance_id in sets \
+                else None
+            staleness = newest.slot if newest else datetime.min.replace(tzinfo=UTC)
+            wanted.append(
+                _Wanted(source.instance_id, source.slot, name, copying,
+                        (staleness, source.slot, source.instance_id), source=source)
+            )
     wanted.sort(key=lambda w: w.priority)
     for item in wanted:  # an instance's first image still goes through retention
         if item.instance_id not in sets:
-            sets[item.instance_id] = _make_set(item.instance_id, targeted, settings)
+            sets[item.instance_id] = make_set(item.instance_id)
 
     for image_id in waited:
         owner = sets[managed_by_id[image_id].instance_id]
@@ -290,6 +353,8 @@ def plan_region(
         if stale:  # older than what retention keeps: made now, deleted at once, made again
             planned = _without(planned, stale)
             for item in stale:
+                if item.source is not None:
+                    continue  # older than the copies keep: not copied, nothing to report
                 warnings.append(
                     f"{item.name}: slot {slot_tag_value(item.slot)} of {item.instance_id} not "
                     "made: newer images cover it and retention would delete it at once"
@@ -315,7 +380,7 @@ def plan_region(
             (
                 owned
                 for instance_set in sets.values()
-                if not instance_set.orphan
+                if not instance_set.orphan and not instance_set.held
                 for owned in instance_set.images
                 if owned.image.state.usable
                 and not owned.pinned
@@ -355,10 +420,17 @@ def plan_region(
         if owned.image_id not in early_ids and owned.image_id not in evicted_ids
     ]
     for owned, item in evicted:
+        what = "make" if item.source is None else f"copy from {item.source.image.region}"
         warnings.append(
             f"quota full ({inventory.quota}): evicting {owned.image.name} ({owned.image_id}) "
-            f"of {owned.instance_id} to make {item.name}; retention wants more images than "
+            f"of {owned.instance_id} to {what} {item.name}; retention wants more images than "
             "the quota holds"
+        )
+    held = sorted(i for i, instance_set in sets.items() if instance_set.held)
+    if held:
+        warnings.append(
+            f"images of {', '.join(held)} kept untouched: they may be copies, and the "
+            f"source region(s) {held_regions} of the policies copying here were not read"
         )
     errors.extend(skip.error for skip in skips)
 
@@ -378,17 +450,19 @@ def plan_region(
         DeleteKind.EVICT,
         [_target(o, f"evicted: quota full, room for {i.name}") for o, i in evicted],
     )
-    steps += [_create(item) for item in made]
+    steps += [_create(item) for item in made if item.source is None]
+    steps += [_copy(item) for item in made if item.source is not None]
     skips.sort(key=lambda skip: (skip.slot, skip.instance_id))
     steps += skips
     if made or waited:
+        new = "new images and copies" if any(m.source for m in made) else "new images"
         steps.append(
             Wait(
                 image_ids=tuple(sorted(waited)),
                 image_names=tuple(
                     sorted({i.name for i in waited.values()} | {m.name for m in made})
                 ),
-                reason="wait until the new images are NORMAL, then plan again and delete",
+                reason=f"wait until the {new} are NORMAL, then plan again and delete",
             )
         )
     steps += _batches(
@@ -414,12 +488,59 @@ def plan_region(
         ),
         warnings=tuple(warnings),
         errors=tuple(errors),
-        orphan_instance_ids=tuple(sorted(i for i, s in sets.items() if s.orphan)),
+        orphan_instance_ids=tuple(
+            sorted(i for i, s in sets.items() if s.orphan and not s.held)
+        ),
     )
-    violations = check_plan(inventory, plan, fmt, managed=managed_by_id)
+    violations = check_plan(inventory, plan, fmt, managed=managed_by_id, sources=sources)
     if violations:
         raise PlanInvariantError("; ".join(violations))
     return plan
+
+
+@dataclass(frozen=True, slots=True)
+class _CopySources:
+    """What the source regions offer this region: instances copied here, with the
+    policies copying them, their usable managed images, and source regions not read."""
+
+    policies: Mapping[str, tuple[Policy, ...]]
+    images: tuple[ManagedImage, ...]
+    missing: tuple[str, ...]
+
+
+def _copy_sources(
+    inventory: Inventory,
+    policies: Sequence[Policy],
+    local: Mapping[str, tuple[Policy, ...]],
+    sources: Mapping[str, Inventory],
+    fmt: NameFormat,
+) -> _CopySources:
+    region = inventory.region
+    copying = [policy for policy in policies if policy.copy_to(region) is not None]
+    needed = list(dict.fromkeys(r for p in copying for r in p.regions if r != region))
+    by_instance: dict[str, tuple[Policy, ...]] = {}
+    images: list[ManagedImage] = []
+    for source_region in needed:
+        source = sources.get(source_region)
+        if source is None:
+            continue
+        resolution = resolve_targets(source_region, copying, source.instances)
+        for instance_id, instance_policies in resolution.policies_by_instance.items():
+            if instance_id not in local:
+                by_instance[instance_id] = instance_policies
+        for image in source.images:
+            owned = classify_image(image, fmt)
+            if owned is not None and owned.instance_id in by_instance and image.state.usable:
+                images.append(owned)
+    images.sort(key=lambda owned: (owned.slot, owned.instance_id, owned.image_id))
+    missing = tuple(r for r in needed if r not in sources)
+    return _CopySources(by_instance, tuple(images), missing)
+
+
+def _copy_retention(policy: Policy, region: str) -> Retention:
+    rule = policy.copy_to(region)
+    assert rule is not None  # only policies copying here are asked
+    return rule.retention
 
 
 def _without(items: list[_Wanted], removed: Sequence[_Wanted]) -> list[_Wanted]:
@@ -537,17 +658,37 @@ def _create(item: _Wanted) -> Create:
     )
 
 
+def _copy(item: _Wanted) -> Copy:
+    source = item.source
+    assert source is not None
+    names = item.policy_names
+    return Copy(
+        instance_id=item.instance_id,
+        image_name=item.name,
+        slot=item.slot,
+        source_region=source.image.region,
+        source_image_id=source.image_id,
+        policies=names,
+        tags=source.image.tags,
+        description=source.image.description,
+        reason=f"copy of {source.image_id} from {source.image.region} for {', '.join(names)}",
+    )
+
+
 def _quota_skip(item: _Wanted, quota: int, used: int) -> Skip:
     how = "on_quota_full: skip" if not item.may_evict else "nothing can be evicted"
+    what = "not created" if item.source is None else \
+        f"not copied from {item.source.image.region}"
     return Skip(
         instance_id=item.instance_id,
         slot=item.slot,
         image_name=item.name,
         policies=item.policy_names,
         error=(
-            f"{item.name}: not created: region at quota ({used} of {quota} images) and "
+            f"{item.name}: {what}: region at quota ({used} of {quota} images) and "
             f"nothing expired can be deleted ({how})"
         ),
+        source_region=item.source.image.region if item.source is not None else "",
     )
 
 
@@ -583,6 +724,8 @@ def _image_decisions(
             elif image_id in instance_set.waited:
                 note = "expires once NORMAL (next plan)" if not keep else "waited for"
                 reasons = (*reasons, f"in flight for a due slot: {note}")
+            elif instance_set.held:
+                reasons = ("maybe a copy; its source region was not read: kept",)
             elif not keep:
                 keep = True
                 reasons = (*reasons, "kept: protected by the hard rules")
@@ -594,7 +737,7 @@ def _image_decisions(
                     slot=owned.slot,
                     state=owned.image.state,
                     pinned=owned.pinned,
-                    orphan=instance_set.orphan,
+                    orphan=instance_set.orphan and not instance_set.held,
                     keep=keep,
                     reasons=reasons,
                     delete_kind=kind,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from cvmkeeper.core.plan import Create, Delete, ImageDecision, Plan, Step, Wait
+from cvmkeeper.core.plan import Copy, Create, Delete, ImageDecision, Plan, Step, Wait
 
 SlotStatus = Literal["created", "adopted", "exists", "failed", "skipped"]
 DeleteStatus = Literal["deleted", "already_gone", "left", "failed", "skipped"]
@@ -168,6 +168,17 @@ def step_to_json(step: Step) -> dict[str, Any]:
             "consistency": step.consistency.value,
             "reason": step.reason,
         }
+    if isinstance(step, Copy):
+        return {
+            "type": "copy",
+            "instance_id": step.instance_id,
+            "image_name": step.image_name,
+            "slot": step.slot,
+            "source_region": step.source_region,
+            "source_image_id": step.source_image_id,
+            "policies": list(step.policies),
+            "reason": step.reason,
+        }
     if isinstance(step, Delete):
         return {
             "type": "delete",
@@ -197,6 +208,7 @@ def step_to_json(step: Step) -> dict[str, Any]:
         "image_name": step.image_name,
         "slot": step.slot,
         "policies": list(step.policies),
+        "source_region": step.source_region or None,
         "error": step.error,
     }
 
