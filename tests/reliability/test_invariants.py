@@ -7,6 +7,7 @@ checker names exactly the broken rule; the same history without the bad act is c
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ import pytest
 
 from cvmkeeper.core.naming import image_description, image_name, image_tags
 from cvmkeeper.emulator.clock import ManualClock
-from cvmkeeper.emulator.core import ApiError, EmulatorCore
+from cvmkeeper.emulator.core import ApiError, ConnectionFault, EmulatorCore
 from cvmkeeper.emulator.fleet import FleetSpec
 from cvmkeeper.emulator.invariants import RULES, Violation, check_invariants, format_violations
 from executor.world import REGION, A, B, fleet, managed, unmanaged
@@ -50,10 +51,8 @@ def create(core: EmulatorCore, instance: str, hour: int) -> str:
 
 def delete(core: EmulatorCore, *image_ids: str) -> None:
     """DeleteImages; the emulator's refusal (if any) is part of the history."""
-    try:
+    with contextlib.suppress(ApiError):
         core.call("DeleteImages", REGION, {"ImageIds": list(image_ids)})
-    except ApiError:
-        pass
 
 
 def rules(state: Mapping[str, Any], initial: Mapping[str, Any]) -> list[str]:
@@ -238,3 +237,19 @@ def test_violations_read_well() -> None:
 def test_every_rule_is_exercised_by_a_test_above(rule: str) -> None:
     # runs last in this module: every rule the checker knows was caught at least once
     assert rule in caught
+
+
+def test_the_emulator_counts_the_faults_it_injects_by_kind(tmp_path: Any) -> None:
+    core, _, _ = core_for()
+    core.set_faults({"DescribeImages": {"InternalError": 1.0}, "CreateImage": {"reset": 1.0}})
+    for _ in range(3):
+        with contextlib.suppress(ApiError):
+            core.call("DescribeImages", REGION, {})
+    with contextlib.suppress(ConnectionFault):
+        core.call("CreateImage", REGION, {"InstanceId": A, "ImageName": "x"})
+    assert core.state()["injected"] == {"InternalError": 3, "reset": 1}
+    core.save(tmp_path / "state.json")
+    loaded = EmulatorCore.load(tmp_path / "state.json", ManualClock(), core.fleet)
+    assert loaded.state()["injected"] == {"InternalError": 3, "reset": 1}
+    core.reset()
+    assert core.state()["injected"] == {}

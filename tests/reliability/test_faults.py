@@ -1,0 +1,96 @@
+"""Part 2: runs under injected faults end with a NORMAL image or an alert for every slot.
+
+Every seed builds a fleet whose every action fails at a seeded rate (``InternalError``,
+``RequestLimitExceeded``, connection resets, lost responses; up to 30% together), with
+latency and ``CREATEFAILED`` images, then runs ``run_once`` hour after hour, over the real
+SDK and HTTP for even seeds and the in-process transport for odd ones. After every run
+each due slot has its ``NORMAL`` image or an error alert naming its instance, and the
+invariant checker finds nothing in the emulator's history.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cvmkeeper.alerting import RecordingAlerter
+from cvmkeeper.cloud.client import CloudClient
+from cvmkeeper.core.naming import image_name
+from cvmkeeper.emulator.invariants import check_invariants, format_violations
+from executor.world import QUICK_RETRIES, REGION, T0, A, B, World, fleet, policy, unmanaged, world
+from reliability import figures
+
+pytestmark = pytest.mark.slow
+
+SEEDS = range(figures.sized(4, 40))
+HOURS = figures.sized(5, 12)
+MAX_FAULT_RATE = 0.30
+POLICIES = (
+    policy("web", ids=[A], keep_last=3),
+    policy("db", ids=[B], keep_last=2, consistency="stop_start"),
+)
+INSTANCE_POLICY = {A: "web", B: "db"}
+
+
+def faulty_fleet(seed: int) -> dict[str, Any]:
+    """Two instances, two hand-made images, every action failing at seeded rates."""
+    draw = random.Random(seed)
+    total = draw.uniform(0.1, MAX_FAULT_RATE)
+    weights = [draw.random() for _ in range(4)]
+    rates = {kind: round(total * w / sum(weights), 4) for kind, w in
+             zip(("InternalError", "RequestLimitExceeded", "reset", "lost_response"),
+                 weights, strict=True)}
+    spec = fleet(images=[unmanaged("img-hand0001", "golden-1"),
+                         unmanaged("img-hand0002", "golden-2")],
+                 faults={"*": rates}, latency_ms=draw.choice([0, 2, 5]))
+    spec["seed"] = seed
+    spec["timing"]["create_failed_probability"] = round(draw.uniform(0.0, MAX_FAULT_RATE), 3)
+    return spec
+
+
+def client_for(w: World, seed: int) -> CloudClient:
+    """The real SDK over HTTP for even seeds, the in-process transport for odd ones."""
+    if seed % 2 == 0:
+        return w.client()
+    return CloudClient.in_process(w.emu.core, retry_policy=QUICK_RETRIES)
+
+
+def slot_ok_or_alerted(state: dict[str, Any], alerter: RecordingAlerter, instance: str,
+                       hour: int) -> bool:
+    """The slot's image is NORMAL, or an error alert names the instance (or the region)."""
+    name = image_name(instance, T0 + timedelta(hours=hour))
+    states = {i["ImageName"]: i["ImageState"] for i in state["regions"][REGION]["images"]}
+    if states.get(name) == "NORMAL":
+        return True
+    return any(f.instance in (instance, None) and f.policy in (INSTANCE_POLICY[instance],
+                                                               "cvmkeeper")
+               for f in alerter.errors)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_every_slot_ends_normal_or_alerted_and_no_rule_breaks(tmp_path: Path, seed: int) -> None:
+    from cvmkeeper.executor import run_once
+
+    with world(tmp_path, faulty_fleet(seed), *POLICIES) as w:
+        initial = w.state()
+        client = client_for(w, seed)
+        alerted = 0
+        for hour in range(HOURS):
+            alerter = RecordingAlerter()
+            run_once(w.setup(), client, alerter, now=T0 + timedelta(hours=hour, minutes=1))
+            state = w.state()
+            for instance in (A, B):
+                assert slot_ok_or_alerted(state, alerter, instance, hour), (
+                    f"seed {seed} hour {hour}: {instance} has no NORMAL image and no alert; "
+                    f"alerts: {alerter.failures}")
+            alerted += len(alerter.errors)
+            violations = check_invariants(state, initial)
+            assert violations == [], f"seed {seed} hour {hour}:\n{format_violations(violations)}"
+        images = {i["ImageId"] for i in state["regions"][REGION]["images"]}
+        assert {"img-hand0001", "img-hand0002"} <= images
+        figures.add("2", runs=HOURS, faults_injected=figures.count_faults(state),
+                    slots_checked=2 * HOURS, alerts=alerted)
