@@ -124,7 +124,7 @@ class _Wanted:
     slot: datetime
     name: str
     policies: tuple[Policy, ...]
-    priority: tuple[datetime, datetime, str]
+    priority: tuple[datetime, float, str]  # stalest instance first, then by slot
     source: ManagedImage | None = None  # set for a copy: the image in its source region
 
     @property
@@ -291,7 +291,8 @@ def plan_region(
         newest = sets[instance_id].newest_usable if instance_id in sets else None
         staleness = newest.slot if newest else datetime.min.replace(tzinfo=UTC)
         wanted.append(
-            _Wanted(instance_id, slot, name, tuple(slot_policies), (staleness, slot, instance_id))
+            _Wanted(instance_id, slot, name, tuple(slot_policies),
+                    (staleness, slot.timestamp(), instance_id))
         )
     if make_copies:
         for source in copy_sources.images:
@@ -317,8 +318,9 @@ def plan_region(
                 else None
             staleness = newest.slot if newest else datetime.min.replace(tzinfo=UTC)
             wanted.append(
+                # newest copy first: it is the one a disaster would need
                 _Wanted(source.instance_id, source.slot, name, copying,
-                        (staleness, source.slot, source.instance_id), source=source)
+                        (staleness, -source.slot.timestamp(), source.instance_id), source=source)
             )
     wanted.sort(key=lambda w: w.priority)
     for item in wanted:  # an instance's first image still goes through retention
@@ -398,7 +400,10 @@ def plan_region(
         for item in planned:
             # Over quota (quota lowered), one create may need several evictions.
             needed = 1 - available if item.may_evict and available <= 0 else 0
-            if 0 < needed <= len(evict_pool):
+            # A copy never evicts a newer image: that would only make room for an older one.
+            if 0 < needed <= len(evict_pool) and (
+                item.source is None or evict_pool[-needed].slot < item.slot
+            ):
                 evicted += [(evict_pool.pop(), item) for _ in range(needed)]
                 available += needed
             if available > 0:
@@ -409,7 +414,19 @@ def plan_region(
         if not dropped:
             break
         planned = _without(planned, dropped)
-        skips += [_quota_skip(item, inventory.quota, len(inventory.images)) for item in dropped]
+        newest_copies = {
+            item.instance_id: item.slot
+            for item in sorted(wanted, key=lambda w: w.slot)
+            if item.source is not None
+        }
+        for item in dropped:
+            if item.source is not None and item.slot < newest_copies[item.instance_id]:
+                warnings.append(
+                    f"{item.name}: older copy from {item.source.image.region} not made: the "
+                    f"quota ({inventory.quota}) holds fewer copies than their retention keeps"
+                )
+            else:
+                skips.append(_quota_skip(item, inventory.quota, len(inventory.images)))
 
     # --- steps ---------------------------------------------------------------------------
     early_ids = {owned.image_id for owned in early}
