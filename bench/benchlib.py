@@ -228,6 +228,8 @@ class Measured:
     peak_rss_mb: float
     user_seconds: float
     system_seconds: float
+    started_at: float = 0.0  # epoch seconds, to set against the emulator's history
+    ended_at: float = 0.0
 
     @property
     def cpu_seconds(self) -> float:
@@ -243,6 +245,7 @@ def run_measured(command: Sequence[str], stdout: Path, stderr: Path,
     started (the emulator) is counted.
     """
     with stdout.open("wb") as out, stderr.open("wb") as err:
+        started_at = time.time()
         start = time.monotonic()
         process = subprocess.Popen(list(command), stdout=out, stderr=err, env=clean_env())
         timer = threading.Timer(timeout_seconds, process.kill)
@@ -259,6 +262,8 @@ def run_measured(command: Sequence[str], stdout: Path, stderr: Path,
         peak_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
         user_seconds=usage.ru_utime,
         system_seconds=usage.ru_stime,
+        started_at=started_at,
+        ended_at=started_at + wall,
     )
 
 

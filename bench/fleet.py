@@ -79,6 +79,7 @@ class RunFigures:
     calls: dict[str, int]
     minimum: dict[str, int]
     throttled: int
+    timeline: list[tuple[str, float]]
 
     @property
     def lower_bound(self) -> float:
@@ -181,7 +182,33 @@ def measure_run(shape: FleetShape, workdir: Path) -> RunFigures:
         calls={k: int(v) for k, v in state["calls"].items()},
         minimum=minimum_calls(shape),
         throttled=int(state["errors"].get("RequestLimitExceeded", 0)),
+        timeline=timeline(state["history"], measured),
     )
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def timeline(history: list[dict[str, Any]], measured: Measured) -> list[tuple[str, float]]:
+    """Where the wall time went: the phases between the process start, the first and last
+    ``CreateImage``, the last image becoming ``NORMAL``, the ``DeleteImages`` calls and the
+    exit, from the emulator's history (times to the millisecond, on this machine's clock)."""
+    creates = [_epoch(e["time"]) for e in history if e["action"] == "CreateImage"]
+    deletes = [_epoch(e["time"]) for e in history if e["action"] == "DeleteImages"]
+    ready = [_epoch(e["time"]) for e in history
+             if e["action"] == "_transition" and e.get("to") == "NORMAL"]
+    if not (creates and deletes and ready):
+        return []
+    marks = [("start, read and plan", min(creates)), ("creates", max(creates)),
+             ("last image NORMAL", max(ready)), ("noticed, read again, plan", min(deletes)),
+             ("deletes", max(deletes)), ("report and exit", measured.ended_at)]
+    phases: list[tuple[str, float]] = []
+    previous = measured.started_at
+    for name, moment in marks:
+        phases.append((name, moment - previous))
+        previous = moment
+    return phases
 
 
 @dataclass(frozen=True)
@@ -244,6 +271,9 @@ def print_run(figures: RunFigures) -> None:
           f"{figures.lower_bound:.2f} s; ratio {figures.wall_ratio:.3f} "
           f"(target <= 1.2: {verdict(figures.wall_ratio <= 1.2)})")
     ratio = figures.total_calls / figures.total_minimum
+    if figures.timeline:
+        print("  where the time went: " + ", ".join(
+            f"{name} {seconds:.2f} s" for name, seconds in figures.timeline))
     print(f"API calls: {figures.total_calls}, minimum {figures.total_minimum}, ratio "
           f"{ratio:.3f} (target <= 1.1: {verdict(ratio <= 1.1)})")
     for action in sorted(set(figures.calls) | set(figures.minimum)):
