@@ -148,7 +148,8 @@ def check_run_health(
             )
             for _region, inventory in sorted(inventories.items())
         )
-        alert_health(alerter, healths, already_alerted(report))
+        skip = already_alerted(report) | _failed_policy_instances(report, healths)
+        alert_health(alerter, healths, skip)
     except Exception:
         log.exception("the freshness and quota check after the run failed")
         return ()
@@ -165,7 +166,8 @@ def check_run_health(
 def already_alerted(report: RunReport) -> set[tuple[str, str | None]]:
     """What the run itself already alerted, as (region, instance) pairs: every instance
     whose slot failed, and (region, ``None``) for every region where the run evicted or
-    skipped for quota. Warning again about the same cause would only add noise."""
+    skipped for quota. Warning again about the same cause would only add noise (a policy
+    whose run failed as a whole is handled by ``check_run_health`` too)."""
     seen: set[tuple[str, str | None]] = {
         (o.region, o.instance_id) for o in report.outcomes if not o.ok
     }
@@ -174,6 +176,17 @@ def already_alerted(report: RunReport) -> set[tuple[str, str | None]]:
             if plan.skips or any(d.kind is DeleteKind.EVICT for d in plan.deletes()):
                 seen.add((region, None))
     return seen
+
+
+def _failed_policy_instances(report: RunReport, healths: Iterable[RegionHealth]) -> set[
+        tuple[str, str | None]]:
+    """Instances of a policy the run already alerted an error for (its check-in failed)."""
+    return {
+        (item.region, item.instance_id)
+        for health in healths
+        for item in health.instances
+        if set(item.policies) & report.failed_policies
+    }
 
 
 def alert_health(

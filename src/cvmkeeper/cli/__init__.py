@@ -49,6 +49,10 @@ def _register() -> None:
     from cvmkeeper.cli.daemon_cmd import daemon
 
     cli.add_command(daemon)
+    # -- status (issue 7) --
+    from cvmkeeper.cli.status_cmd import status_command
+
+    cli.add_command(status_command)
 
 
 _register()

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from cvmkeeper.logs import register_secret
+
 CREDENTIALS_DIRECTORY_ENV = "CREDENTIALS_DIRECTORY"
 SECRET_ID_FILE = "secret_id"  # noqa: S105 - a name, not a secret
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a name, not a secret
@@ -93,6 +95,11 @@ class Credentials:
             raise CredentialsError(f"secret_id from {self.source} is empty or has spaces")
         if not self.secret_key or self.secret_key.strip() != self.secret_key:
             raise CredentialsError(f"secret key from {self.source} is empty or has spaces")
+        # Whatever prints this key by mistake (an exception message, a log line, an alert)
+        # shows *** instead: the key may come from a file or the metadata service, where
+        # no environment scan would find it.
+        register_secret(self.secret_key)
+        register_secret(self.token)
 
     def __str__(self) -> str:
         return f"Credentials(secret_id={self.secret_id!r}, source={self.source!r})"

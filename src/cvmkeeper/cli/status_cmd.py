@@ -1,0 +1,268 @@
+"""``cvmkeeper status``: the one screen an operator reads in the morning.
+
+Per policy: its last run, how it ended and when the next one is (the daemon's state file
+and the schedule). Per region: the custom-image quota, used and free (read from the cloud,
+the source of truth). Instances whose newest backup is stale (``core.health``, the same
+rule the run alerts with). The errors of the last runs (state file). ``--json`` gives the
+same as one JSON document.
+
+Exit status: 0 when nothing needs attention; 1 when something does (a last run failed, a
+backup is stale, a region is short of quota or cannot be read, the state file is broken);
+2 when the config is invalid or there are no credentials.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cvmkeeper.alerting.run_health import health_settings
+from cvmkeeper.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    at_option,
+    config_option,
+    iso_utc,
+    load_or_exit,
+    print_json,
+    utc_now,
+)
+from cvmkeeper.cli.plan_cmd import client_or_exit
+from cvmkeeper.cloud.client import CloudClient
+from cvmkeeper.cloud.errors import CloudError
+from cvmkeeper.config import Setup
+from cvmkeeper.core.durations import format_duration
+from cvmkeeper.core.health import InstanceFreshness, RegionHealth, assess_region
+from cvmkeeper.core.schedule import next_policy_slots
+from cvmkeeper.daemon.state import STATE_FILE_NAME, DaemonState, PolicyRun, read_state
+from cvmkeeper.executor.executor import read_inventory
+from cvmkeeper.executor.runner import run_regions
+
+__all__ = ["Status", "gather", "status_command", "status_lines", "status_to_json"]
+
+
+@dataclass
+class Status:
+    """Everything ``status`` shows, gathered once and printed as text or JSON."""
+
+    now: datetime
+    config_file: Path
+    state_file: Path
+    state: DaemonState
+    state_problem: str | None = None
+    regions: list[RegionHealth] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stale(self) -> list[InstanceFreshness]:
+        """Every stale instance of every region read."""
+        return [item for health in self.regions for item in health.stale]
+
+    def failed_policies(self, setup: Setup) -> list[str]:
+        """Policies whose last recorded run did not end ``ok``."""
+        runs = self.state.policies
+        return [p.name for p in setup.policies if p.name in runs and runs[p.name].result != "ok"]
+
+    def needs_attention(self, setup: Setup) -> bool:
+        """True when an operator should look (the exit status is then 1)."""
+        return bool(
+            self.state_problem
+            or self.unreadable
+            or self.stale
+            or any(h.quota.low for h in self.regions)
+            or self.failed_policies(setup)
+        )
+
+
+def gather(setup: Setup, client: CloudClient, now: datetime) -> Status:
+    """Read the state file and every region of the config and its policies."""
+    state_file = setup.config.state_dir / STATE_FILE_NAME
+    status = Status(now, setup.config.source, state_file, DaemonState())
+    try:
+        status.state = read_state(state_file)
+    except (ValueError, OSError) as error:
+        status.state_problem = str(error)
+    settings = health_settings(setup)
+    for region in run_regions(setup):
+        try:
+            inventory = read_inventory(client, region, setup.config.image_quota)
+        except CloudError as error:
+            status.unreadable[region] = f"cannot read the inventory: {error}"
+            continue
+        status.regions.append(
+            assess_region(inventory, setup.policies, now, settings, setup.config.name_format)
+        )
+    return status
+
+
+def _next_run(setup: Setup, name: str, now: datetime) -> datetime | None:
+    policy = setup.policy(name)
+    if policy is None:
+        return None
+    upcoming = next_policy_slots(policy, now, 1)
+    return upcoming[0] if upcoming else None
+
+
+def _ago(now: datetime, then: datetime) -> str:
+    delta = now - then
+    if delta.total_seconds() < 0:
+        return f"in {format_duration(-delta)}"
+    return f"{format_duration(timedelta(seconds=int(delta.total_seconds())))} ago"
+
+
+def _run_text(run: PolicyRun | None, now: datetime) -> str:
+    if run is None:
+        return "never run (no record in the state file)"
+    slot = f" slot {iso_utc(run.slot)}" if run.slot else ""
+    return f"{run.result.upper()} {run.kind}{slot}, finished {iso_utc(run.finished)} " \
+        f"({_ago(now, run.finished)})"
+
+
+def status_lines(setup: Setup, status: Status) -> list[str]:
+    """The text screen."""
+    now = status.now
+    lines = [f"cvmkeeper status at {iso_utc(now)} ({status.config_file})"]
+    if status.state_problem:
+        lines.append(f"state file: PROBLEM: {status.state_problem}")
+    elif status.state.updated is None:
+        lines.append(f"state file: {status.state_file}: none yet (the daemon has not run)")
+    else:
+        lines.append(
+            f"state file: {status.state_file}, written {iso_utc(status.state.updated)} "
+            f"by pid {status.state.pid}"
+        )
+    lines += ["", "POLICIES"]
+    for policy in setup.policies:
+        upcoming = _next_run(setup, policy.name, now)
+        next_text = f"{iso_utc(upcoming)} ({_ago(now, upcoming)})" if upcoming else "none"
+        lines.append(f"  {policy.name}: {', '.join(s.describe() for s in policy.schedules)}")
+        lines.append(f"    last: {_run_text(status.state.policies.get(policy.name), now)}")
+        lines.append(f"    next: {next_text}")
+    lines += ["", "REGIONS"]
+    for health in status.regions:
+        quota = health.quota
+        flag = "  LOW" if quota.low else ""
+        lines.append(
+            f"  {health.region}: {quota.used}/{quota.quota} images used, {quota.free} free "
+            f"({quota.managed} by cvmkeeper, {quota.unmanaged} others){flag}"
+        )
+    for region, problem in status.unreadable.items():
+        lines.append(f"  {region}: ERROR {problem}")
+    stale = status.stale
+    lines += ["", f"STALE BACKUPS ({len(stale)})"]
+    lines += [f"  {item.describe()}" for item in stale] or ["  none"]
+    errors = _recent_errors(setup, status)
+    lines += ["", f"RECENT ERRORS ({len(errors)})"]
+    lines += [f"  {e['policy']} {e['finished']}: {e['message']}" for e in errors] or ["  none"]
+    lines += ["", "needs attention" if status.needs_attention(setup) else "all good"]
+    return lines
+
+
+def _recent_errors(setup: Setup, status: Status) -> list[dict[str, str]]:
+    """The errors of each policy's last run, newest run first."""
+    runs = sorted(status.state.policies.items(), key=lambda item: item[1].finished, reverse=True)
+    return [
+        {"policy": name, "finished": iso_utc(run.finished), "message": message}
+        for name, run in runs
+        for message in run.errors
+    ]
+
+
+def _freshness_json(item: InstanceFreshness) -> dict[str, Any]:
+    return {
+        "region": item.region,
+        "instance_id": item.instance_id,
+        "policy": item.policy,
+        "policies": list(item.policies),
+        "newest_image_id": item.newest_image_id,
+        "newest_image_name": item.newest_image_name,
+        "newest_slot": item.newest_slot,
+        "age_seconds": int(item.age.total_seconds()) if item.age is not None else None,
+        "allowed_seconds": int(item.allowed.total_seconds()),
+        "stale": item.stale,
+    }
+
+
+def _run_json(run: PolicyRun | None) -> dict[str, Any] | None:
+    return None if run is None else run.to_json()
+
+
+def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
+    """The JSON document of ``status --json`` (times as UTC ``...Z``)."""
+    return {
+        "ok": not status.needs_attention(setup),
+        "now": status.now,
+        "config_file": str(status.config_file),
+        "state_file": {
+            "path": str(status.state_file),
+            "updated": status.state.updated,
+            "pid": status.state.pid,
+            "problem": status.state_problem,
+        },
+        "policies": [
+            {
+                "name": policy.name,
+                "regions": list(policy.regions),
+                "schedules": [s.describe() for s in policy.schedules],
+                "last_run": _run_json(status.state.policies.get(policy.name)),
+                "next_run": _next_run(setup, policy.name, status.now),
+            }
+            for policy in setup.policies
+        ],
+        "regions": [
+            {
+                "region": h.region,
+                "quota": h.quota.quota,
+                "used": h.quota.used,
+                "free": h.quota.free,
+                "managed": h.quota.managed,
+                "unmanaged": h.quota.unmanaged,
+                "low": h.quota.low,
+                "error": None,
+            }
+            for h in status.regions
+        ]
+        + [
+            {"region": region, "quota": None, "used": None, "free": None, "managed": None,
+             "unmanaged": None, "low": None, "error": problem}
+            for region, problem in status.unreadable.items()
+        ],
+        "instances": [_freshness_json(i) for h in status.regions for i in h.instances],
+        "stale": [_freshness_json(i) for i in status.stale],
+        "recent_errors": _recent_errors(setup, status),
+    }
+
+
+@click.command("status")
+@config_option
+@at_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON document.")
+def status_command(*, config_file: str | None, at: datetime | None, as_json: bool) -> None:
+    """Show, on one screen, whether the backups are fine.
+
+    Per policy: its last run (from the daemon's state file in state_dir), how it ended
+    and when the next one is due. Per region: custom images used and free (read from the
+    cloud). Every instance whose newest NORMAL backup is older than its policy's period
+    times sentry.freshness_factor, or that has none. The errors of the last runs.
+
+    \b
+    Exit status:
+      0  nothing needs attention
+      1  something does: a failed last run, a stale backup, a region short of quota
+         (fewer free than sentry.quota_free_warning) or unreadable, a broken state file
+      2  the config is invalid, or no credentials were found
+    """
+    setup = load_or_exit(config_file)
+    client = client_or_exit(setup, "status")
+    status = gather(setup, client, at or utc_now())
+    if as_json:
+        print_json(status_to_json(setup, status))
+    else:
+        for line in status_lines(setup, status):
+            click.echo(line)
+    sys.exit(EXIT_FAILED if status.needs_attention(setup) else EXIT_OK)
