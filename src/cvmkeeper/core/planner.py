@@ -42,7 +42,9 @@ How a plan is made (DESIGN.md "The rules that are never broken", "Quota-aware ro
    wanted copy retention would delete at once is not made (quietly: it is simply older
    than what the copies keep). Without the inventory of some source region, images of
    instances that are not in this region cannot be told apart from copies: they are
-   *held* (kept, never evicted, never expired by orphan rules) and reported.
+   *held* (kept, never evicted, never expired by orphan rules; their decisions say so).
+   Not a warning: the first phase of a run plans every region without sources, and the
+   copy phase that follows reads them.
 7. Every plan is checked with ``check_plan`` (rules 1-5); a violation raises
    ``PlanInvariantError`` instead of returning a dangerous plan.
 
@@ -208,7 +210,6 @@ def plan_region(
     warnings.extend(resolution.warnings)
     targeted = resolution.policies_by_instance
     copy_sources = _copy_sources(inventory, policies, targeted, sources or {}, fmt)
-    held_regions = ", ".join(copy_sources.missing)
     local_ids = {instance.instance_id for instance in inventory.instances}
 
     def make_set(instance_id: str) -> _InstanceSet:
@@ -443,12 +444,7 @@ def plan_region(
             f"of {owned.instance_id} to {what} {item.name}; retention wants more images than "
             "the quota holds"
         )
-    held = sorted(i for i, instance_set in sets.items() if instance_set.held)
-    if held:
-        warnings.append(
-            f"images of {', '.join(held)} kept untouched: they may be copies, and the "
-            f"source region(s) {held_regions} of the policies copying here were not read"
-        )
+
     errors.extend(skip.error for skip in skips)
 
     steps: list[Step] = []

@@ -45,7 +45,13 @@ from cvmkeeper.core.policy import Consistency
 from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.consistency import InstanceStopper, StopProblem
 from cvmkeeper.executor.polling import Deadline, poll_delays
-from cvmkeeper.executor.report import DeleteOutcome, DeleteStatus, SlotOutcome, SlotStatus
+from cvmkeeper.executor.report import (
+    CopyOutcome,
+    DeleteOutcome,
+    DeleteStatus,
+    SlotOutcome,
+    SlotStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +111,7 @@ class RegionResult:
     errors: list[str] = field(default_factory=list)
     plans: list[Plan] = field(default_factory=list)
     failed_policies: set[str] = field(default_factory=set)
+    copies: list[CopyOutcome] = field(default_factory=list)
 
 
 @dataclass
@@ -230,7 +237,14 @@ class RegionExecutor:
                         f"cannot read the inventory: {error}", error)
         return None
 
-    def _plan(self, inventory: Inventory, due: DuePairs) -> Plan | None:
+    def _plan(
+        self,
+        inventory: Inventory,
+        due: DuePairs,
+        *,
+        sources: Mapping[str, Inventory] | None = None,
+        make_copies: bool = True,
+    ) -> Plan | None:
         try:
             plan = plan_region(
                 inventory,
@@ -238,6 +252,8 @@ class RegionExecutor:
                 due,
                 self.options.now,
                 self.options.planner_settings,
+                sources=sources,
+                make_copies=make_copies,
             )
         except Exception as error:  # PlanInvariantError is a bug: nothing of it is run
             self._error(self._due_policy_names(), "plan", f"planning failed: {error}", error)

@@ -15,6 +15,7 @@ from cvmkeeper.core.plan import Copy, Create, Delete, ImageDecision, Plan, Step,
 
 SlotStatus = Literal["created", "adopted", "exists", "failed", "skipped"]
 DeleteStatus = Literal["deleted", "already_gone", "left", "failed", "skipped"]
+CopyStatus = Literal["copied", "adopted", "failed", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,39 @@ class DeleteOutcome:
 
 
 @dataclass(frozen=True)
+class CopyOutcome:
+    """What became of one cross-region copy the run set out to make (or had to skip).
+
+    ``region`` is the destination; ``source_region``/``source_image_id`` the image copied
+    (empty id for a copy skipped before any call). ``status``: ``copied`` (this run's
+    ``SyncImages`` made it), ``adopted`` (a copy with its name existed: an earlier attempt
+    whose answer was lost), ``failed`` (no ``NORMAL`` copy: the call or the copy failed),
+    ``skipped`` (not attempted: the destination's quota, a name held by an image cvmkeeper
+    does not own, or the run was stopped). ``error`` is ``None`` exactly when nothing
+    needs a human.
+    """
+
+    policies: tuple[str, ...]
+    region: str
+    source_region: str
+    source_image_id: str
+    instance_id: str
+    slot: datetime
+    image_name: str
+    image_id: str | None
+    status: CopyStatus
+    error: str | None = None
+    tencent_code: str | None = None
+    request_id: str | None = None
+    image_state: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when this copy needs nobody's attention."""
+        return self.error is None and self.status != "failed"
+
+
+@dataclass(frozen=True)
 class RunReport:
     """Everything one run did, across regions.
 
@@ -80,7 +114,9 @@ class RunReport:
     region whose inventory could not be read). ``plans`` maps each region to the plans made
     there, in order: the first plan, a re-plan after ``ImageQuotaLimitExceeded``, the plan
     made after the wait whose deletes were executed. ``failed_policies`` names every
-    policy an error was alerted for (its check-in ends in ``error``).
+    policy an error was alerted for (its check-in ends in ``error``). ``copies`` holds the
+    cross-region copies of the run's copy phase and ``copy_plans`` that phase's plans per
+    destination region (the first with the ``Copy`` steps, then the one after the wait).
     """
 
     started: datetime
@@ -92,16 +128,25 @@ class RunReport:
     plans: Mapping[str, tuple[Plan, ...]] = field(default_factory=dict)
     dry_run: bool = False
     failed_policies: frozenset[str] = frozenset()
+    copies: tuple[CopyOutcome, ...] = ()
+    copy_plans: Mapping[str, tuple[Plan, ...]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """True when every slot has its image (or is being made) and no step failed."""
-        return not self.errors and all(outcome.ok for outcome in self.outcomes)
+        """True when every slot has its image (or is being made), every copy is fine, and
+        no step failed."""
+        return (
+            not self.errors
+            and all(outcome.ok for outcome in self.outcomes)
+            and all(copy.ok for copy in self.copies)
+        )
 
     def policy_ok(self, policy: str) -> bool:
-        """True when every slot of ``policy`` in this run is fine (for its check-in)."""
-        return policy not in self.failed_policies and all(
-            o.ok for o in self.outcomes if o.policy == policy
+        """True when every slot and copy of ``policy`` in this run is fine (its check-in)."""
+        return (
+            policy not in self.failed_policies
+            and all(o.ok for o in self.outcomes if o.policy == policy)
+            and all(c.ok for c in self.copies if policy in c.policies)
         )
 
     def outcomes_of(self, policy: str) -> tuple[SlotOutcome, ...]:
@@ -147,11 +192,33 @@ def report_to_json(report: RunReport) -> dict[str, Any]:
             }
             for d in report.deleted
         ],
+        "copies": [
+            {
+                "policies": list(c.policies),
+                "region": c.region,
+                "source_region": c.source_region,
+                "source_image_id": c.source_image_id or None,
+                "instance_id": c.instance_id,
+                "slot": c.slot,
+                "image_name": c.image_name,
+                "image_id": c.image_id,
+                "status": c.status,
+                "image_state": c.image_state,
+                "error": c.error,
+                "tencent_code": c.tencent_code,
+                "request_id": c.request_id,
+            }
+            for c in report.copies
+        ],
         "warnings": list(report.warnings),
         "errors": list(report.errors),
         "plans": {
             region: [plan_to_json(plan) for plan in plans]
             for region, plans in report.plans.items()
+        },
+        "copy_plans": {
+            region: [plan_to_json(plan) for plan in plans]
+            for region, plans in report.copy_plans.items()
         },
     }
 

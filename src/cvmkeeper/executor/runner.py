@@ -12,6 +12,10 @@ policy's latest slot at or before ``now`` if it is younger than its ``catch_up``
 (the planner makes nothing for a slot whose image exists; such slots are reported as
 ``exists``). With ``policy_names``, those policies' slot (``slot``, or the latest at or
 before ``now``) is made even if it is not due.
+
+Copies (``Policy.copies``): once every region's thread has finished, the copy phase
+(``executor.copies``) runs each destination region in turn, so the source images it copies
+are the ``NORMAL`` ones the first phase left.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.config import Setup
 from cvmkeeper.core.due import DueSlot, due_slots
 from cvmkeeper.core.inventory import Inventory
+from cvmkeeper.core.plan import Plan
 from cvmkeeper.core.schedule import latest_policy_slot
+from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
 from cvmkeeper.executor.executor import DuePairs, RegionExecutor, RegionResult, RunOptions
 from cvmkeeper.executor.report import DeleteOutcome, RunReport, SlotOutcome
 
@@ -198,18 +204,39 @@ def run_once(
     for thread in threads:
         thread.join()
     ordered = [results[region] for region in chosen if region in results]
+
+    # Copy phase: after every source region finished, one destination at a time.
+    copy_plans: dict[str, tuple[Plan, ...]] = {}
+    copy_results: list[RegionResult] = []
+    copying = [p for p in setup.policies if not policy_names or p.name in policy_names]
+    for destination in copy_destinations(copying):
+        if regions and destination not in regions:
+            continue
+        if options.stopping:
+            break
+        with locks.hold(destination) as acquired:
+            if not acquired:
+                copy_results.append(_busy_copies(destination, setup, alerter, dry_run))
+                continue
+            executor = CopyExecutor(options, destination)
+            copy_results.append(executor.run())
+            copy_plans[destination] = tuple(executor.copy_plans)
+
+    every = ordered + copy_results
     outcomes: list[SlotOutcome] = [o for r in ordered for o in r.outcomes]
-    deleted: list[DeleteOutcome] = [d for r in ordered for d in r.deleted]
+    deleted: list[DeleteOutcome] = [d for r in every for d in r.deleted]
     report = RunReport(
         started=started,
         finished=datetime.now(UTC),
         outcomes=tuple(outcomes),
         deleted=tuple(deleted),
-        warnings=tuple(w for r in ordered for w in r.warnings),
-        errors=tuple(e for r in ordered for e in r.errors),
+        warnings=tuple(w for r in every for w in r.warnings),
+        errors=tuple(e for r in every for e in r.errors),
         plans={r.region: tuple(r.plans) for r in ordered},
         dry_run=dry_run,
-        failed_policies=frozenset(p for r in ordered for p in r.failed_policies),
+        failed_policies=frozenset(p for r in every for p in r.failed_policies),
+        copies=tuple(c for r in copy_results for c in r.copies),
+        copy_plans=copy_plans,
     )
     check_run_health(setup, report, read, alerter, now, policy_names=policy_names)
     return report
@@ -236,6 +263,21 @@ def _busy(
     result.failed_policies.update(policies)
     for policy in policies or ["cvmkeeper"]:
         alerter.error(Failure(policy=policy, action="run", message=message, region=region))
+    return result
+
+
+def _busy_copies(region: str, setup: Setup, alerter: Alerter, dry_run: bool) -> RegionResult:
+    """The copy phase of a destination another run of this process holds right now."""
+    result = RegionResult(region)
+    message = f"{region}: another run is working on this region; copies wait for the next run"
+    if dry_run:
+        result.warnings.append(message)
+        return result
+    policies = sorted(p.name for p in setup.policies if p.copy_to(region) is not None)
+    result.errors.append(message)
+    result.failed_policies.update(policies)
+    for policy in policies:
+        alerter.error(Failure(policy=policy, action="SyncImages", message=message, region=region))
     return result
 
 

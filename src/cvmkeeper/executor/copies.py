@@ -1,0 +1,297 @@
+"""The copy phase of a run: disaster-recovery copies into one destination region.
+
+``run_once`` runs it after every source region has made, waited for and rotated its own
+images, one destination region at a time (a source image shows ``SYNCING`` while it is
+copied and ``SyncImages`` refuses a source that is not ``NORMAL``, so two destinations
+never copy the same image at once). For one destination:
+
+1. read the destination and every source region of the policies copying there (after
+   their own run, so the new images are ``NORMAL``), and plan with those sources
+   (``plan_region(..., sources=...)``): ``Copy`` steps for source images without a copy,
+   within the destination's quota;
+2. ``before_create`` deletes (room for the copies), then ``SyncImages``, one image per
+   call (``ImageSetRequired``: the answer names the copy). A lost answer or
+   ``InvalidImageName.Duplicate`` means the copy exists: it is adopted by its name;
+3. wait until the copies are ``NORMAL``;
+4. read and plan again without copies (``make_copies=False``) and execute that plan's
+   deletes: expired copies go only once their successors are really ``NORMAL``.
+
+Failures (``InvalidRegion.*``, ``UnsupportedOperation.Region``, ``ImageQuotaLimitExceeded``
+in the destination ...) are alerted with the destination as the ``region`` tag and the
+source region and image in the event's extra context.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from cvmkeeper.alerting import Failure
+from cvmkeeper.cloud.errors import CloudError
+from cvmkeeper.core.durations import format_duration
+from cvmkeeper.core.inventory import Image, ImageState, Inventory
+from cvmkeeper.core.naming import slot_tag_value
+from cvmkeeper.core.plan import Copy, Phase, Plan, Skip
+from cvmkeeper.core.policy import Policy
+from cvmkeeper.executor.executor import (
+    NO_POLICY,
+    RegionExecutor,
+    RegionResult,
+    RunOptions,
+    read_inventory,
+)
+from cvmkeeper.executor.report import CopyOutcome, CopyStatus
+
+log = logging.getLogger(__name__)
+
+
+def copy_destinations(policies: tuple[Policy, ...] | list[Policy]) -> list[str]:
+    """The destination regions of ``policies``' copies, in order of first mention."""
+    return list(dict.fromkeys(rule.region for p in policies for rule in p.copies))
+
+
+def copy_source_regions(policies: tuple[Policy, ...] | list[Policy], destination: str) -> list[str]:
+    """The regions whose images are copied to ``destination`` by any of ``policies``."""
+    return list(
+        dict.fromkeys(
+            region
+            for policy in policies
+            if policy.copy_to(destination) is not None
+            for region in policy.regions
+            if region != destination
+        )
+    )
+
+
+@dataclass
+class _CopyAttempt:
+    """One ``SyncImages`` tried for a ``Copy`` step."""
+
+    step: Copy
+    status: str  # copied | adopted | failed | stopped
+    image_id: str | None = None
+    error: str | None = None
+    code: str | None = None
+    request_id: str | None = None
+
+
+class CopyExecutor(RegionExecutor):
+    """Runs the copy phase of one destination region (see the module docstring)."""
+
+    def __init__(self, options: RunOptions, region: str) -> None:
+        super().__init__(options, region, lambda _inventory: ())
+        self._source_regions = copy_source_regions(options.setup.policies, region)
+        self._copy_attempts: dict[str, _CopyAttempt] = {}  # image name -> attempt
+        self._copy_skips: list[Skip] = []
+        self.copy_plans: list[Plan] = []
+
+    def run(self) -> RegionResult:
+        """Plan and make the copies of this destination; every failure is alerted."""
+        try:
+            self._run_copies()
+        except Exception as error:  # never let one destination break the run
+            log.exception("copies into %s failed unexpectedly", self.region)
+            self._error(self._copy_policy_names(), "SyncImages",
+                        f"copies: unexpected error: {error}", error)
+        finally:
+            if not self.options.dry_run:
+                self._build_copy_outcomes()
+        return self.result
+
+    # -- the phase -------------------------------------------------------------------------
+
+    def _run_copies(self) -> None:
+        read = self._read_all()
+        if read is None:
+            return
+        inventory, sources = read
+        self._inventory = inventory
+        plan = self._plan(inventory, (), sources=sources)
+        if plan is None:
+            return
+        self.copy_plans.append(plan)
+        self._say(
+            f"{self.region}: copies: quota {plan.quota}, {plan.used} used, "
+            f"{len(plan.copies)} to copy, {sum(len(d.targets) for d in plan.deletes())} "
+            "to delete"
+        )
+        if self.options.dry_run:
+            return
+        self._copy_skips = list(plan.skips)
+        self._run_deletes(plan.deletes(Phase.BEFORE_CREATE))
+        for step in plan.copies:
+            self._copy(step)
+        waited = {i for wait in plan.waits for i in wait.image_ids}
+        copied = {a.image_id: a.step.instance_id for a in self._copy_attempts.values()
+                  if a.image_id and a.status in ("copied", "adopted")}
+        targets = waited | set(copied)
+        if not plan.copies and not plan.waits:
+            self._run_deletes(plan.deletes(Phase.AFTER_CREATE))  # the plan contract: as is
+            return
+        if not self.options.wait:
+            self._say(f"{self.region}: copy deletes wait for the next run (--no-wait)")
+            return
+        if targets:
+            self._say(f"{self.region}: waiting for {len(targets)} copy(ies) to become NORMAL")
+            self._timed_out = self._wait_for(targets, set(), {})
+        if self.options.stopping:
+            self._say(f"{self.region}: stopped; copy deletes wait for the next run")
+            return
+        read = self._read_all()
+        if read is None:
+            return
+        inventory, sources = read
+        after = self._plan(inventory, (), sources=sources, make_copies=False)
+        if after is None:
+            return
+        self.copy_plans.append(after)
+        if after.copies or after.waits:
+            self._warn(self._copy_policy_names(), "plan",
+                       "copies still in flight after the wait; their deletes wait for the next run")
+            return
+        self._run_deletes(after.deletes())
+
+    def _read_all(self) -> tuple[Inventory, dict[str, Inventory]] | None:
+        inventory = self._read("DescribeImages")
+        if inventory is None:
+            return None
+        sources: dict[str, Inventory] = {}
+        for source_region in self._source_regions:
+            try:
+                sources[source_region] = read_inventory(
+                    self._client, source_region, self.options.setup.config.image_quota
+                )
+            except CloudError as error:
+                self._error(self._copy_policy_names(), error.action or "DescribeImages",
+                            f"cannot read copy source region {source_region}: {error}; its "
+                            "copies here are left as they are", error)
+        return inventory, sources
+
+    # -- one copy --------------------------------------------------------------------------
+
+    def _copy(self, step: Copy) -> None:
+        if self.options.stopping:
+            self._copy_attempts[step.image_name] = _CopyAttempt(step, "stopped")
+            return
+        try:
+            result = self._client.sync_image(step.source_region, step.source_image_id,
+                                             [self.region])
+        except CloudError as error:
+            self._copy_attempts[step.image_name] = _CopyAttempt(
+                step, "failed",
+                error=f"{step.image_name}: SyncImages of {step.source_image_id} from "
+                f"{step.source_region} to {self.region} failed: {error.code}: {error.message}",
+                code=error.code, request_id=error.request_id)
+            return
+        except Exception as error:
+            log.exception("SyncImages %s into %s failed unexpectedly", step.image_name,
+                          self.region)
+            self._copy_attempts[step.image_name] = _CopyAttempt(
+                step, "failed", error=f"{step.image_name}: SyncImages failed: {error}")
+            return
+        image_id = result.copies.get(self.region)
+        if not image_id:
+            self._copy_attempts[step.image_name] = _CopyAttempt(
+                step, "failed",
+                error=f"{step.image_name}: SyncImages answered without a copy in {self.region}")
+            return
+        status = "adopted" if self.region in result.adopted else "copied"
+        self._copy_attempts[step.image_name] = _CopyAttempt(step, status, image_id=image_id)
+        self._say(f"{self.region}: {status} {step.image_name} ({image_id}) from "
+                  f"{step.source_region} ({step.source_image_id})")
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def _build_copy_outcomes(self) -> None:
+        for attempt in self._copy_attempts.values():
+            outcome = self._copy_outcome(attempt)
+            self.result.copies.append(outcome)
+            if outcome.error is not None:
+                self._alert_copy(outcome, warning=attempt.status == "stopped")
+        for skip in self._copy_skips:
+            outcome = CopyOutcome(
+                policies=skip.policies, region=self.region, source_region=skip.source_region,
+                source_image_id="", instance_id=skip.instance_id, slot=skip.slot,
+                image_name=skip.image_name, image_id=None, status="skipped", error=skip.error,
+            )
+            self.result.copies.append(outcome)
+            self._alert_copy(outcome, warning=False)
+
+    def _copy_outcome(self, attempt: _CopyAttempt) -> CopyOutcome:
+        step = attempt.step
+
+        def outcome(status: CopyStatus, *, error: str | None = None, state: str | None = None,
+                    code: str | None = None, request_id: str | None = None) -> CopyOutcome:
+            return CopyOutcome(
+                policies=step.policies, region=self.region, source_region=step.source_region,
+                source_image_id=step.source_image_id, instance_id=step.instance_id,
+                slot=step.slot, image_name=step.image_name, image_id=attempt.image_id,
+                status=status, error=error, tencent_code=code, request_id=request_id,
+                image_state=state,
+            )
+
+        if attempt.status == "stopped":
+            return outcome("skipped", error=f"{step.image_name}: not copied: the run was "
+                           "stopped first")
+        if attempt.status == "failed":
+            return outcome("failed", error=attempt.error, code=attempt.code,
+                           request_id=attempt.request_id)
+        status: CopyStatus = "copied" if attempt.status == "copied" else "adopted"
+        image_id = attempt.image_id
+        assert image_id is not None
+        if image_id in self._timed_out:
+            timeout = format_duration(self._api.wait_timeout)
+            return outcome("failed", error=f"{step.image_name} ({image_id}) not NORMAL in "
+                           f"{self.region} within api.wait_timeout {timeout}",
+                           state=ImageState.CREATING.value)
+        if image_id not in self._final:
+            return outcome(status, state=ImageState.CREATING.value)
+        image: Image | None = self._final[image_id]
+        if image is None:
+            return outcome("failed", error=f"{step.image_name} ({image_id}) disappeared from "
+                           f"{self.region} while it was being copied")
+        if image.state.usable:
+            return outcome(status, state=image.state.value)
+        return outcome("failed", error=f"{step.image_name} ({image_id}) ended "
+                       f"{image.state.value} in {self.region}", state=image.state.value)
+
+    def _alert_copy(self, outcome: CopyOutcome, *, warning: bool) -> None:
+        message = outcome.error or ""
+        extra = _copy_extra(outcome.slot, outcome.source_region, outcome.source_image_id,
+                            outcome.image_id)
+        if warning:
+            self._warn(list(outcome.policies), "SyncImages", message,
+                       instance=outcome.instance_id, slot=outcome.slot)
+            return
+        self.result.errors.append(f"{self.region}: {message}")
+        self.result.failed_policies.update(outcome.policies)
+        self._say(f"{self.region}: ERROR {message}")
+        if self.options.dry_run:
+            return
+        for policy in outcome.policies or (NO_POLICY,):
+            self.options.alerter.error(
+                Failure(policy=policy, action="SyncImages", message=message,
+                        instance=outcome.instance_id, region=self.region,
+                        tencent_code=outcome.tencent_code, request_id=outcome.request_id,
+                        extra=extra)
+            )
+
+    def _copy_policy_names(self) -> list[str]:
+        return sorted(p.name for p in self.options.setup.policies
+                      if p.copy_to(self.region) is not None)
+
+    def _due_policy_names(self) -> list[str]:
+        return self._copy_policy_names()
+
+
+def _copy_extra(
+    slot: datetime, source_region: str, source_image_id: str, image_id: str | None
+) -> Mapping[str, str]:
+    extra = {"slot": slot_tag_value(slot), "source_region": source_region}
+    if source_image_id:
+        extra["source_image_id"] = source_image_id
+    if image_id:
+        extra["image_id"] = image_id
+    return extra
