@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import socket
+import struct
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +23,7 @@ from cvmkeeper.emulator.clock import ManualClock
 from cvmkeeper.emulator.core import ApiError, ConnectionFault, EmulatorCore
 from cvmkeeper.emulator.fleet import FleetSpec
 from cvmkeeper.emulator.invariants import RULES, Violation, check_invariants, format_violations
+from cvmkeeper.emulator.server import running_emulator
 from executor.world import REGION, A, B, fleet, managed, unmanaged
 from reliability import figures
 
@@ -253,3 +257,17 @@ def test_the_emulator_counts_the_faults_it_injects_by_kind(tmp_path: Any) -> Non
     assert loaded.state()["injected"] == {"InternalError": 3, "reset": 1}
     core.reset()
     assert core.state()["injected"] == {}
+
+
+def test_a_client_that_goes_away_leaves_no_traceback_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with running_emulator(fleet(latency_ms=300)) as emu:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", emu.port)) as sock:
+                sock.sendall(b"POST / HTTP/1.0\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 2\r\n\r\n{}")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.5)  # the answers are written (and fail) after the 300 ms latency
+    assert emu.core.state()["errors"], "the requests reached the emulator"
+    assert "Traceback" not in capsys.readouterr().err

@@ -16,6 +16,7 @@ import json
 import logging
 import socket
 import struct
+import sys
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,6 +49,15 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.core = core
         self.signature_clock: Clock = signature_clock or SystemClock()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away before its answer (killed, timed out) is routine for an
+        emulator that tests kill clients in; log it at debug. Anything else as usual."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            log.debug("client %s went away: %s", client_address, error)
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
