@@ -69,12 +69,14 @@ _PRIVATE_IMAGES = {"Name": "image-type", "Values": ["PRIVATE_IMAGE"]}
 
 
 class CallStats:
-    """Thread-safe counts of what the client sent: attempts per action, errors per code."""
+    """Thread-safe counts of what the client sent: attempts per action, errors per code,
+    and errors per (action, code) for the metrics."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.attempts: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        self.action_errors: Counter[tuple[str, str]] = Counter()
 
     def record(self, action: str, error: CloudError | None) -> None:
         """Count one attempt of ``action``, and its error code if it failed."""
@@ -82,6 +84,12 @@ class CallStats:
             self.attempts[action] += 1
             if error is not None:
                 self.errors[error.code] += 1
+                self.action_errors[(action, error.code)] += 1
+
+    def snapshot(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+        """A consistent copy: (attempts per action, errors per (action, code))."""
+        with self._lock:
+            return dict(self.attempts), dict(self.action_errors)
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:

@@ -188,6 +188,19 @@ class Daemon:
             on_change=self._wake,
         )
         self._jobs = jobs
+        exporter: Any = None
+        if setup.config.metrics_listen:  # Prometheus metrics (issue 7); off by default
+            from cvmkeeper.metrics import MetricsError, start_metrics  # noqa: PLC0415
+
+            try:
+                exporter = start_metrics(
+                    setup.config.metrics_listen,
+                    lambda: getattr(jobs.context.client, "stats", None),
+                )
+            except (MetricsError, ValueError) as exc:
+                log.error("not starting: %s", exc)
+                alerter.close(ALERT_FLUSH_TIMEOUT)
+                return EXIT_CONFIG
         scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(WORKERS)}
         )
@@ -225,6 +238,8 @@ class Daemon:
                     ", ".join(jobs.running()) or "a run",
                 )
             jobs.context.alerter.close(ALERT_FLUSH_TIMEOUT)
+            if exporter is not None:
+                exporter.close()
             self._restore_signals(previous_handlers)
             if watchdog is not None:
                 watchdog.join(timeout=LOOP_TICK * 2)

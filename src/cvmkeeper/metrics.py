@@ -1,0 +1,191 @@
+"""Prometheus metrics of the daemon (``metrics: {listen: "127.0.0.1:9464"}``), off by default.
+
+``prometheus-client`` is an optional extra (``pip install 'cvmkeeper[metrics]'``); it is
+imported only when metrics are switched on, and its absence is a clear error then.
+
+What is exported, on a private ``CollectorRegistry`` (nothing of the process-wide default
+registry leaks in):
+
+- ``cvmkeeper_last_backup_timestamp_seconds{region,instance,policy}``: the slot of each
+  targeted instance's newest ``NORMAL`` backup; ``cvmkeeper_backup_stale{region,instance}``
+  is 1 when it is older than the policy's period times ``sentry.freshness_factor``.
+- ``cvmkeeper_images{region,owner}`` (owner ``cvmkeeper`` or ``other``),
+  ``cvmkeeper_image_quota{region}`` and ``cvmkeeper_image_quota_free{region}``.
+- ``cvmkeeper_run_duration_seconds{result}`` (histogram) and ``cvmkeeper_runs_total{result}``.
+- ``cvmkeeper_api_calls_total{action}`` and ``cvmkeeper_api_errors_total{action,code}``,
+  read from the cloud client's ``CallStats`` at scrape time.
+
+The backup and region values come from the run observer of ``alerting.run_health``: they
+are what the last run of each region saw (after its creates and deletes), so a scrape never
+calls the cloud.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from cvmkeeper.alerting.run_health import RunHealth, add_run_observer, remove_run_observer
+
+__all__ = ["MetricsError", "MetricsExporter", "parse_listen", "start_metrics"]
+
+log = logging.getLogger(__name__)
+
+#: Run durations: a run takes seconds (nothing due) to an hour (waiting for images).
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+
+
+class MetricsError(RuntimeError):
+    """Metrics cannot be served (the extra is not installed, the address cannot be bound)."""
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` / ``"[::1]:9464"`` → (host, port); ``ValueError`` if malformed."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"metrics.listen {listen!r} is not host:port such as 127.0.0.1:9464")
+    return host.strip("[]"), int(port)
+
+
+def _prometheus() -> Any:
+    """The ``prometheus_client`` module, or a ``MetricsError`` saying how to get it."""
+    try:
+        return importlib.import_module("prometheus_client")
+    except ImportError:
+        raise MetricsError(
+            "metrics.listen is set but prometheus-client is not installed; install it with "
+            "pip install 'cvmkeeper[metrics]' (or remove metrics: from the config)"
+        ) from None
+
+
+class MetricsExporter:
+    """The daemon's metrics: a private registry, fed by runs, served over HTTP.
+
+    ``client_stats()`` returns the current cloud client's ``CallStats`` (or ``None``); it is
+    called at every scrape, so a client replaced by a reload is followed.
+    """
+
+    def __init__(self, client_stats: Callable[[], Any]) -> None:
+        prometheus = _prometheus()
+        self._prometheus = prometheus
+        self._client_stats = client_stats
+        self._lock = threading.Lock()
+        self.registry = prometheus.CollectorRegistry(auto_describe=True)
+        gauge, counter = prometheus.Gauge, prometheus.Counter
+        self.last_backup = gauge(
+            "cvmkeeper_last_backup_timestamp_seconds",
+            "Slot (Unix time) of the newest NORMAL backup of each targeted instance.",
+            ["region", "instance", "policy"], registry=self.registry)
+        self.stale = gauge(
+            "cvmkeeper_backup_stale",
+            "1 when the newest NORMAL backup is older than the policy period times the "
+            "freshness factor (or missing).", ["region", "instance"], registry=self.registry)
+        self.images = gauge("cvmkeeper_images", "Custom images in the region, by owner.",
+                            ["region", "owner"], registry=self.registry)
+        self.quota = gauge("cvmkeeper_image_quota", "Effective custom-image quota.",
+                           ["region"], registry=self.registry)
+        self.quota_free = gauge("cvmkeeper_image_quota_free",
+                                "Custom images that can still be created.", ["region"],
+                                registry=self.registry)
+        self.run_duration = prometheus.Histogram(
+            "cvmkeeper_run_duration_seconds", "Duration of each run, by result.", ["result"],
+            buckets=DURATION_BUCKETS, registry=self.registry)
+        self.runs = counter("cvmkeeper_runs", "Runs finished, by result.", ["result"],
+                            registry=self.registry)
+        self.registry.register(_ApiCollector(prometheus, client_stats))
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._instances: dict[str, set[tuple[str, ...]]] = {}
+
+    def observe(self, run: RunHealth) -> None:
+        """Record one finished run (the ``alerting.run_health`` observer)."""
+        report = run.report
+        result = "ok" if report.ok else "failed"
+        seconds = max(0.0, (report.finished - report.started).total_seconds())
+        with self._lock:
+            self.run_duration.labels(result).observe(seconds)
+            self.runs.labels(result).inc()
+            for health in run.regions:
+                quota = health.quota
+                self.images.labels(health.region, "cvmkeeper").set(quota.managed)
+                self.images.labels(health.region, "other").set(quota.unmanaged)
+                self.quota.labels(health.region).set(quota.quota)
+                self.quota_free.labels(health.region).set(quota.free)
+                for item in health.instances:
+                    self.stale.labels(item.region, item.instance_id).set(int(item.stale))
+                    if item.newest_slot is not None:
+                        self.last_backup.labels(item.region, item.instance_id, item.policy).set(
+                            item.newest_slot.timestamp())
+
+    def start(self, listen: str) -> tuple[str, int]:
+        """Serve ``/metrics`` on ``listen`` and observe runs; return the bound (host, port)
+        (port 0 picks a free one). Raises ``MetricsError`` when it cannot bind."""
+        host, port = parse_listen(listen)
+        try:
+            server, thread = self._prometheus.start_http_server(port, addr=host,
+                                                                registry=self.registry)
+        except OSError as error:
+            raise MetricsError(f"cannot serve metrics on {listen}: {error.strerror}") from None
+        self._server, self._thread = server, thread
+        add_run_observer(self.observe)
+        host, port = self.address
+        log.info("metrics on http://%s:%d/metrics", host, port)
+        return host, port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) being served; ``RuntimeError`` before ``start``."""
+        if self._server is None:
+            raise RuntimeError("the metrics server is not running")
+        bound = self._server.server_address
+        return str(bound[0]), int(bound[1])
+
+    def close(self) -> None:
+        """Stop observing runs and stop the HTTP server."""
+        remove_run_observer(self.observe)
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+class _ApiCollector:
+    """API calls and errors, read from the client's ``CallStats`` at each scrape."""
+
+    def __init__(self, prometheus: Any, client_stats: Callable[[], Any]) -> None:
+        self._metric_family = prometheus.metrics_core.CounterMetricFamily
+        self._client_stats = client_stats
+
+    def describe(self) -> list[Any]:
+        """No fixed description: the label values are only known at scrape time."""
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        """The counters as of now."""
+        calls = self._metric_family("cvmkeeper_api_calls", "CVM API call attempts, by action.",
+                                    labels=["action"])
+        errors = self._metric_family(
+            "cvmkeeper_api_errors", "CVM API call attempts that failed, by action and code.",
+            labels=["action", "code"])
+        stats = self._client_stats()
+        if stats is not None:
+            attempts, failures = stats.snapshot()
+            for action, count in sorted(attempts.items()):
+                calls.add_metric([action], count)
+            for (action, code), count in sorted(failures.items()):
+                errors.add_metric([action, code], count)
+        yield calls
+        yield errors
+
+
+def start_metrics(listen: str, client_stats: Callable[[], Any]) -> MetricsExporter:
+    """Create the exporter and serve it on ``listen``; raises ``MetricsError``."""
+    exporter = MetricsExporter(client_stats)
+    exporter.start(listen)
+    return exporter
