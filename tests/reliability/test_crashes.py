@@ -17,7 +17,10 @@ states the rule and is a strict xfail until that is fixed.
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+import signal
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +29,9 @@ import pytest
 from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.core.naming import image_name
 from cvmkeeper.emulator.invariants import check_invariants, format_violations
+from cvmkeeper.emulator.server import running_emulator
 from cvmkeeper.executor import run_once
-from executor.world import T0, A, B, World, fleet, managed, policy, world
+from executor.world import REGION, T0, A, B, World, fleet, managed, policy, world
 from reliability import commands, figures
 
 pytestmark = pytest.mark.slow
@@ -145,3 +149,56 @@ def test_a_kill_between_stop_and_start_leaves_no_instance_down(
             f"{A} is {w.instance_state(A)} after a kill at {trigger} and a rerun")
         violations = check_invariants(w.state(), initial)
         assert violations == [], format_violations(violations)
+
+
+# ---------------------------------------------------------------------- the daemon, once
+# The daemon's own SIGKILL test (tests/daemon/test_daemon_e2e.py) kills a catch-up while
+# its image is CREATING; this one reuses that test's process helpers, gives the instance
+# old backups to rotate, kills at a seeded write (create or delete) and runs the checker.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
+from test_daemon_e2e import INSTANCE, DaemonProcess, Notifications, config_for  # noqa: E402
+from test_daemon_e2e import fleet as daemon_fleet  # noqa: E402
+from test_daemon_e2e import start_daemon as daemon_starter  # noqa: E402,F401 - the fixture
+
+
+@pytest.mark.parametrize("seed", range(figures.sized(1, 4)))
+def test_the_daemon_killed_at_a_seeded_write_then_restarted_ends_as_if_never_killed(
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    seed: int,
+) -> None:
+    start: Callable[[Path], tuple[DaemonProcess, Notifications]] = request.getfixturevalue(
+        "daemon_starter")
+    trigger = random.Random(seed).choice(("CreateImage", "DeleteImages"))
+    spec = daemon_fleet(create_seconds=1.5)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    old = [managed(INSTANCE, hour - timedelta(hours=h), f"img-old0000{h}") for h in (1, 2, 3)]
+    spec["regions"][REGION]["images"] = old
+    with running_emulator(spec) as emu:
+        initial = emu.core.state()
+        config = config_for(tmp_path, emu, "every: 1h")  # keep_last 3
+        daemon, notify = start(config)
+        notify.expect("READY")
+        seen = commands.poll(lambda: any(e["action"] == trigger
+                                         for e in emu.core.state()["history"]), 30)
+        assert seen, f"the daemon never sent {trigger}"
+        daemon.process.kill()
+        assert daemon.wait(timeout=10) == -signal.SIGKILL
+        assert check_invariants(emu.core.state(), initial) == []
+
+        again, notify_again = start(config)
+        notify_again.expect("READY")
+        finished = commands.poll(lambda: "catch-up finished: ok" in again.text(), 30, 0.2)
+        assert finished, again.text()
+        again.signal(signal.SIGTERM)
+        assert again.wait(timeout=30) == 0
+        state = emu.core.state()
+        violations = check_invariants(state, initial)
+        assert violations == [], format_violations(violations)
+        made = {e["params"]["ImageName"] for e in state["history"]
+                if e["action"] == "CreateImage" and e["result"] == "ok"}
+        assert len(made) == 1
+        names = {i["ImageName"] for i in state["regions"][REGION]["images"]}
+        assert names == made | {i["name"] for i in old[:2]}
+        assert "Traceback" not in daemon.text() + again.text()
+    figures.add("3", runs=2, crashes=1, slots_checked=1)
