@@ -2,6 +2,8 @@
 
 Read-only. Each region is read and planned with nothing due (the retention a run would
 apply now), so every managed image shows the rule that keeps it or "expires at next run".
+Regions that policies copy images to are listed too, their copies grouped by instance with
+the region the instance lives in, retained by the copy retention.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.plan import ImageDecision, Plan
 from cvmkeeper.core.planner import PlannerSettings, plan_region
 from cvmkeeper.core.targets import resolve_targets
+from cvmkeeper.executor.copies import copy_destinations
 from cvmkeeper.executor.executor import read_inventory
 from cvmkeeper.executor.runner import run_regions
 
@@ -48,7 +51,11 @@ def age_text(age: timedelta) -> str:
 
 
 def _region_json(
-    plan: Plan, inventory: Inventory, instance_ids: set[str] | None, now: datetime
+    plan: Plan,
+    inventory: Inventory,
+    instance_ids: set[str] | None,
+    now: datetime,
+    home: dict[str, str],
 ) -> dict[str, Any]:
     created = {image.image_id: image.created_time for image in inventory.images}
     instances: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -77,6 +84,11 @@ def _region_json(
         "unmanaged": plan.unmanaged,
         "free": plan.free,
         "instances": dict(sorted(instances.items())),
+        "copies_from": {
+            instance_id: home[instance_id]
+            for instance_id in sorted(instances)
+            if home.get(instance_id, plan.region) != plan.region
+        },
     }
 
 
@@ -105,7 +117,8 @@ def images_command(
     each managed image with its slot (UTC), state, age, and the retention rule that keeps
     it (e.g. "keep_daily #3 (2026-11-25)", "newest NORMAL image", "pinned"), or
     "expires at next run" with the reason. Images of instances no policy targets any more
-    are marked as orphans.
+    are marked as orphans. Copies in other regions (copies:) are listed under their
+    destination region, with the region their instance lives in.
 
     Only reads the cloud (DescribeImageQuota, DescribeImages, DescribeInstances).
 
@@ -119,7 +132,9 @@ def images_command(
     check_choices(setup, "images", (policy_name,) if policy_name else (), region_names)
     client = client_or_exit(setup, "images")
     now = utc_now()
-    regions = run_regions(setup, [policy_name] if policy_name else None)
+    chosen = [policy_name] if policy_name else None
+    copying = [p for p in setup.policies if not policy_name or p.name == policy_name]
+    regions = list(dict.fromkeys(run_regions(setup, chosen) + copy_destinations(copying)))
     if region_names:
         regions = [r for r in regions if r in region_names]
     settings = PlannerSettings(
@@ -127,24 +142,34 @@ def images_command(
     )
     results: list[dict[str, Any]] = []
     failed = False
+    inventories: dict[str, Inventory] = {}
     for region in regions:
         try:
-            inventory = read_inventory(client, region, setup.config.image_quota)
+            inventories[region] = read_inventory(client, region, setup.config.image_quota)
         except CloudError as error:
             click.echo(f"images: {region}: cannot read the inventory: {error}", err=True)
             failed = True
-            continue
+    home = {i.instance_id: r for r, inv in inventories.items() for i in inv.instances}
+    for region, inventory in inventories.items():
+        sources = {r: inv for r, inv in inventories.items() if r != region}
         try:
-            plan = plan_region(inventory, setup.policies, (), now, settings)
+            plan = plan_region(inventory, setup.policies, (), now, settings, sources=sources,
+                               make_copies=False)
         except Exception as error:  # a planner bug: report it, list the other regions
             click.echo(f"images: {region}: planning failed: {error}", err=True)
             failed = True
             continue
         selected: set[str] | None = None
         if policy_name:
-            resolution = resolve_targets(region, setup.policies, inventory.instances)
-            selected = set(resolution.instances_of(policy_name))
-        results.append(_region_json(plan, inventory, selected, now))
+            selected = set()
+            for source_region, source in inventories.items():
+                if source_region == region or any(
+                    p.name == policy_name and p.copy_to(region) for p in setup.policies
+                ):
+                    resolution = resolve_targets(source_region, setup.policies,
+                                                 source.instances)
+                    selected |= set(resolution.instances_of(policy_name))
+        results.append(_region_json(plan, inventory, selected, now, home))
     if as_json:
         print_json({"now": now, "regions": results})
     else:
@@ -162,7 +187,9 @@ def _print_region(region: dict[str, Any]) -> None:
         click.echo("  no managed images")
     for instance_id, images in region["instances"].items():
         orphan = " (orphan: no policy targets it)" if images and images[0]["orphan"] else ""
-        click.echo(f"  {instance_id}{orphan}")
+        source = region["copies_from"].get(instance_id)
+        copies = f" (copies; the instance is in {source})" if source else ""
+        click.echo(f"  {instance_id}{copies}{orphan}")
         for image in images:
             click.echo(
                 f"    {image['image_name']}  {image['image_id']}  slot {iso_utc(image['slot'])}  "

@@ -31,7 +31,8 @@ from cvmkeeper.cloud.credentials import CredentialsError
 from cvmkeeper.config import Setup
 from cvmkeeper.core.naming import slot_tag_value
 from cvmkeeper.core.plan import Copy, Create, Delete, ImageDecision, Phase, Plan, Skip, Wait
-from cvmkeeper.executor.report import plan_to_json
+from cvmkeeper.executor.copies import copy_destinations
+from cvmkeeper.executor.report import RunReport, plan_to_json
 from cvmkeeper.executor.runner import UnknownPolicyError, run_once, run_regions
 
 _PHASE_TEXT = {
@@ -82,7 +83,7 @@ def check_choices(
         known = ", ".join(p.name for p in setup.policies)
         click.echo(f"{command}: no policy named {', '.join(unknown)} (known: {known})", err=True)
         sys.exit(EXIT_CONFIG)
-    regions = run_regions(setup)
+    regions = list(dict.fromkeys(run_regions(setup) + copy_destinations(setup.policies)))
     wrong = [region for region in region_names if region not in regions]
     if wrong:
         click.echo(
@@ -130,10 +131,19 @@ def decision_text(decision: ImageDecision) -> str:
     return f"keep{flags}: {reasons or 'kept'}"
 
 
-def plan_lines(plan: Plan) -> list[str]:
-    """A region's plan for people: numbers, steps with reasons, each image's fate."""
+def first_copy_plans(report: RunReport) -> list[Plan]:
+    """The copy phase's first plan of each destination region (the one with the copies)."""
+    return [plans[0] for plans in report.copy_plans.values() if plans]
+
+
+def plan_lines(plan: Plan, *, copies: bool = False) -> list[str]:
+    """A region's plan for people: numbers, steps with reasons, each image's fate.
+
+    ``copies``: the plan of the copy phase (titled as the copies into that region).
+    """
+    title = f"{plan.region} (copies into it)" if copies else plan.region
     lines = [
-        f"{plan.region}: quota {plan.quota}, used {plan.used} ({plan.unmanaged} unmanaged), "
+        f"{title}: quota {plan.quota}, used {plan.used} ({plan.unmanaged} unmanaged), "
         f"free {plan.free}"
     ]
     if plan.steps:
@@ -179,6 +189,10 @@ def plan_command(
     lack of quota, the wait, deletes after the new images are NORMAL); and every managed
     image with the retention rule that keeps it, or why it goes.
 
+    Then, for each region that policies copy images to (copies:), the copy phase: which
+    source images are copied there (SyncImages, after the sources' own run), and which
+    copies the copy retention deletes.
+
     Without --policy, the slots due now by the catch-up rules are planned (each policy's
     latest slot, if younger than its catch_up window); a slot whose image exists needs
     no step. With --policy, that policy's latest slot is planned even if not due.
@@ -213,11 +227,13 @@ def plan_command(
         click.echo(f"plan: {error}", err=True)
         sys.exit(EXIT_CONFIG)
     plans = [plan for plans in report.plans.values() for plan in plans[:1]]
+    copy_plans = first_copy_plans(report)
     if as_json:
         print_json(
             {
                 "now": now,
                 "regions": [plan_to_json(plan) for plan in plans],
+                "copies": [plan_to_json(plan) for plan in copy_plans],
                 "errors": list(report.errors),
             }
         )
@@ -226,7 +242,10 @@ def plan_command(
         for plan in plans:
             for line in plan_lines(plan):
                 click.echo(line)
-        planned = {plan.region for plan in plans}
+        for plan in copy_plans:
+            for line in plan_lines(plan, copies=True):
+                click.echo(line)
+        planned = {plan.region for plan in plans} | {plan.region for plan in copy_plans}
         for message in report.errors:
             if message.split(":", 1)[0] not in planned:
                 click.echo(f"ERROR {message}", err=True)

@@ -34,6 +34,7 @@ from cvmkeeper.cli.common import (
 from cvmkeeper.cli.plan_cmd import (
     check_choices,
     client_or_exit,
+    first_copy_plans,
     plan_lines,
     policy_option,
     region_option,
@@ -106,6 +107,8 @@ def summary_lines(report: RunReport) -> list[str]:
         for plans in report.plans.values():
             for plan in plans[:1]:
                 lines.extend(plan_lines(plan))
+        for plan in first_copy_plans(report):
+            lines.extend(plan_lines(plan, copies=True))
         lines.append("dry run: nothing was changed")
         return lines
     for outcome in report.outcomes:
@@ -117,6 +120,14 @@ def summary_lines(report: RunReport) -> list[str]:
             f"{outcome.status:8} {outcome.policy} {outcome.region} {outcome.instance_id} "
             f"slot {iso_utc(outcome.slot)} {image}{state}{error}"
         )
+    for copy in report.copies:
+        image = f"{copy.image_name} ({copy.image_id})" if copy.image_id else copy.image_name
+        state = f" {copy.image_state}" if copy.image_state else ""
+        error = f": {copy.error}" if copy.error else ""
+        lines.append(
+            f"{copy.status:8} copy {','.join(copy.policies)} {copy.source_region} -> "
+            f"{copy.region} {copy.instance_id} slot {iso_utc(copy.slot)} {image}{state}{error}"
+        )
     for deleted in report.deleted:
         error = f": {deleted.error}" if deleted.error else ""
         lines.append(
@@ -127,8 +138,10 @@ def summary_lines(report: RunReport) -> list[str]:
     made = sum(1 for o in report.outcomes if o.status in ("created", "adopted"))
     gone = sum(1 for d in report.deleted if d.status in ("deleted", "already_gone"))
     failed = sum(1 for o in report.outcomes if not o.ok)
+    copied = sum(1 for c in report.copies if c.status in ("copied", "adopted"))
+    copies = f", {copied} copied to other regions" if report.copies else ""
     lines.append(
-        f"{'ok' if report.ok else 'FAILED'}: {made} image(s) made, {gone} deleted, "
+        f"{'ok' if report.ok else 'FAILED'}: {made} image(s) made{copies}, {gone} deleted, "
         f"{failed} slot(s) without a NORMAL image, {len(report.warnings)} warning(s), "
         f"{len(report.errors)} error(s)"
     )
@@ -175,6 +188,10 @@ def run_command(
     quota needs the room, the images are created (tagged, with the cvmkeeper marker),
     the run waits until they are NORMAL, then reads the region again and deletes what
     retention no longer keeps. Images cvmkeeper did not make are never touched.
+
+    Then each region that policies copy to (copies:) gets the NORMAL source images it
+    lacks (SyncImages, one image per call, within its quota), waits for the copies, and
+    deletes the copies their copy retention no longer keeps.
 
     --at TIME runs as if it were TIME (the slot and retention use it; for previews,
     tests and replaying a missed slot).

@@ -7,7 +7,7 @@ retention applied after each, and at the end the images kept, with why.
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 import click
 
@@ -22,7 +22,7 @@ from cvmkeeper.cli.common import (
 )
 from cvmkeeper.core.capacity import explain_max_images
 from cvmkeeper.core.schedule import zone
-from cvmkeeper.core.simulation import SimulationTooLongError, simulate
+from cvmkeeper.core.simulation import KeptImage, SimulationTooLongError, simulate
 
 
 @click.command(name="simulate")
@@ -49,7 +49,8 @@ def simulate_command(
     the images kept with their slot dates and the rules keeping them, how many were
     created and deleted, and the most images ever held at once: right after a create
     (what the quota must hold, since cvmkeeper creates before it deletes) and after
-    rotation. Nothing is read from or sent to the cloud.
+    rotation. Each copy region of the policy (copies:) gets the same, by its copy
+    retention. Nothing is read from or sent to the cloud.
 
     \b
     Exit status: 0 ok, 2 invalid config, unknown policy or too many slots.
@@ -82,6 +83,24 @@ def simulate_command(
                     {"name": k.name, "slot": iso_utc(k.slot), "reasons": list(k.reasons)}
                     for k in result.kept
                 ],
+                "copies": [
+                    {
+                        "region": c.region,
+                        "created": c.created,
+                        "deleted": c.deleted,
+                        "peak": c.peak,
+                        "peak_after_rotation": c.peak_after_rotation,
+                        "max_images": explain_max_images(
+                            rule.retention, policy.schedules
+                        ),
+                        "kept": [
+                            {"name": k.name, "slot": iso_utc(k.slot),
+                             "reasons": list(k.reasons)}
+                            for k in c.kept
+                        ],
+                    }
+                    for c, rule in zip(result.copies, policy.copies, strict=True)
+                ],
             }
         )
         return
@@ -95,9 +114,22 @@ def simulate_command(
         f"{result.peak_after_rotation} after rotation (bound: {bound})"
     )
     click.echo(f"kept at the end ({len(result.kept)}), newest first:")
-    for kept in result.kept:
+    _print_kept(result.kept, tz, policy.timezone)
+    for copy, rule in zip(result.copies, policy.copies, strict=True):
+        copy_bound = explain_max_images(rule.retention, policy.schedules)
+        click.echo(
+            f"copies in {copy.region}: {copy.created} copied, {copy.deleted} deleted; most "
+            f"held at once: {copy.peak} right after a copy, {copy.peak_after_rotation} after "
+            f"rotation (bound: {copy_bound})"
+        )
+        click.echo(f"copies kept in {copy.region} at the end ({len(copy.kept)}), newest first:")
+        _print_kept(copy.kept, tz, policy.timezone)
+
+
+def _print_kept(kept_images: tuple[KeptImage, ...], tz: tzinfo, timezone: str) -> None:
+    for kept in kept_images:
         local = kept.slot.astimezone(tz)
         click.echo(
-            f"  {iso_utc(kept.slot)}  {local:%Y-%m-%d %H:%M %a} {policy.timezone}  "
+            f"  {iso_utc(kept.slot)}  {local:%Y-%m-%d %H:%M %a} {timezone}  "
             f"{'; '.join(kept.reasons)}"
         )

@@ -38,18 +38,27 @@ def policy_summary(policy: Policy, now: datetime) -> str:
         next_text = f"{upcoming[0]:%Y-%m-%d %H:%M}Z ({local:%H:%M} {policy.timezone})"
     else:
         next_text = "never"
+    copies = "".join(
+        f"; copies to {rule.region} hold at most "
+        f"{explain_max_images(rule.retention, policy.schedules)} per instance"
+        for rule in policy.copies
+    )
     return (
         f"{policy.name} ({policy.source}): {policy.targets.describe()} in "
         f"{', '.join(policy.regions)}; next {next_text}; holds at most "
         f"{explain_max_images(policy.retention, policy.schedules)} images per instance"
+        f"{copies}"
     )
 
 
 def regions_of(setup: Setup) -> list[str]:
-    """Every region the config or a policy names, in order of first mention."""
+    """Every region the config or a policy names (copy destinations included), in order
+    of first mention."""
     names = list(setup.config.regions)
     for policy in setup.policies:
         names.extend(policy.regions)
+    for policy in setup.policies:
+        names.extend(rule.region for rule in policy.copies)
     return list(dict.fromkeys(names))
 
 
@@ -65,24 +74,31 @@ def online_checks(setup: Setup) -> list[QuotaCheck]:
     """The quota check of every region against what the cloud reports now."""
     client = cloud_client(setup.config)
     fmt = setup.config.name_format
+    regions = regions_of(setup)
+    instances = {region: client.list_instances(region) for region in regions}
+
+    def tagged_in(policy: Policy, region: str) -> int:
+        return sum(
+            1
+            for instance in instances[region]
+            if instance.instance_id not in policy.targets.instance_ids
+            and policy.targets.selects(instance.instance_id, instance.tags)
+        )
+
     checks: list[QuotaCheck] = []
-    for region in regions_of(setup):
+    for region in regions:
         quota = min(setup.config.image_quota, client.image_quota(region))
         unmanaged = sum(1 for image in client.list_images(region) if is_managed(image, fmt) is None)
-        instances = client.list_instances(region)
-        tagged: dict[str, int] = {}
-        for policy in setup.policies:
-            if region not in policy.regions:
-                continue
-            tagged[policy.name] = sum(
-                1
-                for instance in instances
-                if instance.instance_id not in policy.targets.instance_ids
-                and policy.targets.selects(instance.instance_id, instance.tags)
-            )
+        tagged = {p.name: tagged_in(p, region) for p in setup.policies if region in p.regions}
+        tagged_copies = {
+            p.name: sum(tagged_in(p, r) for r in p.regions if r != region)
+            for p in setup.policies
+            if p.copy_to(region) is not None
+        }
         checks.append(
             check_region_quota(
-                region, setup.policies, quota, tagged_instances=tagged, unmanaged=unmanaged
+                region, setup.policies, quota, tagged_instances=tagged, unmanaged=unmanaged,
+                tagged_copy_instances=tagged_copies,
             )
         )
     return checks

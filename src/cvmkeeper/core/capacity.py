@@ -1,7 +1,8 @@
 """Worst-case image counts: how many images a policy can make one instance hold.
 
 ``validate`` uses this to refuse, before anything runs, a set of policies whose retention
-cannot fit a region's image quota (DESIGN.md "Quota-aware rotation", point 5). The count
+cannot fit a region's image quota (DESIGN.md "Quota-aware rotation", point 5). Copies
+(``Policy.copies``) count in their destination region, by their copy retention. The count
 is an upper bound: each rule contributes its N, ``keep_within`` the most slots its window
 can contain, and since every rule keeps the newest image it is counted only once
 (``keep_daily 7 + keep_weekly 4 + keep_monthly 3`` can hold 12, not 14).
@@ -112,12 +113,18 @@ def check_region_quota(
     quota: int,
     tagged_instances: Mapping[str, int] | None = None,
     unmanaged: int = 0,
+    *,
+    tagged_copy_instances: Mapping[str, int] | None = None,
 ) -> QuotaCheck:
     """Sum the worst case of every policy of ``region`` against ``quota``.
 
     Explicit instance ids count once each per policy (an instance listed by two policies
     holds both policies' images). Tag targets count ``tagged_instances[policy.name]``
     instances when the cloud was asked (``validate --online``), otherwise at least one.
+    A policy copying to ``region`` adds a ``<policy> copies`` term: its copy retention's
+    worst case times its instances in its other regions (tag targets:
+    ``tagged_copy_instances[policy.name]``, the tagged instances of those regions, or at
+    least one).
     """
     terms: list[QuotaTerm] = []
     for policy in policies:
@@ -135,4 +142,20 @@ def check_region_quota(
                 bool(policy.targets.tags),
             )
         terms.append(QuotaTerm(policy.name, per_instance, count, at_least))
+    for policy in policies:
+        rule = policy.copy_to(region)
+        if rule is None or not any(r != region for r in policy.regions):
+            continue
+        explicit = [
+            i for i in policy.targets.instance_ids if i not in policy.targets.exclude_instance_ids
+        ]
+        if tagged_copy_instances is not None and policy.name in tagged_copy_instances:
+            count, at_least = len(explicit) + tagged_copy_instances[policy.name], False
+        else:
+            count, at_least = (
+                len(explicit) + (1 if policy.targets.tags else 0),
+                bool(policy.targets.tags),
+            )
+        per_instance = max_images(rule.retention, policy.schedules)
+        terms.append(QuotaTerm(f"{policy.name} copies", per_instance, count, at_least))
     return QuotaCheck(region=region, quota=quota, terms=tuple(terms), unmanaged=unmanaged)

@@ -3,7 +3,8 @@
 ``simulate`` makes one image per slot of the policy, applies retention after each, and
 records what was kept, so a user sees what a policy means (and how close it runs to the
 quota) before trusting it with production. Images always succeed here; the point is the
-policy's shape, not the cloud's failures.
+policy's shape, not the cloud's failures. Each copy region (``Policy.copies``) gets a copy
+of every image right after it is made, retained there by the copy retention, on its own.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 from cvmkeeper.core.inventory import ImageState
 from cvmkeeper.core.naming import image_name
 from cvmkeeper.core.policy import Policy
-from cvmkeeper.core.retention import Backup, Decision, RuleSet, decide
+from cvmkeeper.core.retention import Backup, RuleSet, decide
 from cvmkeeper.core.schedule import iter_policy_slots, shortest_gap
 
 MAX_SIMULATED_SLOTS = 50_000
@@ -34,6 +35,18 @@ class KeptImage:
 
 
 @dataclass(frozen=True, slots=True)
+class CopySimulation:
+    """What one copy region would hold: the same counts as the source, by copy retention."""
+
+    region: str
+    created: int
+    deleted: int
+    peak: int
+    peak_after_rotation: int
+    kept: tuple[KeptImage, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SimulationResult:
     """What a policy would have done between ``start`` and ``end``.
 
@@ -50,6 +63,36 @@ class SimulationResult:
     peak: int
     peak_after_rotation: int
     kept: tuple[KeptImage, ...]
+    copies: tuple[CopySimulation, ...] = ()
+
+
+class _Store:
+    """The images one region holds of the simulated instance, under one retention."""
+
+    def __init__(self, rules: list[RuleSet]) -> None:
+        self.rules = rules
+        self.held: list[Backup] = []
+        self.created = self.deleted = self.peak = self.peak_after = 0
+
+    def add(self, backup: Backup) -> None:
+        self.held.append(backup)
+        self.created += 1
+        self.peak = max(self.peak, len(self.held))
+        keep = {d.image_id for d in decide(self.held, self.rules) if d.keep}
+        self.deleted += len(self.held) - len(keep)
+        self.held = [b for b in self.held if b.image_id in keep]
+        self.peak_after = max(self.peak_after, len(self.held))
+
+    def kept(self) -> tuple[KeptImage, ...]:
+        by_id = {d.image_id: d for d in decide(self.held, self.rules)} if self.held else {}
+        return tuple(
+            KeptImage(
+                name=image_name("ins-" + "0" * 8, b.slot),
+                slot=b.slot,
+                reasons=by_id[b.image_id].reasons,
+            )
+            for b in sorted(self.held, key=lambda b: b.slot, reverse=True)
+        )
 
 
 def simulate(policy: Policy, start: datetime, end: datetime) -> SimulationResult:
@@ -60,39 +103,33 @@ def simulate(policy: Policy, start: datetime, end: datetime) -> SimulationResult
             f"about {estimate} slots in the period, more than {MAX_SIMULATED_SLOTS}; "
             "simulate fewer days"
         )
-    held: list[Backup] = []
-    rules = [RuleSet(policy.retention, policy.timezone, policy.name)]
-    slots = created = deleted = peak = peak_after = 0
-    decisions: list[Decision] = []
+    main = _Store([RuleSet(policy.retention, policy.timezone, policy.name)])
+    copies = [
+        (rule.region, _Store([RuleSet(rule.retention, policy.timezone, policy.name)]))
+        for rule in policy.copies
+    ]
+    slots = 0
     for slot in iter_policy_slots(policy, start):
         if slot > end:
             break
         slots += 1
-        held.append(Backup(f"img-{slots:08d}", slot, ImageState.NORMAL))
-        created += 1
-        peak = max(peak, len(held))
-        decisions = decide(held, rules)
-        keep = {d.image_id for d in decisions if d.keep}
-        deleted += len(held) - len(keep)
-        held = [b for b in held if b.image_id in keep]
-        peak_after = max(peak_after, len(held))
-    by_id = {d.image_id: d for d in decide(held, rules)} if held else {}
-    kept = tuple(
-        KeptImage(
-            name=image_name("ins-" + "0" * 8, b.slot),
-            slot=b.slot,
-            reasons=by_id[b.image_id].reasons,
-        )
-        for b in sorted(held, key=lambda b: b.slot, reverse=True)
-    )
+        backup = Backup(f"img-{slots:08d}", slot, ImageState.NORMAL)
+        main.add(backup)
+        for _region, store in copies:
+            store.add(backup)
     return SimulationResult(
         policy=policy.name,
         start=start,
         end=end,
         slots=slots,
-        created=created,
-        deleted=deleted,
-        peak=peak,
-        peak_after_rotation=peak_after,
-        kept=kept,
+        created=main.created,
+        deleted=main.deleted,
+        peak=main.peak,
+        peak_after_rotation=main.peak_after,
+        kept=main.kept(),
+        copies=tuple(
+            CopySimulation(region, store.created, store.deleted, store.peak, store.peak_after,
+                           store.kept())
+            for region, store in copies
+        ),
     )
