@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -59,6 +60,10 @@ log = logging.getLogger(__name__)
 LEAVE_ALONE_CODES = frozenset({"InvalidImageId.InShared", "InvalidImageId.IncorrectState"})
 #: The alert's policy when no policy can be named (a region-wide failure with nothing due).
 NO_POLICY = "cvmkeeper"
+#: ``CreateImage`` calls one region keeps in flight at once. The rate limiter still spaces
+#: them at the documented 10/s; several in flight keep that pace when one call takes longer
+#: than 0.1 s (8 cover calls of up to 0.8 s), where one at a time would fall behind it.
+CREATE_CONCURRENCY = 8
 
 Key = tuple[str, datetime]  # (instance id, slot)
 DuePairs = tuple[tuple[str, datetime], ...]
@@ -297,8 +302,8 @@ class RegionExecutor:
         quota_hit: list[Create] = []
         stop_start = [c for c in creates if c.consistency is Consistency.STOP_START]
         others = [c for c in creates if c.consistency is not Consistency.STOP_START]
-        for step in others:
-            if self._create(step, last_chance=last_chance) == "quota":
+        for step, outcome in zip(others, self._create_all(others, last_chance), strict=True):
+            if outcome == "quota":
                 quota_hit.append(step)
         if stop_start:
             problems: dict[str, StopProblem] = {}
@@ -325,6 +330,16 @@ class RegionExecutor:
                 if outcome != "made":
                     self._stopper.release(step.instance_id)  # no image needs it
         return quota_hit
+
+    def _create_all(self, steps: Sequence[Create], last_chance: bool) -> list[str]:
+        """``_create`` for every step, up to :data:`CREATE_CONCURRENCY` at once; the outcomes
+        in the order of ``steps``."""
+        if len(steps) <= 1:
+            return [self._create(step, last_chance=last_chance) for step in steps]
+        with ThreadPoolExecutor(max_workers=min(CREATE_CONCURRENCY, len(steps)),
+                                thread_name_prefix=f"cvmkeeper-create:{self.region}") as pool:
+            return list(pool.map(lambda step: self._create(step, last_chance=last_chance),
+                                 steps))
 
     def _create(self, step: Create, *, last_chance: bool) -> str:
         """One ``CreateImage``: ``made``, ``quota`` (retry after a re-plan) or ``failed``."""
