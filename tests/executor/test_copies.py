@@ -9,7 +9,7 @@ unmanaged image deleted, and what the ``RecordingAlerter`` received.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,40 +21,16 @@ from cvmkeeper.cloud.retry import RetryPolicy
 from cvmkeeper.core.naming import image_name
 from cvmkeeper.executor import RunReport, run_once
 from executor.world import (
+    DEST,
     REGION,
-    SECRET_ID,
-    SECRET_KEY,
     T0,
     A,
     World,
     policy,
+    two_regions,
     unmanaged,
     world,
 )
-
-DEST = "ap-shanghai"
-
-
-def two_regions(
-    *,
-    quota: int = 10,
-    dest_quota: int = 10,
-    dest_images: Sequence[Mapping[str, Any]] = (),
-    source_images: Sequence[Mapping[str, Any]] = (),
-    **extra: Any,
-) -> dict[str, Any]:
-    """Instance A in REGION, nothing but ``dest_images`` in DEST; fast lifecycles."""
-    return {
-        "credentials": {"secret_id": SECRET_ID, "secret_key": SECRET_KEY},
-        "seed": 8,
-        "timing": {"create_seconds": 0.2, "stop_seconds": 0.1, "start_seconds": 0.1,
-                   "sync_seconds": 0.2},
-        "regions": {
-            REGION: {"quota": quota, "instances": [{"id": A}], "images": list(source_images)},
-            DEST: {"quota": dest_quota, "instances": [], "images": list(dest_images)},
-        },
-        **extra,
-    }
 
 
 def copying(keep_last: int, copy_keep_last: int, region: str = DEST) -> dict[str, Any]:

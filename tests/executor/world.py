@@ -26,6 +26,7 @@ from cvmkeeper.core.naming import image_description, image_name, image_tags
 from cvmkeeper.emulator.server import RunningEmulator, running_emulator
 
 REGION = "ap-guangzhou"
+DEST = "ap-shanghai"  # a region cross-region copies go to
 A, B = "ins-aaaaaaaa", "ins-bbbbbbbb"
 SECRET_ID = "AKIDEXECUTORTEST0001"
 SECRET_KEY = "executor-test-secret-key"
@@ -50,6 +51,28 @@ def fleet(
                    "start_seconds": 0.1, "sync_seconds": 0.2},
         "regions": {REGION: {"quota": quota, "instances": list(instances),
                              "images": list(images)}},
+        **extra,
+    }
+
+
+def two_regions(
+    *,
+    quota: int = 10,
+    dest_quota: int = 10,
+    dest_images: Sequence[Mapping[str, Any]] = (),
+    source_images: Sequence[Mapping[str, Any]] = (),
+    **extra: Any,
+) -> dict[str, Any]:
+    """Instance A in REGION, nothing but ``dest_images`` in DEST; fast lifecycles."""
+    return {
+        "credentials": {"secret_id": SECRET_ID, "secret_key": SECRET_KEY},
+        "seed": 8,
+        "timing": {"create_seconds": 0.2, "stop_seconds": 0.1, "start_seconds": 0.1,
+                   "sync_seconds": 0.2},
+        "regions": {
+            REGION: {"quota": quota, "instances": [{"id": A}], "images": list(source_images)},
+            DEST: {"quota": dest_quota, "instances": [], "images": list(dest_images)},
+        },
         **extra,
     }
 

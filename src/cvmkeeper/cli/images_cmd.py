@@ -31,7 +31,7 @@ from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.plan import ImageDecision, Plan
 from cvmkeeper.core.planner import PlannerSettings, plan_region
 from cvmkeeper.core.targets import resolve_targets
-from cvmkeeper.executor.copies import copy_destinations
+from cvmkeeper.executor.copies import copy_destinations, copy_source_regions
 from cvmkeeper.executor.executor import read_inventory
 from cvmkeeper.executor.runner import run_regions
 
@@ -143,17 +143,22 @@ def images_command(
     results: list[dict[str, Any]] = []
     failed = False
     inventories: dict[str, Inventory] = {}
-    for region in regions:
+    # The source regions of the copies listed are read too (not listed), for copy retention.
+    sources = [r for region in regions for r in copy_source_regions(setup.policies, region)]
+    for region in dict.fromkeys([*regions, *sources]):
         try:
             inventories[region] = read_inventory(client, region, setup.config.image_quota)
         except CloudError as error:
             click.echo(f"images: {region}: cannot read the inventory: {error}", err=True)
             failed = True
     home = {i.instance_id: r for r, inv in inventories.items() for i in inv.instances}
-    for region, inventory in inventories.items():
-        sources = {r: inv for r, inv in inventories.items() if r != region}
+    for region in regions:
+        inventory = inventories.get(region)
+        if inventory is None:
+            continue
+        others = {r: inv for r, inv in inventories.items() if r != region}
         try:
-            plan = plan_region(inventory, setup.policies, (), now, settings, sources=sources,
+            plan = plan_region(inventory, setup.policies, (), now, settings, sources=others,
                                make_copies=False)
         except Exception as error:  # a planner bug: report it, list the other regions
             click.echo(f"images: {region}: planning failed: {error}", err=True)
