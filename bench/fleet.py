@@ -29,8 +29,8 @@ sizes (total instances, split over the regions) and prints how time and memory g
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -63,6 +63,9 @@ KEEP_LAST = 3
 PAGE = 100  # DescribeImages / DescribeInstances page size
 RUN_TIMEOUT_SECONDS = 3600.0
 WRITE_RATE = DEFAULT_RATE_LIMITS["CreateImage"]
+#: The last line ``cvmkeeper run`` prints (the plain text output, as a cron job runs it).
+SUMMARY = re.compile(r"^(?P<status>ok|FAILED): (?P<made>\d+) image\(s\) made, "
+                     r"(?P<deleted>\d+) deleted", re.MULTILINE)
 assert DEFAULT_RATE_LIMITS["DeleteImages"] == WRITE_RATE
 
 
@@ -165,19 +168,16 @@ def measure_run(shape: FleetShape, workdir: Path) -> RunFigures:
         at = (slot + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%MZ")
         measured = run_measured(
             cvmkeeper_command("run", "--config", str(config), "--policy", POLICY, "--at", at,
-                              "--json", "--no-alerts"),
-            workdir / "run.json", workdir / "run.log", RUN_TIMEOUT_SECONDS)
+                              "--no-alerts"),
+            workdir / "run.out", workdir / "run.log", RUN_TIMEOUT_SECONDS)
         state = emu.state()
-    try:
-        report = json.loads((workdir / "run.json").read_text(encoding="utf-8"))
-    except ValueError:
-        report = {"ok": False, "outcomes": [], "deleted": []}
+    summary = SUMMARY.search((workdir / "run.out").read_text(encoding="utf-8"))
     return RunFigures(
         shape=shape,
         measured=measured,
-        created=sum(1 for o in report["outcomes"] if o["status"] in ("created", "adopted")),
-        deleted=sum(1 for d in report["deleted"] if d["status"] in ("deleted", "already_gone")),
-        report_ok=bool(report["ok"]),
+        created=int(summary["made"]) if summary else 0,
+        deleted=int(summary["deleted"]) if summary else 0,
+        report_ok=bool(summary and summary["status"] == "ok"),
         end_state_ok=end_state_ok(state, shape),
         calls={k: int(v) for k, v in state["calls"].items()},
         minimum=minimum_calls(shape),
