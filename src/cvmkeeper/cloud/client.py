@@ -366,6 +366,9 @@ class CloudClient:
         adopted: dict[str, str] = {}
         params: dict[str, Any] = {
             "ImageIds": [image_id], "DestinationRegions": destinations, "ImageSetRequired": True,
+            # The copy's name is the key that makes copying idempotent: say it explicitly
+            # rather than rely on the cloud's default name for copies.
+            "ImageName": name,
         }
 
         def adopt_existing_copies() -> dict[str, Any] | None:
