@@ -27,7 +27,12 @@ pytest: $(STAMP)
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
 
+# The performance figures of the README's "Performance" section (several minutes).
 bench: $(STAMP)
+	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/fleet.py --sizes 100,500,2000 --no-baseline
+	$(BIN)/python bench/idle.py
+	$(BIN)/python bench/planning.py
 	$(BIN)/python bench/client_burst.py
 
 clean:

@@ -12,13 +12,12 @@ emulator gave (read from ``/_emulator/state``). The goal: within 10% of the limi
 from __future__ import annotations
 
 import argparse
-import json
 import time
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from benchlib import emulator_state
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.credentials import Credentials
 from cvmkeeper.cloud.models import CreateImageRequest
@@ -38,13 +37,6 @@ def fleet(calls: int) -> dict[str, Any]:
             "instances": [{"id": f"ins-{n:05d}"} for n in range(calls)],
         }},
     }
-
-
-def emulator_state(url: str) -> dict[str, Any]:
-    """``GET /_emulator/state`` over HTTP, as any outside tool would read it."""
-    with urllib.request.urlopen(f"{url}/_emulator/state", timeout=10) as response:  # noqa: S310
-        state: dict[str, Any] = json.load(response)
-    return state
 
 
 def burst(name: str, calls: int, threads: int, one_call: Callable[[int], object],
