@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest bench clean
+.PHONY: test demo lint typecheck pytest bench clean reliability-long
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ pytest: $(STAMP)
 
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
+
+# The reliability suite's long profile (tests/reliability; `make test` runs the short one).
+reliability-long: $(STAMP)
+	CVMKEEPER_RELIABILITY=long $(BIN)/pytest tests/reliability -p no:cacheprovider -rxX $(PYTEST_ARGS)
 
 # The performance figures of the README's "Performance" section (several minutes).
 bench: $(STAMP)
