@@ -47,6 +47,8 @@ SCRUBBED_ENV = ("SENTRY_DSN", "TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY
                 "TENCENTCLOUD_SESSION_TOKEN", "CVMKEEPER_CONFIG", "NOTIFY_SOCKET",
                 "WATCHDOG_USEC", "WATCHDOG_PID", "CREDENTIALS_DIRECTORY")
 EMULATOR_START_SECONDS = 300.0
+#: Seconds per clock tick of /proc/<pid>/stat times.
+CLOCK_TICK = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
 def instance_id(region_index: int, number: int) -> str:
@@ -265,6 +267,21 @@ def run_measured(command: Sequence[str], stdout: Path, stderr: Path,
         started_at=started_at,
         ended_at=started_at + wall,
     )
+
+
+def rss_mb(pid: int) -> float:
+    """``VmRSS`` of a running process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """``utime + stime`` of a running process (all its threads) so far, in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) * CLOCK_TICK  # fields 14 and 15 of stat
 
 
 def machine() -> str:

@@ -44,6 +44,7 @@ from benchlib import (
     SECRET_KEY,
     FleetShape,
     Measured,
+    cpu_seconds,
     cvmkeeper_command,
     emulator,
     fleet_document,
@@ -83,6 +84,7 @@ class RunFigures:
     minimum: dict[str, int]
     throttled: int
     timeline: list[tuple[str, float]]
+    emulator_cpu_seconds: float
 
     @property
     def lower_bound(self) -> float:
@@ -166,10 +168,12 @@ def measure_run(shape: FleetShape, workdir: Path) -> RunFigures:
         config = write_config(workdir, emu.endpoint, shape.region_names, shape.quota,
                               [policy_document(shape)])
         at = (slot + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%MZ")
+        emulator_cpu = cpu_seconds(emu.process.pid)
         measured = run_measured(
             cvmkeeper_command("run", "--config", str(config), "--policy", POLICY, "--at", at,
                               "--no-alerts"),
             workdir / "run.out", workdir / "run.log", RUN_TIMEOUT_SECONDS)
+        emulator_cpu = cpu_seconds(emu.process.pid) - emulator_cpu
         state = emu.state()
     summary = SUMMARY.search((workdir / "run.out").read_text(encoding="utf-8"))
     return RunFigures(
@@ -183,6 +187,7 @@ def measure_run(shape: FleetShape, workdir: Path) -> RunFigures:
         minimum=minimum_calls(shape),
         throttled=int(state["errors"].get("RequestLimitExceeded", 0)),
         timeline=timeline(state["history"], measured),
+        emulator_cpu_seconds=emulator_cpu,
     )
 
 
@@ -191,12 +196,18 @@ def _epoch(text: str) -> float:
 
 
 def timeline(history: list[dict[str, Any]], measured: Measured) -> list[tuple[str, float]]:
-    """Where the wall time went: the phases between the process start, the first and last
-    ``CreateImage``, the last image becoming ``NORMAL``, the ``DeleteImages`` calls and the
-    exit, from the emulator's history (times to the millisecond, on this machine's clock)."""
-    creates = [_epoch(e["time"]) for e in history if e["action"] == "CreateImage"]
-    deletes = [_epoch(e["time"]) for e in history if e["action"] == "DeleteImages"]
-    ready = [_epoch(e["time"]) for e in history
+    """Where the wall time went in the region that finished last: the phases between the
+    process start, its first and last ``CreateImage``, its last image becoming ``NORMAL``,
+    its ``DeleteImages`` calls and the exit, from the emulator's history (times to the
+    millisecond, on this machine's clock)."""
+    deleting = [e for e in history if e["action"] == "DeleteImages"]
+    if not deleting:
+        return []
+    last = max(deleting, key=lambda e: _epoch(e["time"]))["region"]
+    mine = [e for e in history if e["region"] == last]
+    creates = [_epoch(e["time"]) for e in mine if e["action"] == "CreateImage"]
+    deletes = [_epoch(e["time"]) for e in mine if e["action"] == "DeleteImages"]
+    ready = [_epoch(e["time"]) for e in mine
              if e["action"] == "_transition" and e.get("to") == "NORMAL"]
     if not (creates and deletes and ready):
         return []
@@ -272,7 +283,7 @@ def print_run(figures: RunFigures) -> None:
           f"(target <= 1.2: {verdict(figures.wall_ratio <= 1.2)})")
     ratio = figures.total_calls / figures.total_minimum
     if figures.timeline:
-        print("  where the time went: " + ", ".join(
+        print("  where the time went (the region that finished last): " + ", ".join(
             f"{name} {seconds:.2f} s" for name, seconds in figures.timeline))
     print(f"API calls: {figures.total_calls}, minimum {figures.total_minimum}, ratio "
           f"{ratio:.3f} (target <= 1.1: {verdict(ratio <= 1.1)})")
@@ -287,6 +298,8 @@ def print_run(figures: RunFigures) -> None:
     print(f"peak RSS: {m.peak_rss_mb:.1f} MB{rss_note}")
     print(f"CPU: {m.cpu_seconds:.2f} s (user {m.user_seconds:.2f} + system "
           f"{m.system_seconds:.2f}), {100 * m.cpu_seconds / m.wall_seconds:.0f}% of the wall time")
+    print(f"emulator CPU during the run (not cvmkeeper's): {figures.emulator_cpu_seconds:.2f} s, "
+          f"{100 * figures.emulator_cpu_seconds / m.wall_seconds:.0f}% of one CPU")
 
 
 def print_baseline(figures: RunFigures, baseline: Baseline) -> None:

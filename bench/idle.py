@@ -16,7 +16,6 @@ API call happened in the window.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import subprocess
@@ -27,13 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import (
+    CLOCK_TICK,
     FleetShape,
     clean_env,
+    cpu_seconds,
     cvmkeeper_command,
     emulator,
     fleet_document,
     instance_id,
     machine,
+    rss_mb,
     verdict,
     write_config,
     write_fleet,
@@ -42,7 +44,6 @@ from cvmkeeper.daemon.service import LOOP_TICK
 
 READY_TIMEOUT_SECONDS = 120.0
 RSS_TARGET_MB = 80.0
-CLOCK_TICK = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
 def policy(number: int, region: str) -> dict[str, Any]:
@@ -55,21 +56,6 @@ def policy(number: int, region: str) -> dict[str, Any]:
         "catch_up": "off",
         "retention": {"keep_last": 3},
     }
-
-
-def rss_mb(pid: int) -> float:
-    """``VmRSS`` of ``pid`` in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """``utime + stime`` of ``pid`` (all its threads), in seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) * CLOCK_TICK  # fields 14 and 15 of stat
 
 
 def wait_ready(sock: socket.socket, process: subprocess.Popen[bytes]) -> None:

@@ -43,6 +43,7 @@ def test_fleet_prints_every_figure_and_does_the_work() -> None:
     assert re.search(r"RequestLimitExceeded answers: \d+ \(target 0", out)
     assert re.search(r"peak RSS: [\d.]+ MB", out)
     assert re.search(r"CPU: [\d.]+ s \(user [\d.]+ \+ system [\d.]+\)", out)
+    assert re.search(r"emulator CPU during the run \(not cvmkeeper's\): [\d.]+ s", out)
     naive = re.search(r"naive baseline .* measured 2 of 20 instances in [\d.]+ s with (\d+) "
                       r"calls, \d+ RequestLimitExceeded, 0 error\(s\)", out)
     assert naive, out
