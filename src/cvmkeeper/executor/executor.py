@@ -60,10 +60,12 @@ log = logging.getLogger(__name__)
 LEAVE_ALONE_CODES = frozenset({"InvalidImageId.InShared", "InvalidImageId.IncorrectState"})
 #: The alert's policy when no policy can be named (a region-wide failure with nothing due).
 NO_POLICY = "cvmkeeper"
-#: ``CreateImage`` calls one region keeps in flight at once. The rate limiter still spaces
-#: them at the documented 10/s; several in flight keep that pace when one call takes longer
-#: than 0.1 s (8 cover calls of up to 0.8 s), where one at a time would fall behind it.
-CREATE_CONCURRENCY = 8
+#: ``CreateImage`` calls one region keeps in flight at once. The rate limiter spaces them at
+#: the documented 10/s; two in flight keep that pace for calls of up to ~0.2 s, where one at
+#: a time falls behind (150 ms calls: 6.4/s). More in flight let calls overtake each other
+#: on the way and arrive closer than they were spaced, which the server throttles
+#: (bench/fleet.py, 2000 creates at 30 ms: 8 in flight, 87 RequestLimitExceeded; 2, 2; 1, 0).
+CREATE_CONCURRENCY = 2
 
 Key = tuple[str, datetime]  # (instance id, slot)
 DuePairs = tuple[tuple[str, datetime], ...]
