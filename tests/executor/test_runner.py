@@ -333,3 +333,17 @@ def test_unreadable_region_does_not_stop_the_other_regions(tmp_path: Path) -> No
         assert any(e.startswith("ap-shanghai: cannot read") for e in report.errors)
         assert [f.policy for f in alerter.errors] == ["elsewhere"]
         assert report.policy_ok("hourly") and not report.policy_ok("elsewhere")
+
+
+def test_a_progress_display_that_raises_never_fails_the_run(tmp_path: Path) -> None:
+    with world(tmp_path, fleet(), policy(ids=[A])) as w:
+        shown: list[str] = []
+
+        def broken_display(message: str) -> None:
+            shown.append(message)
+            raise OSError("the terminal went away")
+
+        report = run(w, hour(0), progress=broken_display)
+        assert report.ok, report.errors
+        assert [o.status for o in report.outcomes] == ["created"]
+        assert any(": hourly: " in message for message in shown)  # the due line was shown too

@@ -45,7 +45,7 @@ from cvmkeeper.core.planner import PlannerSettings, plan_region
 from cvmkeeper.core.policy import Consistency
 from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.consistency import InstanceStopper, StopProblem
-from cvmkeeper.executor.polling import Deadline, poll_delays
+from cvmkeeper.executor.polling import REAL_TIME, PollTime, poll_delays
 from cvmkeeper.executor.report import (
     CopyOutcome,
     DeleteOutcome,
@@ -82,7 +82,8 @@ def read_inventory(client: CloudClient, region: str, configured_quota: int) -> I
 
 @dataclass
 class RunOptions:
-    """What every region of one run shares."""
+    """What every region of one run shares. ``poll_time``: how waits sleep and measure their
+    deadlines (real time unless a simulation injects its virtual clock)."""
 
     setup: Setup
     client: CloudClient
@@ -92,6 +93,7 @@ class RunOptions:
     wait: bool = True
     stop: threading.Event | None = None
     progress: Callable[[str], None] = lambda _message: None
+    poll_time: PollTime = REAL_TIME
 
     @property
     def planner_settings(self) -> PlannerSettings:
@@ -105,6 +107,15 @@ class RunOptions:
     def stopping(self) -> bool:
         """True once a stop was requested: no new create or delete starts."""
         return self.stop is not None and self.stop.is_set()
+
+    def say(self, message: str) -> None:
+        """Log ``message`` and show it through ``progress``; a display that raises is logged
+        and never fails the run (a broken display must not break a backup)."""
+        log.info("%s", message)
+        try:
+            self.progress(message)
+        except Exception:
+            log.exception("progress display failed")
 
 
 @dataclass
@@ -164,7 +175,7 @@ class RegionExecutor:
             region,
             deadline_seconds=self._api.wait_timeout.total_seconds(),
             poll_seconds=self._api.poll_interval.total_seconds(),
-            sleep=time.sleep,
+            sleep=options.poll_time.sleep or time.sleep,
             on_start_failed=self._start_failed,
             progress=self._say,
         )
@@ -418,9 +429,8 @@ class RegionExecutor:
         waited for, so the instance is not started under its image.
         """
         pending = set(targets)
-        deadline = Deadline(self._api.wait_timeout.total_seconds())
+        deadline = self.options.poll_time.deadline(self._api.wait_timeout.total_seconds())
         delays = poll_delays(self._api.poll_interval.total_seconds())
-        stop = self.options.stop
         while pending:
             if self.options.stopping:
                 pending &= must_finish
@@ -428,11 +438,8 @@ class RegionExecutor:
                     break
             if deadline.passed:
                 break
-            delay = min(next(delays), deadline.remaining())
-            if stop is not None and not stop.is_set():
-                stop.wait(delay)
-            else:
-                time.sleep(delay)
+            self.options.poll_time.wait(min(next(delays), deadline.remaining()),
+                                        self.options.stop)
             try:
                 seen = {i.image_id: i for i in self._client.get_images(self.region, pending)}
             except CloudError as error:
@@ -613,11 +620,7 @@ class RegionExecutor:
     # -- alerts and messages ---------------------------------------------------------------
 
     def _say(self, message: str) -> None:
-        log.info("%s", message)
-        try:
-            self.options.progress(message)
-        except Exception:  # a broken display must not break a backup
-            log.exception("progress display failed")
+        self.options.say(message)
 
     def _error(
         self,

@@ -35,6 +35,7 @@ from cvmkeeper.core.plan import Plan
 from cvmkeeper.core.schedule import latest_policy_slot
 from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
 from cvmkeeper.executor.executor import DuePairs, RegionExecutor, RegionResult, RunOptions
+from cvmkeeper.executor.polling import REAL_TIME, PollTime
 from cvmkeeper.executor.report import DeleteOutcome, RunReport, SlotOutcome
 
 __all__ = [
@@ -135,6 +136,7 @@ def run_once(
     stop: threading.Event | None = None,
     progress: Callable[[str], None] | None = None,
     region_locks: RegionLocks | None = None,
+    poll_time: PollTime = REAL_TIME,
 ) -> RunReport:
     """Make the due slots of every region (or of ``regions``), rotate, and report.
 
@@ -143,6 +145,8 @@ def run_once(
     without writing or alerting; ``wait=False`` does not wait for new images to become
     ``NORMAL`` (their deletes happen on the next run); ``stop`` set: no new create or
     delete starts (instances stopped for an image are still started again).
+    ``poll_time`` injects the waits' clock (``executor.polling.PollTime``; a simulation on
+    virtual time), real time by default.
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
@@ -161,6 +165,7 @@ def run_once(
         wait=wait,
         stop=stop,
         progress=_locked(progress),
+        poll_time=poll_time,
     )
     results: dict[str, RegionResult] = {}
     read: dict[str, Inventory] = {}  # each region's first inventory, for check_run_health
@@ -183,7 +188,7 @@ def run_once(
                 name_format=setup.config.name_format,
             )
             for item in found:
-                options.progress(f"{region}: {item.policy}: {item.reason}")
+                options.say(f"{region}: {item.policy}: {item.reason}")
             return tuple((item.policy, item.slot) for item in found)
 
         return compute
