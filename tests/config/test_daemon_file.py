@@ -138,6 +138,18 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
         load_config(tmp_path)
 
 
+def test_a_fifo_as_the_config_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "cvmkeeper.yaml"
+    os.mkfifo(fifo)  # no writer ever opens it: reading it would wait forever
+    with pytest.raises(ConfigError) as info:
+        load_setup(fifo)
+    assert [str(p) for p in info.value.problems] == [
+        f"{fifo}: is a FIFO (named pipe), not a regular file; refused"
+    ]
+
+
 def test_config_path_order(tmp_path: Path) -> None:
     assert config_path("given.yaml", {CONFIG_ENV: "env.yaml"}) == Path("given.yaml")
     assert config_path(None, {CONFIG_ENV: "env.yaml"}) == Path("env.yaml")

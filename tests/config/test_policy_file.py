@@ -250,3 +250,34 @@ def test_copies_default_to_the_main_retention_and_take_their_own() -> None:
 def test_copy_mistakes_name_their_line_and_key(copies: str, message: str) -> None:
     found = problems(GOOD + copies + "\n")
     assert any(message in p for p in found), found
+
+
+def test_a_fifo_or_a_socket_among_the_policies_is_refused_without_blocking(
+    tmp_path: Path,
+) -> None:
+    import os
+    import socket
+    import threading
+
+    (tmp_path / "good.yaml").write_text(GOOD)
+    os.mkfifo(tmp_path / "pipe.yaml")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "sock.yaml"))
+    found: list[str] = []
+
+    def load() -> None:
+        try:
+            load_policies(tmp_path)
+        except ConfigError as error:
+            found.extend(str(p) for p in error.problems)
+
+    loading = threading.Thread(target=load, daemon=True)  # a hang must not hang the suite
+    loading.start()
+    loading.join(timeout=10)
+    listener.close()
+    assert not loading.is_alive(), "load_policies blocked on the FIFO"
+    assert sorted(found) == [
+        f"{tmp_path / 'pipe.yaml'}: is a FIFO (named pipe), not a regular file; refused",
+        f"{tmp_path / 'sock.yaml'}: is a socket, not a regular file; refused",
+    ]
+

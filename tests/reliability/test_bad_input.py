@@ -225,8 +225,6 @@ def test_a_control_character_is_reported_with_its_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the config loader opens a FIFO and blocks forever "
-                   "(it should refuse anything but a regular file)")
 def test_a_fifo_as_a_policy_file_is_refused_not_waited_on(tmp_path: Path) -> None:
     config = home(tmp_path / "h", policies={})
     os.mkfifo(config.parent / "policies" / "hourly.yaml")

@@ -8,6 +8,7 @@ that is missing, unreadable, not UTF-8, not YAML or simply wrong is a ``Problem`
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,23 +56,61 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+def _not_regular(mode: int) -> str | None:
+    """Why a file of ``mode`` is not read (``None`` for a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    if stat.S_ISFIFO(mode):
+        kind = "a FIFO (named pipe)"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    else:
+        kind = "a special file"
+    return f"is {kind}, not a regular file; refused"
+
+
 def _read_text(path: Path, reader: Reader) -> str | None:
+    """The text of ``path``, or ``None`` with a problem naming the file.
+
+    Only a regular file is read. Its type is checked before it is opened, and it is opened
+    without blocking (``O_NONBLOCK``) and checked again on the open descriptor, so a FIFO,
+    a socket or a device where a file belongs is refused at once instead of waiting forever
+    for a writer, even if it is swapped in between the check and the open.
+    """
+    fd = -1
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            reader.problem(None, "", f"is {size} bytes; a config file is at most {MAX_FILE_BYTES}")
+        refused = _not_regular(os.stat(path).st_mode)
+        if refused is None:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            refused = _not_regular(os.fstat(fd).st_mode)
+        if refused is not None:
+            reader.problem(None, "", refused)
             return None
-        return path.read_text(encoding="utf-8")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, encoding="utf-8") as handle:
+            fd = -1  # the handle owns it now
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                reader.problem(
+                    None, "", f"is {size} bytes; a config file is at most {MAX_FILE_BYTES}"
+                )
+                return None
+            return handle.read()
     except FileNotFoundError:
         reader.problem(None, "", "no such file")
-    except IsADirectoryError:
-        reader.problem(None, "", "is a directory, not a file")
     except PermissionError:
         reader.problem(None, "", "permission denied")
     except UnicodeDecodeError as exc:
         reader.problem(None, "", f"is not UTF-8 text (byte {exc.start})")
     except OSError as exc:
         reader.problem(None, "", f"cannot be read: {exc.strerror or type(exc).__name__}")
+    finally:
+        if fd >= 0:
+            os.close(fd)
     return None
 
 
