@@ -281,3 +281,13 @@ def test_a_fifo_or_a_socket_among_the_policies_is_refused_without_blocking(
         f"{tmp_path / 'sock.yaml'}: is a socket, not a regular file; refused",
     ]
 
+
+def test_a_nul_or_control_character_is_reported_at_its_line_and_column() -> None:
+    found = problems(GOOD.replace("consistency: live", "consistency: li\x00ve"))
+    assert found == [
+        "policies/web.yaml:11:16: not valid YAML: character U+0000 is not allowed (YAML "
+        "forbids control and non-printable characters; remove it, or escape it inside "
+        "double quotes)"
+    ]
+    [bell] = problems("name: web\n\x07\n")
+    assert bell.startswith("policies/web.yaml:2:1: not valid YAML: character U+0007 ")

@@ -76,6 +76,9 @@ class Reader:
             what = exc.problem or exc.context or "invalid YAML"
             self.problems.append(Problem(self.source, line, column, "", f"not valid YAML: {what}"))
             return None
+        except yaml.reader.ReaderError as exc:
+            self.problems.append(self._forbidden_character(text, exc))
+            return None
         except (yaml.YAMLError, RecursionError, ValueError) as exc:
             self.problems.append(
                 Problem(self.source, 0, 0, "", f"not valid YAML: {type(exc).__name__}")
@@ -84,6 +87,23 @@ class Reader:
         if root is None:
             self.problems.append(Problem(self.source, 0, 0, "", "the file is empty"))
         return root
+
+    def _forbidden_character(self, text: str, exc: yaml.reader.ReaderError) -> Problem:
+        """A character YAML forbids (NUL, most control characters) as ``file:line:col``.
+
+        PyYAML's ``ReaderError`` carries no mark, only the character's offset in the text
+        (``position``); the line and column are counted from it (lines end at ``\\n``).
+        """
+        position = exc.position if 0 <= exc.position <= len(text) else len(text)
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        character = exc.character
+        code = ord(character) if isinstance(character, str) else int(character)
+        return Problem(
+            self.source, line, column, "",
+            f"not valid YAML: character U+{code:04X} is not allowed (YAML forbids control "
+            "and non-printable characters; remove it, or escape it inside double quotes)",
+        )
 
     # -- structure ----------------------------------------------------------------------
 
