@@ -4,6 +4,11 @@ Images of a small instance can be ``NORMAL`` within seconds and big ones take ma
 so a fixed interval is either slow for the first or wasteful for the second. Polls start
 after :data:`FIRST_POLL_SECONDS` and grow by :data:`POLL_GROWTH` up to ``api.poll_interval``;
 each poll is one call per region for everything in flight, never one call per image.
+
+:class:`PollTime` is the one seam for time in the executor's waits: real time by default
+(:data:`REAL_TIME`); a simulation on the emulator's ``ManualClock`` passes a ``sleep`` that
+advances that clock and a ``monotonic`` that reads it, so a simulated year never really
+sleeps and its wait deadlines are measured in simulated seconds.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 #: The first poll comes this soon (or after ``poll_interval``, if that is shorter).
 FIRST_POLL_SECONDS = 0.25
@@ -39,6 +45,38 @@ def sleeper(stop: threading.Event | None) -> Callable[[float], bool]:
 
         return plain
     return stop.wait
+
+
+@dataclass(frozen=True)
+class PollTime:
+    """How the executor waits between polls and measures its wait deadlines.
+
+    ``sleep`` None (the default) is real time: a wait ends early when the run's stop event
+    is set. An injected ``sleep(seconds)`` is called instead (a simulation advances its
+    virtual clock; the stop event is still checked between polls). ``monotonic()`` is the
+    clock :class:`Deadline` reads.
+    """
+
+    sleep: Callable[[float], object] | None = None
+    monotonic: Callable[[], float] = time.monotonic
+
+    def wait(self, seconds: float, stop: threading.Event | None = None) -> None:
+        """Wait ``seconds``: through the injected ``sleep``, else in real time, ending early
+        once ``stop`` is set."""
+        if self.sleep is not None:
+            self.sleep(seconds)
+        elif stop is not None and not stop.is_set():
+            stop.wait(seconds)
+        else:
+            time.sleep(seconds)
+
+    def deadline(self, seconds: float) -> Deadline:
+        """A :class:`Deadline` ``seconds`` from now on this clock."""
+        return Deadline(seconds, clock=self.monotonic)
+
+
+#: The executor's default: real sleeps, the real monotonic clock.
+REAL_TIME = PollTime()
 
 
 class Deadline:
