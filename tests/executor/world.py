@@ -168,6 +168,7 @@ def write_config(root: Path, endpoint: str, *, quota: int = 10, **api: Any) -> P
     (root / "policies").mkdir(exist_ok=True)
     config = {
         "policies_dir": "policies",
+        "state_dir": "state",  # the stop journal lives here: never the host's /var/lib
         "regions": [REGION],
         "image_quota": quota,
         "cloud": {"endpoint": endpoint, "scheme": "http", "timeout": "10s"},

@@ -8,14 +8,14 @@ and a create time give each of these a window. The killed run is then run again 
 completion. After every step the invariant checker passes, and after the last hour the
 set of image names equals that of the same hours run without a single kill.
 
-A kill between ``StopInstances`` and ``StartInstances`` breaks rule 9 today: the rerun
-finds the instance ``STOPPED`` and takes it for one that was stopped before (nothing
-remembers across processes who stopped it). ``test_a_kill_between_stop_and_start...``
-states the rule and is a strict xfail until that is fixed.
+A kill between ``StopInstances`` and ``StartInstances`` must not leave the instance down:
+the killed run journaled the stop in its ``state_dir`` before sending it
+(``executor.stop_journal``), so the rerun starts the instance again before it plans.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import sys
@@ -129,12 +129,7 @@ def test_runs_killed_at_seeded_moments_end_as_uninterrupted_runs(
                 creates=sum(1 for e in state["history"] if e["action"] == "CreateImage"))
 
 
-@pytest.mark.parametrize("trigger", [
-    pytest.param("StopInstances", marks=pytest.mark.xfail(
-        strict=True, reason="rule 9 gap: the rerun cannot tell that the killed run stopped "
-        "the instance, so it stays STOPPED")),
-    "StartInstances",
-])
+@pytest.mark.parametrize("trigger", ["StopInstances", "StartInstances"])
 def test_a_kill_between_stop_and_start_leaves_no_instance_down(
     tmp_path: Path, trigger: str
 ) -> None:
@@ -147,6 +142,8 @@ def test_a_kill_between_stop_and_start_leaves_no_instance_down(
         assert states[image_name(A, T0)] == "NORMAL"
         assert w.instance_state(A) in ("RUNNING", "STARTING"), (
             f"{A} is {w.instance_state(A)} after a kill at {trigger} and a rerun")
+        journal = json.loads((w.root / "state" / "stopped-instances.json").read_text())
+        assert journal["stopped"] == []  # the killed run's entry was recovered and cleared
         violations = check_invariants(w.state(), initial)
         assert violations == [], format_violations(violations)
 

@@ -18,8 +18,10 @@ The plan contract (``core.plan`` module docstring) decides the order:
 
 ``stop_start`` instances are stopped (if running) before their creates and started again
 as soon as their image leaves ``CREATING``, and in a ``finally`` whatever happens
-(``consistency.InstanceStopper``). Every failure is reported to the alerter and in the
-:class:`RegionResult`; no exception escapes :meth:`RegionExecutor.run`.
+(``consistency.InstanceStopper``). Each stop is journaled first (``stop_journal``), and
+before anything else a region run starts again what an interrupted run left stopped.
+Every failure is reported to the alerter and in the :class:`RegionResult`; no exception
+escapes :meth:`RegionExecutor.run`.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from cvmkeeper.executor.report import (
     SlotOutcome,
     SlotStatus,
 )
+from cvmkeeper.executor.stop_journal import StopJournal, StoppedEntry
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,8 @@ class RunOptions:
     stop: threading.Event | None = None
     progress: Callable[[str], None] = lambda _message: None
     poll_time: PollTime = REAL_TIME
+    #: where stops are journaled so that a crash cannot leave an instance down (rule 9)
+    stop_journal: StopJournal | None = None
 
     @property
     def planner_settings(self) -> PlannerSettings:
@@ -178,6 +183,7 @@ class RegionExecutor:
             sleep=options.poll_time.sleep or time.sleep,
             on_start_failed=self._start_failed,
             progress=self._say,
+            journal=options.stop_journal,
         )
 
     # -- the run ---------------------------------------------------------------------------
@@ -185,10 +191,13 @@ class RegionExecutor:
     def run(self) -> RegionResult:
         """Do the whole run of this region; every failure ends up in the result and alerts."""
         try:
+            recovered = [] if self.options.dry_run else self._stopper.recover()
             inventory = self._read("DescribeImages")
+            self._inventory = inventory
+            for entry in recovered:
+                self._warn_recovered(entry)
             if inventory is None:
                 return self.result
-            self._inventory = inventory
             self._due = self._due_for(inventory)
             plan = self._plan(inventory, self._due)
             if plan is None:
@@ -672,6 +681,13 @@ class RegionExecutor:
                         instance=instance, region=self.region, tencent_code=code,
                         request_id=request_id, extra=_extra(slot, image_id))
             )
+
+    def _warn_recovered(self, entry: StoppedEntry) -> None:
+        when = entry.stopped_at.strftime("%Y-%m-%d %H:%M:%SZ")
+        self._warn(self._policies_of_instance(entry.instance_id), "StartInstances",
+                   f"{entry.instance_id} was left stopped by an interrupted cvmkeeper run "
+                   f"(pid {entry.pid} on {entry.host} stopped it at {when}); started it again",
+                   instance=entry.instance_id)
 
     def _start_failed(self, instance_id: str, error: Exception) -> None:
         policies = sorted({policy for a in self._attempts.values()

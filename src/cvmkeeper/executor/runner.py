@@ -37,6 +37,7 @@ from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
 from cvmkeeper.executor.executor import DuePairs, RegionExecutor, RegionResult, RunOptions
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
 from cvmkeeper.executor.report import DeleteOutcome, RunReport, SlotOutcome
+from cvmkeeper.executor.stop_journal import StopJournal
 
 __all__ = [
     "DueSlot",
@@ -165,6 +166,7 @@ def run_once(
         wait=wait,
         stop=stop,
         progress=_locked(progress),
+        stop_journal=None if dry_run else StopJournal(setup.config.state_dir),
         poll_time=poll_time,
     )
     results: dict[str, RegionResult] = {}

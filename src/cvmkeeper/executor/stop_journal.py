@@ -1,0 +1,296 @@
+"""A durable record of the instances cvmkeeper stopped and has not started again (rule 9).
+
+:class:`~cvmkeeper.executor.consistency.InstanceStopper` remembers in memory which
+instances it stopped, which survives every exception but not a ``SIGKILL``, an OOM kill or
+a power cut between ``StopInstances`` and ``StartInstances``. Without more, the next run
+finds the instance ``STOPPED``, takes it for one that was stopped before, images it as it
+is and leaves it down. The cloud cannot tell us who stopped it, so this journal does.
+
+The protocol, per instance:
+
+1. :meth:`StopJournal.record` writes the entry (temporary file, ``fsync``, rename, ``fsync``
+   of the directory) *before* ``StopInstances`` is sent. When it cannot be written the
+   instance is not stopped at all: an instance cvmkeeper cannot promise to restart stays up
+   and its slot fails with an error naming the file.
+2. :meth:`StopJournal.clear` removes it once ``StartInstances`` was accepted. A failed
+   start keeps it, so the next run tries again.
+3. Every region run, before it plans, :meth:`StopJournal.claim` hands over the region's
+   entries whose writer is gone (or that this process left behind after a failed start);
+   the stopper starts those that are ``STOPPED`` (a warning says it recovered from an
+   interrupted stop/start) and drops those that run again.
+
+The file is ``stopped-instances.json`` in the config's ``state_dir``, shared by every
+cvmkeeper process of the host (the daemon, a ``cvmkeeper run`` by hand). Writers change it
+under an ``flock`` on ``stopped-instances.lock``. Each writing process also holds, for its
+whole life, an ``flock`` on its own ``stopped-instances.<owner>.owner`` file: the kernel
+drops that lock however the process dies, so another process can tell a dead writer (its
+entries are recovered) from a live one still imaging the instance (left alone).
+
+Limits, stated in the README too:
+
+- The journal is per host (``state_dir`` is local). With two daemons on two hosts, the
+  host that stopped an instance is the one that starts it again; the other one sees it
+  ``STOPPED`` with no entry of its own and treats it as stopped before. If the host that
+  stopped it never runs cvmkeeper again, the instance stays down.
+- The journal cannot tell our stop from a stop by hand that came after our crash: an
+  instance that someone stops on purpose between the crashed run and the next run is
+  started again by that run (the warning names it, the writer and the time of our stop).
+- Entries of a region no run covers any more stay in the file until one does.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["JOURNAL_NAME", "StopJournal", "StoppedEntry"]
+
+log = logging.getLogger(__name__)
+
+JOURNAL_NAME = "stopped-instances.json"
+LOCK_NAME = "stopped-instances.lock"
+OWNER_PREFIX = "stopped-instances."
+OWNER_SUFFIX = ".owner"
+JOURNAL_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StoppedEntry:
+    """One instance cvmkeeper stopped and has not yet seen started again."""
+
+    region: str
+    instance_id: str
+    stopped_at: datetime
+    owner: str  # the writing process's token (see the module docstring)
+    pid: int
+    host: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object stored for this entry."""
+        return {
+            "region": self.region,
+            "instance_id": self.instance_id,
+            "stopped_at": self.stopped_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "owner": self.owner,
+            "pid": self.pid,
+            "host": self.host,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> StoppedEntry | None:
+        """Parse one stored entry; ``None`` when it is not in the expected shape."""
+        if not isinstance(raw, dict):
+            return None
+        try:
+            stopped_at = datetime.fromisoformat(str(raw["stopped_at"]).replace("Z", "+00:00"))
+            return cls(
+                region=str(raw["region"]),
+                instance_id=str(raw["instance_id"]),
+                stopped_at=stopped_at if stopped_at.tzinfo else stopped_at.replace(tzinfo=UTC),
+                owner=str(raw["owner"]),
+                pid=int(raw["pid"]),
+                host=str(raw["host"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+class _Owner:
+    """This process's owner token and the owner locks it holds (one per state_dir)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._pid = -1
+        self._token = ""
+        self._held: dict[Path, int] = {}
+
+    def token(self) -> str:
+        """The token of this process (a new one after a fork)."""
+        with self._guard:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._token = f"{self._pid}-{uuid.uuid4().hex[:12]}"
+                self._held = {}  # the parent's locks are not ours to count on
+            return self._token
+
+    def hold(self, directory: Path) -> None:
+        """Lock this process's owner file in ``directory`` until the process ends."""
+        token = self.token()
+        with self._guard:
+            if directory in self._held:
+                return
+            path = directory / f"{OWNER_PREFIX}{token}{OWNER_SUFFIX}"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise
+            self._held[directory] = fd
+
+
+_OWNER = _Owner()
+
+
+def _owner_alive(directory: Path, owner: str) -> bool:
+    """True while the process that wrote ``owner``'s entries still runs."""
+    path = directory / f"{OWNER_PREFIX}{owner}{OWNER_SUFFIX}"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock if we got it
+    return False
+
+
+class StopJournal:
+    """The stop journal in ``state_dir`` (see the module docstring).
+
+    ``record`` raises ``OSError`` (the caller must then not stop the instance); ``clear``
+    and ``claim`` log what they cannot do and never raise.
+    """
+
+    def __init__(
+        self, state_dir: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.directory = state_dir
+        self.path = state_dir / JOURNAL_NAME
+        self._clock = clock
+
+    def record(self, region: str, instance_ids: Iterable[str]) -> None:
+        """Durably note that this process is about to stop ``instance_ids`` in ``region``."""
+        ids = sorted(set(instance_ids))
+        if not ids:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            _OWNER.hold(self.directory)
+            entries = self._load()
+            now = self._clock()
+            for instance_id in ids:
+                entries[(region, instance_id)] = StoppedEntry(
+                    region, instance_id, now, _OWNER.token(), os.getpid(), socket.gethostname()
+                )
+            self._store(entries)
+
+    def clear(self, region: str, instance_ids: Iterable[str]) -> None:
+        """Forget this process's entries of ``instance_ids`` in ``region`` (started again, or
+        gone). An entry another process wrote since (it stopped the instance anew) stays."""
+        ids = set(instance_ids)
+        if not ids or not self.path.exists():
+            return
+        mine = _OWNER.token()
+        try:
+            with self._locked():
+                entries = self._load()
+                kept = {
+                    key: entry for key, entry in entries.items()
+                    if not (key[0] == region and key[1] in ids and entry.owner == mine)
+                }
+                if len(kept) != len(entries):
+                    self._store(kept)
+        except OSError as error:
+            log.warning("cannot clear %s in %s from %s: %s; the next run checks them again",
+                        ", ".join(sorted(ids)), region, self.path, error)
+
+    def claim(self, region: str) -> list[StoppedEntry]:
+        """The entries of ``region`` that the caller must recover, made this process's own:
+        those written by a process that is gone, and those this process left behind (a
+        start that failed). Entries of a live writer are left to it."""
+        if not self.path.exists():
+            return []
+        mine = _OWNER.token()
+        try:
+            with self._locked():
+                entries = self._load()
+                claimed = [
+                    entry
+                    for (where, _), entry in sorted(entries.items())
+                    if where == region
+                    and (entry.owner == mine or not _owner_alive(self.directory, entry.owner))
+                ]
+                if any(entry.owner != mine for entry in claimed):
+                    _OWNER.hold(self.directory)
+                    for entry in claimed:  # ours now: nobody else recovers them meanwhile
+                        entries[(entry.region, entry.instance_id)] = replace(entry, owner=mine)
+                    self._store(entries)
+                self._forget_dead_owners({e.owner for e in entries.values()} | {mine})
+        except OSError as error:
+            log.warning("cannot read the stop journal %s: %s", self.path, error)
+            return []
+        return claimed
+
+    # -- the file --------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _load(self) -> dict[tuple[str, str], StoppedEntry]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        try:
+            raw = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise OSError(f"{self.path}: not a cvmkeeper stop journal ({exc})") from None
+        if not isinstance(raw, dict) or raw.get("version") != JOURNAL_VERSION:
+            raise OSError(f"{self.path}: not a version {JOURNAL_VERSION} cvmkeeper stop journal")
+        entries: dict[tuple[str, str], StoppedEntry] = {}
+        for item in raw.get("stopped") or []:
+            entry = StoppedEntry.from_json(item)
+            if entry is not None:
+                entries[(entry.region, entry.instance_id)] = entry
+        return entries
+
+    def _store(self, entries: dict[tuple[str, str], StoppedEntry]) -> None:
+        document = {
+            "version": JOURNAL_VERSION,
+            "stopped": [entry.to_json() for _key, entry in sorted(entries.items())],
+        }
+        fd, temporary = tempfile.mkstemp(prefix=f".{JOURNAL_NAME}.", suffix=".tmp",
+                                         dir=self.directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(document, indent=2) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        directory = os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(directory)  # the rename itself survives a power cut
+        finally:
+            os.close(directory)
+
+    def _forget_dead_owners(self, referenced: set[str]) -> None:
+        """Remove owner files of processes that are gone and have no entry left."""
+        for path in self.directory.glob(f"{OWNER_PREFIX}*{OWNER_SUFFIX}"):
+            owner = path.name[len(OWNER_PREFIX): -len(OWNER_SUFFIX)]
+            if owner not in referenced and not _owner_alive(self.directory, owner):
+                path.unlink(missing_ok=True)
