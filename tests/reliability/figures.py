@@ -20,6 +20,7 @@ PARTS: dict[str, str] = {
     "2": "faults",
     "3": "crashes",
     "4": "two daemons",
+    "5": "a simulated year",
     "6": "bad input",
     "7": "secrets",
 }
