@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from cvmkeeper.cli import cli
@@ -27,12 +28,14 @@ def test_the_samples_are_valid_and_summarised() -> None:
     lines = out.splitlines()
     assert lines[0].startswith("web-daily (policies/daily-gfs.yaml): tag backup=daily in ")
     assert "next " in lines[0] and "Asia/Shanghai" in lines[0]
-    assert lines[0].endswith("= 3 images per instance")
+    # keep_daily 1: each night's image replaces the newest, so rotating needs one more
+    assert lines[0].endswith("= 3 (+1 to rotate: the next image can expire the newest, which "
+                             "is deleted only once its successor is NORMAL) images per instance")
     assert lines[1].startswith("db-hourly ")
     assert lines[2].startswith("batch-weekly ") and "ins-9vb4c6lp" in lines[2]
     assert (
-        "quota ap-guangzhou: web-daily 3 x >=1 instance + db-hourly 3 x >=1 instance "
-        "= 6 <= quota 10 (offline)"
+        "quota ap-guangzhou: web-daily (3 + 1 to rotate) x >=1 instance + db-hourly 3 x >=1 "
+        "instance = 7 <= quota 10 (offline)"
     ) in lines
     assert lines[-1] == "ok: 3 policies valid"
 
@@ -117,23 +120,28 @@ def online_config(tmp_path: Path, endpoint: str, quota: int = 10) -> Path:
 
 @pytest.mark.slow
 def test_online_counts_tagged_instances_and_unmanaged_images(tmp_path: Path) -> None:
-    with running_emulator(FLEET) as emulator:
-        config = online_config(tmp_path, emulator.endpoint)
+    # The demo fleet with room for 12 images in ap-guangzhou: web-daily's two tagged
+    # instances need one image each to rotate (keep_daily 1), so 10 would not do.
+    spec = yaml.safe_load(FLEET.read_text())
+    spec["regions"]["ap-guangzhou"]["quota"] = 12
+    with running_emulator(spec) as emulator:
+        config = online_config(tmp_path, emulator.endpoint, quota=12)
         code, out, err = run("validate", "--online", "--config", str(config))
         assert code == 0, err
         assert (
-            "quota ap-guangzhou: web-daily 3 x 2 instances + db-hourly 3 x 1 instance "
-            "+ 1 unmanaged = 10 <= quota 10"
+            "quota ap-guangzhou: web-daily (3 + 1 to rotate) x 2 instances + db-hourly 3 x 1 "
+            "instance + 1 unmanaged = 12 <= quota 12"
         ) in out.splitlines()
         assert (
-            "quota ap-shanghai: web-daily 3 x 1 instance + batch-weekly 2 x 1 instance "
-            "+ 1 unmanaged = 6 <= quota 10"
+            "quota ap-shanghai: web-daily (3 + 1 to rotate) x 1 instance + batch-weekly 2 x 1 "
+            "instance + 1 unmanaged = 7 <= quota 10"
         ) in out.splitlines()
 
-        tight = online_config(tmp_path, emulator.endpoint, quota=8)
+        tight = online_config(tmp_path, emulator.endpoint, quota=10)
         code, out, err = run("validate", "--online", "--config", str(tight))
         assert code == 2
-        assert "ap-guangzhou: web-daily 3 x 2 instances" in err and "= 10 > quota 8" in err
+        assert "ap-guangzhou: web-daily (3 + 1 to rotate) x 2 instances" in err
+        assert "= 12 > quota 10" in err
         assert "demo-secret-key" not in out + err
 
 
@@ -150,3 +158,40 @@ def test_online_without_a_cloud_is_exit_1(tmp_path: Path) -> None:
     assert code == 1
     assert err.startswith("validate: --online failed:")
     assert "demo-secret-key" not in err
+
+
+def rotation_setup(tmp_path: Path, retention: str, quota: int) -> Path:
+    """Two instances on an hourly schedule under ``retention``, in a region of ``quota``."""
+    policies = tmp_path / "policies"
+    policies.mkdir(exist_ok=True)
+    (policies / "web.yaml").write_text(
+        "name: web\nregions: [ap-guangzhou]\n"
+        "targets: {instance_ids: [ins-6pb6lrmy, ins-2kd9x0qa]}\n"
+        f"schedules: [{{every: 1h}}]\nretention: {retention}\n"
+    )
+    config = tmp_path / "cvmkeeper.yaml"
+    config.write_text(f"image_quota: {quota}\n")
+    return config
+
+
+def test_an_instance_whose_next_image_replaces_its_newest_counts_one_more(
+    tmp_path: Path,
+) -> None:
+    code, _, err = run("validate", "--config",
+                       str(rotation_setup(tmp_path, "{keep_daily: 3}", 7)))
+    assert code == 2
+    assert ("cvmkeeper.yaml: image_quota: ap-guangzhou: web (3 + 1 to rotate) x 2 instances "
+            "= 8 > quota 7") in err
+    code, out, err = run("validate", "--config",
+                         str(rotation_setup(tmp_path, "{keep_daily: 3}", 8)))
+    assert code == 0, err
+    assert ("= 3 (+1 to rotate: the next image can expire the newest, which is deleted only "
+            "once its successor is NORMAL) images per instance") in out
+
+
+def test_keep_last_4_rotates_in_place_and_needs_no_extra_image(tmp_path: Path) -> None:
+    code, out, err = run("validate", "--config",
+                         str(rotation_setup(tmp_path, "{keep_last: 4}", 8)))
+    assert code == 0, err
+    assert "quota ap-guangzhou: web 4 x 2 instances = 8 <= quota 8 (offline)" in out
+    assert "to rotate" not in out

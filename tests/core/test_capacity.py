@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_planner import REGION, A, B, foreign, hour
+from test_planner import inventory as planner_inventory
+from test_planner import policy as planner_policy
+from test_planner import run as run_planner
 
 from cvmkeeper.core.capacity import (
     check_region_quota,
     explain_max_images,
     max_images,
+    needs_rotation_headroom,
     policy_max_images,
 )
+from cvmkeeper.core.plan import DeleteKind
 from cvmkeeper.core.policy import Policy, Retention, Schedule, Targets
 from cvmkeeper.core.simulation import simulate
 
@@ -98,3 +105,69 @@ def test_a_simulated_quarter_never_holds_more_than_the_bound(
     start = datetime(2026, 1, 1, tzinfo=UTC)
     result = simulate(candidate, start, start + timedelta(days=15))
     assert result.peak_after_rotation <= policy_max_images(candidate)
+
+
+# --- rotation headroom: validate and the planner agree -----------------------------------
+
+HOURLY = Schedule(every=timedelta(hours=1))
+
+
+@pytest.mark.parametrize(("retention", "schedules", "expected"), [
+    (Retention(keep_last=1), [DAILY], True),  # the next image replaces the only one
+    (Retention(keep_last=2), [HOURLY], False),  # the oldest expires, deleted first
+    (Retention(keep_daily=7), [HOURLY], True),  # the images of one day replace each other
+    (Retention(keep_daily=7), [DAILY], False),  # one image a day: yesterday's stays
+    (Retention(keep_daily=1), [DAILY], True),  # a bucket rule keeping 1
+    (Retention(keep_daily=7, keep_last=2), [HOURLY], False),
+    (Retention(keep_daily=7, min_keep=2), [HOURLY], False),
+    (Retention(keep_within=timedelta(hours=2)), [HOURLY], False),
+    (Retention(keep_within=timedelta(hours=1)), [HOURLY], True),  # the gap is not within
+    (Retention(keep_hourly=3), [Schedule(cron="*/20 * * * *")], True),
+    (Retention(keep_weekly=4), [Schedule(cron="0 2 * * 1")], False),
+    (Retention(keep_weekly=4), [Schedule(cron="0 2 * * 1,4")], True),
+])
+def test_rotation_headroom_is_needed_exactly_when_the_next_image_expires_the_newest(
+    retention: Retention, schedules: list[Schedule], expected: bool
+) -> None:
+    assert needs_rotation_headroom(retention, schedules) is expected
+
+
+def test_the_arithmetic_shows_the_image_rotation_needs() -> None:
+    one = policy("web", Retention(keep_last=1), instance_ids=("ins-aaaaaaaa", "ins-bbbbbbbb"))
+    check = check_region_quota("ap-guangzhou", [one], 10, unmanaged=6)
+    assert check.explain() == (
+        "ap-guangzhou: web (1 + 1 to rotate) x 2 instances + 6 unmanaged = 10 <= quota 10"
+    )
+    assert not check_region_quota("ap-guangzhou", [one], 10, unmanaged=7).fits
+
+
+def rotate(candidate: Policy, quota: int, slots: int) -> tuple[int, int]:
+    """Run the planner (with the in-memory executor of test_planner) hourly for ``slots``
+    slots from an empty region with two unmanaged images: (evictions, skips)."""
+    inv = planner_inventory(quota, [foreign("img-hand1"), foreign("img-hand2")])
+    evictions = skips = 0
+    for n in range(slots):
+        slot = hour(n)
+        inv, plans = run_planner(inv, [candidate], {candidate.name: slot}, slot)
+        evictions += sum(len(d.targets) for p in plans for d in p.deletes()
+                         if d.kind is DeleteKind.EVICT)
+        skips += sum(len(p.skips) for p in plans)
+    return evictions, skips
+
+
+@pytest.mark.parametrize(("retention", "headroom"), [
+    ({"keep_last": 4}, False),  # the issue's example: quota 10, 2 x 4 + 2 unmanaged
+    ({"keep_last": 1}, True),
+    ({"keep_daily": 2}, True),  # hourly slots under keep_daily alone
+    ({"keep_last": 2, "keep_daily": 2}, False),
+])
+def test_validate_and_the_planner_agree_on_what_a_full_quota_can_rotate(
+    retention: dict[str, int], headroom: bool
+) -> None:
+    candidate = planner_policy(ids=(A, B), **retention)  # hourly, two instances
+    check = check_region_quota(REGION, [candidate], 100, unmanaged=2)
+    assert [t.headroom for t in check.terms] == [int(headroom)]
+    # At validate's total the planner rotates 50 hourly slots without evicting or skipping;
+    # with one image less it cannot: validate's count is exactly what rotation needs.
+    assert rotate(candidate, check.total, 50) == (0, 0)
+    assert rotate(candidate, check.total - 1, 50) != (0, 0)

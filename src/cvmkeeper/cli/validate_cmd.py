@@ -24,10 +24,25 @@ from cvmkeeper.cli.common import (
 )
 from cvmkeeper.config import ConfigError, Problem, Setup
 from cvmkeeper.config.loader import display_path
-from cvmkeeper.core.capacity import QuotaCheck, check_region_quota, explain_max_images
+from cvmkeeper.core.capacity import (
+    QuotaCheck,
+    check_region_quota,
+    explain_max_images,
+    needs_rotation_headroom,
+)
 from cvmkeeper.core.naming import is_managed
-from cvmkeeper.core.policy import Policy
+from cvmkeeper.core.policy import Policy, Retention
 from cvmkeeper.core.schedule import next_policy_slots, zone
+
+
+def holds_at_most(policy: Policy, retention: Retention) -> str:
+    """``keep_last 1 + min_keep 1 - 1 (...) = 1``, and the image rotation needs when the
+    next slot's image can expire the newest (``core.capacity.needs_rotation_headroom``)."""
+    text = explain_max_images(retention, policy.schedules)
+    if needs_rotation_headroom(retention, policy.schedules, policy.timezone):
+        text += (" (+1 to rotate: the next image can expire the newest, which is deleted "
+                 "only once its successor is NORMAL)")
+    return text
 
 
 def policy_summary(policy: Policy, now: datetime) -> str:
@@ -40,13 +55,13 @@ def policy_summary(policy: Policy, now: datetime) -> str:
         next_text = "never"
     copies = "".join(
         f"; copies to {rule.region} hold at most "
-        f"{explain_max_images(rule.retention, policy.schedules)} per instance"
+        f"{holds_at_most(policy, rule.retention)} per instance"
         for rule in policy.copies
     )
     return (
         f"{policy.name} ({policy.source}): {policy.targets.describe()} in "
         f"{', '.join(policy.regions)}; next {next_text}; holds at most "
-        f"{explain_max_images(policy.retention, policy.schedules)} images per instance"
+        f"{holds_at_most(policy, policy.retention)} images per instance"
         f"{copies}"
     )
 
@@ -136,7 +151,9 @@ def validate(config_file: str | None, online: bool) -> None:
     with what the key allows. Then, per region, the most images the policies can make
     their instances hold is added up (instances listed by id are counted one by one; a
     tag target counts as at least one instance, or as the instances it selects with
-    --online) and compared with image_quota.
+    --online) and compared with image_quota. An instance whose next image can expire its
+    newest one (keep_last 1, hourly images under keep_daily alone, ...) counts one image
+    more ("+1 to rotate"): the newest is deleted only once its successor exists.
 
     On success prints one line per policy (targets, regions, next slot, the most images
     one instance can hold, with the arithmetic) and one line per region.
