@@ -4,11 +4,13 @@ the normalisation that lets a real run be compared with text written down once.
 Markers are HTML comments (invisible on GitHub) on the line right before a fenced block:
 
 - ``<!-- runnable -->`` before a `` ```sh `` block: the doc test runs the block with bash
-  (``set -euo pipefail``) against the emulator, and it must exit 0. Blocks without the
+  (``set -euo pipefail``) against the emulator, and it must exit 0;
+  ``<!-- runnable exit=N -->``: it must exit N (a block showing a refusal). Blocks without the
   marker (``make demo``, root and systemd steps, commands that never end) are shown only;
   ``make demo`` is run by tests/test_demo.py, the daemon line by the same file.
 - ``<!-- output -->`` before a `` ```text `` block that follows a runnable block: that
-  block's stdout must equal the text, after ``normalise``.
+  block's output (stdout and stderr, as a terminal shows them) must equal the text, after
+  ``normalise``.
 - ``<!-- demo-output -->`` before a `` ```text `` block: an excerpt of ``make demo``'s
   output; a line ``...`` stands for lines left out. See ``excerpt_matches``.
 """
@@ -22,18 +24,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 
-_MARKER = re.compile(r"<!--\s*([a-z-]+)\s*-->")
+_MARKER = re.compile(r"<!--\s*([a-z-]+)(?:\s+exit=(\d+))?\s*-->")
 _FENCE = re.compile(r"```(\w*)")
 
 
 @dataclass(frozen=True)
 class Block:
-    """One fenced block of the README: its language, text, first line and marker."""
+    """One fenced block of the README: its language, text, first line, marker, and the
+    exit status a runnable block must end with."""
 
     language: str
     text: str
     line: int
     marker: str | None
+    exit_code: int = 0
 
 
 def blocks(text: str) -> list[Block]:
@@ -47,8 +51,10 @@ def blocks(text: str) -> list[Block]:
             index += 1
             continue
         marker = None
+        exit_code = 0
         if index > 0 and (match := _MARKER.fullmatch(lines[index - 1].strip())):
             marker = match.group(1)
+            exit_code = int(match.group(2) or 0)
         start = index
         index += 1
         body: list[str] = []
@@ -57,7 +63,7 @@ def blocks(text: str) -> list[Block]:
             index += 1
         indent = len(lines[start]) - len(lines[start].lstrip())
         text_block = "\n".join(line[indent:] for line in body)
-        found.append(Block(fence.group(1), text_block, start + 1, marker))
+        found.append(Block(fence.group(1), text_block, start + 1, marker, exit_code))
         index += 1
     return found
 
