@@ -246,13 +246,13 @@ def test_a_canary_secret_key_never_leaves_the_process_during_a_failing_run(
 
         client = cloud_client(setup.config)  # signs with the key read from the file
 
-        def broken_display(message: str) -> None:
-            if "hourly" in message:
-                raise RuntimeError(f"display failed: {canary}")
+        def broken_listing(region: str) -> list[Any]:
+            raise RuntimeError(f"listing failed: {canary}")  # not a CloudError: unexpected
 
+        monkeypatch.setattr(client, "list_instances", broken_listing)
         try:
             caplog.set_level(logging.INFO)
-            report = run_once(setup, client, alerter, now=at(0), progress=broken_display)
+            report = run_once(setup, client, alerter, now=at(0))
             assert not report.ok  # the region failed: an error event with the exception
             alerter.flush(timeout=5)
         finally:
@@ -262,4 +262,4 @@ def test_a_canary_secret_key_never_leaves_the_process_during_a_failing_run(
         assert any(r.exc_info and canary in str(r.exc_info[1]) for r in caplog.records)
         sent = capture.all_bytes()
         assert canary.encode() not in sent
-        assert b"display failed: ***" in sent
+        assert b"listing failed: ***" in sent
