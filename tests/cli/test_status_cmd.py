@@ -24,7 +24,19 @@ from cvmkeeper.core.naming import image_name
 from cvmkeeper.daemon.jobs import RunContext, SlotJobs
 from cvmkeeper.daemon.state import StateStore
 from cvmkeeper.executor import RegionLocks, run_once
-from executor.world import REGION, SECRET_KEY, T0, A, B, World, fleet, policy, world
+from executor.world import (
+    DEST,
+    REGION,
+    SECRET_KEY,
+    T0,
+    A,
+    B,
+    World,
+    fleet,
+    policy,
+    two_regions,
+    world,
+)
 
 
 def configure(w: World, **sentry: Any) -> Path:
@@ -157,3 +169,31 @@ def test_an_invalid_config_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["status", "--config", str(bad)])
     assert result.exit_code == 2
     assert "image_quota" in result.output
+
+
+def test_a_copy_only_destination_shows_its_copies_and_when_they_go_stale(
+    tmp_path: Path,
+) -> None:
+    copying = policy(ids=[A], keep_last=3,
+                     copies=[{"region": DEST, "retention": {"keep_last": 2}}])
+    with world(tmp_path, two_regions(), copying) as w:  # the config's regions: REGION only
+        configure(w)
+        first = run_once(w.setup(), w.client(), RecordingAlerter(),
+                         now=T0 + timedelta(minutes=1))
+        assert first.ok, first.errors
+        copy_name = image_name(A, T0)
+
+        fresh = status(w, 0.5)
+        assert fresh.exit_code == 0, fresh.output
+        assert f"  {DEST}: 1/10 images used, 9 free (1 by cvmkeeper, 0 others)" in fresh.output
+        assert (f"    copies hourly {A} from {REGION}: 1 held, newest {copy_name} (30m ago)"
+                in fresh.output)
+        assert "STALE COPIES (0)" in fresh.output
+
+        late = status(w, 5, "--json")
+        assert late.exit_code == 1
+        report = json.loads(late.stdout)
+        [copies] = report["copies"]
+        assert (copies["region"], copies["source_region"], copies["held"]) == (DEST, REGION, 1)
+        assert [c["instance_id"] for c in report["stale_copies"]] == [A]
+        assert DEST in {r["region"] for r in report["regions"]}

@@ -9,6 +9,12 @@ sends one warning per stale instance and one per region short of quota. Warnings
 fingerprinted (policy, ``freshness``) and (``quota``, region), so a backup that stays
 stale is one Sentry issue whose count grows.
 
+Copy destinations: from the inventories the copy phase read last (destination and source
+regions, with the run's copies applied) it warns once per copy set whose newest copy is
+stale (``copy_freshness``; a DR copy falling behind is worth knowing even while the
+source is fresh), unless the run already alerted that copy, its policy failed, or its
+source instance is itself stale (that warning names the cause).
+
 Observers (the Prometheus metrics of the daemon) subscribe with ``add_run_observer`` and
 receive a :class:`RunHealth` after every run. Nothing here ever raises into the run.
 """
@@ -34,6 +40,7 @@ if TYPE_CHECKING:
     from cvmkeeper.executor.report import RunReport
 
 __all__ = [
+    "COPY_FRESHNESS_ACTION",
     "FRESHNESS_ACTION",
     "QUOTA_ACTION",
     "RunHealth",
@@ -47,8 +54,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The ``action`` tag of freshness warnings, and of quota warnings.
+#: The ``action`` tag of freshness warnings, of stale-copy warnings, and of quota warnings.
 FRESHNESS_ACTION = "freshness"
+COPY_FRESHNESS_ACTION = "copy_freshness"
 QUOTA_ACTION = "quota"
 #: The ``policy`` tag of a quota warning: the region's quota is no single policy's.
 REGION_WIDE = "cvmkeeper"
@@ -93,7 +101,8 @@ def _images_after(pre: Inventory, report: RunReport) -> Inventory:
     """What ``pre``'s region holds after the run described by ``report``."""
     by_id = {image.image_id: image for image in pre.images}
     touched: list[Image] = []
-    for outcome in report.outcomes:
+    made = [(o, (o.policy,)) for o in report.outcomes] + [(c, c.policies) for c in report.copies]
+    for outcome, policies in made:  # the run's images, and its copies (in their destination)
         if outcome.region != pre.region or not outcome.image_id or not outcome.image_state:
             continue
         state = ImageState.parse(outcome.image_state)
@@ -108,8 +117,8 @@ def _images_after(pre: Inventory, report: RunReport) -> Inventory:
                 state=state,
                 created_time=outcome.slot,
                 region=pre.region,
-                description=image_description((outcome.policy,), outcome.slot),
-                tags=image_tags((outcome.policy,), outcome.instance_id, outcome.slot),
+                description=image_description(policies, outcome.slot),
+                tags=image_tags(policies, outcome.instance_id, outcome.slot),
             )
         )
     removed = [d.image_id for d in report.deleted if d.region == pre.region and
@@ -125,9 +134,13 @@ def check_run_health(
     now: datetime,
     *,
     policy_names: Sequence[str] | None = None,
+    copy_reads: Mapping[str, tuple[Inventory, Mapping[str, Inventory]]] | None = None,
 ) -> tuple[RegionHealth, ...]:
     """Assess every region the run read, warn about stale instances and low quota, tell
     the observers, and return the assessments. A dry run is neither alerted nor observed.
+
+    ``copy_reads`` (destination -> its inventory and its source regions' inventories, as
+    the copy phase read them last) adds one warning per stale copy set.
 
     ``policy_names`` limits the freshness check to the instances of those policies (a
     scheduled run of one policy does not re-report another's); ``None`` checks all.
@@ -150,6 +163,18 @@ def check_run_health(
         )
         skip = already_alerted(report) | _failed_policy_instances(report, healths)
         alert_health(alerter, healths, skip)
+        copy_healths = tuple(
+            assess_region(
+                _images_after(inventory, report),
+                policies,
+                now,
+                settings,
+                setup.config.name_format,
+                sources={r: _images_after(i, report) for r, i in sources.items()},
+            )
+            for _destination, (inventory, sources) in sorted((copy_reads or {}).items())
+        )
+        alert_stale_copies(alerter, copy_healths, _copies_not_to_warn(report, healths))
     except Exception:
         log.exception("the freshness and quota check after the run failed")
         return ()
@@ -187,6 +212,48 @@ def _failed_policy_instances(report: RunReport, healths: Iterable[RegionHealth])
         for item in health.instances
         if set(item.policies) & report.failed_policies
     }
+
+
+def _copies_not_to_warn(report: RunReport, healths: Iterable[RegionHealth]) -> set[
+        tuple[str, str]]:
+    """(destination, instance) pairs, and ("*", instance) for instances whose own backup is
+    stale, whose copies are not warned about: the run or the source warning said it."""
+    quiet = {(c.region, c.instance_id) for c in report.copies
+             if not c.ok or set(c.policies) & report.failed_policies}
+    quiet |= {("*", o.instance_id) for o in report.outcomes if not o.ok}
+    quiet |= {("*", item.instance_id) for h in healths for item in h.stale}
+    quiet |= {("*", item.instance_id) for h in healths for item in h.instances
+              if set(item.policies) & report.failed_policies}
+    return quiet
+
+
+def alert_stale_copies(
+    alerter: Alerter, healths: Iterable[RegionHealth], quiet: Collection[tuple[str, str]] = ()
+) -> None:
+    """One warning (log line and alert) per copy set whose newest copy is stale, except
+    those in ``quiet`` (see :func:`_copies_not_to_warn`)."""
+    for health in healths:
+        for item in health.stale_copies:
+            if (item.region, item.instance_id) in quiet or ("*", item.instance_id) in quiet:
+                continue
+            message = f"stale copies: {item.describe()}"
+            log.warning("%s", message)
+            extra = {"allowed_age": str(item.allowed), "source_region": item.source_region,
+                     "held": str(item.held)}
+            if item.newest_image_id and item.newest_slot:
+                extra["newest_copy"] = f"{item.newest_image_name} ({item.newest_image_id})"
+                extra["newest_slot"] = item.newest_slot.isoformat()
+            alerter.warning(
+                Failure(
+                    policy=item.policy,
+                    action=COPY_FRESHNESS_ACTION,
+                    message=message,
+                    level="warning",
+                    instance=item.instance_id,
+                    region=item.region,
+                    extra=extra,
+                )
+            )
 
 
 def alert_health(

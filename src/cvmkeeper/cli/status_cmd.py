@@ -2,9 +2,10 @@
 
 Per policy: its last run, how it ended and when the next one is (the daemon's state file
 and the schedule). Per region: the custom-image quota, used and free (read from the cloud,
-the source of truth). Instances whose newest backup is stale (``core.health``, the same
-rule the run alerts with). The errors of the last runs (state file). ``--json`` gives the
-same as one JSON document.
+the source of truth), and in a copy destination the copies it holds per policy and
+instance. Instances whose newest backup is stale, and copy sets whose newest copy is
+(``core.health``, the same rule the run alerts with). The errors of the last runs (state
+file). ``--json`` gives the same as one JSON document.
 
 Exit status: 0 when nothing needs attention; 1 when something does (a last run failed, a
 backup is stale, a region is short of quota or cannot be read, the state file is broken);
@@ -37,9 +38,11 @@ from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.config import Setup
 from cvmkeeper.core.durations import format_duration
-from cvmkeeper.core.health import InstanceFreshness, RegionHealth, assess_region
+from cvmkeeper.core.health import CopyFreshness, InstanceFreshness, RegionHealth, assess_region
+from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.schedule import next_policy_slots
 from cvmkeeper.daemon.state import STATE_FILE_NAME, DaemonState, PolicyRun, read_state
+from cvmkeeper.executor.copies import copy_destinations
 from cvmkeeper.executor.executor import read_inventory
 from cvmkeeper.executor.runner import run_regions
 
@@ -63,6 +66,11 @@ class Status:
         """Every stale instance of every region read."""
         return [item for health in self.regions for item in health.stale]
 
+    @property
+    def stale_copies(self) -> list[CopyFreshness]:
+        """Every copy set whose newest copy is stale, in every destination read."""
+        return [item for health in self.regions for item in health.stale_copies]
+
     def failed_policies(self, setup: Setup) -> list[str]:
         """Policies whose last recorded run did not end ``ok``."""
         runs = self.state.policies
@@ -74,13 +82,15 @@ class Status:
             self.state_problem
             or self.unreadable
             or self.stale
+            or self.stale_copies
             or any(h.quota.low for h in self.regions)
             or self.failed_policies(setup)
         )
 
 
 def gather(setup: Setup, client: CloudClient, now: datetime) -> Status:
-    """Read the state file and every region of the config and its policies."""
+    """Read the state file and every region of the config, its policies and their copy
+    destinations (a destination's copies are assessed against the source regions read)."""
     state_file = setup.config.state_dir / STATE_FILE_NAME
     status = Status(now, setup.config.source, state_file, DaemonState())
     try:
@@ -88,14 +98,17 @@ def gather(setup: Setup, client: CloudClient, now: datetime) -> Status:
     except (ValueError, OSError) as error:
         status.state_problem = str(error)
     settings = health_settings(setup)
-    for region in run_regions(setup):
+    regions = list(dict.fromkeys([*run_regions(setup), *copy_destinations(setup.policies)]))
+    read: dict[str, Inventory] = {}
+    for region in regions:
         try:
-            inventory = read_inventory(client, region, setup.config.image_quota)
+            read[region] = read_inventory(client, region, setup.config.image_quota)
         except CloudError as error:
             status.unreadable[region] = f"cannot read the inventory: {error}"
-            continue
+    for inventory in read.values():
         status.regions.append(
-            assess_region(inventory, setup.policies, now, settings, setup.config.name_format)
+            assess_region(inventory, setup.policies, now, settings, setup.config.name_format,
+                          sources=read)
         )
     return status
 
@@ -151,16 +164,31 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
             f"  {health.region}: {quota.used}/{quota.quota} images used, {quota.free} free "
             f"({quota.managed} by cvmkeeper, {quota.unmanaged} others){flag}"
         )
+        lines += [f"    {_copies_text(copy, now)}" for copy in health.copies]
     for region, problem in status.unreadable.items():
         lines.append(f"  {region}: ERROR {problem}")
     stale = status.stale
     lines += ["", f"STALE BACKUPS ({len(stale)})"]
     lines += [f"  {item.describe()}" for item in stale] or ["  none"]
+    stale_copies = status.stale_copies
+    if any(health.copies for health in status.regions):
+        lines += ["", f"STALE COPIES ({len(stale_copies)})"]
+        lines += [f"  {item.describe()}" for item in stale_copies] or ["  none"]
     errors = _recent_errors(setup, status)
     lines += ["", f"RECENT ERRORS ({len(errors)})"]
     lines += [f"  {e['policy']} {e['finished']}: {e['message']}" for e in errors] or ["  none"]
     lines += ["", "needs attention" if status.needs_attention(setup) else "all good"]
     return lines
+
+
+def _copies_text(copy: CopyFreshness, now: datetime) -> str:
+    """``copies web-daily ins-x from ap-guangzhou: 2 held, newest NAME (5h ago)``."""
+    head = f"copies {', '.join(copy.policies)} {copy.instance_id} from {copy.source_region}"
+    if copy.newest_slot is None:
+        return f"{head}: none held  STALE"
+    flag = "  STALE" if copy.stale else ""
+    return (f"{head}: {copy.held} held, newest {copy.newest_image_name} "
+            f"({_ago(now, copy.newest_slot)}){flag}")
 
 
 def _recent_errors(setup: Setup, status: Status) -> list[dict[str, str]]:
@@ -179,6 +207,23 @@ def _freshness_json(item: InstanceFreshness) -> dict[str, Any]:
         "instance_id": item.instance_id,
         "policy": item.policy,
         "policies": list(item.policies),
+        "newest_image_id": item.newest_image_id,
+        "newest_image_name": item.newest_image_name,
+        "newest_slot": item.newest_slot,
+        "age_seconds": int(item.age.total_seconds()) if item.age is not None else None,
+        "allowed_seconds": int(item.allowed.total_seconds()),
+        "stale": item.stale,
+    }
+
+
+def _copy_json(item: CopyFreshness) -> dict[str, Any]:
+    return {
+        "region": item.region,
+        "source_region": item.source_region,
+        "instance_id": item.instance_id,
+        "policy": item.policy,
+        "policies": list(item.policies),
+        "held": item.held,
         "newest_image_id": item.newest_image_id,
         "newest_image_name": item.newest_image_name,
         "newest_slot": item.newest_slot,
@@ -234,6 +279,8 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
         ],
         "instances": [_freshness_json(i) for h in status.regions for i in h.instances],
         "stale": [_freshness_json(i) for i in status.stale],
+        "copies": [_copy_json(c) for h in status.regions for c in h.copies],
+        "stale_copies": [_copy_json(c) for c in status.stale_copies],
         "recent_errors": _recent_errors(setup, status),
     }
 
@@ -247,13 +294,15 @@ def status_command(*, config_file: str | None, at: datetime | None, as_json: boo
 
     Per policy: its last run (from the daemon's state file in state_dir), how it ended
     and when the next one is due. Per region: custom images used and free (read from the
-    cloud). Every instance whose newest NORMAL backup is older than its policy's period
-    times sentry.freshness_factor, or that has none. The errors of the last runs.
+    cloud), and in each copy destination the copies held per policy and instance. Every
+    instance whose newest NORMAL backup (or copy set whose newest copy) is older than its
+    policy's period times sentry.freshness_factor, or that has none. The errors of the
+    last runs.
 
     \b
     Exit status:
       0  nothing needs attention
-      1  something does: a failed last run, a stale backup, a region short of quota
+      1  something does: a failed last run, a stale backup or copy, a region short of quota
          (fewer free than sentry.quota_free_warning) or unreadable, a broken state file
       2  the config is invalid, or no credentials were found
     """

@@ -10,11 +10,19 @@ status`` prints it and the metrics export it; all three use this one function.
 The age of a backup is measured from its slot (the moment it stands for, parsed from its
 name), not from ``CreatedTime``. An instance that a policy targets but that has no
 ``NORMAL`` managed image at all is stale too ("no backup"), whatever its age.
+
+Cross-region copies (``Policy.copies``) are a disaster-recovery promise of their own: a
+copy set that stopped growing (SyncImages failing, the destination full) leaves the
+source fresh and the DR region quietly behind. Given the inventories of the source
+regions, ``assess_region`` also says, per instance copied into the region, how many
+``NORMAL`` copies it holds and whether the newest is stale by the same rule (the period
+of the shortest policy copying it, times ``freshness_factor``): copies are made in the
+same run as their source image, so they are expected as often.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -27,6 +35,7 @@ from cvmkeeper.core.schedule import policy_period
 from cvmkeeper.core.targets import resolve_targets
 
 __all__ = [
+    "CopyFreshness",
     "HealthSettings",
     "InstanceFreshness",
     "QuotaHeadroom",
@@ -93,6 +102,44 @@ class InstanceFreshness:
 
 
 @dataclass(frozen=True, slots=True)
+class CopyFreshness:
+    """The copies of one instance held in a destination region, and how fresh they are.
+
+    ``region`` is the destination, ``source_region`` where the instance lives. ``held``
+    counts the ``NORMAL`` copies here; ``newest_*`` are ``None`` when there is none.
+    ``policy`` is the shortest-period policy copying the instance here.
+    """
+
+    region: str
+    source_region: str
+    instance_id: str
+    policy: str
+    policies: tuple[str, ...]
+    period: timedelta
+    allowed: timedelta
+    held: int
+    newest_slot: datetime | None
+    newest_image_id: str | None
+    newest_image_name: str | None
+    age: timedelta | None
+    stale: bool
+
+    def describe(self) -> str:
+        """One line for people: whose copies, where, how many, how old the newest is."""
+        expectation = (
+            f"policy {self.policy!r} copies one every {format_duration(self.period)}, "
+            f"stale after {format_duration(self.allowed)}"
+        )
+        where = f"copies of {self.instance_id} (from {self.source_region}) in {self.region}"
+        if self.newest_slot is None or self.age is None:
+            return f"{where}: no NORMAL copy ({expectation})"
+        return (
+            f"{where}: {self.held} held, newest {self.newest_image_name} is "
+            f"{format_duration(self.age)} old ({expectation})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class QuotaHeadroom:
     """The custom-image quota of one region: how much is used, by whom, and what is left."""
 
@@ -130,11 +177,17 @@ class RegionHealth:
     now: datetime
     quota: QuotaHeadroom
     instances: tuple[InstanceFreshness, ...]
+    copies: tuple[CopyFreshness, ...] = ()
 
     @property
     def stale(self) -> tuple[InstanceFreshness, ...]:
         """The instances whose newest backup is stale, in instance id order."""
         return tuple(item for item in self.instances if item.stale)
+
+    @property
+    def stale_copies(self) -> tuple[CopyFreshness, ...]:
+        """The copy sets of this (destination) region whose newest copy is stale."""
+        return tuple(item for item in self.copies if item.stale)
 
 
 def assess_region(
@@ -143,17 +196,23 @@ def assess_region(
     now: datetime,
     settings: HealthSettings | None = None,
     fmt: NameFormat = DEFAULT_FORMAT,
+    *,
+    sources: Mapping[str, Inventory] | None = None,
 ) -> RegionHealth:
     """Freshness and quota headroom of ``inventory``'s region at ``now``.
 
     Only instances of the inventory that one of ``policies`` targets are assessed (give
-    only the policies of one run to check only theirs). Pure: no clock, no I/O.
+    only the policies of one run to check only theirs). With ``sources`` (source region ->
+    its inventory), the copies held here of instances that ``policies`` copy here from
+    those regions are assessed too (``RegionHealth.copies``). Pure: no clock, no I/O.
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
+    policies = tuple(policies)
     settings = settings or HealthSettings()
     resolution = resolve_targets(inventory.region, policies, inventory.instances)
     newest: dict[str, tuple[datetime, Image]] = {}
+    held: dict[str, int] = {}
     managed_count = 0
     for image in inventory.images:
         owned = classify_image(image, fmt)
@@ -162,6 +221,7 @@ def assess_region(
         managed_count += 1
         if not image.state.usable:
             continue
+        held[owned.instance_id] = held.get(owned.instance_id, 0) + 1
         best = newest.get(owned.instance_id)
         if best is None or (owned.slot, image.image_id) > (best[0], best[1].image_id):
             newest[owned.instance_id] = (owned.slot, image)
@@ -196,7 +256,56 @@ def assess_region(
         unmanaged=len(inventory.images) - managed_count,
         threshold=settings.quota_free_warning,
     )
-    return RegionHealth(inventory.region, now, quota, tuple(assessed))
+    copies = _assess_copies(inventory.region, policies=policies, sources=sources or {},
+                            newest=newest, held=held, now=now, settings=settings)
+    return RegionHealth(inventory.region, now, quota, tuple(assessed), copies)
+
+
+def _assess_copies(
+    region: str,
+    *,
+    policies: Iterable[Policy],
+    sources: Mapping[str, Inventory],
+    newest: Mapping[str, tuple[datetime, Image]],
+    held: Mapping[str, int],
+    now: datetime,
+    settings: HealthSettings,
+) -> tuple[CopyFreshness, ...]:
+    """Per instance copied into ``region`` from a source region in ``sources``: its copies
+    here (``newest``/``held``: the region's usable managed images by instance)."""
+    copying = [p for p in policies if p.copy_to(region) is not None]
+    found: list[CopyFreshness] = []
+    for source_region, source in sorted(sources.items()):
+        if source_region == region:
+            continue
+        resolution = resolve_targets(
+            source_region, [p for p in copying if source_region in p.regions], source.instances
+        )
+        for instance_id in sorted(resolution.policies_by_instance):
+            targeting = resolution.policies_by_instance[instance_id]
+            shortest = min(targeting, key=policy_period)
+            period = policy_period(shortest)
+            allowed = period * settings.freshness_factor
+            best = newest.get(instance_id)
+            age = now - best[0] if best else None
+            found.append(
+                CopyFreshness(
+                    region=region,
+                    source_region=source_region,
+                    instance_id=instance_id,
+                    policy=shortest.name,
+                    policies=tuple(p.name for p in targeting),
+                    period=period,
+                    allowed=allowed,
+                    held=held.get(instance_id, 0),
+                    newest_slot=best[0] if best else None,
+                    newest_image_id=best[1].image_id if best else None,
+                    newest_image_name=best[1].name if best else None,
+                    age=age,
+                    stale=age is None or age > allowed,
+                )
+            )
+    return tuple(found)
 
 
 def inventory_after(

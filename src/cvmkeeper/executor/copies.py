@@ -86,6 +86,8 @@ class CopyExecutor(RegionExecutor):
         self._copy_attempts: dict[str, _CopyAttempt] = {}  # image name -> attempt
         self._copy_skips: list[Skip] = []
         self.copy_plans: list[Plan] = []
+        #: the destination and source inventories read last (for the post-run copy check)
+        self.last_read: tuple[Inventory, dict[str, Inventory]] | None = None
 
     def run(self) -> RegionResult:
         """Plan and make the copies of this destination; every failure is alerted."""
@@ -167,6 +169,7 @@ class CopyExecutor(RegionExecutor):
                 self._error(self._copy_policy_names(), error.action or "DescribeImages",
                             f"cannot read copy source region {source_region}: {error}; its "
                             "copies here are left as they are", error)
+        self.last_read = (inventory, sources)
         return inventory, sources
 
     # -- one copy --------------------------------------------------------------------------

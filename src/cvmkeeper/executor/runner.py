@@ -215,6 +215,7 @@ def run_once(
     # Copy phase: after every source region finished, one destination at a time.
     copy_plans: dict[str, tuple[Plan, ...]] = {}
     copy_results: list[RegionResult] = []
+    copy_reads: dict[str, tuple[Inventory, dict[str, Inventory]]] = {}
     copying = [p for p in setup.policies if not policy_names or p.name in policy_names]
     for destination in copy_destinations(copying):
         if regions and destination not in regions:
@@ -228,6 +229,8 @@ def run_once(
             executor = CopyExecutor(options, destination)
             copy_results.append(executor.run())
             copy_plans[destination] = tuple(executor.copy_plans)
+            if executor.last_read is not None:
+                copy_reads[destination] = executor.last_read
 
     every = ordered + copy_results
     outcomes: list[SlotOutcome] = [o for r in ordered for o in r.outcomes]
@@ -245,7 +248,8 @@ def run_once(
         copies=tuple(c for r in copy_results for c in r.copies),
         copy_plans=copy_plans,
     )
-    check_run_health(setup, report, read, alerter, now, policy_names=policy_names)
+    check_run_health(setup, report, read, alerter, now, policy_names=policy_names,
+                     copy_reads=copy_reads)
     return report
 
 
