@@ -94,6 +94,35 @@ def test_progress_lines_go_to_stderr_as_plain_lines(tmp_path: Path) -> None:
         assert "\r" not in result.stderr and "\x1b" not in result.stderr
 
 
+def test_a_catch_up_line_says_missing_only_when_the_image_is_missing(tmp_path: Path) -> None:
+    with world(tmp_path, fleet(), policy(ids=[A])) as w:
+        late = invoke(w, "--at", at(0, 20), "--no-alerts")  # 20 min late: a catch-up
+        assert late.exit_code == 0, late.output
+        head = f"{REGION}: hourly: catch-up: slot 2026-11-27T00:00Z is within the catch-up " \
+            "window (1h)"
+        assert f"{head}; an image of it is missing" in late.stderr.splitlines()
+        assert late.stdout.startswith("created ")
+        again = invoke(w, "--at", at(0, 30), "--no-alerts")
+        assert again.exit_code == 0, again.output
+        assert f"{head}; its images exist" in again.stderr.splitlines()
+        assert "missing" not in again.stderr
+        assert again.stdout.startswith("exists ")
+
+
+def test_a_delete_says_why_in_words(tmp_path: Path) -> None:
+    with world(tmp_path, fleet(), policy(ids=[A], keep_last=1)) as w:
+        assert invoke(w, "--at", at(0), "--no-alerts").exit_code == 0
+        [first] = w.images()
+        result = invoke(w, "--at", at(1), "--no-alerts")
+        assert result.exit_code == 0, result.output
+        name, image_id = image_name(A, T0), first["ImageId"]
+        assert first["ImageName"] == name
+        why = "expired, kept by no retention rule"
+        assert f"deleted  {REGION} {name} ({image_id}): {why}" in result.stdout.splitlines()
+        assert f"{REGION}: deleted {name} ({image_id}): {why}" in result.stderr.splitlines()
+        assert "expire:" not in result.output
+
+
 def test_a_failed_step_exits_1_and_is_reported(tmp_path: Path) -> None:
     spec = fleet(instances=[{"id": A, "not_supported": True}, {"id": B}])
     with world(tmp_path, spec, policy()) as w:
@@ -189,3 +218,16 @@ def test_live_progress_rewrites_one_line_and_keeps_warnings() -> None:
     assert text.startswith("\r\x1b[Kap-guangzhou: created")
     assert "\r\x1b[Kap-guangzhou: WARNING quota full\n" in text
     assert text.endswith("\r\x1b[Kap-guangzhou: deleted x\r\x1b[K")
+
+
+def test_delete_reasons_of_every_kind_read_as_words() -> None:
+    from cvmkeeper.executor.report import delete_reason_text
+
+    early = "expired; deleted before the creates to make room in the quota"
+    assert delete_reason_text("expire", early) == (
+        "expired, kept by no retention rule; deleted before the creates to make room in the "
+        "quota"
+    )
+    evicted = "evicted: quota full, room for 261127-0100-aaaaaaaa"
+    assert delete_reason_text("evict", evicted) == evicted
+    assert delete_reason_text("cleanup", "CREATEFAILED: clean up") == "CREATEFAILED: clean up"

@@ -63,3 +63,25 @@ def test_a_slot_whose_images_all_exist_is_not_due() -> None:
     assert len(due_slots([policy], {REGION: {"golden"}}, at)) == 1
     # A region nothing is known about: due (the planner decides).
     assert len(due_slots([policy], {"ap-shanghai": set()}, at)) == 1
+
+
+def test_a_reason_claims_missing_only_when_the_images_were_looked_at() -> None:
+    policy = daily(timedelta(hours=12))
+    at = T0 + timedelta(hours=5)  # three hours after the 02:00 slot: a catch-up
+    slot = T0 + timedelta(hours=2)
+    instances = {REGION: [Instance(A, "a", "RUNNING", REGION), Instance(B, "b", "RUNNING", REGION)]}
+    head = "catch-up: slot 2026-11-27T02:00Z is within the catch-up window (12h)"
+    [unknown] = due_slots([policy], None, at)
+    assert unknown.reason == head
+    one = {REGION: {image_name(A, slot)}}
+    [missing] = due_slots([policy], one, at, instances_by_region=instances)
+    assert missing.reason == f"{head}; an image of it is missing"
+    both = {REGION: {image_name(A, slot), image_name(B, slot)}}
+    assert due_slots([policy], both, at, instances_by_region=instances) == ()
+    [present] = due_slots(
+        [policy], both, at, instances_by_region=instances, include_present=True
+    )
+    assert (present.slot, present.reason) == (slot, f"{head}; its images exist")
+    on_time = T0 + timedelta(hours=2, minutes=1)
+    [due] = due_slots([policy], both, on_time, instances_by_region=instances, include_present=True)
+    assert due.reason == "slot 2026-11-27T02:00Z is due; its images exist"

@@ -43,7 +43,7 @@ from cvmkeeper.config import Setup
 from cvmkeeper.core.due import due_slots
 from cvmkeeper.core.policy import Policy
 from cvmkeeper.executor.checkins import policy_checkins
-from cvmkeeper.executor.report import RunReport, report_to_json
+from cvmkeeper.executor.report import RunReport, delete_reason_text, report_to_json
 from cvmkeeper.executor.runner import run_once
 
 #: How long the command waits for alerts and check-ins to be delivered before exiting.
@@ -132,8 +132,8 @@ def summary_lines(report: RunReport) -> list[str]:
         error = f": {deleted.error}" if deleted.error else ""
         lines.append(
             f"{'deleted' if deleted.status == 'deleted' else deleted.status:8} "
-            f"{deleted.region} {deleted.image_name} ({deleted.image_id}) {deleted.kind}: "
-            f"{deleted.reason}{error}"
+            f"{deleted.region} {deleted.image_name} ({deleted.image_id}): "
+            f"{delete_reason_text(deleted.kind, deleted.reason)}{error}"
         )
     made = sum(1 for o in report.outcomes if o.status in ("created", "adopted"))
     gone = sum(1 for d in report.deleted if d.status in ("deleted", "already_gone"))

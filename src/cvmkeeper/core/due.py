@@ -19,6 +19,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Instance
 from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat, image_name, slot_tag_value
 from cvmkeeper.core.policy import Policy
@@ -86,6 +87,23 @@ def _missing_somewhere(
     return False
 
 
+def due_reason(slot: datetime, age: timedelta, window: timedelta, missing: bool | None) -> str:
+    """Why a slot is taken, saying only what is known: ``missing`` is ``True`` when an
+    image of the slot is known to be missing, ``False`` when all are known to exist, and
+    ``None`` when the images were not looked at. A slot on time is simply due; only a
+    catch-up says that an image is missing."""
+    if age < ON_TIME_GRACE:
+        head = f"slot {slot_tag_value(slot)} is due"
+        return f"{head}; its images exist" if missing is False else head
+    head = (
+        f"catch-up: slot {slot_tag_value(slot)} is within the catch-up window "
+        f"({format_duration(window)})"
+    )
+    if missing is None:
+        return head
+    return f"{head}; an image of it is missing" if missing else f"{head}; its images exist"
+
+
 def due_slots(
     policies: Iterable[Policy],
     existing_image_names_by_region: Mapping[str, Collection[str]] | None,
@@ -93,6 +111,7 @@ def due_slots(
     *,
     instances_by_region: Mapping[str, Sequence[Instance]] | None = None,
     name_format: NameFormat = DEFAULT_FORMAT,
+    include_present: bool = False,
 ) -> tuple[DueSlot, ...]:
     """The slots due at ``now`` under the catch-up rules, one per policy at most.
 
@@ -101,7 +120,9 @@ def due_slots(
     makes nothing for a slot whose image exists, so passing every candidate is safe).
     With ``instances_by_region`` a slot counts as present in a region only when every
     instance the policy targets there has its image; without it, when any image of that
-    slot exists there.
+    slot exists there. ``include_present`` keeps present slots in the answer (the planner
+    then reports them as ``exists``); the names are then used only for the reasons, which
+    say whether an image is missing only when the names were given.
     """
     due: list[DueSlot] = []
     for policy in policies:
@@ -112,15 +133,12 @@ def due_slots(
         window = catch_up_window(policy)
         if age >= window:
             continue
-        if existing_image_names_by_region is not None and not _missing_somewhere(
-            policy, slot, existing_image_names_by_region, instances_by_region, name_format
-        ):
-            continue
-        reason = (
-            f"slot {slot_tag_value(slot)} is due"
-            if age < ON_TIME_GRACE
-            else f"catch-up: slot {slot_tag_value(slot)} is missing and younger than "
-            f"the catch-up window"
-        )
-        due.append(DueSlot(policy.name, slot, reason))
+        missing: bool | None = None
+        if existing_image_names_by_region is not None:
+            missing = _missing_somewhere(
+                policy, slot, existing_image_names_by_region, instances_by_region, name_format
+            )
+            if not missing and not include_present:
+                continue
+        due.append(DueSlot(policy.name, slot, due_reason(slot, age, window, missing)))
     return tuple(due)

@@ -54,6 +54,7 @@ from cvmkeeper.executor.report import (
     DeleteStatus,
     SlotOutcome,
     SlotStatus,
+    delete_reason_text,
 )
 from cvmkeeper.executor.stop_journal import StopJournal, StoppedEntry
 
@@ -500,7 +501,7 @@ class RegionExecutor:
             status: DeleteStatus = "already_gone" if target.image_id in gone else "deleted"
             self._record_delete(step, target, status)
             self._say(f"{self.region}: deleted {target.image_name} ({target.image_id}): "
-                      f"{target.reason}")
+                      f"{delete_reason_text(step.kind.value, target.reason)}")
 
     def _delete_failed(self, step: Delete, target: DeleteTarget, error: Exception) -> None:
         code = error.code if isinstance(error, CloudError) else None

@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from cvmkeeper.core.plan import Copy, Create, Delete, ImageDecision, Plan, Step, Wait
+from cvmkeeper.core.plan import (
+    Copy,
+    Create,
+    Delete,
+    DeleteKind,
+    ImageDecision,
+    Plan,
+    Step,
+    Wait,
+)
 
 SlotStatus = Literal["created", "adopted", "exists", "failed", "skipped"]
 DeleteStatus = Literal["deleted", "already_gone", "left", "failed", "skipped"]
@@ -69,6 +78,18 @@ class DeleteOutcome:
     error: str | None = None
     tencent_code: str | None = None
     request_id: str | None = None
+
+
+def delete_reason_text(kind: str, reason: str) -> str:
+    """Why an image is deleted, for people: the plan's reason, where a bare ``expired``
+    (retention's word) says what it means.
+
+    ``kind`` is a ``core.plan.DeleteKind`` value; the reasons of ``cleanup`` and ``evict``
+    already say what happens (``CREATEFAILED: clean up``, ``evicted: quota full, ...``).
+    """
+    if kind == DeleteKind.EXPIRE.value and reason.startswith("expired"):
+        return "expired, kept by no retention rule" + reason[len("expired"):]
+    return reason
 
 
 @dataclass(frozen=True)

@@ -182,12 +182,15 @@ def run_once(
                     if (policy := setup.policy(name)) is not None and region in policy.regions
                 )
             regional = [p for p in setup.policies if region in p.regions]
+            # Every slot in its window goes to the planner (which reports a present one as
+            # ``exists``); the names only make the progress line say what is missing.
             found = due_slots(
                 regional,
-                None,
+                {region: {image.name for image in inventory.images}},
                 now,
                 instances_by_region={region: inventory.instances},
                 name_format=setup.config.name_format,
+                include_present=True,
             )
             for item in found:
                 options.say(f"{region}: {item.policy}: {item.reason}")
