@@ -84,7 +84,7 @@ def test_make_demo_on_a_fresh_clone(tmp_path: Path) -> None:
     assert "deleted  ap-guangzhou 261128-2000-7hq3m1zc" in output
     assert "== cvmkeeper images" in output and "== cvmkeeper status" in output
     assert "cvmkeeper daemon --config config/demo.yaml" in output
-    assert "ap-guangzhou: 6/10 images used, 4 free (5 by cvmkeeper, 1 others)" in output
+    assert "ap-guangzhou: 8/10 images used, 2 free (7 by cvmkeeper, 1 others)" in output
     # The README's excerpt is what the clone's demo printed.
     shown = [b for b in blocks((clone / "README.md").read_text()) if b.marker == "demo-output"]
     problems = excerpt_matches(shown[0].text, proc.stdout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -28,14 +29,17 @@ def test_the_samples_are_valid_and_summarised() -> None:
     lines = out.splitlines()
     assert lines[0].startswith("web-daily (policies/daily-gfs.yaml): tag backup=daily in ")
     assert "next " in lines[0] and "Asia/Shanghai" in lines[0]
-    # keep_daily 1: each night's image replaces the newest, so rotating needs one more
-    assert lines[0].endswith("= 3 (+1 to rotate: the next image can expire the newest, which "
-                             "is deleted only once its successor is NORMAL) images per instance")
+    # keep_daily 2: the next night's image leaves today's as keep_daily #2, so rotating
+    # needs no image more than the rules keep
+    assert lines[0].endswith(
+        "holds at most keep_daily 2 + keep_weekly 2 + keep_monthly 1 + min_keep 1 - 3 (the "
+        "newest, kept by every rule) = 3 images per instance"
+    )
     assert lines[1].startswith("db-hourly ")
     assert lines[2].startswith("batch-weekly ") and "ins-9vb4c6lp" in lines[2]
     assert (
-        "quota ap-guangzhou: web-daily (3 + 1 to rotate) x >=1 instance + db-hourly 3 x >=1 "
-        "instance = 7 <= quota 10 (offline)"
+        "quota ap-guangzhou: web-daily 3 x >=1 instance + db-hourly 3 x >=1 "
+        "instance = 6 <= quota 10 (offline)"
     ) in lines
     assert lines[-1] == "ok: 3 policies valid"
 
@@ -120,29 +124,48 @@ def online_config(tmp_path: Path, endpoint: str, quota: int = 10) -> Path:
 
 @pytest.mark.slow
 def test_online_counts_tagged_instances_and_unmanaged_images(tmp_path: Path) -> None:
-    # The demo fleet with room for 12 images in ap-guangzhou: web-daily's two tagged
-    # instances need one image each to rotate (keep_daily 1), so 10 would not do.
-    spec = yaml.safe_load(FLEET.read_text())
-    spec["regions"]["ap-guangzhou"]["quota"] = 12
-    with running_emulator(spec) as emulator:
-        config = online_config(tmp_path, emulator.endpoint, quota=12)
+    # The demo fleet as shipped fills ap-guangzhou exactly: web-daily's two tagged
+    # instances hold 3 each, db-hourly 3, and the golden image is the tenth.
+    with running_emulator(FLEET) as emulator:
+        config = online_config(tmp_path, emulator.endpoint, quota=10)
         code, out, err = run("validate", "--online", "--config", str(config))
         assert code == 0, err
         assert (
-            "quota ap-guangzhou: web-daily (3 + 1 to rotate) x 2 instances + db-hourly 3 x 1 "
-            "instance + 1 unmanaged = 12 <= quota 12"
+            "quota ap-guangzhou: web-daily 3 x 2 instances + db-hourly 3 x 1 "
+            "instance + 1 unmanaged = 10 <= quota 10"
         ) in out.splitlines()
         assert (
-            "quota ap-shanghai: web-daily (3 + 1 to rotate) x 1 instance + batch-weekly 2 x 1 "
-            "instance + 1 unmanaged = 7 <= quota 10"
+            "quota ap-shanghai: web-daily 3 x 1 instance + batch-weekly 2 x 1 "
+            "instance + 1 unmanaged = 6 <= quota 10"
         ) in out.splitlines()
 
-        tight = online_config(tmp_path, emulator.endpoint, quota=10)
+        tight = online_config(tmp_path, emulator.endpoint, quota=9)
         code, out, err = run("validate", "--online", "--config", str(tight))
         assert code == 2
-        assert "ap-guangzhou: web-daily (3 + 1 to rotate) x 2 instances" in err
-        assert "= 12 > quota 10" in err
+        assert "ap-guangzhou: web-daily 3 x 2 instances" in err
+        assert "= 10 > quota 9" in err
         assert "demo-secret-key" not in out + err
+
+
+@pytest.mark.slow
+def test_online_counts_the_image_to_rotate_of_every_tagged_instance(tmp_path: Path) -> None:
+    # web-daily with keep_daily 1: each night's image expires the newest, so each of the
+    # two tagged instances in ap-guangzhou needs one image more than its rules keep.
+    policies = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    gfs = policies / "daily-gfs.yaml"
+    document = yaml.safe_load(gfs.read_text())
+    document["retention"] = {"keep_daily": 1, "keep_weekly": 2, "keep_monthly": 2}
+    gfs.write_text(yaml.safe_dump(document))
+    with running_emulator(FLEET) as emulator:
+        config = online_config(tmp_path, emulator.endpoint, quota=10)
+        config.write_text(config.read_text().replace(str(ROOT / "policies"), str(policies)))
+        code, _, err = run("validate", "--online", "--config", str(config))
+        assert code == 2
+        assert (
+            "ap-guangzhou: web-daily (3 + 1 to rotate) x 2 instances + db-hourly 3 x 1 "
+            "instance + 1 unmanaged = 12 > quota 10"
+        ) in err
 
 
 @pytest.mark.slow

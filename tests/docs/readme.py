@@ -76,13 +76,15 @@ _NORMALISERS: tuple[tuple[re.Pattern[str], str], ...] = (
     # mktemp -d directories, wherever $TMPDIR is
     (re.compile(r"\S*/tmp\.[A-Za-z0-9]{6,}/"), "TMPDIR/"),
     (re.compile(r"Demo done in \d+ s"), "Demo done in N s"),
+    # validate's next slot of each policy, in UTC and local time, which moves with the clock
+    (re.compile(r"; next \d{4}-\d\d-\d\d \d\d:\d\dZ \(\d\d:\d\d "), "; next NEXT (LOCAL "),
     (re.compile(r"[ \t]+$", re.MULTILINE), ""),
 )
 
 
 def normalise(text: str) -> str:
     """``text`` with what differs between runs replaced: image ids, ages, creation times,
-    temporary directories, the demo's duration, trailing blanks."""
+    temporary directories, the demo's duration, validate's next slots, trailing blanks."""
     for pattern, replacement in _NORMALISERS:
         text = pattern.sub(replacement, text)
     return text.strip("\n")
