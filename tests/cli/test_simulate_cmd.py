@@ -32,7 +32,10 @@ def test_json_after_400_days_of_the_gfs_sample() -> None:
     assert kept[0]["slot"] == "2027-02-04T18:00:00Z"
     assert kept[0]["reasons"][0] == "newest NORMAL"
     assert all(k["name"].endswith("-00000000") for k in kept)
-    assert any("keep_monthly #2" in r for k in kept for r in k["reasons"])
+    # the sample keeps today's, yesterday's and last week's newest (its bound, 3)
+    assert [k["reasons"][-1] for k in kept[1:]] == [
+        "keep_daily #2 (2027-02-04)", "keep_weekly #2 (2027-W04)"
+    ]
 
 
 def test_text_lists_kept_images_with_dates_and_reasons() -> None:
