@@ -118,6 +118,21 @@ def call_with_retries(
             error.request_id or "-",
         )
 
+    # Fast path: most calls succeed at once, and tenacity's bookkeeping costs more than an
+    # in-process call. Only an error that may be retried enters tenacity, replayed as its
+    # first attempt so that counting, waits, the deadline and logging are unchanged.
+    try:
+        return attempt()
+    except RetryableError as error:
+        replay: RetryableError | None = error
+
+    def resumed() -> T:
+        nonlocal replay
+        if replay is not None:
+            error, replay = replay, None
+            raise error
+        return attempt()
+
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(should_retry),
         wait=wait,
@@ -126,4 +141,4 @@ def call_with_retries(
         sleep=sleep,
         reraise=True,
     )
-    return retrying(attempt)
+    return retrying(resumed)
