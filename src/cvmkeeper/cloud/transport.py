@@ -10,7 +10,8 @@ wraps every transport the same way, so both behave identically.
   SDK's own retryer and region breaker stay off: the breaker swallows errors and the
   retryer re-sends after a success.
 - :class:`InProcessTransport` calls the emulator core directly, for fast simulations. Its
-  requests and answers go through a JSON round trip, as on the wire.
+  requests and answers are copied as a JSON round trip would (tuples become lists, what
+  JSON cannot carry is a ``TypeError``), so neither side shares state with the other.
 """
 
 from __future__ import annotations
@@ -60,7 +61,20 @@ class EndpointConfig:
             raise ValueError("endpoint timeout_seconds must be positive")
 
 
-def _json_copy(value: Any) -> Any:
+def _wire_copy(value: Any) -> Any:
+    """``value`` as it comes out of the wire: ``json.loads(json.dumps(value))``, computed
+    without the text for the plain types requests and answers are made of (``dict`` with
+    ``str`` keys, ``list``, ``tuple``, ``str``, ``int``, ``float``, ``bool``, ``None``).
+    Anything else (subclasses, other keys) takes the real round trip, so the result and the
+    ``TypeError`` for what JSON cannot carry are exactly JSON's (for acyclic values)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if kind is dict:
+        if all(type(key) is str for key in value):
+            return {key: _wire_copy(item) for key, item in value.items()}
+    elif kind is list or kind is tuple:
+        return [_wire_copy(item) for item in value]
     return json.loads(json.dumps(value))
 
 
@@ -141,7 +155,7 @@ class InProcessTransport:
         from cvmkeeper.emulator.core import ApiError, ConnectionFault  # noqa: PLC0415
 
         try:
-            answer = self.core.call(action, region, _json_copy(dict(params)))
+            answer = self.core.call(action, region, _wire_copy(dict(params)))
         except ApiError as exc:
             raise classify(exc.code, exc.message, action=action, region=region) from None
         except ConnectionFault:
@@ -149,7 +163,7 @@ class InProcessTransport:
                 "ClientNetworkError", "connection closed without an answer",
                 action=action, region=region,
             ) from None
-        result: dict[str, Any] = _json_copy(answer)
+        result: dict[str, Any] = _wire_copy(answer)
         return result
 
 
