@@ -66,6 +66,25 @@ def test_stop_and_start_transitions_and_history() -> None:
     assert all(h["InstanceIds"] == ["ins-6pb6lrmy"] for h in history)
 
 
+def test_state_gives_only_the_history_after_a_seq_when_asked() -> None:
+    core, clock = make_core()
+    core.call("StopInstances", GZ, {"InstanceIds": ["ins-6pb6lrmy"]})
+    clock.advance(10)
+    core.call("StartInstances", GZ, {"InstanceIds": ["ins-6pb6lrmy"]})
+    clock.advance(5)
+    whole = core.state()
+    since_two = core.state(history_since=2)
+    assert [h["seq"] for h in since_two["history"]] == [3, 4]
+    assert since_two["history"] == whole["history"][2:]
+    assert {k: v for k, v in since_two.items() if k != "history"} == {
+        k: v for k, v in whole.items() if k != "history"}
+    assert core.state(history_since=4)["history"] == []
+    since_two["history"][0]["params"]["InstanceIds"].append("edited")  # a copy, not the log
+    assert core.state(history_since=2)["history"] == whole["history"][2:]
+    with pytest.raises(ValueError, match="history_since"):
+        core.state(history_since=-1)
+
+
 def test_sync_marks_source_syncing_and_copies_creating() -> None:
     core, clock = make_core()
     body = core.call("SyncImages", GZ, {"ImageIds": ["img-golden01"],

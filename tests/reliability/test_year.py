@@ -56,14 +56,14 @@ class RunChecker:
 
     def __init__(self, world: YearWorld) -> None:
         self.world = world
-        self.previous = world.core.state_since(0)
+        self.previous = world.core.state()
         self.seq = 0
         self.slots_checked = 0
         self.failed: set[tuple[str, str, datetime]] = set()  # (region, instance, slot)
         self.alerts = 0
 
     def __call__(self, run: YearRun) -> None:
-        state = self.world.core.state_since(self.seq)
+        state = self.world.core.state(history_since=self.seq)
         # the regions this run wrote to (every write names its region, a copy its
         # destination): the replay of the others would find nothing new
         touched = {str(e["region"]) for e in state["history"]} | {

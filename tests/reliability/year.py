@@ -131,26 +131,6 @@ def write_config(root: Path) -> Path:
     return path
 
 
-class YearCore(EmulatorCore):
-    """The emulator core with a cheap state document for checking after every run.
-
-    ``state()`` deep-copies the whole history, which after a year of runs costs more than
-    the run itself. :meth:`state_since` gives the same document with only the entries
-    after ``seq``: what ``check_invariants(state, previous)`` replays when ``previous``
-    is the document taken before the run.
-    """
-
-    def state_since(self, seq: int) -> dict[str, Any]:
-        """``state()`` with only the history entries whose ``seq`` is above ``seq``."""
-        with self._lock:  # reentrant: state() takes it again
-            full = self._history
-            self._history = full[seq:]  # entry n has seq n + 1
-            try:
-                return self.state()
-            finally:
-                self._history = full
-
-
 @dataclass(frozen=True)
 class Fire:
     """One scheduler fire: a policy's slot."""
@@ -174,7 +154,7 @@ class YearWorld:
 
     setup: Setup
     clock: ManualClock
-    core: YearCore
+    core: EmulatorCore
     client: CloudClient
     poll_time: PollTime
     runs: int = 0
@@ -186,7 +166,7 @@ class YearWorld:
         """Write the config under ``root`` and seed an emulator at ``start``."""
         setup = load_setup(write_config(root))
         clock = ManualClock(start)
-        core = YearCore(FleetSpec.from_mapping(fleet(seed=seed, fault_rate=fault_rate)),
+        core = EmulatorCore(FleetSpec.from_mapping(fleet(seed=seed, fault_rate=fault_rate)),
                             clock)
 
         def monotonic() -> float:

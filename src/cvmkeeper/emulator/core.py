@@ -164,9 +164,16 @@ class EmulatorCore:
                 self._calls[action] += 1
             self._errors[code] += 1
 
-    def state(self) -> dict[str, Any]:
+    def state(self, *, history_since: int = 0) -> dict[str, Any]:
         """Return the ``/_emulator/state`` document: regions, call/error counts, the
-        injected faults by kind (``injected``), history."""
+        injected faults by kind (``injected``), history.
+
+        ``history_since``: only the history entries whose ``seq`` is above it (a checker
+        that reads the state after every run replays only what is new; copying a long
+        history each time would cost more than the run).
+        """
+        if history_since < 0:
+            raise ValueError(f"history_since must be >= 0, not {history_since}")
         with self._lock:
             now = self._clock.now()
             self._advance(now)
@@ -189,7 +196,7 @@ class EmulatorCore:
                 "errors": dict(self._errors),
                 "injected": dict(self._injected),
                 "faults": copy.deepcopy(self._faults),
-                "history": copy.deepcopy(self._history),
+                "history": copy.deepcopy(self._history[history_since:]),  # entry n: seq n+1
             }
 
     def set_faults(self, mapping: Mapping[str, Any]) -> None:
