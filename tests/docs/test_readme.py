@@ -25,7 +25,7 @@ import pytest
 
 from cvmkeeper.config import daemon_file, load_setup, policy_file
 from cvmkeeper.emulator.server import running_emulator
-from docs.readme import README, REPO, Block, blocks, excerpt_matches, normalise
+from docs.readme import README, REPO, Block, blocks, normalise
 
 BIN = Path(sys.executable).parent
 README_ENDPOINT = "127.0.0.1:8765"
@@ -190,20 +190,3 @@ def test_runnable_blocks_run_and_show_their_real_output(sandbox: tuple[Path, str
     assert "#compdef cvmkeeper" in (home / ".cvmkeeper-complete.zsh").read_text(encoding="utf-8")
     assert (directory / "my-cvmkeeper" / "policies" / "web-daily.yaml").is_file()
 
-
-@pytest.mark.slow
-def test_demo_output_shown_is_what_make_demo_prints(tmp_path: Path) -> None:
-    shown = [block for block in readme_blocks() if block.marker == "demo-output"]
-    assert len(shown) == 1
-    proc = subprocess.run(
-        ["bash", str(REPO / "scripts" / "demo.sh")],
-        env=clean_env(tmp_path) | {"TMPDIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    problems = excerpt_matches(shown[0].text, proc.stdout)
-    assert not problems, "\n".join(problems) + "\n--- real output:\n" + proc.stdout
-    assert list(tmp_path.iterdir()) == [], "the demo left files in its temporary directory"
