@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING
 
 from cvmkeeper.alerting.alerter import Alerter
 from cvmkeeper.alerting.events import Failure
-from cvmkeeper.core.health import HealthSettings, RegionHealth, assess_region, inventory_after
+from cvmkeeper.core.health import (
+    CopyFreshness,
+    HealthSettings,
+    InstanceFreshness,
+    RegionHealth,
+    assess_region,
+    inventory_after,
+)
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.naming import image_description, image_tags
 from cvmkeeper.core.plan import DeleteKind
@@ -227,6 +234,34 @@ def _copies_not_to_warn(report: RunReport, healths: Iterable[RegionHealth]) -> s
     return quiet
 
 
+def _warn_stale(
+    alerter: Alerter,
+    item: InstanceFreshness | CopyFreshness,
+    action: str,
+    message: str,
+    extra: dict[str, str],
+    *,
+    newest_key: str,
+) -> None:
+    """Log and alert one stale backup or copy set, with its allowed age and newest image."""
+    log.warning("%s", message)
+    extra = {"allowed_age": str(item.allowed), **extra}
+    if item.newest_image_id and item.newest_slot:
+        extra[newest_key] = f"{item.newest_image_name} ({item.newest_image_id})"
+        extra["newest_slot"] = item.newest_slot.isoformat()
+    alerter.warning(
+        Failure(
+            policy=item.policy,
+            action=action,
+            message=message,
+            level="warning",
+            instance=item.instance_id,
+            region=item.region,
+            extra=extra,
+        )
+    )
+
+
 def alert_stale_copies(
     alerter: Alerter, healths: Iterable[RegionHealth], quiet: Collection[tuple[str, str]] = ()
 ) -> None:
@@ -236,24 +271,9 @@ def alert_stale_copies(
         for item in health.stale_copies:
             if (item.region, item.instance_id) in quiet or ("*", item.instance_id) in quiet:
                 continue
-            message = f"stale copies: {item.describe()}"
-            log.warning("%s", message)
-            extra = {"allowed_age": str(item.allowed), "source_region": item.source_region,
-                     "held": str(item.held)}
-            if item.newest_image_id and item.newest_slot:
-                extra["newest_copy"] = f"{item.newest_image_name} ({item.newest_image_id})"
-                extra["newest_slot"] = item.newest_slot.isoformat()
-            alerter.warning(
-                Failure(
-                    policy=item.policy,
-                    action=COPY_FRESHNESS_ACTION,
-                    message=message,
-                    level="warning",
-                    instance=item.instance_id,
-                    region=item.region,
-                    extra=extra,
-                )
-            )
+            _warn_stale(alerter, item, COPY_FRESHNESS_ACTION, f"stale copies: {item.describe()}",
+                        {"source_region": item.source_region, "held": str(item.held)},
+                        newest_key="newest_copy")
 
 
 def alert_health(
@@ -270,23 +290,8 @@ def alert_health(
         for item in health.stale:
             if (item.region, item.instance_id) in skip:
                 continue
-            message = f"stale backup: {item.describe()}"
-            log.warning("%s", message)
-            extra = {"allowed_age": str(item.allowed)}
-            if item.newest_image_id and item.newest_slot:
-                extra["newest_image"] = f"{item.newest_image_name} ({item.newest_image_id})"
-                extra["newest_slot"] = item.newest_slot.isoformat()
-            alerter.warning(
-                Failure(
-                    policy=item.policy,
-                    action=FRESHNESS_ACTION,
-                    message=message,
-                    level="warning",
-                    instance=item.instance_id,
-                    region=item.region,
-                    extra=extra,
-                )
-            )
+            _warn_stale(alerter, item, FRESHNESS_ACTION, f"stale backup: {item.describe()}", {},
+                        newest_key="newest_image")
         if health.quota.low and (health.region, None) not in skip:
             message = f"image quota low: {health.quota.describe()}"
             log.warning("%s", message)
