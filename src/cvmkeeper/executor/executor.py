@@ -37,7 +37,6 @@ from datetime import datetime
 from cvmkeeper.alerting import Alerter, Failure
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.errors import CloudError, QuotaExceededError
-from cvmkeeper.cloud.models import CreateImageRequest
 from cvmkeeper.config import Setup
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
@@ -47,6 +46,7 @@ from cvmkeeper.core.planner import PlannerSettings, plan_region
 from cvmkeeper.core.policy import Consistency
 from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.consistency import InstanceStopper, StopProblem
+from cvmkeeper.executor.disks import create_request
 from cvmkeeper.executor.polling import REAL_TIME, PollTime, poll_delays
 from cvmkeeper.executor.report import (
     CopyOutcome,
@@ -370,13 +370,8 @@ class RegionExecutor:
         if self.options.stopping:
             self._attempts[key] = _Attempt(step, "stopped")
             return "stopped"
-        request = CreateImageRequest(
-            name=step.image_name,
-            instance_id=step.instance_id,
-            description=step.description,
-            tags=dict(step.tags),
-            force_poweroff=step.consistency is Consistency.FORCE_POWEROFF,
-        )
+        # the whole machine unless the policy says otherwise (executor.disks, rule 10)
+        request = create_request(step, self._inventory, self.options.setup.policies)
         try:
             made = self._client.create_image(self.region, request)
         except QuotaExceededError as error:
