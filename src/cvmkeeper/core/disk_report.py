@@ -13,8 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from cvmkeeper.core.disks import SNAPSHOTS_PER_DISK, DiskChoice, choose_disks, shortfall
 from cvmkeeper.core.inventory import Instance, Inventory
-from cvmkeeper.core.ownership import ManagedImage
+from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
+from cvmkeeper.core.ownership import ManagedImage, split_images
 from cvmkeeper.core.policy import Policy
+from cvmkeeper.core.targets import resolve_targets
 
 
 def policies_text(policies: Iterable[Policy]) -> str:
@@ -83,3 +85,13 @@ def disk_warnings(
                 f"{SNAPSHOTS_PER_DISK} snapshots per disk: keep fewer images"
             )
     return messages
+
+
+def region_disk_warnings(
+    inventory: Inventory, policies: Sequence[Policy], fmt: NameFormat = DEFAULT_FORMAT
+) -> list[str]:
+    """:func:`disk_warnings` of one region from its inventory and every configured policy
+    (what ``status`` and ``validate --online`` print; the planner computes the same)."""
+    resolution = resolve_targets(inventory.region, policies, inventory.instances)
+    managed, _unmanaged = split_images(inventory.images, fmt)
+    return disk_warnings(inventory, resolution.policies_by_instance, managed)
