@@ -234,3 +234,23 @@ def snapshots_json(snapshots: Sequence[ImageSnapshot]) -> list[dict[str, object]
         {"snapshot_id": s.snapshot_id, "usage": s.usage, "size_gib": s.size_gib}
         for s in snapshots
     ]
+
+
+#: Why ``SyncImages`` may refuse a whole-machine image, by error code (sdk-go cvm
+#: ``client.go``, SyncImages' error list; when the cloud uses them is not documented).
+SYNC_REFUSALS: Mapping[str, str] = {
+    "InvalidParameter.InstanceImageNotSupport": (
+        "SyncImages does not copy whole-machine images (images holding data disks) here; "
+        "the copy needs `disks: system` on the policy, or the data disks copied another way"
+    ),
+    "InvalidImageId.TooLarge": (
+        "the image, with its data disks, is larger than SyncImages copies; copy fewer disks "
+        "(`disks:`) or drop this copy"
+    ),
+}
+
+
+def sync_refusal_hint(code: str) -> str:
+    """`` (why, and what to do)`` for a SyncImages refusal of a whole-machine image, or ``""``."""
+    reason = SYNC_REFUSALS.get(code)
+    return f" ({reason})" if reason else ""
