@@ -240,7 +240,7 @@ def test_violations_read_well() -> None:
 
 
 def test_a_delete_that_leaves_the_snapshots_behind_is_caught() -> None:
-    core, clock, initial = core_for(images=old(A, range(3)))
+    core, _, initial = core_for(images=old(A, range(3)))
     delete(core, "img-aaaa0000", snapshots=False)
     state = core.state()
     assert len(state["regions"][REGION]["leftover_snapshots"]) == 1  # still there, billed
@@ -248,7 +248,7 @@ def test_a_delete_that_leaves_the_snapshots_behind_is_caught() -> None:
 
 
 def test_the_same_delete_with_its_snapshots_is_clean() -> None:
-    core, clock, initial = core_for(images=old(A, range(3)))
+    core, _, initial = core_for(images=old(A, range(3)))
     delete(core, "img-aaaa0000")
     state = core.state()
     assert state["regions"][REGION]["leftover_snapshots"] == []

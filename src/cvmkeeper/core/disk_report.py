@@ -8,6 +8,7 @@ policies (``policy 'db'``, which the alerter turns into the alert's policy) and 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -17,6 +18,23 @@ from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
 from cvmkeeper.core.ownership import ManagedImage, split_images
 from cvmkeeper.core.policy import Policy
 from cvmkeeper.core.targets import resolve_targets
+
+#: Every rule-10 message says ``instance ins-...`` once, and one of these phrases.
+_INSTANCE = re.compile(r"\binstance (ins-[a-z0-9]+)")
+DISK_PHRASES = ("it is NOT in the backup", "data disks cvmkeeper asked for", "snapshots per disk")
+
+
+def is_disk_warning(message: str) -> bool:
+    """True for a message of :func:`disk_warnings`."""
+    return any(phrase in message for phrase in DISK_PHRASES)
+
+
+def warning_instance(message: str) -> str | None:
+    """The instance a rule-10 message is about (for the alert's ``instance`` field)."""
+    if not is_disk_warning(message):
+        return None
+    found = _INSTANCE.search(message)
+    return found.group(1) if found else None
 
 
 def policies_text(policies: Iterable[Policy]) -> str:

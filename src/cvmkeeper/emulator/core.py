@@ -524,8 +524,7 @@ class EmulatorCore:
         # the disks the image holds (no disk left out without an alert)
         return Outcome({"ImageId": image.image_id}, image_ids=[image.image_id],
                        instance_ids=[instance_id],
-                       extra={"AttachedDataDisks": [d.disk_id for d in instance.data_disks
-                                                    if not d.local]})
+                       extra={"AttachedDataDisks": [d.disk_id for d in instance.data_disks]})
 
     @staticmethod
     def _image_disks(instance: InstanceRecord, data_disk_ids: list[str]) -> list[DiskRecord]:

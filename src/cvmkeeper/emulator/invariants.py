@@ -32,7 +32,8 @@ What each rule means here:
   images without ``DeleteBindedSnap=true``: their snapshots stay behind, billed, with no
   image to show for them.
 - ``disk_left_out_silently`` (rule 10): a successful ``CreateImage`` whose ``DataDiskIds``
-  leave out a cloud data disk attached at that moment (the emulator records them as
+  leave out a data disk attached at that moment (a local one included: it cannot be imaged,
+  so it must be alerted) (the emulator records them as
   ``AttachedDataDisks``) for an instance that is not in ``disk_alerts`` (the instances for
   which a disk warning was alerted, or whose policy asks for fewer disks). Checked only
   when ``disk_alerts`` is given.

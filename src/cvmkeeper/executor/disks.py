@@ -15,11 +15,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cvmkeeper.cloud.models import CreateImageRequest
-from cvmkeeper.core.disk_report import disk_choice
+from cvmkeeper.core.disk_report import disk_choice, is_disk_warning, warning_instance
 from cvmkeeper.core.disks import TAG_DISKS
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.plan import Create
 from cvmkeeper.core.policy import Consistency, Policy
+
+__all__ = ["create_request", "instance_in_warning", "is_disk_warning"]
+
+
+def instance_in_warning(message: str) -> str | None:
+    """The instance of a plan warning about disks (rule 10), for the alert's instance tag."""
+    return warning_instance(message)
 
 
 def create_request(

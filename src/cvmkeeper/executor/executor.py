@@ -46,7 +46,7 @@ from cvmkeeper.core.planner import PlannerSettings, plan_region
 from cvmkeeper.core.policy import Consistency
 from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.consistency import InstanceStopper, StopProblem
-from cvmkeeper.executor.disks import create_request
+from cvmkeeper.executor.disks import create_request, instance_in_warning, is_disk_warning
 from cvmkeeper.executor.polling import REAL_TIME, PollTime, poll_delays
 from cvmkeeper.executor.report import (
     CopyOutcome,
@@ -291,7 +291,7 @@ class RegionExecutor:
             if message not in self._warned:
                 self._warned.add(message)
                 self._warn(self._policies_in_message(message, plan), _warning_action(message),
-                           message)
+                           message, instance=instance_in_warning(message))
         return plan
 
     def _replan_for_quota(self) -> set[str]:
@@ -736,6 +736,8 @@ def _warning_action(message: str) -> str:
         return "evict"
     if "matches no instance" in message:
         return "targets"
+    if is_disk_warning(message):
+        return "disks"
     return "plan"
 
 
