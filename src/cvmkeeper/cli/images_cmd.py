@@ -26,7 +26,13 @@ from cvmkeeper.cli.common import (
 )
 from cvmkeeper.cli.plan_cmd import check_choices, client_or_exit, region_option
 from cvmkeeper.cloud.errors import CloudError
-from cvmkeeper.core.disks import asked_disk_count, describe_snapshots, shortfall, snapshots_json
+from cvmkeeper.core.disks import (
+    asked_disk_count,
+    asked_disk_ids,
+    describe_snapshots,
+    shortfall,
+    snapshots_json,
+)
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Image, Inventory
 from cvmkeeper.core.plan import ImageDecision, Plan
@@ -51,6 +57,14 @@ def age_text(age: timedelta) -> str:
     return format_duration(timedelta(minutes=max(0, int(age.total_seconds() // 60))))
 
 
+def holds_text(image: Image) -> str:
+    """``system 50G + data 200G (disk-db1data0)``: the ``SnapshotSet``, and the data disks
+    cvmkeeper asked for when it made the image (the ``SnapshotSet`` does not name disks)."""
+    ids = asked_disk_ids(image.tags)
+    text = describe_snapshots(image.snapshots)
+    return f"{text} ({', '.join(ids)})" if ids else text
+
+
 def image_disks_json(image: Image | None) -> dict[str, Any]:
     """What an image holds (rule 10), for the JSON outputs: ``disks`` (its ``SnapshotSet``),
     ``holds`` (``system 50G + data 100G``), ``data_disks_asked`` (the ``cvmkeeper:disks``
@@ -60,7 +74,7 @@ def image_disks_json(image: Image | None) -> dict[str, Any]:
                 "fewer_disks_than_asked": False}
     return {
         "disks": snapshots_json(image.snapshots),
-        "holds": describe_snapshots(image.snapshots),
+        "holds": holds_text(image),
         "data_disks_asked": asked_disk_count(image.tags),
         "fewer_disks_than_asked": shortfall(image.tags, image.snapshots) is not None,
     }
