@@ -72,7 +72,7 @@ def test_several_policies_get_the_union_in_the_instances_order() -> None:
 
 def test_the_tag_records_ids_or_only_their_count() -> None:
     few = choose_disks(SYSTEM, (DATA, LOGS), [ALL])
-    assert few.tag_value == "disk-data0001,disk-logs0001"
+    assert few.tag_value == "disk-data0001+disk-logs0001"
     assert asked_disk_count({TAG_DISKS: few.tag_value}) == 2
     assert asked_disk_ids({TAG_DISKS: few.tag_value}) == ("disk-data0001", "disk-logs0001")
     many = tuple(Disk(f"disk-{n:08d}", "CLOUD_SSD", 10) for n in range(20))
@@ -81,10 +81,13 @@ def test_the_tag_records_ids_or_only_their_count() -> None:
     assert long_choice.tag_value == "20"
     assert asked_disk_count({TAG_DISKS: "20"}) == 20 and asked_disk_ids({TAG_DISKS: "20"}) == ()
     assert asked_disk_count({}) is None and asked_disk_count({TAG_DISKS: ""}) == 0
+    assert asked_disk_ids({TAG_DISKS: "disk-a,disk-b"}) == ("disk-a", "disk-b")  # by hand
+    # only what Tencent's tag values allow: letters, digits, spaces and +-=._:/@
+    assert set(few.tag_value) <= set("abcdefghijklmnopqrstuvwxyz0123456789 +-=._:/@")
 
 
 def test_shortfall_compares_the_tag_with_the_snapshot_set() -> None:
-    tags = {TAG_DISKS: "disk-data0001,disk-logs0001"}
+    tags = {TAG_DISKS: "disk-data0001+disk-logs0001"}
     full = (ImageSnapshot("snap-1", "SYSTEM_DISK", 50), ImageSnapshot("snap-2", "DATA_DISK", 200),
             ImageSnapshot("snap-3", "DATA_DISK", 50))
     assert shortfall(tags, full) is None

@@ -71,7 +71,7 @@ def test_an_image_holds_the_system_disk_and_every_data_disk(tmp_path: Path) -> N
         image_a = image(w, made[A]["ImageIds"][0])
         assert usages(image_a) == [("SYSTEM_DISK", 50), ("DATA_DISK", 200), ("DATA_DISK", 50)]
         tags = {t["Key"]: t["Value"] for t in image_a["Tags"]}
-        assert tags[TAG_DISKS] == "disk-dbdata01,disk-dblogs01"
+        assert tags[TAG_DISKS] == "disk-dbdata01+disk-dblogs01"
         assert image_a["ImageState"] == "NORMAL"
         assert not alerter.warnings
         violations = check_invariants(w.state(), initial, disk_alerts=disk_alerts(alerter))
@@ -182,7 +182,7 @@ def test_rotation_deletes_the_snapshots_with_the_image(tmp_path: Path) -> None:
 
 def test_an_image_holding_fewer_disks_than_asked_is_reported(tmp_path: Path) -> None:
     old = managed(A, T0, "img-shortone")
-    old["tags"] = {**old["tags"], TAG_DISKS: "disk-dbdata01,disk-dblogs01"}
+    old["tags"] = {**old["tags"], TAG_DISKS: "disk-dbdata01+disk-dblogs01"}
     spec = fleet(instances=({"id": A, "data_disks": [DB_DISK, LOG_DISK]},), images=[old])
     with world(tmp_path, spec, policy("db", ids=[A], keep_last=3)) as w:
         alerter = RecordingAlerter()

@@ -38,8 +38,12 @@ from enum import StrEnum
 
 #: The tag in which cvmkeeper records the data disks it asked ``CreateImage`` to include.
 TAG_DISKS = "cvmkeeper:disks"
-#: Tencent tag values hold at most 255 characters; beyond that only the count is recorded.
-TAG_VALUE_LIMIT = 255
+#: Tencent tag values are "letters, digits, spaces or Chinese characters, and +-=._:/@", at
+#: most 127 characters in the stricter of Tencent's pages (tag overview,
+#: https://cloud.tencent.com/document/product/597/33355): so the ids are joined with ``+``
+#: (a comma is not allowed), and beyond 127 characters only their count is recorded.
+TAG_VALUE_LIMIT = 127
+TAG_SEPARATOR = "+"
 #: The documented per-disk CBS snapshot quota (see the module docstring).
 SNAPSHOTS_PER_DISK = 64
 #: ``DiskUsage`` values of ``Image.SnapshotSet``.
@@ -126,7 +130,7 @@ class DiskChoice:
     @property
     def tag_value(self) -> str:
         """The ``cvmkeeper:disks`` tag value: the ids, or their count if too long for a tag."""
-        text = ",".join(self.data_disk_ids)
+        text = TAG_SEPARATOR.join(self.data_disk_ids)
         return text if len(text) <= TAG_VALUE_LIMIT else str(len(self.data_disk_ids))
 
 
@@ -188,7 +192,7 @@ def asked_disk_count(tags: Mapping[str, str]) -> int | None:
         return 0
     if value.isdigit():
         return int(value)
-    return len([part for part in value.split(",") if part])
+    return len(_split(value))
 
 
 def asked_disk_ids(tags: Mapping[str, str]) -> tuple[str, ...]:
@@ -196,7 +200,12 @@ def asked_disk_ids(tags: Mapping[str, str]) -> tuple[str, ...]:
     value = tags.get(TAG_DISKS, "").strip()
     if not value or value.isdigit():
         return ()
-    return tuple(part for part in value.split(",") if part)
+    return _split(value)
+
+
+def _split(value: str) -> tuple[str, ...]:
+    """The ids of a tag value (``+``-joined; a ``,`` is read too, for hand-written tags)."""
+    return tuple(part for part in value.replace(",", TAG_SEPARATOR).split(TAG_SEPARATOR) if part)
 
 
 def held_data_disks(snapshots: Sequence[ImageSnapshot]) -> int:
