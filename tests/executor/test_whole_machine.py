@@ -218,3 +218,19 @@ def test_a_refused_copy_says_why(tmp_path: Path) -> None:
         assert error.tencent_code == "InvalidParameter.InstanceImageNotSupport"
         assert "does not copy whole-machine images" in error.message
         assert "disks: system" in error.message
+
+
+def test_consistency_modes_image_the_whole_machine(tmp_path: Path) -> None:
+    spec = fleet(instances=({"id": A, "data_disks": [DB_DISK]},
+                            {"id": B, "data_disks": [LOG_DISK]}))
+    powered_off = policy("db", ids=[A], consistency="force_poweroff")
+    stopped = policy("logs", ids=[B], consistency="stop_start")
+    with world(tmp_path, spec, powered_off, stopped) as w:
+        assert run(w, hour(1)).ok
+        made = {e["params"]["InstanceId"]: e["params"] for e in creates(w)}
+        assert made[A]["ForcePoweroff"] == "true"
+        assert made[A]["DataDiskIds"] == ["disk-dbdata01"]
+        assert made[B]["DataDiskIds"] == ["disk-dblogs01"]
+        actions = [e["action"] for e in w.writes() if B in e.get("InstanceIds", [])]
+        assert actions[:3] == ["StopInstances", "CreateImage", "StartInstances"]
+        assert w.instance_state(B) in ("RUNNING", "STARTING")
