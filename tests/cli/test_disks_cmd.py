@@ -48,10 +48,12 @@ def test_status_and_validate_online_name_the_disk_left_out(tmp_path: Path) -> No
         status = CliRunner().invoke(cli, ["status", "--config", str(w.config_path),
                                           "--at", AT])
         assert "DISK WARNINGS (1)" in status.stdout
+        assert status.exit_code == 1 and "needs attention" in status.stdout
         assert f"{REGION}: policy 'db': instance {A}: disk disk-scratch1" in status.stdout
         as_json = CliRunner().invoke(cli, ["status", "--config", str(w.config_path), "--at", AT,
                                            "--json"])
         document = json.loads(as_json.stdout)
+        assert document["ok"] is False
         [warning] = document["disk_warnings"]
         assert "disk-scratch1" in warning and "NOT in the backup" in warning
         holds = {i["instance_id"]: i["newest_image_holds"] for i in document["instances"]}

@@ -91,6 +91,7 @@ class Status:
             or self.stale_copies
             or any(h.quota.low for h in self.regions)
             or self.failed_policies(setup)
+            or self.disk_warnings  # a backup that leaves a disk out (rule 10)
         )
 
 
