@@ -15,10 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from cvmkeeper.alerting import RecordingAlerter
+from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.core.disks import TAG_DISKS
 from cvmkeeper.emulator.invariants import check_invariants, format_violations
 from cvmkeeper.executor import RunReport, run_once
-from executor.world import DEST, REGION, T0, A, B, World, fleet, managed, policy, two_regions, world
+from executor.world import (
+    DEST,
+    QUICK_RETRIES,
+    REGION,
+    T0,
+    A,
+    B,
+    World,
+    fleet,
+    managed,
+    policy,
+    two_regions,
+    world,
+)
 
 DB_DISK = {"id": "disk-dbdata01", "type": "CLOUD_PREMIUM", "size": 200}
 LOG_DISK = {"id": "disk-dblogs01", "type": "CLOUD_SSD", "size": 50}
@@ -234,3 +248,36 @@ def test_consistency_modes_image_the_whole_machine(tmp_path: Path) -> None:
         actions = [e["action"] for e in w.writes() if B in e.get("InstanceIds", [])]
         assert actions[:3] == ["StopInstances", "CreateImage", "StartInstances"]
         assert w.instance_state(B) in ("RUNNING", "STARTING")
+
+
+class DetachingClient(CloudClient):
+    """A client whose first ``DescribeInstances`` is followed by a disk detach: the run's
+    inventory lists a disk the instance no longer has when ``CreateImage`` is sent."""
+
+    def __init__(self, w: World, disk_id: str) -> None:
+        base = w.client()
+        super().__init__(base.transport, retry_policy=QUICK_RETRIES)
+        self._world, self._disk_id, self._detached = w, disk_id, False
+
+    def list_instances(self, region: str, ids: Any = (), tags: Any = None) -> Any:
+        found = super().list_instances(region, ids, tags)
+        if not self._detached:
+            self._detached = True
+            change_disks(self._world, {"instance_id": A, "detach": self._disk_id})
+        return found
+
+
+def test_a_disk_detached_during_the_run_is_read_again_not_a_failed_slot(tmp_path: Path) -> None:
+    spec = fleet(instances=({"id": A, "data_disks": [DB_DISK, LOG_DISK]},))
+    with world(tmp_path, spec, policy(ids=[A])) as w:
+        alerter = RecordingAlerter()
+        report = run_once(w.setup(), DetachingClient(w, "disk-dblogs01"), alerter, now=hour(1))
+        assert report.ok, report.errors
+        attempts = [(e["result"], e["params"].get("DataDiskIds")) for e in w.writes()
+                    if e["action"] == "CreateImage"]
+        assert attempts == [
+            ("InvalidParameter.DataDiskNotBelongSpecifiedInstance",
+             ["disk-dbdata01", "disk-dblogs01"]),
+            ("ok", ["disk-dbdata01"]),
+        ]
+        assert not alerter.errors

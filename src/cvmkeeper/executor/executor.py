@@ -46,7 +46,12 @@ from cvmkeeper.core.planner import PlannerSettings, plan_region
 from cvmkeeper.core.policy import Consistency
 from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.consistency import InstanceStopper, StopProblem
-from cvmkeeper.executor.disks import create_request, instance_in_warning, is_disk_warning
+from cvmkeeper.executor.disks import (
+    create_image,
+    create_request,
+    instance_in_warning,
+    is_disk_warning,
+)
 from cvmkeeper.executor.polling import REAL_TIME, PollTime, poll_delays
 from cvmkeeper.executor.report import (
     CopyOutcome,
@@ -373,7 +378,8 @@ class RegionExecutor:
         # the whole machine unless the policy says otherwise (executor.disks, rule 10)
         request = create_request(step, self._inventory, self.options.setup.policies)
         try:
-            made = self._client.create_image(self.region, request)
+            made = create_image(self._client, self.region, step, request,
+                                self.options.setup.policies)
         except QuotaExceededError as error:
             if not last_chance:
                 self._attempts[key] = _Attempt(step, "quota", error=str(error), code=error.code,
