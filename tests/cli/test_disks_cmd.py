@@ -72,3 +72,10 @@ def test_validate_warns_about_the_snapshots_per_disk(tmp_path: Path) -> None:
         assert ("warning: policy 'hourly' can keep 70 images per instance; each holds a "
                 "snapshot of every disk and CBS documents at most 64 snapshots per disk"
                 ) in result.stdout
+
+
+def test_validate_warns_when_deletes_leave_the_snapshots(tmp_path: Path) -> None:
+    with world(tmp_path, fleet(), policy(ids=[A]), delete_binded_snapshots=False) as w:
+        result = CliRunner().invoke(cli, ["validate", "--config", str(w.config_path)])
+        assert result.exit_code == 0, result.output
+        assert "warning: api.delete_binded_snapshots is false" in result.stdout

@@ -125,8 +125,12 @@ def online_checks(setup: Setup) -> list[QuotaCheck]:
 
 def snapshot_warnings(setup: Setup) -> list[str]:
     """Policies whose instances can hold more images than CBS documents snapshots per disk
-    (every image holds one snapshot of each of its disks; ``core.disks``)."""
+    (every image holds one snapshot of each of its disks; ``core.disks``), and a config that
+    deletes images without their snapshots."""
     warnings: list[str] = []
+    if not setup.config.api.delete_binded_snapshots:
+        warnings.append("api.delete_binded_snapshots is false: every deleted image leaves its "
+                        "snapshots (one per disk it holds) behind, billed")
     for policy in setup.policies:
         most = policy_max_images(policy) + (
             1 if needs_rotation_headroom(policy.retention, policy.schedules, policy.timezone)
