@@ -281,3 +281,17 @@ def test_a_disk_detached_during_the_run_is_read_again_not_a_failed_slot(tmp_path
             ("ok", ["disk-dbdata01"]),
         ]
         assert not alerter.errors
+
+
+def test_a_refusal_at_the_snapshot_quota_is_an_alerted_slot(tmp_path: Path) -> None:
+    spec = fleet(instances=({"id": A, "data_disks": [DB_DISK]},),
+                 whole_machine={"snapshot_quota_per_disk": 2})
+    with world(tmp_path, spec, policy("db", ids=[A], keep_last=3)) as w:
+        assert run(w, hour(1)).ok and run(w, hour(2)).ok
+        alerter = RecordingAlerter()
+        report = run(w, hour(3), alerter)
+        assert not report.ok
+        [error] = [f for f in alerter.errors if f.action == "CreateImage"]
+        assert (error.policy, error.instance, error.tencent_code) == (
+            "db", A, "LimitExceeded.SnapshotQuota")
+        assert len(w.images()) == 2  # the backups that exist are untouched
