@@ -139,8 +139,8 @@ def choose_disks(
 ) -> DiskChoice:
     """The data disks one image of an instance holds, for every policy targeting it.
 
-    Several policies may target one instance and share its images: the image holds every
-    disk any of them asks for (the union), so no policy gets less than it asked. Local disks
+    Several policies may be due for one instance at one slot and share its image: it holds
+    every disk any of them asks for (the union), so no policy gets less than it asked. Local disks
     are left out (``CreateImage`` refuses them), as are listed disks that are not attached
     and a listed system disk; each is named in ``left_out`` so it is reported, never silent.
     """
