@@ -22,8 +22,9 @@ from cvmkeeper.cli.common import (
     report_config_error,
     utc_now,
 )
-from cvmkeeper.config import ConfigError, Problem, Setup
-from cvmkeeper.config.loader import display_path
+from cvmkeeper.config import ConfigError, Problem, Setup, config_path, load_config
+from cvmkeeper.config.loader import ignored_policy_files
+from cvmkeeper.config.paths import display_path
 from cvmkeeper.core.capacity import (
     QuotaCheck,
     check_region_quota,
@@ -136,6 +137,21 @@ def quota_problems(setup: Setup, checks: Sequence[QuotaCheck]) -> list[Problem]:
     ]
 
 
+def report_ignored_files(config_file: str | None) -> None:
+    """Print every entry of the policies directory that is not read, and why.
+
+    A policy renamed to ``web.yaml.bak`` or ``web.YAML`` stops protecting its images; the
+    user must see that it is no longer read, even when everything else is valid. Printed
+    first, to stderr, so it is there whether or not the rest of the config loads.
+    """
+    try:
+        directory = load_config(config_path(config_file)).policies_dir
+    except ConfigError:
+        return  # its problems are reported by the full load that follows
+    for name, why in ignored_policy_files(directory):
+        click.echo(f"{name}: ignored, not read as a policy: {why}", err=True)
+
+
 @click.command()
 @config_option
 @click.option(
@@ -155,6 +171,9 @@ def validate(config_file: str | None, online: bool) -> None:
     newest one (keep_last 1, hourly images under keep_daily alone, ...) counts one image
     more ("+1 to rotate"): the newest is deleted only once its successor exists.
 
+    Files of the policies directory that are not read as policies (hidden, another
+    extension, a directory) are listed first, each with the reason.
+
     On success prints one line per policy (targets, regions, next slot, the most images
     one instance can hold, with the arithmetic) and one line per region.
 
@@ -164,6 +183,7 @@ def validate(config_file: str | None, online: bool) -> None:
       1  --online could not reach the cloud
       2  a file is invalid or a region's quota cannot hold the worst case
     """
+    report_ignored_files(config_file)
     setup = load_or_exit(config_file)
     now = utc_now()
     if online:

@@ -21,6 +21,7 @@ from cvmkeeper.config.model import (
     Secret,
     SentrySettings,
 )
+from cvmkeeper.config.paths import absolute
 from cvmkeeper.config.policy_file import REGION, REGION_HELP, read_retention
 from cvmkeeper.config.reader import Node, Reader
 from cvmkeeper.core.naming import DEFAULT_TEMPLATE, NameFormat, NameTemplateError
@@ -76,7 +77,15 @@ def _path(reader: Reader, node: Node, path: str, base: Path) -> Path | None:
     if not text.strip():
         reader.problem(node, path, "is empty: give a path")
         return None
-    return (base / Path(text).expanduser()).resolve(strict=False)
+    if "\0" in text:
+        reader.problem(node, path, "contains a NUL character; not a path")
+        return None
+    try:
+        expanded = Path(text).expanduser()
+    except RuntimeError:  # "~someone/..." for a user that does not exist
+        reader.problem(node, path, f"{text!r}: no such user's home directory")
+        return None
+    return absolute(base / expanded)
 
 
 def _cloud(reader: Reader, node: Node) -> CloudSettings | None:
@@ -177,12 +186,14 @@ def _sentry(reader: Reader, node: Node, base: Path) -> SentrySettings:
     def integer(key: str, default: int, minimum: int) -> int:
         if key not in keys:
             return default
-        value = reader.integer(keys[key], f"sentry.{key}", minimum)
+        value = reader.integer(keys[key], f"sentry.{key}", minimum, 100_000)
         return default if value is None else value
 
     factor = defaults.freshness_factor
     if "freshness_factor" in keys:
-        factor = reader.number(keys["freshness_factor"], "sentry.freshness_factor", 1.0) or factor
+        factor = reader.number(
+            keys["freshness_factor"], "sentry.freshness_factor", 1.0, 100.0
+        ) or factor
     return SentrySettings(
         dsn=dsn,
         dsn_file=dsn_file,
@@ -262,7 +273,7 @@ def read_config(reader: Reader, root: Node, source: Path) -> Config | None:
     if keys is None:
         return None
     base = source.parent
-    policies_dir = (base / "policies").resolve(strict=False)
+    policies_dir = absolute(base / "policies")
     if "policies_dir" in keys:
         policies_dir = _path(reader, keys["policies_dir"], "policies_dir", base) or policies_dir
     regions: tuple[str, ...] = ()
