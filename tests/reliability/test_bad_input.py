@@ -276,6 +276,13 @@ def test_a_running_daemon_keeps_its_config_when_the_policies_vanish_or_turn_bina
         reload(expect_rejected=True)
         (policies / "web.yaml").write_bytes(GOOD_POLICY[:500])
         reload(expect_rejected=True)
+        # issue 19: each of these ended the daemon with a traceback on SIGHUP
+        good = (tmp_path / "policies.away" / "web.yaml").read_text()
+        (policies / "web.yaml").write_text(good + "catch_up: 99999999999w\n")
+        reload(expect_rejected=True)
+        (policies / "web.yaml").unlink()
+        (policies / "web.yaml").symlink_to("web.yaml")
+        reload(expect_rejected=True)
         shutil.rmtree(policies)
         (tmp_path / "policies.away").rename(policies)
         reload(expect_rejected=False)
@@ -285,7 +292,9 @@ def test_a_running_daemon_keeps_its_config_when_the_policies_vanish_or_turn_bina
     assert "Traceback" not in log
     assert "policies directory does not exist" in log
     assert "is not UTF-8 text" in log
-    assert log.count("keeping the running config") == 3
+    assert "too long: at most 520w" in log
+    assert "Too many levels of symbolic links" in log
+    assert log.count("keeping the running config") == 5
 
 
 # --- issue 19: the classes that ended in a traceback ---------------------------------------

@@ -295,16 +295,27 @@ class Daemon:
                 log.error("reload rejected: %s", problem)
             self._reject_reload(old, f"{len(error.problems)} problem(s): {error.problems[0]}")
             return
+        except Exception as exc:  # a bug in a check must never stop the running daemon
+            log.error("reload rejected: cannot load the config: %s: %s", type(exc).__name__, exc)
+            self._reject_reload(old, f"{type(exc).__name__}: {exc}")
+            return
         try:
             context = self._context_for(setup, old)
+            specs = job_specs(setup)
         except Exception as exc:
             log.error("reload rejected: %s", exc)
+            self._reject_reload(old, str(exc))
+            return
+        try:
+            sync_jobs(self._scheduler, specs, jobs.run_slot)
+        except Exception as exc:  # put the old schedules back; the old config keeps running
+            log.error("reload rejected: cannot schedule the new policies: %s", exc)
+            sync_jobs(self._scheduler, job_specs(old.setup), jobs.run_slot)
             self._reject_reload(old, str(exc))
             return
         jobs.context = context
         if setup.config.state_dir != old.setup.config.state_dir:
             jobs.state = StateStore(setup.config.state_dir)
-        sync_jobs(self._scheduler, job_specs(setup), jobs.run_slot)
         self._reload_problem = None
         log.info("reloaded: %d policies, %d schedules", len(setup.policies), len(job_specs(setup)))
         jobs.request_catch_up()
