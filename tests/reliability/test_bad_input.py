@@ -451,3 +451,21 @@ def test_validate_lists_every_policies_file_it_ignores_and_why(tmp_path: Path) -
     assert "not lowercase" in ignored["policies/db.YAML"]
     assert "is a directory" in ignored["policies/self.yaml"]
     assert "hidden" in ignored["policies/.hidden.yaml"]
+
+
+@pytest.mark.parametrize(("where", "text"), [
+    ("name", 'name: "db\\u202ehourly"\ntargets: {tags: {backup: hourly}}'),
+    ("targets.tags.back\\u200bup", 'name: db\ntargets: {tags: {"back\\u200bup": hourly}}'),
+    ("targets.tags.backup", 'name: db\ntargets: {tags: {backup: "hour\\x1b[2Jly"}}'),
+    ("description", 'name: db\ndescription: "one\\nforged"\ntargets: {tags: {backup: x}}'),
+    ("targets.tags.backup", 'name: db\ntargets: {tags: {backup: "\\u2066hourly\\u2069"}}'),
+])
+def test_invisible_and_control_characters_are_refused_where_written(
+        tmp_path: Path, where: str, text: str) -> None:
+    policy = f"{text}\nschedules: [{{every: 1h}}]\nretention: {{keep_last: 3}}\n"
+    config = home(tmp_path / "h", policies={"hourly.yaml": policy.encode()})
+    for command in COMMANDS:
+        code, output = invoke(command, config)
+        assert_clear_error(command, code, output, {"policies/hourly.yaml"})
+        assert f": {where}: contains U+" in output, output
+        assert "\x1b" not in output and "\u202e" not in output and "\u200b" not in output
