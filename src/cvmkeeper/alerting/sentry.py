@@ -192,6 +192,10 @@ class SentryAlerter:
             integrations=[
                 LoggingIntegration(level=logging.INFO, event_level=None, sentry_logs_level=None)
             ],
+            # No trace headers (sentry-trace, baggage with the DSN's public key) on any
+            # outgoing request: the only HTTP this process makes besides Sentry's own is to
+            # the Tencent API, which has no use for them (issue 19).
+            trace_propagation_targets=[],
             before_send=self._before_send,
             before_send_transaction=self._before_send,
             before_breadcrumb=self._before_breadcrumb,

@@ -48,6 +48,9 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         """Bind to ``address`` (use 127.0.0.1) and serve ``core``."""
         self.core = core
         self.signature_clock: Clock = signature_clock or SystemClock()
+        #: every request header name received on the API path (lowercase), so tests can
+        #: check what clients send besides the protocol (trace propagation headers, ...)
+        self.header_names: set[str] = set()
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -108,6 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
         request_id = str(uuid.uuid4())
         core = self.server.core
         headers = {name.lower(): value for name, value in self.headers.items()}
+        self.server.header_names.update(headers)
         action = headers.get("x-tc-action", "")
         latency = core.fleet.latency_ms / 1000.0
         try:

@@ -59,6 +59,11 @@ class RunningEmulator:
         return f"http://{self.endpoint}"
 
     @property
+    def header_names(self) -> frozenset[str]:
+        """Every request header name the API path received so far (lowercase)."""
+        return frozenset(self._server.header_names)
+
+    @property
     def secret_id(self) -> str:
         """The SecretId the emulator accepts."""
         return self.core.fleet.credentials.secret_id
