@@ -43,6 +43,7 @@ def test_no_canary_in_any_output_envelope_or_state_file(tmp_path: Path) -> None:
         config = yaml.safe_load(w.config_path.read_text())
         config.update(sentry={"dsn": capture.dsn}, state_dir=str(tmp_path / "state"))
         w.config_path.write_text(yaml.safe_dump(config))
+        w.config_path.chmod(0o600)  # a plain DSN is refused in a world-readable config
         base = ["--config", str(w.config_path)]
         invocations = []
         for hour in range(2):

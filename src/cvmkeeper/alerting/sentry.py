@@ -35,6 +35,7 @@ from cvmkeeper.alerting.events import (
     failure_tags,
 )
 from cvmkeeper.alerting.scrub import register_environment_secrets, scrub
+from cvmkeeper.filemodes import warn_if_shared
 from cvmkeeper.logs import register_secret
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ def resolve_dsn(settings: SentryOptions, environ: Mapping[str, str]) -> tuple[st
         found = (configured.strip(), "the config key 'sentry.dsn'")
     elif settings.dsn_file is not None:
         try:
+            warn_if_shared(settings.dsn_file, "Sentry DSN")
             found = (settings.dsn_file.read_text().strip(), f"the file {settings.dsn_file}")
         except OSError as exc:
             raise AlertingConfigError(

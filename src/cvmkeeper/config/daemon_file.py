@@ -6,7 +6,11 @@ Relative paths are resolved against the directory of the config file.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
+import stat
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -41,7 +45,10 @@ CONFIG_KEYS = (
     "state_dir",
     "metrics",
 )
-CLOUD_KEYS = ("endpoint", "scheme", "timeout")
+#: the endpoint used when the config names none (``cloud.transport.DEFAULT_ENDPOINT``; not
+#: imported, so that reading a config does not load the SDK)
+DEFAULT_ENDPOINT = "cvm.tencentcloudapi.com"
+CLOUD_KEYS = ("endpoint", "scheme", "timeout", "allow_insecure_http")
 CREDENTIAL_KEYS = ("secret_id", "secret_key_file", "cvm_role", "metadata_url")
 SENTRY_KEYS = (
     "dsn",
@@ -80,6 +87,7 @@ def _path(reader: Reader, node: Node, path: str, base: Path) -> Path | None:
     if "\0" in text:
         reader.problem(node, path, "contains a NUL character; not a path")
         return None
+    text = expand_credentials_directory(text)
     try:
         expanded = Path(text).expanduser()
     except RuntimeError:  # "~someone/..." for a user that does not exist
@@ -102,7 +110,49 @@ def _cloud(reader: Reader, node: Node) -> CloudSettings | None:
     timeout = settings.timeout
     if "timeout" in keys:
         timeout = reader.duration(keys["timeout"], "cloud.timeout") or timeout
+    allow_http = False
+    if "allow_insecure_http" in keys:
+        allow_http = bool(reader.boolean(keys["allow_insecure_http"], "cloud.allow_insecure_http"))
+    endpoint_ok = endpoint is not None or "endpoint" not in keys  # a bad one is reported
+    if (scheme == "http" and endpoint_ok and not allow_http
+            and not _is_loopback(endpoint or DEFAULT_ENDPOINT)):
+        reader.problem(
+            keys["scheme"],
+            "cloud.scheme",
+            f"http to {endpoint or DEFAULT_ENDPOINT} is refused: signed requests and the "
+            "answers would cross the network in clear text. Use https, or set "
+            "cloud.allow_insecure_http: true if this network path is trusted",
+        )
     return CloudSettings(endpoint=endpoint, scheme=scheme, timeout=timeout)
+
+
+#: where systemd puts a unit's credentials (``$CREDENTIALS_DIRECTORY`` of cvmkeeper.service)
+SYSTEMD_CREDENTIALS = "/run/credentials/cvmkeeper.service"
+_CREDENTIALS_VARIABLE = re.compile(r"\$\{CREDENTIALS_DIRECTORY\}|\$CREDENTIALS_DIRECTORY\b")
+
+
+def expand_credentials_directory(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """``text`` with ``$CREDENTIALS_DIRECTORY`` / ``${CREDENTIALS_DIRECTORY}`` replaced.
+
+    The only variable a path may use: the directory systemd hands a unit's credentials in
+    (``LoadCredential=``, ``LoadCredentialEncrypted=``), so key files never need to lie
+    in /etc. Unset (``validate`` from a shell), it is the unit's usual directory.
+    """
+    env = os.environ if environ is None else environ
+    directory = env.get("CREDENTIALS_DIRECTORY") or SYSTEMD_CREDENTIALS
+    return _CREDENTIALS_VARIABLE.sub(lambda _match: directory, text)
+
+
+def _is_loopback(endpoint: str) -> bool:
+    """True when ``endpoint`` (``host[:port]``) names this machine: 127/8, ::1, localhost."""
+    host = endpoint.rsplit(":", 1)[0] if endpoint.count(":") == 1 else endpoint
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _credentials(reader: Reader, node: Node, base: Path, origin: str) -> CredentialSettings:
@@ -166,6 +216,16 @@ def _sentry(reader: Reader, node: Node, base: Path) -> SentrySettings:
                     keys["dsn"],
                     "sentry.dsn",
                     "is not a Sentry DSN (expected https://KEY@HOST/PROJECT)",
+                )
+            elif reader.file_mode is not None and reader.file_mode & stat.S_IROTH:
+                # Like a plain secret_key: the DSN's key lets anyone send events as us.
+                reader.problem(
+                    keys["dsn"],
+                    "sentry.dsn",
+                    f"a plain DSN in a config file that every user can read (mode "
+                    f"{stat.S_IMODE(reader.file_mode):04o}) is refused: chmod o-r the file, "
+                    "or give dsn_file, or use systemd LoadCredential= "
+                    "($CREDENTIALS_DIRECTORY/sentry_dsn)",
                 )
             else:
                 dsn = Secret(dsn_text)

@@ -86,7 +86,9 @@ def _read_text(path: Path, reader: Reader) -> str | None:
         os.set_blocking(fd, True)
         with os.fdopen(fd, encoding="utf-8") as handle:
             fd = -1  # the handle owns it now
-            size = os.fstat(handle.fileno()).st_size
+            status = os.fstat(handle.fileno())
+            reader.file_mode = status.st_mode
+            size = status.st_size
             if size > MAX_FILE_BYTES:
                 reader.problem(
                     None, "", f"is {size} bytes; a config file is at most {MAX_FILE_BYTES}"

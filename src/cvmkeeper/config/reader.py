@@ -55,6 +55,9 @@ class Reader:
     def __init__(self, source: str) -> None:
         self.source = source
         self.problems: list[Problem] = []
+        #: the mode of the file read (``st_mode``), when it came from a file: some keys
+        #: (a plain DSN) are refused in a file that other users can read
+        self.file_mode: int | None = None
 
     # -- reporting ----------------------------------------------------------------------
 
