@@ -8,12 +8,19 @@ injected :class:`ConnectionFault` closes the socket without a byte of response.
 
 Control endpoints for tests and tools: ``GET /_emulator/state``,
 ``POST /_emulator/faults`` (body: a ``faults:`` mapping) and ``POST /_emulator/reset``.
+They answer only a request that carries the per-run token (header ``X-Emulator-Token``)
+and names a loopback host (``Host: 127.0.0.1:PORT`` or ``localhost``): any local process
+or web page could otherwise rewrite the faults or read the state, a browser page through
+DNS rebinding too. A refused request gets 403.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
+import secrets
 import socket
 import struct
 import sys
@@ -29,6 +36,10 @@ from cvmkeeper.emulator.fleet import FleetError
 from cvmkeeper.emulator.tc3 import SignedRequest, verify
 
 API_VERSION = "2017-03-12"
+#: the header that carries the control token
+CONTROL_TOKEN_HEADER = "X-Emulator-Token"  # noqa: S105 - a name, not a secret
+#: the environment variable ``cvmkeeper emulator`` takes its control token from
+CONTROL_TOKEN_ENV = "CVMKEEPER_EMULATOR_TOKEN"  # noqa: S105 - a name, not a secret
 MAX_BODY_BYTES = 4 * 1024 * 1024
 log = logging.getLogger(__name__)
 
@@ -44,9 +55,11 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], core: EmulatorCore,
-                 signature_clock: Clock | None = None) -> None:
-        """Bind to ``address`` (use 127.0.0.1) and serve ``core``."""
+                 signature_clock: Clock | None = None, control_token: str | None = None) -> None:
+        """Bind to ``address`` (use 127.0.0.1) and serve ``core``; the control endpoints
+        take ``control_token`` (default: a fresh random one for this run)."""
         self.core = core
+        self.control_token = control_token or secrets.token_urlsafe(24)
         self.signature_clock: Clock = signature_clock or SystemClock()
         #: every request header name received on the API path (lowercase), so tests can
         #: check what clients send besides the protocol (trace propagation headers, ...)
@@ -74,8 +87,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ routing
 
+    def _control_refused(self) -> bool:
+        """True (after a 403) unless the request names a loopback host and has the token."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1:host.find("]")]
+        try:
+            loopback = name == "localhost" or ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            loopback = False
+        token = self.headers.get(CONTROL_TOKEN_HEADER) or ""
+        if not loopback:
+            self._send_json(403, {"error": "control endpoints answer loopback host names only"})
+            return True
+        if not hmac.compare_digest(token.encode(), self.server.control_token.encode()):
+            self._send_json(403, {"error": f"control endpoints need the {CONTROL_TOKEN_HEADER} "
+                                           "header with this run's token"})
+            return True
+        return False
+
     def do_GET(self) -> None:
         if self.path == "/_emulator/state":
+            if self._control_refused():
+                return
             self._send_json(200, self.server.core.state())
         elif self.path.split("?")[0] == "/":
             self._send_api_error(str(uuid.uuid4()), ApiError(
@@ -89,6 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path == "/":
             self._api(body)
+        elif self.path.startswith("/_emulator/") and self._control_refused():
+            return
         elif self.path == "/_emulator/faults":
             try:
                 mapping = json.loads(body or b"{}")
