@@ -31,7 +31,7 @@ from cvmkeeper.core.capacity import (
     explain_max_images,
     needs_rotation_headroom,
 )
-from cvmkeeper.core.naming import is_managed
+from cvmkeeper.core.ownership import classify_image
 from cvmkeeper.core.policy import Policy, Retention
 from cvmkeeper.core.schedule import next_policy_slots, zone
 
@@ -104,7 +104,9 @@ def online_checks(setup: Setup) -> list[QuotaCheck]:
     checks: list[QuotaCheck] = []
     for region in regions:
         quota = min(setup.config.image_quota, client.image_quota(region))
-        unmanaged = sum(1 for image in client.list_images(region) if is_managed(image, fmt) is None)
+        unmanaged = sum(
+            1 for image in client.list_images(region) if classify_image(image, fmt) is None
+        )
         tagged = {p.name: tagged_in(p, region) for p in setup.policies if region in p.regions}
         tagged_copies = {
             p.name: sum(tagged_in(p, r) for r in p.regions if r != region)

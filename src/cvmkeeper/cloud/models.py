@@ -129,6 +129,7 @@ def image_from_api(item: Mapping[str, Any], region: str) -> Image:
         snapshot_ids=tuple(
             str(s["SnapshotId"]) for s in item.get("SnapshotSet") or () if s.get("SnapshotId")
         ),
+        creator=str(item.get("ImageCreator") or ""),
     )
 
 

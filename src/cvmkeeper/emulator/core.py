@@ -99,6 +99,7 @@ class EmulatorCore:
             "DescribeInstancesStatus": self._describe_instances_status,
             "StopInstances": self._stop_instances,
             "StartInstances": self._start_instances,
+            "GetCallerIdentity": self._get_caller_identity,  # STS, 2018-08-13
         }
         self._seed_from_fleet()
 
@@ -191,6 +192,7 @@ class EmulatorCore:
             }
             return {
                 "now": api_time(now),
+                "caller_uin": self._fleet.credentials.uin,  # GetCallerIdentity's UIN
                 "regions": regions,
                 "calls": dict(self._calls),
                 "errors": dict(self._errors),
@@ -294,6 +296,7 @@ class EmulatorCore:
                     image_type=img.image_type,
                     source="OFFICIAL" if img.image_type == "PUBLIC_IMAGE" else "CREATE_IMAGE",
                     instance_id=img.instance_id, tags=dict(img.tags), shared=img.shared,
+                    creator=img.creator or fleet.credentials.uin,
                     snapshots=[SnapshotRecord(self._new_id("snap"), "SYSTEM_DISK", 50)]
                     if img.image_type == "PRIVATE_IMAGE" else [],
                     # a seeded in-flight image finishes like a fresh one
@@ -482,10 +485,18 @@ class EmulatorCore:
             created_time=now, description=description, instance_id=instance_id,
             os_name=instance.os_name, tags=tags, snapshots=snapshots, will_fail=will_fail,
             ready_at=now + timedelta(seconds=self._fleet.timing.create_seconds),
+            creator=self._fleet.credentials.uin,
         )
         region.images[image.image_id] = image
         return Outcome({"ImageId": image.image_id}, image_ids=[image.image_id],
                        instance_ids=[instance_id])
+
+    def _get_caller_identity(self, region: RegionState, params: Mapping[str, Any],
+                             now: datetime, request_id: str) -> Outcome:
+        """STS ``GetCallerIdentity`` for the fleet's key pair: a root account's answer."""
+        uin = self._fleet.credentials.uin
+        return Outcome({"Arn": f"qcs::cam::uin/{uin}:uin/{uin}", "AccountId": uin,
+                        "UserId": uin, "PrincipalId": uin, "Type": "RootAccount"})
 
     def _describe_images(self, region: RegionState, params: Mapping[str, Any], now: datetime,
                          request_id: str) -> Outcome:
@@ -598,7 +609,7 @@ class EmulatorCore:
                     os_name=source.os_name, tags=dict(source.tags),
                     snapshots=[SnapshotRecord(self._new_id("snap"), s.disk_usage, s.disk_size)
                                for s in source.snapshots],
-                    ready_at=ready,
+                    ready_at=ready, creator=self._fleet.credentials.uin,
                 )
                 target.images[image.image_id] = image
                 copies.append({"ImageId": image.image_id, "Region": target.name})

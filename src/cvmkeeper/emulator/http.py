@@ -36,6 +36,9 @@ from cvmkeeper.emulator.fleet import FleetError
 from cvmkeeper.emulator.tc3 import SignedRequest, verify
 
 API_VERSION = "2017-03-12"
+#: the STS action the emulator also serves (on the same endpoint), with its service/version
+STS_ACTIONS = frozenset({"GetCallerIdentity"})
+STS_VERSION = "2018-08-13"
 #: the header that carries the control token
 CONTROL_TOKEN_HEADER = "X-Emulator-Token"  # noqa: S105 - a name, not a secret
 #: the environment variable ``cvmkeeper emulator`` takes its control token from
@@ -175,12 +178,14 @@ class _Handler(BaseHTTPRequestHandler):
         if content_type.split(";")[0].strip() != "application/json":
             raise ApiError("InvalidParameter",
                            "Content-Type must be application/json for TC3 POST requests.")
+        sts = headers.get("x-tc-action", "") in STS_ACTIONS
         verify(SignedRequest(method=self.command, path=self.path, query="", headers=headers,
                              body=body), self.server.core.fleet.credentials,
-               self.server.signature_clock.now())
-        if headers.get("x-tc-version") != API_VERSION:
+               self.server.signature_clock.now(), service="sts" if sts else "cvm")
+        version = STS_VERSION if sts else API_VERSION
+        if headers.get("x-tc-version") != version:
             raise ApiError("NoSuchVersion",
-                           f"The API version must be {API_VERSION} for CVM.")
+                           f"The API version must be {version} for {'STS' if sts else 'CVM'}.")
         if not headers.get("x-tc-action"):
             raise ApiError("MissingParameter", "The request is missing the X-TC-Action header.")
         try:
