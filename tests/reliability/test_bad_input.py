@@ -469,3 +469,15 @@ def test_invisible_and_control_characters_are_refused_where_written(
         assert_clear_error(command, code, output, {"policies/hourly.yaml"})
         assert f": {where}: contains U+" in output, output
         assert "\x1b" not in output and "\u202e" not in output and "\u200b" not in output
+
+
+@pytest.mark.parametrize("command", ["plan", "run", "schedule", "simulate", "status"])
+@pytest.mark.parametrize("at", ["9999-12-31T23:59Z", "0001-01-01T00:00+01:00", "2200-01-01T00:00Z",
+                                "1999-12-31T23:59Z"])
+def test_an_at_time_past_any_date_maths_is_a_usage_error(
+        tmp_path: Path, command: str, at: str) -> None:
+    """issue 19: `schedule --at 9999-12-31T23:00Z` ended in OverflowError (exit 1)."""
+    config = home(tmp_path / "h")
+    result = CliRunner().invoke(cli, [command, "--config", str(config), "--at", at])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "out of range" in result.output
