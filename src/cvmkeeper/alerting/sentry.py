@@ -101,8 +101,9 @@ def resolve_dsn(settings: SentryOptions, environ: Mapping[str, str]) -> tuple[st
         found = (configured.strip(), "the config key 'sentry.dsn'")
     elif settings.dsn_file is not None:
         try:
-            warn_if_shared(settings.dsn_file, "Sentry DSN")
             found = (settings.dsn_file.read_text().strip(), f"the file {settings.dsn_file}")
+            register_secret(found[0])  # before anything is logged about the file
+            warn_if_shared(settings.dsn_file, "Sentry DSN")
         except OSError as exc:
             raise AlertingConfigError(
                 f"cannot read the Sentry DSN file {settings.dsn_file}: {exc.strerror}"

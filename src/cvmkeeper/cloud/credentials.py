@@ -210,12 +210,14 @@ def _fetch(url: str, timeout: float) -> str:
 def _read_secret_file(path: Path, what: str) -> str:
     try:
         with path.open(encoding="utf-8") as handle:
-            warn_if_shared(path, what, os.fstat(handle.fileno()).st_mode)
+            mode = os.fstat(handle.fileno()).st_mode
             value = handle.read().strip()
     except OSError as exc:
         raise CredentialsError(f"cannot read {what} file {path}: {exc.strerror}") from None
     if not value:
         raise CredentialsError(f"{what} file {path} is empty")
+    register_secret(value)  # before anything is logged about the file (its name may hold it)
+    warn_if_shared(path, what, mode)
     return value
 
 
