@@ -74,7 +74,7 @@ def test_names_and_tags_from_the_cloud_are_escaped_in_every_output(tmp_path: Pat
     fleet_file.write_text(yaml.safe_dump(spec))
     with world(tmp_path, spec, policy()) as w:
         config = str(w.config_path)
-        outputs = [CliRunner().invoke(cli, argv + ["--config", config])
+        outputs = [CliRunner().invoke(cli, [*argv, "--config", config])
                    for argv in (["images"], ["images", "--json"], ["plan"], ["plan", "--json"],
                                 ["status"], ["status", "--json"],
                                 ["run", "--no-alerts", "--dry-run"])]
