@@ -243,3 +243,14 @@ def test_the_generated_config_points_key_files_at_the_credentials_directory() ->
     assert "secret_key_file: ${CREDENTIALS_DIRECTORY}/secret_key" in text
     assert "dsn_file: ${CREDENTIALS_DIRECTORY}/sentry_dsn" in text
     assert "/etc/cvmkeeper/credentials" not in text
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('cloud: {endpoint: "127.0.0.1:99999", scheme: http}\n', "cloud.endpoint"),
+    ('cloud: {endpoint: "localhost:0", scheme: http}\n', "cloud.endpoint"),
+])
+def test_a_port_out_of_range_is_a_problem_not_an_overflow(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"{key}: port \d+ is not between 1 and 65535"):
+        load_config(write(tmp_path, text))

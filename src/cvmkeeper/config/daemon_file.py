@@ -104,6 +104,7 @@ def _cloud(reader: Reader, node: Node) -> CloudSettings | None:
     endpoint = settings.endpoint
     if "endpoint" in keys:
         endpoint = reader.string(keys["endpoint"], "cloud.endpoint", ENDPOINT, ENDPOINT_HELP)
+        endpoint = _port_checked(reader, keys["endpoint"], "cloud.endpoint", endpoint)
     scheme = settings.scheme
     if "scheme" in keys:
         scheme = reader.choice(keys["scheme"], "cloud.scheme", ("http", "https")) or scheme
@@ -141,6 +142,18 @@ def expand_credentials_directory(text: str, environ: Mapping[str, str] | None = 
     env = os.environ if environ is None else environ
     directory = env.get("CREDENTIALS_DIRECTORY") or SYSTEMD_CREDENTIALS
     return _CREDENTIALS_VARIABLE.sub(lambda _match: directory, text)
+
+
+def _port_checked(reader: Reader, node: Node, path: str, value: str | None) -> str | None:
+    """``value`` (``host[:port]``) if its port is 1-65535; else a problem naming the key,
+    instead of a failure deep in the HTTP stack on the first call."""
+    if value is None or ":" not in value or value.endswith("]"):
+        return value
+    port = value.rsplit(":", 1)[1]
+    if port.isdigit() and not 1 <= int(port) <= 65535:
+        reader.problem(node, path, f"port {port} is not between 1 and 65535")
+        return None
+    return value
 
 
 def _is_loopback(endpoint: str) -> bool:
