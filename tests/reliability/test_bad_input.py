@@ -238,12 +238,32 @@ def test_a_fifo_as_a_policy_file_is_refused_not_waited_on(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_the_daemon_refuses_a_bad_config_at_start_with_exit_2(tmp_path: Path) -> None:
     for name, data in (("binary", b"\x00\xff\xfe junk"), ("truncated", GOOD_POLICY[:400]),
-                       ("schema", b"name: x\nschedules: [{every: 1x}]\n")):
+                       ("schema", b"name: x\nschedules: [{every: 1x}]\n"),
+                       # issue 19: these ended in a traceback, exit 1
+                       ("huge", POLICY_DURATIONS["retention.keep_within"].replace(
+                           "{}", "99999999999w").encode()),
+                       ("bidi", b'name: "a\\u202eb"\ntargets: {tags: {a: b}}\n'
+                                b"schedules: [{every: 1h}]\nretention: {keep_last: 3}\n")):
         config = home(tmp_path / name, policies={"p.yaml": data})
         code, out, err = commands.run(["daemon", "--config", str(config)], tmp_path, name, 30)
         assert code == 2, out + err
         assert "Traceback" not in out + err
         assert "p.yaml" in err
+        figures.add("6", runs=1, rejected=1)
+    # a looping policies_dir, and a key file that is a symlink loop (issue 19)
+    looping = home(tmp_path / "loop")
+    looping.write_text(GOOD_CONFIG.replace("policies_dir: policies", "policies_dir: ploop"))
+    (looping.parent / "ploop").symlink_to("ploop")
+    keyloop = home(tmp_path / "keyloop")
+    keyloop.write_text(GOOD_CONFIG.replace(
+        "credentials: {cvm_role: false}",
+        "credentials: {cvm_role: false, secret_id: AKIDXXXXXXXX, secret_key_file: kloop}"))
+    (keyloop.parent / "kloop").symlink_to("kloop")
+    for name, config, named in (("loop", looping, "ploop"), ("keyloop", keyloop, "kloop")):
+        code, out, err = commands.run(["daemon", "--config", str(config)], tmp_path, name, 30)
+        assert code == 2, out + err
+        assert "Traceback" not in out + err
+        assert named in err and "symbolic links" in err, err
         figures.add("6", runs=1, rejected=1)
 
 

@@ -45,6 +45,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from cvmkeeper.alerting import Alerter, Failure, build_alerter
+from cvmkeeper.cloud.credentials import CredentialsError
 from cvmkeeper.config import Config, ConfigError, SentrySettings, Setup, load_setup
 from cvmkeeper.daemon.jobs import RunContext, Runner, SlotJobs, job_specs, sync_jobs
 from cvmkeeper.daemon.sdnotify import Notifier
@@ -170,7 +171,9 @@ class Daemon:
             log.error("not starting: cannot set up the cloud client: %s", exc)
             alerter.error(Failure(policy="config", action="start", message=str(exc), exception=exc))
             alerter.close(ALERT_FLUSH_TIMEOUT)
-            return EXIT_FAILED
+            # A key file that cannot be read (missing, a symlink loop, empty) or no
+            # credentials at all is the config's problem: 2, as every other command answers.
+            return EXIT_CONFIG if isinstance(exc, CredentialsError) else EXIT_FAILED
 
         if self._region_locks is None:
             # A run waits for a region another run holds (instead of failing as busy) for
