@@ -1,4 +1,4 @@
-"""docs/cam-policy.json grants exactly the CVM actions the client calls (issue 19).
+"""docs/cam-policy.json grants exactly the actions the client calls (issue 19).
 
 The set of called actions is read from the client's source (every string constant passed as
 the action to ``call``, ``_paged`` or ``_instances_action``), so a new call without a
@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import cvmkeeper.cloud.client as client_module
+from cvmkeeper.cloud.identity import ACTION as IDENTITY_ACTION
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "docs" / "cam-policy.json"
@@ -38,15 +39,18 @@ def test_the_policy_is_cam_syntax_version_2() -> None:
     for statement in document["statement"]:
         assert statement["effect"] == "allow"
         assert statement["resource"] == ["*"]  # Describe* have no resource-level permissions
-        assert all(action.startswith("name/cvm:") for action in statement["action"])
+        assert all(action.startswith(("name/cvm:", "name/sts:"))
+                   for action in statement["action"])
         assert not any("*" in action for action in statement["action"])
 
 
 def test_the_policy_grants_exactly_the_actions_the_client_calls() -> None:
     document = json.loads(POLICY.read_text())
-    granted = [action.removeprefix("name/cvm:")
-               for statement in document["statement"] for action in statement["action"]]
-    assert len(granted) == len(set(granted)), "an action is granted twice"
+    actions = [action for statement in document["statement"] for action in statement["action"]]
+    assert len(actions) == len(set(actions)), "an action is granted twice"
+    cvm = {a.removeprefix("name/cvm:") for a in actions if a.startswith("name/cvm:")}
+    sts = {a.removeprefix("name/sts:") for a in actions if a.startswith("name/sts:")}
     called = called_actions()
     assert {"CreateImage", "DescribeImages", "DeleteImages"} <= called  # the reading works
-    assert set(granted) == called
+    assert cvm == called
+    assert sts == {IDENTITY_ACTION}  # the one STS call: who the daemon is (docs/trust.md)
