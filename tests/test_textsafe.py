@@ -26,7 +26,8 @@ def test_the_table_is_every_control_format_and_separator_character() -> None:
 def test_escapes_terminal_sequences_newlines_zero_width_and_bidi() -> None:
     assert escape("web\x1b[2J\n\u202eevil\u200b") == "web\\x1b[2J\\x0a\\u202eevil\\u200b"
     assert escape_layout("a\tb\nc\x1b]0;x\x07") == "a\tb\nc\\x1b]0;x\\x07"
-    assert escape("\U000e0041") == "\\U000e0041"
+    assert escape("\U000e0041") == "\\udb40\\udc41"
+    assert escape("\x85\x7f") == "\\u0085\\u007f"
     assert escape("plain ascii and 中文 stay") == "plain ascii and 中文 stay"
 
 
@@ -40,3 +41,13 @@ def test_describes_what_it_finds_once_each() -> None:
 def test_escaped_text_has_nothing_unsafe_left(text: str) -> None:
     assert not UNSAFE.search(escape(text))
     assert not UNSAFE_IN_LAYOUT.search(escape_layout(text))
+
+
+@given(st.text())
+def test_escaping_json_output_keeps_it_json_with_the_same_meaning(text: str) -> None:
+    """JSON output (run --json, status --json) goes through the same escaping as text: the
+    escapes are JSON's own, so the document stays valid and decodes to the same value."""
+    import json
+
+    document = json.dumps({"name": text}, ensure_ascii=False)
+    assert json.loads(escape_layout(document)) == {"name": text}

@@ -34,12 +34,15 @@ UNSAFE_IN_LAYOUT = re.compile(f"[{_C0_BUT_LAYOUT}{_OTHERS}]")
 
 
 def _escaped(match: re.Match[str]) -> str:
+    """``\\x1b`` for a C0 control, ``\\uNNNN`` (a surrogate pair above U+FFFF) for the rest:
+    the forms a JSON string also reads, so escaping JSON output keeps it valid JSON."""
     code = ord(match.group())
-    if code <= 0xFF:
+    if code < 0x20:
         return f"\\x{code:02x}"
     if code <= 0xFFFF:
         return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def escape(text: str) -> str:
