@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import select
 import signal
 import subprocess
@@ -31,6 +32,7 @@ from typing import Any
 import yaml
 
 from cvmkeeper.core.naming import image_description, image_name, image_tags
+from cvmkeeper.emulator.http import CONTROL_TOKEN_ENV, CONTROL_TOKEN_HEADER
 
 #: Region names used in order (``--regions`` takes the first R of them).
 REGIONS: tuple[str, ...] = (
@@ -159,9 +161,12 @@ class EmulatorProcess:
     def __init__(self, fleet_file: Path, log_file: Path) -> None:
         """Start the emulator and wait for its ``listening on URL`` line."""
         self._log = log_file.open("wb")
+        #: this run's token for the emulator's control endpoints (/_emulator/*)
+        self.control_token = secrets.token_urlsafe(24)
         self.process = subprocess.Popen(
             cvmkeeper_command("emulator", "--fleet", str(fleet_file), "--port", "0"),
-            stdout=subprocess.PIPE, stderr=self._log, env=clean_env())
+            stdout=subprocess.PIPE, stderr=self._log,
+            env={**clean_env(), CONTROL_TOKEN_ENV: self.control_token})
         self.url = self._read_url()
         self.endpoint = self.url.removeprefix("http://")
 
@@ -188,7 +193,7 @@ class EmulatorProcess:
 
     def state(self) -> dict[str, Any]:
         """``GET /_emulator/state``: regions, call and error counts, history."""
-        return emulator_state(self.url)
+        return emulator_state(self.url, self.control_token)
 
     def stop(self) -> None:
         """SIGTERM, then wait (kill after 10 s)."""
@@ -214,9 +219,12 @@ def emulator(fleet_file: Path, log_file: Path) -> Iterator[EmulatorProcess]:
         process.stop()
 
 
-def emulator_state(url: str) -> dict[str, Any]:
-    """``GET /_emulator/state`` over HTTP, as any outside tool would read it."""
-    with urllib.request.urlopen(f"{url}/_emulator/state", timeout=60) as response:  # noqa: S310
+def emulator_state(url: str, token: str) -> dict[str, Any]:
+    """``GET /_emulator/state`` over HTTP, as any outside tool would read it (with the
+    emulator's control token)."""
+    request = urllib.request.Request(f"{url}/_emulator/state",  # noqa: S310 - http only
+                                     headers={CONTROL_TOKEN_HEADER: token})
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
         state: dict[str, Any] = json.load(response)
     return state
 

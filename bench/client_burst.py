@@ -40,14 +40,14 @@ def fleet(calls: int) -> dict[str, Any]:
 
 
 def burst(name: str, calls: int, threads: int, one_call: Callable[[int], object],
-          url: str) -> bool:
+          url: str, *, token: str) -> bool:
     """Run ``calls`` calls on ``threads`` threads; print rate and throttling; True if good."""
-    before = emulator_state(url)["errors"].get("RequestLimitExceeded", 0)
+    before = emulator_state(url, token)["errors"].get("RequestLimitExceeded", 0)
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(one_call, range(calls)))
     elapsed = time.monotonic() - start
-    throttled = emulator_state(url)["errors"].get("RequestLimitExceeded", 0) - before
+    throttled = emulator_state(url, token)["errors"].get("RequestLimitExceeded", 0) - before
     limit = DEFAULT_RATES[name]
     # n calls spaced at rate r span (n - 1) / r seconds: measure the rate the same way
     achieved = (calls - 1) / elapsed
@@ -68,10 +68,12 @@ def main() -> int:
         creds = Credentials(emu.secret_id, emu.secret_key, source="emulator")
         client = CloudClient.over_http(creds, EndpointConfig(emu.endpoint, "http", 10))
         ok = burst("CreateImage", args.calls, args.threads, lambda n: client.create_image(
-            REGION, CreateImageRequest(f"burst-{n:05d}", f"ins-{n:05d}")), emu.url)
+            REGION, CreateImageRequest(f"burst-{n:05d}", f"ins-{n:05d}")), emu.url,
+            token=emu.control_token)
         # one DescribeImages call each: poll one image by id (as the executor polls)
         ok &= burst("DescribeImages", args.calls, args.threads,
-                    lambda n: client.get_images(REGION, [f"img-of-burst-{n}"]), emu.url)
+                    lambda n: client.get_images(REGION, [f"img-of-burst-{n}"]), emu.url,
+                    token=emu.control_token)
         attempts = dict(client.stats.attempts)
         print(f"client attempts: {attempts}, client-side errors: {dict(client.stats.errors)}")
     return 0 if ok else 1

@@ -50,6 +50,7 @@ esac
 mkdir "$workdir/config"
 sed "s/127\.0\.0\.1:8765/$endpoint/" config/demo.yaml >"$workdir/config/demo.yaml"
 cp config/demo-secret-key "$workdir/config/"
+chmod 600 "$workdir/config/demo-secret-key"   # git keeps no file modes; a key file is private
 ln -s "$PWD/policies" "$workdir/policies"
 export CVMKEEPER_CONFIG="$workdir/config/demo.yaml"
 

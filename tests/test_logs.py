@@ -79,8 +79,9 @@ def test_journal_prefixes_every_line_of_a_traceback() -> None:
     except RuntimeError:
         log.exception("run failed\nfor policy web")
     output = lines(stream)
-    assert output[0] == "<3>cvmkeeper.test: run failed"
-    assert output[1] == "<3>for policy web"
+    # issue 19: a newline inside the message is escaped (it could forge a line); the
+    # traceback's own lines are the record's layout, each with the priority
+    assert output[0] == "<3>cvmkeeper.test: run failed\\x0afor policy web"
     assert "<3>Traceback (most recent call last):" in output
     assert output[-1] == "<3>RuntimeError: CreateImage failed with key harmless"
     assert all(line.startswith("<3>") for line in output)
@@ -383,3 +384,43 @@ def test_python_warnings_go_through_the_log() -> None:
 def test_bad_level_or_format_is_a_clear_error(level: str, fmt: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         setup_logging(level, fmt, io.StringIO())
+
+
+def test_progress_lines_are_logged_at_their_level() -> None:
+    from cvmkeeper.logs import progress_level
+
+    assert progress_level("ap-guangzhou: ERROR cannot read the inventory: x") == logging.ERROR
+    assert progress_level("ap-guangzhou: WARNING quota nearly full") == logging.WARNING
+    assert progress_level("ap-guangzhou: created web-2612031400 (img-1)") == logging.INFO
+    assert progress_level("ap-guangzhou: web: the ERROR word later") == logging.INFO
+
+
+@pytest.mark.slow
+def test_a_failed_run_under_the_journal_is_filed_as_an_error(tmp_path: Path) -> None:
+    """issue 19: `ERROR cannot read the inventory` went out with priority 6 (info), so
+    `journalctl -p warning` never saw a failed backup."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from support.echo_proxy import echo_proxy
+
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "web.yaml").write_text(
+        "name: web\ntargets: {instance_ids: [ins-00000001]}\nschedules: [{every: 1h}]\n"
+        "retention: {keep_last: 3}\n")
+    path = tmp_path / "stderr"
+    path.touch()
+    env = {**os.environ, "JOURNAL_STREAM": journal_stream_of(path),
+           "TENCENTCLOUD_SECRET_ID": "AKIDX0000000", "TENCENTCLOUD_SECRET_KEY": canary()}
+    with echo_proxy() as endpoint, path.open("w") as stderr:
+        (tmp_path / "cvmkeeper.yaml").write_text(
+            f"regions: [ap-guangzhou]\ncloud: {{endpoint: '{endpoint}', scheme: http}}\n"
+            f"credentials: {{cvm_role: false}}\nstate_dir: {tmp_path / 'state'}\n"
+            "api: {retries: {max_attempts: 1}}\n")
+        done = subprocess.run(
+            [sys.executable, "-m", "cvmkeeper", "run", "--no-alerts",
+             "--config", str(tmp_path / "cvmkeeper.yaml")],
+            stderr=stderr, stdout=subprocess.PIPE, env=env, timeout=120, check=False)
+    assert done.returncode == 1
+    lines = path.read_text().splitlines()
+    failed = [line for line in lines if "ERROR cannot read the inventory" in line]
+    assert failed and all(line.startswith("<3>") for line in failed), lines
+    assert all(re.match(r"<\d>", line) for line in lines), lines  # nothing unprefixed

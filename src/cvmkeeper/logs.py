@@ -45,11 +45,14 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO, get_args
 
+from cvmkeeper.textsafe import escape, escape_layout
+
 __all__ = [
     "LOG_FORMATS",
     "REDACTED",
     "LogFormat",
     "SecretRedactor",
+    "progress_level",
     "redact",
     "register_secret",
     "setup_logging",
@@ -172,7 +175,7 @@ def _extra_fields(record: logging.LogRecord) -> Iterable[tuple[str, Any]]:
 
 def _extras_suffix(record: logging.LogRecord) -> str:
     """`` key=value`` for each extra field, for the text and journal formats."""
-    return "".join(f" {key}={value}" for key, value in _extra_fields(record))
+    return "".join(f" {key}={escape(str(value))}" for key, value in _extra_fields(record))
 
 
 def _exception_text(record: logging.LogRecord) -> str:
@@ -184,7 +187,27 @@ def _exception_text(record: logging.LogRecord) -> str:
         parts.append(record.exc_text)
     if record.stack_info:
         parts.append(record.stack_info)
-    return "\n".join(parts)
+    return escape_layout("\n".join(parts))
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's message with control, zero-width and bidi characters escaped, newlines
+    included: text from the API or a file can never start a log line of its own."""
+    return escape(record.getMessage())
+
+
+def progress_level(message: str) -> int:
+    """The logging level of a run's progress line: ``<region>: ERROR ...`` is an error,
+    ``<region>: WARNING ...`` a warning, anything else information. Progress lines are
+    logged as well as shown, and ``journalctl -p warning`` must see the failures among them.
+    """
+    head = message.split(": ", 2)
+    for part in head[1:]:
+        if part.startswith("ERROR "):
+            return logging.ERROR
+        if part.startswith("WARNING "):
+            return logging.WARNING
+    return logging.INFO
 
 
 def journal_priority(levelno: int) -> int:
@@ -205,7 +228,7 @@ class _JournalFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` for journald's stream protocol."""
-        text = f"{record.name}: {record.getMessage()}{_extras_suffix(record)}"
+        text = f"{record.name}: {_message(record)}{_extras_suffix(record)}"
         details = _exception_text(record)
         if details:
             text = f"{text}\n{details}"
@@ -222,7 +245,7 @@ class _TextFormatter(logging.Formatter):
         stamp = when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d}"
         stamp += when.strftime("%z")
         text = (
-            f"{stamp} {record.levelname} {record.name}: {record.getMessage()}"
+            f"{stamp} {record.levelname} {record.name}: {_message(record)}"
             f"{_extras_suffix(record)}"
         )
         details = _exception_text(record)
@@ -245,7 +268,7 @@ class _JsonFormatter(logging.Formatter):
             "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _message(record),
         }
         details = _exception_text(record)
         if details:

@@ -380,3 +380,25 @@ def test_a_dsn_held_as_a_secret_is_revealed_only_to_sentry(capture: SentryCaptur
     alerter = build_alerter(_SecretDsnSettings(dsn=_Secret(capture.dsn)), environ={})
     _round_trip(alerter, capture)
     assert capture.events()[0]["environment"] == "staging"
+
+
+def test_no_trace_propagation_headers_reach_the_tencent_api(
+    alerter: SentryAlerter, capture: SentryCapture
+) -> None:
+    """issue 19: sentry-sdk adds ``sentry-trace`` and ``baggage`` (with the DSN's public key)
+    to every outgoing HTTP request; they must never go to the Tencent API."""
+    from cvmkeeper.cloud.client import CloudClient
+    from cvmkeeper.cloud.credentials import Credentials
+    from cvmkeeper.cloud.transport import EndpointConfig
+    from cvmkeeper.emulator.server import running_emulator
+
+    fleet = {"regions": {"ap-guangzhou": {"instances": [{"id": "ins-00000001"}]}}}
+    with running_emulator(fleet) as emu, sentry_sdk.start_transaction(name="run", op="run"):
+        client = CloudClient.over_http(Credentials(emu.secret_id, emu.secret_key),
+                                       EndpointConfig(emu.endpoint, "http", 5))
+        client.list_images("ap-guangzhou")
+        client.image_quota("ap-guangzhou")
+        client.list_instances("ap-guangzhou")
+        seen = emu.header_names
+    assert "x-tc-action" in seen  # the requests were recorded
+    assert not {"sentry-trace", "baggage", "traceparent"} & seen, sorted(seen)

@@ -59,3 +59,30 @@ def test_images_unknown_policy_exits_2(tmp_path: Path) -> None:
             cli, ["images", "--config", str(w.config_path), "--policy", "nope"]
         )
         assert result.exit_code == 2
+
+
+def test_names_and_tags_from_the_cloud_are_escaped_in_every_output(tmp_path: Path) -> None:
+    """issue 19: anyone who can tag or rename an image or an instance writes text that
+    cvmkeeper prints; no control, zero-width or bidi character reaches the terminal."""
+    import yaml
+
+    hostile = "evil\x1b[2J\x1b]0;owned\x07\u202egnp.exe\u200b"
+    spec = fleet(images=[{**unmanaged("img-hostile1", hostile),
+                          "tags": {"owner\x1b[31m": "x\u2066y"}}],
+                 instances=[{"id": A, "name": hostile}, {"id": B}])
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text(yaml.safe_dump(spec))
+    with world(tmp_path, spec, policy()) as w:
+        config = str(w.config_path)
+        outputs = [CliRunner().invoke(cli, [*argv, "--config", config])
+                   for argv in (["images"], ["images", "--json"], ["plan"], ["plan", "--json"],
+                                ["status"], ["status", "--json"],
+                                ["run", "--no-alerts", "--dry-run"])]
+        outputs.append(CliRunner().invoke(cli, ["emulator", "inventory", "--endpoint",
+                                                w.emu.endpoint, "--fleet", str(fleet_file)]))
+    for result in outputs:
+        assert "Traceback" not in result.output
+        for raw in ("\x1b", "\u202e", "\u200b", "\u2066", "\x07"):
+            assert raw not in result.output, (raw, result.output)
+    # shown, escaped (click itself drops the CSI sequence \x1b[2J on a non-terminal)
+    assert "evil\\x1b]0;owned\\x07" in outputs[-1].output, outputs[-1].output

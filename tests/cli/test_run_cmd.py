@@ -23,6 +23,7 @@ from executor.world import (
     B,
     World,
     fleet,
+    managed,
     policy,
     unmanaged,
     world,
@@ -231,3 +232,22 @@ def test_delete_reasons_of_every_kind_read_as_words() -> None:
     evicted = "evicted: quota full, room for 261127-0100-aaaaaaaa"
     assert delete_reason_text("evict", evicted) == evicted
     assert delete_reason_text("cleanup", "CREATEFAILED: clean up") == "CREATEFAILED: clean up"
+
+
+def test_an_image_that_only_looks_managed_is_never_deleted_and_is_reported(
+    tmp_path: Path,
+) -> None:
+    """issue 19: anyone allowed to tag and rename can make an image look managed; only an
+    image the daemon's own identity created (ImageCreator) is ever deleted."""
+    ours = [managed(A, T0 + timedelta(hours=h), f"img-ours000{h}") for h in (0, 1)]
+    forged = {**managed(A, T0 - timedelta(hours=5), "img-forged01"), "creator": "100000000666"}
+    spec = fleet(instances=[{"id": A}], images=[*ours, forged])
+    with world(tmp_path, spec, policy(ids=(A,), keep_last=1)) as w:
+        result = invoke(w, "--at", at(2), "--no-alerts")
+        deleted = {i for e in w.writes() if e["action"] == "DeleteImages"
+                   for i in e["params"]["ImageIds"]}
+        left = {image["ImageId"] for image in w.images()}
+    assert result.exit_code == 0, result.output
+    assert "img-ours0000" in deleted  # retention still works for our own images
+    assert "img-forged01" not in deleted and "img-forged01" in left
+    assert "img-forged01" in result.output and "created by 100000000666" in result.output

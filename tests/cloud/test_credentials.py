@@ -196,3 +196,24 @@ def test_cvm_role_can_be_disabled(places: dict[str, Path], metadata_server: str)
     config = CredentialsConfig(metadata_url=metadata_server, cvm_role=False)
     with pytest.raises(CredentialsNotFoundError, match="CVM role \\(disabled"):
         resolve(places, {}, config)
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o600, False), (0o400, False), (0o640, True),
+                                              (0o644, True), (0o604, True)])
+def test_a_key_file_others_can_read_is_warned_about(
+    tmp_path: Path, places: dict[str, Path], caplog: pytest.LogCaptureFixture,
+    mode: int, warned: bool,
+) -> None:
+    """issue 19: a SecretKey file readable by group or others gets a warning (not its key)."""
+    key_file = tmp_path / "key"
+    key_file.write_text(CANARY)
+    key_file.chmod(mode)
+    config = CredentialsConfig.from_mapping(
+        {"secret_id": "AKID", "secret_key_file": str(key_file), "cvm_role": False})
+    with caplog.at_level("WARNING"):
+        resolve(places, {}, config)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert bool(warnings) == warned, caplog.text
+    if warned:
+        assert str(key_file) in caplog.text and f"{mode:04o}" in caplog.text
+    assert CANARY not in caplog.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,42 @@ def test_canary_key_is_absent_from_all_output_of_a_faulty_run(
                         ("exceptions/reprs", "\n".join(texts))):
         assert CANARY not in text, f"canary secret found in {where}"
         assert CANARY[::-1] not in text, f"refused secret found in {where}"
+
+
+# --- issue 19: every command's output, whatever a proxy or the API echoes ------------------
+
+TOKEN = "TOKEN-canary-7e57a1b2c3d4e5f6"
+
+
+@pytest.mark.parametrize("argv", [["run", "--no-alerts"], ["run", "--no-alerts", "--json"],
+                                  ["status", "--json"], ["status"], ["images"], ["plan"],
+                                  ["validate", "--online"]])
+def test_no_command_prints_what_a_proxy_echoes(tmp_path: Any, argv: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from cvmkeeper.cli import cli
+    from support.echo_proxy import echo_proxy
+
+    credentials = tmp_path / "creds"
+    credentials.mkdir()
+    (credentials / "secret_id").write_text("AKIDCANARY0000000000000000000000001234")
+    (credentials / "secret_key").write_text(CANARY)
+    (credentials / "token").write_text(TOKEN)
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "web.yaml").write_text(
+        "name: web\ntargets: {instance_ids: [ins-00000001]}\nschedules: [{every: 1h}]\n"
+        "retention: {keep_last: 3}\n")
+    with echo_proxy() as endpoint:
+        (tmp_path / "cvmkeeper.yaml").write_text(
+            f"regions: [{GZ}]\ncloud: {{endpoint: '{endpoint}', scheme: http}}\n"
+            f"credentials: {{cvm_role: false}}\nstate_dir: {tmp_path / 'state'}\n"
+            "api: {retries: {max_attempts: 1}}\n")
+        result = CliRunner(env={"CREDENTIALS_DIRECTORY": str(credentials)}).invoke(
+            cli, [*argv, "--config", str(tmp_path / "cvmkeeper.yaml")])
+    output = result.output
+    assert result.exit_code in (1, 2), output
+    assert "Traceback" not in output
+    assert "AuthFailure" in output or "proxy refused" in output, output  # the error is shown
+    for leaked in (CANARY, TOKEN, "\x1b", "\u202e", "\u200b", "\r", "\x07"):
+        assert leaked not in output, f"{leaked!r} reached the output of {argv}:\n{output}"
+    assert not any(line.startswith(("FORGED", "<6>")) for line in output.splitlines()), output

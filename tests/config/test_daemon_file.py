@@ -30,6 +30,7 @@ sentry: {dsn: "https://cafe1234@o1.ingest.sentry.io/1", environment: production}
 def write(tmp_path: Path, text: str, name: str = "cvmkeeper.yaml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text))
+    path.chmod(0o600)  # as the README says; a plain DSN is refused in a world-readable file
     return path
 
 
@@ -176,3 +177,80 @@ def test_the_sample_config_and_policies_load() -> None:
     assert setup.config.cloud.scheme == "http"
     assert setup.config.policies_dir == (ROOT / "policies").resolve()
     assert len(setup.policies) == 3
+
+
+# --- issue 19: trust ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", ["cvm.tencentcloudapi.com", "10.0.0.5:8765",
+                                      "proxy.example.com:3128", "127.0.0.1.evil.com:80", None])
+def test_http_to_another_host_is_refused_with_file_line_and_key(
+    tmp_path: Path, endpoint: str | None
+) -> None:
+    where = f'endpoint: "{endpoint}", ' if endpoint else ""
+    path = write(tmp_path, f"cloud: {{{where}scheme: http}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert f"{path.name}:1:" in text or "cvmkeeper.yaml:1:" in text, text
+    assert "cloud.scheme: http to" in text and "allow_insecure_http" in text, text
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:8765", "127.9.9.9:1", "localhost:80",
+                                      "cvm.tencentcloudapi.com"])
+def test_http_to_loopback_or_explicitly_allowed_is_accepted(
+    tmp_path: Path, endpoint: str
+) -> None:
+    allowed = endpoint == "cvm.tencentcloudapi.com"
+    extra = ", allow_insecure_http: true" if allowed else ""
+    text = f'cloud: {{endpoint: "{endpoint}", scheme: http{extra}}}\n'
+    config = load_config(write(tmp_path, text))
+    assert config.cloud.scheme == "http"
+
+
+def test_a_plain_dsn_in_a_world_readable_config_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, ISSUE_EXAMPLE)
+    path.chmod(0o644)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert "sentry.dsn: a plain DSN in a config file that every user can read (mode 0644)" in text
+    assert "cafe1234" not in text
+    path.chmod(0o640)
+    assert load_config(path).sentry.dsn is not None
+
+
+def test_key_files_can_live_in_the_systemd_credentials_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = ("credentials: {secret_id: AKIDEXAMPLE0123, "
+            "secret_key_file: '${CREDENTIALS_DIRECTORY}/secret_key'}\n"
+            "sentry: {dsn_file: $CREDENTIALS_DIRECTORY/sentry_dsn}\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
+    config = load_config(write(tmp_path, text))
+    assert config.credentials.secret_key_file == tmp_path / "creds" / "secret_key"
+    assert config.sentry.dsn_file == tmp_path / "creds" / "sentry_dsn"
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    config = load_config(write(tmp_path, text))
+    assert config.credentials.secret_key_file == Path(
+        "/run/credentials/cvmkeeper.service/secret_key")
+
+
+def test_the_generated_config_points_key_files_at_the_credentials_directory() -> None:
+    from cvmkeeper.cli.config_cmd import CONFIG_TEMPLATE, template_text
+
+    text = template_text(CONFIG_TEMPLATE)
+    assert "secret_key_file: ${CREDENTIALS_DIRECTORY}/secret_key" in text
+    assert "dsn_file: ${CREDENTIALS_DIRECTORY}/sentry_dsn" in text
+    assert "/etc/cvmkeeper/credentials" not in text
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('cloud: {endpoint: "127.0.0.1:99999", scheme: http}\n', "cloud.endpoint"),
+    ('cloud: {endpoint: "localhost:0", scheme: http}\n', "cloud.endpoint"),
+])
+def test_a_port_out_of_range_is_a_problem_not_an_overflow(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"{key}: port \d+ is not between 1 and 65535"):
+        load_config(write(tmp_path, text))

@@ -53,6 +53,18 @@ YAML_BITS = [
     "\x00",
     "\ufeff",
     "é",
+    # numbers past every bound: date arithmetic overflowed on these (issue 19)
+    "99999999999w",
+    "9999999999999999999999",
+    "1.0e+300",
+    "keep_within: ",
+    "catch_up: ",
+    "jitter: ",
+    "every: ",
+    # invisible and direction-changing characters (issue 19)
+    "\u202e",
+    "\u200b",
+    "\x1b[31m",
 ]
 
 

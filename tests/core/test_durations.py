@@ -42,3 +42,22 @@ def test_format_round_trips(seconds: int) -> None:
 def test_format_uses_the_largest_units() -> None:
     assert format_duration(timedelta(hours=36)) == "1d12h"
     assert format_duration(timedelta(days=14)) == "2w"
+
+
+@pytest.mark.parametrize(
+    "text", ["521w", "99999999999w", "3641d", "1" + "0" * 5000 + "s", "520w1s", "87361h"]
+)
+def test_refuses_durations_longer_than_ten_years(text: str) -> None:
+    # Past the bound, date arithmetic (now + every, newest - keep_within) overflows.
+    with pytest.raises(ValueError, match="too long: at most 520w"):
+        parse_duration(text)
+
+
+def test_the_longest_duration_is_accepted_and_fits_every_date() -> None:
+    from datetime import UTC, datetime
+
+    from cvmkeeper.core.durations import MAX_DURATION
+
+    assert parse_duration("520w") == MAX_DURATION
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    assert now + MAX_DURATION > now > now - MAX_DURATION

@@ -16,7 +16,12 @@ from cvmkeeper.core.naming import (
     image_name,
     image_tags,
 )
-from cvmkeeper.core.ownership import classify_image, split_images
+from cvmkeeper.core.ownership import (
+    CallerIdentity,
+    classify_image,
+    creator_is_us,
+    split_images,
+)
 
 SLOT = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 INSTANCE = "ins-6pb6lrmy"
@@ -89,3 +94,36 @@ def test_split_images_keeps_input_order_and_loses_nothing() -> None:
     managed, unmanaged = split_images(images)
     assert [m.image for m in managed] == [images[1]]
     assert unmanaged == [images[0], images[2]]
+
+
+# --- issue 19: ownership needs the daemon's identity as the image's creator ---------------
+
+
+ROOT = CallerIdentity(account_id="100000000001", user_id="100000000001",
+                      principal_id="100000000001", kind="RootAccount")
+SUB_USER = CallerIdentity(account_id="100000000001", user_id="100000000777",
+                          principal_id="100000000777", kind="CAMUser")
+ROLE = CallerIdentity(account_id="100000000001", user_id="4611686018427397919:cvmkeeper",
+                      principal_id="100000000001", kind="AssumedRole")
+
+
+def test_only_the_callers_own_uin_is_its_creator() -> None:
+    assert creator_is_us("100000000001", ROOT)
+    assert creator_is_us("100000000777", SUB_USER)
+    # the root account's images are not a sub-user daemon's to delete
+    assert not creator_is_us("100000000001", SUB_USER)
+    assert not creator_is_us("100000000888", SUB_USER)
+    assert not creator_is_us("", ROOT)  # unknown is never proof
+    assert creator_is_us("100000000001", ROLE)  # the role's key belongs to the account
+
+
+def test_an_image_made_by_someone_else_is_unmanaged_whatever_it_carries() -> None:
+    slot = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
+    image = Image(
+        image_id="img-forged01", name=image_name("ins-6pb6lrmy", slot),
+        state=ImageState.NORMAL, created_time=slot, region="ap-guangzhou",
+        description=image_description(("web",), slot),
+        tags=image_tags(("web",), "ins-6pb6lrmy", slot), creator="100000000888",
+    )
+    assert classify_image(image) is not None  # every marker is right
+    assert classify_image(replace(image, creator_trusted=False)) is None

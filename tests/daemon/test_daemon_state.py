@@ -90,3 +90,14 @@ def test_an_unwritable_state_dir_is_logged_once_and_never_raises(
         store.record("web", run(), T0)
     assert caplog.text.count("cannot write the state file") == 1
     assert store.last_runs()["web"] == run()  # still remembered for STATUS=
+
+
+def test_a_state_file_that_is_a_symbolic_link_is_not_followed(tmp_path: Path) -> None:
+    """issue 19: files in state_dir are opened with O_NOFOLLOW."""
+    target = tmp_path / "elsewhere.json"
+    StateStore(tmp_path / "real").record("web", run(), T0)
+    target.write_text((tmp_path / "real" / STATE_FILE_NAME).read_text())
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / STATE_FILE_NAME).symlink_to(target)
+    with pytest.raises(OSError):
+        read_state(tmp_path / "state" / STATE_FILE_NAME)

@@ -223,3 +223,32 @@ def test_python_stack_runs_under_memory_deny_write_execute() -> None:
         pytest.skip("this kernel has no PR_SET_MDWE (Linux < 6.3)")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def _encrypted_lines(text: str) -> list[str]:
+    return re.findall(r"^#(LoadCredentialEncrypted=.*)$", text, re.MULTILINE)
+
+
+def test_unit_forbids_core_dumps_and_documents_encrypted_credentials() -> None:
+    """issue 19: a core dump would hold the keys; credentials can be encrypted at rest."""
+    from cvmkeeper.alerting.sentry import CREDENTIAL_NAME as SENTRY_DSN_FILE
+    from cvmkeeper.cloud.credentials import SECRET_ID_FILE, SECRET_KEY_FILE
+
+    text = UNIT.read_text()
+    assert _directives(text)["LimitCORE"] == ["0"]
+    names = [line.removeprefix("LoadCredentialEncrypted=").split(":")[0]
+             for line in _encrypted_lines(text)]
+    assert names == [SECRET_ID_FILE, SECRET_KEY_FILE, SENTRY_DSN_FILE]
+    assert "systemd-creds encrypt --name=$n" in text
+
+
+@needs_systemd_analyze
+@pytest.mark.slow
+def test_documented_encrypted_credential_lines_verify_when_enabled(tmp_path: Path) -> None:
+    unit = _unit_with_test_command(tmp_path)
+    text = unit.read_text()
+    for line in _encrypted_lines(text):
+        text = text.replace(f"#{line}", line)
+    unit.write_text(text)
+    assert _encrypted_lines(text) == []
+    assert _verify_problems(unit) == []

@@ -75,3 +75,36 @@ def test_invalid_instances_mark_instances_not_supported() -> None:
         "invalid_instances": ["ins-a"],
         "regions": {"r": {"instances": [{"id": "ins-a"}, {"id": "ins-b"}]}}})
     assert [i.not_supported for i in fleet.regions["r"].instances] == [True, False]
+
+
+BILLION_LAUGHS = "".join(
+    [ "a0: &a0 [x, x, x, x, x, x, x, x, x]\n"]
+    + [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]\n" for n in range(1, 10)]
+    + ["regions: {ap-guangzhou: {instances: *a9}}\n"]
+)
+
+
+def test_nested_aliases_are_refused_quickly_and_in_little_memory(tmp_path: Path) -> None:
+    """issue 19: a fleet file of nested aliases grew without bound (6 GB in 60 s). Run in a
+    child with a 1 GiB address-space limit and a 60 s timeout, so a regression fails
+    instead of taking the machine down."""
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BILLION_LAUGHS)
+    program = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from cvmkeeper.emulator.fleet import FleetError, load_fleet\n"
+        "try:\n"
+        "    load_fleet(sys.argv[1])\n"
+        "except FleetError as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program, str(bomb)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "aliases (*name) are not allowed" in done.stdout
+    assert "line 2" in done.stdout, done.stdout

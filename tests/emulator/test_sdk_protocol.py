@@ -7,6 +7,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import requests
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.cvm.v20170312 import models
@@ -160,7 +161,8 @@ def test_concurrent_creates_race_for_the_last_quota_slot(serve: Any) -> None:
 def _http(emu: RunningEmulator, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     response = requests.request(method, emu.url + path, data=data, timeout=5,
-                                headers={"Content-Type": "application/json"})
+                                headers={"Content-Type": "application/json",
+                                         **emu.control_headers})
     assert response.headers["Content-Type"] == "application/json"
     return response.status_code, response.json()
 
@@ -196,3 +198,30 @@ def test_control_endpoints(emu: RunningEmulator) -> None:
     _, state = _http(emu, "GET", "/_emulator/state")
     assert image_id not in {i["ImageId"] for i in state["regions"][GZ]["images"]}
     assert state["history"] == []
+
+
+@pytest.mark.parametrize(("path", "method"), [("/_emulator/state", "GET"),
+                                              ("/_emulator/faults", "POST"),
+                                              ("/_emulator/reset", "POST")])
+def test_control_endpoints_want_this_runs_token_and_a_loopback_host(
+    emu: RunningEmulator, path: str, method: str
+) -> None:
+    """issue 19: without the per-run token, or with a foreign Host (DNS rebinding), every
+    control endpoint answers 403 and changes nothing."""
+    body = json.dumps({"DescribeImageQuota": {"InternalError": 1.0}}).encode()
+    attempts = [
+        {},  # no token
+        {"X-Emulator-Token": "guessed"},
+        {**emu.control_headers, "Host": f"evil.example.com:{emu.port}"},
+        {**emu.control_headers, "Host": f"127.0.0.1.nip.io:{emu.port}"},
+    ]
+    for headers in attempts:
+        response = requests.request(method, emu.url + path, data=body, timeout=5,
+                                    headers={"Content-Type": "application/json", **headers})
+        assert response.status_code == 403, (headers, response.text)
+        assert emu.control_token not in response.text
+    assert emu.core.state()["faults"] == {}
+    for host in (f"127.0.0.1:{emu.port}", f"localhost:{emu.port}"):
+        ok = requests.request("GET", emu.url + "/_emulator/state", timeout=5,
+                              headers={**emu.control_headers, "Host": host})
+        assert ok.status_code == 200

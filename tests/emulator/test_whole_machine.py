@@ -52,7 +52,7 @@ def wait_normal(emu: RunningEmulator, image_id: str, region: str = GZ) -> Any:
 def post_disks(emu: RunningEmulator, body: Any) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(  # noqa: S310 - loopback http
         f"{emu.url}/_emulator/disks", data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json"})
+        headers={"Content-Type": "application/json", **emu.control_headers})
     try:
         with urllib.request.urlopen(req, timeout=10) as answer:  # noqa: S310
             return answer.status, json.loads(answer.read())

@@ -172,3 +172,26 @@ def test_an_instance_whose_stop_cannot_be_journaled_is_not_stopped(tmp_path: Pat
         assert w.instance_state(A) == "RUNNING"
         [error] = alerter.errors
         assert error.instance == A and "set a writable state_dir" in error.message
+
+
+@pytest.mark.parametrize("planted", ["journal", "lock"])
+def test_a_symbolic_link_in_the_state_dir_is_never_followed(tmp_path: Path, planted: str) -> None:
+    """issue 19: files in state_dir are opened with O_NOFOLLOW; a planted link is refused
+    and the file it points at is neither read, created nor changed."""
+    from cvmkeeper.executor.stop_journal import LOCK_NAME
+
+    state = tmp_path / "state"
+    state.mkdir()
+    target = tmp_path / "victim"
+    target.write_text('{"version": 1, "entries": []}')
+    (state / (JOURNAL_NAME if planted == "journal" else LOCK_NAME)).symlink_to(target)
+    journal = StopJournal(state)
+    with pytest.raises(OSError):
+        journal.record(REGION, [A])
+    assert target.read_text() == '{"version": 1, "entries": []}'
+    if planted == "lock":
+        (state / LOCK_NAME).unlink()
+        (state / LOCK_NAME).symlink_to(tmp_path / "created-through-the-link")
+        with pytest.raises(OSError):
+            journal.record(REGION, [A])
+        assert not (tmp_path / "created-through-the-link").exists()

@@ -63,7 +63,8 @@ def change_disks(w: World, body: dict[str, Any]) -> dict[str, Any]:
     """Attach or detach a disk through the emulator's control endpoint, over HTTP."""
     request = urllib.request.Request(  # noqa: S310 - loopback http
         f"{w.emu.url}/_emulator/disks", data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"}, method="POST")
+        headers={"Content-Type": "application/json", **w.emu.control_headers},
+        method="POST")
     with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
         return dict(json.loads(answer.read()))
 
@@ -256,7 +257,10 @@ class DetachingClient(CloudClient):
 
     def __init__(self, w: World, disk_id: str) -> None:
         base = w.client()
-        super().__init__(base.transport, retry_policy=QUICK_RETRIES)
+        # the same transport and the same STS identity reader (GetCallerIdentity is
+        # signed for the sts service, not through the cvm transport)
+        super().__init__(base.transport, retry_policy=QUICK_RETRIES,
+                         identity_reader=base._identity_reader)
         self._world, self._disk_id, self._detached = w, disk_id, False
 
     def list_instances(self, region: str, ids: Any = (), tags: Any = None) -> Any:

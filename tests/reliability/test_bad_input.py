@@ -238,12 +238,32 @@ def test_a_fifo_as_a_policy_file_is_refused_not_waited_on(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_the_daemon_refuses_a_bad_config_at_start_with_exit_2(tmp_path: Path) -> None:
     for name, data in (("binary", b"\x00\xff\xfe junk"), ("truncated", GOOD_POLICY[:400]),
-                       ("schema", b"name: x\nschedules: [{every: 1x}]\n")):
+                       ("schema", b"name: x\nschedules: [{every: 1x}]\n"),
+                       # issue 19: these ended in a traceback, exit 1
+                       ("huge", POLICY_DURATIONS["retention.keep_within"].replace(
+                           "{}", "99999999999w").encode()),
+                       ("bidi", b'name: "a\\u202eb"\ntargets: {tags: {a: b}}\n'
+                                b"schedules: [{every: 1h}]\nretention: {keep_last: 3}\n")):
         config = home(tmp_path / name, policies={"p.yaml": data})
         code, out, err = commands.run(["daemon", "--config", str(config)], tmp_path, name, 30)
         assert code == 2, out + err
         assert "Traceback" not in out + err
         assert "p.yaml" in err
+        figures.add("6", runs=1, rejected=1)
+    # a looping policies_dir, and a key file that is a symlink loop (issue 19)
+    looping = home(tmp_path / "loop")
+    looping.write_text(GOOD_CONFIG.replace("policies_dir: policies", "policies_dir: ploop"))
+    (looping.parent / "ploop").symlink_to("ploop")
+    keyloop = home(tmp_path / "keyloop")
+    keyloop.write_text(GOOD_CONFIG.replace(
+        "credentials: {cvm_role: false}",
+        "credentials: {cvm_role: false, secret_id: AKIDXXXXXXXX, secret_key_file: kloop}"))
+    (keyloop.parent / "kloop").symlink_to("kloop")
+    for name, config, named in (("loop", looping, "ploop"), ("keyloop", keyloop, "kloop")):
+        code, out, err = commands.run(["daemon", "--config", str(config)], tmp_path, name, 30)
+        assert code == 2, out + err
+        assert "Traceback" not in out + err
+        assert named in err and "symbolic links" in err, err
         figures.add("6", runs=1, rejected=1)
 
 
@@ -277,6 +297,13 @@ def test_a_running_daemon_keeps_its_config_when_the_policies_vanish_or_turn_bina
         reload(expect_rejected=True)
         (policies / "web.yaml").write_bytes(GOOD_POLICY[:500])
         reload(expect_rejected=True)
+        # issue 19: each of these ended the daemon with a traceback on SIGHUP
+        good = (tmp_path / "policies.away" / "web.yaml").read_text()
+        (policies / "web.yaml").write_text(good + "catch_up: 99999999999w\n")
+        reload(expect_rejected=True)
+        (policies / "web.yaml").unlink()
+        (policies / "web.yaml").symlink_to("web.yaml")
+        reload(expect_rejected=True)
         shutil.rmtree(policies)
         (tmp_path / "policies.away").rename(policies)
         reload(expect_rejected=False)
@@ -286,4 +313,192 @@ def test_a_running_daemon_keeps_its_config_when_the_policies_vanish_or_turn_bina
     assert "Traceback" not in log
     assert "policies directory does not exist" in log
     assert "is not UTF-8 text" in log
-    assert log.count("keeping the running config") == 3
+    assert "too long: at most 520w" in log
+    assert "Too many levels of symbolic links" in log
+    assert log.count("keeping the running config") == 5
+
+
+# --- issue 19: the classes that ended in a traceback ---------------------------------------
+
+HUGE = ("99999999999w", "521w", "3641d", "87361h", "5241601m", "314496001s", "1" + "0" * 40 + "s")
+#: every duration key of a policy, as a complete file with ``{}`` for the value
+POLICY_DURATIONS = {
+    "retention.keep_within": "name: p\ntargets: {tags: {a: b}}\nschedules: [{every: 1h}]\n"
+                             "retention: {keep_within: {}}\n",
+    "schedules[0].every": "name: p\ntargets: {tags: {a: b}}\nschedules: [{every: {}}]\n"
+                          "retention: {keep_last: 3}\n",
+    "schedules[0].jitter": "name: p\ntargets: {tags: {a: b}}\n"
+                           "schedules: [{every: 1h, jitter: {}}]\nretention: {keep_last: 3}\n",
+    "catch_up": "name: p\ntargets: {tags: {a: b}}\nschedules: [{every: 1h}]\n"
+                "retention: {keep_last: 3}\ncatch_up: {}\n",
+    "copies[0].retention.keep_within": "name: p\ntargets: {tags: {a: b}}\n"
+        "schedules: [{every: 1h}]\nretention: {keep_last: 3}\n"
+        "copies: [{region: ap-shanghai, retention: {keep_within: {}}}]\n",
+}
+#: every duration or unbounded number of the daemon config, as a line added to GOOD_CONFIG
+CONFIG_NUMBERS = {
+    "cloud.timeout": "cloud: {timeout: {}}\n",
+    "api.wait_timeout": None,  # replaces the api line
+    "api.poll_interval": None,
+    "sentry.checkin_margin": None,
+    "sentry.max_runtime": None,
+    "orphans.keep_within": "orphans: {keep_within: {}}\n",
+}
+
+
+def _config_with(key: str, value: str) -> str:
+    section, name = key.split(".")
+    if section == "api":
+        return GOOD_CONFIG.replace("api: {", f"api: {{{name}: {value}, ").replace(
+            f"{name}: 20m, ", "").replace(f", {name}: 5s", "")
+    if section == "sentry":
+        return GOOD_CONFIG.replace("sentry: {", f"sentry: {{{name}: {value}, ").replace(
+            ", checkin_margin: 5m", "" if name == "checkin_margin" else ", checkin_margin: 5m")
+    line = CONFIG_NUMBERS[key]
+    assert line is not None
+    return GOOD_CONFIG + line.replace("{}", value)
+
+
+@settings(max_examples=figures.sized(30, 150), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(sorted(POLICY_DURATIONS) + sorted(CONFIG_NUMBERS)),
+       st.sampled_from(HUGE) | st.integers(521, 10**30).map(lambda n: f"{n}w"))
+def test_numbers_past_any_date_are_a_clear_error_naming_the_key(
+        tmp_path: Path, key: str, value: str) -> None:
+    if key in POLICY_DURATIONS:
+        config = home(tmp_path / "h", policies={
+            "p.yaml": POLICY_DURATIONS[key].replace("{}", value).encode()})
+        files = {"policies/p.yaml"}
+    else:
+        config = home(tmp_path / "h", config=_config_with(key, value))
+        files = {"cvmkeeper.yaml"}
+    for command in COMMANDS:
+        code, output = invoke(command, config)
+        assert assert_clear_error(command, code, output, files) >= 1
+        assert f": {key}: " in output and "too long" in output, output
+    figures.add("6", runs=len(COMMANDS), rejected=len(COMMANDS))
+
+
+def test_unbounded_numbers_of_the_config_are_bounded(tmp_path: Path) -> None:
+    for line, key in (("sentry: {freshness_factor: 1.0e+300}", "sentry.freshness_factor"),
+                      ("sentry: {failure_issue_threshold: 99999999999999999999}",
+                       "sentry.failure_issue_threshold"),
+                      ("sentry: {quota_free_warning: 99999999999999999999}",
+                       "sentry.quota_free_warning")):
+        config = home(tmp_path / "h", config=GOOD_CONFIG.replace(
+            "sentry: {environment: test, checkin_margin: 5m}", line))
+        for command in COMMANDS:
+            code, output = invoke(command, config)
+            assert_clear_error(command, code, output, {"cvmkeeper.yaml"})
+            assert f": {key}: must be at most" in output, output
+
+
+@pytest.mark.parametrize("where", ["policy_file", "config", "policies_dir", "secret_key_file",
+                                   "dsn_file", "policies_dir_self", "home_of_nobody"])
+def test_symlink_loops_and_strange_paths_are_clear_errors(tmp_path: Path, where: str) -> None:
+    config = home(tmp_path / "h")
+    root = config.parent
+    files = {"policies", "policies/hourly.yaml", "policies/loop.yaml", "cvmkeeper.yaml",
+             "loop.yaml"}
+    if where == "policy_file":
+        (root / "policies" / "loop.yaml").symlink_to("loop.yaml")
+    elif where == "config":
+        config = root / "loop.yaml"
+        config.symlink_to("loop.yaml")
+    elif where == "policies_dir":
+        config.write_text(GOOD_CONFIG.replace("policies_dir: policies", "policies_dir: ploop"))
+        (root / "ploop").symlink_to("ploop")
+        files.add("ploop")
+    elif where == "policies_dir_self":  # a directory linked to itself, many levels deep
+        (root / "d").mkdir()
+        (root / "d" / "self").symlink_to("../d")
+        deep = "d" + "/self" * 60
+        config.write_text(GOOD_CONFIG.replace("policies_dir: policies", f"policies_dir: {deep}"))
+        files.update({deep, "d", "d/self"})
+    elif where == "home_of_nobody":
+        config.write_text(GOOD_CONFIG.replace("policies_dir: policies",
+                                              "policies_dir: ~no-such-user-19/policies"))
+    else:
+        (root / "kloop").symlink_to("kloop")
+        section = ("credentials: {cvm_role: false, secret_id: AKIDXXXXXXXX, "
+                   "secret_key_file: kloop}" if where == "secret_key_file"
+                   else "credentials: {cvm_role: false}\nsentry: {dsn_file: kloop}")
+        config.write_text(GOOD_CONFIG.replace("credentials: {cvm_role: false}", section)
+                          .replace("sentry: {environment: test, checkin_margin: 5m}\n", ""))
+    commands_here = ("validate", "plan", "run", "status", "images")
+    for command in commands_here:
+        code, output = invoke(command, config)
+        assert "Traceback" not in output, f"{where} {command}: {output}"
+        if where in ("secret_key_file", "dsn_file") and command == "validate":
+            assert code == 0, output  # offline validate does not open key files
+            continue
+        if where == "dsn_file":
+            continue  # only run with alerts reads the DSN: below
+        assert code == 2, f"{where} {command}: exit {code}\n{output}"
+        if where == "secret_key_file":
+            assert "kloop" in output and "symbolic links" in output, output
+        elif where == "config":
+            assert "loop.yaml" in output, output
+        else:
+            assert_clear_error(command, code, output, files)
+    if where == "dsn_file":
+        cwd = os.getcwd()
+        os.chdir(root)
+        try:
+            result = CliRunner(env={"TENCENTCLOUD_SECRET_ID": "AKIDXXXXXXXX",
+                                    "TENCENTCLOUD_SECRET_KEY": "k" * 32}).invoke(
+                cli, ["run", "--config", str(config)])
+        finally:
+            os.chdir(cwd)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert "kloop" in result.output and "symbolic links" in result.output, result.output
+    figures.add("6", runs=len(commands_here), rejected=len(commands_here))
+
+
+def test_validate_lists_every_policies_file_it_ignores_and_why(tmp_path: Path) -> None:
+    config = home(tmp_path / "h")
+    policies = config.parent / "policies"
+    (policies / "web.yaml.bak").write_bytes(GOOD_POLICY)
+    (policies / "db.YAML").write_bytes(GOOD_POLICY)
+    (policies / ".hidden.yaml").write_bytes(GOOD_POLICY)
+    (policies / "notes.txt").write_text("x")
+    (policies / "self.yaml").symlink_to(".")
+    code, output = invoke("validate", config)
+    assert code == 0, output
+    ignored = {line.split(": ", 1)[0]: line for line in output.splitlines()
+               if ": ignored, not read as a policy: " in line}
+    assert set(ignored) == {"policies/web.yaml.bak", "policies/db.YAML", "policies/.hidden.yaml",
+                            "policies/notes.txt", "policies/self.yaml"}, output
+    assert "not lowercase" in ignored["policies/db.YAML"]
+    assert "is a directory" in ignored["policies/self.yaml"]
+    assert "hidden" in ignored["policies/.hidden.yaml"]
+
+
+@pytest.mark.parametrize(("where", "text"), [
+    ("name", 'name: "db\\u202ehourly"\ntargets: {tags: {backup: hourly}}'),
+    ("targets.tags.back\\u200bup", 'name: db\ntargets: {tags: {"back\\u200bup": hourly}}'),
+    ("targets.tags.backup", 'name: db\ntargets: {tags: {backup: "hour\\x1b[2Jly"}}'),
+    ("description", 'name: db\ndescription: "one\\nforged"\ntargets: {tags: {backup: x}}'),
+    ("targets.tags.backup", 'name: db\ntargets: {tags: {backup: "\\u2066hourly\\u2069"}}'),
+])
+def test_invisible_and_control_characters_are_refused_where_written(
+        tmp_path: Path, where: str, text: str) -> None:
+    policy = f"{text}\nschedules: [{{every: 1h}}]\nretention: {{keep_last: 3}}\n"
+    config = home(tmp_path / "h", policies={"hourly.yaml": policy.encode()})
+    for command in COMMANDS:
+        code, output = invoke(command, config)
+        assert_clear_error(command, code, output, {"policies/hourly.yaml"})
+        assert f": {where}: contains U+" in output, output
+        assert "\x1b" not in output and "\u202e" not in output and "\u200b" not in output
+
+
+@pytest.mark.parametrize("command", ["plan", "run", "schedule", "simulate", "status"])
+@pytest.mark.parametrize("at", ["9999-12-31T23:59Z", "0001-01-01T00:00+01:00", "2200-01-01T00:00Z",
+                                "1999-12-31T23:59Z"])
+def test_an_at_time_past_any_date_maths_is_a_usage_error(
+        tmp_path: Path, command: str, at: str) -> None:
+    """issue 19: `schedule --at 9999-12-31T23:00Z` ended in OverflowError (exit 1)."""
+    config = home(tmp_path / "h")
+    result = CliRunner().invoke(cli, [command, "--config", str(config), "--at", at])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "out of range" in result.output

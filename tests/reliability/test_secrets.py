@@ -43,6 +43,7 @@ def test_no_canary_in_any_output_envelope_or_state_file(tmp_path: Path) -> None:
         config = yaml.safe_load(w.config_path.read_text())
         config.update(sentry={"dsn": capture.dsn}, state_dir=str(tmp_path / "state"))
         w.config_path.write_text(yaml.safe_dump(config))
+        w.config_path.chmod(0o600)  # a plain DSN is refused in a world-readable config
         base = ["--config", str(w.config_path)]
         invocations = []
         for hour in range(2):
@@ -74,6 +75,11 @@ def test_no_canary_in_any_output_envelope_or_state_file(tmp_path: Path) -> None:
         bodies = [part for request in capture.requests for part in (request.raw_body,
                                                                     request.body)]
         faults = figures.count_faults(w.state())
+        # issue 19: sentry-sdk's trace headers (baggage carries the DSN's public key) never
+        # reach the API, from any command or the daemon
+        sent_headers = w.emu.header_names
+        assert "authorization" in sent_headers
+        assert not {"sentry-trace", "baggage", "traceparent"} & sent_headers, sent_headers
 
     state_files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
     assert state_files, "the daemon wrote its state file"

@@ -75,6 +75,7 @@ def host_config(root: Path, host: str, policies: Path, endpoint: str, dsn: str) 
     )
     shutil.rmtree(directory / "policies")
     (directory / "policies").symlink_to(policies)
+    config.chmod(0o600)  # a plain DSN is refused in a world-readable config
     return config
 
 

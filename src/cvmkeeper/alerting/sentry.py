@@ -35,6 +35,7 @@ from cvmkeeper.alerting.events import (
     failure_tags,
 )
 from cvmkeeper.alerting.scrub import register_environment_secrets, scrub
+from cvmkeeper.filemodes import warn_if_shared
 from cvmkeeper.logs import register_secret
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ def resolve_dsn(settings: SentryOptions, environ: Mapping[str, str]) -> tuple[st
     elif settings.dsn_file is not None:
         try:
             found = (settings.dsn_file.read_text().strip(), f"the file {settings.dsn_file}")
+            register_secret(found[0])  # before anything is logged about the file
+            warn_if_shared(settings.dsn_file, "Sentry DSN")
         except OSError as exc:
             raise AlertingConfigError(
                 f"cannot read the Sentry DSN file {settings.dsn_file}: {exc.strerror}"
@@ -192,6 +195,10 @@ class SentryAlerter:
             integrations=[
                 LoggingIntegration(level=logging.INFO, event_level=None, sentry_logs_level=None)
             ],
+            # No trace headers (sentry-trace, baggage with the DSN's public key) on any
+            # outgoing request: the only HTTP this process makes besides Sentry's own is to
+            # the Tencent API, which has no use for them (issue 19).
+            trace_propagation_targets=[],
             before_send=self._before_send,
             before_send_transaction=self._before_send,
             before_breadcrumb=self._before_breadcrumb,

@@ -63,7 +63,8 @@ class LazyGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, prog_name="cvmkeeper")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Scheduled, quota-aware custom-image backups for Tencent Cloud CVM instances.
 
     cvmkeeper reads retention policies from YAML files, calls CreateImage for CVM
@@ -79,6 +80,10 @@ def cli() -> None:
     Every command reads --config FILE (default: $CVMKEEPER_CONFIG, else
     /etc/cvmkeeper/cvmkeeper.yaml). Shell completion: see README.md, "Commands".
     """
+    # Every command's output is escaped and redacted and its logging set up the same way.
+    from cvmkeeper.cli.output import cli_output  # noqa: PLC0415  (keeps `--help` fast)
+
+    ctx.call_on_close(cli_output())
 
 
 def main() -> None:

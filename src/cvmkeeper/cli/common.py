@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
@@ -77,6 +77,11 @@ class AtTime(click.ParamType[datetime]):
             self.fail(str(exc), param, ctx)
 
 
+#: the range ``--at`` accepts: any real run, with room for ten years of schedule maths
+EARLIEST_AT = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_AT = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def parse_at(text: str, now: datetime | None = None) -> datetime:
     """Parse an ``--at`` value into an aware UTC datetime (naive means UTC)."""
     if text.strip().lower() == "now":
@@ -90,7 +95,18 @@ def parse_at(text: str, now: datetime | None = None) -> datetime:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 and the like
+        moment = EARLIEST_AT - timedelta(days=1)
+    if not EARLIEST_AT <= moment < LATEST_AT:
+        # Slots, catch-up windows and retention add up to ten years to this time: far
+        # outside any real run, date arithmetic would overflow (issue 19).
+        raise ValueError(
+            f"{text!r} is out of range: use a time from {EARLIEST_AT:%Y-%m-%d} to "
+            f"{LATEST_AT - timedelta(days=1):%Y-%m-%d}"
+        )
+    return moment
 
 
 def at_option(command: F) -> F:

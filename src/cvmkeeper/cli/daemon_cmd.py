@@ -2,8 +2,9 @@
 
 The command only wires things together: logging (``--log-format``, ``--log-level``), the
 config path, the cloud client factory; ``cvmkeeper.daemon.service.Daemon`` does the work.
-Exit status: 0 after SIGTERM/SIGINT, 2 when the config or policies are invalid at start,
-1 when the daemon cannot start otherwise (no credentials, ...).
+Exit status: 0 after SIGTERM/SIGINT, 2 when the config or policies are invalid at start
+or its credentials cannot be read (as every command answers), 1 when the daemon cannot
+start otherwise.
 """
 
 from __future__ import annotations

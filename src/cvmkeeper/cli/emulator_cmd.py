@@ -1,14 +1,19 @@
 """``cvmkeeper emulator``: serve the CVM API emulator, or read one through the real SDK.
 
 ``cvmkeeper emulator --fleet FILE`` prints exactly one line, ``listening on
-http://127.0.0.1:PORT``, then serves until SIGTERM/SIGINT and exits 0.
+http://127.0.0.1:PORT``, then serves until SIGTERM/SIGINT and exits 0. Its control
+endpoints (``/_emulator/*``) want the token of ``$CVMKEEPER_EMULATOR_TOKEN`` in the
+``X-Emulator-Token`` header; without that variable a random token is made and printed to
+stderr.
 ``cvmkeeper emulator inventory --endpoint 127.0.0.1:PORT --fleet FILE`` prints what the
 official Tencent Cloud SDK sees there (quota, instances, images), as the demo does.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -24,6 +29,7 @@ from tencentcloud.cvm.v20170312 import cvm_client, models
 from cvmkeeper.emulator.clock import SystemClock
 from cvmkeeper.emulator.core import EmulatorCore
 from cvmkeeper.emulator.fleet import FleetError, FleetSpec, load_fleet
+from cvmkeeper.emulator.http import CONTROL_TOKEN_ENV, CONTROL_TOKEN_HEADER
 from cvmkeeper.emulator.server import RunningEmulator
 
 _FLEET = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -56,7 +62,11 @@ def emulator(ctx: click.Context, fleet_path: Path | None, port: int,
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    server = RunningEmulator(core, port=port)
+    token = os.environ.get(CONTROL_TOKEN_ENV) or None
+    server = RunningEmulator(core, port=port, control_token=token)
+    if token is None:  # the caller did not choose one: say where to find it (stderr only)
+        print(f"control token (header {CONTROL_TOKEN_HEADER}): {server.control_token}",
+              file=sys.stderr, flush=True)
     try:
         print(f"listening on {server.url}", flush=True)
         while not stop.wait(0.5):

@@ -31,6 +31,7 @@ from cvmkeeper.cli.common import (
     print_json,
     utc_now,
 )
+from cvmkeeper.cli.output import raw_stream
 from cvmkeeper.cli.plan_cmd import (
     check_choices,
     client_or_exit,
@@ -45,6 +46,8 @@ from cvmkeeper.core.policy import Policy
 from cvmkeeper.executor.checkins import policy_checkins
 from cvmkeeper.executor.report import RunReport, delete_reason_text, report_to_json
 from cvmkeeper.executor.runner import run_once
+from cvmkeeper.logs import redact, stream_is_journal
+from cvmkeeper.textsafe import escape
 
 #: How long the command waits for alerts and check-ins to be delivered before exiting.
 ALERT_FLUSH_SECONDS = 5.0
@@ -53,14 +56,22 @@ ALERT_FLUSH_SECONDS = 5.0
 class ProgressDisplay:
     """Progress lines: one live line on a terminal, plain lines otherwise."""
 
-    def __init__(self, stream: TextIO, *, live: bool) -> None:
-        self._stream = stream
+    def __init__(self, stream: TextIO, *, live: bool, quiet: bool = False) -> None:
+        # The live line moves the cursor on purpose, so it writes under the SafeStream and
+        # escapes and redacts each message itself.
+        self._stream = raw_stream(stream)
+        # Under journald the same lines are logged with their priority (``say`` logs each);
+        # printed too, they would be filed a second time, all at priority 6 (info).
+        self._quiet = quiet
         self._live = live
         self._lock = threading.Lock()
         self._shown = False
 
     def __call__(self, message: str) -> None:
         """Show one progress message."""
+        if self._quiet:
+            return
+        message = escape(redact(message))
         with self._lock:
             if not self._live:
                 self._stream.write(message + "\n")
@@ -212,7 +223,8 @@ def run_command(
         sys.exit(EXIT_CONFIG)
     now = at or utc_now()
     stderr = sys.stderr
-    display = ProgressDisplay(stderr, live=stderr.isatty() and not as_json)
+    display = ProgressDisplay(stderr, live=stderr.isatty() and not as_json,
+                              quiet=stream_is_journal(raw_stream(stderr)))
     policies = [] if dry_run else policies_run(setup, policy_names, region_names, now)
     try:
         with policy_checkins(alerter, policies, setup.config.sentry) as fail:

@@ -22,8 +22,9 @@ from cvmkeeper.cli.common import (
     report_config_error,
     utc_now,
 )
-from cvmkeeper.config import ConfigError, Problem, Setup
-from cvmkeeper.config.loader import display_path
+from cvmkeeper.config import ConfigError, Problem, Setup, config_path, load_config
+from cvmkeeper.config.loader import ignored_policy_files
+from cvmkeeper.config.paths import display_path
 from cvmkeeper.core.capacity import (
     QuotaCheck,
     check_region_quota,
@@ -34,7 +35,7 @@ from cvmkeeper.core.capacity import (
 from cvmkeeper.core.disk_report import region_disk_warnings
 from cvmkeeper.core.disks import SNAPSHOTS_PER_DISK
 from cvmkeeper.core.inventory import Inventory
-from cvmkeeper.core.naming import is_managed
+from cvmkeeper.core.ownership import classify_image
 from cvmkeeper.core.policy import Policy, Retention
 from cvmkeeper.core.schedule import next_policy_slots, zone
 
@@ -107,7 +108,9 @@ def online_checks(setup: Setup) -> list[QuotaCheck]:
     checks: list[QuotaCheck] = []
     for region in regions:
         quota = min(setup.config.image_quota, client.image_quota(region))
-        unmanaged = sum(1 for image in client.list_images(region) if is_managed(image, fmt) is None)
+        unmanaged = sum(
+            1 for image in client.list_images(region) if classify_image(image, fmt) is None
+        )
         tagged = {p.name: tagged_in(p, region) for p in setup.policies if region in p.regions}
         tagged_copies = {
             p.name: sum(tagged_in(p, r) for r in p.regions if r != region)
@@ -174,6 +177,21 @@ def quota_problems(setup: Setup, checks: Sequence[QuotaCheck]) -> list[Problem]:
     ]
 
 
+def report_ignored_files(config_file: str | None) -> None:
+    """Print every entry of the policies directory that is not read, and why.
+
+    A policy renamed to ``web.yaml.bak`` or ``web.YAML`` stops protecting its images; the
+    user must see that it is no longer read, even when everything else is valid. Printed
+    first, to stderr, so it is there whether or not the rest of the config loads.
+    """
+    try:
+        directory = load_config(config_path(config_file)).policies_dir
+    except ConfigError:
+        return  # its problems are reported by the full load that follows
+    for name, why in ignored_policy_files(directory):
+        click.echo(f"{name}: ignored, not read as a policy: {why}", err=True)
+
+
 @click.command()
 @config_option
 @click.option(
@@ -193,6 +211,9 @@ def validate(config_file: str | None, online: bool) -> None:
     newest one (keep_last 1, hourly images under keep_daily alone, ...) counts one image
     more ("+1 to rotate"): the newest is deleted only once its successor exists.
 
+    Files of the policies directory that are not read as policies (hidden, another
+    extension, a directory) are listed first, each with the reason.
+
     On success prints one line per policy (targets, regions, next slot, the most images
     one instance can hold, with the arithmetic) and one line per region, then warnings:
     a policy that can keep more images per instance than CBS documents snapshots per disk
@@ -205,6 +226,7 @@ def validate(config_file: str | None, online: bool) -> None:
       1  --online could not reach the cloud
       2  a file is invalid or a region's quota cannot hold the worst case
     """
+    report_ignored_files(config_file)
     setup = load_or_exit(config_file)
     now = utc_now()
     warnings = snapshot_warnings(setup)

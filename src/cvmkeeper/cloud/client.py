@@ -28,6 +28,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from cvmkeeper.cloud.credentials import CredentialProvider
@@ -39,6 +40,8 @@ from cvmkeeper.cloud.errors import (
     NotFoundError,
     ThrottledError,
 )
+from cvmkeeper.cloud.identity import ACTION as IDENTITY_ACTION
+from cvmkeeper.cloud.identity import IdentityReader, SdkIdentityReader, identity_from_api
 from cvmkeeper.cloud.models import (
     CreateImageRequest,
     CreateOutcome,
@@ -57,6 +60,7 @@ from cvmkeeper.cloud.transport import (
     Transport,
 )
 from cvmkeeper.core.inventory import Image, Instance
+from cvmkeeper.core.ownership import CallerIdentity, creator_is_us, looks_managed
 from cvmkeeper.core.plan import DELETE_BATCH_SIZE  # ids per DeleteImages call
 
 log = logging.getLogger(__name__)
@@ -110,8 +114,15 @@ class CloudClient:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         delete_batch_size: int = DELETE_BATCH_SIZE,
+        identity_reader: IdentityReader | None = None,
     ) -> None:
         self.transport = transport
+        # GetCallerIdentity: through ``identity_reader`` (STS over the SDK), else through the
+        # transport (an emulator core answers it in process). Read once per client.
+        self._identity_reader: IdentityReader = identity_reader or (
+            lambda region: self.transport.call(region, IDENTITY_ACTION, {}))
+        self._identity: CallerIdentity | None = None
+        self._identity_lock = threading.Lock()
         self.limiter = limiter or RateLimiter(clock=clock, sleep=sleep)
         self.retry_policy = retry_policy or RetryPolicy()
         self.stats = CallStats()
@@ -126,7 +137,9 @@ class CloudClient:
         **options: Any,
     ) -> CloudClient:
         """A client using the official SDK; ``credentials`` from ``resolve_credentials``."""
-        return cls(SdkTransport(credentials, endpoint or EndpointConfig()), **options)
+        endpoint = endpoint or EndpointConfig()
+        options.setdefault("identity_reader", SdkIdentityReader(credentials, endpoint))
+        return cls(SdkTransport(credentials, endpoint), **options)
 
     @classmethod
     def in_process(cls, core: Any, **options: Any) -> CloudClient:
@@ -210,13 +223,59 @@ class CloudClient:
                      action, region, len(items), total)
         return list(items.values())
 
+    # -- who we are ------------------------------------------------------------------------
+
+    def caller_identity(self, region: str) -> CallerIdentity:
+        """The identity these credentials call the API as (STS ``GetCallerIdentity``), read
+        once per client (rate-limited and retried like every call) and remembered."""
+        with self._identity_lock:
+            if self._identity is None:
+
+                def attempt() -> Mapping[str, Any]:
+                    self.limiter.acquire(region, IDENTITY_ACTION)
+                    try:
+                        body = self._identity_reader(region)
+                    except CloudError as error:
+                        self.stats.record(IDENTITY_ACTION, error)
+                        raise
+                    self.stats.record(IDENTITY_ACTION, None)
+                    return body
+
+                body = call_with_retries(
+                    attempt, policy=self.retry_policy, action=IDENTITY_ACTION, region=region,
+                    sleep=self._sleep, clock=self._clock, rng=self._rng,
+                )
+                self._identity = identity_from_api(body)
+                log.info("calling the API as %s (account %s)", self._identity.arn or
+                         self._identity.user_id, self._identity.account_id)
+            return self._identity
+
+    def _checked(self, region: str, images: Iterable[Image]) -> tuple[Image, ...]:
+        """``images`` with ``creator_trusted`` set from their ``ImageCreator``: only an image
+        this identity created may ever be managed (docs/trust.md). An image that carries
+        cvmkeeper's marker but another creator is reported here, at WARNING, once per read."""
+        identity = self.caller_identity(region)
+        checked: list[Image] = []
+        for image in images:
+            trusted = creator_is_us(image.creator, identity)
+            if not trusted and looks_managed(image):
+                log.warning(
+                    "%s: image %s (%s) carries cvmkeeper's marker but was created by %s, "
+                    "not by %s: treated as unmanaged, never deleted",
+                    region, image.image_id, image.name, image.creator or "an unknown creator",
+                    ", ".join(sorted(identity.creator_ids)),
+                )
+            checked.append(image if trusted else replace(image, creator_trusted=False))
+        return tuple(checked)
+
     # -- reading ---------------------------------------------------------------------------
 
     def list_images(self, region: str) -> tuple[Image, ...]:
-        """Every custom image of ``region`` (``PRIVATE_IMAGE``, all states, all pages)."""
+        """Every custom image of ``region`` (``PRIVATE_IMAGE``, all states, all pages), each
+        checked against the caller's identity (``_checked``)."""
         params = {"Filters": [_PRIVATE_IMAGES]}
         items = self._paged(region, "DescribeImages", params, "ImageSet", "ImageId")
-        return tuple(image_from_api(item, region) for item in items)
+        return self._checked(region, (image_from_api(item, region) for item in items))
 
     def get_images(self, region: str, image_ids: Iterable[str]) -> tuple[Image, ...]:
         """The images with these ids that exist (in few calls: 100 ids each); unknown ids are
@@ -233,14 +292,14 @@ class CloudClient:
                 found.extend(self.get_images(region, chunk[len(chunk) // 2 :]))
                 continue
             found.extend(image_from_api(i, region) for i in body.get("ImageSet") or [])
-        return tuple(found)
+        return self._checked(region, found)
 
     def find_image_by_name(self, region: str, name: str) -> Image | None:
         """The custom image named exactly ``name`` (the API's ``image-name`` filter is fuzzy)."""
         params = {"Filters": [_PRIVATE_IMAGES, {"Name": "image-name", "Values": [name]}]}
         items = self._paged(region, "DescribeImages", params, "ImageSet", "ImageId")
         exact = [image_from_api(i, region) for i in items if i.get("ImageName") == name]
-        return exact[0] if exact else None
+        return self._checked(region, exact[:1])[0] if exact else None
 
     def image_quota(self, region: str) -> int:
         """``DescribeImageQuota``: how many custom images the account may hold in ``region``."""

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from cvmkeeper.filemodes import warn_if_shared
 from cvmkeeper.logs import register_secret
 
 CREDENTIALS_DIRECTORY_ENV = "CREDENTIALS_DIRECTORY"
@@ -208,11 +209,15 @@ def _fetch(url: str, timeout: float) -> str:
 
 def _read_secret_file(path: Path, what: str) -> str:
     try:
-        value = path.read_text(encoding="utf-8").strip()
+        with path.open(encoding="utf-8") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            value = handle.read().strip()
     except OSError as exc:
         raise CredentialsError(f"cannot read {what} file {path}: {exc.strerror}") from None
     if not value:
         raise CredentialsError(f"{what} file {path} is empty")
+    register_secret(value)  # before anything is logged about the file (its name may hold it)
+    warn_if_shared(path, what, mode)
     return value
 
 

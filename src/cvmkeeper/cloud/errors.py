@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cvmkeeper.textsafe import escape
+
 #: Codes the client itself uses for failures that never reached a Tencent answer.
 NETWORK_ERROR_CODES = frozenset({"ClientNetworkError", "ServerNetworkError"})
 
@@ -36,9 +38,11 @@ class CloudError(Exception):
         action: str = "",
         region: str | None = None,
     ) -> None:
-        self.code = code
-        self.message = message
-        self.request_id = request_id
+        # Text from the API (or a proxy in between) is escaped once, here, so that no
+        # terminal sequence or newline in it reaches a terminal, a log line or an alert.
+        self.code = escape(code)
+        self.message = escape(message)
+        self.request_id = escape(request_id) if request_id is not None else None
         self.action = action
         self.region = region
         super().__init__(self._describe())

@@ -135,6 +135,7 @@ def image_from_api(item: Mapping[str, Any], region: str) -> Image:
                           _int(s.get("DiskSize")))
             for s in item.get("SnapshotSet") or () if s.get("SnapshotId")
         ),
+        creator=str(item.get("ImageCreator") or ""),
     )
 
 

@@ -6,7 +6,11 @@ Relative paths are resolved against the directory of the config file.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
+import stat
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +25,7 @@ from cvmkeeper.config.model import (
     Secret,
     SentrySettings,
 )
+from cvmkeeper.config.paths import absolute
 from cvmkeeper.config.policy_file import REGION, REGION_HELP, read_retention
 from cvmkeeper.config.reader import Node, Reader
 from cvmkeeper.core.naming import DEFAULT_TEMPLATE, NameFormat, NameTemplateError
@@ -40,7 +45,10 @@ CONFIG_KEYS = (
     "state_dir",
     "metrics",
 )
-CLOUD_KEYS = ("endpoint", "scheme", "timeout")
+#: the endpoint used when the config names none (``cloud.transport.DEFAULT_ENDPOINT``; not
+#: imported, so that reading a config does not load the SDK)
+DEFAULT_ENDPOINT = "cvm.tencentcloudapi.com"
+CLOUD_KEYS = ("endpoint", "scheme", "timeout", "allow_insecure_http")
 CREDENTIAL_KEYS = ("secret_id", "secret_key_file", "cvm_role", "metadata_url")
 SENTRY_KEYS = (
     "dsn",
@@ -76,7 +84,16 @@ def _path(reader: Reader, node: Node, path: str, base: Path) -> Path | None:
     if not text.strip():
         reader.problem(node, path, "is empty: give a path")
         return None
-    return (base / Path(text).expanduser()).resolve(strict=False)
+    if "\0" in text:
+        reader.problem(node, path, "contains a NUL character; not a path")
+        return None
+    text = expand_credentials_directory(text)
+    try:
+        expanded = Path(text).expanduser()
+    except RuntimeError:  # "~someone/..." for a user that does not exist
+        reader.problem(node, path, f"{text!r}: no such user's home directory")
+        return None
+    return absolute(base / expanded)
 
 
 def _cloud(reader: Reader, node: Node) -> CloudSettings | None:
@@ -87,13 +104,68 @@ def _cloud(reader: Reader, node: Node) -> CloudSettings | None:
     endpoint = settings.endpoint
     if "endpoint" in keys:
         endpoint = reader.string(keys["endpoint"], "cloud.endpoint", ENDPOINT, ENDPOINT_HELP)
+        endpoint = _port_checked(reader, keys["endpoint"], "cloud.endpoint", endpoint)
     scheme = settings.scheme
     if "scheme" in keys:
         scheme = reader.choice(keys["scheme"], "cloud.scheme", ("http", "https")) or scheme
     timeout = settings.timeout
     if "timeout" in keys:
         timeout = reader.duration(keys["timeout"], "cloud.timeout") or timeout
+    allow_http = False
+    if "allow_insecure_http" in keys:
+        allow_http = bool(reader.boolean(keys["allow_insecure_http"], "cloud.allow_insecure_http"))
+    endpoint_ok = endpoint is not None or "endpoint" not in keys  # a bad one is reported
+    if (scheme == "http" and endpoint_ok and not allow_http
+            and not _is_loopback(endpoint or DEFAULT_ENDPOINT)):
+        reader.problem(
+            keys["scheme"],
+            "cloud.scheme",
+            f"http to {endpoint or DEFAULT_ENDPOINT} is refused: signed requests and the "
+            "answers would cross the network in clear text. Use https, or set "
+            "cloud.allow_insecure_http: true if this network path is trusted",
+        )
     return CloudSettings(endpoint=endpoint, scheme=scheme, timeout=timeout)
+
+
+#: where systemd puts a unit's credentials (``$CREDENTIALS_DIRECTORY`` of cvmkeeper.service)
+SYSTEMD_CREDENTIALS = "/run/credentials/cvmkeeper.service"
+_CREDENTIALS_VARIABLE = re.compile(r"\$\{CREDENTIALS_DIRECTORY\}|\$CREDENTIALS_DIRECTORY\b")
+
+
+def expand_credentials_directory(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """``text`` with ``$CREDENTIALS_DIRECTORY`` / ``${CREDENTIALS_DIRECTORY}`` replaced.
+
+    The only variable a path may use: the directory systemd hands a unit's credentials in
+    (``LoadCredential=``, ``LoadCredentialEncrypted=``), so key files never need to lie
+    in /etc. Unset (``validate`` from a shell), it is the unit's usual directory.
+    """
+    env = os.environ if environ is None else environ
+    directory = env.get("CREDENTIALS_DIRECTORY") or SYSTEMD_CREDENTIALS
+    return _CREDENTIALS_VARIABLE.sub(lambda _match: directory, text)
+
+
+def _port_checked(reader: Reader, node: Node, path: str, value: str | None) -> str | None:
+    """``value`` (``host[:port]``) if its port is 1-65535; else a problem naming the key,
+    instead of a failure deep in the HTTP stack on the first call."""
+    if value is None or ":" not in value or value.endswith("]"):
+        return value
+    port = value.rsplit(":", 1)[1]
+    if port.isdigit() and not 1 <= int(port) <= 65535:
+        reader.problem(node, path, f"port {port} is not between 1 and 65535")
+        return None
+    return value
+
+
+def _is_loopback(endpoint: str) -> bool:
+    """True when ``endpoint`` (``host[:port]``) names this machine: 127/8, ::1, localhost."""
+    host = endpoint.rsplit(":", 1)[0] if endpoint.count(":") == 1 else endpoint
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _credentials(reader: Reader, node: Node, base: Path, origin: str) -> CredentialSettings:
@@ -158,6 +230,16 @@ def _sentry(reader: Reader, node: Node, base: Path) -> SentrySettings:
                     "sentry.dsn",
                     "is not a Sentry DSN (expected https://KEY@HOST/PROJECT)",
                 )
+            elif reader.file_mode is not None and reader.file_mode & stat.S_IROTH:
+                # Like a plain secret_key: the DSN's key lets anyone send events as us.
+                reader.problem(
+                    keys["dsn"],
+                    "sentry.dsn",
+                    f"a plain DSN in a config file that every user can read (mode "
+                    f"{stat.S_IMODE(reader.file_mode):04o}) is refused: chmod o-r the file, "
+                    "or give dsn_file, or use systemd LoadCredential= "
+                    "($CREDENTIALS_DIRECTORY/sentry_dsn)",
+                )
             else:
                 dsn = Secret(dsn_text)
     dsn_file = None
@@ -177,12 +259,14 @@ def _sentry(reader: Reader, node: Node, base: Path) -> SentrySettings:
     def integer(key: str, default: int, minimum: int) -> int:
         if key not in keys:
             return default
-        value = reader.integer(keys[key], f"sentry.{key}", minimum)
+        value = reader.integer(keys[key], f"sentry.{key}", minimum, 100_000)
         return default if value is None else value
 
     factor = defaults.freshness_factor
     if "freshness_factor" in keys:
-        factor = reader.number(keys["freshness_factor"], "sentry.freshness_factor", 1.0) or factor
+        factor = reader.number(
+            keys["freshness_factor"], "sentry.freshness_factor", 1.0, 100.0
+        ) or factor
     return SentrySettings(
         dsn=dsn,
         dsn_file=dsn_file,
@@ -262,7 +346,7 @@ def read_config(reader: Reader, root: Node, source: Path) -> Config | None:
     if keys is None:
         return None
     base = source.parent
-    policies_dir = (base / "policies").resolve(strict=False)
+    policies_dir = absolute(base / "policies")
     if "policies_dir" in keys:
         policies_dir = _path(reader, keys["policies_dir"], "policies_dir", base) or policies_dir
     regions: tuple[str, ...] = ()

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from cvmkeeper.textsafe import escape
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Problem:
@@ -22,8 +24,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        # A key or value quoted in the message may hold the very character refused: escaped.
         where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return escape(text)
 
 
 class ConfigError(Exception):

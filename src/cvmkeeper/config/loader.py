@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cvmkeeper.config.daemon_file import read_config
+from cvmkeeper.config.daemon_file import read_config as _read_config
 from cvmkeeper.config.errors import ConfigError, Problem
 from cvmkeeper.config.model import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config
-from cvmkeeper.config.policy_file import read_policy
+from cvmkeeper.config.paths import absolute, display_path
+from cvmkeeper.config.policy_file import read_policy as _read_policy
 from cvmkeeper.config.reader import Node, Reader
 from cvmkeeper.core.policy import OnQuotaFull, Policy
 
@@ -46,14 +47,6 @@ def config_path(
     if environ.get(CONFIG_ENV):
         return Path(environ[CONFIG_ENV])
     return DEFAULT_CONFIG_PATH
-
-
-def display_path(path: Path) -> str:
-    """``path`` relative to the working directory when it is below it (shorter messages)."""
-    try:
-        return str(path.resolve(strict=False).relative_to(Path.cwd()))
-    except (ValueError, OSError):
-        return str(path)
 
 
 def _not_regular(mode: int) -> str | None:
@@ -93,7 +86,9 @@ def _read_text(path: Path, reader: Reader) -> str | None:
         os.set_blocking(fd, True)
         with os.fdopen(fd, encoding="utf-8") as handle:
             fd = -1  # the handle owns it now
-            size = os.fstat(handle.fileno()).st_size
+            status = os.fstat(handle.fileno())
+            reader.file_mode = status.st_mode
+            size = status.st_size
             if size > MAX_FILE_BYTES:
                 reader.problem(
                     None, "", f"is {size} bytes; a config file is at most {MAX_FILE_BYTES}"
@@ -114,6 +109,46 @@ def _read_text(path: Path, reader: Reader) -> str | None:
     return None
 
 
+#: What a value too large, too deep or too strange can still raise from inside a check that
+#: did not expect it. The checks bound every key; this is the net under them, so that no
+#: input ever becomes a traceback (exit 1) instead of a problem naming its file (exit 2).
+_UNEXPECTED = (ArithmeticError, RecursionError, RuntimeError, ValueError, OSError, TypeError)
+
+
+def _unexpected(reader: Reader, exc: BaseException) -> None:
+    reader.problem(
+        None, "", f"cannot be checked ({type(exc).__name__}: a value is out of range or the "
+        "file is nested too deeply); please report this file as a bug"
+    )
+
+
+def read_config(reader: Reader, root: Node, source: Path) -> Config | None:
+    """``daemon_file.read_config`` that turns any unexpected exception into a problem."""
+    try:
+        return _read_config(reader, root, source)
+    except _UNEXPECTED as exc:
+        _unexpected(reader, exc)
+        return None
+
+
+def read_policy(
+    reader: Reader,
+    root: Node,
+    *,
+    default_regions: tuple[str, ...] = (),
+    default_on_quota_full: OnQuotaFull = "evict",
+) -> Policy | None:
+    """``policy_file.read_policy`` that turns any unexpected exception into a problem."""
+    try:
+        return _read_policy(
+            reader, root, default_regions=default_regions,
+            default_on_quota_full=default_on_quota_full,
+        )
+    except _UNEXPECTED as exc:
+        _unexpected(reader, exc)
+        return None
+
+
 def _compose_file(path: Path) -> tuple[Reader, Node | None]:
     reader = Reader(display_path(path))
     text = _read_text(path, reader)
@@ -124,7 +159,7 @@ def parse_config_text(text: str, source: Path) -> Config:
     """Validate config ``text`` as if read from ``source``; raise ``ConfigError``."""
     reader = Reader(display_path(source))
     root = reader.compose(text)
-    config = read_config(reader, root, source.resolve(strict=False)) if root is not None else None
+    config = read_config(reader, root, absolute(source)) if root is not None else None
     if config is None or reader.problems:
         raise ConfigError(reader.problems)
     return config
@@ -157,10 +192,41 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate the daemon config file; raise ``ConfigError`` with every problem."""
     source = Path(path)
     reader, root = _compose_file(source)
-    config = read_config(reader, root, source.resolve(strict=False)) if root is not None else None
+    config = read_config(reader, root, absolute(source)) if root is not None else None
     if config is None or reader.problems:
         raise ConfigError(reader.problems)
     return config
+
+
+def _why_ignored(entry: Path) -> str | None:
+    """Why the policies-directory entry ``entry`` is not read as a policy (``None``: read).
+
+    Every skipped entry has a reason ``validate`` prints, because a policy renamed to
+    ``web.yaml.bak`` or ``Web.YAML`` silently stops protecting its images otherwise.
+    """
+    if entry.name.startswith("."):
+        return "hidden file (starts with '.')"
+    if entry.suffix not in POLICY_SUFFIXES:
+        if entry.suffix.lower() in POLICY_SUFFIXES:
+            return f"extension {entry.suffix!r} is not lowercase; only .yaml and .yml are read"
+        return "not a .yaml or .yml file"
+    try:
+        if stat.S_ISDIR(os.stat(entry).st_mode):
+            return "is a directory"
+    except OSError:
+        return None  # read it, so that opening it reports the problem with the file
+    return None
+
+
+def ignored_policy_files(directory: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """``(file, reason)`` for every entry of the policies directory that is not a policy."""
+    try:
+        entries = sorted(Path(directory).iterdir())
+    except (OSError, RuntimeError):
+        return []
+    where = display_path(Path(directory))  # entries by their own name, links not followed
+    skipped = [(entry, _why_ignored(entry)) for entry in entries]
+    return [(os.path.join(where, entry.name), why) for entry, why in skipped if why is not None]
 
 
 def _policy_files(directory: Path) -> tuple[list[Path], list[Problem]]:
@@ -173,11 +239,7 @@ def _policy_files(directory: Path) -> tuple[list[Path], list[Problem]]:
         return [], [Problem(where, 0, 0, "", "policies_dir is not a directory")]
     except OSError as exc:
         return [], [Problem(where, 0, 0, "", f"cannot list: {exc.strerror or type(exc).__name__}")]
-    files = [
-        entry
-        for entry in entries
-        if entry.suffix in POLICY_SUFFIXES and not entry.name.startswith(".") and not entry.is_dir()
-    ]
+    files = [entry for entry in entries if _why_ignored(entry) is None]
     if not files:
         return [], [Problem(where, 0, 0, "", "no policy files (*.yaml) in the policies directory")]
     return files, []
@@ -240,7 +302,7 @@ def load_setup(path: str | os.PathLike[str]) -> Setup:
     """
     source = Path(path)
     reader, root = _compose_file(source)
-    config = read_config(reader, root, source.resolve(strict=False)) if root is not None else None
+    config = read_config(reader, root, absolute(source)) if root is not None else None
     problems = list(reader.problems)
     if config is None:
         raise ConfigError(problems)

@@ -20,6 +20,7 @@ import yaml
 
 from cvmkeeper.config.errors import Problem
 from cvmkeeper.core.durations import format_duration, parse_duration
+from cvmkeeper.textsafe import unsafe_characters
 
 Node = yaml.Node
 T = TypeVar("T")
@@ -54,6 +55,9 @@ class Reader:
     def __init__(self, source: str) -> None:
         self.source = source
         self.problems: list[Problem] = []
+        #: the mode of the file read (``st_mode``), when it came from a file: some keys
+        #: (a plain DSN) are refused in a file that other users can read
+        self.file_mode: int | None = None
 
     # -- reporting ----------------------------------------------------------------------
 
@@ -131,6 +135,8 @@ class Reader:
                 continue
             key = str(key_node.value)
             key_path = f"{path}.{key}" if path else key
+            if allowed is None and not self._printable(key_node, key_path, key):
+                continue
             if key in result:
                 first = result[key].start_mark.line + 1
                 self.problem(key_node, key_path, f"duplicate key (first given on line {first})")
@@ -170,10 +176,28 @@ class Reader:
             self.problem(node, path, f"expected a string, got {_kind(node)}")
             return None
         value = str(node.value)
+        if not self._printable(node, path, value):
+            return None
         if pattern is not None and not pattern.fullmatch(value):
             self.problem(node, path, f"{value!r} is not {expected}")
             return None
         return value
+
+    def _printable(self, node: Node, path: str, value: str) -> bool:
+        """False (and a problem) when ``value`` holds a control, zero-width or bidi character.
+
+        Such a character in a name, tag or path cannot be seen, or changes what is seen
+        (``\u202e`` shows a name backwards, ``\x1b`` rewrites a terminal): every string a
+        file gives is refused with it, where it is written.
+        """
+        found = unsafe_characters(value)
+        if found:
+            self.problem(
+                node, path,
+                f"contains {', '.join(found)}: control, invisible (zero-width) and "
+                "direction-changing characters are not allowed",
+            )
+        return not found
 
     def integer(
         self, node: Node, path: str, minimum: int | None = None, maximum: int | None = None

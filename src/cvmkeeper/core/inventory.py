@@ -70,6 +70,13 @@ class Image:
     tags: Mapping[str, str] = field(default_factory=dict)
     snapshot_ids: tuple[str, ...] = ()
     snapshots: tuple[ImageSnapshot, ...] = ()
+    #: ``ImageCreator``: the UIN whose credentials created the image ("" when not reported)
+    creator: str = ""
+    #: False when the cloud client checked ``creator`` against the identity the daemon runs
+    #: as and it is someone else's (``core.ownership.creator_is_us``): such an image is
+    #: never managed, whatever its tags and name say. Values built without a cloud client
+    #: (tests, simulations) keep the default.
+    creator_trusted: bool = True
 
 
 @dataclass(frozen=True, slots=True)

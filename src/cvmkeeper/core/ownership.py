@@ -6,6 +6,13 @@ prefix, a name that parses, and a ``cvmkeeper:instance`` tag, if any, that agree
 name) **and** it is a private image of this account (a shared or public image is never
 ours to delete, whatever its tags say). Everything else is unmanaged: it counts against the
 quota and never appears in a ``Delete``.
+
+Tags, the description and the name can be written by anyone allowed to tag or rename an
+image, so they are not proof alone: an image is managed only if its ``ImageCreator`` is the
+identity the daemon calls the API as (``creator_is_us``, checked by the cloud client when
+it reads the images, once the caller's identity is known; ``Image.creator_trusted``). An
+image that carries the marker but fails that check is unmanaged (and reported by the
+client). See docs/trust.md.
 """
 
 from __future__ import annotations
@@ -14,7 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cvmkeeper.core.inventory import Image
-from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat, is_managed, is_pinned
+from cvmkeeper.core.naming import (
+    DEFAULT_FORMAT,
+    MARKER_TAG,
+    MARKER_VALUE,
+    NameFormat,
+    is_managed,
+    is_pinned,
+)
 
 #: The only ``ImageType`` cvmkeeper creates, and so the only one it may delete.
 OWN_IMAGE_TYPE = "PRIVATE_IMAGE"
@@ -35,9 +49,49 @@ class ManagedImage:
     image_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class CallerIdentity:
+    """Who the daemon calls the API as (STS ``GetCallerIdentity``).
+
+    ``account_id``: the root account's UIN; ``user_id``: the caller (a UIN, or
+    ``roleId:sessionName`` for a role); ``principal_id``: the UIN that owns the key;
+    ``kind``: ``Type`` as reported.
+    """
+
+    account_id: str
+    user_id: str
+    principal_id: str
+    arn: str = ""
+    kind: str = ""
+
+    @property
+    def creator_ids(self) -> frozenset[str]:
+        """The ``ImageCreator`` values an image made with these credentials can carry: the
+        caller's and the key owner's UIN. The root account's UIN counts only when the
+        caller is the root account itself: an image a person made as root and tagged is
+        not the daemon's to delete when the daemon runs as a sub-user."""
+        ids = {self.user_id, self.principal_id}
+        if self.user_id == self.account_id:
+            ids.add(self.account_id)
+        return frozenset(i for i in ids if i)
+
+
+def creator_is_us(creator: str, identity: CallerIdentity) -> bool:
+    """True when an image whose ``ImageCreator`` is ``creator`` was made with the daemon's
+    identity. An empty creator is never ours (unknown is not proof)."""
+    return bool(creator) and creator in identity.creator_ids
+
+
+def looks_managed(image: Image) -> bool:
+    """True when ``image`` carries cvmkeeper's marker tag (whoever wrote it)."""
+    return image.tags.get(MARKER_TAG) == MARKER_VALUE
+
+
 def classify_image(image: Image, fmt: NameFormat = DEFAULT_FORMAT) -> ManagedImage | None:
     """The ``ManagedImage`` view of ``image`` if cvmkeeper owns it, else ``None`` (hands off)."""
     if image.image_type != OWN_IMAGE_TYPE:
+        return None
+    if not image.creator_trusted:  # made by another identity: marker or not, hands off
         return None
     parsed = is_managed(image, fmt)
     if parsed is None:

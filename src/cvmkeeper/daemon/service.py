@@ -45,6 +45,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from cvmkeeper.alerting import Alerter, Failure, build_alerter
+from cvmkeeper.cloud.credentials import CredentialsError
 from cvmkeeper.config import Config, ConfigError, SentrySettings, Setup, load_setup
 from cvmkeeper.daemon.jobs import RunContext, Runner, SlotJobs, job_specs, sync_jobs
 from cvmkeeper.daemon.sdnotify import Notifier
@@ -170,7 +171,9 @@ class Daemon:
             log.error("not starting: cannot set up the cloud client: %s", exc)
             alerter.error(Failure(policy="config", action="start", message=str(exc), exception=exc))
             alerter.close(ALERT_FLUSH_TIMEOUT)
-            return EXIT_FAILED
+            # A key file that cannot be read (missing, a symlink loop, empty) or no
+            # credentials at all is the config's problem: 2, as every other command answers.
+            return EXIT_CONFIG if isinstance(exc, CredentialsError) else EXIT_FAILED
 
         if self._region_locks is None:
             # A run waits for a region another run holds (instead of failing as busy) for
@@ -295,16 +298,27 @@ class Daemon:
                 log.error("reload rejected: %s", problem)
             self._reject_reload(old, f"{len(error.problems)} problem(s): {error.problems[0]}")
             return
+        except Exception as exc:  # a bug in a check must never stop the running daemon
+            log.error("reload rejected: cannot load the config: %s: %s", type(exc).__name__, exc)
+            self._reject_reload(old, f"{type(exc).__name__}: {exc}")
+            return
         try:
             context = self._context_for(setup, old)
+            specs = job_specs(setup)
         except Exception as exc:
             log.error("reload rejected: %s", exc)
+            self._reject_reload(old, str(exc))
+            return
+        try:
+            sync_jobs(self._scheduler, specs, jobs.run_slot)
+        except Exception as exc:  # put the old schedules back; the old config keeps running
+            log.error("reload rejected: cannot schedule the new policies: %s", exc)
+            sync_jobs(self._scheduler, job_specs(old.setup), jobs.run_slot)
             self._reject_reload(old, str(exc))
             return
         jobs.context = context
         if setup.config.state_dir != old.setup.config.state_dir:
             jobs.state = StateStore(setup.config.state_dir)
-        sync_jobs(self._scheduler, job_specs(setup), jobs.run_slot)
         self._reload_problem = None
         log.info("reloaded: %d policies, %d schedules", len(setup.policies), len(job_specs(setup)))
         jobs.request_catch_up()

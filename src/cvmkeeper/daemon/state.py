@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from cvmkeeper import statefiles
 from cvmkeeper.logs import redact
 
 __all__ = [
@@ -143,7 +144,7 @@ def read_state(path: Path) -> DaemonState:
     JSON, wrong version), so ``cvmkeeper status`` can say so instead of showing nothing.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = statefiles.read_text(path)  # a symbolic link is refused (OSError)
     except FileNotFoundError:
         return DaemonState()
     try:

@@ -101,6 +101,7 @@ class EmulatorCore:
             "DescribeInstancesStatus": self._describe_instances_status,
             "StopInstances": self._stop_instances,
             "StartInstances": self._start_instances,
+            "GetCallerIdentity": self._get_caller_identity,  # STS, 2018-08-13
         }
         self._seed_from_fleet()
 
@@ -193,6 +194,7 @@ class EmulatorCore:
             }
             return {
                 "now": api_time(now),
+                "caller_uin": self._fleet.credentials.uin,  # GetCallerIdentity's UIN
                 "regions": regions,
                 "calls": dict(self._calls),
                 "errors": dict(self._errors),
@@ -326,6 +328,7 @@ class EmulatorCore:
                     image_type=img.image_type,
                     source="OFFICIAL" if img.image_type == "PUBLIC_IMAGE" else "CREATE_IMAGE",
                     instance_id=img.instance_id, tags=dict(img.tags), shared=img.shared,
+                    creator=img.creator or fleet.credentials.uin,
                     snapshots=[SnapshotRecord(self._new_id("snap"), "SYSTEM_DISK",
                                               SYSTEM_DISK_GIB)]
                     if img.image_type == "PRIVATE_IMAGE" else [],
@@ -518,6 +521,7 @@ class EmulatorCore:
             created_time=now, description=description, instance_id=instance_id,
             os_name=instance.os_name, tags=tags, snapshots=snapshots, will_fail=will_fail,
             ready_at=now + timedelta(seconds=seconds),
+            creator=self._fleet.credentials.uin,
         )
         region.images[image.image_id] = image
         # what was attached when the image was made: the invariant checker compares it with
@@ -558,6 +562,13 @@ class EmulatorCore:
             if region.snapshots_of(disk_id) >= quota:
                 raise ApiError("LimitExceeded.SnapshotQuota",
                                f"The disk `{disk_id}` already has {quota} snapshots.")
+
+    def _get_caller_identity(self, region: RegionState, params: Mapping[str, Any],
+                             now: datetime, request_id: str) -> Outcome:
+        """STS ``GetCallerIdentity`` for the fleet's key pair: a root account's answer."""
+        uin = self._fleet.credentials.uin
+        return Outcome({"Arn": f"qcs::cam::uin/{uin}:uin/{uin}", "AccountId": uin,
+                        "UserId": uin, "PrincipalId": uin, "Type": "RootAccount"})
 
     def _describe_images(self, region: RegionState, params: Mapping[str, Any], now: datetime,
                          request_id: str) -> Outcome:
@@ -673,7 +684,7 @@ class EmulatorCore:
                     snapshots=[SnapshotRecord(self._new_id("snap"), s.disk_usage, s.disk_size,
                                               s.disk_id)
                                for s in source.snapshots],
-                    ready_at=ready,
+                    ready_at=ready, creator=self._fleet.credentials.uin,
                 )
                 target.images[image.image_id] = image
                 copies.append({"ImageId": image.image_id, "Region": target.name})

@@ -9,12 +9,19 @@ injected :class:`ConnectionFault` closes the socket without a byte of response.
 Control endpoints for tests and tools: ``GET /_emulator/state``,
 ``POST /_emulator/faults`` (body: a ``faults:`` mapping), ``POST /_emulator/reset`` and
 ``POST /_emulator/disks`` (attach or detach a data disk at runtime).
+They answer only a request that carries the per-run token (header ``X-Emulator-Token``)
+and names a loopback host (``Host: 127.0.0.1:PORT`` or ``localhost``): any local process
+or web page could otherwise rewrite the faults or read the state, a browser page through
+DNS rebinding too. A refused request gets 403.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
+import secrets
 import socket
 import struct
 import sys
@@ -30,6 +37,13 @@ from cvmkeeper.emulator.fleet import FleetError
 from cvmkeeper.emulator.tc3 import SignedRequest, verify
 
 API_VERSION = "2017-03-12"
+#: the STS action the emulator also serves (on the same endpoint), with its service/version
+STS_ACTIONS = frozenset({"GetCallerIdentity"})
+STS_VERSION = "2018-08-13"
+#: the header that carries the control token
+CONTROL_TOKEN_HEADER = "X-Emulator-Token"  # noqa: S105 - a name, not a secret
+#: the environment variable ``cvmkeeper emulator`` takes its control token from
+CONTROL_TOKEN_ENV = "CVMKEEPER_EMULATOR_TOKEN"  # noqa: S105 - a name, not a secret
 MAX_BODY_BYTES = 4 * 1024 * 1024
 log = logging.getLogger(__name__)
 
@@ -45,10 +59,15 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], core: EmulatorCore,
-                 signature_clock: Clock | None = None) -> None:
-        """Bind to ``address`` (use 127.0.0.1) and serve ``core``."""
+                 signature_clock: Clock | None = None, control_token: str | None = None) -> None:
+        """Bind to ``address`` (use 127.0.0.1) and serve ``core``; the control endpoints
+        take ``control_token`` (default: a fresh random one for this run)."""
         self.core = core
+        self.control_token = control_token or secrets.token_urlsafe(24)
         self.signature_clock: Clock = signature_clock or SystemClock()
+        #: every request header name received on the API path (lowercase), so tests can
+        #: check what clients send besides the protocol (trace propagation headers, ...)
+        self.header_names: set[str] = set()
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -72,8 +91,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ routing
 
+    def _control_refused(self) -> bool:
+        """True (after a 403) unless the request names a loopback host and has the token."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1:host.find("]")]
+        try:
+            loopback = name == "localhost" or ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            loopback = False
+        token = self.headers.get(CONTROL_TOKEN_HEADER) or ""
+        if not loopback:
+            self._send_json(403, {"error": "control endpoints answer loopback host names only"})
+            return True
+        if not hmac.compare_digest(token.encode(), self.server.control_token.encode()):
+            self._send_json(403, {"error": f"control endpoints need the {CONTROL_TOKEN_HEADER} "
+                                           "header with this run's token"})
+            return True
+        return False
+
     def do_GET(self) -> None:
         if self.path == "/_emulator/state":
+            if self._control_refused():
+                return
             self._send_json(200, self.server.core.state())
         elif self.path.split("?")[0] == "/":
             self._send_api_error(str(uuid.uuid4()), ApiError(
@@ -87,6 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path == "/":
             self._api(body)
+        elif self.path.startswith("/_emulator/") and self._control_refused():
+            return
         elif self.path == "/_emulator/faults":
             try:
                 mapping = json.loads(body or b"{}")
@@ -132,6 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
         request_id = str(uuid.uuid4())
         core = self.server.core
         headers = {name.lower(): value for name, value in self.headers.items()}
+        self.server.header_names.update(headers)
         action = headers.get("x-tc-action", "")
         latency = core.fleet.latency_ms / 1000.0
         try:
@@ -160,12 +202,14 @@ class _Handler(BaseHTTPRequestHandler):
         if content_type.split(";")[0].strip() != "application/json":
             raise ApiError("InvalidParameter",
                            "Content-Type must be application/json for TC3 POST requests.")
+        sts = headers.get("x-tc-action", "") in STS_ACTIONS
         verify(SignedRequest(method=self.command, path=self.path, query="", headers=headers,
                              body=body), self.server.core.fleet.credentials,
-               self.server.signature_clock.now())
-        if headers.get("x-tc-version") != API_VERSION:
+               self.server.signature_clock.now(), service="sts" if sts else "cvm")
+        version = STS_VERSION if sts else API_VERSION
+        if headers.get("x-tc-version") != version:
             raise ApiError("NoSuchVersion",
-                           f"The API version must be {API_VERSION} for CVM.")
+                           f"The API version must be {version} for {'STS' if sts else 'CVM'}.")
         if not headers.get("x-tc-action"):
             raise ApiError("MissingParameter", "The request is missing the X-TC-Action header.")
         try:

@@ -178,12 +178,15 @@ def format_violations(violations: Iterable[Violation]) -> str:
 def _start(initial: Mapping[str, Any], state: Mapping[str, Any],
            name_format: NameFormat) -> dict[str, _Region]:
     regions: dict[str, _Region] = {}
+    # Images someone else created are never managed (issue 19): the caller's UIN decides.
+    caller = state.get("caller_uin") or initial.get("caller_uin")
     for name, raw in initial.get("regions", {}).items():
         quota = int(state.get("regions", {}).get(name, raw).get("quota", raw.get("quota", 0)))
         region = _Region(name=name, quota=quota)
         shared = set(raw.get("shared_image_ids", []))
         for api in raw.get("images", []):
-            image = _image(api, name, name_format, shared=str(api["ImageId"]) in shared)
+            image = _image(api, name, name_format, shared=str(api["ImageId"]) in shared,
+                           caller=caller)
             region.images[image.image_id] = image
             _remember_slot(region, image)
         regions[name] = region
@@ -191,8 +194,9 @@ def _start(initial: Mapping[str, Any], state: Mapping[str, Any],
 
 
 def _image(api: Mapping[str, Any], region: str, name_format: NameFormat, *,
-           shared: bool = False, instance_id: str = "") -> _Image:
-    """The replay's view of an image given as a ``DescribeImages`` entry."""
+           shared: bool = False, instance_id: str = "", caller: str | None = None) -> _Image:
+    """The replay's view of an image given as a ``DescribeImages`` entry; with ``caller``
+    (the daemon's UIN), an image whose ``ImageCreator`` is another is never managed."""
     image_id = str(api["ImageId"])
     name = str(api.get("ImageName", ""))
     state = str(api.get("ImageState", ""))
@@ -201,7 +205,8 @@ def _image(api: Mapping[str, Any], region: str, name_format: NameFormat, *,
     view = Image(image_id=image_id, name=name, state=ImageState.parse(state),
                  created_time=_time(api.get("CreatedTime")), region=region,
                  description=str(api.get("ImageDescription", "")),
-                 image_type=image_type, tags=tags)
+                 image_type=image_type, tags=tags,
+                 creator_trusted=caller is None or api.get("ImageCreator", caller) == caller)
     owned = classify_image(view, name_format)
     return _Image(
         image_id=image_id, name=name, state=state, image_type=image_type, shared=shared,

@@ -19,6 +19,7 @@ ACCEPTED_PARAMS: Mapping[str, frozenset[str]] = {
                               "TagSpecification", "ImageFamily"}),
     "DescribeImages": frozenset({"ImageIds", "Filters", "Offset", "Limit", "InstanceType"}),
     "DeleteImages": frozenset({"ImageIds", "DeleteBindedSnap", "DryRun"}),
+    "GetCallerIdentity": frozenset(),  # STS (service sts, version 2018-08-13)
     "DescribeImageQuota": frozenset(),
     "SyncImages": frozenset({"ImageIds", "DestinationRegions", "DryRun", "ImageName",
                              "ImageSetRequired", "Encrypt", "KmsKeyId"}),

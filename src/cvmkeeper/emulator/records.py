@@ -71,6 +71,8 @@ class ImageRecord:
     ready_at: datetime | None = None
     will_fail: bool = False
     syncing_copies: int = 0
+    #: the UIN whose key created it: DescribeImages' ``ImageCreator``
+    creator: str = "100000000001"
 
     @property
     def counts_against_quota(self) -> bool:
@@ -91,7 +93,7 @@ class ImageRecord:
             "Architecture": "x86_64",
             "ImageState": self.state,
             "Platform": "TencentOS",
-            "ImageCreator": "100000000001" if self.image_type == "PRIVATE_IMAGE" else "",
+            "ImageCreator": self.creator if self.image_type == "PRIVATE_IMAGE" else "",
             "ImageSource": self.source,
             "SyncPercent": 0 if self.state in ("CREATING", "SYNCING") else 100,
             "IsSupportCloudinit": True,

@@ -15,7 +15,7 @@ from typing import Any
 from cvmkeeper.emulator.clock import Clock, SystemClock
 from cvmkeeper.emulator.core import EmulatorCore
 from cvmkeeper.emulator.fleet import FleetSpec, load_fleet
-from cvmkeeper.emulator.http import EmulatorHTTPServer
+from cvmkeeper.emulator.http import CONTROL_TOKEN_HEADER, EmulatorHTTPServer
 
 HOST = "127.0.0.1"
 
@@ -33,10 +33,11 @@ class RunningEmulator:
     """An emulator serving HTTP on a background thread until :meth:`stop`."""
 
     def __init__(self, core: EmulatorCore, *, port: int = 0,
-                 signature_clock: Clock | None = None) -> None:
-        """Bind ``127.0.0.1:port`` (0 picks a free port) and start serving ``core``."""
+                 signature_clock: Clock | None = None, control_token: str | None = None) -> None:
+        """Bind ``127.0.0.1:port`` (0 picks a free port) and start serving ``core``; the
+        control endpoints take ``control_token`` (default: a random one)."""
         self.core = core
-        self._server = EmulatorHTTPServer((HOST, port), core, signature_clock)
+        self._server = EmulatorHTTPServer((HOST, port), core, signature_clock, control_token)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.1},
                                         name=f"cvm-emulator:{self.port}", daemon=True)
@@ -57,6 +58,21 @@ class RunningEmulator:
     def url(self) -> str:
         """``http://127.0.0.1:PORT``."""
         return f"http://{self.endpoint}"
+
+    @property
+    def control_token(self) -> str:
+        """The token the control endpoints (``/_emulator/*``) want in ``X-Emulator-Token``."""
+        return self._server.control_token
+
+    @property
+    def control_headers(self) -> dict[str, str]:
+        """The headers a control request needs (the token)."""
+        return {CONTROL_TOKEN_HEADER: self.control_token}
+
+    @property
+    def header_names(self) -> frozenset[str]:
+        """Every request header name the API path received so far (lowercase)."""
+        return frozenset(self._server.header_names)
 
     @property
     def secret_id(self) -> str:

@@ -62,6 +62,7 @@ from cvmkeeper.executor.report import (
     delete_reason_text,
 )
 from cvmkeeper.executor.stop_journal import StopJournal, StoppedEntry
+from cvmkeeper.logs import progress_level
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class RunOptions:
     def say(self, message: str) -> None:
         """Log ``message`` and show it through ``progress``; a display that raises is logged
         and never fails the run (a broken display must not break a backup)."""
-        log.info("%s", message)
+        log.log(progress_level(message), "%s", message)  # ERROR/WARNING lines at their level
         try:
             self.progress(message)
         except Exception:

@@ -55,6 +55,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cvmkeeper import statefiles
+
 __all__ = ["JOURNAL_NAME", "StopJournal", "StoppedEntry"]
 
 log = logging.getLogger(__name__)
@@ -132,7 +134,7 @@ class _Owner:
             if directory in self._held:
                 return
             path = directory / f"{OWNER_PREFIX}{token}{OWNER_SUFFIX}"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = statefiles.open_fd(path, os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -148,7 +150,7 @@ def _owner_alive(directory: Path, owner: str) -> bool:
     """True while the process that wrote ``owner``'s entries still runs."""
     path = directory / f"{OWNER_PREFIX}{owner}{OWNER_SUFFIX}"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        fd = statefiles.open_fd(path, os.O_RDWR)
     except FileNotFoundError:
         return False
     try:
@@ -241,7 +243,7 @@ class StopJournal:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = statefiles.open_fd(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -250,7 +252,7 @@ class StopJournal:
 
     def _load(self) -> dict[tuple[str, str], StoppedEntry]:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = statefiles.read_text(self.path)
         except FileNotFoundError:
             return {}
         try:

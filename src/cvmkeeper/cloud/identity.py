@@ -1,0 +1,86 @@
+"""Who the daemon is: STS ``GetCallerIdentity``, over the official SDK or an emulator core.
+
+The answer decides which images cvmkeeper may treat as its own (``ImageCreator`` must be
+this identity; see ``core.ownership`` and docs/trust.md). STS is another service
+(``sts``, version ``2018-08-13``, endpoint ``sts.tencentcloudapi.com``) than CVM, so it
+has its own small reader here: the SDK's ``CommonClient`` signs for the service it is given.
+Against a custom endpoint (the emulator, a proxy) the same host serves both.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tencentcloud.common.common_client import CommonClient
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+
+from cvmkeeper.cloud.credentials import CredentialProvider
+from cvmkeeper.cloud.errors import NetworkError, PermanentError, classify
+from cvmkeeper.cloud.transport import DEFAULT_ENDPOINT, EndpointConfig
+from cvmkeeper.core.ownership import CallerIdentity
+
+ACTION = "GetCallerIdentity"
+SERVICE = "sts"
+VERSION = "2018-08-13"
+STS_ENDPOINT = "sts.tencentcloudapi.com"
+
+#: reads the raw ``Response`` of GetCallerIdentity in a region
+IdentityReader = Callable[[str], Mapping[str, Any]]
+
+
+def identity_from_api(body: Mapping[str, Any]) -> CallerIdentity:
+    """Build a ``CallerIdentity`` from a ``GetCallerIdentity`` response; one without the
+    caller's ids is a ``PermanentError`` (nothing is trusted on a guess)."""
+    account = str(body.get("AccountId") or "")
+    user = str(body.get("UserId") or "")
+    principal = str(body.get("PrincipalId") or "")
+    if not (account and (user or principal)):
+        raise PermanentError("InvalidResponse.CallerIdentity",
+                             f"{ACTION} answered without AccountId/UserId: {sorted(body)}",
+                             action=ACTION)
+    return CallerIdentity(account_id=account, user_id=user, principal_id=principal,
+                          arn=str(body.get("Arn") or ""), kind=str(body.get("Type") or ""))
+
+
+class SdkIdentityReader:
+    """``GetCallerIdentity`` through the SDK's ``CommonClient`` (service ``sts``)."""
+
+    def __init__(self, credentials: CredentialProvider, endpoint: EndpointConfig) -> None:
+        self._credentials = credentials
+        host = STS_ENDPOINT if endpoint.host == DEFAULT_ENDPOINT else endpoint.host
+        self._endpoint = EndpointConfig(host, endpoint.scheme, endpoint.timeout_seconds)
+        self._clients: dict[str, CommonClient] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, region: str) -> CommonClient:
+        with self._lock:
+            client = self._clients.get(region)
+            if client is None:
+                http = HttpProfile(protocol=self._endpoint.scheme, endpoint=self._endpoint.host,
+                                   reqTimeout=self._endpoint.timeout_seconds)
+                profile = ClientProfile(httpProfile=http, language="en-US",
+                                        disable_region_breaker=True, retryer=None)
+                client = CommonClient(SERVICE, VERSION, self._credentials, region, profile)
+                self._clients[region] = client
+            return client
+
+    def __call__(self, region: str) -> Mapping[str, Any]:
+        """The ``Response`` of ``GetCallerIdentity``; failures are classified ``CloudError``s."""
+        try:
+            body = self._client(region).call_json(ACTION, {})
+        except TencentCloudSDKException as exc:
+            raise classify(str(exc.code or "ClientNetworkError"), str(exc.message)[:500],
+                           action=ACTION, region=region,
+                           request_id=exc.requestId or None) from None
+        except ValueError as exc:
+            raise NetworkError("ClientNetworkError.BadResponse", f"unreadable answer: {exc}",
+                               action=ACTION, region=region) from None
+        response = body.get("Response") if isinstance(body, dict) else None
+        if not isinstance(response, dict):
+            raise NetworkError("ClientNetworkError.BadResponse", "answer without a Response",
+                               action=ACTION, region=region)
+        return response
