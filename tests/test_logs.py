@@ -211,14 +211,14 @@ def test_a_service_whose_stderr_is_the_journal_logs_with_priorities(tmp_path: Pa
     path.touch()
     program = (
         "import logging; from cvmkeeper.logs import setup_logging; setup_logging();"
-        "logging.getLogger('cvmkeeper.daemon').warning('quota nearly full')"
+        "logging.getLogger('cvmkeeper.scheduler').warning('quota nearly full')"
     )
     env = {**os.environ, "JOURNAL_STREAM": journal_stream_of(path)}
     with path.open("w") as stderr:
         subprocess.run(
             [sys.executable, "-c", program], stderr=stderr, env=env, check=True, timeout=60
         )
-    assert path.read_text() == "<4>cvmkeeper.daemon: quota nearly full\n"
+    assert path.read_text() == "<4>cvmkeeper.scheduler: quota nearly full\n"
 
 
 # -- redaction -------------------------------------------------------------------------------

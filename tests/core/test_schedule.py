@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from apscheduler.triggers.base import BaseTrigger
 from cronsim import CronSim, CronSimError
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -31,7 +30,6 @@ from cvmkeeper.core.schedule import (
     parse_cron,
     period,
     shortest_gap,
-    to_trigger,
     wall_to_utc,
 )
 
@@ -369,31 +367,3 @@ def test_policy_slots_merge_schedules_without_duplicates() -> None:
         utc(2026, 1, 1, 18),
     ]
     assert latest_policy_slot(policy, utc(2026, 1, 1, 13)) == utc(2026, 1, 1, 12)
-
-
-# --- APScheduler --------------------------------------------------------------------------
-
-
-def test_trigger_fires_at_slots_and_keeps_them_with_jitter() -> None:
-    schedule = Schedule(cron="0 2 * * *", timezone="Asia/Shanghai", jitter=timedelta(minutes=5))
-    trigger = to_trigger(schedule)
-    assert isinstance(trigger, BaseTrigger)
-    now = utc(2026, 11, 27, 10)
-    fire_times = []
-    previous = None
-    for _ in range(5):
-        fire = trigger.get_next_fire_time(previous, now)
-        assert fire is not None
-        fire_times.append(fire)
-        previous, now = fire, fire
-    slots = [latest_slot(schedule, f) for f in fire_times]
-    assert slots == next_slots(schedule, utc(2026, 11, 27, 10), 5)
-    assert all(
-        timedelta() <= f - s <= timedelta(minutes=5) for f, s in zip(fire_times, slots, strict=True)
-    )
-
-
-def test_trigger_without_previous_fires_at_now_when_now_is_a_slot() -> None:
-    trigger = to_trigger(Schedule(cron="0 * * * *"))
-    assert trigger.get_next_fire_time(None, utc(2026, 1, 1, 5)) == utc(2026, 1, 1, 5)
-    assert "0 * * * *" in str(trigger)

@@ -30,7 +30,7 @@ from cvmkeeper.emulator.server import running_emulator
 from reliability import commands, figures
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "config"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scheduler"))
 from test_daemon_e2e import DaemonProcess, Notifications, config_for
 from test_daemon_e2e import fleet as daemon_fleet
 from test_daemon_e2e import start_daemon as daemon_starter  # noqa: F401 - the fixture

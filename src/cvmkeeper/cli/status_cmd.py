@@ -22,7 +22,6 @@ from typing import Any
 
 import click
 
-from cvmkeeper.alerting.run_health import health_settings
 from cvmkeeper.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -41,10 +40,11 @@ from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.health import CopyFreshness, InstanceFreshness, RegionHealth, assess_region
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.schedule import next_policy_slots
-from cvmkeeper.daemon.state import STATE_FILE_NAME, DaemonState, PolicyRun, read_state
 from cvmkeeper.executor.copies import copy_destinations
 from cvmkeeper.executor.executor import read_inventory
+from cvmkeeper.executor.run_health import health_settings
 from cvmkeeper.executor.runner import run_regions
+from cvmkeeper.scheduler.state import STATE_FILE_NAME, DaemonState, PolicyRun, read_state
 
 __all__ = ["Status", "gather", "status_command", "status_lines", "status_to_json"]
 

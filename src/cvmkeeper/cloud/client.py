@@ -52,7 +52,6 @@ from cvmkeeper.cloud.ratelimit import RateLimiter
 from cvmkeeper.cloud.retry import RetryPolicy, call_with_retries
 from cvmkeeper.cloud.transport import (
     EndpointConfig,
-    InProcessTransport,
     SdkTransport,
     Transport,
 )
@@ -127,11 +126,6 @@ class CloudClient:
     ) -> CloudClient:
         """A client using the official SDK; ``credentials`` from ``resolve_credentials``."""
         return cls(SdkTransport(credentials, endpoint or EndpointConfig()), **options)
-
-    @classmethod
-    def in_process(cls, core: Any, **options: Any) -> CloudClient:
-        """A client calling an emulator core directly (no HTTP)."""
-        return cls(InProcessTransport(core), **options)
 
     # -- one logical call ------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ A backup that silently stopped happening is the failure a backup tool must never
 ``assess_region`` looks at what a region holds and says, per targeted instance, how old
 its newest ``NORMAL`` backup is and whether that is *stale* (older than the policy's
 expected period times ``freshness_factor``), and whether the region's free quota fell
-below ``quota_free_warning``. The run alerts on it (``alerting.run_health``), ``cvmkeeper
+below ``quota_free_warning``. The run alerts on it (``executor.run_health``), ``cvmkeeper
 status`` prints it and the metrics export it; all three use this one function.
 
 The age of a backup is measured from its slot (the moment it stands for, parsed from its

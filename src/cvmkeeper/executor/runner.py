@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from cvmkeeper.alerting import Alerter, Failure
-from cvmkeeper.alerting.run_health import check_run_health
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.config import Setup
 from cvmkeeper.core.due import DueSlot, due_slots
@@ -37,6 +36,7 @@ from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
 from cvmkeeper.executor.executor import DuePairs, RegionExecutor, RegionResult, RunOptions
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
 from cvmkeeper.executor.report import DeleteOutcome, RunReport, SlotOutcome
+from cvmkeeper.executor.run_health import RunObserver, check_run_health
 from cvmkeeper.executor.stop_journal import StopJournal
 
 __all__ = [
@@ -138,6 +138,7 @@ def run_once(
     progress: Callable[[str], None] | None = None,
     region_locks: RegionLocks | None = None,
     poll_time: PollTime = REAL_TIME,
+    observe: RunObserver | None = None,
 ) -> RunReport:
     """Make the due slots of every region (or of ``regions``), rotate, and report.
 
@@ -147,7 +148,8 @@ def run_once(
     ``NORMAL`` (their deletes happen on the next run); ``stop`` set: no new create or
     delete starts (instances stopped for an image are still started again).
     ``poll_time`` injects the waits' clock (``executor.polling.PollTime``; a simulation on
-    virtual time), real time by default.
+    virtual time), real time by default. ``observe`` (the daemon's metrics) is called with
+    the run's health after it (``executor.run_health``).
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
@@ -252,7 +254,7 @@ def run_once(
         copy_plans=copy_plans,
     )
     check_run_health(setup, report, read, alerter, now, policy_names=policy_names,
-                     copy_reads=copy_reads)
+                     copy_reads=copy_reads, observe=observe)
     return report
 
 
