@@ -191,13 +191,36 @@ class ImageDecision:
     delete_phase: Phase | None = None
 
 
+class WarningKind(StrEnum):
+    """What a plan's warning is about; it is the ``action`` tag of the warning's alert."""
+
+    PLAN = "plan"  # a due slot or copy not made, an unknown policy, a slot after now
+    TARGETS = "targets"  # a policy matches no instance of the region
+    EVICT = "evict"  # quota full: an image evicted to make room for a create or copy
+
+
+@dataclass(frozen=True, slots=True)
+class PlanWarning:
+    """One warning of a plan, with what it is about as fields (never parsed from the text).
+
+    ``policies`` are the policies the warning concerns (its alerts are tagged with them);
+    empty when it concerns no configured policy (a due slot of an unknown policy): the
+    executor then tags it with the policies the run was due for.
+    """
+
+    kind: WarningKind
+    message: str
+    policies: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Everything one run will do in one region, with the numbers behind it.
 
     ``used`` counts every image of the region (unmanaged and in-flight included);
-    ``unmanaged`` how many of them cvmkeeper does not own. ``warnings`` are alerted as
-    warnings (evictions, policies that match nothing); ``errors`` as errors (skipped creates).
+    ``unmanaged`` how many of them cvmkeeper does not own. ``notices`` are alerted as
+    warnings (evictions, policies that match nothing; ``warnings`` is their text);
+    ``errors`` as errors (skipped creates).
     """
 
     region: str
@@ -207,9 +230,14 @@ class Plan:
     unmanaged: int
     steps: tuple[Step, ...]
     decisions: tuple[ImageDecision, ...]
-    warnings: tuple[str, ...] = ()
+    notices: tuple[PlanWarning, ...] = ()
     errors: tuple[str, ...] = ()
     orphan_instance_ids: tuple[str, ...] = field(default=())
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The text of every warning, in order."""
+        return tuple(notice.message for notice in self.notices)
 
     @property
     def free(self) -> int:

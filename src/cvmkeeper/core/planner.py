@@ -4,7 +4,8 @@ Pure (no I/O, no clock: ``now`` is an argument) and linear in the number of imag
 are indexed by instance once, retention runs once per instance set (again only for the
 instances whose creates change while quota is resolved).
 
-How a plan is made (DESIGN.md "The rules that are never broken", "Quota-aware rotation"):
+How a plan is made (docs/design.md "The rules that are never broken", "Quota-aware
+rotation"); ``plan_region`` reads as these steps, each a function with a typed result:
 
 1. Ownership (``core.ownership``): only managed images are ever deleted; every image counts.
 2. Targets (``core.targets``): per instance, the policies of this region that target it.
@@ -58,6 +59,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.naming import (
@@ -79,9 +81,11 @@ from cvmkeeper.core.plan import (
     ImageDecision,
     Phase,
     Plan,
+    PlanWarning,
     Skip,
     Step,
     Wait,
+    WarningKind,
     check_plan,
 )
 from cvmkeeper.core.policy import Consistency, Policy, Retention
@@ -94,6 +98,7 @@ DueSlots = Mapping[str, datetime] | Iterable[tuple[str, datetime]]
 _CONSISTENCY_STRENGTH = (Consistency.LIVE, Consistency.FORCE_POWEROFF, Consistency.STOP_START)
 _ORPHAN_RULES = "orphans"
 _KEPT = Decision("", keep=True, reasons=())
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def _new_id(instance_id: str, slot: datetime) -> str:
@@ -102,7 +107,8 @@ def _new_id(instance_id: str, slot: datetime) -> str:
 
 
 class PlanInvariantError(RuntimeError):
-    """The planner produced a plan that breaks a rule of DESIGN.md (a bug; nothing is run)."""
+    """The planner produced a plan that breaks a rule of docs/design.md (a bug; nothing
+    is run)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,24 +124,53 @@ class PlannerSettings:
     name_format: NameFormat = field(default=DEFAULT_FORMAT)
 
 
+# --- the values the steps pass along ---------------------------------------------------------
+
+
+class NameStatus(Enum):
+    """What the images already holding a wanted image's name mean for it."""
+
+    FREE = "free"  # nobody holds it (or only CREATEFAILED images, cleaned up first): make it
+    DONE = "done"  # a usable image has it: the slot or copy is made
+    WAIT = "wait"  # an image of it is in flight: wait for it
+    BLOCKED = "blocked"  # held by an image cvmkeeper may not delete or does not own: Skip
+
+
+@dataclass(frozen=True, slots=True)
+class NameCheck:
+    """A name's status, and for ``BLOCKED`` the error that says why."""
+
+    status: NameStatus
+    problem: str = ""
+
+
 @dataclass(slots=True)
-class _Wanted:
-    """One due (instance, slot) that needs a create, or a source image that needs a copy."""
+class Demand:
+    """One image the run wants in this region: a due (instance, slot) to create, or
+    (``source`` set) a source region's image to copy here. Both go through the same quota
+    resolution; ``priority`` orders them (stalest instance first)."""
 
     instance_id: str
     slot: datetime
     name: str
     policies: tuple[Policy, ...]
-    priority: tuple[datetime, float, str]  # stalest instance first, then by slot
-    source: ManagedImage | None = None  # set for a copy: the image in its source region
+    priority: tuple[datetime, float, str]
+    source: ManagedImage | None = None
 
     @property
     def policy_names(self) -> tuple[str, ...]:
+        """The names of the policies wanting it, sorted."""
         return tuple(sorted(policy.name for policy in self.policies))
 
     @property
     def may_evict(self) -> bool:
+        """True when every policy wanting it says ``on_quota_full: evict``."""
         return all(policy.on_quota_full == "evict" for policy in self.policies)
+
+    @property
+    def what(self) -> str:
+        """``make`` or ``copy from <region>``, for messages."""
+        return "make" if self.source is None else f"copy from {self.source.image.region}"
 
 
 @dataclass(slots=True)
@@ -149,6 +184,564 @@ class _InstanceSet:
     waited: frozenset[str] = frozenset()  # ids of in-flight images of due slots
     newest_usable: ManagedImage | None = None
     held: bool = False  # maybe copies whose source region was not read: keep all
+
+    @property
+    def policy_names(self) -> tuple[str, ...]:
+        """The policies whose rules keep this set (orphan rules excluded)."""
+        return tuple(sorted({r.policy for r in self.rules if r.policy != _ORPHAN_RULES}))
+
+
+@dataclass(frozen=True, slots=True)
+class _Region:
+    """What every step reads about the region: its images by owner and by name, which
+    policies target which instance, and what the source regions offer for copies."""
+
+    inventory: Inventory
+    settings: PlannerSettings
+    managed: tuple[ManagedImage, ...]
+    unmanaged: tuple[Image, ...]
+    managed_by_id: Mapping[str, ManagedImage]
+    by_name: Mapping[str, Sequence[Image]]
+    targeted: Mapping[str, tuple[Policy, ...]]
+    copy_sources: _CopySources
+    local_ids: frozenset[str]
+
+    @property
+    def fmt(self) -> NameFormat:
+        """The configured name format."""
+        return self.settings.name_format
+
+
+@dataclass(slots=True)
+class _Demands:
+    """What the due slots and the source regions ask of this region."""
+
+    wanted: list[Demand] = field(default_factory=list)
+    skips: list[Skip] = field(default_factory=list)
+    waited: dict[str, Image] = field(default_factory=dict)  # in-flight images of due names
+    done_names: set[str] = field(default_factory=set)  # due names already made
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaResolution:
+    """The outcome of fitting the demands into the quota (step 5 of the module doc).
+
+    ``made``: the demands that fit, in priority order; ``decisions``: retention in the
+    world where they are made; ``expired``: what retention lets go, oldest first;
+    ``early``: the expired images deleted before the creates to make room; ``evicted``:
+    (image, the demand it makes room for); ``skips`` and ``notices``: the demands not made.
+    """
+
+    made: tuple[Demand, ...]
+    decisions: Mapping[str, Decision]
+    expired: tuple[ManagedImage, ...]
+    early: tuple[ManagedImage, ...]
+    evicted: tuple[tuple[ManagedImage, Demand], ...]
+    skips: tuple[Skip, ...]
+    notices: tuple[PlanWarning, ...]
+
+    @property
+    def late(self) -> tuple[ManagedImage, ...]:
+        """Expired images deleted after the creates (create-then-delete)."""
+        gone = {o.image_id for o in self.early} | {o.image_id for o, _ in self.evicted}
+        return tuple(owned for owned in self.expired if owned.image_id not in gone)
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+
+def plan_region(
+    inventory: Inventory,
+    policies: Sequence[Policy],
+    due: DueSlots,
+    now: datetime,
+    settings: PlannerSettings | None = None,
+    *,
+    sources: Mapping[str, Inventory] | None = None,
+    make_copies: bool = True,
+) -> Plan:
+    """Plan one run in ``inventory.region``: creates for ``due``, copies, retention, quota.
+
+    ``policies`` are all configured policies (those not listing this region are ignored);
+    ``due`` the slots this run makes (policy name -> UTC slot, or pairs). Slots after
+    ``now`` are not made (warning). ``sources`` maps the source regions of the policies
+    copying to this region to their inventories (read after their own run): copies are
+    planned from them, and their copies here are retained by the copy retentions;
+    ``make_copies=False`` applies that retention without planning copies (the plan after
+    the copies' wait). Raises ``ValueError`` for a naive slot and ``PlanInvariantError``
+    if the plan would break a rule (a bug).
+    """
+    notices: list[PlanWarning] = []
+    region = _read_region(inventory, policies, settings or PlannerSettings(), sources, notices)
+    sets = _instance_sets(region)
+    due_policies = _due_policies(region, policies, due, now, notices)
+    demands = _slot_demands(region, sets, due_policies)
+    if make_copies:
+        _add_copy_demands(region, sets, demands)
+    demands.wanted.sort(key=lambda d: d.priority)
+    _register_demands(region, sets, demands)
+    cleanup = sorted(
+        (o for o in region.managed if o.image.state is ImageState.CREATEFAILED and not o.pinned),
+        key=_age_key,
+    )
+    quota = resolve_quota(inventory, sets, demands.wanted, len(cleanup), demands.done_names)
+    notices += quota.notices
+    notices += [_eviction_notice(inventory, sets, o, d) for o, d in quota.evicted]
+    skips = [*demands.skips, *quota.skips]
+    plan = Plan(
+        region=inventory.region,
+        now=now,
+        quota=inventory.quota,
+        used=len(inventory.images),
+        unmanaged=len(region.unmanaged),
+        steps=_steps(quota, cleanup, skips, demands.waited),
+        decisions=_image_decisions(sets, quota, cleanup),
+        notices=tuple(notices),
+        errors=tuple(skip.error for skip in skips),
+        orphan_instance_ids=tuple(sorted(i for i, s in sets.items() if s.orphan and not s.held)),
+    )
+    violations = check_plan(
+        inventory, plan, region.fmt, managed=region.managed_by_id, sources=sources
+    )
+    if violations:
+        raise PlanInvariantError("; ".join(violations))
+    return plan
+
+
+# --- 1-2: the region and its instance sets ---------------------------------------------------
+
+
+def _read_region(
+    inventory: Inventory,
+    policies: Sequence[Policy],
+    settings: PlannerSettings,
+    sources: Mapping[str, Inventory] | None,
+    notices: list[PlanWarning],
+) -> _Region:
+    """Index the region once: ownership, names, targets, copy sources."""
+    managed, unmanaged = split_images(inventory.images, settings.name_format)
+    resolution = resolve_targets(inventory.region, policies, inventory.instances)
+    notices += [
+        PlanWarning(WarningKind.TARGETS, message, (name,))
+        for name, message in zip(resolution.unmatched, resolution.warnings, strict=True)
+    ]
+    targeted = resolution.policies_by_instance
+    by_name: dict[str, list[Image]] = defaultdict(list)
+    for image in inventory.images:
+        by_name[image.name].append(image)
+    return _Region(
+        inventory=inventory,
+        settings=settings,
+        managed=tuple(managed),
+        unmanaged=tuple(unmanaged),
+        managed_by_id={owned.image_id: owned for owned in managed},
+        by_name=by_name,
+        targeted=targeted,
+        copy_sources=_copy_sources(
+            inventory, policies, targeted, sources or {}, settings.name_format
+        ),
+        local_ids=frozenset(instance.instance_id for instance in inventory.instances),
+    )
+
+
+def _new_set(region: _Region, instance_id: str) -> _InstanceSet:
+    """The (empty) instance set of ``instance_id``: targeted here, a copy set, held, or an
+    orphan."""
+    if instance_id in region.targeted or instance_id in region.local_ids:
+        return _make_set(instance_id, region.targeted, region.settings)
+    copying = region.copy_sources.policies.get(instance_id)
+    if copying:
+        place = region.inventory.region
+        rules = tuple(RuleSet(_copy_retention(p, place), p.timezone, p.name) for p in copying)
+        return _InstanceSet(instance_id, [], rules, orphan=False)
+    if region.copy_sources.missing:
+        return _InstanceSet(instance_id, [], (), orphan=True, held=True)
+    return _make_set(instance_id, region.targeted, region.settings)
+
+
+def _instance_sets(region: _Region) -> dict[str, _InstanceSet]:
+    """One set per instance with managed images here, with its newest usable image."""
+    sets: dict[str, _InstanceSet] = {}
+    for owned in region.managed:
+        instance_set = sets.get(owned.instance_id)
+        if instance_set is None:
+            instance_set = sets[owned.instance_id] = _new_set(region, owned.instance_id)
+        instance_set.images.append(owned)
+    for instance_set in sets.values():
+        usable = [m for m in instance_set.images if m.image.state.usable]
+        instance_set.newest_usable = max(usable, key=_age_key, default=None)
+    return sets
+
+
+# --- 3: demands (creates of due slots, copies) -----------------------------------------------
+
+
+def _due_policies(
+    region: _Region,
+    policies: Sequence[Policy],
+    due: DueSlots,
+    now: datetime,
+    notices: list[PlanWarning],
+) -> dict[tuple[str, datetime], list[Policy]]:
+    """(instance, slot) -> the policies due for it; unknown policies and future slots are
+    warned about and left out."""
+    policies_by_name = {policy.name: policy for policy in policies}
+    instances_by_policy: dict[str, list[str]] = defaultdict(list)
+    for instance_id, instance_policies in region.targeted.items():
+        for targeting in instance_policies:
+            instances_by_policy[targeting.name].append(instance_id)
+    due_policies: dict[tuple[str, datetime], list[Policy]] = defaultdict(list)
+    for policy_name, slot in _normalise_due(due):
+        due_policy = policies_by_name.get(policy_name)
+        if due_policy is None:
+            notices.append(PlanWarning(
+                WarningKind.PLAN, f"due slot for unknown policy {policy_name!r} ignored"))
+            continue
+        if region.inventory.region not in due_policy.regions:
+            continue
+        if slot > now:
+            notices.append(PlanWarning(
+                WarningKind.PLAN,
+                f"policy {policy_name!r}: slot {slot_tag_value(slot)} is after now; not made",
+                (policy_name,),
+            ))
+            continue
+        for instance_id in instances_by_policy.get(policy_name, ()):
+            slot_policies = due_policies[(instance_id, slot)]
+            if due_policy not in slot_policies:
+                slot_policies.append(due_policy)
+    return due_policies
+
+
+def _staleness(sets: Mapping[str, _InstanceSet], instance_id: str) -> datetime:
+    """The slot of the instance's newest usable image here (the stalest goes first)."""
+    instance_set = sets.get(instance_id)
+    newest = instance_set.newest_usable if instance_set is not None else None
+    return newest.slot if newest else _NEVER
+
+
+def _take_name(region: _Region, name: str, demands: _Demands) -> NameCheck:
+    """Check ``name``; a done or in-flight one is recorded in ``demands`` on the way."""
+    existing = region.by_name.get(name, ())
+    check = name_status(existing, region.managed_by_id)
+    if check.status is NameStatus.WAIT:
+        for image in existing:
+            demands.waited[image.image_id] = image
+    return check
+
+
+def _slot_demands(
+    region: _Region,
+    sets: Mapping[str, _InstanceSet],
+    due_policies: Mapping[tuple[str, datetime], list[Policy]],
+) -> _Demands:
+    """A create demand per due (instance, slot) whose name is free; the rest is done,
+    waited for, or a ``Skip``."""
+    demands = _Demands()
+    for (instance_id, slot), slot_policies in sorted(due_policies.items(), key=lambda kv: kv[0]):
+        names = tuple(sorted(p.name for p in slot_policies))
+        try:
+            name = image_name(instance_id, slot, region.fmt)
+        except ValueError as exc:
+            demands.skips.append(Skip(instance_id, slot, "", names, str(exc)))
+            continue
+        check = _take_name(region, name, demands)
+        if check.status is NameStatus.DONE:
+            demands.done_names.add(name)
+        elif check.status is NameStatus.BLOCKED:
+            demands.skips.append(Skip(instance_id, slot, name, names, f"{name}: {check.problem}"))
+        elif check.status is NameStatus.FREE:
+            priority = (_staleness(sets, instance_id), slot.timestamp(), instance_id)
+            demands.wanted.append(Demand(instance_id, slot, name, tuple(slot_policies), priority))
+    return demands
+
+
+def _add_copy_demands(
+    region: _Region, sets: Mapping[str, _InstanceSet], demands: _Demands
+) -> None:
+    """A copy demand per usable source image whose name is free here."""
+    for source in region.copy_sources.images:
+        name = source.image.name
+        copying = region.copy_sources.policies[source.instance_id]
+        check = _take_name(region, name, demands)
+        if check.status is NameStatus.BLOCKED:
+            names = tuple(sorted(p.name for p in copying))
+            demands.skips.append(
+                Skip(source.instance_id, source.slot, name, names,
+                     f"{name}: copy from {source.image.region} not made: {check.problem}",
+                     source_region=source.image.region)
+            )
+        elif check.status is NameStatus.FREE:
+            # newest copy first: it is the one a disaster would need
+            priority = (
+                _staleness(sets, source.instance_id), -source.slot.timestamp(),
+                source.instance_id,
+            )
+            demands.wanted.append(
+                Demand(source.instance_id, source.slot, name, copying, priority, source=source)
+            )
+
+
+def _register_demands(
+    region: _Region, sets: dict[str, _InstanceSet], demands: _Demands
+) -> None:
+    """Give every demanded instance a set (its first image still goes through retention)
+    and mark the in-flight images the run waits for."""
+    for demand in demands.wanted:
+        if demand.instance_id not in sets:
+            sets[demand.instance_id] = _new_set(region, demand.instance_id)
+    for image_id in demands.waited:
+        owner = sets[region.managed_by_id[image_id].instance_id]
+        owner.waited = owner.waited | {image_id}
+
+
+def name_status(existing: Sequence[Image], managed_by_id: Mapping[str, ManagedImage]) -> NameCheck:
+    """What the images holding a wanted name (``existing``) mean for making it."""
+    if not existing:
+        return NameCheck(NameStatus.FREE)
+    foreign = [image.image_id for image in existing if image.image_id not in managed_by_id]
+    if foreign:
+        return NameCheck(
+            NameStatus.BLOCKED,
+            f"the name is taken by {', '.join(foreign)}, which cvmkeeper does not manage",
+        )
+    if any(image.state.usable for image in existing):
+        return NameCheck(NameStatus.DONE)
+    if any(image.state.busy for image in existing):
+        return NameCheck(NameStatus.WAIT)
+    if all(
+        image.state is ImageState.CREATEFAILED and not managed_by_id[image.image_id].pinned
+        for image in existing
+    ):
+        return NameCheck(NameStatus.FREE)  # cleaned up before the creates; the name is free
+    states = ", ".join(f"{image.image_id} {image.state.value}" for image in existing)
+    return NameCheck(
+        NameStatus.BLOCKED, f"the name is held by {states}, which cvmkeeper may not delete"
+    )
+
+
+# --- 4-5: retention and quota -----------------------------------------------------------------
+
+
+def resolve_quota(
+    inventory: Inventory,
+    sets: Mapping[str, _InstanceSet],
+    wanted: Sequence[Demand],
+    cleaned_up: int,
+    done_names: set[str],
+) -> QuotaResolution:
+    """Fit ``wanted`` (in priority order) into the region's quota.
+
+    Each round runs retention in the world where the planned demands are made; a demand
+    retention would delete at once is dropped (a warning for a create); then the demands
+    that do not fit are dropped (a ``Skip``, or a warning for an older copy). Dropping
+    changes that world, so the rounds go on until nothing is dropped.
+    """
+    planned = list(wanted)
+    cache: dict[str, tuple[tuple[datetime, ...], dict[str, Decision]]] = {}
+    skips: list[Skip] = []
+    notices: list[PlanWarning] = []
+    while True:
+        decisions = _retention(sets, _slots_by_instance(planned), cache)
+        covered = [d for d in planned if not decisions.get(_new_id(d.instance_id, d.slot),
+                                                           _KEPT).keep]
+        if covered:  # older than what retention keeps: made now, deleted at once, made again
+            planned = _without(planned, covered)
+            notices += [_covered_notice(d) for d in covered if d.source is None]
+            continue
+        fit = _fit_round(
+            inventory, sets, planned, decisions, cleaned_up=cleaned_up, done_names=done_names
+        )
+        if not fit.dropped:
+            return QuotaResolution(
+                made=tuple(fit.made),
+                decisions=decisions,
+                expired=tuple(fit.expired),
+                early=tuple(fit.early),
+                evicted=tuple(fit.evicted),
+                skips=tuple(skips),
+                notices=tuple(notices),
+            )
+        planned = _without(planned, fit.dropped)
+        newest_copies = {
+            d.instance_id: d.slot for d in sorted(wanted, key=lambda w: w.slot) if d.source
+        }
+        for demand in fit.dropped:
+            if demand.source is not None and demand.slot < newest_copies[demand.instance_id]:
+                notices.append(PlanWarning(
+                    WarningKind.PLAN,
+                    f"{demand.name}: older copy from {demand.source.image.region} not made: "
+                    f"the quota ({inventory.quota}) holds fewer copies than their retention "
+                    "keeps",
+                    demand.policy_names,
+                ))
+            else:
+                skips.append(_quota_skip(demand, inventory.quota, len(inventory.images)))
+
+
+@dataclass(slots=True)
+class _Fit:
+    """One round of fitting: what expired, what is deleted early or evicted, what fits."""
+
+    expired: list[ManagedImage]
+    early: list[ManagedImage]
+    evicted: list[tuple[ManagedImage, Demand]] = field(default_factory=list)
+    made: list[Demand] = field(default_factory=list)
+    dropped: list[Demand] = field(default_factory=list)
+
+
+def _fit_round(
+    inventory: Inventory,
+    sets: Mapping[str, _InstanceSet],
+    planned: Sequence[Demand],
+    decisions: Mapping[str, Decision],
+    *,
+    cleaned_up: int,
+    done_names: set[str],
+) -> _Fit:
+    """Free quota first, then expired images early (oldest first, just enough), then
+    eviction per demand in priority order; what still does not fit is dropped."""
+    expired = sorted(
+        (
+            owned
+            for instance_set in sets.values()
+            for owned in instance_set.images
+            if _expired(owned, instance_set, decisions)
+        ),
+        key=_age_key,
+    )
+    available = inventory.quota - len(inventory.images) + cleaned_up
+    shortfall = len(planned) - available
+    early: list[ManagedImage] = []
+    if shortfall > 0:
+        early = [o for o in expired if o is not sets[o.instance_id].newest_usable][:shortfall]
+    available += len(early)
+    fit = _Fit(expired, early)
+    evict_pool = _evict_pool(sets, {o.image_id for o in early}, done_names)
+    for demand in planned:
+        # Over quota (quota lowered), one create may need several evictions.
+        needed = 1 - available if demand.may_evict and available <= 0 else 0
+        # A copy never evicts a newer image: that would only make room for an older one.
+        if 0 < needed <= len(evict_pool) and (
+            demand.source is None or evict_pool[-needed].slot < demand.slot
+        ):
+            fit.evicted += [(evict_pool.pop(), demand) for _ in range(needed)]
+            available += needed
+        if available > 0:
+            available -= 1
+            fit.made.append(demand)
+        else:
+            fit.dropped.append(demand)
+    return fit
+
+
+def _evict_pool(
+    sets: Mapping[str, _InstanceSet], early: set[str], done_names: set[str]
+) -> list[ManagedImage]:
+    """The images eviction may take, newest first (``pop()`` takes the oldest). Never an
+    instance's newest usable image, pinned or in-flight images, orphans, held images, or
+    the image of a slot this run is due to make."""
+    return sorted(
+        (
+            owned
+            for instance_set in sets.values()
+            if not instance_set.orphan and not instance_set.held
+            for owned in instance_set.images
+            if owned.image.state.usable
+            and not owned.pinned
+            and owned is not instance_set.newest_usable
+            and owned.image_id not in early
+            and owned.image_id not in instance_set.waited
+            and owned.image.name not in done_names
+        ),
+        key=_age_key,
+        reverse=True,
+    )
+
+
+def _slots_by_instance(planned: Sequence[Demand]) -> dict[str, list[datetime]]:
+    slots: dict[str, list[datetime]] = defaultdict(list)
+    for demand in planned:
+        slots[demand.instance_id].append(demand.slot)
+    return slots
+
+
+def _covered_notice(demand: Demand) -> PlanWarning:
+    return PlanWarning(
+        WarningKind.PLAN,
+        f"{demand.name}: slot {slot_tag_value(demand.slot)} of {demand.instance_id} not "
+        "made: newer images cover it and retention would delete it at once",
+        demand.policy_names,
+    )
+
+
+def _eviction_notice(
+    inventory: Inventory, sets: Mapping[str, _InstanceSet], owned: ManagedImage, demand: Demand
+) -> PlanWarning:
+    return PlanWarning(
+        WarningKind.EVICT,
+        f"quota full ({inventory.quota}): evicting {owned.image.name} ({owned.image_id}) "
+        f"of {owned.instance_id} to {demand.what} {demand.name}; retention wants more images "
+        "than the quota holds",
+        sets[owned.instance_id].policy_names,
+    )
+
+
+# --- 6: steps ---------------------------------------------------------------------------------
+
+
+def _steps(
+    quota: QuotaResolution,
+    cleanup: Sequence[ManagedImage],
+    skips: Sequence[Skip],
+    waited: Mapping[str, Image],
+) -> tuple[Step, ...]:
+    """The steps in execution order (``core.plan``'s module doc)."""
+    decisions = quota.decisions
+    made = quota.made
+    steps: list[Step] = []
+    steps += _batches(
+        Phase.BEFORE_CREATE,
+        DeleteKind.CLEANUP,
+        [_target(o, "CREATEFAILED: clean up") for o in cleanup],
+    )
+    steps += _batches(
+        Phase.BEFORE_CREATE,
+        DeleteKind.EXPIRE,
+        [_target(o, _expire_reason(o, decisions, early=True)) for o in quota.early],
+    )
+    steps += _batches(
+        Phase.BEFORE_CREATE,
+        DeleteKind.EVICT,
+        [_target(o, f"evicted: quota full, room for {d.name}") for o, d in quota.evicted],
+    )
+    steps += [_create(demand) for demand in made if demand.source is None]
+    steps += [_copy(demand) for demand in made if demand.source is not None]
+    steps += _sorted_skips(skips)
+    if made or waited:
+        new = "new images and copies" if any(m.source for m in made) else "new images"
+        steps.append(
+            Wait(
+                image_ids=tuple(sorted(waited)),
+                image_names=tuple(
+                    sorted({i.name for i in waited.values()} | {m.name for m in made})
+                ),
+                reason=f"wait until the {new} are NORMAL, then plan again and delete",
+            )
+        )
+    steps += _batches(
+        Phase.AFTER_CREATE,
+        DeleteKind.EXPIRE,
+        [_target(o, _expire_reason(o, decisions, early=False)) for o in quota.late],
+    )
+    return tuple(steps)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _sorted_skips(skips: Sequence[Skip]) -> list[Skip]:
+    return sorted(skips, key=lambda skip: (skip.slot, skip.instance_id))
 
 
 def _normalise_due(due: DueSlots) -> list[tuple[str, datetime]]:
@@ -177,338 +770,6 @@ def _batches(phase: Phase, kind: DeleteKind, targets: Sequence[DeleteTarget]) ->
         Delete(phase=phase, kind=kind, targets=tuple(targets[i : i + DELETE_BATCH_SIZE]))
         for i in range(0, len(targets), DELETE_BATCH_SIZE)
     ]
-
-
-def plan_region(
-    inventory: Inventory,
-    policies: Sequence[Policy],
-    due: DueSlots,
-    now: datetime,
-    settings: PlannerSettings | None = None,
-    *,
-    sources: Mapping[str, Inventory] | None = None,
-    make_copies: bool = True,
-) -> Plan:
-    """Plan one run in ``inventory.region``: creates for ``due``, copies, retention, quota.
-
-    ``policies`` are all configured policies (those not listing this region are ignored);
-    ``due`` the slots this run makes (policy name -> UTC slot, or pairs). Slots after
-    ``now`` are not made (warning). ``sources`` maps the source regions of the policies
-    copying to this region to their inventories (read after their own run): copies are
-    planned from them, and their copies here are retained by the copy retentions;
-    ``make_copies=False`` applies that retention without planning copies (the plan after
-    the copies' wait). Raises ``ValueError`` for a naive slot and ``PlanInvariantError``
-    if the plan would break a rule (a bug).
-    """
-    settings = settings or PlannerSettings()
-    fmt = settings.name_format
-    warnings: list[str] = []
-    errors: list[str] = []
-
-    managed, unmanaged = split_images(inventory.images, fmt)
-    resolution = resolve_targets(inventory.region, policies, inventory.instances)
-    warnings.extend(resolution.warnings)
-    targeted = resolution.policies_by_instance
-    copy_sources = _copy_sources(inventory, policies, targeted, sources or {}, fmt)
-    local_ids = {instance.instance_id for instance in inventory.instances}
-
-    def make_set(instance_id: str) -> _InstanceSet:
-        if instance_id in targeted or instance_id in local_ids:
-            return _make_set(instance_id, targeted, settings)
-        copying = copy_sources.policies.get(instance_id)
-        if copying:
-            rules = tuple(
-                RuleSet(_copy_retention(p, inventory.region), p.timezone, p.name)
-                for p in copying
-            )
-            return _InstanceSet(instance_id, [], rules, orphan=False)
-        if copy_sources.missing:
-            return _InstanceSet(instance_id, [], (), orphan=True, held=True)
-        return _make_set(instance_id, targeted, settings)
-
-    # --- instance sets --------------------------------------------------------------------
-    sets: dict[str, _InstanceSet] = {}
-    for owned in managed:
-        instance_set = sets.get(owned.instance_id)
-        if instance_set is None:
-            instance_set = sets[owned.instance_id] = make_set(owned.instance_id)
-        instance_set.images.append(owned)
-    for instance_set in sets.values():
-        usable = [m for m in instance_set.images if m.image.state.usable]
-        instance_set.newest_usable = max(usable, key=_age_key, default=None)
-
-    # --- creates wanted ------------------------------------------------------------------
-    by_name: dict[str, list[Image]] = defaultdict(list)
-    for image in inventory.images:
-        by_name[image.name].append(image)
-    managed_by_id = {owned.image_id: owned for owned in managed}
-    policies_by_name = {policy.name: policy for policy in policies}
-    instances_by_policy: dict[str, list[str]] = defaultdict(list)
-    for instance_id, instance_policies in targeted.items():
-        for targeting in instance_policies:
-            instances_by_policy[targeting.name].append(instance_id)
-
-    due_policies: dict[tuple[str, datetime], list[Policy]] = defaultdict(list)
-    for policy_name, slot in _normalise_due(due):
-        due_policy = policies_by_name.get(policy_name)
-        if due_policy is None:
-            warnings.append(f"due slot for unknown policy {policy_name!r} ignored")
-            continue
-        if inventory.region not in due_policy.regions:
-            continue
-        if slot > now:
-            warnings.append(
-                f"policy {policy_name!r}: slot {slot_tag_value(slot)} is after now; not made"
-            )
-            continue
-        for instance_id in instances_by_policy.get(policy_name, ()):
-            slot_policies = due_policies[(instance_id, slot)]
-            if due_policy not in slot_policies:
-                slot_policies.append(due_policy)
-
-    wanted: list[_Wanted] = []
-    done_names: set[str] = set()  # due slots that already have their usable image
-    skips: list[Skip] = []
-    waited: dict[str, Image] = {}
-    for (instance_id, slot), slot_policies in sorted(due_policies.items(), key=lambda kv: kv[0]):
-        names = tuple(sorted(p.name for p in slot_policies))
-        try:
-            name = image_name(instance_id, slot, fmt)
-        except ValueError as exc:
-            skips.append(Skip(instance_id, slot, "", names, str(exc)))
-            continue
-        existing = by_name.get(name, [])
-        problem = _existing_name_problem(existing, managed_by_id)
-        if problem == "done":
-            done_names.add(name)
-            continue
-        if problem == "wait":
-            for image in existing:
-                waited[image.image_id] = image
-            continue
-        if problem:
-            skips.append(Skip(instance_id, slot, name, names, f"{name}: {problem}"))
-            continue
-        newest = sets[instance_id].newest_usable if instance_id in sets else None
-        staleness = newest.slot if newest else datetime.min.replace(tzinfo=UTC)
-        wanted.append(
-            _Wanted(instance_id, slot, name, tuple(slot_policies),
-                    (staleness, slot.timestamp(), instance_id))
-        )
-    if make_copies:
-        for source in copy_sources.images:
-            name = source.image.name
-            copying = copy_sources.policies[source.instance_id]
-            existing = by_name.get(name, [])
-            problem = _existing_name_problem(existing, managed_by_id)
-            if problem == "done":
-                continue
-            if problem == "wait":
-                for image in existing:
-                    waited[image.image_id] = image
-                continue
-            names = tuple(sorted(p.name for p in copying))
-            if problem:
-                skips.append(
-                    Skip(source.instance_id, source.slot, name, names,
-                         f"{name}: copy from {source.image.region} not made: {problem}",
-                         source_region=source.image.region)
-                )
-                continue
-            newest = sets[source.instance_id].newest_usable if source.instance_id in sets \
-                else None
-            staleness = newest.slot if newest else datetime.min.replace(tzinfo=UTC)
-            wanted.append(
-                # newest copy first: it is the one a disaster would need
-                _Wanted(source.instance_id, source.slot, name, copying,
-                        (staleness, -source.slot.timestamp(), source.instance_id), source=source)
-            )
-    wanted.sort(key=lambda w: w.priority)
-    for item in wanted:  # an instance's first image still goes through retention
-        if item.instance_id not in sets:
-            sets[item.instance_id] = make_set(item.instance_id)
-
-    for image_id in waited:
-        owner = sets[managed_by_id[image_id].instance_id]
-        owner.waited = owner.waited | {image_id}
-
-    # --- cleanup -------------------------------------------------------------------------
-    cleanup = [
-        owned
-        for owned in managed
-        if owned.image.state is ImageState.CREATEFAILED and not owned.pinned
-    ]
-    cleanup.sort(key=_age_key)
-
-    # --- quota, resolved until the set of creates is stable -------------------------------
-    planned = list(wanted)
-    decisions_cache: dict[str, tuple[tuple[datetime, ...], dict[str, Decision]]] = {}
-    while True:
-        creates_by_instance: dict[str, list[datetime]] = defaultdict(list)
-        for item in planned:
-            creates_by_instance[item.instance_id].append(item.slot)
-        decisions = _retention(sets, creates_by_instance, decisions_cache)
-        stale = [
-            item
-            for item in planned
-            if not decisions.get(_new_id(item.instance_id, item.slot), _KEPT).keep
-        ]
-        if stale:  # older than what retention keeps: made now, deleted at once, made again
-            planned = _without(planned, stale)
-            for item in stale:
-                if item.source is not None:
-                    continue  # older than the copies keep: not copied, nothing to report
-                warnings.append(
-                    f"{item.name}: slot {slot_tag_value(item.slot)} of {item.instance_id} not "
-                    "made: newer images cover it and retention would delete it at once"
-                )
-            continue
-        expired = [
-            owned
-            for instance_set in sets.values()
-            for owned in instance_set.images
-            if _expired(owned, instance_set, decisions)
-        ]
-        expired.sort(key=_age_key)
-        available = inventory.quota - len(inventory.images) + len(cleanup)
-        shortfall = len(planned) - available
-        early: list[ManagedImage] = []
-        if shortfall > 0:
-            early = [
-                owned for owned in expired if owned is not sets[owned.instance_id].newest_usable
-            ][:shortfall]
-        available += len(early)
-        early_chosen = {owned.image_id for owned in early}
-        evict_pool = sorted(
-            (
-                owned
-                for instance_set in sets.values()
-                if not instance_set.orphan and not instance_set.held
-                for owned in instance_set.images
-                if owned.image.state.usable
-                and not owned.pinned
-                and owned is not instance_set.newest_usable
-                and owned.image_id not in early_chosen
-                and owned.image_id not in instance_set.waited
-                and owned.image.name not in done_names
-            ),
-            key=_age_key,
-            reverse=True,
-        )
-        evicted: list[tuple[ManagedImage, _Wanted]] = []
-        made: list[_Wanted] = []
-        dropped: list[_Wanted] = []
-        for item in planned:
-            # Over quota (quota lowered), one create may need several evictions.
-            needed = 1 - available if item.may_evict and available <= 0 else 0
-            # A copy never evicts a newer image: that would only make room for an older one.
-            if 0 < needed <= len(evict_pool) and (
-                item.source is None or evict_pool[-needed].slot < item.slot
-            ):
-                evicted += [(evict_pool.pop(), item) for _ in range(needed)]
-                available += needed
-            if available > 0:
-                available -= 1
-                made.append(item)
-            else:
-                dropped.append(item)
-        if not dropped:
-            break
-        planned = _without(planned, dropped)
-        newest_copies = {
-            item.instance_id: item.slot
-            for item in sorted(wanted, key=lambda w: w.slot)
-            if item.source is not None
-        }
-        for item in dropped:
-            if item.source is not None and item.slot < newest_copies[item.instance_id]:
-                warnings.append(
-                    f"{item.name}: older copy from {item.source.image.region} not made: the "
-                    f"quota ({inventory.quota}) holds fewer copies than their retention keeps"
-                )
-            else:
-                skips.append(_quota_skip(item, inventory.quota, len(inventory.images)))
-
-    # --- steps ---------------------------------------------------------------------------
-    early_ids = {owned.image_id for owned in early}
-    evicted_ids = {owned.image_id: item for owned, item in evicted}
-    late = [
-        owned
-        for owned in expired
-        if owned.image_id not in early_ids and owned.image_id not in evicted_ids
-    ]
-    for owned, item in evicted:
-        what = "make" if item.source is None else f"copy from {item.source.image.region}"
-        warnings.append(
-            f"quota full ({inventory.quota}): evicting {owned.image.name} ({owned.image_id}) "
-            f"of {owned.instance_id} to {what} {item.name}; retention wants more images than "
-            "the quota holds"
-        )
-
-    errors.extend(skip.error for skip in skips)
-
-    steps: list[Step] = []
-    steps += _batches(
-        Phase.BEFORE_CREATE,
-        DeleteKind.CLEANUP,
-        [_target(o, "CREATEFAILED: clean up") for o in cleanup],
-    )
-    steps += _batches(
-        Phase.BEFORE_CREATE,
-        DeleteKind.EXPIRE,
-        [_target(o, _expire_reason(o, decisions, early=True)) for o in early],
-    )
-    steps += _batches(
-        Phase.BEFORE_CREATE,
-        DeleteKind.EVICT,
-        [_target(o, f"evicted: quota full, room for {i.name}") for o, i in evicted],
-    )
-    steps += [_create(item) for item in made if item.source is None]
-    steps += [_copy(item) for item in made if item.source is not None]
-    skips.sort(key=lambda skip: (skip.slot, skip.instance_id))
-    steps += skips
-    if made or waited:
-        new = "new images and copies" if any(m.source for m in made) else "new images"
-        steps.append(
-            Wait(
-                image_ids=tuple(sorted(waited)),
-                image_names=tuple(
-                    sorted({i.name for i in waited.values()} | {m.name for m in made})
-                ),
-                reason=f"wait until the {new} are NORMAL, then plan again and delete",
-            )
-        )
-    steps += _batches(
-        Phase.AFTER_CREATE,
-        DeleteKind.EXPIRE,
-        [_target(o, _expire_reason(o, decisions, early=False)) for o in late],
-    )
-
-    plan = Plan(
-        region=inventory.region,
-        now=now,
-        quota=inventory.quota,
-        used=len(inventory.images),
-        unmanaged=len(unmanaged),
-        steps=tuple(steps),
-        decisions=_image_decisions(
-            sets=sets,
-            decisions=decisions,
-            cleanup=cleanup,
-            early=early_ids,
-            evicted=evicted_ids,
-            late={o.image_id for o in late},
-        ),
-        warnings=tuple(warnings),
-        errors=tuple(errors),
-        orphan_instance_ids=tuple(
-            sorted(i for i, s in sets.items() if s.orphan and not s.held)
-        ),
-    )
-    violations = check_plan(inventory, plan, fmt, managed=managed_by_id, sources=sources)
-    if violations:
-        raise PlanInvariantError("; ".join(violations))
-    return plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,7 +817,7 @@ def _copy_retention(policy: Policy, region: str) -> Retention:
     return rule.retention
 
 
-def _without(items: list[_Wanted], removed: Sequence[_Wanted]) -> list[_Wanted]:
+def _without(items: list[Demand], removed: Sequence[Demand]) -> list[Demand]:
     gone = {id(item) for item in removed}
     return [item for item in items if id(item) not in gone]
 
@@ -572,28 +833,6 @@ def _make_set(
     if settings.orphan_retention is not None:
         orphan_rules = (RuleSet(settings.orphan_retention, "UTC", _ORPHAN_RULES),)
     return _InstanceSet(instance_id, [], orphan_rules, orphan=True)
-
-
-def _existing_name_problem(
-    existing: Sequence[Image], managed_by_id: Mapping[str, ManagedImage]
-) -> str:
-    """'' (create), 'done', 'wait', or the error that makes the slot a ``Skip``."""
-    if not existing:
-        return ""
-    foreign = [image.image_id for image in existing if image.image_id not in managed_by_id]
-    if foreign:
-        return f"the name is taken by {', '.join(foreign)}, which cvmkeeper does not manage"
-    if any(image.state.usable for image in existing):
-        return "done"
-    if any(image.state.busy for image in existing):
-        return "wait"
-    if all(
-        image.state is ImageState.CREATEFAILED and not managed_by_id[image.image_id].pinned
-        for image in existing
-    ):
-        return ""  # cleaned up before the creates; the name is then free
-    states = ", ".join(f"{image.image_id} {image.state.value}" for image in existing)
-    return f"the name is held by {states}, which cvmkeeper may not delete"
 
 
 def _retention(
@@ -657,7 +896,7 @@ def _expire_reason(owned: ManagedImage, decisions: Mapping[str, Decision], *, ea
     return reason
 
 
-def _create(item: _Wanted) -> Create:
+def _create(item: Demand) -> Create:
     names = item.policy_names
     return Create(
         instance_id=item.instance_id,
@@ -671,7 +910,7 @@ def _create(item: _Wanted) -> Create:
     )
 
 
-def _copy(item: _Wanted) -> Copy:
+def _copy(item: Demand) -> Copy:
     source = item.source
     assert source is not None
     names = item.policy_names
@@ -688,7 +927,7 @@ def _copy(item: _Wanted) -> Copy:
     )
 
 
-def _quota_skip(item: _Wanted, quota: int, used: int) -> Skip:
+def _quota_skip(item: Demand, quota: int, used: int) -> Skip:
     how = "on_quota_full: skip" if not item.may_evict else "nothing can be evicted"
     what = "not created" if item.source is None else \
         f"not copied from {item.source.image.region}"
@@ -706,15 +945,14 @@ def _quota_skip(item: _Wanted, quota: int, used: int) -> Skip:
 
 
 def _image_decisions(
-    *,
-    sets: Mapping[str, _InstanceSet],
-    decisions: Mapping[str, Decision],
-    cleanup: Sequence[ManagedImage],
-    early: set[str],
-    evicted: Mapping[str, _Wanted],
-    late: set[str],
+    sets: Mapping[str, _InstanceSet], quota: QuotaResolution, cleanup: Sequence[ManagedImage]
 ) -> tuple[ImageDecision, ...]:
+    """What becomes of every managed image, newest first per instance, with its reasons."""
+    decisions = quota.decisions
     cleanup_ids = {owned.image_id for owned in cleanup}
+    early = {owned.image_id for owned in quota.early}
+    evicted = {owned.image_id: demand for owned, demand in quota.evicted}
+    late = {owned.image_id for owned in quota.late}
     result: list[ImageDecision] = []
     for instance_id in sorted(sets):
         instance_set = sets[instance_id]

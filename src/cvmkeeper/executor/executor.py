@@ -287,11 +287,11 @@ class RegionExecutor:
             self._error(self._due_policy_names(), "plan", f"planning failed: {error}", error)
             return None
         self.result.plans.append(plan)
-        for message in plan.warnings:
-            if message not in self._warned:
-                self._warned.add(message)
-                self._warn(self._policies_in_message(message, plan), _warning_action(message),
-                           message)
+        for notice in plan.notices:
+            if notice.message not in self._warned:
+                self._warned.add(notice.message)
+                self._warn(list(notice.policies) or self._due_policy_names(), notice.kind.value,
+                           notice.message)
         return plan
 
     def _replan_for_quota(self) -> set[str]:
@@ -703,16 +703,6 @@ class RegionExecutor:
             return names
         return sorted(p.name for p in self.options.setup.policies if self.region in p.regions)
 
-    def _policies_in_message(self, message: str, plan: Plan) -> list[str]:
-        named = [p.name for p in self.options.setup.policies if f"'{p.name}'" in message]
-        if named:
-            return named
-        for decision in plan.decisions:
-            if decision.image_id in message or (decision.image_name and
-                                                 decision.image_name in message):
-                return self._policies_of_instance(decision.instance_id)
-        return self._due_policy_names()
-
     def _policies_of_instance(self, instance_id: str) -> list[str]:
         inventory = self._inventory
         if inventory is None:
@@ -734,14 +724,6 @@ def _failed_attempt(step: Create, error: CloudError) -> _Attempt:
     return _Attempt(step, "failed", error=f"{step.image_name}: CreateImage for "
                     f"{step.instance_id} failed: {error.code}: {error.message}",
                     code=error.code, request_id=error.request_id)
-
-
-def _warning_action(message: str) -> str:
-    if "evict" in message:
-        return "evict"
-    if "matches no instance" in message:
-        return "targets"
-    return "plan"
 
 
 def _extra(slot: datetime | None, image_id: str | None) -> dict[str, str]:
