@@ -41,7 +41,7 @@ from cvmkeeper.core.health import CopyFreshness, InstanceFreshness, RegionHealth
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.schedule import next_policy_slots
 from cvmkeeper.executor.copies import copy_destinations
-from cvmkeeper.executor.executor import read_inventory
+from cvmkeeper.executor.region import read_inventory
 from cvmkeeper.executor.run_health import health_settings
 from cvmkeeper.executor.runner import run_regions
 from cvmkeeper.scheduler.state import STATE_FILE_NAME, DaemonState, PolicyRun, read_state

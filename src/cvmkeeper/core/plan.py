@@ -428,8 +428,8 @@ def _check_rule_3_newest_survives(facts: _PlanFacts) -> list[str]:
             if best is None or (owned.slot, image_id) > best:
                 newest_usable[owned.instance_id] = (owned.slot, image_id)
     coming: dict[str, list[datetime]] = defaultdict(list)
-    for _index, step in facts.makes:
-        coming[step.instance_id].append(step.slot)
+    for _index, made in facts.makes:
+        coming[made.instance_id].append(made.slot)
     for wait in facts.plan.waits:
         for image_id in wait.image_ids:
             if image_id in facts.managed:

@@ -56,11 +56,12 @@ ORs the rules of every policy targeting it, and orphans are what no policy targe
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
+from cvmkeeper.core.due import DueSlots
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.naming import (
     DEFAULT_FORMAT,
@@ -92,9 +93,6 @@ from cvmkeeper.core.policy import Consistency, Policy, Retention
 from cvmkeeper.core.retention import Backup, Decision, RuleSet, decide
 from cvmkeeper.core.targets import resolve_targets
 
-#: Due slots: policy name -> slot, or (policy name, slot) pairs (a policy may be due twice).
-DueSlots = Mapping[str, datetime] | Iterable[tuple[str, datetime]]
-
 _CONSISTENCY_STRENGTH = (Consistency.LIVE, Consistency.FORCE_POWEROFF, Consistency.STOP_START)
 _ORPHAN_RULES = "orphans"
 _KEPT = Decision("", keep=True, reasons=())
@@ -104,6 +102,9 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 def _new_id(instance_id: str, slot: datetime) -> str:
     """The id a planned image has inside retention (never a real id, never deleted)."""
     return f"new:{instance_id}:{slot.isoformat()}"
+
+
+__all__ = ["DueSlots", "PlanInvariantError", "PlannerSettings", "plan_region"]
 
 
 class PlanInvariantError(RuntimeError):

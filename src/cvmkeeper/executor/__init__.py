@@ -3,10 +3,10 @@
 Public API (``cvmkeeper.executor.runner``): ``run_once(setup, client, alerter, now=...)``
 returns a ``RunReport`` of ``SlotOutcome`` values; ``RegionLocks`` keeps two runs of one
 process off the same region; ``due_slots`` is the pure catch-up selection (``core.due``).
-``read_inventory`` (``executor.executor``) reads one region for ``plan`` and ``images``.
+``read_inventory`` (``executor.region``) reads one region for ``plan`` and ``images``.
 """
 
-from cvmkeeper.executor.executor import read_inventory
+from cvmkeeper.executor.region import read_inventory
 from cvmkeeper.executor.report import DeleteOutcome, RunReport, SlotOutcome, report_to_json
 from cvmkeeper.executor.runner import (
     RegionLocks,

@@ -33,8 +33,9 @@ from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.plan import Plan
 from cvmkeeper.core.schedule import latest_policy_slot
 from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
-from cvmkeeper.executor.executor import DuePairs, RegionExecutor, RegionResult, RunOptions
+from cvmkeeper.executor.executor import DueFor, RegionExecutor
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
+from cvmkeeper.executor.region import RegionResult, RunOptions
 from cvmkeeper.executor.report import DeleteOutcome, RunReport, SlotOutcome
 from cvmkeeper.executor.run_health import RunObserver, check_run_health
 from cvmkeeper.executor.stop_journal import StopJournal
@@ -174,8 +175,8 @@ def run_once(
     results: dict[str, RegionResult] = {}
     read: dict[str, Inventory] = {}  # each region's first inventory, for check_run_health
 
-    def due_for(region: str) -> Callable[[Inventory], DuePairs]:
-        def compute(inventory: Inventory) -> DuePairs:
+    def due_for(region: str) -> DueFor:
+        def compute(inventory: Inventory) -> tuple[tuple[str, datetime], ...]:
             read[region] = inventory
             if explicit is not None:
                 return tuple(
