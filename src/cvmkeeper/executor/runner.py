@@ -7,7 +7,7 @@ region that is already being run by another ``run_once`` of this process (two po
 due at the same minute) is not run twice: :class:`RegionLocks` reports it as an error,
 so the caller's check-in fails and the slot is made on the next run.
 
-Which slots: without ``policy_names``, DESIGN.md's catch-up rules (``core.due``): each
+Which slots: without ``policy_names``, the catch-up rules of docs/design.md (``core.due``): each
 policy's latest slot at or before ``now`` if it is younger than its ``catch_up`` window
 (the planner makes nothing for a slot whose image exists; such slots are reported as
 ``exists``). With ``policy_names``, those policies' slot (``slot``, or the latest at or
@@ -23,7 +23,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from cvmkeeper.alerting import Alerter, Failure
 from cvmkeeper.cloud.client import CloudClient
@@ -36,7 +38,7 @@ from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
 from cvmkeeper.executor.executor import DueFor, RegionExecutor
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
 from cvmkeeper.executor.region import RegionResult, RunOptions
-from cvmkeeper.executor.report import DeleteOutcome, RunReport, SlotOutcome
+from cvmkeeper.executor.report import RunReport, SlotOutcome
 from cvmkeeper.executor.run_health import RunObserver, check_run_health
 from cvmkeeper.executor.stop_journal import StopJournal
 
@@ -172,41 +174,57 @@ def run_once(
         stop_journal=None if dry_run else StopJournal(setup.config.state_dir),
         poll_time=poll_time,
     )
+    regions_phase = _run_regions(options, chosen, locks, explicit)
+    copies = _run_copies(options, policy_names, regions, locks)
+    every = regions_phase.results + copies.results
+    report = RunReport(
+        started=started,
+        finished=datetime.now(UTC),
+        outcomes=tuple(o for r in regions_phase.results for o in r.outcomes),
+        deleted=tuple(d for r in every for d in r.deleted),
+        warnings=tuple(w for r in every for w in r.warnings),
+        errors=tuple(e for r in every for e in r.errors),
+        plans={r.region: tuple(r.plans) for r in regions_phase.results},
+        dry_run=dry_run,
+        failed_policies=frozenset(p for r in every for p in r.failed_policies),
+        copies=tuple(c for r in copies.results for c in r.copies),
+        copy_plans=copies.plans,
+    )
+    check_run_health(setup, report, regions_phase.read, alerter, now, policy_names=policy_names,
+                     copy_reads=copies.read, observe=observe)
+    return report
+
+
+@dataclass
+class _Phase:
+    """What one phase of a run left: each region's result, in order, its plans (copy
+    phase), and the inventories it read (for ``check_run_health``)."""
+
+    results: list[RegionResult] = field(default_factory=list)
+    read: dict[str, Any] = field(default_factory=dict)
+    plans: dict[str, tuple[Plan, ...]] = field(default_factory=dict)
+
+
+def _run_regions(
+    options: RunOptions,
+    chosen: Sequence[str],
+    locks: RegionLocks,
+    explicit: dict[str, datetime] | None,
+) -> _Phase:
+    """Every region at once, each in its own thread; a region held by another run of this
+    process is reported busy."""
+    setup = options.setup
     results: dict[str, RegionResult] = {}
     read: dict[str, Inventory] = {}  # each region's first inventory, for check_run_health
-
-    def due_for(region: str) -> DueFor:
-        def compute(inventory: Inventory) -> tuple[tuple[str, datetime], ...]:
-            read[region] = inventory
-            if explicit is not None:
-                return tuple(
-                    (name, when)
-                    for name, when in explicit.items()
-                    if (policy := setup.policy(name)) is not None and region in policy.regions
-                )
-            regional = [p for p in setup.policies if region in p.regions]
-            # Every slot in its window goes to the planner (which reports a present one as
-            # ``exists``); the names only make the progress line say what is missing.
-            found = due_slots(
-                regional,
-                {region: {image.name for image in inventory.images}},
-                now,
-                instances_by_region={region: inventory.instances},
-                name_format=setup.config.name_format,
-                include_present=True,
-            )
-            for item in found:
-                options.say(f"{region}: {item.policy}: {item.reason}")
-            return tuple((item.policy, item.slot) for item in found)
-
-        return compute
 
     def run_region(region: str) -> None:
         with locks.hold(region) as acquired:
             if not acquired:
-                results[region] = _busy(region, setup, alerter, dry_run, explicit)
+                results[region] = _busy(region, setup, options.alerter, options.dry_run,
+                                        explicit)
                 return
-            results[region] = RegionExecutor(options, region, due_for(region)).run()
+            due_for = _due_for(options, region, explicit, read)
+            results[region] = RegionExecutor(options, region, due_for).run()
 
     threads = [
         threading.Thread(target=run_region, args=(region,), name=f"cvmkeeper-run:{region}")
@@ -216,12 +234,55 @@ def run_once(
         thread.start()
     for thread in threads:
         thread.join()
-    ordered = [results[region] for region in chosen if region in results]
+    return _Phase(results=[results[region] for region in chosen if region in results],
+                  read=dict(read))
 
-    # Copy phase: after every source region finished, one destination at a time.
-    copy_plans: dict[str, tuple[Plan, ...]] = {}
-    copy_results: list[RegionResult] = []
-    copy_reads: dict[str, tuple[Inventory, dict[str, Inventory]]] = {}
+
+def _due_for(
+    options: RunOptions,
+    region: str,
+    explicit: dict[str, datetime] | None,
+    read: dict[str, Inventory],
+) -> DueFor:
+    """The due (policy, slot) pairs of ``region``, from its inventory once it is read: the
+    explicit ones, or what the catch-up rules select."""
+    setup = options.setup
+
+    def compute(inventory: Inventory) -> tuple[tuple[str, datetime], ...]:
+        read[region] = inventory
+        if explicit is not None:
+            return tuple(
+                (name, when)
+                for name, when in explicit.items()
+                if (policy := setup.policy(name)) is not None and region in policy.regions
+            )
+        regional = [p for p in setup.policies if region in p.regions]
+        # Every slot in its window goes to the planner (which reports a present one as
+        # ``exists``); the names only make the progress line say what is missing.
+        found = due_slots(
+            regional,
+            {region: {image.name for image in inventory.images}},
+            options.now,
+            instances_by_region={region: inventory.instances},
+            name_format=setup.config.name_format,
+            include_present=True,
+        )
+        for item in found:
+            options.say(f"{region}: {item.policy}: {item.reason}")
+        return tuple((item.policy, item.slot) for item in found)
+
+    return compute
+
+
+def _run_copies(
+    options: RunOptions,
+    policy_names: Sequence[str] | None,
+    regions: Sequence[str] | None,
+    locks: RegionLocks,
+) -> _Phase:
+    """The copy phase: after every source region finished, one destination at a time."""
+    setup = options.setup
+    phase = _Phase()
     copying = [p for p in setup.policies if not policy_names or p.name in policy_names]
     for destination in copy_destinations(copying):
         if regions and destination not in regions:
@@ -230,33 +291,16 @@ def run_once(
             break
         with locks.hold(destination) as acquired:
             if not acquired:
-                copy_results.append(_busy_copies(destination, setup, alerter, dry_run))
+                phase.results.append(
+                    _busy_copies(destination, setup, options.alerter, options.dry_run)
+                )
                 continue
             executor = CopyExecutor(options, destination)
-            copy_results.append(executor.run())
-            copy_plans[destination] = tuple(executor.copy_plans)
+            phase.results.append(executor.run())
+            phase.plans[destination] = tuple(executor.copy_plans)
             if executor.last_read is not None:
-                copy_reads[destination] = executor.last_read
-
-    every = ordered + copy_results
-    outcomes: list[SlotOutcome] = [o for r in ordered for o in r.outcomes]
-    deleted: list[DeleteOutcome] = [d for r in every for d in r.deleted]
-    report = RunReport(
-        started=started,
-        finished=datetime.now(UTC),
-        outcomes=tuple(outcomes),
-        deleted=tuple(deleted),
-        warnings=tuple(w for r in every for w in r.warnings),
-        errors=tuple(e for r in every for e in r.errors),
-        plans={r.region: tuple(r.plans) for r in ordered},
-        dry_run=dry_run,
-        failed_policies=frozenset(p for r in every for p in r.failed_policies),
-        copies=tuple(c for r in copy_results for c in r.copies),
-        copy_plans=copy_plans,
-    )
-    check_run_health(setup, report, read, alerter, now, policy_names=policy_names,
-                     copy_reads=copy_reads, observe=observe)
-    return report
+                phase.read[destination] = executor.last_read
+    return phase
 
 
 def _busy(
