@@ -150,6 +150,8 @@ class Daemon:
 
     # --- the whole life --------------------------------------------------------------------
 
+    # Long on purpose (~95 lines): the daemon's whole life, start to orderly stop, read top to
+    # bottom; each block is one phase (config, alerter, client, metrics, scheduler, loop, stop).
     def run(self) -> int:
         """Run until stopped; return the exit status (0 after a clean stop)."""
         try:
