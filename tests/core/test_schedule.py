@@ -1,10 +1,10 @@
-"""Schedule maths against cronsim (an independent cron), plus DESIGN.md's DST rules.
+"""Schedule maths against cronsim (an independent cron), plus the DST rules of docs/design.md.
 
 cronsim mimics Debian cron at DST changes. For fixed-time jobs (minute and hour not
-starting with '*') that is exactly DESIGN.md's rule and the two must agree everywhere.
+starting with '*') that is exactly the rule of docs/design.md and the two must agree everywhere.
 For wildcard jobs Debian cron fires the repeated hour twice and skips the gap, where
-DESIGN.md says "the first time only" and "once at the end of the gap": there they are
-compared away from the transitions, and DESIGN.md's behaviour is tested explicitly.
+docs/design.md says "the first time only" and "once at the end of the gap": there they are
+compared away from the transitions, and the behaviour docs/design.md names is tested explicitly.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def compare(expr: str, tz: str, start: datetime, count: int = 40) -> None:
     elif tz in HALF_HOUR_DST_ZONES:
         # cronsim skips whole wall-clock hours after a 30-minute shift (e.g. 05:00-05:28
         # on 2026-04-05 in Lord Howe, hours after the change); only fixed-time jobs are
-        # compared there, and DESIGN.md's behaviour is tested explicitly below.
+        # compared there, and the behaviour docs/design.md names is tested explicitly below.
         return
     else:
         assert [m for m in mine if not near_transition(m, tz)] == [
@@ -187,7 +187,7 @@ def test_generated_expressions_agree_with_cronsim(expr: str, tz: str, start: dat
     compare(expr, tz, start, count=12)
 
 
-# --- DESIGN.md's DST rules, explicitly ---------------------------------------------------
+# --- the DST rules of docs/design.md, explicitly ------------------------------------------------
 
 
 def utc(*args: int) -> datetime:

@@ -1,4 +1,4 @@
-"""Freshness and quota headroom of one region, as pure values (DESIGN.md "Alerting").
+"""Freshness and quota headroom of one region, as pure values (docs/design.md "Alerting").
 
 A backup that silently stopped happening is the failure a backup tool must never hide.
 ``assess_region`` looks at what a region holds and says, per targeted instance, how old

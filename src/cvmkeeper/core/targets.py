@@ -1,7 +1,7 @@
 """Target resolution: which instances of a region each policy backs up.
 
 Every policy that targets an instance adds its schedules and keep rules to that
-instance's one *instance set* (DESIGN.md "Words"), so the planner needs, per instance,
+instance's one *instance set* (docs/design.md "Words"), so the planner needs, per instance,
 the policies that target it. Matching itself (ids, all-tags, exclusions) is
 ``policy.Targets.selects``; this module applies it to one region's inventory.
 """
