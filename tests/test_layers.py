@@ -21,13 +21,16 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cvmkeeper"
 ALLOWED_LAYERS: dict[str, frozenset[str]] = {
     "core": frozenset(),
     "logs": frozenset(),
+    "files": frozenset(),
     "config": frozenset({"core"}),
     "cloud": frozenset({"core", "logs"}),
     "alerting": frozenset({"", "core", "logs"}),
     "emulator": frozenset({"core", "cloud"}),
-    "executor": frozenset({"core", "config", "cloud", "alerting", "logs"}),
+    "executor": frozenset({"core", "config", "cloud", "alerting", "logs", "files"}),
     "metrics": frozenset({"executor"}),
-    "scheduler": frozenset({"core", "config", "cloud", "alerting", "executor", "metrics", "logs"}),
+    "scheduler": frozenset(
+        {"core", "config", "cloud", "alerting", "executor", "metrics", "logs", "files"}
+    ),
     "cli": frozenset(
         {"", "core", "config", "cloud", "alerting", "executor", "scheduler", "emulator", "logs"}
     ),
@@ -39,6 +42,7 @@ ALLOWED_LAYERS: dict[str, frozenset[str]] = {
 ALLOWED_LIBRARIES: dict[str, frozenset[str]] = {
     "core": frozenset(),
     "logs": frozenset(),
+    "files": frozenset(),
     "config": frozenset({"yaml"}),
     "cloud": frozenset({"tencentcloud", "tenacity"}),
     "alerting": frozenset({"sentry_sdk"}),

@@ -45,7 +45,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -54,6 +53,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from cvmkeeper.files import write_atomically
 
 __all__ = ["JOURNAL_NAME", "StopJournal", "StoppedEntry"]
 
@@ -271,22 +272,7 @@ class StopJournal:
             "version": JOURNAL_VERSION,
             "stopped": [entry.to_json() for _key, entry in sorted(entries.items())],
         }
-        fd, temporary = tempfile.mkstemp(prefix=f".{JOURNAL_NAME}.", suffix=".tmp",
-                                         dir=self.directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps(document, indent=2) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        directory = os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(directory)  # the rename itself survives a power cut
-        finally:
-            os.close(directory)
+        write_atomically(self.path, json.dumps(document, indent=2) + "\n")
 
     def _forget_dead_owners(self, referenced: set[str]) -> None:
         """Remove owner files of processes that are gone and have no entry left."""
