@@ -19,10 +19,11 @@ import pytest
 from cvmkeeper.alerting import MonitorConfig, RecordingAlerter, monitor_slug
 from cvmkeeper.alerting.monitors import monitor_schedule, policy_monitor, schedule_monitor
 from cvmkeeper.config import Config, SentrySettings, Setup
-from cvmkeeper.core.policy import Policy, Retention, Schedule, Targets
+from cvmkeeper.core.policy import Policy, Schedule
 from cvmkeeper.executor.checkins import policy_checkins
 from cvmkeeper.executor.report import RunReport
 from cvmkeeper.scheduler.jobs import RunContext, SlotJobs
+from support import builders
 
 NOW = datetime(2026, 11, 27, 18, 0, 30, tzinfo=UTC)
 SETTINGS = SentrySettings(checkin_margin=timedelta(minutes=7), max_runtime=timedelta(hours=2))
@@ -41,17 +42,6 @@ SCHEDULE_KINDS: dict[str, tuple[Schedule, ...]] = {
     ),
     "every then cron": (Schedule(every=timedelta(hours=4)), Schedule(cron="30 1 * * *")),
 }
-
-
-def make_policy(name: str, schedules: tuple[Schedule, ...]) -> Policy:
-    """A policy with these schedules."""
-    return Policy(
-        name=name,
-        regions=("ap-guangzhou",),
-        targets=Targets(instance_ids=("ins-a",)),
-        schedules=schedules,
-        retention=Retention(keep_last=1),
-    )
 
 
 def ok_runner(*_args: Any, now: datetime, **_options: Any) -> RunReport:
@@ -85,7 +75,7 @@ def run_sends(policy: Policy) -> dict[str, MonitorConfig]:
 
 @pytest.mark.parametrize("kind", sorted(SCHEDULE_KINDS))
 def test_the_daemon_and_a_manual_run_send_the_same_monitor_config(kind: str) -> None:
-    policy = make_policy("web", SCHEDULE_KINDS[kind])
+    policy = builders.policy("web", ids=("ins-a",), schedules=SCHEDULE_KINDS[kind])
     from_run = run_sends(policy)
     assert list(from_run) == [monitor_slug("web")]
     from_daemon = daemon_sends(policy, 0)
@@ -98,16 +88,17 @@ def test_the_daemon_and_a_manual_run_send_the_same_monitor_config(kind: str) -> 
 
 def test_the_bug_of_issue_20_is_gone() -> None:
     """Cron in Asia/Shanghai plus ``every: 6h``: the run no longer sends ``(6, hour)`` UTC."""
-    policy = make_policy("web", SCHEDULE_KINDS["cron then every"])
+    policy = builders.policy("web", ids=("ins-a",), schedules=SCHEDULE_KINDS["cron then every"])
     (config,) = run_sends(policy).values()
     assert (config.schedule, config.timezone) == ("0 2 * * *", "Asia/Shanghai")
     assert (config.checkin_margin, config.max_runtime) == (7, 120)
-    (daily,) = run_sends(make_policy("d", SCHEDULE_KINDS["@daily macro"])).values()
+    daily_policy = builders.policy("d", ids=("ins-a",), schedules=SCHEDULE_KINDS["@daily macro"])
+    (daily,) = run_sends(daily_policy).values()
     assert (daily.schedule, daily.timezone) == ("0 0 * * *", "UTC")
 
 
 def test_each_schedule_has_its_own_monitor() -> None:
-    policy = make_policy("web", SCHEDULE_KINDS["every then cron"])
+    policy = builders.policy("web", ids=("ins-a",), schedules=SCHEDULE_KINDS["every then cron"])
     assert policy_monitor(policy, SETTINGS) == schedule_monitor(policy, 0, SETTINGS)
     slug, config = schedule_monitor(policy, 1, SETTINGS)
     assert (slug, config.schedule, config.timezone) == ("web-2", "30 1 * * *", "UTC")

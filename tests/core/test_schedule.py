@@ -18,7 +18,7 @@ from cronsim import CronSim, CronSimError
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cvmkeeper.core.policy import Policy, Retention, Schedule, Targets
+from cvmkeeper.core.policy import Schedule
 from cvmkeeper.core.schedule import (
     CronError,
     check_schedule,
@@ -32,6 +32,7 @@ from cvmkeeper.core.schedule import (
     shortest_gap,
     wall_to_utc,
 )
+from support import builders
 
 FIXED_ZONES = ["UTC", "Asia/Shanghai", "Asia/Kolkata", "Asia/Kathmandu"]
 DST_ZONES = ["Europe/Berlin", "America/New_York", "Australia/Sydney", "Australia/Lord_Howe"]
@@ -345,18 +346,10 @@ def test_jitter_must_be_shorter_than_the_shortest_gap() -> None:
         check_schedule(Schedule(cron="0 * * * *", jitter=timedelta(hours=1)))
 
 
-def _policy(*schedules: Schedule) -> Policy:
-    return Policy(
-        name="p",
-        regions=("ap-guangzhou",),
-        targets=Targets(instance_ids=("ins-6pb6lrmy",)),
-        schedules=schedules,
-        retention=Retention(keep_last=1),
-    )
-
-
 def test_policy_slots_merge_schedules_without_duplicates() -> None:
-    policy = _policy(Schedule(cron="0 */6 * * *"), Schedule(every=timedelta(hours=4)))
+    policy = builders.policy(
+        schedules=(Schedule(cron="0 */6 * * *"), Schedule(every=timedelta(hours=4)))
+    )
     slots = next_policy_slots(policy, utc(2026, 1, 1), 6)
     assert slots == [
         utc(2026, 1, 1, 4),

@@ -4,26 +4,17 @@ Which config they send is pinned in ``tests/alerting/test_monitors.py``."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.config import SentrySettings
-from cvmkeeper.core.policy import Policy, Retention, Schedule, Targets
 from cvmkeeper.executor.checkins import policy_checkins
-
-
-def make(name: str, *schedules: Schedule) -> Policy:
-    """A policy with these schedules."""
-    return Policy(name=name, regions=("ap-guangzhou",), targets=Targets(instance_ids=("ins-a",)),
-                  schedules=schedules, retention=Retention(keep_last=1))
+from support import builders
 
 
 def test_policy_checkins_open_each_and_close_failed_ones_with_error() -> None:
     alerter = RecordingAlerter()
-    policies = [make("good", Schedule(every=timedelta(hours=1))),
-                make("bad", Schedule(every=timedelta(hours=1)))]
+    policies = [builders.policy("good", ids=("ins-a",)), builders.policy("bad", ids=("ins-a",))]
     with policy_checkins(alerter, policies, SentrySettings()) as fail:
         assert [c.status for c in alerter.checkins] == ["in_progress", "in_progress"]
         fail("bad")
@@ -35,7 +26,6 @@ def test_policy_checkins_open_each_and_close_failed_ones_with_error() -> None:
 def test_policy_checkins_end_in_error_when_the_run_raises() -> None:
     alerter = RecordingAlerter()
     with pytest.raises(RuntimeError), \
-            policy_checkins(alerter, [make("p", Schedule(every=timedelta(hours=1)))],
-                            SentrySettings()):
+            policy_checkins(alerter, [builders.policy("p", ids=("ins-a",))], SentrySettings()):
         raise RuntimeError("boom")
     assert alerter.checkin_statuses("p") == ["in_progress", "error"]
