@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable
 
 from cvmkeeper.alerting.alerter import Alerter
 from cvmkeeper.alerting.events import Failure
-from cvmkeeper.core.health import CopyFreshness, InstanceFreshness, RegionHealth
+from cvmkeeper.core.health import Freshness, RegionHealth
 
 __all__ = [
     "COPY_FRESHNESS_ACTION",
@@ -38,7 +38,7 @@ REGION_WIDE = "cvmkeeper"
 
 def _warn_stale(
     alerter: Alerter,
-    item: InstanceFreshness | CopyFreshness,
+    item: Freshness,
     action: str,
     message: str,
     extra: dict[str, str],

@@ -37,7 +37,7 @@ from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.config import Setup
 from cvmkeeper.core.durations import format_duration
-from cvmkeeper.core.health import CopyFreshness, InstanceFreshness, RegionHealth, assess_region
+from cvmkeeper.core.health import Freshness, RegionHealth, assess_region
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.schedule import next_policy_slots
 from cvmkeeper.executor.copies import copy_destinations
@@ -62,12 +62,12 @@ class Status:
     unreadable: dict[str, str] = field(default_factory=dict)
 
     @property
-    def stale(self) -> list[InstanceFreshness]:
+    def stale(self) -> list[Freshness]:
         """Every stale instance of every region read."""
         return [item for health in self.regions for item in health.stale]
 
     @property
-    def stale_copies(self) -> list[CopyFreshness]:
+    def stale_copies(self) -> list[Freshness]:
         """Every copy set whose newest copy is stale, in every destination read."""
         return [item for health in self.regions for item in health.stale_copies]
 
@@ -181,7 +181,7 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
     return lines
 
 
-def _copies_text(copy: CopyFreshness, now: datetime) -> str:
+def _copies_text(copy: Freshness, now: datetime) -> str:
     """``copies web-daily ins-x from ap-guangzhou: 2 held, newest NAME (5h ago)``."""
     head = f"copies {', '.join(copy.policies)} {copy.instance_id} from {copy.source_region}"
     if copy.newest_slot is None:
@@ -201,7 +201,7 @@ def _recent_errors(setup: Setup, status: Status) -> list[dict[str, str]]:
     ]
 
 
-def _freshness_json(item: InstanceFreshness) -> dict[str, Any]:
+def _freshness_json(item: Freshness) -> dict[str, Any]:
     return {
         "region": item.region,
         "instance_id": item.instance_id,
@@ -216,7 +216,7 @@ def _freshness_json(item: InstanceFreshness) -> dict[str, Any]:
     }
 
 
-def _copy_json(item: CopyFreshness) -> dict[str, Any]:
+def _copy_json(item: Freshness) -> dict[str, Any]:
     return {
         "region": item.region,
         "source_region": item.source_region,
