@@ -21,22 +21,21 @@ in the destination ...) are alerted with the destination as the ``region`` tag a
 source region and image in the event's extra context.
 
 ``CopyExecutor`` is its own orchestration, built from the same parts as the region run
-(``region``, ``planning``, ``waits``, ``deletes``); ``SyncImages`` attempts use the same
-:class:`~cvmkeeper.executor.creates.AttemptStatus` as creates.
+(``region``, ``planning``, ``waits``, ``deletes``); a ``SyncImages`` is recorded as the
+same :class:`~cvmkeeper.executor.creates.Attempt` (and ``AttemptStatus``) as a create.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.plan import Copy, DeleteTarget, Phase, Plan, Skip
 from cvmkeeper.core.policy import Policy
-from cvmkeeper.executor.creates import AttemptStatus
+from cvmkeeper.executor.creates import Attempt, AttemptStatus
 from cvmkeeper.executor.deletes import Deleter
 from cvmkeeper.executor.planning import RunPlanner
 from cvmkeeper.executor.region import (
@@ -70,18 +69,6 @@ def copy_source_regions(policies: tuple[Policy, ...] | list[Policy], destination
     )
 
 
-@dataclass
-class _CopyAttempt:
-    """One ``SyncImages`` tried for a ``Copy`` step."""
-
-    step: Copy
-    status: AttemptStatus
-    image_id: str | None = None
-    error: str | None = None
-    code: str | None = None
-    request_id: str | None = None
-
-
 class CopyExecutor:
     """Runs the copy phase of one destination region (see the module docstring)."""
 
@@ -91,7 +78,7 @@ class CopyExecutor:
         self._run = RegionRun(options, region)
         self.result = self._run.result
         self._source_regions = copy_source_regions(options.setup.policies, region)
-        self._attempts: dict[str, _CopyAttempt] = {}  # image name -> attempt
+        self._attempts: dict[str, Attempt[Copy]] = {}  # image name -> attempt
         self._skips: list[Skip] = []
         self._planner = RunPlanner(self._run, self._copy_policy_names)
         self._waiter = ImageWaiter(self._run)
@@ -201,14 +188,14 @@ class CopyExecutor:
     def _copy(self, step: Copy) -> None:
         self._attempts[step.image_name] = self._attempt(step)
 
-    def _attempt(self, step: Copy) -> _CopyAttempt:
+    def _attempt(self, step: Copy) -> Attempt[Copy]:
         if self.options.stopping:
-            return _CopyAttempt(step, AttemptStatus.STOPPED)
+            return Attempt(step, AttemptStatus.STOPPED)
         try:
             result = self._run.client.sync_image(step.source_region, step.source_image_id,
                                                  [self.region])
         except CloudError as error:
-            return _CopyAttempt(
+            return Attempt(
                 step, AttemptStatus.FAILED,
                 error=f"{step.image_name}: SyncImages of {step.source_image_id} from "
                 f"{step.source_region} to {self.region} failed: {error.code}: {error.message}",
@@ -216,18 +203,18 @@ class CopyExecutor:
         except Exception as error:
             log.exception("SyncImages %s into %s failed unexpectedly", step.image_name,
                           self.region)
-            return _CopyAttempt(step, AttemptStatus.FAILED,
+            return Attempt(step, AttemptStatus.FAILED,
                                 error=f"{step.image_name}: SyncImages failed: {error}")
         image_id = result.copies.get(self.region)
         if not image_id:
-            return _CopyAttempt(
+            return Attempt(
                 step, AttemptStatus.FAILED,
                 error=f"{step.image_name}: SyncImages answered without a copy in {self.region}")
         adopted = self.region in result.adopted
         self._run.say(f"{self.region}: {'adopted' if adopted else 'copied'} {step.image_name} "
                       f"({image_id}) from {step.source_region} ({step.source_image_id})")
         status = AttemptStatus.ADOPTED if adopted else AttemptStatus.MADE
-        return _CopyAttempt(step, status, image_id=image_id)
+        return Attempt(step, status, image_id=image_id)
 
     # -- outcomes --------------------------------------------------------------------------
 
@@ -246,7 +233,7 @@ class CopyExecutor:
             self.result.copies.append(outcome)
             self._alert_copy(outcome, warning=False)
 
-    def _copy_outcome(self, attempt: _CopyAttempt) -> CopyOutcome:
+    def _copy_outcome(self, attempt: Attempt[Copy]) -> CopyOutcome:
         step = attempt.step
 
         def outcome(status: CopyStatus, *, error: str | None = None, state: str | None = None,

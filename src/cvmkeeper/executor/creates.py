@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import Generic, TypeVar
 
 from cvmkeeper.cloud.errors import CloudError, QuotaExceededError
 from cvmkeeper.cloud.models import CreateImageRequest
-from cvmkeeper.core.plan import Create
+from cvmkeeper.core.plan import Copy, Create
 from cvmkeeper.core.policy import Consistency
 from cvmkeeper.executor.consistency import InstanceStopper, StopProblem
 from cvmkeeper.executor.region import RegionRun
@@ -51,11 +52,18 @@ class AttemptStatus(Enum):
         return self in (AttemptStatus.MADE, AttemptStatus.ADOPTED)
 
 
-@dataclass
-class Attempt:
-    """One ``CreateImage`` the executor tried (or could not try) for a (instance, slot)."""
+#: The step an attempt carries out: a ``Create`` (``CreateImage``) or a ``Copy`` (``SyncImages``).
+StepT = TypeVar("StepT", Create, Copy)
 
-    step: Create
+
+@dataclass
+class Attempt(Generic[StepT]):
+    """One ``CreateImage`` or ``SyncImages`` the executor tried (or could not try).
+
+    ``action`` is the API action an error came from (``StopInstances`` when the instance
+    could not be stopped for its image)."""
+
+    step: StepT
     status: AttemptStatus
     image_id: str | None = None
     error: str | None = None
@@ -70,7 +78,7 @@ class Creator:
     def __init__(self, run: RegionRun, stopper: InstanceStopper) -> None:
         self._run = run
         self._stopper = stopper
-        self.attempts: dict[Key, Attempt] = {}
+        self.attempts: dict[Key, Attempt[Create]] = {}
 
     def policies_of_instance(self, instance_id: str) -> list[str]:
         """The policies of the creates attempted for ``instance_id``."""
@@ -141,7 +149,7 @@ class Creator:
         self.attempts[(step.instance_id, step.slot)] = attempt
         return attempt.status
 
-    def _attempt(self, step: Create, *, last_chance: bool) -> Attempt:
+    def _attempt(self, step: Create, *, last_chance: bool) -> Attempt[Create]:
         run = self._run
         if run.stopping:
             return Attempt(step, AttemptStatus.STOPPED)
@@ -174,7 +182,7 @@ class Creator:
         return Attempt(step, status, image_id=made.image_id)
 
 
-def _failed_attempt(step: Create, error: CloudError) -> Attempt:
+def _failed_attempt(step: Create, error: CloudError) -> Attempt[Create]:
     return Attempt(step, AttemptStatus.FAILED, error=f"{step.image_name}: CreateImage for "
                    f"{step.instance_id} failed: {error.code}: {error.message}",
                    code=error.code, request_id=error.request_id)

@@ -38,7 +38,7 @@ from datetime import datetime
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.naming import image_name
-from cvmkeeper.core.plan import DeleteTarget, Phase, Plan, Skip
+from cvmkeeper.core.plan import Create, DeleteTarget, Phase, Plan, Skip
 from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.consistency import InstanceStopper
 from cvmkeeper.executor.creates import Attempt, AttemptStatus, Creator, Key
@@ -236,7 +236,7 @@ class RegionExecutor:
                 if outcome.error is not None:
                     self._alert_outcome(outcome, self._creator.attempts.get((instance_id, slot)))
 
-    def _alert_outcome(self, outcome: SlotOutcome, attempt: Attempt | None) -> None:
+    def _alert_outcome(self, outcome: SlotOutcome, attempt: Attempt[Create] | None) -> None:
         """A slot without its image: an error (a warning when the run was stopped first)."""
         assert outcome.error is not None
         if attempt is not None and attempt.status is AttemptStatus.STOPPED:
