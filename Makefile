@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest bench clean reliability-long
+.PHONY: test demo lint typecheck pytest bench clean reliability-long test-clock
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ pytest: $(STAMP)
 
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
+
+# The tests that read the real clock (marked `wallclock`), under libfaketime at a morning
+# and an evening instant, an hour's last minute, Europe's DST change and New Year's Eve,
+# then the whole suite once at a summer midday (the net for an unmarked wall-clock test).
+# The verdict must not change with the time of day (scripts/test-shifted-clock.sh).
+test-clock: $(STAMP)
+	PYTHON=$(BIN)/python bash scripts/test-shifted-clock.sh -- $(PYTEST_ARGS)
+	PYTHON=$(BIN)/python CLOCK_TESTS=tests bash scripts/test-shifted-clock.sh 2027-06-15T11:59:30Z -- $(PYTEST_ARGS)
 
 # The reliability suite's long profile (tests/reliability; `make test` runs the short one).
 reliability-long: $(STAMP)

@@ -151,6 +151,7 @@ def sandbox(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.wallclock
 def test_runnable_blocks_run_and_show_their_real_output(sandbox: tuple[Path, str]) -> None:
     directory, endpoint = sandbox
     found = readme_blocks()

@@ -248,6 +248,7 @@ def test_the_daemon_refuses_a_bad_config_at_start_with_exit_2(tmp_path: Path) ->
 
 
 @pytest.mark.slow
+@pytest.mark.wallclock
 def test_a_running_daemon_keeps_its_config_when_the_policies_vanish_or_turn_binary(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

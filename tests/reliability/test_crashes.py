@@ -153,11 +153,13 @@ def test_a_kill_between_stop_and_start_leaves_no_instance_down(
 # its image is CREATING; this one reuses that test's process helpers, gives the instance
 # old backups to rotate, kills at a seeded write (create or delete) and runs the checker.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scheduler"))
+from daemon_helpers import daily_slot_before  # noqa: E402
 from test_daemon_e2e import INSTANCE, DaemonProcess, Notifications, config_for  # noqa: E402
 from test_daemon_e2e import fleet as daemon_fleet  # noqa: E402
 from test_daemon_e2e import start_daemon as daemon_starter  # noqa: E402,F401 - the fixture
 
 
+@pytest.mark.wallclock
 @pytest.mark.parametrize("seed", range(figures.sized(1, 4)))
 def test_the_daemon_killed_at_a_seeded_write_then_restarted_ends_as_if_never_killed(
     tmp_path: Path,
@@ -168,12 +170,14 @@ def test_the_daemon_killed_at_a_seeded_write_then_restarted_ends_as_if_never_kil
         "daemon_starter")
     trigger = random.Random(seed).choice(("CreateImage", "DeleteImages"))
     spec = daemon_fleet(create_seconds=1.5)
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    old = [managed(INSTANCE, hour - timedelta(hours=h), f"img-old0000{h}") for h in (1, 2, 3)]
+    # A daily slot 30 minutes ago (the same slot whatever hour the test crosses), with
+    # the three days before it already made.
+    schedule, slot = daily_slot_before(datetime.now(UTC))
+    old = [managed(INSTANCE, slot - timedelta(days=d), f"img-old0000{d}") for d in (1, 2, 3)]
     spec["regions"][REGION]["images"] = old
     with running_emulator(spec) as emu:
         initial = emu.core.state()
-        config = config_for(tmp_path, emu, "every: 1h")  # keep_last 3
+        config = config_for(tmp_path, emu, schedule)  # keep_last 3
         daemon, notify = start(config)
         notify.expect("READY")
         seen = commands.poll(lambda: any(e["action"] == trigger
@@ -194,7 +198,7 @@ def test_the_daemon_killed_at_a_seeded_write_then_restarted_ends_as_if_never_kil
         assert violations == [], format_violations(violations)
         made = {e["params"]["ImageName"] for e in state["history"]
                 if e["action"] == "CreateImage" and e["result"] == "ok"}
-        assert len(made) == 1
+        assert made == {image_name(INSTANCE, slot)}
         names = {i["ImageName"] for i in state["regions"][REGION]["images"]}
         assert names == made | {i["name"] for i in old[:2]}
         assert "Traceback" not in daemon.text() + again.text()

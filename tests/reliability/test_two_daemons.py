@@ -39,7 +39,7 @@ from test_daemon_e2e import REGION, DaemonProcess, Notifications
 from test_daemon_e2e import fleet as daemon_fleet
 from test_daemon_e2e import start_daemon as daemon_starter  # noqa: F401 - the fixture
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.wallclock]
 
 INSTANCES = ("ins-6pb6lrmy", "ins-7qc7msnz", "ins-8rd8ntoa")
 KEEP = 3  # policy_text's keep_last

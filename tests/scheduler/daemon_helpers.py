@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +140,16 @@ def policy_text(
     if catch_up is not None:
         text += f"catch_up: {catch_up}\n"
     return text
+
+
+def daily_slot_before(now: datetime, minutes: int = 30) -> tuple[str, datetime]:
+    """A daily UTC cron line whose latest slot is ``minutes`` before ``now``, and that slot.
+
+    The daemon's end-to-end tests use the real clock. With such a schedule the slot a
+    catch-up makes is known before the daemon starts and is the same at every instant
+    (hour and year boundaries, DST: the cron is in UTC), and no scheduled slot fires for
+    the next 23 hours, so a test that crosses an hour while it runs sees no second slot.
+    The default ``catch_up`` (one period, a day) covers a slot 30 minutes old.
+    """
+    slot = (now - timedelta(minutes=minutes)).replace(second=0, microsecond=0)
+    return f'cron: "{slot.minute} {slot.hour} * * *"', slot

@@ -5,6 +5,12 @@ binds an AF_UNIX datagram socket and passes it as ``$NOTIFY_SOCKET``, starts the
 as a subprocess and talks to it with real signals. The emulator's own state is the
 oracle: which images exist, in which state, how many per slot. Nothing speeds the clock:
 the scheduled-slot test uses an ``every: 1m`` schedule and so waits for the next minute.
+
+The verdict never depends on the time of day: a catch-up's slot comes from a daily UTC
+cron placed 30 minutes before the test starts (``daily_slot_before``), so it is known in
+advance and no other slot fires while the test runs, whatever boundary it crosses; a
+scheduled slot is the one the daemon reports. ``make test-clock`` runs these tests under
+shifted clocks (an hour's last minute, New Year, a DST change) to keep it so.
 """
 
 from __future__ import annotations
@@ -24,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_helpers import policy_text, write_setup
+from daemon_helpers import daily_slot_before, policy_text, write_setup
 
 from cvmkeeper.core.naming import image_name
 from cvmkeeper.emulator.server import RunningEmulator, running_emulator
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.wallclock]
 
 INSTANCE = "ins-6pb6lrmy"
 REGION = "ap-guangzhou"
@@ -100,10 +106,6 @@ def assert_one_image_per_slot(emu: RunningEmulator) -> None:
 def slot_name_time(name: str) -> str:
     """``261127-0300-6pb6lrmy`` -> ``2026-11-27T03:00`` (the slot its name carries)."""
     return f"{datetime.strptime(name[:11], '%y%m%d-%H%M'):%Y-%m-%dT%H:%M}"
-
-
-def hourly_slot(now: datetime) -> datetime:
-    return now.replace(minute=0, second=0, microsecond=0)
 
 
 class Notifications:
@@ -217,16 +219,16 @@ def test_ready_catch_up_reloads_and_a_scheduled_slot(
     tmp_path: Path, start_daemon: Callable[[Path], tuple[DaemonProcess, Notifications]]
 ) -> None:
     with running_emulator(fleet(create_seconds=1.0)) as emu:
-        config = config_for(tmp_path, emu, "every: 1h")
-        started_at = datetime.now(UTC)
+        schedule, latest = daily_slot_before(datetime.now(UTC))
+        config = config_for(tmp_path, emu, schedule)
         daemon, notify = start_daemon(config)
 
         ready = notify.expect("READY")
         assert ready["READY"] == "1"
         assert ready["STATUS"].startswith("next: web at ")
 
-        # Catch-up: the latest hourly slot has no image yet, so it is made at once.
-        missed = image_name(INSTANCE, hourly_slot(started_at))
+        # Catch-up: the latest daily slot has no image yet, so it is made at once.
+        missed = image_name(INSTANCE, latest)
         wait_for(f"{missed} NORMAL", lambda: image_states(emu).get(missed) == "NORMAL", 30)
         wait_for("catch-up to finish", lambda: "catch-up finished: ok" in daemon.text(), 10)
 
@@ -277,16 +279,15 @@ def test_ready_catch_up_reloads_and_a_scheduled_slot(
         assert SECRET_KEY not in daemon.text()
 
 
-def wait_until_creating(emu: RunningEmulator, started: datetime) -> str:
-    """Wait for the catch-up's image of the hourly slot to be sent; return its name."""
+def wait_until_creating(emu: RunningEmulator, slot: datetime) -> str:
+    """Wait for the catch-up's image of ``slot`` to be sent; return its name."""
     creating = wait_for(
         "an image CREATING",
         lambda: [name for name, state in image_states(emu).items() if state == "CREATING"],
         30,
         0.05,
     )
-    possible = {image_name(INSTANCE, hourly_slot(t)) for t in (started, datetime.now(UTC))}
-    assert len(creating) == 1 and creating[0] in possible, creating
+    assert creating == [image_name(INSTANCE, slot)], creating
     return str(creating[0])
 
 
@@ -294,11 +295,11 @@ def test_sigterm_during_a_run_exits_0_and_the_next_start_finishes_the_slot(
     tmp_path: Path, start_daemon: Callable[[Path], tuple[DaemonProcess, Notifications]]
 ) -> None:
     with running_emulator(fleet(create_seconds=6.0)) as emu:
-        config = config_for(tmp_path, emu, "every: 1h")
-        started = datetime.now(UTC)
+        schedule, slot = daily_slot_before(datetime.now(UTC))
+        config = config_for(tmp_path, emu, schedule)
         daemon, notify = start_daemon(config)
         notify.expect("READY")
-        slot_name = wait_until_creating(emu, started)  # the catch-up run waits for it
+        slot_name = wait_until_creating(emu, slot)  # the catch-up run waits for it
 
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(timeout=30) == 0
@@ -327,11 +328,11 @@ def test_sigkill_mid_run_then_restart_ends_with_exactly_one_image_per_slot(
     tmp_path: Path, start_daemon: Callable[[Path], tuple[DaemonProcess, Notifications]]
 ) -> None:
     with running_emulator(fleet(create_seconds=4.0)) as emu:
-        config = config_for(tmp_path, emu, "every: 1h")
-        started = datetime.now(UTC)
+        schedule, slot = daily_slot_before(datetime.now(UTC))
+        config = config_for(tmp_path, emu, schedule)
         daemon, notify = start_daemon(config)
         notify.expect("READY")
-        slot_name = wait_until_creating(emu, started)
+        slot_name = wait_until_creating(emu, slot)
 
         daemon.process.kill()  # SIGKILL: no handler, no cleanup
         assert daemon.wait(timeout=10) == -signal.SIGKILL
