@@ -45,7 +45,7 @@ from cvmkeeper.executor.region import (
     policies_of_image,
     read_inventory,
 )
-from cvmkeeper.executor.report import CopyOutcome, CopyStatus
+from cvmkeeper.executor.report import CopyStatus, Outcome
 from cvmkeeper.executor.waits import ImageWaiter
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ class CopyExecutor:
             if outcome.error is not None:
                 self._alert_copy(outcome, warning=attempt.status is AttemptStatus.STOPPED)
         for skip in self._skips:
-            outcome = CopyOutcome(
+            outcome = Outcome(
                 policies=skip.policies, region=self.region, source_region=skip.source_region,
                 source_image_id="", instance_id=skip.instance_id, slot=skip.slot,
                 image_name=skip.image_name, image_id=None, status="skipped", error=skip.error,
@@ -233,12 +233,12 @@ class CopyExecutor:
             self.result.copies.append(outcome)
             self._alert_copy(outcome, warning=False)
 
-    def _copy_outcome(self, attempt: Attempt[Copy]) -> CopyOutcome:
+    def _copy_outcome(self, attempt: Attempt[Copy]) -> Outcome:
         step = attempt.step
 
         def outcome(status: CopyStatus, *, error: str | None = None, state: str | None = None,
-                    code: str | None = None, request_id: str | None = None) -> CopyOutcome:
-            return CopyOutcome(
+                    code: str | None = None, request_id: str | None = None) -> Outcome:
+            return Outcome(
                 policies=step.policies, region=self.region, source_region=step.source_region,
                 source_image_id=step.source_image_id, instance_id=step.instance_id,
                 slot=step.slot, image_name=step.image_name, image_id=attempt.image_id,
@@ -272,7 +272,7 @@ class CopyExecutor:
         return outcome("failed", error=f"{step.image_name} ({image_id}) ended "
                        f"{image.state.value} in {self.region}", state=image.state.value)
 
-    def _alert_copy(self, outcome: CopyOutcome, *, warning: bool) -> None:
+    def _alert_copy(self, outcome: Outcome, *, warning: bool) -> None:
         message = outcome.error or ""
         if warning:
             self._run.warn(list(outcome.policies), "SyncImages", message,

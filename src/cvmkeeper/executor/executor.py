@@ -53,7 +53,7 @@ from cvmkeeper.executor.region import (
     policies_of_image,
     read_inventory,
 )
-from cvmkeeper.executor.report import SlotOutcome, SlotStatus
+from cvmkeeper.executor.report import Outcome, SlotStatus
 from cvmkeeper.executor.stop_journal import StoppedEntry
 from cvmkeeper.executor.waits import ImageWaiter
 
@@ -222,7 +222,7 @@ class RegionExecutor:
     # -- outcomes --------------------------------------------------------------------------
 
     def _build_outcomes(self) -> None:
-        """One ``SlotOutcome`` per due (policy, instance, slot); alert each without an image."""
+        """One ``Outcome`` per due (policy, instance, slot); alert each without an image."""
         inventory = self._inventory
         assert inventory is not None
         resolution = resolve_targets(self.region, self.options.setup.policies, inventory.instances)
@@ -236,23 +236,23 @@ class RegionExecutor:
                 if outcome.error is not None:
                     self._alert_outcome(outcome, self._creator.attempts.get((instance_id, slot)))
 
-    def _alert_outcome(self, outcome: SlotOutcome, attempt: Attempt[Create] | None) -> None:
+    def _alert_outcome(self, outcome: Outcome, attempt: Attempt[Create] | None) -> None:
         """A slot without its image: an error (a warning when the run was stopped first)."""
         assert outcome.error is not None
         if attempt is not None and attempt.status is AttemptStatus.STOPPED:
-            self._run.warn([outcome.policy], "CreateImage", outcome.error,
+            self._run.warn(list(outcome.policies), "CreateImage", outcome.error,
                            instance=outcome.instance_id, slot=outcome.slot)
             return
         action = attempt.action if attempt is not None and outcome.tencent_code \
             else "CreateImage"
-        self._run.error([outcome.policy], action, outcome.error, None,
+        self._run.error(list(outcome.policies), action, outcome.error, None,
                         instance=outcome.instance_id, slot=outcome.slot,
                         code=outcome.tencent_code, request_id=outcome.request_id,
                         extra=image_extra(outcome.image_id))
 
     def _outcome(
         self, policy: str, instance_id: str, slot: datetime, existing: Mapping[str, Image]
-    ) -> SlotOutcome:
+    ) -> Outcome:
         try:
             name = image_name(instance_id, slot, self.options.setup.config.name_format)
         except ValueError:
@@ -260,9 +260,9 @@ class RegionExecutor:
 
         def outcome(status: SlotStatus, image_id: str | None = None, *, error: str | None = None,
                     code: str | None = None, request_id: str | None = None,
-                    state: str | None = None) -> SlotOutcome:
-            return SlotOutcome(policy, self.region, instance_id, slot, name, image_id, status,
-                               error, code, request_id, state)
+                    state: str | None = None) -> Outcome:
+            return Outcome((policy,), self.region, instance_id, slot, name, image_id, status,
+                           error, code, request_id, state)
 
         attempt = self._creator.attempts.get((instance_id, slot))
         if attempt is not None and attempt.status.has_image:
@@ -284,9 +284,9 @@ class RegionExecutor:
         return outcome("skipped")  # a newer backup covers this slot (the plan warned)
 
     def _settled(
-        self, outcome: Callable[..., SlotOutcome], status: SlotStatus, image_id: str | None,
+        self, outcome: Callable[..., Outcome], status: SlotStatus, image_id: str | None,
         name: str,
-    ) -> SlotOutcome:
+    ) -> Outcome:
         """The outcome of an image in flight, from what the wait saw last."""
         settled = self._waiter.settled
         if image_id is None or image_id not in settled.final:

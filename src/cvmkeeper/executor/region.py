@@ -27,7 +27,7 @@ from cvmkeeper.core.plan import DeleteTarget, Plan
 from cvmkeeper.core.planner import PlannerSettings
 from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
-from cvmkeeper.executor.report import CopyOutcome, DeleteOutcome, SlotOutcome
+from cvmkeeper.executor.report import DeleteOutcome, Outcome
 from cvmkeeper.executor.stop_journal import StopJournal
 
 log = logging.getLogger(__name__)
@@ -89,13 +89,13 @@ class RegionResult:
     """What one region's run produced (merged into the ``RunReport``)."""
 
     region: str
-    outcomes: list[SlotOutcome] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     deleted: list[DeleteOutcome] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     plans: list[Plan] = field(default_factory=list)
     failed_policies: set[str] = field(default_factory=set)
-    copies: list[CopyOutcome] = field(default_factory=list)
+    copies: list[Outcome] = field(default_factory=list)
 
 
 class RegionRun:

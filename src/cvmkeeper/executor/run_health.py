@@ -80,8 +80,7 @@ def _images_after(pre: Inventory, report: RunReport) -> Inventory:
     """What ``pre``'s region holds after the run described by ``report``."""
     by_id = {image.image_id: image for image in pre.images}
     touched: list[Image] = []
-    made = [(o, (o.policy,)) for o in report.outcomes] + [(c, c.policies) for c in report.copies]
-    for outcome, policies in made:  # the run's images, and its copies (in their destination)
+    for outcome in (*report.outcomes, *report.copies):  # images made, copies in their region
         if outcome.region != pre.region or not outcome.image_id or not outcome.image_state:
             continue
         state = ImageState.parse(outcome.image_state)
@@ -96,8 +95,8 @@ def _images_after(pre: Inventory, report: RunReport) -> Inventory:
                 state=state,
                 created_time=outcome.slot,
                 region=pre.region,
-                description=image_description(policies, outcome.slot),
-                tags=image_tags(policies, outcome.instance_id, outcome.slot),
+                description=image_description(outcome.policies, outcome.slot),
+                tags=image_tags(outcome.policies, outcome.instance_id, outcome.slot),
             )
         )
     removed = [d.image_id for d in report.deleted if d.region == pre.region and

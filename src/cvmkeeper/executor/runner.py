@@ -38,15 +38,15 @@ from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
 from cvmkeeper.executor.executor import DueFor, RegionExecutor
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
 from cvmkeeper.executor.region import RegionResult, RunOptions
-from cvmkeeper.executor.report import RunReport, SlotOutcome
+from cvmkeeper.executor.report import Outcome, RunReport
 from cvmkeeper.executor.run_health import RunObserver, check_run_health
 from cvmkeeper.executor.stop_journal import StopJournal
 
 __all__ = [
     "DueSlot",
+    "Outcome",
     "RegionLocks",
     "RunReport",
-    "SlotOutcome",
     "UnknownPolicyError",
     "due_slots",
     "run_once",
