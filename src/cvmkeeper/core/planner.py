@@ -5,7 +5,9 @@ are indexed by instance once, retention runs once per instance set (again only f
 instances whose creates change while quota is resolved).
 
 How a plan is made (docs/design.md "The rules that are never broken", "Quota-aware
-rotation"); ``plan_region`` reads as these steps, each a function with a typed result:
+rotation"); ``plan_region`` reads as these steps, each a function with a typed result.
+The region's index, instance sets and demands are here (the types in ``core.demand``);
+the quota resolution is ``core.rotation``; the steps and decisions ``core.plan_steps``.
 
 1. Ownership (``core.ownership``): only managed images are ever deleted; every image counts.
 2. Targets (``core.targets``): per instance, the policies of this region that target it.
@@ -61,47 +63,30 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
+from cvmkeeper.core.demand import ORPHAN_RULES, Demand, InstanceSet, age_key
 from cvmkeeper.core.due import DueSlots
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.naming import (
     DEFAULT_FORMAT,
     NameFormat,
-    image_description,
     image_name,
-    image_tags,
     slot_tag_value,
 )
 from cvmkeeper.core.ownership import ManagedImage, classify_image, split_images
 from cvmkeeper.core.plan import (
-    DELETE_BATCH_SIZE,
-    Copy,
-    Create,
-    Delete,
-    DeleteKind,
-    DeleteTarget,
-    ImageDecision,
-    Phase,
     Plan,
     PlanWarning,
     Skip,
-    Step,
-    Wait,
     WarningKind,
     check_plan,
 )
-from cvmkeeper.core.policy import Consistency, Policy, Retention
-from cvmkeeper.core.retention import Backup, Decision, RuleSet, decide
+from cvmkeeper.core.plan_steps import image_decisions, plan_steps
+from cvmkeeper.core.policy import Policy, Retention
+from cvmkeeper.core.retention import RuleSet
+from cvmkeeper.core.rotation import eviction_notice, resolve_quota
 from cvmkeeper.core.targets import resolve_targets
 
-_CONSISTENCY_STRENGTH = (Consistency.LIVE, Consistency.FORCE_POWEROFF, Consistency.STOP_START)
-_ORPHAN_RULES = "orphans"
-_KEPT = Decision("", keep=True, reasons=())
 _NEVER = datetime.min.replace(tzinfo=UTC)
-
-
-def _new_id(instance_id: str, slot: datetime) -> str:
-    """The id a planned image has inside retention (never a real id, never deleted)."""
-    return f"new:{instance_id}:{slot.isoformat()}"
 
 
 __all__ = ["DueSlots", "PlanInvariantError", "PlannerSettings", "plan_region"]
@@ -125,9 +110,6 @@ class PlannerSettings:
     name_format: NameFormat = field(default=DEFAULT_FORMAT)
 
 
-# --- the values the steps pass along ---------------------------------------------------------
-
-
 class NameStatus(Enum):
     """What the images already holding a wanted image's name mean for it."""
 
@@ -143,53 +125,6 @@ class NameCheck:
 
     status: NameStatus
     problem: str = ""
-
-
-@dataclass(slots=True)
-class Demand:
-    """One image the run wants in this region: a due (instance, slot) to create, or
-    (``source`` set) a source region's image to copy here. Both go through the same quota
-    resolution; ``priority`` orders them (stalest instance first)."""
-
-    instance_id: str
-    slot: datetime
-    name: str
-    policies: tuple[Policy, ...]
-    priority: tuple[datetime, float, str]
-    source: ManagedImage | None = None
-
-    @property
-    def policy_names(self) -> tuple[str, ...]:
-        """The names of the policies wanting it, sorted."""
-        return tuple(sorted(policy.name for policy in self.policies))
-
-    @property
-    def may_evict(self) -> bool:
-        """True when every policy wanting it says ``on_quota_full: evict``."""
-        return all(policy.on_quota_full == "evict" for policy in self.policies)
-
-    @property
-    def what(self) -> str:
-        """``make`` or ``copy from <region>``, for messages."""
-        return "make" if self.source is None else f"copy from {self.source.image.region}"
-
-
-@dataclass(slots=True)
-class _InstanceSet:
-    """The managed images of one instance and the rules that apply to them."""
-
-    instance_id: str
-    images: list[ManagedImage]
-    rules: tuple[RuleSet, ...]
-    orphan: bool
-    waited: frozenset[str] = frozenset()  # ids of in-flight images of due slots
-    newest_usable: ManagedImage | None = None
-    held: bool = False  # maybe copies whose source region was not read: keep all
-
-    @property
-    def policy_names(self) -> tuple[str, ...]:
-        """The policies whose rules keep this set (orphan rules excluded)."""
-        return tuple(sorted({r.policy for r in self.rules if r.policy != _ORPHAN_RULES}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,34 +156,6 @@ class _Demands:
     skips: list[Skip] = field(default_factory=list)
     waited: dict[str, Image] = field(default_factory=dict)  # in-flight images of due names
     done_names: set[str] = field(default_factory=set)  # due names already made
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaResolution:
-    """The outcome of fitting the demands into the quota (step 5 of the module doc).
-
-    ``made``: the demands that fit, in priority order; ``decisions``: retention in the
-    world where they are made; ``expired``: what retention lets go, oldest first;
-    ``early``: the expired images deleted before the creates to make room; ``evicted``:
-    (image, the demand it makes room for); ``skips`` and ``notices``: the demands not made.
-    """
-
-    made: tuple[Demand, ...]
-    decisions: Mapping[str, Decision]
-    expired: tuple[ManagedImage, ...]
-    early: tuple[ManagedImage, ...]
-    evicted: tuple[tuple[ManagedImage, Demand], ...]
-    skips: tuple[Skip, ...]
-    notices: tuple[PlanWarning, ...]
-
-    @property
-    def late(self) -> tuple[ManagedImage, ...]:
-        """Expired images deleted after the creates (create-then-delete)."""
-        gone = {o.image_id for o in self.early} | {o.image_id for o, _ in self.evicted}
-        return tuple(owned for owned in self.expired if owned.image_id not in gone)
-
-
-# --- the page ---------------------------------------------------------------------------------
 
 
 def plan_region(
@@ -283,11 +190,11 @@ def plan_region(
     _register_demands(region, sets, demands)
     cleanup = sorted(
         (o for o in region.managed if o.image.state is ImageState.CREATEFAILED and not o.pinned),
-        key=_age_key,
+        key=age_key,
     )
     quota = resolve_quota(inventory, sets, demands.wanted, len(cleanup), demands.done_names)
     notices += quota.notices
-    notices += [_eviction_notice(inventory, sets, o, d) for o, d in quota.evicted]
+    notices += [eviction_notice(inventory, sets, o, d) for o, d in quota.evicted]
     skips = [*demands.skips, *quota.skips]
     plan = Plan(
         region=inventory.region,
@@ -295,8 +202,8 @@ def plan_region(
         quota=inventory.quota,
         used=len(inventory.images),
         unmanaged=len(region.unmanaged),
-        steps=_steps(quota, cleanup, skips, demands.waited),
-        decisions=_image_decisions(sets, quota, cleanup),
+        steps=plan_steps(quota, cleanup, skips, demands.waited),
+        decisions=image_decisions(sets, quota, cleanup),
         notices=tuple(notices),
         errors=tuple(skip.error for skip in skips),
         orphan_instance_ids=tuple(sorted(i for i, s in sets.items() if s.orphan and not s.held)),
@@ -307,9 +214,6 @@ def plan_region(
     if violations:
         raise PlanInvariantError("; ".join(violations))
     return plan
-
-
-# --- 1-2: the region and its instance sets ---------------------------------------------------
 
 
 def _read_region(
@@ -345,7 +249,7 @@ def _read_region(
     )
 
 
-def _new_set(region: _Region, instance_id: str) -> _InstanceSet:
+def _new_set(region: _Region, instance_id: str) -> InstanceSet:
     """The (empty) instance set of ``instance_id``: targeted here, a copy set, held, or an
     orphan."""
     if instance_id in region.targeted or instance_id in region.local_ids:
@@ -354,15 +258,15 @@ def _new_set(region: _Region, instance_id: str) -> _InstanceSet:
     if copying:
         place = region.inventory.region
         rules = tuple(RuleSet(_copy_retention(p, place), p.timezone, p.name) for p in copying)
-        return _InstanceSet(instance_id, [], rules, orphan=False)
+        return InstanceSet(instance_id, [], rules, orphan=False)
     if region.copy_sources.missing:
-        return _InstanceSet(instance_id, [], (), orphan=True, held=True)
+        return InstanceSet(instance_id, [], (), orphan=True, held=True)
     return _make_set(instance_id, region.targeted, region.settings)
 
 
-def _instance_sets(region: _Region) -> dict[str, _InstanceSet]:
+def _instance_sets(region: _Region) -> dict[str, InstanceSet]:
     """One set per instance with managed images here, with its newest usable image."""
-    sets: dict[str, _InstanceSet] = {}
+    sets: dict[str, InstanceSet] = {}
     for owned in region.managed:
         instance_set = sets.get(owned.instance_id)
         if instance_set is None:
@@ -370,11 +274,8 @@ def _instance_sets(region: _Region) -> dict[str, _InstanceSet]:
         instance_set.images.append(owned)
     for instance_set in sets.values():
         usable = [m for m in instance_set.images if m.image.state.usable]
-        instance_set.newest_usable = max(usable, key=_age_key, default=None)
+        instance_set.newest_usable = max(usable, key=age_key, default=None)
     return sets
-
-
-# --- 3: demands (creates of due slots, copies) -----------------------------------------------
 
 
 def _due_policies(
@@ -414,7 +315,7 @@ def _due_policies(
     return due_policies
 
 
-def _staleness(sets: Mapping[str, _InstanceSet], instance_id: str) -> datetime:
+def _staleness(sets: Mapping[str, InstanceSet], instance_id: str) -> datetime:
     """The slot of the instance's newest usable image here (the stalest goes first)."""
     instance_set = sets.get(instance_id)
     newest = instance_set.newest_usable if instance_set is not None else None
@@ -433,7 +334,7 @@ def _take_name(region: _Region, name: str, demands: _Demands) -> NameCheck:
 
 def _slot_demands(
     region: _Region,
-    sets: Mapping[str, _InstanceSet],
+    sets: Mapping[str, InstanceSet],
     due_policies: Mapping[tuple[str, datetime], list[Policy]],
 ) -> _Demands:
     """A create demand per due (instance, slot) whose name is free; the rest is done,
@@ -458,7 +359,7 @@ def _slot_demands(
 
 
 def _add_copy_demands(
-    region: _Region, sets: Mapping[str, _InstanceSet], demands: _Demands
+    region: _Region, sets: Mapping[str, InstanceSet], demands: _Demands
 ) -> None:
     """A copy demand per usable source image whose name is free here."""
     for source in region.copy_sources.images:
@@ -484,7 +385,7 @@ def _add_copy_demands(
 
 
 def _register_demands(
-    region: _Region, sets: dict[str, _InstanceSet], demands: _Demands
+    region: _Region, sets: dict[str, InstanceSet], demands: _Demands
 ) -> None:
     """Give every demanded instance a set (its first image still goes through retention)
     and mark the in-flight images the run waits for."""
@@ -521,230 +422,6 @@ def name_status(existing: Sequence[Image], managed_by_id: Mapping[str, ManagedIm
     )
 
 
-# --- 4-5: retention and quota -----------------------------------------------------------------
-
-
-def resolve_quota(
-    inventory: Inventory,
-    sets: Mapping[str, _InstanceSet],
-    wanted: Sequence[Demand],
-    cleaned_up: int,
-    done_names: set[str],
-) -> QuotaResolution:
-    """Fit ``wanted`` (in priority order) into the region's quota.
-
-    Each round runs retention in the world where the planned demands are made; a demand
-    retention would delete at once is dropped (a warning for a create); then the demands
-    that do not fit are dropped (a ``Skip``, or a warning for an older copy). Dropping
-    changes that world, so the rounds go on until nothing is dropped.
-    """
-    planned = list(wanted)
-    cache: dict[str, tuple[tuple[datetime, ...], dict[str, Decision]]] = {}
-    skips: list[Skip] = []
-    notices: list[PlanWarning] = []
-    while True:
-        decisions = _retention(sets, _slots_by_instance(planned), cache)
-        covered = [d for d in planned if not decisions.get(_new_id(d.instance_id, d.slot),
-                                                           _KEPT).keep]
-        if covered:  # older than what retention keeps: made now, deleted at once, made again
-            planned = _without(planned, covered)
-            notices += [_covered_notice(d) for d in covered if d.source is None]
-            continue
-        fit = _fit_round(
-            inventory, sets, planned, decisions, cleaned_up=cleaned_up, done_names=done_names
-        )
-        if not fit.dropped:
-            return QuotaResolution(
-                made=tuple(fit.made),
-                decisions=decisions,
-                expired=tuple(fit.expired),
-                early=tuple(fit.early),
-                evicted=tuple(fit.evicted),
-                skips=tuple(skips),
-                notices=tuple(notices),
-            )
-        planned = _without(planned, fit.dropped)
-        newest_copies = {
-            d.instance_id: d.slot for d in sorted(wanted, key=lambda w: w.slot) if d.source
-        }
-        for demand in fit.dropped:
-            if demand.source is not None and demand.slot < newest_copies[demand.instance_id]:
-                notices.append(PlanWarning(
-                    WarningKind.PLAN,
-                    f"{demand.name}: older copy from {demand.source.image.region} not made: "
-                    f"the quota ({inventory.quota}) holds fewer copies than their retention "
-                    "keeps",
-                    demand.policy_names,
-                ))
-            else:
-                skips.append(_quota_skip(demand, inventory.quota, len(inventory.images)))
-
-
-@dataclass(slots=True)
-class _Fit:
-    """One round of fitting: what expired, what is deleted early or evicted, what fits."""
-
-    expired: list[ManagedImage]
-    early: list[ManagedImage]
-    evicted: list[tuple[ManagedImage, Demand]] = field(default_factory=list)
-    made: list[Demand] = field(default_factory=list)
-    dropped: list[Demand] = field(default_factory=list)
-
-
-def _fit_round(
-    inventory: Inventory,
-    sets: Mapping[str, _InstanceSet],
-    planned: Sequence[Demand],
-    decisions: Mapping[str, Decision],
-    *,
-    cleaned_up: int,
-    done_names: set[str],
-) -> _Fit:
-    """Free quota first, then expired images early (oldest first, just enough), then
-    eviction per demand in priority order; what still does not fit is dropped."""
-    expired = sorted(
-        (
-            owned
-            for instance_set in sets.values()
-            for owned in instance_set.images
-            if _expired(owned, instance_set, decisions)
-        ),
-        key=_age_key,
-    )
-    available = inventory.quota - len(inventory.images) + cleaned_up
-    shortfall = len(planned) - available
-    early: list[ManagedImage] = []
-    if shortfall > 0:
-        early = [o for o in expired if o is not sets[o.instance_id].newest_usable][:shortfall]
-    available += len(early)
-    fit = _Fit(expired, early)
-    evict_pool = _evict_pool(sets, {o.image_id for o in early}, done_names)
-    for demand in planned:
-        # Over quota (quota lowered), one create may need several evictions.
-        needed = 1 - available if demand.may_evict and available <= 0 else 0
-        # A copy never evicts a newer image: that would only make room for an older one.
-        if 0 < needed <= len(evict_pool) and (
-            demand.source is None or evict_pool[-needed].slot < demand.slot
-        ):
-            fit.evicted += [(evict_pool.pop(), demand) for _ in range(needed)]
-            available += needed
-        if available > 0:
-            available -= 1
-            fit.made.append(demand)
-        else:
-            fit.dropped.append(demand)
-    return fit
-
-
-def _evict_pool(
-    sets: Mapping[str, _InstanceSet], early: set[str], done_names: set[str]
-) -> list[ManagedImage]:
-    """The images eviction may take, newest first (``pop()`` takes the oldest). Never an
-    instance's newest usable image, pinned or in-flight images, orphans, held images, or
-    the image of a slot this run is due to make."""
-    return sorted(
-        (
-            owned
-            for instance_set in sets.values()
-            if not instance_set.orphan and not instance_set.held
-            for owned in instance_set.images
-            if owned.image.state.usable
-            and not owned.pinned
-            and owned is not instance_set.newest_usable
-            and owned.image_id not in early
-            and owned.image_id not in instance_set.waited
-            and owned.image.name not in done_names
-        ),
-        key=_age_key,
-        reverse=True,
-    )
-
-
-def _slots_by_instance(planned: Sequence[Demand]) -> dict[str, list[datetime]]:
-    slots: dict[str, list[datetime]] = defaultdict(list)
-    for demand in planned:
-        slots[demand.instance_id].append(demand.slot)
-    return slots
-
-
-def _covered_notice(demand: Demand) -> PlanWarning:
-    return PlanWarning(
-        WarningKind.PLAN,
-        f"{demand.name}: slot {slot_tag_value(demand.slot)} of {demand.instance_id} not "
-        "made: newer images cover it and retention would delete it at once",
-        demand.policy_names,
-    )
-
-
-def _eviction_notice(
-    inventory: Inventory, sets: Mapping[str, _InstanceSet], owned: ManagedImage, demand: Demand
-) -> PlanWarning:
-    return PlanWarning(
-        WarningKind.EVICT,
-        f"quota full ({inventory.quota}): evicting {owned.image.name} ({owned.image_id}) "
-        f"of {owned.instance_id} to {demand.what} {demand.name}; retention wants more images "
-        "than the quota holds",
-        sets[owned.instance_id].policy_names,
-    )
-
-
-# --- 6: steps ---------------------------------------------------------------------------------
-
-
-def _steps(
-    quota: QuotaResolution,
-    cleanup: Sequence[ManagedImage],
-    skips: Sequence[Skip],
-    waited: Mapping[str, Image],
-) -> tuple[Step, ...]:
-    """The steps in execution order (``core.plan``'s module doc)."""
-    decisions = quota.decisions
-    made = quota.made
-    steps: list[Step] = []
-    steps += _batches(
-        Phase.BEFORE_CREATE,
-        DeleteKind.CLEANUP,
-        [_target(o, "CREATEFAILED: clean up") for o in cleanup],
-    )
-    steps += _batches(
-        Phase.BEFORE_CREATE,
-        DeleteKind.EXPIRE,
-        [_target(o, _expire_reason(o, decisions, early=True)) for o in quota.early],
-    )
-    steps += _batches(
-        Phase.BEFORE_CREATE,
-        DeleteKind.EVICT,
-        [_target(o, f"evicted: quota full, room for {d.name}") for o, d in quota.evicted],
-    )
-    steps += [_create(demand) for demand in made if demand.source is None]
-    steps += [_copy(demand) for demand in made if demand.source is not None]
-    steps += _sorted_skips(skips)
-    if made or waited:
-        new = "new images and copies" if any(m.source for m in made) else "new images"
-        steps.append(
-            Wait(
-                image_ids=tuple(sorted(waited)),
-                image_names=tuple(
-                    sorted({i.name for i in waited.values()} | {m.name for m in made})
-                ),
-                reason=f"wait until the {new} are NORMAL, then plan again and delete",
-            )
-        )
-    steps += _batches(
-        Phase.AFTER_CREATE,
-        DeleteKind.EXPIRE,
-        [_target(o, _expire_reason(o, decisions, early=False)) for o in quota.late],
-    )
-    return tuple(steps)
-
-
-# --- helpers ----------------------------------------------------------------------------------
-
-
-def _sorted_skips(skips: Sequence[Skip]) -> list[Skip]:
-    return sorted(skips, key=lambda skip: (skip.slot, skip.instance_id))
-
-
 def _normalise_due(due: DueSlots) -> list[tuple[str, datetime]]:
     pairs = list(due.items()) if isinstance(due, Mapping) else list(due)
     result: list[tuple[str, datetime]] = []
@@ -753,24 +430,6 @@ def _normalise_due(due: DueSlots) -> list[tuple[str, datetime]]:
             raise ValueError(f"due slot {slot.isoformat()} of {policy_name!r} has no timezone")
         result.append((policy_name, slot.astimezone(UTC)))
     return result
-
-
-def _strongest(policies: Sequence[Policy]) -> Consistency:
-    return max(
-        (Consistency(policy.consistency) for policy in policies),
-        key=_CONSISTENCY_STRENGTH.index,
-    )
-
-
-def _age_key(image: ManagedImage) -> tuple[datetime, datetime, str]:
-    return (image.slot, image.image.created_time, image.image_id)
-
-
-def _batches(phase: Phase, kind: DeleteKind, targets: Sequence[DeleteTarget]) -> list[Delete]:
-    return [
-        Delete(phase=phase, kind=kind, targets=tuple(targets[i : i + DELETE_BATCH_SIZE]))
-        for i in range(0, len(targets), DELETE_BATCH_SIZE)
-    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -818,182 +477,14 @@ def _copy_retention(policy: Policy, region: str) -> Retention:
     return rule.retention
 
 
-def _without(items: list[Demand], removed: Sequence[Demand]) -> list[Demand]:
-    gone = {id(item) for item in removed}
-    return [item for item in items if id(item) not in gone]
-
-
 def _make_set(
     instance_id: str, targeted: Mapping[str, tuple[Policy, ...]], settings: PlannerSettings
-) -> _InstanceSet:
+) -> InstanceSet:
     policies = targeted.get(instance_id)
     if policies:
         rules = tuple(RuleSet(p.retention, p.timezone, p.name) for p in policies)
-        return _InstanceSet(instance_id, [], rules, orphan=False)
+        return InstanceSet(instance_id, [], rules, orphan=False)
     orphan_rules: tuple[RuleSet, ...] = ()
     if settings.orphan_retention is not None:
-        orphan_rules = (RuleSet(settings.orphan_retention, "UTC", _ORPHAN_RULES),)
-    return _InstanceSet(instance_id, [], orphan_rules, orphan=True)
-
-
-def _retention(
-    sets: Mapping[str, _InstanceSet],
-    creates: Mapping[str, list[datetime]],
-    cache: dict[str, tuple[tuple[datetime, ...], dict[str, Decision]]],
-) -> dict[str, Decision]:
-    """Retention decisions for every managed image, in the world where creates succeeded."""
-    decisions: dict[str, Decision] = {}
-    for instance_id, instance_set in sets.items():
-        new_slots = tuple(sorted(creates.get(instance_id, ())))
-        cached = cache.get(instance_id)
-        if cached is None or cached[0] != new_slots:
-            backups = [
-                Backup(
-                    owned.image_id,
-                    owned.slot,
-                    ImageState.NORMAL
-                    if owned.image_id in instance_set.waited
-                    else owned.image.state,
-                    owned.pinned,
-                )
-                for owned in instance_set.images
-            ]
-            backups += [
-                Backup(_new_id(instance_id, slot), slot, ImageState.NORMAL) for slot in new_slots
-            ]
-            result = {d.image_id: d for d in decide(backups, instance_set.rules)}
-            cached = cache[instance_id] = (new_slots, result)
-        decisions.update(cached[1])
-    return decisions
-
-
-def _expired(
-    owned: ManagedImage, instance_set: _InstanceSet, decisions: Mapping[str, Decision]
-) -> bool:
-    """Retention lets ``owned`` go, and no hard rule protects it (pins, in-flight images)."""
-    decision = decisions[owned.image_id]
-    return (
-        not decision.keep
-        and owned.image.state.usable
-        and not owned.pinned
-        and owned.image_id not in instance_set.waited
-    )
-
-
-def _target(owned: ManagedImage, reason: str) -> DeleteTarget:
-    return DeleteTarget(
-        image_id=owned.image_id,
-        image_name=owned.image.name,
-        instance_id=owned.instance_id,
-        slot=owned.slot,
-        reason=reason,
-    )
-
-
-def _expire_reason(owned: ManagedImage, decisions: Mapping[str, Decision], *, early: bool) -> str:
-    reason = ", ".join(decisions[owned.image_id].reasons) or "expired"
-    if early:
-        return f"{reason}; deleted before the creates to make room in the quota"
-    return reason
-
-
-def _create(item: Demand) -> Create:
-    names = item.policy_names
-    return Create(
-        instance_id=item.instance_id,
-        image_name=item.name,
-        slot=item.slot,
-        policies=names,
-        tags=image_tags(names, item.instance_id, item.slot),
-        description=image_description(names, item.slot),
-        consistency=_strongest(item.policies),
-        reason=f"slot {slot_tag_value(item.slot)} due for {', '.join(names)}",
-    )
-
-
-def _copy(item: Demand) -> Copy:
-    source = item.source
-    assert source is not None
-    names = item.policy_names
-    return Copy(
-        instance_id=item.instance_id,
-        image_name=item.name,
-        slot=item.slot,
-        source_region=source.image.region,
-        source_image_id=source.image_id,
-        policies=names,
-        tags=source.image.tags,
-        description=source.image.description,
-        reason=f"copy of {source.image_id} from {source.image.region} for {', '.join(names)}",
-    )
-
-
-def _quota_skip(item: Demand, quota: int, used: int) -> Skip:
-    how = "on_quota_full: skip" if not item.may_evict else "nothing can be evicted"
-    what = "not created" if item.source is None else \
-        f"not copied from {item.source.image.region}"
-    return Skip(
-        instance_id=item.instance_id,
-        slot=item.slot,
-        image_name=item.name,
-        policies=item.policy_names,
-        error=(
-            f"{item.name}: {what}: region at quota ({used} of {quota} images) and "
-            f"nothing expired can be deleted ({how})"
-        ),
-        source_region=item.source.image.region if item.source is not None else "",
-    )
-
-
-def _image_decisions(
-    sets: Mapping[str, _InstanceSet], quota: QuotaResolution, cleanup: Sequence[ManagedImage]
-) -> tuple[ImageDecision, ...]:
-    """What becomes of every managed image, newest first per instance, with its reasons."""
-    decisions = quota.decisions
-    cleanup_ids = {owned.image_id for owned in cleanup}
-    early = {owned.image_id for owned in quota.early}
-    evicted = {owned.image_id: demand for owned, demand in quota.evicted}
-    late = {owned.image_id for owned in quota.late}
-    result: list[ImageDecision] = []
-    for instance_id in sorted(sets):
-        instance_set = sets[instance_id]
-        for owned in sorted(instance_set.images, key=_age_key, reverse=True):
-            decision = decisions[owned.image_id]
-            image_id = owned.image_id
-            kind: DeleteKind | None = None
-            phase: Phase | None = None
-            reasons = decision.reasons
-            keep = decision.keep
-            if image_id in cleanup_ids:
-                kind, phase = DeleteKind.CLEANUP, Phase.BEFORE_CREATE
-            elif image_id in early:
-                kind, phase = DeleteKind.EXPIRE, Phase.BEFORE_CREATE
-            elif image_id in evicted:
-                kind, phase = DeleteKind.EVICT, Phase.BEFORE_CREATE
-                reasons = (*reasons, f"evicted: quota full, room for {evicted[image_id].name}")
-            elif image_id in late:
-                kind, phase = DeleteKind.EXPIRE, Phase.AFTER_CREATE
-            elif image_id in instance_set.waited:
-                note = "expires once NORMAL (next plan)" if not keep else "waited for"
-                reasons = (*reasons, f"in flight for a due slot: {note}")
-            elif instance_set.held:
-                reasons = ("maybe a copy; its source region was not read: kept",)
-            elif not keep:
-                keep = True
-                reasons = (*reasons, "kept: protected by the hard rules")
-            result.append(
-                ImageDecision(
-                    image_id=image_id,
-                    image_name=owned.image.name,
-                    instance_id=instance_id,
-                    slot=owned.slot,
-                    state=owned.image.state,
-                    pinned=owned.pinned,
-                    orphan=instance_set.orphan and not instance_set.held,
-                    keep=keep,
-                    reasons=reasons,
-                    delete_kind=kind,
-                    delete_phase=phase,
-                )
-            )
-    return tuple(result)
+        orphan_rules = (RuleSet(settings.orphan_retention, "UTC", ORPHAN_RULES),)
+    return InstanceSet(instance_id, [], orphan_rules, orphan=True)
