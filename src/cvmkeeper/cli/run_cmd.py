@@ -51,7 +51,8 @@ ALERT_FLUSH_SECONDS = 5.0
 
 
 class ProgressDisplay:
-    """Progress lines: one live line on a terminal, plain lines otherwise."""
+    """Progress lines: one live line on a terminal, plain lines otherwise. Error and warning
+    lines (``alert``) always stay on screen."""
 
     def __init__(self, stream: TextIO, *, live: bool) -> None:
         self._stream = stream
@@ -59,13 +60,17 @@ class ProgressDisplay:
         self._lock = threading.Lock()
         self._shown = False
 
+    def alert(self, message: str) -> None:
+        """Show an error or warning line, which stays."""
+        with self._lock:
+            self._clear()
+            self._stream.write(message + "\n")
+            self._stream.flush()
+
     def __call__(self, message: str) -> None:
-        """Show one progress message."""
+        """Show one progress message (on a terminal, over the previous one)."""
         with self._lock:
             if not self._live:
-                self._stream.write(message + "\n")
-            elif "ERROR" in message or "WARNING" in message:
-                self._clear()
                 self._stream.write(message + "\n")
             else:
                 width = max(20, shutil.get_terminal_size().columns - 1)
@@ -226,6 +231,7 @@ def run_command(
                 dry_run=dry_run,
                 wait=not no_wait,
                 progress=display,
+                progress_alerts=display.alert,
             )
             for policy in policies:
                 if not report.policy_ok(policy.name):

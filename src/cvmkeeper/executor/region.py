@@ -57,6 +57,8 @@ class RunOptions:
     wait: bool = True
     stop: threading.Event | None = None
     progress: Callable[[str], None] = lambda _message: None
+    #: where error and warning lines are shown (``None``: with the others, in ``progress``)
+    progress_alerts: Callable[[str], None] | None = None
     poll_time: PollTime = REAL_TIME
     #: where stops are journaled so that a crash cannot leave an instance down (rule 9)
     stop_journal: StopJournal | None = None
@@ -74,12 +76,14 @@ class RunOptions:
         """True once a stop was requested: no new create or delete starts."""
         return self.stop is not None and self.stop.is_set()
 
-    def say(self, message: str) -> None:
-        """Log ``message`` and show it through ``progress``; a display that raises is logged
-        and never fails the run (a broken display must not break a backup)."""
+    def say(self, message: str, *, alert: bool = False) -> None:
+        """Log ``message`` and show it through ``progress`` (an error or warning line,
+        ``alert``, through ``progress_alerts`` when set); a display that raises is logged and
+        never fails the run (a broken display must not break a backup)."""
         log.info("%s", message)
+        show = self.progress_alerts if alert and self.progress_alerts else self.progress
         try:
-            self.progress(message)
+            show(message)
         except Exception:
             log.exception("progress display failed")
 
@@ -117,9 +121,9 @@ class RegionRun:
         """True once a stop was requested."""
         return self.options.stopping
 
-    def say(self, message: str) -> None:
-        """A progress line (logged too)."""
-        self.options.say(message)
+    def say(self, message: str, *, alert: bool = False) -> None:
+        """A progress line (logged too); ``alert`` for an error or warning line."""
+        self.options.say(message, alert=alert)
 
     def read(self, action: str, fallback_policies: Sequence[str]) -> Inventory | None:
         """The region's inventory, or ``None`` after alerting why it could not be read."""
@@ -149,7 +153,7 @@ class RegionRun:
             request_id = request_id or error.request_id
         self.result.errors.append(f"{self.region}: {message}")
         self.result.failed_policies.update(policies)
-        self.say(f"{self.region}: ERROR {message}")
+        self.say(f"{self.region}: ERROR {message}", alert=True)
         if self.options.dry_run:
             return  # a preview reports, it does not page anyone
         for policy in policies or [NO_POLICY]:
@@ -173,7 +177,7 @@ class RegionRun:
     ) -> None:
         """Record, show and alert a warning."""
         self.result.warnings.append(f"{self.region}: {message}")
-        self.say(f"{self.region}: WARNING {message}")
+        self.say(f"{self.region}: WARNING {message}", alert=True)
         if self.options.dry_run:
             return
         for policy in policies or [NO_POLICY]:

@@ -139,6 +139,7 @@ def run_once(
     wait: bool = True,
     stop: threading.Event | None = None,
     progress: Callable[[str], None] | None = None,
+    progress_alerts: Callable[[str], None] | None = None,
     region_locks: RegionLocks | None = None,
     poll_time: PollTime = REAL_TIME,
     observe: RunObserver | None = None,
@@ -149,7 +150,9 @@ def run_once(
     or planning failure is alerted and reported in the ``RunReport``. ``dry_run`` plans
     without writing or alerting; ``wait=False`` does not wait for new images to become
     ``NORMAL`` (their deletes happen on the next run); ``stop`` set: no new create or
-    delete starts (instances stopped for an image are still started again).
+    delete starts (instances stopped for an image are still started again). ``progress``
+    is shown every progress line; ``progress_alerts``, when given, the error and warning
+    lines instead (a display that keeps those while it rewrites the others).
     ``poll_time`` injects the waits' clock (``executor.polling.PollTime``; a simulation on
     virtual time), real time by default. ``observe`` (the daemon's metrics) is called with
     the run's health after it (``executor.run_health``).
@@ -162,6 +165,7 @@ def run_once(
     if regions:
         chosen = [region for region in chosen if region in regions]
     locks = region_locks or RegionLocks()
+    shown, alerts_shown = _locked(progress, progress_alerts)
     options = RunOptions(
         setup=setup,
         client=client,
@@ -170,7 +174,8 @@ def run_once(
         dry_run=dry_run,
         wait=wait,
         stop=stop,
-        progress=_locked(progress),
+        progress=shown or (lambda _message: None),
+        progress_alerts=alerts_shown,
         stop_journal=None if dry_run else StopJournal(setup.config.state_dir),
         poll_time=poll_time,
     )
@@ -342,15 +347,18 @@ def _busy_copies(region: str, setup: Setup, alerter: Alerter, dry_run: bool) -> 
     return result
 
 
-def _locked(progress: Callable[[str], None] | None) -> Callable[[str], None]:
-    """``progress`` made safe to call from the region threads (one line at a time)."""
-    if progress is None:
-        return lambda _message: None
+def _locked(
+    *displays: Callable[[str], None] | None,
+) -> tuple[Callable[[str], None] | None, ...]:
+    """``displays`` made safe to call from the region threads: one line at a time across
+    all of them (``None`` stays ``None``)."""
     lock = threading.Lock()
-    report = progress
 
-    def locked(message: str) -> None:
-        with lock:
-            report(message)
+    def locked(show: Callable[[str], None]) -> Callable[[str], None]:
+        def call(message: str) -> None:
+            with lock:
+                show(message)
 
-    return locked
+        return call
+
+    return tuple(None if show is None else locked(show) for show in displays)
