@@ -1,6 +1,7 @@
 """The one way tests build a ``Policy`` value: ``policy(...)`` with everything defaulted.
 
-Defaults: an hourly schedule in UTC, region ``ap-guangzhou``, no targets, ``keep_last: 1``.
+Defaults: an hourly schedule in UTC, region ``ap-guangzhou``, no targets, ``keep_last: 1``,
+the whole machine (``disks``).
 Retention is given either whole (``retention=Retention(...)``) or as counts
 (``policy(keep_last=3, keep_daily=7)``). Tests that need a policy *file* write YAML
 (``tests/scheduler/daemon_helpers.policy_text``) or a document (``tests/executor/world``);
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
+from cvmkeeper.core.disks import DiskSelection
 from cvmkeeper.core.policy import Consistency, OnQuotaFull, Policy, Retention, Schedule, Targets
 
 REGION = "ap-guangzhou"
@@ -30,6 +32,7 @@ def policy(
     timezone: str = "UTC",
     on_quota_full: OnQuotaFull = "evict",
     consistency: Consistency = Consistency.LIVE,
+    disks: DiskSelection | None = None,
     **keep: int,
 ) -> Policy:
     """A policy; ``keep`` counts (``keep_last=3``) build its retention when none is given."""
@@ -48,4 +51,5 @@ def policy(
         timezone=timezone,
         on_quota_full=on_quota_full,
         consistency=consistency,
+        disks=disks if disks is not None else DiskSelection(),
     )

@@ -198,6 +198,7 @@ class WarningKind(StrEnum):
     PLAN = "plan"  # a due slot or copy not made, an unknown policy, a slot after now
     TARGETS = "targets"  # a policy matches no instance of the region
     EVICT = "evict"  # quota full: an image evicted to make room for a create or copy
+    DISKS = "disks"  # rule 10: a disk a backup cannot hold, an image holding fewer disks
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,12 +207,14 @@ class PlanWarning:
 
     ``policies`` are the policies the warning concerns (its alerts are tagged with them);
     empty when it concerns no configured policy (a due slot of an unknown policy): the
-    executor then tags it with the policies the run was due for.
+    executor then tags it with the policies the run was due for. ``instance_id`` is the
+    instance it is about, when it is about one (the alert's ``instance`` tag).
     """
 
     kind: WarningKind
     message: str
     policies: tuple[str, ...] = ()
+    instance_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,7 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from cvmkeeper.core.demand import ORPHAN_RULES, Demand, InstanceSet, age_key
+from cvmkeeper.core.disk_report import disk_warnings
 from cvmkeeper.core.due import DueSlots
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.naming import (
@@ -231,6 +232,7 @@ def _read_region(
         for name, message in zip(resolution.unmatched, resolution.warnings, strict=True)
     ]
     targeted = resolution.policies_by_instance
+    notices += disk_warnings(inventory, targeted, managed)  # rule 10 (core.disk_report)
     by_name: dict[str, list[Image]] = defaultdict(list)
     for image in inventory.images:
         by_name[image.name].append(image)

@@ -31,6 +31,7 @@ import logging
 from collections.abc import Sequence
 
 from cvmkeeper.cloud.errors import CloudError
+from cvmkeeper.core.disks import sync_refusal_hint
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.plan import Copy, DeleteTarget, Phase, Plan, Skip
@@ -198,7 +199,8 @@ class CopyExecutor:
             return Attempt(
                 step, AttemptStatus.FAILED,
                 error=f"{step.image_name}: SyncImages of {step.source_image_id} from "
-                f"{step.source_region} to {self.region} failed: {error.code}: {error.message}",
+                f"{step.source_region} to {self.region} failed: {error.code}: {error.message}"
+                f"{sync_refusal_hint(error.code)}",
                 code=error.code, request_id=error.request_id)
         except Exception as error:
             log.exception("SyncImages %s into %s failed unexpectedly", step.image_name,

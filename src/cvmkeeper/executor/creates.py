@@ -1,5 +1,6 @@
 """The creates of a plan: ``CreateImage`` per ``Create`` step, each recorded as an attempt.
 
+The request holds the whole machine (``executor.disks``, rule 10).
 ``InvalidImageName.Duplicate`` (or a lost answer) means the image exists: the cloud client
 adopts it, so a slot is never made twice (docs/design.md, rule 5). ``stop_start`` instances
 are stopped first (``consistency.InstanceStopper``) and released as soon as no image needs
@@ -10,7 +11,7 @@ planned again and the create tried once more) and as ``FAILED`` on that last cha
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,10 +19,11 @@ from enum import Enum
 from typing import Generic, TypeVar
 
 from cvmkeeper.cloud.errors import CloudError, QuotaExceededError
-from cvmkeeper.cloud.models import CreateImageRequest
+from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.plan import Copy, Create
 from cvmkeeper.core.policy import Consistency
 from cvmkeeper.executor.consistency import InstanceStopper, StopProblem
+from cvmkeeper.executor.disks import create_image, create_request
 from cvmkeeper.executor.region import RegionRun
 
 log = logging.getLogger(__name__)
@@ -75,9 +77,16 @@ class Attempt(Generic[StepT]):
 class Creator:
     """Makes the images of ``Create`` steps in one region; ``attempts`` holds every try."""
 
-    def __init__(self, run: RegionRun, stopper: InstanceStopper) -> None:
+    def __init__(
+        self,
+        run: RegionRun,
+        stopper: InstanceStopper,
+        inventory: Callable[[], Inventory | None],
+    ) -> None:
+        """``inventory()`` is the region as the run read it (the instances' disks)."""
         self._run = run
         self._stopper = stopper
+        self._inventory = inventory
         self.attempts: dict[Key, Attempt[Create]] = {}
 
     def policies_of_instance(self, instance_id: str) -> list[str]:
@@ -153,15 +162,11 @@ class Creator:
         run = self._run
         if run.stopping:
             return Attempt(step, AttemptStatus.STOPPED)
-        request = CreateImageRequest(
-            name=step.image_name,
-            instance_id=step.instance_id,
-            description=step.description,
-            tags=dict(step.tags),
-            force_poweroff=step.consistency is Consistency.FORCE_POWEROFF,
-        )
+        # the whole machine unless the policy says otherwise (executor.disks, rule 10)
+        policies = run.options.setup.policies
+        request = create_request(step, self._inventory(), policies)
         try:
-            made = run.client.create_image(run.region, request)
+            made = create_image(run.client, run.region, step, request, policies)
         except QuotaExceededError as error:
             if not last_chance:
                 return Attempt(step, AttemptStatus.QUOTA, error=str(error), code=error.code,

@@ -96,7 +96,7 @@ class RegionExecutor:
             journal=options.stop_journal,
         )
         self._planner = RunPlanner(self._run, self._due_policy_names)
-        self._creator = Creator(self._run, self._stopper)
+        self._creator = Creator(self._run, self._stopper, lambda: self._inventory)
         self._waiter = ImageWaiter(self._run)
         self._deleter = Deleter(self._run, self._policies_of_image)
 

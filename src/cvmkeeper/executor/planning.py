@@ -54,5 +54,5 @@ class RunPlanner:
             if notice.message not in self._warned:
                 self._warned.add(notice.message)
                 run.warn(list(notice.policies) or self._run_policies(), notice.kind.value,
-                         notice.message)
+                         notice.message, instance=notice.instance_id)
         return plan
