@@ -76,11 +76,14 @@ class RunOptions:
         """True once a stop was requested: no new create or delete starts."""
         return self.stop is not None and self.stop.is_set()
 
-    def say(self, message: str, *, alert: bool = False) -> None:
+    def say(self, message: str, *, level: int = logging.INFO) -> None:
         """Log ``message`` and show it through ``progress`` (an error or warning line,
-        ``alert``, through ``progress_alerts`` when set); a display that raises is logged and
-        never fails the run (a broken display must not break a backup)."""
+        ``level`` ``WARNING`` or above, through ``progress_alerts`` when set); a display
+        that raises is logged and never fails the run (a broken display must not break a
+        backup). The line is logged at INFO whatever its level, as before this module existed
+        (the error or warning is alerted by the caller); ``level`` only routes the display."""
         log.info("%s", message)
+        alert = level >= logging.WARNING and self.progress_alerts is not None
         show = self.progress_alerts if alert and self.progress_alerts else self.progress
         try:
             show(message)
@@ -121,9 +124,10 @@ class RegionRun:
         """True once a stop was requested."""
         return self.options.stopping
 
-    def say(self, message: str, *, alert: bool = False) -> None:
-        """A progress line (logged too); ``alert`` for an error or warning line."""
-        self.options.say(message, alert=alert)
+    def say(self, message: str, *, level: int = logging.INFO) -> None:
+        """A progress line; ``level`` is ``logging.ERROR`` / ``WARNING`` for the lines of
+        :meth:`error` and :meth:`warn`."""
+        self.options.say(message, level=level)
 
     def read(self, action: str, fallback_policies: Sequence[str]) -> Inventory | None:
         """The region's inventory, or ``None`` after alerting why it could not be read."""
@@ -153,7 +157,7 @@ class RegionRun:
             request_id = request_id or error.request_id
         self.result.errors.append(f"{self.region}: {message}")
         self.result.failed_policies.update(policies)
-        self.say(f"{self.region}: ERROR {message}", alert=True)
+        self.say(f"{self.region}: ERROR {message}", level=logging.ERROR)
         if self.options.dry_run:
             return  # a preview reports, it does not page anyone
         for policy in policies or [NO_POLICY]:
@@ -177,7 +181,7 @@ class RegionRun:
     ) -> None:
         """Record, show and alert a warning."""
         self.result.warnings.append(f"{self.region}: {message}")
-        self.say(f"{self.region}: WARNING {message}", alert=True)
+        self.say(f"{self.region}: WARNING {message}", level=logging.WARNING)
         if self.options.dry_run:
             return
         for policy in policies or [NO_POLICY]:
