@@ -21,7 +21,7 @@ from cvmkeeper.core.targets import resolve_targets
 
 
 def policies_text(policies: Iterable[Policy]) -> str:
-    """``policy 'db'`` or ``policies 'a', 'b'`` (the alerter finds the quoted names)."""
+    """``policy 'db'`` or ``policies 'a', 'b'``, for the message (the policies are a field)."""
     names = sorted({policy.name for policy in policies})
     label = "policy" if len(names) == 1 else "policies"
     return f"{label} " + ", ".join(f"'{name}'" for name in names)
