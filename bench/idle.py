@@ -40,7 +40,7 @@ from benchlib import (
     write_config,
     write_fleet,
 )
-from cvmkeeper.daemon.service import LOOP_TICK
+from cvmkeeper.scheduler.service import LOOP_TICK
 
 READY_TIMEOUT_SECONDS = 120.0
 RSS_TARGET_MB = 80.0

@@ -4,8 +4,9 @@ The planner is pure, so its cost is CPU alone: one region with ``--instances`` i
 each holding ``--images`` managed images (hourly slots, named, tagged and described as
 cvmkeeper makes them) plus a few unmanaged ones, one tag-targeted policy with
 ``keep_last: 3`` and ``keep_daily: 7``, and the next slot due for every instance. Prints the
-CPU seconds (``time.process_time``) of the first call and the best of ``--repeat`` calls,
-against the target of 0.5 s.
+CPU seconds (``time.process_time``) of the first call, the best and the median of
+``--repeat`` calls; the median is what is held to the target of 0.5 s (the best of a few
+runs flatters a loaded machine, the median is what a run of the daemon costs).
 
     .venv/bin/python bench/planning.py [--instances 2000] [--images 5] [--repeat 5]
 """
@@ -80,10 +81,10 @@ def main() -> int:
     print(f"planning: {len(inventory.images)} images ({args.images} managed per instance + "
           f"{UNMANAGED} unmanaged) across {args.instances} instances: {len(plan.creates)} "
           f"creates, {deletes} deletes planned")
-    best = min(times)
-    print(f"planning CPU: first {times[0]:.3f} s, best {best:.3f} s, median "
-          f"{statistics.median(times):.3f} s of {len(times)} (target < {TARGET_SECONDS} s: "
-          f"{verdict(best < TARGET_SECONDS)})")
+    median = statistics.median(times)
+    print(f"planning CPU: first {times[0]:.3f} s, best {min(times):.3f} s, median "
+          f"{median:.3f} s of {len(times)} (target: median < {TARGET_SECONDS} s: "
+          f"{verdict(median < TARGET_SECONDS)})")
     return 0
 
 

@@ -212,14 +212,14 @@ def test_a_service_whose_stderr_is_the_journal_logs_with_priorities(tmp_path: Pa
     path.touch()
     program = (
         "import logging; from cvmkeeper.logs import setup_logging; setup_logging();"
-        "logging.getLogger('cvmkeeper.daemon').warning('quota nearly full')"
+        "logging.getLogger('cvmkeeper.scheduler').warning('quota nearly full')"
     )
     env = {**os.environ, "JOURNAL_STREAM": journal_stream_of(path)}
     with path.open("w") as stderr:
         subprocess.run(
             [sys.executable, "-c", program], stderr=stderr, env=env, check=True, timeout=60
         )
-    assert path.read_text() == "<4>cvmkeeper.daemon: quota nearly full\n"
+    assert path.read_text() == "<4>cvmkeeper.scheduler: quota nearly full\n"
 
 
 # -- redaction -------------------------------------------------------------------------------
@@ -384,15 +384,6 @@ def test_python_warnings_go_through_the_log() -> None:
 def test_bad_level_or_format_is_a_clear_error(level: str, fmt: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         setup_logging(level, fmt, io.StringIO())
-
-
-def test_progress_lines_are_logged_at_their_level() -> None:
-    from cvmkeeper.logs import progress_level
-
-    assert progress_level("ap-guangzhou: ERROR cannot read the inventory: x") == logging.ERROR
-    assert progress_level("ap-guangzhou: WARNING quota nearly full") == logging.WARNING
-    assert progress_level("ap-guangzhou: created web-2612031400 (img-1)") == logging.INFO
-    assert progress_level("ap-guangzhou: web: the ERROR word later") == logging.INFO
 
 
 @pytest.mark.slow

@@ -53,11 +53,12 @@ def exporter_and_client(tmp_path: Path) -> Iterator[tuple[MetricsExporter, int, 
 def test_a_scrape_shows_backups_quota_runs_and_api_calls(
     exporter_and_client: tuple[MetricsExporter, int, Any],
 ) -> None:
-    _exporter, port, (w, client) = exporter_and_client
+    exporter, port, (w, client) = exporter_and_client
     before = scrape(port)
     assert not any(name.startswith("cvmkeeper_last_backup") for name in before)
 
-    run_once(w.setup(), client, RecordingAlerter(), now=T0 + timedelta(minutes=1))
+    run_once(w.setup(), client, RecordingAlerter(), now=T0 + timedelta(minutes=1),
+             observe=exporter.observe)
     samples = scrape(port)
 
     slot = T0.timestamp()
@@ -81,8 +82,9 @@ def test_a_scrape_shows_backups_quota_runs_and_api_calls(
 
 
 def test_a_dry_run_is_not_counted(exporter_and_client: tuple[MetricsExporter, int, Any]) -> None:
-    _exporter, port, (w, client) = exporter_and_client
-    run_once(w.setup(), client, RecordingAlerter(), now=T0 + timedelta(minutes=1), dry_run=True)
+    exporter, port, (w, client) = exporter_and_client
+    run_once(w.setup(), client, RecordingAlerter(), now=T0 + timedelta(minutes=1), dry_run=True,
+             observe=exporter.observe)
     assert not any(name.startswith("cvmkeeper_runs_total") for name in scrape(port))
 
 

@@ -34,6 +34,9 @@ SDIST_MUST_HOLD = (
     "src/cvmkeeper/data/policy.yaml",
     "src/cvmkeeper/cli/__init__.py",
     "tests/docs/test_readme.py",
+    "docs/design.md",
+    "CONTRIBUTING.md",
+    "CHANGELOG.md",
 )
 WHEEL_MUST_HOLD = (
     "cvmkeeper/__init__.py",

@@ -52,7 +52,6 @@ __all__ = [
     "REDACTED",
     "LogFormat",
     "SecretRedactor",
-    "progress_level",
     "redact",
     "register_secret",
     "setup_logging",
@@ -194,20 +193,6 @@ def _message(record: logging.LogRecord) -> str:
     """The record's message with control, zero-width and bidi characters escaped, newlines
     included: text from the API or a file can never start a log line of its own."""
     return escape(record.getMessage())
-
-
-def progress_level(message: str) -> int:
-    """The logging level of a run's progress line: ``<region>: ERROR ...`` is an error,
-    ``<region>: WARNING ...`` a warning, anything else information. Progress lines are
-    logged as well as shown, and ``journalctl -p warning`` must see the failures among them.
-    """
-    head = message.split(": ", 2)
-    for part in head[1:]:
-        if part.startswith("ERROR "):
-            return logging.ERROR
-        if part.startswith("WARNING "):
-            return logging.WARNING
-    return logging.INFO
 
 
 def journal_priority(levelno: int) -> int:

@@ -15,8 +15,9 @@ registry leaks in):
 - ``cvmkeeper_api_calls_total{action}`` and ``cvmkeeper_api_errors_total{action,code}``,
   read from the cloud client's ``CallStats`` at scrape time.
 
-The backup and region values come from the run observer of ``alerting.run_health``: they
-are what the last run of each region saw (after its creates and deletes), so a scrape never
+The backup and region values come from ``MetricsExporter.observe``, which the daemon passes
+to every run it starts (``run_once(observe=...)``; no process-wide observer list): they are
+what the last run of each region saw (after its creates and deletes), so a scrape never
 calls the cloud.
 """
 
@@ -28,7 +29,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from cvmkeeper.alerting.run_health import RunHealth, add_run_observer, remove_run_observer
+from cvmkeeper.executor.run_health import RunHealth
 
 __all__ = ["MetricsError", "MetricsExporter", "parse_listen", "start_metrics"]
 
@@ -101,7 +102,7 @@ class MetricsExporter:
         self._instances: dict[str, set[tuple[str, ...]]] = {}
 
     def observe(self, run: RunHealth) -> None:
-        """Record one finished run (the ``alerting.run_health`` observer)."""
+        """Record one finished run (passed to ``run_once`` as its ``observe``)."""
         report = run.report
         result = "ok" if report.ok else "failed"
         seconds = max(0.0, (report.finished - report.started).total_seconds())
@@ -121,7 +122,7 @@ class MetricsExporter:
                             item.newest_slot.timestamp())
 
     def start(self, listen: str) -> tuple[str, int]:
-        """Serve ``/metrics`` on ``listen`` and observe runs; return the bound (host, port)
+        """Serve ``/metrics`` on ``listen``; return the bound (host, port)
         (port 0 picks a free one). Raises ``MetricsError`` when it cannot bind."""
         host, port = parse_listen(listen)
         try:
@@ -130,7 +131,6 @@ class MetricsExporter:
         except OSError as error:
             raise MetricsError(f"cannot serve metrics on {listen}: {error.strerror}") from None
         self._server, self._thread = server, thread
-        add_run_observer(self.observe)
         host, port = self.address
         log.info("metrics on http://%s:%d/metrics", host, port)
         return host, port
@@ -144,8 +144,7 @@ class MetricsExporter:
         return str(bound[0]), int(bound[1])
 
     def close(self) -> None:
-        """Stop observing runs and stop the HTTP server."""
-        remove_run_observer(self.observe)
+        """Stop the HTTP server."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

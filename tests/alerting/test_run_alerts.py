@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from cvmkeeper.alerting import SentryAlerter, build_alerter, monitor_slug
-from cvmkeeper.daemon.jobs import RunContext, SlotJobs
-from cvmkeeper.daemon.state import StateStore
 from cvmkeeper.emulator.server import RunningEmulator
 from cvmkeeper.executor import RegionLocks, RunReport, run_once
+from cvmkeeper.scheduler.jobs import RunContext, SlotJobs
+from cvmkeeper.scheduler.state import StateStore
 from executor.world import REGION, T0, A, B, World, fleet, managed, policy, world
 from support.sentry_capture import SentryCapture
 

@@ -204,7 +204,7 @@ def test_logged_errors_are_breadcrumbs_never_events(
         logging.getLogger("apscheduler.executors.default").exception(
             'Job "backup web-daily" raised an exception'
         )
-    logging.getLogger("cvmkeeper.daemon").error("a run of web-daily failed")
+    logging.getLogger("cvmkeeper.scheduler").error("a run of web-daily failed")
     alerter.error(NOT_FOUND)
     alerter.flush(timeout=5)
 

@@ -212,7 +212,7 @@ def test_live_progress_rewrites_one_line_and_keeps_warnings() -> None:
     stream = io.StringIO()
     display = ProgressDisplay(stream, live=True)
     display("ap-guangzhou: created 261127-0000-aaaaaaaa")
-    display("ap-guangzhou: WARNING quota full")
+    display.alert("ap-guangzhou: WARNING quota full")
     display("ap-guangzhou: deleted x")
     display.close()
     text = stream.getvalue()

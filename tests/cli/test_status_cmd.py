@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ helpe
 from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.cli import cli
 from cvmkeeper.core.naming import image_name
-from cvmkeeper.daemon.jobs import RunContext, SlotJobs
-from cvmkeeper.daemon.state import StateStore
 from cvmkeeper.executor import RegionLocks, run_once
+from cvmkeeper.scheduler.jobs import RunContext, SlotJobs
+from cvmkeeper.scheduler.state import StateStore
 from executor.world import (
     DEST,
     REGION,

@@ -25,6 +25,7 @@ from cvmkeeper.emulator.clock import ManualClock
 from cvmkeeper.emulator.core import EmulatorCore
 from cvmkeeper.emulator.fleet import FleetSpec
 from cvmkeeper.emulator.server import running_emulator
+from cvmkeeper.emulator.transport import in_process_client
 
 #: Quick backoffs for tests; the shape (jitter, caps, bounds) is the production one.
 TEST_POLICY = RetryPolicy(max_attempts=10, base_seconds=0.02, cap_seconds=0.4,
@@ -118,7 +119,7 @@ def make_cloud(request: pytest.FixtureRequest) -> Iterator[MakeCloud]:
         def sleep(seconds: float) -> None:
             clock.advance(seconds)
 
-        client = CloudClient.in_process(
+        client = in_process_client(
             core, retry_policy=policy, sleep=sleep, clock=now, rng=rng,
             limiter=RateLimiter(limiter_config, clock=now, sleep=sleep),
         )

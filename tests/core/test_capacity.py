@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_planner import REGION, A, B, foreign, hour
 from test_planner import inventory as planner_inventory
-from test_planner import policy as planner_policy
 from test_planner import run as run_planner
 
 from cvmkeeper.core.capacity import (
@@ -22,6 +21,7 @@ from cvmkeeper.core.capacity import (
 from cvmkeeper.core.plan import DeleteKind
 from cvmkeeper.core.policy import Policy, Retention, Schedule, Targets
 from cvmkeeper.core.simulation import simulate
+from support.builders import policy
 
 DAILY = Schedule(cron="0 2 * * *")
 
@@ -44,24 +44,17 @@ def test_keep_within_counts_the_slots_its_window_can_hold() -> None:
     assert max_images(within, [DAILY, Schedule(cron="0 14 * * *")]) == 4
 
 
-def policy(name: str, retention: Retention, **targets: object) -> Policy:
-    return Policy(
-        name=name,
-        regions=("ap-guangzhou",),
-        targets=Targets(**targets),  # type: ignore[arg-type]
-        schedules=(DAILY,),
-        retention=retention,
-    )
-
-
 def test_region_arithmetic_sums_listed_instances_and_counts_tags_as_one() -> None:
     by_id = policy(
         "web",
-        Retention(keep_last=3),
-        instance_ids=("ins-aaaaaaaa", "ins-bbbbbbbb", "ins-cccccccc"),
-        exclude_instance_ids=("ins-cccccccc",),
+        retention=Retention(keep_last=3),
+        schedules=(DAILY,),
+        ids=("ins-aaaaaaaa", "ins-bbbbbbbb", "ins-cccccccc"),
+        exclude=("ins-cccccccc",),
     )
-    by_tag = policy("db", Retention(keep_daily=4), tags={"role": "db"})
+    by_tag = policy(
+        "db", retention=Retention(keep_daily=4), schedules=(DAILY,), tags={"role": "db"}
+    )
     check = check_region_quota("ap-guangzhou", [by_id, by_tag], 10)
     assert check.total == 10 and check.fits
     assert check.explain() == (
@@ -133,7 +126,12 @@ def test_rotation_headroom_is_needed_exactly_when_the_next_image_expires_the_new
 
 
 def test_the_arithmetic_shows_the_image_rotation_needs() -> None:
-    one = policy("web", Retention(keep_last=1), instance_ids=("ins-aaaaaaaa", "ins-bbbbbbbb"))
+    one = policy(
+        "web",
+        retention=Retention(keep_last=1),
+        schedules=(DAILY,),
+        ids=("ins-aaaaaaaa", "ins-bbbbbbbb"),
+    )
     check = check_region_quota("ap-guangzhou", [one], 10, unmanaged=6)
     assert check.explain() == (
         "ap-guangzhou: web (1 + 1 to rotate) x 2 instances + 6 unmanaged = 10 <= quota 10"
@@ -164,7 +162,7 @@ def rotate(candidate: Policy, quota: int, slots: int) -> tuple[int, int]:
 def test_validate_and_the_planner_agree_on_what_a_full_quota_can_rotate(
     retention: dict[str, int], headroom: bool
 ) -> None:
-    candidate = planner_policy(ids=(A, B), **retention)  # hourly, two instances
+    candidate = policy(ids=(A, B), **retention)  # hourly, two instances
     check = check_region_quota(REGION, [candidate], 100, unmanaged=2)
     assert [t.headroom for t in check.terms] == [int(headroom)]
     # At validate's total the planner rotates 50 hourly slots without evicting or skipping;

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cvmkeeper.core.disk_report import disk_warnings, is_disk_warning, warning_instance
+from cvmkeeper.core.disk_report import disk_warnings
 from cvmkeeper.core.disks import (
     SNAPSHOTS_PER_DISK,
     TAG_DISKS,
@@ -26,7 +26,9 @@ from cvmkeeper.core.disks import (
 from cvmkeeper.core.inventory import Image, ImageState, Instance, Inventory
 from cvmkeeper.core.naming import image_description, image_name, image_tags
 from cvmkeeper.core.ownership import split_images
-from cvmkeeper.core.policy import Policy, Retention, Schedule, Targets
+from cvmkeeper.core.plan import PlanWarning, WarningKind
+from cvmkeeper.core.policy import Policy
+from support import builders
 
 SYSTEM = Disk("disk-system01", "CLOUD_PREMIUM", 50)
 DATA = Disk("disk-data0001", "CLOUD_PREMIUM", 200)
@@ -105,9 +107,8 @@ def test_sync_refusals_say_why() -> None:
 
 
 def make_policy(name: str = "db", disks: DiskSelection = ALL) -> Policy:
-    return Policy(name=name, regions=("ap-guangzhou",), targets=Targets(instance_ids=(A,)),
-                  schedules=(Schedule(every=timedelta(hours=1)),),
-                  retention=Retention(keep_last=3), disks=disks)
+    """A policy of instance A keeping 3 (``support.builders.policy``)."""
+    return builders.policy(name, ids=(A,), keep_last=3, disks=disks)
 
 
 def managed_image(hour: int, tags: dict[str, str] | None = None,
@@ -119,22 +120,28 @@ def managed_image(hour: int, tags: dict[str, str] | None = None,
                  tags={**image_tags(("db",), A, slot), **(tags or {})}, snapshots=snapshots)
 
 
-def warnings_for(instance: Instance, images: tuple[Image, ...], *policies: Policy) -> list[str]:
+def notices_for(
+    instance: Instance, images: tuple[Image, ...], *policies: Policy
+) -> list[PlanWarning]:
     inventory = Inventory("ap-guangzhou", 10, images, (instance,))
     managed, _ = split_images(images)
     return disk_warnings(inventory, {A: policies}, managed)
 
 
+def warnings_for(instance: Instance, images: tuple[Image, ...], *policies: Policy) -> list[str]:
+    return [notice.message for notice in notices_for(instance, images, *policies)]
+
+
 def test_warnings_name_the_policy_instance_and_disk() -> None:
     instance = Instance(A, "db-1", "RUNNING", "ap-guangzhou", system_disk=SYSTEM,
                         data_disks=(DATA, LOCAL))
-    [message] = warnings_for(instance, (), make_policy())
-    assert message.startswith("policy 'db': instance ins-aaaaaaaa: disk disk-local001")
-    assert is_disk_warning(message) and warning_instance(message) == A
+    [notice] = notices_for(instance, (), make_policy())
+    assert notice.message.startswith("policy 'db': instance ins-aaaaaaaa: disk disk-local001")
+    assert (notice.kind, notice.policies, notice.instance_id) == (WarningKind.DISKS, ("db",), A)
     assert warnings_for(instance, (), make_policy(disks=SYSTEM_ONLY)) == []
-    [both] = warnings_for(instance, (), make_policy("a"), make_policy("b"))
-    assert both.startswith("policies 'a', 'b':")
-    assert warning_instance("policy 'x' matches no instance in ap-guangzhou") is None
+    [both] = notices_for(instance, (), make_policy("a"), make_policy("b"))
+    assert both.message.startswith("policies 'a', 'b':")
+    assert both.policies == ("a", "b")
 
 
 def test_an_image_with_fewer_disks_than_asked_is_warned_about() -> None:
@@ -144,9 +151,9 @@ def test_an_image_with_fewer_disks_than_asked_is_warned_about() -> None:
     short = managed_image(1, {TAG_DISKS: "disk-data0001"}, system_only)
     whole = managed_image(2, {TAG_DISKS: "disk-data0001"},
                           (*system_only, ImageSnapshot("snap-2", "DATA_DISK", 200)))
-    [message] = warnings_for(instance, (short, whole), make_policy())
-    assert short.name in message and "holds 0 of the 1 data disks" in message
-    assert warning_instance(message) == A
+    [notice] = notices_for(instance, (short, whole), make_policy())
+    assert short.name in notice.message and "holds 0 of the 1 data disks" in notice.message
+    assert (notice.kind, notice.instance_id) == (WarningKind.DISKS, A)
     # still being made: its SnapshotSet is not final, no warning yet
     creating = replace(short, state=ImageState.CREATING)
     assert warnings_for(instance, (creating, whole), make_policy()) == []

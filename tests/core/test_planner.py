@@ -45,6 +45,7 @@ from cvmkeeper.core.plan import (
 )
 from cvmkeeper.core.planner import DueSlots, PlannerSettings, plan_region
 from cvmkeeper.core.policy import Consistency, OnQuotaFull, Policy, Retention, Schedule, Targets
+from support.builders import policy
 
 REGION = "ap-guangzhou"
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
@@ -91,28 +92,6 @@ def foreign(image_id: str, name: str | None = None) -> Image:
 def instance(instance_id: str, **tags: str) -> Instance:
     """A running instance of the region."""
     return Instance(instance_id, instance_id, "RUNNING", REGION, tags=tags)
-
-
-def policy(
-    name: str = "p",
-    *,
-    ids: Sequence[str] = (),
-    tags: Mapping[str, str] | None = None,
-    regions: Sequence[str] = (REGION,),
-    on_quota_full: OnQuotaFull = "evict",
-    consistency: Consistency = Consistency.LIVE,
-    **retention: int,
-) -> Policy:
-    """An hourly policy with the given retention counts."""
-    return Policy(
-        name=name,
-        regions=tuple(regions),
-        targets=Targets(instance_ids=tuple(ids), tags=dict(tags or {})),
-        schedules=(Schedule(every=timedelta(hours=1)),),
-        retention=Retention(**retention),
-        consistency=consistency,
-        on_quota_full=on_quota_full,
-    )
 
 
 def inventory(quota: int, images: Iterable[Image], instances: Iterable[str] = (A, B)) -> Inventory:

@@ -25,7 +25,6 @@ from test_planner import (
     foreign,
     hour,
     instance,
-    policy,
 )
 from test_planner import run as run_region
 
@@ -34,6 +33,7 @@ from cvmkeeper.core.naming import MARKER_TAG, PIN_TAG, image_name
 from cvmkeeper.core.plan import Copy, Delete, Phase, Plan, Skip, Wait, check_plan
 from cvmkeeper.core.planner import PlannerSettings, plan_region
 from cvmkeeper.core.policy import CopyRule, OnQuotaFull, Policy, Retention
+from support.builders import policy
 
 DEST = "ap-shanghai"
 

@@ -1,4 +1,4 @@
-"""Retention: table-driven keep sets with reasons, and the properties of DESIGN.md."""
+"""Retention: table-driven keep sets with reasons, and the properties of docs/design.md."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""Schedule maths against cronsim (an independent cron), plus DESIGN.md's DST rules.
+"""Schedule maths against cronsim (an independent cron), plus the DST rules of docs/design.md.
 
 cronsim mimics Debian cron at DST changes. For fixed-time jobs (minute and hour not
-starting with '*') that is exactly DESIGN.md's rule and the two must agree everywhere.
+starting with '*') that is exactly the rule of docs/design.md and the two must agree everywhere.
 For wildcard jobs Debian cron fires the repeated hour twice and skips the gap, where
-DESIGN.md says "the first time only" and "once at the end of the gap": there they are
-compared away from the transitions, and DESIGN.md's behaviour is tested explicitly.
+docs/design.md says "the first time only" and "once at the end of the gap": there they are
+compared away from the transitions, and the behaviour docs/design.md names is tested explicitly.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from apscheduler.triggers.base import BaseTrigger
 from cronsim import CronSim, CronSimError
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cvmkeeper.core.policy import Policy, Retention, Schedule, Targets
+from cvmkeeper.core.policy import Schedule
 from cvmkeeper.core.schedule import (
     CronError,
     check_schedule,
@@ -31,9 +30,9 @@ from cvmkeeper.core.schedule import (
     parse_cron,
     period,
     shortest_gap,
-    to_trigger,
     wall_to_utc,
 )
+from support import builders
 
 FIXED_ZONES = ["UTC", "Asia/Shanghai", "Asia/Kolkata", "Asia/Kathmandu"]
 DST_ZONES = ["Europe/Berlin", "America/New_York", "Australia/Sydney", "Australia/Lord_Howe"]
@@ -97,7 +96,7 @@ def compare(expr: str, tz: str, start: datetime, count: int = 40) -> None:
     elif tz in HALF_HOUR_DST_ZONES:
         # cronsim skips whole wall-clock hours after a 30-minute shift (e.g. 05:00-05:28
         # on 2026-04-05 in Lord Howe, hours after the change); only fixed-time jobs are
-        # compared there, and DESIGN.md's behaviour is tested explicitly below.
+        # compared there, and the behaviour docs/design.md names is tested explicitly below.
         return
     else:
         assert [m for m in mine if not near_transition(m, tz)] == [
@@ -189,7 +188,7 @@ def test_generated_expressions_agree_with_cronsim(expr: str, tz: str, start: dat
     compare(expr, tz, start, count=12)
 
 
-# --- DESIGN.md's DST rules, explicitly ---------------------------------------------------
+# --- the DST rules of docs/design.md, explicitly ------------------------------------------------
 
 
 def utc(*args: int) -> datetime:
@@ -347,18 +346,10 @@ def test_jitter_must_be_shorter_than_the_shortest_gap() -> None:
         check_schedule(Schedule(cron="0 * * * *", jitter=timedelta(hours=1)))
 
 
-def _policy(*schedules: Schedule) -> Policy:
-    return Policy(
-        name="p",
-        regions=("ap-guangzhou",),
-        targets=Targets(instance_ids=("ins-6pb6lrmy",)),
-        schedules=schedules,
-        retention=Retention(keep_last=1),
-    )
-
-
 def test_policy_slots_merge_schedules_without_duplicates() -> None:
-    policy = _policy(Schedule(cron="0 */6 * * *"), Schedule(every=timedelta(hours=4)))
+    policy = builders.policy(
+        schedules=(Schedule(cron="0 */6 * * *"), Schedule(every=timedelta(hours=4)))
+    )
     slots = next_policy_slots(policy, utc(2026, 1, 1), 6)
     assert slots == [
         utc(2026, 1, 1, 4),
@@ -369,31 +360,3 @@ def test_policy_slots_merge_schedules_without_duplicates() -> None:
         utc(2026, 1, 1, 18),
     ]
     assert latest_policy_slot(policy, utc(2026, 1, 1, 13)) == utc(2026, 1, 1, 12)
-
-
-# --- APScheduler --------------------------------------------------------------------------
-
-
-def test_trigger_fires_at_slots_and_keeps_them_with_jitter() -> None:
-    schedule = Schedule(cron="0 2 * * *", timezone="Asia/Shanghai", jitter=timedelta(minutes=5))
-    trigger = to_trigger(schedule)
-    assert isinstance(trigger, BaseTrigger)
-    now = utc(2026, 11, 27, 10)
-    fire_times = []
-    previous = None
-    for _ in range(5):
-        fire = trigger.get_next_fire_time(previous, now)
-        assert fire is not None
-        fire_times.append(fire)
-        previous, now = fire, fire
-    slots = [latest_slot(schedule, f) for f in fire_times]
-    assert slots == next_slots(schedule, utc(2026, 11, 27, 10), 5)
-    assert all(
-        timedelta() <= f - s <= timedelta(minutes=5) for f, s in zip(fire_times, slots, strict=True)
-    )
-
-
-def test_trigger_without_previous_fires_at_now_when_now_is_a_slot() -> None:
-    trigger = to_trigger(Schedule(cron="0 * * * *"))
-    assert trigger.get_next_fire_time(None, utc(2026, 1, 1, 5)) == utc(2026, 1, 1, 5)
-    assert "0 * * * *" in str(trigger)

@@ -7,24 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cvmkeeper.core.naming import parse_image_name
-from cvmkeeper.core.policy import Policy, Retention, Schedule, Targets
+from cvmkeeper.core.policy import Retention, Schedule
 from cvmkeeper.core.simulation import SimulationTooLongError, simulate
-
-
-def make(retention: Retention, *schedules: Schedule, tz: str = "UTC") -> Policy:
-    return Policy(
-        name="p",
-        regions=("ap-guangzhou",),
-        targets=Targets(instance_ids=("ins-aaaaaaaa",)),
-        schedules=schedules,
-        retention=retention,
-        timezone=tz,
-    )
+from support import builders
 
 
 def test_a_year_of_daily_gfs_keeps_one_image_per_bucket() -> None:
-    policy = make(
-        Retention(keep_daily=7, keep_weekly=4, keep_monthly=12), Schedule(cron="0 2 * * *")
+    policy = builders.policy(
+        retention=Retention(keep_daily=7, keep_weekly=4, keep_monthly=12),
+        schedules=(Schedule(cron="0 2 * * *"),),
     )
     start = datetime(2026, 1, 1, tzinfo=UTC)
     result = simulate(policy, start, start + timedelta(days=400))
@@ -42,7 +33,9 @@ def test_a_year_of_daily_gfs_keeps_one_image_per_bucket() -> None:
 
 
 def test_keep_last_settles_at_its_count() -> None:
-    policy = make(Retention(keep_last=4), Schedule(every=timedelta(hours=1)))
+    policy = builders.policy(
+        retention=Retention(keep_last=4), schedules=(Schedule(every=timedelta(hours=1)),)
+    )
     start = datetime(2026, 1, 1, tzinfo=UTC)
     result = simulate(policy, start, start + timedelta(days=2))
     assert len(result.kept) == 4
@@ -50,7 +43,9 @@ def test_keep_last_settles_at_its_count() -> None:
 
 
 def test_runaway_simulations_are_refused() -> None:
-    policy = make(Retention(keep_last=1), Schedule(cron="* * * * *"))
+    policy = builders.policy(
+        retention=Retention(keep_last=1), schedules=(Schedule(cron="* * * * *"),)
+    )
     start = datetime(2026, 1, 1, tzinfo=UTC)
     with pytest.raises(SimulationTooLongError):
         simulate(policy, start, start + timedelta(days=400))

@@ -179,11 +179,12 @@ def test_running_one_command_does_not_import_the_others() -> None:
     code = (
         "import sys; from cvmkeeper.cli import cli; "
         "cli.get_command(None, 'run'); "
-        "print(sorted(m for m in sys.modules if m.startswith(('cvmkeeper.cli.', 'cvmkeeper.d'))))"
+        "print(sorted(m for m in sys.modules "
+        "if m.startswith(('cvmkeeper.cli.', 'cvmkeeper.scheduler'))))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert "cvmkeeper.cli.run_cmd" in out
-    for other in ("emulator_cmd", "daemon_cmd", "status_cmd", "config_cmd", "cvmkeeper.daemon"):
+    for other in ("emulator_cmd", "daemon_cmd", "status_cmd", "config_cmd", "cvmkeeper.scheduler"):
         assert other not in out, f"{other} imported for `run`: {out}"

@@ -1,4 +1,4 @@
-"""Whole-machine images (issue #15, DESIGN.md rule 10) over real HTTP with the official SDK.
+"""Whole-machine images (issue #15, docs/design.md rule 10) over real HTTP with the official SDK.
 
 A backup holds the system disk and every CBS data disk attached at the slot unless the
 policy says otherwise; a disk that cannot be imaged is alerted on every run; deleting an

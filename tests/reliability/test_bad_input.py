@@ -30,7 +30,7 @@ from cvmkeeper.emulator.server import running_emulator
 from reliability import commands, figures
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "config"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scheduler"))
 from test_daemon_e2e import DaemonProcess, Notifications, config_for
 from test_daemon_e2e import fleet as daemon_fleet
 from test_daemon_e2e import start_daemon as daemon_starter  # noqa: F401 - the fixture
@@ -393,13 +393,10 @@ def test_unbounded_numbers_of_the_config_are_bounded(tmp_path: Path) -> None:
             assert f": {key}: must be at most" in output, output
 
 
-@pytest.mark.parametrize("where", ["policy_file", "config", "policies_dir", "secret_key_file",
-                                   "dsn_file", "policies_dir_self", "home_of_nobody"])
-def test_symlink_loops_and_strange_paths_are_clear_errors(tmp_path: Path, where: str) -> None:
-    config = home(tmp_path / "h")
+def plant_strange_path(where: str, config: Path, files: set[str]) -> Path:
+    """Put the loop or strange path ``where`` names into the home of ``config``; return the
+    config file to run with (``files``: the paths an error may name, extended here)."""
     root = config.parent
-    files = {"policies", "policies/hourly.yaml", "policies/loop.yaml", "cvmkeeper.yaml",
-             "loop.yaml"}
     if where == "policy_file":
         (root / "policies" / "loop.yaml").symlink_to("loop.yaml")
     elif where == "config":
@@ -425,6 +422,16 @@ def test_symlink_loops_and_strange_paths_are_clear_errors(tmp_path: Path, where:
                    else "credentials: {cvm_role: false}\nsentry: {dsn_file: kloop}")
         config.write_text(GOOD_CONFIG.replace("credentials: {cvm_role: false}", section)
                           .replace("sentry: {environment: test, checkin_margin: 5m}\n", ""))
+    return config
+
+
+@pytest.mark.parametrize("where", ["policy_file", "config", "policies_dir", "secret_key_file",
+                                   "dsn_file", "policies_dir_self", "home_of_nobody"])
+def test_symlink_loops_and_strange_paths_are_clear_errors(tmp_path: Path, where: str) -> None:
+    files = {"policies", "policies/hourly.yaml", "policies/loop.yaml", "cvmkeeper.yaml",
+             "loop.yaml"}
+    config = plant_strange_path(where, home(tmp_path / "h"), files)
+    root = config.parent
     commands_here = ("validate", "plan", "run", "status", "images")
     for command in commands_here:
         code, output = invoke(command, config)

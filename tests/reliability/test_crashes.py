@@ -149,10 +149,10 @@ def test_a_kill_between_stop_and_start_leaves_no_instance_down(
 
 
 # ---------------------------------------------------------------------- the daemon, once
-# The daemon's own SIGKILL test (tests/daemon/test_daemon_e2e.py) kills a catch-up while
+# The daemon's own SIGKILL test (tests/scheduler/test_daemon_e2e.py) kills a catch-up while
 # its image is CREATING; this one reuses that test's process helpers, gives the instance
 # old backups to rotate, kills at a seeded write (create or delete) and runs the checker.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scheduler"))
 from daemon_helpers import daily_slot_before  # noqa: E402
 from test_daemon_e2e import INSTANCE, DaemonProcess, Notifications, config_for  # noqa: E402
 from test_daemon_e2e import fleet as daemon_fleet  # noqa: E402

@@ -23,6 +23,7 @@ from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.core.naming import image_name
 from cvmkeeper.emulator.invariants import check_invariants, format_violations
+from cvmkeeper.emulator.transport import in_process_client
 from executor.world import QUICK_RETRIES, REGION, T0, A, B, World, fleet, policy, unmanaged, world
 from reliability import figures
 
@@ -62,7 +63,7 @@ def client_for(w: World, seed: int) -> CloudClient:
     """The real SDK over HTTP for even seeds, the in-process transport for odd ones."""
     if seed % 2 == 0:
         return w.client()
-    return CloudClient.in_process(w.emu.core, retry_policy=QUICK_RETRIES)
+    return in_process_client(w.emu.core, retry_policy=QUICK_RETRIES)
 
 
 def slot_ok_or_alerted(state: dict[str, Any], alerter: RecordingAlerter, instance: str,

@@ -33,7 +33,7 @@ from executor.world import managed
 from reliability import commands, figures
 from support.sentry_capture import sentry_capture_server
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scheduler"))
 from daemon_helpers import policy_text, write_setup
 from test_daemon_e2e import REGION, DaemonProcess, Notifications
 from test_daemon_e2e import fleet as daemon_fleet

@@ -31,6 +31,7 @@ from cvmkeeper.core.schedule import iter_policy_slots
 from cvmkeeper.emulator.clock import ManualClock
 from cvmkeeper.emulator.core import EmulatorCore
 from cvmkeeper.emulator.fleet import FleetSpec
+from cvmkeeper.emulator.transport import in_process_client
 from cvmkeeper.executor import RunReport, run_once
 from cvmkeeper.executor.polling import PollTime
 
@@ -180,7 +181,7 @@ class YearWorld:
         def sleep(seconds: float) -> None:
             clock.advance(max(0.0, seconds))
 
-        client = CloudClient.in_process(
+        client = in_process_client(
             core, retry_policy=VIRTUAL_RETRIES, sleep=sleep, clock=monotonic,
             rng=random.Random(seed), limiter=RateLimiter(clock=monotonic, sleep=sleep))
         return cls(setup, clock, core, client, PollTime(sleep=sleep, monotonic=monotonic))

@@ -1,7 +1,7 @@
 """``cvmkeeper daemon``: run the scheduler in the foreground, as systemd starts it.
 
 The command only wires things together: logging (``--log-format``, ``--log-level``), the
-config path, the cloud client factory; ``cvmkeeper.daemon.service.Daemon`` does the work.
+config path, the cloud client factory; ``cvmkeeper.scheduler.service.Daemon`` does the work.
 Exit status: 0 after SIGTERM/SIGINT, 2 when the config or policies are invalid at start
 or its credentials cannot be read (as every command answers), 1 when the daemon cannot
 start otherwise.
@@ -52,7 +52,7 @@ def daemon(config_file: str | None, log_format: str, log_level: str) -> None:
         # APScheduler logs every job start and end at INFO; the daemon logs its own runs.
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
-    from cvmkeeper.daemon.service import Daemon  # noqa: PLC0415  (keeps `--help` fast)
+    from cvmkeeper.scheduler.service import Daemon  # noqa: PLC0415  (keeps `--help` fast)
 
     service = Daemon(config_path(config_file), client_factory=cloud_client)
     try:

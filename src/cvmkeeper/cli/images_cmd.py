@@ -39,7 +39,7 @@ from cvmkeeper.core.plan import ImageDecision, Plan
 from cvmkeeper.core.planner import PlannerSettings, plan_region
 from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.copies import copy_destinations, copy_source_regions
-from cvmkeeper.executor.executor import read_inventory
+from cvmkeeper.executor.region import read_inventory
 from cvmkeeper.executor.runner import run_regions
 
 EXPIRES = "expires at next run"

@@ -54,7 +54,8 @@ ALERT_FLUSH_SECONDS = 5.0
 
 
 class ProgressDisplay:
-    """Progress lines: one live line on a terminal, plain lines otherwise."""
+    """Progress lines: one live line on a terminal, plain lines otherwise. Error and warning
+    lines (``alert``) always stay on screen."""
 
     def __init__(self, stream: TextIO, *, live: bool, quiet: bool = False) -> None:
         # The live line moves the cursor on purpose, so it writes under the SafeStream and
@@ -67,16 +68,23 @@ class ProgressDisplay:
         self._lock = threading.Lock()
         self._shown = False
 
+    def alert(self, message: str) -> None:
+        """Show an error or warning line, which stays."""
+        if self._quiet:  # logged at its own priority already (see __init__)
+            return
+        message = escape(redact(message))
+        with self._lock:
+            self._clear()
+            self._stream.write(message + "\n")
+            self._stream.flush()
+
     def __call__(self, message: str) -> None:
-        """Show one progress message."""
+        """Show one progress message (on a terminal, over the previous one)."""
         if self._quiet:
             return
         message = escape(redact(message))
         with self._lock:
             if not self._live:
-                self._stream.write(message + "\n")
-            elif "ERROR" in message or "WARNING" in message:
-                self._clear()
                 self._stream.write(message + "\n")
             else:
                 width = max(20, shutil.get_terminal_size().columns - 1)
@@ -238,6 +246,7 @@ def run_command(
                 dry_run=dry_run,
                 wait=not no_wait,
                 progress=display,
+                progress_alerts=display.alert,
             )
             for policy in policies:
                 if not report.policy_ok(policy.name):

@@ -25,6 +25,8 @@ from cvmkeeper.core.schedule import zone
 from cvmkeeper.core.simulation import KeptImage, SimulationTooLongError, simulate
 
 
+# Long on purpose (~85 lines): a click command whose body is its options' checks and the
+# printing of the simulation, each a few lines; the simulation itself is core.simulation.
 @click.command(name="simulate")
 @config_option
 @click.option(

@@ -22,7 +22,6 @@ from typing import Any
 
 import click
 
-from cvmkeeper.alerting.run_health import health_settings
 from cvmkeeper.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -40,13 +39,14 @@ from cvmkeeper.config import Setup
 from cvmkeeper.core.disk_report import region_disk_warnings
 from cvmkeeper.core.disks import describe_snapshots
 from cvmkeeper.core.durations import format_duration
-from cvmkeeper.core.health import CopyFreshness, InstanceFreshness, RegionHealth, assess_region
+from cvmkeeper.core.health import Freshness, RegionHealth, assess_region
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.schedule import next_policy_slots
-from cvmkeeper.daemon.state import STATE_FILE_NAME, DaemonState, PolicyRun, read_state
 from cvmkeeper.executor.copies import copy_destinations
-from cvmkeeper.executor.executor import read_inventory
+from cvmkeeper.executor.region import read_inventory
+from cvmkeeper.executor.run_health import health_settings
 from cvmkeeper.executor.runner import run_regions
+from cvmkeeper.scheduler.state import STATE_FILE_NAME, DaemonState, PolicyRun, read_state
 
 __all__ = ["Status", "gather", "status_command", "status_lines", "status_to_json"]
 
@@ -68,12 +68,12 @@ class Status:
     holds: dict[str, str] = field(default_factory=dict)
 
     @property
-    def stale(self) -> list[InstanceFreshness]:
+    def stale(self) -> list[Freshness]:
         """Every stale instance of every region read."""
         return [item for health in self.regions for item in health.stale]
 
     @property
-    def stale_copies(self) -> list[CopyFreshness]:
+    def stale_copies(self) -> list[Freshness]:
         """Every copy set whose newest copy is stale, in every destination read."""
         return [item for health in self.regions for item in health.stale_copies]
 
@@ -198,7 +198,7 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
     return lines
 
 
-def _copies_text(copy: CopyFreshness, now: datetime) -> str:
+def _copies_text(copy: Freshness, now: datetime) -> str:
     """``copies web-daily ins-x from ap-guangzhou: 2 held, newest NAME (5h ago)``."""
     head = f"copies {', '.join(copy.policies)} {copy.instance_id} from {copy.source_region}"
     if copy.newest_slot is None:
@@ -218,7 +218,7 @@ def _recent_errors(setup: Setup, status: Status) -> list[dict[str, str]]:
     ]
 
 
-def _freshness_json(item: InstanceFreshness) -> dict[str, Any]:
+def _freshness_json(item: Freshness) -> dict[str, Any]:
     return {
         "region": item.region,
         "instance_id": item.instance_id,
@@ -240,7 +240,7 @@ def _with_holds(status: Status, entry: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def _copy_json(item: CopyFreshness) -> dict[str, Any]:
+def _copy_json(item: Freshness) -> dict[str, Any]:
     return {
         "region": item.region,
         "source_region": item.source_region,

@@ -1,8 +1,8 @@
 """The one interface through which cvmkeeper reaches Tencent Cloud, and its implementations.
 
 Use :class:`CloudClient` (``CloudClient.over_http(credentials, endpoint)`` for Tencent Cloud
-or the emulator's HTTP front, ``CloudClient.in_process(core)`` for simulations) and catch
-the exceptions of :mod:`cvmkeeper.cloud.errors`, which say what to do.
+or the emulator's HTTP front; ``cvmkeeper.emulator.transport.in_process_client(core)`` for
+simulations) and catch the exceptions of :mod:`cvmkeeper.cloud.errors`, which say what to do.
 """
 
 from cvmkeeper.cloud.client import CloudClient
@@ -25,7 +25,7 @@ from cvmkeeper.cloud.errors import (
 from cvmkeeper.cloud.models import CreateImageRequest, CreateOutcome, DeleteResult, SyncResult
 from cvmkeeper.cloud.ratelimit import RateLimitConfig, RateLimiter
 from cvmkeeper.cloud.retry import RetryPolicy
-from cvmkeeper.cloud.transport import EndpointConfig, InProcessTransport, SdkTransport, Transport
+from cvmkeeper.cloud.transport import EndpointConfig, SdkTransport, Transport
 
 __all__ = [
     "AlreadyDoneError",
@@ -40,7 +40,6 @@ __all__ = [
     "CredentialsNotFoundError",
     "DeleteResult",
     "EndpointConfig",
-    "InProcessTransport",
     "NotFoundError",
     "PermanentError",
     "QuotaExceededError",

@@ -55,7 +55,6 @@ from cvmkeeper.cloud.ratelimit import RateLimiter
 from cvmkeeper.cloud.retry import RetryPolicy, call_with_retries
 from cvmkeeper.cloud.transport import (
     EndpointConfig,
-    InProcessTransport,
     SdkTransport,
     Transport,
 )
@@ -140,11 +139,6 @@ class CloudClient:
         endpoint = endpoint or EndpointConfig()
         options.setdefault("identity_reader", SdkIdentityReader(credentials, endpoint))
         return cls(SdkTransport(credentials, endpoint), **options)
-
-    @classmethod
-    def in_process(cls, core: Any, **options: Any) -> CloudClient:
-        """A client calling an emulator core directly (no HTTP)."""
-        return cls(InProcessTransport(core), **options)
 
     # -- one logical call ------------------------------------------------------------------
 

@@ -60,6 +60,9 @@ class RetryPolicy:
 _EXPECTED = (ThrottledError, BusyError)
 
 
+# Long on purpose (~80 lines): tenacity's four hooks (should_retry, wait, stop, log_retry)
+# close over one call's state (start time, internal-error count, rng); split out, that state
+# would have to be passed to each of them.
 def call_with_retries(
     attempt: Callable[[], T],
     *,

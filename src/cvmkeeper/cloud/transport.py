@@ -1,4 +1,4 @@
-"""How one API call reaches a CVM API: over HTTP with the official SDK, or in-process.
+"""How one API call reaches a CVM API: the ``Transport`` protocol and the SDK transport.
 
 A :class:`Transport` sends one request and returns the ``Response`` body, or raises the
 :class:`~cvmkeeper.cloud.errors.CloudError` subclass that the error table gives for the
@@ -9,14 +9,13 @@ wraps every transport the same way, so both behave identically.
   its generic ``call_json`` path) against Tencent Cloud or the emulator's HTTP front. The
   SDK's own retryer and region breaker stay off: the breaker swallows errors and the
   retryer re-sends after a success.
-- :class:`InProcessTransport` calls the emulator core directly, for fast simulations. Its
-  requests and answers are copied as a JSON round trip would (tuples become lists, what
-  JSON cannot carry is a ``TypeError``), so neither side shares state with the other.
+- ``cvmkeeper.emulator.transport.InProcessTransport`` calls the emulator core directly, for
+  fast simulations; it lives with the emulator, which depends on this layer and never the
+  reverse.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,23 +58,6 @@ class EndpointConfig:
             raise ValueError(f"endpoint scheme must be http or https, not {self.scheme!r}")
         if self.timeout_seconds <= 0:
             raise ValueError("endpoint timeout_seconds must be positive")
-
-
-def _wire_copy(value: Any) -> Any:
-    """``value`` as it comes out of the wire: ``json.loads(json.dumps(value))``, computed
-    without the text for the plain types requests and answers are made of (``dict`` with
-    ``str`` keys, ``list``, ``tuple``, ``str``, ``int``, ``float``, ``bool``, ``None``).
-    Anything else (subclasses, other keys) takes the real round trip, so the result and the
-    ``TypeError`` for what JSON cannot carry are exactly JSON's (for acyclic values)."""
-    kind = type(value)
-    if kind is str or kind is int or kind is float or kind is bool or value is None:
-        return value
-    if kind is dict:
-        if all(type(key) is str for key in value):
-            return {key: _wire_copy(item) for key, item in value.items()}
-    elif kind is list or kind is tuple:
-        return [_wire_copy(item) for item in value]
-    return json.loads(json.dumps(value))
 
 
 class SdkTransport:
@@ -139,38 +121,9 @@ def _short(message: object, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-class InProcessTransport:
-    """Calls an emulator core directly (no HTTP); for fast simulations and tests.
-
-    ``core`` is a ``cvmkeeper.emulator.core.EmulatorCore`` (or anything with its ``call``);
-    the emulator is imported lazily so that the cloud layer does not depend on it.
-    """
-
-    def __init__(self, core: Any) -> None:
-        self.core = core
-
-    def call(self, region: str, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Run ``action`` in the core; its errors and faults become classified errors."""
-        # Imported here: the cloud layer must not need the emulator unless it is used.
-        from cvmkeeper.emulator.core import ApiError, ConnectionFault  # noqa: PLC0415
-
-        try:
-            answer = self.core.call(action, region, _wire_copy(dict(params)))
-        except ApiError as exc:
-            raise classify(exc.code, exc.message, action=action, region=region) from None
-        except ConnectionFault:
-            raise NetworkError(
-                "ClientNetworkError", "connection closed without an answer",
-                action=action, region=region,
-            ) from None
-        result: dict[str, Any] = _wire_copy(answer)
-        return result
-
-
 __all__ = [
     "DEFAULT_ENDPOINT",
     "EndpointConfig",
-    "InProcessTransport",
     "SdkTransport",
     "Transport",
 ]

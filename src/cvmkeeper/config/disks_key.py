@@ -1,4 +1,4 @@
-"""The policy key ``disks``: which disks a policy's images hold (DESIGN.md rule 10).
+"""The policy key ``disks``: which disks a policy's images hold (docs/design.md rule 10).
 
 Its shapes::
 

@@ -1,7 +1,7 @@
 """Worst-case image counts: how many images a policy can make one instance hold.
 
 ``validate`` uses this to refuse, before anything runs, a set of policies whose retention
-cannot fit a region's image quota (DESIGN.md "Quota-aware rotation", point 5). Copies
+cannot fit a region's image quota (docs/design.md "Quota-aware rotation", point 5). Copies
 (``Policy.copies``) count in their destination region, by their copy retention. The count
 is an upper bound: each rule contributes its N, ``keep_within`` the most slots its window
 can contain, and since every rule keeps the newest image it is counted only once

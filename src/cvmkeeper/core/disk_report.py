@@ -1,14 +1,13 @@
 """The warnings of rule 10: disks a backup cannot hold, and images holding fewer than asked.
 
 Pure: it takes a region's inventory and the policies targeting each instance, and returns
-warning messages. The planner adds them to every plan, so they are alerted on every run
-(and printed by ``plan``), and ``validate --online`` prints them too. Each message names the
-policies (``policy 'db'``, which the alerter turns into the alert's policy) and the instance.
+warnings as ``core.plan.PlanWarning`` values (kind ``disks``, with their policies and
+instance as fields). The planner adds them to every plan, so they are alerted on every run
+(and printed by ``plan``); ``status`` and ``validate --online`` print their messages too.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -16,29 +15,13 @@ from cvmkeeper.core.disks import SNAPSHOTS_PER_DISK, DiskChoice, choose_disks, s
 from cvmkeeper.core.inventory import Instance, Inventory
 from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
 from cvmkeeper.core.ownership import ManagedImage, split_images
+from cvmkeeper.core.plan import PlanWarning, WarningKind
 from cvmkeeper.core.policy import Policy
 from cvmkeeper.core.targets import resolve_targets
 
-#: Every rule-10 message says ``instance ins-...`` once, and one of these phrases.
-_INSTANCE = re.compile(r"\binstance (ins-[a-z0-9]+)")
-DISK_PHRASES = ("it is NOT in the backup", "data disks cvmkeeper asked for", "snapshots per disk")
-
-
-def is_disk_warning(message: str) -> bool:
-    """True for a message of :func:`disk_warnings`."""
-    return any(phrase in message for phrase in DISK_PHRASES)
-
-
-def warning_instance(message: str) -> str | None:
-    """The instance a rule-10 message is about (for the alert's ``instance`` field)."""
-    if not is_disk_warning(message):
-        return None
-    found = _INSTANCE.search(message)
-    return found.group(1) if found else None
-
 
 def policies_text(policies: Iterable[Policy]) -> str:
-    """``policy 'db'`` or ``policies 'a', 'b'`` (the alerter finds the quoted names)."""
+    """``policy 'db'`` or ``policies 'a', 'b'``, for the message (the policies are a field)."""
     names = sorted({policy.name for policy in policies})
     label = "policy" if len(names) == 1 else "policies"
     return f"{label} " + ", ".join(f"'{name}'" for name in names)
@@ -50,13 +33,22 @@ def disk_choice(instance: Instance, policies: Sequence[Policy]) -> DiskChoice:
                         [policy.disks for policy in policies])
 
 
-def left_out_warnings(instance: Instance, policies: Sequence[Policy]) -> list[str]:
-    """One message per disk the policies want that the next image will not hold."""
+def _names(policies: Iterable[Policy] | None) -> tuple[str, ...]:
+    return tuple(sorted({policy.name for policy in policies or ()}))
+
+
+def left_out_warnings(instance: Instance, policies: Sequence[Policy]) -> list[PlanWarning]:
+    """One warning per disk the policies want that the next image will not hold."""
     choice = disk_choice(instance, policies)
     who = policies_text(policies)
     return [
-        f"{who}: instance {instance.instance_id}: disk {left.disk_id} {left.reason}; "
-        "it is NOT in the backup"
+        PlanWarning(
+            WarningKind.DISKS,
+            f"{who}: instance {instance.instance_id}: disk {left.disk_id} {left.reason}; "
+            "it is NOT in the backup",
+            _names(policies),
+            instance.instance_id,
+        )
         for left in choice.left_out
     ]
 
@@ -65,7 +57,7 @@ def disk_warnings(
     inventory: Inventory,
     policies_by_instance: Mapping[str, Sequence[Policy]],
     managed: Iterable[ManagedImage],
-) -> list[str]:
+) -> list[PlanWarning]:
     """Every rule-10 warning of one region, in a stable order.
 
     - a data disk the policies want that cannot be imaged (a local disk, a listed disk that
@@ -76,7 +68,7 @@ def disk_warnings(
       CBS quota of 64 per disk (``core.disks.SNAPSHOTS_PER_DISK``).
     """
     instances = {instance.instance_id: instance for instance in inventory.instances}
-    messages: list[str] = []
+    messages: list[PlanWarning] = []
     for instance_id in sorted(policies_by_instance):
         instance = instances.get(instance_id)
         if instance is not None:
@@ -90,26 +82,33 @@ def disk_warnings(
             continue
         asked, held = short
         who = policies_text(policies) if policies else "no policy"
-        messages.append(
+        messages.append(PlanWarning(
+            WarningKind.DISKS,
             f"{who}: image {owned.image.name} ({owned.image_id}) of instance "
-            f"{owned.instance_id} holds {held} of the {asked} data disks cvmkeeper asked for"
-        )
+            f"{owned.instance_id} holds {held} of the {asked} data disks cvmkeeper asked for",
+            _names(policies),
+            owned.instance_id,
+        ))
     for instance_id, count in sorted(per_instance.items()):
         policies = policies_by_instance.get(instance_id)
         if policies and count + 1 > SNAPSHOTS_PER_DISK:
-            messages.append(
+            messages.append(PlanWarning(
+                WarningKind.DISKS,
                 f"{policies_text(policies)}: instance {instance_id} has {count} images; each "
                 f"holds a snapshot of every disk and CBS documents at most "
-                f"{SNAPSHOTS_PER_DISK} snapshots per disk: keep fewer images"
-            )
+                f"{SNAPSHOTS_PER_DISK} snapshots per disk: keep fewer images",
+                _names(policies),
+                instance_id,
+            ))
     return messages
 
 
 def region_disk_warnings(
     inventory: Inventory, policies: Sequence[Policy], fmt: NameFormat = DEFAULT_FORMAT
 ) -> list[str]:
-    """:func:`disk_warnings` of one region from its inventory and every configured policy
-    (what ``status`` and ``validate --online`` print; the planner computes the same)."""
+    """The messages of :func:`disk_warnings` of one region from its inventory and every
+    configured policy (what ``status`` and ``validate --online`` print; the planner
+    computes the same)."""
     resolution = resolve_targets(inventory.region, policies, inventory.instances)
     managed, _unmanaged = split_images(inventory.images, fmt)
-    return disk_warnings(inventory, resolution.policies_by_instance, managed)
+    return [w.message for w in disk_warnings(inventory, resolution.policies_by_instance, managed)]

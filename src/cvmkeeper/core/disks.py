@@ -1,6 +1,6 @@
 """What a backup holds: the disks of an instance, which of them go into its image, and why.
 
-DESIGN.md rule 10: a backup holds the whole machine unless the policy says otherwise: the
+docs/design.md rule 10: a backup holds the whole machine unless the policy says otherwise: the
 system disk and every CBS data disk attached at the slot. A disk that cannot be imaged is
 reported, never silently left out. This module is the pure part of that rule: it takes the
 instance as ``DescribeInstances`` showed it (``SystemDisk``, ``DataDisks``) and the policies

@@ -1,4 +1,4 @@
-"""Which slots a run makes: DESIGN.md's catch-up rules as one pure function.
+"""Which slots a run makes: the catch-up rules of docs/design.md as one pure function.
 
 A run without ``--policy`` (a scheduled run, a daemon start or reload, a manual
 ``cvmkeeper run``) makes, for each policy, its *latest* slot at or before ``now``, and only
@@ -25,6 +25,10 @@ from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat, image_name, slot_t
 from cvmkeeper.core.policy import Policy
 from cvmkeeper.core.schedule import latest_policy_slot
 from cvmkeeper.core.targets import resolve_targets
+
+#: Due slots as the planner and the executor take them: (policy name, slot) pairs, or a
+#: mapping policy name -> slot. One :class:`DueSlot` is one of them with the reason.
+DueSlots = Mapping[str, datetime] | Iterable[tuple[str, datetime]]
 
 #: How late a run may start and still count as on time when catch-up is off.
 ON_TIME_GRACE = timedelta(minutes=5)

@@ -1,10 +1,10 @@
-"""Freshness and quota headroom of one region, as pure values (DESIGN.md "Alerting").
+"""Freshness and quota headroom of one region, as pure values (docs/design.md "Alerting").
 
 A backup that silently stopped happening is the failure a backup tool must never hide.
 ``assess_region`` looks at what a region holds and says, per targeted instance, how old
 its newest ``NORMAL`` backup is and whether that is *stale* (older than the policy's
 expected period times ``freshness_factor``), and whether the region's free quota fell
-below ``quota_free_warning``. The run alerts on it (``alerting.run_health``), ``cvmkeeper
+below ``quota_free_warning``. The run alerts on it (``executor.run_health``), ``cvmkeeper
 status`` prints it and the metrics export it; all three use this one function.
 
 The age of a backup is measured from its slot (the moment it stands for, parsed from its
@@ -22,7 +22,7 @@ same run as their source image, so they are expected as often.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -35,9 +35,8 @@ from cvmkeeper.core.schedule import policy_period
 from cvmkeeper.core.targets import resolve_targets
 
 __all__ = [
-    "CopyFreshness",
+    "Freshness",
     "HealthSettings",
-    "InstanceFreshness",
     "QuotaHeadroom",
     "RegionHealth",
     "assess_region",
@@ -66,13 +65,15 @@ class HealthSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class InstanceFreshness:
-    """How fresh the backups of one targeted instance are.
+class Freshness:
+    """How fresh one set of images is: an instance's own backups in ``region``, or (when
+    ``source_region`` is set) its copies held in ``region``, a destination of its policies.
 
-    ``policy`` is the targeting policy with the shortest period (the one whose promise
-    is broken first); ``policies`` all policies that target the instance. ``newest_*`` are
-    ``None`` when the instance has no ``NORMAL`` managed image. ``allowed`` is the period
-    times the factor; ``age`` is ``now`` minus the newest slot.
+    ``policy`` is the policy with the shortest period (the one whose promise is broken
+    first); ``policies`` all policies that target (or copy) the instance. ``newest_*`` are
+    ``None`` when the set has no ``NORMAL`` managed image; ``held`` counts those (copies
+    only; 0 for backups). ``allowed`` is the period times the factor; ``age`` is ``now``
+    minus the newest slot.
     """
 
     region: str
@@ -86,13 +87,29 @@ class InstanceFreshness:
     newest_image_name: str | None
     age: timedelta | None
     stale: bool
+    source_region: str = ""
+    held: int = 0
+
+    @property
+    def is_copy(self) -> bool:
+        """True for a copy set (images copied here from ``source_region``)."""
+        return bool(self.source_region)
 
     def describe(self) -> str:
-        """One line for people: which instance, how old its newest backup is, what was due."""
+        """One line for people: whose images, where, how old the newest is, what was due."""
+        verb = "copies" if self.is_copy else "makes"
         expectation = (
-            f"policy {self.policy!r} makes one every {format_duration(self.period)}, "
+            f"policy {self.policy!r} {verb} one every {format_duration(self.period)}, "
             f"stale after {format_duration(self.allowed)}"
         )
+        if self.is_copy:
+            where = f"copies of {self.instance_id} (from {self.source_region}) in {self.region}"
+            if self.newest_slot is None or self.age is None:
+                return f"{where}: no NORMAL copy ({expectation})"
+            return (
+                f"{where}: {self.held} held, newest {self.newest_image_name} is "
+                f"{format_duration(self.age)} old ({expectation})"
+            )
         if self.newest_slot is None or self.age is None:
             return f"{self.instance_id} in {self.region} has no NORMAL backup ({expectation})"
         return (
@@ -101,42 +118,37 @@ class InstanceFreshness:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class CopyFreshness:
-    """The copies of one instance held in a destination region, and how fresh they are.
-
-    ``region`` is the destination, ``source_region`` where the instance lives. ``held``
-    counts the ``NORMAL`` copies here; ``newest_*`` are ``None`` when there is none.
-    ``policy`` is the shortest-period policy copying the instance here.
-    """
-
-    region: str
-    source_region: str
-    instance_id: str
-    policy: str
-    policies: tuple[str, ...]
-    period: timedelta
-    allowed: timedelta
-    held: int
-    newest_slot: datetime | None
-    newest_image_id: str | None
-    newest_image_name: str | None
-    age: timedelta | None
-    stale: bool
-
-    def describe(self) -> str:
-        """One line for people: whose copies, where, how many, how old the newest is."""
-        expectation = (
-            f"policy {self.policy!r} copies one every {format_duration(self.period)}, "
-            f"stale after {format_duration(self.allowed)}"
-        )
-        where = f"copies of {self.instance_id} (from {self.source_region}) in {self.region}"
-        if self.newest_slot is None or self.age is None:
-            return f"{where}: no NORMAL copy ({expectation})"
-        return (
-            f"{where}: {self.held} held, newest {self.newest_image_name} is "
-            f"{format_duration(self.age)} old ({expectation})"
-        )
+def _freshness(
+    region: str,
+    instance_id: str,
+    targeting: Sequence[Policy],
+    newest: tuple[datetime, Image] | None,
+    *,
+    now: datetime,
+    settings: HealthSettings,
+    source_region: str = "",
+    held: int = 0,
+) -> Freshness:
+    """The freshness of one set, judged by its shortest-period policy."""
+    shortest = min(targeting, key=policy_period)
+    period = policy_period(shortest)
+    allowed = period * settings.freshness_factor
+    age = now - newest[0] if newest else None
+    return Freshness(
+        region=region,
+        instance_id=instance_id,
+        policy=shortest.name,
+        policies=tuple(p.name for p in targeting),
+        period=period,
+        allowed=allowed,
+        newest_slot=newest[0] if newest else None,
+        newest_image_id=newest[1].image_id if newest else None,
+        newest_image_name=newest[1].name if newest else None,
+        age=age,
+        stale=age is None or age > allowed,
+        source_region=source_region,
+        held=held,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,16 +188,16 @@ class RegionHealth:
     region: str
     now: datetime
     quota: QuotaHeadroom
-    instances: tuple[InstanceFreshness, ...]
-    copies: tuple[CopyFreshness, ...] = ()
+    instances: tuple[Freshness, ...]
+    copies: tuple[Freshness, ...] = ()
 
     @property
-    def stale(self) -> tuple[InstanceFreshness, ...]:
+    def stale(self) -> tuple[Freshness, ...]:
         """The instances whose newest backup is stale, in instance id order."""
         return tuple(item for item in self.instances if item.stale)
 
     @property
-    def stale_copies(self) -> tuple[CopyFreshness, ...]:
+    def stale_copies(self) -> tuple[Freshness, ...]:
         """The copy sets of this (destination) region whose newest copy is stale."""
         return tuple(item for item in self.copies if item.stale)
 
@@ -225,29 +237,11 @@ def assess_region(
         best = newest.get(owned.instance_id)
         if best is None or (owned.slot, image.image_id) > (best[0], best[1].image_id):
             newest[owned.instance_id] = (owned.slot, image)
-    assessed: list[InstanceFreshness] = []
-    for instance_id in sorted(resolution.policies_by_instance):
-        targeting = resolution.policies_by_instance[instance_id]
-        shortest = min(targeting, key=policy_period)
-        period = policy_period(shortest)
-        allowed = period * settings.freshness_factor
-        found = newest.get(instance_id)
-        age = now - found[0] if found else None
-        assessed.append(
-            InstanceFreshness(
-                region=inventory.region,
-                instance_id=instance_id,
-                policy=shortest.name,
-                policies=tuple(p.name for p in targeting),
-                period=period,
-                allowed=allowed,
-                newest_slot=found[0] if found else None,
-                newest_image_id=found[1].image_id if found else None,
-                newest_image_name=found[1].name if found else None,
-                age=age,
-                stale=age is None or age > allowed,
-            )
-        )
+    assessed = [
+        _freshness(inventory.region, instance_id, targeting, newest.get(instance_id),
+                   now=now, settings=settings)
+        for instance_id, targeting in sorted(resolution.policies_by_instance.items())
+    ]
     quota = QuotaHeadroom(
         region=inventory.region,
         quota=inventory.quota,
@@ -270,40 +264,22 @@ def _assess_copies(
     held: Mapping[str, int],
     now: datetime,
     settings: HealthSettings,
-) -> tuple[CopyFreshness, ...]:
+) -> tuple[Freshness, ...]:
     """Per instance copied into ``region`` from a source region in ``sources``: its copies
     here (``newest``/``held``: the region's usable managed images by instance)."""
     copying = [p for p in policies if p.copy_to(region) is not None]
-    found: list[CopyFreshness] = []
+    found: list[Freshness] = []
     for source_region, source in sorted(sources.items()):
         if source_region == region:
             continue
         resolution = resolve_targets(
             source_region, [p for p in copying if source_region in p.regions], source.instances
         )
-        for instance_id in sorted(resolution.policies_by_instance):
-            targeting = resolution.policies_by_instance[instance_id]
-            shortest = min(targeting, key=policy_period)
-            period = policy_period(shortest)
-            allowed = period * settings.freshness_factor
-            best = newest.get(instance_id)
-            age = now - best[0] if best else None
+        for instance_id, targeting in sorted(resolution.policies_by_instance.items()):
             found.append(
-                CopyFreshness(
-                    region=region,
-                    source_region=source_region,
-                    instance_id=instance_id,
-                    policy=shortest.name,
-                    policies=tuple(p.name for p in targeting),
-                    period=period,
-                    allowed=allowed,
-                    held=held.get(instance_id, 0),
-                    newest_slot=best[0] if best else None,
-                    newest_image_id=best[1].image_id if best else None,
-                    newest_image_name=best[1].name if best else None,
-                    age=age,
-                    stale=age is None or age > allowed,
-                )
+                _freshness(region, instance_id, targeting, newest.get(instance_id), now=now,
+                           settings=settings, source_region=source_region,
+                           held=held.get(instance_id, 0))
             )
     return tuple(found)
 

@@ -1,7 +1,7 @@
 """Image names, tags and the marker: how cvmkeeper recognises the images it made.
 
 A name is a pure function of (instance, slot), so creating the image of a slot twice hits
-``InvalidImageName.Duplicate`` instead of making a second image (DESIGN.md, rule 5). The
+``InvalidImageName.Duplicate`` instead of making a second image (docs/design.md, rule 5). The
 default format puts the UTC minute first and the instance last::
 
     261127-1800-6pb6lrmy      slot 2026-11-27 18:00 UTC, instance ins-6pb6lrmy
@@ -12,7 +12,7 @@ region, shows the minute readably, and is unique per region because the 8 charac
 checked against its worst case when the config is loaded.
 
 Ownership needs more than a name that parses: ``is_managed`` also asks for the marker tag
-and the description prefix (DESIGN.md, rule 1). Planner and executor import the tag keys
+and the description prefix (docs/design.md, rule 1). Planner and executor import the tag keys
 and markers from here so that there is exactly one spelling of each.
 """
 

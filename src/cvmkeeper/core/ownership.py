@@ -1,6 +1,6 @@
 """Managed or unmanaged: the one place the planner decides which images it may touch.
 
-DESIGN.md rule 1: cvmkeeper never deletes or changes an image it did not create. An image
+docs/design.md rule 1: cvmkeeper never deletes or changes an image it did not create. An image
 is *managed* only when ``naming.is_managed`` accepts it (the marker tag, the description
 prefix, a name that parses, and a ``cvmkeeper:instance`` tag, if any, that agrees with the
 name) **and** it is a private image of this account (a shared or public image is never

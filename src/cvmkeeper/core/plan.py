@@ -24,8 +24,9 @@ re-reads the inventory, plans again, and executes the ``after_create`` deletes o
 plan (which has no creates left, so its deletes rest on real ``NORMAL`` images). A plan
 without ``Create`` and ``Wait`` steps can be executed as is.
 
-:func:`check_plan` states rules 1-5 of DESIGN.md as code; the planner runs it on every plan
-it returns, and tests and the invariant checker can run it on any plan.
+:func:`check_plan` states rules 1-5 of docs/design.md as code, one function per rule; the
+planner runs it on every plan it returns, and tests and the invariant checker can run it on
+any plan.
 """
 
 from __future__ import annotations
@@ -191,13 +192,39 @@ class ImageDecision:
     delete_phase: Phase | None = None
 
 
+class WarningKind(StrEnum):
+    """What a plan's warning is about; it is the ``action`` tag of the warning's alert."""
+
+    PLAN = "plan"  # a due slot or copy not made, an unknown policy, a slot after now
+    TARGETS = "targets"  # a policy matches no instance of the region
+    EVICT = "evict"  # quota full: an image evicted to make room for a create or copy
+    DISKS = "disks"  # rule 10: a disk a backup cannot hold, an image holding fewer disks
+
+
+@dataclass(frozen=True, slots=True)
+class PlanWarning:
+    """One warning of a plan, with what it is about as fields (never parsed from the text).
+
+    ``policies`` are the policies the warning concerns (its alerts are tagged with them);
+    empty when it concerns no configured policy (a due slot of an unknown policy): the
+    executor then tags it with the policies the run was due for. ``instance_id`` is the
+    instance it is about, when it is about one (the alert's ``instance`` tag).
+    """
+
+    kind: WarningKind
+    message: str
+    policies: tuple[str, ...] = ()
+    instance_id: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Everything one run will do in one region, with the numbers behind it.
 
     ``used`` counts every image of the region (unmanaged and in-flight included);
-    ``unmanaged`` how many of them cvmkeeper does not own. ``warnings`` are alerted as
-    warnings (evictions, policies that match nothing); ``errors`` as errors (skipped creates).
+    ``unmanaged`` how many of them cvmkeeper does not own. ``notices`` are alerted as
+    warnings (evictions, policies that match nothing; ``warnings`` is their text);
+    ``errors`` as errors (skipped creates).
     """
 
     region: str
@@ -207,9 +234,14 @@ class Plan:
     unmanaged: int
     steps: tuple[Step, ...]
     decisions: tuple[ImageDecision, ...]
-    warnings: tuple[str, ...] = ()
+    notices: tuple[PlanWarning, ...] = ()
     errors: tuple[str, ...] = ()
     orphan_instance_ids: tuple[str, ...] = field(default=())
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The text of every warning, in order."""
+        return tuple(notice.message for notice in self.notices)
 
     @property
     def free(self) -> int:
@@ -259,128 +291,247 @@ def check_plan(
     managed: Mapping[str, ManagedImage] | None = None,
     sources: Mapping[str, Inventory] | None = None,
 ) -> list[str]:
-    """Return every way ``plan`` breaks rules 1-5 of DESIGN.md for ``inventory`` (empty: none).
+    """Return every way ``plan`` breaks rules 1-5 of docs/design.md for ``inventory``
+    (empty: none).
 
-    Checked independently of how the planner works: ownership is re-derived from the
-    images; the image count is replayed step by step against the quota; the newest usable
-    image of each instance, busy and pinned images must survive; creates are unique per
-    (instance, slot) and never reuse a name that exists (unless a ``before_create`` cleanup
-    removed that image first). Also checks the step order described in the module doc and
-    that every created image will itself be recognised as managed (name, marker, tags).
-    ``managed`` (image id -> ``classify_image`` result for every managed image of the
-    inventory) saves classifying again when the caller already did. Copies count like
-    creates; with ``sources`` (source region -> its inventory) each copy's source must be
-    a usable managed image of that region with the copy's name.
+    Checked independently of how the planner works, one function per rule: ownership is
+    re-derived from the images (rule 1); the image count is replayed step by step against
+    the quota (rule 2); the newest usable image of each instance (rule 3), busy and pinned
+    images (rule 4) must survive; creates are unique per (instance, slot) and never reuse a
+    name that exists unless a ``before_create`` cleanup removed that image first (rule 5).
+    Also checks the step order described in the module doc and that every created image
+    will itself be recognised as managed (name, marker, tags). ``managed`` (image id ->
+    ``classify_image`` result for every managed image of the inventory) saves classifying
+    again when the caller already did. Copies count like creates; with ``sources`` (source
+    region -> its inventory) each copy's source must be a usable managed image of that
+    region with the copy's name.
     """
-    violations: list[str] = []
-    by_id = {image.image_id: image for image in inventory.images}
     if managed is None:
         managed = {
             image.image_id: owned
             for image in inventory.images
             if (owned := classify_image(image, fmt)) is not None
         }
+    facts = _PlanFacts.of(inventory, plan, managed)
+    return [
+        *_check_step_order(plan),
+        *_check_deletes_known_once(facts),
+        *_check_rule_1_only_managed(facts),
+        *_check_rule_3_newest_survives(facts),
+        *_check_rule_4_busy_pinned_failed(facts),
+        *_check_rule_2_quota(facts),
+        *_check_rule_5_one_image_per_slot(facts),
+        *_check_made_images_are_managed(facts, fmt),
+        *(
+            problem
+            for index, step in facts.makes
+            if isinstance(step, Copy)
+            for problem in _check_copy_source(step, _where(index), inventory, sources, fmt)
+        ),
+    ]
 
-    # Newest usable managed image per instance, by slot (the image's identity).
-    newest_usable: dict[str, tuple[datetime, str]] = {}
-    for image_id, owned in managed.items():
-        if by_id[image_id].state.usable:
-            best = newest_usable.get(owned.instance_id)
-            if best is None or (owned.slot, image_id) > best:
-                newest_usable[owned.instance_id] = (owned.slot, image_id)
 
-    creates_after: dict[str, list[datetime]] = defaultdict(list)
-    for step in plan.steps:
-        if isinstance(step, Create | Copy):
-            creates_after[step.instance_id].append(step.slot)
-    waited_ids = {image_id for wait in plan.waits for image_id in wait.image_ids}
-    for image_id in waited_ids:
-        if image_id in managed:
-            creates_after[managed[image_id].instance_id].append(managed[image_id].slot)
+def _where(index: int) -> str:
+    return f"step {index + 1}"
 
-    count = len(inventory.images)
-    deleted: set[str] = set()
-    names_freed: set[str] = set()
-    create_keys: set[tuple[str, datetime]] = set()
-    existing_names = {image.name for image in inventory.images}
-    stage = 0  # 0 before-deletes, 1 creates/skips, 2 wait, 3 after-deletes
+
+@dataclass(frozen=True, slots=True)
+class _PlanFacts:
+    """What every rule's check reads: the inventory indexed, and the plan's steps by kind
+    (each with its index in ``plan.steps``)."""
+
+    inventory: Inventory
+    plan: Plan
+    managed: Mapping[str, ManagedImage]
+    by_id: Mapping[str, Image]
+    deletes: tuple[tuple[int, Delete, DeleteTarget], ...]
+    makes: tuple[tuple[int, Create | Copy], ...]
+
+    @classmethod
+    def of(
+        cls, inventory: Inventory, plan: Plan, managed: Mapping[str, ManagedImage]
+    ) -> _PlanFacts:
+        """Index ``inventory`` and ``plan`` once."""
+        return cls(
+            inventory=inventory,
+            plan=plan,
+            managed=managed,
+            by_id={image.image_id: image for image in inventory.images},
+            deletes=tuple(
+                (index, step, target)
+                for index, step in enumerate(plan.steps)
+                if isinstance(step, Delete)
+                for target in step.targets
+            ),
+            makes=tuple(
+                (index, step)
+                for index, step in enumerate(plan.steps)
+                if isinstance(step, Create | Copy)
+            ),
+        )
+
+    def owned_deletes(self) -> list[tuple[int, Delete, Image, ManagedImage]]:
+        """The deletes of known managed images (the others are rule 1's or unknown)."""
+        return [
+            (index, step, self.by_id[target.image_id], self.managed[target.image_id])
+            for index, step, target in self.deletes
+            if target.image_id in self.by_id and target.image_id in self.managed
+        ]
+
+
+def _check_step_order(plan: Plan) -> list[str]:
+    """Steps run in the order of the module doc; a ``Delete`` step is never empty."""
+    violations: list[str] = []
+    stage = 0  # 0 before-deletes, 1 creates/copies/skips, 2 wait, 3 after-deletes
     for index, step in enumerate(plan.steps):
-        where = f"step {index + 1}"
         if isinstance(step, Delete):
             step_stage = 0 if step.phase is Phase.BEFORE_CREATE else 3
             if not step.targets:
-                violations.append(f"{where}: empty Delete")
-            for target in step.targets:
-                image = by_id.get(target.image_id)
-                if image is None:
-                    violations.append(f"{where}: deletes unknown image {target.image_id}")
-                    continue
-                if target.image_id in deleted:
-                    violations.append(f"{where}: deletes {target.image_id} twice")
-                deleted.add(target.image_id)
-                owned = managed.get(target.image_id)
-                if owned is None:
-                    violations.append(f"{where}: rule 1: deletes unmanaged {target.image_id}")
-                    continue
-                if image.state.busy:
-                    violations.append(
-                        f"{where}: rule 4: deletes {target.image_id} in state {image.state}"
-                    )
-                if owned.pinned:
-                    violations.append(f"{where}: deletes pinned {target.image_id}")
-                if step.kind is DeleteKind.CLEANUP and image.state is not ImageState.CREATEFAILED:
-                    violations.append(f"{where}: cleanup of non-failed {target.image_id}")
-                newest = newest_usable.get(owned.instance_id)
-                if newest is not None and newest[1] == target.image_id:
-                    replaced = any(slot > newest[0] for slot in creates_after[owned.instance_id])
-                    if step.phase is Phase.BEFORE_CREATE or not replaced:
-                        violations.append(
-                            f"{where}: rule 3: deletes {target.image_id}, the newest NORMAL "
-                            f"image of {owned.instance_id}"
-                        )
-                if step.phase is Phase.BEFORE_CREATE:
-                    count -= 1
-                    names_freed.add(image.name)
-        elif isinstance(step, Create | Copy):
-            step_stage = 1
-            count += 1
-            verb = "create" if isinstance(step, Create) else "copy"
-            if count > inventory.quota:
-                violations.append(
-                    f"{where}: rule 2: {verb} {step.image_name} makes {count} images, "
-                    f"quota {inventory.quota}"
-                )
-            if isinstance(step, Copy):
-                violations.extend(_check_copy_source(step, where, inventory, sources, fmt))
-            key = (step.instance_id, step.slot)
-            if key in create_keys:
-                violations.append(f"{where}: rule 5: second {verb} for {key}")
-            create_keys.add(key)
-            if step.image_name in existing_names and step.image_name not in names_freed:
-                violations.append(f"{where}: rule 5: {verb} {step.image_name}: name exists")
-            future = classify_image(
-                Image(
-                    image_id="(planned)",
-                    name=step.image_name,
-                    state=ImageState.CREATING,
-                    created_time=plan.now,
-                    region=inventory.region,
-                    description=step.description,
-                    tags=step.tags,
-                ),
-                fmt,
-            )
-            if future is None or (future.instance_id, future.slot) != key:
-                violations.append(
-                    f"{where}: {verb} {step.image_name} would not be recognised as managed"
-                )
-        elif isinstance(step, Skip):
+                violations.append(f"{_where(index)}: empty Delete")
+        elif isinstance(step, Create | Copy | Skip):
             step_stage = 1
         else:
             step_stage = 2
         if step_stage < stage:
-            violations.append(f"{where}: {type(step).__name__} out of order")
+            violations.append(f"{_where(index)}: {type(step).__name__} out of order")
         stage = max(stage, step_stage)
+    return violations
+
+
+def _check_deletes_known_once(facts: _PlanFacts) -> list[str]:
+    """Every deleted image is in the inventory, and is deleted once."""
+    violations: list[str] = []
+    deleted: set[str] = set()
+    for index, _step, target in facts.deletes:
+        if target.image_id not in facts.by_id:
+            violations.append(f"{_where(index)}: deletes unknown image {target.image_id}")
+            continue
+        if target.image_id in deleted:
+            violations.append(f"{_where(index)}: deletes {target.image_id} twice")
+        deleted.add(target.image_id)
+    return violations
+
+
+def _check_rule_1_only_managed(facts: _PlanFacts) -> list[str]:
+    """Rule 1: only images cvmkeeper made (marker and a name that parses) are deleted."""
+    return [
+        f"{_where(index)}: rule 1: deletes unmanaged {target.image_id}"
+        for index, _step, target in facts.deletes
+        if target.image_id in facts.by_id and target.image_id not in facts.managed
+    ]
+
+
+def _check_rule_3_newest_survives(facts: _PlanFacts) -> list[str]:
+    """Rule 3: an instance's newest usable image is deleted only after the creates, and
+    only when the plan makes (or waits for) a newer one."""
+    newest_usable: dict[str, tuple[datetime, str]] = {}
+    for image_id, owned in facts.managed.items():
+        if facts.by_id[image_id].state.usable:
+            best = newest_usable.get(owned.instance_id)
+            if best is None or (owned.slot, image_id) > best:
+                newest_usable[owned.instance_id] = (owned.slot, image_id)
+    coming: dict[str, list[datetime]] = defaultdict(list)
+    for _index, made in facts.makes:
+        coming[made.instance_id].append(made.slot)
+    for wait in facts.plan.waits:
+        for image_id in wait.image_ids:
+            if image_id in facts.managed:
+                coming[facts.managed[image_id].instance_id].append(facts.managed[image_id].slot)
+    violations: list[str] = []
+    for index, step, image, owned in facts.owned_deletes():
+        newest = newest_usable.get(owned.instance_id)
+        if newest is None or newest[1] != image.image_id:
+            continue
+        replaced = any(slot > newest[0] for slot in coming[owned.instance_id])
+        if step.phase is Phase.BEFORE_CREATE or not replaced:
+            violations.append(
+                f"{_where(index)}: rule 3: deletes {image.image_id}, the newest NORMAL "
+                f"image of {owned.instance_id}"
+            )
+    return violations
+
+
+def _check_rule_4_busy_pinned_failed(facts: _PlanFacts) -> list[str]:
+    """Rule 4: no busy image is deleted; nor a pinned one; a cleanup only takes
+    ``CREATEFAILED`` images."""
+    violations: list[str] = []
+    for index, step, image, owned in facts.owned_deletes():
+        where = _where(index)
+        if image.state.busy:
+            violations.append(f"{where}: rule 4: deletes {image.image_id} in state {image.state}")
+        if owned.pinned:
+            violations.append(f"{where}: deletes pinned {image.image_id}")
+        if step.kind is DeleteKind.CLEANUP and image.state is not ImageState.CREATEFAILED:
+            violations.append(f"{where}: cleanup of non-failed {image.image_id}")
+    return violations
+
+
+def _check_rule_2_quota(facts: _PlanFacts) -> list[str]:
+    """Rule 2: replayed step by step, no create or copy takes the region over its quota
+    (every image counts; only ``before_create`` deletes of managed images free room)."""
+    violations: list[str] = []
+    count = len(facts.inventory.images)
+    quota = facts.inventory.quota
+    freed = {
+        image.image_id
+        for _index, step, image, _owned in facts.owned_deletes()
+        if step.phase is Phase.BEFORE_CREATE
+    }
+    count -= len(freed)
+    for index, step in facts.makes:
+        count += 1
+        if count > quota:
+            verb = "create" if isinstance(step, Create) else "copy"
+            violations.append(
+                f"{_where(index)}: rule 2: {verb} {step.image_name} makes {count} images, "
+                f"quota {quota}"
+            )
+    return violations
+
+
+def _check_rule_5_one_image_per_slot(facts: _PlanFacts) -> list[str]:
+    """Rule 5: one create or copy per (instance, slot), never under a name that exists
+    (unless a ``before_create`` delete removed its image first)."""
+    names_freed = {
+        image.name
+        for _index, step, image, _owned in facts.owned_deletes()
+        if step.phase is Phase.BEFORE_CREATE
+    }
+    existing_names = {image.name for image in facts.inventory.images}
+    violations: list[str] = []
+    keys: set[tuple[str, datetime]] = set()
+    for index, step in facts.makes:
+        verb = "create" if isinstance(step, Create) else "copy"
+        key = (step.instance_id, step.slot)
+        if key in keys:
+            violations.append(f"{_where(index)}: rule 5: second {verb} for {key}")
+        keys.add(key)
+        if step.image_name in existing_names and step.image_name not in names_freed:
+            violations.append(f"{_where(index)}: rule 5: {verb} {step.image_name}: name exists")
+    return violations
+
+
+def _check_made_images_are_managed(facts: _PlanFacts, fmt: NameFormat) -> list[str]:
+    """Every image the plan makes will itself be recognised as managed, as its slot."""
+    violations: list[str] = []
+    for index, step in facts.makes:
+        future = classify_image(
+            Image(
+                image_id="(planned)",
+                name=step.image_name,
+                state=ImageState.CREATING,
+                created_time=facts.plan.now,
+                region=facts.inventory.region,
+                description=step.description,
+                tags=step.tags,
+            ),
+            fmt,
+        )
+        if future is None or (future.instance_id, future.slot) != (step.instance_id, step.slot):
+            verb = "create" if isinstance(step, Create) else "copy"
+            violations.append(
+                f"{_where(index)}: {verb} {step.image_name} would not be recognised as managed"
+            )
     return violations
 
 

@@ -105,7 +105,7 @@ RETENTION_COUNT_RULES: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """How many images of one instance a policy keeps (DESIGN.md "Retention")."""
+    """How many images of one instance a policy keeps (docs/design.md "Retention")."""
 
     keep_last: int = 0
     keep_hourly: int = 0

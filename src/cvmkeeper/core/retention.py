@@ -1,4 +1,4 @@
-"""Retention: which images of one instance set to keep, and why (DESIGN.md "Retention").
+"""Retention: which images of one instance set to keep, and why (docs/design.md "Retention").
 
 One pure function, ``decide``, in the spirit of restic's snapshot policy: it takes the
 instance set's images and the keep rules of every policy that targets the instance, and

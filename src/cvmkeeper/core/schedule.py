@@ -2,8 +2,10 @@
 
 Crontab strings are parsed here (standard meaning: day of week 0 and 7 are Sunday, names
 such as ``mon-fri``, day-of-month and day-of-week OR-ed when both are restricted) into
-explicit field lists, which APScheduler 3's ``CronTrigger`` then matches against *wall
-clock* time. The mapping from wall clock to UTC is done here, as DESIGN.md says cron does:
+explicit field sets, whose *wall clock* times are walked here day by day (standard library
+only: the pure core never imports the scheduler library; the APScheduler trigger that fires
+these slots lives in ``cvmkeeper.scheduler.trigger``). The mapping from wall clock to UTC
+is done here, the way cron does it (docs/design.md, "Scheduling"):
 
 - a wall time that does not exist (spring forward) fires once, at the end of the gap;
 - a wall time that occurs twice (fall back) fires once, the first time.
@@ -22,16 +24,13 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 
 from cvmkeeper.core.policy import Policy, Schedule
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
+_ONE_DAY = timedelta(days=1)
 
 _MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -44,7 +43,6 @@ _MACROS = {
 }
 _MONTH_NAMES = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 _DOW_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-_APS_DOW = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]  # APScheduler accepts these names
 _DAYS_IN_MONTH = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 _ELEMENT = re.compile(r"(?P<range>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>\d+))?")
 
@@ -213,37 +211,37 @@ def wall_to_utc(wall: datetime, tz: tzinfo) -> datetime:
     return high
 
 
+@functools.lru_cache(maxsize=512)
+def _times_of_day(fields: CronFields) -> tuple[int, ...]:
+    return tuple(fields.times_of_day())
+
+
+def _next_month(day: date) -> date:
+    return date(day.year + 1, 1, 1) if day.month == 12 else date(day.year, day.month + 1, 1)
+
+
 def _wall_times(fields: CronFields, start: datetime) -> Iterator[datetime]:
-    """Naive wall-clock times matching ``fields``, ascending, from ``start`` (inclusive)."""
-    minute = ",".join(str(v) for v in sorted(fields.minutes))
-    hour = ",".join(str(v) for v in sorted(fields.hours))
-    month = ",".join(str(v) for v in sorted(fields.months))
-    days = ",".join(str(v) for v in sorted(fields.days))
-    weekdays = ",".join(_APS_DOW[v] for v in sorted(fields.weekdays))
-    if fields.day_or:
-        triggers = [
-            CronTrigger(minute=minute, hour=hour, day=days, month=month, timezone=UTC),
-            CronTrigger(minute=minute, hour=hour, month=month, day_of_week=weekdays, timezone=UTC),
-        ]
-    else:
-        triggers = [
-            CronTrigger(
-                minute=minute, hour=hour, day=days, month=month, day_of_week=weekdays, timezone=UTC
-            )
-        ]
-    streams = [_trigger_times(t, start.replace(tzinfo=UTC)) for t in triggers]
-    previous: datetime | None = None
-    for moment in heapq.merge(*streams):
-        if moment != previous:
-            previous = moment
-            yield moment.replace(tzinfo=None)
+    """Naive wall-clock times matching ``fields``, ascending, from ``start`` (inclusive).
 
-
-def _trigger_times(trigger: CronTrigger, start: datetime) -> Iterator[datetime]:
-    moment: datetime | None = trigger.get_next_fire_time(None, start)
-    while moment is not None:
-        yield moment
-        moment = trigger.get_next_fire_time(moment, moment + MINUTE)
+    Walks the calendar day by day (a month the expression excludes is skipped whole) and
+    yields the expression's times of day on each matching day; ends at ``date.max``.
+    """
+    times = _times_of_day(fields)
+    day = start.date()
+    first = start.hour * 60 + start.minute
+    while True:
+        if day.month not in fields.months:
+            if day.year == date.max.year and day.month == 12:
+                return
+            day, first = _next_month(day), 0
+            continue
+        if fields.day_matches(day):
+            for minutes in times:
+                if minutes >= first:
+                    yield datetime(day.year, day.month, day.day, minutes // 60, minutes % 60)
+        if day == date.max:
+            return
+        day, first = day + _ONE_DAY, 0
 
 
 # --- slots ---------------------------------------------------------------------------------
@@ -381,45 +379,3 @@ def shortest_gap(schedule: Schedule) -> timedelta:
 def policy_period(policy: Policy) -> timedelta:
     """An upper bound of the wait between two slots of a policy: its shortest period."""
     return min(period(s) for s in policy.schedules)
-
-
-# --- APScheduler ---------------------------------------------------------------------------
-
-
-class SlotTrigger(BaseTrigger):  # type: ignore[misc]
-    """An APScheduler 3 trigger that fires at a schedule's slots (plus optional jitter).
-
-    Fire times are the slots of ``iter_slots``, so the daemon, ``schedule`` and ``plan``
-    agree to the minute. The slot of a (possibly jittered) fire time is
-    ``latest_slot(schedule, fire_time)``: jitter is always shorter than the shortest gap.
-    """
-
-    __slots__ = ("schedule",)
-
-    def __init__(self, schedule: Schedule) -> None:
-        check_schedule(schedule)
-        self.schedule = schedule
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        """Next slot after the previous fire's slot, or the first slot at or after ``now``."""
-        if previous_fire_time is None:
-            after = now - timedelta(microseconds=1)
-        else:
-            after = latest_slot(self.schedule, previous_fire_time) or previous_fire_time
-        upcoming = next(iter_slots(self.schedule, after), None)
-        jitter = int(self.schedule.jitter.total_seconds())
-        result: Any = self._apply_jitter(upcoming, jitter, now)
-        return result if isinstance(result, datetime) else None
-
-    def __str__(self) -> str:
-        return f"slots[{self.schedule.describe()}]"
-
-    def __repr__(self) -> str:
-        return f"<SlotTrigger {self.schedule.describe()}>"
-
-
-def to_trigger(schedule: Schedule) -> SlotTrigger:
-    """An APScheduler 3.11 trigger for ``schedule`` (for ``scheduler.add_job(trigger=...)``)."""
-    return SlotTrigger(schedule)

@@ -1,7 +1,7 @@
 """Target resolution: which instances of a region each policy backs up.
 
 Every policy that targets an instance adds its schedules and keep rules to that
-instance's one *instance set* (DESIGN.md "Words"), so the planner needs, per instance,
+instance's one *instance set* (docs/design.md "Words"), so the planner needs, per instance,
 the policies that target it. Matching itself (ids, all-tags, exclusions) is
 ``policy.Targets.selects``; this module applies it to one region's inventory.
 """
@@ -20,12 +20,14 @@ class Resolution:
     """The outcome of resolving policies against one region's instances.
 
     ``policies_by_instance`` maps each targeted instance id to the policies that target it
-    (in the order the policies were given, no duplicates). ``warnings`` name every policy of
-    this region that matches no instance. Policies that do not list the region are ignored.
+    (in the order the policies were given, no duplicates). ``unmatched`` names every policy
+    of this region that matches no instance (in order) and ``warnings`` says so for each.
+    Policies that do not list the region are ignored.
     """
 
     policies_by_instance: dict[str, tuple[Policy, ...]]
     warnings: tuple[str, ...]
+    unmatched: tuple[str, ...] = ()
 
     def instances_of(self, policy_name: str) -> tuple[str, ...]:
         """The instance ids ``policy_name`` targets in this region, sorted."""
@@ -64,12 +66,9 @@ def resolve_targets(
                 if all(existing.name != policy.name for existing in chosen):
                     chosen.append(policy)
                 matched.add(policy.name)
-    warnings = tuple(
-        f"policy {policy.name!r} matches no instance in {region}"
-        for policy in regional
-        if policy.name not in matched
-    )
+    unmatched = tuple(policy.name for policy in regional if policy.name not in matched)
     return Resolution(
         policies_by_instance={key: tuple(value) for key, value in by_instance.items()},
-        warnings=warnings,
+        warnings=tuple(f"policy {name!r} matches no instance in {region}" for name in unmatched),
+        unmatched=unmatched,
     )

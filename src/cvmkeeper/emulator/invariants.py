@@ -4,7 +4,7 @@
 document (``/_emulator/state`` or ``EmulatorCore.state()``) on top of the images and
 instances of an earlier state document ``initial`` (taken before the runs under test), in
 ``seq`` order: creates, deletes, copies, stops, starts and the ``_transition`` entries of
-the lifecycles. At every step it checks DESIGN.md's rules and returns every
+the lifecycles. At every step it checks the rules of docs/design.md and returns every
 :class:`Violation` it found (an empty list means every rule held). It is pure: it reads two
 dicts and returns values, so the reliability tests, the benchmark and the simulated year
 can all call it after every run.
@@ -54,7 +54,7 @@ from cvmkeeper.core.ownership import classify_image
 
 __all__ = ["RULES", "Violation", "check_invariants", "format_violations"]
 
-#: Every rule the checker knows, in DESIGN.md's order.
+#: Every rule the checker knows, in docs/design.md's order.
 RULES: tuple[str, ...] = (
     "unmanaged_touched",
     "quota_exceeded",

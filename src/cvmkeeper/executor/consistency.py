@@ -1,6 +1,6 @@
 """``consistency: stop_start``: stop instances for their images and always start them again.
 
-DESIGN.md rule 9: an instance cvmkeeper stopped for a consistent image is started again,
+docs/design.md rule 9: an instance cvmkeeper stopped for a consistent image is started again,
 even when ``CreateImage`` fails, unless it was already stopped before. :class:`InstanceStopper`
 remembers exactly which instances *it* stopped; the executor calls :meth:`release` for an
 instance once its image no longer needs it (the image left ``CREATING``) and

@@ -19,31 +19,35 @@ never copy the same image at once). For one destination:
 Failures (``InvalidRegion.*``, ``UnsupportedOperation.Region``, ``ImageQuotaLimitExceeded``
 in the destination ...) are alerted with the destination as the ``region`` tag and the
 source region and image in the event's extra context.
+
+``CopyExecutor`` is its own orchestration, built from the same parts as the region run
+(``region``, ``planning``, ``waits``, ``deletes``); a ``SyncImages`` is recorded as the
+same :class:`~cvmkeeper.executor.creates.Attempt` (and ``AttemptStatus``) as a create.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Sequence
 
-from cvmkeeper.alerting import Failure
 from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.core.disks import sync_refusal_hint
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
-from cvmkeeper.core.naming import slot_tag_value
-from cvmkeeper.core.plan import Copy, Phase, Plan, Skip
+from cvmkeeper.core.plan import Copy, DeleteTarget, Phase, Plan, Skip
 from cvmkeeper.core.policy import Policy
-from cvmkeeper.executor.executor import (
-    NO_POLICY,
-    RegionExecutor,
+from cvmkeeper.executor.creates import Attempt, AttemptStatus
+from cvmkeeper.executor.deletes import Deleter
+from cvmkeeper.executor.planning import RunPlanner
+from cvmkeeper.executor.region import (
     RegionResult,
+    RegionRun,
     RunOptions,
+    policies_of_image,
     read_inventory,
 )
-from cvmkeeper.executor.report import CopyOutcome, CopyStatus
+from cvmkeeper.executor.report import CopyStatus, Outcome
+from cvmkeeper.executor.waits import ImageWaiter
 
 log = logging.getLogger(__name__)
 
@@ -66,27 +70,23 @@ def copy_source_regions(policies: tuple[Policy, ...] | list[Policy], destination
     )
 
 
-@dataclass
-class _CopyAttempt:
-    """One ``SyncImages`` tried for a ``Copy`` step."""
-
-    step: Copy
-    status: str  # copied | adopted | failed | stopped
-    image_id: str | None = None
-    error: str | None = None
-    code: str | None = None
-    request_id: str | None = None
-
-
-class CopyExecutor(RegionExecutor):
+class CopyExecutor:
     """Runs the copy phase of one destination region (see the module docstring)."""
 
     def __init__(self, options: RunOptions, region: str) -> None:
-        super().__init__(options, region, lambda _inventory: ())
+        self.options = options
+        self.region = region
+        self._run = RegionRun(options, region)
+        self.result = self._run.result
         self._source_regions = copy_source_regions(options.setup.policies, region)
-        self._copy_attempts: dict[str, _CopyAttempt] = {}  # image name -> attempt
-        self._copy_skips: list[Skip] = []
+        self._attempts: dict[str, Attempt[Copy]] = {}  # image name -> attempt
+        self._skips: list[Skip] = []
+        self._planner = RunPlanner(self._run, self._copy_policy_names)
+        self._waiter = ImageWaiter(self._run)
+        self._deleter = Deleter(self._run, self._policies_of_image)
         self.copy_plans: list[Plan] = []
+        #: the destination as the phase first read it (whom a failed delete concerns)
+        self._destination: Inventory | None = None
         #: the destination and source inventories read last (for the post-run copy check)
         self.last_read: tuple[Inventory, dict[str, Inventory]] | None = None
 
@@ -96,8 +96,8 @@ class CopyExecutor(RegionExecutor):
             self._run_copies()
         except Exception as error:  # never let one destination break the run
             log.exception("copies into %s failed unexpectedly", self.region)
-            self._error(self._copy_policy_names(), "SyncImages",
-                        f"copies: unexpected error: {error}", error)
+            self._run.error(self._copy_policy_names(), "SyncImages",
+                            f"copies: unexpected error: {error}", error)
         finally:
             if not self.options.dry_run:
                 self._build_copy_outcomes()
@@ -106,117 +106,128 @@ class CopyExecutor(RegionExecutor):
     # -- the phase -------------------------------------------------------------------------
 
     def _run_copies(self) -> None:
+        plan = self._first_plan()
+        if plan is None or self.options.dry_run:
+            return
+        self._skips = list(plan.skips)
+        self._deleter.run_deletes(plan.deletes(Phase.BEFORE_CREATE))
+        for step in plan.copies:
+            self._copy(step)
+        if not plan.copies and not plan.waits:
+            self._deleter.run_deletes(plan.deletes(Phase.AFTER_CREATE))  # the contract: as is
+            return
+        if not self.options.wait:
+            self._run.say(f"{self.region}: copy deletes wait for the next run (--no-wait)")
+            return
+        waited = {i for wait in plan.waits for i in wait.image_ids}
+        targets = waited | {a.image_id for a in self._attempts.values()
+                            if a.image_id and a.status.has_image}
+        if targets:
+            self._run.say(
+                f"{self.region}: waiting for {len(targets)} copy(ies) to become NORMAL"
+            )
+            self._waiter.settled.timed_out = self._waiter.wait_for(targets)
+        if self.options.stopping:
+            self._run.say(f"{self.region}: stopped; copy deletes wait for the next run")
+            return
+        self._delete_after_wait()
+
+    def _first_plan(self) -> Plan | None:
+        """Read the destination and its sources and plan the copies (shown, kept)."""
         read = self._read_all()
         if read is None:
-            return
+            return None
         inventory, sources = read
-        self._inventory = inventory
-        plan = self._plan(inventory, (), sources=sources)
+        self._destination = inventory
+        plan = self._planner.plan(inventory, (), sources=sources)
         if plan is None:
-            return
+            return None
         self.copy_plans.append(plan)
-        self._say(
+        self._run.say(
             f"{self.region}: copies: quota {plan.quota}, {plan.used} used, "
             f"{len(plan.copies)} to copy, {sum(len(d.targets) for d in plan.deletes())} "
             "to delete"
         )
-        if self.options.dry_run:
-            return
-        self._copy_skips = list(plan.skips)
-        self._run_deletes(plan.deletes(Phase.BEFORE_CREATE))
-        for step in plan.copies:
-            self._copy(step)
-        waited = {i for wait in plan.waits for i in wait.image_ids}
-        copied = {a.image_id: a.step.instance_id for a in self._copy_attempts.values()
-                  if a.image_id and a.status in ("copied", "adopted")}
-        targets = waited | set(copied)
-        if not plan.copies and not plan.waits:
-            self._run_deletes(plan.deletes(Phase.AFTER_CREATE))  # the plan contract: as is
-            return
-        if not self.options.wait:
-            self._say(f"{self.region}: copy deletes wait for the next run (--no-wait)")
-            return
-        if targets:
-            self._say(f"{self.region}: waiting for {len(targets)} copy(ies) to become NORMAL")
-            self._timed_out = self._wait_for(targets, set(), {})
-        if self.options.stopping:
-            self._say(f"{self.region}: stopped; copy deletes wait for the next run")
-            return
+        return plan
+
+    def _delete_after_wait(self) -> None:
+        """Read and plan again without copies; delete what that plan expires."""
         read = self._read_all()
         if read is None:
             return
         inventory, sources = read
-        after = self._plan(inventory, (), sources=sources, make_copies=False)
+        after = self._planner.plan(inventory, (), sources=sources, make_copies=False)
         if after is None:
             return
         self.copy_plans.append(after)
         if after.copies or after.waits:
-            self._warn(self._copy_policy_names(), "plan",
-                       "copies still in flight after the wait; their deletes wait for the next run")
+            self._run.warn(self._copy_policy_names(), "plan",
+                           "copies still in flight after the wait; their deletes wait for "
+                           "the next run")
             return
-        self._run_deletes(after.deletes())
+        self._deleter.run_deletes(after.deletes())
 
     def _read_all(self) -> tuple[Inventory, dict[str, Inventory]] | None:
-        inventory = self._read("DescribeImages")
+        inventory = self._run.read("DescribeImages", self._copy_policy_names())
         if inventory is None:
             return None
         sources: dict[str, Inventory] = {}
         for source_region in self._source_regions:
             try:
                 sources[source_region] = read_inventory(
-                    self._client, source_region, self.options.setup.config.image_quota
+                    self._run.client, source_region, self.options.setup.config.image_quota
                 )
             except CloudError as error:
-                self._error(self._copy_policy_names(), error.action or "DescribeImages",
-                            f"cannot read copy source region {source_region}: {error}; its "
-                            "copies here are left as they are", error)
+                self._run.error(self._copy_policy_names(), error.action or "DescribeImages",
+                                f"cannot read copy source region {source_region}: {error}; "
+                                "its copies here are left as they are", error)
         self.last_read = (inventory, sources)
         return inventory, sources
 
     # -- one copy --------------------------------------------------------------------------
 
     def _copy(self, step: Copy) -> None:
+        self._attempts[step.image_name] = self._attempt(step)
+
+    def _attempt(self, step: Copy) -> Attempt[Copy]:
         if self.options.stopping:
-            self._copy_attempts[step.image_name] = _CopyAttempt(step, "stopped")
-            return
+            return Attempt(step, AttemptStatus.STOPPED)
         try:
-            result = self._client.sync_image(step.source_region, step.source_image_id,
-                                             [self.region])
+            result = self._run.client.sync_image(step.source_region, step.source_image_id,
+                                                 [self.region])
         except CloudError as error:
-            self._copy_attempts[step.image_name] = _CopyAttempt(
-                step, "failed",
+            return Attempt(
+                step, AttemptStatus.FAILED,
                 error=f"{step.image_name}: SyncImages of {step.source_image_id} from "
                 f"{step.source_region} to {self.region} failed: {error.code}: {error.message}"
                 f"{sync_refusal_hint(error.code)}",
                 code=error.code, request_id=error.request_id)
-            return
         except Exception as error:
             log.exception("SyncImages %s into %s failed unexpectedly", step.image_name,
                           self.region)
-            self._copy_attempts[step.image_name] = _CopyAttempt(
-                step, "failed", error=f"{step.image_name}: SyncImages failed: {error}")
-            return
+            return Attempt(step, AttemptStatus.FAILED,
+                                error=f"{step.image_name}: SyncImages failed: {error}")
         image_id = result.copies.get(self.region)
         if not image_id:
-            self._copy_attempts[step.image_name] = _CopyAttempt(
-                step, "failed",
+            return Attempt(
+                step, AttemptStatus.FAILED,
                 error=f"{step.image_name}: SyncImages answered without a copy in {self.region}")
-            return
-        status = "adopted" if self.region in result.adopted else "copied"
-        self._copy_attempts[step.image_name] = _CopyAttempt(step, status, image_id=image_id)
-        self._say(f"{self.region}: {status} {step.image_name} ({image_id}) from "
-                  f"{step.source_region} ({step.source_image_id})")
+        adopted = self.region in result.adopted
+        self._run.say(f"{self.region}: {'adopted' if adopted else 'copied'} {step.image_name} "
+                      f"({image_id}) from {step.source_region} ({step.source_image_id})")
+        status = AttemptStatus.ADOPTED if adopted else AttemptStatus.MADE
+        return Attempt(step, status, image_id=image_id)
 
     # -- outcomes --------------------------------------------------------------------------
 
     def _build_copy_outcomes(self) -> None:
-        for attempt in self._copy_attempts.values():
+        for attempt in self._attempts.values():
             outcome = self._copy_outcome(attempt)
             self.result.copies.append(outcome)
             if outcome.error is not None:
-                self._alert_copy(outcome, warning=attempt.status == "stopped")
-        for skip in self._copy_skips:
-            outcome = CopyOutcome(
+                self._alert_copy(outcome, warning=attempt.status is AttemptStatus.STOPPED)
+        for skip in self._skips:
+            outcome = Outcome(
                 policies=skip.policies, region=self.region, source_region=skip.source_region,
                 source_image_id="", instance_id=skip.instance_id, slot=skip.slot,
                 image_name=skip.image_name, image_id=None, status="skipped", error=skip.error,
@@ -224,12 +235,12 @@ class CopyExecutor(RegionExecutor):
             self.result.copies.append(outcome)
             self._alert_copy(outcome, warning=False)
 
-    def _copy_outcome(self, attempt: _CopyAttempt) -> CopyOutcome:
+    def _copy_outcome(self, attempt: Attempt[Copy]) -> Outcome:
         step = attempt.step
 
         def outcome(status: CopyStatus, *, error: str | None = None, state: str | None = None,
-                    code: str | None = None, request_id: str | None = None) -> CopyOutcome:
-            return CopyOutcome(
+                    code: str | None = None, request_id: str | None = None) -> Outcome:
+            return Outcome(
                 policies=step.policies, region=self.region, source_region=step.source_region,
                 source_image_id=step.source_image_id, instance_id=step.instance_id,
                 slot=step.slot, image_name=step.image_name, image_id=attempt.image_id,
@@ -237,23 +248,24 @@ class CopyExecutor(RegionExecutor):
                 image_state=state,
             )
 
-        if attempt.status == "stopped":
+        if attempt.status is AttemptStatus.STOPPED:
             return outcome("skipped", error=f"{step.image_name}: not copied: the run was "
                            "stopped first")
-        if attempt.status == "failed":
+        if attempt.status is AttemptStatus.FAILED:
             return outcome("failed", error=attempt.error, code=attempt.code,
                            request_id=attempt.request_id)
-        status: CopyStatus = "copied" if attempt.status == "copied" else "adopted"
+        status: CopyStatus = "copied" if attempt.status is AttemptStatus.MADE else "adopted"
         image_id = attempt.image_id
         assert image_id is not None
-        if image_id in self._timed_out:
-            timeout = format_duration(self._api.wait_timeout)
+        settled = self._waiter.settled
+        if image_id in settled.timed_out:
+            timeout = format_duration(self.options.setup.config.api.wait_timeout)
             return outcome("failed", error=f"{step.image_name} ({image_id}) not NORMAL in "
                            f"{self.region} within api.wait_timeout {timeout}",
                            state=ImageState.CREATING.value)
-        if image_id not in self._final:
+        if image_id not in settled.final:
             return outcome(status, state=ImageState.CREATING.value)
-        image: Image | None = self._final[image_id]
+        image: Image | None = settled.final[image_id]
         if image is None:
             return outcome("failed", error=f"{step.image_name} ({image_id}) disappeared from "
                            f"{self.region} while it was being copied")
@@ -262,41 +274,26 @@ class CopyExecutor(RegionExecutor):
         return outcome("failed", error=f"{step.image_name} ({image_id}) ended "
                        f"{image.state.value} in {self.region}", state=image.state.value)
 
-    def _alert_copy(self, outcome: CopyOutcome, *, warning: bool) -> None:
+    def _alert_copy(self, outcome: Outcome, *, warning: bool) -> None:
         message = outcome.error or ""
-        extra = _copy_extra(outcome.slot, outcome.source_region, outcome.source_image_id,
-                            outcome.image_id)
         if warning:
-            self._warn(list(outcome.policies), "SyncImages", message,
-                       instance=outcome.instance_id, slot=outcome.slot)
+            self._run.warn(list(outcome.policies), "SyncImages", message,
+                           instance=outcome.instance_id, slot=outcome.slot)
             return
-        self.result.errors.append(f"{self.region}: {message}")
-        self.result.failed_policies.update(outcome.policies)
-        self._say(f"{self.region}: ERROR {message}")
-        if self.options.dry_run:
-            return
-        for policy in outcome.policies or (NO_POLICY,):
-            self.options.alerter.error(
-                Failure(policy=policy, action="SyncImages", message=message,
-                        instance=outcome.instance_id, region=self.region,
-                        tencent_code=outcome.tencent_code, request_id=outcome.request_id,
-                        extra=extra)
-            )
+        extra = {"source_region": outcome.source_region}
+        if outcome.source_image_id:
+            extra["source_image_id"] = outcome.source_image_id
+        if outcome.image_id:
+            extra["image_id"] = outcome.image_id
+        self._run.error(list(outcome.policies), "SyncImages", message, None,
+                        instance=outcome.instance_id, slot=outcome.slot,
+                        code=outcome.tencent_code, request_id=outcome.request_id, extra=extra)
+
+    # -- whom an alert concerns ------------------------------------------------------------
 
     def _copy_policy_names(self) -> list[str]:
         return sorted(p.name for p in self.options.setup.policies
                       if p.copy_to(self.region) is not None)
 
-    def _due_policy_names(self) -> list[str]:
-        return self._copy_policy_names()
-
-
-def _copy_extra(
-    slot: datetime, source_region: str, source_image_id: str, image_id: str | None
-) -> Mapping[str, str]:
-    extra = {"slot": slot_tag_value(slot), "source_region": source_region}
-    if source_image_id:
-        extra["source_image_id"] = source_image_id
-    if image_id:
-        extra["image_id"] = image_id
-    return extra
+    def _policies_of_image(self, target: DeleteTarget) -> Sequence[str]:
+        return policies_of_image(self.options.setup, self._destination, target)

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.cloud.models import CreateImageRequest, CreateOutcome
-from cvmkeeper.core.disk_report import disk_choice, is_disk_warning, warning_instance
+from cvmkeeper.core.disk_report import disk_choice
 from cvmkeeper.core.disks import TAG_DISKS
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.plan import Create
 from cvmkeeper.core.policy import Consistency, Policy
 
-__all__ = ["create_image", "create_request", "instance_in_warning", "is_disk_warning"]
+__all__ = ["create_image", "create_request"]
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,6 @@ log = logging.getLogger(__name__)
 #: disk detached, or swapped for a local one, between ``DescribeInstances`` and the create).
 STALE_DISK_CODES = frozenset({"InvalidParameter.DataDiskNotBelongSpecifiedInstance",
                               "InvalidParameter.LocalDataDiskNotSupport"})
-
-
-def instance_in_warning(message: str) -> str | None:
-    """The instance of a plan warning about disks (rule 10), for the alert's instance tag."""
-    return warning_instance(message)
 
 
 def create_request(

@@ -22,40 +22,58 @@ from cvmkeeper.core.plan import (
     Wait,
 )
 
+#: What became of a slot's image, and of a copy (``Outcome.status``).
 SlotStatus = Literal["created", "adopted", "exists", "failed", "skipped"]
-DeleteStatus = Literal["deleted", "already_gone", "left", "failed", "skipped"]
 CopyStatus = Literal["copied", "adopted", "failed", "skipped"]
+OutcomeStatus = SlotStatus | CopyStatus
+DeleteStatus = Literal["deleted", "already_gone", "left", "failed", "skipped"]
 
 
 @dataclass(frozen=True)
-class SlotOutcome:
-    """What became of one (policy, instance, slot).
+class Outcome:
+    """What became of one image a run set out to have: the image of one (policy, instance,
+    slot), or (``source_region`` set) a cross-region copy of a source image.
 
-    ``status``: ``created`` (this run created it), ``adopted`` (an image with its name
-    existed: an earlier attempt or another daemon made it), ``exists`` (its image was
+    ``status`` of a slot: ``created`` (this run created it), ``adopted`` (an image with its
+    name existed: an earlier attempt or another daemon made it), ``exists`` (its image was
     already there, ``NORMAL`` or in flight, before the run), ``failed`` (no ``NORMAL``
     image: the create or the image failed, or it did not become ``NORMAL`` in time), or
     ``skipped`` (not attempted: quota full under ``on_quota_full: skip``, the run was
-    stopped, or a newer backup covers it). ``error`` is ``None`` exactly when nothing needs
-    a human. ``image_state`` is the image's state when the run ended (``CREATING`` after
-    ``--no-wait``), or ``None`` without an image.
+    stopped, or a newer backup covers it). Of a copy: ``copied`` (this run's ``SyncImages``
+    made it), ``adopted`` (a copy with its name existed: an earlier attempt whose answer was
+    lost), ``failed``, or ``skipped`` (the destination's quota, a name held by an image
+    cvmkeeper does not own, or the run was stopped). ``error`` is ``None`` exactly when
+    nothing needs a human. ``image_state`` is the image's state when the run ended
+    (``CREATING`` after ``--no-wait``), or ``None`` without an image.
+
+    ``policies``: a slot's outcome is one policy's (one outcome per due policy: ``policy``);
+    a copy's names every policy copying the instance there. For a copy, ``region`` is the
+    destination and ``source_image_id`` the image copied (empty for a copy skipped before
+    any call).
     """
 
-    policy: str
+    policies: tuple[str, ...]
     region: str
     instance_id: str
     slot: datetime
     image_name: str
     image_id: str | None
-    status: SlotStatus
+    status: OutcomeStatus
     error: str | None = None
     tencent_code: str | None = None
     request_id: str | None = None
     image_state: str | None = None
+    source_region: str = ""
+    source_image_id: str = ""
+
+    @property
+    def policy(self) -> str:
+        """The policy of a slot's outcome (for a copy: its policies, comma-separated)."""
+        return ",".join(self.policies)
 
     @property
     def ok(self) -> bool:
-        """True when this slot needs nobody's attention."""
+        """True when this slot or copy needs nobody's attention."""
         return self.error is None and self.status != "failed"
 
 
@@ -93,39 +111,6 @@ def delete_reason_text(kind: str, reason: str) -> str:
 
 
 @dataclass(frozen=True)
-class CopyOutcome:
-    """What became of one cross-region copy the run set out to make (or had to skip).
-
-    ``region`` is the destination; ``source_region``/``source_image_id`` the image copied
-    (empty id for a copy skipped before any call). ``status``: ``copied`` (this run's
-    ``SyncImages`` made it), ``adopted`` (a copy with its name existed: an earlier attempt
-    whose answer was lost), ``failed`` (no ``NORMAL`` copy: the call or the copy failed),
-    ``skipped`` (not attempted: the destination's quota, a name held by an image cvmkeeper
-    does not own, or the run was stopped). ``error`` is ``None`` exactly when nothing
-    needs a human.
-    """
-
-    policies: tuple[str, ...]
-    region: str
-    source_region: str
-    source_image_id: str
-    instance_id: str
-    slot: datetime
-    image_name: str
-    image_id: str | None
-    status: CopyStatus
-    error: str | None = None
-    tencent_code: str | None = None
-    request_id: str | None = None
-    image_state: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when this copy needs nobody's attention."""
-        return self.error is None and self.status != "failed"
-
-
-@dataclass(frozen=True)
 class RunReport:
     """Everything one run did, across regions.
 
@@ -142,14 +127,14 @@ class RunReport:
 
     started: datetime
     finished: datetime
-    outcomes: tuple[SlotOutcome, ...]
+    outcomes: tuple[Outcome, ...]
     deleted: tuple[DeleteOutcome, ...] = ()
     warnings: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     plans: Mapping[str, tuple[Plan, ...]] = field(default_factory=dict)
     dry_run: bool = False
     failed_policies: frozenset[str] = frozenset()
-    copies: tuple[CopyOutcome, ...] = ()
+    copies: tuple[Outcome, ...] = ()
     copy_plans: Mapping[str, tuple[Plan, ...]] = field(default_factory=dict)
 
     @property
@@ -170,7 +155,7 @@ class RunReport:
             and all(c.ok for c in self.copies if policy in c.policies)
         )
 
-    def outcomes_of(self, policy: str) -> tuple[SlotOutcome, ...]:
+    def outcomes_of(self, policy: str) -> tuple[Outcome, ...]:
         """The outcomes of one policy, in order."""
         return tuple(o for o in self.outcomes if o.policy == policy)
 

@@ -7,7 +7,7 @@ region that is already being run by another ``run_once`` of this process (two po
 due at the same minute) is not run twice: :class:`RegionLocks` reports it as an error,
 so the caller's check-in fails and the slot is made on the next run.
 
-Which slots: without ``policy_names``, DESIGN.md's catch-up rules (``core.due``): each
+Which slots: without ``policy_names``, the catch-up rules of docs/design.md (``core.due``): each
 policy's latest slot at or before ``now`` if it is younger than its ``catch_up`` window
 (the planner makes nothing for a slot whose image exists; such slots are reported as
 ``exists``). With ``policy_names``, those policies' slot (``slot``, or the latest at or
@@ -23,10 +23,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from cvmkeeper.alerting import Alerter, Failure
-from cvmkeeper.alerting.run_health import check_run_health
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.config import Setup
 from cvmkeeper.core.due import DueSlot, due_slots
@@ -34,16 +35,18 @@ from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.plan import Plan
 from cvmkeeper.core.schedule import latest_policy_slot
 from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
-from cvmkeeper.executor.executor import DuePairs, RegionExecutor, RegionResult, RunOptions
+from cvmkeeper.executor.executor import DueFor, RegionExecutor
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
-from cvmkeeper.executor.report import DeleteOutcome, RunReport, SlotOutcome
+from cvmkeeper.executor.region import RegionResult, RunOptions
+from cvmkeeper.executor.report import Outcome, RunReport
+from cvmkeeper.executor.run_health import RunObserver, check_run_health
 from cvmkeeper.executor.stop_journal import StopJournal
 
 __all__ = [
     "DueSlot",
+    "Outcome",
     "RegionLocks",
     "RunReport",
-    "SlotOutcome",
     "UnknownPolicyError",
     "due_slots",
     "run_once",
@@ -136,8 +139,10 @@ def run_once(
     wait: bool = True,
     stop: threading.Event | None = None,
     progress: Callable[[str], None] | None = None,
+    progress_alerts: Callable[[str], None] | None = None,
     region_locks: RegionLocks | None = None,
     poll_time: PollTime = REAL_TIME,
+    observe: RunObserver | None = None,
 ) -> RunReport:
     """Make the due slots of every region (or of ``regions``), rotate, and report.
 
@@ -145,9 +150,12 @@ def run_once(
     or planning failure is alerted and reported in the ``RunReport``. ``dry_run`` plans
     without writing or alerting; ``wait=False`` does not wait for new images to become
     ``NORMAL`` (their deletes happen on the next run); ``stop`` set: no new create or
-    delete starts (instances stopped for an image are still started again).
+    delete starts (instances stopped for an image are still started again). ``progress``
+    is shown every progress line; ``progress_alerts``, when given, the error and warning
+    lines instead (a display that keeps those while it rewrites the others).
     ``poll_time`` injects the waits' clock (``executor.polling.PollTime``; a simulation on
-    virtual time), real time by default.
+    virtual time), real time by default. ``observe`` (the daemon's metrics) is called with
+    the run's health after it (``executor.run_health``).
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
@@ -157,6 +165,7 @@ def run_once(
     if regions:
         chosen = [region for region in chosen if region in regions]
     locks = region_locks or RegionLocks()
+    shown, alerts_shown = _locked(progress, progress_alerts)
     options = RunOptions(
         setup=setup,
         client=client,
@@ -165,45 +174,62 @@ def run_once(
         dry_run=dry_run,
         wait=wait,
         stop=stop,
-        progress=_locked(progress),
+        progress=shown or (lambda _message: None),
+        progress_alerts=alerts_shown,
         stop_journal=None if dry_run else StopJournal(setup.config.state_dir),
         poll_time=poll_time,
     )
+    regions_phase = _run_regions(options, chosen, locks, explicit)
+    copies = _run_copies(options, policy_names, regions, locks)
+    every = regions_phase.results + copies.results
+    report = RunReport(
+        started=started,
+        finished=datetime.now(UTC),
+        outcomes=tuple(o for r in regions_phase.results for o in r.outcomes),
+        deleted=tuple(d for r in every for d in r.deleted),
+        warnings=tuple(w for r in every for w in r.warnings),
+        errors=tuple(e for r in every for e in r.errors),
+        plans={r.region: tuple(r.plans) for r in regions_phase.results},
+        dry_run=dry_run,
+        failed_policies=frozenset(p for r in every for p in r.failed_policies),
+        copies=tuple(c for r in copies.results for c in r.copies),
+        copy_plans=copies.plans,
+    )
+    check_run_health(setup, report, regions_phase.read, alerter, now, policy_names=policy_names,
+                     copy_reads=copies.read, observe=observe)
+    return report
+
+
+@dataclass
+class _Phase:
+    """What one phase of a run left: each region's result, in order, its plans (copy
+    phase), and the inventories it read (for ``check_run_health``)."""
+
+    results: list[RegionResult] = field(default_factory=list)
+    read: dict[str, Any] = field(default_factory=dict)
+    plans: dict[str, tuple[Plan, ...]] = field(default_factory=dict)
+
+
+def _run_regions(
+    options: RunOptions,
+    chosen: Sequence[str],
+    locks: RegionLocks,
+    explicit: dict[str, datetime] | None,
+) -> _Phase:
+    """Every region at once, each in its own thread; a region held by another run of this
+    process is reported busy."""
+    setup = options.setup
     results: dict[str, RegionResult] = {}
     read: dict[str, Inventory] = {}  # each region's first inventory, for check_run_health
-
-    def due_for(region: str) -> Callable[[Inventory], DuePairs]:
-        def compute(inventory: Inventory) -> DuePairs:
-            read[region] = inventory
-            if explicit is not None:
-                return tuple(
-                    (name, when)
-                    for name, when in explicit.items()
-                    if (policy := setup.policy(name)) is not None and region in policy.regions
-                )
-            regional = [p for p in setup.policies if region in p.regions]
-            # Every slot in its window goes to the planner (which reports a present one as
-            # ``exists``); the names only make the progress line say what is missing.
-            found = due_slots(
-                regional,
-                {region: {image.name for image in inventory.images}},
-                now,
-                instances_by_region={region: inventory.instances},
-                name_format=setup.config.name_format,
-                include_present=True,
-            )
-            for item in found:
-                options.say(f"{region}: {item.policy}: {item.reason}")
-            return tuple((item.policy, item.slot) for item in found)
-
-        return compute
 
     def run_region(region: str) -> None:
         with locks.hold(region) as acquired:
             if not acquired:
-                results[region] = _busy(region, setup, alerter, dry_run, explicit)
+                results[region] = _busy(region, setup, options.alerter, options.dry_run,
+                                        explicit)
                 return
-            results[region] = RegionExecutor(options, region, due_for(region)).run()
+            due_for = _due_for(options, region, explicit, read)
+            results[region] = RegionExecutor(options, region, due_for).run()
 
     threads = [
         threading.Thread(target=run_region, args=(region,), name=f"cvmkeeper-run:{region}")
@@ -213,12 +239,55 @@ def run_once(
         thread.start()
     for thread in threads:
         thread.join()
-    ordered = [results[region] for region in chosen if region in results]
+    return _Phase(results=[results[region] for region in chosen if region in results],
+                  read=dict(read))
 
-    # Copy phase: after every source region finished, one destination at a time.
-    copy_plans: dict[str, tuple[Plan, ...]] = {}
-    copy_results: list[RegionResult] = []
-    copy_reads: dict[str, tuple[Inventory, dict[str, Inventory]]] = {}
+
+def _due_for(
+    options: RunOptions,
+    region: str,
+    explicit: dict[str, datetime] | None,
+    read: dict[str, Inventory],
+) -> DueFor:
+    """The due (policy, slot) pairs of ``region``, from its inventory once it is read: the
+    explicit ones, or what the catch-up rules select."""
+    setup = options.setup
+
+    def compute(inventory: Inventory) -> tuple[tuple[str, datetime], ...]:
+        read[region] = inventory
+        if explicit is not None:
+            return tuple(
+                (name, when)
+                for name, when in explicit.items()
+                if (policy := setup.policy(name)) is not None and region in policy.regions
+            )
+        regional = [p for p in setup.policies if region in p.regions]
+        # Every slot in its window goes to the planner (which reports a present one as
+        # ``exists``); the names only make the progress line say what is missing.
+        found = due_slots(
+            regional,
+            {region: {image.name for image in inventory.images}},
+            options.now,
+            instances_by_region={region: inventory.instances},
+            name_format=setup.config.name_format,
+            include_present=True,
+        )
+        for item in found:
+            options.say(f"{region}: {item.policy}: {item.reason}")
+        return tuple((item.policy, item.slot) for item in found)
+
+    return compute
+
+
+def _run_copies(
+    options: RunOptions,
+    policy_names: Sequence[str] | None,
+    regions: Sequence[str] | None,
+    locks: RegionLocks,
+) -> _Phase:
+    """The copy phase: after every source region finished, one destination at a time."""
+    setup = options.setup
+    phase = _Phase()
     copying = [p for p in setup.policies if not policy_names or p.name in policy_names]
     for destination in copy_destinations(copying):
         if regions and destination not in regions:
@@ -227,33 +296,16 @@ def run_once(
             break
         with locks.hold(destination) as acquired:
             if not acquired:
-                copy_results.append(_busy_copies(destination, setup, alerter, dry_run))
+                phase.results.append(
+                    _busy_copies(destination, setup, options.alerter, options.dry_run)
+                )
                 continue
             executor = CopyExecutor(options, destination)
-            copy_results.append(executor.run())
-            copy_plans[destination] = tuple(executor.copy_plans)
+            phase.results.append(executor.run())
+            phase.plans[destination] = tuple(executor.copy_plans)
             if executor.last_read is not None:
-                copy_reads[destination] = executor.last_read
-
-    every = ordered + copy_results
-    outcomes: list[SlotOutcome] = [o for r in ordered for o in r.outcomes]
-    deleted: list[DeleteOutcome] = [d for r in every for d in r.deleted]
-    report = RunReport(
-        started=started,
-        finished=datetime.now(UTC),
-        outcomes=tuple(outcomes),
-        deleted=tuple(deleted),
-        warnings=tuple(w for r in every for w in r.warnings),
-        errors=tuple(e for r in every for e in r.errors),
-        plans={r.region: tuple(r.plans) for r in ordered},
-        dry_run=dry_run,
-        failed_policies=frozenset(p for r in every for p in r.failed_policies),
-        copies=tuple(c for r in copy_results for c in r.copies),
-        copy_plans=copy_plans,
-    )
-    check_run_health(setup, report, read, alerter, now, policy_names=policy_names,
-                     copy_reads=copy_reads)
-    return report
+                phase.read[destination] = executor.last_read
+    return phase
 
 
 def _busy(
@@ -295,15 +347,18 @@ def _busy_copies(region: str, setup: Setup, alerter: Alerter, dry_run: bool) -> 
     return result
 
 
-def _locked(progress: Callable[[str], None] | None) -> Callable[[str], None]:
-    """``progress`` made safe to call from the region threads (one line at a time)."""
-    if progress is None:
-        return lambda _message: None
+def _locked(
+    *displays: Callable[[str], None] | None,
+) -> tuple[Callable[[str], None] | None, ...]:
+    """``displays`` made safe to call from the region threads: one line at a time across
+    all of them (``None`` stays ``None``)."""
     lock = threading.Lock()
-    report = progress
 
-    def locked(message: str) -> None:
-        with lock:
-            report(message)
+    def locked(show: Callable[[str], None]) -> Callable[[str], None]:
+        def call(message: str) -> None:
+            with lock:
+                show(message)
 
-    return locked
+        return call
+
+    return tuple(None if show is None else locked(show) for show in displays)

@@ -45,7 +45,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -55,7 +54,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cvmkeeper import statefiles
+from cvmkeeper import files
 
 __all__ = ["JOURNAL_NAME", "StopJournal", "StoppedEntry"]
 
@@ -134,7 +133,7 @@ class _Owner:
             if directory in self._held:
                 return
             path = directory / f"{OWNER_PREFIX}{token}{OWNER_SUFFIX}"
-            fd = statefiles.open_fd(path, os.O_RDWR | os.O_CREAT)
+            fd = files.open_fd(path, os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -150,7 +149,7 @@ def _owner_alive(directory: Path, owner: str) -> bool:
     """True while the process that wrote ``owner``'s entries still runs."""
     path = directory / f"{OWNER_PREFIX}{owner}{OWNER_SUFFIX}"
     try:
-        fd = statefiles.open_fd(path, os.O_RDWR)
+        fd = files.open_fd(path, os.O_RDWR)
     except FileNotFoundError:
         return False
     try:
@@ -243,7 +242,7 @@ class StopJournal:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = statefiles.open_fd(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+        fd = files.open_fd(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -252,7 +251,7 @@ class StopJournal:
 
     def _load(self) -> dict[tuple[str, str], StoppedEntry]:
         try:
-            text = statefiles.read_text(self.path)
+            text = files.read_text(self.path)
         except FileNotFoundError:
             return {}
         try:
@@ -273,22 +272,7 @@ class StopJournal:
             "version": JOURNAL_VERSION,
             "stopped": [entry.to_json() for _key, entry in sorted(entries.items())],
         }
-        fd, temporary = tempfile.mkstemp(prefix=f".{JOURNAL_NAME}.", suffix=".tmp",
-                                         dir=self.directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps(document, indent=2) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        directory = os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(directory)  # the rename itself survives a power cut
-        finally:
-            os.close(directory)
+        files.write_atomically(self.path, json.dumps(document, indent=2) + "\n")
 
     def _forget_dead_owners(self, referenced: set[str]) -> None:
         """Remove owner files of processes that are gone and have no entry left."""

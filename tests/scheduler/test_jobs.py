@@ -12,7 +12,6 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.schedulers.background import BackgroundScheduler
 from daemon_helpers import RecordingRunner, policy_text, write_setup
@@ -20,17 +19,16 @@ from daemon_helpers import RecordingRunner, policy_text, write_setup
 from cvmkeeper.alerting import RecordingAlerter, monitor_slug
 from cvmkeeper.config import Setup, load_setup
 from cvmkeeper.core.policy import Schedule
-from cvmkeeper.daemon.jobs import (
+from cvmkeeper.executor.runner import RegionLocks
+from cvmkeeper.scheduler.jobs import (
     CATCH_UP,
     RunContext,
     SlotJobs,
     fired_slot,
     job_specs,
-    monitor_schedule,
     sync_jobs,
 )
-from cvmkeeper.daemon.state import StateStore, read_state
-from cvmkeeper.executor.runner import RegionLocks
+from cvmkeeper.scheduler.state import StateStore, read_state
 
 T0 = datetime(2026, 11, 27, 18, 0, 0, tzinfo=UTC)
 
@@ -87,25 +85,6 @@ def test_fired_slot_is_the_nominal_slot_not_the_jittered_time() -> None:
     assert fired_slot(every, datetime(2026, 1, 1, 0, 29, 59, tzinfo=UTC)) == datetime(
         2026, 1, 1, 0, 15, tzinfo=UTC
     )
-
-
-@pytest.mark.parametrize(
-    ("schedule", "expected"),
-    [
-        (Schedule(cron="@daily"), "0 0 * * *"),
-        (Schedule(cron="0 2 * * mon-fri"), "0 2 * * 1,2,3,4,5"),
-        (Schedule(cron="30 4 1 * 7"), "30 4 1 * 0"),
-        (Schedule(cron="*/15 8-10 * jan,jul *"), "0,15,30,45 8,9,10 * 1,7 *"),
-        (Schedule(every=timedelta(hours=6)), (6, "hour")),
-        (Schedule(every=timedelta(minutes=90)), (90, "minute")),
-        (Schedule(every=timedelta(days=14)), (2, "week")),
-        (Schedule(every=timedelta(days=3)), (3, "day")),
-    ],
-)
-def test_monitor_schedule_is_plain_standard_crontab_or_interval(
-    schedule: Schedule, expected: object
-) -> None:
-    assert monitor_schedule(schedule) == expected
 
 
 def test_sync_jobs_keeps_unchanged_replaces_changed_removes_gone(tmp_path: Path) -> None:

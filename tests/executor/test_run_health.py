@@ -9,11 +9,12 @@ from pathlib import Path
 import yaml
 
 from cvmkeeper.alerting import RecordingAlerter
-from cvmkeeper.alerting.run_health import COPY_FRESHNESS_ACTION, check_run_health
+from cvmkeeper.alerting.health_alerts import COPY_FRESHNESS_ACTION
 from cvmkeeper.config import Setup, load_setup
 from cvmkeeper.core.inventory import Image, ImageState, Instance, Inventory
 from cvmkeeper.core.naming import image_description, image_name, image_tags
 from cvmkeeper.executor.report import RunReport
+from cvmkeeper.executor.run_health import check_run_health
 from executor.world import DEST, REGION, A, policy, write_config
 
 NOW = datetime(2026, 11, 27, 12, 5, tzinfo=UTC)

@@ -194,7 +194,7 @@ else:
     sys.exit("MDWE is not in force: a writable+executable mapping was allowed")
 import ssl, yaml, sentry_sdk, tenacity, click, apscheduler.schedulers.background
 from tencentcloud.cvm.v20170312 import cvm_client
-import cvmkeeper.daemon.sdnotify, cvmkeeper.logs
+import cvmkeeper.scheduler.sdnotify, cvmkeeper.logs
 from click.testing import CliRunner
 from cvmkeeper.cli import cli
 ssl.create_default_context()

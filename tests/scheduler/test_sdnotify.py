@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cvmkeeper.daemon.sdnotify import Notifier
+from cvmkeeper.scheduler.sdnotify import Notifier
 
 
 class Listener:
@@ -142,7 +142,7 @@ def test_a_vanished_manager_never_raises_and_is_logged_once(
         sock.bind(str(path))
     path.unlink()  # systemd went away: nothing listens at the path any more
     notifier = Notifier({"NOTIFY_SOCKET": str(path)})
-    with caplog.at_level(logging.DEBUG, logger="cvmkeeper.daemon.sdnotify"):
+    with caplog.at_level(logging.DEBUG, logger="cvmkeeper.scheduler.sdnotify"):
         results = [notifier.ready(), notifier.watchdog(), notifier.stopping()]
     assert results == [False, False, False]
     failures = [r for r in caplog.records if "failed" in r.getMessage()]

@@ -4,8 +4,8 @@ The cloud is the source of truth for images; this file only remembers what the d
 last (when, which slot, the result, the errors), so that an administrator can ask without
 reading the journal. It lives in the config's ``state_dir`` (systemd's ``StateDirectory=``)
 as ``daemon-state.json`` and is always replaced whole: written to a temporary file in the
-same directory, flushed, then renamed over the old one, so a reader or a crash never sees
-half a file.
+same directory, flushed, then renamed over the old one (``files.write_atomically``), so a
+reader or a crash never sees half a file.
 
 It never holds a secret: error texts pass through ``cvmkeeper.logs.redact`` (the same rules
 as log lines) before they are stored, and are cut to a bounded length and count.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from cvmkeeper import statefiles
+from cvmkeeper import files
 from cvmkeeper.logs import redact
 
 __all__ = [
@@ -144,7 +143,7 @@ def read_state(path: Path) -> DaemonState:
     JSON, wrong version), so ``cvmkeeper status`` can say so instead of showing nothing.
     """
     try:
-        text = statefiles.read_text(path)  # a symbolic link is refused (OSError)
+        text = files.read_text(path)  # a symbolic link is refused (OSError)
     except FileNotFoundError:
         return DaemonState()
     try:
@@ -204,21 +203,10 @@ class StateStore:
             self._write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
     def _write(self, text: str) -> None:
-        """Write ``text`` to a temporary file beside the state file, then rename it over."""
+        """Replace the state file with ``text`` (``files.write_atomically``)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(
-                prefix=f".{STATE_FILE_NAME}.", suffix=".tmp", dir=self.path.parent
-            )
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(text)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temporary, self.path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+            files.write_atomically(self.path, text)
         except OSError as exc:
             if not self._write_failure_logged:
                 self._write_failure_logged = True

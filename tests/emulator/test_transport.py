@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cvmkeeper.cloud.transport import InProcessTransport, _wire_copy
 from cvmkeeper.emulator.clock import ManualClock
 from cvmkeeper.emulator.core import EmulatorCore
 from cvmkeeper.emulator.fleet import FleetSpec
+from cvmkeeper.emulator.transport import InProcessTransport, _wire_copy
 
 REGION = "ap-guangzhou"
 

@@ -4,10 +4,9 @@
 run, scheduled (daemon) or manual (``cvmkeeper run``). It needs no extra API call: it
 takes the inventory each region's run read first and applies what the run changed (the
 images it made, with their final state, and the images it deleted), which gives what the
-region holds after the run. On that it runs the pure ``core.health.assess_region`` and
-sends one warning per stale instance and one per region short of quota. Warnings are
-fingerprinted (policy, ``freshness``) and (``quota``, region), so a backup that stays
-stale is one Sentry issue whose count grows.
+region holds after the run. On that it runs the pure ``core.health.assess_region`` and has
+``alerting.health_alerts`` send one warning per stale instance and one per region short of
+quota, leaving out what the run itself already alerted.
 
 Copy destinations: from the inventories the copy phase read last (destination and source
 regions, with the run's copies applied) it warns once per copy set whose newest copy is
@@ -15,25 +14,24 @@ stale (``copy_freshness``; a DR copy falling behind is worth knowing even while 
 source is fresh), unless the run already alerted that copy, its policy failed, or its
 source instance is itself stale (that warning names the cause).
 
-Observers (the Prometheus metrics of the daemon) subscribe with ``add_run_observer`` and
-receive a :class:`RunHealth` after every run. Nothing here ever raises into the run.
+An observer (the Prometheus metrics of the daemon) is passed explicitly (``observe``, from
+``run_once``) and receives a :class:`RunHealth` after the run; there is no process-wide
+observer list. Nothing here ever raises into the run.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cvmkeeper.alerting.alerter import Alerter
-from cvmkeeper.alerting.events import Failure
+from cvmkeeper.alerting.health_alerts import alert_health, alert_stale_copies
+from cvmkeeper.config import Setup
 from cvmkeeper.core.health import (
-    CopyFreshness,
     HealthSettings,
-    InstanceFreshness,
     RegionHealth,
     assess_region,
     inventory_after,
@@ -43,30 +41,18 @@ from cvmkeeper.core.naming import image_description, image_tags
 from cvmkeeper.core.plan import DeleteKind
 
 if TYPE_CHECKING:
-    from cvmkeeper.config import Setup
     from cvmkeeper.executor.report import RunReport
 
 __all__ = [
-    "COPY_FRESHNESS_ACTION",
-    "FRESHNESS_ACTION",
-    "QUOTA_ACTION",
     "RunHealth",
-    "add_run_observer",
-    "alert_health",
+    "RunObserver",
     "already_alerted",
     "check_run_health",
     "health_settings",
-    "remove_run_observer",
 ]
 
 log = logging.getLogger(__name__)
 
-#: The ``action`` tag of freshness warnings, of stale-copy warnings, and of quota warnings.
-FRESHNESS_ACTION = "freshness"
-COPY_FRESHNESS_ACTION = "copy_freshness"
-QUOTA_ACTION = "quota"
-#: The ``policy`` tag of a quota warning: the region's quota is no single policy's.
-REGION_WIDE = "cvmkeeper"
 _DELETED = frozenset({"deleted", "already_gone"})
 
 
@@ -78,22 +64,8 @@ class RunHealth:
     regions: tuple[RegionHealth, ...]
 
 
+#: Called with a :class:`RunHealth` after a run (the metrics exporter's ``observe``).
 RunObserver = Callable[[RunHealth], None]
-_observers: list[RunObserver] = []
-_observers_lock = threading.Lock()
-
-
-def add_run_observer(observer: RunObserver) -> None:
-    """Call ``observer`` with a :class:`RunHealth` after every run of this process."""
-    with _observers_lock:
-        _observers.append(observer)
-
-
-def remove_run_observer(observer: RunObserver) -> None:
-    """Stop calling ``observer`` (no error if it was not added)."""
-    with _observers_lock:
-        if observer in _observers:
-            _observers.remove(observer)
 
 
 def health_settings(setup: Setup) -> HealthSettings:
@@ -108,8 +80,7 @@ def _images_after(pre: Inventory, report: RunReport) -> Inventory:
     """What ``pre``'s region holds after the run described by ``report``."""
     by_id = {image.image_id: image for image in pre.images}
     touched: list[Image] = []
-    made = [(o, (o.policy,)) for o in report.outcomes] + [(c, c.policies) for c in report.copies]
-    for outcome, policies in made:  # the run's images, and its copies (in their destination)
+    for outcome in (*report.outcomes, *report.copies):  # images made, copies in their region
         if outcome.region != pre.region or not outcome.image_id or not outcome.image_state:
             continue
         state = ImageState.parse(outcome.image_state)
@@ -124,8 +95,8 @@ def _images_after(pre: Inventory, report: RunReport) -> Inventory:
                 state=state,
                 created_time=outcome.slot,
                 region=pre.region,
-                description=image_description(policies, outcome.slot),
-                tags=image_tags(policies, outcome.instance_id, outcome.slot),
+                description=image_description(outcome.policies, outcome.slot),
+                tags=image_tags(outcome.policies, outcome.instance_id, outcome.slot),
             )
         )
     removed = [d.image_id for d in report.deleted if d.region == pre.region and
@@ -142,9 +113,10 @@ def check_run_health(
     *,
     policy_names: Sequence[str] | None = None,
     copy_reads: Mapping[str, tuple[Inventory, Mapping[str, Inventory]]] | None = None,
+    observe: RunObserver | None = None,
 ) -> tuple[RegionHealth, ...]:
     """Assess every region the run read, warn about stale instances and low quota, tell
-    the observers, and return the assessments. A dry run is neither alerted nor observed.
+    ``observe``, and return the assessments. A dry run is neither alerted nor observed.
 
     ``copy_reads`` (destination -> its inventory and its source regions' inventories, as
     the copy phase read them last) adds one warning per stale copy set.
@@ -185,11 +157,9 @@ def check_run_health(
     except Exception:
         log.exception("the freshness and quota check after the run failed")
         return ()
-    with _observers_lock:
-        observers = list(_observers)
-    for observer in observers:
+    if observe is not None:
         try:
-            observer(RunHealth(report, healths))
+            observe(RunHealth(report, healths))
         except Exception:
             log.exception("a run observer failed")
     return healths
@@ -234,75 +204,3 @@ def _copies_not_to_warn(report: RunReport, healths: Iterable[RegionHealth]) -> s
     return quiet
 
 
-def _warn_stale(
-    alerter: Alerter,
-    item: InstanceFreshness | CopyFreshness,
-    action: str,
-    message: str,
-    extra: dict[str, str],
-    *,
-    newest_key: str,
-) -> None:
-    """Log and alert one stale backup or copy set, with its allowed age and newest image."""
-    log.warning("%s", message)
-    extra = {"allowed_age": str(item.allowed), **extra}
-    if item.newest_image_id and item.newest_slot:
-        extra[newest_key] = f"{item.newest_image_name} ({item.newest_image_id})"
-        extra["newest_slot"] = item.newest_slot.isoformat()
-    alerter.warning(
-        Failure(
-            policy=item.policy,
-            action=action,
-            message=message,
-            level="warning",
-            instance=item.instance_id,
-            region=item.region,
-            extra=extra,
-        )
-    )
-
-
-def alert_stale_copies(
-    alerter: Alerter, healths: Iterable[RegionHealth], quiet: Collection[tuple[str, str]] = ()
-) -> None:
-    """One warning (log line and alert) per copy set whose newest copy is stale, except
-    those in ``quiet`` (see :func:`_copies_not_to_warn`)."""
-    for health in healths:
-        for item in health.stale_copies:
-            if (item.region, item.instance_id) in quiet or ("*", item.instance_id) in quiet:
-                continue
-            _warn_stale(alerter, item, COPY_FRESHNESS_ACTION, f"stale copies: {item.describe()}",
-                        {"source_region": item.source_region, "held": str(item.held)},
-                        newest_key="newest_copy")
-
-
-def alert_health(
-    alerter: Alerter,
-    healths: Iterable[RegionHealth],
-    skip: Collection[tuple[str, str | None]] = (),
-) -> None:
-    """One warning (log line and alert) per stale instance and per region short of quota.
-
-    ``skip`` holds (region, instance) pairs not to warn about, and (region, ``None``) for
-    regions whose quota is not to be warned about (see :func:`already_alerted`).
-    """
-    for health in healths:
-        for item in health.stale:
-            if (item.region, item.instance_id) in skip:
-                continue
-            _warn_stale(alerter, item, FRESHNESS_ACTION, f"stale backup: {item.describe()}", {},
-                        newest_key="newest_image")
-        if health.quota.low and (health.region, None) not in skip:
-            message = f"image quota low: {health.quota.describe()}"
-            log.warning("%s", message)
-            alerter.warning(
-                Failure(
-                    policy=REGION_WIDE,
-                    action=QUOTA_ACTION,
-                    message=message,
-                    level="warning",
-                    region=health.region,
-                    extra={"free": str(health.quota.free), "quota": str(health.quota.quota)},
-                    group=(health.region,),
-                )
-            )

@@ -20,10 +20,10 @@ import pytest
 from daemon_helpers import RecordingRunner, policy_text, write_setup
 
 from cvmkeeper.alerting import RecordingAlerter
-from cvmkeeper.daemon.sdnotify import Notifier
-from cvmkeeper.daemon.service import EXIT_CONFIG, EXIT_OK, Daemon
-from cvmkeeper.daemon.state import read_state
 from cvmkeeper.executor.runner import RegionLocks
+from cvmkeeper.scheduler.sdnotify import Notifier
+from cvmkeeper.scheduler.service import EXIT_CONFIG, EXIT_OK, Daemon
+from cvmkeeper.scheduler.state import read_state
 
 
 class NotifySocket:
@@ -172,7 +172,7 @@ def test_reload_with_a_broken_policy_keeps_the_old_one_and_names_file_and_line(
         assert runner.wait_started()
         broken = tmp_path / "policies" / "web.yaml"
         broken.write_text(policy_text("web", "every: 1x"), encoding="utf-8")
-        with caplog.at_level(logging.ERROR, logger="cvmkeeper.daemon.service"):
+        with caplog.at_level(logging.ERROR, logger="cvmkeeper.scheduler.service"):
             running.daemon.request_reload()
             notify.next_with("RELOADING")
             ready = notify.next_with("READY")

@@ -1,7 +1,7 @@
 """The long-running daemon: the process side of ``cvmkeeper daemon`` under systemd.
 
 ``Daemon.run()`` loads the config and policies, starts an APScheduler 3 background
-scheduler with one job per policy schedule (``daemon.jobs``), starts a catch-up run, tells
+scheduler with one job per policy schedule (``scheduler.jobs``), starts a catch-up run, tells
 systemd it is ready, and then waits in its main loop for signals:
 
 - ``SIGHUP`` (``systemctl reload``): ``RELOADING=1`` (with ``MONOTONIC_USEC``), re-read
@@ -47,10 +47,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from cvmkeeper.alerting import Alerter, Failure, build_alerter
 from cvmkeeper.cloud.credentials import CredentialsError
 from cvmkeeper.config import Config, ConfigError, SentrySettings, Setup, load_setup
-from cvmkeeper.daemon.jobs import RunContext, Runner, SlotJobs, job_specs, sync_jobs
-from cvmkeeper.daemon.sdnotify import Notifier
-from cvmkeeper.daemon.state import StateStore
 from cvmkeeper.executor.runner import RegionLocks, run_once
+from cvmkeeper.scheduler.jobs import RunContext, Runner, SlotJobs, job_specs, sync_jobs
+from cvmkeeper.scheduler.sdnotify import Notifier
+from cvmkeeper.scheduler.state import StateStore
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "STOP_TIMEOUT", "Daemon"]
 
@@ -151,6 +151,8 @@ class Daemon:
 
     # --- the whole life --------------------------------------------------------------------
 
+    # Long on purpose (~95 lines): the daemon's whole life, start to orderly stop, read top to
+    # bottom; each block is one phase (config, alerter, client, metrics, scheduler, loop, stop).
     def run(self) -> int:
         """Run until stopped; return the exit status (0 after a clean stop)."""
         try:
@@ -204,6 +206,7 @@ class Daemon:
                 log.error("not starting: %s", exc)
                 alerter.close(ALERT_FLUSH_TIMEOUT)
                 return EXIT_CONFIG
+            jobs.observe = exporter.observe
         scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(WORKERS)}
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cvmkeeper.daemon.state import (
+from cvmkeeper.scheduler.state import (
     MAX_MESSAGES,
     MAX_TEXT,
     STATE_FILE_NAME,

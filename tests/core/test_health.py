@@ -9,21 +9,12 @@ import pytest
 from cvmkeeper.core.health import HealthSettings, assess_region, inventory_after
 from cvmkeeper.core.inventory import Image, ImageState, Instance, Inventory
 from cvmkeeper.core.naming import image_description, image_name, image_tags
-from cvmkeeper.core.policy import Policy, Retention, Schedule, Targets
+from cvmkeeper.core.policy import Schedule
+from support import builders
 
 REGION = "ap-guangzhou"
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 A, B, C = "ins-aaaaaaaa", "ins-bbbbbbbb", "ins-cccccccc"
-
-
-def policy(name: str, every: timedelta, *ids: str) -> Policy:
-    return Policy(
-        name=name,
-        regions=(REGION,),
-        targets=Targets(instance_ids=tuple(ids)),
-        schedules=(Schedule(every=every),),
-        retention=Retention(keep_last=3),
-    )
 
 
 def backup(instance_id: str, slot: datetime, image_id: str,
@@ -38,7 +29,9 @@ def inventory(*images: Image, quota: int = 10) -> Inventory:
     return Inventory(REGION, quota, images, instances)
 
 
-HOURLY = policy("hourly", timedelta(hours=1), A, B)
+HOURLY = builders.policy(
+    "hourly", ids=(A, B), schedules=(Schedule(every=timedelta(hours=1)),), keep_last=3
+)
 
 
 @pytest.mark.parametrize(
@@ -77,7 +70,9 @@ def test_only_normal_managed_images_count_and_untargeted_instances_are_ignored()
 
 
 def test_the_policy_with_the_shortest_period_sets_the_expectation() -> None:
-    daily = policy("daily", timedelta(days=1), A)
+    daily = builders.policy(
+        "daily", ids=(A,), schedules=(Schedule(every=timedelta(days=1)),), keep_last=3
+    )
     health = assess_region(inventory(backup(A, NOW - timedelta(hours=3), "img-a")),
                            [daily, HOURLY], NOW)
     item = next(i for i in health.instances if i.instance_id == A)

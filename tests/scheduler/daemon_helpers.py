@@ -1,7 +1,7 @@
 """A small real runner that records its calls, for the daemon's scheduling tests.
 
 It has the signature of ``cvmkeeper.executor.runner.run_once`` and returns a real
-``RunReport`` with one ``SlotOutcome`` per policy. A test can hold a call open with ``gate``
+``RunReport`` with one ``Outcome`` per policy. A test can hold a call open with ``gate``
 (to have a run "still going"), make it fail, or raise.
 """
 
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cvmkeeper.executor.report import RunReport, SlotOutcome
+from cvmkeeper.executor.report import Outcome, RunReport
 
 GATE_TIMEOUT = 10.0
 
@@ -83,8 +83,8 @@ class RecordingRunner:
         policies = names if names is not None else tuple(p.name for p in setup.policies)
         slot_of = slot or now.replace(second=0, microsecond=0)
         outcomes = tuple(
-            SlotOutcome(
-                policy=name,
+            Outcome(
+                policies=(name,),
                 region="ap-guangzhou",
                 instance_id="ins-6pb6lrmy",
                 slot=slot_of,

@@ -1,6 +1,6 @@
 """What the scheduler runs: one APScheduler job per policy schedule, and the catch-up run.
 
-The daemon's service loop (``daemon.service``) owns the process (signals, sd_notify,
+The daemon's service loop (``scheduler.service``) owns the process (signals, sd_notify,
 reload); this module owns the work:
 
 - ``job_specs(setup)`` lists the jobs a setup needs (one per policy schedule) and
@@ -26,23 +26,18 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from cvmkeeper.alerting import (
-    Alerter,
-    Failure,
-    MonitorConfig,
-    monitor_config_from,
-    monitor_slug,
-    monitored_run,
-)
-from cvmkeeper.alerting.events import IntervalUnit, MonitorOptions
+from cvmkeeper.alerting import Alerter, Failure, monitored_run
+from cvmkeeper.alerting.monitors import schedule_monitor
 from cvmkeeper.config import Setup
 from cvmkeeper.core.policy import Policy, Schedule
-from cvmkeeper.core.schedule import latest_slot, parse_cron, to_trigger
-from cvmkeeper.daemon.state import PolicyRun, RunKind, RunResult, StateStore
+from cvmkeeper.core.schedule import latest_slot
 from cvmkeeper.executor.report import RunReport
+from cvmkeeper.executor.run_health import RunObserver
+from cvmkeeper.scheduler.state import PolicyRun, RunKind, RunResult, StateStore
+from cvmkeeper.scheduler.trigger import to_trigger
 
 __all__ = [
     "CATCH_UP",
@@ -52,8 +47,6 @@ __all__ = [
     "SlotJobs",
     "fired_slot",
     "job_specs",
-    "monitor_for",
-    "monitor_schedule",
     "sync_jobs",
 ]
 
@@ -66,7 +59,8 @@ CATCH_UP = "catch-up"
 JOB_OPTIONS: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
 
 
-#: ``run_once(setup, client, alerter, *, now, policy_names, slot, stop, region_locks)``.
+#: ``run_once(setup, client, alerter, *, now, policy_names, slot, stop, region_locks,
+#: observe)``.
 Runner = Callable[..., RunReport]
 
 
@@ -100,60 +94,6 @@ def fired_slot(schedule: Schedule, fired_at: datetime) -> datetime:
     if slot is None:  # a schedule that never fires is refused at load time
         raise ValueError(f"{schedule.describe()} has no slot before {fired_at.isoformat()}")
     return slot
-
-
-_INTERVAL_UNITS: tuple[tuple[IntervalUnit, timedelta], ...] = (
-    ("week", timedelta(weeks=1)),
-    ("day", timedelta(days=1)),
-    ("hour", timedelta(hours=1)),
-    ("minute", timedelta(minutes=1)),
-)
-
-
-def _cron_field(values: frozenset[int], low: int, high: int) -> str:
-    if values == frozenset(range(low, high + 1)):
-        return "*"
-    return ",".join(str(v) for v in sorted(values))
-
-
-def monitor_schedule(schedule: Schedule) -> str | tuple[int, IntervalUnit]:
-    """The schedule as Sentry Crons reads it: a plain 5-field crontab or ``(n, unit)``.
-
-    Crontab strings are rewritten from their parsed fields, so macros (``@daily``) and
-    names (``mon-fri``) reach Sentry as plain numbers with standard meaning (0 = Sunday).
-    """
-    if schedule.cron is not None:
-        fields = parse_cron(schedule.cron)
-        weekdays = (
-            "*" if fields.weekdays == frozenset(range(7)) else _cron_field(fields.weekdays, 0, 6)
-        )
-        return " ".join(
-            (
-                _cron_field(fields.minutes, 0, 59),
-                _cron_field(fields.hours, 0, 23),
-                _cron_field(fields.days, 1, 31),
-                _cron_field(fields.months, 1, 12),
-                weekdays,
-            )
-        )
-    assert schedule.every is not None
-    for unit, size in _INTERVAL_UNITS:
-        if schedule.every % size == timedelta():
-            return (schedule.every // size, unit)
-    raise ValueError(f"{schedule.describe()}: not a whole number of minutes")
-
-
-def monitor_for(
-    policy: Policy, index: int, schedule: Schedule, options: MonitorOptions
-) -> tuple[str, MonitorConfig]:
-    """The Sentry Crons monitor (slug, config) of one schedule of a policy.
-
-    The first schedule is the policy's monitor (slug = the policy's slug); a policy with
-    more schedules gets one monitor per further schedule (``<name>-2`` ...), because a
-    monitor has one schedule and each must notice its own missed runs.
-    """
-    slug = monitor_slug(policy.name if index == 0 else f"{policy.name}-{index + 1}")
-    return slug, monitor_config_from(monitor_schedule(schedule), schedule.timezone, options)
 
 
 def sync_jobs(scheduler: Any, specs: Sequence[JobSpec], func: Callable[..., object]) -> None:
@@ -220,8 +160,10 @@ class SlotJobs:
         clock: Callable[[], datetime],
         stop: threading.Event,
         on_change: Callable[[], None] = lambda: None,
+        observe: RunObserver | None = None,
     ) -> None:
-        """Build the job runner; ``on_change`` is called after every run (STATUS updates)."""
+        """Build the job runner; ``on_change`` is called after every run (STATUS updates);
+        ``observe`` (the metrics exporter's) is passed to every runner call."""
         self._context = context
         self._runner = runner
         self._region_locks = region_locks
@@ -229,6 +171,7 @@ class SlotJobs:
         self._clock = clock
         self.stop = stop
         self._on_change = on_change
+        self.observe = observe
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._running: dict[str, datetime] = {}  # policy -> slot of its scheduled run
@@ -317,7 +260,7 @@ class SlotJobs:
     ) -> None:
         """One scheduled run inside its Sentry Crons check-ins, result recorded."""
         index = policy.schedules.index(schedule) if schedule in policy.schedules else 0
-        slug, monitor = monitor_for(policy, index, schedule, context.setup.config.sentry)
+        slug, monitor = schedule_monitor(policy, index, context.setup.config.sentry)
         log.info("running %s for slot %s", policy.name, _iso(slot))
         with monitored_run(context.alerter, slug, monitor) as checkin:
             report, errors = self._call_runner(
@@ -468,6 +411,7 @@ class SlotJobs:
                 slot=slot,
                 stop=self.stop,
                 region_locks=self._region_locks,
+                observe=self.observe,
             )
         except Exception as exc:
             log.exception("%s: the run failed: %s", label, exc)

@@ -1,0 +1,221 @@
+"""What every part of one region's run shares: the run's options, the region's result,
+reading the region, and reporting (progress lines, error and warning alerts).
+
+The parts of a region's run (``creates``, ``deletes``, ``waits``, ``planning``) and the two
+orchestrations built from them (``executor.RegionExecutor`` for a region's own backups,
+``copies.CopyExecutor`` for the copies into a destination) all take a :class:`RegionRun`,
+so they report the same way and fill the same :class:`RegionResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cvmkeeper.alerting import Failure
+from cvmkeeper.alerting.alerter import Alerter
+from cvmkeeper.cloud.client import CloudClient
+from cvmkeeper.cloud.errors import CloudError
+from cvmkeeper.config import Setup
+from cvmkeeper.config.model import ApiSettings
+from cvmkeeper.core.inventory import Inventory
+from cvmkeeper.core.naming import TAG_POLICY, slot_tag_value
+from cvmkeeper.core.plan import DeleteTarget, Plan
+from cvmkeeper.core.planner import PlannerSettings
+from cvmkeeper.core.targets import resolve_targets
+from cvmkeeper.executor.polling import REAL_TIME, PollTime
+from cvmkeeper.executor.report import DeleteOutcome, Outcome
+from cvmkeeper.executor.stop_journal import StopJournal
+
+log = logging.getLogger(__name__)
+
+#: The alert's policy when no policy can be named (a region-wide failure with nothing due).
+NO_POLICY = "cvmkeeper"
+
+def read_inventory(client: CloudClient, region: str, configured_quota: int) -> Inventory:
+    """What ``region`` holds now: quota (the smaller of the configured and the account's),
+    every custom image in any state, every instance."""
+    quota = min(configured_quota, client.image_quota(region))
+    images = client.list_images(region)
+    instances = client.list_instances(region)
+    return Inventory(region=region, quota=quota, images=images, instances=instances)
+
+
+@dataclass
+class RunOptions:
+    """What every region of one run shares. ``poll_time``: how waits sleep and measure their
+    deadlines (real time unless a simulation injects its virtual clock)."""
+
+    setup: Setup
+    client: CloudClient
+    alerter: Alerter
+    now: datetime
+    dry_run: bool = False
+    wait: bool = True
+    stop: threading.Event | None = None
+    progress: Callable[[str], None] = lambda _message: None
+    #: where error and warning lines are shown (``None``: with the others, in ``progress``)
+    progress_alerts: Callable[[str], None] | None = None
+    poll_time: PollTime = REAL_TIME
+    #: where stops are journaled so that a crash cannot leave an instance down (rule 9)
+    stop_journal: StopJournal | None = None
+
+    @property
+    def planner_settings(self) -> PlannerSettings:
+        """The planner settings from the daemon config."""
+        config = self.setup.config
+        return PlannerSettings(
+            orphan_retention=config.orphans.retention, name_format=config.name_format
+        )
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested: no new create or delete starts."""
+        return self.stop is not None and self.stop.is_set()
+
+    def say(self, message: str, *, level: int = logging.INFO) -> None:
+        """Log ``message`` and show it through ``progress`` (an error or warning line,
+        ``level`` ``WARNING`` or above, through ``progress_alerts`` when set); a display
+        that raises is logged and never fails the run (a broken display must not break a
+        backup). The line is logged at ``level``, so that ``journalctl -p warning`` sees the
+        failed backups among the progress lines (the caller alerts them too)."""
+        log.log(level, "%s", message)
+        alert = level >= logging.WARNING and self.progress_alerts is not None
+        show = self.progress_alerts if alert and self.progress_alerts else self.progress
+        try:
+            show(message)
+        except Exception:
+            log.exception("progress display failed")
+
+
+@dataclass
+class RegionResult:
+    """What one region's run produced (merged into the ``RunReport``)."""
+
+    region: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    deleted: list[DeleteOutcome] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    plans: list[Plan] = field(default_factory=list)
+    failed_policies: set[str] = field(default_factory=set)
+    copies: list[Outcome] = field(default_factory=list)
+
+
+class RegionRun:
+    """One region's run as its parts see it: options, client, result, and reporting.
+
+    ``error`` and ``warn`` record the message in the result, show it, and (unless a dry
+    run) alert it once per policy (``NO_POLICY`` when none is named).
+    """
+
+    def __init__(self, options: RunOptions, region: str) -> None:
+        self.options = options
+        self.region = region
+        self.result = RegionResult(region)
+        self.client = options.client
+        self.api: ApiSettings = options.setup.config.api
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self.options.stopping
+
+    def say(self, message: str, *, level: int = logging.INFO) -> None:
+        """A progress line; ``level`` is ``logging.ERROR`` / ``WARNING`` for the lines of
+        :meth:`error` and :meth:`warn`."""
+        self.options.say(message, level=level)
+
+    def read(self, action: str, fallback_policies: Sequence[str]) -> Inventory | None:
+        """The region's inventory, or ``None`` after alerting why it could not be read."""
+        try:
+            return read_inventory(self.client, self.region, self.options.setup.config.image_quota)
+        except CloudError as error:
+            self.error(fallback_policies, error.action or action,
+                       f"cannot read the inventory: {error}", error)
+        return None
+
+    def error(
+        self,
+        policies: Sequence[str],
+        action: str,
+        message: str,
+        error: Exception | None,
+        *,
+        instance: str | None = None,
+        slot: datetime | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        """Record, show and alert an error; its policies' check-ins end in ``error``."""
+        if isinstance(error, CloudError):
+            code = code or error.code
+            request_id = request_id or error.request_id
+        self.result.errors.append(f"{self.region}: {message}")
+        self.result.failed_policies.update(policies)
+        self.say(f"{self.region}: ERROR {message}", level=logging.ERROR)
+        if self.options.dry_run:
+            return  # a preview reports, it does not page anyone
+        for policy in policies or [NO_POLICY]:
+            self.options.alerter.error(
+                Failure(policy=policy, action=action, message=message, instance=instance,
+                        region=self.region, tencent_code=code, request_id=request_id,
+                        extra=_extra(slot, extra), exception=error)
+            )
+
+    def warn(
+        self,
+        policies: Sequence[str],
+        action: str,
+        message: str,
+        *,
+        instance: str | None = None,
+        slot: datetime | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        """Record, show and alert a warning."""
+        self.result.warnings.append(f"{self.region}: {message}")
+        self.say(f"{self.region}: WARNING {message}", level=logging.WARNING)
+        if self.options.dry_run:
+            return
+        for policy in policies or [NO_POLICY]:
+            self.options.alerter.warning(
+                Failure(policy=policy, action=action, message=message, level="warning",
+                        instance=instance, region=self.region, tencent_code=code,
+                        request_id=request_id, extra=_extra(slot, extra))
+            )
+
+
+def policies_of_image(
+    setup: Setup, inventory: Inventory | None, target: DeleteTarget
+) -> list[str]:
+    """The policies an image's delete failure concerns: those targeting its instance in
+    the region, else those its ``cvmkeeper:policy`` tag names, else ``orphans``."""
+    if inventory is None:
+        return ["orphans"]
+    resolution = resolve_targets(inventory.region, setup.policies, inventory.instances)
+    targeting = resolution.policies_by_instance.get(target.instance_id, ())
+    if targeting:
+        return sorted(p.name for p in targeting)
+    tagged = next((i.tags.get(TAG_POLICY, "") for i in inventory.images
+                   if i.image_id == target.image_id), "")
+    return [name for name in tagged.split(",") if name] or ["orphans"]
+
+
+def image_extra(image_id: str | None) -> dict[str, str]:
+    """The alert's extra context naming an image (empty without one)."""
+    return {"image_id": image_id} if image_id else {}
+
+
+def _extra(slot: datetime | None, extra: dict[str, str] | None) -> dict[str, str]:
+    result: dict[str, str] = {}
+    if slot is not None:
+        result["slot"] = slot_tag_value(slot)
+    result.update(extra or {})
+    return result

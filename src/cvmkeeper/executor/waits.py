@@ -1,0 +1,80 @@
+"""Waiting for images in flight (new images, copies, or in-flight images of due slots).
+
+One ``DescribeImages`` per poll for all of them, with growing delays, bounded by
+``api.wait_timeout``. What the wait saw last of each image is kept in :class:`Settled`,
+from which the outcomes are built: ``None`` for an image that disappeared, the image for
+one that left ``CREATING``/``SYNCING``; ``timed_out`` holds those still in flight when the
+deadline passed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from cvmkeeper.cloud.errors import CloudError
+from cvmkeeper.core.inventory import Image
+from cvmkeeper.executor.polling import poll_delays
+from cvmkeeper.executor.region import RegionRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Settled:
+    """What the waits of one region saw last: image id -> image (``None``: it vanished),
+    and the ids still in flight when a wait ended at its deadline."""
+
+    final: dict[str, Image | None] = field(default_factory=dict)
+    timed_out: set[str] = field(default_factory=set)
+
+
+class ImageWaiter:
+    """Polls one region until images leave their busy states."""
+
+    def __init__(self, run: RegionRun) -> None:
+        self._run = run
+        self.settled = Settled()
+
+    def wait_for(
+        self,
+        targets: Iterable[str],
+        *,
+        must_finish: frozenset[str] = frozenset(),
+        on_settled: Callable[[str], None] = lambda _image_id: None,
+    ) -> set[str]:
+        """Poll until ``targets`` leave their busy state; return those still in flight.
+
+        ``on_settled(image_id)`` is called as each one does. After a stop request only
+        ``must_finish`` (images of stopped instances) are still waited for, so an instance
+        is not started under its image.
+        """
+        run = self._run
+        options = run.options
+        pending = set(targets)
+        deadline = options.poll_time.deadline(run.api.wait_timeout.total_seconds())
+        delays = poll_delays(run.api.poll_interval.total_seconds())
+        while pending:
+            if options.stopping:
+                pending &= must_finish
+                if not pending:
+                    break
+            if deadline.passed:
+                break
+            options.poll_time.wait(min(next(delays), deadline.remaining()), options.stop)
+            try:
+                seen = {i.image_id: i for i in run.client.get_images(run.region, pending)}
+            except CloudError as error:
+                log.warning("%s: polling images failed (%s); trying again", run.region, error)
+                continue
+            for image_id in sorted(pending):
+                image = seen.get(image_id)
+                if image is not None and image.state.busy:
+                    continue
+                self.settled.final[image_id] = image
+                pending.discard(image_id)
+                state = image.state.value if image else "gone"
+                run.say(f"{run.region}: {image.name if image else image_id} is {state}")
+                on_settled(image_id)
+        return pending
