@@ -35,6 +35,7 @@ from cvmkeeper.emulator import params as p
 from cvmkeeper.emulator.clock import Clock
 from cvmkeeper.emulator.errors import ApiError, ConnectionFault
 from cvmkeeper.emulator.fleet import DISK_TYPES, FAULT_KINDS, FleetSpec, parse_faults
+from cvmkeeper.emulator.launch import TERMINATED, LaunchActions
 from cvmkeeper.emulator.records import (
     SYSTEM_DISK_GIB,
     DiskRecord,
@@ -47,8 +48,9 @@ from cvmkeeper.emulator.records import (
 
 __all__ = ["ApiError", "ConnectionFault", "EmulatorCore"]
 
+LAUNCH_ACTIONS = ("RunInstances", "TerminateInstances", "ResetInstance")
 WRITE_ACTIONS = frozenset({"CreateImage", "DeleteImages", "SyncImages", "StopInstances",
-                           "StartInstances"})
+                           "StartInstances", *LAUNCH_ACTIONS})
 BUSY_IMAGE_STATES = frozenset({"CREATING", "SYNCING", "IMPORTING"})
 TRANSITIONAL_INSTANCE_STATES = frozenset({"PENDING", "STOPPING", "STARTING", "REBOOTING"})
 STATE_FILE_VERSION = 1
@@ -101,6 +103,8 @@ class EmulatorCore:
             "DescribeInstancesStatus": self._describe_instances_status,
             "StopInstances": self._stop_instances,
             "StartInstances": self._start_instances,
+            # restore and drills (issue #16): emulator/launch.py
+            **LaunchActions(lambda: self._fleet, self._new_id, Outcome).handlers(),
         }
         self._seed_from_fleet()
 
@@ -409,10 +413,14 @@ class EmulatorCore:
                 if record.instance_id:
                     entry["InstanceIds"] = [record.instance_id]
             else:
-                record.state = {"STOPPING": "STOPPED", "STARTING": "RUNNING"}.get(before,
-                                                                                  "RUNNING")
-                record.latest_operation_state = "SUCCESS"
+                record.state = record.next_state or {"STOPPING": "STOPPED",
+                                                     "STARTING": "RUNNING"}.get(before, "RUNNING")
+                record.next_state = ""
+                record.latest_operation_state = "FAILED" if record.state == "LAUNCH_FAILED" \
+                    else "SUCCESS"
                 entry["InstanceIds"] = [record.instance_id]
+                if record.state == TERMINATED:  # TerminateInstances: the instance is gone
+                    region.instances.pop(record.instance_id, None)
             entry["to"] = record.state
             self._append_history(entry)
 
@@ -760,7 +768,8 @@ class EmulatorCore:
         instances = self._instances_in_order(region, ids, strict=True)
         settled = "RUNNING" if moving == "STOPPING" else "STOPPED"
         for instance in instances:
-            if instance.state in TRANSITIONAL_INSTANCE_STATES:
+            if instance.state in TRANSITIONAL_INSTANCE_STATES or \
+                    instance.latest_operation_state == "OPERATING":  # e.g. a ResetInstance
                 raise ApiError("OperationDenied.InstanceOperationInProgress",
                                f"The instance `{instance.instance_id}` is {instance.state}.")
             if instance.state != settled:
