@@ -98,8 +98,8 @@ class LaunchActions:
             raise ApiError("InvalidClientToken.TooLong",
                            f"ClientToken must be at most {MAX_CLIENT_TOKEN} characters.")
         if token and token in region.client_tokens and not dry_run:
-            ids = region.client_tokens[token]
-            return self._outcome({"InstanceIdSet": list(ids)}, instance_ids=list(ids),
+            known = region.client_tokens[token]
+            return self._outcome({"InstanceIdSet": list(known)}, instance_ids=list(known),
                            extra={"idempotent_replay": True})
         if not 1 <= count <= 100:
             raise ApiError("InvalidParameterValue.Range", "InstanceCount must be 1 to 100.")
