@@ -228,7 +228,7 @@ def _parse(raw: Any) -> datetime | None:
 
 def run_drills(setup: Setup, client: CloudClient, alerter: Alerter, now: datetime, *,
                policy_names: Sequence[str] = (), force: bool = False,
-               waiting: Waiting | None = None,
+               waiting: Waiting | None = None, poll_seconds: float = 5.0,
                progress: Callable[[str], None] = lambda _m: None) -> DrillReport:
     """Sweep expired drill instances, then drill every policy whose drill is due (all named
     ones when ``force``). Failures are alerted; ``drills.json`` records the outcomes."""
@@ -250,7 +250,8 @@ def run_drills(setup: Setup, client: CloudClient, alerter: Alerter, now: datetim
         entry = state["policies"].setdefault(policy.name, {"instances": {}})
         if not force and not drill_due(_parse(entry.get("last_run")), spec, now):
             continue
-        step = waiting or Waiting(seconds=spec.timeout.total_seconds(), poll_seconds=5.0)
+        step = waiting or Waiting(seconds=spec.timeout.total_seconds(),
+                                  poll_seconds=poll_seconds)
         for region in policy.regions:
             if not spec.zone.startswith(region + "-"):
                 continue
