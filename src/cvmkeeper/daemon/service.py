@@ -46,7 +46,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from cvmkeeper.alerting import Alerter, Failure, build_alerter
 from cvmkeeper.config import Config, ConfigError, SentrySettings, Setup, load_setup
-from cvmkeeper.daemon.jobs import RunContext, Runner, SlotJobs, job_specs, sync_jobs
+from cvmkeeper.daemon.jobs import (
+    DRILL_JOB_ID,
+    RunContext,
+    Runner,
+    SlotJobs,
+    add_drill_job,
+    job_specs,
+    sync_jobs,
+)
 from cvmkeeper.daemon.sdnotify import Notifier
 from cvmkeeper.daemon.state import StateStore
 from cvmkeeper.executor.runner import RegionLocks, run_once
@@ -211,6 +219,7 @@ class Daemon:
         try:
             scheduler.start()
             sync_jobs(scheduler, job_specs(setup), jobs.run_slot)
+            add_drill_job(scheduler, jobs.run_drills)
             log.info(
                 "daemon started: %d policies, %d schedules from %s",
                 len(setup.policies),
@@ -372,7 +381,7 @@ class Daemon:
         upcoming = [
             (job.next_run_time.astimezone(UTC), str(job.args[0]))
             for job in self._scheduler.get_jobs()
-            if job.next_run_time is not None
+            if job.next_run_time is not None and job.id != DRILL_JOB_ID
         ]
         if not upcoming:
             return None
