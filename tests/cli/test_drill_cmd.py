@@ -115,6 +115,12 @@ def test_a_drill_passes_checks_the_port_and_terminates_its_instance(tmp_path: Pa
         assert [d["instance_id"] for d in second["drills"]] == [B]
         state = json.loads((tmp_path / "state" / "drills.json").read_text())
         assert set(state["policies"]["hourly"]["instances"]) == {A, B}
+        status = CliRunner().invoke(cli, ["status", "--config", str(w.config_path)])
+        assert "    drill: " in status.stdout and f"{B} OK, ready in" in status.stdout
+        status_json = CliRunner().invoke(cli, ["status", "--config", str(w.config_path),
+                                               "--json"])
+        [hourly] = json.loads(status_json.stdout)["policies"]
+        assert hourly["last_drill"]["ok"] is True
 
 
 def test_a_drill_whose_instance_never_runs_is_alerted_and_terminated(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ from cvmkeeper.daemon.state import STATE_FILE_NAME, DaemonState, PolicyRun, read
 from cvmkeeper.executor.copies import copy_destinations
 from cvmkeeper.executor.executor import read_inventory
 from cvmkeeper.executor.runner import run_regions
+from cvmkeeper.restore.drill import last_drill, last_drill_text
 
 __all__ = ["Status", "gather", "status_command", "status_lines", "status_to_json"]
 
@@ -170,6 +171,8 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
         lines.append(f"  {policy.name}: {', '.join(s.describe() for s in policy.schedules)}")
         lines.append(f"    last: {_run_text(status.state.policies.get(policy.name), now)}")
         lines.append(f"    next: {next_text}")
+        if policy.drill is not None:  # restore drills (issue #16)
+            lines.append(f"    drill: {last_drill_text(setup.config.state_dir, policy.name)}")
     lines += ["", "REGIONS"]
     for health in status.regions:
         quota = health.quota
@@ -280,6 +283,8 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
                 "schedules": [s.describe() for s in policy.schedules],
                 "last_run": _run_json(status.state.policies.get(policy.name)),
                 "next_run": _next_run(setup, policy.name, status.now),
+                "last_drill": last_drill(setup.config.state_dir, policy.name)
+                if policy.drill is not None else None,
             }
             for policy in setup.policies
         ],

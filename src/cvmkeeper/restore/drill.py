@@ -280,3 +280,28 @@ def run_drills(setup: Setup, client: CloudClient, alerter: Alerter, now: datetim
                                          "drill_instance": outcome.drill_instance_id}))
     save_state(setup.config.state_dir, state)
     return report
+
+
+def last_drill(state_dir: Path, policy_name: str) -> dict[str, Any] | None:
+    """The last drill run of ``policy_name`` from ``drills.json`` (for ``status``):
+    ``{"when", "ok", "drills": [...]}``, or ``None`` when it never ran."""
+    entry = load_state(state_dir)["policies"].get(policy_name)
+    if not isinstance(entry, dict) or not entry.get("last_run"):
+        return None
+    drills = [d for d in entry.get("last") or [] if isinstance(d, dict)]
+    return {"when": entry["last_run"], "ok": all(d.get("ok") for d in drills),
+            "drills": drills}
+
+
+def last_drill_text(state_dir: Path, policy_name: str) -> str:
+    """One line about the last drill of ``policy_name``."""
+    last = last_drill(state_dir, policy_name)
+    if last is None:
+        return "never ran"
+    parts = []
+    for d in last["drills"]:
+        if d.get("ok"):
+            parts.append(f"{d.get('instance_id')} OK, ready in {d.get('seconds_to_ready')}s")
+        else:
+            parts.append(f"{d.get('instance_id')} FAILED: {d.get('error')}")
+    return f"{last['when']}: " + ("; ".join(parts) or "nothing drilled")
