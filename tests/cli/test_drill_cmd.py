@@ -9,6 +9,7 @@ import json
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ helpe
 from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.cli import cli
 from cvmkeeper.core.drill import DRILL_TAG, LEASE_TAG
+from cvmkeeper.emulator.invariants import check_invariants, check_restore_untouched
 from cvmkeeper.restore.actions import Waiting
 from cvmkeeper.restore.drill import run_drills
 from executor.world import REGION, T0, A, B, fleet, managed, policy, world
@@ -91,6 +93,7 @@ def instances(w: Any) -> dict[str, dict[str, Any]]:
 def test_a_drill_passes_checks_the_port_and_terminates_its_instance(tmp_path: Path) -> None:
     with listener() as (port, accepted), \
             world(tmp_path, spec(), policy(ids=[A, B], drill=drill(port))) as w:
+        before = w.state()
         result = run_drill(w, "--json")
         assert result.exit_code == 0, result.output
         document = json.loads(result.stdout)
@@ -121,6 +124,9 @@ def test_a_drill_passes_checks_the_port_and_terminates_its_instance(tmp_path: Pa
                                                "--json"])
         [hourly] = json.loads(status_json.stdout)["policies"]
         assert hourly["last_drill"]["ok"] is True
+        time.sleep(0.2)  # the terminations finish (terminate_seconds 0.1)
+        assert check_invariants(w.state(), before) == []  # no drill instance left
+        assert check_restore_untouched(before, w.state()) == []
 
 
 def test_a_drill_whose_instance_never_runs_is_alerted_and_terminated(tmp_path: Path) -> None:
@@ -142,6 +148,7 @@ def test_a_drill_whose_instance_never_runs_is_alerted_and_terminated(tmp_path: P
 
 def test_a_stuck_pending_drill_is_alerted_and_left_to_its_lease(tmp_path: Path) -> None:
     with world(tmp_path, spec(outcome="stuck_pending"), policy(ids=[A], drill=drill())) as w:
+        before = w.state()
         alerter = RecordingAlerter()
         report = run_drills(w.setup(), w.client(), alerter, datetime.now(UTC),
                             waiting=Waiting(seconds=0.6, poll_seconds=0.1))
@@ -151,6 +158,7 @@ def test_a_stuck_pending_drill_is_alerted_and_left_to_its_lease(tmp_path: Path) 
         assert len(alerter.errors) == 1
         leftover = instances(w)[outcome.drill_instance_id]
         assert {t["Key"] for t in leftover["Tags"]} >= {DRILL_TAG, LEASE_TAG}
+        assert [v.rule for v in check_invariants(w.state(), before)] == ["drill_not_terminated"]
 
 
 def lease(delta: timedelta) -> str:

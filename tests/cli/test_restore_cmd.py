@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ helpe
 
 from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.cli import cli
+from cvmkeeper.emulator.invariants import check_invariants, check_restore_untouched
 from cvmkeeper.executor import run_once
 from executor.world import REGION, T0, A, B, fleet, managed, policy, unmanaged, world
 
@@ -52,6 +53,7 @@ def image_writes(w: Any) -> list[dict[str, Any]]:
 
 def test_new_restores_the_newest_normal_image_placed_like_the_source(tmp_path: Path) -> None:
     with world(tmp_path, spec(), policy(ids=[A, B])) as w:
+        before = w.state()
         result = restore(w, A, "--json")
         assert result.exit_code == 0, result.output
         document = json.loads(result.stdout)
@@ -72,6 +74,8 @@ def test_new_restores_the_newest_normal_image_placed_like_the_source(tmp_path: P
         assert text.exit_code == 0, text.output
         assert "launched ins-" in text.stdout and "reach it at 10." in text.stdout
         assert len(launched(w)) == 2  # a second restore is a second instance
+        assert check_restore_untouched(before, w.state()) == []
+        assert check_invariants(w.state(), before) == []
 
 
 def test_restore_point_by_image_slot_and_time(tmp_path: Path) -> None:
@@ -136,6 +140,7 @@ def test_refusals_are_clear_and_exit_2(tmp_path: Path) -> None:
 
 def test_in_place_resets_and_starts_the_instance_again(tmp_path: Path) -> None:
     with world(tmp_path, spec(), policy(ids=[A, B])) as w:
+        before = w.state()
         result = restore(w, A, "--in-place", "--yes", "--image", "img-old00001", "--json")
         assert result.exit_code == 0, result.output
         document = json.loads(result.stdout)
@@ -147,7 +152,8 @@ def test_in_place_resets_and_starts_the_instance_again(tmp_path: Path) -> None:
         instance = next(i for i in w.state()["regions"][REGION]["instances"]
                         if i["InstanceId"] == A)
         assert instance["ImageId"] == "img-old00001"
-        assert image_writes(w) == []
+        assert check_restore_untouched(before, w.state()) == []
+        assert check_invariants(w.state(), before) == []  # rule 9: started again
         journal = json.loads((tmp_path / "state" / "stopped-instances.json").read_text())
         assert journal["stopped"] == []  # journaled before the stop, cleared after the start
 
