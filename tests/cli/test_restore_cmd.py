@@ -191,4 +191,5 @@ def test_in_place_refuses_a_whole_machine_image_unless_system_disk_only(tmp_path
         assert [d["DiskSize"] for d in instance["DataDisks"]] == [200]
         only = restore(w, A, "--in-place", "--yes", "--system-disk-only")
         assert only.exit_code == 0, only.output
-        assert "warning: data disks are NOT rolled back" in only.stdout
+        assert "warning: the image's data disk snapshots" in only.stdout
+        assert "the data disks are NOT rolled back" in only.stdout

@@ -251,7 +251,7 @@ def plan_in_place(instance_id: str, state: str, point: RestorePoint, *,
             raise RestoreRefused(
                 f"image {point.image_id} holds {len(data)} data disk snapshot(s): {listed}. "
                 f"{DATA_DISK_HELP} Pass --system-disk-only to restore the system disk alone.")
-        warnings.append(f"data disks are NOT rolled back (image snapshots: {listed}). "
+        warnings.append(f"the image's data disk snapshots ({listed}) are not used. "
                         + DATA_DISK_HELP)
     running = state == "RUNNING"
     steps = []
