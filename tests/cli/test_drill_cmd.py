@@ -139,6 +139,7 @@ def test_a_drill_whose_instance_never_runs_is_alerted_and_terminated(tmp_path: P
         assert outcome.terminated is True
         [error] = alerter.errors
         assert error.action == "drill" and error.instance == A
+        assert alerter.checkin_statuses("hourly-drill") == ["in_progress", "error"]
         assert "LAUNCH_FAILED" in error.message
         terminated = [e for e in w.writes() if e["action"] == "TerminateInstances"]
         assert [e["InstanceIds"] for e in terminated] == [[outcome.drill_instance_id]]

@@ -55,3 +55,4 @@ def test_run_drills_drills_once_per_period(tmp_path: Path) -> None:
         assert len(runs) == 1 and runs[0]["result"] == "ok"
         assert [e["action"] for e in w.writes()].count("TerminateInstances") == 1
         assert alerter.errors == []
+        assert alerter.checkin_statuses("hourly-drill") == ["in_progress", "ok"]

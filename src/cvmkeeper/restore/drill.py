@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 from collections.abc import Callable, Sequence
@@ -28,7 +29,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cvmkeeper.alerting import Alerter, Failure
+from cvmkeeper.alerting import Alerter, Failure, MonitorConfig, monitor_slug, monitored_run
+from cvmkeeper.alerting.events import IntervalUnit
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.config import Setup
@@ -196,6 +198,48 @@ def _terminate(client: CloudClient, region: str, outcome: DrillOutcome,
 # -- state -----------------------------------------------------------------------------------
 
 
+def drill_monitor_slug(policy_name: str) -> str:
+    """The Sentry Crons monitor of a policy's drills."""
+    return monitor_slug(f"{policy_name}-drill")
+
+
+def drill_monitor(spec: DrillSpec) -> MonitorConfig:
+    """The monitor config of a drill: its period, and as long a run as its drills may take."""
+    minutes = int(spec.every.total_seconds() // 60)
+    if minutes % (24 * 60) == 0:
+        schedule: tuple[int, IntervalUnit] = (minutes // (24 * 60), "day")
+    elif minutes % 60 == 0:
+        schedule = (minutes // 60, "hour")
+    else:
+        schedule = (max(1, minutes), "minute")
+    runtime = math.ceil(spec.timeout.total_seconds() / 60) * spec.max_per_run + 10
+    return MonitorConfig(schedule=schedule, checkin_margin=30, max_runtime=runtime)
+
+
+def _drill_policy(client: CloudClient, setup: Setup, policy: Policy, spec: DrillSpec, *,
+                  entry: dict[str, Any], now: datetime, step: Waiting,
+                  progress: Callable[[str], None]) -> list[DrillOutcome]:
+    """Drill the instances of one policy (those drilled longest ago, up to the cap)."""
+    done: list[DrillOutcome] = []
+    for region in policy.regions:
+        if not spec.zone.startswith(region + "-"):
+            continue
+        try:
+            instances = client.list_instances(region)
+        except CloudError as error:
+            done.append(DrillOutcome(policy.name, region, "-", lease_value(now),
+                                     error=f"cannot list instances: {error}"))
+            continue
+        targeted = resolve_targets(region, setup.policies, instances).instances_of(policy.name)
+        drilled = {k: v for k, v in ((k, _parse(v)) for k, v in
+                                     entry.get("instances", {}).items()) if v}
+        for instance_id in pick_instances(targeted, drilled, spec.max_per_run):
+            done.append(drill_one(client, policy, spec, region, instance_id, now=now,
+                                  waiting=step, progress=progress))
+            entry.setdefault("instances", {})[instance_id] = lease_value(now)
+    return done
+
+
 def load_state(state_dir: Path) -> dict[str, Any]:
     """``drills.json``: per policy its last run and per instance when it was last drilled."""
     try:
@@ -252,26 +296,17 @@ def run_drills(setup: Setup, client: CloudClient, alerter: Alerter, now: datetim
             continue
         step = waiting or Waiting(seconds=spec.timeout.total_seconds(),
                                   poll_seconds=poll_seconds)
-        for region in policy.regions:
-            if not spec.zone.startswith(region + "-"):
-                continue
-            try:
-                instances = client.list_instances(region)
-            except CloudError as error:
-                report.outcomes.append(DrillOutcome(policy.name, region, "-", lease_value(now),
-                                                    error=f"cannot list instances: {error}"))
-                continue
-            targeted = resolve_targets(region, setup.policies, instances).instances_of(
-                policy.name)
-            drilled = {k: v for k, v in ((k, _parse(v)) for k, v in
-                                         entry.get("instances", {}).items()) if v}
-            for instance_id in pick_instances(targeted, drilled, spec.max_per_run):
-                outcome = drill_one(client, policy, spec, region, instance_id, now=now,
-                                    waiting=step, progress=progress)
-                report.outcomes.append(outcome)
-                entry.setdefault("instances", {})[instance_id] = lease_value(now)
+        # each drill run is a Sentry Crons check-in of the monitor "<policy>-drill", so a
+        # drill that stops happening is noticed like a backup that does
+        with monitored_run(alerter, drill_monitor_slug(policy.name),
+                           drill_monitor(spec)) as monitor:
+            done = _drill_policy(client, setup, policy, spec, entry=entry, now=now,
+                                 step=step, progress=progress)
+            report.outcomes += done
+            if not all(o.ok for o in done):
+                monitor.fail()
         entry["last_run"] = lease_value(now)
-        entry["last"] = [asdict(o) for o in report.outcomes if o.policy == policy.name]
+        entry["last"] = [asdict(o) for o in done]
     for outcome in report.outcomes:
         if not outcome.ok:
             alerter.error(Failure(outcome.policy, "drill", outcome.error,
