@@ -131,6 +131,9 @@ def test_refusals_are_clear_and_exit_2(tmp_path: Path) -> None:
             assert "Traceback" not in result.output
         gone = restore(w, "ins-zzzzzzzz")
         assert gone.exit_code == 2 and "is not in ap-guangzhou" in gone.stderr
+        elsewhere = restore(w, A, "--region", "ap-nowhere-1")
+        assert elsewhere.exit_code == 2
+        assert "region ap-nowhere-1: UnsupportedRegion" in elsewhere.stderr
         capacity = restore(w, A, "--instance-type", "SA2.TINY")
         assert capacity.exit_code == 1
         assert "no capacity: ResourceInsufficient.SpecifiedInstanceType" in capacity.stderr

@@ -174,6 +174,8 @@ def restore_command(
         _refuse(str(refusal), as_json)
         return
     except CloudError as error:
+        if error.code == "UnsupportedRegion" or error.code.startswith("InvalidRegion"):
+            _refuse(f"region {error.region}: {error.code}: {error.message}", as_json)
         _fail(f"cannot read {instance_id}: {error}", as_json)
         return
     waiting = Waiting(seconds=0 if no_wait else timeout,
