@@ -14,6 +14,9 @@ registry leaks in):
 - ``cvmkeeper_run_duration_seconds{result}`` (histogram) and ``cvmkeeper_runs_total{result}``.
 - ``cvmkeeper_api_calls_total{action}`` and ``cvmkeeper_api_errors_total{action,code}``,
   read from the cloud client's ``CallStats`` at scrape time.
+- Restore drills (issue #16): ``cvmkeeper_drills_total{policy,result}``,
+  ``cvmkeeper_drill_ok{policy,instance}`` (1 when the instance's last drill passed) and
+  ``cvmkeeper_drill_seconds_to_ready{policy,instance}``, from ``restore.drill``'s observer.
 
 The backup and region values come from the run observer of ``alerting.run_health``: they
 are what the last run of each region saw (after its creates and deletes), so a scrape never
@@ -29,6 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from cvmkeeper.alerting.run_health import RunHealth, add_run_observer, remove_run_observer
+from cvmkeeper.restore.drill import add_drill_observer, remove_drill_observer
 
 __all__ = ["MetricsError", "MetricsExporter", "parse_listen", "start_metrics"]
 
@@ -95,6 +99,13 @@ class MetricsExporter:
             buckets=DURATION_BUCKETS, registry=self.registry)
         self.runs = counter("cvmkeeper_runs", "Runs finished, by result.", ["result"],
                             registry=self.registry)
+        self.drills = counter("cvmkeeper_drills", "Restore drills finished, by result.",
+                              ["policy", "result"], registry=self.registry)
+        self.drill_ok = gauge("cvmkeeper_drill_ok", "1 when the last drill of the instance "
+                              "passed.", ["policy", "instance"], registry=self.registry)
+        self.drill_ready = gauge("cvmkeeper_drill_seconds_to_ready",
+                                 "Seconds from launch to ready in the last passing drill.",
+                                 ["policy", "instance"], registry=self.registry)
         self.registry.register(_ApiCollector(prometheus, client_stats))
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -120,6 +131,16 @@ class MetricsExporter:
                         self.last_backup.labels(item.region, item.instance_id, item.policy).set(
                             item.newest_slot.timestamp())
 
+    def observe_drills(self, report: Any) -> None:
+        """Record one drill run (a ``restore.drill.DrillReport``)."""
+        with self._lock:
+            for outcome in report.outcomes:
+                self.drills.labels(outcome.policy, "ok" if outcome.ok else "failed").inc()
+                self.drill_ok.labels(outcome.policy, outcome.instance_id).set(int(outcome.ok))
+                if outcome.ok and outcome.seconds_to_ready is not None:
+                    self.drill_ready.labels(outcome.policy, outcome.instance_id).set(
+                        outcome.seconds_to_ready)
+
     def start(self, listen: str) -> tuple[str, int]:
         """Serve ``/metrics`` on ``listen`` and observe runs; return the bound (host, port)
         (port 0 picks a free one). Raises ``MetricsError`` when it cannot bind."""
@@ -131,6 +152,7 @@ class MetricsExporter:
             raise MetricsError(f"cannot serve metrics on {listen}: {error.strerror}") from None
         self._server, self._thread = server, thread
         add_run_observer(self.observe)
+        add_drill_observer(self.observe_drills)
         host, port = self.address
         log.info("metrics on http://%s:%d/metrics", host, port)
         return host, port
@@ -146,6 +168,7 @@ class MetricsExporter:
     def close(self) -> None:
         """Stop observing runs and stop the HTTP server."""
         remove_run_observer(self.observe)
+        remove_drill_observer(self.observe_drills)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
