@@ -196,3 +196,17 @@ def test_in_place_refuses_a_whole_machine_image_unless_system_disk_only(tmp_path
         assert only.exit_code == 0, only.output
         assert "warning: the image's data disk snapshots" in only.stdout
         assert "the data disks are NOT rolled back" in only.stdout
+
+
+def test_a_lost_run_instances_answer_launches_one_instance(tmp_path: Path) -> None:
+    faults = {"RunInstances": {"lost_response": 0.8}}  # seed 5: lost once, then answered
+    with world(tmp_path, spec(faults=faults), policy(ids=[A, B])) as w:
+        result = restore(w, A, "--json")
+        assert result.exit_code == 0, result.output
+        runs = [e for e in w.writes() if e["action"] == "RunInstances"]
+        assert any(e.get("lost_response") for e in runs)  # the answer was lost, then retried
+        tokens = {e["params"]["ClientToken"] for e in runs}
+        assert len(tokens) == 1  # every retry carried the same ClientToken
+        new = [i for i in w.state()["regions"][REGION]["instances"] if i["InstanceId"] not in
+               (A, B)]
+        assert [i["InstanceId"] for i in new] == [json.loads(result.stdout)["instance_id"]]
