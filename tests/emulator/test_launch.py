@@ -8,6 +8,8 @@ from typing import Any
 
 from tencentcloud.cvm.v20170312 import models
 
+from cvmkeeper.emulator.clock import SystemClock
+from cvmkeeper.emulator.core import EmulatorCore
 from cvmkeeper.emulator.server import RunningEmulator
 from emulator.sdk import GZ, base_fleet, error_code, request, sdk_client
 
@@ -189,3 +191,20 @@ def test_reset_instance_resets_the_system_disk_only_and_reports_the_operation(se
     assert error_code(lambda: client.ResetInstance(request(
         models.ResetInstanceRequest, InstanceId="ins-2kd9x0qa", ImageId="img-nothere1"))
     ) == "InvalidImageId.NotFound"
+
+
+def test_launched_instances_and_client_tokens_survive_the_state_file(serve, tmp_path) -> None:
+    emu = serve(fleet(private_ip="127.0.0.1"))
+    client = sdk_client(emu)
+    image_id = image_of(emu, "ins-6pb6lrmy")
+    [new_id] = client.RunInstances(request(models.RunInstancesRequest, **run_params(
+        image_id, ClientToken="tok-saved"))).InstanceIdSet
+    wait_state(emu, new_id, "RUNNING")
+    emu.core.save(tmp_path / "state.json")
+    loaded = EmulatorCore.load(tmp_path / "state.json", SystemClock(), emu.core.fleet)
+    [instance] = [i for i in loaded.state()["regions"][GZ]["instances"]
+                  if i["InstanceId"] == new_id]
+    assert instance["PrivateIpAddresses"] == ["127.0.0.1"]
+    assert instance["SecurityGroupIds"] == ["sg-abc12345"]
+    again = loaded.call("RunInstances", GZ, run_params(image_id, ClientToken="tok-saved"))
+    assert again["InstanceIdSet"] == [new_id]
