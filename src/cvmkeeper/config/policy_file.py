@@ -22,6 +22,12 @@ The file format, key by key::
     copies:                          # disaster-recovery copies in other regions (SyncImages)
       - region: ap-shanghai          # a region other than the policy's only region
         retention: {keep_daily: 7}   # same keys as retention; default: the main retention
+    drill:                           # optional restore drill (config/drill_key.py); off
+      zone: ap-guangzhou-3
+      vpc_id: vpc-1a2b3c4d
+      subnet_id: subnet-1a2b3c4d
+      security_group_ids: [sg-1a2b3c4d]
+      instance_type: S5.SMALL2
 """
 
 from __future__ import annotations
