@@ -26,6 +26,7 @@ from cvmkeeper.cli.common import (
 )
 from cvmkeeper.cli.plan_cmd import client_or_exit
 from cvmkeeper.cloud.errors import CapacityError, CloudError
+from cvmkeeper.cloud.models import ResponseFormatError
 from cvmkeeper.core.durations import parse_duration
 from cvmkeeper.core.restore import (
     LaunchPlan,
@@ -173,6 +174,9 @@ def restore_command(
     except RestoreRefused as refusal:
         _refuse(str(refusal), as_json)
         return
+    except ResponseFormatError as error:
+        _fail(f"cannot read {instance_id}: {error}", as_json)
+        return
     except CloudError as error:
         if error.code == "UnsupportedRegion" or error.code.startswith("InvalidRegion"):
             _refuse(f"region {error.region}: {error.code}: {error.message}", as_json)
@@ -230,7 +234,7 @@ def _restore_new(client: Any, located: Located, point: RestorePoint, *, override
         _fail(f"no capacity: {error.code}: {error.message} (try another --zone or "
               "--instance-type)", as_json, document)
         return
-    except CloudError as error:
+    except (CloudError, ResponseFormatError) as error:
         _fail(f"RunInstances failed: {error}", as_json, document)
         return
     document.update({"ok": True, "instance_id": result.instance_id, "state": result.state,
@@ -302,7 +306,7 @@ def _restore_in_place(client: Any, located: Located, point: RestorePoint, *,
     except RestoreFailed as failure:
         _fail(str(failure), as_json, document)
         return
-    except CloudError as error:
+    except (CloudError, ResponseFormatError) as error:
         _fail(f"{error}", as_json, document)
         return
     document.update({"ok": not result.problems, "reset": result.reset,

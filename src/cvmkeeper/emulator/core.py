@@ -8,7 +8,8 @@ repeatable. Lifecycles (``CREATING -> NORMAL``, ``STOPPING -> STOPPED``, ...) ar
 lazily: every call first advances the state to the clock's ``now``.
 
 History. Every write (CreateImage, DeleteImages, SyncImages, StopInstances,
-StartInstances) is appended in order, whatever its outcome, as
+StartInstances, and RunInstances, TerminateInstances, ResetInstance of ``launch.py``) is
+appended in order, whatever its outcome, as
 ``{"seq", "time", "region", "action", "params", "result", "request_id", "ImageIds",
 "InstanceIds"}`` where ``result`` is ``"ok"``, an error code, or ``"reset"`` for an injected
 connection reset (not processed). A lost response adds ``"lost_response": true`` to an

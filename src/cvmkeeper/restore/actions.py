@@ -102,7 +102,6 @@ class LaunchResult:
     seconds_to_running: float | None = None
     dry_run_passed: bool = False
     client_token: str = ""
-    notes: list[str] = field(default_factory=list)
 
 
 def launch_request(plan: LaunchPlan, *, name: str = "", dry_run: bool = False,

@@ -34,6 +34,7 @@ from cvmkeeper.alerting import Alerter, Failure, MonitorConfig, monitor_slug, mo
 from cvmkeeper.alerting.events import IntervalUnit
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.errors import CloudError
+from cvmkeeper.cloud.models import ResponseFormatError
 from cvmkeeper.config import Setup
 from cvmkeeper.core.drill import (
     DRILL_TAG,
@@ -140,7 +141,7 @@ def drill_one(client: CloudClient, policy: Policy, spec: DrillSpec, region: str,
         placement = Placement(spec.zone, spec.instance_type, spec.vpc_id, spec.subnet_id,
                               spec.security_group_ids)
         plan = plan_launch(region, point, None, placement, extra_tags=tags)
-    except (RestoreRefused, CloudError) as error:
+    except (RestoreRefused, CloudError, ResponseFormatError) as error:
         outcome.error = f"cannot drill {instance_id}: {error}"
         return outcome
     started = waiting.monotonic()
@@ -171,7 +172,7 @@ def drill_one(client: CloudClient, policy: Policy, spec: DrillSpec, region: str,
         outcome.seconds_to_ready = round(waiting.monotonic() - started, 3)
         outcome.ok = True
         return outcome
-    except CloudError as error:
+    except (CloudError, ResponseFormatError) as error:
         outcome.error = f"drill of {instance_id} failed: {error}"
         return outcome
     finally:
