@@ -125,7 +125,8 @@ def test_drills_are_counted_with_their_time_to_ready(tmp_path: Path) -> None:
         exporter = start_metrics("127.0.0.1:0", lambda: client.stats)
         try:
             report = run_drills(w.setup(), client, RecordingAlerter(), datetime.now(UTC),
-                                waiting=Waiting(seconds=10, poll_seconds=0.1))
+                                waiting=Waiting(seconds=10, poll_seconds=0.1),
+                                observe=exporter.observe_drills)
             samples = scrape(exporter.address[1])
         finally:
             exporter.close()

@@ -16,7 +16,8 @@ registry leaks in):
   read from the cloud client's ``CallStats`` at scrape time.
 - Restore drills (issue #16): ``cvmkeeper_drills_total{policy,result}``,
   ``cvmkeeper_drill_ok{policy,instance}`` (1 when the instance's last drill passed) and
-  ``cvmkeeper_drill_seconds_to_ready{policy,instance}``, from ``restore.drill``'s observer.
+  ``cvmkeeper_drill_seconds_to_ready{policy,instance}``: the daemon's drill job passes each
+  drill report to :meth:`MetricsExporter.observe_drills`.
 
 The backup and region values come from the run observer of ``alerting.run_health``: they
 are what the last run of each region saw (after its creates and deletes), so a scrape never
@@ -32,7 +33,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from cvmkeeper.alerting.run_health import RunHealth, add_run_observer, remove_run_observer
-from cvmkeeper.restore.drill import add_drill_observer, remove_drill_observer
 
 __all__ = ["MetricsError", "MetricsExporter", "parse_listen", "start_metrics"]
 
@@ -152,7 +152,6 @@ class MetricsExporter:
             raise MetricsError(f"cannot serve metrics on {listen}: {error.strerror}") from None
         self._server, self._thread = server, thread
         add_run_observer(self.observe)
-        add_drill_observer(self.observe_drills)
         host, port = self.address
         log.info("metrics on http://%s:%d/metrics", host, port)
         return host, port
@@ -168,7 +167,6 @@ class MetricsExporter:
     def close(self) -> None:
         """Stop observing runs and stop the HTTP server."""
         remove_run_observer(self.observe)
-        remove_drill_observer(self.observe_drills)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

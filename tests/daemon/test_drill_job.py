@@ -49,6 +49,8 @@ def test_run_drills_drills_once_per_period(tmp_path: Path) -> None:
         jobs = SlotJobs(RunContext(w.setup(), w.client(), alerter), runner=lambda **_: None,
                         region_locks=None, state=None, clock=lambda: datetime.now(UTC),
                         stop=threading.Event())
+        reports: list[object] = []
+        jobs.drill_observe = reports.append  # the metrics exporter's observe_drills
         jobs.run_drills()
         jobs.run_drills()  # not due again for 7 days (drill.every's default)
         runs = [e for e in w.writes() if e["action"] == "RunInstances"]
@@ -56,3 +58,4 @@ def test_run_drills_drills_once_per_period(tmp_path: Path) -> None:
         assert [e["action"] for e in w.writes()].count("TerminateInstances") == 1
         assert alerter.errors == []
         assert alerter.checkin_statuses("hourly-drill") == ["in_progress", "ok"]
+        assert len(reports) == 2  # every drill run is reported, the one with nothing due too

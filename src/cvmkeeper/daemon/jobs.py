@@ -252,6 +252,8 @@ class SlotJobs:
         self._catch_up_running = False
         self._catch_up_again = False
         self.last_result: LastResult | None = None
+        #: told every drill report (the metrics exporter's ``observe_drills``), if set
+        self.drill_observe: Callable[[Any], None] | None = None
 
     # --- shared state ------------------------------------------------------------------
 
@@ -297,7 +299,8 @@ class SlotJobs:
         from cvmkeeper.restore.drill import run_drills  # noqa: PLC0415 - only when drilling
 
         try:
-            report = run_drills(context.setup, context.client, context.alerter, self._clock())
+            report = run_drills(context.setup, context.client, context.alerter, self._clock(),
+                                observe=self.drill_observe)
         except Exception as error:  # the scheduler thread must survive
             log.exception("restore drills failed")
             context.alerter.error(Failure("drill", "drill", f"restore drills failed: {error}",

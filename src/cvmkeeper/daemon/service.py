@@ -209,6 +209,7 @@ class Daemon:
                 log.error("not starting: %s", exc)
                 alerter.close(ALERT_FLUSH_TIMEOUT)
                 return EXIT_CONFIG
+            jobs.drill_observe = exporter.observe_drills  # restore drills (issue #16)
         scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(WORKERS)}
         )

@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import socket
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -53,10 +52,6 @@ from cvmkeeper.restore.actions import Waiting, launch_request, wait_for_state
 log = logging.getLogger(__name__)
 
 STATE_NAME = "drills.json"
-
-#: Called with every finished drill run's report (the metrics exporter listens here).
-_observers: list[Callable[[DrillReport], None]] = []
-_observers_lock = threading.Lock()
 #: A TCP connect attempt's own timeout (the whole check is bounded by the drill's timeout).
 CONNECT_TIMEOUT = 3.0
 
@@ -279,9 +274,11 @@ def _parse(raw: Any) -> datetime | None:
 def run_drills(setup: Setup, client: CloudClient, alerter: Alerter, now: datetime, *,
                policy_names: Sequence[str] = (), force: bool = False,
                waiting: Waiting | None = None, poll_seconds: float = 5.0,
-               progress: Callable[[str], None] = lambda _m: None) -> DrillReport:
+               progress: Callable[[str], None] = lambda _m: None,
+               observe: Callable[[DrillReport], None] | None = None) -> DrillReport:
     """Sweep expired drill instances, then drill every policy whose drill is due (all named
-    ones when ``force``). Failures are alerted; ``drills.json`` records the outcomes."""
+    ones when ``force``). Failures are alerted; ``drills.json`` records the outcomes;
+    ``observe(report)`` (the metrics exporter's ``observe_drills``) is told at the end."""
     report = DrillReport()
     policies = [p for p in setup.policies if p.drill is not None
                 and (not policy_names or p.name in policy_names)]
@@ -320,27 +317,12 @@ def run_drills(setup: Setup, client: CloudClient, alerter: Alerter, now: datetim
                                   extra={"image_id": outcome.image_id,
                                          "drill_instance": outcome.drill_instance_id}))
     save_state(setup.config.state_dir, state)
-    with _observers_lock:
-        observers = list(_observers)
-    for observer in observers:
+    if observe is not None:
         try:
-            observer(report)
+            observe(report)
         except Exception:  # an observer's bug must not fail the drills
-            log.exception("a drill observer failed")
+            log.exception("the drill observer failed")
     return report
-
-
-def add_drill_observer(observer: Callable[[DrillReport], None]) -> None:
-    """Call ``observer(report)`` after every drill run (the Prometheus exporter)."""
-    with _observers_lock:
-        _observers.append(observer)
-
-
-def remove_drill_observer(observer: Callable[[DrillReport], None]) -> None:
-    """Stop calling ``observer``."""
-    with _observers_lock:
-        if observer in _observers:
-            _observers.remove(observer)
 
 
 def last_drill(state_dir: Path, policy_name: str) -> dict[str, Any] | None:
