@@ -25,7 +25,7 @@ from cvmkeeper.cli import cli
 from cvmkeeper.core.drill import DRILL_TAG, LEASE_TAG
 from cvmkeeper.emulator.invariants import check_invariants, check_restore_untouched
 from cvmkeeper.restore.actions import Waiting
-from cvmkeeper.restore.drill import run_drills
+from cvmkeeper.restore.drill import run_drills, sweep
 from executor.world import REGION, T0, A, B, fleet, managed, policy, world
 
 FAST = {"create_seconds": 0.2, "stop_seconds": 0.1, "start_seconds": 0.1,
@@ -203,3 +203,24 @@ def test_drill_key_errors_name_file_line_and_key(tmp_path: Path) -> None:
     with world(tmp_path / "2", spec(), policy(ids=[A])) as w:
         result = run_drill(w, "--policy", "hourly")
         assert result.exit_code == 2 and "no policy with a drill key" in result.stderr
+
+
+def test_a_leftover_that_cannot_be_terminated_yet_does_not_keep_the_others(
+    tmp_path: Path,
+) -> None:
+    expired_tags = {DRILL_TAG: "hourly", LEASE_TAG: lease(-timedelta(hours=1))}
+    pending = {"id": "ins-pending1", "state": "PENDING", "tags": expired_tags}
+    running = {"id": "ins-running1", "tags": expired_tags}
+    fleet_spec = spec(instances=({"id": A}, pending, running))
+    with world(tmp_path, fleet_spec, policy(ids=[A], drill=drill(every="1d"))) as w:
+        problems: list[str] = []
+        swept = sweep(w.client(), REGION, datetime.now(UTC), problems=problems)
+        assert swept == ["ins-running1"]
+        [problem] = problems
+        assert "ins-pending1" in problem
+        assert "UnsupportedOperation.InstanceStatePending" in problem
+        alerter = RecordingAlerter()  # through a drill run, the problem is alerted
+        run_drills(w.setup(), w.client(), alerter, datetime.now(UTC),
+                   waiting=Waiting(seconds=5, poll_seconds=0.1))
+        assert [f.action for f in alerter.errors] == ["drill-sweep"]
+        assert "ins-pending1" in alerter.errors[0].message

@@ -87,24 +87,34 @@ class DrillReport:
 
 
 def sweep(client: CloudClient, region: str, now: datetime,
-          progress: Callable[[str], None] = lambda _m: None) -> list[str]:
+          progress: Callable[[str], None] = lambda _m: None,
+          problems: list[str] | None = None) -> list[str]:
     """Terminate the drill instances of ``region`` whose lease has expired; return their ids.
 
     Only instances carrying the drill tag are listed, and each is checked again by
-    :func:`~cvmkeeper.core.drill.may_terminate`: nothing else is ever terminated.
+    :func:`~cvmkeeper.core.drill.may_terminate`: nothing else is ever terminated. Each is
+    terminated on its own, so one that cannot be (still ``PENDING``) does not keep the
+    others; what failed is added to ``problems``, and the next sweep tries again.
     """
-    doomed: list[str] = []
+    swept: list[str] = []
     for instance in client.instances_tagged(region, DRILL_TAG):
         allowed, why = may_terminate(instance.tags, now)
-        if allowed and instance.state not in ("TERMINATING",):
-            doomed.append(instance.instance_id)
-            progress(f"{region}: terminating leftover drill instance {instance.instance_id} "
-                     f"({why})")
-        else:
-            log.info("%s: drill instance %s left alone: %s", region, instance.instance_id, why)
-    if doomed:
-        client.terminate_instances(region, doomed)
-    return doomed
+        if not allowed or instance.state == "TERMINATING":
+            log.info("%s: drill instance %s left alone: %s", region, instance.instance_id,
+                     why if not allowed else "already terminating")
+            continue
+        progress(f"{region}: terminating leftover drill instance {instance.instance_id} "
+                 f"({why})")
+        try:
+            client.terminate_instances(region, [instance.instance_id])
+        except CloudError as error:
+            if problems is not None:
+                problems.append(f"{region}: leftover drill instance {instance.instance_id} "
+                                f"could not be terminated ({error}); the next drill run "
+                                "tries again")
+            continue
+        swept.append(instance.instance_id)
+    return swept
 
 
 def tcp_check(host: str, port: int, deadline: float, sleep: Callable[[float], object],
@@ -285,12 +295,13 @@ def run_drills(setup: Setup, client: CloudClient, alerter: Alerter, now: datetim
     state = load_state(setup.config.state_dir)
     regions = list(dict.fromkeys(r for p in policies for r in p.regions))
     for region in regions:
+        problems: list[str] = []
         try:
-            report.swept += sweep(client, region, now, progress)
+            report.swept += sweep(client, region, now, progress, problems)
         except CloudError as error:
-            alerter.error(Failure("drill", "drill-sweep", f"{region}: cannot sweep leftover "
-                                  f"drill instances: {error}", region=region,
-                                  tencent_code=error.code, exception=error))
+            problems.append(f"{region}: cannot list leftover drill instances: {error}")
+        for problem in problems:
+            alerter.error(Failure("drill", "drill-sweep", problem, region=region))
     for policy in policies:
         spec = policy.drill
         assert spec is not None  # filtered above
