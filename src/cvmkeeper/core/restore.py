@@ -15,8 +15,10 @@ takes values and returns values with reasons (DESIGN.md: a pure core, a thin she
   refuses an image holding data disks unless the caller accepts that only the system disk
   is restored: ResetInstance re-installs the system disk only, and Tencent has no call that
   rolls attached data disks back in the same step (CBS ``ApplySnapshot`` rolls one disk back
-  to one snapshot, with the disk detached or the instance stopped: done by hand, see
-  :data:`DATA_DISK_HELP`).
+  to one of its snapshots, with an elastic disk detached or the instance stopped:
+  tencentcloud-sdk-go ``tencentcloud/cbs/v20170312/client.go``; done by hand, see
+  :data:`DATA_DISK_HELP`, because cvmkeeper does not speak the CBS API and the image's
+  ``SnapshotSet`` does not say which disk each snapshot was taken of).
 
 Nothing here deletes or changes an image: restore only reads images.
 """

@@ -22,8 +22,10 @@ Sources, cited for each behaviour (tencentcloud-sdk-python ``tencentcloud/cvm/v2
   it ``TERMINATING`` for ``timing.terminate_seconds``, then it is gone. Refused:
   ``UnsupportedOperation.InstanceStatePending`` / ``...Terminating`` (client.go).
 - ResetInstance re-installs the *system disk* from ``ImageId`` ("the system disk will be
-  formatted and reset", cvm_client.py); data disks are not touched (Tencent's "Reinstalling
-  the system" guide: data-disk data is not affected). The result is read from
+  formatted and reset", cvm_client.py; "a reinstallation clears all data in the system
+  disk", tencentyun/intlcloud-documents ``yehe_doc/计算和容器/云服务器/操作指南/实例/
+  重装系统_intl_en.md``); neither names the data disks, so the emulator leaves them as
+  they are. The result is read from
   ``LatestOperationState`` (``SUCCESS``) of DescribeInstances (cvm_client.py). The instance
   state table has no "resetting" state; the emulator keeps the state the instance had
   while the reset runs and answers ``OperationDenied.InstanceOperationInProgress`` to a
