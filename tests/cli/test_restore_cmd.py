@@ -108,6 +108,7 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
         assert writes[0]["params"]["DryRun"] is True and writes[0]["result"] == "DryRunOperation"
         assert len(w.state()["regions"][REGION]["instances"]) == 2
         assert w.instance_state(A) == "RUNNING"
+        assert not (tmp_path / "state").exists()  # no journal entry, no local state either
 
 
 def test_refusals_are_clear_and_exit_2(tmp_path: Path) -> None:
