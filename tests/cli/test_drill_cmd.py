@@ -150,6 +150,10 @@ def test_a_drill_whose_instance_never_runs_is_alerted_and_terminated(tmp_path: P
         assert [e["InstanceIds"] for e in terminated] == [[outcome.drill_instance_id]]
         text = run_drill(w)
         assert text.exit_code == 1 and "FAILED" in text.stdout
+        status = CliRunner().invoke(cli, ["status", "--config", str(w.config_path), "--json"])
+        assert status.exit_code == 1  # a backup that does not come back needs a person
+        [hourly] = json.loads(status.stdout)["policies"]
+        assert hourly["last_drill"]["ok"] is False
 
 
 def test_a_stuck_pending_drill_is_alerted_and_left_to_its_lease(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ from cvmkeeper.daemon.state import STATE_FILE_NAME, DaemonState, PolicyRun, read
 from cvmkeeper.executor.copies import copy_destinations
 from cvmkeeper.executor.executor import read_inventory
 from cvmkeeper.executor.runner import run_regions
-from cvmkeeper.restore.drill import last_drill, last_drill_text
+from cvmkeeper.restore.drill import failed_drills, last_drill, last_drill_text
 
 __all__ = ["Status", "gather", "status_command", "status_lines", "status_to_json"]
 
@@ -93,6 +93,7 @@ class Status:
             or any(h.quota.low for h in self.regions)
             or self.failed_policies(setup)
             or self.disk_warnings  # a backup that leaves a disk out (rule 10)
+            or failed_drills(setup)  # a backup that did not come back (issue #16)
         )
 
 
@@ -324,7 +325,8 @@ def status_command(*, config_file: str | None, at: datetime | None, as_json: boo
     """Show, on one screen, whether the backups are fine.
 
     Per policy: its last run (from the daemon's state file in state_dir), how it ended
-    and when the next one is due. Per region: custom images used and free (read from the
+    and when the next one is due, and the last restore drill of a policy with a drill key
+    (drills.json in state_dir). Per region: custom images used and free (read from the
     cloud), and in each copy destination the copies held per policy and instance. Every
     instance whose newest NORMAL backup (or copy set whose newest copy) is older than its
     policy's period times sentry.freshness_factor, or that has none. The errors of the
@@ -333,8 +335,9 @@ def status_command(*, config_file: str | None, at: datetime | None, as_json: boo
     \b
     Exit status:
       0  nothing needs attention
-      1  something does: a failed last run, a stale backup or copy, a region short of quota
-         (fewer free than sentry.quota_free_warning) or unreadable, a broken state file
+      1  something does: a failed last run or restore drill, a stale backup or copy, a
+         region short of quota (fewer free than sentry.quota_free_warning) or
+         unreadable, a broken state file
       2  the config is invalid, or no credentials were found
     """
     setup = load_or_exit(config_file)

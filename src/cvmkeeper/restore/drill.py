@@ -359,3 +359,11 @@ def last_drill_text(state_dir: Path, policy_name: str) -> str:
         else:
             parts.append(f"{d.get('instance_id')} FAILED: {d.get('error')}")
     return f"{last['when']}: " + ("; ".join(parts) or "nothing drilled")
+
+
+def failed_drills(setup: Setup) -> list[str]:
+    """Policies whose last drill (in this host's ``drills.json``) failed: ``status`` says
+    they need attention."""
+    return [p.name for p in setup.policies if p.drill is not None
+            and (last := last_drill(setup.config.state_dir, p.name)) is not None
+            and not last["ok"]]
