@@ -28,13 +28,15 @@ ALLOWED_LAYERS: dict[str, frozenset[str]] = {
     "alerting": frozenset({"", "core", "logs", "files"}),
     "emulator": frozenset({"core", "cloud"}),
     "executor": frozenset({"core", "config", "cloud", "alerting", "logs", "files"}),
+    "restore": frozenset({"core", "config", "cloud", "alerting", "executor", "logs", "files"}),
     "metrics": frozenset({"executor"}),
     "scheduler": frozenset(
-        {"core", "config", "cloud", "alerting", "executor", "metrics", "logs", "files"}
+        {"core", "config", "cloud", "alerting", "executor", "restore", "metrics", "logs",
+         "files"}
     ),
     "cli": frozenset(
-        {"", "core", "config", "cloud", "alerting", "executor", "scheduler", "emulator", "logs",
-         "textsafe"}
+        {"", "core", "config", "cloud", "alerting", "executor", "restore", "scheduler",
+         "emulator", "logs", "textsafe"}
     ),
     "__main__": frozenset({"cli"}),
     "__init__": frozenset(),
@@ -51,6 +53,7 @@ ALLOWED_LIBRARIES: dict[str, frozenset[str]] = {
     "alerting": frozenset({"sentry_sdk"}),
     "emulator": frozenset({"yaml"}),
     "executor": frozenset(),
+    "restore": frozenset(),
     "metrics": frozenset(),  # prometheus_client is loaded by name, only when switched on
     "scheduler": frozenset({"apscheduler"}),
     "cli": frozenset({"click", "tencentcloud"}),
