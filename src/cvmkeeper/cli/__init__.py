@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "status": "cvmkeeper.cli.status_cmd:status_command",
     "daemon": "cvmkeeper.cli.daemon_cmd:daemon",
     "emulator": "cvmkeeper.cli.emulator_cmd:emulator",
+    "completion": "cvmkeeper.cli.completion_cmd:completion_command",
 }
 """Every subcommand, by name. Adding a command is one line here."""
 
@@ -77,7 +78,7 @@ def cli() -> None:
       cvmkeeper plan --config DIR/cvmkeeper.yaml
 
     Every command reads --config FILE (default: $CVMKEEPER_CONFIG, else
-    /etc/cvmkeeper/cvmkeeper.yaml). Shell completion: see README.md, "Commands".
+    /etc/cvmkeeper/cvmkeeper.yaml). Shell completion: cvmkeeper completion bash|zsh|fish.
     """
 
 
