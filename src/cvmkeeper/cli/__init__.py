@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "daemon": "cvmkeeper.cli.daemon_cmd:daemon",
     "emulator": "cvmkeeper.cli.emulator_cmd:emulator",
     "completion": "cvmkeeper.cli.completion_cmd:completion_command",
+    "systemd-unit": "cvmkeeper.cli.systemd_unit_cmd:systemd_unit_command",
 }
 """Every subcommand, by name. Adding a command is one line here."""
 
