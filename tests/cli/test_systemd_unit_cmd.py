@@ -168,7 +168,7 @@ def test_template_instance_passes_systemd_analyze_verify(tmp_path: Path) -> None
 @needs_systemd_analyze
 @pytest.mark.slow
 def test_template_instance_is_as_sandboxed_as_the_unit(tmp_path: Path) -> None:
-    template = _write_template(tmp_path)
+    _write_template(tmp_path)
     report = _analyze(
         "security", "--offline=true", "--no-pager", str(tmp_path / "cvmkeeper@prod.service")
     )

@@ -87,7 +87,7 @@ def template_unit(unit: str) -> str:
     The header comment (everything before ``[Unit]``) is replaced by the template's own;
     each substitution's anchor must occur exactly once, else ``UnitTemplateError``.
     """
-    head, marker, body = unit.partition("[Unit]\n")
+    _header, marker, body = unit.partition("[Unit]\n")
     if not marker:
         raise UnitTemplateError(f"{UNIT_NAME} has no [Unit] section")
     for anchor, replacement in TEMPLATE_SUBSTITUTIONS:
