@@ -38,7 +38,13 @@ from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.config import Setup
 from cvmkeeper.core.durations import format_duration
-from cvmkeeper.core.health import CopyFreshness, InstanceFreshness, RegionHealth, assess_region
+from cvmkeeper.core.health import (
+    CopyFreshness,
+    InstanceFreshness,
+    QuotaHeadroom,
+    RegionHealth,
+    assess_region,
+)
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.schedule import next_policy_slots
 from cvmkeeper.daemon.state import STATE_FILE_NAME, DaemonState, PolicyRun, read_state
@@ -164,6 +170,7 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
             f"  {health.region}: {quota.used}/{quota.quota} images used, {quota.free} free "
             f"({quota.managed} by cvmkeeper, {quota.unmanaged} others){flag}"
         )
+        lines.append(f"    quota: {quota_origin(quota)}")
         lines += [f"    {_copies_text(copy, now)}" for copy in health.copies]
     for region, problem in status.unreadable.items():
         lines.append(f"  {region}: ERROR {problem}")
@@ -179,6 +186,13 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
     lines += [f"  {e['policy']} {e['finished']}: {e['message']}" for e in errors] or ["  none"]
     lines += ["", "needs attention" if status.needs_attention(setup) else "all good"]
     return lines
+
+
+def quota_origin(quota: QuotaHeadroom) -> str:
+    """``account 12 (DescribeImageQuota), cap image_quota 10``: where the quota came from."""
+    account = "unknown" if quota.account_quota is None else str(quota.account_quota)
+    cap = "no cap (image_quota unset)" if quota.cap is None else f"cap image_quota {quota.cap}"
+    return f"account {account} (DescribeImageQuota), {cap}"
 
 
 def _copies_text(copy: CopyFreshness, now: datetime) -> str:
@@ -263,6 +277,8 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
             {
                 "region": h.region,
                 "quota": h.quota.quota,
+                "account_quota": h.quota.account_quota,
+                "quota_cap": h.quota.cap,
                 "used": h.quota.used,
                 "free": h.quota.free,
                 "managed": h.quota.managed,
@@ -273,7 +289,8 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
             for h in status.regions
         ]
         + [
-            {"region": region, "quota": None, "used": None, "free": None, "managed": None,
+            {"region": region, "quota": None, "account_quota": None,
+             "quota_cap": setup.config.image_quota, "used": None, "free": None, "managed": None,
              "unmanaged": None, "low": None, "error": problem}
             for region, problem in status.unreadable.items()
         ],
@@ -294,7 +311,8 @@ def status_command(*, config_file: str | None, at: datetime | None, as_json: boo
 
     Per policy: its last run (from the daemon's state file in state_dir), how it ended
     and when the next one is due. Per region: custom images used and free (read from the
-    cloud), and in each copy destination the copies held per policy and instance. Every
+    cloud), and the quota's origin (the account's DescribeImageQuota and the cap
+    image_quota, if set), and in each copy destination the copies held per policy and instance. Every
     instance whose newest NORMAL backup (or copy set whose newest copy) is older than its
     policy's period times sentry.freshness_factor, or that has none. The errors of the
     last runs.

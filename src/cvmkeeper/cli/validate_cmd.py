@@ -24,6 +24,7 @@ from cvmkeeper.cli.common import (
 )
 from cvmkeeper.config import ConfigError, Problem, Setup
 from cvmkeeper.config.loader import display_path
+from cvmkeeper.config.model import DEFAULT_IMAGE_QUOTA
 from cvmkeeper.core.capacity import (
     QuotaCheck,
     check_region_quota,
@@ -78,15 +79,37 @@ def regions_of(setup: Setup) -> list[str]:
 
 
 def offline_checks(setup: Setup) -> list[QuotaCheck]:
-    """The quota check of every region, with tag targets counted as at least one instance."""
+    """The quota check of every region, with tag targets counted as at least one instance.
+
+    Without the cloud the account's quota is unknown: the cap ``image_quota`` if the config
+    sets one, else Tencent Cloud's documented default (``DEFAULT_IMAGE_QUOTA``) is assumed.
+    """
     return [
-        check_region_quota(region, setup.policies, setup.config.image_quota)
+        check_region_quota(region, setup.policies, setup.config.offline_quota)
         for region in regions_of(setup)
     ]
 
 
-def online_checks(setup: Setup) -> list[QuotaCheck]:
-    """The quota check of every region against what the cloud reports now."""
+def offline_quota_note(setup: Setup) -> str:
+    """Where the quota of an offline check came from, for the region lines."""
+    if setup.config.image_quota is not None:
+        return "offline: the cap image_quota"
+    return (f"offline: the documented default {DEFAULT_IMAGE_QUOTA}; "
+            "validate --online reads the account's quota")
+
+
+def quota_source(account: int, cap: int | None) -> str:
+    """``account quota 12 from DescribeImageQuota, cap image_quota 10``: both, always."""
+    return f"account quota {account} from DescribeImageQuota, " + (
+        "no cap (image_quota unset)" if cap is None else f"cap image_quota {cap}"
+    )
+
+
+def online_checks(setup: Setup, notes: dict[str, str] | None = None) -> list[QuotaCheck]:
+    """The quota check of every region against what the cloud reports now.
+
+    ``notes`` (if given) receives, per region, the account's quota and the configured cap.
+    """
     client = cloud_client(setup.config)
     fmt = setup.config.name_format
     regions = regions_of(setup)
@@ -102,7 +125,11 @@ def online_checks(setup: Setup) -> list[QuotaCheck]:
 
     checks: list[QuotaCheck] = []
     for region in regions:
-        quota = min(setup.config.image_quota, client.image_quota(region))
+        account = client.image_quota(region)
+        cap = setup.config.image_quota
+        quota = account if cap is None else min(cap, account)
+        if notes is not None:
+            notes[region] = quota_source(account, cap)
         unmanaged = sum(1 for image in client.list_images(region) if is_managed(image, fmt) is None)
         tagged = {p.name: tagged_in(p, region) for p in setup.policies if region in p.regions}
         tagged_copies = {
@@ -151,7 +178,9 @@ def validate(config_file: str | None, online: bool) -> None:
     with what the key allows. Then, per region, the most images the policies can make
     their instances hold is added up (instances listed by id are counted one by one; a
     tag target counts as at least one instance, or as the instances it selects with
-    --online) and compared with image_quota. An instance whose next image can expire its
+    --online) and compared with the region's quota: offline, the cap image_quota if set,
+    else the documented default of 10; --online, the account's quota from
+    DescribeImageQuota, capped by image_quota if set (both are shown). An instance whose next image can expire its
     newest one (keep_last 1, hourly images under keep_daily alone, ...) counts one image
     more ("+1 to rotate"): the newest is deleted only once its successor exists.
 
@@ -166,9 +195,10 @@ def validate(config_file: str | None, online: bool) -> None:
     """
     setup = load_or_exit(config_file)
     now = utc_now()
+    notes: dict[str, str] = {}
     if online:
         try:
-            checks = online_checks(setup)
+            checks = online_checks(setup, notes)
         except Exception as exc:  # the cloud layer's errors carry no secrets
             click.echo(f"validate: --online failed: {type(exc).__name__}: {exc}", err=True)
             sys.exit(EXIT_FAILED)
@@ -181,5 +211,6 @@ def validate(config_file: str | None, online: bool) -> None:
     for policy in setup.policies:
         click.echo(policy_summary(policy, now))
     for check in checks:
-        click.echo(f"quota {check.explain()}" + ("" if online else " (offline)"))
+        note = notes.get(check.region) if online else offline_quota_note(setup)
+        click.echo(f"quota {check.explain()}" + (f" ({note})" if note else ""))
     click.echo(f"ok: {len(setup.policies)} policies valid")

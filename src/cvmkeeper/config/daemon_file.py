@@ -268,9 +268,9 @@ def read_config(reader: Reader, root: Node, source: Path) -> Config | None:
     regions: tuple[str, ...] = ()
     if "regions" in keys:
         regions = reader.string_list(keys["regions"], "regions", REGION, REGION_HELP) or ()
-    quota = 10
+    quota: int | None = None  # no cap: the account's own quota (DescribeImageQuota)
     if "image_quota" in keys:
-        quota = reader.integer(keys["image_quota"], "image_quota", 1, 100_000) or quota
+        quota = reader.integer(keys["image_quota"], "image_quota", 1, 100_000)
     name_format = NameFormat.compile(DEFAULT_TEMPLATE)
     if "name_template" in keys:
         template = reader.string(keys["name_template"], "name_template")

@@ -16,6 +16,9 @@ from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
 from cvmkeeper.core.policy import OnQuotaFull, Retention
 
 DEFAULT_CONFIG_PATH = Path("/etc/cvmkeeper/cvmkeeper.yaml")
+#: Tencent Cloud's documented custom-image quota per region. Only offline checks assume it:
+#: a run and ``validate --online`` read the account's own (``DescribeImageQuota``).
+DEFAULT_IMAGE_QUOTA = 10
 CONFIG_ENV = "CVMKEEPER_CONFIG"
 
 
@@ -149,7 +152,8 @@ class Config:
     source: Path
     policies_dir: Path
     regions: tuple[str, ...] = ()
-    image_quota: int = 10
+    #: an optional cap on the account's quota (``None``: the account's own quota)
+    image_quota: int | None = None
     name_format: NameFormat = DEFAULT_FORMAT
     on_quota_full: OnQuotaFull = "evict"
     cloud: CloudSettings = field(default_factory=CloudSettings)
@@ -159,3 +163,8 @@ class Config:
     orphans: OrphanSettings = field(default_factory=OrphanSettings)
     state_dir: Path = Path("/var/lib/cvmkeeper")
     metrics_listen: str | None = None
+
+    @property
+    def offline_quota(self) -> int:
+        """The quota an offline check assumes: the cap if set, else the documented default."""
+        return DEFAULT_IMAGE_QUOTA if self.image_quota is None else self.image_quota

@@ -75,13 +75,15 @@ Key = tuple[str, datetime]  # (instance id, slot)
 DuePairs = tuple[tuple[str, datetime], ...]
 
 
-def read_inventory(client: CloudClient, region: str, configured_quota: int) -> Inventory:
-    """What ``region`` holds now: quota (the smaller of the configured and the account's),
-    every custom image in any state, every instance."""
-    quota = min(configured_quota, client.image_quota(region))
+def read_inventory(client: CloudClient, region: str, configured_quota: int | None) -> Inventory:
+    """What ``region`` holds now: quota (the account's, capped by ``image_quota`` when the
+    config sets one), every custom image in any state, every instance."""
+    account = client.image_quota(region)
+    quota = account if configured_quota is None else min(configured_quota, account)
     images = client.list_images(region)
     instances = client.list_instances(region)
-    return Inventory(region=region, quota=quota, images=images, instances=instances)
+    return Inventory(region=region, quota=quota, images=images, instances=instances,
+                     account_quota=account, quota_cap=configured_quota)
 
 
 @dataclass
