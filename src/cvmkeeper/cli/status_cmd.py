@@ -312,7 +312,8 @@ def status_command(*, config_file: str | None, at: datetime | None, as_json: boo
     Per policy: its last run (from the daemon's state file in state_dir), how it ended
     and when the next one is due. Per region: custom images used and free (read from the
     cloud), and the quota's origin (the account's DescribeImageQuota and the cap
-    image_quota, if set), and in each copy destination the copies held per policy and instance. Every
+    image_quota, if set), and in each copy destination the copies held per policy and
+    instance. Every
     instance whose newest NORMAL backup (or copy set whose newest copy) is older than its
     policy's period times sentry.freshness_factor, or that has none. The errors of the
     last runs.

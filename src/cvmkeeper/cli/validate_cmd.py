@@ -180,7 +180,8 @@ def validate(config_file: str | None, online: bool) -> None:
     tag target counts as at least one instance, or as the instances it selects with
     --online) and compared with the region's quota: offline, the cap image_quota if set,
     else the documented default of 10; --online, the account's quota from
-    DescribeImageQuota, capped by image_quota if set (both are shown). An instance whose next image can expire its
+    DescribeImageQuota, capped by image_quota if set (both are shown). An instance
+    whose next image can expire its
     newest one (keep_last 1, hourly images under keep_daily alone, ...) counts one image
     more ("+1 to rotate"): the newest is deleted only once its successor exists.
 

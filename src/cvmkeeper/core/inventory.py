@@ -84,7 +84,8 @@ class Inventory:
     """Everything the planner needs to know about one region at one moment.
 
     ``quota`` is the effective quota: what ``DescribeImageQuota`` reports
-    (``account_quota``), capped by the configured ``image_quota`` (``quota_cap``) if any. ``images`` holds every custom image of the
+    (``account_quota``), capped by the configured ``image_quota`` (``quota_cap``) if
+    any. ``images`` holds every custom image of the
     region, managed or not, in any state: all of them count against the quota.
     """
 
