@@ -22,9 +22,11 @@ from cvmkeeper.cli.common import (
     report_config_error,
     utc_now,
 )
+from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.config import ConfigError, Problem, Setup
 from cvmkeeper.config.loader import display_path
 from cvmkeeper.config.model import DEFAULT_IMAGE_QUOTA
+from cvmkeeper.config.regions import region_problems
 from cvmkeeper.core.capacity import (
     QuotaCheck,
     check_region_quota,
@@ -185,6 +187,9 @@ def validate(config_file: str | None, online: bool) -> None:
     newest one (keep_last 1, hourly images under keep_daily alone, ...) counts one image
     more ("+1 to rotate"): the newest is deleted only once its successor exists.
 
+    Every region the config and the policies name is checked against Tencent Cloud's
+    known regions (a typo is reported at its file, line and key, with the closest name).
+
     On success prints one line per policy (targets, regions, next slot, the most images
     one instance can hold, with the arithmetic) and one line per region.
 
@@ -196,10 +201,17 @@ def validate(config_file: str | None, online: bool) -> None:
     """
     setup = load_or_exit(config_file)
     now = utc_now()
+    unknown_regions = region_problems(setup)
+    if unknown_regions:
+        report_config_error(ConfigError(unknown_regions))
+        sys.exit(EXIT_CONFIG)
     notes: dict[str, str] = {}
     if online:
         try:
             checks = online_checks(setup, notes)
+        except CloudError as exc:  # a sentence from Tencent's answer; never a secret
+            click.echo(f"validate: --online failed: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
         except Exception as exc:  # the cloud layer's errors carry no secrets
             click.echo(f"validate: --online failed: {type(exc).__name__}: {exc}", err=True)
             sys.exit(EXIT_FAILED)
