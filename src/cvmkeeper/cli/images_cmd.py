@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 import click
 
+from cvmkeeper.alerting.run_health import health_settings
 from cvmkeeper.cli.common import (
+    EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     config_option,
@@ -26,8 +29,11 @@ from cvmkeeper.cli.common import (
 )
 from cvmkeeper.cli.plan_cmd import check_choices, client_or_exit, region_option
 from cvmkeeper.cloud.errors import CloudError
+from cvmkeeper.config import Setup
 from cvmkeeper.core.durations import format_duration
+from cvmkeeper.core.health import assess_region
 from cvmkeeper.core.inventory import Inventory
+from cvmkeeper.core.naming import is_managed
 from cvmkeeper.core.plan import ImageDecision, Plan
 from cvmkeeper.core.planner import PlannerSettings, plan_region
 from cvmkeeper.core.targets import resolve_targets
@@ -56,6 +62,8 @@ def _region_json(
     instance_ids: set[str] | None,
     now: datetime,
     home: dict[str, str],
+    *,
+    names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     created = {image.image_id: image.created_time for image in inventory.images}
     instances: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -84,6 +92,7 @@ def _region_json(
         "unmanaged": plan.unmanaged,
         "free": plan.free,
         "instances": dict(sorted(instances.items())),
+        "instance_names": {i: (names or {}).get(i) for i in sorted(instances)},
         "copies_from": {
             instance_id: home[instance_id]
             for instance_id in sorted(instances)
@@ -102,12 +111,27 @@ def _region_json(
     metavar="NAME",
     help="Only the instances this policy targets.",
 )
+@click.option(
+    "--instance",
+    "instance_filters",
+    multiple=True,
+    metavar="ID|NAME",
+    help="Only this instance, by id (ins-...) or by its name in the console; repeat for more.",
+)
+@click.option(
+    "--stale",
+    is_flag=True,
+    help="Only instances whose newest NORMAL backup (or copy) is stale: older than the "
+    "policy's period times sentry.freshness_factor, or missing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the images as JSON.")
 def images_command(
     *,
     config_file: str | None,
     region_names: tuple[str, ...],
     policy_name: str | None,
+    instance_filters: tuple[str, ...],
+    stale: bool,
     as_json: bool,
 ) -> None:
     """List cvmkeeper's images per instance, and the rule that keeps each.
@@ -120,13 +144,16 @@ def images_command(
     are marked as orphans. Copies in other regions (copies:) are listed under their
     destination region, with the region their instance lives in.
 
+    Each instance shows its name (from DescribeInstances) beside its id. The filters
+    --region, --policy, --instance and --stale combine (an instance must pass all).
+
     Only reads the cloud (DescribeImageQuota, DescribeImages, DescribeInstances).
 
     \b
     Exit status:
       0  listed
       1  a region could not be read
-      2  the config is invalid, or --policy / --region names something unknown
+      2  the config is invalid, or --policy / --region / --instance names something unknown
     """
     setup = load_or_exit(config_file)
     check_choices(setup, "images", (policy_name,) if policy_name else (), region_names)
@@ -152,6 +179,13 @@ def images_command(
             click.echo(f"images: {region}: cannot read the inventory: {error}", err=True)
             failed = True
     home = {i.instance_id: r for r, inv in inventories.items() for i in inv.instances}
+    names = {i.instance_id: i.name for inv in inventories.values() for i in inv.instances}
+    wanted = match_instances(instance_filters, names, inventories.values(), setup)
+    if wanted is not None and not wanted:
+        click.echo(f"images: --instance {', '.join(instance_filters)}: no such instance "
+                   "(by id or name) in the regions read", err=True)
+        sys.exit(EXIT_CONFIG)
+    stale_ids = stale_instances(setup, inventories, now) if stale else None
     for region in regions:
         inventory = inventories.get(region)
         if inventory is None:
@@ -174,13 +208,59 @@ def images_command(
                     resolution = resolve_targets(source_region, setup.policies,
                                                  source.instances)
                     selected |= set(resolution.instances_of(policy_name))
-        results.append(_region_json(plan, inventory, selected, now, home))
+        for narrower in (wanted, None if stale_ids is None else stale_ids.get(region, set())):
+            if narrower is not None:
+                selected = set(narrower) if selected is None else selected & narrower
+        results.append(_region_json(plan, inventory, selected, now, home, names=names))
     if as_json:
         print_json({"now": now, "regions": results})
     else:
         for region_json in results:
             _print_region(region_json)
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def match_instances(
+    filters: tuple[str, ...],
+    names: dict[str, str],
+    inventories: Iterable[Inventory],
+    setup: Setup,
+) -> set[str] | None:
+    """The instance ids ``--instance`` selects (by id or by name); ``None``: no filter.
+
+    An id also matches when the instance is gone but its images remain (orphans).
+    """
+    if not filters:
+        return None
+    fmt = setup.config.name_format
+    image_owners = {
+        owner.instance_id
+        for inventory in inventories
+        for image in inventory.images
+        if (owner := is_managed(image, fmt)) is not None
+    }
+    known = set(names) | image_owners
+    return {
+        instance_id
+        for instance_id in known
+        if instance_id in filters or names.get(instance_id) in filters
+    }
+
+
+def stale_instances(
+    setup: Setup, inventories: dict[str, Inventory], now: datetime
+) -> dict[str, set[str]]:
+    """Per region, the instances whose newest backup or copy is stale (``core.health``,
+    the rule ``status`` and the run's alerts use)."""
+    settings = health_settings(setup)
+    found: dict[str, set[str]] = {}
+    for region, inventory in inventories.items():
+        health = assess_region(inventory, setup.policies, now, settings,
+                               setup.config.name_format, sources=inventories)
+        found[region] = {item.instance_id for item in health.stale} | {
+            item.instance_id for item in health.stale_copies
+        }
+    return found
 
 
 def _print_region(region: dict[str, Any]) -> None:
@@ -194,7 +274,9 @@ def _print_region(region: dict[str, Any]) -> None:
         orphan = " (orphan: no policy targets it)" if images and images[0]["orphan"] else ""
         source = region["copies_from"].get(instance_id)
         copies = f" (copies; the instance is in {source})" if source else ""
-        click.echo(f"  {instance_id}{copies}{orphan}")
+        name = region.get("instance_names", {}).get(instance_id)
+        named = f" ({name})" if name and name != instance_id else ""
+        click.echo(f"  {instance_id}{named}{copies}{orphan}")
         for image in images:
             click.echo(
                 f"    {image['image_name']}  {image['image_id']}  slot {iso_utc(image['slot'])}  "
