@@ -27,6 +27,7 @@ from cvmkeeper.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     at_option,
+    cloud_client,
     config_option,
     iso_utc,
     load_or_exit,
@@ -34,9 +35,11 @@ from cvmkeeper.cli.common import (
     utc_now,
 )
 from cvmkeeper.cli.plan_cmd import client_or_exit
+from cvmkeeper.cli.region_reads import read_regions
+from cvmkeeper.cli.status_monitor import UNKNOWN, monitor_result, unknown_lines
 from cvmkeeper.cloud.client import CloudClient
-from cvmkeeper.cloud.errors import CloudError
-from cvmkeeper.config import Setup
+from cvmkeeper.cloud.credentials import CredentialsError
+from cvmkeeper.config import ConfigError, Setup, config_path, load_setup
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.health import (
     CopyFreshness,
@@ -53,6 +56,9 @@ from cvmkeeper.executor.executor import read_inventory
 from cvmkeeper.executor.runner import run_regions
 
 __all__ = ["Status", "gather", "status_command", "status_lines", "status_to_json"]
+
+#: seconds ``status`` waits for all regions together (``--timeout``)
+DEFAULT_TIMEOUT = 60.0
 
 
 @dataclass
@@ -94,9 +100,15 @@ class Status:
         )
 
 
-def gather(setup: Setup, client: CloudClient, now: datetime) -> Status:
+def gather(
+    setup: Setup, client: CloudClient, now: datetime, timeout_seconds: float = DEFAULT_TIMEOUT
+) -> Status:
     """Read the state file and every region of the config, its policies and their copy
-    destinations (a destination's copies are assessed against the source regions read)."""
+    destinations (a destination's copies are assessed against the source regions read).
+
+    The regions are read in parallel; what has not answered within ``timeout_seconds``
+    (all regions together) is reported unreadable.
+    """
     state_file = setup.config.state_dir / STATE_FILE_NAME
     status = Status(now, setup.config.source, state_file, DaemonState())
     try:
@@ -105,18 +117,36 @@ def gather(setup: Setup, client: CloudClient, now: datetime) -> Status:
         status.state_problem = str(error)
     settings = health_settings(setup)
     regions = list(dict.fromkeys([*run_regions(setup), *copy_destinations(setup.policies)]))
-    read: dict[str, Inventory] = {}
-    for region in regions:
-        try:
-            read[region] = read_inventory(client, region, setup.config.image_quota)
-        except CloudError as error:
-            status.unreadable[region] = f"cannot read the inventory: {error}"
+    reads = read_regions(
+        regions,
+        lambda region: read_inventory(client, region, setup.config.image_quota),
+        timeout_seconds,
+    )
+    read: dict[str, Inventory] = reads.read
+    status.unreadable.update(reads.unreadable)
     for inventory in read.values():
         status.regions.append(
             assess_region(inventory, setup.policies, now, settings, setup.config.name_format,
                           sources=read)
         )
     return status
+
+
+def _monitor_setup(config_file: str | None) -> tuple[Setup, CloudClient]:
+    """Config and client for ``--monitor``; anything unusable is UNKNOWN (exit 3)."""
+    try:
+        setup = load_setup(config_path(config_file))
+        return setup, cloud_client(setup.config)
+    except ConfigError as error:
+        first = str(error.problems[0]) if error.problems else "invalid"
+        count = len(error.problems)
+        lines = unknown_lines(
+            f"config invalid ({count} problem{'s' if count != 1 else ''}): {first}")
+    except CredentialsError as error:
+        lines = unknown_lines(f"no credentials: {error}")
+    for line in lines:
+        click.echo(line)
+    sys.exit(UNKNOWN)
 
 
 def _next_run(setup: Setup, name: str, now: datetime) -> datetime | None:
@@ -155,6 +185,14 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
             f"state file: {status.state_file}, written {iso_utc(status.state.updated)} "
             f"by pid {status.state.pid}"
         )
+    if status.unreadable:
+        total = len(status.unreadable) + len(status.regions)
+        lines += [
+            "",
+            f"CLOUD NOT READ: {len(status.unreadable)} of {total} regions could not be read "
+            f"({', '.join(status.unreadable)}); their backups are UNKNOWN, and what follows "
+            "covers only the regions read",
+        ]
     lines += ["", "POLICIES"]
     for policy in setup.policies:
         upcoming = _next_run(setup, policy.name, now)
@@ -175,8 +213,12 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
     for region, problem in status.unreadable.items():
         lines.append(f"  {region}: ERROR {problem}")
     stale = status.stale
-    lines += ["", f"STALE BACKUPS ({len(stale)})"]
-    lines += [f"  {item.describe()}" for item in stale] or ["  none"]
+    if status.unreadable and not status.regions:
+        lines += ["", "STALE BACKUPS: UNKNOWN (no region could be read)"]
+    else:
+        unknown = f"; UNKNOWN in {', '.join(status.unreadable)}" if status.unreadable else ""
+        lines += ["", f"STALE BACKUPS ({len(stale)}{unknown})"]
+        lines += [f"  {item.describe()}" for item in stale] or ["  none"]
     stale_copies = status.stale_copies
     if any(health.copies for health in status.regions):
         lines += ["", f"STALE COPIES ({len(stale_copies)})"]
@@ -184,7 +226,10 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
     errors = _recent_errors(setup, status)
     lines += ["", f"RECENT ERRORS ({len(errors)})"]
     lines += [f"  {e['policy']} {e['finished']}: {e['message']}" for e in errors] or ["  none"]
-    lines += ["", "needs attention" if status.needs_attention(setup) else "all good"]
+    verdict = "needs attention" if status.needs_attention(setup) else "all good"
+    if status.unreadable:
+        verdict += ": the cloud could not be read in " + ", ".join(status.unreadable)
+    lines += ["", verdict]
     return lines
 
 
@@ -306,7 +351,32 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
 @config_option
 @at_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON document.")
-def status_command(*, config_file: str | None, at: datetime | None, as_json: bool) -> None:
+@click.option(
+    "--timeout",
+    "timeout_seconds",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait at most this long for all regions together (they are read in parallel); "
+    "a region that has not answered by then is reported unreadable.",
+)
+@click.option(
+    "--monitor",
+    "--nagios",
+    "monitor",
+    is_flag=True,
+    help="Act as a Nagios/Icinga monitoring plugin: one summary line with perfdata, and "
+    "exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+)
+def status_command(
+    *,
+    config_file: str | None,
+    at: datetime | None,
+    as_json: bool,
+    timeout_seconds: float,
+    monitor: bool,
+) -> None:
     """Show, on one screen, whether the backups are fine.
 
     Per policy: its last run (from the daemon's state file in state_dir), how it ended
@@ -318,16 +388,36 @@ def status_command(*, config_file: str | None, at: datetime | None, as_json: boo
     policy's period times sentry.freshness_factor, or that has none. The errors of the
     last runs.
 
+    Regions are read in parallel, all within --timeout. A region that cannot be read is
+    reported loudly (CLOUD NOT READ, its backups UNKNOWN), never as "no stale backups".
+
     \b
     Exit status:
       0  nothing needs attention
       1  something does: a failed last run, a stale backup or copy, a region short of quota
          (fewer free than sentry.quota_free_warning) or unreadable, a broken state file
       2  the config is invalid, or no credentials were found
+
+    \b
+    With --monitor (a Nagios/Icinga plugin, like sanoid's --monitor-*):
+      0  OK
+      1  WARNING   a region is short of quota
+      2  CRITICAL  a stale backup or copy, a failed last run, a broken state file
+      3  UNKNOWN   a region cannot be read, or the config or credentials cannot be used
+    The first line is "CVMKEEPER <STATE> - <summary> | <perfdata>" (stale_backups,
+    stale_copies, failed_policies, unreadable_regions, and per region free and used).
     """
-    setup = load_or_exit(config_file)
-    client = client_or_exit(setup, "status")
-    status = gather(setup, client, at or utc_now())
+    if monitor:
+        setup, client = _monitor_setup(config_file)
+    else:
+        setup = load_or_exit(config_file)
+        client = client_or_exit(setup, "status")
+    status = gather(setup, client, at or utc_now(), timeout_seconds)
+    if monitor:
+        code, lines = monitor_result(setup, status)
+        for line in lines:
+            click.echo(line)
+        sys.exit(code)
     if as_json:
         print_json(status_to_json(setup, status))
     else:
