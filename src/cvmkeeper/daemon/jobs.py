@@ -43,6 +43,7 @@ from cvmkeeper.core.policy import Policy, Schedule
 from cvmkeeper.core.schedule import latest_slot, parse_cron, to_trigger
 from cvmkeeper.daemon.state import PolicyRun, RunKind, RunResult, StateStore
 from cvmkeeper.executor.report import RunReport
+from cvmkeeper.log_context import log_fields
 
 __all__ = [
     "CATCH_UP",
@@ -299,7 +300,8 @@ class SlotJobs:
                 log.debug("%s slot %s is already being made", policy_name, _iso(slot))
             return
         try:
-            self._run_monitored(context, policy, schedule, slot, started)
+            with log_fields(policy=policy_name, slot=slot):
+                self._run_monitored(context, policy, schedule, slot, started)
         finally:
             with self._idle:
                 del self._running[policy_name]

@@ -57,6 +57,7 @@ from cvmkeeper.executor.report import (
     delete_reason_text,
 )
 from cvmkeeper.executor.stop_journal import StopJournal, StoppedEntry
+from cvmkeeper.log_context import log_fields
 
 log = logging.getLogger(__name__)
 
@@ -397,11 +398,13 @@ class RegionExecutor:
             return "failed"
         status = "adopted" if made.adopted else "created"
         self._attempts[key] = _Attempt(step, status, image_id=made.image_id)
-        if made.adopted:
-            log.info("%s: %s already existed as %s; adopted", self.region, step.image_name,
-                     made.image_id)
-        self._say(f"{self.region}: {status} {step.image_name} ({made.image_id}) for "
-                  f"{step.instance_id}")
+        with log_fields(region=self.region, policy=step.policies, instance=step.instance_id,
+                        slot=step.slot):
+            if made.adopted:
+                log.info("%s: %s already existed as %s; adopted", self.region, step.image_name,
+                         made.image_id)
+            self._say(f"{self.region}: {status} {step.image_name} ({made.image_id}) for "
+                      f"{step.instance_id}")
         return "made"
 
     def _record_skips(self, skips: Iterable[Skip]) -> None:
@@ -652,7 +655,8 @@ class RegionExecutor:
             request_id = request_id or error.request_id
         self.result.errors.append(f"{self.region}: {message}")
         self.result.failed_policies.update(policies)
-        self._say(f"{self.region}: ERROR {message}")
+        with log_fields(policy=policies, instance=instance, slot=slot):
+            self._say(f"{self.region}: ERROR {message}")
         if self.options.dry_run:
             return  # a preview reports, it does not page anyone
         for policy in policies or [NO_POLICY]:
@@ -675,7 +679,8 @@ class RegionExecutor:
         image_id: str | None = None,
     ) -> None:
         self.result.warnings.append(f"{self.region}: {message}")
-        self._say(f"{self.region}: WARNING {message}")
+        with log_fields(policy=policies, instance=instance, slot=slot):
+            self._say(f"{self.region}: WARNING {message}")
         if self.options.dry_run:
             return
         for policy in policies or [NO_POLICY]:

@@ -38,6 +38,7 @@ from cvmkeeper.executor.executor import DuePairs, RegionExecutor, RegionResult, 
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
 from cvmkeeper.executor.report import DeleteOutcome, RunReport, SlotOutcome
 from cvmkeeper.executor.stop_journal import StopJournal
+from cvmkeeper.log_context import in_context, log_fields
 
 __all__ = [
     "DueSlot",
@@ -199,14 +200,15 @@ def run_once(
         return compute
 
     def run_region(region: str) -> None:
-        with locks.hold(region) as acquired:
+        with log_fields(region=region), locks.hold(region) as acquired:
             if not acquired:
                 results[region] = _busy(region, setup, alerter, dry_run, explicit)
                 return
             results[region] = RegionExecutor(options, region, due_for(region)).run()
 
     threads = [
-        threading.Thread(target=run_region, args=(region,), name=f"cvmkeeper-run:{region}")
+        threading.Thread(target=in_context(run_region), args=(region,),
+                         name=f"cvmkeeper-run:{region}")
         for region in chosen
     ]
     for thread in threads:
