@@ -20,6 +20,7 @@ from typing import TextIO
 import click
 
 from cvmkeeper.alerting import AlertingConfigError, build_alerter
+from cvmkeeper.alerting.channels import with_notifications
 from cvmkeeper.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -207,6 +208,8 @@ def run_command(
     client = client_or_exit(setup, "run")
     try:
         alerter = build_alerter(setup.config.sentry, enabled=not (no_alerts or dry_run))
+        alerter = with_notifications(alerter, setup.config.notify,
+                                     enabled=not (no_alerts or dry_run))
     except AlertingConfigError as error:
         click.echo(f"run: {error}", err=True)
         sys.exit(EXIT_CONFIG)

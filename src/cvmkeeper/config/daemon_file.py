@@ -16,11 +16,13 @@ from cvmkeeper.config.model import (
     CloudSettings,
     Config,
     CredentialSettings,
+    NotifySettings,
     OrphanSettings,
     RetrySettings,
     Secret,
     SentrySettings,
 )
+from cvmkeeper.config.notify_file import read_notify
 from cvmkeeper.config.policy_file import REGION, REGION_HELP, read_retention
 from cvmkeeper.config.reader import Node, Reader
 from cvmkeeper.core.naming import DEFAULT_TEMPLATE, NameFormat, NameTemplateError
@@ -39,6 +41,7 @@ CONFIG_KEYS = (
     "orphans",
     "state_dir",
     "metrics",
+    "notify",
 )
 CLOUD_KEYS = ("endpoint", "scheme", "timeout")
 CREDENTIAL_KEYS = ("secret_id", "secret_key_file", "cvm_role", "metadata_url")
@@ -308,6 +311,7 @@ def read_config(reader: Reader, root: Node, source: Path) -> Config | None:
             metrics_listen = reader.string(
                 metric_keys["listen"], "metrics.listen", LISTEN, "host:port such as 127.0.0.1:9464"
             )
+    notify = read_notify(reader, keys["notify"], base) if "notify" in keys else NotifySettings()
     return Config(
         source=source,
         policies_dir=policies_dir,
@@ -322,4 +326,5 @@ def read_config(reader: Reader, root: Node, source: Path) -> Config | None:
         orphans=orphans,
         state_dir=state_dir,
         metrics_listen=metrics_listen,
+        notify=notify,
     )

@@ -145,6 +145,39 @@ class OrphanSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """``notify.webhook``: POST a signed JSON document per alert and check-in.
+
+    ``url`` is a ``Secret`` (a webhook URL often carries a token); ``secret_file`` holds the
+    shared HMAC-SHA256 key (``cvmkeeper.alerting.webhook`` documents the signature).
+    """
+
+    url: Secret
+    secret_file: Path | None = None
+    timeout: timedelta = timedelta(seconds=10)
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """Notification channels besides Sentry (``notify:``); all off by default.
+
+    ``healthchecks`` maps a policy name to its ping URL (Healthchecks.io or a
+    compatible server: ``/start``, success, ``/fail``); ``apprise`` lists Apprise URLs
+    (the optional ``apprise`` extra), read from the config and from ``apprise_urls_file``.
+    """
+
+    webhook: WebhookSettings | None = None
+    healthchecks: tuple[tuple[str, Secret], ...] = ()
+    apprise: tuple[Secret, ...] = ()
+    apprise_urls_file: Path | None = None
+
+    @property
+    def any(self) -> bool:
+        """True when at least one channel is configured."""
+        return bool(self.webhook or self.healthchecks or self.apprise or self.apprise_urls_file)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The daemon config, validated. Paths are absolute (relative ones are resolved
     against the config file's directory)."""
@@ -163,6 +196,7 @@ class Config:
     orphans: OrphanSettings = field(default_factory=OrphanSettings)
     state_dir: Path = Path("/var/lib/cvmkeeper")
     metrics_listen: str | None = None
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     @property
     def offline_quota(self) -> int:
