@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "run": "cvmkeeper.cli.run_cmd:run_command",
     "images": "cvmkeeper.cli.images_cmd:images_command",
     "status": "cvmkeeper.cli.status_cmd:status_command",
+    "report": "cvmkeeper.cli.report_cmd:report_command",
     "daemon": "cvmkeeper.cli.daemon_cmd:daemon",
     "emulator": "cvmkeeper.cli.emulator_cmd:emulator",
     "completion": "cvmkeeper.cli.completion_cmd:completion_command",
