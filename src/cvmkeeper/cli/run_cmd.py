@@ -1,8 +1,9 @@
 """``cvmkeeper run``: one run now, as the daemon would make it, with progress as it happens.
 
-Progress goes to stderr: on a terminal one live line that is rewritten in place (warnings
-and errors stay on screen), otherwise one plain line per event, for logs and CI. The
-summary goes to stdout, as text or (``--json``) as the run report.
+Progress goes to stderr (``run_progress``): on a terminal one live status line with the
+counts per region and the time elapsed (warnings and errors stay on screen above it),
+otherwise the run-level lines and a heartbeat every minute; ``--verbose`` adds a line per
+image. The summary goes to stdout, as text or (``--json``) as the run report.
 
 A manual run sends the same Sentry events and Crons check-ins as a scheduled one (the
 policies it runs get ``in_progress`` then ``ok`` or ``error``); ``--no-alerts`` turns
@@ -11,11 +12,8 @@ both off, ``--dry-run`` never alerts.
 
 from __future__ import annotations
 
-import shutil
 import sys
-import threading
 from datetime import datetime
-from typing import TextIO
 
 import click
 
@@ -40,6 +38,7 @@ from cvmkeeper.cli.plan_cmd import (
     policy_option,
     region_option,
 )
+from cvmkeeper.cli.run_progress import RunProgress
 from cvmkeeper.config import Setup
 from cvmkeeper.core.due import due_slots
 from cvmkeeper.core.policy import Policy
@@ -49,42 +48,6 @@ from cvmkeeper.executor.runner import run_once
 
 #: How long the command waits for alerts and check-ins to be delivered before exiting.
 ALERT_FLUSH_SECONDS = 5.0
-
-
-class ProgressDisplay:
-    """Progress lines: one live line on a terminal, plain lines otherwise."""
-
-    def __init__(self, stream: TextIO, *, live: bool) -> None:
-        self._stream = stream
-        self._live = live
-        self._lock = threading.Lock()
-        self._shown = False
-
-    def __call__(self, message: str) -> None:
-        """Show one progress message."""
-        with self._lock:
-            if not self._live:
-                self._stream.write(message + "\n")
-            elif "ERROR" in message or "WARNING" in message:
-                self._clear()
-                self._stream.write(message + "\n")
-            else:
-                width = max(20, shutil.get_terminal_size().columns - 1)
-                text = message if len(message) <= width else message[: width - 1] + "…"
-                self._stream.write("\r\x1b[K" + text)
-                self._shown = True
-            self._stream.flush()
-
-    def _clear(self) -> None:
-        if self._shown:
-            self._stream.write("\r\x1b[K")
-            self._shown = False
-
-    def close(self) -> None:
-        """Remove the live line (the summary follows)."""
-        with self._lock:
-            self._clear()
-            self._stream.flush()
 
 
 def policies_run(
@@ -166,6 +129,14 @@ def summary_lines(report: RunReport) -> list[str]:
 @click.option(
     "--no-alerts", is_flag=True, help="Send no Sentry events and no Crons check-ins."
 )
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Show a progress line for every image (created, each state change, deleted); "
+    "without it a terminal shows one live status line and other output the run-level lines "
+    "and a heartbeat every minute.",
+)
 def run_command(
     *,
     config_file: str | None,
@@ -176,6 +147,7 @@ def run_command(
     as_json: bool,
     no_wait: bool,
     no_alerts: bool,
+    verbose: bool,
 ) -> None:
     """Run once now: create the due images, wait for them, rotate old ones.
 
@@ -197,6 +169,10 @@ def run_command(
     --at TIME runs as if it were TIME (the slot and retention use it; for previews,
     tests and replaying a missed slot).
 
+    Progress goes to stderr: on a terminal one status line (per region: images made,
+    waiting, failed; time elapsed), otherwise the run-level lines and a heartbeat line
+    every minute; --verbose adds a line per image. The summary goes to stdout.
+
     \b
     Exit status:
       0  every slot has its NORMAL image (or is being made, with --no-wait)
@@ -215,10 +191,10 @@ def run_command(
         sys.exit(EXIT_CONFIG)
     now = at or utc_now()
     stderr = sys.stderr
-    display = ProgressDisplay(stderr, live=stderr.isatty() and not as_json)
+    display = RunProgress(stderr, live=stderr.isatty() and not as_json, verbose=verbose)
     policies = [] if dry_run else policies_run(setup, policy_names, region_names, now)
     try:
-        with policy_checkins(alerter, policies, setup.config.sentry) as fail:
+        with display.running(), policy_checkins(alerter, policies, setup.config.sentry) as fail:
             report = run_once(
                 setup,
                 client,
@@ -234,7 +210,6 @@ def run_command(
                 if not report.policy_ok(policy.name):
                     fail(policy.name)
     finally:
-        display.close()
         alerter.flush(ALERT_FLUSH_SECONDS)
         alerter.close(ALERT_FLUSH_SECONDS)
     if as_json:
