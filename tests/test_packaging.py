@@ -23,6 +23,8 @@ SDIST_MUST_HOLD = (
     "MANIFEST.in",
     "Makefile",
     "systemd/cvmkeeper.service",
+    "monitoring/cvmkeeper-dashboard.json",
+    "monitoring/cvmkeeper-alerts.yaml",
     "config/cvmkeeper.yaml",
     "config/demo.yaml",
     "config/demo-secret-key",
