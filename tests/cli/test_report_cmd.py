@@ -192,3 +192,39 @@ def test_the_console_check_catches_errors_and_refused_loads(tmp_path: Path) -> N
     messages = console_messages(result.stderr)
     assert len(messages) >= 2, result.stderr[-2000:]
     assert any("127.0.0.1:9/x" in line for line in messages)
+
+
+SAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "cvmkeeper.yaml"
+
+
+def test_simulate_writes_the_retention_ladder_as_a_page(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "ladder.html"
+    args = ["simulate", "--config", str(SAMPLE_CONFIG), "--policy", "web-daily", "--days",
+            "400", "--at", "2026-01-01"]
+    result = CliRunner().invoke(cli, [*args, "--json", "--html", str(out)])
+    assert result.exit_code == 0, result.output
+    kept = json.loads(result.stdout)["kept"]
+    page = out.read_text(encoding="utf-8")
+    assert "default-src 'none'" in page and "<script" not in page
+    assert f"Kept at the end ({len(kept)})" in page
+    assert page.count('class="image-dot"') == page.count('class="image-row"') == len(kept)
+    for image in kept:
+        assert image["name"] in page and ", ".join(image["reasons"]) in page
+    bad = CliRunner().invoke(cli, [*args, "--html", str(tmp_path / "no" / "x.html")])
+    assert bad.exit_code == 2 and "cannot write" in bad.output
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_the_ladder_renders_in_headless_chromium(tmp_path: Path) -> None:
+    out = tmp_path / "ladder.html"
+    result = CliRunner().invoke(cli, ["simulate", "--config", str(SAMPLE_CONFIG), "--policy",
+                                      "web-daily", "--days", "120", "--at", "2026-01-01",
+                                      "--html", str(out)])
+    assert result.exit_code == 0, result.output
+    dom = chromium(out, tmp_path / "profile", "--dump-dom")
+    assert dom.returncode == 0
+    assert console_messages(dom.stderr) == []
+    assert dom.stdout.count('class="image-dot"') >= 3
