@@ -107,7 +107,8 @@ def test_template_unit_takes_config_state_and_credentials_from_the_instance_name
     assert template["ConfigurationDirectory"] == ["cvmkeeper/%i"]
     assert template["StateDirectory"] == ["cvmkeeper/%i"]
     assert "%i" in template["Description"][0]
-    credentials = re.findall(r"^#LoadCredential=\w+:(\S+)$", result.output, re.MULTILINE)
+    credentials = re.findall(r"^#?LoadCredential(?:Encrypted)?=\w+:(\S+)$", result.output,
+                             re.MULTILINE)
     assert credentials and all(path.startswith("/etc/cvmkeeper/%i/") for path in credentials)
     # Every other setting (the whole sandbox) is the single unit's.
     differing = {k for k in plain.keys() | template.keys() if plain.get(k) != template.get(k)}

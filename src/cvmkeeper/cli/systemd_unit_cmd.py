@@ -56,20 +56,11 @@ TEMPLATE_SUBSTITUTIONS: tuple[tuple[str, str], ...] = (
     ),
     ("\nConfigurationDirectory=cvmkeeper\n", "\nConfigurationDirectory=cvmkeeper/%i\n"),
     ("\nStateDirectory=cvmkeeper\n", "\nStateDirectory=cvmkeeper/%i\n"),
-    (
-        ":/etc/cvmkeeper/credentials/secret_id\n",
-        ":/etc/cvmkeeper/%i/credentials/secret_id\n",
-    ),
-    (
-        ":/etc/cvmkeeper/credentials/secret_key\n",
-        ":/etc/cvmkeeper/%i/credentials/secret_key\n",
-    ),
-    (
-        ":/etc/cvmkeeper/credentials/sentry_dsn\n",
-        ":/etc/cvmkeeper/%i/credentials/sentry_dsn\n",
-    ),
 )
 """(anchor, replacement) pairs; each anchor must occur exactly once in the single unit."""
+#: every mention of the credentials directory (the LoadCredential= lines and the comments
+#: that create the files) moves below the instance's directory; at least one must exist
+CREDENTIALS_DIR = ("/etc/cvmkeeper/credentials", "/etc/cvmkeeper/%i/credentials")
 
 
 class UnitTemplateError(RuntimeError):
@@ -97,6 +88,10 @@ def template_unit(unit: str) -> str:
                 f"{UNIT_NAME}: expected {anchor.strip()!r} once, found it {count} times"
             )
         body = body.replace(anchor, replacement)
+    old_dir, new_dir = CREDENTIALS_DIR
+    if old_dir not in body:
+        raise UnitTemplateError(f"{UNIT_NAME}: no LoadCredential= path under {old_dir}")
+    body = body.replace(old_dir, new_dir)
     return TEMPLATE_HEADER + "\n" + marker + body
 
 
