@@ -26,6 +26,7 @@ from cvmkeeper.cli.common import (
     print_json,
     utc_now,
 )
+from cvmkeeper.cli.credentials_hint import credentials_hint
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.credentials import CredentialsError
 from cvmkeeper.config import Setup
@@ -71,6 +72,8 @@ def client_or_exit(setup: Setup, command: str) -> CloudClient:
         return cloud_client(setup.config)
     except CredentialsError as error:
         click.echo(f"{command}: {error}", err=True)
+        for line in credentials_hint(error, command):
+            click.echo(line, err=True)
         sys.exit(EXIT_CONFIG)
 
 
