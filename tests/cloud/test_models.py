@@ -10,6 +10,7 @@ from cvmkeeper.cloud.models import (
     CreateImageRequest,
     ResponseFormatError,
     image_from_api,
+    instance_from_api,
     parse_created_time,
 )
 from cvmkeeper.core.inventory import ImageState
@@ -57,3 +58,25 @@ def test_create_request_body() -> None:
         "TagSpecification": [{"ResourceType": "image", "Tags": [{"Key": "k", "Value": "v"}]}],
     }
     assert CreateImageRequest("n", "ins-1").to_params()["ForcePoweroff"] == "false"
+
+
+def test_snapshot_set_and_data_disks_are_read_leniently() -> None:
+    image = image_from_api({
+        "ImageId": "img-1", "CreatedTime": "2026-01-01T00:00:00Z",
+        "SnapshotSet": [{"SnapshotId": "snap-1", "DiskUsage": "SYSTEM_DISK", "DiskSize": 50},
+                        {"SnapshotId": "snap-2", "DiskUsage": "DATA_DISK", "DiskSize": None},
+                        {"DiskUsage": "DATA_DISK"}],
+    }, "ap-guangzhou")
+    assert [(s.snapshot_id, s.usage, s.size_gib) for s in image.snapshots] == [
+        ("snap-1", "SYSTEM_DISK", 50), ("snap-2", "DATA_DISK", 0)]
+    instance = instance_from_api({
+        "InstanceId": "ins-1", "SystemDisk": {"DiskId": "disk-s", "DiskType": "CLOUD_SSD",
+                                              "DiskSize": 50},
+        "DataDisks": [{"DiskId": "disk-a", "DiskType": "LOCAL_SSD", "DiskSize": "100"},
+                      {"DiskType": "CLOUD_SSD"}, None],
+    }, "ap-guangzhou")
+    assert instance.system_disk is not None and instance.system_disk.disk_id == "disk-s"
+    [disk] = instance.data_disks
+    assert (disk.disk_id, disk.local, disk.size_gib) == ("disk-a", True, 100)
+    bare = instance_from_api({"InstanceId": "ins-2", "DataDisks": None}, "ap-guangzhou")
+    assert bare.system_disk is None and bare.data_disks == ()

@@ -85,6 +85,9 @@ FAULT_SHARES = {"InternalError": 0.3, "RequestLimitExceeded": 0.3, "reset": 0.2,
                 "lost_response": 0.2}
 
 
+HOURLY_DISK = {"id": "disk-hourly01", "type": "CLOUD_PREMIUM", "size": 100}
+
+
 def fleet(*, seed: int, fault_rate: float) -> dict[str, Any]:
     """Two regions with quota 10, three instances, unmanaged images; faults on every action
     at ``fault_rate`` in all (shared by kind) and ``CREATEFAILED`` at ``fault_rate``."""
@@ -97,7 +100,9 @@ def fleet(*, seed: int, fault_rate: float) -> dict[str, Any]:
         "timing": {"create_seconds": 0.2, "stop_seconds": 0.2, "start_seconds": 0.2,
                    "sync_seconds": 0.2, "create_failed_probability": fault_rate},
         "regions": {
-            SOURCE: {"quota": 10, "instances": [{"id": HOURLY_ID}, {"id": WEEKLY_ID}],
+            # the hourly instance has a data disk: its images (and their copies) hold both
+            SOURCE: {"quota": 10, "instances": [{"id": HOURLY_ID, "data_disks": [HOURLY_DISK]},
+                                                {"id": WEEKLY_ID}],
                      "images": [gold(i) for i in UNMANAGED[SOURCE]]},
             DEST: {"quota": 10, "instances": [{"id": DAILY_ID}],
                    "images": [gold(i) for i in UNMANAGED[DEST]]},

@@ -95,6 +95,8 @@ def inventory(endpoint: str, fleet_path: Path, regions: tuple[str, ...]) -> None
             tags = ", ".join(f"{t.Key}={t.Value}" for t in inst.Tags or []) or "-"
             click.echo(f"  instance {inst.InstanceId:<14} {inst.InstanceName:<16} "
                        f"{inst.InstanceState:<9} {inst.Placement.Zone:<16} tags: {tags}")
+            for disk in inst.DataDisks or []:
+                click.echo(f"    data disk {disk.DiskId} {disk.DiskType} {disk.DiskSize} GiB")
         for image in images:
             click.echo(f"  image    {image.ImageId:<14} {image.ImageName:<20} "
                        f"{image.ImageState:<12} {image.CreatedTime}")

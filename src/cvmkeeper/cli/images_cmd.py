@@ -30,9 +30,16 @@ from cvmkeeper.cli.common import (
 from cvmkeeper.cli.plan_cmd import check_choices, client_or_exit, region_option
 from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.config import Setup
+from cvmkeeper.core.disks import (
+    asked_disk_count,
+    asked_disk_ids,
+    describe_snapshots,
+    shortfall,
+    snapshots_json,
+)
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.health import assess_region
-from cvmkeeper.core.inventory import Inventory
+from cvmkeeper.core.inventory import Image, Inventory
 from cvmkeeper.core.naming import is_managed
 from cvmkeeper.core.plan import ImageDecision, Plan
 from cvmkeeper.core.planner import PlannerSettings, plan_region
@@ -56,6 +63,29 @@ def age_text(age: timedelta) -> str:
     return format_duration(timedelta(minutes=max(0, int(age.total_seconds() // 60))))
 
 
+def holds_text(image: Image) -> str:
+    """``system 50G + data 200G (disk-db1data0)``: the ``SnapshotSet``, and the data disks
+    cvmkeeper asked for when it made the image (the ``SnapshotSet`` does not name disks)."""
+    ids = asked_disk_ids(image.tags)
+    text = describe_snapshots(image.snapshots)
+    return f"{text} ({', '.join(ids)})" if ids else text
+
+
+def image_disks_json(image: Image | None) -> dict[str, Any]:
+    """What an image holds (rule 10), for the JSON outputs: ``disks`` (its ``SnapshotSet``),
+    ``holds`` (``system 50G + data 100G``), ``data_disks_asked`` (the ``cvmkeeper:disks``
+    tag; null for images made without it) and ``fewer_disks_than_asked``."""
+    if image is None:
+        return {"disks": [], "holds": "?", "data_disks_asked": None,
+                "fewer_disks_than_asked": False}
+    return {
+        "disks": snapshots_json(image.snapshots),
+        "holds": holds_text(image),
+        "data_disks_asked": asked_disk_count(image.tags),
+        "fewer_disks_than_asked": shortfall(image.tags, image.snapshots) is not None,
+    }
+
+
 def _region_json(
     plan: Plan,
     inventory: Inventory,
@@ -66,6 +96,7 @@ def _region_json(
     names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     created = {image.image_id: image.created_time for image in inventory.images}
+    by_id = {image.image_id: image for image in inventory.images}
     instances: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for decision in plan.decisions:
         if instance_ids is not None and decision.instance_id not in instance_ids:
@@ -83,6 +114,7 @@ def _region_json(
                 "orphan": decision.orphan,
                 "expires_at_next_run": decision.delete_kind is not None,
                 "kept_by": image_fate(decision),
+                **image_disks_json(by_id.get(decision.image_id)),
             }
         )
     return {
@@ -140,9 +172,11 @@ def images_command(
     does not manage (they are counted, never touched). Then, per instance, newest first,
     each managed image with its slot (UTC), state, age, and the retention rule that keeps
     it (e.g. "keep_daily #3 (2026-11-25)", "newest NORMAL image", "pinned"), or
-    "expires at next run" with the reason. Images of instances no policy targets any more
-    are marked as orphans. Copies in other regions (copies:) are listed under their
-    destination region, with the region their instance lives in.
+    "expires at next run" with the reason, and what it holds: one snapshot per disk
+    ("holds system 50G + data 200G"; "?" while the cloud does not report it). Images of
+    instances no policy targets any more are marked as orphans. Copies in other regions
+    (copies:) are listed under their destination region, with the region their instance
+    lives in.
 
     Each instance shows its name (from DescribeInstances) beside its id. The filters
     --region, --policy, --instance and --stale combine (an instance must pass all).
@@ -278,8 +312,9 @@ def _print_region(region: dict[str, Any]) -> None:
         named = f" ({name})" if name and name != instance_id else ""
         click.echo(f"  {instance_id}{named}{copies}{orphan}")
         for image in images:
+            short = "  FEWER DISKS THAN ASKED" if image["fewer_disks_than_asked"] else ""
             click.echo(
                 f"    {image['image_name']}  {image['image_id']}  slot {iso_utc(image['slot'])}  "
                 f"{image['state']:8} age {age_text(timedelta(seconds=image['age_seconds']))}  "
-                f"{image['kept_by']}"
+                f"{image['kept_by']}\n      holds {image['holds']}{short}"
             )

@@ -40,6 +40,8 @@ from cvmkeeper.cli.status_monitor import UNKNOWN, monitor_result, unknown_lines
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.credentials import CredentialsError
 from cvmkeeper.config import ConfigError, Setup, config_path, load_setup
+from cvmkeeper.core.disk_report import region_disk_warnings
+from cvmkeeper.core.disks import describe_snapshots
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.health import (
     CopyFreshness,
@@ -72,6 +74,10 @@ class Status:
     state_problem: str | None = None
     regions: list[RegionHealth] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
+    #: rule 10: disks left out of backups, images holding fewer disks than asked
+    disk_warnings: list[str] = field(default_factory=list)
+    #: image id -> what it holds (``system 50G + data 100G``), for the newest images
+    holds: dict[str, str] = field(default_factory=dict)
 
     @property
     def stale(self) -> list[InstanceFreshness]:
@@ -97,6 +103,7 @@ class Status:
             or self.stale_copies
             or any(h.quota.low for h in self.regions)
             or self.failed_policies(setup)
+            or self.disk_warnings  # a backup that leaves a disk out (rule 10)
         )
 
 
@@ -129,6 +136,13 @@ def gather(
             assess_region(inventory, setup.policies, now, settings, setup.config.name_format,
                           sources=read)
         )
+        status.disk_warnings += [
+            f"{inventory.region}: {message}"
+            for message in region_disk_warnings(inventory, setup.policies,
+                                                setup.config.name_format)
+        ]
+        status.holds.update({i.image_id: describe_snapshots(i.snapshots)
+                             for i in inventory.images})
     return status
 
 
@@ -223,6 +237,9 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
     if any(health.copies for health in status.regions):
         lines += ["", f"STALE COPIES ({len(stale_copies)})"]
         lines += [f"  {item.describe()}" for item in stale_copies] or ["  none"]
+    if status.disk_warnings:  # rule 10: a disk left out of a backup is never silent
+        lines += ["", f"DISK WARNINGS ({len(status.disk_warnings)})"]
+        lines += [f"  {message}" for message in status.disk_warnings]
     errors = _recent_errors(setup, status)
     lines += ["", f"RECENT ERRORS ({len(errors)})"]
     lines += [f"  {e['policy']} {e['finished']}: {e['message']}" for e in errors] or ["  none"]
@@ -273,6 +290,13 @@ def _freshness_json(item: InstanceFreshness) -> dict[str, Any]:
         "allowed_seconds": int(item.allowed.total_seconds()),
         "stale": item.stale,
     }
+
+
+def _with_holds(status: Status, entry: dict[str, Any]) -> dict[str, Any]:
+    """``newest_image_holds``: what the newest image holds (rule 10), ``null`` if none."""
+    newest = entry.get("newest_image_id")
+    entry["newest_image_holds"] = status.holds.get(newest) if newest else None
+    return entry
 
 
 def _copy_json(item: CopyFreshness) -> dict[str, Any]:
@@ -339,11 +363,13 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
              "unmanaged": None, "low": None, "error": problem}
             for region, problem in status.unreadable.items()
         ],
-        "instances": [_freshness_json(i) for h in status.regions for i in h.instances],
+        "instances": [_with_holds(status, _freshness_json(i))
+                      for h in status.regions for i in h.instances],
         "stale": [_freshness_json(i) for i in status.stale],
         "copies": [_copy_json(c) for h in status.regions for c in h.copies],
         "stale_copies": [_copy_json(c) for c in status.stale_copies],
         "recent_errors": _recent_errors(setup, status),
+        "disk_warnings": list(status.disk_warnings),
     }
 
 

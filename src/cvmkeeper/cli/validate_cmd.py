@@ -32,7 +32,11 @@ from cvmkeeper.core.capacity import (
     check_region_quota,
     explain_max_images,
     needs_rotation_headroom,
+    policy_max_images,
 )
+from cvmkeeper.core.disk_report import region_disk_warnings
+from cvmkeeper.core.disks import SNAPSHOTS_PER_DISK
+from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.naming import is_managed
 from cvmkeeper.core.policy import Policy, Retention
 from cvmkeeper.core.schedule import next_policy_slots, zone
@@ -148,6 +152,40 @@ def online_checks(setup: Setup, notes: dict[str, str] | None = None) -> list[Quo
     return checks
 
 
+def snapshot_warnings(setup: Setup) -> list[str]:
+    """Policies whose instances can hold more images than CBS documents snapshots per disk
+    (every image holds one snapshot of each of its disks; ``core.disks``), and a config that
+    deletes images without their snapshots."""
+    warnings: list[str] = []
+    if not setup.config.api.delete_binded_snapshots:
+        warnings.append("api.delete_binded_snapshots is false: every deleted image leaves its "
+                        "snapshots (one per disk it holds) behind, billed")
+    for policy in setup.policies:
+        most = policy_max_images(policy) + (
+            1 if needs_rotation_headroom(policy.retention, policy.schedules, policy.timezone)
+            else 0)
+        if most > SNAPSHOTS_PER_DISK:
+            warnings.append(
+                f"policy '{policy.name}' can keep {most} images per instance; each holds a "
+                f"snapshot of every disk and CBS documents at most {SNAPSHOTS_PER_DISK} "
+                "snapshots per disk"
+            )
+    return warnings
+
+
+def online_disk_warnings(setup: Setup) -> list[str]:
+    """Rule 10 against the cloud: every disk the policies want that cannot be imaged (local
+    disks, listed disks not attached), and images holding fewer disks than asked."""
+    client = cloud_client(setup.config)
+    warnings: list[str] = []
+    for region in regions_of(setup):
+        inventory = Inventory(region=region, quota=0, images=client.list_images(region),
+                              instances=client.list_instances(region))
+        warnings += [f"{region}: {message}" for message in
+                     region_disk_warnings(inventory, setup.policies, setup.config.name_format)]
+    return warnings
+
+
 def quota_problems(setup: Setup, checks: Sequence[QuotaCheck]) -> list[Problem]:
     """One problem per region whose worst case does not fit its quota."""
     source = display_path(setup.config.source)
@@ -191,7 +229,10 @@ def validate(config_file: str | None, online: bool) -> None:
     known regions (a typo is reported at its file, line and key, with the closest name).
 
     On success prints one line per policy (targets, regions, next slot, the most images
-    one instance can hold, with the arithmetic) and one line per region.
+    one instance can hold, with the arithmetic) and one line per region, then warnings:
+    a policy that can keep more images per instance than CBS documents snapshots per disk
+    (64), and with --online every disk a backup cannot hold (local disks, listed disks that
+    are not attached) and every image holding fewer disks than cvmkeeper asked for.
 
     \b
     Exit status:
@@ -205,10 +246,12 @@ def validate(config_file: str | None, online: bool) -> None:
     if unknown_regions:
         report_config_error(ConfigError(unknown_regions))
         sys.exit(EXIT_CONFIG)
+    warnings = snapshot_warnings(setup)
     notes: dict[str, str] = {}
     if online:
         try:
             checks = online_checks(setup, notes)
+            warnings += online_disk_warnings(setup)
         except CloudError as exc:  # a sentence from Tencent's answer; never a secret
             click.echo(f"validate: --online failed: {exc}", err=True)
             sys.exit(EXIT_FAILED)
@@ -226,4 +269,6 @@ def validate(config_file: str | None, online: bool) -> None:
     for check in checks:
         note = notes.get(check.region) if online else offline_quota_note(setup)
         click.echo(f"quota {check.explain()}" + (f" ({note})" if note else ""))
+    for warning in warnings:
+        click.echo(f"warning: {warning}")
     click.echo(f"ok: {len(setup.policies)} policies valid")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from cvmkeeper.core.disks import Disk, ImageSnapshot
 from cvmkeeper.core.inventory import Image, ImageState, Instance
 
 
@@ -129,7 +130,27 @@ def image_from_api(item: Mapping[str, Any], region: str) -> Image:
         snapshot_ids=tuple(
             str(s["SnapshotId"]) for s in item.get("SnapshotSet") or () if s.get("SnapshotId")
         ),
+        snapshots=tuple(
+            ImageSnapshot(str(s["SnapshotId"]), str(s.get("DiskUsage") or ""),
+                          _int(s.get("DiskSize")))
+            for s in item.get("SnapshotSet") or () if s.get("SnapshotId")
+        ),
     )
+
+
+def _int(raw: Any) -> int:
+    """A size that may be null or absent: 0 then (never a reason to fail a listing)."""
+    try:
+        return int(raw or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _disk(raw: Any) -> Disk | None:
+    """A ``SystemDisk`` / ``DataDisks`` entry (``DiskId``, ``DiskType``, ``DiskSize``)."""
+    if not isinstance(raw, Mapping) or not raw.get("DiskId"):
+        return None
+    return Disk(str(raw["DiskId"]), str(raw.get("DiskType") or ""), _int(raw.get("DiskSize")))
 
 
 def instance_from_api(item: Mapping[str, Any], region: str) -> Instance:
@@ -142,4 +163,8 @@ def instance_from_api(item: Mapping[str, Any], region: str) -> Instance:
         region=region,
         zone=str(placement.get("Zone") or ""),
         tags=_tags(item.get("Tags")),
+        system_disk=_disk(item.get("SystemDisk")),
+        data_disks=tuple(
+            disk for disk in (_disk(d) for d in item.get("DataDisks") or ()) if disk is not None
+        ),
     )

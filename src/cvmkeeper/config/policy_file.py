@@ -16,6 +16,7 @@ The file format, key by key::
         jitter: 5m                   # optional random delay of the run (not the slot)
     retention: {keep_last: 3, keep_daily: 7, keep_weekly: 4, keep_monthly: 6, min_keep: 1}
     consistency: live                # live | force_poweroff | stop_start
+    disks: all                       # all | system | {include: [...]} | {exclude: [...]}
     catch_up: 1d                     # or off; default: one schedule period
     on_quota_full: evict             # evict | skip; default: the daemon config's
     copies:                          # disaster-recovery copies in other regions (SyncImages)
@@ -31,6 +32,7 @@ from datetime import timedelta
 
 import yaml
 
+from cvmkeeper.config.disks_key import read_disks
 from cvmkeeper.config.reader import Node, Reader
 from cvmkeeper.core.naming import INSTANCE_ID_PATTERN, MAX_NAME_LENGTH
 from cvmkeeper.core.policy import (
@@ -66,6 +68,7 @@ POLICY_KEYS = (
     "catch_up",
     "copies",
     "on_quota_full",
+    "disks",
 )
 TARGET_KEYS = ("instance_ids", "tags", "exclude_instance_ids")
 COPY_KEYS = ("region", "retention")
@@ -349,6 +352,9 @@ def read_policy(
         ok = ok and got_q is not None
         on_quota_full = "skip" if got_q == "skip" else "evict"
 
+    disks = read_disks(reader, keys["disks"]) if "disks" in keys else Policy.disks_default()
+    ok = ok and disks is not None
+
     catch_up: timedelta | None = None
     if "catch_up" in keys:
         catch_node = keys["catch_up"]
@@ -378,6 +384,7 @@ def read_policy(
         on_quota_full=on_quota_full,
         description=description,
         source=reader.source,
+        disks=disks or Policy.disks_default(),
     )
     return dataclasses.replace(
         policy, catch_up=catch_up if catch_up is not None else policy_period(policy)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from cvmkeeper.core.disks import Disk, ImageSnapshot
+
 
 class ImageState(StrEnum):
     """``ImageState`` values the CVM API reports (``USING`` is the older docs' ``NORMAL``)."""
@@ -54,6 +56,8 @@ class Image:
     """One custom image as ``DescribeImages`` reports it.
 
     ``created_time`` is always an aware UTC datetime. ``tags`` is a read-only mapping.
+    ``snapshots`` is the ``SnapshotSet``: one snapshot per disk the image holds (empty
+    when the API did not report it).
     """
 
     image_id: str
@@ -65,11 +69,13 @@ class Image:
     image_type: str = "PRIVATE_IMAGE"
     tags: Mapping[str, str] = field(default_factory=dict)
     snapshot_ids: tuple[str, ...] = ()
+    snapshots: tuple[ImageSnapshot, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Instance:
-    """One CVM instance as ``DescribeInstances`` reports it."""
+    """One CVM instance as ``DescribeInstances`` reports it, with its disks (``SystemDisk``,
+    ``DataDisks``: what a whole-machine image can hold)."""
 
     instance_id: str
     name: str
@@ -77,6 +83,8 @@ class Instance:
     region: str
     zone: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    system_disk: Disk | None = None
+    data_disks: tuple[Disk, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from cvmkeeper.core.disk_report import disk_warnings
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.naming import (
     DEFAULT_FORMAT,
@@ -209,6 +210,7 @@ def plan_region(
     resolution = resolve_targets(inventory.region, policies, inventory.instances)
     warnings.extend(resolution.warnings)
     targeted = resolution.policies_by_instance
+    warnings.extend(disk_warnings(inventory, targeted, managed))  # rule 10 (core.disk_report)
     copy_sources = _copy_sources(inventory, policies, targeted, sources or {}, fmt)
     local_ids = {instance.instance_id for instance in inventory.instances}
 

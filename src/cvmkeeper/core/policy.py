@@ -12,6 +12,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
 
+from cvmkeeper.core.disks import DiskSelection
 from cvmkeeper.core.durations import format_duration
 
 OnQuotaFull = Literal["evict", "skip"]
@@ -147,6 +148,7 @@ class Policy:
     and still be made on start or reload (zero disables catch-up). ``copies`` are the
     regions each image is copied to for disaster recovery (``SyncImages``), each with
     the retention of its copies. ``source`` is the file the policy came from, for messages.
+    ``disks`` says which disks its images hold (``core.disks``; default: the whole machine).
     """
 
     name: str
@@ -161,6 +163,12 @@ class Policy:
     on_quota_full: OnQuotaFull = "evict"
     description: str = ""
     source: str = ""
+    disks: DiskSelection = field(default_factory=DiskSelection)
+
+    @staticmethod
+    def disks_default() -> DiskSelection:
+        """The ``disks`` of a policy that does not say: the whole machine."""
+        return DiskSelection()
 
     def copy_to(self, region: str) -> CopyRule | None:
         """The copy rule of destination ``region``, or ``None`` when nothing is copied there."""

@@ -34,8 +34,10 @@ from typing import Any
 from cvmkeeper.emulator import params as p
 from cvmkeeper.emulator.clock import Clock
 from cvmkeeper.emulator.errors import ApiError, ConnectionFault
-from cvmkeeper.emulator.fleet import FAULT_KINDS, FleetSpec, parse_faults
+from cvmkeeper.emulator.fleet import DISK_TYPES, FAULT_KINDS, FleetSpec, parse_faults
 from cvmkeeper.emulator.records import (
+    SYSTEM_DISK_GIB,
+    DiskRecord,
     ImageRecord,
     InstanceRecord,
     RegionState,
@@ -199,6 +201,35 @@ class EmulatorCore:
                 "history": copy.deepcopy(self._history[history_since:]),  # entry n: seq n+1
             }
 
+    def change_disks(self, instance_id: str, *, attach: Mapping[str, Any] | None = None,
+                     detach: str | None = None) -> dict[str, Any]:
+        """Attach a data disk to, or detach one from, an instance at runtime (what a person
+        does in the console between two slots). ``attach`` is ``{"id", "type", "size"}``.
+        Returns the instance's ``DataDisks``; raises ``ValueError`` for a bad request."""
+        with self._lock:
+            instance = next((r.instances[instance_id] for r in self._regions.values()
+                             if instance_id in r.instances), None)
+            if instance is None:
+                raise ValueError(f"no instance {instance_id!r}")
+            attached = {disk.disk_id for disk in instance.data_disks}
+            if detach is not None:
+                if detach not in attached:
+                    raise ValueError(f"{detach!r} is not attached to {instance_id}")
+                instance.data_disks = [d for d in instance.data_disks if d.disk_id != detach]
+            if attach is not None:
+                disk_id = attach.get("id")
+                if not isinstance(disk_id, str) or not disk_id.startswith("disk-"):
+                    raise ValueError("attach needs an id such as disk-1a2b3c4d")
+                if disk_id in attached:
+                    raise ValueError(f"{disk_id!r} is already attached to {instance_id}")
+                disk_type = attach.get("type", "CLOUD_PREMIUM")
+                size = attach.get("size", 100)
+                if disk_type not in DISK_TYPES or not isinstance(size, int) or size < 1:
+                    raise ValueError(f"bad disk type or size: {disk_type!r}, {size!r}")
+                instance.data_disks.append(DiskRecord(disk_id, disk_type, size))
+            return {"InstanceId": instance_id,
+                    "DataDisks": [disk.to_api() for disk in instance.data_disks]}
+
     def set_faults(self, mapping: Mapping[str, Any]) -> None:
         """Replace the injected faults (the fleet file's ``faults:`` mapping, or
         ``{"faults": {...}}``). Raises ``FleetError`` naming the bad key."""
@@ -283,7 +314,8 @@ class EmulatorCore:
                     state=inst.state, created_time=inst.created_time or now - timedelta(days=30),
                     tags=dict(inst.tags), not_supported=inst.not_supported,
                     instance_type=inst.instance_type, os_name=inst.os_name,
-                    data_disk_ids=list(inst.data_disk_ids), system_disk_id=self._new_id("disk"),
+                    data_disks=[DiskRecord(d.id, d.type, d.size) for d in inst.data_disks],
+                    system_disk_id=self._new_id("disk"),
                     private_ip=f"10.{index % 250}.{n // 250}.{n % 250 + 2}",
                 )
             for n, img in enumerate(spec.images):
@@ -294,7 +326,8 @@ class EmulatorCore:
                     image_type=img.image_type,
                     source="OFFICIAL" if img.image_type == "PUBLIC_IMAGE" else "CREATE_IMAGE",
                     instance_id=img.instance_id, tags=dict(img.tags), shared=img.shared,
-                    snapshots=[SnapshotRecord(self._new_id("snap"), "SYSTEM_DISK", 50)]
+                    snapshots=[SnapshotRecord(self._new_id("snap"), "SYSTEM_DISK",
+                                              SYSTEM_DISK_GIB)]
                     if img.image_type == "PRIVATE_IMAGE" else [],
                     # a seeded in-flight image finishes like a fresh one
                     ready_at=now + timedelta(seconds=fleet.timing.create_seconds)
@@ -458,10 +491,7 @@ class EmulatorCore:
         if instance.state in TRANSITIONAL_INSTANCE_STATES:
             raise ApiError("OperationDenied.InstanceOperationInProgress",
                            f"The instance `{instance_id}` is {instance.state}.")
-        unknown_disks = [d for d in data_disks if d not in instance.data_disk_ids]
-        if unknown_disks:
-            raise ApiError("InvalidParameterValue",
-                           f"Data disks {unknown_disks} are not attached to `{instance_id}`.")
+        disks = self._image_disks(instance, data_disks)
         if any(i.name == name and i.counts_against_quota for i in region.images.values()):
             raise ApiError("InvalidImageName.Duplicate",
                            f"The image name `{name}` already exists in {region.name}.")
@@ -472,20 +502,62 @@ class EmulatorCore:
         if region.quota_used() >= region.quota:
             raise ApiError("ImageQuotaLimitExceeded",
                            f"The custom-image quota of {region.name} ({region.quota}) is used up.")
+        self._check_snapshot_quota(region, instance, disks)
         if dry_run:
             raise ApiError("DryRunOperation", "The request would have succeeded.")
         will_fail = self._rng.random() < self._fleet.timing.create_failed_probability
-        snapshots = [SnapshotRecord(self._new_id("snap"), "SYSTEM_DISK", 50)]
-        snapshots += [SnapshotRecord(self._new_id("snap"), "DATA_DISK", 100) for _ in data_disks]
+        snapshots = [SnapshotRecord(self._new_id("snap"), "SYSTEM_DISK", SYSTEM_DISK_GIB,
+                                    instance.system_disk_id)]
+        snapshots += [SnapshotRecord(self._new_id("snap"), "DATA_DISK", d.size, d.disk_id)
+                      for d in disks]
+        timing = self._fleet.timing
+        total_gib = sum(snapshot.disk_size for snapshot in snapshots)
+        seconds = timing.create_seconds + timing.create_seconds_per_100gib * total_gib / 100
         image = ImageRecord(
             image_id=self._new_id("img"), name=name, region=region.name, state="CREATING",
             created_time=now, description=description, instance_id=instance_id,
             os_name=instance.os_name, tags=tags, snapshots=snapshots, will_fail=will_fail,
-            ready_at=now + timedelta(seconds=self._fleet.timing.create_seconds),
+            ready_at=now + timedelta(seconds=seconds),
         )
         region.images[image.image_id] = image
+        # what was attached when the image was made: the invariant checker compares it with
+        # the disks the image holds (no disk left out without an alert)
         return Outcome({"ImageId": image.image_id}, image_ids=[image.image_id],
-                       instance_ids=[instance_id])
+                       instance_ids=[instance_id],
+                       extra={"AttachedDataDisks": [d.disk_id for d in instance.data_disks]})
+
+    @staticmethod
+    def _image_disks(instance: InstanceRecord, data_disk_ids: list[str]) -> list[DiskRecord]:
+        """The disks of ``DataDiskIds``, checked with the codes of CreateImage's error list
+        (tencentcloud-sdk-go ``tencentcloud/cvm/v20170312/client.go``)."""
+        attached = {disk.disk_id: disk for disk in instance.data_disks}
+        disks: list[DiskRecord] = []
+        for disk_id in dict.fromkeys(data_disk_ids):
+            if disk_id == instance.system_disk_id:
+                raise ApiError("InvalidParameter.DataDiskIdContainsRootDisk",
+                               f"DataDiskIds must not contain the system disk `{disk_id}`.")
+            disk = attached.get(disk_id)
+            if disk is None:
+                raise ApiError("InvalidParameter.DataDiskNotBelongSpecifiedInstance",
+                               f"The data disk `{disk_id}` does not belong to the instance "
+                               f"`{instance.instance_id}`.")
+            if disk.local:
+                raise ApiError("InvalidParameter.LocalDataDiskNotSupport",
+                               f"The data disk `{disk_id}` is a local disk ({disk.disk_type}); "
+                               "local data disks cannot be used to create instance images.")
+            disks.append(disk)
+        return disks
+
+    def _check_snapshot_quota(self, region: RegionState, instance: InstanceRecord,
+                              disks: list[DiskRecord]) -> None:
+        """The ``snapshot_quota_per_disk`` switch (``fleet.WholeMachine``)."""
+        quota = self._fleet.whole_machine.snapshot_quota_per_disk
+        if quota <= 0:
+            return
+        for disk_id in (instance.system_disk_id, *(d.disk_id for d in disks)):
+            if region.snapshots_of(disk_id) >= quota:
+                raise ApiError("LimitExceeded.SnapshotQuota",
+                               f"The disk `{disk_id}` already has {quota} snapshots.")
 
     def _describe_images(self, region: RegionState, params: Mapping[str, Any], now: datetime,
                          request_id: str) -> Outcome:
@@ -532,6 +604,7 @@ class EmulatorCore:
             image = region.images.pop(image_id)
             if not delete_snapshots:
                 region.leftover_snapshots.extend(s.snapshot_id for s in image.snapshots)
+                region.leftover_disks.update({s.snapshot_id: s.disk_id for s in image.snapshots})
         return Outcome({}, image_ids=ids)
 
     def _describe_image_quota(self, region: RegionState, params: Mapping[str, Any],
@@ -564,6 +637,7 @@ class EmulatorCore:
                 raise ApiError("InvalidImageId.IncorrectState",
                                f"The image `{image_id}` is {image.state}; only NORMAL images "
                                "can be synced.")
+            self._check_whole_machine_sync(image)
             sources.append(image)
         targets: list[RegionState] = []
         for name in destinations:
@@ -596,7 +670,8 @@ class EmulatorCore:
                     region=target.name, state="CREATING", created_time=now,
                     description=source.description, instance_id=source.instance_id,
                     os_name=source.os_name, tags=dict(source.tags),
-                    snapshots=[SnapshotRecord(self._new_id("snap"), s.disk_usage, s.disk_size)
+                    snapshots=[SnapshotRecord(self._new_id("snap"), s.disk_usage, s.disk_size,
+                                              s.disk_id)
                                for s in source.snapshots],
                     ready_at=ready,
                 )
@@ -604,6 +679,20 @@ class EmulatorCore:
                 copies.append({"ImageId": image.image_id, "Region": target.name})
         body: dict[str, Any] = {"ImageSet": copies} if set_required else {}
         return Outcome(body, image_ids=ids, extra={"copies": copies})
+
+    def _check_whole_machine_sync(self, image: ImageRecord) -> None:
+        """The ``whole_machine`` sync switches (``fleet.WholeMachine``)."""
+        switches = self._fleet.whole_machine
+        data = [s for s in image.snapshots if s.disk_usage == "DATA_DISK"]
+        if data and switches.sync == "refused":
+            raise ApiError("InvalidParameter.InstanceImageNotSupport",
+                           f"The image `{image.image_id}` is an instance image (it holds data "
+                           "disks); this API does not support instance images.")
+        size = sum(s.disk_size for s in image.snapshots)
+        if switches.sync_max_gib and size > switches.sync_max_gib:
+            raise ApiError("InvalidImageId.TooLarge",
+                           f"The image `{image.image_id}` ({size} GiB) exceeds the size limit "
+                           f"of {switches.sync_max_gib} GiB.")
 
     def _instances_in_order(self, region: RegionState, ids: list[str],
                             strict: bool) -> list[InstanceRecord]:

@@ -76,6 +76,46 @@ class Timing:
     stop_seconds: float = 1.0
     start_seconds: float = 1.0
     sync_seconds: float = 3.0
+    #: added per 100 GiB of the disks an image holds: imaging time grows with the disks
+    create_seconds_per_100gib: float = 0.0
+
+
+#: Local disk types: ``CreateImage`` refuses them in ``DataDiskIds``
+#: (``InvalidParameter.LocalDataDiskNotSupport``; sdk-go cvm ``client.go``).
+LOCAL_DISK_TYPES = ("LOCAL_BASIC", "LOCAL_SSD", "LOCAL_NVME", "LOCAL_PRO")
+#: Every ``DataDisk.DiskType`` of the SDK's models (tencentcloud-sdk-python cvm ``models.py``).
+DISK_TYPES = (*LOCAL_DISK_TYPES, "CLOUD_BASIC", "CLOUD_PREMIUM", "CLOUD_SSD", "CLOUD_HSSD",
+              "CLOUD_TSSD", "CLOUD_BSSD")
+SYNC_CHOICES = ("allowed", "refused")
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    """One data disk attached to an instance (``DataDisks`` of ``DescribeInstances``)."""
+
+    id: str
+    type: str = "CLOUD_PREMIUM"
+    size: int = 100
+
+
+@dataclass(frozen=True)
+class WholeMachine:
+    """Switches for what Tencent does not document about whole-machine images (issue #15).
+
+    ``sync``: whether ``SyncImages`` copies an image holding data disks. ``allowed`` is the
+    convenient answer; ``refused`` answers ``InvalidParameter.InstanceImageNotSupport``
+    ("this API does not support instance images"), a code in SyncImages' error list
+    (sdk-go cvm ``client.go``). ``sync_max_gib``: images bigger than this are refused with
+    ``InvalidImageId.TooLarge`` (same list; no size is documented); 0: no limit.
+    ``snapshot_quota_per_disk``: CBS documents 64 snapshots per disk (tencentcloud.com
+    document 362/32413) but not whether image snapshots count; when set, a ``CreateImage``
+    that would give a disk more snapshots is refused with ``LimitExceeded.SnapshotQuota``
+    (the code is a guess too); 0: not enforced.
+    """
+
+    sync: str = "allowed"
+    sync_max_gib: int = 0
+    snapshot_quota_per_disk: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,8 +130,13 @@ class InstanceSpec:
     not_supported: bool = False
     instance_type: str = "S5.MEDIUM4"
     os_name: str = "TencentOS Server 3.1 (TK4)"
-    data_disk_ids: tuple[str, ...] = ()
+    data_disks: tuple[DiskSpec, ...] = ()
     created_time: datetime | None = None
+
+    @property
+    def data_disk_ids(self) -> tuple[str, ...]:
+        """The ids of ``data_disks``."""
+        return tuple(disk.id for disk in self.data_disks)
 
 
 @dataclass(frozen=True)
@@ -135,6 +180,7 @@ class FleetSpec:
     rate_limits: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
     faults: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     seed: int | None = None
+    whole_machine: WholeMachine = field(default_factory=WholeMachine)
     source: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -276,7 +322,8 @@ class _Parser:
     def fleet(self, data: Any) -> FleetSpec:
         top = self.mapping(data, ())
         self.known_keys(top, (), {"credentials", "limits", "latency_ms", "timing", "rate_limits",
-                                  "faults", "regions", "seed", "invalid_instances"})
+                                  "faults", "regions", "seed", "invalid_instances",
+                                  "whole_machine"})
         if not top.get("regions"):
             raise self.fail(("regions",), "is required and must name at least one region")
         invalid = self.id_list(top.get("invalid_instances"), ("invalid_instances",))
@@ -299,6 +346,7 @@ class _Parser:
             rate_limits=self.rate_limits(top.get("rate_limits"), ("rate_limits",)),
             faults=self.faults(top.get("faults"), ("faults",)),
             seed=seed,
+            whole_machine=self.whole_machine(top.get("whole_machine"), ("whole_machine",)),
             source=dict(top),
         )
 
@@ -323,10 +371,42 @@ class _Parser:
             token=None if token is None else self.string(token, (*path, "token")),
         )
 
+    def whole_machine(self, value: Any, path: tuple[str, ...]) -> WholeMachine:
+        raw = self.mapping(value, path)
+        self.known_keys(raw, path, {"sync", "sync_max_gib", "snapshot_quota_per_disk"})
+        return WholeMachine(
+            sync=self.choice(raw.get("sync", "allowed"), (*path, "sync"), SYNC_CHOICES),
+            sync_max_gib=self.integer(raw.get("sync_max_gib", 0), (*path, "sync_max_gib")),
+            snapshot_quota_per_disk=self.integer(raw.get("snapshot_quota_per_disk", 0),
+                                                 (*path, "snapshot_quota_per_disk")),
+        )
+
+    def disks(self, raw: Mapping[str, Any], path: tuple[str, ...]) -> tuple[DiskSpec, ...]:
+        """``data_disks: [{id, type, size}]``, or the older ``data_disk_ids: [id]``."""
+        disks = [DiskSpec(self.string(d, (*path, "data_disk_ids", f"[{i}]"), allow_empty=False))
+                 for i, d in enumerate(self.sequence(raw.get("data_disk_ids"),
+                                                     (*path, "data_disk_ids")))]
+        for i, item in enumerate(self.sequence(raw.get("data_disks"), (*path, "data_disks"))):
+            where = (*path, "data_disks", f"[{i}]")
+            disk = self.mapping(item, where)
+            self.known_keys(disk, where, {"id", "type", "size"})
+            if "id" not in disk:
+                raise self.fail((*where, "id"), "is required")
+            disks.append(DiskSpec(
+                id=self.string(disk["id"], (*where, "id"), allow_empty=False),
+                type=self.choice(disk.get("type", "CLOUD_PREMIUM"), (*where, "type"), DISK_TYPES),
+                size=self.integer(disk.get("size", 100), (*where, "size"), low=1),
+            ))
+        ids = [disk.id for disk in disks]
+        for index, disk_id in enumerate(ids):
+            if disk_id in ids[:index]:
+                raise self.fail((*path, "data_disks"), f"disk {disk_id!r} is listed twice")
+        return tuple(disks)
+
     def timing(self, value: Any, path: tuple[str, ...]) -> Timing:
         raw = self.mapping(value, path)
         fields = {"create_seconds", "create_failed_probability", "stop_seconds",
-                  "start_seconds", "sync_seconds"}
+                  "start_seconds", "sync_seconds", "create_seconds_per_100gib"}
         self.known_keys(raw, path, fields)
         values: dict[str, float] = {}
         for key in fields & set(raw):
@@ -383,12 +463,12 @@ class _Parser:
                  invalid: frozenset[str]) -> InstanceSpec:
         raw = self.mapping(value, path)
         self.known_keys(raw, path, {"id", "name", "state", "zone", "tags", "not_supported",
-                                    "instance_type", "os_name", "data_disk_ids", "created_time"})
+                                    "instance_type", "os_name", "data_disk_ids", "data_disks",
+                                    "created_time"})
         if "id" not in raw:
             raise self.fail((*path, "id"), "is required")
         instance_id = self.string(raw["id"], (*path, "id"), allow_empty=False)
         created = raw.get("created_time")
-        disks = self.sequence(raw.get("data_disk_ids"), (*path, "data_disk_ids"))
         return InstanceSpec(
             id=instance_id,
             name=self.string(raw.get("name", instance_id), (*path, "name")),
@@ -400,8 +480,7 @@ class _Parser:
             instance_type=self.string(raw.get("instance_type", "S5.MEDIUM4"),
                                       (*path, "instance_type")),
             os_name=self.string(raw.get("os_name", InstanceSpec.os_name), (*path, "os_name")),
-            data_disk_ids=tuple(self.string(d, (*path, "data_disk_ids", f"[{i}]"))
-                                for i, d in enumerate(disks)),
+            data_disks=self.disks(raw, path),
             created_time=None if created is None else self.timestamp(created,
                                                                      (*path, "created_time")),
         )

@@ -7,7 +7,8 @@ under any other content type and turns any non-200 into ``ServerNetworkError``).
 injected :class:`ConnectionFault` closes the socket without a byte of response.
 
 Control endpoints for tests and tools: ``GET /_emulator/state``,
-``POST /_emulator/faults`` (body: a ``faults:`` mapping) and ``POST /_emulator/reset``.
+``POST /_emulator/faults`` (body: a ``faults:`` mapping), ``POST /_emulator/reset`` and
+``POST /_emulator/disks`` (attach or detach a data disk at runtime).
 """
 
 from __future__ import annotations
@@ -99,8 +100,31 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/_emulator/reset":
             self.server.core.reset()
             self._send_json(200, {"reset": True})
+        elif self.path == "/_emulator/disks":
+            self._change_disks(body)
         else:
             self._send_json(404, {"error": f"no such path {self.path}"})
+
+    def _change_disks(self, body: bytes) -> None:
+        """``{"instance_id", "attach": {"id", "type", "size"}}`` or ``{"instance_id",
+        "detach": "disk-..."}``: a disk attached or detached between two slots."""
+        try:
+            request = json.loads(body or b"{}")
+            if not isinstance(request, dict) or not isinstance(request.get("instance_id"), str):
+                raise ValueError("the body must be a JSON object with instance_id")
+            attach, detach = request.get("attach"), request.get("detach")
+            if (attach is None) == (detach is None):
+                raise ValueError("give exactly one of attach or detach")
+            if attach is not None and not isinstance(attach, dict):
+                raise ValueError("attach must be an object {id, type, size}")
+            if detach is not None and not isinstance(detach, str):
+                raise ValueError("detach must be a disk id")
+            result = self.server.core.change_disks(request["instance_id"], attach=attach,
+                                                   detach=detach)
+        except ValueError as exc:
+            self._send_json(400, {"error": str(exc)})
+            return
+        self._send_json(200, result)
 
     # ------------------------------------------------------------------ the API
 

@@ -28,13 +28,22 @@ What each rule means here:
 - ``not_restarted`` (rule 9): an instance that a ``StopInstances`` call stopped has no later
   successful ``StartInstances`` (instances stopped before are never stopped by cvmkeeper:
   the call would be refused).
+- ``orphaned_snapshots`` (rule 10, deletion): a successful ``DeleteImages`` of managed
+  images without ``DeleteBindedSnap=true``: their snapshots stay behind, billed, with no
+  image to show for them.
+- ``disk_left_out_silently`` (rule 10): a successful ``CreateImage`` whose ``DataDiskIds``
+  leave out a data disk attached at that moment (a local one included: it cannot be imaged,
+  so it must be alerted) (the emulator records them as
+  ``AttachedDataDisks``) for an instance that is not in ``disk_alerts`` (the instances for
+  which a disk warning was alerted, or whose policy asks for fewer disks). Checked only
+  when ``disk_alerts`` is given.
 - ``history_gap``: the replay does not end with the images the state holds: the history
   lacks something, so the other answers cannot be trusted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +63,8 @@ RULES: tuple[str, ...] = (
     "shared_deleted",
     "duplicate_slot",
     "not_restarted",
+    "orphaned_snapshots",
+    "disk_left_out_silently",
     "history_gap",
 )
 
@@ -111,6 +122,7 @@ def check_invariants(
     initial: Mapping[str, Any],
     *,
     name_format: NameFormat = DEFAULT_FORMAT,
+    disk_alerts: Collection[str] | None = None,
 ) -> list[Violation]:
     """Replay ``state``'s history after ``initial`` and return every broken rule.
 
@@ -134,6 +146,8 @@ def check_invariants(
             _transition(region, entry)
         elif action == "CreateImage":
             violations += _create(region, entry, name_format)
+            if disk_alerts is not None:
+                violations += _disks_left_out(region, entry, disk_alerts)
         elif action == "DeleteImages":
             violations += _delete(region, entry)
         elif action == "SyncImages":
@@ -270,10 +284,32 @@ def _delete(region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
             violations.append(Violation(
                 "newest_normal_deleted", region.name, seq,
                 f"DeleteImages named {label}, the newest NORMAL image of {image.instance_id}"))
+    managed = [image for image in named if image.managed]
+    if ok and managed and (entry.get("params") or {}).get("DeleteBindedSnap") is not True:
+        violations.append(Violation(
+            "orphaned_snapshots", region.name, seq,
+            f"DeleteImages of {', '.join(i.image_id for i in managed)} without "
+            "DeleteBindedSnap=true left their snapshots behind"))
     if ok:
         for image in named:
             del region.images[image.image_id]
     return violations
+
+
+def _disks_left_out(region: _Region, entry: Mapping[str, Any],
+                    alerted: Collection[str]) -> list[Violation]:
+    if entry.get("result") != "ok" or not entry.get("ImageIds"):
+        return []
+    params: Mapping[str, Any] = entry.get("params") or {}
+    instance_id = str(params.get("InstanceId", ""))
+    asked = set(params.get("DataDiskIds") or [])
+    missing = [d for d in entry.get("AttachedDataDisks") or [] if d not in asked]
+    if not missing or instance_id in alerted:
+        return []
+    return [Violation(
+        "disk_left_out_silently", region.name, int(entry["seq"]),
+        f"image {entry['ImageIds'][0]} of {instance_id} leaves out attached data disks "
+        f"{', '.join(missing)} and no alert named the instance")]
 
 
 def _sync(regions: Mapping[str, _Region], region: _Region,

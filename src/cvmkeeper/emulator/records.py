@@ -32,11 +32,14 @@ def api_tags(tags: dict[str, str]) -> list[dict[str, str]]:
 
 @dataclass
 class SnapshotRecord:
-    """A snapshot behind an image (system or data disk)."""
+    """A snapshot behind an image (system or data disk). ``disk_id`` is the disk it was
+    taken of: the emulator keeps it to count snapshots per disk, but the API's
+    ``SnapshotSet`` does not show it (SDK ``Snapshot``: SnapshotId, DiskUsage, DiskSize)."""
 
     snapshot_id: str
     disk_usage: str  # SYSTEM_DISK | DATA_DISK
     disk_size: int
+    disk_id: str = ""
 
     def to_api(self) -> dict[str, Any]:
         """Render as an entry of ``Image.SnapshotSet``."""
@@ -118,6 +121,25 @@ class ImageRecord:
 
 
 @dataclass
+class DiskRecord:
+    """One data disk attached to an instance."""
+
+    disk_id: str
+    disk_type: str = "CLOUD_PREMIUM"
+    size: int = DATA_DISK_GIB
+
+    @property
+    def local(self) -> bool:
+        """A local disk: ``CreateImage`` refuses it in ``DataDiskIds``."""
+        return self.disk_type.startswith("LOCAL_")
+
+    def to_api(self) -> dict[str, Any]:
+        """Render as an entry of ``DataDisks`` (DescribeInstances)."""
+        return {"DiskType": self.disk_type, "DiskId": self.disk_id, "DiskSize": self.size,
+                "DeleteWithInstance": True, "Encrypt": False}
+
+
+@dataclass
 class InstanceRecord:
     """One CVM instance. ``ready_at`` ends a ``STOPPING``/``STARTING`` transition."""
 
@@ -131,7 +153,7 @@ class InstanceRecord:
     not_supported: bool = False
     instance_type: str = "S5.MEDIUM4"
     os_name: str = "TencentOS Server 3.1 (TK4)"
-    data_disk_ids: list[str] = field(default_factory=list)
+    data_disks: list[DiskRecord] = field(default_factory=list)
     system_disk_id: str = ""
     private_ip: str = "10.0.0.2"
     ready_at: datetime | None = None
@@ -152,9 +174,7 @@ class InstanceRecord:
             "InstanceChargeType": "POSTPAID_BY_HOUR",
             "SystemDisk": {"DiskType": "CLOUD_PREMIUM", "DiskId": self.system_disk_id,
                            "DiskSize": SYSTEM_DISK_GIB},
-            "DataDisks": [{"DiskType": "CLOUD_PREMIUM", "DiskId": disk, "DiskSize": DATA_DISK_GIB,
-                           "DeleteWithInstance": True, "Encrypt": False}
-                          for disk in self.data_disk_ids],
+            "DataDisks": [disk.to_api() for disk in self.data_disks],
             "PrivateIpAddresses": [self.private_ip],
             "PublicIpAddresses": None,
             "InternetAccessible": {"InternetChargeType": "TRAFFIC_POSTPAID_BY_HOUR",
@@ -200,8 +220,11 @@ class InstanceRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InstanceRecord:
-        """Rebuild a record written by :meth:`to_json`."""
+        """Rebuild a record written by :meth:`to_json` (or by an older emulator, whose
+        ``data_disk_ids`` become default disks)."""
         data = dict(data)
+        legacy = [DiskRecord(d) for d in data.pop("data_disk_ids", None) or []]
+        data["data_disks"] = [DiskRecord(**d) for d in data.get("data_disks") or []] + legacy
         data["created_time"] = parse_time(data["created_time"])
         data["ready_at"] = parse_time(data["ready_at"]) if data.get("ready_at") else None
         return cls(**data)
@@ -210,13 +233,21 @@ class InstanceRecord:
 @dataclass
 class RegionState:
     """Everything one region holds. ``leftover_snapshots`` are snapshots of deleted images
-    that were kept because ``DeleteBindedSnap`` was false (they would still be billed)."""
+    that were kept because ``DeleteBindedSnap`` was false (they would still be billed);
+    ``leftover_disks`` maps each of them to its disk (for the per-disk snapshot quota)."""
 
     name: str
     quota: int
     instances: dict[str, InstanceRecord] = field(default_factory=dict)
     images: dict[str, ImageRecord] = field(default_factory=dict)
     leftover_snapshots: list[str] = field(default_factory=list)
+    leftover_disks: dict[str, str] = field(default_factory=dict)
+
+    def snapshots_of(self, disk_id: str) -> int:
+        """Snapshots of ``disk_id`` in this region: behind images, and left over."""
+        behind = sum(1 for image in self.images.values() for snapshot in image.snapshots
+                     if snapshot.disk_id == disk_id)
+        return behind + sum(1 for d in self.leftover_disks.values() if d == disk_id)
 
     def quota_used(self) -> int:
         """Images counted against the custom-image quota (every state)."""
@@ -230,13 +261,15 @@ class RegionState:
             "instances": [i.to_json() for i in self.instances.values()],
             "images": [i.to_json() for i in self.images.values()],
             "leftover_snapshots": list(self.leftover_snapshots),
+            "leftover_disks": dict(self.leftover_disks),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RegionState:
         """Rebuild a region written by :meth:`to_json`."""
         region = cls(name=data["name"], quota=int(data["quota"]),
-                     leftover_snapshots=list(data.get("leftover_snapshots", [])))
+                     leftover_snapshots=list(data.get("leftover_snapshots", [])),
+                     leftover_disks=dict(data.get("leftover_disks", {})))
         for raw in data.get("instances", []):
             instance = InstanceRecord.from_json(raw)
             region.instances[instance.instance_id] = instance

@@ -30,6 +30,7 @@ from datetime import datetime
 
 from cvmkeeper.alerting import Failure
 from cvmkeeper.cloud.errors import CloudError
+from cvmkeeper.core.disks import sync_refusal_hint
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.naming import slot_tag_value
@@ -185,7 +186,8 @@ class CopyExecutor(RegionExecutor):
             self._copy_attempts[step.image_name] = _CopyAttempt(
                 step, "failed",
                 error=f"{step.image_name}: SyncImages of {step.source_image_id} from "
-                f"{step.source_region} to {self.region} failed: {error.code}: {error.message}",
+                f"{step.source_region} to {self.region} failed: {error.code}: {error.message}"
+                f"{sync_refusal_hint(error.code)}",
                 code=error.code, request_id=error.request_id)
             return
         except Exception as error:

@@ -37,7 +37,6 @@ from datetime import datetime
 from cvmkeeper.alerting import Alerter, Failure
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.errors import CloudError, QuotaExceededError
-from cvmkeeper.cloud.models import CreateImageRequest
 from cvmkeeper.config import Setup
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
@@ -47,6 +46,12 @@ from cvmkeeper.core.planner import PlannerSettings, plan_region
 from cvmkeeper.core.policy import Consistency
 from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.consistency import InstanceStopper, StopProblem
+from cvmkeeper.executor.disks import (
+    create_image,
+    create_request,
+    instance_in_warning,
+    is_disk_warning,
+)
 from cvmkeeper.executor.polling import REAL_TIME, PollTime, poll_delays
 from cvmkeeper.executor.report import (
     CopyOutcome,
@@ -294,7 +299,7 @@ class RegionExecutor:
             if message not in self._warned:
                 self._warned.add(message)
                 self._warn(self._policies_in_message(message, plan), _warning_action(message),
-                           message)
+                           message, instance=instance_in_warning(message))
         return plan
 
     def _replan_for_quota(self) -> set[str]:
@@ -373,15 +378,11 @@ class RegionExecutor:
         if self.options.stopping:
             self._attempts[key] = _Attempt(step, "stopped")
             return "stopped"
-        request = CreateImageRequest(
-            name=step.image_name,
-            instance_id=step.instance_id,
-            description=step.description,
-            tags=dict(step.tags),
-            force_poweroff=step.consistency is Consistency.FORCE_POWEROFF,
-        )
+        # the whole machine unless the policy says otherwise (executor.disks, rule 10)
+        request = create_request(step, self._inventory, self.options.setup.policies)
         try:
-            made = self._client.create_image(self.region, request)
+            made = create_image(self._client, self.region, step, request,
+                                self.options.setup.policies)
         except QuotaExceededError as error:
             if not last_chance:
                 self._attempts[key] = _Attempt(step, "quota", error=str(error), code=error.code,
@@ -748,6 +749,8 @@ def _warning_action(message: str) -> str:
         return "evict"
     if "matches no instance" in message:
         return "targets"
+    if is_disk_warning(message):
+        return "disks"
     return "plan"
 
 
