@@ -68,6 +68,7 @@ def test_the_page_is_self_contained_escaped_and_complete(tmp_path: Path) -> None
     assert "2 slots missed since the newest image: 2026-11-27 04:00Z, 2026-11-27 03:00Z" in page
     assert "4 slots missed since the newest image" in page  # B: newest at T0
     assert page.count('class="policy-row"') == 1 and "never run" in page
+    assert "<th>holds</th>" in page and "<td>system " in page  # the disks each image holds
 
 
 def test_an_unreadable_region_is_shown_and_exits_1(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from cvmkeeper.cli.images_cmd import image_fate
 from cvmkeeper.cli.region_reads import read_regions
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.config import Setup
+from cvmkeeper.core.disks import describe_snapshots
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.planner import PlannerSettings, plan_region
 from cvmkeeper.core.schedule import iter_policy_slots, next_policy_slots
@@ -42,6 +43,8 @@ class ImageRow:
     kept_by: str
     expires: bool
     pinned: bool
+    #: the disks it holds (``system 50G + data 200G``; ``?`` while the cloud does not say)
+    holds: str = "?"
 
 
 @dataclass
@@ -152,6 +155,7 @@ def gather_report(setup: Setup, client: CloudClient, now: datetime, timeout: flo
         for instance_id, policies in sorted(resolution.policies_by_instance.items()):
             rows[instance_id] = InstanceRow(region, instance_id, names.get(instance_id),
                                             [p.name for p in policies])
+        snapshots = {image.image_id: image.snapshots for image in inventory.images}
         for decision in plan.decisions:
             row = rows.get(decision.instance_id)
             if row is None:
@@ -162,7 +166,8 @@ def gather_report(setup: Setup, client: CloudClient, now: datetime, timeout: flo
                     orphan=decision.orphan)
             row.images.append(ImageRow(
                 decision.image_id, decision.image_name, decision.slot, decision.state.value,
-                image_fate(decision), decision.delete_kind is not None, decision.pinned))
+                image_fate(decision), decision.delete_kind is not None, decision.pinned,
+                describe_snapshots(snapshots.get(decision.image_id, ()))))
         for row in rows.values():
             row.images.sort(key=lambda image: image.slot, reverse=True)
             if row.policies:

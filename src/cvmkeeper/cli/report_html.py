@@ -118,16 +118,16 @@ def instance_card(row: InstanceRow, now: datetime) -> str:
     rows = "".join(
         f'<tr class="image-row"><td><code>{escape(i.name)}</code></td>'
         f"<td><code>{escape(i.image_id)}</code></td><td>{escape(_t(i.slot))}</td>"
-        f'<td>{escape(i.state)}</td><td class="{"warn" if i.expires else ""}">'
-        f"{escape(i.kept_by)}</td></tr>"
+        f'<td>{escape(i.state)}</td><td>{escape(i.holds)}</td>'
+        f'<td class="{"warn" if i.expires else ""}">{escape(i.kept_by)}</td></tr>'
         for i in row.images
-    ) or '<tr><td colspan="5">no managed image</td></tr>'
+    ) or '<tr><td colspan="6">no managed image</td></tr>'
     return (
         f'<div class="card instance" data-instance="{escape(row.instance_id)}">'
         f"<strong>{escape(row.instance_id)}</strong>{name} in {escape(row.region)}"
         f'<div class="meta">{"; ".join(notes)}</div>{timeline(row, now)}{missed}'
         "<table><tr><th>image</th><th>id</th><th>slot</th><th>state</th>"
-        f"<th>kept by</th></tr>{rows}</table></div>"
+        f"<th>holds</th><th>kept by</th></tr>{rows}</table></div>"
     )
 
 
