@@ -35,7 +35,7 @@ def invoke(w: World, command: str, *args: str) -> Result:
 
 def test_plan_run_and_images_show_the_copies_of_each_destination(tmp_path: Path) -> None:
     with world(tmp_path, two_regions(), COPYING) as w:
-        first = invoke(w, "run", "--at", at(0), "--no-alerts")
+        first = invoke(w, "run", "--at", at(0), "--no-alerts", "--verbose")
         assert first.exit_code == 0, first.output
         name0 = image_name(A, T0)
         assert f"copied   copy hourly {REGION} -> {DEST} {A}" in first.stdout

@@ -76,7 +76,8 @@ def test_run_twice_for_the_same_slot_makes_no_api_write_the_second_time(
     with world(tmp_path, fleet(), policy()) as w:
         first = invoke(w, "--at", at(0), "--no-alerts")
         assert first.exit_code == 0, first.output
-        assert "created" in first.stdout and "ok: 2 image(s) made" in first.stdout
+        assert f"{REGION}: 2 made, 0 already there, 0 failed, 0 deleted" in first.stdout
+        assert "ok: 2 image(s) made" in first.stdout
         writes = w.writes()
         second = invoke(w, "--at", at(0, 20), "--json", "--no-alerts")
         assert second.exit_code == 0, second.output
@@ -98,18 +99,24 @@ def test_progress_lines_go_to_stderr_as_plain_lines(tmp_path: Path) -> None:
         assert any(line.startswith(f"{REGION}: quota 10") for line in quiet.stderr.splitlines())
         assert not any(" created " in line or line.endswith("is NORMAL")
                        for line in quiet.stderr.splitlines())
-        assert quiet.stdout.startswith("created ")  # the summary still lists the outcome
+        # the short summary: counts per region and the totals, no line per image
+        assert quiet.stdout.splitlines() == [
+            f"{REGION}: 1 made, 0 already there, 0 failed, 0 deleted",
+            "ok: 1 image(s) made, 0 deleted, 0 slot(s) without a NORMAL image, 0 warning(s), "
+            "0 error(s)",
+            "(--verbose or --json lists every image)",
+        ]
 
 
 def test_a_catch_up_line_says_missing_only_when_the_image_is_missing(tmp_path: Path) -> None:
     with world(tmp_path, fleet(), policy(ids=[A])) as w:
-        late = invoke(w, "--at", at(0, 20), "--no-alerts")  # 20 min late: a catch-up
+        late = invoke(w, "--at", at(0, 20), "--no-alerts", "-v")  # 20 min late: a catch-up
         assert late.exit_code == 0, late.output
         head = f"{REGION}: hourly: catch-up: slot 2026-11-27T00:00Z is within the catch-up " \
             "window (1h)"
         assert f"{head}; an image of it is missing" in late.stderr.splitlines()
         assert late.stdout.startswith("created ")
-        again = invoke(w, "--at", at(0, 30), "--no-alerts")
+        again = invoke(w, "--at", at(0, 30), "--no-alerts", "--verbose")
         assert again.exit_code == 0, again.output
         assert f"{head}; its images exist" in again.stderr.splitlines()
         assert "missing" not in again.stderr

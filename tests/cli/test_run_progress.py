@@ -158,3 +158,7 @@ def test_on_a_real_terminal_errors_and_warnings_start_on_a_clean_line(tmp_path: 
         visible = line.split(CLEAR)[-1]  # what the terminal shows once the line is done
         assert visible.startswith(("ap-guangzhou: ERROR", "stale backup: ")), repr(line)
     assert " created " not in terminal  # no per-image lines without --verbose
+    summary = proc.stdout.read().decode() if proc.stdout else ""
+    assert f"failed   hourly ap-guangzhou {B} slot 2026-11-27T00:00:00Z" in summary
+    assert "ap-guangzhou: 1 made, 0 already there, 1 failed, 0 deleted" in summary
+    assert "created  " not in summary  # the short summary lists only what needs a person

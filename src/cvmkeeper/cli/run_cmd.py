@@ -64,8 +64,49 @@ def policies_run(
     return chosen
 
 
+def short_summary_lines(report: RunReport) -> list[str]:
+    """The summary without ``--verbose``: a line for every outcome that needs a person
+    (failed, skipped, or with an error), one line of counts per region, and the totals.
+    At 300 instances this is a screen, not 600 lines; ``--verbose`` and ``--json`` list
+    every image."""
+    if report.dry_run:
+        return summary_lines(report)
+    full = summary_lines(report)
+    attention = [
+        line for outcome, line in zip(report.outcomes, full, strict=False)
+        if not outcome.ok or outcome.status in ("failed", "skipped")
+    ]
+    offset = len(report.outcomes)
+    attention += [
+        line for copy, line in zip(report.copies, full[offset:], strict=False)
+        if not copy.ok or copy.status in ("failed", "skipped")
+    ]
+    offset += len(report.copies)
+    attention += [
+        line for deleted, line in zip(report.deleted, full[offset:], strict=False)
+        if deleted.error
+    ]
+    regions = dict.fromkeys([o.region for o in report.outcomes]
+                            + [c.region for c in report.copies]
+                            + [d.region for d in report.deleted])
+    counts = []
+    for region in regions:
+        outcomes = [o for o in report.outcomes if o.region == region]
+        made = sum(1 for o in outcomes if o.status in ("created", "adopted"))
+        there = sum(1 for o in outcomes if o.status == "exists")
+        failed = sum(1 for o in outcomes if not o.ok)
+        copied = sum(1 for c in report.copies if c.region == region
+                     and c.status in ("copied", "adopted"))
+        gone = sum(1 for d in report.deleted if d.region == region
+                   and d.status in ("deleted", "already_gone"))
+        copies = f", {copied} copied here" if copied else ""
+        counts.append(f"{region}: {made} made, {there} already there, {failed} failed"
+                      f"{copies}, {gone} deleted")
+    return [*attention, *counts, full[-1], "(--verbose or --json lists every image)"]
+
+
 def summary_lines(report: RunReport) -> list[str]:
-    """The end-of-run summary for people."""
+    """The end-of-run summary for people, every image (``--verbose``)."""
     lines: list[str] = []
     if report.dry_run:
         for plans in report.plans.values():
@@ -133,9 +174,10 @@ def summary_lines(report: RunReport) -> list[str]:
     "--verbose",
     "-v",
     is_flag=True,
-    help="Show a progress line for every image (created, each state change, deleted); "
-    "without it a terminal shows one live status line and other output the run-level lines "
-    "and a heartbeat every minute.",
+    help="Show a progress line for every image (created, each state change, deleted) and "
+    "list every image in the summary; without it a terminal shows one live status line, "
+    "other output the run-level lines and a heartbeat every minute, and the summary only "
+    "what needs a person and the counts per region.",
 )
 def run_command(
     *,
@@ -171,7 +213,9 @@ def run_command(
 
     Progress goes to stderr: on a terminal one status line (per region: images made,
     waiting, failed; time elapsed), otherwise the run-level lines and a heartbeat line
-    every minute; --verbose adds a line per image. The summary goes to stdout.
+    every minute; --verbose adds a line per image. The summary goes to stdout: what
+    needs a person (failed or skipped slots, failed deletes), the counts per region and
+    the totals; --verbose lists every image, --json gives the whole report.
 
     \b
     Exit status:
@@ -215,6 +259,6 @@ def run_command(
     if as_json:
         print_json(report_to_json(report))
     else:
-        for line in summary_lines(report):
+        for line in (summary_lines if verbose else short_summary_lines)(report):
             click.echo(line)
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
