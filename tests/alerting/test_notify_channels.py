@@ -182,6 +182,18 @@ def test_unreachable_webhook_logs_without_its_token(log_text: io.StringIO) -> No
     assert public_url(f"{dead}/hooks/{TOKEN}") == f"{dead}/***"
 
 
+def test_only_token_like_parts_of_a_url_are_secrets(log_text: io.StringIO) -> None:
+    """The redactor is process-wide: a URL's words must stay readable everywhere."""
+    from cvmkeeper.alerting.delivery import register_url_secret
+
+    register_url_secret(f"https://alerts.example.com/cvmkeeper/hooks/{TOKEN}?key=abcdefgh")
+    logging.getLogger("cvmkeeper.test").warning(
+        "cvmkeeper hooks: posting to %s failed; key=abcdefgh", TOKEN)
+    line = log_text.getvalue()
+    assert "cvmkeeper hooks: posting to *** failed" in line
+    assert TOKEN not in line and "abcdefgh" not in line
+
+
 def config_file(tmp_path: Path, notify: str) -> Path:
     path = tmp_path / "cvmkeeper.yaml"
     path.write_text("notify:\n" + textwrap.indent(textwrap.dedent(notify), "  "))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -55,7 +56,7 @@ class FanOutAlerter:
             _guard(partial(alerter.checkin_start, slug, config), "check-in")
             for alerter in self.alerters
         ]
-        key = ids[0] or next((i for i in ids if i), "") or "fanout"
+        key = ids[0] or next((i for i in ids if i), "") or uuid.uuid4().hex
         with self._lock:
             self._ids[key] = ids
         return key

@@ -37,16 +37,24 @@ def public_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}/***"
 
 
+#: a path segment at least this long is taken for a token (a UUID, a Slack or WeCom key);
+#: shorter ones (``hooks``, ``cvmkeeper``, ``ping``) are words and stay readable
+TOKEN_SEGMENT_LENGTH = 16
+
+
 def register_url_secret(url: str) -> None:
-    """Make the log redactor hide ``url`` and each secret-bearing part of it."""
+    """Make the log redactor hide ``url`` and each secret-bearing part of it: the URL
+    with and without its scheme, its query, user and password, and every path segment
+    long enough to be a token. Words of the path are not registered: the registry is
+    process-wide, and hiding ``cvmkeeper`` would blank half of every log line."""
     register_secret(url)
     parts = urlsplit(url)
-    for piece in (parts.path.strip("/"), parts.query, parts.username, parts.password,
-                  url.partition("://")[2]):
+    for piece in (url.partition("://")[2], parts.query, parts.username, parts.password):
         if piece:
             register_secret(piece)
     for segment in parts.path.split("/"):
-        register_secret(segment)  # short segments are ignored by the registry
+        if len(segment) >= TOKEN_SEGMENT_LENGTH:
+            register_secret(segment)
 
 
 class DeliveryError(Exception):
