@@ -195,3 +195,20 @@ def test_monitor_reports_an_invalid_config_as_unknown_not_critical(tmp_path: Pat
     assert result.exit_code == 3
     assert result.output.startswith("CVMKEEPER UNKNOWN - config invalid (2 problems):")
     assert "image_quota" in result.output
+
+
+def test_monitor_warns_when_a_backup_leaves_a_disk_out(tmp_path: Path) -> None:
+    """Rule 10 in monitoring: a local disk no image can hold is a WARNING, named below."""
+    scratch = {"id": "disk-scratch1", "type": "LOCAL_SSD", "size": 100}
+    spec = fleet(instances=({"id": A, "data_disks": [scratch]},))
+    with world(tmp_path, spec, policy("db", ids=[A])) as w:
+        configure(w)
+        report = run_once(w.setup(), w.client(), RecordingAlerter(),
+                          now=T0.replace(hour=1, minute=1))
+        assert report.ok, report.errors
+        result = CliRunner().invoke(cli, ["status", "--config", str(w.config_path), "--at",
+                                          "2026-11-27T01:30Z", "--monitor"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("CVMKEEPER WARNING - 1 disk warning |")
+    assert any("disk-scratch1" in line for line in lines[1:])

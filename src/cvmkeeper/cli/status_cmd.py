@@ -427,7 +427,7 @@ def status_command(
     \b
     With --monitor (a Nagios/Icinga plugin, like sanoid's --monitor-*):
       0  OK
-      1  WARNING   a region is short of quota
+      1  WARNING   a region is short of quota, or a backup leaves a disk out
       2  CRITICAL  a stale backup or copy, a failed last run, a broken state file
       3  UNKNOWN   a region cannot be read, or the config or credentials cannot be used
     The first line is "CVMKEEPER <STATE> - <summary> | <perfdata>" (stale_backups,

@@ -12,7 +12,9 @@ The mapping, worst first (Icinga's order, where UNKNOWN ranks between WARNING an
 CRITICAL): CRITICAL for a stale backup or copy, a failed last run or a broken state file
 (backups are at risk); UNKNOWN when a region cannot be read, or the config or the
 credentials cannot be used (the check itself could not look); WARNING when a region has
-fewer free images than ``sentry.quota_free_warning``; else OK. A config error is UNKNOWN,
+fewer free images than ``sentry.quota_free_warning``, or a backup leaves a disk out (a
+local disk, an image holding fewer disks than asked: a lasting condition to fix in the
+policy, not a page at night); else OK. A config error is UNKNOWN,
 never the usual exit 2, which a monitor would read as CRITICAL.
 """
 
@@ -67,6 +69,9 @@ def monitor_result(setup: Setup, status: Status) -> tuple[int, list[str]]:
     if low:
         findings[WARNING].append("quota low in " + ", ".join(
             f"{q.region} ({q.free} free)" for q in low))
+    disks = list(status.disk_warnings)
+    if disks:  # rule 10: a disk left out of a backup is reported, never silent
+        findings[WARNING].append(f"{len(disks)} disk warning{'s' if len(disks) != 1 else ''}")
     state = next((s for s in SEVERITY[:-1] if findings[s]), OK)
     summary = "; ".join(item for s in SEVERITY[:-1] for item in findings[s])
     if state == OK:
@@ -88,4 +93,5 @@ def monitor_result(setup: Setup, status: Status) -> tuple[int, list[str]]:
     lines += [item.describe() for item in stale]
     lines += [item.describe() for item in stale_copies]
     lines += [f"{region}: {problem}" for region, problem in status.unreadable.items()]
+    lines += disks
     return state, lines
