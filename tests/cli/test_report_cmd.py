@@ -229,3 +229,15 @@ def test_the_ladder_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert dom.returncode == 0
     assert console_messages(dom.stderr) == []
     assert dom.stdout.count('class="image-dot"') >= 3
+
+
+def test_a_disk_left_out_of_a_backup_is_on_the_page(tmp_path: Path) -> None:
+    scratch = {"id": "disk-scratch1", "type": "LOCAL_SSD", "size": 100}
+    out = tmp_path / "report.html"
+    with world(tmp_path, fleet(instances=({"id": A, "data_disks": [scratch]},)),
+               policy(ids=[A])) as w:
+        code, output = write_report(w, out, hours=0.5)
+    assert code == 0, output
+    page = out.read_text(encoding="utf-8")
+    assert page.count('class="warn disk-warning"') == 1
+    assert "disk-scratch1" in page

@@ -17,6 +17,7 @@ from cvmkeeper.cli.images_cmd import image_fate
 from cvmkeeper.cli.region_reads import read_regions
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.config import Setup
+from cvmkeeper.core.disk_report import region_disk_warnings
 from cvmkeeper.core.disks import describe_snapshots
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.planner import PlannerSettings, plan_region
@@ -74,6 +75,8 @@ class RegionRow:
     managed: int = 0
     unmanaged: int = 0
     error: str | None = None
+    #: rule 10: disks a backup leaves out, images holding fewer disks than asked
+    disk_warnings: tuple[str, ...] = ()
 
     @property
     def free(self) -> int:
@@ -149,7 +152,9 @@ def gather_report(setup: Setup, client: CloudClient, now: datetime, timeout: flo
         region_rows.append(RegionRow(
             region, quota=plan.quota, account_quota=inventory.account_quota,
             cap=inventory.quota_cap, managed=plan.used - plan.unmanaged,
-            unmanaged=plan.unmanaged))
+            unmanaged=plan.unmanaged,
+            disk_warnings=tuple(region_disk_warnings(inventory, setup.policies,
+                                                     setup.config.name_format))))
         resolution = resolve_targets(region, setup.policies, inventory.instances)
         rows: dict[str, InstanceRow] = {}
         for instance_id, policies in sorted(resolution.policies_by_instance.items()):

@@ -66,6 +66,7 @@ def quota_bar(row: RegionRow) -> str:
         f'<span class="unmanaged"></span>others {row.unmanaged}'
         f'<span class="free"></span>free {row.free}'
         f' &nbsp; quota {row.quota} (account {account}, {cap})</div>'
+        + "".join(f'<p class="warn disk-warning">{escape(w)}</p>' for w in row.disk_warnings)
     )
 
 
