@@ -72,3 +72,38 @@ def test_known_regions_pass(tmp_path: Path) -> None:
 def test_the_list_has_the_regions_the_samples_and_the_emulator_use() -> None:
     assert {"ap-guangzhou", "ap-shanghai", "ap-beijing", "ap-singapore"} <= set(KNOWN_REGIONS)
     assert list(KNOWN_REGIONS) == sorted(set(KNOWN_REGIONS))
+
+
+def test_online_confirms_a_region_the_cloud_answers_for_and_still_refuses_a_typo(
+    tmp_path: Path,
+) -> None:
+    """A region opened after this release passes with --online (the emulator serves a
+    region outside the list); a typo still fails, with its suggestion."""
+    import sys
+
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ helpers
+    from executor.world import REGION, fleet, policy, world
+
+    new_region = "na-newyork"
+    spec = fleet()
+    spec["regions"][new_region] = {"quota": 10, "instances": [], "images": []}  # type: ignore[index]
+    with world(tmp_path, spec, policy(ids=[]) | {"targets": {"tags": {"backup": "x"}},
+                                                 "regions": [REGION, new_region]}) as w:
+        offline = CliRunner().invoke(cli, ["validate", "--config", str(w.config_path)])
+        assert offline.exit_code == 2
+        assert f"'{new_region}' is not a Tencent Cloud region cvmkeeper knows" in offline.stderr
+        online = CliRunner().invoke(cli, ["validate", "--online", "--config",
+                                          str(w.config_path)])
+        assert online.exit_code == 0, online.output
+        assert (f"note: region {new_region} is not in cvmkeeper's list of Tencent Cloud "
+                "regions, but the cloud answers for it") in online.stdout
+        document = yaml.safe_load(w.config_path.read_text())
+        document["regions"] = ["ap-guangzou"]
+        w.config_path.write_text(yaml.safe_dump(document))
+        typo = CliRunner().invoke(cli, ["validate", "--online", "--config",
+                                        str(w.config_path)])
+        assert typo.exit_code == 2
+        assert "'ap-guangzou' is not a Tencent Cloud region cvmkeeper knows; did you mean " \
+            "ap-guangzhou?" in typo.stderr

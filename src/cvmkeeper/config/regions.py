@@ -13,7 +13,7 @@ offline ``validate`` ask the operator to look.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import yaml
@@ -86,9 +86,9 @@ def _region_nodes(root: yaml.Node) -> Iterator[tuple[str, yaml.ScalarNode]]:
                         yield f"copies[{index}].region", item_value
 
 
-def file_region_problems(path: Path) -> list[Problem]:
+def file_region_problems(path: Path, confirmed: Collection[str] = ()) -> list[Problem]:
     """A problem for every unknown region in the YAML file ``path`` (none if unreadable:
-    the loader has reported that already)."""
+    the loader has reported that already); ``confirmed`` regions are not problems."""
     try:
         root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
@@ -99,14 +99,23 @@ def file_region_problems(path: Path) -> list[Problem]:
         Problem(display_path(path), node.start_mark.line + 1, node.start_mark.column + 1,
                 key, unknown_region_message(node.value))
         for key, node in _region_nodes(root)
-        if node.value not in KNOWN_REGIONS
+        if node.value not in KNOWN_REGIONS and node.value not in confirmed
     ]
 
 
-def region_problems(setup: Setup) -> list[Problem]:
-    """Every unknown region in the daemon config and in every policy file of ``setup``."""
+def unknown_regions(setup: Setup) -> list[str]:
+    """The regions ``setup`` names that are not in ``KNOWN_REGIONS``, in order."""
+    names = [*setup.config.regions]
+    for policy in setup.policies:
+        names += [*policy.regions, *(rule.region for rule in policy.copies)]
+    return [name for name in dict.fromkeys(names) if name not in KNOWN_REGIONS]
+
+
+def region_problems(setup: Setup, confirmed: Collection[str] = ()) -> list[Problem]:
+    """Every unknown region in the daemon config and in every policy file of ``setup``,
+    except those ``confirmed`` (``validate --online``: the cloud answered for them)."""
     files = [setup.config.source, *(Path(p.source) for p in setup.policies if p.source)]
     problems: list[Problem] = []
     for path in dict.fromkeys(files):
-        problems.extend(file_region_problems(path))
+        problems.extend(file_region_problems(path, confirmed))
     return problems
