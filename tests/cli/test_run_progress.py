@@ -162,3 +162,15 @@ def test_on_a_real_terminal_errors_and_warnings_start_on_a_clean_line(tmp_path: 
     assert f"failed   hourly ap-guangzhou {B} slot 2026-11-27T00:00:00Z" in summary
     assert "ap-guangzhou: 1 made, 0 already there, 1 failed, 0 deleted" in summary
     assert "created  " not in summary  # the short summary lists only what needs a person
+
+
+def test_the_ticker_leaves_the_terminal_alone_right_after_a_log_record() -> None:
+    stream = io.StringIO()
+    progress = RunProgress(stream, live=True, clock=Clock())
+    progress("ap-guangzhou: created n1 (img-1) for ins-1")
+    progress.clear_for_log()
+    before = stream.getvalue()
+    progress.tick()  # within the quiet moment: no redraw that could glue to the record
+    assert stream.getvalue() == before
+    progress("ap-guangzhou: n1 is NORMAL")  # the next message redraws at once
+    assert stream.getvalue().endswith("ap-guangzhou 1 made, 0 waiting, 0 failed | 0s")

@@ -34,6 +34,7 @@ from cvmkeeper.core.durations import format_duration
 
 HEARTBEAT_SECONDS = 60.0
 REDRAW_SECONDS = 1.0
+QUIET_AFTER_LOG = 0.5
 _MESSAGE = re.compile(r"^(?P<region>[a-z]{2,}(?:-[a-z0-9]+)+): (?P<rest>.*)$", re.DOTALL)
 _PER_IMAGE = re.compile(
     r"^(created|adopted|copied|deleted|already gone) |^\S+ is [A-Z]+$|^\S+ \(img-\S+\) is [A-Z]+$"
@@ -79,6 +80,9 @@ class RunProgress:
         self._last_beat = self._started
         self._lock = threading.RLock()
         self._shown = False
+        #: the ticker does not redraw before this (monotonic) time: a log record was just
+        #: cleared for, and its handler writes it outside this display's lock
+        self._quiet_until = 0.0
         self.regions: dict[str, RegionCounts] = {}
 
     # -- messages ----------------------------------------------------------------------
@@ -135,6 +139,14 @@ class RunProgress:
         self._stream.write("\r\x1b[K" + text)
         self._shown = True
 
+    def clear_for_log(self) -> None:
+        """Clear the line for a log record about to be written, and let the ticker leave
+        the terminal alone for a moment so it cannot redraw between the clear and the
+        record (the next progress message redraws at once)."""
+        with self._lock:
+            self._quiet_until = time.monotonic() + QUIET_AFTER_LOG
+            self.clear_line()
+
     def clear_line(self) -> None:
         """Remove the live status line (before other output reaches the terminal)."""
         with self._lock:
@@ -148,6 +160,8 @@ class RunProgress:
         heartbeat line once a minute when not on a terminal."""
         with self._lock:
             if self._live:
+                if time.monotonic() < self._quiet_until:
+                    return
                 self._draw()
                 self._stream.flush()
             elif self._clock() - self._last_beat >= self._heartbeat:
@@ -198,7 +212,7 @@ class _ClearLineFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Clear the line; keep the record."""
-        self._progress.clear_line()
+        self._progress.clear_for_log()
         return True
 
 
