@@ -162,6 +162,8 @@ def test_on_a_real_terminal_errors_and_warnings_start_on_a_clean_line(tmp_path: 
     assert f"failed   hourly ap-guangzhou {B} slot 2026-11-27T00:00:00Z" in summary
     assert "ap-guangzhou: 1 made, 0 already there, 1 failed, 0 deleted" in summary
     assert "created  " not in summary  # the short summary lists only what needs a person
+    # the stale-backup warning printed above is counted, as the issue asks
+    assert ", 1 warning(s), 1 error(s)" in summary
 
 
 def test_the_ticker_leaves_the_terminal_alone_right_after_a_log_record() -> None:
@@ -174,3 +176,29 @@ def test_the_ticker_leaves_the_terminal_alone_right_after_a_log_record() -> None
     assert stream.getvalue() == before
     progress("ap-guangzhou: n1 is NORMAL")  # the next message redraws at once
     assert stream.getvalue().endswith("ap-guangzhou 1 made, 0 waiting, 0 failed | 0s")
+
+
+def test_the_summary_and_the_json_count_the_health_warnings_printed(tmp_path: Path) -> None:
+    """As a user runs it (a process, stderr to a file): the stale-backup warning printed is
+    in the summary's count and in the JSON."""
+    import json
+
+    c = "ins-cccccccc"
+    spec = fleet(instances=[{"id": A}, {"id": c}])
+    nightly = policy("nightly", ids=[c], schedules=[{"cron": "0 3 * * *"}], catch_up="off")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENTRY_", "TENCENT"))}
+    with world(tmp_path, spec, policy(ids=[A]), nightly) as w:
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [str(BIN / "cvmkeeper"), "run", "--config", str(w.config_path), "--no-alerts",
+                 *args], capture_output=True, text=True, timeout=120, check=False, env=env)
+
+        text = run("--at", "2026-11-27T00:00Z")
+        assert text.returncode == 0, text.stderr
+        printed = [line for line in text.stderr.splitlines() if "stale backup" in line]
+        assert len(printed) == 1, text.stderr
+        assert ", 1 warning(s), 0 error(s)" in text.stdout
+        as_json = run("--at", "2026-11-27T01:00Z", "--json")
+        document = json.loads(as_json.stdout)
+        [warning] = document["health_warnings"]
+        assert warning.startswith(f"stale backup: {c} in ")

@@ -64,14 +64,14 @@ def policies_run(
     return chosen
 
 
-def short_summary_lines(report: RunReport) -> list[str]:
+def short_summary_lines(report: RunReport, health_warnings: int = 0) -> list[str]:
     """The summary without ``--verbose``: a line for every outcome that needs a person
     (failed, skipped, or with an error), one line of counts per region, and the totals.
     At 300 instances this is a screen, not 600 lines; ``--verbose`` and ``--json`` list
     every image."""
     if report.dry_run:
         return summary_lines(report)
-    full = summary_lines(report)
+    full = summary_lines(report, health_warnings)
     attention = [
         line for outcome, line in zip(report.outcomes, full, strict=False)
         if not outcome.ok or outcome.status in ("failed", "skipped")
@@ -105,8 +105,10 @@ def short_summary_lines(report: RunReport) -> list[str]:
     return [*attention, *counts, full[-1], "(--verbose or --json lists every image)"]
 
 
-def summary_lines(report: RunReport) -> list[str]:
-    """The end-of-run summary for people, every image (``--verbose``)."""
+def summary_lines(report: RunReport, health_warnings: int = 0) -> list[str]:
+    """The end-of-run summary for people, every image (``--verbose``). The warnings count
+    those of the steps and ``health_warnings``, the stale backups and low quota the run's
+    health check printed."""
     lines: list[str] = []
     if report.dry_run:
         for plans in report.plans.values():
@@ -147,7 +149,8 @@ def summary_lines(report: RunReport) -> list[str]:
     copies = f", {copied} copied to other regions" if report.copies else ""
     lines.append(
         f"{'ok' if report.ok else 'FAILED'}: {made} image(s) made{copies}, {gone} deleted, "
-        f"{failed} slot(s) without a NORMAL image, {len(report.warnings)} warning(s), "
+        f"{failed} slot(s) without a NORMAL image, "
+        f"{len(report.warnings) + health_warnings} warning(s), "
         f"{len(report.errors)} error(s)"
     )
     return lines
@@ -257,8 +260,11 @@ def run_command(
         alerter.flush(ALERT_FLUSH_SECONDS)
         alerter.close(ALERT_FLUSH_SECONDS)
     if as_json:
-        print_json(report_to_json(report))
+        document = report_to_json(report)
+        document["health_warnings"] = list(display.health_warnings)
+        print_json(document)
     else:
-        for line in (summary_lines if verbose else short_summary_lines)(report):
+        summary = summary_lines if verbose else short_summary_lines
+        for line in summary(report, len(display.health_warnings)):
             click.echo(line)
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)

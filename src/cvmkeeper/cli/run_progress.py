@@ -35,6 +35,8 @@ from cvmkeeper.core.durations import format_duration
 HEARTBEAT_SECONDS = 60.0
 REDRAW_SECONDS = 1.0
 QUIET_AFTER_LOG = 0.5
+#: the logger of the run's freshness and quota check (``alerting.run_health``)
+HEALTH_LOGGER = "cvmkeeper.alerting.run_health"
 _MESSAGE = re.compile(r"^(?P<region>[a-z]{2,}(?:-[a-z0-9]+)+): (?P<rest>.*)$", re.DOTALL)
 _PER_IMAGE = re.compile(
     r"^(created|adopted|copied|deleted|already gone) |^\S+ is [A-Z]+$|^\S+ \(img-\S+\) is [A-Z]+$"
@@ -84,6 +86,10 @@ class RunProgress:
         #: cleared for, and its handler writes it outside this display's lock
         self._quiet_until = 0.0
         self.regions: dict[str, RegionCounts] = {}
+        #: warnings the run's health check logged (stale backups, low quota): printed, so
+        #: counted in the summary too, which otherwise counts only the executor's
+        self.health_warnings: list[str] = []
+        self._seen_records: set[int] = set()
 
     # -- messages ----------------------------------------------------------------------
 
@@ -146,6 +152,15 @@ class RunProgress:
         with self._lock:
             self._quiet_until = time.monotonic() + QUIET_AFTER_LOG
             self.clear_line()
+
+    def note_record(self, record: logging.LogRecord) -> None:
+        """Remember a health-check warning (once, whichever handler shows it)."""
+        if record.levelno != logging.WARNING or not record.name.startswith(HEALTH_LOGGER):
+            return
+        with self._lock:
+            if id(record) not in self._seen_records:
+                self._seen_records.add(id(record))
+                self.health_warnings.append(record.getMessage())
 
     def clear_line(self) -> None:
         """Remove the live status line (before other output reaches the terminal)."""
@@ -211,7 +226,8 @@ class _ClearLineFilter(logging.Filter):
         self._progress = progress
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Clear the line; keep the record."""
+        """Clear the line, note a health warning; keep the record."""
+        self._progress.note_record(record)
         self._progress.clear_for_log()
         return True
 
