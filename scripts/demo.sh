@@ -61,10 +61,11 @@ cvmkeeper emulator inventory --endpoint "$endpoint" --fleet "$FLEET"
 echo
 echo "== The sample policies: web-daily (02:00 Asia/Shanghai, tag backup=daily),"
 echo "== db-hourly (every hour, tag backup=hourly), batch-weekly (Sunday 03:30, stop_start)."
-echo "== $DAY, hour by hour: cvmkeeper run --no-alerts --at ${DAY}THH:00Z"
+echo "== $DAY, hour by hour: cvmkeeper run --no-alerts --verbose --at ${DAY}THH:00Z"
 echo "== (each run's summary and its 'exists' lines, slots already made, are left out)"
 for hour in $(seq -w 0 23); do
-    if ! cvmkeeper run --no-alerts --at "${DAY}T${hour}:00Z" >"$workdir/run.out" 2>"$workdir/run.err"; then
+    if ! cvmkeeper run --no-alerts --verbose --at "${DAY}T${hour}:00Z" >"$workdir/run.out" \
+        2>"$workdir/run.err"; then
         echo "demo: cvmkeeper run --at ${DAY}T${hour}:00Z failed:" >&2
         cat "$workdir/run.out" "$workdir/run.err" >&2
         exit 1

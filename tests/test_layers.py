@@ -20,19 +20,22 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cvmkeeper"
 #: layer -> the cvmkeeper layers it may import ("" is the package root: ``__version__``).
 ALLOWED_LAYERS: dict[str, frozenset[str]] = {
     "core": frozenset(),
-    "logs": frozenset({"textsafe"}),
+    "logs": frozenset({"textsafe", "log_context"}),
     "files": frozenset(),
     "textsafe": frozenset(),
+    "log_context": frozenset(),
     "config": frozenset({"core", "textsafe"}),
     "cloud": frozenset({"core", "logs", "files", "textsafe"}),
     "alerting": frozenset({"", "core", "logs", "files"}),
     "emulator": frozenset({"core", "cloud"}),
-    "executor": frozenset({"core", "config", "cloud", "alerting", "logs", "files"}),
+    "executor": frozenset(
+        {"core", "config", "cloud", "alerting", "logs", "log_context", "files"}
+    ),
     "restore": frozenset({"core", "config", "cloud", "alerting", "executor", "logs", "files"}),
     "metrics": frozenset({"executor"}),
     "scheduler": frozenset(
         {"core", "config", "cloud", "alerting", "executor", "restore", "metrics", "logs",
-         "files"}
+         "log_context", "files"}
     ),
     "cli": frozenset(
         {"", "core", "config", "cloud", "alerting", "executor", "restore", "scheduler",
@@ -48,9 +51,10 @@ ALLOWED_LIBRARIES: dict[str, frozenset[str]] = {
     "logs": frozenset(),
     "files": frozenset(),
     "textsafe": frozenset(),
+    "log_context": frozenset(),
     "config": frozenset({"yaml"}),
     "cloud": frozenset({"tencentcloud", "tenacity"}),
-    "alerting": frozenset({"sentry_sdk"}),
+    "alerting": frozenset({"sentry_sdk", "apprise"}),  # apprise: the optional extra
     "emulator": frozenset({"yaml"}),
     "executor": frozenset(),
     "restore": frozenset(),

@@ -19,9 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 SDIST_MUST_HOLD = (
     "pyproject.toml",
     "README.md",
+    "LICENSE",
     "MANIFEST.in",
     "Makefile",
     "systemd/cvmkeeper.service",
+    "monitoring/cvmkeeper-dashboard.json",
+    "monitoring/cvmkeeper-alerts.yaml",
     "config/cvmkeeper.yaml",
     "config/demo.yaml",
     "config/demo-secret-key",
@@ -43,6 +46,8 @@ WHEEL_MUST_HOLD = (
     "cvmkeeper/py.typed",
     "cvmkeeper/data/cvmkeeper.yaml",
     "cvmkeeper/data/policy.yaml",
+    "cvmkeeper/data/cvmkeeper.service",
+    "cvmkeeper-0.1.0.dist-info/licenses/LICENSE",
     "cvmkeeper/cli/config_cmd.py",
     "cvmkeeper/emulator/server.py",
 )
@@ -127,6 +132,11 @@ def test_wheel_installs_into_a_fresh_venv_as_a_working_command(
     validated = cvmkeeper("validate", "--config", "etc/cvmkeeper.yaml")
     assert validated.returncode == 0, validated.stdout + validated.stderr
     assert "ok: 1 policies valid" in validated.stdout
+    unit = cvmkeeper("systemd-unit")
+    assert unit.returncode == 0, unit.stderr
+    assert unit.stdout == (REPO / "systemd" / "cvmkeeper.service").read_text(encoding="utf-8")
+    template = cvmkeeper("systemd-unit", "--template")
+    assert "ConfigurationDirectory=cvmkeeper/%i" in template.stdout
     listing = cvmkeeper("--help")
     assert listing.returncode == 0
     assert "emulator" in listing.stdout and "daemon" in listing.stdout

@@ -9,7 +9,9 @@ cvmkeeper logs to one stream (stderr by default) in one of three shapes:
 - ``text`` - for a terminal: local time with offset, level, logger, message.
 - ``json`` - one object per line for log shippers: ``time`` (UTC, ISO 8601), ``level``,
   ``logger``, ``message``, ``exception`` when there is one, and every ``extra=`` field
-  (``policy``, ``instance``, ``region`` ...) at the top level.
+  (``policy``, ``instance``, ``region`` ...) at the top level, with the ``policy``,
+  ``region``, ``instance`` and ``slot`` the work in progress is about
+  (``cvmkeeper.log_context``).
 
 ``auto`` picks ``journal`` when ``$JOURNAL_STREAM`` names the device and inode of the
 stream (the check systemd documents in systemd.exec(5)), else ``text``.
@@ -45,6 +47,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO, get_args
 
+from cvmkeeper.log_context import current_fields
 from cvmkeeper.textsafe import escape, escape_layout
 
 __all__ = [
@@ -260,6 +263,8 @@ class _JsonFormatter(logging.Formatter):
             entry["exception"] = details
         for key, value in _extra_fields(record):
             entry[key if key not in entry else f"extra_{key}"] = value
+        for key, value in current_fields().items():  # log_context: policy, region, ...
+            entry.setdefault(key, value)
         return json.dumps(_redacted_json_value(entry), ensure_ascii=False)
 
 

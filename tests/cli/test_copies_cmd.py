@@ -35,7 +35,7 @@ def invoke(w: World, command: str, *args: str) -> Result:
 
 def test_plan_run_and_images_show_the_copies_of_each_destination(tmp_path: Path) -> None:
     with world(tmp_path, two_regions(), COPYING) as w:
-        first = invoke(w, "run", "--at", at(0), "--no-alerts")
+        first = invoke(w, "run", "--at", at(0), "--no-alerts", "--verbose")
         assert first.exit_code == 0, first.output
         name0 = image_name(A, T0)
         assert f"copied   copy hourly {REGION} -> {DEST} {A}" in first.stdout
@@ -102,7 +102,8 @@ def test_validate_adds_the_copies_to_the_destination_worst_case(tmp_path: Path) 
     ok = CliRunner().invoke(cli, ["validate", "--config", str(fits)])
     assert ok.exit_code == 0, ok.stderr
     assert "copies to ap-shanghai hold at most keep_last 3 + min_keep 1" in ok.stdout
-    assert "quota ap-shanghai: web copies 3 x 2 instances = 6 <= quota 10 (offline)" in ok.stdout
+    assert ("quota ap-shanghai: web copies 3 x 2 instances = 6 <= quota 10 (offline: the cap "
+            "image_quota)") in ok.stdout
 
 
 def test_simulate_replays_each_copy_region_by_its_own_retention(tmp_path: Path) -> None:

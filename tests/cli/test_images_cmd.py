@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ helpers
@@ -86,3 +87,67 @@ def test_names_and_tags_from_the_cloud_are_escaped_in_every_output(tmp_path: Pat
             assert raw not in result.output, (raw, result.output)
     # shown, escaped (click itself drops the CSI sequence \x1b[2J on a non-terminal)
     assert "evil\\x1b]0;owned\\x07" in outputs[-1].output, outputs[-1].output
+
+
+def named_fleet(**extra: object) -> dict[str, object]:
+    """A's console name is web-1, B's db-1; the images of ``seeded()``."""
+    return fleet(instances=[{"id": A, "name": "web-1"}, {"id": B, "name": "db-1"}],
+                 images=seeded(), **extra)
+
+
+def images(config: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["images", "--config", str(config), *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_images_show_instance_names_beside_ids(tmp_path: Path) -> None:
+    with world(tmp_path, named_fleet(), policy(ids=[A, B], keep_last=2)) as w:
+        code, out, err = images(w.config_path)
+        assert code == 0, err
+        assert f"  {A} (web-1)\n" in out and f"  {B} (db-1)\n" in out
+        code, out, _ = images(w.config_path, "--json")
+        [region] = json.loads(out)["regions"]
+        assert region["instance_names"] == {A: "web-1", B: "db-1"}
+
+
+def test_instance_filter_takes_an_id_or_a_name(tmp_path: Path) -> None:
+    with world(tmp_path, named_fleet(), policy(ids=[A, B], keep_last=2)) as w:
+        for value in (A, "web-1"):
+            code, out, err = images(w.config_path, "--instance", value, "--json")
+            assert code == 0, err
+            assert list(json.loads(out)["regions"][0]["instances"]) == [A]
+        code, out, _ = images(w.config_path, "--instance", "web-1", "--instance", B, "--json")
+        assert sorted(json.loads(out)["regions"][0]["instances"]) == sorted([A, B])
+        code, _, err = images(w.config_path, "--instance", "no-such-box")
+        assert code == 2
+        assert "--instance no-such-box: no such instance (by id or name)" in err
+
+
+@pytest.mark.wallclock
+def test_stale_filter_lists_only_instances_whose_newest_backup_is_stale(
+    tmp_path: Path,
+) -> None:
+    # A's newest image is from T0+2h, B's from T0; the hourly policy allows 2h (factor 2).
+    # Read now (days after T0), both are stale; the filter keeps them; with a fresh image
+    # of A made "now", only B remains.
+    fresh = managed(A, _now_minute(), "img-aaaafres")
+    with world(tmp_path, fleet(images=[*seeded(), fresh]), policy(ids=[A, B])) as w:
+        code, out, err = images(w.config_path, "--stale", "--json")
+        assert code == 0, err
+        assert list(json.loads(out)["regions"][0]["instances"]) == [B]
+        code, out, _ = images(w.config_path, "--json")
+        assert sorted(json.loads(out)["regions"][0]["instances"]) == sorted([A, B])
+        code, out, _ = images(w.config_path, "--stale", "--instance", A, "--json")
+        assert json.loads(out)["regions"][0]["instances"] == {}
+
+
+def test_region_filter_still_narrows(tmp_path: Path) -> None:
+    with world(tmp_path, named_fleet(), policy(ids=[A, B])) as w:
+        code, out, _ = images(w.config_path, "--region", REGION, "--json")
+        assert code == 0
+        assert [r["region"] for r in json.loads(out)["regions"]] == [REGION]
+
+
+def _now_minute() -> datetime:
+    """The current minute (``images`` judges staleness against the real clock)."""
+    return datetime.now(UTC).replace(second=0, microsecond=0)

@@ -81,3 +81,26 @@ def test_plan_exits_1_when_a_region_cannot_be_read(tmp_path: Path) -> None:
         assert result.exit_code == 1
         assert "ap-shanghai: cannot read the inventory" in result.stderr
         assert f"{REGION}: quota 10" in result.stdout
+
+
+def test_every_policy_appears_with_its_state(tmp_path: Path) -> None:
+    """A policy that is not due is listed as such, with why and its next slot (issue #17)."""
+    nightly = policy("nightly", ids=[B], schedules=[{"cron": "0 3 * * *"}], catch_up="30m")
+    with world(tmp_path, fleet(), policy(ids=[A]), nightly) as w:
+        text = CliRunner().invoke(cli, ["plan", "--config", str(w.config_path), "--at", AT])
+        assert text.exit_code == 0, text.output
+        lines = text.stdout.splitlines()
+        start = lines.index("policies:")
+        assert lines[start + 1:start + 3] == [
+            "  hourly: due: slot 2026-11-27T04:00Z is within its catch-up window (1h); "
+            "next slot 2026-11-27T05:00Z",
+            "  nightly: not due: latest slot 2026-11-27T03:00Z is older than its catch-up "
+            "window (30m); next slot 2026-11-28T03:00Z",
+        ]
+        named = CliRunner().invoke(cli, ["plan", "--config", str(w.config_path), "--at", AT,
+                                         "--policy", "nightly", "--json"])
+        assert named.exit_code == 0, named.output
+        [state] = json.loads(named.stdout)["policies"]
+        assert (state["name"], state["state"], state["latest_slot"], state["next_slot"]) == (
+            "nightly", "named", "2026-11-27T03:00:00Z", "2026-11-28T03:00:00Z")
+        assert state["catch_up_seconds"] == 1800

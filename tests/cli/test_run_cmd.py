@@ -77,7 +77,8 @@ def test_run_twice_for_the_same_slot_makes_no_api_write_the_second_time(
     with world(tmp_path, fleet(), policy()) as w:
         first = invoke(w, "--at", at(0), "--no-alerts")
         assert first.exit_code == 0, first.output
-        assert "created" in first.stdout and "ok: 2 image(s) made" in first.stdout
+        assert f"{REGION}: 2 made, 0 already there, 0 failed, 0 deleted" in first.stdout
+        assert "ok: 2 image(s) made" in first.stdout
         writes = w.writes()
         second = invoke(w, "--at", at(0, 20), "--json", "--no-alerts")
         assert second.exit_code == 0, second.output
@@ -87,23 +88,36 @@ def test_run_twice_for_the_same_slot_makes_no_api_write_the_second_time(
 
 def test_progress_lines_go_to_stderr_as_plain_lines(tmp_path: Path) -> None:
     with world(tmp_path, fleet(), policy(ids=[A])) as w:
-        result = invoke(w, "--at", at(0), "--no-alerts")
+        result = invoke(w, "--at", at(0), "--no-alerts", "--verbose")
         assert result.exit_code == 0
         lines = result.stderr.splitlines()
         assert any(line.startswith(f"{REGION}: created ") for line in lines)
         assert any(line.endswith("is NORMAL") for line in lines)
         assert "\r" not in result.stderr and "\x1b" not in result.stderr
+        # without --verbose: the run-level lines only, no line per image
+        quiet = invoke(w, "--at", at(1), "--no-alerts")
+        assert quiet.exit_code == 0
+        assert any(line.startswith(f"{REGION}: quota 10") for line in quiet.stderr.splitlines())
+        assert not any(" created " in line or line.endswith("is NORMAL")
+                       for line in quiet.stderr.splitlines())
+        # the short summary: counts per region and the totals, no line per image
+        assert quiet.stdout.splitlines() == [
+            f"{REGION}: 1 made, 0 already there, 0 failed, 0 deleted",
+            "ok: 1 image(s) made, 0 deleted, 0 slot(s) without a NORMAL image, 0 warning(s), "
+            "0 error(s)",
+            "(--verbose or --json lists every image)",
+        ]
 
 
 def test_a_catch_up_line_says_missing_only_when_the_image_is_missing(tmp_path: Path) -> None:
     with world(tmp_path, fleet(), policy(ids=[A])) as w:
-        late = invoke(w, "--at", at(0, 20), "--no-alerts")  # 20 min late: a catch-up
+        late = invoke(w, "--at", at(0, 20), "--no-alerts", "-v")  # 20 min late: a catch-up
         assert late.exit_code == 0, late.output
         head = f"{REGION}: hourly: catch-up: slot 2026-11-27T00:00Z is within the catch-up " \
             "window (1h)"
         assert f"{head}; an image of it is missing" in late.stderr.splitlines()
         assert late.stdout.startswith("created ")
-        again = invoke(w, "--at", at(0, 30), "--no-alerts")
+        again = invoke(w, "--at", at(0, 30), "--no-alerts", "--verbose")
         assert again.exit_code == 0, again.output
         assert f"{head}; its images exist" in again.stderr.splitlines()
         assert "missing" not in again.stderr
@@ -114,7 +128,7 @@ def test_a_delete_says_why_in_words(tmp_path: Path) -> None:
     with world(tmp_path, fleet(), policy(ids=[A], keep_last=1)) as w:
         assert invoke(w, "--at", at(0), "--no-alerts").exit_code == 0
         [first] = w.images()
-        result = invoke(w, "--at", at(1), "--no-alerts")
+        result = invoke(w, "--at", at(1), "--no-alerts", "--verbose")
         assert result.exit_code == 0, result.output
         name, image_id = image_name(A, T0), first["ImageId"]
         assert first["ImageName"] == name
@@ -207,18 +221,18 @@ def test_a_manual_run_sends_events_and_check_ins_unless_no_alerts(
 def test_live_progress_rewrites_one_line_and_keeps_warnings() -> None:
     import io
 
-    from cvmkeeper.cli.run_cmd import ProgressDisplay
+    from cvmkeeper.cli.run_progress import RunProgress
 
     stream = io.StringIO()
-    display = ProgressDisplay(stream, live=True)
-    display("ap-guangzhou: created 261127-0000-aaaaaaaa")
+    display = RunProgress(stream, live=True, clock=lambda: 0.0)
+    display("ap-guangzhou: created 261127-0000-aaaaaaaa (img-1) for ins-aaaaaaaa")
     display.alert("ap-guangzhou: WARNING quota full")
-    display("ap-guangzhou: deleted x")
+    display("ap-guangzhou: deleted x (img-0): expired")
     display.close()
     text = stream.getvalue()
-    assert text.startswith("\r\x1b[Kap-guangzhou: created")
+    assert text.startswith("\r\x1b[Kap-guangzhou 1 made, 1 waiting, 0 failed | 0s")
     assert "\r\x1b[Kap-guangzhou: WARNING quota full\n" in text
-    assert text.endswith("\r\x1b[Kap-guangzhou: deleted x\r\x1b[K")
+    assert text.endswith("ap-guangzhou 1 made, 1 waiting, 0 failed, 1 deleted | 0s\r\x1b[K")
 
 
 def test_delete_reasons_of_every_kind_read_as_words() -> None:

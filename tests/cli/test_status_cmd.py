@@ -197,3 +197,26 @@ def test_a_copy_only_destination_shows_its_copies_and_when_they_go_stale(
         assert (copies["region"], copies["source_region"], copies["held"]) == (DEST, REGION, 1)
         assert [c["instance_id"] for c in report["stale_copies"]] == [A]
         assert DEST in {r["region"] for r in report["regions"]}
+
+
+def test_the_quota_is_the_accounts_own_unless_capped_and_both_are_shown(
+    tmp_path: Path,
+) -> None:
+    """An account whose quota was raised to 25 is not silently held to 10 (issue #17)."""
+    with world(tmp_path, fleet(quota=25), policy()) as w:
+        document = yaml.safe_load(w.config_path.read_text())
+        del document["image_quota"]
+        w.config_path.write_text(yaml.safe_dump(document))
+        uncapped = status(w, 0, "--json")
+        [region] = json.loads(uncapped.stdout)["regions"]
+        assert (region["quota"], region["account_quota"], region["quota_cap"]) == (25, 25, None)
+        assert region["free"] == 25
+        text = status(w, 0).stdout
+        assert f"  {REGION}: 0/25 images used, 25 free" in text
+        assert "    quota: account 25 (DescribeImageQuota), no cap (image_quota unset)" in text
+
+        document["image_quota"] = 12
+        w.config_path.write_text(yaml.safe_dump(document))
+        capped = json.loads(status(w, 0, "--json").stdout)["regions"][0]
+        assert (capped["quota"], capped["account_quota"], capped["quota_cap"]) == (12, 25, 12)
+        assert "quota: account 25 (DescribeImageQuota), cap image_quota 12" in status(w, 0).stdout

@@ -39,7 +39,8 @@ def test_the_samples_are_valid_and_summarised() -> None:
     assert lines[2].startswith("batch-weekly ") and "ins-9vb4c6lp" in lines[2]
     assert (
         "quota ap-guangzhou: web-daily 3 x >=1 instance + db-hourly 3 x >=1 "
-        "instance = 6 <= quota 10 (offline)"
+        "instance = 6 <= quota 10 (offline: the documented default 10; validate --online "
+        "reads the account's quota)"
     ) in lines
     assert lines[-1] == "ok: 3 policies valid"
 
@@ -132,11 +133,13 @@ def test_online_counts_tagged_instances_and_unmanaged_images(tmp_path: Path) -> 
         assert code == 0, err
         assert (
             "quota ap-guangzhou: web-daily 3 x 2 instances + db-hourly 3 x 1 "
-            "instance + 1 unmanaged = 10 <= quota 10"
+            "instance + 1 unmanaged = 10 <= quota 10 (account quota 10 from "
+            "DescribeImageQuota, cap image_quota 10)"
         ) in out.splitlines()
         assert (
             "quota ap-shanghai: web-daily 3 x 1 instance + batch-weekly 2 x 1 "
-            "instance + 1 unmanaged = 6 <= quota 10"
+            "instance + 1 unmanaged = 6 <= quota 10 (account quota 10 from "
+            "DescribeImageQuota, cap image_quota 10)"
         ) in out.splitlines()
 
         tight = online_config(tmp_path, emulator.endpoint, quota=9)
@@ -216,5 +219,6 @@ def test_keep_last_4_rotates_in_place_and_needs_no_extra_image(tmp_path: Path) -
     code, out, err = run("validate", "--config",
                          str(rotation_setup(tmp_path, "{keep_last: 4}", 8)))
     assert code == 0, err
-    assert "quota ap-guangzhou: web 4 x 2 instances = 8 <= quota 8 (offline)" in out
+    assert ("quota ap-guangzhou: web 4 x 2 instances = 8 <= quota 8 (offline: the cap "
+            "image_quota)") in out
     assert "to rotate" not in out

@@ -49,7 +49,8 @@ def test_the_issue_example_keeps_its_meaning(tmp_path: Path) -> None:
 
 def test_an_empty_mapping_is_all_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "{}\n"))
-    assert config.image_quota == 10
+    assert config.image_quota is None  # no cap: the account's own quota
+    assert config.offline_quota == 10
     assert config.on_quota_full == "evict"
     assert config.cloud.endpoint is None and config.cloud.scheme == "https"
     assert config.credentials.secret_id is None and config.credentials.cvm_role

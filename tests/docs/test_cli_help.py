@@ -86,7 +86,8 @@ def test_config_generate_writes_files_that_validate(tmp_path: Path) -> None:
     setup = load_setup(config)
     assert [p.name for p in setup.policies] == ["web-daily"]
     assert setup.policies[0].source.endswith("web-daily.yaml") or policy.is_file()
-    assert setup.config.image_quota == 10
+    assert setup.config.image_quota is None  # no cap: the account's own quota
+    assert setup.config.offline_quota == 10
 
 
 def test_config_generate_refuses_to_overwrite_without_force(tmp_path: Path) -> None:

@@ -27,8 +27,11 @@ COMMANDS: dict[str, str] = {
     "status": "cvmkeeper.cli.status_cmd:status_command",
     "restore": "cvmkeeper.cli.restore_cmd:restore_command",
     "drill": "cvmkeeper.cli.drill_cmd:drill_command",
+    "report": "cvmkeeper.cli.report_cmd:report_command",
     "daemon": "cvmkeeper.cli.daemon_cmd:daemon",
     "emulator": "cvmkeeper.cli.emulator_cmd:emulator",
+    "completion": "cvmkeeper.cli.completion_cmd:completion_command",
+    "systemd-unit": "cvmkeeper.cli.systemd_unit_cmd:systemd_unit_command",
 }
 """Every subcommand, by name. Adding a command is one line here."""
 
@@ -80,7 +83,7 @@ def cli(ctx: click.Context) -> None:
       cvmkeeper plan --config DIR/cvmkeeper.yaml
 
     Every command reads --config FILE (default: $CVMKEEPER_CONFIG, else
-    /etc/cvmkeeper/cvmkeeper.yaml). Shell completion: see README.md, "Commands".
+    /etc/cvmkeeper/cvmkeeper.yaml). Shell completion: cvmkeeper completion bash|zsh|fish.
     """
     # Every command's output is escaped and redacted and its logging set up the same way.
     from cvmkeeper.cli.output import cli_output  # noqa: PLC0415  (keeps `--help` fast)

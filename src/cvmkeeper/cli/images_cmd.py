@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 import click
 
 from cvmkeeper.cli.common import (
+    EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     config_option,
@@ -26,6 +28,7 @@ from cvmkeeper.cli.common import (
 )
 from cvmkeeper.cli.plan_cmd import check_choices, client_or_exit, region_option
 from cvmkeeper.cloud.errors import CloudError
+from cvmkeeper.config import Setup
 from cvmkeeper.core.disks import (
     asked_disk_count,
     asked_disk_ids,
@@ -34,12 +37,15 @@ from cvmkeeper.core.disks import (
     snapshots_json,
 )
 from cvmkeeper.core.durations import format_duration
+from cvmkeeper.core.health import assess_region
 from cvmkeeper.core.inventory import Image, Inventory
+from cvmkeeper.core.naming import is_managed
 from cvmkeeper.core.plan import ImageDecision, Plan
 from cvmkeeper.core.planner import PlannerSettings, plan_region
 from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.copies import copy_destinations, copy_source_regions
 from cvmkeeper.executor.region import read_inventory
+from cvmkeeper.executor.run_health import health_settings
 from cvmkeeper.executor.runner import run_regions
 
 EXPIRES = "expires at next run"
@@ -86,6 +92,8 @@ def _region_json(
     instance_ids: set[str] | None,
     now: datetime,
     home: dict[str, str],
+    *,
+    names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     created = {image.image_id: image.created_time for image in inventory.images}
     by_id = {image.image_id: image for image in inventory.images}
@@ -116,6 +124,7 @@ def _region_json(
         "unmanaged": plan.unmanaged,
         "free": plan.free,
         "instances": dict(sorted(instances.items())),
+        "instance_names": {i: (names or {}).get(i) for i in sorted(instances)},
         "copies_from": {
             instance_id: home[instance_id]
             for instance_id in sorted(instances)
@@ -134,12 +143,27 @@ def _region_json(
     metavar="NAME",
     help="Only the instances this policy targets.",
 )
+@click.option(
+    "--instance",
+    "instance_filters",
+    multiple=True,
+    metavar="ID|NAME",
+    help="Only this instance, by id (ins-...) or by its name in the console; repeat for more.",
+)
+@click.option(
+    "--stale",
+    is_flag=True,
+    help="Only instances whose newest NORMAL backup (or copy) is stale: older than the "
+    "policy's period times sentry.freshness_factor, or missing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the images as JSON.")
 def images_command(
     *,
     config_file: str | None,
     region_names: tuple[str, ...],
     policy_name: str | None,
+    instance_filters: tuple[str, ...],
+    stale: bool,
     as_json: bool,
 ) -> None:
     """List cvmkeeper's images per instance, and the rule that keeps each.
@@ -154,13 +178,16 @@ def images_command(
     (copies:) are listed under their destination region, with the region their instance
     lives in.
 
+    Each instance shows its name (from DescribeInstances) beside its id. The filters
+    --region, --policy, --instance and --stale combine (an instance must pass all).
+
     Only reads the cloud (DescribeImageQuota, DescribeImages, DescribeInstances).
 
     \b
     Exit status:
       0  listed
       1  a region could not be read
-      2  the config is invalid, or --policy / --region names something unknown
+      2  the config is invalid, or --policy / --region / --instance names something unknown
     """
     setup = load_or_exit(config_file)
     check_choices(setup, "images", (policy_name,) if policy_name else (), region_names)
@@ -175,17 +202,15 @@ def images_command(
         orphan_retention=setup.config.orphans.retention, name_format=setup.config.name_format
     )
     results: list[dict[str, Any]] = []
-    failed = False
-    inventories: dict[str, Inventory] = {}
-    # The source regions of the copies listed are read too (not listed), for copy retention.
-    sources = [r for region in regions for r in copy_source_regions(setup.policies, region)]
-    for region in dict.fromkeys([*regions, *sources]):
-        try:
-            inventories[region] = read_inventory(client, region, setup.config.image_quota)
-        except CloudError as error:
-            click.echo(f"images: {region}: cannot read the inventory: {error}", err=True)
-            failed = True
+    inventories, failed = _read_inventories(client, setup, regions)
     home = {i.instance_id: r for r, inv in inventories.items() for i in inv.instances}
+    names = {i.instance_id: i.name for inv in inventories.values() for i in inv.instances}
+    wanted = match_instances(instance_filters, names, inventories.values(), setup)
+    if wanted is not None and not wanted:
+        click.echo(f"images: --instance {', '.join(instance_filters)}: no such instance "
+                   "(by id or name) in the regions read", err=True)
+        sys.exit(EXIT_CONFIG)
+    stale_ids = stale_instances(setup, inventories, now) if stale else None
     for region in regions:
         inventory = inventories.get(region)
         if inventory is None:
@@ -198,23 +223,94 @@ def images_command(
             click.echo(f"images: {region}: planning failed: {error}", err=True)
             failed = True
             continue
-        selected: set[str] | None = None
-        if policy_name:
-            selected = set()
-            for source_region, source in inventories.items():
-                if source_region == region or any(
-                    p.name == policy_name and p.copy_to(region) for p in setup.policies
-                ):
-                    resolution = resolve_targets(source_region, setup.policies,
-                                                 source.instances)
-                    selected |= set(resolution.instances_of(policy_name))
-        results.append(_region_json(plan, inventory, selected, now, home))
+        selected = (_policy_instances(setup, inventories, region, policy_name)
+                    if policy_name else None)
+        for narrower in (wanted, None if stale_ids is None else stale_ids.get(region, set())):
+            if narrower is not None:
+                selected = set(narrower) if selected is None else selected & narrower
+        results.append(_region_json(plan, inventory, selected, now, home, names=names))
     if as_json:
         print_json({"now": now, "regions": results})
     else:
         for region_json in results:
             _print_region(region_json)
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _read_inventories(
+    client: Any, setup: Setup, regions: list[str]
+) -> tuple[dict[str, Inventory], bool]:
+    """The inventories of ``regions`` and of the source regions of their copies (read for
+    copy retention, not listed); True as well when a region could not be read (said on
+    stderr)."""
+    inventories: dict[str, Inventory] = {}
+    failed = False
+    sources = [r for region in regions for r in copy_source_regions(setup.policies, region)]
+    for region in dict.fromkeys([*regions, *sources]):
+        try:
+            inventories[region] = read_inventory(client, region, setup.config.image_quota)
+        except CloudError as error:
+            click.echo(f"images: {region}: cannot read the inventory: {error}", err=True)
+            failed = True
+    return inventories, failed
+
+
+def _policy_instances(
+    setup: Setup, inventories: dict[str, Inventory], region: str, policy_name: str
+) -> set[str]:
+    """The instances ``--policy`` selects in ``region``: its targets there, and the
+    instances whose images it copies there from other regions."""
+    selected: set[str] = set()
+    for source_region, source in inventories.items():
+        if source_region == region or any(
+            p.name == policy_name and p.copy_to(region) for p in setup.policies
+        ):
+            resolution = resolve_targets(source_region, setup.policies, source.instances)
+            selected |= set(resolution.instances_of(policy_name))
+    return selected
+
+
+def match_instances(
+    filters: tuple[str, ...],
+    names: dict[str, str],
+    inventories: Iterable[Inventory],
+    setup: Setup,
+) -> set[str] | None:
+    """The instance ids ``--instance`` selects (by id or by name); ``None``: no filter.
+
+    An id also matches when the instance is gone but its images remain (orphans).
+    """
+    if not filters:
+        return None
+    fmt = setup.config.name_format
+    image_owners = {
+        owner.instance_id
+        for inventory in inventories
+        for image in inventory.images
+        if (owner := is_managed(image, fmt)) is not None
+    }
+    known = set(names) | image_owners
+    return {
+        instance_id
+        for instance_id in known
+        if instance_id in filters or names.get(instance_id) in filters
+    }
+
+
+def stale_instances(
+    setup: Setup, inventories: dict[str, Inventory], now: datetime
+) -> dict[str, set[str]]:
+    """Per region, the instances whose newest backup or copy is stale (``core.health``,
+    the rule ``status`` and the run's alerts use)."""
+    settings = health_settings(setup)
+    found: dict[str, set[str]] = {}
+    for region, inventory in inventories.items():
+        health = assess_region(inventory, setup.policies, now, settings,
+                               setup.config.name_format, sources=inventories)
+        found[region] = {item.instance_id for item in health.stale} | {
+            item.instance_id for item in health.stale_copies
+        }
+    return found
 
 
 def _print_region(region: dict[str, Any]) -> None:
@@ -228,7 +324,9 @@ def _print_region(region: dict[str, Any]) -> None:
         orphan = " (orphan: no policy targets it)" if images and images[0]["orphan"] else ""
         source = region["copies_from"].get(instance_id)
         copies = f" (copies; the instance is in {source})" if source else ""
-        click.echo(f"  {instance_id}{copies}{orphan}")
+        name = region.get("instance_names", {}).get(instance_id)
+        named = f" ({name})" if name and name != instance_id else ""
+        click.echo(f"  {instance_id}{named}{copies}{orphan}")
         for image in images:
             short = "  FEWER DISKS THAN ASKED" if image["fewer_disks_than_asked"] else ""
             click.echo(

@@ -26,6 +26,8 @@ from cvmkeeper.cli.common import (
     print_json,
     utc_now,
 )
+from cvmkeeper.cli.credentials_hint import credentials_hint
+from cvmkeeper.cli.policy_states import policy_state_lines, policy_states
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.credentials import CredentialsError
 from cvmkeeper.config import Setup
@@ -71,6 +73,8 @@ def client_or_exit(setup: Setup, command: str) -> CloudClient:
         return cloud_client(setup.config)
     except CredentialsError as error:
         click.echo(f"{command}: {error}", err=True)
+        for line in credentials_hint(error, command):
+            click.echo(line, err=True)
         sys.exit(EXIT_CONFIG)
 
 
@@ -195,7 +199,9 @@ def plan_command(
 
     Without --policy, the slots due now by the catch-up rules are planned (each policy's
     latest slot, if younger than its catch_up window); a slot whose image exists needs
-    no step. With --policy, that policy's latest slot is planned even if not due.
+    no step. With --policy, that policy's latest slot is planned even if not due. Every
+    policy then appears with its state: due (and why), not due (its latest slot is older
+    than its catch_up window; the next slot), or planned because --policy named it.
     Only reads the cloud (DescribeImageQuota, DescribeImages, DescribeInstances).
 
     \b
@@ -228,10 +234,12 @@ def plan_command(
         sys.exit(EXIT_CONFIG)
     plans = [plan for plans in report.plans.values() for plan in plans[:1]]
     copy_plans = first_copy_plans(report)
+    states = policy_states(setup, now, policy_names, region_names)
     if as_json:
         print_json(
             {
                 "now": now,
+                "policies": [state.to_json() for state in states],
                 "regions": [plan_to_json(plan) for plan in plans],
                 "copies": [plan_to_json(plan) for plan in copy_plans],
                 "errors": list(report.errors),
@@ -245,6 +253,8 @@ def plan_command(
         for plan in copy_plans:
             for line in plan_lines(plan, copies=True):
                 click.echo(line)
+        for line in policy_state_lines(states):
+            click.echo(line)
         planned = {plan.region for plan in plans} | {plan.region for plan in copy_plans}
         for message in report.errors:
             if message.split(":", 1)[0] not in planned:

@@ -1,8 +1,9 @@
 """``cvmkeeper run``: one run now, as the daemon would make it, with progress as it happens.
 
-Progress goes to stderr: on a terminal one live line that is rewritten in place (warnings
-and errors stay on screen), otherwise one plain line per event, for logs and CI. The
-summary goes to stdout, as text or (``--json``) as the run report.
+Progress goes to stderr (``run_progress``): on a terminal one live status line with the
+counts per region and the time elapsed (warnings and errors stay on screen above it),
+otherwise the run-level lines and a heartbeat every minute; ``--verbose`` adds a line per
+image. The summary goes to stdout, as text or (``--json``) as the run report.
 
 A manual run sends the same Sentry events and Crons check-ins as a scheduled one (the
 policies it runs get ``in_progress`` then ``ok`` or ``error``); ``--no-alerts`` turns
@@ -11,15 +12,13 @@ both off, ``--dry-run`` never alerts.
 
 from __future__ import annotations
 
-import shutil
 import sys
-import threading
 from datetime import datetime
-from typing import TextIO
 
 import click
 
 from cvmkeeper.alerting import AlertingConfigError, build_alerter
+from cvmkeeper.alerting.channels import with_notifications
 from cvmkeeper.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -40,69 +39,17 @@ from cvmkeeper.cli.plan_cmd import (
     policy_option,
     region_option,
 )
+from cvmkeeper.cli.run_progress import RunProgress
 from cvmkeeper.config import Setup
 from cvmkeeper.core.due import due_slots
 from cvmkeeper.core.policy import Policy
 from cvmkeeper.executor.checkins import policy_checkins
 from cvmkeeper.executor.report import RunReport, delete_reason_text, report_to_json
 from cvmkeeper.executor.runner import run_once
-from cvmkeeper.logs import redact, stream_is_journal
-from cvmkeeper.textsafe import escape
+from cvmkeeper.logs import stream_is_journal
 
 #: How long the command waits for alerts and check-ins to be delivered before exiting.
 ALERT_FLUSH_SECONDS = 5.0
-
-
-class ProgressDisplay:
-    """Progress lines: one live line on a terminal, plain lines otherwise. Error and warning
-    lines (``alert``) always stay on screen."""
-
-    def __init__(self, stream: TextIO, *, live: bool, quiet: bool = False) -> None:
-        # The live line moves the cursor on purpose, so it writes under the SafeStream and
-        # escapes and redacts each message itself.
-        self._stream = raw_stream(stream)
-        # Under journald the same lines are logged with their priority (``say`` logs each);
-        # printed too, they would be filed a second time, all at priority 6 (info).
-        self._quiet = quiet
-        self._live = live
-        self._lock = threading.Lock()
-        self._shown = False
-
-    def alert(self, message: str) -> None:
-        """Show an error or warning line, which stays."""
-        if self._quiet:  # logged at its own priority already (see __init__)
-            return
-        message = escape(redact(message))
-        with self._lock:
-            self._clear()
-            self._stream.write(message + "\n")
-            self._stream.flush()
-
-    def __call__(self, message: str) -> None:
-        """Show one progress message (on a terminal, over the previous one)."""
-        if self._quiet:
-            return
-        message = escape(redact(message))
-        with self._lock:
-            if not self._live:
-                self._stream.write(message + "\n")
-            else:
-                width = max(20, shutil.get_terminal_size().columns - 1)
-                text = message if len(message) <= width else message[: width - 1] + "…"
-                self._stream.write("\r\x1b[K" + text)
-                self._shown = True
-            self._stream.flush()
-
-    def _clear(self) -> None:
-        if self._shown:
-            self._stream.write("\r\x1b[K")
-            self._shown = False
-
-    def close(self) -> None:
-        """Remove the live line (the summary follows)."""
-        with self._lock:
-            self._clear()
-            self._stream.flush()
 
 
 def policies_run(
@@ -119,8 +66,51 @@ def policies_run(
     return chosen
 
 
-def summary_lines(report: RunReport) -> list[str]:
-    """The end-of-run summary for people."""
+def short_summary_lines(report: RunReport, health_warnings: int = 0) -> list[str]:
+    """The summary without ``--verbose``: a line for every outcome that needs a person
+    (failed, skipped, or with an error), one line of counts per region, and the totals.
+    At 300 instances this is a screen, not 600 lines; ``--verbose`` and ``--json`` list
+    every image."""
+    if report.dry_run:
+        return summary_lines(report)
+    full = summary_lines(report, health_warnings)
+    attention = [
+        line for outcome, line in zip(report.outcomes, full, strict=False)
+        if not outcome.ok or outcome.status in ("failed", "skipped")
+    ]
+    offset = len(report.outcomes)
+    attention += [
+        line for copy, line in zip(report.copies, full[offset:], strict=False)
+        if not copy.ok or copy.status in ("failed", "skipped")
+    ]
+    offset += len(report.copies)
+    attention += [
+        line for deleted, line in zip(report.deleted, full[offset:], strict=False)
+        if deleted.error
+    ]
+    regions = dict.fromkeys([o.region for o in report.outcomes]
+                            + [c.region for c in report.copies]
+                            + [d.region for d in report.deleted])
+    counts = []
+    for region in regions:
+        outcomes = [o for o in report.outcomes if o.region == region]
+        made = sum(1 for o in outcomes if o.status in ("created", "adopted"))
+        there = sum(1 for o in outcomes if o.status == "exists")
+        failed = sum(1 for o in outcomes if not o.ok)
+        copied = sum(1 for c in report.copies if c.region == region
+                     and c.status in ("copied", "adopted"))
+        gone = sum(1 for d in report.deleted if d.region == region
+                   and d.status in ("deleted", "already_gone"))
+        copies = f", {copied} copied here" if copied else ""
+        counts.append(f"{region}: {made} made, {there} already there, {failed} failed"
+                      f"{copies}, {gone} deleted")
+    return [*attention, *counts, full[-1], "(--verbose or --json lists every image)"]
+
+
+def summary_lines(report: RunReport, health_warnings: int = 0) -> list[str]:
+    """The end-of-run summary for people, every image (``--verbose``). The warnings count
+    those of the steps and ``health_warnings``, the stale backups and low quota the run's
+    health check printed."""
     lines: list[str] = []
     if report.dry_run:
         for plans in report.plans.values():
@@ -161,7 +151,8 @@ def summary_lines(report: RunReport) -> list[str]:
     copies = f", {copied} copied to other regions" if report.copies else ""
     lines.append(
         f"{'ok' if report.ok else 'FAILED'}: {made} image(s) made{copies}, {gone} deleted, "
-        f"{failed} slot(s) without a NORMAL image, {len(report.warnings)} warning(s), "
+        f"{failed} slot(s) without a NORMAL image, "
+        f"{len(report.warnings) + health_warnings} warning(s), "
         f"{len(report.errors)} error(s)"
     )
     return lines
@@ -184,6 +175,15 @@ def summary_lines(report: RunReport) -> list[str]:
 @click.option(
     "--no-alerts", is_flag=True, help="Send no Sentry events and no Crons check-ins."
 )
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Show a progress line for every image (created, each state change, deleted) and "
+    "list every image in the summary; without it a terminal shows one live status line, "
+    "other output the run-level lines and a heartbeat every minute, and the summary only "
+    "what needs a person and the counts per region.",
+)
 def run_command(
     *,
     config_file: str | None,
@@ -194,6 +194,7 @@ def run_command(
     as_json: bool,
     no_wait: bool,
     no_alerts: bool,
+    verbose: bool,
 ) -> None:
     """Run once now: create the due images, wait for them, rotate old ones.
 
@@ -215,6 +216,12 @@ def run_command(
     --at TIME runs as if it were TIME (the slot and retention use it; for previews,
     tests and replaying a missed slot).
 
+    Progress goes to stderr: on a terminal one status line (per region: images made,
+    waiting, failed; time elapsed), otherwise the run-level lines and a heartbeat line
+    every minute; --verbose adds a line per image. The summary goes to stdout: what
+    needs a person (failed or skipped slots, failed deletes), the counts per region and
+    the totals; --verbose lists every image, --json gives the whole report.
+
     \b
     Exit status:
       0  every slot has its NORMAL image (or is being made, with --no-wait)
@@ -226,16 +233,18 @@ def run_command(
     client = client_or_exit(setup, "run")
     try:
         alerter = build_alerter(setup.config.sentry, enabled=not (no_alerts or dry_run))
+        alerter = with_notifications(alerter, setup.config.notify,
+                                     enabled=not (no_alerts or dry_run))
     except AlertingConfigError as error:
         click.echo(f"run: {error}", err=True)
         sys.exit(EXIT_CONFIG)
     now = at or utc_now()
     stderr = sys.stderr
-    display = ProgressDisplay(stderr, live=stderr.isatty() and not as_json,
-                              quiet=stream_is_journal(raw_stream(stderr)))
+    display = RunProgress(stderr, live=stderr.isatty() and not as_json, verbose=verbose,
+                          quiet=stream_is_journal(raw_stream(stderr)))
     policies = [] if dry_run else policies_run(setup, policy_names, region_names, now)
     try:
-        with policy_checkins(alerter, policies, setup.config.sentry) as fail:
+        with display.running(), policy_checkins(alerter, policies, setup.config.sentry) as fail:
             report = run_once(
                 setup,
                 client,
@@ -252,12 +261,14 @@ def run_command(
                 if not report.policy_ok(policy.name):
                     fail(policy.name)
     finally:
-        display.close()
         alerter.flush(ALERT_FLUSH_SECONDS)
         alerter.close(ALERT_FLUSH_SECONDS)
     if as_json:
-        print_json(report_to_json(report))
+        document = report_to_json(report)
+        document["health_warnings"] = list(display.health_warnings)
+        print_json(document)
     else:
-        for line in summary_lines(report):
+        summary = summary_lines if verbose else short_summary_lines
+        for line in summary(report, len(display.health_warnings)):
             click.echo(line)
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)

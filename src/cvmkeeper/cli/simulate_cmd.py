@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
 
 import click
 
@@ -20,6 +21,7 @@ from cvmkeeper.cli.common import (
     print_json,
     utc_now,
 )
+from cvmkeeper.cli.simulate_html import render_simulation_html
 from cvmkeeper.core.capacity import explain_max_images
 from cvmkeeper.core.schedule import zone
 from cvmkeeper.core.simulation import KeptImage, SimulationTooLongError, simulate
@@ -41,8 +43,18 @@ from cvmkeeper.core.simulation import KeptImage, SimulationTooLongError, simulat
 )
 @at_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Also write the retention ladder (the images kept at the end on a timeline, with "
+    "the rules keeping each) to FILE as one self-contained HTML page.",
+)
 def simulate_command(
-    config_file: str | None, policy_name: str, days: int, at: datetime | None, as_json: bool
+    config_file: str | None, policy_name: str, days: int, at: datetime | None, as_json: bool,
+    *, html_file: Path | None = None,
 ) -> None:
     """Replay one policy's schedule for --days days and show what it would keep.
 
@@ -69,6 +81,15 @@ def simulate_command(
         click.echo(f"simulate: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
     bound = explain_max_images(policy.retention, policy.schedules)
+    if html_file is not None:
+        copy_bounds = [explain_max_images(r.retention, policy.schedules) for r in policy.copies]
+        try:
+            html_file.write_text(render_simulation_html(result, days, bound, copy_bounds),
+                                 encoding="utf-8")
+        except OSError as error:
+            click.echo(f"simulate: {html_file}: cannot write: {error.strerror or error}",
+                       err=True)
+            sys.exit(EXIT_CONFIG)
     if as_json:
         print_json(
             {

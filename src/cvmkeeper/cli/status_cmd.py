@@ -26,6 +26,7 @@ from cvmkeeper.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     at_option,
+    cloud_client,
     config_option,
     iso_utc,
     load_or_exit,
@@ -33,13 +34,15 @@ from cvmkeeper.cli.common import (
     utc_now,
 )
 from cvmkeeper.cli.plan_cmd import client_or_exit
+from cvmkeeper.cli.region_reads import read_regions
+from cvmkeeper.cli.status_monitor import UNKNOWN, monitor_result, unknown_lines
 from cvmkeeper.cloud.client import CloudClient
-from cvmkeeper.cloud.errors import CloudError
-from cvmkeeper.config import Setup
+from cvmkeeper.cloud.credentials import CredentialsError
+from cvmkeeper.config import ConfigError, Setup, config_path, load_setup
 from cvmkeeper.core.disk_report import region_disk_warnings
 from cvmkeeper.core.disks import describe_snapshots
 from cvmkeeper.core.durations import format_duration
-from cvmkeeper.core.health import Freshness, RegionHealth, assess_region
+from cvmkeeper.core.health import Freshness, QuotaHeadroom, RegionHealth, assess_region
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.schedule import next_policy_slots
 from cvmkeeper.executor.copies import copy_destinations
@@ -50,6 +53,9 @@ from cvmkeeper.restore.drill import failed_drills, last_drill, last_drill_text
 from cvmkeeper.scheduler.state import STATE_FILE_NAME, DaemonState, PolicyRun, read_state
 
 __all__ = ["Status", "gather", "status_command", "status_lines", "status_to_json"]
+
+#: seconds ``status`` waits for all regions together (``--timeout``)
+DEFAULT_TIMEOUT = 60.0
 
 
 @dataclass
@@ -97,9 +103,15 @@ class Status:
         )
 
 
-def gather(setup: Setup, client: CloudClient, now: datetime) -> Status:
+def gather(
+    setup: Setup, client: CloudClient, now: datetime, timeout_seconds: float = DEFAULT_TIMEOUT
+) -> Status:
     """Read the state file and every region of the config, its policies and their copy
-    destinations (a destination's copies are assessed against the source regions read)."""
+    destinations (a destination's copies are assessed against the source regions read).
+
+    The regions are read in parallel; what has not answered within ``timeout_seconds``
+    (all regions together) is reported unreadable.
+    """
     state_file = setup.config.state_dir / STATE_FILE_NAME
     status = Status(now, setup.config.source, state_file, DaemonState())
     try:
@@ -108,12 +120,13 @@ def gather(setup: Setup, client: CloudClient, now: datetime) -> Status:
         status.state_problem = str(error)
     settings = health_settings(setup)
     regions = list(dict.fromkeys([*run_regions(setup), *copy_destinations(setup.policies)]))
-    read: dict[str, Inventory] = {}
-    for region in regions:
-        try:
-            read[region] = read_inventory(client, region, setup.config.image_quota)
-        except CloudError as error:
-            status.unreadable[region] = f"cannot read the inventory: {error}"
+    reads = read_regions(
+        regions,
+        lambda region: read_inventory(client, region, setup.config.image_quota),
+        timeout_seconds,
+    )
+    read: dict[str, Inventory] = reads.read
+    status.unreadable.update(reads.unreadable)
     for inventory in read.values():
         status.regions.append(
             assess_region(inventory, setup.policies, now, settings, setup.config.name_format,
@@ -127,6 +140,23 @@ def gather(setup: Setup, client: CloudClient, now: datetime) -> Status:
         status.holds.update({i.image_id: describe_snapshots(i.snapshots)
                              for i in inventory.images})
     return status
+
+
+def _monitor_setup(config_file: str | None) -> tuple[Setup, CloudClient]:
+    """Config and client for ``--monitor``; anything unusable is UNKNOWN (exit 3)."""
+    try:
+        setup = load_setup(config_path(config_file))
+        return setup, cloud_client(setup.config)
+    except ConfigError as error:
+        first = str(error.problems[0]) if error.problems else "invalid"
+        count = len(error.problems)
+        lines = unknown_lines(
+            f"config invalid ({count} problem{'s' if count != 1 else ''}): {first}")
+    except CredentialsError as error:
+        lines = unknown_lines(f"no credentials: {error}")
+    for line in lines:
+        click.echo(line)
+    sys.exit(UNKNOWN)
 
 
 def _next_run(setup: Setup, name: str, now: datetime) -> datetime | None:
@@ -155,17 +185,45 @@ def _run_text(run: PolicyRun | None, now: datetime) -> str:
 def status_lines(setup: Setup, status: Status) -> list[str]:
     """The text screen."""
     now = status.now
-    lines = [f"cvmkeeper status at {iso_utc(now)} ({status.config_file})"]
+    lines = [f"cvmkeeper status at {iso_utc(now)} ({status.config_file})", _state_line(status)]
+    if status.unreadable:
+        total = len(status.unreadable) + len(status.regions)
+        lines += [
+            "",
+            f"CLOUD NOT READ: {len(status.unreadable)} of {total} regions could not be read "
+            f"({', '.join(status.unreadable)}); their backups are UNKNOWN, and what follows "
+            "covers only the regions read",
+        ]
+    lines += ["", "POLICIES", *_policy_lines(setup, status)]
+    lines += ["", "REGIONS", *_region_lines(status)]
+    lines += _stale_lines(status)
+    if status.disk_warnings:  # rule 10: a disk left out of a backup is never silent
+        lines += ["", f"DISK WARNINGS ({len(status.disk_warnings)})"]
+        lines += [f"  {message}" for message in status.disk_warnings]
+    errors = _recent_errors(setup, status)
+    lines += ["", f"RECENT ERRORS ({len(errors)})"]
+    lines += [f"  {e['policy']} {e['finished']}: {e['message']}" for e in errors] or ["  none"]
+    verdict = "needs attention" if status.needs_attention(setup) else "all good"
+    if status.unreadable:
+        verdict += ": the cloud could not be read in " + ", ".join(status.unreadable)
+    lines += ["", verdict]
+    return lines
+
+
+def _state_line(status: Status) -> str:
+    """What the daemon's state file says about itself."""
     if status.state_problem:
-        lines.append(f"state file: PROBLEM: {status.state_problem}")
-    elif status.state.updated is None:
-        lines.append(f"state file: {status.state_file}: none yet (the daemon has not run)")
-    else:
-        lines.append(
-            f"state file: {status.state_file}, written {iso_utc(status.state.updated)} "
-            f"by pid {status.state.pid}"
-        )
-    lines += ["", "POLICIES"]
+        return f"state file: PROBLEM: {status.state_problem}"
+    if status.state.updated is None:
+        return f"state file: {status.state_file}: none yet (the daemon has not run)"
+    return (f"state file: {status.state_file}, written {iso_utc(status.state.updated)} "
+            f"by pid {status.state.pid}")
+
+
+def _policy_lines(setup: Setup, status: Status) -> list[str]:
+    """Each policy's schedules, last run, next slot and (with a drill key) last drill."""
+    now = status.now
+    lines: list[str] = []
     for policy in setup.policies:
         upcoming = _next_run(setup, policy.name, now)
         next_text = f"{iso_utc(upcoming)} ({_ago(now, upcoming)})" if upcoming else "none"
@@ -174,7 +232,12 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
         lines.append(f"    next: {next_text}")
         if policy.drill is not None:  # restore drills (issue #16)
             lines.append(f"    drill: {last_drill_text(setup.config.state_dir, policy.name)}")
-    lines += ["", "REGIONS"]
+    return lines
+
+
+def _region_lines(status: Status) -> list[str]:
+    """Each region's quota use and origin, its copies, and the regions not read."""
+    lines: list[str] = []
     for health in status.regions:
         quota = health.quota
         flag = "  LOW" if quota.low else ""
@@ -182,24 +245,34 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
             f"  {health.region}: {quota.used}/{quota.quota} images used, {quota.free} free "
             f"({quota.managed} by cvmkeeper, {quota.unmanaged} others){flag}"
         )
-        lines += [f"    {_copies_text(copy, now)}" for copy in health.copies]
+        lines.append(f"    quota: {quota_origin(quota)}")
+        lines += [f"    {_copies_text(copy, status.now)}" for copy in health.copies]
     for region, problem in status.unreadable.items():
         lines.append(f"  {region}: ERROR {problem}")
+    return lines
+
+
+def _stale_lines(status: Status) -> list[str]:
+    """STALE BACKUPS (UNKNOWN where a region could not be read) and STALE COPIES."""
     stale = status.stale
-    lines += ["", f"STALE BACKUPS ({len(stale)})"]
-    lines += [f"  {item.describe()}" for item in stale] or ["  none"]
+    if status.unreadable and not status.regions:
+        lines = ["", "STALE BACKUPS: UNKNOWN (no region could be read)"]
+    else:
+        unknown = f"; UNKNOWN in {', '.join(status.unreadable)}" if status.unreadable else ""
+        lines = ["", f"STALE BACKUPS ({len(stale)}{unknown})"]
+        lines += [f"  {item.describe()}" for item in stale] or ["  none"]
     stale_copies = status.stale_copies
     if any(health.copies for health in status.regions):
         lines += ["", f"STALE COPIES ({len(stale_copies)})"]
         lines += [f"  {item.describe()}" for item in stale_copies] or ["  none"]
-    if status.disk_warnings:  # rule 10: a disk left out of a backup is never silent
-        lines += ["", f"DISK WARNINGS ({len(status.disk_warnings)})"]
-        lines += [f"  {message}" for message in status.disk_warnings]
-    errors = _recent_errors(setup, status)
-    lines += ["", f"RECENT ERRORS ({len(errors)})"]
-    lines += [f"  {e['policy']} {e['finished']}: {e['message']}" for e in errors] or ["  none"]
-    lines += ["", "needs attention" if status.needs_attention(setup) else "all good"]
     return lines
+
+
+def quota_origin(quota: QuotaHeadroom) -> str:
+    """``account 12 (DescribeImageQuota), cap image_quota 10``: where the quota came from."""
+    account = "unknown" if quota.account_quota is None else str(quota.account_quota)
+    cap = "no cap (image_quota unset)" if quota.cap is None else f"cap image_quota {quota.cap}"
+    return f"account {account} (DescribeImageQuota), {cap}"
 
 
 def _copies_text(copy: Freshness, now: datetime) -> str:
@@ -293,6 +366,8 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
             {
                 "region": h.region,
                 "quota": h.quota.quota,
+                "account_quota": h.quota.account_quota,
+                "quota_cap": h.quota.cap,
                 "used": h.quota.used,
                 "free": h.quota.free,
                 "managed": h.quota.managed,
@@ -303,7 +378,8 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
             for h in status.regions
         ]
         + [
-            {"region": region, "quota": None, "used": None, "free": None, "managed": None,
+            {"region": region, "quota": None, "account_quota": None,
+             "quota_cap": setup.config.image_quota, "used": None, "free": None, "managed": None,
              "unmanaged": None, "low": None, "error": problem}
             for region, problem in status.unreadable.items()
         ],
@@ -321,16 +397,46 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
 @config_option
 @at_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON document.")
-def status_command(*, config_file: str | None, at: datetime | None, as_json: bool) -> None:
+@click.option(
+    "--timeout",
+    "timeout_seconds",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait at most this long for all regions together (they are read in parallel); "
+    "a region that has not answered by then is reported unreadable.",
+)
+@click.option(
+    "--monitor",
+    "--nagios",
+    "monitor",
+    is_flag=True,
+    help="Act as a Nagios/Icinga monitoring plugin: one summary line with perfdata, and "
+    "exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+)
+def status_command(
+    *,
+    config_file: str | None,
+    at: datetime | None,
+    as_json: bool,
+    timeout_seconds: float,
+    monitor: bool,
+) -> None:
     """Show, on one screen, whether the backups are fine.
 
     Per policy: its last run (from the daemon's state file in state_dir), how it ended
     and when the next one is due, and the last restore drill of a policy with a drill key
     (drills.json in state_dir). Per region: custom images used and free (read from the
-    cloud), and in each copy destination the copies held per policy and instance. Every
+    cloud), and the quota's origin (the account's DescribeImageQuota and the cap
+    image_quota, if set), and in each copy destination the copies held per policy and
+    instance. Every
     instance whose newest NORMAL backup (or copy set whose newest copy) is older than its
     policy's period times sentry.freshness_factor, or that has none. The errors of the
     last runs.
+
+    Regions are read in parallel, all within --timeout. A region that cannot be read is
+    reported loudly (CLOUD NOT READ, its backups UNKNOWN), never as "no stale backups".
 
     \b
     Exit status:
@@ -339,10 +445,27 @@ def status_command(*, config_file: str | None, at: datetime | None, as_json: boo
          region short of quota (fewer free than sentry.quota_free_warning) or
          unreadable, a broken state file
       2  the config is invalid, or no credentials were found
+
+    \b
+    With --monitor (a Nagios/Icinga plugin, like sanoid's --monitor-*):
+      0  OK
+      1  WARNING   a region is short of quota, or a backup leaves a disk out
+      2  CRITICAL  a stale backup or copy, a failed last run, a broken state file
+      3  UNKNOWN   a region cannot be read, or the config or credentials cannot be used
+    The first line is "CVMKEEPER <STATE> - <summary> | <perfdata>" (stale_backups,
+    stale_copies, failed_policies, unreadable_regions, and per region free and used).
     """
-    setup = load_or_exit(config_file)
-    client = client_or_exit(setup, "status")
-    status = gather(setup, client, at or utc_now())
+    if monitor:
+        setup, client = _monitor_setup(config_file)
+    else:
+        setup = load_or_exit(config_file)
+        client = client_or_exit(setup, "status")
+    status = gather(setup, client, at or utc_now(), timeout_seconds)
+    if monitor:
+        code, lines = monitor_result(setup, status)
+        for line in lines:
+            click.echo(line)
+        sys.exit(code)
     if as_json:
         print_json(status_to_json(setup, status))
     else:

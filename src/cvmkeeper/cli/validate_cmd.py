@@ -22,9 +22,12 @@ from cvmkeeper.cli.common import (
     report_config_error,
     utc_now,
 )
+from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.config import ConfigError, Problem, Setup, config_path, load_config
 from cvmkeeper.config.loader import ignored_policy_files
+from cvmkeeper.config.model import DEFAULT_IMAGE_QUOTA
 from cvmkeeper.config.paths import display_path
+from cvmkeeper.config.regions import region_problems, unknown_regions
 from cvmkeeper.core.capacity import (
     QuotaCheck,
     check_region_quota,
@@ -83,15 +86,37 @@ def regions_of(setup: Setup) -> list[str]:
 
 
 def offline_checks(setup: Setup) -> list[QuotaCheck]:
-    """The quota check of every region, with tag targets counted as at least one instance."""
+    """The quota check of every region, with tag targets counted as at least one instance.
+
+    Without the cloud the account's quota is unknown: the cap ``image_quota`` if the config
+    sets one, else Tencent Cloud's documented default (``DEFAULT_IMAGE_QUOTA``) is assumed.
+    """
     return [
-        check_region_quota(region, setup.policies, setup.config.image_quota)
+        check_region_quota(region, setup.policies, setup.config.offline_quota)
         for region in regions_of(setup)
     ]
 
 
-def online_checks(setup: Setup) -> list[QuotaCheck]:
-    """The quota check of every region against what the cloud reports now."""
+def offline_quota_note(setup: Setup) -> str:
+    """Where the quota of an offline check came from, for the region lines."""
+    if setup.config.image_quota is not None:
+        return "offline: the cap image_quota"
+    return (f"offline: the documented default {DEFAULT_IMAGE_QUOTA}; "
+            "validate --online reads the account's quota")
+
+
+def quota_source(account: int, cap: int | None) -> str:
+    """``account quota 12 from DescribeImageQuota, cap image_quota 10``: both, always."""
+    return f"account quota {account} from DescribeImageQuota, " + (
+        "no cap (image_quota unset)" if cap is None else f"cap image_quota {cap}"
+    )
+
+
+def online_checks(setup: Setup, notes: dict[str, str] | None = None) -> list[QuotaCheck]:
+    """The quota check of every region against what the cloud reports now.
+
+    ``notes`` (if given) receives, per region, the account's quota and the configured cap.
+    """
     client = cloud_client(setup.config)
     fmt = setup.config.name_format
     regions = regions_of(setup)
@@ -107,7 +132,11 @@ def online_checks(setup: Setup) -> list[QuotaCheck]:
 
     checks: list[QuotaCheck] = []
     for region in regions:
-        quota = min(setup.config.image_quota, client.image_quota(region))
+        account = client.image_quota(region)
+        cap = setup.config.image_quota
+        quota = account if cap is None else min(cap, account)
+        if notes is not None:
+            notes[region] = quota_source(account, cap)
         unmanaged = sum(
             1 for image in client.list_images(region) if classify_image(image, fmt) is None
         )
@@ -160,6 +189,26 @@ def online_disk_warnings(setup: Setup) -> list[str]:
     return warnings
 
 
+def confirm_regions(setup: Setup, regions: Sequence[str]) -> list[str]:
+    """The ``regions`` the cloud answers for (``DescribeImageQuota`` succeeds there): a
+    region Tencent Cloud opened after this release's list. A typo gets an error (or no
+    client at all) and stays a problem."""
+    if not regions:
+        return []
+    try:
+        client = cloud_client(setup.config)
+    except Exception:  # no credentials: --online reports that itself, later
+        return []
+    confirmed = []
+    for region in regions:
+        try:
+            client.image_quota(region)
+        except Exception:  # noqa: S112 - an unknown region is expected to fail here
+            continue
+        confirmed.append(region)
+    return confirmed
+
+
 def quota_problems(setup: Setup, checks: Sequence[QuotaCheck]) -> list[Problem]:
     """One problem per region whose worst case does not fit its quota."""
     source = display_path(setup.config.source)
@@ -207,12 +256,19 @@ def validate(config_file: str | None, online: bool) -> None:
     with what the key allows. Then, per region, the most images the policies can make
     their instances hold is added up (instances listed by id are counted one by one; a
     tag target counts as at least one instance, or as the instances it selects with
-    --online) and compared with image_quota. An instance whose next image can expire its
+    --online) and compared with the region's quota: offline, the cap image_quota if set,
+    else the documented default of 10; --online, the account's quota from
+    DescribeImageQuota, capped by image_quota if set (both are shown). An instance
+    whose next image can expire its
     newest one (keep_last 1, hourly images under keep_daily alone, ...) counts one image
     more ("+1 to rotate"): the newest is deleted only once its successor exists.
 
     Files of the policies directory that are not read as policies (hidden, another
     extension, a directory) are listed first, each with the reason.
+
+    Every region the config and the policies name is checked against Tencent Cloud's
+    known regions (a typo is reported at its file, line and key, with the closest name);
+    with --online a region missing from that list passes when the cloud answers for it.
 
     On success prints one line per policy (targets, regions, next slot, the most images
     one instance can hold, with the arithmetic) and one line per region, then warnings:
@@ -229,11 +285,23 @@ def validate(config_file: str | None, online: bool) -> None:
     report_ignored_files(config_file)
     setup = load_or_exit(config_file)
     now = utc_now()
+    confirmed = confirm_regions(setup, unknown_regions(setup)) if online else []
+    region_typos = region_problems(setup, confirmed)
+    if region_typos:
+        report_config_error(ConfigError(region_typos))
+        sys.exit(EXIT_CONFIG)
+    for region in confirmed:
+        click.echo(f"note: region {region} is not in cvmkeeper's list of Tencent Cloud regions, "
+                   "but the cloud answers for it")
     warnings = snapshot_warnings(setup)
+    notes: dict[str, str] = {}
     if online:
         try:
-            checks = online_checks(setup)
+            checks = online_checks(setup, notes)
             warnings += online_disk_warnings(setup)
+        except CloudError as exc:  # a sentence from Tencent's answer; never a secret
+            click.echo(f"validate: --online failed: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
         except Exception as exc:  # the cloud layer's errors carry no secrets
             click.echo(f"validate: --online failed: {type(exc).__name__}: {exc}", err=True)
             sys.exit(EXIT_FAILED)
@@ -246,7 +314,8 @@ def validate(config_file: str | None, online: bool) -> None:
     for policy in setup.policies:
         click.echo(policy_summary(policy, now))
     for check in checks:
-        click.echo(f"quota {check.explain()}" + ("" if online else " (offline)"))
+        note = notes.get(check.region) if online else offline_quota_note(setup)
+        click.echo(f"quota {check.explain()}" + (f" ({note})" if note else ""))
     for warning in warnings:
         click.echo(f"warning: {warning}")
     click.echo(f"ok: {len(setup.policies)} policies valid")

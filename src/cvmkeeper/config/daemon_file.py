@@ -20,11 +20,13 @@ from cvmkeeper.config.model import (
     CloudSettings,
     Config,
     CredentialSettings,
+    NotifySettings,
     OrphanSettings,
     RetrySettings,
     Secret,
     SentrySettings,
 )
+from cvmkeeper.config.notify_file import read_notify
 from cvmkeeper.config.paths import absolute
 from cvmkeeper.config.policy_file import REGION, REGION_HELP, read_retention
 from cvmkeeper.config.reader import Node, Reader
@@ -44,6 +46,7 @@ CONFIG_KEYS = (
     "orphans",
     "state_dir",
     "metrics",
+    "notify",
 )
 #: the endpoint used when the config names none (``cloud.transport.DEFAULT_ENDPOINT``; not
 #: imported, so that reading a config does not load the SDK)
@@ -352,9 +355,9 @@ def read_config(reader: Reader, root: Node, source: Path) -> Config | None:
     regions: tuple[str, ...] = ()
     if "regions" in keys:
         regions = reader.string_list(keys["regions"], "regions", REGION, REGION_HELP) or ()
-    quota = 10
+    quota: int | None = None  # no cap: the account's own quota (DescribeImageQuota)
     if "image_quota" in keys:
-        quota = reader.integer(keys["image_quota"], "image_quota", 1, 100_000) or quota
+        quota = reader.integer(keys["image_quota"], "image_quota", 1, 100_000)
     name_format = NameFormat.compile(DEFAULT_TEMPLATE)
     if "name_template" in keys:
         template = reader.string(keys["name_template"], "name_template")
@@ -392,6 +395,7 @@ def read_config(reader: Reader, root: Node, source: Path) -> Config | None:
             metrics_listen = reader.string(
                 metric_keys["listen"], "metrics.listen", LISTEN, "host:port such as 127.0.0.1:9464"
             )
+    notify = read_notify(reader, keys["notify"], base) if "notify" in keys else NotifySettings()
     return Config(
         source=source,
         policies_dir=policies_dir,
@@ -406,4 +410,5 @@ def read_config(reader: Reader, root: Node, source: Path) -> Config | None:
         orphans=orphans,
         state_dir=state_dir,
         metrics_listen=metrics_listen,
+        notify=notify,
     )

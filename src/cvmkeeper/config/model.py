@@ -16,6 +16,9 @@ from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
 from cvmkeeper.core.policy import OnQuotaFull, Retention
 
 DEFAULT_CONFIG_PATH = Path("/etc/cvmkeeper/cvmkeeper.yaml")
+#: Tencent Cloud's documented custom-image quota per region. Only offline checks assume it:
+#: a run and ``validate --online`` read the account's own (``DescribeImageQuota``).
+DEFAULT_IMAGE_QUOTA = 10
 CONFIG_ENV = "CVMKEEPER_CONFIG"
 
 
@@ -142,6 +145,39 @@ class OrphanSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """``notify.webhook``: POST a signed JSON document per alert and check-in.
+
+    ``url`` is a ``Secret`` (a webhook URL often carries a token); ``secret_file`` holds the
+    shared HMAC-SHA256 key (``cvmkeeper.alerting.webhook`` documents the signature).
+    """
+
+    url: Secret
+    secret_file: Path | None = None
+    timeout: timedelta = timedelta(seconds=10)
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """Notification channels besides Sentry (``notify:``); all off by default.
+
+    ``healthchecks`` maps a policy name to its ping URL (Healthchecks.io or a
+    compatible server: ``/start``, success, ``/fail``); ``apprise`` lists Apprise URLs
+    (the optional ``apprise`` extra), read from the config and from ``apprise_urls_file``.
+    """
+
+    webhook: WebhookSettings | None = None
+    healthchecks: tuple[tuple[str, Secret], ...] = ()
+    apprise: tuple[Secret, ...] = ()
+    apprise_urls_file: Path | None = None
+
+    @property
+    def any(self) -> bool:
+        """True when at least one channel is configured."""
+        return bool(self.webhook or self.healthchecks or self.apprise or self.apprise_urls_file)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The daemon config, validated. Paths are absolute (relative ones are resolved
     against the config file's directory)."""
@@ -149,7 +185,8 @@ class Config:
     source: Path
     policies_dir: Path
     regions: tuple[str, ...] = ()
-    image_quota: int = 10
+    #: an optional cap on the account's quota (``None``: the account's own quota)
+    image_quota: int | None = None
     name_format: NameFormat = DEFAULT_FORMAT
     on_quota_full: OnQuotaFull = "evict"
     cloud: CloudSettings = field(default_factory=CloudSettings)
@@ -159,3 +196,9 @@ class Config:
     orphans: OrphanSettings = field(default_factory=OrphanSettings)
     state_dir: Path = Path("/var/lib/cvmkeeper")
     metrics_listen: str | None = None
+    notify: NotifySettings = field(default_factory=NotifySettings)
+
+    @property
+    def offline_quota(self) -> int:
+        """The quota an offline check assumes: the cap if set, else the documented default."""
+        return DEFAULT_IMAGE_QUOTA if self.image_quota is None else self.image_quota

@@ -161,6 +161,9 @@ class QuotaHeadroom:
     managed: int
     unmanaged: int
     threshold: int
+    #: what DescribeImageQuota reported, and the configured cap (None: not known / no cap)
+    account_quota: int | None = None
+    cap: int | None = None
 
     @property
     def free(self) -> int:
@@ -249,6 +252,8 @@ def assess_region(
         managed=managed_count,
         unmanaged=len(inventory.images) - managed_count,
         threshold=settings.quota_free_warning,
+        account_quota=inventory.account_quota,
+        cap=inventory.quota_cap,
     )
     copies = _assess_copies(inventory.region, policies=policies, sources=sources or {},
                             newest=newest, held=held, now=now, settings=settings)

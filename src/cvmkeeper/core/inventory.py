@@ -98,8 +98,9 @@ class Instance:
 class Inventory:
     """Everything the planner needs to know about one region at one moment.
 
-    ``quota`` is the effective quota: the smaller of the configured ``image_quota`` and
-    what ``DescribeImageQuota`` reports. ``images`` holds every custom image of the
+    ``quota`` is the effective quota: what ``DescribeImageQuota`` reports
+    (``account_quota``), capped by the configured ``image_quota`` (``quota_cap``) if
+    any. ``images`` holds every custom image of the
     region, managed or not, in any state: all of them count against the quota.
     """
 
@@ -107,6 +108,8 @@ class Inventory:
     quota: int
     images: tuple[Image, ...]
     instances: tuple[Instance, ...]
+    account_quota: int | None = None
+    quota_cap: int | None = None
 
     @property
     def free(self) -> int:

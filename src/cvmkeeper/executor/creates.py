@@ -25,6 +25,7 @@ from cvmkeeper.core.policy import Consistency
 from cvmkeeper.executor.consistency import InstanceStopper, StopProblem
 from cvmkeeper.executor.disks import create_image, create_request
 from cvmkeeper.executor.region import RegionRun
+from cvmkeeper.log_context import log_fields
 
 log = logging.getLogger(__name__)
 
@@ -177,12 +178,14 @@ class Creator:
         except Exception as error:
             log.exception("CreateImage %s in %s failed unexpectedly", step.image_name, run.region)
             return Attempt(step, AttemptStatus.FAILED, error=f"{step.image_name}: {error}")
-        if made.adopted:
-            log.info("%s: %s already existed as %s; adopted", run.region, step.image_name,
-                     made.image_id)
         word = "adopted" if made.adopted else "created"
-        run.say(f"{run.region}: {word} {step.image_name} ({made.image_id}) for "
-                f"{step.instance_id}")
+        with log_fields(region=run.region, policy=step.policies, instance=step.instance_id,
+                        slot=step.slot):
+            if made.adopted:
+                log.info("%s: %s already existed as %s; adopted", run.region, step.image_name,
+                         made.image_id)
+            run.say(f"{run.region}: {word} {step.image_name} ({made.image_id}) for "
+                    f"{step.instance_id}")
         status = AttemptStatus.ADOPTED if made.adopted else AttemptStatus.MADE
         return Attempt(step, status, image_id=made.image_id)
 

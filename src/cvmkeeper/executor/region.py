@@ -29,19 +29,22 @@ from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
 from cvmkeeper.executor.report import DeleteOutcome, Outcome
 from cvmkeeper.executor.stop_journal import StopJournal
+from cvmkeeper.log_context import log_fields
 
 log = logging.getLogger(__name__)
 
 #: The alert's policy when no policy can be named (a region-wide failure with nothing due).
 NO_POLICY = "cvmkeeper"
 
-def read_inventory(client: CloudClient, region: str, configured_quota: int) -> Inventory:
-    """What ``region`` holds now: quota (the smaller of the configured and the account's),
-    every custom image in any state, every instance."""
-    quota = min(configured_quota, client.image_quota(region))
+def read_inventory(client: CloudClient, region: str, configured_quota: int | None) -> Inventory:
+    """What ``region`` holds now: quota (the account's, capped by ``image_quota`` when the
+    config sets one), every custom image in any state, every instance."""
+    account = client.image_quota(region)
+    quota = account if configured_quota is None else min(configured_quota, account)
     images = client.list_images(region)
     instances = client.list_instances(region)
-    return Inventory(region=region, quota=quota, images=images, instances=instances)
+    return Inventory(region=region, quota=quota, images=images, instances=instances,
+                     account_quota=account, quota_cap=configured_quota)
 
 
 @dataclass
@@ -157,7 +160,8 @@ class RegionRun:
             request_id = request_id or error.request_id
         self.result.errors.append(f"{self.region}: {message}")
         self.result.failed_policies.update(policies)
-        self.say(f"{self.region}: ERROR {message}", level=logging.ERROR)
+        with log_fields(policy=policies, instance=instance, slot=slot):
+            self.say(f"{self.region}: ERROR {message}", level=logging.ERROR)
         if self.options.dry_run:
             return  # a preview reports, it does not page anyone
         for policy in policies or [NO_POLICY]:
@@ -181,7 +185,8 @@ class RegionRun:
     ) -> None:
         """Record, show and alert a warning."""
         self.result.warnings.append(f"{self.region}: {message}")
-        self.say(f"{self.region}: WARNING {message}", level=logging.WARNING)
+        with log_fields(policy=policies, instance=instance, slot=slot):
+            self.say(f"{self.region}: WARNING {message}", level=logging.WARNING)
         if self.options.dry_run:
             return
         for policy in policies or [NO_POLICY]:

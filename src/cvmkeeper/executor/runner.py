@@ -41,6 +41,7 @@ from cvmkeeper.executor.region import RegionResult, RunOptions
 from cvmkeeper.executor.report import Outcome, RunReport
 from cvmkeeper.executor.run_health import RunObserver, check_run_health
 from cvmkeeper.executor.stop_journal import StopJournal
+from cvmkeeper.log_context import in_context, log_fields
 
 __all__ = [
     "DueSlot",
@@ -223,7 +224,7 @@ def _run_regions(
     read: dict[str, Inventory] = {}  # each region's first inventory, for check_run_health
 
     def run_region(region: str) -> None:
-        with locks.hold(region) as acquired:
+        with log_fields(region=region), locks.hold(region) as acquired:
             if not acquired:
                 results[region] = _busy(region, setup, options.alerter, options.dry_run,
                                         explicit)
@@ -232,7 +233,8 @@ def _run_regions(
             results[region] = RegionExecutor(options, region, due_for).run()
 
     threads = [
-        threading.Thread(target=run_region, args=(region,), name=f"cvmkeeper-run:{region}")
+        threading.Thread(target=in_context(run_region), args=(region,),
+                         name=f"cvmkeeper-run:{region}")
         for region in chosen
     ]
     for thread in threads:

@@ -36,6 +36,7 @@ from cvmkeeper.core.policy import Policy, Schedule
 from cvmkeeper.core.schedule import latest_slot
 from cvmkeeper.executor.report import RunReport
 from cvmkeeper.executor.run_health import RunObserver
+from cvmkeeper.log_context import log_fields
 from cvmkeeper.scheduler.state import PolicyRun, RunKind, RunResult, StateStore
 from cvmkeeper.scheduler.trigger import to_trigger
 
@@ -283,7 +284,8 @@ class SlotJobs:
                 log.debug("%s slot %s is already being made", policy_name, _iso(slot))
             return
         try:
-            self._run_monitored(context, policy, schedule, slot, started)
+            with log_fields(policy=policy_name, slot=slot):
+                self._run_monitored(context, policy, schedule, slot, started)
         finally:
             with self._idle:
                 del self._running[policy_name]

@@ -45,6 +45,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from cvmkeeper.alerting import Alerter, Failure, build_alerter
+from cvmkeeper.alerting.channels import with_notifications
 from cvmkeeper.cloud.credentials import CredentialsError
 from cvmkeeper.config import Config, ConfigError, SentrySettings, Setup, load_setup
 from cvmkeeper.executor.runner import RegionLocks, run_once
@@ -171,7 +172,8 @@ class Daemon:
             log.error("not starting: %d problem(s) in the config or policies", len(error.problems))
             return EXIT_CONFIG
         try:
-            alerter = self._alerter_factory(setup.config.sentry)
+            alerter = with_notifications(self._alerter_factory(setup.config.sentry),
+                                         setup.config.notify)
         except ValueError as exc:  # AlertingConfigError: the message never holds the DSN
             log.error("not starting: %s", exc)
             return EXIT_CONFIG
@@ -349,10 +351,10 @@ class Daemon:
         ):
             client = self._client_factory(config)
         alerter = old.alerter
-        if config.sentry != old_config.sentry:
+        if config.sentry != old_config.sentry or config.notify != old_config.notify:
             # Only one Sentry client may be alive: flush and close the old one first.
             old.alerter.close(ALERT_FLUSH_TIMEOUT)
-            alerter = self._alerter_factory(config.sentry)
+            alerter = with_notifications(self._alerter_factory(config.sentry), config.notify)
         return RunContext(setup, client, alerter)
 
     def _reject_reload(self, old: RunContext, problem: str) -> None:
