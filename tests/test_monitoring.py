@@ -79,7 +79,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         client = w.client()
         exporter = start_metrics("127.0.0.1:0", lambda: client.stats)
         try:
-            run_once(w.setup(), client, RecordingAlerter(), now=T0 + timedelta(minutes=1))
+            run_once(w.setup(), client, RecordingAlerter(), now=T0 + timedelta(minutes=1),
+                     observe=exporter.observe)
             _, port = exporter.address
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as got:
                 text = got.read().decode()

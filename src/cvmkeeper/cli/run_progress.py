@@ -32,6 +32,7 @@ from typing import TextIO
 
 from cvmkeeper.cli.output import raw_stream
 from cvmkeeper.core.durations import format_duration
+from cvmkeeper.executor.region import PROGRESS_RECORD
 from cvmkeeper.logs import redact
 from cvmkeeper.textsafe import escape
 
@@ -100,6 +101,11 @@ class RunProgress:
         self._seen_records: set[int] = set()
 
     # -- messages ----------------------------------------------------------------------
+
+    @property
+    def shows_messages(self) -> bool:
+        """True unless ``quiet`` (then the log, under journald, carries the lines)."""
+        return not self._quiet
 
     def __call__(self, message: str) -> None:
         """Count ``message`` and show what it deserves."""
@@ -242,8 +248,11 @@ class _ClearLineFilter(logging.Filter):
         self._progress = progress
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Clear the line, note a health warning; keep the record."""
+        """Clear the line, note a health warning; keep the record, unless it is a progress
+        line the display itself shows (``executor.region.PROGRESS_RECORD``)."""
         self._progress.note_record(record)
+        if getattr(record, PROGRESS_RECORD, False) and self._progress.shows_messages:
+            return False
         self._progress.clear_for_log()
         return True
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import click
 
+from cvmkeeper.cli.output import raw_stream
+
 UNIT_NAME = "cvmkeeper.service"
 TEMPLATE_NAME = "cvmkeeper@.service"
 INSTALLED_COMMAND = "/usr/local/bin/cvmkeeper"
@@ -161,7 +163,10 @@ def systemd_unit_command(
         sys.exit(EXIT_EXISTS)
     text = rendered_unit(template, executable)
     if output is None:
-        click.echo(text, nl=False)
+        # The unit is package data, not a secret: write it as it is. The redaction of every
+        # command's output (cli.output) would read ``LoadCredential=secret_key:/path`` as a
+        # secret and print a unit that no longer works.
+        click.echo(text, nl=False, file=raw_stream(sys.stdout))
         return
     if output.exists() and not force:
         click.echo(f"{output}: exists already; use --force to overwrite it", err=True)

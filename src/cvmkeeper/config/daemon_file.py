@@ -7,10 +7,8 @@ Relative paths are resolved against the directory of the config file.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import stat
-from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,7 +25,10 @@ from cvmkeeper.config.model import (
     SentrySettings,
 )
 from cvmkeeper.config.notify_file import read_notify
-from cvmkeeper.config.paths import absolute
+from cvmkeeper.config.paths import (
+    absolute,
+    read_path,
+)
 from cvmkeeper.config.policy_file import REGION, REGION_HELP, read_retention
 from cvmkeeper.config.reader import Node, Reader
 from cvmkeeper.core.naming import DEFAULT_TEMPLATE, NameFormat, NameTemplateError
@@ -80,25 +81,6 @@ LISTEN = re.compile(r"[A-Za-z0-9.:\[\]-]+:\d{1,5}")
 SECRET_ID = re.compile(r"[A-Za-z0-9]{8,128}")
 
 
-def _path(reader: Reader, node: Node, path: str, base: Path) -> Path | None:
-    text = reader.string(node, path)
-    if text is None:
-        return None
-    if not text.strip():
-        reader.problem(node, path, "is empty: give a path")
-        return None
-    if "\0" in text:
-        reader.problem(node, path, "contains a NUL character; not a path")
-        return None
-    text = expand_credentials_directory(text)
-    try:
-        expanded = Path(text).expanduser()
-    except RuntimeError:  # "~someone/..." for a user that does not exist
-        reader.problem(node, path, f"{text!r}: no such user's home directory")
-        return None
-    return absolute(base / expanded)
-
-
 def _cloud(reader: Reader, node: Node) -> CloudSettings | None:
     keys = reader.mapping(node, "cloud", CLOUD_KEYS)
     if keys is None:
@@ -128,23 +110,6 @@ def _cloud(reader: Reader, node: Node) -> CloudSettings | None:
             "cloud.allow_insecure_http: true if this network path is trusted",
         )
     return CloudSettings(endpoint=endpoint, scheme=scheme, timeout=timeout)
-
-
-#: where systemd puts a unit's credentials (``$CREDENTIALS_DIRECTORY`` of cvmkeeper.service)
-SYSTEMD_CREDENTIALS = "/run/credentials/cvmkeeper.service"
-_CREDENTIALS_VARIABLE = re.compile(r"\$\{CREDENTIALS_DIRECTORY\}|\$CREDENTIALS_DIRECTORY\b")
-
-
-def expand_credentials_directory(text: str, environ: Mapping[str, str] | None = None) -> str:
-    """``text`` with ``$CREDENTIALS_DIRECTORY`` / ``${CREDENTIALS_DIRECTORY}`` replaced.
-
-    The only variable a path may use: the directory systemd hands a unit's credentials in
-    (``LoadCredential=``, ``LoadCredentialEncrypted=``), so key files never need to lie
-    in /etc. Unset (``validate`` from a shell), it is the unit's usual directory.
-    """
-    env = os.environ if environ is None else environ
-    directory = env.get("CREDENTIALS_DIRECTORY") or SYSTEMD_CREDENTIALS
-    return _CREDENTIALS_VARIABLE.sub(lambda _match: directory, text)
 
 
 def _port_checked(reader: Reader, node: Node, path: str, value: str | None) -> str | None:
@@ -192,7 +157,7 @@ def _credentials(reader: Reader, node: Node, base: Path, origin: str) -> Credent
         )
     key_file = None
     if "secret_key_file" in keys:
-        key_file = _path(reader, keys["secret_key_file"], "credentials.secret_key_file", base)
+        key_file = read_path(reader, keys["secret_key_file"], "credentials.secret_key_file", base)
     cvm_role = True
     if "cvm_role" in keys:
         got = reader.boolean(keys["cvm_role"], "credentials.cvm_role")
@@ -247,7 +212,7 @@ def _sentry(reader: Reader, node: Node, base: Path) -> SentrySettings:
                 dsn = Secret(dsn_text)
     dsn_file = None
     if "dsn_file" in keys:
-        dsn_file = _path(reader, keys["dsn_file"], "sentry.dsn_file", base)
+        dsn_file = read_path(reader, keys["dsn_file"], "sentry.dsn_file", base)
     if dsn is not None and dsn_file is not None:
         reader.problem(keys["dsn_file"], "sentry.dsn_file", "give dsn or dsn_file, not both")
 
@@ -351,7 +316,7 @@ def read_config(reader: Reader, root: Node, source: Path) -> Config | None:
     base = source.parent
     policies_dir = absolute(base / "policies")
     if "policies_dir" in keys:
-        policies_dir = _path(reader, keys["policies_dir"], "policies_dir", base) or policies_dir
+        policies_dir = read_path(reader, keys["policies_dir"], "policies_dir", base) or policies_dir
     regions: tuple[str, ...] = ()
     if "regions" in keys:
         regions = reader.string_list(keys["regions"], "regions", REGION, REGION_HELP) or ()
@@ -387,7 +352,7 @@ def read_config(reader: Reader, root: Node, source: Path) -> Config | None:
         orphans = OrphanSettings(retention=rules if rules and rules.keeps_something else None)
     state_dir = Path("/var/lib/cvmkeeper")
     if "state_dir" in keys:
-        state_dir = _path(reader, keys["state_dir"], "state_dir", base) or state_dir
+        state_dir = read_path(reader, keys["state_dir"], "state_dir", base) or state_dir
     metrics_listen = None
     if "metrics" in keys:
         metric_keys = reader.mapping(keys["metrics"], "metrics", ("listen",)) or {}

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cvmkeeper.config.model import NotifySettings, Secret, WebhookSettings
+from cvmkeeper.config.paths import read_path
 from cvmkeeper.config.reader import Node, Reader
 
 NOTIFY_KEYS = ("webhook", "healthchecks", "apprise", "apprise_urls_file")
@@ -34,15 +35,6 @@ def _http_url(reader: Reader, node: Node, path: str) -> Secret | None:
     return Secret(text.strip())
 
 
-def _file(reader: Reader, node: Node, path: str, base: Path) -> Path | None:
-    text = reader.string(node, path)
-    if text is None or not text.strip():
-        if text is not None:
-            reader.problem(node, path, "is empty: give a path")
-        return None
-    return (base / Path(text).expanduser()).resolve(strict=False)
-
-
 def read_notify(reader: Reader, node: Node, base: Path) -> NotifySettings:
     """``notify:`` → ``NotifySettings``; a key with a problem is left out (and reported)."""
     keys = reader.mapping(node, "notify", NOTIFY_KEYS)
@@ -56,7 +48,7 @@ def read_notify(reader: Reader, node: Node, base: Path) -> NotifySettings:
             reader.problem(keys["webhook"], "notify.webhook", "needs url")
         secret_file = None
         if "secret_file" in hook:
-            secret_file = _file(reader, hook["secret_file"], "notify.webhook.secret_file", base)
+            secret_file = read_path(reader, hook["secret_file"], "notify.webhook.secret_file", base)
         timeout = DEFAULT_WEBHOOK_TIMEOUT
         if "timeout" in hook:
             timeout = reader.duration(hook["timeout"], "notify.webhook.timeout") or timeout
@@ -83,6 +75,6 @@ def read_notify(reader: Reader, node: Node, base: Path) -> NotifySettings:
                 apprise.append(Secret(item))
     urls_file = None
     if "apprise_urls_file" in keys:
-        urls_file = _file(reader, keys["apprise_urls_file"], "notify.apprise_urls_file", base)
+        urls_file = read_path(reader, keys["apprise_urls_file"], "notify.apprise_urls_file", base)
     return NotifySettings(webhook=webhook, healthchecks=tuple(pings), apprise=tuple(apprise),
                           apprise_urls_file=urls_file)

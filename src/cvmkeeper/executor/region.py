@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 #: The alert's policy when no policy can be named (a region-wide failure with nothing due).
 NO_POLICY = "cvmkeeper"
 
+#: The attribute ``RunOptions.say`` sets on the log record of a progress line, so that a
+#: command that shows the same line through its own display (``cvmkeeper run`` on a
+#: terminal) can leave the record out instead of printing the line twice.
+PROGRESS_RECORD = "cvmkeeper_progress"
+
+
 def read_inventory(client: CloudClient, region: str, configured_quota: int | None) -> Inventory:
     """What ``region`` holds now: quota (the account's, capped by ``image_quota`` when the
     config sets one), every custom image in any state, every instance."""
@@ -85,7 +91,7 @@ class RunOptions:
         that raises is logged and never fails the run (a broken display must not break a
         backup). The line is logged at ``level``, so that ``journalctl -p warning`` sees the
         failed backups among the progress lines (the caller alerts them too)."""
-        log.log(level, "%s", message)
+        log.log(level, "%s", message, extra={PROGRESS_RECORD: True})
         alert = level >= logging.WARNING and self.progress_alerts is not None
         show = self.progress_alerts if alert and self.progress_alerts else self.progress
         try:
