@@ -40,6 +40,9 @@ class ManagedImage:
 
     ``slot`` is the aware UTC slot parsed from the name (the image's identity, used for
     ordering); ``pinned`` is the ``cvmkeeper:pin=true`` tag; ``image_id`` is ``image.image_id``.
+    ``hold`` is set by the planner for an image it must keep whatever the rules say (its
+    reason: a slot after now, a policy that no longer exists); a held image is also
+    ``pinned``, so every guard that spares pins spares it.
     """
 
     image: Image
@@ -47,6 +50,7 @@ class ManagedImage:
     slot: datetime
     pinned: bool
     image_id: str
+    hold: str = ""
 
 
 @dataclass(frozen=True, slots=True)

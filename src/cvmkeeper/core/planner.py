@@ -66,6 +66,7 @@ from enum import Enum
 from cvmkeeper.core.demand import ORPHAN_RULES, Demand, InstanceSet, age_key
 from cvmkeeper.core.disk_report import disk_warnings
 from cvmkeeper.core.due import DueSlots
+from cvmkeeper.core.holds import hold_images
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.naming import (
     DEFAULT_FORMAT,
@@ -181,7 +182,9 @@ def plan_region(
     if the plan would break a rule (a bug).
     """
     notices: list[PlanWarning] = []
-    region = _read_region(inventory, policies, settings or PlannerSettings(), sources, notices)
+    region = _read_region(
+        inventory, policies, settings or PlannerSettings(), sources, notices, now=now
+    )
     sets = _instance_sets(region)
     due_policies = _due_policies(region, policies, due, now, notices)
     demands = _slot_demands(region, sets, due_policies)
@@ -223,15 +226,23 @@ def _read_region(
     settings: PlannerSettings,
     sources: Mapping[str, Inventory] | None,
     notices: list[PlanWarning],
+    *,
+    now: datetime,
 ) -> _Region:
-    """Index the region once: ownership, names, targets, copy sources."""
-    managed, unmanaged = split_images(inventory.images, settings.name_format)
+    """Index the region once: ownership, holds (``core.holds``), names, targets, copy
+    sources."""
+    split, unmanaged = split_images(inventory.images, settings.name_format)
     resolution = resolve_targets(inventory.region, policies, inventory.instances)
     notices += [
         PlanWarning(WarningKind.TARGETS, message, (name,))
         for name, message in zip(resolution.unmatched, resolution.warnings, strict=True)
     ]
     targeted = resolution.policies_by_instance
+    holds = hold_images(
+        split, policies, targeted, now, rotate_removed=settings.orphan_retention is not None
+    )
+    managed = list(holds.managed)
+    notices += holds.notices
     notices += disk_warnings(inventory, targeted, managed)  # rule 10 (core.disk_report)
     by_name: dict[str, list[Image]] = defaultdict(list)
     for image in inventory.images:
