@@ -34,8 +34,9 @@ from cvmkeeper.core.capacity import (
 )
 from cvmkeeper.core.disk_report import region_disk_warnings
 from cvmkeeper.core.disks import SNAPSHOTS_PER_DISK
-from cvmkeeper.core.inventory import Inventory
-from cvmkeeper.core.ownership import classify_image
+from cvmkeeper.core.inventory import Image, Inventory
+from cvmkeeper.core.naming import NameFormat
+from cvmkeeper.core.ownership import classify_image, renamed_out
 from cvmkeeper.core.policy import Policy, Retention
 from cvmkeeper.core.schedule import next_policy_slots, zone
 
@@ -157,7 +158,23 @@ def online_disk_warnings(setup: Setup) -> list[str]:
                               instances=client.list_instances(region))
         warnings += [f"{region}: {message}" for message in
                      region_disk_warnings(inventory, setup.policies, setup.config.name_format)]
+        warnings += renamed_warnings(region, inventory.images, setup.config.name_format)
     return warnings
+
+
+def renamed_warnings(region: str, images: Sequence[Image], fmt: NameFormat) -> list[str]:
+    """Images cvmkeeper made under another ``name_template`` (``core.ownership.renamed_out``),
+    said in plain words: they are no longer ours, use quota and are never rotated."""
+    lost = renamed_out(images, fmt)
+    if not lost:
+        return []
+    shown = ", ".join(f"{image.name} ({image.image_id})" for image in lost[:10])
+    more = f" and {len(lost) - 10} more" if len(lost) > 10 else ""
+    return [
+        f"{region}: {len(lost)} images made by cvmkeeper under another name format are now "
+        f"treated as not ours; they count against the quota and will never be rotated: "
+        f"{shown}{more} (name_template changed: restore it, or delete them by hand)"
+    ]
 
 
 def quota_problems(setup: Setup, checks: Sequence[QuotaCheck]) -> list[Problem]:
