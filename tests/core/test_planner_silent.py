@@ -75,3 +75,14 @@ def test_an_old_image_is_not_future_dated() -> None:
     inv = inventory(10, [backup(A, hour(0) - timedelta(days=400))], instances=(A,))
     plan = plan_of(inv, [policy(ids=(A,), keep_last=1)], {}, hour(1))
     assert not [n for n in plan.notices if n.kind is WarningKind.FUTURE]
+
+
+def test_a_lookalike_made_by_another_identity_is_a_warning_and_never_deleted() -> None:
+    forged = replace(backup(A, hour(0), image_id="img-forged01"), creator="100000000666",
+                     creator_trusted=False)
+    inv = inventory(10, [forged, backup(A, hour(1)), backup(A, hour(2))], instances=(A,))
+    plan = plan_of(inv, [policy(ids=(A,), keep_last=1)], {}, hour(3))
+    assert "img-forged01" not in deleted(plan)
+    [note] = [n for n in plan.notices if n.kind is WarningKind.OWNERSHIP]
+    assert "img-forged01" in note.message and "100000000666" in note.message
+    assert (note.policies, note.instance_id) == (("p",), A)

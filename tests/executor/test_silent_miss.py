@@ -93,3 +93,17 @@ def test_a_tag_selector_matching_nothing_stays_a_warning(tmp_path: Path) -> None
         report = run(w, hour(0), alerter)
         assert report.ok and alerter.errors == []
         assert [(f.policy, f.action) for f in alerter.warnings] == [("tagged", "targets")]
+
+
+def test_a_lookalike_is_alerted_as_a_warning_not_only_logged(tmp_path: Path) -> None:
+    from executor.world import managed
+
+    forged = {**managed(A, T0 - timedelta(hours=1), "img-forged01"), "creator": "100000000666"}
+    with world(tmp_path, fleet(images=[forged]), policy(ids=[A])) as w:
+        alerter = RecordingAlerter()
+        report = run(w, hour(0), alerter)
+        [warning] = [f for f in alerter.warnings if f.action == "ownership"]
+        assert (warning.policy, warning.instance, warning.region) == ("hourly", A, REGION)
+        assert "img-forged01" in warning.message and "100000000666" in warning.message
+        assert "img-forged01" in {i["ImageId"] for i in w.images()}
+        assert report.ok  # a warning, not a failed backup

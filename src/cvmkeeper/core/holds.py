@@ -16,7 +16,9 @@ Two kinds of managed image would otherwise end a backup, or retention, in silenc
 
 Also reported, not held (they are never deleted anyway): managed images in a state
 cvmkeeper never cleans up (``IMPORTFAILED``, a state the API added), which would otherwise
-use quota unnoticed.
+use quota unnoticed; and *look-alikes*, images that carry cvmkeeper's marker but were made
+by another identity (docs/trust.md): unmanaged, counted, never deleted, and alerted as a
+warning (not only logged), since someone forged or copied our marks.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from cvmkeeper.core.inventory import ImageState
-from cvmkeeper.core.naming import TAG_POLICY, slot_tag_value
-from cvmkeeper.core.ownership import ManagedImage
+from cvmkeeper.core.inventory import Image, ImageState
+from cvmkeeper.core.naming import TAG_INSTANCE, TAG_POLICY, slot_tag_value
+from cvmkeeper.core.ownership import OWN_IMAGE_TYPE, ManagedImage, looks_managed
 from cvmkeeper.core.plan import PlanWarning, WarningKind
 from cvmkeeper.core.policy import Policy
 
@@ -142,3 +144,26 @@ def _removed_notice(
         f"exists: {fate}: {listed}{more}",
         tuple(names.split(",")),
     )
+
+
+def lookalike_notices(
+    unmanaged: Sequence[Image], targeted: Mapping[str, tuple[Policy, ...]]
+) -> list[PlanWarning]:
+    """A warning per image that carries cvmkeeper's marker but another creator."""
+    notices: list[PlanWarning] = []
+    for image in unmanaged:
+        if image.image_type != OWN_IMAGE_TYPE or image.creator_trusted:
+            continue
+        if not looks_managed(image):
+            continue
+        instance_id = image.tags.get(TAG_INSTANCE) or None
+        concerns = tuple(sorted(p.name for p in targeted.get(instance_id or "", ())))
+        notices.append(PlanWarning(
+            WarningKind.OWNERSHIP,
+            f"{image.name} ({image.image_id}) carries cvmkeeper's marker but was created by "
+            f"{image.creator or 'an unknown creator'}, not by this identity: treated as not "
+            "ours (counted, never deleted); check who made or retagged it",
+            concerns,
+            instance_id,
+        ))
+    return notices

@@ -202,6 +202,7 @@ class WarningKind(StrEnum):
     FUTURE = "future"  # a managed image named for a slot after now (held, never covering)
     RETENTION = "retention"  # images kept by a policy that no longer exists (held or rotated)
     STATE = "state"  # a managed image in a state cvmkeeper never cleans (IMPORTFAILED, ...)
+    OWNERSHIP = "ownership"  # an image with cvmkeeper's marker made by another identity
 
 
 @dataclass(frozen=True, slots=True)

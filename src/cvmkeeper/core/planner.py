@@ -66,7 +66,7 @@ from enum import Enum
 from cvmkeeper.core.demand import ORPHAN_RULES, Demand, InstanceSet, age_key
 from cvmkeeper.core.disk_report import disk_warnings
 from cvmkeeper.core.due import DueSlots
-from cvmkeeper.core.holds import hold_images
+from cvmkeeper.core.holds import hold_images, lookalike_notices
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.naming import (
     DEFAULT_FORMAT,
@@ -243,6 +243,7 @@ def _read_region(
     )
     managed = list(holds.managed)
     notices += holds.notices
+    notices += lookalike_notices(unmanaged, targeted)
     notices += disk_warnings(inventory, targeted, managed)  # rule 10 (core.disk_report)
     by_name: dict[str, list[Image]] = defaultdict(list)
     for image in inventory.images:
