@@ -3,7 +3,8 @@
 # emulator with the demo fleet (config/fleet-demo.yaml: two regions, quota 10, five
 # instances, two images cvmkeeper does not own), run the sample policies (policies/)
 # through one day of hourly slots with `cvmkeeper run --at`, show the images and the
-# status, then print how to run the real daemon against the same emulator.
+# status, restore db-1 from its newest image as a new instance (`cvmkeeper restore`), then
+# print how to run the real daemon against the same emulator.
 #
 # The emulator makes an image in 0.2 s, so the day takes seconds. Whatever happens, the
 # emulator is stopped on exit and nothing is left running; the exit status is 0 only
@@ -82,6 +83,14 @@ if ((status > 1)); then
     exit 1
 fi
 echo "== ('never run': status reads the daemon's state file, and runs by hand do not write it)"
+echo
+echo "== Restore db-1 from its newest backup as a new instance (the default, --new; db-1 is"
+echo "== left alone): cvmkeeper restore ins-7hq3m1zc"
+if ! cvmkeeper restore ins-7hq3m1zc --timeout 1m 2>"$workdir/restore.err"; then
+    echo "demo: cvmkeeper restore failed:" >&2
+    cat "$workdir/restore.err" >&2
+    exit 1
+fi
 echo
 echo "== To run the real daemon against the same emulator, in two terminals:"
 echo "     cvmkeeper emulator --fleet $FLEET --port 8765"

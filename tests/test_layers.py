@@ -20,19 +20,23 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cvmkeeper"
 #: layer -> the cvmkeeper layers it may import ("" is the package root: ``__version__``).
 ALLOWED_LAYERS: dict[str, frozenset[str]] = {
     "core": frozenset(),
-    "logs": frozenset(),
+    "logs": frozenset({"textsafe"}),
     "files": frozenset(),
-    "config": frozenset({"core"}),
-    "cloud": frozenset({"core", "logs"}),
-    "alerting": frozenset({"", "core", "logs"}),
+    "textsafe": frozenset(),
+    "config": frozenset({"core", "textsafe"}),
+    "cloud": frozenset({"core", "logs", "files", "textsafe"}),
+    "alerting": frozenset({"", "core", "logs", "files"}),
     "emulator": frozenset({"core", "cloud"}),
     "executor": frozenset({"core", "config", "cloud", "alerting", "logs", "files"}),
+    "restore": frozenset({"core", "config", "cloud", "alerting", "executor", "logs", "files"}),
     "metrics": frozenset({"executor"}),
     "scheduler": frozenset(
-        {"core", "config", "cloud", "alerting", "executor", "metrics", "logs", "files"}
+        {"core", "config", "cloud", "alerting", "executor", "restore", "metrics", "logs",
+         "files"}
     ),
     "cli": frozenset(
-        {"", "core", "config", "cloud", "alerting", "executor", "scheduler", "emulator", "logs"}
+        {"", "core", "config", "cloud", "alerting", "executor", "restore", "scheduler",
+         "emulator", "logs", "textsafe"}
     ),
     "__main__": frozenset({"cli"}),
     "__init__": frozenset(),
@@ -43,11 +47,13 @@ ALLOWED_LIBRARIES: dict[str, frozenset[str]] = {
     "core": frozenset(),
     "logs": frozenset(),
     "files": frozenset(),
+    "textsafe": frozenset(),
     "config": frozenset({"yaml"}),
     "cloud": frozenset({"tencentcloud", "tenacity"}),
     "alerting": frozenset({"sentry_sdk"}),
     "emulator": frozenset({"yaml"}),
     "executor": frozenset(),
+    "restore": frozenset(),
     "metrics": frozenset(),  # prometheus_client is loaded by name, only when switched on
     "scheduler": frozenset({"apscheduler"}),
     "cli": frozenset({"click", "tencentcloud"}),
@@ -71,7 +77,12 @@ def imports(path: Path) -> Iterator[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom):
             assert node.level == 0, f"{path}:{node.lineno}: use absolute imports"
             assert node.module is not None
-            yield node.lineno, node.module
+            if node.module == "cvmkeeper":  # ``from cvmkeeper import files``: a module's layer
+                for alias in node.names:
+                    submodule = (SRC / f"{alias.name}.py").exists() or (SRC / alias.name).is_dir()
+                    yield node.lineno, f"cvmkeeper.{alias.name}" if submodule else "cvmkeeper"
+            else:
+                yield node.lineno, node.module
 
 
 MODULES = sorted(SRC.rglob("*.py"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import urllib.request
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tests/ helpers
 from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.executor import run_once
 from cvmkeeper.metrics import MetricsError, MetricsExporter, parse_listen, start_metrics
-from executor.world import REGION, T0, A, B, fleet, world
+from cvmkeeper.restore.actions import Waiting
+from cvmkeeper.restore.drill import run_drills
+from executor.world import REGION, T0, A, B, fleet, managed, policy, world
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -112,3 +114,25 @@ def test_without_prometheus_client_the_error_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails, as uninstalled
     with pytest.raises(MetricsError, match=r"pip install 'cvmkeeper\[metrics\]'"):
         MetricsExporter(lambda: None)
+
+
+def test_drills_are_counted_with_their_time_to_ready(tmp_path: Path) -> None:
+    drill = {"zone": f"{REGION}-3", "vpc_id": "vpc-drill001", "subnet_id": "subnet-drill001",
+             "security_group_ids": ["sg-drill001"], "instance_type": "S5.SMALL2"}
+    spec = fleet(instances=[{"id": A}], images=[managed(A, T0, "img-aaaa0001")],
+                 timing={"create_seconds": 0.2, "launch_seconds": 0.2,
+                         "terminate_seconds": 0.1})
+    with world(tmp_path, spec, policy(ids=[A], drill=drill)) as w:
+        client = w.client()
+        exporter = start_metrics("127.0.0.1:0", lambda: client.stats)
+        try:
+            report = run_drills(w.setup(), client, RecordingAlerter(), datetime.now(UTC),
+                                waiting=Waiting(seconds=10, poll_seconds=0.1),
+                                observe=exporter.observe_drills)
+            samples = scrape(exporter.address[1])
+        finally:
+            exporter.close()
+    assert report.ok
+    assert samples['cvmkeeper_drills_total{policy="hourly",result="ok"}'] == 1
+    assert samples[f'cvmkeeper_drill_ok{{instance="{A}",policy="hourly"}}'] == 1
+    assert samples[f'cvmkeeper_drill_seconds_to_ready{{instance="{A}",policy="hourly"}}'] > 0

@@ -14,6 +14,10 @@ registry leaks in):
 - ``cvmkeeper_run_duration_seconds{result}`` (histogram) and ``cvmkeeper_runs_total{result}``.
 - ``cvmkeeper_api_calls_total{action}`` and ``cvmkeeper_api_errors_total{action,code}``,
   read from the cloud client's ``CallStats`` at scrape time.
+- Restore drills (issue #16): ``cvmkeeper_drills_total{policy,result}``,
+  ``cvmkeeper_drill_ok{policy,instance}`` (1 when the instance's last drill passed) and
+  ``cvmkeeper_drill_seconds_to_ready{policy,instance}``: the daemon's drill job passes each
+  drill report to :meth:`MetricsExporter.observe_drills`.
 
 The backup and region values come from ``MetricsExporter.observe``, which the daemon passes
 to every run it starts (``run_once(observe=...)``; no process-wide observer list): they are
@@ -96,6 +100,13 @@ class MetricsExporter:
             buckets=DURATION_BUCKETS, registry=self.registry)
         self.runs = counter("cvmkeeper_runs", "Runs finished, by result.", ["result"],
                             registry=self.registry)
+        self.drills = counter("cvmkeeper_drills", "Restore drills finished, by result.",
+                              ["policy", "result"], registry=self.registry)
+        self.drill_ok = gauge("cvmkeeper_drill_ok", "1 when the last drill of the instance "
+                              "passed.", ["policy", "instance"], registry=self.registry)
+        self.drill_ready = gauge("cvmkeeper_drill_seconds_to_ready",
+                                 "Seconds from launch to ready in the last passing drill.",
+                                 ["policy", "instance"], registry=self.registry)
         self.registry.register(_ApiCollector(prometheus, client_stats))
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -120,6 +131,16 @@ class MetricsExporter:
                     if item.newest_slot is not None:
                         self.last_backup.labels(item.region, item.instance_id, item.policy).set(
                             item.newest_slot.timestamp())
+
+    def observe_drills(self, report: Any) -> None:
+        """Record one drill run (a ``restore.drill.DrillReport``)."""
+        with self._lock:
+            for outcome in report.outcomes:
+                self.drills.labels(outcome.policy, "ok" if outcome.ok else "failed").inc()
+                self.drill_ok.labels(outcome.policy, outcome.instance_id).set(int(outcome.ok))
+                if outcome.ok and outcome.seconds_to_ready is not None:
+                    self.drill_ready.labels(outcome.policy, outcome.instance_id).set(
+                        outcome.seconds_to_ready)
 
     def start(self, listen: str) -> tuple[str, int]:
         """Serve ``/metrics`` on ``listen``; return the bound (host, port)

@@ -41,6 +41,8 @@ def test_every_documented_key_loads() -> None:
     assert fleet.rate_limits["DescribeImageQuota"] == 0
     assert fleet.seed == 11
     assert fleet.credentials.token == "optional-session-token"
+    assert fleet.launch.sold_out_types == ("SA2.TINY",)
+    assert fleet.timing.reset_seconds == 1.0
 
 
 def test_only_regions_is_required() -> None:
@@ -58,6 +60,8 @@ def test_only_regions_is_required() -> None:
     ("regions: {r: {}}\nfaults:\n  CreateImage: {InternalError: 0.7, reset: 0.6}\n",
      ":3: faults.CreateImage: fault probabilities add up"),
     ("regions: {r: {}}\ntiming: {create_secs: 1}\n", ":2: timing.create_secs: unknown key"),
+    ("regions: {r: {}}\nlaunch:\n  outcome: maybe\n",
+     ":3: launch.outcome: must be one of running, launch_failed, stuck_pending"),
     ("regions:\n  r:\n    images:\n      - {id: img-1, name: a}\n      - {id: img-2, name: a}\n",
      ":5: regions.r.images[1].name: duplicate image name"),
 ])

@@ -62,7 +62,7 @@ def test_region_is_required_and_must_exist(emu: RunningEmulator) -> None:
 def test_unknown_action_and_parameter(emu: RunningEmulator) -> None:
     client = sdk_client(emu)
     with_error = client.call_json  # the SDK's generic entry point signs any action
-    assert error_code(lambda: with_error("RunInstances", {})) == "InvalidAction"
+    assert error_code(lambda: with_error("RebootInstances", {})) == "InvalidAction"
     assert error_code(lambda: with_error("DescribeImages", {"Colour": "red"})) == \
         "UnknownParameter"
     assert error_code(lambda: with_error("DeleteImages", {})) == "MissingParameter"

@@ -22,7 +22,13 @@ from cvmkeeper.core.naming import image_description, image_name, image_tags
 from cvmkeeper.emulator.clock import ManualClock
 from cvmkeeper.emulator.core import ApiError, ConnectionFault, EmulatorCore
 from cvmkeeper.emulator.fleet import FleetSpec
-from cvmkeeper.emulator.invariants import RULES, Violation, check_invariants, format_violations
+from cvmkeeper.emulator.invariants import (
+    RULES,
+    Violation,
+    check_invariants,
+    check_restore_untouched,
+    format_violations,
+)
 from cvmkeeper.emulator.server import running_emulator
 from executor.world import REGION, A, B, fleet, managed, unmanaged
 from reliability import figures
@@ -294,6 +300,43 @@ def test_a_due_slot_without_a_normal_image_or_an_alert_is_caught() -> None:
     alerted = {(REGION, B, missed), ("ap-nowhere", A, missed)}
     assert check_invariants(state, initial, due=due, alerted=alerted) == []
     assert check_invariants(state, initial) == []
+
+
+def launch_drill(core: EmulatorCore, image_id: str, *, drill: bool = True) -> str:
+    """RunInstances as a drill sends it (tagged cvmkeeper:drill unless ``drill`` is false)."""
+    tags = [{"Key": "cvmkeeper:drill", "Value": "hourly"}] if drill else []
+    params = {"ImageId": image_id, "Placement": {"Zone": f"{REGION}-1"},
+              "TagSpecification": [{"ResourceType": "instance",
+                                    "Tags": [*tags, {"Key": "x", "Value": "y"}]}]}
+    return str(core.call("RunInstances", REGION, params)["InstanceIdSet"][0])
+
+
+def test_a_drill_instance_never_terminated_is_caught() -> None:
+    core, clock, initial = core_for(images=old(A, range(1)))
+    kept = launch_drill(core, "img-aaaa0000")
+    launch_drill(core, "img-aaaa0000", drill=False)  # a restore's instance: not a drill
+    done = launch_drill(core, "img-aaaa0000")
+    clock.advance(5)
+    core.call("TerminateInstances", REGION, {"InstanceIds": [done]})
+    clock.advance(5)
+    expect("drill_not_terminated", core.state(), initial)
+    assert kept in format_violations(check_invariants(core.state(), initial))
+    core.call("TerminateInstances", REGION, {"InstanceIds": [kept]})
+    clock.advance(5)
+    assert rules(core.state(), initial) == []
+
+
+def test_restore_changing_or_deleting_an_image_is_caught() -> None:
+    core, clock, before = core_for(images=old(A, range(3)))
+    launch_drill(core, "img-aaaa0002", drill=False)
+    clock.advance(5)
+    assert check_restore_untouched(before, core.state()) == []
+    delete(core, "img-aaaa0000")
+    found = check_restore_untouched(before, core.state())
+    assert {v.rule for v in found} == {"restore_changed_image"}
+    assert any("DeleteImages was sent" in v.message for v in found)
+    assert any("img-aaaa0000 is gone" in v.message for v in found)
+    caught.add("restore_changed_image")
 
 
 @pytest.mark.parametrize("rule", RULES)

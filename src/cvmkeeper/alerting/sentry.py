@@ -35,7 +35,7 @@ from cvmkeeper.alerting.events import (
     failure_tags,
 )
 from cvmkeeper.alerting.scrub import register_environment_secrets, scrub
-from cvmkeeper.filemodes import warn_if_shared
+from cvmkeeper.files import warn_if_shared
 from cvmkeeper.logs import register_secret
 
 log = logging.getLogger(__name__)

@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "run": "cvmkeeper.cli.run_cmd:run_command",
     "images": "cvmkeeper.cli.images_cmd:images_command",
     "status": "cvmkeeper.cli.status_cmd:status_command",
+    "restore": "cvmkeeper.cli.restore_cmd:restore_command",
+    "drill": "cvmkeeper.cli.drill_cmd:drill_command",
     "daemon": "cvmkeeper.cli.daemon_cmd:daemon",
     "emulator": "cvmkeeper.cli.emulator_cmd:emulator",
 }

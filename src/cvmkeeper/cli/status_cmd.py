@@ -46,6 +46,7 @@ from cvmkeeper.executor.copies import copy_destinations
 from cvmkeeper.executor.region import read_inventory
 from cvmkeeper.executor.run_health import health_settings
 from cvmkeeper.executor.runner import run_regions
+from cvmkeeper.restore.drill import failed_drills, last_drill, last_drill_text
 from cvmkeeper.scheduler.state import STATE_FILE_NAME, DaemonState, PolicyRun, read_state
 
 __all__ = ["Status", "gather", "status_command", "status_lines", "status_to_json"]
@@ -92,6 +93,7 @@ class Status:
             or any(h.quota.low for h in self.regions)
             or self.failed_policies(setup)
             or self.disk_warnings  # a backup that leaves a disk out (rule 10)
+            or failed_drills(setup)  # a backup that did not come back (issue #16)
         )
 
 
@@ -170,6 +172,8 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
         lines.append(f"  {policy.name}: {', '.join(s.describe() for s in policy.schedules)}")
         lines.append(f"    last: {_run_text(status.state.policies.get(policy.name), now)}")
         lines.append(f"    next: {next_text}")
+        if policy.drill is not None:  # restore drills (issue #16)
+            lines.append(f"    drill: {last_drill_text(setup.config.state_dir, policy.name)}")
     lines += ["", "REGIONS"]
     for health in status.regions:
         quota = health.quota
@@ -280,6 +284,8 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
                 "schedules": [s.describe() for s in policy.schedules],
                 "last_run": _run_json(status.state.policies.get(policy.name)),
                 "next_run": _next_run(setup, policy.name, status.now),
+                "last_drill": last_drill(setup.config.state_dir, policy.name)
+                if policy.drill is not None else None,
             }
             for policy in setup.policies
         ],
@@ -319,7 +325,8 @@ def status_command(*, config_file: str | None, at: datetime | None, as_json: boo
     """Show, on one screen, whether the backups are fine.
 
     Per policy: its last run (from the daemon's state file in state_dir), how it ended
-    and when the next one is due. Per region: custom images used and free (read from the
+    and when the next one is due, and the last restore drill of a policy with a drill key
+    (drills.json in state_dir). Per region: custom images used and free (read from the
     cloud), and in each copy destination the copies held per policy and instance. Every
     instance whose newest NORMAL backup (or copy set whose newest copy) is older than its
     policy's period times sentry.freshness_factor, or that has none. The errors of the
@@ -328,8 +335,9 @@ def status_command(*, config_file: str | None, at: datetime | None, as_json: boo
     \b
     Exit status:
       0  nothing needs attention
-      1  something does: a failed last run, a stale backup or copy, a region short of quota
-         (fewer free than sentry.quota_free_warning) or unreadable, a broken state file
+      1  something does: a failed last run or restore drill, a stale backup or copy, a
+         region short of quota (fewer free than sentry.quota_free_warning) or
+         unreadable, a broken state file
       2  the config is invalid, or no credentials were found
     """
     setup = load_or_exit(config_file)

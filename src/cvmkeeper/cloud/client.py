@@ -43,6 +43,11 @@ from cvmkeeper.cloud.errors import (
 )
 from cvmkeeper.cloud.identity import ACTION as IDENTITY_ACTION
 from cvmkeeper.cloud.identity import IdentityReader, SdkIdentityReader, identity_from_api
+from cvmkeeper.cloud.launch_models import (
+    InstanceDetails,
+    LaunchRequest,
+    instance_details_from_api,
+)
 from cvmkeeper.cloud.models import (
     CreateImageRequest,
     CreateOutcome,
@@ -482,6 +487,58 @@ class CloudClient:
                     for instance_id in chunk:
                         self._instances_action(region, action, [instance_id], extra)
 
+    # -- restore and drills (issue #16) -----------------------------------------------------
+
+    def describe_instance(self, region: str, instance_id: str) -> InstanceDetails | None:
+        """DescribeInstances of one instance, with its placement and network (for restore);
+        ``None`` when it does not exist."""
+        body = self.call(region, "DescribeInstances", {"InstanceIds": [instance_id]})
+        items = [i for i in body.get("InstanceSet") or [] if i.get("InstanceId") == instance_id]
+        return instance_details_from_api(items[0], region) if items else None
+
+    def instances_tagged(self, region: str, key: str) -> tuple[InstanceDetails, ...]:
+        """Every instance of ``region`` carrying the tag ``key`` (``tag-key`` filter)."""
+        params = {"Filters": [{"Name": "tag-key", "Values": [key]}]}
+        items = self._paged(region, "DescribeInstances", params, "InstanceSet", "InstanceId")
+        return tuple(instance_details_from_api(i, region) for i in items
+                     if any(t.get("Key") == key for t in i.get("Tags") or ()))
+
+    def run_instances(self, region: str, request: LaunchRequest) -> tuple[str, ...]:
+        """RunInstances: the new instance ids (empty for a passing dry run). Retries are safe:
+        the request's ``ClientToken`` makes the cloud answer the same ids again."""
+        try:
+            body = self.call(region, "RunInstances", request.to_params())
+        except DryRunPassed:
+            return ()
+        ids = tuple(str(i) for i in body.get("InstanceIdSet") or ())
+        if not ids and not request.dry_run:
+            raise ResponseFormatError("RunInstances answer without InstanceIdSet")
+        return ids
+
+    def terminate_instances(self, region: str, instance_ids: Iterable[str]) -> None:
+        """TerminateInstances; instances already gone or terminating count as done."""
+        self._instances_action(region, "TerminateInstances", list(instance_ids), {})
+
+    def reset_instance(self, region: str, instance_id: str, image_id: str, *,
+                       keep_image_login: bool = True) -> None:
+        """ResetInstance: re-install the system disk from ``image_id`` (data disks are not
+        touched). Before re-sending after a lost answer, an instance already resetting (or
+        reset) to this image counts as done, so one restore never resets twice."""
+
+        def already_resetting() -> dict[str, Any] | None:
+            try:
+                details = self.describe_instance(region, instance_id)
+            except CloudError:
+                return None
+            if details and details.latest_operation == "ResetInstance" \
+                    and details.image_id == image_id:
+                return {}
+            return None
+
+        self.call(region, "ResetInstance",
+                  {"InstanceId": instance_id, "ImageId": image_id,
+                   "LoginSettings": {"KeepImageLogin": "TRUE" if keep_image_login else "FALSE"}},
+                  before_retry=already_resetting)
 
 def _adoptable(existing: Image, request: CreateImageRequest) -> bool:
     """True when an image that already holds ``request``'s name may be taken as the

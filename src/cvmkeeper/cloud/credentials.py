@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from cvmkeeper.filemodes import warn_if_shared
+from cvmkeeper.files import warn_if_shared
 from cvmkeeper.logs import register_secret
 
 CREDENTIALS_DIRECTORY_ENV = "CREDENTIALS_DIRECTORY"

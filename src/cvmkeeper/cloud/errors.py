@@ -89,6 +89,11 @@ class PermanentError(CloudError):
     """Retrying cannot help: a human must look (bad request, unsupported, unknown code)."""
 
 
+class CapacityError(PermanentError):
+    """RunInstances: no stock of the type in the zone, or the account's instance quota is
+    used up. Retrying the same request does not help; another zone or type may."""
+
+
 class AuthError(PermanentError):
     """The credentials were refused (``AuthFailure.*``)."""
 
@@ -142,6 +147,26 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
     _rule("UnsupportedOperation.InstanceStateStarting", AlreadyDoneError, "StartInstances",
           reason="the instance is already starting"),
     _rule("DryRunOperation", DryRunPassed, reason="a dry run found nothing wrong"),
+    # -- restore and drills (issue #16): codes of RunInstances / TerminateInstances /
+    # ResetInstance in tencentcloud-sdk-go tencentcloud/cvm/v20170312/client.go --
+    _rule("InvalidInstanceId.NotFound", AlreadyDoneError, "TerminateInstances",
+          reason="the instance to terminate is already gone"),
+    _rule("UnsupportedOperation.InstanceStateTerminating", AlreadyDoneError,
+          "TerminateInstances", reason="the instance is already being terminated"),
+    _rule("UnsupportedOperation.InstanceStateTerminated", AlreadyDoneError,
+          "TerminateInstances", reason="the instance is already terminated"),
+    _rule("UnsupportedOperation.InstanceStatePending", BusyError, "TerminateInstances",
+          reason="the instance is still being created: wait, then terminate"),
+    _rule("ResourceInsufficient*", CapacityError, reason="no stock in the zone"),
+    _rule("ResourcesSoldOut*", CapacityError, reason="sold out in the zone"),
+    _rule("ResourceUnavailable.InstanceType", CapacityError, "RunInstances",
+          reason="the instance type is not offered in the zone"),
+    _rule("LimitExceeded.InstanceQuota", CapacityError, reason="instance quota used up"),
+    _rule("LimitExceeded.CvmInstanceQuota", CapacityError, reason="instance quota used up"),
+    _rule("InstancesQuotaLimitExceeded", CapacityError, reason="instance quota used up"),
+    _rule("InvalidZone*", PermanentError, reason="the zone is not in the region"),
+    _rule("InvalidClientToken*", PermanentError, reason="bad ClientToken"),
+    _rule("InvalidSecurityGroupId*", PermanentError, reason="unknown security group"),
     # -- quota --
     _rule("ImageQuotaLimitExceeded", QuotaExceededError, reason="custom-image quota is full"),
     # -- retry with backoff --

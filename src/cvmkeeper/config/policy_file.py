@@ -22,6 +22,12 @@ The file format, key by key::
     copies:                          # disaster-recovery copies in other regions (SyncImages)
       - region: ap-shanghai          # a region other than the policy's only region
         retention: {keep_daily: 7}   # same keys as retention; default: the main retention
+    drill:                           # optional restore drill (config/drill_key.py); off
+      zone: ap-guangzhou-3
+      vpc_id: vpc-1a2b3c4d
+      subnet_id: subnet-1a2b3c4d
+      security_group_ids: [sg-1a2b3c4d]
+      instance_type: S5.SMALL2
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from datetime import timedelta
 import yaml
 
 from cvmkeeper.config.disks_key import read_disks
+from cvmkeeper.config.drill_key import read_drill
 from cvmkeeper.config.reader import Node, Reader
 from cvmkeeper.core.naming import INSTANCE_ID_PATTERN, MAX_NAME_LENGTH
 from cvmkeeper.core.policy import (
@@ -69,6 +76,7 @@ POLICY_KEYS = (
     "copies",
     "on_quota_full",
     "disks",
+    "drill",
 )
 TARGET_KEYS = ("instance_ids", "tags", "exclude_instance_ids")
 COPY_KEYS = ("region", "retention")
@@ -357,6 +365,9 @@ def read_policy(
     disks = read_disks(reader, keys["disks"]) if "disks" in keys else Policy.disks_default()
     ok = ok and disks is not None
 
+    drill = read_drill(reader, keys["drill"], regions) if "drill" in keys else None
+    ok = ok and ("drill" not in keys or drill is not None)
+
     catch_up: timedelta | None = None
     if "catch_up" in keys:
         catch_node = keys["catch_up"]
@@ -387,6 +398,7 @@ def read_policy(
         description=description,
         source=reader.source,
         disks=disks or Policy.disks_default(),
+        drill=drill,
     )
     return dataclasses.replace(
         policy, catch_up=catch_up if catch_up is not None else policy_period(policy)

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Literal
 
 from cvmkeeper.core.disks import DiskSelection
+from cvmkeeper.core.drill import DrillSpec
 from cvmkeeper.core.durations import format_duration
 
 OnQuotaFull = Literal["evict", "skip"]
@@ -164,6 +165,8 @@ class Policy:
     description: str = ""
     source: str = ""
     disks: DiskSelection = field(default_factory=DiskSelection)
+    #: a periodic restore drill (``core.drill``; policy key ``drill``); None: off
+    drill: DrillSpec | None = None
 
     @staticmethod
     def disks_default() -> DiskSelection:

@@ -8,7 +8,8 @@ repeatable. Lifecycles (``CREATING -> NORMAL``, ``STOPPING -> STOPPED``, ...) ar
 lazily: every call first advances the state to the clock's ``now``.
 
 History. Every write (CreateImage, DeleteImages, SyncImages, StopInstances,
-StartInstances) is appended in order, whatever its outcome, as
+StartInstances, and RunInstances, TerminateInstances, ResetInstance of ``launch.py``) is
+appended in order, whatever its outcome, as
 ``{"seq", "time", "region", "action", "params", "result", "request_id", "ImageIds",
 "InstanceIds"}`` where ``result`` is ``"ok"``, an error code, or ``"reset"`` for an injected
 connection reset (not processed). A lost response adds ``"lost_response": true`` to an
@@ -35,6 +36,7 @@ from cvmkeeper.emulator import params as p
 from cvmkeeper.emulator.clock import Clock
 from cvmkeeper.emulator.errors import ApiError, ConnectionFault
 from cvmkeeper.emulator.fleet import DISK_TYPES, FAULT_KINDS, FleetSpec, parse_faults
+from cvmkeeper.emulator.launch import TERMINATED, LaunchActions
 from cvmkeeper.emulator.records import (
     SYSTEM_DISK_GIB,
     DiskRecord,
@@ -47,8 +49,9 @@ from cvmkeeper.emulator.records import (
 
 __all__ = ["ApiError", "ConnectionFault", "EmulatorCore"]
 
+LAUNCH_ACTIONS = ("RunInstances", "TerminateInstances", "ResetInstance")
 WRITE_ACTIONS = frozenset({"CreateImage", "DeleteImages", "SyncImages", "StopInstances",
-                           "StartInstances"})
+                           "StartInstances", *LAUNCH_ACTIONS})
 BUSY_IMAGE_STATES = frozenset({"CREATING", "SYNCING", "IMPORTING"})
 TRANSITIONAL_INSTANCE_STATES = frozenset({"PENDING", "STOPPING", "STARTING", "REBOOTING"})
 STATE_FILE_VERSION = 1
@@ -102,6 +105,8 @@ class EmulatorCore:
             "StopInstances": self._stop_instances,
             "StartInstances": self._start_instances,
             "GetCallerIdentity": self._get_caller_identity,  # STS, 2018-08-13
+            # restore and drills (issue #16): emulator/launch.py
+            **LaunchActions(lambda: self._fleet, self._new_id, Outcome).handlers(),
         }
         self._seed_from_fleet()
 
@@ -412,10 +417,14 @@ class EmulatorCore:
                 if record.instance_id:
                     entry["InstanceIds"] = [record.instance_id]
             else:
-                record.state = {"STOPPING": "STOPPED", "STARTING": "RUNNING"}.get(before,
-                                                                                  "RUNNING")
-                record.latest_operation_state = "SUCCESS"
+                record.state = record.next_state or {"STOPPING": "STOPPED",
+                                                     "STARTING": "RUNNING"}.get(before, "RUNNING")
+                record.next_state = ""
+                record.latest_operation_state = "FAILED" if record.state == "LAUNCH_FAILED" \
+                    else "SUCCESS"
                 entry["InstanceIds"] = [record.instance_id]
+                if record.state == TERMINATED:  # TerminateInstances: the instance is gone
+                    region.instances.pop(record.instance_id, None)
             entry["to"] = record.state
             self._append_history(entry)
 
@@ -771,7 +780,8 @@ class EmulatorCore:
         instances = self._instances_in_order(region, ids, strict=True)
         settled = "RUNNING" if moving == "STOPPING" else "STOPPED"
         for instance in instances:
-            if instance.state in TRANSITIONAL_INSTANCE_STATES:
+            if instance.state in TRANSITIONAL_INSTANCE_STATES or \
+                    instance.latest_operation_state == "OPERATING":  # e.g. a ResetInstance
                 raise ApiError("OperationDenied.InstanceOperationInProgress",
                                f"The instance `{instance.instance_id}` is {instance.state}.")
             if instance.state != settled:

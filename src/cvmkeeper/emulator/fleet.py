@@ -28,6 +28,10 @@ DEFAULT_RATE_LIMITS: Mapping[str, float] = {
     "DescribeInstances": 40,
     "DescribeInstancesStatus": 40,
     "DescribeImageQuota": 20,
+    # restore and drills (issue #16): the API pages give 10 requests/s for each
+    "RunInstances": 10,
+    "TerminateInstances": 10,
+    "ResetInstance": 10,
 }
 
 #: Every action the emulator serves.
@@ -41,6 +45,9 @@ ACTIONS: tuple[str, ...] = (
     "DescribeInstancesStatus",
     "StopInstances",
     "StartInstances",
+    "RunInstances",
+    "TerminateInstances",
+    "ResetInstance",
 )
 
 #: Fault kinds a fleet may inject, in the order they are drawn.
@@ -85,6 +92,12 @@ class Timing:
     sync_seconds: float = 3.0
     #: added per 100 GiB of the disks an image holds: imaging time grows with the disks
     create_seconds_per_100gib: float = 0.0
+    #: RunInstances: PENDING -> RUNNING (or LAUNCH_FAILED, see ``Launch.outcome``)
+    launch_seconds: float = 1.0
+    #: TerminateInstances: TERMINATING -> gone
+    terminate_seconds: float = 0.5
+    #: ResetInstance: LatestOperationState OPERATING -> SUCCESS
+    reset_seconds: float = 1.0
 
 
 #: Local disk types: ``CreateImage`` refuses them in ``DataDiskIds``
@@ -123,6 +136,36 @@ class WholeMachine:
     sync: str = "allowed"
     sync_max_gib: int = 0
     snapshot_quota_per_disk: int = 0
+
+
+LAUNCH_OUTCOMES = ("running", "launch_failed", "stuck_pending")
+RESET_LEAVES = ("prior", "running")
+DRY_RUN_ANSWERS = ("error", "request_id")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Switches for RunInstances / ResetInstance (issue #16; ``emulator/launch.py``).
+
+    ``outcome``: what a launched instance becomes after ``timing.launch_seconds``:
+    ``running``, ``launch_failed`` (``LAUNCH_FAILED``, the documented failure state) or
+    ``stuck_pending`` (stays ``PENDING``). ``private_ip``: the address new instances get
+    (``127.0.0.1`` lets a test's TCP check reach a local listener); empty: a 10.x address.
+    ``instance_quota``: at most this many instances per region (``LimitExceeded.InstanceQuota``);
+    0: none. ``sold_out_types``: instance types answered with
+    ``ResourceInsufficient.SpecifiedInstanceType``. ``dry_run_answer``: the RunInstances
+    model says a passing DryRun "returns a RequestId" while other actions answer
+    ``DryRunOperation``; ``error`` (default) or ``request_id`` (an empty success).
+    ``reset_leaves``: the state an instance is in after ResetInstance (undocumented):
+    ``prior`` (the state it had) or ``running``.
+    """
+
+    outcome: str = "running"
+    private_ip: str = ""
+    instance_quota: int = 0
+    sold_out_types: tuple[str, ...] = ()
+    dry_run_answer: str = "error"
+    reset_leaves: str = "prior"
 
 
 @dataclass(frozen=True)
@@ -190,6 +233,7 @@ class FleetSpec:
     faults: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     seed: int | None = None
     whole_machine: WholeMachine = field(default_factory=WholeMachine)
+    launch: Launch = field(default_factory=Launch)
     source: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -350,7 +394,7 @@ class _Parser:
         top = self.mapping(data, ())
         self.known_keys(top, (), {"credentials", "limits", "latency_ms", "timing", "rate_limits",
                                   "faults", "regions", "seed", "invalid_instances",
-                                  "whole_machine"})
+                                  "whole_machine", "launch"})
         if not top.get("regions"):
             raise self.fail(("regions",), "is required and must name at least one region")
         invalid = self.id_list(top.get("invalid_instances"), ("invalid_instances",))
@@ -374,6 +418,7 @@ class _Parser:
             faults=self.faults(top.get("faults"), ("faults",)),
             seed=seed,
             whole_machine=self.whole_machine(top.get("whole_machine"), ("whole_machine",)),
+            launch=self.launch(top.get("launch"), ("launch",)),
             source=dict(top),
         )
 
@@ -409,6 +454,25 @@ class _Parser:
                                                  (*path, "snapshot_quota_per_disk")),
         )
 
+    def launch(self, value: Any, path: tuple[str, ...]) -> Launch:
+        raw = self.mapping(value, path)
+        self.known_keys(raw, path, {"outcome", "private_ip", "instance_quota", "sold_out_types",
+                                    "dry_run_answer", "reset_leaves"})
+        sold = tuple(self.string(t, (*path, "sold_out_types", f"[{i}]"), allow_empty=False)
+                     for i, t in enumerate(self.sequence(raw.get("sold_out_types"),
+                                                         (*path, "sold_out_types"))))
+        return Launch(
+            outcome=self.choice(raw.get("outcome", "running"), (*path, "outcome"),
+                                LAUNCH_OUTCOMES),
+            private_ip=self.string(raw.get("private_ip", ""), (*path, "private_ip")),
+            instance_quota=self.integer(raw.get("instance_quota", 0), (*path, "instance_quota")),
+            sold_out_types=sold,
+            dry_run_answer=self.choice(raw.get("dry_run_answer", "error"),
+                                       (*path, "dry_run_answer"), DRY_RUN_ANSWERS),
+            reset_leaves=self.choice(raw.get("reset_leaves", "prior"), (*path, "reset_leaves"),
+                                     RESET_LEAVES),
+        )
+
     def disks(self, raw: Mapping[str, Any], path: tuple[str, ...]) -> tuple[DiskSpec, ...]:
         """``data_disks: [{id, type, size}]``, or the older ``data_disk_ids: [id]``."""
         disks = [DiskSpec(self.string(d, (*path, "data_disk_ids", f"[{i}]"), allow_empty=False))
@@ -434,7 +498,8 @@ class _Parser:
     def timing(self, value: Any, path: tuple[str, ...]) -> Timing:
         raw = self.mapping(value, path)
         fields = {"create_seconds", "create_failed_probability", "stop_seconds",
-                  "start_seconds", "sync_seconds", "create_seconds_per_100gib"}
+                  "start_seconds", "sync_seconds", "create_seconds_per_100gib",
+                  "launch_seconds", "terminate_seconds", "reset_seconds"}
         self.known_keys(raw, path, fields)
         values: dict[str, float] = {}
         for key in fields & set(raw):

@@ -41,6 +41,13 @@ What each rule means here:
   was never ``NORMAL`` in the replay, and that no error alert named (``alerted``: the
   (region, instance, slot) of every error alert). A region-wide alert does not count: the
   missed slot itself must be named. Checked only when ``due`` is given.
+- ``drill_not_terminated`` (issue #16): an instance that a ``RunInstances`` tagged
+  ``cvmkeeper:drill`` launched has no later successful ``TerminateInstances`` and still
+  exists at the end (a drill instance is always terminated: by its drill, or by the lease
+  sweep of a later run).
+- ``restore_changed_image`` (issue #16): checked by :func:`check_restore_untouched` around
+  restore commands and drills: an image that existed before is gone or changed after (name,
+  state, tags, description), or an image write (create, delete, copy) was sent meanwhile.
 - ``history_gap``: the replay does not end with the images the state holds: the history
   lacks something, so the other answers cannot be trusted.
 """
@@ -56,7 +63,8 @@ from cvmkeeper.core.inventory import Image, ImageState
 from cvmkeeper.core.naming import DEFAULT_FORMAT, TAG_INSTANCE, NameFormat
 from cvmkeeper.core.ownership import classify_image
 
-__all__ = ["RULES", "DueKey", "Violation", "check_invariants", "format_violations"]
+__all__ = ["RULES", "DueKey", "Violation", "check_invariants", "check_restore_untouched",
+           "format_violations"]
 
 #: Every rule the checker knows, in docs/design.md's order.
 RULES: tuple[str, ...] = (
@@ -70,11 +78,18 @@ RULES: tuple[str, ...] = (
     "orphaned_snapshots",
     "disk_left_out_silently",
     "slot_missed_silently",
+    "drill_not_terminated",
+    "restore_changed_image",
     "history_gap",
 )
 
 #: A due slot as rule 7 checks it: (region, instance id, aware UTC slot).
 DueKey = tuple[str, str, datetime]
+
+#: The tag of drill instances (``core.drill.DRILL_TAG``; spelled here to keep the checker
+#: free of the product's drill code, so a bug there cannot hide from it).
+_DRILL_TAG = "cvmkeeper:drill"
+_IMAGE_WRITES = frozenset({"CreateImage", "DeleteImages", "SyncImages"})
 
 BUSY_STATES = frozenset({"CREATING", "SYNCING", "IMPORTING"})
 _OWN_TYPE = "PRIVATE_IMAGE"
@@ -146,6 +161,7 @@ def check_invariants(
     regions = _start(initial, state, name_format)
     start_seq = max((int(e.get("seq", 0)) for e in initial.get("history", [])), default=0)
     violations: list[Violation] = []
+    drills: dict[tuple[str, str], int] = {}  # (region, drill instance) -> seq of its launch
     entries = sorted(
         (e for e in state.get("history", []) if int(e.get("seq", 0)) > start_seq),
         key=lambda e: int(e["seq"]),
@@ -171,6 +187,18 @@ def check_invariants(
         elif action == "StartInstances" and entry.get("result") == "ok":
             for instance_id in entry.get("InstanceIds", []):
                 region.stopped_by_call.pop(instance_id, None)
+        elif action == "RunInstances" and entry.get("result") == "ok" and _is_drill(entry):
+            for instance_id in entry.get("InstanceIds", []):
+                drills[(region.name, instance_id)] = int(entry["seq"])
+        elif action == "TerminateInstances" and entry.get("result") == "ok":
+            for instance_id in entry.get("InstanceIds", []):
+                drills.pop((region.name, instance_id), None)
+    existing = {(name, str(i.get("InstanceId")))
+                for name, r in state.get("regions", {}).items() for i in r.get("instances", [])}
+    for (region_name, instance_id), seq in sorted(drills.items()):
+        if (region_name, instance_id) in existing:
+            violations.append(Violation("drill_not_terminated", region_name, seq,
+                                        f"drill instance {instance_id} was never terminated"))
     for region in regions.values():
         for instance_id, seq in sorted(region.stopped_by_call.items()):
             violations.append(Violation(
@@ -198,6 +226,44 @@ def _silent_misses(
             f"slot {slot.isoformat()} of {instance_id} has no NORMAL image and no alert "
             "names it"))
     return violations
+
+
+def check_restore_untouched(before: Mapping[str, Any],
+                            after: Mapping[str, Any]) -> list[Violation]:
+    """``restore_changed_image``: between two state documents taken around restores or
+    drills (with no backup run in between), every image of ``before`` is still there,
+    unchanged, and no image write was sent."""
+    violations: list[Violation] = []
+    start_seq = max((int(e.get("seq", 0)) for e in before.get("history", [])), default=0)
+    for entry in after.get("history", []):
+        if int(entry.get("seq", 0)) > start_seq and entry.get("action") in _IMAGE_WRITES:
+            violations.append(Violation("restore_changed_image", str(entry.get("region")),
+                                        int(entry["seq"]), f"{entry['action']} was sent "
+                                        f"({entry.get('ImageIds')})"))
+    keys = ("ImageName", "Tags", "ImageDescription", "SnapshotSet")
+    for name, region in before.get("regions", {}).items():
+        now = {i["ImageId"]: i for i in after.get("regions", {}).get(name, {}).get("images",
+                                                                                   [])}
+        for image in region.get("images", []):
+            later = now.get(image["ImageId"])
+            if later is None:
+                violations.append(Violation("restore_changed_image", name, None,
+                                            f"{image['ImageId']} is gone"))
+                continue
+            changed = [k for k in keys if image.get(k) != later.get(k)]
+            if image.get("ImageState") == "NORMAL" and later.get("ImageState") != "NORMAL":
+                changed.append("ImageState")  # a lifecycle (CREATING -> NORMAL) is not ours
+            if changed:
+                violations.append(Violation("restore_changed_image", name, None,
+                                            f"{image['ImageId']} changed: {changed}"))
+    return violations
+
+
+def _is_drill(entry: Mapping[str, Any]) -> bool:
+    specs = (entry.get("params") or {}).get("TagSpecification") or []
+    return any(isinstance(spec, Mapping) and any(
+        isinstance(tag, Mapping) and tag.get("Key") == _DRILL_TAG for tag in spec.get("Tags")
+        or []) for spec in specs)
 
 
 def format_violations(violations: Iterable[Violation]) -> str:

@@ -27,6 +27,20 @@ ACCEPTED_PARAMS: Mapping[str, frozenset[str]] = {
     "DescribeInstancesStatus": frozenset({"InstanceIds", "Offset", "Limit"}),
     "StopInstances": frozenset({"InstanceIds", "ForceStop", "StopType", "StoppedMode"}),
     "StartInstances": frozenset({"InstanceIds"}),
+    # restore and drills (issue #16; emulator/launch.py): RunInstancesRequest,
+    # TerminateInstancesRequest and ResetInstanceRequest of the SDK's models.py
+    "RunInstances": frozenset({
+        "InstanceChargeType", "InstanceChargePrepaid", "Placement", "InstanceType", "ImageId",
+        "SystemDisk", "DataDisks", "VirtualPrivateCloud", "InternetAccessible",
+        "InstanceCount", "MinCount", "InstanceName", "LoginSettings", "SecurityGroupIds",
+        "EnhancedService", "ClientToken", "HostName", "ActionTimer", "DisasterRecoverGroupIds",
+        "TagSpecification", "InstanceMarketOptions", "UserData", "Metadata", "DryRun",
+        "CpuTopology", "CamRoleName", "HpcClusterId", "LaunchTemplate", "DedicatedClusterId",
+        "ChcIds", "DisableApiTermination", "EnableJumboFrame"}),
+    "TerminateInstances": frozenset({"InstanceIds", "ReleaseAddress",
+                                     "ReleasePrepaidDataDisks"}),
+    "ResetInstance": frozenset({"InstanceId", "ImageId", "SystemDisk", "LoginSettings",
+                                "EnhancedService", "HostName", "UserData"}),
 }
 
 MAX_LIMIT = 100

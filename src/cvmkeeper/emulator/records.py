@@ -162,6 +162,15 @@ class InstanceRecord:
     latest_operation: str = ""
     latest_operation_state: str = ""
     latest_operation_request_id: str = ""
+    # what RunInstances gives a new instance (issue #16); seeded ones keep these defaults
+    vpc_id: str = "vpc-emulator"
+    subnet_id: str = "subnet-emulator"
+    security_group_ids: list[str] = field(default_factory=lambda: ["sg-emulator"])
+    image_id: str = "img-9qrfy1xt"
+    keep_image_login: bool | None = None
+    #: the state ``ready_at`` leads to when it is not the usual one (``emulator/launch.py``:
+    #: ``LAUNCH_FAILED``, ``TERMINATED`` = removed, the prior state after a reset)
+    next_state: str = ""
 
     def to_api(self) -> dict[str, Any]:
         """Render as an ``InstanceSet`` entry of ``DescribeInstances``."""
@@ -181,15 +190,17 @@ class InstanceRecord:
             "PublicIpAddresses": None,
             "InternetAccessible": {"InternetChargeType": "TRAFFIC_POSTPAID_BY_HOUR",
                                    "InternetMaxBandwidthOut": 0, "PublicIpAssigned": False},
-            "VirtualPrivateCloud": {"VpcId": "vpc-emulator", "SubnetId": "subnet-emulator",
+            "VirtualPrivateCloud": {"VpcId": self.vpc_id, "SubnetId": self.subnet_id,
                                     "AsVpcGateway": False, "PrivateIpAddresses": None},
-            "ImageId": "img-9qrfy1xt",
+            "ImageId": self.image_id,
             "RenewFlag": None,
             "CreatedTime": api_time(self.created_time),
             "ExpiredTime": None,
             "OsName": self.os_name,
-            "SecurityGroupIds": ["sg-emulator"],
-            "LoginSettings": {"Password": None, "KeyIds": None, "KeepImageLogin": None},
+            "SecurityGroupIds": list(self.security_group_ids),
+            "LoginSettings": {"Password": None, "KeyIds": None,
+                              "KeepImageLogin": None if self.keep_image_login is None
+                              else str(self.keep_image_login).upper()},
             "InstanceState": self.state,
             "Tags": api_tags(self.tags),
             "StopChargingMode": "NOT_APPLICABLE",
@@ -244,6 +255,8 @@ class RegionState:
     images: dict[str, ImageRecord] = field(default_factory=dict)
     leftover_snapshots: list[str] = field(default_factory=list)
     leftover_disks: dict[str, str] = field(default_factory=dict)
+    #: RunInstances ``ClientToken`` -> the instance ids it launched (idempotency)
+    client_tokens: dict[str, list[str]] = field(default_factory=dict)
 
     def snapshots_of(self, disk_id: str) -> int:
         """Snapshots of ``disk_id`` in this region: behind images, and left over."""
@@ -264,6 +277,7 @@ class RegionState:
             "images": [i.to_json() for i in self.images.values()],
             "leftover_snapshots": list(self.leftover_snapshots),
             "leftover_disks": dict(self.leftover_disks),
+            "client_tokens": dict(self.client_tokens),
         }
 
     @classmethod
@@ -271,7 +285,8 @@ class RegionState:
         """Rebuild a region written by :meth:`to_json`."""
         region = cls(name=data["name"], quota=int(data["quota"]),
                      leftover_snapshots=list(data.get("leftover_snapshots", [])),
-                     leftover_disks=dict(data.get("leftover_disks", {})))
+                     leftover_disks=dict(data.get("leftover_disks", {})),
+                     client_tokens=dict(data.get("client_tokens", {})))
         for raw in data.get("instances", []):
             instance = InstanceRecord.from_json(raw)
             region.instances[instance.instance_id] = instance

@@ -26,7 +26,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cvmkeeper.alerting import Alerter, Failure, monitored_run
@@ -106,7 +106,7 @@ def sync_jobs(scheduler: Any, specs: Sequence[JobSpec], func: Callable[..., obje
     """
     wanted = {spec.job_id: spec for spec in specs}
     for job in scheduler.get_jobs():
-        if job.id not in wanted:
+        if job.id not in wanted and job.id != DRILL_JOB_ID:
             scheduler.remove_job(job.id)
     for spec in specs:
         existing = scheduler.get_job(spec.job_id)
@@ -121,6 +121,22 @@ def sync_jobs(scheduler: Any, specs: Sequence[JobSpec], func: Callable[..., obje
             replace_existing=True,
             **JOB_OPTIONS,
         )
+
+
+#: The one job that runs the restore drills that are due (issue #16; ``restore.drill``).
+DRILL_JOB_ID = "restore-drills"
+#: How often it looks; each policy's ``drill.every`` decides when its drill is due.
+DRILL_CHECK = timedelta(minutes=15)
+
+
+def add_drill_job(scheduler: Any, func: Callable[[], object]) -> None:
+    """Schedule ``func`` (``SlotJobs.run_drills``) every :data:`DRILL_CHECK`; a reload keeps
+    it (``sync_jobs`` leaves it alone) and it reads the setup of the moment."""
+    from apscheduler.triggers.interval import IntervalTrigger  # noqa: PLC0415 - like service
+
+    scheduler.add_job(func, trigger=IntervalTrigger(seconds=DRILL_CHECK.total_seconds()),
+                      id=DRILL_JOB_ID, name="restore drills", replace_existing=True,
+                      **JOB_OPTIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +195,8 @@ class SlotJobs:
         self._catch_up_running = False
         self._catch_up_again = False
         self.last_result: LastResult | None = None
+        #: told every drill report (the metrics exporter's ``observe_drills``), if set
+        self.drill_observe: Callable[[Any], None] | None = None
 
     # --- shared state ------------------------------------------------------------------
 
@@ -212,6 +230,29 @@ class SlotJobs:
         """Wait up to ``timeout`` seconds until no run is going on; True when none is."""
         with self._idle:
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    # --- restore drills -----------------------------------------------------------------
+
+    def run_drills(self) -> None:
+        """The drill job: sweep expired drill instances and run the drills that are due
+        (``restore.drill.run_drills``). Never raises: a failure is logged and alerted."""
+        context = self.context
+        if self.stop.is_set() or not any(p.drill for p in context.setup.policies):
+            return
+        from cvmkeeper.restore.drill import run_drills  # noqa: PLC0415 - only when drilling
+
+        try:
+            report = run_drills(context.setup, context.client, context.alerter, self._clock(),
+                                observe=self.drill_observe)
+        except Exception as error:  # the scheduler thread must survive
+            log.exception("restore drills failed")
+            context.alerter.error(Failure("drill", "drill", f"restore drills failed: {error}",
+                                          exception=error))
+            return
+        for outcome in report.outcomes:
+            log.log(logging.INFO if outcome.ok else logging.ERROR,
+                    "drill %s %s: %s", outcome.policy, outcome.instance_id,
+                    "ok" if outcome.ok else outcome.error)
 
     # --- scheduled slots ----------------------------------------------------------------
 

@@ -48,7 +48,15 @@ from cvmkeeper.alerting import Alerter, Failure, build_alerter
 from cvmkeeper.cloud.credentials import CredentialsError
 from cvmkeeper.config import Config, ConfigError, SentrySettings, Setup, load_setup
 from cvmkeeper.executor.runner import RegionLocks, run_once
-from cvmkeeper.scheduler.jobs import RunContext, Runner, SlotJobs, job_specs, sync_jobs
+from cvmkeeper.scheduler.jobs import (
+    DRILL_JOB_ID,
+    RunContext,
+    Runner,
+    SlotJobs,
+    add_drill_job,
+    job_specs,
+    sync_jobs,
+)
 from cvmkeeper.scheduler.sdnotify import Notifier
 from cvmkeeper.scheduler.state import StateStore
 
@@ -207,6 +215,7 @@ class Daemon:
                 alerter.close(ALERT_FLUSH_TIMEOUT)
                 return EXIT_CONFIG
             jobs.observe = exporter.observe
+            jobs.drill_observe = exporter.observe_drills  # restore drills (issue #16)
         scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(WORKERS)}
         )
@@ -217,6 +226,7 @@ class Daemon:
         try:
             scheduler.start()
             sync_jobs(scheduler, job_specs(setup), jobs.run_slot)
+            add_drill_job(scheduler, jobs.run_drills)
             log.info(
                 "daemon started: %d policies, %d schedules from %s",
                 len(setup.policies),
@@ -389,7 +399,7 @@ class Daemon:
         upcoming = [
             (job.next_run_time.astimezone(UTC), str(job.args[0]))
             for job in self._scheduler.get_jobs()
-            if job.next_run_time is not None
+            if job.next_run_time is not None and job.id != DRILL_JOB_ID
         ]
         if not upcoming:
             return None

@@ -1,0 +1,236 @@
+"""The cloud side of a restore: find the instance and its images, launch, reset, wait.
+
+``--new`` launches with a fresh ``ClientToken`` per restore (a retried call answers the
+same instance, a second restore makes a second instance) and waits, bounded, for
+``RUNNING`` (``PENDING`` -> ``RUNNING`` | ``LAUNCH_FAILED``: tencentcloud-sdk-python
+``cvm_client.py`` ``RunInstances``). ``--in-place`` stops the instance through the
+executor's :class:`~cvmkeeper.executor.consistency.InstanceStopper` (journaled, docs/design.md
+rule 9), calls ResetInstance, waits for ``LatestOperationState`` (cvm_client.py
+``ResetInstance``), and starts again in a ``finally`` what it stopped, whatever failed.
+Neither path deletes or changes an image.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from cvmkeeper.cloud.client import CloudClient
+from cvmkeeper.cloud.errors import CloudError
+from cvmkeeper.cloud.launch_models import DataDiskFromSnapshot, InstanceDetails, LaunchRequest
+from cvmkeeper.core.inventory import Image
+from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
+from cvmkeeper.core.restore import (
+    DATA_DISK_TYPE,
+    InPlacePlan,
+    LaunchPlan,
+    Placement,
+    RestoreRefused,
+    managed_images_of,
+)
+from cvmkeeper.executor.consistency import InstanceStopper
+from cvmkeeper.executor.polling import Deadline, poll_delays
+from cvmkeeper.executor.stop_journal import StopJournal
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], object]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """How long to wait for the cloud, how often to look, and the clock to do it with
+    (tests and simulations inject ``sleep``/``monotonic``)."""
+
+    seconds: float = 900.0
+    poll_seconds: float = 5.0
+    sleep: Sleep = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+
+
+class RestoreFailed(RuntimeError):
+    """The cloud did not bring the instance back (launch failed, timed out, reset failed)."""
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where an instance's backups are: its region, the instance (``None`` if it no longer
+    exists) and every custom image of that region."""
+
+    region: str
+    instance_id: str
+    instance: InstanceDetails | None
+    images: tuple[Image, ...]
+
+    @property
+    def placement(self) -> Placement | None:
+        """The source instance's placement, for a new instance placed like it."""
+        if self.instance is None:
+            return None
+        i = self.instance
+        return Placement(i.zone, i.instance_type, i.vpc_id, i.subnet_id, i.security_group_ids)
+
+
+def locate(client: CloudClient, regions: Sequence[str], instance_id: str,
+           fmt: NameFormat = DEFAULT_FORMAT) -> Located:
+    """Find ``instance_id`` in ``regions`` (in order); an instance that no longer exists is
+    found by its images. Raises :class:`RestoreRefused` when it is nowhere."""
+    fallback: Located | None = None
+    for region in regions:
+        instance = client.describe_instance(region, instance_id)
+        images = client.list_images(region)
+        if instance is not None:
+            return Located(region, instance_id, instance, images)
+        if fallback is None and managed_images_of(images, instance_id, fmt):
+            fallback = Located(region, instance_id, None, images)
+    if fallback is not None:
+        return fallback
+    raise RestoreRefused(f"instance {instance_id} is not in {', '.join(regions)} and no image "
+                         "of it is there either (wrong region? use --region)")
+
+
+@dataclass
+class LaunchResult:
+    """A new instance (or a dry run's verdict)."""
+
+    instance_id: str = ""
+    state: str = ""
+    private_ips: tuple[str, ...] = ()
+    seconds_to_running: float | None = None
+    dry_run_passed: bool = False
+    client_token: str = ""
+
+
+def launch_request(plan: LaunchPlan, *, name: str = "", dry_run: bool = False,
+                   token: str | None = None) -> LaunchRequest:
+    """The RunInstances request of ``plan``, with a fresh ``ClientToken`` unless given."""
+    p = plan.placement
+    return LaunchRequest(
+        image_id=plan.image_id, zone=p.zone, instance_type=p.instance_type,
+        client_token=token or f"cvmkeeper-{uuid.uuid4().hex}",
+        vpc_id=p.vpc_id, subnet_id=p.subnet_id, security_group_ids=p.security_group_ids,
+        data_disks=tuple(DataDiskFromSnapshot(s, size, DATA_DISK_TYPE)
+                         for s, size in plan.data_disks),
+        name=name, tags=dict(plan.tags), keep_image_login=True, dry_run=dry_run)
+
+
+def launch(client: CloudClient, plan: LaunchPlan, waiting: Waiting, *, name: str = "",
+           dry_run: bool = False, token: str | None = None) -> LaunchResult:
+    """RunInstances for ``plan`` and, unless ``waiting.seconds`` is 0, wait for ``RUNNING``.
+
+    A dry run sends ``DryRun`` and launches nothing. Raises :class:`RestoreFailed` for
+    ``LAUNCH_FAILED`` or a timeout (the instance id is in the message: it exists and bills).
+    """
+    request = launch_request(plan, name=name, dry_run=dry_run, token=token)
+    started = waiting.monotonic()
+    ids = client.run_instances(plan.region, request)
+    if dry_run:
+        return LaunchResult(dry_run_passed=True, client_token=request.client_token)
+    [instance_id] = ids[:1] or [""]
+    result = LaunchResult(instance_id=instance_id, state="PENDING",
+                          client_token=request.client_token)
+    if waiting.seconds <= 0:
+        return result
+    result.state = wait_for_state(client, plan.region, instance_id, waiting)
+    if result.state == "LAUNCH_FAILED":
+        raise RestoreFailed(f"{instance_id} failed to launch (LAUNCH_FAILED) from "
+                            f"{plan.image_id}")
+    if result.state != "RUNNING":
+        raise RestoreFailed(f"{instance_id} is still {result.state or 'unknown'} after "
+                            f"{waiting.seconds:g}s (it exists and is billed; check the console)")
+    result.seconds_to_running = waiting.monotonic() - started
+    details = client.describe_instance(plan.region, instance_id)
+    if details is not None:
+        result.private_ips = details.private_ips
+    return result
+
+
+#: States a launch ends in (cvm_client.py RunInstances: PENDING -> RUNNING | LAUNCH_FAILED).
+LAUNCH_ENDS = ("RUNNING", "LAUNCH_FAILED")
+
+
+def wait_for_state(client: CloudClient, region: str, instance_id: str, waiting: Waiting,
+                   ends: Sequence[str] = LAUNCH_ENDS) -> str:
+    """Poll ``DescribeInstancesStatus`` until the instance is in one of ``ends`` or the wait
+    is over; return the last state seen ("" when it was not found)."""
+    deadline = Deadline(waiting.seconds, clock=waiting.monotonic)
+    delays = poll_delays(waiting.poll_seconds)
+    state = ""
+    while True:
+        try:
+            state = client.instance_states(region, [instance_id]).get(instance_id, "")
+        except CloudError as error:
+            log.warning("cannot read the state of %s: %s", instance_id, error)
+        if state in ends or deadline.passed:
+            return state
+        waiting.sleep(min(next(delays), max(deadline.remaining(), 0.01)))
+
+
+@dataclass
+class InPlaceResult:
+    """What an in-place restore did."""
+
+    reset: bool = False
+    restarted: bool = False
+    final_state: str = ""
+    problems: list[str] = field(default_factory=list)
+
+
+def restore_in_place(client: CloudClient, region: str, plan: InPlacePlan, waiting: Waiting, *,
+                     journal: StopJournal | None,
+                     progress: Callable[[str], None]) -> InPlaceResult:
+    """Stop (if running), ResetInstance, wait, and start again what was stopped: the start is
+    in a ``finally`` (rule 9), so a failed or interrupted reset never leaves it down.
+    Raises :class:`RestoreFailed` when the reset fails (after the restart)."""
+    result = InPlaceResult()
+    start_failures: list[str] = []
+    stopper = InstanceStopper(
+        client, region, deadline_seconds=waiting.seconds, poll_seconds=waiting.poll_seconds,
+        sleep=waiting.sleep, progress=progress, journal=journal,
+        on_start_failed=lambda i, e: start_failures.append(f"{i} could not be started "
+                                                           f"again: {e}"))
+    failure: str | None = None
+    try:
+        if plan.stop_first:
+            problems = stopper.prepare([plan.instance_id])
+            if problems:
+                raise RestoreFailed("; ".join(p.message for p in problems.values()))
+        progress(f"{region}: resetting the system disk of {plan.instance_id} to "
+                 f"{plan.image_id}")
+        client.reset_instance(region, plan.instance_id, plan.image_id)
+        outcome = _wait_reset(client, region, plan, waiting)
+        if outcome != "SUCCESS":
+            failure = f"ResetInstance of {plan.instance_id} ended {outcome or 'unknown'}"
+        else:
+            result.reset = True
+    except CloudError as error:
+        failure = f"ResetInstance of {plan.instance_id} failed: {error}"
+    finally:
+        stopper.release_all()  # rule 9: whatever happened, start what we stopped
+        result.restarted = plan.instance_id in stopper.stopped_by_us and not start_failures
+        result.problems.extend(start_failures)
+    try:
+        result.final_state = client.instance_states(region, [plan.instance_id]).get(
+            plan.instance_id, "")
+    except CloudError as error:
+        result.problems.append(f"cannot read the state of {plan.instance_id}: {error}")
+    if failure:
+        raise RestoreFailed(failure + ("; it was started again" if result.restarted else ""))
+    return result
+
+
+def _wait_reset(client: CloudClient, region: str, plan: InPlacePlan, waiting: Waiting) -> str:
+    """Poll DescribeInstances until the reset's ``LatestOperationState`` is final."""
+    deadline = Deadline(waiting.seconds, clock=waiting.monotonic)
+    delays = poll_delays(waiting.poll_seconds)
+    while True:
+        details = client.describe_instance(region, plan.instance_id)
+        if details is not None and details.latest_operation == "ResetInstance" and \
+                details.latest_operation_state in ("SUCCESS", "FAILED"):
+            return details.latest_operation_state
+        if deadline.passed:
+            return "still OPERATING after the timeout"
+        waiting.sleep(min(next(delays), max(deadline.remaining(), 0.01)))

@@ -1,0 +1,213 @@
+"""``cvmkeeper restore`` over real HTTP with the official SDK against the emulator: the
+restore point by image, slot and time; dry runs write nothing; refusals; in place with the
+instance always started again, even when ResetInstance fails."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner, Result
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ helpers
+
+from cvmkeeper.alerting import RecordingAlerter
+from cvmkeeper.cli import cli
+from cvmkeeper.emulator.invariants import check_invariants, check_restore_untouched
+from cvmkeeper.executor import run_once
+from executor.world import REGION, T0, A, B, fleet, managed, policy, unmanaged, world
+
+FAST = {"create_seconds": 0.2, "stop_seconds": 0.1, "start_seconds": 0.1,
+        "sync_seconds": 0.2, "launch_seconds": 0.2, "terminate_seconds": 0.1,
+        "reset_seconds": 0.2}
+OLD, MID, NEW = T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+IMAGES = (managed(A, OLD, "img-old00001"), managed(A, MID, "img-mid00001"),
+          managed(A, NEW, "img-new00001", state="CREATING"), managed(B, NEW, "img-bbb00001"),
+          unmanaged("img-hand0001", "golden"))
+
+
+def spec(**extra: Any) -> dict[str, Any]:
+    """A fleet with A's three images (the newest still CREATING), one of B, one by hand."""
+    return fleet(instances=({"id": A, "zone": f"{REGION}-3", "instance_type": "S5.LARGE8"},
+                            {"id": B}), images=IMAGES, timing=FAST, **extra)
+
+
+def restore(w: Any, *args: str) -> Result:
+    """Run ``cvmkeeper restore`` against the world's config."""
+    return CliRunner().invoke(cli, ["restore", "--config", str(w.config_path), *args])
+
+
+def launched(w: Any) -> list[dict[str, Any]]:
+    """The RunInstances calls that launched something."""
+    return [e for e in w.writes() if e["action"] == "RunInstances" and e["result"] == "ok"]
+
+
+def image_writes(w: Any) -> list[dict[str, Any]]:
+    """Every call that could delete or change an image."""
+    return [e for e in w.writes() if e["action"] in ("CreateImage", "DeleteImages",
+                                                     "SyncImages")]
+
+
+def test_new_restores_the_newest_normal_image_placed_like_the_source(tmp_path: Path) -> None:
+    with world(tmp_path, spec(), policy(ids=[A, B])) as w:
+        before = w.state()
+        result = restore(w, A, "--json")
+        assert result.exit_code == 0, result.output
+        document = json.loads(result.stdout)
+        assert document["image_id"] == "img-mid00001"  # img-new00001 is still CREATING
+        assert document["chosen_because"] == "newest NORMAL image"
+        new_id = document["instance_id"]
+        assert document["state"] == "RUNNING" and document["private_ips"]
+        instance = next(i for i in w.state()["regions"][REGION]["instances"]
+                        if i["InstanceId"] == new_id)
+        assert instance["Placement"]["Zone"] == f"{REGION}-3"
+        assert instance["InstanceType"] == "S5.LARGE8"
+        assert instance["ImageId"] == "img-mid00001"
+        assert instance["LoginSettings"]["KeepImageLogin"] == "TRUE"
+        assert {t["Key"]: t["Value"] for t in instance["Tags"]} == {
+            "cvmkeeper:restored-from": "img-mid00001"}
+        assert image_writes(w) == []  # never deletes or changes an image
+        text = restore(w, A)
+        assert text.exit_code == 0, text.output
+        assert "launched ins-" in text.stdout and "reach it at 10." in text.stdout
+        assert len(launched(w)) == 2  # a second restore is a second instance
+        assert check_restore_untouched(before, w.state()) == []
+        assert check_invariants(w.state(), before) == []
+
+
+def test_restore_point_by_image_slot_and_time(tmp_path: Path) -> None:
+    with world(tmp_path, spec(), policy(ids=[A, B])) as w:
+        def chosen(*args: str) -> str:
+            result = restore(w, A, "--dry-run", "--json", *args)
+            assert result.exit_code == 0, result.output
+            return str(json.loads(result.stdout)["image_id"])
+
+        assert chosen("--image", "img-old00001") == "img-old00001"
+        assert chosen("--slot", "2026-11-27T00:00Z") == "img-old00001"
+        assert chosen("--as-of", "2026-11-27T00:59Z") == "img-old00001"
+        assert chosen("--as-of", "2026-11-27T05:00Z") == "img-mid00001"
+        assert chosen() == "img-mid00001"
+
+
+def test_dry_run_writes_nothing(tmp_path: Path) -> None:
+    with world(tmp_path, spec(), policy(ids=[A, B])) as w:
+        result = restore(w, A, "--dry-run")
+        assert result.exit_code == 0, result.output
+        assert "launch a new instance" in result.stdout
+        assert "zone ap-guangzhou-3 (the source instance's)" in result.stdout
+        assert "dry run: RunInstances with DryRun passed" in result.stdout
+        in_place = restore(w, A, "--in-place", "--dry-run")
+        assert in_place.exit_code == 0, in_place.output
+        assert "ResetInstance" in in_place.stdout and "start ins-aaaaaaaa again" in \
+            in_place.stdout
+        writes = w.writes()
+        assert [e["action"] for e in writes] == ["RunInstances"]
+        assert writes[0]["params"]["DryRun"] is True and writes[0]["result"] == "DryRunOperation"
+        assert len(w.state()["regions"][REGION]["instances"]) == 2
+        assert w.instance_state(A) == "RUNNING"
+        assert not (tmp_path / "state").exists()  # no journal entry, no local state either
+
+
+def test_refusals_are_clear_and_exit_2(tmp_path: Path) -> None:
+    sold_out = {"sold_out_types": ["SA2.TINY"]}
+    with world(tmp_path, spec(launch=sold_out), policy(ids=[A, B])) as w:
+        cases = {
+            ("--image", "img-hand0001"): "was not made by cvmkeeper",
+            ("--image", "img-bbb00001"): f"is a backup of {B}, not of {A}",
+            ("--image", "img-new00001"): "is CREATING; only a NORMAL image can be restored",
+            ("--image", "img-nothere1"): "does not exist in ap-guangzhou",
+            ("--slot", "2026-11-26T00:00Z"): "has no image of slot 2026-11-26T00:00Z",
+            ("--as-of", "2026-11-26T00:00Z"): "has no NORMAL image made at or before",
+            ("--zone", "ap-shanghai-2"): "zone ap-shanghai-2 is not in region ap-guangzhou",
+            ("--in-place",): "pass --yes (no terminal to ask)",
+            ("--image", "img-old00001", "--slot", "2026-11-27T00:00Z"): "at most one of",
+        }
+        for args, message in cases.items():
+            result = restore(w, A, *args)
+            assert result.exit_code == 2, (args, result.output)
+            assert message in result.stderr, (args, result.stderr)
+            assert "Traceback" not in result.output
+        gone = restore(w, "ins-zzzzzzzz")
+        assert gone.exit_code == 2 and "is not in ap-guangzhou" in gone.stderr
+        elsewhere = restore(w, A, "--region", "ap-nowhere-1")
+        assert elsewhere.exit_code == 2
+        assert "region ap-nowhere-1: UnsupportedRegion" in elsewhere.stderr
+        capacity = restore(w, A, "--instance-type", "SA2.TINY")
+        assert capacity.exit_code == 1
+        assert "no capacity: ResourceInsufficient.SpecifiedInstanceType" in capacity.stderr
+        assert launched(w) == [] and image_writes(w) == []
+        assert w.instance_state(A) == "RUNNING"
+
+
+def test_in_place_resets_and_starts_the_instance_again(tmp_path: Path) -> None:
+    with world(tmp_path, spec(), policy(ids=[A, B])) as w:
+        before = w.state()
+        result = restore(w, A, "--in-place", "--yes", "--image", "img-old00001", "--json")
+        assert result.exit_code == 0, result.output
+        document = json.loads(result.stdout)
+        assert document["reset"] is True and document["restarted"] is True
+        assert document["state"] in ("STARTING", "RUNNING")
+        actions = [(e["action"], e["result"]) for e in w.writes()]
+        assert actions == [("StopInstances", "ok"), ("ResetInstance", "ok"),
+                           ("StartInstances", "ok")]
+        instance = next(i for i in w.state()["regions"][REGION]["instances"]
+                        if i["InstanceId"] == A)
+        assert instance["ImageId"] == "img-old00001"
+        assert check_restore_untouched(before, w.state()) == []
+        assert check_invariants(w.state(), before) == []  # rule 9: started again
+        journal = json.loads((tmp_path / "state" / "stopped-instances.json").read_text())
+        assert journal["stopped"] == []  # journaled before the stop, cleared after the start
+
+
+def test_in_place_starts_the_instance_again_when_reset_instance_fails(tmp_path: Path) -> None:
+    faults = {"ResetInstance": {"InternalError": 1.0}}
+    with world(tmp_path, spec(faults=faults), policy(ids=[A, B])) as w:
+        result = restore(w, A, "--in-place", "--yes")
+        assert result.exit_code == 1, result.output
+        assert "ResetInstance of ins-aaaaaaaa failed" in result.stderr
+        assert "it was started again" in result.stderr
+        actions = [e["action"] for e in w.writes()]
+        assert actions[0] == "StopInstances" and actions[-1] == "StartInstances"
+        assert "ResetInstance" in actions
+        w.emu.core.set_faults({})
+        assert w.instance_state(A) in ("STARTING", "RUNNING")
+
+
+def test_in_place_refuses_a_whole_machine_image_unless_system_disk_only(tmp_path: Path) -> None:
+    disks = ({"id": A, "data_disks": [{"id": "disk-dbdata01", "size": 200}]}, {"id": B})
+    with world(tmp_path, fleet(instances=disks, timing=FAST), policy(ids=[A])) as w:
+        run_once(w.setup(), w.client(), RecordingAlerter(), now=T0.replace(hour=1, minute=1))
+        refused = restore(w, A, "--in-place", "--yes")
+        assert refused.exit_code == 2
+        assert "holds 1 data disk snapshot(s)" in refused.stderr
+        assert "the data disks are NOT rolled back" in refused.stderr
+        assert "ApplySnapshot" in refused.stderr
+        new = restore(w, A, "--json")
+        assert new.exit_code == 0, new.output
+        [disk] = json.loads(new.stdout)["plan"]["data_disks"]
+        assert disk["size_gib"] == 200
+        new_id = json.loads(new.stdout)["instance_id"]
+        instance = next(i for i in w.state()["regions"][REGION]["instances"]
+                        if i["InstanceId"] == new_id)
+        assert [d["DiskSize"] for d in instance["DataDisks"]] == [200]
+        only = restore(w, A, "--in-place", "--yes", "--system-disk-only")
+        assert only.exit_code == 0, only.output
+        assert "warning: the image's data disk snapshots" in only.stdout
+        assert "the data disks are NOT rolled back" in only.stdout
+
+
+def test_a_lost_run_instances_answer_launches_one_instance(tmp_path: Path) -> None:
+    faults = {"RunInstances": {"lost_response": 0.8}}  # seed 5: lost once, then answered
+    with world(tmp_path, spec(faults=faults), policy(ids=[A, B])) as w:
+        result = restore(w, A, "--json")
+        assert result.exit_code == 0, result.output
+        runs = [e for e in w.writes() if e["action"] == "RunInstances"]
+        assert any(e.get("lost_response") for e in runs)  # the answer was lost, then retried
+        tokens = {e["params"]["ClientToken"] for e in runs}
+        assert len(tokens) == 1  # every retry carried the same ClientToken
+        new = [i for i in w.state()["regions"][REGION]["instances"] if i["InstanceId"] not in
+               (A, B)]
+        assert [i["InstanceId"] for i in new] == [json.loads(result.stdout)["instance_id"]]
