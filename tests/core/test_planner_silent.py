@@ -86,3 +86,15 @@ def test_a_lookalike_made_by_another_identity_is_a_warning_and_never_deleted() -
     [note] = [n for n in plan.notices if n.kind is WarningKind.OWNERSHIP]
     assert "img-forged01" in note.message and "100000000666" in note.message
     assert (note.policies, note.instance_id) == (("p",), A)
+
+
+def test_a_future_dated_image_does_not_strip_the_real_newest_of_its_protection() -> None:
+    # quota full: B's due slot may evict, but never A's newest real backup (rule 3), even
+    # though A's future-dated image sorts after it by the slot in its name
+    ahead = replace(backup(A, hour(48)), created_time=hour(-5))
+    newest = backup(A, hour(1))
+    inv = inventory(3, [ahead, newest, backup(B, hour(1))], instances=(A, B))
+    plan = plan_of(inv, [policy(ids=(A,), keep_last=1), policy("q", ids=(B,), keep_last=1)],
+                   {"q": hour(2)}, hour(2))
+    assert newest.image_id not in deleted(plan)
+    assert ahead.image_id not in deleted(plan)

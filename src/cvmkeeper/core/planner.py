@@ -287,8 +287,11 @@ def _instance_sets(region: _Region) -> dict[str, InstanceSet]:
             instance_set = sets[owned.instance_id] = _new_set(region, owned.instance_id)
         instance_set.images.append(owned)
     for instance_set in sets.values():
+        # A held image (named for a slot after now, core.holds) is kept anyway; the newest
+        # of the others is the one rule 3 protects and staleness is measured by.
         usable = [m for m in instance_set.images if m.image.state.usable]
-        instance_set.newest_usable = max(usable, key=age_key, default=None)
+        unheld = [m for m in usable if not m.hold] or usable
+        instance_set.newest_usable = max(unheld, key=age_key, default=None)
     return sets
 
 
