@@ -107,3 +107,20 @@ def test_a_lookalike_is_alerted_as_a_warning_not_only_logged(tmp_path: Path) -> 
         assert "img-forged01" in warning.message and "100000000666" in warning.message
         assert "img-forged01" in {i["ImageId"] for i in w.images()}
         assert report.ok  # a warning, not a failed backup
+
+
+def test_the_slots_of_a_busy_region_are_named_as_missed(tmp_path: Path) -> None:
+    from cvmkeeper.executor import RegionLocks
+
+    with world(tmp_path, fleet(), policy()) as w:
+        locks = RegionLocks()
+        alerter = RecordingAlerter()
+        with locks.hold(REGION) as held:
+            assert held
+            report = run(w, hour(0), alerter, region_locks=locks, policy_names=["hourly"])
+        assert w.writes() == []
+        assert sorted((o.instance_id, o.status, o.slot) for o in report.outcomes) == [
+            (A, "failed", T0), (B, "failed", T0)]
+        assert {(f.instance, f.extra.get("slot")) for f in alerter.errors if f.instance} == {
+            (A, "2026-11-27T00:00Z"), (B, "2026-11-27T00:00Z")}
+        assert not report.policy_ok("hourly")

@@ -6,6 +6,8 @@ The planner names a slot it cannot make (a ``Skip``); two causes leave no plan t
   (policy, instance, slot) of the region is then a failed slot, reported and alerted one
   by one, so the report says what was missed, not only that a read failed. The instances
   of a tag selector cannot be listed: the selector itself (``tag env=prod``) stands for them.
+- the region was busy with another run of this process (a daemon's slot job, whose
+  policies are named): its due slots are named the same way.
 - an instance a policy names by id exists in none of the policy's regions (deleted, or a
   typo): nothing targets it, so no plan mentions it. Each such (policy, instance, slot) is a
   failed slot and an error with the policy, instance and region tags. A tag selector that
@@ -45,17 +47,20 @@ def _name(options: RunOptions, instance_id: str, slot: datetime) -> str:
         return ""
 
 
-def report_unread_region(run: RegionRun, due: Sequence[tuple[str, datetime]]) -> None:
-    """Every due (policy, instance-or-selector, slot) of a region that could not be read:
-    a failed outcome and an error alert each (not in a dry run, which alerts nothing)."""
+def report_unread_region(
+    run: RegionRun, due: Sequence[tuple[str, datetime]], why: str = ""
+) -> None:
+    """Every due (policy, instance-or-selector, slot) of a region that could not be read
+    (or, ``why``, was not run for another reason): a failed outcome and an error alert
+    each (a dry run alerts nothing)."""
     options = run.options
+    why = why or f"the inventory of {run.region} could not be read"
     for policy_name, slot in due:
         policy = options.setup.policy(policy_name)
         if policy is None or slot > options.now:
             continue
         for unit in policy_units(policy):
-            error = (f"slot {slot_tag_value(slot)} of {unit} not made: the inventory of "
-                     f"{run.region} could not be read")
+            error = f"slot {slot_tag_value(slot)} of {unit} not made: {why}"
             run.result.outcomes.append(Outcome(
                 (policy_name,), run.region, unit, slot, _name(options, unit, slot), None,
                 "failed", error))

@@ -36,9 +36,9 @@ from cvmkeeper.core.plan import Plan
 from cvmkeeper.core.schedule import latest_policy_slot
 from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
 from cvmkeeper.executor.executor import DueFor, RegionExecutor
-from cvmkeeper.executor.missed import report_missing_instances
+from cvmkeeper.executor.missed import report_missing_instances, report_unread_region
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
-from cvmkeeper.executor.region import RegionResult, RunOptions
+from cvmkeeper.executor.region import RegionResult, RegionRun, RunOptions
 from cvmkeeper.executor.report import Outcome, RunReport
 from cvmkeeper.executor.run_health import RunObserver, check_run_health
 from cvmkeeper.executor.stop_journal import StopJournal
@@ -232,6 +232,9 @@ def _run_regions(
             if not acquired:
                 results[region] = _busy(region, setup, options.alerter, options.dry_run,
                                         explicit)
+                if explicit and not options.dry_run:  # rule 7: name the slots it misses
+                    _name_busy_slots(options, results[region], _due_for(options, region,
+                                                                        explicit, read))
                 return
             due_for = _due_for(options, region, explicit, read)
             results[region] = RegionExecutor(options, region, due_for).run()
@@ -336,6 +339,15 @@ def _busy(
     for policy in policies or ["cvmkeeper"]:
         alerter.error(Failure(policy=policy, action="run", message=message, region=region))
     return result
+
+
+def _name_busy_slots(options: RunOptions, result: RegionResult, due_for: DueFor) -> None:
+    """The due slots of the named policies in a busy region, as failed outcomes with an
+    error each (``executor.missed``), added to ``result``."""
+    run = RegionRun(options, result.region)
+    run.result = result
+    result.due = due_for(None)
+    report_unread_region(run, result.due, "another run is working on this region")
 
 
 def _busy_copies(region: str, setup: Setup, alerter: Alerter, dry_run: bool) -> RegionResult:
