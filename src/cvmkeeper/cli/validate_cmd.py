@@ -34,9 +34,10 @@ from cvmkeeper.core.capacity import (
 )
 from cvmkeeper.core.disk_report import region_disk_warnings
 from cvmkeeper.core.disks import SNAPSHOTS_PER_DISK
+from cvmkeeper.core.holds import removed_policy_images
 from cvmkeeper.core.inventory import Image, Inventory
 from cvmkeeper.core.naming import NameFormat
-from cvmkeeper.core.ownership import classify_image, renamed_out
+from cvmkeeper.core.ownership import classify_image, renamed_out, split_images
 from cvmkeeper.core.policy import Policy, Retention
 from cvmkeeper.core.schedule import next_policy_slots, zone
 
@@ -159,7 +160,23 @@ def online_disk_warnings(setup: Setup) -> list[str]:
         warnings += [f"{region}: {message}" for message in
                      region_disk_warnings(inventory, setup.policies, setup.config.name_format)]
         warnings += renamed_warnings(region, inventory.images, setup.config.name_format)
+        warnings += removed_policy_warnings(region, inventory, setup)
     return warnings
+
+
+def removed_policy_warnings(region: str, inventory: Inventory, setup: Setup) -> list[str]:
+    """Images kept by a policy that is no longer configured (its file removed, or renamed
+    to an extension that is not read): held by every run, or rotated under ``orphans:``
+    rules (``core.holds``). Said before the daemon runs with such a config."""
+    managed, _unmanaged = split_images(inventory.images, setup.config.name_format)
+    fate = ("rotated by the rules that remain (orphans: is set)"
+            if setup.config.orphans.retention is not None else "held: kept, never rotated")
+    return [
+        f"{region}: {len(images)} image(s) of policy {names!r}, which no longer exists, are "
+        f"{fate}: {', '.join(o.image_id for o in images[:10])}"
+        + (f" and {len(images) - 10} more" if len(images) > 10 else "")
+        for names, images in sorted(removed_policy_images(managed, setup.policies).items())
+    ]
 
 
 def renamed_warnings(region: str, images: Sequence[Image], fmt: NameFormat) -> list[str]:

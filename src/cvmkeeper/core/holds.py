@@ -86,6 +86,19 @@ def hold_images(
     return Holds(tuple(result), tuple(notices))
 
 
+def removed_policy_images(
+    managed: Sequence[ManagedImage], policies: Sequence[Policy]
+) -> dict[str, list[ManagedImage]]:
+    """Managed images whose ``cvmkeeper:policy`` tag names only policies that are not in
+    ``policies``, by those names (comma-joined): what ``validate --online`` reports."""
+    known = {policy.name for policy in policies}
+    found: dict[str, list[ManagedImage]] = defaultdict(list)
+    for owned in managed:
+        if gone := _removed_policies(owned, known):
+            found[",".join(gone)].append(owned)
+    return dict(found)
+
+
 def _held(owned: ManagedImage, reason: str) -> ManagedImage:
     if owned.pinned:
         return owned  # a pin already keeps it
