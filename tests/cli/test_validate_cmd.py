@@ -222,3 +222,48 @@ def test_keep_last_4_rotates_in_place_and_needs_no_extra_image(tmp_path: Path) -
     assert ("quota ap-guangzhou: web 4 x 2 instances = 8 <= quota 8 (offline: the cap "
             "image_quota)") in out
     assert "to rotate" not in out
+
+
+@pytest.mark.slow
+def test_online_says_images_under_another_name_template_are_no_longer_ours(
+    tmp_path: Path,
+) -> None:
+    from executor.world import T0, A, fleet, managed, policy, write_config
+
+    images = [managed(A, T0, "img-old00001"), managed(A, T0.replace(hour=1), "img-old00002")]
+    with running_emulator(fleet(images=images)) as emulator:
+        config = write_config(tmp_path, emulator.endpoint)
+        (tmp_path / "policies" / "hourly.yaml").write_text(yaml.safe_dump(policy(ids=[A])))
+        code, out, err = run("validate", "--online", "--config", str(config))
+        assert code == 0, err
+        assert not any("another name format" in line for line in out.splitlines())
+
+        document = yaml.safe_load(config.read_text())
+        document["name_template"] = "{id}-{yy}{mm}{dd}{HH}{MM}"
+        config.write_text(yaml.safe_dump(document))
+        code, out, err = run("validate", "--online", "--config", str(config))
+        assert code == 0, err
+        [line] = [line for line in out.splitlines() if "another name format" in line]
+        assert line.startswith(
+            "warning: ap-guangzhou: 2 images made by cvmkeeper under another name format are "
+            "now treated as not ours; they count against the quota and will never be rotated: "
+        )
+        assert "img-old00001" in line and "img-old00002" in line
+
+
+@pytest.mark.slow
+def test_online_names_the_images_of_a_policy_that_no_longer_exists(tmp_path: Path) -> None:
+    from executor.world import T0, A, fleet, managed, policy, write_config
+
+    images = [managed(A, T0, "img-gone0001", policy="nightly"),
+              managed(A, T0.replace(hour=1), "img-ours0001")]  # made by "hourly"
+    with running_emulator(fleet(images=images)) as emulator:
+        config = write_config(tmp_path, emulator.endpoint)
+        (tmp_path / "policies" / "hourly.yaml").write_text(yaml.safe_dump(policy(ids=[A])))
+        code, out, err = run("validate", "--online", "--config", str(config))
+        assert code == 0, err
+        [line] = [line for line in out.splitlines() if "no longer exists" in line]
+        assert line == (
+            "warning: ap-guangzhou: 1 image(s) of policy 'nightly', which no longer exists, "
+            "are held: kept, never rotated: img-gone0001"
+        )

@@ -99,3 +99,25 @@ def test_the_invariants_call_deleting_someone_elses_lookalike_a_violation() -> N
     core.call("DeleteImages", GZ, {"ImageIds": ["img-forged01"]})
     kinds = [v.rule for v in check_invariants(core.state(), initial)]
     assert kinds == ["unmanaged_touched"]
+
+
+def test_a_duplicate_name_held_by_someone_elses_image_is_not_adopted() -> None:
+    from cvmkeeper.cloud.errors import PermanentError
+    from cvmkeeper.cloud.models import CreateImageRequest
+
+    forged = SLOT.replace(hour=17)  # img-forged01 holds this slot's name, made by SOMEONE
+    request = CreateImageRequest(image_name(INSTANCE, forged), INSTANCE,
+                                 image_description(("web",), forged),
+                                 image_tags(("web",), INSTANCE, forged))
+    with running_emulator(FLEET) as emu:
+        client = client_for(emu)
+        with pytest.raises(PermanentError) as raised:
+            client.create_image(GZ, request)
+        # our own image of a slot is still adopted
+        ours = CreateImageRequest(image_name(INSTANCE, SLOT), INSTANCE,
+                                  image_description(("web",), SLOT),
+                                  image_tags(("web",), INSTANCE, SLOT))
+        again = client.create_image(GZ, ours)
+    assert "img-forged01" in str(raised.value) and SOMEONE in str(raised.value)
+    assert raised.value.code == "InvalidImageName.Duplicate"
+    assert again.adopted and again.image_id == "img-ours0001"

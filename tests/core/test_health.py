@@ -107,3 +107,14 @@ def test_bad_settings_and_naive_times_are_refused() -> None:
         HealthSettings(quota_free_warning=-1)
     with pytest.raises(ValueError, match="aware"):
         assess_region(inventory(), [HOURLY], NOW.replace(tzinfo=None))
+
+
+def test_freshness_rests_on_when_the_image_was_made_not_the_slot_in_its_name() -> None:
+    # named for tomorrow by a clock that was ahead, really made five hours ago
+    ahead = backup(A, NOW + timedelta(days=1), "img-a-ahead")
+    made = NOW - timedelta(hours=5)
+    ahead = Image(ahead.image_id, ahead.name, ahead.state, made, REGION,
+                  description=ahead.description, tags=ahead.tags)
+    health = assess_region(inventory(ahead), [HOURLY], NOW)
+    item = next(i for i in health.instances if i.instance_id == A)
+    assert item.stale and item.age == timedelta(hours=5)

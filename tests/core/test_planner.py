@@ -344,7 +344,11 @@ def test_two_policies_one_instance_one_slot_make_one_image_with_rules_ored() -> 
     careful = policy(
         "careful", tags={"tier": "db"}, keep_last=3, consistency=Consistency.STOP_START
     )
-    images = [backup(A, hour(n)) for n in range(4)]
+    # made by both policies (an image of a policy that no longer exists would be held)
+    images = [
+        replace(image, tags={**image.tags, "cvmkeeper:policy": "careful,hourly"})
+        for image in (backup(A, hour(n)) for n in range(4))
+    ]
     inv = Inventory(REGION, 10, tuple(images), (instance(A, tier="db"),))
     plan = plan_of(inv, [hourly, careful], [("hourly", hour(4)), ("careful", hour(4))], hour(4))
     (create,) = plan.creates

@@ -306,7 +306,10 @@ def test_dry_run_plans_without_writing_or_alerting(tmp_path: Path) -> None:
 
 
 def test_a_policy_matching_no_instance_is_a_warning(tmp_path: Path) -> None:
-    with world(tmp_path, fleet(), policy(), policy("other", ids=["ins-cccccccc"])) as w:
+    # a tag selector may rightly match nothing; an instance named by id that is gone is a
+    # missed backup (tests/executor/test_silent_miss.py)
+    other = policy("other", ids=[], targets={"tags": {"env": "none"}})
+    with world(tmp_path, fleet(), policy(), other) as w:
         alerter = RecordingAlerter()
         report = run(w, hour(0), alerter)
         assert report.ok
@@ -329,9 +332,10 @@ def test_unreadable_region_does_not_stop_the_other_regions(tmp_path: Path) -> No
     with world(tmp_path, fleet(), policy(ids=[A]), other) as w:
         alerter = RecordingAlerter()
         report = run(w, hour(0), alerter)
-        assert [(o.region, o.status) for o in report.outcomes] == [(REGION, "created")]
+        assert [(o.region, o.status) for o in report.outcomes] == [
+            (REGION, "created"), ("ap-shanghai", "failed")]  # its due slot is named (rule 7)
         assert any(e.startswith("ap-shanghai: cannot read") for e in report.errors)
-        assert [f.policy for f in alerter.errors] == ["elsewhere"]
+        assert {f.policy for f in alerter.errors} == {"elsewhere"}
         assert report.policy_ok("hourly") and not report.policy_ok("elsewhere")
 
 

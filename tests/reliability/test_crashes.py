@@ -173,7 +173,9 @@ def test_the_daemon_killed_at_a_seeded_write_then_restarted_ends_as_if_never_kil
     # A daily slot 30 minutes ago (the same slot whatever hour the test crosses), with
     # the three days before it already made.
     schedule, slot = daily_slot_before(datetime.now(UTC))
-    old = [managed(INSTANCE, slot - timedelta(days=d), f"img-old0000{d}") for d in (1, 2, 3)]
+    # made by "web", the daemon's policy (images of a policy that no longer exists are held)
+    old = [managed(INSTANCE, slot - timedelta(days=d), f"img-old0000{d}", policy="web")
+           for d in (1, 2, 3)]
     spec["regions"][REGION]["images"] = old
     with running_emulator(spec) as emu:
         initial = emu.core.state()

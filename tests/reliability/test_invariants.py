@@ -283,6 +283,25 @@ def test_a_data_disk_left_out_without_an_alert_is_caught() -> None:
     assert check_invariants(state, initial) == []
 
 
+def test_a_due_slot_without_a_normal_image_or_an_alert_is_caught() -> None:
+    core, clock, initial = core_for(images=old(A, range(2)))
+    create(core, A, 2)  # made and NORMAL: fine without an alert
+    clock.advance(61)
+    state = core.state()
+    made, missed = T0 + timedelta(hours=2), T0 + timedelta(hours=3)
+    due = [(REGION, A, made), (REGION, B, missed), ("ap-nowhere", A, missed)]
+    found = check_invariants(state, initial, due=due)
+    assert [(v.rule, v.region) for v in found] == [
+        ("slot_missed_silently", REGION), ("slot_missed_silently", "ap-nowhere")
+    ], format_violations(found)
+    assert B in found[0].message
+    caught.add("slot_missed_silently")
+    # each missed slot named by an alert: not a violation; unchecked without ``due``
+    alerted = {(REGION, B, missed), ("ap-nowhere", A, missed)}
+    assert check_invariants(state, initial, due=due, alerted=alerted) == []
+    assert check_invariants(state, initial) == []
+
+
 def launch_drill(core: EmulatorCore, image_id: str, *, drill: bool = True) -> str:
     """RunInstances as a drill sends it (tagged cvmkeeper:drill unless ``drill`` is false)."""
     tags = [{"Key": "cvmkeeper:drill", "Value": "hourly"}] if drill else []

@@ -56,8 +56,10 @@ def shared_fleet(start_minute: datetime) -> dict[str, Any]:
     spec["regions"][REGION]["instances"] = [
         {**first, "id": instance, "name": f"web-{n}"} for n, instance in enumerate(INSTANCES)]
     spec["regions"][REGION]["quota"] = QUOTA
+    # made by "web", the policy both daemons run (images of a removed policy are held)
     spec["regions"][REGION]["images"] = [
-        managed(instance, start_minute - timedelta(minutes=m), f"img-{instance[4:8]}o{m:03d}")
+        managed(instance, start_minute - timedelta(minutes=m), f"img-{instance[4:8]}o{m:03d}",
+                policy="web")
         for instance in INSTANCES for m in (1, 2, 3)]
     return spec
 

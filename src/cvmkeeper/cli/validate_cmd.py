@@ -37,8 +37,10 @@ from cvmkeeper.core.capacity import (
 )
 from cvmkeeper.core.disk_report import region_disk_warnings
 from cvmkeeper.core.disks import SNAPSHOTS_PER_DISK
-from cvmkeeper.core.inventory import Inventory
-from cvmkeeper.core.ownership import classify_image
+from cvmkeeper.core.holds import removed_policy_images
+from cvmkeeper.core.inventory import Image, Inventory
+from cvmkeeper.core.naming import NameFormat
+from cvmkeeper.core.ownership import classify_image, renamed_out, split_images
 from cvmkeeper.core.policy import Policy, Retention
 from cvmkeeper.core.schedule import next_policy_slots, zone
 
@@ -186,6 +188,8 @@ def online_disk_warnings(setup: Setup) -> list[str]:
                               instances=client.list_instances(region))
         warnings += [f"{region}: {message}" for message in
                      region_disk_warnings(inventory, setup.policies, setup.config.name_format)]
+        warnings += renamed_warnings(region, inventory.images, setup.config.name_format)
+        warnings += removed_policy_warnings(region, inventory, setup)
     return warnings
 
 
@@ -207,6 +211,36 @@ def confirm_regions(setup: Setup, regions: Sequence[str]) -> list[str]:
             continue
         confirmed.append(region)
     return confirmed
+
+
+def removed_policy_warnings(region: str, inventory: Inventory, setup: Setup) -> list[str]:
+    """Images kept by a policy that is no longer configured (its file removed, or renamed
+    to an extension that is not read): held by every run, or rotated under ``orphans:``
+    rules (``core.holds``). Said before the daemon runs with such a config."""
+    managed, _unmanaged = split_images(inventory.images, setup.config.name_format)
+    fate = ("rotated by the rules that remain (orphans: is set)"
+            if setup.config.orphans.retention is not None else "held: kept, never rotated")
+    return [
+        f"{region}: {len(images)} image(s) of policy {names!r}, which no longer exists, are "
+        f"{fate}: {', '.join(o.image_id for o in images[:10])}"
+        + (f" and {len(images) - 10} more" if len(images) > 10 else "")
+        for names, images in sorted(removed_policy_images(managed, setup.policies).items())
+    ]
+
+
+def renamed_warnings(region: str, images: Sequence[Image], fmt: NameFormat) -> list[str]:
+    """Images cvmkeeper made under another ``name_template`` (``core.ownership.renamed_out``),
+    said in plain words: they are no longer ours, use quota and are never rotated."""
+    lost = renamed_out(images, fmt)
+    if not lost:
+        return []
+    shown = ", ".join(f"{image.name} ({image.image_id})" for image in lost[:10])
+    more = f" and {len(lost) - 10} more" if len(lost) > 10 else ""
+    return [
+        f"{region}: {len(lost)} images made by cvmkeeper under another name format are now "
+        f"treated as not ours; they count against the quota and will never be rotated: "
+        f"{shown}{more} (name_template changed: restore it, or delete them by hand)"
+    ]
 
 
 def quota_problems(setup: Setup, checks: Sequence[QuotaCheck]) -> list[Problem]:

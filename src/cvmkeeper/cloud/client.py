@@ -38,6 +38,7 @@ from cvmkeeper.cloud.errors import (
     DryRunPassed,
     NetworkError,
     NotFoundError,
+    PermanentError,
     ThrottledError,
 )
 from cvmkeeper.cloud.identity import ACTION as IDENTITY_ACTION
@@ -64,6 +65,7 @@ from cvmkeeper.cloud.transport import (
     Transport,
 )
 from cvmkeeper.core.inventory import Image, Instance
+from cvmkeeper.core.naming import MARKER_TAG
 from cvmkeeper.core.ownership import CallerIdentity, creator_is_us, looks_managed
 from cvmkeeper.core.plan import DELETE_BATCH_SIZE  # ids per DeleteImages call
 
@@ -357,8 +359,8 @@ class CloudClient:
                 existing = self.find_image_by_name(region, request.name)
             except CloudError:
                 return None  # cannot tell: re-send; a duplicate answer is handled below
-            if existing is None:
-                return None
+            if existing is None or not _adoptable(existing, request):
+                return None  # re-send: a foreign holder of the name is refused below
             log.info("CreateImage %s in %s: answer was lost but image %s exists; adopting",
                      request.name, region, existing.image_id)
             return {"ImageId": existing.image_id, "Adopted": True}
@@ -368,10 +370,18 @@ class CloudClient:
                              before_retry=adopt_if_made)
         except DryRunPassed:
             return CreateOutcome("", adopted=False)
-        except AlreadyDoneError:
+        except AlreadyDoneError as error:
             existing = self.find_image_by_name(region, request.name)
             if existing is None:
                 raise
+            if not _adoptable(existing, request):
+                raise PermanentError(
+                    error.code,
+                    f"the name {request.name} is held by {existing.image_id}, created by "
+                    f"{existing.creator or 'an unknown creator'}, which is not this "
+                    "identity's image: not adopted as the slot's backup",
+                    request_id=error.request_id, action="CreateImage", region=region,
+                ) from error
             log.info("CreateImage %s in %s: image %s already exists; adopting",
                      request.name, region, existing.image_id)
             return CreateOutcome(existing.image_id, adopted=True)
@@ -529,3 +539,12 @@ class CloudClient:
                   {"InstanceId": instance_id, "ImageId": image_id,
                    "LoginSettings": {"KeepImageLogin": "TRUE" if keep_image_login else "FALSE"}},
                   before_retry=already_resetting)
+
+def _adoptable(existing: Image, request: CreateImageRequest) -> bool:
+    """True when an image that already holds ``request``'s name may be taken as the
+    request's image (rule 5): this identity created it (docs/trust.md, ``ImageCreator``)
+    and, when the request carries cvmkeeper's marker, so does the image. Anything else
+    would let a look-alike make a slot look covered."""
+    if not existing.creator_trusted:
+        return False
+    return MARKER_TAG not in request.tags or looks_managed(existing)

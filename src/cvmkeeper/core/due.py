@@ -75,20 +75,27 @@ def _missing_somewhere(
     instances_by_region: Mapping[str, Sequence[Instance]] | None,
     fmt: NameFormat,
 ) -> bool:
+    """True when an image of the slot is missing in a region of ``policy`` that is known,
+    or when the policy's instances are known and it has none at all (then no image of the
+    slot exists either: never say "its images exist" of images nobody can make)."""
     known = [region for region in policy.regions if region in existing]
     if not known:
         return True  # nothing known about its regions: let the planner decide
+    expected_anywhere = 0
+    instances_known = False
     for region in known:
         names = existing[region]
         if instances_by_region is not None and region in instances_by_region:
+            instances_known = True
             expected = _expected_names(policy, region, slot, instances_by_region[region], fmt)
+            expected_anywhere += len(expected)
             if any(name not in names for name in expected):
                 return True
         elif not any(
             (parsed := fmt.parse(name)) is not None and parsed.slot == slot for name in names
         ):
             return True  # without instances: no image of this slot at all
-    return False
+    return instances_known and expected_anywhere == 0
 
 
 def due_reason(slot: datetime, age: timedelta, window: timedelta, missing: bool | None) -> str:

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Image, Inventory
 from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
-from cvmkeeper.core.ownership import classify_image
+from cvmkeeper.core.ownership import ManagedImage, classify_image
 from cvmkeeper.core.policy import Policy
 from cvmkeeper.core.schedule import policy_period
 from cvmkeeper.core.targets import resolve_targets
@@ -116,6 +116,13 @@ class Freshness:
             f"{self.instance_id} in {self.region}: newest NORMAL backup {self.newest_image_name} "
             f"is {format_duration(self.age)} old ({expectation})"
         )
+
+
+def made_at(owned: ManagedImage) -> datetime:
+    """When a backup's content is from: its slot, or when the cloud says it was really made
+    if that is earlier (an image named for a slot after its making, by a clock that was
+    ahead or ``run --at`` in the future, must not look fresh; docs/design.md rule 7)."""
+    return min(owned.slot, owned.image.created_time)
 
 
 def _freshness(
@@ -238,8 +245,9 @@ def assess_region(
             continue
         held[owned.instance_id] = held.get(owned.instance_id, 0) + 1
         best = newest.get(owned.instance_id)
-        if best is None or (owned.slot, image.image_id) > (best[0], best[1].image_id):
-            newest[owned.instance_id] = (owned.slot, image)
+        made = made_at(owned)
+        if best is None or (made, image.image_id) > (best[0], best[1].image_id):
+            newest[owned.instance_id] = (made, image)
     assessed = [
         _freshness(inventory.region, instance_id, targeting, newest.get(instance_id),
                    now=now, settings=settings)

@@ -17,12 +17,14 @@ client). See docs/trust.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from cvmkeeper.core.inventory import Image
 from cvmkeeper.core.naming import (
     DEFAULT_FORMAT,
+    DESCRIPTION_PREFIX,
     MARKER_TAG,
     MARKER_VALUE,
     NameFormat,
@@ -40,6 +42,9 @@ class ManagedImage:
 
     ``slot`` is the aware UTC slot parsed from the name (the image's identity, used for
     ordering); ``pinned`` is the ``cvmkeeper:pin=true`` tag; ``image_id`` is ``image.image_id``.
+    ``hold`` is set by the planner for an image it must keep whatever the rules say (its
+    reason: a slot after now, a policy that no longer exists); a held image is also
+    ``pinned``, so every guard that spares pins spares it.
     """
 
     image: Image
@@ -47,6 +52,7 @@ class ManagedImage:
     slot: datetime
     pinned: bool
     image_id: str
+    hold: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,22 @@ def creator_is_us(creator: str, identity: CallerIdentity) -> bool:
 def looks_managed(image: Image) -> bool:
     """True when ``image`` carries cvmkeeper's marker tag (whoever wrote it)."""
     return image.tags.get(MARKER_TAG) == MARKER_VALUE
+
+
+def renamed_out(images: Iterable[Image], fmt: NameFormat = DEFAULT_FORMAT) -> list[Image]:
+    """Images cvmkeeper made (its marker, its description prefix, our private image by our
+    identity) whose name no longer parses under ``fmt``: what a changed ``name_template``
+    turns into unmanaged images. They count against the quota and are never rotated, so
+    ``validate --online`` says so (issue 19)."""
+    return [
+        image
+        for image in images
+        if image.image_type == OWN_IMAGE_TYPE
+        and image.creator_trusted
+        and looks_managed(image)
+        and image.description.startswith(DESCRIPTION_PREFIX)
+        and fmt.parse(image.name) is None
+    ]
 
 
 def classify_image(image: Image, fmt: NameFormat = DEFAULT_FORMAT) -> ManagedImage | None:

@@ -199,6 +199,10 @@ class WarningKind(StrEnum):
     TARGETS = "targets"  # a policy matches no instance of the region
     EVICT = "evict"  # quota full: an image evicted to make room for a create or copy
     DISKS = "disks"  # rule 10: a disk a backup cannot hold, an image holding fewer disks
+    FUTURE = "future"  # a managed image named for a slot after now (held, never covering)
+    RETENTION = "retention"  # images kept by a policy that no longer exists (held or rotated)
+    STATE = "state"  # a managed image in a state cvmkeeper never cleans (IMPORTFAILED, ...)
+    OWNERSHIP = "ownership"  # an image with cvmkeeper's marker made by another identity
 
 
 @dataclass(frozen=True, slots=True)

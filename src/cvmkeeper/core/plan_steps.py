@@ -193,7 +193,7 @@ def image_decisions(
                     instance_id=instance_id,
                     slot=owned.slot,
                     state=owned.image.state,
-                    pinned=owned.pinned,
+                    pinned=owned.pinned and not owned.hold,
                     orphan=instance_set.orphan and not instance_set.held,
                     keep=keep,
                     reasons=reasons,

@@ -66,6 +66,7 @@ from enum import Enum
 from cvmkeeper.core.demand import ORPHAN_RULES, Demand, InstanceSet, age_key
 from cvmkeeper.core.disk_report import disk_warnings
 from cvmkeeper.core.due import DueSlots
+from cvmkeeper.core.holds import hold_images, lookalike_notices
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.naming import (
     DEFAULT_FORMAT,
@@ -181,7 +182,9 @@ def plan_region(
     if the plan would break a rule (a bug).
     """
     notices: list[PlanWarning] = []
-    region = _read_region(inventory, policies, settings or PlannerSettings(), sources, notices)
+    region = _read_region(
+        inventory, policies, settings or PlannerSettings(), sources, notices, now=now
+    )
     sets = _instance_sets(region)
     due_policies = _due_policies(region, policies, due, now, notices)
     demands = _slot_demands(region, sets, due_policies)
@@ -223,15 +226,24 @@ def _read_region(
     settings: PlannerSettings,
     sources: Mapping[str, Inventory] | None,
     notices: list[PlanWarning],
+    *,
+    now: datetime,
 ) -> _Region:
-    """Index the region once: ownership, names, targets, copy sources."""
-    managed, unmanaged = split_images(inventory.images, settings.name_format)
+    """Index the region once: ownership, holds (``core.holds``), names, targets, copy
+    sources."""
+    split, unmanaged = split_images(inventory.images, settings.name_format)
     resolution = resolve_targets(inventory.region, policies, inventory.instances)
     notices += [
         PlanWarning(WarningKind.TARGETS, message, (name,))
         for name, message in zip(resolution.unmatched, resolution.warnings, strict=True)
     ]
     targeted = resolution.policies_by_instance
+    holds = hold_images(
+        split, policies, targeted, now, rotate_removed=settings.orphan_retention is not None
+    )
+    managed = list(holds.managed)
+    notices += holds.notices
+    notices += lookalike_notices(unmanaged, targeted)
     notices += disk_warnings(inventory, targeted, managed)  # rule 10 (core.disk_report)
     by_name: dict[str, list[Image]] = defaultdict(list)
     for image in inventory.images:
@@ -275,8 +287,11 @@ def _instance_sets(region: _Region) -> dict[str, InstanceSet]:
             instance_set = sets[owned.instance_id] = _new_set(region, owned.instance_id)
         instance_set.images.append(owned)
     for instance_set in sets.values():
+        # A held image (named for a slot after now, core.holds) is kept anyway; the newest
+        # of the others is the one rule 3 protects and staleness is measured by.
         usable = [m for m in instance_set.images if m.image.state.usable]
-        instance_set.newest_usable = max(usable, key=age_key, default=None)
+        unheld = [m for m in usable if not m.hold] or usable
+        instance_set.newest_usable = max(unheld, key=age_key, default=None)
     return sets
 
 

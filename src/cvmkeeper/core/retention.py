@@ -33,6 +33,7 @@ class Backup:
     slot: datetime
     state: ImageState
     pinned: bool = False
+    hold: str = ""  # the reason a pinned backup is kept, when it is not the pin tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,7 @@ def decide(backups: Sequence[Backup], rules: Sequence[RuleSet]) -> list[Decision
 
     for backup in ordered:
         if backup.pinned:
-            reasons[backup.image_id].append("pinned")
+            reasons[backup.image_id].append(backup.hold or "pinned")
         elif backup.state is ImageState.CREATEFAILED:
             deletable.add(backup.image_id)
         elif not backup.state.usable:

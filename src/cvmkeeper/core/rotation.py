@@ -257,6 +257,7 @@ def _retention(
                     if owned.image_id in instance_set.waited
                     else owned.image.state,
                     owned.pinned,
+                    owned.hold,
                 )
                 for owned in instance_set.images
             ]

@@ -37,6 +37,10 @@ What each rule means here:
   ``AttachedDataDisks``) for an instance that is not in ``disk_alerts`` (the instances for
   which a disk warning was alerted, or whose policy asks for fewer disks). Checked only
   when ``disk_alerts`` is given.
+- ``slot_missed_silently`` (rule 7): a due (region, instance, slot) of ``due`` whose image
+  was never ``NORMAL`` in the replay, and that no error alert named (``alerted``: the
+  (region, instance, slot) of every error alert). A region-wide alert does not count: the
+  missed slot itself must be named. Checked only when ``due`` is given.
 - ``drill_not_terminated`` (issue #16): an instance that a ``RunInstances`` tagged
   ``cvmkeeper:drill`` launched has no later successful ``TerminateInstances`` and still
   exists at the end (a drill instance is always terminated: by its drill, or by the lease
@@ -59,7 +63,7 @@ from cvmkeeper.core.inventory import Image, ImageState
 from cvmkeeper.core.naming import DEFAULT_FORMAT, TAG_INSTANCE, NameFormat
 from cvmkeeper.core.ownership import classify_image
 
-__all__ = ["RULES", "Violation", "check_invariants", "check_restore_untouched",
+__all__ = ["RULES", "DueKey", "Violation", "check_invariants", "check_restore_untouched",
            "format_violations"]
 
 #: Every rule the checker knows, in docs/design.md's order.
@@ -73,10 +77,14 @@ RULES: tuple[str, ...] = (
     "not_restarted",
     "orphaned_snapshots",
     "disk_left_out_silently",
+    "slot_missed_silently",
     "drill_not_terminated",
     "restore_changed_image",
     "history_gap",
 )
+
+#: A due slot as rule 7 checks it: (region, instance id, aware UTC slot).
+DueKey = tuple[str, str, datetime]
 
 #: The tag of drill instances (``core.drill.DRILL_TAG``; spelled here to keep the checker
 #: free of the product's drill code, so a bug there cannot hide from it).
@@ -138,12 +146,17 @@ def check_invariants(
     *,
     name_format: NameFormat = DEFAULT_FORMAT,
     disk_alerts: Collection[str] | None = None,
+    due: Iterable[DueKey] | None = None,
+    alerted: Collection[DueKey] = (),
 ) -> list[Violation]:
     """Replay ``state``'s history after ``initial`` and return every broken rule.
 
     ``initial`` is a state document taken before the runs under test (its images and
     instances are the starting point; history entries it already holds are skipped).
     ``name_format`` is the config's image-name format (the default one unless configured).
+    ``due`` (the (region, instance, slot) the runs under test were due to make) and
+    ``alerted`` (those an error alert named) check rule 7: every due slot ends ``NORMAL``
+    or alerted.
     """
     regions = _start(initial, state, name_format)
     start_seq = max((int(e.get("seq", 0)) for e in initial.get("history", [])), default=0)
@@ -192,6 +205,26 @@ def check_invariants(
                 "not_restarted", region.name, seq,
                 f"{instance_id} was stopped by this call and never started again"))
         violations += _compare_end(region, state)
+    if due is not None:
+        violations += _silent_misses(regions, due, alerted)
+    return violations
+
+
+def _silent_misses(
+    regions: Mapping[str, _Region], due: Iterable[DueKey], alerted: Collection[DueKey]
+) -> list[Violation]:
+    """Rule 7: every due slot's image was ``NORMAL`` at some point, or an alert named it."""
+    violations: list[Violation] = []
+    for key in sorted(set(due)):
+        region_name, instance_id, slot = key
+        region = regions.get(region_name)
+        records = region.slot_images.get((instance_id, slot), []) if region else []
+        if any(ever_normal for _image_id, ever_normal in records) or key in alerted:
+            continue
+        violations.append(Violation(
+            "slot_missed_silently", region_name, None,
+            f"slot {slot.isoformat()} of {instance_id} has no NORMAL image and no alert "
+            "names it"))
     return violations
 
 

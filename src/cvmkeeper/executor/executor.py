@@ -43,6 +43,7 @@ from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.consistency import InstanceStopper
 from cvmkeeper.executor.creates import Attempt, AttemptStatus, Creator, Key
 from cvmkeeper.executor.deletes import Deleter
+from cvmkeeper.executor.missed import report_unread_region
 from cvmkeeper.executor.planning import RunPlanner
 from cvmkeeper.executor.region import (
     NO_POLICY,
@@ -61,8 +62,9 @@ __all__ = ["NO_POLICY", "RegionExecutor", "RegionResult", "RunOptions", "read_in
 
 log = logging.getLogger(__name__)
 
-#: The due (policy name, slot) pairs of one region (``core.due.DueSlots``, as a tuple).
-DueFor = Callable[[Inventory], tuple[tuple[str, datetime], ...]]
+#: The due (policy name, slot) pairs of one region (``core.due.DueSlots``, as a tuple), from
+#: its inventory (``None``: it could not be read; the slots due whatever it holds).
+DueFor = Callable[[Inventory | None], tuple[tuple[str, datetime], ...]]
 
 
 class RegionExecutor:
@@ -111,8 +113,11 @@ class RegionExecutor:
             for entry in recovered:
                 self._warn_recovered(entry)
             if inventory is None:
+                if not self.options.dry_run:
+                    self._due = self.result.due = self._due_for(None)
+                    report_unread_region(self._run, self._due)  # rule 7: name the slots
                 return self.result
-            self._due = self._due_for(inventory)
+            self._due = self.result.due = self._due_for(inventory)
             plan = self._planner.plan(inventory, self._due)
             if plan is None:
                 return self.result

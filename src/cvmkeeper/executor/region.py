@@ -112,6 +112,8 @@ class RegionResult:
     plans: list[Plan] = field(default_factory=list)
     failed_policies: set[str] = field(default_factory=set)
     copies: list[Outcome] = field(default_factory=list)
+    #: the due (policy, slot) pairs of the region (``executor.missed`` checks their targets)
+    due: tuple[tuple[str, datetime], ...] = ()
 
 
 class RegionRun:

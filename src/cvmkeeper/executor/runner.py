@@ -36,8 +36,9 @@ from cvmkeeper.core.plan import Plan
 from cvmkeeper.core.schedule import latest_policy_slot
 from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
 from cvmkeeper.executor.executor import DueFor, RegionExecutor
+from cvmkeeper.executor.missed import report_missing_instances, report_unread_region
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
-from cvmkeeper.executor.region import RegionResult, RunOptions
+from cvmkeeper.executor.region import RegionResult, RegionRun, RunOptions
 from cvmkeeper.executor.report import Outcome, RunReport
 from cvmkeeper.executor.run_health import RunObserver, check_run_health
 from cvmkeeper.executor.stop_journal import StopJournal
@@ -181,12 +182,16 @@ def run_once(
         poll_time=poll_time,
     )
     regions_phase = _run_regions(options, chosen, locks, explicit)
+    # rule 7: an instance named by id that no region has is a missed slot (not previewed)
+    missing = [] if dry_run else [
+        report_missing_instances(options, regions_phase.results, regions_phase.read)
+    ]
     copies = _run_copies(options, policy_names, regions, locks)
-    every = regions_phase.results + copies.results
+    every = regions_phase.results + missing + copies.results
     report = RunReport(
         started=started,
         finished=datetime.now(UTC),
-        outcomes=tuple(o for r in regions_phase.results for o in r.outcomes),
+        outcomes=tuple(o for r in regions_phase.results + missing for o in r.outcomes),
         deleted=tuple(d for r in every for d in r.deleted),
         warnings=tuple(w for r in every for w in r.warnings),
         errors=tuple(e for r in every for e in r.errors),
@@ -228,6 +233,9 @@ def _run_regions(
             if not acquired:
                 results[region] = _busy(region, setup, options.alerter, options.dry_run,
                                         explicit)
+                if explicit and not options.dry_run:  # rule 7: name the slots it misses
+                    _name_busy_slots(options, results[region], _due_for(options, region,
+                                                                        explicit, read))
                 return
             due_for = _due_for(options, region, explicit, read)
             results[region] = RegionExecutor(options, region, due_for).run()
@@ -255,8 +263,9 @@ def _due_for(
     explicit ones, or what the catch-up rules select."""
     setup = options.setup
 
-    def compute(inventory: Inventory) -> tuple[tuple[str, datetime], ...]:
-        read[region] = inventory
+    def compute(inventory: Inventory | None) -> tuple[tuple[str, datetime], ...]:
+        if inventory is not None:
+            read[region] = inventory
         if explicit is not None:
             return tuple(
                 (name, when)
@@ -268,9 +277,9 @@ def _due_for(
         # ``exists``); the names only make the progress line say what is missing.
         found = due_slots(
             regional,
-            {region: {image.name for image in inventory.images}},
+            None if inventory is None else {region: {image.name for image in inventory.images}},
             options.now,
-            instances_by_region={region: inventory.instances},
+            instances_by_region=None if inventory is None else {region: inventory.instances},
             name_format=setup.config.name_format,
             include_present=True,
         )
@@ -332,6 +341,15 @@ def _busy(
     for policy in policies or ["cvmkeeper"]:
         alerter.error(Failure(policy=policy, action="run", message=message, region=region))
     return result
+
+
+def _name_busy_slots(options: RunOptions, result: RegionResult, due_for: DueFor) -> None:
+    """The due slots of the named policies in a busy region, as failed outcomes with an
+    error each (``executor.missed``), added to ``result``."""
+    run = RegionRun(options, result.region)
+    run.result = result
+    result.due = due_for(None)
+    report_unread_region(run, result.due, "another run is working on this region")
 
 
 def _busy_copies(region: str, setup: Setup, alerter: Alerter, dry_run: bool) -> RegionResult:
