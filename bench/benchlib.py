@@ -36,8 +36,16 @@ from cvmkeeper.emulator.http import CONTROL_TOKEN_ENV, CONTROL_TOKEN_HEADER
 
 #: Region names used in order (``--regions`` takes the first R of them).
 REGIONS: tuple[str, ...] = (
-    "ap-guangzhou", "ap-shanghai", "ap-beijing", "ap-chengdu", "ap-nanjing",
-    "ap-hongkong", "ap-singapore", "ap-tokyo", "eu-frankfurt", "na-ashburn",
+    "ap-guangzhou",
+    "ap-shanghai",
+    "ap-beijing",
+    "ap-chengdu",
+    "ap-nanjing",
+    "ap-hongkong",
+    "ap-singapore",
+    "ap-tokyo",
+    "eu-frankfurt",
+    "na-ashburn",
 )
 #: The key pair the emulator accepts; public test values, never a real credential.
 SECRET_ID = "AKIDBENCH00000000000000000000000000000"  # noqa: S105
@@ -45,9 +53,17 @@ SECRET_KEY = "bench-secret-key"  # noqa: S105
 #: The tag every benchmark instance carries; the benchmark policy targets it.
 BENCH_TAG = {"bench": "fleet"}
 #: Variables that must not leak into the measured processes (real accounts, alerting).
-SCRUBBED_ENV = ("SENTRY_DSN", "TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY",
-                "TENCENTCLOUD_SESSION_TOKEN", "CVMKEEPER_CONFIG", "NOTIFY_SOCKET",
-                "WATCHDOG_USEC", "WATCHDOG_PID", "CREDENTIALS_DIRECTORY")
+SCRUBBED_ENV = (
+    "SENTRY_DSN",
+    "TENCENTCLOUD_SECRET_ID",
+    "TENCENTCLOUD_SECRET_KEY",
+    "TENCENTCLOUD_SESSION_TOKEN",
+    "CVMKEEPER_CONFIG",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "CREDENTIALS_DIRECTORY",
+)
 EMULATOR_START_SECONDS = 300.0
 #: Seconds per clock tick of /proc/<pid>/stat times.
 CLOCK_TICK = 1.0 / os.sysconf("SC_CLK_TCK")
@@ -94,14 +110,16 @@ def fleet_document(shape: FleetShape, policy: str, slot: datetime) -> dict[str, 
             instances.append({"id": iid, "tags": dict(BENCH_TAG)})
             for k in range(1, shape.seeded + 1):
                 old = slot - timedelta(hours=k)
-                images.append({
-                    "id": f"img-s{r}{n:05d}{k}",
-                    "name": image_name(iid, old),
-                    "description": image_description((policy,), old),
-                    "tags": image_tags((policy,), iid, old),
-                    "instance_id": iid,
-                    "created_time": old.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                })
+                images.append(
+                    {
+                        "id": f"img-s{r}{n:05d}{k}",
+                        "name": image_name(iid, old),
+                        "description": image_description((policy,), old),
+                        "tags": image_tags((policy,), iid, old),
+                        "instance_id": iid,
+                        "created_time": old.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    }
+                )
         regions[region] = {"quota": shape.quota, "instances": instances, "images": images}
     return {
         "credentials": {"secret_id": SECRET_ID, "secret_key": SECRET_KEY},
@@ -118,8 +136,13 @@ def write_fleet(path: Path, document: Mapping[str, Any]) -> Path:
     return path
 
 
-def write_config(root: Path, endpoint: str, regions: Sequence[str], quota: int,
-                 policies: Sequence[Mapping[str, Any]]) -> Path:
+def write_config(
+    root: Path,
+    endpoint: str,
+    regions: Sequence[str],
+    quota: int,
+    policies: Sequence[Mapping[str, Any]],
+) -> Path:
     """A daemon config for the emulator at ``endpoint`` (documented rate limits, default
     retries and polling), the secret key in a 0600 file, and one file per policy."""
     key_file = root / "secret_key"
@@ -136,8 +159,11 @@ def write_config(root: Path, endpoint: str, regions: Sequence[str], quota: int,
         "image_quota": quota,
         "state_dir": str(root / "state"),
         "cloud": {"endpoint": endpoint, "scheme": "http", "timeout": "30s"},
-        "credentials": {"secret_id": SECRET_ID, "secret_key_file": str(key_file),
-                        "cvm_role": False},
+        "credentials": {
+            "secret_id": SECRET_ID,
+            "secret_key_file": str(key_file),
+            "cvm_role": False,
+        },
         "api": {"wait_timeout": "30m"},
     }
     path = root / "cvmkeeper.yaml"
@@ -165,8 +191,10 @@ class EmulatorProcess:
         self.control_token = secrets.token_urlsafe(24)
         self.process = subprocess.Popen(
             cvmkeeper_command("emulator", "--fleet", str(fleet_file), "--port", "0"),
-            stdout=subprocess.PIPE, stderr=self._log,
-            env={**clean_env(), CONTROL_TOKEN_ENV: self.control_token})
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env={**clean_env(), CONTROL_TOKEN_ENV: self.control_token},
+        )
         self.url = self._read_url()
         self.endpoint = self.url.removeprefix("http://")
 
@@ -222,8 +250,9 @@ def emulator(fleet_file: Path, log_file: Path) -> Iterator[EmulatorProcess]:
 def emulator_state(url: str, token: str) -> dict[str, Any]:
     """``GET /_emulator/state`` over HTTP, as any outside tool would read it (with the
     emulator's control token)."""
-    request = urllib.request.Request(f"{url}/_emulator/state",  # noqa: S310 - http only
-                                     headers={CONTROL_TOKEN_HEADER: token})
+    request = urllib.request.Request(  # noqa: S310 - http only
+        f"{url}/_emulator/state", headers={CONTROL_TOKEN_HEADER: token}
+    )
     with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
         state: dict[str, Any] = json.load(response)
     return state
@@ -247,8 +276,9 @@ class Measured:
         return self.user_seconds + self.system_seconds
 
 
-def run_measured(command: Sequence[str], stdout: Path, stderr: Path,
-                 timeout_seconds: float) -> Measured:
+def run_measured(
+    command: Sequence[str], stdout: Path, stderr: Path, timeout_seconds: float
+) -> Measured:
     """Run ``command`` to completion (killed after ``timeout_seconds``) and measure it.
 
     The rusage comes from ``os.wait4`` on this child alone, so nothing else the benchmark
@@ -302,8 +332,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
+    return (
+        f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def verdict(met: bool) -> str:

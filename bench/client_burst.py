@@ -32,15 +32,18 @@ def fleet(calls: int) -> dict[str, Any]:
     """One region with an instance per create and room for every image; default limits."""
     return {
         "timing": {"create_seconds": 0.5},
-        "regions": {REGION: {
-            "quota": calls + 10,
-            "instances": [{"id": f"ins-{n:05d}"} for n in range(calls)],
-        }},
+        "regions": {
+            REGION: {
+                "quota": calls + 10,
+                "instances": [{"id": f"ins-{n:05d}"} for n in range(calls)],
+            }
+        },
     }
 
 
-def burst(name: str, calls: int, threads: int, one_call: Callable[[int], object],
-          url: str, *, token: str) -> bool:
+def burst(
+    name: str, calls: int, threads: int, one_call: Callable[[int], object], url: str, *, token: str
+) -> bool:
     """Run ``calls`` calls on ``threads`` threads; print rate and throttling; True if good."""
     before = emulator_state(url, token)["errors"].get("RequestLimitExceeded", 0)
     start = time.monotonic()
@@ -52,9 +55,11 @@ def burst(name: str, calls: int, threads: int, one_call: Callable[[int], object]
     # n calls spaced at rate r span (n - 1) / r seconds: measure the rate the same way
     achieved = (calls - 1) / elapsed
     good = achieved >= 0.9 * limit and throttled == 0
-    print(f"{name:15} {calls:4d} calls in {elapsed:6.2f}s = {achieved:5.1f}/s "
-          f"(limit {limit:g}/s, {100 * achieved / limit:5.1f}%), "
-          f"RequestLimitExceeded answers: {throttled}  {'OK' if good else 'MISSED GOAL'}")
+    print(
+        f"{name:15} {calls:4d} calls in {elapsed:6.2f}s = {achieved:5.1f}/s "
+        f"(limit {limit:g}/s, {100 * achieved / limit:5.1f}%), "
+        f"RequestLimitExceeded answers: {throttled}  {'OK' if good else 'MISSED GOAL'}"
+    )
     return good
 
 
@@ -67,13 +72,25 @@ def main() -> int:
     with running_emulator(fleet(args.calls)) as emu:
         creds = Credentials(emu.secret_id, emu.secret_key, source="emulator")
         client = CloudClient.over_http(creds, EndpointConfig(emu.endpoint, "http", 10))
-        ok = burst("CreateImage", args.calls, args.threads, lambda n: client.create_image(
-            REGION, CreateImageRequest(f"burst-{n:05d}", f"ins-{n:05d}")), emu.url,
-            token=emu.control_token)
+        ok = burst(
+            "CreateImage",
+            args.calls,
+            args.threads,
+            lambda n: client.create_image(
+                REGION, CreateImageRequest(f"burst-{n:05d}", f"ins-{n:05d}")
+            ),
+            emu.url,
+            token=emu.control_token,
+        )
         # one DescribeImages call each: poll one image by id (as the executor polls)
-        ok &= burst("DescribeImages", args.calls, args.threads,
-                    lambda n: client.get_images(REGION, [f"img-of-burst-{n}"]), emu.url,
-                    token=emu.control_token)
+        ok &= burst(
+            "DescribeImages",
+            args.calls,
+            args.threads,
+            lambda n: client.get_images(REGION, [f"img-of-burst-{n}"]),
+            emu.url,
+            token=emu.control_token,
+        )
         attempts = dict(client.stats.attempts)
         print(f"client attempts: {attempts}, client-side errors: {dict(client.stats.errors)}")
     return 0 if ok else 1

@@ -65,8 +65,11 @@ PAGE = 100  # DescribeImages / DescribeInstances page size
 RUN_TIMEOUT_SECONDS = 3600.0
 WRITE_RATE = DEFAULT_RATE_LIMITS["CreateImage"]
 #: The last line ``cvmkeeper run`` prints (the plain text output, as a cron job runs it).
-SUMMARY = re.compile(r"^(?P<status>ok|FAILED): (?P<made>\d+) image\(s\) made, "
-                     r"(?P<deleted>\d+) deleted", re.MULTILINE)
+SUMMARY = re.compile(
+    r"^(?P<status>ok|FAILED): (?P<made>\d+) image\(s\) made, "
+    r"(?P<deleted>\d+) deleted",
+    re.MULTILINE,
+)
 assert DEFAULT_RATE_LIMITS["DeleteImages"] == WRITE_RATE
 
 
@@ -165,14 +168,19 @@ def measure_run(shape: FleetShape, workdir: Path) -> RunFigures:
     slot = the_slot()
     fleet_file = write_fleet(workdir / "fleet.json", fleet_document(shape, POLICY, slot))
     with emulator(fleet_file, workdir / "emulator.log") as emu:
-        config = write_config(workdir, emu.endpoint, shape.region_names, shape.quota,
-                              [policy_document(shape)])
+        config = write_config(
+            workdir, emu.endpoint, shape.region_names, shape.quota, [policy_document(shape)]
+        )
         at = (slot + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%MZ")
         emulator_cpu = cpu_seconds(emu.process.pid)
         measured = run_measured(
-            cvmkeeper_command("run", "--config", str(config), "--policy", POLICY, "--at", at,
-                              "--no-alerts"),
-            workdir / "run.out", workdir / "run.log", RUN_TIMEOUT_SECONDS)
+            cvmkeeper_command(
+                "run", "--config", str(config), "--policy", POLICY, "--at", at, "--no-alerts"
+            ),
+            workdir / "run.out",
+            workdir / "run.log",
+            RUN_TIMEOUT_SECONDS,
+        )
         emulator_cpu = cpu_seconds(emu.process.pid) - emulator_cpu
         state = emu.state()
     summary = SUMMARY.search((workdir / "run.out").read_text(encoding="utf-8"))
@@ -207,13 +215,19 @@ def timeline(history: list[dict[str, Any]], measured: Measured) -> list[tuple[st
     mine = [e for e in history if e["region"] == last]
     creates = [_epoch(e["time"]) for e in mine if e["action"] == "CreateImage"]
     deletes = [_epoch(e["time"]) for e in mine if e["action"] == "DeleteImages"]
-    ready = [_epoch(e["time"]) for e in mine
-             if e["action"] == "_transition" and e.get("to") == "NORMAL"]
+    ready = [
+        _epoch(e["time"]) for e in mine if e["action"] == "_transition" and e.get("to") == "NORMAL"
+    ]
     if not (creates and deletes and ready):
         return []
-    marks = [("start, read and plan", min(creates)), ("creates", max(creates)),
-             ("last image NORMAL", max(ready)), ("noticed, read again, plan", min(deletes)),
-             ("deletes", max(deletes)), ("report and exit", measured.ended_at)]
+    marks = [
+        ("start, read and plan", min(creates)),
+        ("creates", max(creates)),
+        ("last image NORMAL", max(ready)),
+        ("noticed, read again, plan", min(deletes)),
+        ("deletes", max(deletes)),
+        ("report and exit", measured.ended_at),
+    ]
     phases: list[tuple[str, float]] = []
     previous = measured.started_at
     for name, moment in marks:
@@ -255,12 +269,16 @@ def measure_baseline(shape: FleetShape, workdir: Path, sample: int) -> Baseline:
     workdir.mkdir(parents=True, exist_ok=True)
     slot = the_slot()
     fleet_file = write_fleet(workdir / "fleet.json", fleet_document(shape, POLICY, slot))
-    everyone = [(region, instance_id(r, n)) for n in range(shape.instances)
-                for r, region in enumerate(shape.region_names)]
+    everyone = [
+        (region, instance_id(r, n))
+        for n in range(shape.instances)
+        for r, region in enumerate(shape.region_names)
+    ]
     chosen = everyone if sample <= 0 else everyone[:sample]
     with emulator(fleet_file, workdir / "emulator.log") as emu:
-        result = run_naive(emu.endpoint, SECRET_ID, SECRET_KEY, instances=chosen, slot=slot,
-                           keep=KEEP_LAST)
+        result = run_naive(
+            emu.endpoint, SECRET_ID, SECRET_KEY, instances=chosen, slot=slot, keep=KEEP_LAST
+        )
         state = emu.state()
     return Baseline(
         sampled=len(chosen),
@@ -275,68 +293,99 @@ def measure_baseline(shape: FleetShape, workdir: Path, sample: int) -> Baseline:
 def print_run(figures: RunFigures) -> None:
     """Every figure of one run, with its target."""
     shape, m = figures.shape, figures.measured
-    print(f"cvmkeeper run: exit {m.exit_code}, report ok: {figures.report_ok}, "
-          f"{figures.created} image(s) made, {figures.deleted} deleted, end state "
-          f"({KEEP_LAST} NORMAL images per instance): {'yes' if figures.end_state_ok else 'NO'}")
-    print(f"wall time: {m.wall_seconds:.2f} s (process start to exit); rate-limit lower bound "
-          f"{figures.lower_bound:.2f} s; ratio {figures.wall_ratio:.3f} "
-          f"(target <= 1.2: {verdict(figures.wall_ratio <= 1.2)})")
+    print(
+        f"cvmkeeper run: exit {m.exit_code}, report ok: {figures.report_ok}, "
+        f"{figures.created} image(s) made, {figures.deleted} deleted, end state "
+        f"({KEEP_LAST} NORMAL images per instance): {'yes' if figures.end_state_ok else 'NO'}"
+    )
+    print(
+        f"wall time: {m.wall_seconds:.2f} s (process start to exit); rate-limit lower bound "
+        f"{figures.lower_bound:.2f} s; ratio {figures.wall_ratio:.3f} "
+        f"(target <= 1.2: {verdict(figures.wall_ratio <= 1.2)})"
+    )
     ratio = figures.total_calls / figures.total_minimum
     if figures.timeline:
-        print("  where the time went (the region that finished last): " + ", ".join(
-            f"{name} {seconds:.2f} s" for name, seconds in figures.timeline))
-    print(f"API calls: {figures.total_calls}, minimum {figures.total_minimum}, ratio "
-          f"{ratio:.3f} (target <= 1.1: {verdict(ratio <= 1.1)})")
+        print(
+            "  where the time went (the region that finished last): "
+            + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in figures.timeline)
+        )
+    print(
+        f"API calls: {figures.total_calls}, minimum {figures.total_minimum}, ratio "
+        f"{ratio:.3f} (target <= 1.1: {verdict(ratio <= 1.1)})"
+    )
     for action in sorted(set(figures.calls) | set(figures.minimum)):
-        print(f"  {action:20} {figures.calls.get(action, 0):7d}   minimum "
-              f"{figures.minimum.get(action, 0):7d}")
-    print(f"RequestLimitExceeded answers: {figures.throttled} "
-          f"(target 0: {verdict(figures.throttled == 0)})")
+        print(
+            f"  {action:20} {figures.calls.get(action, 0):7d}   minimum "
+            f"{figures.minimum.get(action, 0):7d}"
+        )
+    print(
+        f"RequestLimitExceeded answers: {figures.throttled} "
+        f"(target 0: {verdict(figures.throttled == 0)})"
+    )
     rss_note = ""
     if shape.total_instances == 1000:
         rss_note = f" (target <= 120 MB for 1000 instances: {verdict(m.peak_rss_mb <= 120)})"
     print(f"peak RSS: {m.peak_rss_mb:.1f} MB{rss_note}")
-    print(f"CPU: {m.cpu_seconds:.2f} s (user {m.user_seconds:.2f} + system "
-          f"{m.system_seconds:.2f}), {100 * m.cpu_seconds / m.wall_seconds:.0f}% of the wall time")
-    print(f"emulator CPU during the run (not cvmkeeper's): {figures.emulator_cpu_seconds:.2f} s, "
-          f"{100 * figures.emulator_cpu_seconds / m.wall_seconds:.0f}% of one CPU")
+    print(
+        f"CPU: {m.cpu_seconds:.2f} s (user {m.user_seconds:.2f} + system "
+        f"{m.system_seconds:.2f}), {100 * m.cpu_seconds / m.wall_seconds:.0f}% of the wall time"
+    )
+    print(
+        f"emulator CPU during the run (not cvmkeeper's): {figures.emulator_cpu_seconds:.2f} s, "
+        f"{100 * figures.emulator_cpu_seconds / m.wall_seconds:.0f}% of one CPU"
+    )
 
 
 def print_baseline(figures: RunFigures, baseline: Baseline) -> None:
     """The naive script's figures and cvmkeeper's ratios to them."""
-    print(f"naive baseline (sequential SDK script, {POLL_SECONDS:g} s polls): measured "
-          f"{baseline.sampled} of {baseline.total_instances} instances in "
-          f"{baseline.seconds:.2f} s with {baseline.calls} calls, "
-          f"{baseline.throttled} RequestLimitExceeded, {len(baseline.errors)} error(s)")
+    print(
+        f"naive baseline (sequential SDK script, {POLL_SECONDS:g} s polls): measured "
+        f"{baseline.sampled} of {baseline.total_instances} instances in "
+        f"{baseline.seconds:.2f} s with {baseline.calls} calls, "
+        f"{baseline.throttled} RequestLimitExceeded, {len(baseline.errors)} error(s)"
+    )
     for error in baseline.errors[:5]:
         print(f"  error: {error}")
     if baseline.sampled < baseline.total_instances:
-        print(f"  extrapolated to {baseline.total_instances} instances (linear): "
-              f"{baseline.fleet_seconds:.0f} s, {baseline.fleet_calls:.0f} calls")
+        print(
+            f"  extrapolated to {baseline.total_instances} instances (linear): "
+            f"{baseline.fleet_seconds:.0f} s, {baseline.fleet_calls:.0f} calls"
+        )
     speedup = baseline.fleet_seconds / figures.measured.wall_seconds
     calls = figures.total_calls / baseline.fleet_calls
-    print(f"cvmkeeper vs naive: {speedup:.1f}x faster (target >= 10x: {verdict(speedup >= 10)}); "
-          f"time ratio {1 / speedup:.4f}; call ratio {calls:.3f}")
+    print(
+        f"cvmkeeper vs naive: {speedup:.1f}x faster (target >= 10x: {verdict(speedup >= 10)}); "
+        f"time ratio {1 / speedup:.4f}; call ratio {calls:.3f}"
+    )
 
 
 def print_sizes(rows: list[RunFigures]) -> None:
     """How wall time, calls and memory grow with the fleet."""
     print("growth with fleet size:")
-    print(f"  {'instances':>9} {'regions x N':>11} {'wall s':>8} {'bound s':>8} {'ratio':>6} "
-          f"{'calls':>6} {'min':>6} {'RLE':>4} {'RSS MB':>7} {'CPU s':>6}")
+    print(
+        f"  {'instances':>9} {'regions x N':>11} {'wall s':>8} {'bound s':>8} {'ratio':>6} "
+        f"{'calls':>6} {'min':>6} {'RLE':>4} {'RSS MB':>7} {'CPU s':>6}"
+    )
     for f in rows:
-        print(f"  {f.shape.total_instances:9d} {f'{f.shape.regions} x {f.shape.instances}':>11} "
-              f"{f.measured.wall_seconds:8.2f} {f.lower_bound:8.2f} {f.wall_ratio:6.3f} "
-              f"{f.total_calls:6d} {f.total_minimum:6d} {f.throttled:4d} "
-              f"{f.measured.peak_rss_mb:7.1f} {f.measured.cpu_seconds:6.2f}")
+        print(
+            f"  {f.shape.total_instances:9d} {f'{f.shape.regions} x {f.shape.instances}':>11} "
+            f"{f.measured.wall_seconds:8.2f} {f.lower_bound:8.2f} {f.wall_ratio:6.3f} "
+            f"{f.total_calls:6d} {f.total_minimum:6d} {f.throttled:4d} "
+            f"{f.measured.peak_rss_mb:7.1f} {f.measured.cpu_seconds:6.2f}"
+        )
 
 
 def shape_for(args: argparse.Namespace, instances: int) -> FleetShape:
     """The fleet shape of one run (quota big enough to create before deleting)."""
     quota = args.quota or max(500, (args.seeded + 1) * instances)
-    return FleetShape(regions=args.regions, instances=instances, seeded=args.seeded,
-                      quota=quota, latency_ms=args.latency_ms,
-                      create_seconds=args.create_seconds)
+    return FleetShape(
+        regions=args.regions,
+        instances=instances,
+        seeded=args.seeded,
+        quota=quota,
+        latency_ms=args.latency_ms,
+        create_seconds=args.create_seconds,
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -344,17 +393,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--regions", type=int, default=5, help="regions (5)")
     parser.add_argument("--instances", type=int, default=200, help="instances per region (200)")
-    parser.add_argument("--seeded", type=int, default=3,
-                        help="managed images per instance before the run (3)")
-    parser.add_argument("--quota", type=int, default=0,
-                        help="image quota per region (default: max(500, (seeded+1) x N))")
+    parser.add_argument(
+        "--seeded", type=int, default=3, help="managed images per instance before the run (3)"
+    )
+    parser.add_argument(
+        "--quota",
+        type=int,
+        default=0,
+        help="image quota per region (default: max(500, (seeded+1) x N))",
+    )
     parser.add_argument("--latency-ms", type=float, default=30.0, help="per call (30)")
-    parser.add_argument("--create-seconds", type=float, default=2.0,
-                        help="CREATING -> NORMAL (2.0)")
-    parser.add_argument("--sizes", default="",
-                        help="comma-separated total instance counts, e.g. 100,500,2000")
-    parser.add_argument("--baseline-instances", type=int, default=20,
-                        help="instances the naive script backs up, extrapolated (20; 0: all)")
+    parser.add_argument(
+        "--create-seconds", type=float, default=2.0, help="CREATING -> NORMAL (2.0)"
+    )
+    parser.add_argument(
+        "--sizes", default="", help="comma-separated total instance counts, e.g. 100,500,2000"
+    )
+    parser.add_argument(
+        "--baseline-instances",
+        type=int,
+        default=20,
+        help="instances the naive script backs up, extrapolated (20; 0: all)",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive script")
     args = parser.parse_args(argv)
     if not 1 <= args.regions <= 10 or args.instances < 1 or args.seeded < KEEP_LAST:
@@ -373,10 +433,13 @@ def main(argv: list[str] | None = None) -> int:
             rows = []
             for size in (int(s) for s in args.sizes.split(",") if s.strip()):
                 shape = shape_for(args, max(1, size // args.regions))
-                print(f"\n== {shape.total_instances} instances ({shape.regions} regions x "
-                      f"{shape.instances}), quota {shape.quota}, latency {shape.latency_ms:g} ms,"
-                      f" create {shape.create_seconds:g} s, DeleteImages batch "
-                      f"{DELETE_BATCH_SIZE}", flush=True)
+                print(
+                    f"\n== {shape.total_instances} instances ({shape.regions} regions x "
+                    f"{shape.instances}), quota {shape.quota}, latency {shape.latency_ms:g} ms,"
+                    f" create {shape.create_seconds:g} s, DeleteImages batch "
+                    f"{DELETE_BATCH_SIZE}",
+                    flush=True,
+                )
                 figures = measure_run(shape, root / f"size-{size}")
                 print_run(figures)
                 ok &= figures.measured.exit_code == 0
@@ -385,11 +448,14 @@ def main(argv: list[str] | None = None) -> int:
             print_sizes(rows)
             return 0 if ok else 1
         shape = shape_for(args, args.instances)
-        print(f"fleet: {shape.regions} regions x {shape.instances} instances "
-              f"({shape.total_instances}), {shape.seeded} managed images each, quota "
-              f"{shape.quota} per region, latency {shape.latency_ms:g} ms, create "
-              f"{shape.create_seconds:g} s, documented rate limits, DeleteImages batch "
-              f"{DELETE_BATCH_SIZE}", flush=True)
+        print(
+            f"fleet: {shape.regions} regions x {shape.instances} instances "
+            f"({shape.total_instances}), {shape.seeded} managed images each, quota "
+            f"{shape.quota} per region, latency {shape.latency_ms:g} ms, create "
+            f"{shape.create_seconds:g} s, documented rate limits, DeleteImages batch "
+            f"{DELETE_BATCH_SIZE}",
+            flush=True,
+        )
         figures = measure_run(shape, root / "cvmkeeper")
         print_run(figures)
         ok = figures.measured.exit_code == 0

@@ -79,11 +79,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", type=int, default=100, help="policy files (100)")
     parser.add_argument("--seconds", type=float, default=20.0, help="sampling window (20)")
-    parser.add_argument("--settle", type=float, default=3.0,
-                        help="seconds after READY before sampling (3)")
+    parser.add_argument(
+        "--settle", type=float, default=3.0, help="seconds after READY before sampling (3)"
+    )
     args = parser.parse_args()
-    shape = FleetShape(regions=1, instances=args.policies, seeded=0, quota=500,
-                       latency_ms=0, create_seconds=2.0)
+    shape = FleetShape(
+        regions=1, instances=args.policies, seeded=0, quota=500, latency_ms=0, create_seconds=2.0
+    )
     region = shape.region_names[0]
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="cvmkeeper-idle-") as tmp:
@@ -91,8 +93,13 @@ def main() -> int:
         empty = fleet_document(shape, "idle", datetime.now(UTC))  # instances, no images
         fleet_file = write_fleet(root / "fleet.json", empty)
         with emulator(fleet_file, root / "emulator.log") as emu:
-            config = write_config(root, emu.endpoint, [region], shape.quota,
-                                  [policy(n, region) for n in range(args.policies)])
+            config = write_config(
+                root,
+                emu.endpoint,
+                [region],
+                shape.quota,
+                [policy(n, region) for n in range(args.policies)],
+            )
             notify_path = root / "notify.sock"
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             sock.bind(str(notify_path))
@@ -100,7 +107,10 @@ def main() -> int:
             with log_path.open("wb") as log:
                 process = subprocess.Popen(
                     cvmkeeper_command("daemon", "--config", str(config), "--log-format", "text"),
-                    stdout=log, stderr=log, env={**clean_env(), "NOTIFY_SOCKET": str(notify_path)})
+                    stdout=log,
+                    stderr=log,
+                    env={**clean_env(), "NOTIFY_SOCKET": str(notify_path)},
+                )
                 try:
                     wait_ready(sock, process)
                     time.sleep(args.settle)
@@ -122,16 +132,22 @@ def main() -> int:
                         process.kill()
                         status = process.wait(timeout=10)
                     sock.close()
-    print(f"daemon idle with {args.policies} policies ({args.policies} yearly schedules, "
-          f"no catch-up), sampled every second for {window:.0f} s after READY + "
-          f"{args.settle:g} s:")
+    print(
+        f"daemon idle with {args.policies} policies ({args.policies} yearly schedules, "
+        f"no catch-up), sampled every second for {window:.0f} s after READY + "
+        f"{args.settle:g} s:"
+    )
     peak = max(samples)
-    print(f"idle RSS: {samples[-1]:.1f} MB (peak {peak:.1f} MB; target <= {RSS_TARGET_MB:g} "
-          f"MB: {verdict(peak <= RSS_TARGET_MB)})")
+    print(
+        f"idle RSS: {samples[-1]:.1f} MB (peak {peak:.1f} MB; target <= {RSS_TARGET_MB:g} "
+        f"MB: {verdict(peak <= RSS_TARGET_MB)})"
+    )
     allowed = CLOCK_TICK * window / 10
-    print(f"idle CPU: {used:.2f} s in {window:.0f} s ({100 * used / window:.2f}% of one CPU; "
-          f"the main loop wakes every {LOOP_TICK:g} s; target none, at most "
-          f"{allowed:.2f} s: {verdict(used <= allowed)})")
+    print(
+        f"idle CPU: {used:.2f} s in {window:.0f} s ({100 * used / window:.2f}% of one CPU; "
+        f"the main loop wakes every {LOOP_TICK:g} s; target none, at most "
+        f"{allowed:.2f} s: {verdict(used <= allowed)})"
+    )
     print(f"API calls during the window: {calls}; daemon exit status after SIGTERM: {status}")
     return 0 if status == 0 else 1
 

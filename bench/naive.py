@@ -46,36 +46,60 @@ def _request(model: Any, params: dict[str, Any]) -> Any:
     return request
 
 
-def backup_instance(client: cvm_client.CvmClient, instance_id: str, slot: datetime,
-                    keep: int) -> None:
+def backup_instance(
+    client: cvm_client.CvmClient, instance_id: str, slot: datetime, keep: int
+) -> None:
     """Back up one instance and keep its ``keep`` newest images."""
     fragment = instance_fragment(instance_id) or instance_id
-    found = client.DescribeImages(_request(models.DescribeImagesRequest, {
-        "Filters": [{"Name": "image-name", "Values": [fragment]}], "Limit": 100}))
+    found = client.DescribeImages(
+        _request(
+            models.DescribeImagesRequest,
+            {"Filters": [{"Name": "image-name", "Values": [fragment]}], "Limit": 100},
+        )
+    )
     existing = sorted(found.ImageSet or [], key=lambda image: image.CreatedTime)
-    created = client.CreateImage(_request(models.CreateImageRequest, {
-        "InstanceId": instance_id, "ImageName": image_name(instance_id, slot),
-        "ImageDescription": "nightly backup"}))
+    created = client.CreateImage(
+        _request(
+            models.CreateImageRequest,
+            {
+                "InstanceId": instance_id,
+                "ImageName": image_name(instance_id, slot),
+                "ImageDescription": "nightly backup",
+            },
+        )
+    )
     deadline = time.monotonic() + WAIT_LIMIT_SECONDS
     while time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
-        seen = client.DescribeImages(_request(models.DescribeImagesRequest,
-                                              {"ImageIds": [created.ImageId]}))
+        seen = client.DescribeImages(
+            _request(models.DescribeImagesRequest, {"ImageIds": [created.ImageId]})
+        )
         if seen.ImageSet and seen.ImageSet[0].ImageState == "NORMAL":
             break
     else:
         raise TimeoutError(f"{instance_id}: image {created.ImageId} not NORMAL in time")
     for old in existing[: max(0, len(existing) + 1 - keep)]:
-        client.DeleteImages(_request(models.DeleteImagesRequest, {
-            "ImageIds": [old.ImageId], "DeleteBindedSnap": True}))
+        client.DeleteImages(
+            _request(
+                models.DeleteImagesRequest, {"ImageIds": [old.ImageId], "DeleteBindedSnap": True}
+            )
+        )
 
 
-def run_naive(endpoint: str, secret_id: str, secret_key: str, *,
-              instances: Sequence[tuple[str, str]], slot: datetime, keep: int) -> NaiveResult:
+def run_naive(
+    endpoint: str,
+    secret_id: str,
+    secret_key: str,
+    *,
+    instances: Sequence[tuple[str, str]],
+    slot: datetime,
+    keep: int,
+) -> NaiveResult:
     """Back up ``instances`` ((region, instance id) pairs) one after another."""
     cred = credential.Credential(secret_id, secret_key)
-    profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=endpoint,
-                                                    reqTimeout=30))
+    profile = ClientProfile(
+        httpProfile=HttpProfile(protocol="http", endpoint=endpoint, reqTimeout=30)
+    )
     clients: dict[str, cvm_client.CvmClient] = {}
     errors: list[str] = []
     start = time.monotonic()

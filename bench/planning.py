@@ -46,13 +46,21 @@ def build_inventory(instances: int, per_instance: int, slot: datetime) -> Invent
         found.append(Instance(iid, f"web-{n}", "RUNNING", REGION, tags=dict(BENCH_TAG)))
         for k in range(1, per_instance + 1):
             old = slot - timedelta(hours=k)
-            images.append(Image(
-                image_id=f"img-p{n:05d}{k:02d}", name=image_name(iid, old),
-                state=ImageState.NORMAL, created_time=old, region=REGION,
-                description=image_description(("bench",), old),
-                tags=image_tags(("bench",), iid, old)))
-    images += [Image(f"img-hand{n:04d}", f"golden-{n}", ImageState.NORMAL, slot, REGION)
-               for n in range(UNMANAGED)]
+            images.append(
+                Image(
+                    image_id=f"img-p{n:05d}{k:02d}",
+                    name=image_name(iid, old),
+                    state=ImageState.NORMAL,
+                    created_time=old,
+                    region=REGION,
+                    description=image_description(("bench",), old),
+                    tags=image_tags(("bench",), iid, old),
+                )
+            )
+    images += [
+        Image(f"img-hand{n:04d}", f"golden-{n}", ImageState.NORMAL, slot, REGION)
+        for n in range(UNMANAGED)
+    ]
     quota = len(images) + instances + 100
     return Inventory(REGION, quota, tuple(images), tuple(found))
 
@@ -78,13 +86,17 @@ def main() -> int:
     assert plan is not None
     deletes = sum(len(d.targets) for d in plan.deletes())
     print(f"machine: {machine()}")
-    print(f"planning: {len(inventory.images)} images ({args.images} managed per instance + "
-          f"{UNMANAGED} unmanaged) across {args.instances} instances: {len(plan.creates)} "
-          f"creates, {deletes} deletes planned")
+    print(
+        f"planning: {len(inventory.images)} images ({args.images} managed per instance + "
+        f"{UNMANAGED} unmanaged) across {args.instances} instances: {len(plan.creates)} "
+        f"creates, {deletes} deletes planned"
+    )
     median = statistics.median(times)
-    print(f"planning CPU: first {times[0]:.3f} s, best {min(times):.3f} s, median "
-          f"{median:.3f} s of {len(times)} (target: median < {TARGET_SECONDS} s: "
-          f"{verdict(median < TARGET_SECONDS)})")
+    print(
+        f"planning CPU: first {times[0]:.3f} s, best {min(times):.3f} s, median "
+        f"{median:.3f} s of {len(times)} (target: median < {TARGET_SECONDS} s: "
+        f"{verdict(median < TARGET_SECONDS)})"
+    )
     return 0
 
 

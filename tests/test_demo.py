@@ -63,9 +63,7 @@ def test_make_demo_on_a_fresh_clone(tmp_path: Path) -> None:
     clone = tmp_path / "cvmkeeper"
     home = tmp_path / "home"
     home.mkdir()
-    subprocess.run(
-        ["git", "clone", "--quiet", str(REPO), str(clone)], check=True, timeout=120
-    )
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True, timeout=120)
     assert not (clone / ".venv").exists()
     proc = subprocess.run(
         ["make", "demo"],
@@ -126,8 +124,14 @@ def test_the_daemon_command_the_demo_prints_runs_against_the_emulator(tmp_path: 
         log = tmp_path / "daemon.log"
         with log.open("w") as sink:
             daemon = subprocess.Popen(
-                [str(BIN / "cvmkeeper"), "daemon", "--config", "config/demo.yaml",
-                 "--log-format", "text"],
+                [
+                    str(BIN / "cvmkeeper"),
+                    "daemon",
+                    "--config",
+                    "config/demo.yaml",
+                    "--log-format",
+                    "text",
+                ],
                 cwd=tmp_path,
                 env=newcomer_env(tmp_path),
                 stdout=sink,

@@ -28,18 +28,37 @@ ALLOWED_LAYERS: dict[str, frozenset[str]] = {
     "cloud": frozenset({"core", "logs", "files", "textsafe"}),
     "alerting": frozenset({"", "core", "logs", "files"}),
     "emulator": frozenset({"core", "cloud"}),
-    "executor": frozenset(
-        {"core", "config", "cloud", "alerting", "logs", "log_context", "files"}
-    ),
+    "executor": frozenset({"core", "config", "cloud", "alerting", "logs", "log_context", "files"}),
     "restore": frozenset({"core", "config", "cloud", "alerting", "executor", "logs", "files"}),
     "metrics": frozenset({"executor"}),
     "scheduler": frozenset(
-        {"core", "config", "cloud", "alerting", "executor", "restore", "metrics", "logs",
-         "log_context", "files"}
+        {
+            "core",
+            "config",
+            "cloud",
+            "alerting",
+            "executor",
+            "restore",
+            "metrics",
+            "logs",
+            "log_context",
+            "files",
+        }
     ),
     "cli": frozenset(
-        {"", "core", "config", "cloud", "alerting", "executor", "restore", "scheduler",
-         "emulator", "logs", "textsafe"}
+        {
+            "",
+            "core",
+            "config",
+            "cloud",
+            "alerting",
+            "executor",
+            "restore",
+            "scheduler",
+            "emulator",
+            "logs",
+            "textsafe",
+        }
     ),
     "__main__": frozenset({"cli"}),
     "__init__": frozenset(),
@@ -126,8 +145,11 @@ def test_imports_follow_the_layer_rules(path: Path) -> None:
         ("core", "from apscheduler.triggers.cron import CronTrigger\n"),
         ("core", "from cvmkeeper.config import Setup\n"),
         ("cloud", "def f():\n    from cvmkeeper.emulator.core import ApiError\n"),
-        ("alerting", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                     "    from cvmkeeper.executor.report import RunReport\n"),
+        (
+            "alerting",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+            "    from cvmkeeper.executor.report import RunReport\n",
+        ),
         ("emulator", "import cvmkeeper.executor\n"),
     ],
 )

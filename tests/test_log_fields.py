@@ -41,8 +41,11 @@ def test_fields_nest_skip_none_and_follow_a_thread_started_in_context() -> None:
     seen: list[dict[str, str]] = []
     slot = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
     with log_fields(policy="web", region=None), log_fields(instance="ins-1", slot=slot):
-        assert current_fields() == {"policy": "web", "instance": "ins-1",
-                                    "slot": "2026-11-27T18:00:00Z"}
+        assert current_fields() == {
+            "policy": "web",
+            "instance": "ins-1",
+            "slot": "2026-11-27T18:00:00Z",
+        }
         thread = threading.Thread(target=in_context(lambda: seen.append(current_fields())))
         plain = threading.Thread(target=lambda: seen.append(current_fields()))
         thread.start(), plain.start()
@@ -57,14 +60,23 @@ def test_a_runs_json_lines_name_policy_region_instance_and_slot(
 ) -> None:
     spec = fleet(instances=[{"id": A}, {"id": B, "not_supported": True}])
     with world(tmp_path, spec, policy()) as w:
-        report = run_once(w.setup(), w.client(), RecordingAlerter(),
-                          now=T0 + timedelta(minutes=1), policy_names=["hourly"])
+        report = run_once(
+            w.setup(),
+            w.client(),
+            RecordingAlerter(),
+            now=T0 + timedelta(minutes=1),
+            policy_names=["hourly"],
+        )
         assert not report.ok
     entries = lines(json_log)
     created = [e for e in entries if e["message"].startswith(f"{REGION}: created")]
     assert created, entries
     assert {k: created[0].get(k) for k in ("policy", "region", "instance", "slot")} == {
-        "policy": "hourly", "region": REGION, "instance": A, "slot": "2026-11-27T00:00:00Z"}
+        "policy": "hourly",
+        "region": REGION,
+        "instance": A,
+        "slot": "2026-11-27T00:00:00Z",
+    }
     [error] = [e for e in entries if "ERROR" in e["message"] and B in e["message"]]
     assert (error["policy"], error["region"], error["instance"]) == ("hourly", REGION, B)
     assert error["slot"] == "2026-11-27T00:00:00Z"

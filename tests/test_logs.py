@@ -396,20 +396,38 @@ def test_a_failed_run_under_the_journal_is_filed_as_an_error(tmp_path: Path) -> 
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "web.yaml").write_text(
         "name: web\ntargets: {instance_ids: [ins-00000001]}\nschedules: [{every: 1h}]\n"
-        "retention: {keep_last: 3}\n")
+        "retention: {keep_last: 3}\n"
+    )
     path = tmp_path / "stderr"
     path.touch()
-    env = {**os.environ, "JOURNAL_STREAM": journal_stream_of(path),
-           "TENCENTCLOUD_SECRET_ID": "AKIDX0000000", "TENCENTCLOUD_SECRET_KEY": canary()}
+    env = {
+        **os.environ,
+        "JOURNAL_STREAM": journal_stream_of(path),
+        "TENCENTCLOUD_SECRET_ID": "AKIDX0000000",
+        "TENCENTCLOUD_SECRET_KEY": canary(),
+    }
     with echo_proxy() as endpoint, path.open("w") as stderr:
         (tmp_path / "cvmkeeper.yaml").write_text(
             f"regions: [ap-guangzhou]\ncloud: {{endpoint: '{endpoint}', scheme: http}}\n"
             f"credentials: {{cvm_role: false}}\nstate_dir: {tmp_path / 'state'}\n"
-            "api: {retries: {max_attempts: 1}}\n")
+            "api: {retries: {max_attempts: 1}}\n"
+        )
         done = subprocess.run(
-            [sys.executable, "-m", "cvmkeeper", "run", "--no-alerts",
-             "--config", str(tmp_path / "cvmkeeper.yaml")],
-            stderr=stderr, stdout=subprocess.PIPE, env=env, timeout=120, check=False)
+            [
+                sys.executable,
+                "-m",
+                "cvmkeeper",
+                "run",
+                "--no-alerts",
+                "--config",
+                str(tmp_path / "cvmkeeper.yaml"),
+            ],
+            stderr=stderr,
+            stdout=subprocess.PIPE,
+            env=env,
+            timeout=120,
+            check=False,
+        )
     assert done.returncode == 1
     lines = path.read_text().splitlines()
     failed = [line for line in lines if "ERROR cannot read the inventory" in line]

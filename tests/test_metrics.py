@@ -38,10 +38,17 @@ def scrape(port: int) -> dict[str, float]:
 @pytest.fixture
 def exporter_and_client(tmp_path: Path) -> Iterator[tuple[MetricsExporter, int, Any]]:
     """An emulator world, its client, and an exporter serving on a free loopback port."""
-    spec = fleet(instances=[{"id": A}, {"id": B, "not_supported": True}],
-                 images=[{"id": "img-hand0001", "name": "golden"}])
-    document = {"name": "hourly", "regions": [REGION], "targets": {"instance_ids": [A, B]},
-                "schedules": [{"every": "1h"}], "retention": {"keep_last": 2}}
+    spec = fleet(
+        instances=[{"id": A}, {"id": B, "not_supported": True}],
+        images=[{"id": "img-hand0001", "name": "golden"}],
+    )
+    document = {
+        "name": "hourly",
+        "regions": [REGION],
+        "targets": {"instance_ids": [A, B]},
+        "schedules": [{"every": "1h"}],
+        "retention": {"keep_last": 2},
+    }
     with world(tmp_path, spec, document) as w:
         client = w.client()
         exporter = start_metrics("127.0.0.1:0", lambda: client.stats)
@@ -59,14 +66,23 @@ def test_a_scrape_shows_backups_quota_runs_and_api_calls(
     before = scrape(port)
     assert not any(name.startswith("cvmkeeper_last_backup") for name in before)
 
-    run_once(w.setup(), client, RecordingAlerter(), now=T0 + timedelta(minutes=1),
-             observe=exporter.observe)
+    run_once(
+        w.setup(),
+        client,
+        RecordingAlerter(),
+        now=T0 + timedelta(minutes=1),
+        observe=exporter.observe,
+    )
     samples = scrape(port)
 
     slot = T0.timestamp()
-    assert samples[
-        f'cvmkeeper_last_backup_timestamp_seconds{{instance="{A}",policy="hourly",'
-        f'region="{REGION}"}}'] == slot
+    assert (
+        samples[
+            f'cvmkeeper_last_backup_timestamp_seconds{{instance="{A}",policy="hourly",'
+            f'region="{REGION}"}}'
+        ]
+        == slot
+    )
     assert samples[f'cvmkeeper_backup_stale{{instance="{A}",region="{REGION}"}}'] == 0
     assert samples[f'cvmkeeper_backup_stale{{instance="{B}",region="{REGION}"}}'] == 1
     assert samples[f'cvmkeeper_images{{owner="cvmkeeper",region="{REGION}"}}'] == 1
@@ -77,16 +93,25 @@ def test_a_scrape_shows_backups_quota_runs_and_api_calls(
     assert samples['cvmkeeper_run_duration_seconds_count{result="failed"}'] == 1
     assert samples['cvmkeeper_api_calls_total{action="CreateImage"}'] == 2
     assert samples['cvmkeeper_api_calls_total{action="DescribeImages"}'] >= 1
-    assert samples[
-        'cvmkeeper_api_errors_total{action="CreateImage",code="InvalidInstance.NotSupported"}'
-    ] == 1
+    assert (
+        samples[
+            'cvmkeeper_api_errors_total{action="CreateImage",code="InvalidInstance.NotSupported"}'
+        ]
+        == 1
+    )
     assert not any(name.startswith("python_gc") for name in samples)  # a private registry
 
 
 def test_a_dry_run_is_not_counted(exporter_and_client: tuple[MetricsExporter, int, Any]) -> None:
     exporter, port, (w, client) = exporter_and_client
-    run_once(w.setup(), client, RecordingAlerter(), now=T0 + timedelta(minutes=1), dry_run=True,
-             observe=exporter.observe)
+    run_once(
+        w.setup(),
+        client,
+        RecordingAlerter(),
+        now=T0 + timedelta(minutes=1),
+        dry_run=True,
+        observe=exporter.observe,
+    )
     assert not any(name.startswith("cvmkeeper_runs_total") for name in scrape(port))
 
 
@@ -117,18 +142,30 @@ def test_without_prometheus_client_the_error_says_how_to_install_it(
 
 
 def test_drills_are_counted_with_their_time_to_ready(tmp_path: Path) -> None:
-    drill = {"zone": f"{REGION}-3", "vpc_id": "vpc-drill001", "subnet_id": "subnet-drill001",
-             "security_group_ids": ["sg-drill001"], "instance_type": "S5.SMALL2"}
-    spec = fleet(instances=[{"id": A}], images=[managed(A, T0, "img-aaaa0001")],
-                 timing={"create_seconds": 0.2, "launch_seconds": 0.2,
-                         "terminate_seconds": 0.1})
+    drill = {
+        "zone": f"{REGION}-3",
+        "vpc_id": "vpc-drill001",
+        "subnet_id": "subnet-drill001",
+        "security_group_ids": ["sg-drill001"],
+        "instance_type": "S5.SMALL2",
+    }
+    spec = fleet(
+        instances=[{"id": A}],
+        images=[managed(A, T0, "img-aaaa0001")],
+        timing={"create_seconds": 0.2, "launch_seconds": 0.2, "terminate_seconds": 0.1},
+    )
     with world(tmp_path, spec, policy(ids=[A], drill=drill)) as w:
         client = w.client()
         exporter = start_metrics("127.0.0.1:0", lambda: client.stats)
         try:
-            report = run_drills(w.setup(), client, RecordingAlerter(), datetime.now(UTC),
-                                waiting=Waiting(seconds=10, poll_seconds=0.1),
-                                observe=exporter.observe_drills)
+            report = run_drills(
+                w.setup(),
+                client,
+                RecordingAlerter(),
+                datetime.now(UTC),
+                waiting=Waiting(seconds=10, poll_seconds=0.1),
+                observe=exporter.observe_drills,
+            )
             samples = scrape(exporter.address[1])
         finally:
             exporter.close()

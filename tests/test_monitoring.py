@@ -73,21 +73,34 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """The metric names a real exporter serves after a real run (one failed instance, so
     every series, errors included, exists)."""
     spec = fleet(instances=[{"id": A}, {"id": B, "not_supported": True}])
-    document = {"name": "hourly", "regions": [REGION], "targets": {"instance_ids": [A, B]},
-                "schedules": [{"every": "1h"}], "retention": {"keep_last": 2}}
+    document = {
+        "name": "hourly",
+        "regions": [REGION],
+        "targets": {"instance_ids": [A, B]},
+        "schedules": [{"every": "1h"}],
+        "retention": {"keep_last": 2},
+    }
     with world(tmp_path_factory.mktemp("world"), spec, document) as w:
         client = w.client()
         exporter = start_metrics("127.0.0.1:0", lambda: client.stats)
         try:
-            run_once(w.setup(), client, RecordingAlerter(), now=T0 + timedelta(minutes=1),
-                     observe=exporter.observe)
+            run_once(
+                w.setup(),
+                client,
+                RecordingAlerter(),
+                now=T0 + timedelta(minutes=1),
+                observe=exporter.observe,
+            )
             _, port = exporter.address
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as got:
                 text = got.read().decode()
         finally:
             exporter.close()
-    return {re.split(r"[{ ]", line)[0] for line in text.splitlines()
-            if line and not line.startswith("#")}
+    return {
+        re.split(r"[{ ]", line)[0]
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
 
 
 @pytest.mark.parametrize("expr", dashboard_exprs() + rule_exprs())

@@ -120,7 +120,11 @@ def test_wheel_installs_into_a_fresh_venv_as_a_working_command(
 
     def cvmkeeper(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(command), *args], capture_output=True, text=True, timeout=120, check=False,
+            [str(command), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
             cwd=tmp_path,
         )
 

@@ -33,7 +33,9 @@ def test_escapes_terminal_sequences_newlines_zero_width_and_bidi() -> None:
 
 def test_describes_what_it_finds_once_each() -> None:
     assert unsafe_characters("a\u202eb\u202e\x1b") == [
-        "U+202E RIGHT-TO-LEFT OVERRIDE", "U+001B control character"]
+        "U+202E RIGHT-TO-LEFT OVERRIDE",
+        "U+001B control character",
+    ]
     assert unsafe_characters("fine") == []
 
 

@@ -27,7 +27,12 @@ import tempfile
 from pathlib import Path
 
 __all__ = [
-    "NOFOLLOW", "open_fd", "read_text", "shared_mode", "warn_if_shared", "write_atomically",
+    "NOFOLLOW",
+    "open_fd",
+    "read_text",
+    "shared_mode",
+    "warn_if_shared",
+    "write_atomically",
 ]
 
 #: the flags every open in ``state_dir`` adds
@@ -99,7 +104,13 @@ def warn_if_shared(path: Path, what: str, mode: int | None = None) -> bool:
     log.warning(
         "%s file %s is readable by %s (mode %04o): anyone there can use it; chmod 600 it, "
         "or hand it over with systemd LoadCredential=/LoadCredentialEncrypted=",
-        what, path, "group and others" if mode & stat.S_IROTH and mode & stat.S_IRGRP
-        else "others" if mode & stat.S_IROTH else "its group", stat.S_IMODE(mode),
+        what,
+        path,
+        "group and others"
+        if mode & stat.S_IROTH and mode & stat.S_IRGRP
+        else "others"
+        if mode & stat.S_IROTH
+        else "its group",
+        stat.S_IMODE(mode),
     )
     return True

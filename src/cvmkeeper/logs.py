@@ -233,8 +233,7 @@ class _TextFormatter(logging.Formatter):
         stamp = when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d}"
         stamp += when.strftime("%z")
         text = (
-            f"{stamp} {record.levelname} {record.name}: {_message(record)}"
-            f"{_extras_suffix(record)}"
+            f"{stamp} {record.levelname} {record.name}: {_message(record)}{_extras_suffix(record)}"
         )
         details = _exception_text(record)
         if details:

@@ -83,30 +83,62 @@ class MetricsExporter:
         self.last_backup = gauge(
             "cvmkeeper_last_backup_timestamp_seconds",
             "Slot (Unix time) of the newest NORMAL backup of each targeted instance.",
-            ["region", "instance", "policy"], registry=self.registry)
+            ["region", "instance", "policy"],
+            registry=self.registry,
+        )
         self.stale = gauge(
             "cvmkeeper_backup_stale",
             "1 when the newest NORMAL backup is older than the policy period times the "
-            "freshness factor (or missing).", ["region", "instance"], registry=self.registry)
-        self.images = gauge("cvmkeeper_images", "Custom images in the region, by owner.",
-                            ["region", "owner"], registry=self.registry)
-        self.quota = gauge("cvmkeeper_image_quota", "Effective custom-image quota.",
-                           ["region"], registry=self.registry)
-        self.quota_free = gauge("cvmkeeper_image_quota_free",
-                                "Custom images that can still be created.", ["region"],
-                                registry=self.registry)
+            "freshness factor (or missing).",
+            ["region", "instance"],
+            registry=self.registry,
+        )
+        self.images = gauge(
+            "cvmkeeper_images",
+            "Custom images in the region, by owner.",
+            ["region", "owner"],
+            registry=self.registry,
+        )
+        self.quota = gauge(
+            "cvmkeeper_image_quota",
+            "Effective custom-image quota.",
+            ["region"],
+            registry=self.registry,
+        )
+        self.quota_free = gauge(
+            "cvmkeeper_image_quota_free",
+            "Custom images that can still be created.",
+            ["region"],
+            registry=self.registry,
+        )
         self.run_duration = prometheus.Histogram(
-            "cvmkeeper_run_duration_seconds", "Duration of each run, by result.", ["result"],
-            buckets=DURATION_BUCKETS, registry=self.registry)
-        self.runs = counter("cvmkeeper_runs", "Runs finished, by result.", ["result"],
-                            registry=self.registry)
-        self.drills = counter("cvmkeeper_drills", "Restore drills finished, by result.",
-                              ["policy", "result"], registry=self.registry)
-        self.drill_ok = gauge("cvmkeeper_drill_ok", "1 when the last drill of the instance "
-                              "passed.", ["policy", "instance"], registry=self.registry)
-        self.drill_ready = gauge("cvmkeeper_drill_seconds_to_ready",
-                                 "Seconds from launch to ready in the last passing drill.",
-                                 ["policy", "instance"], registry=self.registry)
+            "cvmkeeper_run_duration_seconds",
+            "Duration of each run, by result.",
+            ["result"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.runs = counter(
+            "cvmkeeper_runs", "Runs finished, by result.", ["result"], registry=self.registry
+        )
+        self.drills = counter(
+            "cvmkeeper_drills",
+            "Restore drills finished, by result.",
+            ["policy", "result"],
+            registry=self.registry,
+        )
+        self.drill_ok = gauge(
+            "cvmkeeper_drill_ok",
+            "1 when the last drill of the instance passed.",
+            ["policy", "instance"],
+            registry=self.registry,
+        )
+        self.drill_ready = gauge(
+            "cvmkeeper_drill_seconds_to_ready",
+            "Seconds from launch to ready in the last passing drill.",
+            ["policy", "instance"],
+            registry=self.registry,
+        )
         self.registry.register(_ApiCollector(prometheus, client_stats))
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -130,7 +162,8 @@ class MetricsExporter:
                     self.stale.labels(item.region, item.instance_id).set(int(item.stale))
                     if item.newest_slot is not None:
                         self.last_backup.labels(item.region, item.instance_id, item.policy).set(
-                            item.newest_slot.timestamp())
+                            item.newest_slot.timestamp()
+                        )
 
     def observe_drills(self, report: Any) -> None:
         """Record one drill run (a ``restore.drill.DrillReport``)."""
@@ -140,15 +173,17 @@ class MetricsExporter:
                 self.drill_ok.labels(outcome.policy, outcome.instance_id).set(int(outcome.ok))
                 if outcome.ok and outcome.seconds_to_ready is not None:
                     self.drill_ready.labels(outcome.policy, outcome.instance_id).set(
-                        outcome.seconds_to_ready)
+                        outcome.seconds_to_ready
+                    )
 
     def start(self, listen: str) -> tuple[str, int]:
         """Serve ``/metrics`` on ``listen``; return the bound (host, port)
         (port 0 picks a free one). Raises ``MetricsError`` when it cannot bind."""
         host, port = parse_listen(listen)
         try:
-            server, thread = self._prometheus.start_http_server(port, addr=host,
-                                                                registry=self.registry)
+            server, thread = self._prometheus.start_http_server(
+                port, addr=host, registry=self.registry
+            )
         except OSError as error:
             raise MetricsError(f"cannot serve metrics on {listen}: {error.strerror}") from None
         self._server, self._thread = server, thread
@@ -188,11 +223,14 @@ class _ApiCollector:
 
     def collect(self) -> Iterator[Any]:
         """The counters as of now."""
-        calls = self._metric_family("cvmkeeper_api_calls", "CVM API call attempts, by action.",
-                                    labels=["action"])
+        calls = self._metric_family(
+            "cvmkeeper_api_calls", "CVM API call attempts, by action.", labels=["action"]
+        )
         errors = self._metric_family(
-            "cvmkeeper_api_errors", "CVM API call attempts that failed, by action and code.",
-            labels=["action", "code"])
+            "cvmkeeper_api_errors",
+            "CVM API call attempts that failed, by action and code.",
+            labels=["action", "code"],
+        )
         stats = self._client_stats()
         if stats is not None:
             attempts, failures = stats.snapshot()

@@ -29,10 +29,16 @@ from support.http_capture import http_capture
 REPO = Path(__file__).resolve().parents[2]
 MONITOR = MonitorConfig(schedule="0 2 * * *")
 TOKEN = "tok3n-s3cr3t-9f8e7d6c"
-FAILURE = Failure(policy="web-daily", action="CreateImage", message="quota exceeded",
-                  instance="ins-6pb6lrmy", region="ap-guangzhou",
-                  tencent_code="ImageQuotaLimitExceeded", request_id="req-1",
-                  extra={"slot": "2026-11-27T18:00:00Z"})
+FAILURE = Failure(
+    policy="web-daily",
+    action="CreateImage",
+    message="quota exceeded",
+    instance="ins-6pb6lrmy",
+    region="ap-guangzhou",
+    tencent_code="ImageQuotaLimitExceeded",
+    request_id="req-1",
+    extra={"slot": "2026-11-27T18:00:00Z"},
+)
 
 
 @pytest.fixture
@@ -62,14 +68,22 @@ def test_webhook_posts_a_signed_documented_json_body() -> None:
     error, start, end = (r.json for r in got)
     assert error["schema"] == SCHEMA and error["kind"] == "error"
     assert got[0].headers["X-Cvmkeeper-Event"] == "error"
-    assert {k: error[k] for k in ("policy", "action", "region", "instance", "tencent_code",
-                                  "request_id", "host")} == {
-        "policy": "web-daily", "action": "CreateImage", "region": "ap-guangzhou",
-        "instance": "ins-6pb6lrmy", "tencent_code": "ImageQuotaLimitExceeded",
-        "request_id": "req-1", "host": "backup-1"}
+    assert {
+        k: error[k]
+        for k in ("policy", "action", "region", "instance", "tencent_code", "request_id", "host")
+    } == {
+        "policy": "web-daily",
+        "action": "CreateImage",
+        "region": "ap-guangzhou",
+        "instance": "ins-6pb6lrmy",
+        "tencent_code": "ImageQuotaLimitExceeded",
+        "request_id": "req-1",
+        "host": "backup-1",
+    }
     assert error["extra"] == {"slot": "2026-11-27T18:00:00Z"}
-    assert error["summary"] == ("cvmkeeper ERROR web-daily ap-guangzhou ins-6pb6lrmy: "
-                                "quota exceeded")
+    assert error["summary"] == (
+        "cvmkeeper ERROR web-daily ap-guangzhou ins-6pb6lrmy: quota exceeded"
+    )
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", error["time"])
     assert (start["kind"], start["status"], end["status"]) == ("check_in", "in_progress", "error")
     assert start["check_in_id"] == end["check_in_id"]
@@ -92,8 +106,12 @@ def test_webhook_retries_a_5xx_and_gives_up_on_a_4xx(log_text: io.StringIO) -> N
 
 def test_healthchecks_pings_start_success_and_fail_per_policy() -> None:
     with http_capture() as server:
-        pings = HealthchecksAlerter([("web-daily", f"{server.url}/ping/{TOKEN}"),
-                                     ("Nightly DB", f"{server.url}/ping/other-uuid")])
+        pings = HealthchecksAlerter(
+            [
+                ("web-daily", f"{server.url}/ping/{TOKEN}"),
+                ("Nightly DB", f"{server.url}/ping/other-uuid"),
+            ]
+        )
         with monitored_run(pings, "web-daily", MONITOR):
             pass
         with monitored_run(pings, "web-daily", MONITOR) as run:
@@ -101,13 +119,20 @@ def test_healthchecks_pings_start_success_and_fail_per_policy() -> None:
         with monitored_run(pings, "not-configured", MONITOR):
             pass
         from cvmkeeper.alerting import monitor_slug
+
         with monitored_run(pings, monitor_slug("Nightly DB"), MONITOR):
             pass
         pings.close(10)
         got = server.wait_for(6)
     paths = [r.path.split("?")[0] for r in got]
-    assert paths == [f"/ping/{TOKEN}/start", f"/ping/{TOKEN}", f"/ping/{TOKEN}/start",
-                     f"/ping/{TOKEN}/fail", "/ping/other-uuid/start", "/ping/other-uuid"]
+    assert paths == [
+        f"/ping/{TOKEN}/start",
+        f"/ping/{TOKEN}",
+        f"/ping/{TOKEN}/start",
+        f"/ping/{TOKEN}/fail",
+        "/ping/other-uuid/start",
+        "/ping/other-uuid",
+    ]
     rids = [r.path.split("rid=")[1] for r in got]
     assert rids[0] == rids[1] and rids[2] == rids[3] and rids[0] != rids[2]
     assert re.fullmatch(r"[0-9a-f-]{36}", rids[0])
@@ -118,19 +143,20 @@ def test_apprise_json_url_delivers_errors_and_failed_runs() -> None:
     pytest.importorskip("apprise")
     with http_capture() as server:
         host_port = server.url.removeprefix("http://")
-        [channel] = channel_alerters(NotifySettings(apprise=(Secret(f"json://{host_port}/a"),)),
-                                     host="backup-1")
+        [channel] = channel_alerters(
+            NotifySettings(apprise=(Secret(f"json://{host_port}/a"),)), host="backup-1"
+        )
         channel.error(FAILURE)
-        channel.checkin_finish("web-daily", channel.checkin_start("web-daily", MONITOR), True,
-                               MONITOR)
+        channel.checkin_finish(
+            "web-daily", channel.checkin_start("web-daily", MONITOR), True, MONITOR
+        )
         channel.checkin_finish("web-daily", "x", False, MONITOR)
         channel.close(15)
         got = server.wait_for(2)
     assert len(got) == 2  # a good run is not sent
     error, failed = (r.json for r in got)
     assert error["type"] == "failure"
-    assert error["title"] == ("cvmkeeper ERROR web-daily ap-guangzhou ins-6pb6lrmy: "
-                              "quota exceeded")
+    assert error["title"] == ("cvmkeeper ERROR web-daily ap-guangzhou ins-6pb6lrmy: quota exceeded")
     assert error["message"] == "quota exceeded"
     assert failed["title"] == "cvmkeeper run of web-daily FAILED"
 
@@ -162,8 +188,9 @@ def test_no_channel_means_the_alerter_itself() -> None:
 
 
 def test_a_missing_secret_file_is_a_config_error(tmp_path: Path) -> None:
-    settings = NotifySettings(webhook=WebhookSettings(
-        url=Secret("http://127.0.0.1:9/x"), secret_file=tmp_path / "nope"))
+    settings = NotifySettings(
+        webhook=WebhookSettings(url=Secret("http://127.0.0.1:9/x"), secret_file=tmp_path / "nope")
+    )
     with pytest.raises(AlertingConfigError, match=r"notify.webhook.secret_file .*nope"):
         channel_alerters(settings)
 
@@ -188,7 +215,8 @@ def test_only_token_like_parts_of_a_url_are_secrets(log_text: io.StringIO) -> No
 
     register_url_secret(f"https://alerts.example.com/cvmkeeper/hooks/{TOKEN}?key=abcdefgh")
     logging.getLogger("cvmkeeper.test").warning(
-        "cvmkeeper hooks: posting to %s failed; key=abcdefgh", TOKEN)
+        "cvmkeeper hooks: posting to %s failed; key=abcdefgh", TOKEN
+    )
     line = log_text.getvalue()
     assert "cvmkeeper hooks: posting to *** failed" in line
     assert TOKEN not in line and "abcdefgh" not in line
@@ -201,37 +229,47 @@ def config_file(tmp_path: Path, notify: str) -> Path:
 
 
 def test_notify_config_reads_every_channel(tmp_path: Path) -> None:
-    config = load_config(config_file(tmp_path, f"""\
+    config = load_config(
+        config_file(
+            tmp_path,
+            f"""\
         webhook: {{url: "https://alerts.example.com/{TOKEN}", secret_file: key,
                    timeout: 3s}}
         healthchecks: {{web-daily: "https://hc-ping.com/{TOKEN}"}}
         apprise: ["ntfys://ntfy.sh/{TOKEN}"]
         apprise_urls_file: urls
-        """))
+        """,
+        )
+    )
     notify = config.notify
     assert notify.webhook is not None
     assert notify.webhook.url.reveal() == f"https://alerts.example.com/{TOKEN}"
     assert notify.webhook.secret_file == (tmp_path / "key").resolve()
     assert notify.webhook.timeout.total_seconds() == 3
     assert [(p, u.reveal()) for p, u in notify.healthchecks] == [
-        ("web-daily", f"https://hc-ping.com/{TOKEN}")]
+        ("web-daily", f"https://hc-ping.com/{TOKEN}")
+    ]
     assert [u.reveal() for u in notify.apprise] == [f"ntfys://ntfy.sh/{TOKEN}"]
     assert TOKEN not in repr(config)
 
 
 def test_notify_config_problems_name_file_line_key_and_never_the_url(tmp_path: Path) -> None:
-    path = config_file(tmp_path, f"""\
+    path = config_file(
+        tmp_path,
+        f"""\
         webhook: {{url: "ftp://x/{TOKEN}"}}
         healthchecks: {{web-daily: "not a url {TOKEN}"}}
         apprise: ["{TOKEN}"]
         pager: yes
-        """)
+        """,
+    )
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     text = str(caught.value)
     assert TOKEN not in text
     assert f"{path.name}:2:18: notify.webhook.url: is not an http(s) URL" in text.replace(
-        str(path), path.name)
+        str(path), path.name
+    )
     assert "notify.healthchecks.web-daily: is not an http(s) URL" in text
     assert "notify.apprise[0]: is not an Apprise URL" in text
     assert "notify.pager: unknown key" in text or "pager: unknown key" in text
@@ -253,8 +291,10 @@ def test_the_schema_in_the_docstring_lists_every_field_sent() -> None:
     from cvmkeeper.alerting import webhook
 
     doc = webhook.__doc__ or ""
-    sent = {**webhook.failure_document(FAILURE, "h"),
-            **webhook.check_in_document("s", "i", "ok", "h")}
+    sent = {
+        **webhook.failure_document(FAILURE, "h"),
+        **webhook.check_in_document("s", "i", "ok", "h"),
+    }
     for key in sent:
         assert f'"{key}"' in doc, key
     assert json.loads(json.dumps(sent))
@@ -270,15 +310,16 @@ def test_cvmkeeper_run_sends_its_failures_to_the_webhook(tmp_path: Path) -> None
 
     key = tmp_path / "webhook_secret"
     key.write_text("shared-key\n")
-    with http_capture() as server, world(
-        tmp_path, fleet(instances=[{"id": A, "not_supported": True}]), policy(ids=[A])
-    ) as w:
+    with (
+        http_capture() as server,
+        world(tmp_path, fleet(instances=[{"id": A, "not_supported": True}]), policy(ids=[A])) as w,
+    ):
         document = yaml.safe_load(w.config_path.read_text())
-        document["notify"] = {"webhook": {"url": f"{server.url}/{TOKEN}",
-                                          "secret_file": str(key)}}
+        document["notify"] = {"webhook": {"url": f"{server.url}/{TOKEN}", "secret_file": str(key)}}
         w.config_path.write_text(yaml.safe_dump(document))
-        result = CliRunner().invoke(cli, ["run", "--config", str(w.config_path),
-                                          "--policy", "hourly"])
+        result = CliRunner().invoke(
+            cli, ["run", "--config", str(w.config_path), "--policy", "hourly"]
+        )
         assert result.exit_code == 1, result.output
         got = server.wait_for(1)
     errors = [r for r in got if r.json["kind"] == "error"]

@@ -141,7 +141,10 @@ def test_a_good_scheduled_run_checks_in_in_progress_then_ok_with_its_monitor(
             config = checkin["monitor_config"]
             assert config["schedule"] == {"type": "interval", "value": 1, "unit": "hour"}
             assert (config["timezone"], config["checkin_margin"], config["max_runtime"]) == (
-                "UTC", 5, 60)
+                "UTC",
+                5,
+                60,
+            )
             assert (config["failure_issue_threshold"], config["recovery_threshold"]) == (1, 1)
         assert checkins[1]["duration"] >= 0
         assert capture.events() == []  # a good run with fresh backups pages nobody
@@ -187,7 +190,11 @@ def test_a_stale_instance_after_a_run_is_one_warning_event_per_run_one_fingerpri
         }
         tags = events[0]["tags"]
         assert (tags["policy"], tags["instance"], tags["region"], tags["action"]) == (
-            "daily", A, REGION, "freshness")
+            "daily",
+            A,
+            REGION,
+            "freshness",
+        )
         assert "img-aaaa0old" in events[0]["extra"]["newest_image"]
         assert "is 3d3h1m old" in events[0]["message"]
         assert "is 3d3h20m old" in events[1]["message"]
@@ -226,8 +233,11 @@ def test_a_dry_run_sends_no_health_warning(
 
 @pytest.mark.parametrize("in_environment", [False, True], ids=["config-file", "and-env"])
 def test_a_canary_secret_key_never_leaves_the_process_during_a_failing_run(
-    tmp_path: Path, capture: SentryCapture, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture, in_environment: bool,
+    tmp_path: Path,
+    capture: SentryCapture,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    in_environment: bool,
 ) -> None:
     """The key is in the file the config names (and the environment), and in the message
     of an exception that kills the region's run: the error event carries that exception."""

@@ -394,8 +394,9 @@ def test_no_trace_propagation_headers_reach_the_tencent_api(
 
     fleet = {"regions": {"ap-guangzhou": {"instances": [{"id": "ins-00000001"}]}}}
     with running_emulator(fleet) as emu, sentry_sdk.start_transaction(name="run", op="run"):
-        client = CloudClient.over_http(Credentials(emu.secret_id, emu.secret_key),
-                                       EndpointConfig(emu.endpoint, "http", 5))
+        client = CloudClient.over_http(
+            Credentials(emu.secret_id, emu.secret_key), EndpointConfig(emu.endpoint, "http", 5)
+        )
         client.list_images("ap-guangzhou")
         client.image_quota("ap-guangzhou")
         client.list_instances("ap-guangzhou")

@@ -46,7 +46,10 @@ def test_bash_script_completes_commands_in_a_real_bash(tmp_path: Path) -> None:
     script = tmp_path / "complete.bash"
     printed = subprocess.run(
         [str(BIN / "cvmkeeper"), "completion", "bash"],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     script.write_text(printed)
     probe = (
@@ -57,6 +60,10 @@ def test_bash_script_completes_commands_in_a_real_bash(tmp_path: Path) -> None:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     out = subprocess.run(
         ["bash", "--norc", "--noprofile", "-c", probe],
-        capture_output=True, text=True, timeout=60, check=True, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
     ).stdout
     assert out.split() == ["completion"]

@@ -54,8 +54,7 @@ def test_plan_run_and_images_show_the_copies_of_each_destination(tmp_path: Path)
         assert second.exit_code == 0, second.output
         report: dict[str, Any] = json.loads(second.stdout)
         [copy] = report["copies"]
-        assert (copy["region"], copy["source_region"], copy["status"]) == (DEST, REGION,
-                                                                          "copied")
+        assert (copy["region"], copy["source_region"], copy["status"]) == (DEST, REGION, "copied")
         assert copy["image_name"] == image_name(A, T0 + timedelta(hours=1))
         assert DEST in report["copy_plans"]
 
@@ -65,7 +64,8 @@ def test_plan_run_and_images_show_the_copies_of_each_destination(tmp_path: Path)
         assert regions[DEST]["copies_from"] == {A: REGION}
         kept = regions[DEST]["instances"][A]
         assert {image["image_name"] for image in kept} == {
-            name0, image_name(A, T0 + timedelta(hours=1))
+            name0,
+            image_name(A, T0 + timedelta(hours=1)),
         }
         assert all("keep_last" in image["kept_by"] for image in kept)
         text_list = invoke(w, "images", "--region", DEST)
@@ -96,20 +96,32 @@ def test_validate_adds_the_copies_to_the_destination_worst_case(tmp_path: Path) 
     config = write_files(tmp_path, "copies: [{region: ap-shanghai, retention: {keep_last: 6}}]\n")
     result = CliRunner().invoke(cli, ["validate", "--config", str(config)])
     assert result.exit_code == 2
-    assert ("ap-shanghai: web copies 6 x 2 instances = 12 > quota 10: retention wants more "
-            "images") in result.stderr
+    assert (
+        "ap-shanghai: web copies 6 x 2 instances = 12 > quota 10: retention wants more images"
+    ) in result.stderr
     fits = write_files(tmp_path, "copies: [{region: ap-shanghai}]\n")
     ok = CliRunner().invoke(cli, ["validate", "--config", str(fits)])
     assert ok.exit_code == 0, ok.stderr
     assert "copies to ap-shanghai hold at most keep_last 3 + min_keep 1" in ok.stdout
-    assert ("quota ap-shanghai: web copies 3 x 2 instances = 6 <= quota 10 (offline: the cap "
-            "image_quota)") in ok.stdout
+    assert (
+        "quota ap-shanghai: web copies 3 x 2 instances = 6 <= quota 10 (offline: the cap "
+        "image_quota)"
+    ) in ok.stdout
 
 
 def test_simulate_replays_each_copy_region_by_its_own_retention(tmp_path: Path) -> None:
     config = write_files(tmp_path, "copies: [{region: ap-shanghai, retention: {keep_last: 5}}]\n")
-    args = ["simulate", "--config", str(config), "--policy", "web", "--days", "1",
-            "--at", "2026-01-01T00:00Z"]
+    args = [
+        "simulate",
+        "--config",
+        str(config),
+        "--policy",
+        "web",
+        "--days",
+        "1",
+        "--at",
+        "2026-01-01T00:00Z",
+    ]
     result = CliRunner().invoke(cli, [*args, "--json"])
     assert result.exit_code == 0, result.output
     simulated = json.loads(result.stdout)

@@ -21,8 +21,10 @@ from executor.world import REGION, SECRET_ID, SECRET_KEY, fleet, policy, world
 def clean_env(home: Path, **extra: str) -> dict[str, str | None]:
     """No credentials in the environment, a HOME without ~/.tencentcloud."""
     env: dict[str, str | None] = {
-        "TENCENTCLOUD_SECRET_ID": None, "TENCENTCLOUD_SECRET_KEY": None,
-        "TENCENTCLOUD_SESSION_TOKEN": None, "CREDENTIALS_DIRECTORY": None,
+        "TENCENTCLOUD_SECRET_ID": None,
+        "TENCENTCLOUD_SECRET_KEY": None,
+        "TENCENTCLOUD_SESSION_TOKEN": None,
+        "CREDENTIALS_DIRECTORY": None,
         "HOME": str(home),
     }
     return env | extra
@@ -33,8 +35,9 @@ def test_no_credentials_names_the_sources_and_the_way_that_works(tmp_path: Path)
         document = yaml.safe_load(w.config_path.read_text())
         document["credentials"] = {"cvm_role": False}  # as the root shell sees it
         w.config_path.write_text(yaml.safe_dump(document))
-        result = CliRunner().invoke(cli, ["status", "--config", str(w.config_path)],
-                                    env=clean_env(tmp_path))
+        result = CliRunner().invoke(
+            cli, ["status", "--config", str(w.config_path)], env=clean_env(tmp_path)
+        )
         assert result.exit_code == 2
         err = result.stderr
         assert "status: no Tencent Cloud credentials found; looked at, in order:" in err
@@ -48,8 +51,11 @@ def test_no_credentials_names_the_sources_and_the_way_that_works(tmp_path: Path)
         (keys / "secret_key").write_text(SECRET_KEY + "\n")
         for name in ("secret_id", "secret_key"):
             (keys / name).chmod(0o600)
-        fixed = CliRunner().invoke(cli, ["status", "--config", str(w.config_path), "--json"],
-                                   env=clean_env(tmp_path, CREDENTIALS_DIRECTORY=str(keys)))
+        fixed = CliRunner().invoke(
+            cli,
+            ["status", "--config", str(w.config_path), "--json"],
+            env=clean_env(tmp_path, CREDENTIALS_DIRECTORY=str(keys)),
+        )
         assert fixed.exit_code in (0, 1), fixed.output  # read; 1: nothing backed up yet
         assert '"region": "' + REGION + '"' in fixed.stdout
         assert '"error": null' in fixed.stdout

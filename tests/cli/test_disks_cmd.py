@@ -36,7 +36,9 @@ def test_images_shows_what_each_image_holds(tmp_path: Path) -> None:
         [region] = json.loads(result.stdout)["regions"]
         [image_a] = region["instances"][A]
         assert [(d["usage"], d["size_gib"]) for d in image_a["disks"]] == [
-            ("SYSTEM_DISK", 50), ("DATA_DISK", 200)]
+            ("SYSTEM_DISK", 50),
+            ("DATA_DISK", 200),
+        ]
         assert image_a["data_disks_asked"] == 1
         assert image_a["fewer_disks_than_asked"] is False
         assert region["instances"][B][0]["data_disks_asked"] == 0
@@ -45,33 +47,35 @@ def test_images_shows_what_each_image_holds(tmp_path: Path) -> None:
 def test_status_and_validate_online_name_the_disk_left_out(tmp_path: Path) -> None:
     with world(tmp_path, spec(), policy("db", ids=[A, B])) as w:
         run_once(w.setup(), w.client(), RecordingAlerter(), now=T0.replace(hour=1, minute=1))
-        status = CliRunner().invoke(cli, ["status", "--config", str(w.config_path),
-                                          "--at", AT])
+        status = CliRunner().invoke(cli, ["status", "--config", str(w.config_path), "--at", AT])
         assert "DISK WARNINGS (1)" in status.stdout
         assert status.exit_code == 1 and "needs attention" in status.stdout
         assert f"{REGION}: policy 'db': instance {A}: disk disk-scratch1" in status.stdout
-        as_json = CliRunner().invoke(cli, ["status", "--config", str(w.config_path), "--at", AT,
-                                           "--json"])
+        as_json = CliRunner().invoke(
+            cli, ["status", "--config", str(w.config_path), "--at", AT, "--json"]
+        )
         document = json.loads(as_json.stdout)
         assert document["ok"] is False
         [warning] = document["disk_warnings"]
         assert "disk-scratch1" in warning and "NOT in the backup" in warning
         holds = {i["instance_id"]: i["newest_image_holds"] for i in document["instances"]}
         assert holds == {A: "system 50G + data 200G", B: "system 50G"}
-        validate = CliRunner().invoke(cli, ["validate", "--online", "--config",
-                                            str(w.config_path)])
+        validate = CliRunner().invoke(cli, ["validate", "--online", "--config", str(w.config_path)])
         assert validate.exit_code == 0, validate.output
-        assert (f"warning: {REGION}: policy 'db': instance {A}: disk disk-scratch1 is a local "
-                "disk (LOCAL_SSD)") in validate.stdout
+        assert (
+            f"warning: {REGION}: policy 'db': instance {A}: disk disk-scratch1 is a local "
+            "disk (LOCAL_SSD)"
+        ) in validate.stdout
 
 
 def test_validate_warns_about_the_snapshots_per_disk(tmp_path: Path) -> None:
     with world(tmp_path, fleet(quota=100), policy(ids=[A], keep_last=70), quota=100) as w:
         result = CliRunner().invoke(cli, ["validate", "--config", str(w.config_path)])
         assert result.exit_code == 0, result.output
-        assert ("warning: policy 'hourly' can keep 70 images per instance; each holds a "
-                "snapshot of every disk and CBS documents at most 64 snapshots per disk"
-                ) in result.stdout
+        assert (
+            "warning: policy 'hourly' can keep 70 images per instance; each holds a "
+            "snapshot of every disk and CBS documents at most 64 snapshots per disk"
+        ) in result.stdout
 
 
 def test_validate_warns_when_deletes_leave_the_snapshots(tmp_path: Path) -> None:

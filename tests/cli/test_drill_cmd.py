@@ -28,28 +28,45 @@ from cvmkeeper.restore.actions import Waiting
 from cvmkeeper.restore.drill import run_drills, sweep
 from executor.world import REGION, T0, A, B, fleet, managed, policy, world
 
-FAST = {"create_seconds": 0.2, "stop_seconds": 0.1, "start_seconds": 0.1,
-        "sync_seconds": 0.2, "launch_seconds": 0.2, "terminate_seconds": 0.1,
-        "reset_seconds": 0.2}
+FAST = {
+    "create_seconds": 0.2,
+    "stop_seconds": 0.1,
+    "start_seconds": 0.1,
+    "sync_seconds": 0.2,
+    "launch_seconds": 0.2,
+    "terminate_seconds": 0.1,
+    "reset_seconds": 0.2,
+}
 IMAGES = (managed(A, T0, "img-aaaa0001"), managed(B, T0, "img-bbbb0001"))
 
 
 def drill(port: int = 0, **extra: Any) -> dict[str, Any]:
     """A policy's drill key in the emulator's region."""
-    document: dict[str, Any] = {"every": "7d", "zone": f"{REGION}-3", "vpc_id": "vpc-drill001",
-                                "subnet_id": "subnet-drill001",
-                                "security_group_ids": ["sg-drill001"],
-                                "instance_type": "S5.SMALL2", "timeout": "1m", **extra}
+    document: dict[str, Any] = {
+        "every": "7d",
+        "zone": f"{REGION}-3",
+        "vpc_id": "vpc-drill001",
+        "subnet_id": "subnet-drill001",
+        "security_group_ids": ["sg-drill001"],
+        "instance_type": "S5.SMALL2",
+        "timeout": "1m",
+        **extra,
+    }
     if port:
         document["check"] = {"tcp_port": port}
     return document
 
 
-def spec(instances: tuple[dict[str, Any], ...] = ({"id": A}, {"id": B}),
-         **launch: Any) -> dict[str, Any]:
+def spec(
+    instances: tuple[dict[str, Any], ...] = ({"id": A}, {"id": B}), **launch: Any
+) -> dict[str, Any]:
     """A fleet whose new instances get 127.0.0.1 (the test's listener is reachable)."""
-    return fleet(instances=instances, images=IMAGES, timing=FAST,
-                 launch={"private_ip": "127.0.0.1", **launch})
+    return fleet(
+        instances=instances,
+        images=IMAGES,
+        timing=FAST,
+        launch={"private_ip": "127.0.0.1", **launch},
+    )
 
 
 @contextmanager
@@ -81,8 +98,7 @@ def listener() -> Iterator[tuple[int, list[int]]]:
 
 def run_drill(w: Any, *args: str) -> Result:
     """``cvmkeeper drill`` against the world's config."""
-    return CliRunner().invoke(cli, ["drill", "--config", str(w.config_path), "--no-alerts",
-                                    *args])
+    return CliRunner().invoke(cli, ["drill", "--config", str(w.config_path), "--no-alerts", *args])
 
 
 def instances(w: Any) -> dict[str, dict[str, Any]]:
@@ -91,8 +107,10 @@ def instances(w: Any) -> dict[str, dict[str, Any]]:
 
 
 def test_a_drill_passes_checks_the_port_and_terminates_its_instance(tmp_path: Path) -> None:
-    with listener() as (port, accepted), \
-            world(tmp_path, spec(), policy(ids=[A, B], drill=drill(port))) as w:
+    with (
+        listener() as (port, accepted),
+        world(tmp_path, spec(), policy(ids=[A, B], drill=drill(port))) as w,
+    ):
         before = w.state()
         result = run_drill(w, "--json")
         assert result.exit_code == 0, result.output
@@ -109,15 +127,16 @@ def test_a_drill_passes_checks_the_port_and_terminates_its_instance(tmp_path: Pa
         assert accepted[0] >= 1
         launched = [e for e in w.writes() if e["action"] == "RunInstances"]
         [run] = launched
-        tags = {t["Key"]: t["Value"] for s in run["params"]["TagSpecification"]
-                for t in s["Tags"]}
+        tags = {t["Key"]: t["Value"] for s in run["params"]["TagSpecification"] for t in s["Tags"]}
         assert tags[DRILL_TAG] == "hourly" and LEASE_TAG in tags
         assert run["params"]["Placement"] == {"Zone": f"{REGION}-3"}
         assert run["params"]["InstanceType"] == "S5.SMALL2"
         [terminate] = [e for e in w.writes() if e["action"] == "TerminateInstances"]
         assert terminate["InstanceIds"] == [outcome["drill_instance_id"]]
-        assert set(instances(w)) == {A, B} or \
-            instances(w)[outcome["drill_instance_id"]]["InstanceState"] == "TERMINATING"
+        assert (
+            set(instances(w)) == {A, B}
+            or instances(w)[outcome["drill_instance_id"]]["InstanceState"] == "TERMINATING"
+        )
         # the next drill takes the instance drilled longest ago: B, never drilled
         second = json.loads(run_drill(w, "--json").stdout)
         assert [d["instance_id"] for d in second["drills"]] == [B]
@@ -125,8 +144,7 @@ def test_a_drill_passes_checks_the_port_and_terminates_its_instance(tmp_path: Pa
         assert set(state["policies"]["hourly"]["instances"]) == {A, B}
         status = CliRunner().invoke(cli, ["status", "--config", str(w.config_path)])
         assert "    drill: " in status.stdout and f"{B} OK, ready in" in status.stdout
-        status_json = CliRunner().invoke(cli, ["status", "--config", str(w.config_path),
-                                               "--json"])
+        status_json = CliRunner().invoke(cli, ["status", "--config", str(w.config_path), "--json"])
         [hourly] = json.loads(status_json.stdout)["policies"]
         assert hourly["last_drill"]["ok"] is True
         time.sleep(0.2)  # the terminations finish (terminate_seconds 0.1)
@@ -137,8 +155,13 @@ def test_a_drill_passes_checks_the_port_and_terminates_its_instance(tmp_path: Pa
 def test_a_drill_whose_instance_never_runs_is_alerted_and_terminated(tmp_path: Path) -> None:
     with world(tmp_path, spec(outcome="launch_failed"), policy(ids=[A], drill=drill())) as w:
         alerter = RecordingAlerter()
-        report = run_drills(w.setup(), w.client(), alerter, datetime.now(UTC),
-                            waiting=Waiting(seconds=5, poll_seconds=0.1))
+        report = run_drills(
+            w.setup(),
+            w.client(),
+            alerter,
+            datetime.now(UTC),
+            waiting=Waiting(seconds=5, poll_seconds=0.1),
+        )
         [outcome] = report.outcomes
         assert not outcome.ok and "LAUNCH_FAILED, not RUNNING" in outcome.error
         assert outcome.terminated is True
@@ -160,8 +183,13 @@ def test_a_stuck_pending_drill_is_alerted_and_left_to_its_lease(tmp_path: Path) 
     with world(tmp_path, spec(outcome="stuck_pending"), policy(ids=[A], drill=drill())) as w:
         before = w.state()
         alerter = RecordingAlerter()
-        report = run_drills(w.setup(), w.client(), alerter, datetime.now(UTC),
-                            waiting=Waiting(seconds=0.6, poll_seconds=0.1))
+        report = run_drills(
+            w.setup(),
+            w.client(),
+            alerter,
+            datetime.now(UTC),
+            waiting=Waiting(seconds=0.6, poll_seconds=0.1),
+        )
         [outcome] = report.outcomes
         assert not outcome.ok and outcome.terminated is False
         assert "its lease lets the next drill run terminate it" in outcome.error
@@ -177,10 +205,14 @@ def lease(delta: timedelta) -> str:
 
 
 def test_the_sweep_terminates_only_expired_drill_instances(tmp_path: Path) -> None:
-    dead_host = {"id": "ins-deadhost", "tags": {DRILL_TAG: "hourly",
-                                                LEASE_TAG: lease(-timedelta(hours=1))}}
-    running = {"id": "ins-livedril", "tags": {DRILL_TAG: "hourly",
-                                              LEASE_TAG: lease(timedelta(hours=1))}}
+    dead_host = {
+        "id": "ins-deadhost",
+        "tags": {DRILL_TAG: "hourly", LEASE_TAG: lease(-timedelta(hours=1))},
+    }
+    running = {
+        "id": "ins-livedril",
+        "tags": {DRILL_TAG: "hourly", LEASE_TAG: lease(timedelta(hours=1))},
+    }
     untagged = {"id": "ins-untagged", "tags": {LEASE_TAG: lease(-timedelta(hours=1))}}
     garbled = {"id": "ins-garbled1", "tags": {DRILL_TAG: "hourly", LEASE_TAG: "soon"}}
     fleet_spec = spec(instances=({"id": A}, dead_host, running, untagged, garbled))
@@ -189,8 +221,9 @@ def test_the_sweep_terminates_only_expired_drill_instances(tmp_path: Path) -> No
         assert result.exit_code == 0, result.output
         document = json.loads(result.stdout)
         assert document["swept"] == ["ins-deadhost"]
-        terminated = [i for e in w.writes() if e["action"] == "TerminateInstances"
-                      for i in e["InstanceIds"]]
+        terminated = [
+            i for e in w.writes() if e["action"] == "TerminateInstances" for i in e["InstanceIds"]
+        ]
         assert "ins-deadhost" in terminated
         assert not {"ins-livedril", "ins-untagged", "ins-garbled1", A} & set(terminated)
         [drilled] = document["drills"]  # the due drill ran after the sweep
@@ -229,7 +262,12 @@ def test_a_leftover_that_cannot_be_terminated_yet_does_not_keep_the_others(
         assert "ins-pending1" in problem
         assert "UnsupportedOperation.InstanceStatePending" in problem
         alerter = RecordingAlerter()  # through a drill run, the problem is alerted
-        run_drills(w.setup(), w.client(), alerter, datetime.now(UTC),
-                   waiting=Waiting(seconds=5, poll_seconds=0.1))
+        run_drills(
+            w.setup(),
+            w.client(),
+            alerter,
+            datetime.now(UTC),
+            waiting=Waiting(seconds=5, poll_seconds=0.1),
+        )
         assert [f.action for f in alerter.errors] == ["drill-sweep"]
         assert "ins-pending1" in alerter.errors[0].message

@@ -19,9 +19,11 @@ from executor.world import REGION, T0, A, B, fleet, managed, policy, unmanaged, 
 
 def seeded() -> list[dict[str, object]]:
     """One unmanaged image, three images of A, one of B (which no policy targets)."""
-    return [unmanaged("img-hand0001", "golden-1")] + [
-        managed(A, T0 + timedelta(hours=h), f"img-aaaa000{h}") for h in range(3)
-    ] + [managed(B, T0, "img-bbbb0000")]
+    return (
+        [unmanaged("img-hand0001", "golden-1")]
+        + [managed(A, T0 + timedelta(hours=h), f"img-aaaa000{h}") for h in range(3)]
+        + [managed(B, T0, "img-bbbb0000")]
+    )
 
 
 def test_images_json_lists_each_instance_with_rules_and_expiry(tmp_path: Path) -> None:
@@ -68,19 +70,32 @@ def test_names_and_tags_from_the_cloud_are_escaped_in_every_output(tmp_path: Pat
     import yaml
 
     hostile = "evil\x1b[2J\x1b]0;owned\x07\u202egnp.exe\u200b"
-    spec = fleet(images=[{**unmanaged("img-hostile1", hostile),
-                          "tags": {"owner\x1b[31m": "x\u2066y"}}],
-                 instances=[{"id": A, "name": hostile}, {"id": B}])
+    spec = fleet(
+        images=[{**unmanaged("img-hostile1", hostile), "tags": {"owner\x1b[31m": "x\u2066y"}}],
+        instances=[{"id": A, "name": hostile}, {"id": B}],
+    )
     fleet_file = tmp_path / "fleet.yaml"
     fleet_file.write_text(yaml.safe_dump(spec))
     with world(tmp_path, spec, policy()) as w:
         config = str(w.config_path)
-        outputs = [CliRunner().invoke(cli, [*argv, "--config", config])
-                   for argv in (["images"], ["images", "--json"], ["plan"], ["plan", "--json"],
-                                ["status"], ["status", "--json"],
-                                ["run", "--no-alerts", "--dry-run"])]
-        outputs.append(CliRunner().invoke(cli, ["emulator", "inventory", "--endpoint",
-                                                w.emu.endpoint, "--fleet", str(fleet_file)]))
+        outputs = [
+            CliRunner().invoke(cli, [*argv, "--config", config])
+            for argv in (
+                ["images"],
+                ["images", "--json"],
+                ["plan"],
+                ["plan", "--json"],
+                ["status"],
+                ["status", "--json"],
+                ["run", "--no-alerts", "--dry-run"],
+            )
+        ]
+        outputs.append(
+            CliRunner().invoke(
+                cli,
+                ["emulator", "inventory", "--endpoint", w.emu.endpoint, "--fleet", str(fleet_file)],
+            )
+        )
     for result in outputs:
         assert "Traceback" not in result.output
         for raw in ("\x1b", "\u202e", "\u200b", "\u2066", "\x07"):
@@ -91,8 +106,9 @@ def test_names_and_tags_from_the_cloud_are_escaped_in_every_output(tmp_path: Pat
 
 def named_fleet(**extra: object) -> dict[str, object]:
     """A's console name is web-1, B's db-1; the images of ``seeded()``."""
-    return fleet(instances=[{"id": A, "name": "web-1"}, {"id": B, "name": "db-1"}],
-                 images=seeded(), **extra)
+    return fleet(
+        instances=[{"id": A, "name": "web-1"}, {"id": B, "name": "db-1"}], images=seeded(), **extra
+    )
 
 
 def images(config: Path, *args: str) -> tuple[int, str, str]:

@@ -21,8 +21,9 @@ AT = (T0 + timedelta(hours=4, minutes=1)).strftime("%Y-%m-%dT%H:%MZ")
 def images() -> list[dict[str, object]]:
     """Quota 10 full: 2 unmanaged, 4 images of A and of B (hours 0-3)."""
     hand = [unmanaged("img-hand0001", "golden-1"), unmanaged("img-hand0002", "golden-2")]
-    return hand + [managed(i, T0 + timedelta(hours=h), f"img-{i[4:8]}000{h}")
-                   for i in (A, B) for h in range(4)]
+    return hand + [
+        managed(i, T0 + timedelta(hours=h), f"img-{i[4:8]}000{h}") for i in (A, B) for h in range(4)
+    ]
 
 
 def test_plan_json_has_the_numbers_the_steps_with_reasons_and_the_kept_images(
@@ -35,11 +36,20 @@ def test_plan_json_has_the_numbers_the_steps_with_reasons_and_the_kept_images(
         assert result.exit_code == 0, result.output
         assert w.writes() == []  # read-only
         [region] = json.loads(result.stdout)["regions"]
-        assert (region["region"], region["quota"], region["used"], region["unmanaged"],
-                region["free"]) == (REGION, 10, 10, 2, 0)
+        assert (
+            region["region"],
+            region["quota"],
+            region["used"],
+            region["unmanaged"],
+            region["free"],
+        ) == (REGION, 10, 10, 2, 0)
         kinds = [(s["type"], s.get("phase")) for s in region["steps"]]
-        assert kinds == [("delete", "before_create"), ("create", None), ("create", None),
-                         ("wait", None)]
+        assert kinds == [
+            ("delete", "before_create"),
+            ("create", None),
+            ("create", None),
+            ("wait", None),
+        ]
         early = region["steps"][0]["images"]
         assert {i["image_name"] for i in early} == {image_name(i, T0) for i in (A, B)}
         assert all("expired" in i["reason"] for i in early)
@@ -66,8 +76,19 @@ def test_plan_for_a_policy_and_a_region_filter(tmp_path: Path) -> None:
     other = policy("other", ids=[B], regions=["ap-shanghai"])
     with world(tmp_path, fleet(), policy(ids=[A]), other) as w:
         result = CliRunner().invoke(
-            cli, ["plan", "--config", str(w.config_path), "--policy", "hourly", "--region",
-                  REGION, "--at", AT, "--json"]
+            cli,
+            [
+                "plan",
+                "--config",
+                str(w.config_path),
+                "--policy",
+                "hourly",
+                "--region",
+                REGION,
+                "--at",
+                AT,
+                "--json",
+            ],
         )
         assert result.exit_code == 0, result.output
         [region] = json.loads(result.stdout)["regions"]
@@ -91,16 +112,22 @@ def test_every_policy_appears_with_its_state(tmp_path: Path) -> None:
         assert text.exit_code == 0, text.output
         lines = text.stdout.splitlines()
         start = lines.index("policies:")
-        assert lines[start + 1:start + 3] == [
+        assert lines[start + 1 : start + 3] == [
             "  hourly: due: slot 2026-11-27T04:00Z is within its catch-up window (1h); "
             "next slot 2026-11-27T05:00Z",
             "  nightly: not due: latest slot 2026-11-27T03:00Z is older than its catch-up "
             "window (30m); next slot 2026-11-28T03:00Z",
         ]
-        named = CliRunner().invoke(cli, ["plan", "--config", str(w.config_path), "--at", AT,
-                                         "--policy", "nightly", "--json"])
+        named = CliRunner().invoke(
+            cli,
+            ["plan", "--config", str(w.config_path), "--at", AT, "--policy", "nightly", "--json"],
+        )
         assert named.exit_code == 0, named.output
         [state] = json.loads(named.stdout)["policies"]
         assert (state["name"], state["state"], state["latest_slot"], state["next_slot"]) == (
-            "nightly", "named", "2026-11-27T03:00:00Z", "2026-11-28T03:00:00Z")
+            "nightly",
+            "named",
+            "2026-11-27T03:00:00Z",
+            "2026-11-28T03:00:00Z",
+        )
         assert state["catch_up_seconds"] == 1800

@@ -25,16 +25,18 @@ from executor.world import REGION, T0, A, B, World, fleet, managed, policy, unma
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (.ci/run installs it in CI)")
+    CHROMIUM is None, reason="chromium is not installed (.ci/run installs it in CI)"
+)
 EVIL_NAME = '<script>alert("x")</script>&web'
 
 
 def spec() -> dict[str, object]:
-    images = [unmanaged("img-hand0001", "golden-1")] + [
-        managed(A, T0 + timedelta(hours=h), f"img-aaaa000{h}") for h in range(3)
-    ] + [managed(B, T0, "img-bbbb0000")]
-    return fleet(instances=[{"id": A, "name": EVIL_NAME}, {"id": B, "name": "db-1"}],
-                 images=images)
+    images = (
+        [unmanaged("img-hand0001", "golden-1")]
+        + [managed(A, T0 + timedelta(hours=h), f"img-aaaa000{h}") for h in range(3)]
+        + [managed(B, T0, "img-bbbb0000")]
+    )
+    return fleet(instances=[{"id": A, "name": EVIL_NAME}, {"id": B, "name": "db-1"}], images=images)
 
 
 def write_report(w: World, out: Path, hours: float = 5) -> tuple[int, str]:
@@ -42,8 +44,9 @@ def write_report(w: World, out: Path, hours: float = 5) -> tuple[int, str]:
     document["state_dir"] = "state"
     w.config_path.write_text(yaml.safe_dump(document))
     when = (T0 + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%MZ")
-    result = CliRunner().invoke(cli, ["report", "--config", str(w.config_path), "--at", when,
-                                      "--html", str(out)])
+    result = CliRunner().invoke(
+        cli, ["report", "--config", str(w.config_path), "--at", when, "--html", str(out)]
+    )
     return result.exit_code, result.output
 
 
@@ -92,11 +95,26 @@ def test_an_unwritable_file_is_exit_2(tmp_path: Path) -> None:
 def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-background-networking", "--disable-component-update", "--no-first-run",
-         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-         "--window-size=1200,1600", *args, page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1200,1600",
+            *args,
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def console_messages(stderr: str) -> list[str]:
@@ -109,8 +127,8 @@ def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, b"", b""
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
         header = chunk if kind == b"IHDR" else header
         idat += chunk if kind == b"IDAT" else b""
         pos += 12 + length
@@ -121,7 +139,7 @@ def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
     previous = bytearray(stride)
     for y in range(height):
         start = y * (stride + 1)
-        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
         for i in range(stride):
             left = line[i - size] if i >= size else 0
             up, corner = previous[i], previous[i - size] if i >= size else 0
@@ -134,12 +152,19 @@ def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
             elif kind == 4:
                 p = left + up - corner
                 pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
-                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc
-                                      else corner)) & 255
+                line[i] = (
+                    line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)
+                ) & 255
         rows.append(bytes(line))
         previous = line
-    return width, height, [bytes(r) if size == 3 else bytes(
-        b for j in range(0, len(r), 4) for b in r[j:j + 3]) for r in rows]
+    return (
+        width,
+        height,
+        [
+            bytes(r) if size == 3 else bytes(b for j in range(0, len(r), 4) for b in r[j : j + 3])
+            for r in rows
+        ],
+    )
 
 
 def count_colour(rows: list[bytes], rgb: tuple[int, int, int], tolerance: int = 6) -> int:
@@ -186,9 +211,11 @@ def test_the_page_renders_in_headless_chromium_without_console_messages(
 def test_the_console_check_catches_errors_and_refused_loads(tmp_path: Path) -> None:
     """Guards the check above: a page with a script error and an external image does log."""
     bad = tmp_path / "bad.html"
-    bad.write_text('<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy" '
-                   "content=\"default-src 'none'\"></head><body><img src='http://127.0.0.1:9/x'>"
-                   "<script>nope()</script></body></html>")
+    bad.write_text(
+        '<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'\"></head><body><img src='http://127.0.0.1:9/x'>"
+        "<script>nope()</script></body></html>"
+    )
     result = chromium(bad, tmp_path / "profile", "--dump-dom")
     messages = console_messages(result.stderr)
     assert len(messages) >= 2, result.stderr[-2000:]
@@ -202,8 +229,17 @@ def test_simulate_writes_the_retention_ladder_as_a_page(tmp_path: Path) -> None:
     import json
 
     out = tmp_path / "ladder.html"
-    args = ["simulate", "--config", str(SAMPLE_CONFIG), "--policy", "web-daily", "--days",
-            "400", "--at", "2026-01-01"]
+    args = [
+        "simulate",
+        "--config",
+        str(SAMPLE_CONFIG),
+        "--policy",
+        "web-daily",
+        "--days",
+        "400",
+        "--at",
+        "2026-01-01",
+    ]
     result = CliRunner().invoke(cli, [*args, "--json", "--html", str(out)])
     assert result.exit_code == 0, result.output
     kept = json.loads(result.stdout)["kept"]
@@ -221,9 +257,22 @@ def test_simulate_writes_the_retention_ladder_as_a_page(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_the_ladder_renders_in_headless_chromium(tmp_path: Path) -> None:
     out = tmp_path / "ladder.html"
-    result = CliRunner().invoke(cli, ["simulate", "--config", str(SAMPLE_CONFIG), "--policy",
-                                      "web-daily", "--days", "120", "--at", "2026-01-01",
-                                      "--html", str(out)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "--config",
+            str(SAMPLE_CONFIG),
+            "--policy",
+            "web-daily",
+            "--days",
+            "120",
+            "--at",
+            "2026-01-01",
+            "--html",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     dom = chromium(out, tmp_path / "profile", "--dump-dom")
     assert dom.returncode == 0
@@ -234,8 +283,9 @@ def test_the_ladder_renders_in_headless_chromium(tmp_path: Path) -> None:
 def test_a_disk_left_out_of_a_backup_is_on_the_page(tmp_path: Path) -> None:
     scratch = {"id": "disk-scratch1", "type": "LOCAL_SSD", "size": 100}
     out = tmp_path / "report.html"
-    with world(tmp_path, fleet(instances=({"id": A, "data_disks": [scratch]},)),
-               policy(ids=[A])) as w:
+    with world(
+        tmp_path, fleet(instances=({"id": A, "data_disks": [scratch]},)), policy(ids=[A])
+    ) as w:
         code, output = write_report(w, out, hours=0.5)
     assert code == 0, output
     page = out.read_text(encoding="utf-8")

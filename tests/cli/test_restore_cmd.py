@@ -20,19 +20,33 @@ from cvmkeeper.emulator.invariants import check_invariants, check_restore_untouc
 from cvmkeeper.executor import run_once
 from executor.world import REGION, T0, A, B, fleet, managed, policy, unmanaged, world
 
-FAST = {"create_seconds": 0.2, "stop_seconds": 0.1, "start_seconds": 0.1,
-        "sync_seconds": 0.2, "launch_seconds": 0.2, "terminate_seconds": 0.1,
-        "reset_seconds": 0.2}
+FAST = {
+    "create_seconds": 0.2,
+    "stop_seconds": 0.1,
+    "start_seconds": 0.1,
+    "sync_seconds": 0.2,
+    "launch_seconds": 0.2,
+    "terminate_seconds": 0.1,
+    "reset_seconds": 0.2,
+}
 OLD, MID, NEW = T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)
-IMAGES = (managed(A, OLD, "img-old00001"), managed(A, MID, "img-mid00001"),
-          managed(A, NEW, "img-new00001", state="CREATING"), managed(B, NEW, "img-bbb00001"),
-          unmanaged("img-hand0001", "golden"))
+IMAGES = (
+    managed(A, OLD, "img-old00001"),
+    managed(A, MID, "img-mid00001"),
+    managed(A, NEW, "img-new00001", state="CREATING"),
+    managed(B, NEW, "img-bbb00001"),
+    unmanaged("img-hand0001", "golden"),
+)
 
 
 def spec(**extra: Any) -> dict[str, Any]:
     """A fleet with A's three images (the newest still CREATING), one of B, one by hand."""
-    return fleet(instances=({"id": A, "zone": f"{REGION}-3", "instance_type": "S5.LARGE8"},
-                            {"id": B}), images=IMAGES, timing=FAST, **extra)
+    return fleet(
+        instances=({"id": A, "zone": f"{REGION}-3", "instance_type": "S5.LARGE8"}, {"id": B}),
+        images=IMAGES,
+        timing=FAST,
+        **extra,
+    )
 
 
 def restore(w: Any, *args: str) -> Result:
@@ -47,8 +61,7 @@ def launched(w: Any) -> list[dict[str, Any]]:
 
 def image_writes(w: Any) -> list[dict[str, Any]]:
     """Every call that could delete or change an image."""
-    return [e for e in w.writes() if e["action"] in ("CreateImage", "DeleteImages",
-                                                     "SyncImages")]
+    return [e for e in w.writes() if e["action"] in ("CreateImage", "DeleteImages", "SyncImages")]
 
 
 def test_new_restores_the_newest_normal_image_placed_like_the_source(tmp_path: Path) -> None:
@@ -61,14 +74,16 @@ def test_new_restores_the_newest_normal_image_placed_like_the_source(tmp_path: P
         assert document["chosen_because"] == "newest NORMAL image"
         new_id = document["instance_id"]
         assert document["state"] == "RUNNING" and document["private_ips"]
-        instance = next(i for i in w.state()["regions"][REGION]["instances"]
-                        if i["InstanceId"] == new_id)
+        instance = next(
+            i for i in w.state()["regions"][REGION]["instances"] if i["InstanceId"] == new_id
+        )
         assert instance["Placement"]["Zone"] == f"{REGION}-3"
         assert instance["InstanceType"] == "S5.LARGE8"
         assert instance["ImageId"] == "img-mid00001"
         assert instance["LoginSettings"]["KeepImageLogin"] == "TRUE"
         assert {t["Key"]: t["Value"] for t in instance["Tags"]} == {
-            "cvmkeeper:restored-from": "img-mid00001"}
+            "cvmkeeper:restored-from": "img-mid00001"
+        }
         assert image_writes(w) == []  # never deletes or changes an image
         text = restore(w, A)
         assert text.exit_code == 0, text.output
@@ -80,6 +95,7 @@ def test_new_restores_the_newest_normal_image_placed_like_the_source(tmp_path: P
 
 def test_restore_point_by_image_slot_and_time(tmp_path: Path) -> None:
     with world(tmp_path, spec(), policy(ids=[A, B])) as w:
+
         def chosen(*args: str) -> str:
             result = restore(w, A, "--dry-run", "--json", *args)
             assert result.exit_code == 0, result.output
@@ -101,8 +117,7 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
         assert "dry run: RunInstances with DryRun passed" in result.stdout
         in_place = restore(w, A, "--in-place", "--dry-run")
         assert in_place.exit_code == 0, in_place.output
-        assert "ResetInstance" in in_place.stdout and "start ins-aaaaaaaa again" in \
-            in_place.stdout
+        assert "ResetInstance" in in_place.stdout and "start ins-aaaaaaaa again" in in_place.stdout
         writes = w.writes()
         assert [e["action"] for e in writes] == ["RunInstances"]
         assert writes[0]["params"]["DryRun"] is True and writes[0]["result"] == "DryRunOperation"
@@ -151,10 +166,14 @@ def test_in_place_resets_and_starts_the_instance_again(tmp_path: Path) -> None:
         assert document["reset"] is True and document["restarted"] is True
         assert document["state"] in ("STARTING", "RUNNING")
         actions = [(e["action"], e["result"]) for e in w.writes()]
-        assert actions == [("StopInstances", "ok"), ("ResetInstance", "ok"),
-                           ("StartInstances", "ok")]
-        instance = next(i for i in w.state()["regions"][REGION]["instances"]
-                        if i["InstanceId"] == A)
+        assert actions == [
+            ("StopInstances", "ok"),
+            ("ResetInstance", "ok"),
+            ("StartInstances", "ok"),
+        ]
+        instance = next(
+            i for i in w.state()["regions"][REGION]["instances"] if i["InstanceId"] == A
+        )
         assert instance["ImageId"] == "img-old00001"
         assert check_restore_untouched(before, w.state()) == []
         assert check_invariants(w.state(), before) == []  # rule 9: started again
@@ -190,8 +209,9 @@ def test_in_place_refuses_a_whole_machine_image_unless_system_disk_only(tmp_path
         [disk] = json.loads(new.stdout)["plan"]["data_disks"]
         assert disk["size_gib"] == 200
         new_id = json.loads(new.stdout)["instance_id"]
-        instance = next(i for i in w.state()["regions"][REGION]["instances"]
-                        if i["InstanceId"] == new_id)
+        instance = next(
+            i for i in w.state()["regions"][REGION]["instances"] if i["InstanceId"] == new_id
+        )
         assert [d["DiskSize"] for d in instance["DataDisks"]] == [200]
         only = restore(w, A, "--in-place", "--yes", "--system-disk-only")
         assert only.exit_code == 0, only.output
@@ -208,6 +228,7 @@ def test_a_lost_run_instances_answer_launches_one_instance(tmp_path: Path) -> No
         assert any(e.get("lost_response") for e in runs)  # the answer was lost, then retried
         tokens = {e["params"]["ClientToken"] for e in runs}
         assert len(tokens) == 1  # every retry carried the same ClientToken
-        new = [i for i in w.state()["regions"][REGION]["instances"] if i["InstanceId"] not in
-               (A, B)]
+        new = [
+            i for i in w.state()["regions"][REGION]["instances"] if i["InstanceId"] not in (A, B)
+        ]
         assert [i["InstanceId"] for i in new] == [json.loads(result.stdout)["instance_id"]]

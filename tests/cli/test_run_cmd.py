@@ -62,7 +62,8 @@ def test_twelve_hourly_runs_keep_quota_never_touch_unmanaged_and_keep_four_each(
             assert not {"img-hand0001", "img-hand0002"} & set(entry.get("ImageIds", []))
             if entry["result"] == "ok":
                 count += {"CreateImage": 1, "DeleteImages": -len(entry.get("ImageIds", []))}.get(
-                    entry["action"], 0)
+                    entry["action"], 0
+                )
             peak = max(peak, count)
         assert peak <= 10
         newest = {image_name(i, T0 + timedelta(hours=h)) for i in (A, B) for h in range(8, 12)}
@@ -98,8 +99,9 @@ def test_progress_lines_go_to_stderr_as_plain_lines(tmp_path: Path) -> None:
         quiet = invoke(w, "--at", at(1), "--no-alerts")
         assert quiet.exit_code == 0
         assert any(line.startswith(f"{REGION}: quota 10") for line in quiet.stderr.splitlines())
-        assert not any(" created " in line or line.endswith("is NORMAL")
-                       for line in quiet.stderr.splitlines())
+        assert not any(
+            " created " in line or line.endswith("is NORMAL") for line in quiet.stderr.splitlines()
+        )
         # the short summary: counts per region and the totals, no line per image
         assert quiet.stdout.splitlines() == [
             f"{REGION}: 1 made, 0 already there, 0 failed, 0 deleted",
@@ -113,8 +115,9 @@ def test_a_catch_up_line_says_missing_only_when_the_image_is_missing(tmp_path: P
     with world(tmp_path, fleet(), policy(ids=[A])) as w:
         late = invoke(w, "--at", at(0, 20), "--no-alerts", "-v")  # 20 min late: a catch-up
         assert late.exit_code == 0, late.output
-        head = f"{REGION}: hourly: catch-up: slot 2026-11-27T00:00Z is within the catch-up " \
-            "window (1h)"
+        head = (
+            f"{REGION}: hourly: catch-up: slot 2026-11-27T00:00Z is within the catch-up window (1h)"
+        )
         assert f"{head}; an image of it is missing" in late.stderr.splitlines()
         assert late.stdout.startswith("created ")
         again = invoke(w, "--at", at(0, 30), "--no-alerts", "--verbose")
@@ -240,8 +243,7 @@ def test_delete_reasons_of_every_kind_read_as_words() -> None:
 
     early = "expired; deleted before the creates to make room in the quota"
     assert delete_reason_text("expire", early) == (
-        "expired, kept by no retention rule; deleted before the creates to make room in the "
-        "quota"
+        "expired, kept by no retention rule; deleted before the creates to make room in the quota"
     )
     evicted = "evicted: quota full, room for 261127-0100-aaaaaaaa"
     assert delete_reason_text("evict", evicted) == evicted
@@ -258,8 +260,9 @@ def test_an_image_that_only_looks_managed_is_never_deleted_and_is_reported(
     spec = fleet(instances=[{"id": A}], images=[*ours, forged])
     with world(tmp_path, spec, policy(ids=(A,), keep_last=1)) as w:
         result = invoke(w, "--at", at(2), "--no-alerts")
-        deleted = {i for e in w.writes() if e["action"] == "DeleteImages"
-                   for i in e["params"]["ImageIds"]}
+        deleted = {
+            i for e in w.writes() if e["action"] == "DeleteImages" for i in e["params"]["ImageIds"]
+        }
         left = {image["ImageId"] for image in w.images()}
     assert result.exit_code == 0, result.output
     assert "img-ours0000" in deleted  # retention still works for our own images

@@ -60,8 +60,10 @@ def test_counts_per_region_and_what_is_printed() -> None:
     loud = RunProgress(verbose, live=False, verbose=True, clock=clock)
     loud("ap-guangzhou: created n1 (img-1) for ins-1")
     loud("ap-guangzhou: n1 is NORMAL")
-    assert verbose.getvalue().splitlines() == ["ap-guangzhou: created n1 (img-1) for ins-1",
-                                               "ap-guangzhou: n1 is NORMAL"]
+    assert verbose.getvalue().splitlines() == [
+        "ap-guangzhou: created n1 (img-1) for ins-1",
+        "ap-guangzhou: n1 is NORMAL",
+    ]
 
 
 def test_a_heartbeat_every_minute_when_not_on_a_terminal() -> None:
@@ -135,9 +137,20 @@ def test_on_a_real_terminal_errors_and_warnings_start_on_a_clean_line(tmp_path: 
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SENTRY_", "TENCENT"))}
         env["COLUMNS"] = "200"
         proc = subprocess.Popen(
-            [str(BIN / "cvmkeeper"), "run", "--config", str(w.config_path), "--no-alerts",
-             "--at", "2026-11-27T00:00Z"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=child, env=env)
+            [
+                str(BIN / "cvmkeeper"),
+                "run",
+                "--config",
+                str(w.config_path),
+                "--no-alerts",
+                "--at",
+                "2026-11-27T00:00Z",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=child,
+            env=env,
+        )
         os.close(child)
         try:
             terminal = read_pty(main, proc, 60).decode(errors="replace")
@@ -191,10 +204,23 @@ def test_the_summary_and_the_json_count_the_health_warnings_printed(tmp_path: Pa
     nightly = policy("nightly", ids=[c], schedules=[{"cron": "0 3 * * *"}], catch_up="off")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SENTRY_", "TENCENT"))}
     with world(tmp_path, spec, policy(ids=[A]), nightly) as w:
+
         def run(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [str(BIN / "cvmkeeper"), "run", "--config", str(w.config_path), "--no-alerts",
-                 *args], capture_output=True, text=True, timeout=120, check=False, env=env)
+                [
+                    str(BIN / "cvmkeeper"),
+                    "run",
+                    "--config",
+                    str(w.config_path),
+                    "--no-alerts",
+                    *args,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+                env=env,
+            )
 
         text = run("--at", "2026-11-27T00:00Z")
         assert text.returncode == 0, text.stderr

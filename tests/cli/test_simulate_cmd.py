@@ -34,7 +34,8 @@ def test_json_after_400_days_of_the_gfs_sample() -> None:
     assert all(k["name"].endswith("-00000000") for k in kept)
     # the sample keeps today's, yesterday's and last week's newest (its bound, 3)
     assert [k["reasons"][-1] for k in kept[1:]] == [
-        "keep_daily #2 (2027-02-04)", "keep_weekly #2 (2027-W04)"
+        "keep_daily #2 (2027-02-04)",
+        "keep_weekly #2 (2027-W04)",
     ]
 
 

@@ -68,13 +68,11 @@ def scheduled_run(w: World, state_dir: Path, hours: int) -> RecordingAlerter:
 def status(w: World, hours: float, *extra: str) -> Result:
     """``cvmkeeper status`` as if it were ``hours`` after T0."""
     when = (T0 + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%MZ")
-    return CliRunner().invoke(cli, ["status", "--config", str(w.config_path), "--at", when,
-                                    *extra])
+    return CliRunner().invoke(cli, ["status", "--config", str(w.config_path), "--at", when, *extra])
 
 
 def test_after_a_good_run_all_is_well_and_later_the_backups_are_stale(tmp_path: Path) -> None:
-    with world(tmp_path, fleet(images=[{"id": "img-hand0001", "name": "golden"}]),
-               policy()) as w:
+    with world(tmp_path, fleet(images=[{"id": "img-hand0001", "name": "golden"}]), policy()) as w:
         state_dir = configure(w)
         scheduled_run(w, state_dir, 0)
 
@@ -89,7 +87,11 @@ def test_after_a_good_run_all_is_well_and_later_the_backups_are_stale(tmp_path: 
         assert entry["next_run"] == "2026-11-27T01:00:00Z"
         [region] = report["regions"]
         assert (region["region"], region["quota"], region["used"], region["free"]) == (
-            REGION, 10, 3, 7)
+            REGION,
+            10,
+            3,
+            7,
+        )
         assert (region["managed"], region["unmanaged"], region["low"]) == (2, 1, False)
         newest = {i["instance_id"]: i["newest_image_name"] for i in report["instances"]}
         assert newest == {A: image_name(A, T0), B: image_name(B, T0)}
@@ -102,16 +104,20 @@ def test_after_a_good_run_all_is_well_and_later_the_backups_are_stale(tmp_path: 
         later = status(w, 3)  # no run for three hours: older than 2 x 1h
         assert later.exit_code == 1
         assert "STALE BACKUPS (2)" in later.stdout
-        assert f"{A} in {REGION}: newest NORMAL backup {image_name(A, T0)} is 3h old" in \
-            later.stdout
+        assert (
+            f"{A} in {REGION}: newest NORMAL backup {image_name(A, T0)} is 3h old" in later.stdout
+        )
         assert later.stdout.rstrip().endswith("needs attention")
 
 
 def test_a_failed_run_its_errors_a_never_backed_up_instance_and_low_quota(
     tmp_path: Path,
 ) -> None:
-    spec = fleet(quota=4, instances=[{"id": A, "not_supported": True}, {"id": B}],
-                 images=[{"id": "img-hand0001", "name": "golden"}])
+    spec = fleet(
+        quota=4,
+        instances=[{"id": A, "not_supported": True}, {"id": B}],
+        images=[{"id": "img-hand0001", "name": "golden"}],
+    )
     with world(tmp_path, spec, policy(), quota=4) as w:
         state_dir = configure(w, quota_free_warning=3)
         alerter = scheduled_run(w, state_dir, 0)
@@ -174,20 +180,20 @@ def test_an_invalid_config_exits_2(tmp_path: Path) -> None:
 def test_a_copy_only_destination_shows_its_copies_and_when_they_go_stale(
     tmp_path: Path,
 ) -> None:
-    copying = policy(ids=[A], keep_last=3,
-                     copies=[{"region": DEST, "retention": {"keep_last": 2}}])
+    copying = policy(ids=[A], keep_last=3, copies=[{"region": DEST, "retention": {"keep_last": 2}}])
     with world(tmp_path, two_regions(), copying) as w:  # the config's regions: REGION only
         configure(w)
-        first = run_once(w.setup(), w.client(), RecordingAlerter(),
-                         now=T0 + timedelta(minutes=1))
+        first = run_once(w.setup(), w.client(), RecordingAlerter(), now=T0 + timedelta(minutes=1))
         assert first.ok, first.errors
         copy_name = image_name(A, T0)
 
         fresh = status(w, 0.5)
         assert fresh.exit_code == 0, fresh.output
         assert f"  {DEST}: 1/10 images used, 9 free (1 by cvmkeeper, 0 others)" in fresh.output
-        assert (f"    copies hourly {A} from {REGION}: 1 held, newest {copy_name} (30m ago)"
-                in fresh.output)
+        assert (
+            f"    copies hourly {A} from {REGION}: 1 held, newest {copy_name} (30m ago)"
+            in fresh.output
+        )
         assert "STALE COPIES (0)" in fresh.output
 
         late = status(w, 5, "--json")

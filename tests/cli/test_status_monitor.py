@@ -68,24 +68,38 @@ def silent_config(tmp_path: Path, endpoint: str) -> Path:
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "web.yaml").write_text(yaml.safe_dump(policy()))
     config = tmp_path / "cvmkeeper.yaml"
-    config.write_text(yaml.safe_dump({
-        "policies_dir": "policies",
-        "state_dir": "state",
-        "regions": [REGION, "ap-shanghai", "ap-beijing"],
-        "cloud": {"endpoint": endpoint, "scheme": "http", "timeout": "30s"},
-        "credentials": {"secret_id": SECRET_ID, "secret_key_file": str(key),
-                        "cvm_role": False},
-    }))
-    (tmp_path / "policies" / "web.yaml").write_text(yaml.safe_dump(
-        policy() | {"regions": [REGION, "ap-shanghai", "ap-beijing"]}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "policies_dir": "policies",
+                "state_dir": "state",
+                "regions": [REGION, "ap-shanghai", "ap-beijing"],
+                "cloud": {"endpoint": endpoint, "scheme": "http", "timeout": "30s"},
+                "credentials": {
+                    "secret_id": SECRET_ID,
+                    "secret_key_file": str(key),
+                    "cvm_role": False,
+                },
+            }
+        )
+    )
+    (tmp_path / "policies" / "web.yaml").write_text(
+        yaml.safe_dump(policy() | {"regions": [REGION, "ap-shanghai", "ap-beijing"]})
+    )
     return config
 
 
 def run_installed(*args: str) -> tuple[int, str, str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TENCENTCLOUD_", "SENTRY_"))}
     started = time.monotonic()
-    proc = subprocess.run([str(BIN / "cvmkeeper"), *args], capture_output=True, text=True,
-                          timeout=60, check=False, env=env)
+    proc = subprocess.run(
+        [str(BIN / "cvmkeeper"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
     return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started
 
 
@@ -100,10 +114,12 @@ def test_a_silent_endpoint_is_reported_loudly_within_the_timeout(tmp_path: Path)
         assert "STALE BACKUPS (0)" not in out and "\n  none\n\nRECENT" not in out
         assert "no answer within 2s" in out
         assert out.rstrip().endswith(
-            f"needs attention: the cloud could not be read in {REGION}, ap-shanghai, ap-beijing")
+            f"needs attention: the cloud could not be read in {REGION}, ap-shanghai, ap-beijing"
+        )
 
-        code, out, _, took = run_installed("status", "--config", str(config), "--timeout", "1",
-                                           "--monitor")
+        code, out, _, took = run_installed(
+            "status", "--config", str(config), "--timeout", "1", "--monitor"
+        )
         assert took < 15
         assert code == 3
         first = out.splitlines()[0]
@@ -118,8 +134,9 @@ def test_read_regions_keeps_order_and_reports_errors_and_the_deadline() -> None:
         if region == "slow":
             release.wait(10)
         if region == "broken":
-            raise CloudError("AuthFailure.SignatureFailure", "bad signature", action="X",
-                             region=region)
+            raise CloudError(
+                "AuthFailure.SignatureFailure", "bad signature", action="X", region=region
+            )
         return region.upper()
 
     started = time.monotonic()
@@ -142,8 +159,9 @@ def configure(w: World, **sentry: Any) -> None:
 
 def monitor(w: World, hours: float) -> Result:
     when = (T0 + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%MZ")
-    return CliRunner().invoke(cli, ["status", "--config", str(w.config_path), "--at", when,
-                                    "--monitor"])
+    return CliRunner().invoke(
+        cli, ["status", "--config", str(w.config_path), "--at", when, "--monitor"]
+    )
 
 
 def perfdata(first_line: str) -> dict[str, str]:
@@ -157,8 +175,13 @@ def perfdata(first_line: str) -> dict[str, str]:
 def test_monitor_ok_then_critical_when_backups_go_stale(tmp_path: Path) -> None:
     with world(tmp_path, fleet(), policy(ids=[A])) as w:
         configure(w)
-        report = run_once(w.setup(), w.client(), RecordingAlerter(),
-                          now=T0 + timedelta(minutes=1), policy_names=["hourly"])
+        report = run_once(
+            w.setup(),
+            w.client(),
+            RecordingAlerter(),
+            now=T0 + timedelta(minutes=1),
+            policy_names=["hourly"],
+        )
         assert report.ok, report.errors
         fresh = monitor(w, 0.5)
         assert fresh.exit_code == 0, fresh.output
@@ -180,8 +203,13 @@ def test_monitor_ok_then_critical_when_backups_go_stale(tmp_path: Path) -> None:
 def test_monitor_warns_on_low_quota(tmp_path: Path) -> None:
     with world(tmp_path, fleet(quota=2), policy(ids=[A]), quota=2) as w:
         configure(w, quota_free_warning=2)
-        report = run_once(w.setup(), w.client(), RecordingAlerter(),
-                          now=T0 + timedelta(minutes=1), policy_names=["hourly"])
+        report = run_once(
+            w.setup(),
+            w.client(),
+            RecordingAlerter(),
+            now=T0 + timedelta(minutes=1),
+            policy_names=["hourly"],
+        )
         assert report.ok, report.errors
         result = monitor(w, 0.5)
         assert result.exit_code == 1, result.output
@@ -203,11 +231,14 @@ def test_monitor_warns_when_a_backup_leaves_a_disk_out(tmp_path: Path) -> None:
     spec = fleet(instances=({"id": A, "data_disks": [scratch]},))
     with world(tmp_path, spec, policy("db", ids=[A])) as w:
         configure(w)
-        report = run_once(w.setup(), w.client(), RecordingAlerter(),
-                          now=T0.replace(hour=1, minute=1))
+        report = run_once(
+            w.setup(), w.client(), RecordingAlerter(), now=T0.replace(hour=1, minute=1)
+        )
         assert report.ok, report.errors
-        result = CliRunner().invoke(cli, ["status", "--config", str(w.config_path), "--at",
-                                          "2026-11-27T01:30Z", "--monitor"])
+        result = CliRunner().invoke(
+            cli,
+            ["status", "--config", str(w.config_path), "--at", "2026-11-27T01:30Z", "--monitor"],
+        )
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("CVMKEEPER WARNING - 1 disk warning |")

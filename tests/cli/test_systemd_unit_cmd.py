@@ -107,8 +107,9 @@ def test_template_unit_takes_config_state_and_credentials_from_the_instance_name
     assert template["ConfigurationDirectory"] == ["cvmkeeper/%i"]
     assert template["StateDirectory"] == ["cvmkeeper/%i"]
     assert "%i" in template["Description"][0]
-    credentials = re.findall(r"^#?LoadCredential(?:Encrypted)?=\w+:(\S+)$", result.output,
-                             re.MULTILINE)
+    credentials = re.findall(
+        r"^#?LoadCredential(?:Encrypted)?=\w+:(\S+)$", result.output, re.MULTILINE
+    )
     assert credentials and all(path.startswith("/etc/cvmkeeper/%i/") for path in credentials)
     # Every other setting (the whole sandbox) is the single unit's.
     differing = {k for k in plain.keys() | template.keys() if plain.get(k) != template.get(k)}
@@ -151,7 +152,8 @@ def _verify_problems(template: Path, instance: str) -> list[str]:
     result = _analyze("verify", str(template.parent / instance))
     names = (template.name, instance)
     problems = [
-        line for line in (result.stdout + result.stderr).splitlines()
+        line
+        for line in (result.stdout + result.stderr).splitlines()
         if any(name in line for name in names)
     ]
     return ([f"exit {result.returncode}"] if result.returncode else []) + problems

@@ -203,24 +203,28 @@ def rotation_setup(tmp_path: Path, retention: str, quota: int) -> Path:
 def test_an_instance_whose_next_image_replaces_its_newest_counts_one_more(
     tmp_path: Path,
 ) -> None:
-    code, _, err = run("validate", "--config",
-                       str(rotation_setup(tmp_path, "{keep_daily: 3}", 7)))
+    code, _, err = run("validate", "--config", str(rotation_setup(tmp_path, "{keep_daily: 3}", 7)))
     assert code == 2
-    assert ("cvmkeeper.yaml: image_quota: ap-guangzhou: web (3 + 1 to rotate) x 2 instances "
-            "= 8 > quota 7") in err
-    code, out, err = run("validate", "--config",
-                         str(rotation_setup(tmp_path, "{keep_daily: 3}", 8)))
+    assert (
+        "cvmkeeper.yaml: image_quota: ap-guangzhou: web (3 + 1 to rotate) x 2 instances "
+        "= 8 > quota 7"
+    ) in err
+    code, out, err = run(
+        "validate", "--config", str(rotation_setup(tmp_path, "{keep_daily: 3}", 8))
+    )
     assert code == 0, err
-    assert ("= 3 (+1 to rotate: the next image can expire the newest, which is deleted only "
-            "once its successor is NORMAL) images per instance") in out
+    assert (
+        "= 3 (+1 to rotate: the next image can expire the newest, which is deleted only "
+        "once its successor is NORMAL) images per instance"
+    ) in out
 
 
 def test_keep_last_4_rotates_in_place_and_needs_no_extra_image(tmp_path: Path) -> None:
-    code, out, err = run("validate", "--config",
-                         str(rotation_setup(tmp_path, "{keep_last: 4}", 8)))
+    code, out, err = run("validate", "--config", str(rotation_setup(tmp_path, "{keep_last: 4}", 8)))
     assert code == 0, err
-    assert ("quota ap-guangzhou: web 4 x 2 instances = 8 <= quota 8 (offline: the cap "
-            "image_quota)") in out
+    assert (
+        "quota ap-guangzhou: web 4 x 2 instances = 8 <= quota 8 (offline: the cap image_quota)"
+    ) in out
     assert "to rotate" not in out
 
 
@@ -255,8 +259,10 @@ def test_online_says_images_under_another_name_template_are_no_longer_ours(
 def test_online_names_the_images_of_a_policy_that_no_longer_exists(tmp_path: Path) -> None:
     from executor.world import T0, A, fleet, managed, policy, write_config
 
-    images = [managed(A, T0, "img-gone0001", policy="nightly"),
-              managed(A, T0.replace(hour=1), "img-ours0001")]  # made by "hourly"
+    images = [
+        managed(A, T0, "img-gone0001", policy="nightly"),
+        managed(A, T0.replace(hour=1), "img-ours0001"),
+    ]  # made by "hourly"
     with running_emulator(fleet(images=images)) as emulator:
         config = write_config(tmp_path, emulator.endpoint)
         (tmp_path / "policies" / "hourly.yaml").write_text(yaml.safe_dump(policy(ids=[A])))

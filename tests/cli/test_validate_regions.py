@@ -16,7 +16,8 @@ from cvmkeeper.config.regions import KNOWN_REGIONS, closest_region, unknown_regi
 def write_setup(tmp_path: Path, config_regions: str, policy_regions: str, copy: str) -> Path:
     policies = tmp_path / "policies"
     policies.mkdir()
-    (policies / "web.yaml").write_text(textwrap.dedent(f"""\
+    (policies / "web.yaml").write_text(
+        textwrap.dedent(f"""\
         name: web
         regions: {policy_regions}
         targets: {{instance_ids: [ins-6pb6lrmy]}}
@@ -24,7 +25,8 @@ def write_setup(tmp_path: Path, config_regions: str, policy_regions: str, copy: 
         retention: {{keep_daily: 3}}
         copies:
           - region: {copy}
-        """))
+        """)
+    )
     config = tmp_path / "cvmkeeper.yaml"
     config.write_text(f"policies_dir: policies\nregions: {config_regions}\n")
     return config
@@ -32,8 +34,12 @@ def write_setup(tmp_path: Path, config_regions: str, policy_regions: str, copy: 
 
 @pytest.mark.parametrize(
     ("typo", "meant"),
-    [("ap-guangzou", "ap-guangzhou"), ("ap-shangai", "ap-shanghai"),
-     ("eu-frankfort", "eu-frankfurt"), ("AP-SINGAPORE", "ap-singapore")],
+    [
+        ("ap-guangzou", "ap-guangzhou"),
+        ("ap-shangai", "ap-shanghai"),
+        ("eu-frankfort", "eu-frankfurt"),
+        ("AP-SINGAPORE", "ap-singapore"),
+    ],
 )
 def test_closest_region(typo: str, meant: str) -> None:
     assert closest_region(typo) == meant
@@ -51,8 +57,10 @@ def test_every_typo_is_reported_at_its_file_line_and_key(tmp_path: Path) -> None
     result = CliRunner().invoke(cli, ["validate", "--config", str(config)])
     assert result.exit_code == 2
     err = result.stderr
-    assert (f"{config}:2:24: regions[1]: 'ap-guangzou' is not a Tencent Cloud region "
-            "cvmkeeper knows; did you mean ap-guangzhou?") in err
+    assert (
+        f"{config}:2:24: regions[1]: 'ap-guangzou' is not a Tencent Cloud region "
+        "cvmkeeper knows; did you mean ap-guangzhou?"
+    ) in err
     policy = tmp_path / "policies" / "web.yaml"
     assert f"{policy}:2:11: regions[0]: 'ap-beijng' is not" in err
     assert "did you mean ap-beijing?" in err
@@ -89,21 +97,26 @@ def test_online_confirms_a_region_the_cloud_answers_for_and_still_refuses_a_typo
     new_region = "na-newyork"
     spec = fleet()
     spec["regions"][new_region] = {"quota": 10, "instances": [], "images": []}  # type: ignore[index]
-    with world(tmp_path, spec, policy(ids=[]) | {"targets": {"tags": {"backup": "x"}},
-                                                 "regions": [REGION, new_region]}) as w:
+    with world(
+        tmp_path,
+        spec,
+        policy(ids=[]) | {"targets": {"tags": {"backup": "x"}}, "regions": [REGION, new_region]},
+    ) as w:
         offline = CliRunner().invoke(cli, ["validate", "--config", str(w.config_path)])
         assert offline.exit_code == 2
         assert f"'{new_region}' is not a Tencent Cloud region cvmkeeper knows" in offline.stderr
-        online = CliRunner().invoke(cli, ["validate", "--online", "--config",
-                                          str(w.config_path)])
+        online = CliRunner().invoke(cli, ["validate", "--online", "--config", str(w.config_path)])
         assert online.exit_code == 0, online.output
-        assert (f"note: region {new_region} is not in cvmkeeper's list of Tencent Cloud "
-                "regions, but the cloud answers for it") in online.stdout
+        assert (
+            f"note: region {new_region} is not in cvmkeeper's list of Tencent Cloud "
+            "regions, but the cloud answers for it"
+        ) in online.stdout
         document = yaml.safe_load(w.config_path.read_text())
         document["regions"] = ["ap-guangzou"]
         w.config_path.write_text(yaml.safe_dump(document))
-        typo = CliRunner().invoke(cli, ["validate", "--online", "--config",
-                                        str(w.config_path)])
+        typo = CliRunner().invoke(cli, ["validate", "--online", "--config", str(w.config_path)])
         assert typo.exit_code == 2
-        assert "'ap-guangzou' is not a Tencent Cloud region cvmkeeper knows; did you mean " \
+        assert (
+            "'ap-guangzou' is not a Tencent Cloud region cvmkeeper knows; did you mean "
             "ap-guangzhou?" in typo.stderr
+        )

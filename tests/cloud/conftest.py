@@ -28,8 +28,9 @@ from cvmkeeper.emulator.server import running_emulator
 from cvmkeeper.emulator.transport import in_process_client
 
 #: Quick backoffs for tests; the shape (jitter, caps, bounds) is the production one.
-TEST_POLICY = RetryPolicy(max_attempts=10, base_seconds=0.02, cap_seconds=0.4,
-                          deadline_seconds=30, max_internal_errors=5)
+TEST_POLICY = RetryPolicy(
+    max_attempts=10, base_seconds=0.02, cap_seconds=0.4, deadline_seconds=30, max_internal_errors=5
+)
 
 TRANSPORTS = ["http", "inprocess"]
 
@@ -68,17 +69,28 @@ def fleet_mapping(**overrides: Any) -> dict[str, Any]:
     """A small fleet: two regions, a few instances, one golden image."""
     fleet: dict[str, Any] = {
         "credentials": {"secret_id": "AKIDTESTCLIENT", "secret_key": "client-test-key"},
-        "timing": {"create_seconds": 0.3, "stop_seconds": 0.2, "start_seconds": 0.2,
-                   "sync_seconds": 0.3},
+        "timing": {
+            "create_seconds": 0.3,
+            "stop_seconds": 0.2,
+            "start_seconds": 0.2,
+            "sync_seconds": 0.3,
+        },
         "seed": 3,
         "regions": {
             "ap-guangzhou": {
                 "quota": 50,
-                "instances": [{"id": f"ins-{n:04d}", "name": f"web-{n}",
-                               "tags": {"backup": "daily" if n % 2 else "weekly"}}
-                              for n in range(6)]
-                + [{"id": "ins-stopped", "state": "STOPPED"},
-                   {"id": "ins-odd", "not_supported": True}],
+                "instances": [
+                    {
+                        "id": f"ins-{n:04d}",
+                        "name": f"web-{n}",
+                        "tags": {"backup": "daily" if n % 2 else "weekly"},
+                    }
+                    for n in range(6)
+                ]
+                + [
+                    {"id": "ins-stopped", "state": "STOPPED"},
+                    {"id": "ins-odd", "not_supported": True},
+                ],
                 "images": [{"id": "img-golden01", "name": "golden-base"}],
             },
             "ap-shanghai": {"quota": 50},
@@ -94,22 +106,30 @@ def make_cloud(request: pytest.FixtureRequest) -> Iterator[MakeCloud]:
     stack = ExitStack()
     transport: str = request.param
 
-    def make(fleet: Mapping[str, Any] | None = None, *, secret_key: str | None = None,
-             limiter_config: RateLimitConfig | None = None,
-             policy: RetryPolicy = TEST_POLICY) -> Cloud:
+    def make(
+        fleet: Mapping[str, Any] | None = None,
+        *,
+        secret_key: str | None = None,
+        limiter_config: RateLimitConfig | None = None,
+        policy: RetryPolicy = TEST_POLICY,
+    ) -> Cloud:
         spec = FleetSpec.from_mapping(fleet or fleet_mapping())
         rng = random.Random(11)
         if transport == "http":
             emu = stack.enter_context(running_emulator(spec))
             creds = Credentials(emu.secret_id, secret_key or emu.secret_key, source="test")
             client = CloudClient.over_http(
-                creds, EndpointConfig(emu.endpoint, "http", 10), retry_policy=policy,
-                limiter=RateLimiter(limiter_config), rng=rng,
+                creds,
+                EndpointConfig(emu.endpoint, "http", 10),
+                retry_policy=policy,
+                limiter=RateLimiter(limiter_config),
+                rng=rng,
             )
             import time
 
-            return Cloud(client, emu.core, transport, time.sleep, emu.endpoint,
-                         emu.secret_id, emu.secret_key)
+            return Cloud(
+                client, emu.core, transport, time.sleep, emu.endpoint, emu.secret_id, emu.secret_key
+            )
         clock = ManualClock()
         core = EmulatorCore(spec, clock)
 
@@ -120,7 +140,11 @@ def make_cloud(request: pytest.FixtureRequest) -> Iterator[MakeCloud]:
             clock.advance(seconds)
 
         client = in_process_client(
-            core, retry_policy=policy, sleep=sleep, clock=now, rng=rng,
+            core,
+            retry_policy=policy,
+            sleep=sleep,
+            clock=now,
+            rng=rng,
             limiter=RateLimiter(limiter_config, clock=now, sleep=sleep),
         )
         return Cloud(client, core, transport, sleep)

@@ -39,8 +39,7 @@ def test_the_policy_is_cam_syntax_version_2() -> None:
     for statement in document["statement"]:
         assert statement["effect"] == "allow"
         assert statement["resource"] == ["*"]  # Describe* have no resource-level permissions
-        assert all(action.startswith(("name/cvm:", "name/sts:"))
-                   for action in statement["action"])
+        assert all(action.startswith(("name/cvm:", "name/sts:")) for action in statement["action"])
         assert not any("*" in action for action in statement["action"])
 
 

@@ -34,15 +34,19 @@ def request(name: str, instance: str = "ins-0000", **extra: Any) -> CreateImageR
 
 
 def big_fleet(images: int, instances: int) -> dict[str, Any]:
-    return fleet_mapping(regions={
-        GZ: {
-            "quota": images + 10,
-            "instances": [{"id": f"ins-{n:05d}", "tags": {"tier": "web" if n % 3 else "db"}}
-                          for n in range(instances)],
-            "images": [{"id": f"img-{n:05d}", "name": f"old-{n:05d}"} for n in range(images)]
-            + [{"id": "img-public", "name": "centos", "type": "PUBLIC_IMAGE"}],
-        },
-    })
+    return fleet_mapping(
+        regions={
+            GZ: {
+                "quota": images + 10,
+                "instances": [
+                    {"id": f"ins-{n:05d}", "tags": {"tier": "web" if n % 3 else "db"}}
+                    for n in range(instances)
+                ],
+                "images": [{"id": f"img-{n:05d}", "name": f"old-{n:05d}"} for n in range(images)]
+                + [{"id": "img-public", "name": "centos", "type": "PUBLIC_IMAGE"}],
+            },
+        }
+    )
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -52,8 +56,7 @@ def test_paging_past_100_images_and_instances(make_cloud: MakeCloud) -> None:
     cloud = make_cloud(big_fleet(images=230, instances=205))
     images = cloud.client.list_images(GZ)
     assert sorted(i.image_id for i in images) == [f"img-{n:05d}" for n in range(230)]
-    assert all(i.created_time.tzinfo is not None and i.state is ImageState.NORMAL
-               for i in images)
+    assert all(i.created_time.tzinfo is not None and i.state is ImageState.NORMAL for i in images)
     assert cloud.client.stats.attempts["DescribeImages"] == 3  # 100 + 100 + 30
 
     instances = cloud.client.list_instances(GZ)
@@ -78,7 +81,9 @@ def test_quota_states_and_fuzzy_name_filter(make_cloud: MakeCloud) -> None:
     cloud = make_cloud()
     assert cloud.client.image_quota(GZ) == 50
     assert cloud.client.instance_states(GZ, ["ins-0000", "ins-stopped"]) == {
-        "ins-0000": "RUNNING", "ins-stopped": "STOPPED"}
+        "ins-0000": "RUNNING",
+        "ins-stopped": "STOPPED",
+    }
     cloud.client.create_image(GZ, request("web-0-a", "ins-0000"))
     cloud.client.create_image(GZ, request("web-0-ab", "ins-0001"))
     found = cloud.client.find_image_by_name(GZ, "web-0-a")
@@ -92,9 +97,15 @@ def test_quota_states_and_fuzzy_name_filter(make_cloud: MakeCloud) -> None:
 def test_create_wait_sync_and_delete(make_cloud: MakeCloud) -> None:
     cloud = make_cloud()
     client = cloud.client
-    outcome = client.create_image(GZ, request(
-        "web0-20261127-0300", description="cvmkeeper: daily", tags={"cvmkeeper:policy": "p"},
-        force_poweroff=True))
+    outcome = client.create_image(
+        GZ,
+        request(
+            "web0-20261127-0300",
+            description="cvmkeeper: daily",
+            tags={"cvmkeeper:policy": "p"},
+            force_poweroff=True,
+        ),
+    )
     assert not outcome.adopted
     (image,) = client.get_images(GZ, [outcome.image_id])
     assert image.state is ImageState.CREATING
@@ -134,8 +145,9 @@ def test_stop_and_start_are_idempotent(make_cloud: MakeCloud) -> None:
     cloud.wait_until(lambda: client.instance_states(GZ, ["ins-0001"])["ins-0001"] == "STOPPED")
     client.start_instances(GZ, ["ins-0000", "ins-0001"])
     client.start_instances(GZ, ["ins-0000"])
-    cloud.wait_until(lambda: set(client.instance_states(GZ, ["ins-0000", "ins-0001"]).values())
-                     == {"RUNNING"})
+    cloud.wait_until(
+        lambda: set(client.instance_states(GZ, ["ins-0000", "ins-0001"]).values()) == {"RUNNING"}
+    )
 
 
 # -- every error class --------------------------------------------------------------------
@@ -166,11 +178,14 @@ def test_quota_exceeded(make_cloud: MakeCloud) -> None:
     assert cloud.client.stats.attempts["CreateImage"] == 1
 
 
-@pytest.mark.parametrize(("req", "error", "code"), [
-    (request("x", "ins-missing"), NotFoundError, "InvalidInstanceId.NotFound"),
-    (request("x", "ins-odd"), PermanentError, "InvalidInstance.NotSupported"),
-    (request("a-name-over-twenty-chars"), PermanentError, "InvalidParameter.ValueTooLarge"),
-])
+@pytest.mark.parametrize(
+    ("req", "error", "code"),
+    [
+        (request("x", "ins-missing"), NotFoundError, "InvalidInstanceId.NotFound"),
+        (request("x", "ins-odd"), PermanentError, "InvalidInstance.NotSupported"),
+        (request("a-name-over-twenty-chars"), PermanentError, "InvalidParameter.ValueTooLarge"),
+    ],
+)
 def test_permanent_errors_are_not_retried(
     make_cloud: MakeCloud, req: CreateImageRequest, error: type, code: str
 ) -> None:
@@ -192,8 +207,9 @@ def test_deleting_a_creating_image_is_refused(make_cloud: MakeCloud) -> None:
     assert caught.value.code == "InvalidImageId.IncorrectState"
 
 
-def test_busy_instance_is_retried_until_free(make_cloud: MakeCloud,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_busy_instance_is_retried_until_free(
+    make_cloud: MakeCloud, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="cvmkeeper.cloud")
     cloud = make_cloud()
     cloud.client.create_image(GZ, request("first"))
@@ -205,8 +221,7 @@ def test_busy_instance_is_retried_until_free(make_cloud: MakeCloud,
 def test_busy_gives_up_when_the_policy_is_exhausted(make_cloud: MakeCloud) -> None:
     from cvmkeeper.cloud.retry import RetryPolicy
 
-    cloud = make_cloud(policy=RetryPolicy(max_attempts=2, base_seconds=0.001,
-                                          cap_seconds=0.001))
+    cloud = make_cloud(policy=RetryPolicy(max_attempts=2, base_seconds=0.001, cap_seconds=0.001))
     cloud.client.create_image(GZ, request("first"))
     with pytest.raises(BusyError):
         cloud.client.create_image(GZ, request("second"))
@@ -303,26 +318,44 @@ def test_twenty_percent_faults_on_every_action_every_operation_completes(
     fleet = fleet_mapping()
     fleet["regions"][GZ]["instances"] = [{"id": f"ins-{n:04d}"} for n in range(8)]
     cloud = make_cloud(fleet)
-    each = {"InternalError": 0.05, "RequestLimitExceeded": 0.05, "reset": 0.05,
-            "lost_response": 0.05}
-    cloud.core.set_faults({action: dict(each) for action in (
-        "CreateImage", "DescribeImages", "DeleteImages", "DescribeImageQuota", "SyncImages",
-        "DescribeInstances", "DescribeInstancesStatus", "StopInstances", "StartInstances")})
+    each = {
+        "InternalError": 0.05,
+        "RequestLimitExceeded": 0.05,
+        "reset": 0.05,
+        "lost_response": 0.05,
+    }
+    cloud.core.set_faults(
+        {
+            action: dict(each)
+            for action in (
+                "CreateImage",
+                "DescribeImages",
+                "DeleteImages",
+                "DescribeImageQuota",
+                "SyncImages",
+                "DescribeInstances",
+                "DescribeInstancesStatus",
+                "StopInstances",
+                "StartInstances",
+            )
+        }
+    )
     client = cloud.client
     ids = [f"ins-{n:04d}" for n in range(8)]
 
-    created = {n: client.create_image(GZ, request(f"f-{n}", ids[n])).image_id
-               for n in range(8)}
+    created = {n: client.create_image(GZ, request(f"f-{n}", ids[n])).image_id for n in range(8)}
     assert client.image_quota(GZ) == 50
     assert len(client.list_instances(GZ, ids=ids)) == 8
-    cloud.wait_until(lambda: all(i.state.usable
-                                 for i in client.get_images(GZ, list(created.values()))))
+    cloud.wait_until(
+        lambda: all(i.state.usable for i in client.get_images(GZ, list(created.values())))
+    )
     copy = client.sync_image(GZ, created[0], [SH])
     client.stop_instances(GZ, ids[:3])
     cloud.wait_until(lambda: set(client.instance_states(GZ, ids[:3]).values()) == {"STOPPED"})
     client.start_instances(GZ, ids[:3])
-    cloud.wait_until(lambda: all(i.state.usable
-                                 for i in client.get_images(GZ, list(created.values()))))
+    cloud.wait_until(
+        lambda: all(i.state.usable for i in client.get_images(GZ, list(created.values())))
+    )
     deleted = client.delete_images(GZ, [created[n] for n in range(1, 8)])
     assert set(deleted.deleted) | set(deleted.already_gone) == {created[n] for n in range(1, 8)}
 
@@ -332,5 +365,6 @@ def test_twenty_percent_faults_on_every_action_every_operation_completes(
     assert names == ["f-0", "golden-base"]  # exactly one image per create, deletes done
     assert [i["ImageId"] for i in cloud.images_named(SH, "f-0")] == [copy.copies[SH]]
     assert sum(state["errors"].values()) > 0  # faults really happened
-    assert {i["InstanceState"] for i in state["regions"][GZ]["instances"]
-            if i["InstanceId"] in ids[:3]} <= {"STARTING", "RUNNING"}
+    assert {
+        i["InstanceState"] for i in state["regions"][GZ]["instances"] if i["InstanceId"] in ids[:3]
+    } <= {"STARTING", "RUNNING"}

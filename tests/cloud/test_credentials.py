@@ -39,11 +39,13 @@ def places(tmp_path: Path) -> dict[str, Path]:
     return {"home": home, "creds": creds_dir, "system": tmp_path / "etc-credentials"}
 
 
-def resolve(places: dict[str, Path], env: dict[str, str],
-            config: CredentialsConfig | None = None) -> Credentials | CvmRoleCredentials:
+def resolve(
+    places: dict[str, Path], env: dict[str, str], config: CredentialsConfig | None = None
+) -> Credentials | CvmRoleCredentials:
     config = config or CredentialsConfig(metadata_url=closed_port_url())
-    return resolve_credentials(config, env=env, home=places["home"],
-                               system_file=places["system"], metadata_timeout=0.5)
+    return resolve_credentials(
+        config, env=env, home=places["home"], system_file=places["system"], metadata_timeout=0.5
+    )
 
 
 def write_ini(path: Path, secret_id: str, key: str) -> None:
@@ -60,10 +62,14 @@ def test_order_explicit_then_credentials_directory_then_env_then_files(
     (places["creds"] / "secret_key").write_text("dir-key")
     write_ini(places["home"] / ".tencentcloud" / "credentials", "AKID-home", "home-key")
     write_ini(places["system"], "AKID-etc", "etc-key")
-    env = {"CREDENTIALS_DIRECTORY": str(places["creds"]),
-           "TENCENTCLOUD_SECRET_ID": "AKID-env", "TENCENTCLOUD_SECRET_KEY": "env-key"}
-    explicit = CredentialsConfig(secret_id="AKID-cfg", secret_key_file=key_file,
-                                 metadata_url=closed_port_url())
+    env = {
+        "CREDENTIALS_DIRECTORY": str(places["creds"]),
+        "TENCENTCLOUD_SECRET_ID": "AKID-env",
+        "TENCENTCLOUD_SECRET_KEY": "env-key",
+    }
+    explicit = CredentialsConfig(
+        secret_id="AKID-cfg", secret_key_file=key_file, metadata_url=closed_port_url()
+    )
 
     found = resolve(places, env, explicit)
     assert found.get_credential_info() == ("AKID-cfg", CANARY, None)
@@ -109,8 +115,9 @@ def test_nothing_found_names_every_place(places: dict[str, Path]) -> None:
 
 def test_plain_secret_key_in_config_is_refused_without_echoing_it() -> None:
     with pytest.raises(CredentialsError) as caught:
-        CredentialsConfig.from_mapping({"secret_id": "AKID", "secret_key": CANARY},
-                                       origin="/etc/cvmkeeper/config.yaml")
+        CredentialsConfig.from_mapping(
+            {"secret_id": "AKID", "secret_key": CANARY}, origin="/etc/cvmkeeper/config.yaml"
+        )
     assert "/etc/cvmkeeper/config.yaml: key 'secret_key'" in str(caught.value)
     assert CANARY not in str(caught.value)
 
@@ -119,7 +126,8 @@ def test_config_mapping_reads_the_key_file(tmp_path: Path, places: dict[str, Pat
     key_file = tmp_path / "key"
     key_file.write_text(CANARY)
     config = CredentialsConfig.from_mapping(
-        {"secret_id": "AKID", "secret_key_file": str(key_file), "cvm_role": False})
+        {"secret_id": "AKID", "secret_key_file": str(key_file), "cvm_role": False}
+    )
     assert resolve(places, {}, config).get_credential_info() == ("AKID", CANARY, None)
 
 
@@ -161,9 +169,15 @@ def metadata_server() -> Iterator[str]:
             if self.path == base:
                 body = b"backup-role"
             elif self.path == base + "backup-role":
-                body = json.dumps({"Code": "Success", "TmpSecretId": "AKID-tmp",
-                                   "TmpSecretKey": CANARY, "Token": "tok",
-                                   "ExpiredTime": 4_000_000_000}).encode()
+                body = json.dumps(
+                    {
+                        "Code": "Success",
+                        "TmpSecretId": "AKID-tmp",
+                        "TmpSecretKey": CANARY,
+                        "Token": "tok",
+                        "ExpiredTime": 4_000_000_000,
+                    }
+                ).encode()
             else:
                 self.send_error(404)
                 return
@@ -198,18 +212,24 @@ def test_cvm_role_can_be_disabled(places: dict[str, Path], metadata_server: str)
         resolve(places, {}, config)
 
 
-@pytest.mark.parametrize(("mode", "warned"), [(0o600, False), (0o400, False), (0o640, True),
-                                              (0o644, True), (0o604, True)])
+@pytest.mark.parametrize(
+    ("mode", "warned"),
+    [(0o600, False), (0o400, False), (0o640, True), (0o644, True), (0o604, True)],
+)
 def test_a_key_file_others_can_read_is_warned_about(
-    tmp_path: Path, places: dict[str, Path], caplog: pytest.LogCaptureFixture,
-    mode: int, warned: bool,
+    tmp_path: Path,
+    places: dict[str, Path],
+    caplog: pytest.LogCaptureFixture,
+    mode: int,
+    warned: bool,
 ) -> None:
     """issue 19: a SecretKey file readable by group or others gets a warning (not its key)."""
     key_file = tmp_path / "key"
     key_file.write_text(CANARY)
     key_file.chmod(mode)
     config = CredentialsConfig.from_mapping(
-        {"secret_id": "AKID", "secret_key_file": str(key_file), "cvm_role": False})
+        {"secret_id": "AKID", "secret_key_file": str(key_file), "cvm_role": False}
+    )
     with caplog.at_level("WARNING"):
         resolve(places, {}, config)
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]

@@ -94,8 +94,13 @@ def test_every_table_row_is_reachable() -> None:
 
 
 def test_message_keeps_code_request_id_and_where() -> None:
-    error = classify("RequestLimitExceeded", "slow down", action="CreateImage",
-                     region="ap-shanghai", request_id="abc-123")
+    error = classify(
+        "RequestLimitExceeded",
+        "slow down",
+        action="CreateImage",
+        region="ap-shanghai",
+        request_id="abc-123",
+    )
     assert str(error) == (
         "CreateImage in ap-shanghai failed: RequestLimitExceeded: slow down (RequestId abc-123)"
     )

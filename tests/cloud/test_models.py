@@ -16,8 +16,15 @@ from cvmkeeper.cloud.models import (
 from cvmkeeper.core.inventory import ImageState
 
 
-@pytest.mark.parametrize("raw", ["2026-11-27T03:00:05Z", "2026-11-27T03:00:05+00:00",
-                                 "2026-11-27T11:00:05+08:00", "2026-11-27 03:00:05"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2026-11-27T03:00:05Z",
+        "2026-11-27T03:00:05+00:00",
+        "2026-11-27T11:00:05+08:00",
+        "2026-11-27 03:00:05",
+    ],
+)
 def test_created_time_in_every_format_is_aware_utc(raw: str) -> None:
     parsed = parse_created_time(raw)
     assert parsed == datetime(2026, 11, 27, 3, 0, 5, tzinfo=UTC)
@@ -30,12 +37,18 @@ def test_bad_created_time_is_an_error() -> None:
 
 
 def test_image_from_api() -> None:
-    image = image_from_api({
-        "ImageId": "img-1", "ImageName": "n", "ImageState": "SOMETHING_NEW",
-        "CreatedTime": "2026-01-01T00:00:00Z", "ImageType": "PRIVATE_IMAGE",
-        "Tags": [{"Key": "cvmkeeper:pin", "Value": "true"}],
-        "SnapshotSet": [{"SnapshotId": "snap-1"}],
-    }, "ap-guangzhou")
+    image = image_from_api(
+        {
+            "ImageId": "img-1",
+            "ImageName": "n",
+            "ImageState": "SOMETHING_NEW",
+            "CreatedTime": "2026-01-01T00:00:00Z",
+            "ImageType": "PRIVATE_IMAGE",
+            "Tags": [{"Key": "cvmkeeper:pin", "Value": "true"}],
+            "SnapshotSet": [{"SnapshotId": "snap-1"}],
+        },
+        "ap-guangzhou",
+    )
     assert image.state is ImageState.UNKNOWN  # unknown states are never deletable
     assert dict(image.tags) == {"cvmkeeper:pin": "true"}
     assert image.snapshot_ids == ("snap-1",)
@@ -53,28 +66,46 @@ def test_image_without_id_or_time_is_an_error() -> None:
 def test_create_request_body() -> None:
     body = CreateImageRequest("n", "ins-1", "d", {"k": "v"}, True, ("disk-1",), True).to_params()
     assert body == {
-        "ImageName": "n", "InstanceId": "ins-1", "ImageDescription": "d",
-        "ForcePoweroff": "true", "DataDiskIds": ["disk-1"], "DryRun": True,
+        "ImageName": "n",
+        "InstanceId": "ins-1",
+        "ImageDescription": "d",
+        "ForcePoweroff": "true",
+        "DataDiskIds": ["disk-1"],
+        "DryRun": True,
         "TagSpecification": [{"ResourceType": "image", "Tags": [{"Key": "k", "Value": "v"}]}],
     }
     assert CreateImageRequest("n", "ins-1").to_params()["ForcePoweroff"] == "false"
 
 
 def test_snapshot_set_and_data_disks_are_read_leniently() -> None:
-    image = image_from_api({
-        "ImageId": "img-1", "CreatedTime": "2026-01-01T00:00:00Z",
-        "SnapshotSet": [{"SnapshotId": "snap-1", "DiskUsage": "SYSTEM_DISK", "DiskSize": 50},
-                        {"SnapshotId": "snap-2", "DiskUsage": "DATA_DISK", "DiskSize": None},
-                        {"DiskUsage": "DATA_DISK"}],
-    }, "ap-guangzhou")
+    image = image_from_api(
+        {
+            "ImageId": "img-1",
+            "CreatedTime": "2026-01-01T00:00:00Z",
+            "SnapshotSet": [
+                {"SnapshotId": "snap-1", "DiskUsage": "SYSTEM_DISK", "DiskSize": 50},
+                {"SnapshotId": "snap-2", "DiskUsage": "DATA_DISK", "DiskSize": None},
+                {"DiskUsage": "DATA_DISK"},
+            ],
+        },
+        "ap-guangzhou",
+    )
     assert [(s.snapshot_id, s.usage, s.size_gib) for s in image.snapshots] == [
-        ("snap-1", "SYSTEM_DISK", 50), ("snap-2", "DATA_DISK", 0)]
-    instance = instance_from_api({
-        "InstanceId": "ins-1", "SystemDisk": {"DiskId": "disk-s", "DiskType": "CLOUD_SSD",
-                                              "DiskSize": 50},
-        "DataDisks": [{"DiskId": "disk-a", "DiskType": "LOCAL_SSD", "DiskSize": "100"},
-                      {"DiskType": "CLOUD_SSD"}, None],
-    }, "ap-guangzhou")
+        ("snap-1", "SYSTEM_DISK", 50),
+        ("snap-2", "DATA_DISK", 0),
+    ]
+    instance = instance_from_api(
+        {
+            "InstanceId": "ins-1",
+            "SystemDisk": {"DiskId": "disk-s", "DiskType": "CLOUD_SSD", "DiskSize": 50},
+            "DataDisks": [
+                {"DiskId": "disk-a", "DiskType": "LOCAL_SSD", "DiskSize": "100"},
+                {"DiskType": "CLOUD_SSD"},
+                None,
+            ],
+        },
+        "ap-guangzhou",
+    )
     assert instance.system_disk is not None and instance.system_disk.disk_id == "disk-s"
     [disk] = instance.data_disks
     assert (disk.disk_id, disk.local, disk.size_gib) == ("disk-a", True, 100)

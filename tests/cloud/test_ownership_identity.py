@@ -28,26 +28,36 @@ SLOT = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 
 
 def managed_image(image_id: str, slot: datetime, **extra: object) -> dict[str, object]:
-    return {"id": image_id, "name": image_name(INSTANCE, slot),
-            "description": image_description(("web",), slot),
-            "tags": image_tags(("web",), INSTANCE, slot), "instance_id": INSTANCE,
-            "created_time": slot.strftime("%Y-%m-%dT%H:%M:%SZ"), **extra}
+    return {
+        "id": image_id,
+        "name": image_name(INSTANCE, slot),
+        "description": image_description(("web",), slot),
+        "tags": image_tags(("web",), INSTANCE, slot),
+        "instance_id": INSTANCE,
+        "created_time": slot.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **extra,
+    }
 
 
 FLEET = {
-    "credentials": {"secret_id": "AKIDOWNER0001", "secret_key": "owner-secret-key",
-                    "uin": OURS},
-    "regions": {GZ: {"instances": [{"id": INSTANCE}], "images": [
-        managed_image("img-ours0001", SLOT),
-        managed_image("img-forged01", SLOT.replace(hour=17), creator=SOMEONE),
-        {"id": "img-golden01", "name": "golden"},
-    ]}},
+    "credentials": {"secret_id": "AKIDOWNER0001", "secret_key": "owner-secret-key", "uin": OURS},
+    "regions": {
+        GZ: {
+            "instances": [{"id": INSTANCE}],
+            "images": [
+                managed_image("img-ours0001", SLOT),
+                managed_image("img-forged01", SLOT.replace(hour=17), creator=SOMEONE),
+                {"id": "img-golden01", "name": "golden"},
+            ],
+        }
+    },
 }
 
 
 def client_for(emu: object) -> CloudClient:
-    return CloudClient.over_http(Credentials("AKIDOWNER0001", "owner-secret-key"),
-                                 EndpointConfig(emu.endpoint, "http", 5))  # type: ignore[attr-defined]
+    return CloudClient.over_http(
+        Credentials("AKIDOWNER0001", "owner-secret-key"), EndpointConfig(emu.endpoint, "http", 5)
+    )  # type: ignore[attr-defined]
 
 
 def test_the_caller_identity_comes_from_sts_over_the_sdk() -> None:
@@ -106,17 +116,23 @@ def test_a_duplicate_name_held_by_someone_elses_image_is_not_adopted() -> None:
     from cvmkeeper.cloud.models import CreateImageRequest
 
     forged = SLOT.replace(hour=17)  # img-forged01 holds this slot's name, made by SOMEONE
-    request = CreateImageRequest(image_name(INSTANCE, forged), INSTANCE,
-                                 image_description(("web",), forged),
-                                 image_tags(("web",), INSTANCE, forged))
+    request = CreateImageRequest(
+        image_name(INSTANCE, forged),
+        INSTANCE,
+        image_description(("web",), forged),
+        image_tags(("web",), INSTANCE, forged),
+    )
     with running_emulator(FLEET) as emu:
         client = client_for(emu)
         with pytest.raises(PermanentError) as raised:
             client.create_image(GZ, request)
         # our own image of a slot is still adopted
-        ours = CreateImageRequest(image_name(INSTANCE, SLOT), INSTANCE,
-                                  image_description(("web",), SLOT),
-                                  image_tags(("web",), INSTANCE, SLOT))
+        ours = CreateImageRequest(
+            image_name(INSTANCE, SLOT),
+            INSTANCE,
+            image_description(("web",), SLOT),
+            image_tags(("web",), INSTANCE, SLOT),
+        )
         again = client.create_image(GZ, ours)
     assert "img-forged01" in str(raised.value) and SOMEONE in str(raised.value)
     assert raised.value.code == "InvalidImageName.Duplicate"

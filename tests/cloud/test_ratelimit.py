@@ -24,14 +24,16 @@ class FakeTime:
 
 
 def limiter(fake: FakeTime, **config: object) -> RateLimiter:
-    return RateLimiter(RateLimitConfig(**config), clock=fake.clock,  # type: ignore[arg-type]
-                       sleep=fake.sleep)
+    return RateLimiter(
+        RateLimitConfig(**config),
+        clock=fake.clock,  # type: ignore[arg-type]
+        sleep=fake.sleep,
+    )
 
 
 def test_documented_defaults() -> None:
     config = RateLimitConfig()
-    for action in ("CreateImage", "DeleteImages", "SyncImages", "StopInstances",
-                   "StartInstances"):
+    for action in ("CreateImage", "DeleteImages", "SyncImages", "StopInstances", "StartInstances"):
         assert config.rate_for(action) == 10
     assert config.rate_for("DescribeImages") == config.rate_for("DescribeInstances") == 40
     assert config.rate_for("DescribeImageQuota") == 20

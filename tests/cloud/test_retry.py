@@ -21,8 +21,13 @@ class Script:
     def __call__(self) -> str:
         self.attempts += 1
         if self.codes:
-            raise classify(self.codes.pop(0), "m", action="CreateImage", region="r",
-                           request_id=f"req-{self.attempts}")
+            raise classify(
+                self.codes.pop(0),
+                "m",
+                action="CreateImage",
+                region="r",
+                request_id=f"req-{self.attempts}",
+            )
         return "ok"
 
 
@@ -40,23 +45,37 @@ class FakeTime:
 
 
 def run(script: Script, fake: FakeTime, policy: RetryPolicy | None = None) -> str:
-    return call_with_retries(script, policy=policy or RetryPolicy(), action="CreateImage",
-                             region="r", sleep=fake.sleep, clock=fake.clock,
-                             rng=random.Random(7))
+    return call_with_retries(
+        script,
+        policy=policy or RetryPolicy(),
+        action="CreateImage",
+        region="r",
+        sleep=fake.sleep,
+        clock=fake.clock,
+        rng=random.Random(7),
+    )
 
 
 def test_retryable_errors_are_absorbed() -> None:
     fake = FakeTime()
-    script = Script("RequestLimitExceeded", "ResourceInUse", "ClientNetworkError",
-                    "MutexOperation.TaskRunning")
+    script = Script(
+        "RequestLimitExceeded", "ResourceInUse", "ClientNetworkError", "MutexOperation.TaskRunning"
+    )
     assert run(script, fake) == "ok"
     assert script.attempts == 5
     assert len(fake.slept) == 4
 
 
-@pytest.mark.parametrize("code", ["InvalidParameterValue", "AuthFailure.SignatureFailure",
-                                  "InvalidImageName.Duplicate", "ImageQuotaLimitExceeded",
-                                  "Unheard.Of"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "InvalidParameterValue",
+        "AuthFailure.SignatureFailure",
+        "InvalidImageName.Duplicate",
+        "ImageQuotaLimitExceeded",
+        "Unheard.Of",
+    ],
+)
 def test_non_retryable_errors_are_raised_at_once(code: str) -> None:
     fake = FakeTime()
     script = Script(code)
@@ -86,8 +105,7 @@ def test_internal_error_is_retried_only_a_bounded_few_times() -> None:
 
 def test_full_jitter_stays_within_the_capped_window() -> None:
     fake = FakeTime()
-    policy = RetryPolicy(max_attempts=12, base_seconds=0.5, cap_seconds=3.0,
-                         deadline_seconds=1000)
+    policy = RetryPolicy(max_attempts=12, base_seconds=0.5, cap_seconds=3.0, deadline_seconds=1000)
     run(Script(*["RequestLimitExceeded"] * 11), fake, policy)
     for attempt, slept in enumerate(fake.slept, start=1):
         assert 0 <= slept <= min(3.0, 0.5 * 2 ** (attempt - 1))
@@ -96,8 +114,7 @@ def test_full_jitter_stays_within_the_capped_window() -> None:
 
 def test_deadline_bounds_the_whole_call() -> None:
     fake = FakeTime()
-    policy = RetryPolicy(max_attempts=1000, base_seconds=1, cap_seconds=5,
-                         deadline_seconds=20)
+    policy = RetryPolicy(max_attempts=1000, base_seconds=1, cap_seconds=5, deadline_seconds=20)
     script = Script(*["ResourceInUse"] * 1000)
     with pytest.raises(CloudError):
         run(script, fake, policy)
@@ -109,9 +126,15 @@ def test_give_up_on_stops_early() -> None:
     fake = FakeTime()
     script = Script("ClientNetworkError", "ClientNetworkError")
     with pytest.raises(CloudError):
-        call_with_retries(script, policy=RetryPolicy(), action="A", region="r",
-                          give_up_on=lambda e: e.code == "ClientNetworkError",
-                          sleep=fake.sleep, clock=fake.clock)
+        call_with_retries(
+            script,
+            policy=RetryPolicy(),
+            action="A",
+            region="r",
+            give_up_on=lambda e: e.code == "ClientNetworkError",
+            sleep=fake.sleep,
+            clock=fake.clock,
+        )
     assert script.attempts == 1
 
 
@@ -127,6 +150,7 @@ def test_each_retry_is_logged_with_action_code_and_attempt(
     assert throttled.levelno == logging.INFO
     assert internal.levelno == logging.WARNING
     assert "CreateImage in r after RequestLimitExceeded (attempt 1 of at most 8" in (
-        throttled.getMessage())
+        throttled.getMessage()
+    )
     assert "InternalError (attempt 2" in internal.getMessage()
     assert "RequestId req-2" in internal.getMessage()

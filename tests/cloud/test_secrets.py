@@ -39,10 +39,17 @@ def test_canary_key_is_absent_from_all_output_of_a_faulty_run(
             endpoint = EndpointConfig(emu.endpoint, "http", 5)
             client = CloudClient.over_http(creds, endpoint, retry_policy=policy)
             texts += [repr(creds), str(creds), repr(client.transport)]
-            emu.core.set_faults({action: {"InternalError": 0.3, "reset": 0.2,
-                                          "lost_response": 0.2}
-                                 for action in ("CreateImage", "DescribeImages",
-                                                "DescribeImageQuota", "DeleteImages")})
+            emu.core.set_faults(
+                {
+                    action: {"InternalError": 0.3, "reset": 0.2, "lost_response": 0.2}
+                    for action in (
+                        "CreateImage",
+                        "DescribeImages",
+                        "DescribeImageQuota",
+                        "DeleteImages",
+                    )
+                }
+            )
             for n in range(6):
                 try:
                     client.create_image(GZ, CreateImageRequest(f"c-{n}", f"ins-{n:04d}"))
@@ -62,8 +69,12 @@ def test_canary_key_is_absent_from_all_output_of_a_faulty_run(
     out, err = capfd.readouterr()
     assert "retrying" in caplog.text  # our retries were logged
     assert "SendRequest" in caplog.text  # and so were the SDK's request dumps
-    for where, text in (("caplog", caplog.text), ("stdout", out), ("stderr", err),
-                        ("exceptions/reprs", "\n".join(texts))):
+    for where, text in (
+        ("caplog", caplog.text),
+        ("stdout", out),
+        ("stderr", err),
+        ("exceptions/reprs", "\n".join(texts)),
+    ):
         assert CANARY not in text, f"canary secret found in {where}"
         assert CANARY[::-1] not in text, f"refused secret found in {where}"
 
@@ -73,9 +84,18 @@ def test_canary_key_is_absent_from_all_output_of_a_faulty_run(
 TOKEN = "TOKEN-canary-7e57a1b2c3d4e5f6"
 
 
-@pytest.mark.parametrize("argv", [["run", "--no-alerts"], ["run", "--no-alerts", "--json"],
-                                  ["status", "--json"], ["status"], ["images"], ["plan"],
-                                  ["validate", "--online"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--no-alerts"],
+        ["run", "--no-alerts", "--json"],
+        ["status", "--json"],
+        ["status"],
+        ["images"],
+        ["plan"],
+        ["validate", "--online"],
+    ],
+)
 def test_no_command_prints_what_a_proxy_echoes(tmp_path: Any, argv: list[str]) -> None:
     from click.testing import CliRunner
 
@@ -90,14 +110,17 @@ def test_no_command_prints_what_a_proxy_echoes(tmp_path: Any, argv: list[str]) -
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "web.yaml").write_text(
         "name: web\ntargets: {instance_ids: [ins-00000001]}\nschedules: [{every: 1h}]\n"
-        "retention: {keep_last: 3}\n")
+        "retention: {keep_last: 3}\n"
+    )
     with echo_proxy() as endpoint:
         (tmp_path / "cvmkeeper.yaml").write_text(
             f"regions: [{GZ}]\ncloud: {{endpoint: '{endpoint}', scheme: http}}\n"
             f"credentials: {{cvm_role: false}}\nstate_dir: {tmp_path / 'state'}\n"
-            "api: {retries: {max_attempts: 1}}\n")
+            "api: {retries: {max_attempts: 1}}\n"
+        )
         result = CliRunner(env={"CREDENTIALS_DIRECTORY": str(credentials)}).invoke(
-            cli, [*argv, "--config", str(tmp_path / "cvmkeeper.yaml")])
+            cli, [*argv, "--config", str(tmp_path / "cvmkeeper.yaml")]
+        )
     output = result.output
     assert result.exit_code in (1, 2), output
     assert "Traceback" not in output

@@ -183,8 +183,16 @@ def test_the_sample_config_and_policies_load() -> None:
 # --- issue 19: trust ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("endpoint", ["cvm.tencentcloudapi.com", "10.0.0.5:8765",
-                                      "proxy.example.com:3128", "127.0.0.1.evil.com:80", None])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "cvm.tencentcloudapi.com",
+        "10.0.0.5:8765",
+        "proxy.example.com:3128",
+        "127.0.0.1.evil.com:80",
+        None,
+    ],
+)
 def test_http_to_another_host_is_refused_with_file_line_and_key(
     tmp_path: Path, endpoint: str | None
 ) -> None:
@@ -197,11 +205,10 @@ def test_http_to_another_host_is_refused_with_file_line_and_key(
     assert "cloud.scheme: http to" in text and "allow_insecure_http" in text, text
 
 
-@pytest.mark.parametrize("endpoint", ["127.0.0.1:8765", "127.9.9.9:1", "localhost:80",
-                                      "cvm.tencentcloudapi.com"])
-def test_http_to_loopback_or_explicitly_allowed_is_accepted(
-    tmp_path: Path, endpoint: str
-) -> None:
+@pytest.mark.parametrize(
+    "endpoint", ["127.0.0.1:8765", "127.9.9.9:1", "localhost:80", "cvm.tencentcloudapi.com"]
+)
+def test_http_to_loopback_or_explicitly_allowed_is_accepted(tmp_path: Path, endpoint: str) -> None:
     allowed = endpoint == "cvm.tencentcloudapi.com"
     extra = ", allow_insecure_http: true" if allowed else ""
     text = f'cloud: {{endpoint: "{endpoint}", scheme: http{extra}}}\n'
@@ -224,9 +231,11 @@ def test_a_plain_dsn_in_a_world_readable_config_is_refused(tmp_path: Path) -> No
 def test_key_files_can_live_in_the_systemd_credentials_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    text = ("credentials: {secret_id: AKIDEXAMPLE0123, "
-            "secret_key_file: '${CREDENTIALS_DIRECTORY}/secret_key'}\n"
-            "sentry: {dsn_file: $CREDENTIALS_DIRECTORY/sentry_dsn}\n")
+    text = (
+        "credentials: {secret_id: AKIDEXAMPLE0123, "
+        "secret_key_file: '${CREDENTIALS_DIRECTORY}/secret_key'}\n"
+        "sentry: {dsn_file: $CREDENTIALS_DIRECTORY/sentry_dsn}\n"
+    )
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
     config = load_config(write(tmp_path, text))
     assert config.credentials.secret_key_file == tmp_path / "creds" / "secret_key"
@@ -234,7 +243,8 @@ def test_key_files_can_live_in_the_systemd_credentials_directory(
     monkeypatch.delenv("CREDENTIALS_DIRECTORY")
     config = load_config(write(tmp_path, text))
     assert config.credentials.secret_key_file == Path(
-        "/run/credentials/cvmkeeper.service/secret_key")
+        "/run/credentials/cvmkeeper.service/secret_key"
+    )
 
 
 def test_the_generated_config_points_key_files_at_the_credentials_directory() -> None:
@@ -246,10 +256,13 @@ def test_the_generated_config_points_key_files_at_the_credentials_directory() ->
     assert "/etc/cvmkeeper/credentials" not in text
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    ('cloud: {endpoint: "127.0.0.1:99999", scheme: http}\n', "cloud.endpoint"),
-    ('cloud: {endpoint: "localhost:0", scheme: http}\n', "cloud.endpoint"),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('cloud: {endpoint: "127.0.0.1:99999", scheme: http}\n', "cloud.endpoint"),
+        ('cloud: {endpoint: "localhost:0", scheme: http}\n', "cloud.endpoint"),
+    ],
+)
 def test_a_port_out_of_range_is_a_problem_not_an_overflow(
     tmp_path: Path, text: str, key: str
 ) -> None:

@@ -222,10 +222,7 @@ def test_the_sample_policies_load() -> None:
 
 def test_copies_default_to_the_main_retention_and_take_their_own() -> None:
     text = GOOD + (
-        "copies:\n"
-        "  - region: ap-shanghai\n"
-        "  - region: ap-beijing\n"
-        "    retention: {keep_daily: 3}\n"
+        "copies:\n  - region: ap-shanghai\n  - region: ap-beijing\n    retention: {keep_daily: 3}\n"
     )
     policy = parse_policy_text(text, "policies/web.yaml")
     assert [rule.region for rule in policy.copies] == ["ap-shanghai", "ap-beijing"]
@@ -238,8 +235,10 @@ def test_copies_default_to_the_main_retention_and_take_their_own() -> None:
 @pytest.mark.parametrize(
     ("copies", "message"),
     [
-        ("copies: [{region: ap-shanghai}, {region: ap-shanghai}]",
-         "policies/web.yaml:12:42: copies[1].region: ap-shanghai is listed twice"),
+        (
+            "copies: [{region: ap-shanghai}, {region: ap-shanghai}]",
+            "policies/web.yaml:12:42: copies[1].region: ap-shanghai is listed twice",
+        ),
         ("copies: [{retention: {keep_last: 1}}]", "copies[0].region: required key is missing"),
         ("copies: [{region: Shanghai}]", "copies[0].region"),
         ("copies: [{region: ap-shanghai, retention: {}}]", "copies[0].retention: keeps nothing"),

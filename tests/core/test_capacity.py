@@ -105,20 +105,23 @@ def test_a_simulated_quarter_never_holds_more_than_the_bound(
 HOURLY = Schedule(every=timedelta(hours=1))
 
 
-@pytest.mark.parametrize(("retention", "schedules", "expected"), [
-    (Retention(keep_last=1), [DAILY], True),  # the next image replaces the only one
-    (Retention(keep_last=2), [HOURLY], False),  # the oldest expires, deleted first
-    (Retention(keep_daily=7), [HOURLY], True),  # the images of one day replace each other
-    (Retention(keep_daily=7), [DAILY], False),  # one image a day: yesterday's stays
-    (Retention(keep_daily=1), [DAILY], True),  # a bucket rule keeping 1
-    (Retention(keep_daily=7, keep_last=2), [HOURLY], False),
-    (Retention(keep_daily=7, min_keep=2), [HOURLY], False),
-    (Retention(keep_within=timedelta(hours=2)), [HOURLY], False),
-    (Retention(keep_within=timedelta(hours=1)), [HOURLY], True),  # the gap is not within
-    (Retention(keep_hourly=3), [Schedule(cron="*/20 * * * *")], True),
-    (Retention(keep_weekly=4), [Schedule(cron="0 2 * * 1")], False),
-    (Retention(keep_weekly=4), [Schedule(cron="0 2 * * 1,4")], True),
-])
+@pytest.mark.parametrize(
+    ("retention", "schedules", "expected"),
+    [
+        (Retention(keep_last=1), [DAILY], True),  # the next image replaces the only one
+        (Retention(keep_last=2), [HOURLY], False),  # the oldest expires, deleted first
+        (Retention(keep_daily=7), [HOURLY], True),  # the images of one day replace each other
+        (Retention(keep_daily=7), [DAILY], False),  # one image a day: yesterday's stays
+        (Retention(keep_daily=1), [DAILY], True),  # a bucket rule keeping 1
+        (Retention(keep_daily=7, keep_last=2), [HOURLY], False),
+        (Retention(keep_daily=7, min_keep=2), [HOURLY], False),
+        (Retention(keep_within=timedelta(hours=2)), [HOURLY], False),
+        (Retention(keep_within=timedelta(hours=1)), [HOURLY], True),  # the gap is not within
+        (Retention(keep_hourly=3), [Schedule(cron="*/20 * * * *")], True),
+        (Retention(keep_weekly=4), [Schedule(cron="0 2 * * 1")], False),
+        (Retention(keep_weekly=4), [Schedule(cron="0 2 * * 1,4")], True),
+    ],
+)
 def test_rotation_headroom_is_needed_exactly_when_the_next_image_expires_the_newest(
     retention: Retention, schedules: list[Schedule], expected: bool
 ) -> None:
@@ -147,18 +150,22 @@ def rotate(candidate: Policy, quota: int, slots: int) -> tuple[int, int]:
     for n in range(slots):
         slot = hour(n)
         inv, plans = run_planner(inv, [candidate], {candidate.name: slot}, slot)
-        evictions += sum(len(d.targets) for p in plans for d in p.deletes()
-                         if d.kind is DeleteKind.EVICT)
+        evictions += sum(
+            len(d.targets) for p in plans for d in p.deletes() if d.kind is DeleteKind.EVICT
+        )
         skips += sum(len(p.skips) for p in plans)
     return evictions, skips
 
 
-@pytest.mark.parametrize(("retention", "headroom"), [
-    ({"keep_last": 4}, False),  # the example: quota 10, 2 x 4 + 2 unmanaged
-    ({"keep_last": 1}, True),
-    ({"keep_daily": 2}, True),  # hourly slots under keep_daily alone
-    ({"keep_last": 2, "keep_daily": 2}, False),
-])
+@pytest.mark.parametrize(
+    ("retention", "headroom"),
+    [
+        ({"keep_last": 4}, False),  # the example: quota 10, 2 x 4 + 2 unmanaged
+        ({"keep_last": 1}, True),
+        ({"keep_daily": 2}, True),  # hourly slots under keep_daily alone
+        ({"keep_last": 2, "keep_daily": 2}, False),
+    ],
+)
 def test_validate_and_the_planner_agree_on_what_a_full_quota_can_rotate(
     retention: dict[str, int], headroom: bool
 ) -> None:

@@ -58,7 +58,9 @@ def test_system_only_asks_for_no_data_disk_and_reports_nothing() -> None:
 def test_include_and_exclude() -> None:
     assert ids(DiskSelection(DiskMode.INCLUDE, ("disk-logs0001",))) == (("disk-logs0001",), ())
     assert ids(DiskSelection(DiskMode.EXCLUDE, ("disk-logs0001", "disk-local001"))) == (
-        ("disk-data0001",), ())
+        ("disk-data0001",),
+        (),
+    )
     # a listed disk that is not attached, or the system disk, is reported, not sent
     missing = DiskSelection(DiskMode.INCLUDE, ("disk-gone0001", "disk-system01", "disk-local001"))
     assert ids(missing) == ((), ("disk-gone0001", "disk-system01", "disk-local001"))
@@ -90,8 +92,11 @@ def test_the_tag_records_ids_or_only_their_count() -> None:
 
 def test_shortfall_compares_the_tag_with_the_snapshot_set() -> None:
     tags = {TAG_DISKS: "disk-data0001+disk-logs0001"}
-    full = (ImageSnapshot("snap-1", "SYSTEM_DISK", 50), ImageSnapshot("snap-2", "DATA_DISK", 200),
-            ImageSnapshot("snap-3", "DATA_DISK", 50))
+    full = (
+        ImageSnapshot("snap-1", "SYSTEM_DISK", 50),
+        ImageSnapshot("snap-2", "DATA_DISK", 200),
+        ImageSnapshot("snap-3", "DATA_DISK", 50),
+    )
     assert shortfall(tags, full) is None
     assert shortfall(tags, full[:2]) == (2, 1)
     assert shortfall(tags, ()) is None  # no SnapshotSet reported: cannot judge
@@ -111,13 +116,20 @@ def make_policy(name: str = "db", disks: DiskSelection = ALL) -> Policy:
     return builders.policy(name, ids=(A,), keep_last=3, disks=disks)
 
 
-def managed_image(hour: int, tags: dict[str, str] | None = None,
-                  snapshots: tuple[ImageSnapshot, ...] = ()) -> Image:
+def managed_image(
+    hour: int, tags: dict[str, str] | None = None, snapshots: tuple[ImageSnapshot, ...] = ()
+) -> Image:
     slot = T0 + timedelta(hours=hour)
-    return Image(image_id=f"img-{hour:08d}", name=image_name(A, slot), state=ImageState.NORMAL,
-                 created_time=slot, region="ap-guangzhou",
-                 description=image_description(("db",), slot),
-                 tags={**image_tags(("db",), A, slot), **(tags or {})}, snapshots=snapshots)
+    return Image(
+        image_id=f"img-{hour:08d}",
+        name=image_name(A, slot),
+        state=ImageState.NORMAL,
+        created_time=slot,
+        region="ap-guangzhou",
+        description=image_description(("db",), slot),
+        tags={**image_tags(("db",), A, slot), **(tags or {})},
+        snapshots=snapshots,
+    )
 
 
 def notices_for(
@@ -133,8 +145,9 @@ def warnings_for(instance: Instance, images: tuple[Image, ...], *policies: Polic
 
 
 def test_warnings_name_the_policy_instance_and_disk() -> None:
-    instance = Instance(A, "db-1", "RUNNING", "ap-guangzhou", system_disk=SYSTEM,
-                        data_disks=(DATA, LOCAL))
+    instance = Instance(
+        A, "db-1", "RUNNING", "ap-guangzhou", system_disk=SYSTEM, data_disks=(DATA, LOCAL)
+    )
     [notice] = notices_for(instance, (), make_policy())
     assert notice.message.startswith("policy 'db': instance ins-aaaaaaaa: disk disk-local001")
     assert (notice.kind, notice.policies, notice.instance_id) == (WarningKind.DISKS, ("db",), A)
@@ -145,12 +158,14 @@ def test_warnings_name_the_policy_instance_and_disk() -> None:
 
 
 def test_an_image_with_fewer_disks_than_asked_is_warned_about() -> None:
-    instance = Instance(A, "db-1", "RUNNING", "ap-guangzhou", system_disk=SYSTEM,
-                        data_disks=(DATA,))
+    instance = Instance(
+        A, "db-1", "RUNNING", "ap-guangzhou", system_disk=SYSTEM, data_disks=(DATA,)
+    )
     system_only = (ImageSnapshot("snap-1", "SYSTEM_DISK", 50),)
     short = managed_image(1, {TAG_DISKS: "disk-data0001"}, system_only)
-    whole = managed_image(2, {TAG_DISKS: "disk-data0001"},
-                          (*system_only, ImageSnapshot("snap-2", "DATA_DISK", 200)))
+    whole = managed_image(
+        2, {TAG_DISKS: "disk-data0001"}, (*system_only, ImageSnapshot("snap-2", "DATA_DISK", 200))
+    )
     [notice] = notices_for(instance, (short, whole), make_policy())
     assert short.name in notice.message and "holds 0 of the 1 data disks" in notice.message
     assert (notice.kind, notice.instance_id) == (WarningKind.DISKS, A)
@@ -159,10 +174,12 @@ def test_an_image_with_fewer_disks_than_asked_is_warned_about() -> None:
     assert warnings_for(instance, (creating, whole), make_policy()) == []
 
 
-@pytest.mark.parametrize(("count", "warned"), [(SNAPSHOTS_PER_DISK - 1, False),
-                                               (SNAPSHOTS_PER_DISK, True)])
-def test_the_documented_snapshot_quota_is_warned_before_it_is_reached(count: int,
-                                                                      warned: bool) -> None:
+@pytest.mark.parametrize(
+    ("count", "warned"), [(SNAPSHOTS_PER_DISK - 1, False), (SNAPSHOTS_PER_DISK, True)]
+)
+def test_the_documented_snapshot_quota_is_warned_before_it_is_reached(
+    count: int, warned: bool
+) -> None:
     instance = Instance(A, "db-1", "RUNNING", "ap-guangzhou", system_disk=SYSTEM)
     images = tuple(managed_image(h) for h in range(count))  # the next image would be one more
     found = [m for m in warnings_for(instance, images, make_policy()) if "per disk" in m]

@@ -78,9 +78,7 @@ def test_a_reason_claims_missing_only_when_the_images_were_looked_at() -> None:
     assert missing.reason == f"{head}; an image of it is missing"
     both = {REGION: {image_name(A, slot), image_name(B, slot)}}
     assert due_slots([policy], both, at, instances_by_region=instances) == ()
-    [present] = due_slots(
-        [policy], both, at, instances_by_region=instances, include_present=True
-    )
+    [present] = due_slots([policy], both, at, instances_by_region=instances, include_present=True)
     assert (present.slot, present.reason) == (slot, f"{head}; its images exist")
     on_time = T0 + timedelta(hours=2, minutes=1)
     [due] = due_slots([policy], both, on_time, instances_by_region=instances, include_present=True)

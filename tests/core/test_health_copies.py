@@ -22,31 +22,54 @@ COPYING = Policy(
 )
 
 
-def managed(region: str, instance_id: str, hours_ago: int, n: str,
-            state: ImageState = ImageState.NORMAL) -> Image:
+def managed(
+    region: str, instance_id: str, hours_ago: int, n: str, state: ImageState = ImageState.NORMAL
+) -> Image:
     slot = NOW.replace(minute=0) - timedelta(hours=hours_ago)
-    return Image(f"img-{n}", image_name(instance_id, slot), state, slot, region,
-                 image_description(("web",), slot), tags=image_tags(("web",), instance_id, slot))
+    return Image(
+        f"img-{n}",
+        image_name(instance_id, slot),
+        state,
+        slot,
+        region,
+        image_description(("web",), slot),
+        tags=image_tags(("web",), instance_id, slot),
+    )
 
 
 def source() -> Inventory:
     instances = tuple(Instance(i, i, "RUNNING", SOURCE) for i in (A, B))
-    return Inventory(SOURCE, 10, (managed(SOURCE, A, 0, "a0"), managed(SOURCE, B, 0, "b0")),
-                     instances)
+    return Inventory(
+        SOURCE, 10, (managed(SOURCE, A, 0, "a0"), managed(SOURCE, B, 0, "b0")), instances
+    )
 
 
 def test_copies_held_per_instance_and_the_stale_ones() -> None:
-    dest = Inventory(DEST, 10, (
-        managed(DEST, A, 0, "ca0"), managed(DEST, A, 1, "ca1"),  # A: fresh, two held
-        managed(DEST, B, 5, "cb5"),  # B: the newest copy is 5h old, allowed 2h
-        managed(DEST, B, 0, "cb0", ImageState.SYNCING),  # in flight: not a copy yet
-    ), ())
-    health = assess_region(dest, [COPYING], NOW, HealthSettings(freshness_factor=2),
-                           sources={SOURCE: source(), DEST: dest})
+    dest = Inventory(
+        DEST,
+        10,
+        (
+            managed(DEST, A, 0, "ca0"),
+            managed(DEST, A, 1, "ca1"),  # A: fresh, two held
+            managed(DEST, B, 5, "cb5"),  # B: the newest copy is 5h old, allowed 2h
+            managed(DEST, B, 0, "cb0", ImageState.SYNCING),  # in flight: not a copy yet
+        ),
+        (),
+    )
+    health = assess_region(
+        dest,
+        [COPYING],
+        NOW,
+        HealthSettings(freshness_factor=2),
+        sources={SOURCE: source(), DEST: dest},
+    )
     assert health.instances == ()  # no instance of the destination itself is targeted
     by_instance = {c.instance_id: c for c in health.copies}
     assert (by_instance[A].held, by_instance[A].stale, by_instance[A].source_region) == (
-        2, False, SOURCE)
+        2,
+        False,
+        SOURCE,
+    )
     assert (by_instance[B].held, by_instance[B].stale) == (1, True)
     [stale] = health.stale_copies
     assert stale.describe() == (

@@ -99,12 +99,21 @@ def test_split_images_keeps_input_order_and_loses_nothing() -> None:
 # --- issue 19: ownership needs the daemon's identity as the image's creator ---------------
 
 
-ROOT = CallerIdentity(account_id="100000000001", user_id="100000000001",
-                      principal_id="100000000001", kind="RootAccount")
-SUB_USER = CallerIdentity(account_id="100000000001", user_id="100000000777",
-                          principal_id="100000000777", kind="CAMUser")
-ROLE = CallerIdentity(account_id="100000000001", user_id="4611686018427397919:cvmkeeper",
-                      principal_id="100000000001", kind="AssumedRole")
+ROOT = CallerIdentity(
+    account_id="100000000001",
+    user_id="100000000001",
+    principal_id="100000000001",
+    kind="RootAccount",
+)
+SUB_USER = CallerIdentity(
+    account_id="100000000001", user_id="100000000777", principal_id="100000000777", kind="CAMUser"
+)
+ROLE = CallerIdentity(
+    account_id="100000000001",
+    user_id="4611686018427397919:cvmkeeper",
+    principal_id="100000000001",
+    kind="AssumedRole",
+)
 
 
 def test_only_the_callers_own_uin_is_its_creator() -> None:
@@ -120,10 +129,14 @@ def test_only_the_callers_own_uin_is_its_creator() -> None:
 def test_an_image_made_by_someone_else_is_unmanaged_whatever_it_carries() -> None:
     slot = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
     image = Image(
-        image_id="img-forged01", name=image_name("ins-6pb6lrmy", slot),
-        state=ImageState.NORMAL, created_time=slot, region="ap-guangzhou",
+        image_id="img-forged01",
+        name=image_name("ins-6pb6lrmy", slot),
+        state=ImageState.NORMAL,
+        created_time=slot,
+        region="ap-guangzhou",
         description=image_description(("web",), slot),
-        tags=image_tags(("web",), "ins-6pb6lrmy", slot), creator="100000000888",
+        tags=image_tags(("web",), "ins-6pb6lrmy", slot),
+        creator="100000000888",
     )
     assert classify_image(image) is not None  # every marker is right
     assert classify_image(replace(image, creator_trusted=False)) is None

@@ -39,7 +39,10 @@ DEST = "ap-shanghai"
 
 
 def copying(
-    *, keep_last: int = 4, copy_keep_last: int = 2, on_quota_full: OnQuotaFull = "evict",
+    *,
+    keep_last: int = 4,
+    copy_keep_last: int = 2,
+    on_quota_full: OnQuotaFull = "evict",
     ids: Sequence[str] = (A,),
 ) -> Policy:
     """An hourly policy of REGION that copies to DEST with its own keep_last."""
@@ -72,8 +75,9 @@ def plan_dest(
 ) -> Plan:
     """Plan DEST (no due slots) with REGION as the copy source, and check it."""
     sources = {REGION: src} if src is not None else {}
-    result = plan_region(inv, policies, (), hour(100), settings, sources=sources,
-                         make_copies=make_copies)
+    result = plan_region(
+        inv, policies, (), hour(100), settings, sources=sources, make_copies=make_copies
+    )
     assert check_plan(inv, result, sources=sources) == []
     return result
 
@@ -177,8 +181,9 @@ def test_eviction_makes_room_for_a_copy_with_a_warning_and_skip_mode_refuses() -
     evicting = plan_dest(full, [copying(copy_keep_last=3)], source([*old, newest]))
     assert set(deleted(evicting, Phase.BEFORE_CREATE)) == {f"cp-{old[0].image_id}"}
     assert any("to copy from ap-guangzhou" in w for w in evicting.warnings)
-    skipping = plan_dest(full, [copying(copy_keep_last=3, on_quota_full="skip")],
-                         source([*old, newest]))
+    skipping = plan_dest(
+        full, [copying(copy_keep_last=3, on_quota_full="skip")], source([*old, newest])
+    )
     assert not skipping.copies and skipping.skips and not skipping.deletes()
 
 
@@ -206,15 +211,26 @@ def test_copies_of_an_instance_no_policy_targets_any_more_are_orphans() -> None:
 
 def test_check_plan_refuses_a_copy_of_a_source_that_is_not_normal() -> None:
     syncing = backup(A, hour(0), ImageState.SYNCING)
-    bad = Copy(A, syncing.name, hour(0), REGION, syncing.image_id, ("p",), syncing.tags,
-               syncing.description, "test")
+    bad = Copy(
+        A,
+        syncing.name,
+        hour(0),
+        REGION,
+        syncing.image_id,
+        ("p",),
+        syncing.tags,
+        syncing.description,
+        "test",
+    )
     broken = replace(plan_dest(dest(), [copying()], source([])), steps=(bad,))
     sources = {REGION: source([syncing])}
-    assert any("is not a NORMAL managed image" in v
-               for v in check_plan(dest(), broken, sources=sources))
+    assert any(
+        "is not a NORMAL managed image" in v for v in check_plan(dest(), broken, sources=sources)
+    )
     own = replace(bad, source_region=DEST)
-    assert any("from its own region" in v
-               for v in check_plan(dest(), replace(broken, steps=(own,))))
+    assert any(
+        "from its own region" in v for v in check_plan(dest(), replace(broken, steps=(own,)))
+    )
 
 
 # --- a two-region run over many slots ------------------------------------------------------
@@ -260,14 +276,20 @@ def copy_scenarios(draw: st.DrawFn) -> tuple[Inventory, Inventory, list[Policy]]
     src_images: list[Image] = []
     for owner in (A, B):
         for h in range(draw(st.integers(0, 5))):
-            state = draw(st.sampled_from((ImageState.NORMAL,) * 4 + (ImageState.SYNCING,
-                                                                     ImageState.CREATING)))
+            state = draw(
+                st.sampled_from(
+                    (ImageState.NORMAL,) * 4 + (ImageState.SYNCING, ImageState.CREATING)
+                )
+            )
             src_images.append(backup(owner, hour(h), state))
     dst_images: list[Image] = []
     for image in src_images:
         if draw(st.booleans()):
-            state = draw(st.sampled_from((ImageState.NORMAL,) * 4 + (ImageState.CREATING,
-                                                                     ImageState.CREATEFAILED)))
+            state = draw(
+                st.sampled_from(
+                    (ImageState.NORMAL,) * 4 + (ImageState.CREATING, ImageState.CREATEFAILED)
+                )
+            )
             copied = copy_of(image, state)
             if draw(st.integers(0, 5)) == 0:
                 copied = replace(copied, tags={**copied.tags, PIN_TAG: "true"})
@@ -331,6 +353,7 @@ def test_copy_runs_settle_keep_unmanaged_images_and_repeat_as_no_ops(
 @pytest.mark.parametrize("make_copies", [True, False])
 def test_source_region_planning_ignores_copies_elsewhere(make_copies: bool) -> None:
     history = [backup(A, hour(h)) for h in range(3)]
-    plan = plan_region(source(history), [copying(keep_last=3)], (), hour(3),
-                       make_copies=make_copies)
+    plan = plan_region(
+        source(history), [copying(keep_last=3)], (), hour(3), make_copies=make_copies
+    )
     assert not plan.writes_anything and not plan.copies

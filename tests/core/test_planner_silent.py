@@ -31,8 +31,10 @@ def test_a_future_dated_image_does_not_cover_the_due_slot_and_is_warned() -> Non
 
 def test_images_of_a_removed_policy_are_held_and_warned() -> None:
     # "gone" kept 3 daily images of A; "p" (keep_last 1) still targets A
-    gone = [replace(backup(A, hour(n)), tags={**backup(A, hour(n)).tags, TAG_POLICY: "gone"})
-            for n in range(3)]
+    gone = [
+        replace(backup(A, hour(n)), tags={**backup(A, hour(n)).tags, TAG_POLICY: "gone"})
+        for n in range(3)
+    ]
     inv = inventory(10, [*gone, backup(A, hour(3))], instances=(A,))
     plan = plan_of(inv, [policy(ids=(A,), keep_last=1)], {}, hour(4))
     assert not deleted(plan)
@@ -44,8 +46,10 @@ def test_images_of_a_removed_policy_are_held_and_warned() -> None:
 
 
 def test_images_of_a_removed_policy_follow_the_orphans_setting_with_a_warning() -> None:
-    gone = [replace(backup(A, hour(n)), tags={**backup(A, hour(n)).tags, TAG_POLICY: "gone"})
-            for n in range(3)]
+    gone = [
+        replace(backup(A, hour(n)), tags={**backup(A, hour(n)).tags, TAG_POLICY: "gone"})
+        for n in range(3)
+    ]
     inv = inventory(10, [*gone, backup(A, hour(3))], instances=(A,))
     settings = PlannerSettings(orphan_retention=Retention(keep_last=1))
     plan = plan_of(inv, [policy(ids=(A,), keep_last=1)], {}, hour(4), settings)
@@ -78,8 +82,9 @@ def test_an_old_image_is_not_future_dated() -> None:
 
 
 def test_a_lookalike_made_by_another_identity_is_a_warning_and_never_deleted() -> None:
-    forged = replace(backup(A, hour(0), image_id="img-forged01"), creator="100000000666",
-                     creator_trusted=False)
+    forged = replace(
+        backup(A, hour(0), image_id="img-forged01"), creator="100000000666", creator_trusted=False
+    )
     inv = inventory(10, [forged, backup(A, hour(1)), backup(A, hour(2))], instances=(A,))
     plan = plan_of(inv, [policy(ids=(A,), keep_last=1)], {}, hour(3))
     assert "img-forged01" not in deleted(plan)
@@ -94,7 +99,11 @@ def test_a_future_dated_image_does_not_strip_the_real_newest_of_its_protection()
     ahead = replace(backup(A, hour(48)), created_time=hour(-5))
     newest = backup(A, hour(1))
     inv = inventory(3, [ahead, newest, backup(B, hour(1))], instances=(A, B))
-    plan = plan_of(inv, [policy(ids=(A,), keep_last=1), policy("q", ids=(B,), keep_last=1)],
-                   {"q": hour(2)}, hour(2))
+    plan = plan_of(
+        inv,
+        [policy(ids=(A,), keep_last=1), policy("q", ids=(B,), keep_last=1)],
+        {"q": hour(2)},
+        hour(2),
+    )
     assert newest.image_id not in deleted(plan)
     assert ahead.image_id not in deleted(plan)

@@ -34,43 +34,61 @@ R = "ap-guangzhou"
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
 
 
-def image(instance: str, hours: int, image_id: str, state: str = "NORMAL",
-          data: int = 0) -> Image:
+def image(instance: str, hours: int, image_id: str, state: str = "NORMAL", data: int = 0) -> Image:
     slot = T0 + timedelta(hours=hours)
-    snapshots = (ImageSnapshot(f"snap-{image_id[4:]}s", "SYSTEM_DISK", 50),
-                 *(ImageSnapshot(f"snap-{image_id[4:]}{n}", "DATA_DISK", 100)
-                   for n in range(data)))
-    return Image(image_id, image_name(instance, slot), ImageState(state), slot, R,
-                 image_description(("p",), slot), "PRIVATE_IMAGE",
-                 image_tags(("p",), instance, slot), snapshots=snapshots)
+    snapshots = (
+        ImageSnapshot(f"snap-{image_id[4:]}s", "SYSTEM_DISK", 50),
+        *(ImageSnapshot(f"snap-{image_id[4:]}{n}", "DATA_DISK", 100) for n in range(data)),
+    )
+    return Image(
+        image_id,
+        image_name(instance, slot),
+        ImageState(state),
+        slot,
+        R,
+        image_description(("p",), slot),
+        "PRIVATE_IMAGE",
+        image_tags(("p",), instance, slot),
+        snapshots=snapshots,
+    )
 
 
-IMAGES = (image(A, 0, "img-a0"), image(A, 1, "img-a1", data=1), image(A, 2, "img-a2", "CREATING"),
-          image(B, 3, "img-b3"),
-          Image("img-hand", "golden", ImageState.NORMAL, T0, R))
+IMAGES = (
+    image(A, 0, "img-a0"),
+    image(A, 1, "img-a1", data=1),
+    image(A, 2, "img-a2", "CREATING"),
+    image(B, 3, "img-b3"),
+    Image("img-hand", "golden", ImageState.NORMAL, T0, R),
+)
 
 
-@pytest.mark.parametrize(("kwargs", "chosen", "reason"), [
-    ({}, "img-a1", "newest NORMAL image"),
-    ({"image_id": "img-a0"}, "img-a0", "--image img-a0"),
-    ({"slot": T0}, "img-a0", "--slot 2026-11-27T00:00Z"),
-    ({"as_of": T0 + timedelta(minutes=59)}, "img-a0", "newest NORMAL image made at or before"),
-    ({"as_of": T0 + timedelta(hours=9)}, "img-a1", "newest NORMAL image made at or before"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "chosen", "reason"),
+    [
+        ({}, "img-a1", "newest NORMAL image"),
+        ({"image_id": "img-a0"}, "img-a0", "--image img-a0"),
+        ({"slot": T0}, "img-a0", "--slot 2026-11-27T00:00Z"),
+        ({"as_of": T0 + timedelta(minutes=59)}, "img-a0", "newest NORMAL image made at or before"),
+        ({"as_of": T0 + timedelta(hours=9)}, "img-a1", "newest NORMAL image made at or before"),
+    ],
+)
 def test_the_restore_point(kwargs: dict[str, object], chosen: str, reason: str) -> None:
     point = choose_restore_point(IMAGES, A, R, **kwargs)  # type: ignore[arg-type]
     assert point.image_id == chosen and point.reason.startswith(reason)
 
 
-@pytest.mark.parametrize(("instance", "kwargs", "message"), [
-    (A, {"image_id": "img-hand"}, "was not made by cvmkeeper"),
-    (A, {"image_id": "img-b3"}, f"is a backup of {B}, not of {A}"),
-    (A, {"image_id": "img-a2"}, "is CREATING; only a NORMAL image"),
-    (A, {"image_id": "img-zz"}, "does not exist in ap-guangzhou"),
-    (A, {"slot": T0 - timedelta(hours=1)}, "has no image of slot"),
-    (A, {"as_of": T0 - timedelta(hours=1)}, "has no NORMAL image made at or before"),
-    ("ins-cccccccc", {}, "cvmkeeper has made no image of it there"),
-])
+@pytest.mark.parametrize(
+    ("instance", "kwargs", "message"),
+    [
+        (A, {"image_id": "img-hand"}, "was not made by cvmkeeper"),
+        (A, {"image_id": "img-b3"}, f"is a backup of {B}, not of {A}"),
+        (A, {"image_id": "img-a2"}, "is CREATING; only a NORMAL image"),
+        (A, {"image_id": "img-zz"}, "does not exist in ap-guangzhou"),
+        (A, {"slot": T0 - timedelta(hours=1)}, "has no image of slot"),
+        (A, {"as_of": T0 - timedelta(hours=1)}, "has no NORMAL image made at or before"),
+        ("ins-cccccccc", {}, "cvmkeeper has made no image of it there"),
+    ],
+)
 def test_refusals_say_why(instance: str, kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(RestoreRefused, match=message):
         choose_restore_point(IMAGES, instance, R, **kwargs)  # type: ignore[arg-type]
@@ -115,14 +133,17 @@ def test_in_place_steps_and_refusals() -> None:
 NOW = T0 + timedelta(days=1)
 
 
-@pytest.mark.parametrize(("tags", "allowed", "why"), [
-    ({DRILL_TAG: "p", LEASE_TAG: lease_value(NOW - timedelta(seconds=1))}, True, "expired"),
-    ({DRILL_TAG: "p", LEASE_TAG: lease_value(NOW + timedelta(minutes=5))}, False, "runs until"),
-    ({DRILL_TAG: "p", LEASE_TAG: "tomorrow"}, False, "does not parse"),
-    ({DRILL_TAG: "p"}, False, "without a lease"),
-    ({LEASE_TAG: lease_value(NOW - timedelta(days=9))}, False, "not a drill instance"),
-    ({}, False, "not a drill instance"),
-])
+@pytest.mark.parametrize(
+    ("tags", "allowed", "why"),
+    [
+        ({DRILL_TAG: "p", LEASE_TAG: lease_value(NOW - timedelta(seconds=1))}, True, "expired"),
+        ({DRILL_TAG: "p", LEASE_TAG: lease_value(NOW + timedelta(minutes=5))}, False, "runs until"),
+        ({DRILL_TAG: "p", LEASE_TAG: "tomorrow"}, False, "does not parse"),
+        ({DRILL_TAG: "p"}, False, "without a lease"),
+        ({LEASE_TAG: lease_value(NOW - timedelta(days=9))}, False, "not a drill instance"),
+        ({}, False, "not a drill instance"),
+    ],
+)
 def test_only_an_expired_drill_instance_may_be_terminated(
     tags: dict[str, str], allowed: bool, why: str
 ) -> None:

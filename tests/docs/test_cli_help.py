@@ -153,8 +153,12 @@ def test_installed_command_completes_command_names_and_options() -> None:
     command = str(BIN / "cvmkeeper")
     for shell in ("bash", "zsh"):
         script = subprocess.run(
-            [command], env=completion_env(_CVMKEEPER_COMPLETE=f"{shell}_source"),
-            capture_output=True, text=True, timeout=60, check=True,
+            [command],
+            env=completion_env(_CVMKEEPER_COMPLETE=f"{shell}_source"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         ).stdout
         assert "_cvmkeeper_completion" in script, shell
     names = subprocess.run(
@@ -162,7 +166,10 @@ def test_installed_command_completes_command_names_and_options() -> None:
         env=completion_env(
             _CVMKEEPER_COMPLETE="bash_complete", COMP_WORDS="cvmkeeper s", COMP_CWORD="1"
         ),
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout.split()
     assert {"plain,schedule", "plain,simulate", "plain,status"} <= set(names)
     options = subprocess.run(
@@ -170,7 +177,10 @@ def test_installed_command_completes_command_names_and_options() -> None:
         env=completion_env(
             _CVMKEEPER_COMPLETE="bash_complete", COMP_WORDS="cvmkeeper run --dry", COMP_CWORD="2"
         ),
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout.split()
     assert options == ["plain,--dry-run"]
 

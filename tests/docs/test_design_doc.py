@@ -39,8 +39,9 @@ def test_every_cited_section_exists() -> None:
         text = " ".join(path.read_text(encoding="utf-8").split())  # citations may wrap
         for match in CITED.finditer(text):
             found += 1
-            missing += [f"{path.name}: {name!r}" for name in match.groups()
-                        if name and name not in sections]
+            missing += [
+                f"{path.name}: {name!r}" for name in match.groups() if name and name not in sections
+            ]
     assert found >= 5, "too few section citations found: the pattern is out of date"
     assert not missing, f"sections not in docs/design.md: {missing}"
 
@@ -60,7 +61,8 @@ def test_every_cited_rule_is_listed() -> None:
 
 def test_nothing_cites_the_old_design_card() -> None:
     offenders = [
-        path.name for path in cited_files()
+        path.name
+        for path in cited_files()
         if re.search(r"(?<![/\w])DESIGN\.md", path.read_text(encoding="utf-8"))
     ]
     assert offenders == []

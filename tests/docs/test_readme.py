@@ -171,8 +171,7 @@ def test_runnable_blocks_run_and_show_their_real_output(sandbox: tuple[Path, str
             check=False,
         )
         assert proc.returncode == block.exit_code, (
-            f"README.md:{block.line}: exit {proc.returncode}, not {block.exit_code}\n"
-            f"{proc.stdout}"
+            f"README.md:{block.line}: exit {proc.returncode}, not {block.exit_code}\n{proc.stdout}"
         )
         outputs[block.line] = proc.stdout
     checked = 0
@@ -190,4 +189,3 @@ def test_runnable_blocks_run_and_show_their_real_output(sandbox: tuple[Path, str
     ).read_text(encoding="utf-8")
     assert "#compdef cvmkeeper" in (home / ".cvmkeeper-complete.zsh").read_text(encoding="utf-8")
     assert (directory / "my-cvmkeeper" / "policies" / "web-daily.yaml").is_file()
-

@@ -24,16 +24,29 @@ def base_fleet(**overrides: Any) -> dict[str, Any]:
         "credentials": {"secret_id": "AKIDTEST", "secret_key": "test-secret-key"},
         "seed": 1,
         "rate_limits": {"CreateImage": 0},  # 0 switches a limit off; error tests call fast
-        "timing": {"create_seconds": 0.2, "stop_seconds": 0.1, "start_seconds": 0.1,
-                   "sync_seconds": 0.2},
+        "timing": {
+            "create_seconds": 0.2,
+            "stop_seconds": 0.1,
+            "start_seconds": 0.1,
+            "sync_seconds": 0.2,
+        },
         "regions": {
             GZ: {
                 "quota": 10,
                 "instances": [
-                    {"id": "ins-6pb6lrmy", "name": "web-1", "zone": "ap-guangzhou-3",
-                     "tags": {"backup": "daily"}},
-                    {"id": "ins-2kd9x0qa", "name": "web-2", "zone": "ap-guangzhou-4",
-                     "tags": {"backup": "hourly"}, "data_disk_ids": ["disk-data0001"]},
+                    {
+                        "id": "ins-6pb6lrmy",
+                        "name": "web-1",
+                        "zone": "ap-guangzhou-3",
+                        "tags": {"backup": "daily"},
+                    },
+                    {
+                        "id": "ins-2kd9x0qa",
+                        "name": "web-2",
+                        "zone": "ap-guangzhou-4",
+                        "tags": {"backup": "hourly"},
+                        "data_disk_ids": ["disk-data0001"],
+                    },
                     {"id": "ins-unsupp01", "name": "odd-1", "not_supported": True},
                     {"id": "ins-stopped1", "name": "batch-1", "state": "STOPPED"},
                 ],
@@ -50,14 +63,19 @@ def base_fleet(**overrides: Any) -> dict[str, Any]:
     return fleet
 
 
-def sdk_client(emu: RunningEmulator, region: str | None = GZ, *,
-               secret_id: str | None = None, secret_key: str | None = None,
-               token: str | None = None) -> cvm_client.CvmClient:
+def sdk_client(
+    emu: RunningEmulator,
+    region: str | None = GZ,
+    *,
+    secret_id: str | None = None,
+    secret_key: str | None = None,
+    token: str | None = None,
+) -> cvm_client.CvmClient:
     """A real CvmClient talking HTTP to ``emu`` (the profile is given at construction)."""
-    cred = credential.Credential(secret_id or emu.secret_id, secret_key or emu.secret_key,
-                                 token)
-    profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=emu.endpoint,
-                                                    reqTimeout=10))
+    cred = credential.Credential(secret_id or emu.secret_id, secret_key or emu.secret_key, token)
+    profile = ClientProfile(
+        httpProfile=HttpProfile(protocol="http", endpoint=emu.endpoint, reqTimeout=10)
+    )
     return cvm_client.CvmClient(cred, region, profile)
 
 
@@ -77,6 +95,7 @@ def error_code(call: Callable[[], Any]) -> str:
 
 def create(client: cvm_client.CvmClient, instance_id: str, name: str, **extra: Any) -> str:
     """CreateImage through the SDK; return the ImageId."""
-    response = client.CreateImage(request(models.CreateImageRequest, InstanceId=instance_id,
-                                          ImageName=name, **extra))
+    response = client.CreateImage(
+        request(models.CreateImageRequest, InstanceId=instance_id, ImageName=name, **extra)
+    )
     return str(response.ImageId)

@@ -26,9 +26,20 @@ BIN = Path(sys.executable).parent
 def test_command_prints_its_line_serves_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
     state_file = tmp_path / "state.json"
     process = subprocess.Popen(
-        [str(BIN / "cvmkeeper"), "emulator", "--fleet", str(FLEETS / "small.yaml"),
-         "--port", "0", "--state-file", str(state_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            str(BIN / "cvmkeeper"),
+            "emulator",
+            "--fleet",
+            str(FLEETS / "small.yaml"),
+            "--port",
+            "0",
+            "--state-file",
+            str(state_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
@@ -38,10 +49,10 @@ def test_command_prints_its_line_serves_and_exits_zero_on_sigterm(tmp_path: Path
         client = cvm_client.CvmClient(
             credential.Credential(fleet.credentials.secret_id, fleet.credentials.secret_key),
             "ap-guangzhou",
-            ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=endpoint)))
+            ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=endpoint)),
+        )
         image_id = create(client, "ins-6pb6lrmy", "from-subprocess")
-        found = client.DescribeImages(request(models.DescribeImagesRequest,
-                                              ImageIds=[image_id]))
+        found = client.DescribeImages(request(models.DescribeImagesRequest, ImageIds=[image_id]))
         assert found.TotalCount == 1
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
@@ -54,4 +65,3 @@ def test_command_prints_its_line_serves_and_exits_zero_on_sigterm(tmp_path: Path
     assert "small-secret-key" not in saved
     names = {i["name"] for r in json.loads(saved)["regions"] for i in r["images"]}
     assert names == {"golden-base", "from-subprocess"}
-

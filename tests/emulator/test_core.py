@@ -16,8 +16,13 @@ from emulator.sdk import GZ, SH, base_fleet
 def make_core(**overrides: Any) -> tuple[EmulatorCore, ManualClock]:
     clock = ManualClock()
     fleet = base_fleet(**overrides)
-    fleet["timing"] = {"create_seconds": 60, "stop_seconds": 10, "start_seconds": 5,
-                       "sync_seconds": 30, **overrides.get("timing", {})}
+    fleet["timing"] = {
+        "create_seconds": 60,
+        "stop_seconds": 10,
+        "start_seconds": 5,
+        "sync_seconds": 30,
+        **overrides.get("timing", {}),
+    }
     return EmulatorCore(FleetSpec.from_mapping(fleet), clock), clock
 
 
@@ -28,8 +33,9 @@ def image_state(core: EmulatorCore, image_id: str, region: str = GZ) -> str:
 
 def test_create_becomes_normal_exactly_after_create_seconds() -> None:
     core, clock = make_core()
-    image_id = core.call("CreateImage", GZ, {"InstanceId": "ins-6pb6lrmy",
-                                             "ImageName": "a"})["ImageId"]
+    image_id = core.call("CreateImage", GZ, {"InstanceId": "ins-6pb6lrmy", "ImageName": "a"})[
+        "ImageId"
+    ]
     clock.advance(59.9)
     assert image_state(core, image_id) == "CREATING"
     clock.advance(0.1)
@@ -37,15 +43,19 @@ def test_create_becomes_normal_exactly_after_create_seconds() -> None:
     transition = core.state()["history"][-1]
     assert transition["action"] == "_transition"
     assert (transition["from"], transition["to"], transition["ImageIds"]) == (
-        "CREATING", "NORMAL", [image_id])
+        "CREATING",
+        "NORMAL",
+        [image_id],
+    )
     assert transition["time"] == "2026-01-01T00:01:00.000Z"
     assert transition["InstanceIds"] == ["ins-6pb6lrmy"]
 
 
 def test_create_failed_probability_one_always_fails() -> None:
     core, clock = make_core(timing={"create_failed_probability": 1.0})
-    image_id = core.call("CreateImage", GZ, {"InstanceId": "ins-6pb6lrmy",
-                                             "ImageName": "f"})["ImageId"]
+    image_id = core.call("CreateImage", GZ, {"InstanceId": "ins-6pb6lrmy", "ImageName": "f"})[
+        "ImageId"
+    ]
     clock.advance(60)
     assert image_state(core, image_id) == "CREATEFAILED"
     # a failed image still counts against the quota and can be deleted
@@ -60,8 +70,11 @@ def test_stop_and_start_transitions_and_history() -> None:
     clock.advance(5)
     history = core.state()["history"]
     assert [(h["action"], h.get("to")) for h in history] == [
-        ("StopInstances", None), ("_transition", "STOPPED"),
-        ("StartInstances", None), ("_transition", "RUNNING")]
+        ("StopInstances", None),
+        ("_transition", "STOPPED"),
+        ("StartInstances", None),
+        ("_transition", "RUNNING"),
+    ]
     assert [h["seq"] for h in history] == [1, 2, 3, 4]
     assert all(h["InstanceIds"] == ["ins-6pb6lrmy"] for h in history)
 
@@ -77,7 +90,8 @@ def test_state_gives_only_the_history_after_a_seq_when_asked() -> None:
     assert [h["seq"] for h in since_two["history"]] == [3, 4]
     assert since_two["history"] == whole["history"][2:]
     assert {k: v for k, v in since_two.items() if k != "history"} == {
-        k: v for k, v in whole.items() if k != "history"}
+        k: v for k, v in whole.items() if k != "history"
+    }
     assert core.state(history_since=4)["history"] == []
     since_two["history"][0]["params"]["InstanceIds"].append("edited")  # a copy, not the log
     assert core.state(history_since=2)["history"] == whole["history"][2:]
@@ -87,8 +101,11 @@ def test_state_gives_only_the_history_after_a_seq_when_asked() -> None:
 
 def test_sync_marks_source_syncing_and_copies_creating() -> None:
     core, clock = make_core()
-    body = core.call("SyncImages", GZ, {"ImageIds": ["img-golden01"],
-                                        "DestinationRegions": [SH], "ImageSetRequired": True})
+    body = core.call(
+        "SyncImages",
+        GZ,
+        {"ImageIds": ["img-golden01"], "DestinationRegions": [SH], "ImageSetRequired": True},
+    )
     [copy] = body["ImageSet"]
     assert image_state(core, "img-golden01") == "SYNCING"
     assert image_state(core, copy["ImageId"], SH) == "CREATING"
@@ -108,9 +125,13 @@ def test_sync_respects_destination_quota() -> None:
 
 def test_seeded_faults_are_repeatable() -> None:
     def outcomes() -> list[str]:
-        core, _ = make_core(seed=42, faults={"DescribeImageQuota": {
-            "InternalError": 0.3, "reset": 0.2, "lost_response": 0.2}},
-            rate_limits={"DescribeImageQuota": 0})
+        core, _ = make_core(
+            seed=42,
+            faults={
+                "DescribeImageQuota": {"InternalError": 0.3, "reset": 0.2, "lost_response": 0.2}
+            },
+            rate_limits={"DescribeImageQuota": 0},
+        )
         results = []
         for _ in range(40):
             try:
@@ -140,8 +161,9 @@ def test_rate_limit_window_slides_on_the_injected_clock() -> None:
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     core, clock = make_core()
-    image_id = core.call("CreateImage", GZ, {"InstanceId": "ins-6pb6lrmy",
-                                             "ImageName": "saved"})["ImageId"]
+    image_id = core.call("CreateImage", GZ, {"InstanceId": "ins-6pb6lrmy", "ImageName": "saved"})[
+        "ImageId"
+    ]
     core.call("StopInstances", GZ, {"InstanceIds": ["ins-2kd9x0qa"]})
     path = tmp_path / "state.json"
     core.save(path)

@@ -52,19 +52,31 @@ def test_only_regions_is_required() -> None:
         FleetSpec.from_mapping({"limits": "legacy"})
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("regions:\n  ap-guangzhou:\n    quota: -1\n", ":3: regions.ap-guangzhou.quota: must be"),
-    ("regions:\n  ap-guangzhou:\n    instances:\n      - {name: x}\n",
-     ":4: regions.ap-guangzhou.instances[0].id: is required"),
-    ("limits: modern\nregions: {r: {}}\n", ":1: limits: must be one of legacy, current"),
-    ("regions: {r: {}}\nfaults:\n  CreateImage: {InternalError: 0.7, reset: 0.6}\n",
-     ":3: faults.CreateImage: fault probabilities add up"),
-    ("regions: {r: {}}\ntiming: {create_secs: 1}\n", ":2: timing.create_secs: unknown key"),
-    ("regions: {r: {}}\nlaunch:\n  outcome: maybe\n",
-     ":3: launch.outcome: must be one of running, launch_failed, stuck_pending"),
-    ("regions:\n  r:\n    images:\n      - {id: img-1, name: a}\n      - {id: img-2, name: a}\n",
-     ":5: regions.r.images[1].name: duplicate image name"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("regions:\n  ap-guangzhou:\n    quota: -1\n", ":3: regions.ap-guangzhou.quota: must be"),
+        (
+            "regions:\n  ap-guangzhou:\n    instances:\n      - {name: x}\n",
+            ":4: regions.ap-guangzhou.instances[0].id: is required",
+        ),
+        ("limits: modern\nregions: {r: {}}\n", ":1: limits: must be one of legacy, current"),
+        (
+            "regions: {r: {}}\nfaults:\n  CreateImage: {InternalError: 0.7, reset: 0.6}\n",
+            ":3: faults.CreateImage: fault probabilities add up",
+        ),
+        ("regions: {r: {}}\ntiming: {create_secs: 1}\n", ":2: timing.create_secs: unknown key"),
+        (
+            "regions: {r: {}}\nlaunch:\n  outcome: maybe\n",
+            ":3: launch.outcome: must be one of running, launch_failed, stuck_pending",
+        ),
+        (
+            "regions:\n  r:\n    images:\n"
+            "      - {id: img-1, name: a}\n      - {id: img-2, name: a}\n",
+            ":5: regions.r.images[1].name: duplicate image name",
+        ),
+    ],
+)
 def test_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
     path = tmp_path / "fleet.yaml"
     path.write_text(text)
@@ -75,14 +87,17 @@ def test_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str)
 
 
 def test_invalid_instances_mark_instances_not_supported() -> None:
-    fleet = FleetSpec.from_mapping({
-        "invalid_instances": ["ins-a"],
-        "regions": {"r": {"instances": [{"id": "ins-a"}, {"id": "ins-b"}]}}})
+    fleet = FleetSpec.from_mapping(
+        {
+            "invalid_instances": ["ins-a"],
+            "regions": {"r": {"instances": [{"id": "ins-a"}, {"id": "ins-b"}]}},
+        }
+    )
     assert [i.not_supported for i in fleet.regions["r"].instances] == [True, False]
 
 
 BILLION_LAUGHS = "".join(
-    [ "a0: &a0 [x, x, x, x, x, x, x, x, x]\n"]
+    ["a0: &a0 [x, x, x, x, x, x, x, x, x]\n"]
     + [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]\n" for n in range(1, 10)]
     + ["regions: {ap-guangzhou: {instances: *a9}}\n"]
 )
@@ -107,8 +122,13 @@ def test_nested_aliases_are_refused_quickly_and_in_little_memory(tmp_path: Path)
         "    print(exc)\n"
         "    sys.exit(3)\n"
     )
-    done = subprocess.run([sys.executable, "-c", program, str(bomb)], capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", program, str(bomb)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 3, done.stdout + done.stderr
     assert "aliases (*name) are not allowed" in done.stdout
     assert "line 2" in done.stdout, done.stdout

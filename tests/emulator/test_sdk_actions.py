@@ -11,14 +11,16 @@ from cvmkeeper.emulator.server import RunningEmulator
 from emulator.sdk import GZ, SH, base_fleet, create, error_code, request, sdk_client
 
 
-def wait_for_image_state(emu: RunningEmulator, image_id: str, wanted: str,
-                         region: str = GZ) -> models.Image:
+def wait_for_image_state(
+    emu: RunningEmulator, image_id: str, wanted: str, region: str = GZ
+) -> models.Image:
     """Poll DescribeImages (bounded: 5 s) until the image reaches ``wanted``."""
     client = sdk_client(emu, region)
     deadline = time.monotonic() + 5
     while True:
-        image = client.DescribeImages(request(models.DescribeImagesRequest,
-                                              ImageIds=[image_id])).ImageSet[0]
+        image = client.DescribeImages(
+            request(models.DescribeImagesRequest, ImageIds=[image_id])
+        ).ImageSet[0]
         if image.ImageState == wanted or time.monotonic() > deadline:
             return image
         time.sleep(0.05)
@@ -26,13 +28,21 @@ def wait_for_image_state(emu: RunningEmulator, image_id: str, wanted: str,
 
 def test_create_image_lifecycle_and_typed_fields(emu: RunningEmulator) -> None:
     client = sdk_client(emu)
-    image_id = create(client, "ins-2kd9x0qa", "web-2-2026", ImageDescription="nightly",
-                      ForcePoweroff="false", DataDiskIds=["disk-data0001"],
-                      TagSpecification=[{"ResourceType": "image",
-                                         "Tags": [{"Key": "cvmkeeper:policy", "Value": "p1"}]}])
+    image_id = create(
+        client,
+        "ins-2kd9x0qa",
+        "web-2-2026",
+        ImageDescription="nightly",
+        ForcePoweroff="false",
+        DataDiskIds=["disk-data0001"],
+        TagSpecification=[
+            {"ResourceType": "image", "Tags": [{"Key": "cvmkeeper:policy", "Value": "p1"}]}
+        ],
+    )
     assert image_id.startswith("img-")
-    fresh = client.DescribeImages(request(models.DescribeImagesRequest,
-                                          ImageIds=[image_id])).ImageSet[0]
+    fresh = client.DescribeImages(
+        request(models.DescribeImagesRequest, ImageIds=[image_id])
+    ).ImageSet[0]
     assert fresh.ImageState == "CREATING"
     image = wait_for_image_state(emu, image_id, "NORMAL")
     assert image.ImageState == "NORMAL"
@@ -48,37 +58,63 @@ def test_create_image_lifecycle_and_typed_fields(emu: RunningEmulator) -> None:
 
 def test_describe_images_filters(emu: RunningEmulator) -> None:
     client = sdk_client(emu)
-    create(client, "ins-6pb6lrmy", "cvmk-web-1", TagSpecification=[
-        {"ResourceType": "image", "Tags": [{"Key": "cvmkeeper:instance", "Value": "web-1"}]}])
+    create(
+        client,
+        "ins-6pb6lrmy",
+        "cvmk-web-1",
+        TagSpecification=[
+            {"ResourceType": "image", "Tags": [{"Key": "cvmkeeper:instance", "Value": "web-1"}]}
+        ],
+    )
 
     def names(*filters: dict[str, Any]) -> list[str]:
-        response = client.DescribeImages(request(models.DescribeImagesRequest,
-                                                 Filters=list(filters), Limit=100))
+        response = client.DescribeImages(
+            request(models.DescribeImagesRequest, Filters=list(filters), Limit=100)
+        )
         assert response.TotalCount == len(response.ImageSet)
         return sorted(i.ImageName for i in response.ImageSet)
 
     assert names() == ["TencentOS 3.1", "cvmk-web-1", "golden-base", "shared-base"]
     assert names({"Name": "image-type", "Values": ["PRIVATE_IMAGE"]}) == [
-        "cvmk-web-1", "golden-base", "shared-base"]
+        "cvmk-web-1",
+        "golden-base",
+        "shared-base",
+    ]
     assert names({"Name": "image-name", "Values": ["base"]}) == ["golden-base", "shared-base"]
     assert names({"Name": "image-id", "Values": ["img-golden01"]}) == ["golden-base"]
     assert names({"Name": "tag-key", "Values": ["cvmkeeper:instance"]}) == ["cvmk-web-1"]
     assert names({"Name": "tag:cvmkeeper:instance", "Values": ["web-1"]}) == ["cvmk-web-1"]
     assert names({"Name": "tag:cvmkeeper:instance", "Values": ["web-9"]}) == []
-    assert error_code(lambda: client.DescribeImages(request(
-        models.DescribeImagesRequest, Filters=[{"Name": "color", "Values": ["red"]}]))) == \
-        "InvalidFilter"
-    assert error_code(lambda: client.DescribeImages(request(
-        models.DescribeImagesRequest, ImageIds=["img-golden01"],
-        Filters=[{"Name": "image-type", "Values": ["PRIVATE_IMAGE"]}]))).startswith(
-        "InvalidParameter")
-    assert error_code(lambda: client.DescribeImages(request(
-        models.DescribeImagesRequest, Limit=101))) == "InvalidParameterValue.LimitExceeded"
+    assert (
+        error_code(
+            lambda: client.DescribeImages(
+                request(
+                    models.DescribeImagesRequest, Filters=[{"Name": "color", "Values": ["red"]}]
+                )
+            )
+        )
+        == "InvalidFilter"
+    )
+    assert error_code(
+        lambda: client.DescribeImages(
+            request(
+                models.DescribeImagesRequest,
+                ImageIds=["img-golden01"],
+                Filters=[{"Name": "image-type", "Values": ["PRIVATE_IMAGE"]}],
+            )
+        )
+    ).startswith("InvalidParameter")
+    assert (
+        error_code(lambda: client.DescribeImages(request(models.DescribeImagesRequest, Limit=101)))
+        == "InvalidParameterValue.LimitExceeded"
+    )
 
 
 def test_paging_past_100_images_and_instances(serve: Any) -> None:
-    instances = [{"id": f"ins-{n:08d}", "name": f"node-{n}", "tags": {"tier": str(n % 2)}}
-                 for n in range(130)]
+    instances = [
+        {"id": f"ins-{n:08d}", "name": f"node-{n}", "tags": {"tier": str(n % 2)}}
+        for n in range(130)
+    ]
     images = [{"id": f"img-{n:08d}", "name": f"old-{n}"} for n in range(150)]
     fleet = base_fleet(regions={GZ: {"quota": 200, "instances": instances, "images": images}})
     emu = serve(fleet)
@@ -86,8 +122,9 @@ def test_paging_past_100_images_and_instances(serve: Any) -> None:
 
     seen_images: list[str] = []
     for offset in range(0, 1000, 100):
-        page = client.DescribeImages(request(models.DescribeImagesRequest, Offset=offset,
-                                             Limit=100))
+        page = client.DescribeImages(
+            request(models.DescribeImagesRequest, Offset=offset, Limit=100)
+        )
         assert page.TotalCount == 150
         if not page.ImageSet:
             break
@@ -96,8 +133,9 @@ def test_paging_past_100_images_and_instances(serve: Any) -> None:
 
     seen_instances: list[str] = []
     for offset in range(0, 1000, 100):
-        inst_page = client.DescribeInstances(request(models.DescribeInstancesRequest,
-                                                     Offset=offset, Limit=100))
+        inst_page = client.DescribeInstances(
+            request(models.DescribeInstancesRequest, Offset=offset, Limit=100)
+        )
         assert inst_page.TotalCount == 130
         if not inst_page.InstanceSet:
             break
@@ -106,29 +144,42 @@ def test_paging_past_100_images_and_instances(serve: Any) -> None:
 
     default_page = client.DescribeInstances(models.DescribeInstancesRequest())
     assert len(default_page.InstanceSet) == 20  # Limit defaults to 20
-    tier = client.DescribeInstances(request(models.DescribeInstancesRequest, Limit=100,
-                                            Filters=[{"Name": "tag:tier", "Values": ["1"]}]))
+    tier = client.DescribeInstances(
+        request(
+            models.DescribeInstancesRequest,
+            Limit=100,
+            Filters=[{"Name": "tag:tier", "Values": ["1"]}],
+        )
+    )
     assert tier.TotalCount == 65
-    status = client.DescribeInstancesStatus(request(models.DescribeInstancesStatusRequest,
-                                                    Offset=100, Limit=100))
+    status = client.DescribeInstancesStatus(
+        request(models.DescribeInstancesStatusRequest, Offset=100, Limit=100)
+    )
     assert status.TotalCount == 130
     assert len(status.InstanceStatusSet) == 30
 
 
 def test_describe_instances_fields_and_filters(emu: RunningEmulator) -> None:
     client = sdk_client(emu)
-    response = client.DescribeInstances(request(models.DescribeInstancesRequest,
-                                                InstanceIds=["ins-6pb6lrmy"]))
+    response = client.DescribeInstances(
+        request(models.DescribeInstancesRequest, InstanceIds=["ins-6pb6lrmy"])
+    )
     instance = response.InstanceSet[0]
     assert (instance.InstanceId, instance.InstanceName, instance.InstanceState) == (
-        "ins-6pb6lrmy", "web-1", "RUNNING")
+        "ins-6pb6lrmy",
+        "web-1",
+        "RUNNING",
+    )
     assert instance.Placement.Zone == "ap-guangzhou-3"
     assert [(t.Key, t.Value) for t in instance.Tags] == [("backup", "daily")]
     assert instance.CreatedTime.endswith("Z")
 
     def ids(name: str, *values: str) -> list[str]:
-        found = client.DescribeInstances(request(models.DescribeInstancesRequest,
-                                                 Filters=[{"Name": name, "Values": list(values)}]))
+        found = client.DescribeInstances(
+            request(
+                models.DescribeInstancesRequest, Filters=[{"Name": name, "Values": list(values)}]
+            )
+        )
         return [i.InstanceId for i in found.InstanceSet]
 
     assert ids("instance-state", "STOPPED") == ["ins-stopped1"]
@@ -137,28 +188,35 @@ def test_describe_instances_fields_and_filters(emu: RunningEmulator) -> None:
     assert ids("instance-id", "ins-2kd9x0qa") == ["ins-2kd9x0qa"]
     assert ids("tag-key", "backup") == ["ins-6pb6lrmy", "ins-2kd9x0qa"]
     assert ids("tag:backup", "hourly") == ["ins-2kd9x0qa"]
-    assert error_code(lambda: client.DescribeInstancesStatus(request(
-        models.DescribeInstancesStatusRequest, InstanceIds=["ins-nothere"]))) == \
-        "InvalidInstanceId.NotFound"
+    assert (
+        error_code(
+            lambda: client.DescribeInstancesStatus(
+                request(models.DescribeInstancesStatusRequest, InstanceIds=["ins-nothere"])
+            )
+        )
+        == "InvalidInstanceId.NotFound"
+    )
 
 
 def test_create_image_errors(emu: RunningEmulator) -> None:
     client = sdk_client(emu)
 
     def code(**fields: Any) -> str:
-        return error_code(lambda: client.CreateImage(request(models.CreateImageRequest,
-                                                             **fields)))
+        return error_code(lambda: client.CreateImage(request(models.CreateImageRequest, **fields)))
 
     assert code(InstanceId="ins-6pb6lrmy", ImageName="x" * 21) == "InvalidParameter.ValueTooLarge"
-    assert code(InstanceId="ins-6pb6lrmy", ImageName="ok",
-                ImageDescription="d" * 61) == "InvalidParameter.ValueTooLarge"
+    assert (
+        code(InstanceId="ins-6pb6lrmy", ImageName="ok", ImageDescription="d" * 61)
+        == "InvalidParameter.ValueTooLarge"
+    )
     assert code(InstanceId="ins-nothere", ImageName="ok") == "InvalidInstanceId.NotFound"
     assert code(InstanceId="ins-unsupp01", ImageName="ok") == "InvalidInstance.NotSupported"
-    assert code(InstanceId="ins-6pb6lrmy", ImageName="golden-base") == \
-        "InvalidImageName.Duplicate"
+    assert code(InstanceId="ins-6pb6lrmy", ImageName="golden-base") == "InvalidImageName.Duplicate"
     assert code(ImageName="ok") == "MissingParameter"
-    assert code(InstanceId="ins-6pb6lrmy", ImageName="ok", ForcePoweroff="yes") == \
-        "InvalidParameterValue"
+    assert (
+        code(InstanceId="ins-6pb6lrmy", ImageName="ok", ForcePoweroff="yes")
+        == "InvalidParameterValue"
+    )
     assert code(InstanceId="ins-6pb6lrmy", ImageName="dry", DryRun=True) == "DryRunOperation"
     create(client, "ins-6pb6lrmy", "first")
     assert code(InstanceId="ins-6pb6lrmy", ImageName="second") == "MutexOperation.TaskRunning"
@@ -171,8 +229,10 @@ def test_current_limits_allow_longer_names(serve: Any) -> None:
     emu = serve(base_fleet(limits="current"))
     client = sdk_client(emu)
     assert create(client, "ins-6pb6lrmy", "n" * 60, ImageDescription="d" * 256)
-    assert error_code(lambda: create(client, "ins-2kd9x0qa", "n" * 61)) == \
-        "InvalidParameter.ValueTooLarge"
+    assert (
+        error_code(lambda: create(client, "ins-2kd9x0qa", "n" * 61))
+        == "InvalidParameter.ValueTooLarge"
+    )
 
 
 def test_quota_counts_every_custom_image(serve: Any) -> None:
@@ -183,16 +243,16 @@ def test_quota_counts_every_custom_image(serve: Any) -> None:
     quota = client.DescribeImageQuota(models.DescribeImageQuotaRequest())
     assert quota.ImageNumQuota == 3
     create(client, "ins-6pb6lrmy", "fits")  # CREATING counts too
-    assert error_code(lambda: create(client, "ins-2kd9x0qa", "too-many")) == \
-        "ImageQuotaLimitExceeded"
+    assert (
+        error_code(lambda: create(client, "ins-2kd9x0qa", "too-many")) == "ImageQuotaLimitExceeded"
+    )
 
 
 def test_delete_images_rules(emu: RunningEmulator) -> None:
     client = sdk_client(emu)
 
     def delete(*ids: str, **extra: Any) -> Any:
-        return client.DeleteImages(request(models.DeleteImagesRequest, ImageIds=list(ids),
-                                           **extra))
+        return client.DeleteImages(request(models.DeleteImagesRequest, ImageIds=list(ids), **extra))
 
     creating = create(client, "ins-6pb6lrmy", "in-flight")
     assert error_code(lambda: delete(creating)) == "InvalidImageId.IncorrectState"
@@ -213,8 +273,9 @@ def test_stop_start_instances(emu: RunningEmulator) -> None:
     client = sdk_client(emu)
 
     def status() -> str:
-        found = client.DescribeInstancesStatus(request(models.DescribeInstancesStatusRequest,
-                                                       InstanceIds=["ins-6pb6lrmy"]))
+        found = client.DescribeInstancesStatus(
+            request(models.DescribeInstancesStatusRequest, InstanceIds=["ins-6pb6lrmy"])
+        )
         return str(found.InstanceStatusSet[0].InstanceState)
 
     def wait_for(wanted: str) -> str:
@@ -223,54 +284,117 @@ def test_stop_start_instances(emu: RunningEmulator) -> None:
             time.sleep(0.02)
         return status()
 
-    client.StopInstances(request(models.StopInstancesRequest, InstanceIds=["ins-6pb6lrmy"],
-                                 StopType="SOFT_FIRST"))
+    client.StopInstances(
+        request(models.StopInstancesRequest, InstanceIds=["ins-6pb6lrmy"], StopType="SOFT_FIRST")
+    )
     assert status() == "STOPPING"
-    assert error_code(lambda: client.StartInstances(request(
-        models.StartInstancesRequest, InstanceIds=["ins-6pb6lrmy"]))) == \
-        "OperationDenied.InstanceOperationInProgress"
+    assert (
+        error_code(
+            lambda: client.StartInstances(
+                request(models.StartInstancesRequest, InstanceIds=["ins-6pb6lrmy"])
+            )
+        )
+        == "OperationDenied.InstanceOperationInProgress"
+    )
     assert wait_for("STOPPED") == "STOPPED"
-    assert error_code(lambda: client.StopInstances(request(
-        models.StopInstancesRequest, InstanceIds=["ins-6pb6lrmy"]))) == \
-        "UnsupportedOperation.InstanceStateStopped"
+    assert (
+        error_code(
+            lambda: client.StopInstances(
+                request(models.StopInstancesRequest, InstanceIds=["ins-6pb6lrmy"])
+            )
+        )
+        == "UnsupportedOperation.InstanceStateStopped"
+    )
     client.StartInstances(request(models.StartInstancesRequest, InstanceIds=["ins-6pb6lrmy"]))
     assert wait_for("RUNNING") == "RUNNING"
-    assert error_code(lambda: client.StartInstances(request(
-        models.StartInstancesRequest, InstanceIds=["ins-6pb6lrmy"]))) == \
-        "UnsupportedOperation.InstanceStateRunning"
-    assert error_code(lambda: client.StopInstances(request(
-        models.StopInstancesRequest, InstanceIds=["ins-nothere"]))) == \
-        "InvalidInstanceId.NotFound"
-    assert error_code(lambda: client.StopInstances(request(
-        models.StopInstancesRequest, InstanceIds=["ins-6pb6lrmy"], StopType="GENTLE"))) == \
-        "InvalidParameterValue"
-    latest = client.DescribeInstances(request(models.DescribeInstancesRequest,
-                                              InstanceIds=["ins-6pb6lrmy"])).InstanceSet[0]
-    assert (latest.LatestOperation, latest.LatestOperationState) == ("StartInstances",
-                                                                     "SUCCESS")
+    assert (
+        error_code(
+            lambda: client.StartInstances(
+                request(models.StartInstancesRequest, InstanceIds=["ins-6pb6lrmy"])
+            )
+        )
+        == "UnsupportedOperation.InstanceStateRunning"
+    )
+    assert (
+        error_code(
+            lambda: client.StopInstances(
+                request(models.StopInstancesRequest, InstanceIds=["ins-nothere"])
+            )
+        )
+        == "InvalidInstanceId.NotFound"
+    )
+    assert (
+        error_code(
+            lambda: client.StopInstances(
+                request(
+                    models.StopInstancesRequest, InstanceIds=["ins-6pb6lrmy"], StopType="GENTLE"
+                )
+            )
+        )
+        == "InvalidParameterValue"
+    )
+    latest = client.DescribeInstances(
+        request(models.DescribeInstancesRequest, InstanceIds=["ins-6pb6lrmy"])
+    ).InstanceSet[0]
+    assert (latest.LatestOperation, latest.LatestOperationState) == ("StartInstances", "SUCCESS")
 
 
 def test_sync_images_copies_to_other_region(emu: RunningEmulator) -> None:
     client = sdk_client(emu)
-    response = client.SyncImages(request(models.SyncImagesRequest, ImageIds=["img-golden01"],
-                                         DestinationRegions=[SH], ImageSetRequired=True))
+    response = client.SyncImages(
+        request(
+            models.SyncImagesRequest,
+            ImageIds=["img-golden01"],
+            DestinationRegions=[SH],
+            ImageSetRequired=True,
+        )
+    )
     [copy] = response.ImageSet
     assert copy.Region == SH
-    source = client.DescribeImages(request(models.DescribeImagesRequest,
-                                           ImageIds=["img-golden01"])).ImageSet[0]
+    source = client.DescribeImages(
+        request(models.DescribeImagesRequest, ImageIds=["img-golden01"])
+    ).ImageSet[0]
     assert source.ImageState == "SYNCING"
-    assert error_code(lambda: client.DeleteImages(request(
-        models.DeleteImagesRequest, ImageIds=["img-golden01"]))) == \
-        "InvalidImageId.IncorrectState"
+    assert (
+        error_code(
+            lambda: client.DeleteImages(
+                request(models.DeleteImagesRequest, ImageIds=["img-golden01"])
+            )
+        )
+        == "InvalidImageId.IncorrectState"
+    )
     copied = wait_for_image_state(emu, copy.ImageId, "NORMAL", region=SH)
     assert copied.ImageName == "golden-base"
     assert wait_for_image_state(emu, "img-golden01", "NORMAL").ImageState == "NORMAL"
-    assert error_code(lambda: client.SyncImages(request(
-        models.SyncImagesRequest, ImageIds=["img-golden01"], DestinationRegions=[SH]))) == \
-        "InvalidImageName.Duplicate"
-    assert error_code(lambda: client.SyncImages(request(
-        models.SyncImagesRequest, ImageIds=["img-golden01"],
-        DestinationRegions=["ap-nowhere"]))) == "InvalidRegion.NotFound"
-    assert error_code(lambda: client.SyncImages(request(
-        models.SyncImagesRequest, ImageIds=["img-nothere1"], DestinationRegions=[SH]))) == \
-        "InvalidImageId.NotFound"
+    assert (
+        error_code(
+            lambda: client.SyncImages(
+                request(
+                    models.SyncImagesRequest, ImageIds=["img-golden01"], DestinationRegions=[SH]
+                )
+            )
+        )
+        == "InvalidImageName.Duplicate"
+    )
+    assert (
+        error_code(
+            lambda: client.SyncImages(
+                request(
+                    models.SyncImagesRequest,
+                    ImageIds=["img-golden01"],
+                    DestinationRegions=["ap-nowhere"],
+                )
+            )
+        )
+        == "InvalidRegion.NotFound"
+    )
+    assert (
+        error_code(
+            lambda: client.SyncImages(
+                request(
+                    models.SyncImagesRequest, ImageIds=["img-nothere1"], DestinationRegions=[SH]
+                )
+            )
+        )
+        == "InvalidImageId.NotFound"
+    )

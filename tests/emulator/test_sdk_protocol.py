@@ -43,34 +43,44 @@ def test_signature_older_than_five_minutes_expires(serve: Any) -> None:
 def test_token_is_checked_only_when_configured(serve: Any) -> None:
     plain = serve(base_fleet())
     assert quota_call(sdk_client(plain, token="any-session-token")).ImageNumQuota == 10
-    fleet = base_fleet(credentials={"secret_id": "AKIDTMP", "secret_key": "tmp-key",
-                                    "token": "session-1"})
+    fleet = base_fleet(
+        credentials={"secret_id": "AKIDTMP", "secret_key": "tmp-key", "token": "session-1"}
+    )
     with_token = serve(fleet)
     assert quota_call(sdk_client(with_token, token="session-1")).ImageNumQuota == 10
-    assert error_code(lambda: quota_call(sdk_client(with_token, token="session-2"))) == \
-        "AuthFailure.TokenFailure"
+    assert (
+        error_code(lambda: quota_call(sdk_client(with_token, token="session-2")))
+        == "AuthFailure.TokenFailure"
+    )
 
 
 def test_region_is_required_and_must_exist(emu: RunningEmulator) -> None:
     assert error_code(lambda: quota_call(sdk_client(emu, region=None))) == "MissingParameter"
-    assert error_code(lambda: quota_call(sdk_client(emu, region="eu-frankfurt"))) == \
-        "UnsupportedRegion"
-    assert error_code(lambda: quota_call(sdk_client(emu, region="Mars Base!"))) == \
-        "InvalidRegion.NotFound"
+    assert (
+        error_code(lambda: quota_call(sdk_client(emu, region="eu-frankfurt")))
+        == "UnsupportedRegion"
+    )
+    assert (
+        error_code(lambda: quota_call(sdk_client(emu, region="Mars Base!")))
+        == "InvalidRegion.NotFound"
+    )
 
 
 def test_unknown_action_and_parameter(emu: RunningEmulator) -> None:
     client = sdk_client(emu)
     with_error = client.call_json  # the SDK's generic entry point signs any action
     assert error_code(lambda: with_error("RebootInstances", {})) == "InvalidAction"
-    assert error_code(lambda: with_error("DescribeImages", {"Colour": "red"})) == \
-        "UnknownParameter"
+    assert error_code(lambda: with_error("DescribeImages", {"Colour": "red"})) == "UnknownParameter"
     assert error_code(lambda: with_error("DeleteImages", {})) == "MissingParameter"
 
 
 def test_every_answer_is_http_200_json_with_request_id(emu: RunningEmulator) -> None:
-    ok = requests.post(emu.url + "/", data=b"{}", timeout=5,
-                       headers={"Content-Type": "application/json", "X-TC-Action": "X"})
+    ok = requests.post(
+        emu.url + "/",
+        data=b"{}",
+        timeout=5,
+        headers={"Content-Type": "application/json", "X-TC-Action": "X"},
+    )
     assert ok.status_code == 200
     assert ok.headers["Content-Type"] == "application/json"
     body = ok.json()["Response"]
@@ -92,21 +102,28 @@ def test_injected_faults_and_reset(emu: RunningEmulator) -> None:
     state = emu.core.state()
     assert not [i for i in state["regions"][GZ]["images"] if i["ImageName"] == "boom"]
     assert [h["result"] for h in state["history"]] == [
-        "InternalError", "RequestLimitExceeded", "reset"]
+        "InternalError",
+        "RequestLimitExceeded",
+        "reset",
+    ]
 
 
 def test_lost_response_create_exists_afterwards(emu: RunningEmulator) -> None:
     client = sdk_client(emu)
     emu.core.set_faults({"CreateImage": {"lost_response": 1.0}})
-    assert error_code(lambda: create(client, "ins-6pb6lrmy", "slot-0300")) == \
-        "ClientNetworkError"
+    assert error_code(lambda: create(client, "ins-6pb6lrmy", "slot-0300")) == "ClientNetworkError"
     emu.core.set_faults({})
-    found = client.DescribeImages(request(models.DescribeImagesRequest, Filters=[
-        {"Name": "image-name", "Values": ["slot-0300"]}]))
+    found = client.DescribeImages(
+        request(
+            models.DescribeImagesRequest, Filters=[{"Name": "image-name", "Values": ["slot-0300"]}]
+        )
+    )
     assert [i.ImageName for i in found.ImageSet] == ["slot-0300"]
     # a retry of the lost create learns that it is done already
-    assert error_code(lambda: create(client, "ins-6pb6lrmy", "slot-0300")) == \
-        "InvalidImageName.Duplicate"
+    assert (
+        error_code(lambda: create(client, "ins-6pb6lrmy", "slot-0300"))
+        == "InvalidImageName.Duplicate"
+    )
     [entry, retry] = [h for h in emu.core.state()["history"] if h["action"] == "CreateImage"]
     assert entry["result"] == "ok"
     assert entry["lost_response"] is True
@@ -120,8 +137,10 @@ def test_rate_limit_answers_request_limit_exceeded(serve: Any) -> None:
     client = sdk_client(emu)
     for _ in range(3):
         client.DescribeImages(models.DescribeImagesRequest())
-    assert error_code(lambda: client.DescribeImages(models.DescribeImagesRequest())) == \
-        "RequestLimitExceeded"
+    assert (
+        error_code(lambda: client.DescribeImages(models.DescribeImagesRequest()))
+        == "RequestLimitExceeded"
+    )
     other_region = sdk_client(emu, region="ap-shanghai")
     assert other_region.DescribeImages(models.DescribeImagesRequest()).TotalCount == 0
     frozen.advance(1.0)
@@ -132,8 +151,7 @@ def test_concurrent_creates_race_for_the_last_quota_slot(serve: Any) -> None:
     racers = 8
     instances = [{"id": f"ins-race{n:04d}", "name": f"race-{n}"} for n in range(racers)]
     images = [{"id": f"img-old{n:05d}", "name": f"old-{n}"} for n in range(9)]
-    emu = serve(base_fleet(regions={GZ: {"quota": 10, "instances": instances,
-                                         "images": images}}))
+    emu = serve(base_fleet(regions={GZ: {"quota": 10, "instances": instances, "images": images}}))
     barrier = threading.Barrier(racers, timeout=10)
     outcomes: list[str] = []
     lock = threading.Lock()
@@ -160,9 +178,13 @@ def test_concurrent_creates_race_for_the_last_quota_slot(serve: Any) -> None:
 
 def _http(emu: RunningEmulator, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    response = requests.request(method, emu.url + path, data=data, timeout=5,
-                                headers={"Content-Type": "application/json",
-                                         **emu.control_headers})
+    response = requests.request(
+        method,
+        emu.url + path,
+        data=data,
+        timeout=5,
+        headers={"Content-Type": "application/json", **emu.control_headers},
+    )
     assert response.headers["Content-Type"] == "application/json"
     return response.status_code, response.json()
 
@@ -179,12 +201,17 @@ def test_control_endpoints(emu: RunningEmulator) -> None:
     assert state["calls"]["CreateImage"] == 1
     [entry] = state["history"]
     assert (entry["action"], entry["result"], entry["ImageIds"], entry["region"]) == (
-        "CreateImage", "ok", [image_id], GZ)
+        "CreateImage",
+        "ok",
+        [image_id],
+        GZ,
+    )
     assert entry["params"] == {"InstanceId": "ins-6pb6lrmy", "ImageName": "control"}
     assert "test-secret-key" not in json.dumps(state)
 
-    status, body = _http(emu, "POST", "/_emulator/faults",
-                         {"DescribeImageQuota": {"InternalError": 1.0}})
+    status, body = _http(
+        emu, "POST", "/_emulator/faults", {"DescribeImageQuota": {"InternalError": 1.0}}
+    )
     assert status == 200
     assert body["faults"] == {"DescribeImageQuota": {"InternalError": 1.0}}
     assert error_code(lambda: quota_call(client)) == "InternalError"
@@ -200,9 +227,10 @@ def test_control_endpoints(emu: RunningEmulator) -> None:
     assert state["history"] == []
 
 
-@pytest.mark.parametrize(("path", "method"), [("/_emulator/state", "GET"),
-                                              ("/_emulator/faults", "POST"),
-                                              ("/_emulator/reset", "POST")])
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [("/_emulator/state", "GET"), ("/_emulator/faults", "POST"), ("/_emulator/reset", "POST")],
+)
 def test_control_endpoints_want_this_runs_token_and_a_loopback_host(
     emu: RunningEmulator, path: str, method: str
 ) -> None:
@@ -216,12 +244,21 @@ def test_control_endpoints_want_this_runs_token_and_a_loopback_host(
         {**emu.control_headers, "Host": f"127.0.0.1.nip.io:{emu.port}"},
     ]
     for headers in attempts:
-        response = requests.request(method, emu.url + path, data=body, timeout=5,
-                                    headers={"Content-Type": "application/json", **headers})
+        response = requests.request(
+            method,
+            emu.url + path,
+            data=body,
+            timeout=5,
+            headers={"Content-Type": "application/json", **headers},
+        )
         assert response.status_code == 403, (headers, response.text)
         assert emu.control_token not in response.text
     assert emu.core.state()["faults"] == {}
     for host in (f"127.0.0.1:{emu.port}", f"localhost:{emu.port}"):
-        ok = requests.request("GET", emu.url + "/_emulator/state", timeout=5,
-                              headers={**emu.control_headers, "Host": host})
+        ok = requests.request(
+            "GET",
+            emu.url + "/_emulator/state",
+            timeout=5,
+            headers={**emu.control_headers, "Host": host},
+        )
         assert ok.status_code == 200

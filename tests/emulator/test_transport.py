@@ -26,8 +26,11 @@ scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_
 keys = st.text(max_size=6) | st.integers(-3, 3) | st.booleans() | st.none() | st.floats(-2, 2)
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
-    | st.dictionaries(keys, inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(keys, inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -58,13 +61,18 @@ def test_what_json_cannot_carry_is_refused_as_json_refuses_it() -> None:
 
 
 def test_caller_and_core_share_nothing() -> None:
-    core = EmulatorCore(FleetSpec.from_mapping({
-        "seed": 1, "regions": {REGION: {"quota": 10, "instances": [{"id": "ins-aaaaaaaa"}]}}}),
-        ManualClock())
+    core = EmulatorCore(
+        FleetSpec.from_mapping(
+            {"seed": 1, "regions": {REGION: {"quota": 10, "instances": [{"id": "ins-aaaaaaaa"}]}}}
+        ),
+        ManualClock(),
+    )
     transport = InProcessTransport(core)
-    params: dict[str, Any] = {"InstanceId": "ins-aaaaaaaa", "ImageName": "one",
-                              "TagSpecification": ({"ResourceType": "image",
-                                                    "Tags": ({"Key": "k", "Value": "v"},)},)}
+    params: dict[str, Any] = {
+        "InstanceId": "ins-aaaaaaaa",
+        "ImageName": "one",
+        "TagSpecification": ({"ResourceType": "image", "Tags": ({"Key": "k", "Value": "v"},)},),
+    }
     created = transport.call(REGION, "CreateImage", params)
     params["TagSpecification"][0]["Tags"][0]["Value"] = "changed afterwards"
     params["ImageName"] = "changed afterwards"

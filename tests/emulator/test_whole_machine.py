@@ -27,9 +27,11 @@ from cvmkeeper.emulator.server import RunningEmulator
 from emulator.sdk import GZ, SH, base_fleet, create, error_code, request, sdk_client
 
 DB = "ins-db000001"
-DISKS = [{"id": "disk-dbdata01", "type": "CLOUD_PREMIUM", "size": 200},
-         {"id": "disk-dblogs01", "type": "CLOUD_HSSD", "size": 50},
-         {"id": "disk-scratch1", "type": "LOCAL_NVME", "size": 300}]
+DISKS = [
+    {"id": "disk-dbdata01", "type": "CLOUD_PREMIUM", "size": 200},
+    {"id": "disk-dblogs01", "type": "CLOUD_HSSD", "size": 50},
+    {"id": "disk-scratch1", "type": "LOCAL_NVME", "size": 300},
+]
 
 
 def whole_fleet(**overrides: Any) -> dict[str, Any]:
@@ -51,8 +53,11 @@ def wait_normal(emu: RunningEmulator, image_id: str, region: str = GZ) -> Any:
 
 def post_disks(emu: RunningEmulator, body: Any) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(  # noqa: S310 - loopback http
-        f"{emu.url}/_emulator/disks", data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json", **emu.control_headers})
+        f"{emu.url}/_emulator/disks",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **emu.control_headers},
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as answer:  # noqa: S310
             return answer.status, json.loads(answer.read())
@@ -66,8 +71,10 @@ def test_describe_instances_shows_typed_sized_data_disks(serve: Callable[..., An
     found = client.DescribeInstances(request(models.DescribeInstancesRequest, InstanceIds=[DB]))
     [instance] = found.InstanceSet
     assert [(d.DiskId, d.DiskType, d.DiskSize) for d in instance.DataDisks] == [
-        ("disk-dbdata01", "CLOUD_PREMIUM", 200), ("disk-dblogs01", "CLOUD_HSSD", 50),
-        ("disk-scratch1", "LOCAL_NVME", 300)]
+        ("disk-dbdata01", "CLOUD_PREMIUM", 200),
+        ("disk-dblogs01", "CLOUD_HSSD", 50),
+        ("disk-scratch1", "LOCAL_NVME", 300),
+    ]
     assert instance.SystemDisk.DiskId.startswith("disk-")
 
 
@@ -76,8 +83,11 @@ def test_create_image_checks_data_disk_ids_with_the_documented_codes(
 ) -> None:
     emu = serve(whole_fleet())
     client = sdk_client(emu)
-    system = client.DescribeInstances(request(models.DescribeInstancesRequest,
-                                              InstanceIds=[DB])).InstanceSet[0].SystemDisk.DiskId
+    system = (
+        client.DescribeInstances(request(models.DescribeInstancesRequest, InstanceIds=[DB]))
+        .InstanceSet[0]
+        .SystemDisk.DiskId
+    )
 
     def code(*disks: str) -> str:
         return error_code(lambda: create(client, DB, "whole", DataDiskIds=list(disks)))
@@ -88,7 +98,10 @@ def test_create_image_checks_data_disk_ids_with_the_documented_codes(
     image_id = create(client, DB, "whole", DataDiskIds=["disk-dbdata01", "disk-dblogs01"])
     image = wait_normal(emu, image_id)
     assert [(s.DiskUsage, s.DiskSize) for s in image.SnapshotSet] == [
-        ("SYSTEM_DISK", 50), ("DATA_DISK", 200), ("DATA_DISK", 50)]
+        ("SYSTEM_DISK", 50),
+        ("DATA_DISK", 200),
+        ("DATA_DISK", 50),
+    ]
     assert all(s.SnapshotId.startswith("snap-") for s in image.SnapshotSet)
     assert image.ImageSize == 300
 
@@ -100,8 +113,7 @@ def test_snapshots_go_with_delete_binded_snap_and_stay_without(serve: Callable[.
     wait_normal(emu, kept)
     gone = create(client, DB, "gone", DataDiskIds=["disk-dbdata01"])
     wait_normal(emu, gone)
-    client.DeleteImages(request(models.DeleteImagesRequest, ImageIds=[gone],
-                                DeleteBindedSnap=True))
+    client.DeleteImages(request(models.DeleteImagesRequest, ImageIds=[gone], DeleteBindedSnap=True))
     assert emu.core.state()["regions"][GZ]["leftover_snapshots"] == []
     client.DeleteImages(request(models.DeleteImagesRequest, ImageIds=[kept]))  # API default
     leftover = emu.core.state()["regions"][GZ]["leftover_snapshots"]
@@ -113,8 +125,9 @@ def test_imaging_time_grows_with_the_disks_size() -> None:
     fleet = whole_fleet()
     fleet["timing"] = {"create_seconds": 10, "create_seconds_per_100gib": 60}
     core = EmulatorCore(FleetSpec.from_mapping(fleet), clock)
-    image_id = core.call("CreateImage", GZ, {"InstanceId": DB, "ImageName": "big",
-                                             "DataDiskIds": ["disk-dbdata01"]})["ImageId"]
+    image_id = core.call(
+        "CreateImage", GZ, {"InstanceId": DB, "ImageName": "big", "DataDiskIds": ["disk-dbdata01"]}
+    )["ImageId"]
     clock.advance(10 + 60 * 2.5 - 1)  # 250 GiB: 160 s in all
     assert core.state()["regions"][GZ]["images"][0]["ImageState"] == "CREATING"
     clock.advance(1)
@@ -123,8 +136,10 @@ def test_imaging_time_grows_with_the_disks_size() -> None:
 
 
 def test_sync_of_a_whole_machine_image_under_both_answers(serve: Callable[..., Any]) -> None:
-    for answer, expected in (("allowed", None),
-                             ("refused", "InvalidParameter.InstanceImageNotSupport")):
+    for answer, expected in (
+        ("allowed", None),
+        ("refused", "InvalidParameter.InstanceImageNotSupport"),
+    ):
         emu = serve(whole_fleet(whole_machine={"sync": answer}))
         client = sdk_client(emu)
         whole = create(client, DB, "whole", DataDiskIds=["disk-dbdata01"])
@@ -133,8 +148,14 @@ def test_sync_of_a_whole_machine_image_under_both_answers(serve: Callable[..., A
         wait_normal(emu, system_only)
 
         def sync(image_id: str, client: Any = client) -> Any:
-            return client.SyncImages(request(models.SyncImagesRequest, ImageIds=[image_id],
-                                             DestinationRegions=[SH], ImageSetRequired=True))
+            return client.SyncImages(
+                request(
+                    models.SyncImagesRequest,
+                    ImageIds=[image_id],
+                    DestinationRegions=[SH],
+                    ImageSetRequired=True,
+                )
+            )
 
         if expected is None:
             copy_id = sync(whole).ImageSet[0].ImageId
@@ -151,8 +172,11 @@ def test_sync_size_limit_and_snapshot_quota_switches() -> None:
     core = EmulatorCore(FleetSpec.from_mapping(fleet), clock)
 
     def make(name: str) -> str:
-        result = core.call("CreateImage", GZ, {"InstanceId": DB, "ImageName": name,
-                                               "DataDiskIds": ["disk-dbdata01"]})
+        result = core.call(
+            "CreateImage",
+            GZ,
+            {"InstanceId": DB, "ImageName": name, "DataDiskIds": ["disk-dbdata01"]},
+        )
         clock.advance(timedelta(seconds=5).total_seconds())
         return str(result["ImageId"])
 
@@ -173,20 +197,22 @@ def test_disks_attach_and_detach_at_runtime(serve: Callable[..., Any]) -> None:
     status, body = post_disks(emu, {"instance_id": DB, "detach": "disk-scratch1"})
     assert status == 200
     assert [d["DiskId"] for d in body["DataDisks"]] == ["disk-dbdata01", "disk-dblogs01"]
-    status, body = post_disks(emu, {"instance_id": DB,
-                                    "attach": {"id": "disk-new00001", "type": "CLOUD_SSD",
-                                               "size": 20}})
+    status, body = post_disks(
+        emu, {"instance_id": DB, "attach": {"id": "disk-new00001", "type": "CLOUD_SSD", "size": 20}}
+    )
     assert status == 200 and body["DataDisks"][-1]["DiskSize"] == 20
     client = sdk_client(emu)
     image_id = create(client, DB, "after", DataDiskIds=["disk-new00001"])
     assert [s.DiskSize for s in wait_normal(emu, image_id).SnapshotSet] == [50, 20]
-    for bad in ({"instance_id": DB, "detach": "disk-scratch1"},      # not attached any more
-                {"instance_id": DB, "attach": {"id": "disk-new00001"}},  # attached already
-                {"instance_id": DB, "attach": {"id": "x"}},
-                {"instance_id": DB, "attach": {"id": "disk-a", "type": "FLOPPY"}},
-                {"instance_id": "ins-nothere", "detach": "disk-a"},
-                {"instance_id": DB},
-                [1, 2]):
+    for bad in (
+        {"instance_id": DB, "detach": "disk-scratch1"},  # not attached any more
+        {"instance_id": DB, "attach": {"id": "disk-new00001"}},  # attached already
+        {"instance_id": DB, "attach": {"id": "x"}},
+        {"instance_id": DB, "attach": {"id": "disk-a", "type": "FLOPPY"}},
+        {"instance_id": "ins-nothere", "detach": "disk-a"},
+        {"instance_id": DB},
+        [1, 2],
+    ):
         status, body = post_disks(emu, bad)
         assert status == 400 and body["error"], bad
 
@@ -212,8 +238,11 @@ def test_the_state_file_keeps_disks_and_snapshots(tmp_path: Path) -> None:
     clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
     spec = FleetSpec.from_mapping(whole_fleet())
     core = EmulatorCore(spec, clock)
-    image_id = core.call("CreateImage", GZ, {"InstanceId": DB, "ImageName": "saved",
-                                             "DataDiskIds": ["disk-dblogs01"]})["ImageId"]
+    image_id = core.call(
+        "CreateImage",
+        GZ,
+        {"InstanceId": DB, "ImageName": "saved", "DataDiskIds": ["disk-dblogs01"]},
+    )["ImageId"]
     clock.advance(5)
     core.call("DeleteImages", GZ, {"ImageIds": [image_id]})
     core.save(tmp_path / "state.json")

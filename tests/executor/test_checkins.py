@@ -25,7 +25,9 @@ def test_policy_checkins_open_each_and_close_failed_ones_with_error() -> None:
 
 def test_policy_checkins_end_in_error_when_the_run_raises() -> None:
     alerter = RecordingAlerter()
-    with pytest.raises(RuntimeError), \
-            policy_checkins(alerter, [builders.policy("p", ids=("ins-a",))], SentrySettings()):
+    with (
+        pytest.raises(RuntimeError),
+        policy_checkins(alerter, [builders.policy("p", ids=("ins-a",))], SentrySettings()),
+    ):
         raise RuntimeError("boom")
     assert alerter.checkin_statuses("p") == ["in_progress", "error"]

@@ -35,8 +35,11 @@ from executor.world import (
 
 def copying(keep_last: int, copy_keep_last: int, region: str = DEST) -> dict[str, Any]:
     """An hourly policy of A keeping ``keep_last``, copying to ``region``."""
-    return policy(ids=[A], keep_last=keep_last,
-                  copies=[{"region": region, "retention": {"keep_last": copy_keep_last}}])
+    return policy(
+        ids=[A],
+        keep_last=keep_last,
+        copies=[{"region": region, "retention": {"keep_last": copy_keep_last}}],
+    )
 
 
 def hour(n: int, minute: int = 1) -> Any:
@@ -46,8 +49,13 @@ def hour(n: int, minute: int = 1) -> Any:
 
 def run(w: World, at: Any, alerter: RecordingAlerter | None = None, **options: Any) -> RunReport:
     """One run of the world's config at ``at``."""
-    return run_once(w.setup(), options.pop("client", None) or w.client(),
-                    alerter or RecordingAlerter(), now=at, **options)
+    return run_once(
+        w.setup(),
+        options.pop("client", None) or w.client(),
+        alerter or RecordingAlerter(),
+        now=at,
+        **options,
+    )
 
 
 def names(w: World, region: str) -> set[str]:
@@ -79,8 +87,12 @@ def replay_peaks(w: World, start: Mapping[str, int]) -> dict[str, int]:
 def test_twelve_slots_end_with_each_regions_retention_and_never_exceed_a_quota(
     tmp_path: Path,
 ) -> None:
-    spec = two_regions(quota=4, dest_quota=6, source_images=[unmanaged("img-handsrc", "gold")],
-                       dest_images=[unmanaged("img-handdst", "dr-gold")])
+    spec = two_regions(
+        quota=4,
+        dest_quota=6,
+        source_images=[unmanaged("img-handsrc", "gold")],
+        dest_images=[unmanaged("img-handdst", "dr-gold")],
+    )
     with world(tmp_path, spec, copying(keep_last=3, copy_keep_last=5)) as w:
         alerter = RecordingAlerter()
         for slot in range(12):
@@ -90,20 +102,27 @@ def test_twelve_slots_end_with_each_regions_retention_and_never_exceed_a_quota(
             assert (copy.status, copy.image_state) == ("copied", "NORMAL")
             assert copy.image_name == image_name(A, T0 + timedelta(hours=slot))
             assert (copy.region, copy.source_region) == (DEST, REGION)
-        assert names(w, REGION) == {"gold"} | {image_name(A, T0 + timedelta(hours=h))
-                                               for h in (9, 10, 11)}
-        assert names(w, DEST) == {"dr-gold"} | {image_name(A, T0 + timedelta(hours=h))
-                                                for h in range(7, 12)}
+        assert names(w, REGION) == {"gold"} | {
+            image_name(A, T0 + timedelta(hours=h)) for h in (9, 10, 11)
+        }
+        assert names(w, DEST) == {"dr-gold"} | {
+            image_name(A, T0 + timedelta(hours=h)) for h in range(7, 12)
+        }
         assert replay_peaks(w, {REGION: 1, DEST: 1}) == {REGION: 4, DEST: 6}
         syncs = [e for e in w.writes() if e["action"] == "SyncImages"]
         assert len(syncs) == 12
-        assert all(len(e["params"]["ImageIds"]) == 1 and e["params"]["DestinationRegions"]
-                   == [DEST] and e["params"]["ImageSetRequired"] is True for e in syncs)
+        assert all(
+            len(e["params"]["ImageIds"]) == 1
+            and e["params"]["DestinationRegions"] == [DEST]
+            and e["params"]["ImageSetRequired"] is True
+            for e in syncs
+        )
         assert all(e["result"] == "ok" for e in w.writes())  # never a refused delete
         deleted = {i for e in w.writes() if e["action"] == "DeleteImages" for i in e["ImageIds"]}
         assert not deleted & {"img-handsrc", "img-handdst"}
-        copies_now = [i for i in w.state()["regions"][DEST]["images"]
-                      if i["ImageName"] != "dr-gold"]
+        copies_now = [
+            i for i in w.state()["regions"][DEST]["images"] if i["ImageName"] != "dr-gold"
+        ]
         tags = {t["Key"]: t["Value"] for t in copies_now[0]["Tags"]}
         assert tags["cvmkeeper:managed"] == "true" and tags["cvmkeeper:instance"] == A
         # only the quota headroom check speaks up (both regions run full, by design)
@@ -135,8 +154,9 @@ def test_a_lost_sync_answer_is_adopted_and_a_rerun_leaves_one_copy(tmp_path: Pat
     spec = two_regions(faults={"SyncImages": {"lost_response": 1.0}})
     with world(tmp_path, spec, copying(keep_last=3, copy_keep_last=3)) as w:
         no_retry = w.client()
-        no_retry.retry_policy = RetryPolicy(max_attempts=1, base_seconds=0.01,
-                                            cap_seconds=0.01, deadline_seconds=5)
+        no_retry.retry_policy = RetryPolicy(
+            max_attempts=1, base_seconds=0.01, cap_seconds=0.01, deadline_seconds=5
+        )
         alerter = RecordingAlerter()
         first = run(w, hour(0), alerter, client=no_retry)  # as if killed after the call
         [copy] = first.copies
@@ -153,7 +173,8 @@ def test_a_lost_sync_answer_is_adopted_and_a_rerun_leaves_one_copy(tmp_path: Pat
         fourth = run(w, hour(1))
         assert [(c.status, c.image_state) for c in fourth.copies] == [("adopted", "NORMAL")]
         assert sorted(i["ImageName"] for i in w.state()["regions"][DEST]["images"]) == [
-            name, image_name(A, T0 + timedelta(hours=1))
+            name,
+            image_name(A, T0 + timedelta(hours=1)),
         ]
 
 
@@ -165,12 +186,12 @@ def test_rotating_the_source_away_leaves_its_copies(tmp_path: Path) -> None:
         assert names(w, REGION) == {slots[2]}
         assert names(w, DEST) == set(slots)
         client = w.client()
-        client.delete_images(REGION, [i["ImageId"] for i in
-                                      w.state()["regions"][REGION]["images"]])
+        client.delete_images(REGION, [i["ImageId"] for i in w.state()["regions"][REGION]["images"]])
         again = run(w, hour(2, minute=30))  # remakes the slot; copies were never touched
         assert again.ok and names(w, DEST) == set(slots)
-        dest_deletes = [e for e in w.writes() if e["action"] == "DeleteImages"
-                        and e["region"] == DEST]
+        dest_deletes = [
+            e for e in w.writes() if e["action"] == "DeleteImages" and e["region"] == DEST
+        ]
         assert dest_deletes == []
 
 
@@ -185,11 +206,22 @@ def test_an_unknown_destination_region_is_alerted_with_that_region(tmp_path: Pat
 
 
 def test_dry_run_plans_the_copies_without_writing(tmp_path: Path) -> None:
-    source = [{"id": "img-src00000", "name": image_name(A, T0), "state": "NORMAL",
-               "description": "cvmkeeper:hourly 2026-11-27T00:00Z",
-               "tags": {"cvmkeeper:managed": "true", "cvmkeeper:policy": "hourly",
-                        "cvmkeeper:instance": A, "cvmkeeper:slot": "2026-11-27T00:00Z"},
-               "instance_id": A, "created_time": "2026-11-27T00:00:00Z"}]
+    source = [
+        {
+            "id": "img-src00000",
+            "name": image_name(A, T0),
+            "state": "NORMAL",
+            "description": "cvmkeeper:hourly 2026-11-27T00:00Z",
+            "tags": {
+                "cvmkeeper:managed": "true",
+                "cvmkeeper:policy": "hourly",
+                "cvmkeeper:instance": A,
+                "cvmkeeper:slot": "2026-11-27T00:00Z",
+            },
+            "instance_id": A,
+            "created_time": "2026-11-27T00:00:00Z",
+        }
+    ]
     spec = two_regions(source_images=source)
     with world(tmp_path, spec, copying(keep_last=3, copy_keep_last=3)) as w:
         report = run(w, hour(0, minute=30), dry_run=True)

@@ -31,13 +31,24 @@ def copy_setup(tmp_path: Path) -> Setup:
 
 def image(region: str, hours_ago: int, image_id: str) -> Image:
     slot = NOW.replace(minute=0) - timedelta(hours=hours_ago)
-    return Image(image_id, image_name(A, slot), ImageState.NORMAL, slot, region,
-                 image_description(("hourly",), slot), tags=image_tags(("hourly",), A, slot))
+    return Image(
+        image_id,
+        image_name(A, slot),
+        ImageState.NORMAL,
+        slot,
+        region,
+        image_description(("hourly",), slot),
+        tags=image_tags(("hourly",), A, slot),
+    )
 
 
 def inventories(source_age: int, copy_age: int) -> tuple[Inventory, Inventory]:
-    source = Inventory(REGION, 10, (image(REGION, source_age, "img-src"),),
-                       (Instance(A, "web-1", "RUNNING", REGION),))
+    source = Inventory(
+        REGION,
+        10,
+        (image(REGION, source_age, "img-src"),),
+        (Instance(A, "web-1", "RUNNING", REGION),),
+    )
     return source, Inventory(DEST, 10, (image(DEST, copy_age, "img-copy"),), ())
 
 
@@ -46,8 +57,9 @@ def check(tmp_path: Path, source_age: int, copy_age: int) -> RecordingAlerter:
     source, dest = inventories(source_age, copy_age)
     alerter = RecordingAlerter()
     report = RunReport(started=NOW, finished=NOW, outcomes=())
-    check_run_health(setup, report, {REGION: source}, alerter, NOW,
-                     copy_reads={DEST: (dest, {REGION: source})})
+    check_run_health(
+        setup, report, {REGION: source}, alerter, NOW, copy_reads={DEST: (dest, {REGION: source})}
+    )
     return alerter
 
 
@@ -55,9 +67,14 @@ def test_a_stale_copy_of_a_fresh_backup_is_a_warning(tmp_path: Path) -> None:
     alerter = check(tmp_path, source_age=0, copy_age=6)
     [warning] = alerter.warnings
     assert (warning.action, warning.policy, warning.instance, warning.region) == (
-        COPY_FRESHNESS_ACTION, "hourly", A, DEST)
-    assert warning.message.startswith(f"stale copies: copies of {A} (from {REGION}) in {DEST}: "
-                                      "1 held, newest ")
+        COPY_FRESHNESS_ACTION,
+        "hourly",
+        A,
+        DEST,
+    )
+    assert warning.message.startswith(
+        f"stale copies: copies of {A} (from {REGION}) in {DEST}: 1 held, newest "
+    )
 
 
 def test_fresh_copies_and_copies_of_a_stale_backup_add_no_copy_warning(tmp_path: Path) -> None:

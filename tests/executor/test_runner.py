@@ -37,8 +37,13 @@ def hour(n: int, minute: int = 1) -> Any:
 
 def run(w: World, at: Any, alerter: RecordingAlerter | None = None, **options: Any) -> RunReport:
     """One run of the world's config at ``at``."""
-    return run_once(w.setup(), options.pop("client", None) or w.client(),
-                    alerter or RecordingAlerter(), now=at, **options)
+    return run_once(
+        w.setup(),
+        options.pop("client", None) or w.client(),
+        alerter or RecordingAlerter(),
+        now=at,
+        **options,
+    )
 
 
 def image_count_peak(w: World, start: int) -> int:
@@ -166,8 +171,9 @@ def test_a_run_killed_after_a_lost_create_answer_converges_on_rerun(tmp_path: Pa
     spec = fleet(faults={"CreateImage": {"lost_response": 1.0}})
     with world(tmp_path, spec, policy(ids=[A])) as w:
         no_retry = w.client()
-        no_retry.retry_policy = RetryPolicy(max_attempts=1, base_seconds=0.01,
-                                            cap_seconds=0.01, deadline_seconds=5)
+        no_retry.retry_policy = RetryPolicy(
+            max_attempts=1, base_seconds=0.01, cap_seconds=0.01, deadline_seconds=5
+        )
         alerter = RecordingAlerter()
         first = run(w, hour(0), alerter, client=no_retry)
         assert [o.status for o in first.outcomes] == ["failed"]
@@ -190,12 +196,16 @@ def test_stop_start_restarts_the_instance_when_create_image_fails(tmp_path: Path
         assert outcome.status == "failed"
         assert outcome.tencent_code == "InvalidInstance.NotSupported"
         assert [e["action"] for e in w.writes()] == [
-            "StopInstances", "CreateImage", "StartInstances"
+            "StopInstances",
+            "CreateImage",
+            "StartInstances",
         ]
         assert w.instance_state(A) in ("STARTING", "RUNNING")
         [error] = alerter.errors
         assert (error.action, error.tencent_code, error.instance) == (
-            "CreateImage", "InvalidInstance.NotSupported", A
+            "CreateImage",
+            "InvalidInstance.NotSupported",
+            A,
         )
         assert error.request_id
 
@@ -215,8 +225,13 @@ def test_stop_start_leaves_a_stopped_instance_stopped_and_restarts_a_running_one
         assert [e["InstanceIds"] for e in starts] == [[A]]
         assert w.instance_state(B) == "STOPPED"
         history = w.state()["history"]
-        normal_a = next(e["seq"] for e in history if e["action"] == "_transition"
-                        and e.get("to") == "NORMAL" and e.get("InstanceIds") == [A])
+        normal_a = next(
+            e["seq"]
+            for e in history
+            if e["action"] == "_transition"
+            and e.get("to") == "NORMAL"
+            and e.get("InstanceIds") == [A]
+        )
         assert normal_a < starts[0]["seq"]  # started only after its image left CREATING
 
 
@@ -228,8 +243,11 @@ def test_shared_expired_image_is_left_alone_with_a_warning(tmp_path: Path) -> No
         report = run(w, hour(3), alerter)
         assert report.ok
         by_id = {d.image_id: d.status for d in report.deleted}
-        assert by_id == {"img-olda0000": "left", "img-olda0001": "deleted",
-                         "img-olda0002": "deleted"}
+        assert by_id == {
+            "img-olda0000": "left",
+            "img-olda0001": "deleted",
+            "img-olda0002": "deleted",
+        }
         [warning] = alerter.warnings
         assert warning.tencent_code == "InvalidImageId.InShared"
         assert "img-olda0000" in {i["ImageId"] for i in w.images()}
@@ -244,8 +262,9 @@ def test_quota_taken_between_plan_and_create_is_planned_again_once(tmp_path: Pat
 
         def someone_else_creates(message: str) -> None:
             if "to create" in message and not taken:
-                body = w.emu.core.call("CreateImage", REGION,
-                                       {"ImageName": "hand-made-2", "InstanceId": B})
+                body = w.emu.core.call(
+                    "CreateImage", REGION, {"ImageName": "hand-made-2", "InstanceId": B}
+                )
                 taken.append(body["ImageId"])
 
         report = run(w, hour(2), progress=someone_else_creates)
@@ -253,8 +272,12 @@ def test_quota_taken_between_plan_and_create_is_planned_again_once(tmp_path: Pat
         assert [o.status for o in report.outcomes] == ["created"]
         assert len(report.plans[REGION]) == 3  # first, after the quota error, after the wait
         results = [(e["action"], e["result"]) for e in w.writes()]
-        assert results[:4] == [("CreateImage", "ok"), ("CreateImage", "ImageQuotaLimitExceeded"),
-                               ("DeleteImages", "ok"), ("CreateImage", "ok")]
+        assert results[:4] == [
+            ("CreateImage", "ok"),
+            ("CreateImage", "ImageQuotaLimitExceeded"),
+            ("DeleteImages", "ok"),
+            ("CreateImage", "ok"),
+        ]
         ids = {i["ImageId"] for i in w.images()}
         assert {"img-hand0001", taken[0], "img-olda0001"} <= ids
         assert "img-olda0000" not in ids
@@ -262,8 +285,9 @@ def test_quota_taken_between_plan_and_create_is_planned_again_once(tmp_path: Pat
 
 def test_no_wait_creates_and_leaves_deletes_to_the_next_run(tmp_path: Path) -> None:
     images = [managed(A, T0 + timedelta(hours=h), f"img-olda000{h}") for h in range(2)]
-    with world(tmp_path, fleet(images=images, create_seconds=30), policy(ids=[A], keep_last=1)) \
-            as w:
+    with world(
+        tmp_path, fleet(images=images, create_seconds=30), policy(ids=[A], keep_last=1)
+    ) as w:
         report = run(w, hour(2), wait=False)
         assert report.ok
         [outcome] = report.outcomes
@@ -333,7 +357,9 @@ def test_unreadable_region_does_not_stop_the_other_regions(tmp_path: Path) -> No
         alerter = RecordingAlerter()
         report = run(w, hour(0), alerter)
         assert [(o.region, o.status) for o in report.outcomes] == [
-            (REGION, "created"), ("ap-shanghai", "failed")]  # its due slot is named (rule 7)
+            (REGION, "created"),
+            ("ap-shanghai", "failed"),
+        ]  # its due slot is named (rule 7)
         assert any(e.startswith("ap-shanghai: cannot read") for e in report.errors)
         assert {f.policy for f in alerter.errors} == {"elsewhere"}
         assert report.policy_ok("hourly") and not report.policy_ok("elsewhere")

@@ -30,24 +30,32 @@ def run(w: World, at: Any, alerter: RecordingAlerter, **options: Any) -> RunRepo
 
 def test_every_due_slot_of_an_unreadable_region_is_a_failed_slot(tmp_path: Path) -> None:
     by_id = policy("elsewhere", ids=[B, A], regions=["ap-shanghai"])
-    by_tag = policy("tagged", ids=[], regions=["ap-shanghai"],
-                    targets={"tags": {"env": "prod"}})
+    by_tag = policy("tagged", ids=[], regions=["ap-shanghai"], targets={"tags": {"env": "prod"}})
     with world(tmp_path, fleet(), policy(ids=[A]), by_id, by_tag) as w:
         alerter = RecordingAlerter()
         report = run(w, hour(0), alerter)
         slot = T0
-        missed = sorted((o.policy, o.region, o.instance_id, o.status, o.slot)
-                        for o in report.outcomes if o.region == "ap-shanghai")
+        missed = sorted(
+            (o.policy, o.region, o.instance_id, o.status, o.slot)
+            for o in report.outcomes
+            if o.region == "ap-shanghai"
+        )
         assert missed == [
             ("elsewhere", "ap-shanghai", A, "failed", slot),
             ("elsewhere", "ap-shanghai", B, "failed", slot),
             ("tagged", "ap-shanghai", "tag env=prod", "failed", slot),
         ]
-        assert all("could not be read" in (o.error or "") for o in report.outcomes
-                   if o.region == "ap-shanghai")
+        assert all(
+            "could not be read" in (o.error or "")
+            for o in report.outcomes
+            if o.region == "ap-shanghai"
+        )
         named = {(f.policy, f.instance, f.region) for f in alerter.errors if f.instance}
-        assert named == {("elsewhere", A, "ap-shanghai"), ("elsewhere", B, "ap-shanghai"),
-                         ("tagged", "tag env=prod", "ap-shanghai")}
+        assert named == {
+            ("elsewhere", A, "ap-shanghai"),
+            ("elsewhere", B, "ap-shanghai"),
+            ("tagged", "tag env=prod", "ap-shanghai"),
+        }
         assert not report.ok and report.policy_ok("hourly")
         assert not report.policy_ok("elsewhere") and not report.policy_ok("tagged")
 
@@ -120,7 +128,11 @@ def test_the_slots_of_a_busy_region_are_named_as_missed(tmp_path: Path) -> None:
             report = run(w, hour(0), alerter, region_locks=locks, policy_names=["hourly"])
         assert w.writes() == []
         assert sorted((o.instance_id, o.status, o.slot) for o in report.outcomes) == [
-            (A, "failed", T0), (B, "failed", T0)]
+            (A, "failed", T0),
+            (B, "failed", T0),
+        ]
         assert {(f.instance, f.extra.get("slot")) for f in alerter.errors if f.instance} == {
-            (A, "2026-11-27T00:00Z"), (B, "2026-11-27T00:00Z")}
+            (A, "2026-11-27T00:00Z"),
+            (B, "2026-11-27T00:00Z"),
+        }
         assert not report.policy_ok("hourly")

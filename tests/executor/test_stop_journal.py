@@ -37,27 +37,47 @@ def entries(state_dir: Path) -> list[dict[str, object]]:
 def dead_writer_entry(state_dir: Path, instance_id: str, region: str = REGION) -> None:
     """The journal a run SIGKILLed after ``StopInstances`` leaves (its owner lock is gone)."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / JOURNAL_NAME).write_text(json.dumps({"version": 1, "stopped": [{
-        "region": region, "instance_id": instance_id, "stopped_at": "2026-11-26T23:00:05Z",
-        "owner": "4242-0123456789ab", "pid": 4242, "host": "backup-1"}]}))
+    (state_dir / JOURNAL_NAME).write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "stopped": [
+                    {
+                        "region": region,
+                        "instance_id": instance_id,
+                        "stopped_at": "2026-11-26T23:00:05Z",
+                        "owner": "4242-0123456789ab",
+                        "pid": 4242,
+                        "host": "backup-1",
+                    }
+                ],
+            }
+        )
+    )
 
 
 def test_record_claim_and_clear_in_one_process(tmp_path: Path) -> None:
-    journal = StopJournal(tmp_path / "state",
-                          clock=lambda: datetime(2026, 11, 27, 1, 2, 3, tzinfo=UTC))
+    journal = StopJournal(
+        tmp_path / "state", clock=lambda: datetime(2026, 11, 27, 1, 2, 3, tzinfo=UTC)
+    )
     assert journal.claim(REGION) == []  # no file: nothing to do, nothing created
     assert not (tmp_path / "state").exists()
     journal.record(REGION, [B, A])
     journal.record("ap-shanghai", [A])
     stored = entries(tmp_path / "state")
     assert [(e["region"], e["instance_id"]) for e in stored] == [
-        ("ap-guangzhou", A), ("ap-guangzhou", B), ("ap-shanghai", A)]
+        ("ap-guangzhou", A),
+        ("ap-guangzhou", B),
+        ("ap-shanghai", A),
+    ]
     assert stored[0]["stopped_at"] == "2026-11-27T01:02:03Z"
     # This process's own entries are claimable (a start that failed is retried).
     assert [e.instance_id for e in journal.claim(REGION)] == [A, B]
     journal.clear(REGION, [A])
     assert [(e["region"], e["instance_id"]) for e in entries(tmp_path / "state")] == [
-        ("ap-guangzhou", B), ("ap-shanghai", A)]
+        ("ap-guangzhou", B),
+        ("ap-shanghai", A),
+    ]
 
 
 WRITER = textwrap.dedent("""
@@ -75,8 +95,9 @@ def test_a_live_writers_entries_are_left_to_it_a_dead_writers_are_claimed(
     tmp_path: Path,
 ) -> None:
     state = tmp_path / "state"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(state)],
-                              stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(state)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert writer.stdout is not None
         assert writer.stdout.readline().strip() == "recorded"
@@ -123,8 +144,9 @@ def test_a_run_starts_what_an_interrupted_run_left_stopped_before_planning(
         assert w.instance_state(B) == "STOPPED"
         [warning] = [f for f in alerter.warnings if f.action == "StartInstances"]
         assert warning.instance == A and warning.policy == "hourly"
-        assert "left stopped by an interrupted cvmkeeper run (pid 4242 on backup-1" \
-            in warning.message
+        assert (
+            "left stopped by an interrupted cvmkeeper run (pid 4242 on backup-1" in warning.message
+        )
         assert entries(w.root / "state") == []
 
 
@@ -149,14 +171,18 @@ def test_the_stop_is_journaled_before_it_is_sent_and_cleared_after_the_start(
         def watch(message: str) -> None:
             if "stopping" in message:
                 seen_while_stopped.append(
-                    [str(e["instance_id"]) for e in entries(w.root / "state")])
+                    [str(e["instance_id"]) for e in entries(w.root / "state")]
+                )
 
         report = run_once(w.setup(), w.client(), RecordingAlerter(), now=NOW, progress=watch)
         assert report.ok, report.errors
         assert seen_while_stopped == [[A]]
         assert entries(w.root / "state") == []
         assert [e["action"] for e in w.writes()] == [
-            "StopInstances", "CreateImage", "StartInstances"]
+            "StopInstances",
+            "CreateImage",
+            "StartInstances",
+        ]
 
 
 def test_an_instance_whose_stop_cannot_be_journaled_is_not_stopped(tmp_path: Path) -> None:

@@ -62,9 +62,11 @@ def usages(api_image: dict[str, Any]) -> list[tuple[str, int]]:
 def change_disks(w: World, body: dict[str, Any]) -> dict[str, Any]:
     """Attach or detach a disk through the emulator's control endpoint, over HTTP."""
     request = urllib.request.Request(  # noqa: S310 - loopback http
-        f"{w.emu.url}/_emulator/disks", data=json.dumps(body).encode(),
+        f"{w.emu.url}/_emulator/disks",
+        data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", **w.emu.control_headers},
-        method="POST")
+        method="POST",
+    )
     with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
         return dict(json.loads(answer.read()))
 
@@ -94,13 +96,15 @@ def test_an_image_holds_the_system_disk_and_every_data_disk(tmp_path: Path) -> N
 
 
 def test_imaging_time_grows_with_the_disks(tmp_path: Path) -> None:
-    spec = fleet(instances=({"id": A, "data_disks": [DB_DISK]}, {"id": B}),
-                 create_seconds=0.1)
+    spec = fleet(instances=({"id": A, "data_disks": [DB_DISK]}, {"id": B}), create_seconds=0.1)
     spec["timing"]["create_seconds_per_100gib"] = 0.2  # A: 250 GiB -> 0.6 s; B: 50 -> 0.2 s
     with world(tmp_path, spec, policy(ids=[A, B])) as w:
         assert run(w, hour(1)).ok
-        ready = {e["InstanceIds"][0]: e["time"] for e in w.state()["history"]
-                 if e["action"] == "_transition" and e.get("to") == "NORMAL"}
+        ready = {
+            e["InstanceIds"][0]: e["time"]
+            for e in w.state()["history"]
+            if e["action"] == "_transition" and e.get("to") == "NORMAL"
+        }
         made = {e["params"]["InstanceId"]: e["time"] for e in creates(w)}
 
         def seconds(instance: str) -> float:
@@ -123,8 +127,7 @@ def test_a_disk_attached_then_detached_between_slots(tmp_path: Path) -> None:
         alerter = RecordingAlerter()
         assert run(w, hour(3), alerter).ok
         asked = [e["params"].get("DataDiskIds", []) for e in creates(w)]
-        assert asked == [["disk-dbdata01"], ["disk-dbdata01", "disk-dblogs01"],
-                         ["disk-dblogs01"]]
+        assert asked == [["disk-dbdata01"], ["disk-dbdata01", "disk-dblogs01"], ["disk-dblogs01"]]
         # a detached disk is no longer the machine's: nothing is missing, nothing alerted
         assert not alerter.warnings
 
@@ -158,8 +161,9 @@ def test_a_local_disk_is_named_in_a_warning_on_every_run(tmp_path: Path) -> None
             assert "disk-scratch1" in warning.message and "LOCAL_SSD" in warning.message
             assert "InvalidParameter.LocalDataDiskNotSupport" in warning.message
             alerted |= disk_alerts(alerter)
-        assert [e["params"].get("DataDiskIds") for e in creates(w)
-                if e["params"]["InstanceId"] == A] == [["disk-dbdata01"]] * 2
+        assert [
+            e["params"].get("DataDiskIds") for e in creates(w) if e["params"]["InstanceId"] == A
+        ] == [["disk-dbdata01"]] * 2
         state = w.state()
         assert check_invariants(state, initial, disk_alerts=alerted) == []
         # had the warning not been alerted, the checker would name the slots
@@ -236,8 +240,9 @@ def test_a_refused_copy_says_why(tmp_path: Path) -> None:
 
 
 def test_consistency_modes_image_the_whole_machine(tmp_path: Path) -> None:
-    spec = fleet(instances=({"id": A, "data_disks": [DB_DISK]},
-                            {"id": B, "data_disks": [LOG_DISK]}))
+    spec = fleet(
+        instances=({"id": A, "data_disks": [DB_DISK]}, {"id": B, "data_disks": [LOG_DISK]})
+    )
     powered_off = policy("db", ids=[A], consistency="force_poweroff")
     stopped = policy("logs", ids=[B], consistency="stop_start")
     with world(tmp_path, spec, powered_off, stopped) as w:
@@ -259,8 +264,9 @@ class DetachingClient(CloudClient):
         base = w.client()
         # the same transport and the same STS identity reader (GetCallerIdentity is
         # signed for the sts service, not through the cvm transport)
-        super().__init__(base.transport, retry_policy=QUICK_RETRIES,
-                         identity_reader=base._identity_reader)
+        super().__init__(
+            base.transport, retry_policy=QUICK_RETRIES, identity_reader=base._identity_reader
+        )
         self._world, self._disk_id, self._detached = w, disk_id, False
 
     def list_instances(self, region: str, ids: Any = (), tags: Any = None) -> Any:
@@ -277,19 +283,26 @@ def test_a_disk_detached_during_the_run_is_read_again_not_a_failed_slot(tmp_path
         alerter = RecordingAlerter()
         report = run_once(w.setup(), DetachingClient(w, "disk-dblogs01"), alerter, now=hour(1))
         assert report.ok, report.errors
-        attempts = [(e["result"], e["params"].get("DataDiskIds")) for e in w.writes()
-                    if e["action"] == "CreateImage"]
+        attempts = [
+            (e["result"], e["params"].get("DataDiskIds"))
+            for e in w.writes()
+            if e["action"] == "CreateImage"
+        ]
         assert attempts == [
-            ("InvalidParameter.DataDiskNotBelongSpecifiedInstance",
-             ["disk-dbdata01", "disk-dblogs01"]),
+            (
+                "InvalidParameter.DataDiskNotBelongSpecifiedInstance",
+                ["disk-dbdata01", "disk-dblogs01"],
+            ),
             ("ok", ["disk-dbdata01"]),
         ]
         assert not alerter.errors
 
 
 def test_a_refusal_at_the_snapshot_quota_is_an_alerted_slot(tmp_path: Path) -> None:
-    spec = fleet(instances=({"id": A, "data_disks": [DB_DISK]},),
-                 whole_machine={"snapshot_quota_per_disk": 2})
+    spec = fleet(
+        instances=({"id": A, "data_disks": [DB_DISK]},),
+        whole_machine={"snapshot_quota_per_disk": 2},
+    )
     with world(tmp_path, spec, policy("db", ids=[A], keep_last=3)) as w:
         assert run(w, hour(1)).ok and run(w, hour(2)).ok
         alerter = RecordingAlerter()
@@ -297,5 +310,8 @@ def test_a_refusal_at_the_snapshot_quota_is_an_alerted_slot(tmp_path: Path) -> N
         assert not report.ok
         [error] = [f for f in alerter.errors if f.action == "CreateImage"]
         assert (error.policy, error.instance, error.tencent_code) == (
-            "db", A, "LimitExceeded.SnapshotQuota")
+            "db",
+            A,
+            "LimitExceeded.SnapshotQuota",
+        )
         assert len(w.images()) == 2  # the backups that exist are untouched

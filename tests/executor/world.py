@@ -31,8 +31,9 @@ A, B = "ins-aaaaaaaa", "ins-bbbbbbbb"
 SECRET_ID = "AKIDEXECUTORTEST0001"
 SECRET_KEY = "executor-test-secret-key"
 T0 = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
-QUICK_RETRIES = RetryPolicy(max_attempts=6, base_seconds=0.02, cap_seconds=0.2,
-                            deadline_seconds=20, max_internal_errors=3)
+QUICK_RETRIES = RetryPolicy(
+    max_attempts=6, base_seconds=0.02, cap_seconds=0.2, deadline_seconds=20, max_internal_errors=3
+)
 
 
 def fleet(
@@ -47,10 +48,13 @@ def fleet(
     return {
         "credentials": {"secret_id": SECRET_ID, "secret_key": SECRET_KEY},
         "seed": 5,
-        "timing": {"create_seconds": create_seconds, "stop_seconds": 0.1,
-                   "start_seconds": 0.1, "sync_seconds": 0.2},
-        "regions": {REGION: {"quota": quota, "instances": list(instances),
-                             "images": list(images)}},
+        "timing": {
+            "create_seconds": create_seconds,
+            "stop_seconds": 0.1,
+            "start_seconds": 0.1,
+            "sync_seconds": 0.2,
+        },
+        "regions": {REGION: {"quota": quota, "instances": list(instances), "images": list(images)}},
         **extra,
     }
 
@@ -67,8 +71,12 @@ def two_regions(
     return {
         "credentials": {"secret_id": SECRET_ID, "secret_key": SECRET_KEY},
         "seed": 8,
-        "timing": {"create_seconds": 0.2, "stop_seconds": 0.1, "start_seconds": 0.1,
-                   "sync_seconds": 0.2},
+        "timing": {
+            "create_seconds": 0.2,
+            "stop_seconds": 0.1,
+            "start_seconds": 0.1,
+            "sync_seconds": 0.2,
+        },
         "regions": {
             REGION: {"quota": quota, "instances": [{"id": A}], "images": list(source_images)},
             DEST: {"quota": dest_quota, "instances": [], "images": list(dest_images)},
@@ -82,8 +90,14 @@ def unmanaged(image_id: str, name: str) -> dict[str, Any]:
     return {"id": image_id, "name": name, "description": "made by hand"}
 
 
-def managed(instance_id: str, slot: datetime, image_id: str, *, state: str = "NORMAL",
-            policy: str = "hourly") -> dict[str, Any]:
+def managed(
+    instance_id: str,
+    slot: datetime,
+    image_id: str,
+    *,
+    state: str = "NORMAL",
+    policy: str = "hourly",
+) -> dict[str, Any]:
     """A fleet image exactly as cvmkeeper creates it (name, tags, description)."""
     return {
         "id": image_id,
@@ -96,8 +110,9 @@ def managed(instance_id: str, slot: datetime, image_id: str, *, state: str = "NO
     }
 
 
-def policy(name: str = "hourly", *, ids: Sequence[str] = (A, B), keep_last: int = 4,
-           **extra: Any) -> dict[str, Any]:
+def policy(
+    name: str = "hourly", *, ids: Sequence[str] = (A, B), keep_last: int = 4, **extra: Any
+) -> dict[str, Any]:
     """An hourly policy document for ``ids``."""
     document: dict[str, Any] = {
         "name": name,
@@ -172,11 +187,17 @@ def write_config(root: Path, endpoint: str, *, quota: int = 10, **api: Any) -> P
         "regions": [REGION],
         "image_quota": quota,
         "cloud": {"endpoint": endpoint, "scheme": "http", "timeout": "10s"},
-        "credentials": {"secret_id": SECRET_ID, "secret_key_file": str(key_file),
-                        "cvm_role": False},
-        "api": {"wait_timeout": "20s", "poll_interval": "1s",
-                "retries": {"base_seconds": 0.02, "cap_seconds": 0.2,
-                            "deadline_seconds": 20}, **api},
+        "credentials": {
+            "secret_id": SECRET_ID,
+            "secret_key_file": str(key_file),
+            "cvm_role": False,
+        },
+        "api": {
+            "wait_timeout": "20s",
+            "poll_interval": "1s",
+            "retries": {"base_seconds": 0.02, "cap_seconds": 0.2, "deadline_seconds": 20},
+            **api,
+        },
     }
     path = root / "cvmkeeper.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -184,8 +205,13 @@ def write_config(root: Path, endpoint: str, *, quota: int = 10, **api: Any) -> P
 
 
 @contextmanager
-def world(root: Path, fleet_spec: Mapping[str, Any], *policies: Mapping[str, Any],
-          quota: int = 10, **api: Any) -> Iterator[World]:
+def world(
+    root: Path,
+    fleet_spec: Mapping[str, Any],
+    *policies: Mapping[str, Any],
+    quota: int = 10,
+    **api: Any,
+) -> Iterator[World]:
     """Serve ``fleet_spec`` and write a config and ``policies`` under ``root``."""
     with running_emulator(fleet_spec) as emu:
         path = write_config(root, emu.endpoint, quota=quota, **api)

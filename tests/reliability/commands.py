@@ -16,8 +16,15 @@ from pathlib import Path
 from typing import Any
 
 #: Environment variables that would change what a command does; never inherited.
-_SCRUBBED = ("SENTRY_DSN", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM", "WATCHDOG_USEC",
-             "NOTIFY_SOCKET", "TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY")
+_SCRUBBED = (
+    "SENTRY_DSN",
+    "CREDENTIALS_DIRECTORY",
+    "JOURNAL_STREAM",
+    "WATCHDOG_USEC",
+    "NOTIFY_SOCKET",
+    "TENCENTCLOUD_SECRET_ID",
+    "TENCENTCLOUD_SECRET_KEY",
+)
 
 
 def command_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -53,27 +60,40 @@ class Process:
         return self.popen.wait(timeout=timeout)
 
 
-def start(args: Sequence[str], directory: Path, name: str,
-          env: Mapping[str, str] | None = None) -> Process:
+def start(
+    args: Sequence[str], directory: Path, name: str, env: Mapping[str, str] | None = None
+) -> Process:
     """Start ``python -m cvmkeeper ARGS`` with output in ``directory/name.{out,err}``."""
     stdout, stderr = directory / f"{name}.out", directory / f"{name}.err"
     with stdout.open("wb") as out, stderr.open("wb") as err:
-        popen = subprocess.Popen([sys.executable, "-m", "cvmkeeper", *args],
-                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                 env=command_env(env))
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "cvmkeeper", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=command_env(env),
+        )
     return Process(popen, stdout, stderr)
 
 
-def run(args: Sequence[str], directory: Path, name: str, timeout: float = 60,
-        env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+def run(
+    args: Sequence[str],
+    directory: Path,
+    name: str,
+    timeout: float = 60,
+    env: Mapping[str, str] | None = None,
+) -> tuple[int, str, str]:
     """Run a command to its end; return (exit status, stdout, stderr)."""
     process = start(args, directory, name, env)
     try:
         code = process.wait(timeout)
     finally:
         process.kill()
-    return (code, process.stdout.read_text(errors="replace"),
-            process.stderr.read_text(errors="replace"))
+    return (
+        code,
+        process.stdout.read_text(errors="replace"),
+        process.stderr.read_text(errors="replace"),
+    )
 
 
 def poll(check: Callable[[], Any], timeout: float, every: float = 0.01) -> Any:

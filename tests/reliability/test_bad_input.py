@@ -49,16 +49,20 @@ GOOD_CONFIG = (
 GOOD_POLICY = SAMPLE_POLICIES["hourly.yaml"]
 #: ``file:line:column: key: message`` or, for a whole-file problem, ``file: message``
 PROBLEM = re.compile(r"^(?P<file>[^:\s]+)(?::(?P<line>\d+):(?P<column>\d+))?: \S")
-DIRECTORY_PROBLEMS = ("policies directory does not exist", "policies_dir is not a directory",
-                      "no policy files (*.yaml) in the policies directory")
+DIRECTORY_PROBLEMS = (
+    "policies directory does not exist",
+    "policies_dir is not a directory",
+    "no policy files (*.yaml) in the policies directory",
+)
 #: what follows ``file:`` when the problem has a position
 POSITION = re.compile(r":\d+:\d+$")
 EXAMPLES = figures.sized(40, 400)
 COMMANDS = ("validate", "plan", "run")
 
 
-def home(tmp: Path, config: bytes | str = GOOD_CONFIG,
-         policies: dict[str, bytes] | None = None) -> Path:
+def home(
+    tmp: Path, config: bytes | str = GOOD_CONFIG, policies: dict[str, bytes] | None = None
+) -> Path:
     """A config and a policies directory under ``tmp``; returns the config path."""
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -75,12 +79,17 @@ def invoke(command: str, config: Path) -> tuple[int, str]:
     cwd = os.getcwd()
     os.chdir(config.parent)
     try:
-        result = CliRunner().invoke(cli, [command, "--config", str(config), "--no-alerts"]
-                                    if command == "run" else [command, "--config", str(config)])
+        result = CliRunner().invoke(
+            cli,
+            [command, "--config", str(config), "--no-alerts"]
+            if command == "run"
+            else [command, "--config", str(config)],
+        )
     finally:
         os.chdir(cwd)
     assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"{command} raised {result.exception!r}")
+        f"{command} raised {result.exception!r}"
+    )
     return result.exit_code, result.output
 
 
@@ -89,8 +98,11 @@ def assert_clear_error(command: str, code: int, output: str, files: set[str]) ->
     policies directory the config names); returns how many problems named a line."""
     assert code == 2, f"{command}: exit {code}\n{output}"
     assert "Traceback" not in output
-    problems = [line for line in output.splitlines()
-                if line and not re.fullmatch(r"\d+ problems? found", line)]
+    problems = [
+        line
+        for line in output.splitlines()
+        if line and not re.fullmatch(r"\d+ problems? found", line)
+    ]
     assert problems, output
     with_line = 0
     for line in problems:
@@ -98,8 +110,7 @@ def assert_clear_error(command: str, code: int, output: str, files: set[str]) ->
         position = POSITION.search(head)
         named = head[: position.start()] if position else head
         directory_problem = line.endswith(DIRECTORY_PROBLEMS)  # names the dir as configured
-        assert named in files or directory_problem, (
-            f"{command}: {line!r} names no file of {files}")
+        assert named in files or directory_problem, f"{command}: {line!r} names no file of {files}"
         with_line += position is not None
         if "not valid YAML" in line:
             assert position is not None, line
@@ -122,44 +133,67 @@ def check_all_commands(config: Path, files: set[str]) -> bool:
 POLICY_FILES = {"policies/hourly.yaml", "policies/fuzz.yaml", "policies", "cvmkeeper.yaml"}
 
 
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(sorted(SAMPLE_POLICIES)),
-       st.lists(st.tuples(st.integers(0, 5000), st.integers(0, 8), st.sampled_from(YAML_BITS)),
-                min_size=1, max_size=5))
-def test_mutated_policy_files_through_the_cli(tmp_path: Path, sample: str,
-                                              edits: list[tuple[int, int, str]]) -> None:
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.sampled_from(sorted(SAMPLE_POLICIES)),
+    st.lists(
+        st.tuples(st.integers(0, 5000), st.integers(0, 8), st.sampled_from(YAML_BITS)),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_mutated_policy_files_through_the_cli(
+    tmp_path: Path, sample: str, edits: list[tuple[int, int, str]]
+) -> None:
     text = SAMPLE_POLICIES[sample].decode()
     for position, cut, insert in edits:
         at = position % (len(text) + 1)
-        text = text[:at] + insert + text[at + cut:]
-    config = home(tmp_path / "h", policies={"hourly.yaml": GOOD_POLICY,
-                                            "fuzz.yaml": text.encode()})
+        text = text[:at] + insert + text[at + cut :]
+    config = home(tmp_path / "h", policies={"hourly.yaml": GOOD_POLICY, "fuzz.yaml": text.encode()})
     check_all_commands(config, POLICY_FILES)
     figures.add("6", runs=1)
 
 
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, 8), st.sampled_from(YAML_BITS)),
-                min_size=1, max_size=5))
-def test_mutated_daemon_configs_through_the_cli(tmp_path: Path,
-                                                edits: list[tuple[int, int, str]]) -> None:
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 400), st.integers(0, 8), st.sampled_from(YAML_BITS)),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_mutated_daemon_configs_through_the_cli(
+    tmp_path: Path, edits: list[tuple[int, int, str]]
+) -> None:
     text = GOOD_CONFIG
     for position, cut, insert in edits:
         at = position % (len(text) + 1)
-        text = text[:at] + insert + text[at + cut:]
+        text = text[:at] + insert + text[at + cut :]
     config = home(tmp_path / "h", config=text)
     check_all_commands(config, POLICY_FILES)
     figures.add("6", runs=1)
 
 
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(st.binary(max_size=300), st.booleans())
 def test_binary_files_are_rejected_cleanly(tmp_path: Path, data: bytes, as_config: bool) -> None:
-    config = (home(tmp_path / "h", config=data) if as_config
-              else home(tmp_path / "h", policies={"hourly.yaml": data}))
+    config = (
+        home(tmp_path / "h", config=data)
+        if as_config
+        else home(tmp_path / "h", policies={"hourly.yaml": data})
+    )
     check_all_commands(config, POLICY_FILES)
     figures.add("6", runs=1)
 
@@ -174,14 +208,14 @@ def test_every_truncation_of_every_sample_is_valid_or_a_clear_error(tmp_path: Pa
             figures.add("6", runs=1)
     config_data = GOOD_CONFIG.encode()
     for cut in range(0, len(config_data), 5):
-        rejected += check_all_commands(home(tmp_path / "h", config=config_data[:cut]),
-                                       POLICY_FILES)
+        rejected += check_all_commands(home(tmp_path / "h", config=config_data[:cut]), POLICY_FILES)
         figures.add("6", runs=1)
     assert rejected > 10
 
 
-@pytest.mark.parametrize("where", ["policies_dir", "policy_file", "secret_key_file",
-                                   "dsn_file", "config"])
+@pytest.mark.parametrize(
+    "where", ["policies_dir", "policy_file", "secret_key_file", "dsn_file", "config"]
+)
 def test_a_directory_or_nothing_where_a_file_should_be(tmp_path: Path, where: str) -> None:
     # Tests run as root, and root reads a chmod 000 file; these really fail to read.
     config = home(tmp_path / "h")
@@ -195,10 +229,16 @@ def test_a_directory_or_nothing_where_a_file_should_be(tmp_path: Path, where: st
         (root / "policies" / "hourly.yaml").mkdir()
     elif where in ("secret_key_file", "dsn_file"):
         (root / "adir").mkdir()
-        section = "credentials: {cvm_role: false, secret_id: AKIDX, secret_key_file: adir}" \
-            if where == "secret_key_file" else "sentry: {dsn_file: adir}"
-        config.write_text(GOOD_CONFIG.replace("credentials: {cvm_role: false}", section)
-                          if where == "secret_key_file" else GOOD_CONFIG + section + "\n")
+        section = (
+            "credentials: {cvm_role: false, secret_id: AKIDX, secret_key_file: adir}"
+            if where == "secret_key_file"
+            else "sentry: {dsn_file: adir}"
+        )
+        config.write_text(
+            GOOD_CONFIG.replace("credentials: {cvm_role: false}", section)
+            if where == "secret_key_file"
+            else GOOD_CONFIG + section + "\n"
+        )
     else:
         config.unlink()
         config.mkdir()
@@ -237,13 +277,18 @@ def test_a_fifo_as_a_policy_file_is_refused_not_waited_on(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_the_daemon_refuses_a_bad_config_at_start_with_exit_2(tmp_path: Path) -> None:
-    for name, data in (("binary", b"\x00\xff\xfe junk"), ("truncated", GOOD_POLICY[:400]),
-                       ("schema", b"name: x\nschedules: [{every: 1x}]\n"),
-                       # issue 19: these ended in a traceback, exit 1
-                       ("huge", POLICY_DURATIONS["retention.keep_within"].replace(
-                           "{}", "99999999999w").encode()),
-                       ("bidi", b'name: "a\\u202eb"\ntargets: {tags: {a: b}}\n'
-                                b"schedules: [{every: 1h}]\nretention: {keep_last: 3}\n")):
+    for name, data in (
+        ("binary", b"\x00\xff\xfe junk"),
+        ("truncated", GOOD_POLICY[:400]),
+        ("schema", b"name: x\nschedules: [{every: 1x}]\n"),
+        # issue 19: these ended in a traceback, exit 1
+        ("huge", POLICY_DURATIONS["retention.keep_within"].replace("{}", "99999999999w").encode()),
+        (
+            "bidi",
+            b'name: "a\\u202eb"\ntargets: {tags: {a: b}}\n'
+            b"schedules: [{every: 1h}]\nretention: {keep_last: 3}\n",
+        ),
+    ):
         config = home(tmp_path / name, policies={"p.yaml": data})
         code, out, err = commands.run(["daemon", "--config", str(config)], tmp_path, name, 30)
         assert code == 2, out + err
@@ -255,9 +300,12 @@ def test_the_daemon_refuses_a_bad_config_at_start_with_exit_2(tmp_path: Path) ->
     looping.write_text(GOOD_CONFIG.replace("policies_dir: policies", "policies_dir: ploop"))
     (looping.parent / "ploop").symlink_to("ploop")
     keyloop = home(tmp_path / "keyloop")
-    keyloop.write_text(GOOD_CONFIG.replace(
-        "credentials: {cvm_role: false}",
-        "credentials: {cvm_role: false, secret_id: AKIDXXXXXXXX, secret_key_file: kloop}"))
+    keyloop.write_text(
+        GOOD_CONFIG.replace(
+            "credentials: {cvm_role: false}",
+            "credentials: {cvm_role: false, secret_id: AKIDXXXXXXXX, secret_key_file: kloop}",
+        )
+    )
     (keyloop.parent / "kloop").symlink_to("kloop")
     for name, config, named in (("loop", looping, "ploop"), ("keyloop", keyloop, "kloop")):
         code, out, err = commands.run(["daemon", "--config", str(config)], tmp_path, name, 30)
@@ -273,7 +321,8 @@ def test_a_running_daemon_keeps_its_config_when_the_policies_vanish_or_turn_bina
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     start: Callable[[Path], tuple[DaemonProcess, Notifications]] = request.getfixturevalue(
-        "daemon_starter")
+        "daemon_starter"
+    )
     with running_emulator(daemon_fleet(create_seconds=0.2)) as emu:
         config = config_for(tmp_path, emu, "every: 1h")
         daemon, notify = start(config)
@@ -324,16 +373,16 @@ HUGE = ("99999999999w", "521w", "3641d", "87361h", "5241601m", "314496001s", "1"
 #: every duration key of a policy, as a complete file with ``{}`` for the value
 POLICY_DURATIONS = {
     "retention.keep_within": "name: p\ntargets: {tags: {a: b}}\nschedules: [{every: 1h}]\n"
-                             "retention: {keep_within: {}}\n",
+    "retention: {keep_within: {}}\n",
     "schedules[0].every": "name: p\ntargets: {tags: {a: b}}\nschedules: [{every: {}}]\n"
-                          "retention: {keep_last: 3}\n",
+    "retention: {keep_last: 3}\n",
     "schedules[0].jitter": "name: p\ntargets: {tags: {a: b}}\n"
-                           "schedules: [{every: 1h, jitter: {}}]\nretention: {keep_last: 3}\n",
+    "schedules: [{every: 1h, jitter: {}}]\nretention: {keep_last: 3}\n",
     "catch_up": "name: p\ntargets: {tags: {a: b}}\nschedules: [{every: 1h}]\n"
-                "retention: {keep_last: 3}\ncatch_up: {}\n",
+    "retention: {keep_last: 3}\ncatch_up: {}\n",
     "copies[0].retention.keep_within": "name: p\ntargets: {tags: {a: b}}\n"
-        "schedules: [{every: 1h}]\nretention: {keep_last: 3}\n"
-        "copies: [{region: ap-shanghai, retention: {keep_within: {}}}]\n",
+    "schedules: [{every: 1h}]\nretention: {keep_last: 3}\n"
+    "copies: [{region: ap-shanghai, retention: {keep_within: {}}}]\n",
 }
 #: every duration or unbounded number of the daemon config, as a line added to GOOD_CONFIG
 CONFIG_NUMBERS = {
@@ -349,25 +398,36 @@ CONFIG_NUMBERS = {
 def _config_with(key: str, value: str) -> str:
     section, name = key.split(".")
     if section == "api":
-        return GOOD_CONFIG.replace("api: {", f"api: {{{name}: {value}, ").replace(
-            f"{name}: 20m, ", "").replace(f", {name}: 5s", "")
+        return (
+            GOOD_CONFIG.replace("api: {", f"api: {{{name}: {value}, ")
+            .replace(f"{name}: 20m, ", "")
+            .replace(f", {name}: 5s", "")
+        )
     if section == "sentry":
         return GOOD_CONFIG.replace("sentry: {", f"sentry: {{{name}: {value}, ").replace(
-            ", checkin_margin: 5m", "" if name == "checkin_margin" else ", checkin_margin: 5m")
+            ", checkin_margin: 5m", "" if name == "checkin_margin" else ", checkin_margin: 5m"
+        )
     line = CONFIG_NUMBERS[key]
     assert line is not None
     return GOOD_CONFIG + line.replace("{}", value)
 
 
-@settings(max_examples=figures.sized(30, 150), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(sorted(POLICY_DURATIONS) + sorted(CONFIG_NUMBERS)),
-       st.sampled_from(HUGE) | st.integers(521, 10**30).map(lambda n: f"{n}w"))
+@settings(
+    max_examples=figures.sized(30, 150),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.sampled_from(sorted(POLICY_DURATIONS) + sorted(CONFIG_NUMBERS)),
+    st.sampled_from(HUGE) | st.integers(521, 10**30).map(lambda n: f"{n}w"),
+)
 def test_numbers_past_any_date_are_a_clear_error_naming_the_key(
-        tmp_path: Path, key: str, value: str) -> None:
+    tmp_path: Path, key: str, value: str
+) -> None:
     if key in POLICY_DURATIONS:
-        config = home(tmp_path / "h", policies={
-            "p.yaml": POLICY_DURATIONS[key].replace("{}", value).encode()})
+        config = home(
+            tmp_path / "h", policies={"p.yaml": POLICY_DURATIONS[key].replace("{}", value).encode()}
+        )
         files = {"policies/p.yaml"}
     else:
         config = home(tmp_path / "h", config=_config_with(key, value))
@@ -380,13 +440,18 @@ def test_numbers_past_any_date_are_a_clear_error_naming_the_key(
 
 
 def test_unbounded_numbers_of_the_config_are_bounded(tmp_path: Path) -> None:
-    for line, key in (("sentry: {freshness_factor: 1.0e+300}", "sentry.freshness_factor"),
-                      ("sentry: {failure_issue_threshold: 99999999999999999999}",
-                       "sentry.failure_issue_threshold"),
-                      ("sentry: {quota_free_warning: 99999999999999999999}",
-                       "sentry.quota_free_warning")):
-        config = home(tmp_path / "h", config=GOOD_CONFIG.replace(
-            "sentry: {environment: test, checkin_margin: 5m}", line))
+    for line, key in (
+        ("sentry: {freshness_factor: 1.0e+300}", "sentry.freshness_factor"),
+        (
+            "sentry: {failure_issue_threshold: 99999999999999999999}",
+            "sentry.failure_issue_threshold",
+        ),
+        ("sentry: {quota_free_warning: 99999999999999999999}", "sentry.quota_free_warning"),
+    ):
+        config = home(
+            tmp_path / "h",
+            config=GOOD_CONFIG.replace("sentry: {environment: test, checkin_margin: 5m}", line),
+        )
         for command in COMMANDS:
             code, output = invoke(command, config)
             assert_clear_error(command, code, output, {"cvmkeeper.yaml"})
@@ -413,23 +478,44 @@ def plant_strange_path(where: str, config: Path, files: set[str]) -> Path:
         config.write_text(GOOD_CONFIG.replace("policies_dir: policies", f"policies_dir: {deep}"))
         files.update({deep, "d", "d/self"})
     elif where == "home_of_nobody":
-        config.write_text(GOOD_CONFIG.replace("policies_dir: policies",
-                                              "policies_dir: ~no-such-user-19/policies"))
+        config.write_text(
+            GOOD_CONFIG.replace("policies_dir: policies", "policies_dir: ~no-such-user-19/policies")
+        )
     else:
         (root / "kloop").symlink_to("kloop")
-        section = ("credentials: {cvm_role: false, secret_id: AKIDXXXXXXXX, "
-                   "secret_key_file: kloop}" if where == "secret_key_file"
-                   else "credentials: {cvm_role: false}\nsentry: {dsn_file: kloop}")
-        config.write_text(GOOD_CONFIG.replace("credentials: {cvm_role: false}", section)
-                          .replace("sentry: {environment: test, checkin_margin: 5m}\n", ""))
+        section = (
+            "credentials: {cvm_role: false, secret_id: AKIDXXXXXXXX, secret_key_file: kloop}"
+            if where == "secret_key_file"
+            else "credentials: {cvm_role: false}\nsentry: {dsn_file: kloop}"
+        )
+        config.write_text(
+            GOOD_CONFIG.replace("credentials: {cvm_role: false}", section).replace(
+                "sentry: {environment: test, checkin_margin: 5m}\n", ""
+            )
+        )
     return config
 
 
-@pytest.mark.parametrize("where", ["policy_file", "config", "policies_dir", "secret_key_file",
-                                   "dsn_file", "policies_dir_self", "home_of_nobody"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "policy_file",
+        "config",
+        "policies_dir",
+        "secret_key_file",
+        "dsn_file",
+        "policies_dir_self",
+        "home_of_nobody",
+    ],
+)
 def test_symlink_loops_and_strange_paths_are_clear_errors(tmp_path: Path, where: str) -> None:
-    files = {"policies", "policies/hourly.yaml", "policies/loop.yaml", "cvmkeeper.yaml",
-             "loop.yaml"}
+    files = {
+        "policies",
+        "policies/hourly.yaml",
+        "policies/loop.yaml",
+        "cvmkeeper.yaml",
+        "loop.yaml",
+    }
     config = plant_strange_path(where, home(tmp_path / "h"), files)
     root = config.parent
     commands_here = ("validate", "plan", "run", "status", "images")
@@ -452,9 +538,9 @@ def test_symlink_loops_and_strange_paths_are_clear_errors(tmp_path: Path, where:
         cwd = os.getcwd()
         os.chdir(root)
         try:
-            result = CliRunner(env={"TENCENTCLOUD_SECRET_ID": "AKIDXXXXXXXX",
-                                    "TENCENTCLOUD_SECRET_KEY": "k" * 32}).invoke(
-                cli, ["run", "--config", str(config)])
+            result = CliRunner(
+                env={"TENCENTCLOUD_SECRET_ID": "AKIDXXXXXXXX", "TENCENTCLOUD_SECRET_KEY": "k" * 32}
+            ).invoke(cli, ["run", "--config", str(config)])
         finally:
             os.chdir(cwd)
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
@@ -472,24 +558,36 @@ def test_validate_lists_every_policies_file_it_ignores_and_why(tmp_path: Path) -
     (policies / "self.yaml").symlink_to(".")
     code, output = invoke("validate", config)
     assert code == 0, output
-    ignored = {line.split(": ", 1)[0]: line for line in output.splitlines()
-               if ": ignored, not read as a policy: " in line}
-    assert set(ignored) == {"policies/web.yaml.bak", "policies/db.YAML", "policies/.hidden.yaml",
-                            "policies/notes.txt", "policies/self.yaml"}, output
+    ignored = {
+        line.split(": ", 1)[0]: line
+        for line in output.splitlines()
+        if ": ignored, not read as a policy: " in line
+    }
+    assert set(ignored) == {
+        "policies/web.yaml.bak",
+        "policies/db.YAML",
+        "policies/.hidden.yaml",
+        "policies/notes.txt",
+        "policies/self.yaml",
+    }, output
     assert "not lowercase" in ignored["policies/db.YAML"]
     assert "is a directory" in ignored["policies/self.yaml"]
     assert "hidden" in ignored["policies/.hidden.yaml"]
 
 
-@pytest.mark.parametrize(("where", "text"), [
-    ("name", 'name: "db\\u202ehourly"\ntargets: {tags: {backup: hourly}}'),
-    ("targets.tags.back\\u200bup", 'name: db\ntargets: {tags: {"back\\u200bup": hourly}}'),
-    ("targets.tags.backup", 'name: db\ntargets: {tags: {backup: "hour\\x1b[2Jly"}}'),
-    ("description", 'name: db\ndescription: "one\\nforged"\ntargets: {tags: {backup: x}}'),
-    ("targets.tags.backup", 'name: db\ntargets: {tags: {backup: "\\u2066hourly\\u2069"}}'),
-])
+@pytest.mark.parametrize(
+    ("where", "text"),
+    [
+        ("name", 'name: "db\\u202ehourly"\ntargets: {tags: {backup: hourly}}'),
+        ("targets.tags.back\\u200bup", 'name: db\ntargets: {tags: {"back\\u200bup": hourly}}'),
+        ("targets.tags.backup", 'name: db\ntargets: {tags: {backup: "hour\\x1b[2Jly"}}'),
+        ("description", 'name: db\ndescription: "one\\nforged"\ntargets: {tags: {backup: x}}'),
+        ("targets.tags.backup", 'name: db\ntargets: {tags: {backup: "\\u2066hourly\\u2069"}}'),
+    ],
+)
 def test_invisible_and_control_characters_are_refused_where_written(
-        tmp_path: Path, where: str, text: str) -> None:
+    tmp_path: Path, where: str, text: str
+) -> None:
     policy = f"{text}\nschedules: [{{every: 1h}}]\nretention: {{keep_last: 3}}\n"
     config = home(tmp_path / "h", policies={"hourly.yaml": policy.encode()})
     for command in COMMANDS:
@@ -500,10 +598,12 @@ def test_invisible_and_control_characters_are_refused_where_written(
 
 
 @pytest.mark.parametrize("command", ["plan", "run", "schedule", "simulate", "status"])
-@pytest.mark.parametrize("at", ["9999-12-31T23:59Z", "0001-01-01T00:00+01:00", "2200-01-01T00:00Z",
-                                "1999-12-31T23:59Z"])
+@pytest.mark.parametrize(
+    "at", ["9999-12-31T23:59Z", "0001-01-01T00:00+01:00", "2200-01-01T00:00Z", "1999-12-31T23:59Z"]
+)
 def test_an_at_time_past_any_date_maths_is_a_usage_error(
-        tmp_path: Path, command: str, at: str) -> None:
+    tmp_path: Path, command: str, at: str
+) -> None:
     """issue 19: `schedule --at 9999-12-31T23:00Z` ended in OverflowError (exit 1)."""
     config = home(tmp_path / "h")
     result = CliRunner().invoke(cli, [command, "--config", str(config), "--at", at])

@@ -44,8 +44,9 @@ RUN_TIMEOUT = 60.0
 
 def crash_fleet(seed: int) -> dict[str, Any]:
     """Two instances with two old backups each; slow enough creates to be killed in."""
-    old = [managed(i, T0 - timedelta(hours=h), f"img-{i[4:8]}old{h}") for i in (A, B)
-           for h in (1, 2)]
+    old = [
+        managed(i, T0 - timedelta(hours=h), f"img-{i[4:8]}old{h}") for i in (A, B) for h in (1, 2)
+    ]
     spec = fleet(images=old, create_seconds=1.0, latency_ms=25)
     spec["seed"] = seed
     spec["timing"].update(stop_seconds=0.5, start_seconds=0.5)
@@ -60,9 +61,9 @@ def run_args(w: World, hour: int) -> list[str]:
     return ["run", "--config", str(w.config_path), "--at", at(hour), "--json", "--no-alerts"]
 
 
-def kill_at(w: World, process: commands.Process, trigger: str, delay: float,
-            seen: int) -> bool:
+def kill_at(w: World, process: commands.Process, trigger: str, delay: float, seen: int) -> bool:
     """Kill ``process`` once ``trigger`` is in the history (or after ``delay`` for "time")."""
+
     def ready() -> bool:
         if process.popen.poll() is not None:
             return True
@@ -83,20 +84,25 @@ def uninterrupted(tmp_path: Path, seed: int, *policies: dict[str, Any]) -> set[s
     tmp_path.mkdir()
     with world(tmp_path, crash_fleet(seed), *policies) as w:
         for hour in range(HOURS):
-            report = run_once(w.setup(), w.client(), RecordingAlerter(),
-                              now=T0 + timedelta(hours=hour, minutes=1))
+            report = run_once(
+                w.setup(), w.client(), RecordingAlerter(), now=T0 + timedelta(hours=hour, minutes=1)
+            )
             assert report.ok, report.errors
         return w.image_names()
 
 
-def crash_and_rerun(w: World, hour: int, trigger: str, delay: float,
-                    initial: dict[str, Any]) -> bool:
+def crash_and_rerun(
+    w: World, hour: int, trigger: str, delay: float, initial: dict[str, Any]
+) -> bool:
     """One hour: start, kill at the trigger, check; run again to the end, check."""
     seen = len(w.state()["history"])
     process = commands.start(run_args(w, hour), w.root, f"run-{hour}-killed")
     killed = kill_at(w, process, trigger, delay, seen)
-    violations = [v for v in check_invariants(w.state(), initial)
-                  if not (killed and v.rule == "not_restarted")]
+    violations = [
+        v
+        for v in check_invariants(w.state(), initial)
+        if not (killed and v.rule == "not_restarted")
+    ]
     assert violations == [], f"after the kill at {trigger}:\n{format_violations(violations)}"
     code, out, err = commands.run(run_args(w, hour), w.root, f"run-{hour}-again", RUN_TIMEOUT)
     assert code == 0, out + err
@@ -105,9 +111,7 @@ def crash_and_rerun(w: World, hour: int, trigger: str, delay: float,
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_runs_killed_at_seeded_moments_end_as_uninterrupted_runs(
-    tmp_path: Path, seed: int
-) -> None:
+def test_runs_killed_at_seeded_moments_end_as_uninterrupted_runs(tmp_path: Path, seed: int) -> None:
     policies = (policy("web", ids=[A, B], keep_last=2),)
     expected = uninterrupted(tmp_path / "reference", seed, *policies)
     rng = random.Random(seed)
@@ -125,8 +129,13 @@ def test_runs_killed_at_seeded_moments_end_as_uninterrupted_runs(
         assert {i["ImageState"] for i in w.images()} == {"NORMAL"}
         state = w.state()
     assert crashes >= HOURS // 2, "most runs should have been killed mid-way"
-    figures.add("3", runs=2 * HOURS, crashes=crashes, slots_checked=2 * HOURS,
-                creates=sum(1 for e in state["history"] if e["action"] == "CreateImage"))
+    figures.add(
+        "3",
+        runs=2 * HOURS,
+        crashes=crashes,
+        slots_checked=2 * HOURS,
+        creates=sum(1 for e in state["history"] if e["action"] == "CreateImage"),
+    )
 
 
 @pytest.mark.parametrize("trigger", ["StopInstances", "StartInstances"])
@@ -141,7 +150,8 @@ def test_a_kill_between_stop_and_start_leaves_no_instance_down(
         states = {i["ImageName"]: i["ImageState"] for i in w.images()}
         assert states[image_name(A, T0)] == "NORMAL"
         assert w.instance_state(A) in ("RUNNING", "STARTING"), (
-            f"{A} is {w.instance_state(A)} after a kill at {trigger} and a rerun")
+            f"{A} is {w.instance_state(A)} after a kill at {trigger} and a rerun"
+        )
         journal = json.loads((w.root / "state" / "stopped-instances.json").read_text())
         assert journal["stopped"] == []  # the killed run's entry was recovered and cleared
         violations = check_invariants(w.state(), initial)
@@ -167,23 +177,27 @@ def test_the_daemon_killed_at_a_seeded_write_then_restarted_ends_as_if_never_kil
     seed: int,
 ) -> None:
     start: Callable[[Path], tuple[DaemonProcess, Notifications]] = request.getfixturevalue(
-        "daemon_starter")
+        "daemon_starter"
+    )
     trigger = random.Random(seed).choice(("CreateImage", "DeleteImages"))
     spec = daemon_fleet(create_seconds=1.5)
     # A daily slot 30 minutes ago (the same slot whatever hour the test crosses), with
     # the three days before it already made.
     schedule, slot = daily_slot_before(datetime.now(UTC))
     # made by "web", the daemon's policy (images of a policy that no longer exists are held)
-    old = [managed(INSTANCE, slot - timedelta(days=d), f"img-old0000{d}", policy="web")
-           for d in (1, 2, 3)]
+    old = [
+        managed(INSTANCE, slot - timedelta(days=d), f"img-old0000{d}", policy="web")
+        for d in (1, 2, 3)
+    ]
     spec["regions"][REGION]["images"] = old
     with running_emulator(spec) as emu:
         initial = emu.core.state()
         config = config_for(tmp_path, emu, schedule)  # keep_last 3
         daemon, notify = start(config)
         notify.expect("READY")
-        seen = commands.poll(lambda: any(e["action"] == trigger
-                                         for e in emu.core.state()["history"]), 30)
+        seen = commands.poll(
+            lambda: any(e["action"] == trigger for e in emu.core.state()["history"]), 30
+        )
         assert seen, f"the daemon never sent {trigger}"
         daemon.process.kill()
         assert daemon.wait(timeout=10) == -signal.SIGKILL
@@ -198,8 +212,11 @@ def test_the_daemon_killed_at_a_seeded_write_then_restarted_ends_as_if_never_kil
         state = emu.core.state()
         violations = check_invariants(state, initial)
         assert violations == [], format_violations(violations)
-        made = {e["params"]["ImageName"] for e in state["history"]
-                if e["action"] == "CreateImage" and e["result"] == "ok"}
+        made = {
+            e["params"]["ImageName"]
+            for e in state["history"]
+            if e["action"] == "CreateImage" and e["result"] == "ok"
+        }
         assert made == {image_name(INSTANCE, slot)}
         names = {i["ImageName"] for i in state["regions"][REGION]["images"]}
         assert names == made | {i["name"] for i in old[:2]}

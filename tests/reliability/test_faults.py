@@ -44,16 +44,30 @@ def faulty_fleet(seed: int) -> dict[str, Any]:
     draw = random.Random(seed)
     total = draw.uniform(0.1, MAX_FAULT_RATE)
     weights = [draw.random() for _ in range(4)]
-    rates = {kind: round(total * w / sum(weights), 4) for kind, w in
-             zip(("InternalError", "RequestLimitExceeded", "reset", "lost_response"),
-                 weights, strict=True)}
-    instances = ({"id": A, "data_disks": [{"id": "disk-webdata1", "size": 40}]},
-                 {"id": B, "data_disks": [{"id": "disk-dbdata01", "type": "CLOUD_SSD"},
-                                          {"id": "disk-dbtemp01", "type": "LOCAL_SSD"}]})
-    spec = fleet(instances=instances,
-                 images=[unmanaged("img-hand0001", "golden-1"),
-                         unmanaged("img-hand0002", "golden-2")],
-                 faults={"*": rates}, latency_ms=draw.choice([0, 2, 5]))
+    rates = {
+        kind: round(total * w / sum(weights), 4)
+        for kind, w in zip(
+            ("InternalError", "RequestLimitExceeded", "reset", "lost_response"),
+            weights,
+            strict=True,
+        )
+    }
+    instances = (
+        {"id": A, "data_disks": [{"id": "disk-webdata1", "size": 40}]},
+        {
+            "id": B,
+            "data_disks": [
+                {"id": "disk-dbdata01", "type": "CLOUD_SSD"},
+                {"id": "disk-dbtemp01", "type": "LOCAL_SSD"},
+            ],
+        },
+    )
+    spec = fleet(
+        instances=instances,
+        images=[unmanaged("img-hand0001", "golden-1"), unmanaged("img-hand0002", "golden-2")],
+        faults={"*": rates},
+        latency_ms=draw.choice([0, 2, 5]),
+    )
     spec["seed"] = seed
     spec["timing"]["create_failed_probability"] = round(draw.uniform(0.0, MAX_FAULT_RATE), 3)
     return spec
@@ -80,15 +94,22 @@ def test_every_slot_ends_normal_or_alerted_and_no_rule_breaks(tmp_path: Path, se
             run_once(w.setup(), client, alerter, now=T0 + timedelta(hours=hour, minutes=1))
             state = w.state()
             alerted += len(alerter.errors)
-            disk_alerted |= {f.instance for f in alerter.warnings
-                             if f.action == "disks" and f.instance}
+            disk_alerted |= {
+                f.instance for f in alerter.warnings if f.action == "disks" and f.instance
+            }
             # rule 7 over the history: this hour's slot of A and B is NORMAL, or an error
             # alert names that very slot (a region-wide alert does not count)
             due = due_keys(REGION, (A, B), T0 + timedelta(hours=hour))
-            violations = check_invariants(state, initial, disk_alerts=disk_alerted, due=due,
-                                          alerted=alerted_slots(alerter))
+            violations = check_invariants(
+                state, initial, disk_alerts=disk_alerted, due=due, alerted=alerted_slots(alerter)
+            )
             assert violations == [], f"seed {seed} hour {hour}:\n{format_violations(violations)}"
         images = {i["ImageId"] for i in state["regions"][REGION]["images"]}
         assert {"img-hand0001", "img-hand0002"} <= images
-        figures.add("2", runs=HOURS, faults_injected=figures.count_faults(state),
-                    slots_checked=2 * HOURS, alerts=alerted)
+        figures.add(
+            "2",
+            runs=HOURS,
+            faults_injected=figures.count_faults(state),
+            slots_checked=2 * HOURS,
+            alerts=alerted,
+        )

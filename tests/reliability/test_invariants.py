@@ -53,8 +53,9 @@ def create(core: EmulatorCore, instance: str, hour: int) -> str:
         "InstanceId": instance,
         "ImageName": image_name(instance, slot),
         "ImageDescription": image_description(("hourly",), slot),
-        "TagSpecification": [{"ResourceType": "image",
-                              "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+        "TagSpecification": [
+            {"ResourceType": "image", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ],
     }
     return str(core.call("CreateImage", REGION, params)["ImageId"])
 
@@ -63,8 +64,9 @@ def delete(core: EmulatorCore, *image_ids: str, snapshots: bool = True) -> None:
     """DeleteImages (with ``DeleteBindedSnap`` as cvmkeeper sends it, unless ``snapshots``
     is false); the emulator's refusal (if any) is part of the history."""
     with contextlib.suppress(ApiError):
-        core.call("DeleteImages", REGION,
-                  {"ImageIds": list(image_ids), "DeleteBindedSnap": snapshots})
+        core.call(
+            "DeleteImages", REGION, {"ImageIds": list(image_ids), "DeleteBindedSnap": snapshots}
+        )
 
 
 def rules(state: Mapping[str, Any], initial: Mapping[str, Any]) -> list[str]:
@@ -82,8 +84,9 @@ def expect(rule: str, state: Mapping[str, Any], initial: Mapping[str, Any]) -> N
 
 
 def old(instance: str, hours: range) -> list[dict[str, Any]]:
-    return [managed(instance, T0 + timedelta(hours=h), f"img-{instance[4:8]}{h:04d}")
-            for h in hours]
+    return [
+        managed(instance, T0 + timedelta(hours=h), f"img-{instance[4:8]}{h:04d}") for h in hours
+    ]
 
 
 def test_a_clean_history_has_no_violation() -> None:
@@ -189,7 +192,9 @@ def test_a_failed_image_cleaned_up_may_be_made_again() -> None:
     clock.advance(61)
     state = core.state()
     assert [e["to"] for e in state["history"] if e["action"] == "_transition"] == [
-        "CREATEFAILED", "CREATEFAILED"]
+        "CREATEFAILED",
+        "CREATEFAILED",
+    ]
     assert rules(state, initial) == []
 
 
@@ -203,7 +208,8 @@ def test_a_second_image_of_a_live_slot_is_caught() -> None:
     twin["ImageIds"] = ["img-twin0001"]
     state["history"].append(twin)
     state["regions"][REGION]["images"].append(
-        {**state["regions"][REGION]["images"][0], "ImageId": "img-twin0001"})
+        {**state["regions"][REGION]["images"][0], "ImageId": "img-twin0001"}
+    )
     expect("duplicate_slot", state, initial)
 
 
@@ -240,8 +246,10 @@ def test_only_entries_after_the_initial_document_are_replayed() -> None:
 
 def test_violations_read_well() -> None:
     text = str(Violation("quota_exceeded", REGION, 7, "11 images in a region whose quota is 10"))
-    assert text == "quota_exceeded in ap-guangzhou (history #7): 11 images in a region whose " \
+    assert (
+        text == "quota_exceeded in ap-guangzhou (history #7): 11 images in a region whose "
         "quota is 10"
+    )
     assert format_violations([]) == "no violations"
 
 
@@ -266,12 +274,19 @@ def test_a_data_disk_left_out_without_an_alert_is_caught() -> None:
     core, clock, initial = core_for(instances=({"id": A, "data_disks": disks}, {"id": B}))
     slot = T0 + timedelta(hours=0)
     tags = image_tags(("hourly",), A, slot)
-    core.call("CreateImage", REGION, {
-        "InstanceId": A, "ImageName": image_name(A, slot), "DataDiskIds": ["disk-data000a"],
-        "ImageDescription": image_description(("hourly",), slot),
-        "TagSpecification": [{"ResourceType": "image",
-                              "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
-    })
+    core.call(
+        "CreateImage",
+        REGION,
+        {
+            "InstanceId": A,
+            "ImageName": image_name(A, slot),
+            "DataDiskIds": ["disk-data000a"],
+            "ImageDescription": image_description(("hourly",), slot),
+            "TagSpecification": [
+                {"ResourceType": "image", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+            ],
+        },
+    )
     clock.advance(61)
     state = core.state()
     found = check_invariants(state, initial, disk_alerts=set())
@@ -292,7 +307,8 @@ def test_a_due_slot_without_a_normal_image_or_an_alert_is_caught() -> None:
     due = [(REGION, A, made), (REGION, B, missed), ("ap-nowhere", A, missed)]
     found = check_invariants(state, initial, due=due)
     assert [(v.rule, v.region) for v in found] == [
-        ("slot_missed_silently", REGION), ("slot_missed_silently", "ap-nowhere")
+        ("slot_missed_silently", REGION),
+        ("slot_missed_silently", "ap-nowhere"),
     ], format_violations(found)
     assert B in found[0].message
     caught.add("slot_missed_silently")
@@ -305,9 +321,13 @@ def test_a_due_slot_without_a_normal_image_or_an_alert_is_caught() -> None:
 def launch_drill(core: EmulatorCore, image_id: str, *, drill: bool = True) -> str:
     """RunInstances as a drill sends it (tagged cvmkeeper:drill unless ``drill`` is false)."""
     tags = [{"Key": "cvmkeeper:drill", "Value": "hourly"}] if drill else []
-    params = {"ImageId": image_id, "Placement": {"Zone": f"{REGION}-1"},
-              "TagSpecification": [{"ResourceType": "instance",
-                                    "Tags": [*tags, {"Key": "x", "Value": "y"}]}]}
+    params = {
+        "ImageId": image_id,
+        "Placement": {"Zone": f"{REGION}-1"},
+        "TagSpecification": [
+            {"ResourceType": "instance", "Tags": [*tags, {"Key": "x", "Value": "y"}]}
+        ],
+    }
     return str(core.call("RunInstances", REGION, params)["InstanceIdSet"][0])
 
 
@@ -367,8 +387,10 @@ def test_a_client_that_goes_away_leaves_no_traceback_on_stderr(
     with running_emulator(fleet(latency_ms=300)) as emu:
         for _ in range(3):
             with socket.create_connection(("127.0.0.1", emu.port)) as sock:
-                sock.sendall(b"POST / HTTP/1.0\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: 2\r\n\r\n{}")
+                sock.sendall(
+                    b"POST / HTTP/1.0\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 2\r\n\r\n{}"
+                )
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         time.sleep(0.5)  # the answers are written (and fail) after the 300 ms latency
     assert emu.core.state()["errors"], "the requests reached the emulator"

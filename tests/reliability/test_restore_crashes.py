@@ -26,8 +26,15 @@ from reliability import commands
 
 pytestmark = pytest.mark.slow
 
-FAST = {"create_seconds": 0.2, "stop_seconds": 0.2, "start_seconds": 0.2, "sync_seconds": 0.2,
-        "launch_seconds": 0.3, "terminate_seconds": 0.2, "reset_seconds": 1.5}
+FAST = {
+    "create_seconds": 0.2,
+    "stop_seconds": 0.2,
+    "start_seconds": 0.2,
+    "sync_seconds": 0.2,
+    "launch_seconds": 0.3,
+    "terminate_seconds": 0.2,
+    "reset_seconds": 1.5,
+}
 
 
 def history_has(w: World, action: str) -> bool:
@@ -39,18 +46,21 @@ def test_in_place_killed_mid_reset_is_started_again_by_the_next_run(tmp_path: Pa
     spec = fleet(images=(managed(A, T0, "img-aaaa0001"),), timing=FAST)
     with world(tmp_path, spec, policy(ids=[A])) as w:
         initial = w.state()
-        process = commands.start(["restore", A, "--in-place", "--yes", "--config",
-                                  str(w.config_path)], tmp_path, "restore")
-        assert commands.poll(lambda: history_has(w, "ResetInstance"), timeout=30), \
-            process.output()
+        process = commands.start(
+            ["restore", A, "--in-place", "--yes", "--config", str(w.config_path)],
+            tmp_path,
+            "restore",
+        )
+        assert commands.poll(lambda: history_has(w, "ResetInstance"), timeout=30), process.output()
         assert process.kill(), process.output()
         assert w.instance_state(A) == "STOPPED"
         journal = json.loads((tmp_path / "state" / "stopped-instances.json").read_text())
         assert [e["instance_id"] for e in journal["stopped"]] == [A]
         time.sleep(1.7)  # the reset ends (reset_seconds 1.5); the instance stays STOPPED
         at = (datetime.now(UTC) + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%MZ")
-        code, out, err = commands.run(["run", "--config", str(w.config_path), "--no-alerts",
-                                       "--at", at], tmp_path, "run")
+        code, out, err = commands.run(
+            ["run", "--config", str(w.config_path), "--no-alerts", "--at", at], tmp_path, "run"
+        )
         assert code == 0, out + err
         assert f"{A} was left stopped by an interrupted cvmkeeper run" in out + err, out + err
         assert commands.poll(lambda: w.instance_state(A) == "RUNNING", timeout=10)
@@ -76,17 +86,27 @@ def other_host(w: World, root: Path) -> Path:
 
 def test_a_drill_killed_mid_drill_is_terminated_by_another_host(tmp_path: Path) -> None:
     port = free_port()
-    drill = {"zone": f"{REGION}-3", "vpc_id": "vpc-drill001", "subnet_id": "subnet-drill001",
-             "security_group_ids": ["sg-drill001"], "instance_type": "S5.SMALL2",
-             "timeout": "1m", "check": {"tcp_port": port}}
+    drill = {
+        "zone": f"{REGION}-3",
+        "vpc_id": "vpc-drill001",
+        "subnet_id": "subnet-drill001",
+        "security_group_ids": ["sg-drill001"],
+        "instance_type": "S5.SMALL2",
+        "timeout": "1m",
+        "check": {"tcp_port": port},
+    }
     untagged = {"id": "ins-untagged", "tags": {LEASE_TAG: "2000-01-01T00:00:00Z"}}
-    spec = fleet(instances=({"id": A}, {"id": B}, untagged),
-                 images=(managed(A, T0, "img-aaaa0001"), managed(B, T0, "img-bbbb0001")),
-                 timing=FAST, launch={"private_ip": "127.0.0.1"})
+    spec = fleet(
+        instances=({"id": A}, {"id": B}, untagged),
+        images=(managed(A, T0, "img-aaaa0001"), managed(B, T0, "img-bbbb0001")),
+        timing=FAST,
+        launch={"private_ip": "127.0.0.1"},
+    )
     with world(tmp_path, spec, policy(ids=[A, B], drill=drill)) as w:
         initial = w.state()
-        process = commands.start(["drill", "--no-alerts", "--config", str(w.config_path)],
-                                 tmp_path, "drill")
+        process = commands.start(
+            ["drill", "--no-alerts", "--config", str(w.config_path)], tmp_path, "drill"
+        )
 
         def drill_running() -> str:
             for instance in w.state()["regions"][REGION]["instances"]:
@@ -103,15 +123,29 @@ def test_a_drill_killed_mid_drill_is_terminated_by_another_host(tmp_path: Path) 
         later = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
         with socket.create_server(("127.0.0.1", port)) as listener:
             listener.settimeout(5)
-            code, out, err = commands.run(["drill", "--no-alerts", "--json", "--at", later,
-                                           "--config", str(other_host(w, tmp_path))],
-                                          tmp_path, "other-host")
+            code, out, err = commands.run(
+                [
+                    "drill",
+                    "--no-alerts",
+                    "--json",
+                    "--at",
+                    later,
+                    "--config",
+                    str(other_host(w, tmp_path)),
+                ],
+                tmp_path,
+                "other-host",
+            )
         assert code == 0, out + err
         document = json.loads(out)
         assert document["swept"] == [leftover]
         assert [d["ok"] for d in document["drills"]] == [True]
-        terminated = [i for e in w.state()["history"] if e["action"] == "TerminateInstances"
-                      and e["result"] == "ok" for i in e["InstanceIds"]]
+        terminated = [
+            i
+            for e in w.state()["history"]
+            if e["action"] == "TerminateInstances" and e["result"] == "ok"
+            for i in e["InstanceIds"]
+        ]
         assert leftover in terminated and "ins-untagged" not in terminated
         assert commands.poll(lambda: not drill_running(), timeout=5)
         time.sleep(0.3)  # terminations end (terminate_seconds 0.2)

@@ -32,13 +32,24 @@ CANARY_DSN_KEY = "c4n4ryd5nk3y5ecret0000000000000"
 
 
 def test_no_canary_in_any_output_envelope_or_state_file(tmp_path: Path) -> None:
-    spec = fleet(instances=[{"id": A, "not_supported": True}, {"id": B}],
-                 faults={"*": {"InternalError": 0.05, "reset": 0.03, "lost_response": 0.03,
-                               "RequestLimitExceeded": 0.04}}, latency_ms=2)
+    spec = fleet(
+        instances=[{"id": A, "not_supported": True}, {"id": B}],
+        faults={
+            "*": {
+                "InternalError": 0.05,
+                "reset": 0.03,
+                "lost_response": 0.03,
+                "RequestLimitExceeded": 0.04,
+            }
+        },
+        latency_ms=2,
+    )
     spec["timing"]["create_failed_probability"] = 0.2
     outputs: list[str] = []
-    with sentry_capture_server(key=CANARY_DSN_KEY) as capture, \
-            world(tmp_path, spec, policy(keep_last=2)) as w:
+    with (
+        sentry_capture_server(key=CANARY_DSN_KEY) as capture,
+        world(tmp_path, spec, policy(keep_last=2)) as w,
+    ):
         assert CANARY_DSN_KEY in capture.dsn
         config = yaml.safe_load(w.config_path.read_text())
         config.update(sentry={"dsn": capture.dsn}, state_dir=str(tmp_path / "state"))
@@ -48,10 +59,17 @@ def test_no_canary_in_any_output_envelope_or_state_file(tmp_path: Path) -> None:
         invocations = []
         for hour in range(2):
             at = (T0 + timedelta(hours=hour, minutes=1)).strftime("%Y-%m-%dT%H:%MZ")
-            invocations += [["run", *base, "--at", at, "--json"], ["run", *base, "--at", at],
-                            ["plan", *base, "--at", at, "--json"], ["plan", *base, "--at", at]]
-        invocations += [["images", *base, "--json"], ["images", *base],
-                        ["validate", *base, "--online"]]
+            invocations += [
+                ["run", *base, "--at", at, "--json"],
+                ["run", *base, "--at", at],
+                ["plan", *base, "--at", at, "--json"],
+                ["plan", *base, "--at", at],
+            ]
+        invocations += [
+            ["images", *base, "--json"],
+            ["images", *base],
+            ["validate", *base, "--online"],
+        ]
         for n, args in enumerate(invocations):
             code, out, err = commands.run(args, tmp_path, f"cmd-{n}", timeout=90)
             assert code in (0, 1), f"{args}: exit {code}\n{out}{err}"
@@ -64,16 +82,16 @@ def test_no_canary_in_any_output_envelope_or_state_file(tmp_path: Path) -> None:
             finished = commands.poll(lambda: "catch-up finished" in daemon.output(), 60, 0.2)
             assert finished, daemon.output()
             daemon.popen.send_signal(signal.SIGHUP)
-            commands.poll(lambda: "reload" in daemon.output().split("catch-up finished")[-1],
-                          20, 0.2)
+            commands.poll(
+                lambda: "reload" in daemon.output().split("catch-up finished")[-1], 20, 0.2
+            )
             daemon.popen.send_signal(signal.SIGTERM)
             assert daemon.wait(timeout=60) == 0, daemon.output()
         finally:
             daemon.kill()
         outputs.append(daemon.output())
         assert capture.wait_for(lambda c: bool(c.events()), timeout=10)
-        bodies = [part for request in capture.requests for part in (request.raw_body,
-                                                                    request.body)]
+        bodies = [part for request in capture.requests for part in (request.raw_body, request.body)]
         faults = figures.count_faults(w.state())
         # issue 19: sentry-sdk's trace headers (baggage carries the DSN's public key) never
         # reach the API, from any command or the daemon
@@ -93,7 +111,11 @@ def test_no_canary_in_any_output_envelope_or_state_file(tmp_path: Path) -> None:
             leaks = [blob[:200] for blob in blobs if canary.encode() in blob]
             assert not leaks, f"{canary[:4]}... found in {where}: {leaks}"
     assert "Traceback" not in "".join(outputs)
-    figures.add("7", runs=len(invocations) + 1, faults_injected=faults,
-                envelopes=len(capture.requests),
-                bytes_scanned=sum(len(b) for blobs in scanned.values() for b in blobs),
-                leaks=0)
+    figures.add(
+        "7",
+        runs=len(invocations) + 1,
+        faults_injected=faults,
+        envelopes=len(capture.requests),
+        bytes_scanned=sum(len(b) for blobs in scanned.values() for b in blobs),
+        leaks=0,
+    )

@@ -41,7 +41,9 @@ def test_a_region_whose_reads_always_fail_names_every_due_slot(tmp_path: Path) -
         alerter = RecordingAlerter()
         report = run(w, 0, alerter)
         assert sorted((o.instance_id, o.status) for o in report.outcomes) == [
-            (A, "failed"), (B, "failed")]
+            (A, "failed"),
+            (B, "failed"),
+        ]
         check(w, initial, due_keys(REGION, (A, B), T0), alerter)
 
 
@@ -71,8 +73,9 @@ def test_a_future_dated_image_never_stops_the_backups(tmp_path: Path) -> None:
 
 
 def test_removing_a_policy_never_deletes_its_images_in_silence(tmp_path: Path) -> None:
-    kept = [managed(A, T0 - timedelta(days=d), f"img-daily{d:03d}", policy="daily")
-            for d in range(1, 4)]
+    kept = [
+        managed(A, T0 - timedelta(days=d), f"img-daily{d:03d}", policy="daily") for d in range(1, 4)
+    ]
     hourly = policy(ids=[A], keep_last=1)
     with world(tmp_path, fleet(images=kept), hourly) as w:  # "daily" is gone
         alerter = RecordingAlerter()

@@ -67,13 +67,16 @@ class RunChecker:
         # the regions this run wrote to (every write names its region, a copy its
         # destination): the replay of the others would find nothing new
         touched = {str(e["region"]) for e in state["history"]} | {
-            str(c["Region"]) for e in state["history"] for c in e.get("copies") or []}
+            str(c["Region"]) for e in state["history"] for c in e.get("copies") or []
+        }
         # no instance of the year has a disk that cannot be imaged: none may be left out
-        violations = check_invariants(only(state, touched), only(self.previous, touched),
-                                      disk_alerts=set())
+        violations = check_invariants(
+            only(state, touched), only(self.previous, touched), disk_alerts=set()
+        )
         assert violations == [], (
             f"after {run.fire.policy} {run.fire.slot:%Y-%m-%dT%H:%MZ}:\n"
-            f"{format_violations(violations)}")
+            f"{format_violations(violations)}"
+        )
         policy = self.world.setup.policy(run.fire.policy)
         assert policy is not None
         errors = [f for f in run.alerter.errors if f.policy == policy.name]
@@ -84,8 +87,10 @@ class RunChecker:
             self.slots_checked += 1
             if states.get(name) == "NORMAL":
                 continue
-            assert errors, (f"{run.fire.policy} {run.fire.slot:%Y-%m-%dT%H:%MZ}: {name} in "
-                            f"{region} is {states.get(name, 'missing')} and nothing was alerted")
+            assert errors, (
+                f"{run.fire.policy} {run.fire.slot:%Y-%m-%dT%H:%MZ}: {name} in "
+                f"{region} is {states.get(name, 'missing')} and nothing was alerted"
+            )
             self.failed.add((region, instance, run.fire.slot))
         self.previous = state
         if state["history"]:
@@ -94,8 +99,10 @@ class RunChecker:
 
 def only(state: Mapping[str, Any], regions: set[str]) -> dict[str, Any]:
     """``state`` with only ``regions``."""
-    return {**state, "regions": {name: region for name, region in state["regions"].items()
-                                 if name in regions}}
+    return {
+        **state,
+        "regions": {name: region for name, region in state["regions"].items() if name in regions},
+    }
 
 
 def slot_places(policy: Policy) -> list[tuple[str, str]]:
@@ -133,8 +140,9 @@ def predicted(world: YearWorld) -> KeptSets:
 
 def retained(slots: Iterable[datetime], rules: RuleSet) -> set[datetime]:
     """What retention keeps of images made at ``slots`` (all ``NORMAL``)."""
-    backups = [Backup(f"img-{n:06d}", slot, ImageState.NORMAL)
-               for n, slot in enumerate(sorted(slots))]
+    backups = [
+        Backup(f"img-{n:06d}", slot, ImageState.NORMAL) for n, slot in enumerate(sorted(slots))
+    ]
     by_id = {b.image_id: b.slot for b in backups}
     return {by_id[d.image_id] for d in decide(backups, [rules]) if d.keep}
 
@@ -159,8 +167,9 @@ def normal_slots(world: YearWorld, history: Iterable[Mapping[str, Any]]) -> Kept
                     continue
                 parsed = world.setup.config.name_format.parse(name)
                 if parsed is not None:
-                    made.setdefault((str(entry["region"]), parsed.instance_id),
-                                    set()).add(parsed.slot)
+                    made.setdefault((str(entry["region"]), parsed.instance_id), set()).add(
+                        parsed.slot
+                    )
     return made
 
 
@@ -184,7 +193,8 @@ def describe(slots: Iterable[datetime]) -> str:
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_year_with_faults_breaks_no_rule_and_keeps_what_retention_says(
-        tmp_path: Path, seed: int) -> None:
+    tmp_path: Path, seed: int
+) -> None:
     started = time.monotonic()
     world = YearWorld.build(tmp_path, seed=seed, fault_rate=FAULT_RATE)
     initial = world.core.state()
@@ -195,8 +205,10 @@ def test_a_year_with_faults_breaks_no_rule_and_keeps_what_retention_says(
     state = world.core.state()
     whole_year = check_invariants(state, initial, disk_alerts=set())
     assert whole_year == [], format_violations(whole_year)
-    for region, ids in {"ap-guangzhou": ("img-gold0001", "img-gold0002"),
-                        DEST: ("img-gold0003",)}.items():
+    for region, ids in {
+        "ap-guangzhou": ("img-gold0001", "img-gold0002"),
+        DEST: ("img-gold0003",),
+    }.items():
         held = {i["ImageId"] for i in state["regions"][region]["images"]}
         assert set(ids) <= held, f"unmanaged images of {region} are gone"
 
@@ -207,26 +219,39 @@ def test_a_year_with_faults_breaks_no_rule_and_keeps_what_retention_says(
     for key, slots in sorted(kept.items()):
         rules = rules_for(world, *key)
         # the fold of retention over every slot is what simulate predicts without faults
-        every_slot = fault_free[key] | made.get(key, set()) | {
-            f[2] for f in checker.failed if f[:2] == key}
+        every_slot = (
+            fault_free[key] | made.get(key, set()) | {f[2] for f in checker.failed if f[:2] == key}
+        )
         assert retained(every_slot, rules) == fault_free[key], f"{key}: simulate disagrees"
         expected = retained(made.get(key, set()), rules)
         assert slots == expected, (
             f"seed {seed}, {key}: kept {describe(slots)}; retention over the slots that "
-            f"became NORMAL keeps {describe(expected)}")
+            f"became NORMAL keeps {describe(expected)}"
+        )
         missing = fault_free[key] - slots
         failed = {f[2] for f in checker.failed if f[:2] == key}
         assert missing <= failed, (
-            f"seed {seed}, {key}: simulate keeps {describe(missing)}, which did not fail")
+            f"seed {seed}, {key}: simulate keeps {describe(missing)}, which did not fail"
+        )
 
     lost = len(checker.failed)
-    figures.add("5", runs=runs, faults_injected=figures.count_faults(state),
-                slots_checked=checker.slots_checked, violations=0, alerts=checker.alerts,
-                failed_slots=lost, seconds=round(time.monotonic() - started))
+    figures.add(
+        "5",
+        runs=runs,
+        faults_injected=figures.count_faults(state),
+        slots_checked=checker.slots_checked,
+        violations=0,
+        alerts=checker.alerts,
+        failed_slots=lost,
+        seconds=round(time.monotonic() - started),
+    )
 
 
-@pytest.mark.skipif(figures.PROFILE != "long", reason="a second year does not fit the short "
-                    "profile's minute; the faulty year compares with simulate's prediction")
+@pytest.mark.skipif(
+    figures.PROFILE != "long",
+    reason="a second year does not fit the short "
+    "profile's minute; the faulty year compares with simulate's prediction",
+)
 def test_a_fault_free_year_keeps_exactly_what_simulate_predicts(tmp_path: Path) -> None:
     started = time.monotonic()
     world = YearWorld.build(tmp_path, seed=101, fault_rate=0.0)
@@ -237,19 +262,40 @@ def test_a_fault_free_year_keeps_exactly_what_simulate_predicts(tmp_path: Path) 
     kept = kept_sets(world)
     config = str(tmp_path / "cvmkeeper.yaml")
     for policy in world.setup.policies:
-        result = CliRunner().invoke(cli, [
-            "simulate", "--config", config, "--policy", policy.name, "--days", str(YEAR_DAYS),
-            "--at", YEAR_START.strftime("%Y-%m-%dT%H:%MZ"), "--json"])
+        result = CliRunner().invoke(
+            cli,
+            [
+                "simulate",
+                "--config",
+                config,
+                "--policy",
+                policy.name,
+                "--days",
+                str(YEAR_DAYS),
+                "--at",
+                YEAR_START.strftime("%Y-%m-%dT%H:%MZ"),
+                "--json",
+            ],
+        )
         assert result.exit_code == 0, result.output
         document = json.loads(result.output)
         places = [(region, None) for region in policy.regions] + [
-            (copy["region"], copy) for copy in document["copies"]]
+            (copy["region"], copy) for copy in document["copies"]
+        ]
         for region, copy in places:
             listed = (copy or document)["kept"]
             want = {datetime.fromisoformat(k["slot"].replace("Z", "+00:00")) for k in listed}
             for instance in policy.targets.instance_ids:
                 got = kept.get((region, instance), set())
-                assert got == want, (f"{policy.name} in {region}: the year kept {describe(got)}, "
-                                     f"simulate predicts {describe(want)}")
-    figures.add("5", runs=runs, slots_checked=checker.slots_checked, violations=0,
-                fault_free_years=1, seconds=round(time.monotonic() - started))
+                assert got == want, (
+                    f"{policy.name} in {region}: the year kept {describe(got)}, "
+                    f"simulate predicts {describe(want)}"
+                )
+    figures.add(
+        "5",
+        runs=runs,
+        slots_checked=checker.slots_checked,
+        violations=0,
+        fault_free_years=1,
+        seconds=round(time.monotonic() - started),
+    )

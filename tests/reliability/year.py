@@ -78,12 +78,17 @@ POLICIES: tuple[dict[str, Any], ...] = (
 )
 
 #: Retries fit for virtual time: every wait advances the clock, never the wall.
-VIRTUAL_RETRIES = RetryPolicy(max_attempts=8, base_seconds=0.2, cap_seconds=20,
-                              deadline_seconds=120, max_internal_errors=3)
+VIRTUAL_RETRIES = RetryPolicy(
+    max_attempts=8, base_seconds=0.2, cap_seconds=20, deadline_seconds=120, max_internal_errors=3
+)
 
 #: Which kinds of fault the year injects, sharing ``rate`` between them.
-FAULT_SHARES = {"InternalError": 0.3, "RequestLimitExceeded": 0.3, "reset": 0.2,
-                "lost_response": 0.2}
+FAULT_SHARES = {
+    "InternalError": 0.3,
+    "RequestLimitExceeded": 0.3,
+    "reset": 0.2,
+    "lost_response": 0.2,
+}
 
 
 HOURLY_DISK = {"id": "disk-hourly01", "type": "CLOUD_PREMIUM", "size": 100}
@@ -92,26 +97,38 @@ HOURLY_DISK = {"id": "disk-hourly01", "type": "CLOUD_PREMIUM", "size": 100}
 def fleet(*, seed: int, fault_rate: float) -> dict[str, Any]:
     """Two regions with quota 10, three instances, unmanaged images; faults on every action
     at ``fault_rate`` in all (shared by kind) and ``CREATEFAILED`` at ``fault_rate``."""
+
     def gold(image_id: str) -> dict[str, Any]:
         return {"id": image_id, "name": f"golden-{image_id[-2:]}", "description": "by hand"}
 
     spec: dict[str, Any] = {
         "seed": seed,
         # images are ready by the executor's first poll (0.25 s): one poll per run
-        "timing": {"create_seconds": 0.2, "stop_seconds": 0.2, "start_seconds": 0.2,
-                   "sync_seconds": 0.2, "create_failed_probability": fault_rate},
+        "timing": {
+            "create_seconds": 0.2,
+            "stop_seconds": 0.2,
+            "start_seconds": 0.2,
+            "sync_seconds": 0.2,
+            "create_failed_probability": fault_rate,
+        },
         "regions": {
             # the hourly instance has a data disk: its images (and their copies) hold both
-            SOURCE: {"quota": 10, "instances": [{"id": HOURLY_ID, "data_disks": [HOURLY_DISK]},
-                                                {"id": WEEKLY_ID}],
-                     "images": [gold(i) for i in UNMANAGED[SOURCE]]},
-            DEST: {"quota": 10, "instances": [{"id": DAILY_ID}],
-                   "images": [gold(i) for i in UNMANAGED[DEST]]},
+            SOURCE: {
+                "quota": 10,
+                "instances": [{"id": HOURLY_ID, "data_disks": [HOURLY_DISK]}, {"id": WEEKLY_ID}],
+                "images": [gold(i) for i in UNMANAGED[SOURCE]],
+            },
+            DEST: {
+                "quota": 10,
+                "instances": [{"id": DAILY_ID}],
+                "images": [gold(i) for i in UNMANAGED[DEST]],
+            },
         },
     }
     if fault_rate:
-        spec["faults"] = {"*": {kind: round(fault_rate * share, 4)
-                                for kind, share in FAULT_SHARES.items()}}
+        spec["faults"] = {
+            "*": {kind: round(fault_rate * share, 4) for kind, share in FAULT_SHARES.items()}
+        }
     return spec
 
 
@@ -126,8 +143,11 @@ def write_config(root: Path) -> Path:
         "regions": [SOURCE, DEST],
         "image_quota": 10,
         "cloud": {"endpoint": "127.0.0.1:9", "scheme": "http", "timeout": "10s"},
-        "credentials": {"secret_id": "AKIDYEAR", "secret_key_file": str(key_file),
-                        "cvm_role": False},
+        "credentials": {
+            "secret_id": "AKIDYEAR",
+            "secret_key_file": str(key_file),
+            "cvm_role": False,
+        },
         "api": {"wait_timeout": "10m", "poll_interval": "15s"},
     }
     path = root / "cvmkeeper.yaml"
@@ -167,13 +187,13 @@ class YearWorld:
     history: list[YearRun] = field(default_factory=list)
 
     @classmethod
-    def build(cls, root: Path, *, seed: int, fault_rate: float,
-              start: datetime = YEAR_START) -> YearWorld:
+    def build(
+        cls, root: Path, *, seed: int, fault_rate: float, start: datetime = YEAR_START
+    ) -> YearWorld:
         """Write the config under ``root`` and seed an emulator at ``start``."""
         setup = load_setup(write_config(root))
         clock = ManualClock(start)
-        core = EmulatorCore(FleetSpec.from_mapping(fleet(seed=seed, fault_rate=fault_rate)),
-                            clock)
+        core = EmulatorCore(FleetSpec.from_mapping(fleet(seed=seed, fault_rate=fault_rate)), clock)
 
         def monotonic() -> float:
             return clock.now().timestamp()
@@ -182,12 +202,18 @@ class YearWorld:
             clock.advance(max(0.0, seconds))
 
         client = in_process_client(
-            core, retry_policy=VIRTUAL_RETRIES, sleep=sleep, clock=monotonic,
-            rng=random.Random(seed), limiter=RateLimiter(clock=monotonic, sleep=sleep))
+            core,
+            retry_policy=VIRTUAL_RETRIES,
+            sleep=sleep,
+            clock=monotonic,
+            rng=random.Random(seed),
+            limiter=RateLimiter(clock=monotonic, sleep=sleep),
+        )
         return cls(setup, clock, core, client, PollTime(sleep=sleep, monotonic=monotonic))
 
     def fires(self, start: datetime, end: datetime) -> Iterator[Fire]:
         """Every slot of every policy in ``(start, end]``, in time order, then setup order."""
+
         def stream(index: int, policy: Policy) -> Iterator[tuple[datetime, int, str]]:
             for slot in iter_policy_slots(policy, start):
                 yield slot, index, policy.name
@@ -203,14 +229,19 @@ class YearWorld:
         if self.clock.now() < fire.slot:
             self.clock.set(fire.slot)
         alerter = RecordingAlerter()
-        report = run_once(self.setup, self.client, alerter, now=self.clock.now(),
-                          policy_names=(fire.policy,), slot=fire.slot,
-                          poll_time=self.poll_time)
+        report = run_once(
+            self.setup,
+            self.client,
+            alerter,
+            now=self.clock.now(),
+            policy_names=(fire.policy,),
+            slot=fire.slot,
+            poll_time=self.poll_time,
+        )
         self.runs += 1
         return YearRun(fire, report, alerter)
 
-    def run_year(self, start: datetime, end: datetime,
-                 after_run: Callable[[YearRun], None]) -> int:
+    def run_year(self, start: datetime, end: datetime, after_run: Callable[[YearRun], None]) -> int:
         """Fire every slot in ``(start, end]``; ``after_run`` sees each run; the run count."""
         count = 0
         for fire in self.fires(start, end):

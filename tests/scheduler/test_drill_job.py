@@ -22,10 +22,21 @@ from cvmkeeper.scheduler.jobs import (
 )
 from executor.world import REGION, T0, A, fleet, managed, policy, world
 
-DRILL = {"zone": f"{REGION}-3", "vpc_id": "vpc-drill001", "subnet_id": "subnet-drill001",
-         "security_group_ids": ["sg-drill001"], "instance_type": "S5.SMALL2", "timeout": "1m"}
-FAST = {"create_seconds": 0.2, "stop_seconds": 0.1, "start_seconds": 0.1,
-        "launch_seconds": 0.2, "terminate_seconds": 0.1}
+DRILL = {
+    "zone": f"{REGION}-3",
+    "vpc_id": "vpc-drill001",
+    "subnet_id": "subnet-drill001",
+    "security_group_ids": ["sg-drill001"],
+    "instance_type": "S5.SMALL2",
+    "timeout": "1m",
+}
+FAST = {
+    "create_seconds": 0.2,
+    "stop_seconds": 0.1,
+    "start_seconds": 0.1,
+    "launch_seconds": 0.2,
+    "terminate_seconds": 0.1,
+}
 
 
 def test_the_drill_job_survives_sync_jobs(tmp_path: Path) -> None:
@@ -46,9 +57,14 @@ def test_run_drills_drills_once_per_period(tmp_path: Path) -> None:
     spec = fleet(instances=({"id": A},), images=(managed(A, T0, "img-aaaa0001"),), timing=FAST)
     with world(tmp_path, spec, policy(ids=[A], drill=DRILL)) as w:
         alerter = RecordingAlerter()
-        jobs = SlotJobs(RunContext(w.setup(), w.client(), alerter), runner=lambda **_: None,
-                        region_locks=None, state=None, clock=lambda: datetime.now(UTC),
-                        stop=threading.Event())
+        jobs = SlotJobs(
+            RunContext(w.setup(), w.client(), alerter),
+            runner=lambda **_: None,
+            region_locks=None,
+            state=None,
+            clock=lambda: datetime.now(UTC),
+            stop=threading.Event(),
+        )
         reports: list[object] = []
         jobs.drill_observe = reports.append  # the metrics exporter's observe_drills
         jobs.run_drills()

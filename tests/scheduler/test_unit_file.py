@@ -236,8 +236,10 @@ def test_unit_forbids_core_dumps_and_documents_encrypted_credentials() -> None:
 
     text = UNIT.read_text()
     assert _directives(text)["LimitCORE"] == ["0"]
-    names = [line.removeprefix("LoadCredentialEncrypted=").split(":")[0]
-             for line in _encrypted_lines(text)]
+    names = [
+        line.removeprefix("LoadCredentialEncrypted=").split(":")[0]
+        for line in _encrypted_lines(text)
+    ]
     assert names == [SECRET_ID_FILE, SECRET_KEY_FILE, SENTRY_DSN_FILE]
     assert "systemd-creds encrypt --name=$n" in text
 

@@ -29,10 +29,17 @@ class _EchoHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         echoed = "; ".join(f"{name}: {value}" for name, value in self.headers.items())
-        body = json.dumps({"Response": {
-            "Error": {"Code": "AuthFailure.SignatureFailure",
-                      "Message": f"proxy refused the request {HOSTILE}; headers were {echoed}"},
-            "RequestId": HOSTILE_REQUEST_ID}}).encode()
+        body = json.dumps(
+            {
+                "Response": {
+                    "Error": {
+                        "Code": "AuthFailure.SignatureFailure",
+                        "Message": f"proxy refused the request {HOSTILE}; headers were {echoed}",
+                    },
+                    "RequestId": HOSTILE_REQUEST_ID,
+                }
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -45,8 +52,9 @@ def echo_proxy() -> Iterator[str]:
     """Serve the echoing proxy; yields its ``127.0.0.1:PORT`` endpoint."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+    )
     thread.start()
     try:
         yield f"127.0.0.1:{server.server_address[1]}"

@@ -64,7 +64,8 @@ def http_capture(statuses: list[int] | None = None) -> Iterator[HttpCapture]:
             body = self.rfile.read(length) if length else b""
             with capture.lock:
                 capture.requests.append(
-                    Captured(self.command, self.path, dict(self.headers.items()), body))
+                    Captured(self.command, self.path, dict(self.headers.items()), body)
+                )
                 status = capture.statuses.pop(0) if capture.statuses else 200
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
@@ -79,8 +80,9 @@ def http_capture(statuses: list[int] | None = None) -> Iterator[HttpCapture]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     capture.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield capture

@@ -28,8 +28,9 @@ def _apprise() -> Any:
     try:
         import apprise  # noqa: PLC0415 - optional, imported only when configured
     except ImportError:
-        raise AppriseMissing(f"notify.apprise is set but Apprise is not installed: "
-                             f"{INSTALL_HINT}") from None
+        raise AppriseMissing(
+            f"notify.apprise is set but Apprise is not installed: {INSTALL_HINT}"
+        ) from None
     return apprise
 
 
@@ -49,8 +50,10 @@ class AppriseAlerter:
         self._delivery = Deliverer("apprise")
 
     def _notify(self, title: str, body: str, kind: str) -> None:
-        notify_type = {"failure": self._apprise.NotifyType.FAILURE,
-                       "warning": self._apprise.NotifyType.WARNING}[kind]
+        notify_type = {
+            "failure": self._apprise.NotifyType.FAILURE,
+            "warning": self._apprise.NotifyType.WARNING,
+        }[kind]
 
         def job() -> None:
             if not self._client.notify(title=title, body=body, notify_type=notify_type):
@@ -77,8 +80,11 @@ class AppriseAlerter:
     def checkin_finish(self, slug: str, check_in_id: str, ok: bool, config: MonitorConfig) -> None:
         """A failed run is sent as a ``failure``; a good one is not sent."""
         if not ok:
-            self._notify(f"cvmkeeper run of {slug} FAILED",
-                         f"The scheduled run of policy {slug} ended with errors.", "failure")
+            self._notify(
+                f"cvmkeeper run of {slug} FAILED",
+                f"The scheduled run of policy {slug} ended with errors.",
+                "failure",
+            )
 
     def flush(self, timeout: float) -> None:
         """Wait until the notifications are delivered (or given up), up to ``timeout``."""

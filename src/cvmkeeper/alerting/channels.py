@@ -75,6 +75,7 @@ class NotifyOptions(Protocol):
         """True when at least one channel is configured."""
         ...
 
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -160,16 +161,23 @@ def channel_alerters(settings: NotifyOptions, host: str | None = None) -> list[A
         secret = None
         if hook.secret_file is not None:
             secret = _read_secret(hook.secret_file, "notify.webhook.secret_file").encode()
-        channels.append(WebhookAlerter(hook.url.reveal(), secret,
-                                       timeout=hook.timeout.total_seconds(), host=host))
+        channels.append(
+            WebhookAlerter(
+                hook.url.reveal(), secret, timeout=hook.timeout.total_seconds(), host=host
+            )
+        )
     if settings.healthchecks:
-        channels.append(HealthchecksAlerter(
-            [(policy, url.reveal()) for policy, url in settings.healthchecks]))
+        channels.append(
+            HealthchecksAlerter([(policy, url.reveal()) for policy, url in settings.healthchecks])
+        )
     apprise_urls = [url.reveal() for url in settings.apprise]
     if settings.apprise_urls_file is not None:
         text = _read_secret(settings.apprise_urls_file, "notify.apprise_urls_file")
-        apprise_urls += [line.strip() for line in text.splitlines()
-                         if line.strip() and not line.lstrip().startswith("#")]
+        apprise_urls += [
+            line.strip()
+            for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
     if apprise_urls:
         try:
             channels.append(AppriseAlerter(apprise_urls, host=host))
@@ -178,8 +186,9 @@ def channel_alerters(settings: NotifyOptions, host: str | None = None) -> list[A
     return channels
 
 
-def with_notifications(alerter: Alerter, settings: NotifyOptions, *,
-                       enabled: bool = True) -> Alerter:
+def with_notifications(
+    alerter: Alerter, settings: NotifyOptions, *, enabled: bool = True
+) -> Alerter:
     """``alerter`` plus the ``notify:`` channels (``alerter`` itself when there are none,
     or when ``enabled`` is False, as with ``--no-alerts``)."""
     if not enabled or not settings.any:

@@ -85,8 +85,7 @@ class Deliverer:
         self.name = name
         self._sleep = sleep
         self._jobs: queue.Queue[tuple[str, Callable[[], object]] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._work, name=f"cvmkeeper-{name}",
-                                         daemon=True)
+        self._thread = threading.Thread(target=self._work, name=f"cvmkeeper-{name}", daemon=True)
         self._closed = False
         self._thread.start()
 
@@ -128,7 +127,8 @@ class Deliverer:
                 return
             except Exception as error:  # network, timeout, 5xx, a library's own error
                 if attempt == ATTEMPTS:
-                    log.warning("%s: %s failed after %d attempts: %s", self.name, what,
-                                ATTEMPTS, error)
+                    log.warning(
+                        "%s: %s failed after %d attempts: %s", self.name, what, ATTEMPTS, error
+                    )
                     return
                 self._sleep(BACKOFF[min(attempt - 1, len(BACKOFF) - 1)])

@@ -73,9 +73,14 @@ def alert_stale_copies(
         for item in health.stale_copies:
             if (item.region, item.instance_id) in quiet or ("*", item.instance_id) in quiet:
                 continue
-            _warn_stale(alerter, item, COPY_FRESHNESS_ACTION, f"stale copies: {item.describe()}",
-                        {"source_region": item.source_region, "held": str(item.held)},
-                        newest_key="newest_copy")
+            _warn_stale(
+                alerter,
+                item,
+                COPY_FRESHNESS_ACTION,
+                f"stale copies: {item.describe()}",
+                {"source_region": item.source_region, "held": str(item.held)},
+                newest_key="newest_copy",
+            )
 
 
 def alert_health(
@@ -92,8 +97,14 @@ def alert_health(
         for item in health.stale:
             if (item.region, item.instance_id) in skip:
                 continue
-            _warn_stale(alerter, item, FRESHNESS_ACTION, f"stale backup: {item.describe()}", {},
-                        newest_key="newest_image")
+            _warn_stale(
+                alerter,
+                item,
+                FRESHNESS_ACTION,
+                f"stale backup: {item.describe()}",
+                {},
+                newest_key="newest_image",
+            )
         if health.quota.low and (health.region, None) not in skip:
             message = f"image quota low: {health.quota.describe()}"
             log.warning("%s", message)

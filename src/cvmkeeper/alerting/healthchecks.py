@@ -63,8 +63,12 @@ class HealthchecksAlerter:
 
     def checkin_finish(self, slug: str, check_in_id: str, ok: bool, config: MonitorConfig) -> None:
         """Ping ``URL`` (success) or ``URL/fail``."""
-        self._ping(slug, "" if ok else "/fail", check_in_id,
-                   f"cvmkeeper: {slug} {'finished OK' if ok else 'FAILED'}")
+        self._ping(
+            slug,
+            "" if ok else "/fail",
+            check_in_id,
+            f"cvmkeeper: {slug} {'finished OK' if ok else 'FAILED'}",
+        )
 
     def flush(self, timeout: float) -> None:
         """Wait until the pings are delivered (or given up), up to ``timeout``."""

@@ -62,22 +62,24 @@ def _now() -> str:
 def failure_document(failure: Failure, host: str) -> dict[str, Any]:
     """The body of an ``error`` or ``warning`` event (secrets scrubbed)."""
     where = " ".join(x for x in (failure.region, failure.instance) if x)
-    document: dict[str, Any] = scrub({
-        "schema": SCHEMA,
-        "kind": failure.level,
-        "time": _now(),
-        "host": host,
-        "policy": failure.policy,
-        "summary": f"cvmkeeper {failure.level.upper()} {failure.policy}"
-                   f"{' ' + where if where else ''}: {failure.message}",
-        "action": failure.action,
-        "message": failure.message,
-        "region": failure.region,
-        "instance": failure.instance,
-        "tencent_code": failure.tencent_code,
-        "request_id": failure.request_id,
-        "extra": dict(failure.extra),
-    })
+    document: dict[str, Any] = scrub(
+        {
+            "schema": SCHEMA,
+            "kind": failure.level,
+            "time": _now(),
+            "host": host,
+            "policy": failure.policy,
+            "summary": f"cvmkeeper {failure.level.upper()} {failure.policy}"
+            f"{' ' + where if where else ''}: {failure.message}",
+            "action": failure.action,
+            "message": failure.message,
+            "region": failure.region,
+            "instance": failure.instance,
+            "tencent_code": failure.tencent_code,
+            "request_id": failure.request_id,
+            "extra": dict(failure.extra),
+        }
+    )
     return document
 
 
@@ -100,8 +102,14 @@ def check_in_document(slug: str, check_in_id: str, status: str, host: str) -> di
 class WebhookAlerter:
     """The ``Alerter`` that POSTs each event to one URL, signed, in the background."""
 
-    def __init__(self, url: str, secret: bytes | None = None, *, timeout: float = 10.0,
-                 host: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        secret: bytes | None = None,
+        *,
+        timeout: float = 10.0,
+        host: str | None = None,
+    ) -> None:
         """``url`` is registered as a secret; ``secret`` is the HMAC key (None: unsigned)."""
         register_url_secret(url)
         self._url = url

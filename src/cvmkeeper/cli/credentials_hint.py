@@ -24,9 +24,12 @@ from cvmkeeper.cloud.credentials import CREDENTIALS_DIRECTORY_ENV, CredentialsNo
 DOCUMENTED_DIRECTORY = Path("/etc/cvmkeeper/credentials")
 
 
-def credentials_hint(error: Exception, command: str,
-                     environ: Mapping[str, str] | None = None,
-                     directory: Path = DOCUMENTED_DIRECTORY) -> list[str]:
+def credentials_hint(
+    error: Exception,
+    command: str,
+    environ: Mapping[str, str] | None = None,
+    directory: Path = DOCUMENTED_DIRECTORY,
+) -> list[str]:
     """Lines that say what to do after ``error`` (none when it is not "nothing found")."""
     env = os.environ if environ is None else environ
     if not isinstance(error, CredentialsNotFoundError) or env.get(CREDENTIALS_DIRECTORY_ENV):

@@ -30,20 +30,38 @@ ALERT_FLUSH_SECONDS = 5.0
 
 @click.command("drill")
 @config_option
-@click.option("--policy", "policy_names", multiple=True, metavar="NAME",
-              help="Only this policy's drill (repeat for several). Default: every policy "
-              "with a drill key.")
-@click.option("--due-only", is_flag=True,
-              help="Drill only the policies whose drill is due (as the daemon does). "
-              "Default: drill now.")
-@click.option("--timeout", "timeout", type=DurationType(), default=None,
-              help="Override each policy's drill timeout (e.g. 5m).")
+@click.option(
+    "--policy",
+    "policy_names",
+    multiple=True,
+    metavar="NAME",
+    help="Only this policy's drill (repeat for several). Default: every policy with a drill key.",
+)
+@click.option(
+    "--due-only",
+    is_flag=True,
+    help="Drill only the policies whose drill is due (as the daemon does). Default: drill now.",
+)
+@click.option(
+    "--timeout",
+    "timeout",
+    type=DurationType(),
+    default=None,
+    help="Override each policy's drill timeout (e.g. 5m).",
+)
 @click.option("--no-alerts", is_flag=True, help="Do not send failures to Sentry.")
 @at_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON.")
-def drill_command(*, config_file: str | None, policy_names: tuple[str, ...], due_only: bool,
-                  timeout: float | None, no_alerts: bool, at: datetime | None,
-                  as_json: bool) -> None:
+def drill_command(
+    *,
+    config_file: str | None,
+    policy_names: tuple[str, ...],
+    due_only: bool,
+    timeout: float | None,
+    no_alerts: bool,
+    at: datetime | None,
+    as_json: bool,
+) -> None:
     """Prove that backups come back: launch, check and terminate a throwaway instance.
 
     For each policy with a drill key (off by default), the newest NORMAL image of up to
@@ -71,8 +89,11 @@ def drill_command(*, config_file: str | None, policy_names: tuple[str, ...], due
     drilled = [p.name for p in setup.policies if p.drill is not None]
     unknown = [n for n in policy_names if n not in drilled]
     if unknown:
-        click.echo(f"drill: no policy with a drill key named {', '.join(unknown)} (with one: "
-                   f"{', '.join(drilled) or 'none'})", err=True)
+        click.echo(
+            f"drill: no policy with a drill key named {', '.join(unknown)} (with one: "
+            f"{', '.join(drilled) or 'none'})",
+            err=True,
+        )
         sys.exit(EXIT_CONFIG)
     client = client_or_exit(setup, "drill")
     try:
@@ -84,31 +105,54 @@ def drill_command(*, config_file: str | None, policy_names: tuple[str, ...], due
     waiting = Waiting(seconds=timeout, poll_seconds=poll) if timeout else None
     progress = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
     try:
-        report = run_drills(setup, client, alerter, at or utc_now(), policy_names=policy_names,
-                            force=not due_only, waiting=waiting, progress=progress,
-                            poll_seconds=poll)
+        report = run_drills(
+            setup,
+            client,
+            alerter,
+            at or utc_now(),
+            policy_names=policy_names,
+            force=not due_only,
+            waiting=waiting,
+            progress=progress,
+            poll_seconds=poll,
+        )
     finally:
         alerter.flush(ALERT_FLUSH_SECONDS)
         alerter.close(ALERT_FLUSH_SECONDS)
     if as_json:
-        print_json({"ok": report.ok, "swept": report.swept,
-                    "drills": [_json(o) for o in report.outcomes]})
+        print_json(
+            {"ok": report.ok, "swept": report.swept, "drills": [_json(o) for o in report.outcomes]}
+        )
     else:
         if not report.outcomes:
             click.echo("no drill was due" if due_only else "no policy has a drill")
         for outcome in report.outcomes:
             if outcome.ok:
-                click.echo(f"drill {outcome.policy}: {outcome.instance_id} OK: "
-                           f"{outcome.image_id} ready in {outcome.seconds_to_ready:.1f}s "
-                           f"(RUNNING in {outcome.seconds_to_running:.1f}s); "
-                           f"{outcome.drill_instance_id} terminated")
+                click.echo(
+                    f"drill {outcome.policy}: {outcome.instance_id} OK: "
+                    f"{outcome.image_id} ready in {outcome.seconds_to_ready:.1f}s "
+                    f"(RUNNING in {outcome.seconds_to_running:.1f}s); "
+                    f"{outcome.drill_instance_id} terminated"
+                )
             else:
-                click.echo(f"drill {outcome.policy}: {outcome.instance_id} FAILED: "
-                           f"{outcome.error}")
+                click.echo(f"drill {outcome.policy}: {outcome.instance_id} FAILED: {outcome.error}")
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
 def _json(outcome: Any) -> dict[str, Any]:
-    return {key: getattr(outcome, key) for key in (
-        "policy", "region", "instance_id", "image_id", "drill_instance_id", "ok",
-        "seconds_to_running", "seconds_to_ready", "error", "terminated", "started")}
+    return {
+        key: getattr(outcome, key)
+        for key in (
+            "policy",
+            "region",
+            "instance_id",
+            "image_id",
+            "drill_instance_id",
+            "ok",
+            "seconds_to_running",
+            "seconds_to_ready",
+            "error",
+            "terminated",
+            "started",
+        )
+    }

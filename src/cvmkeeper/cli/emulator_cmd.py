@@ -37,13 +37,22 @@ _FLEET = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 @click.group("emulator", invoke_without_command=True)
 @click.option("--fleet", "fleet_path", type=_FLEET, help="Fleet YAML file to seed the account.")
-@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
-              help="TCP port on 127.0.0.1 (0 picks a free one).")
-@click.option("--state-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="JSON state file: loaded at start if it exists, written at exit.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="TCP port on 127.0.0.1 (0 picks a free one).",
+)
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON state file: loaded at start if it exists, written at exit.",
+)
 @click.pass_context
-def emulator(ctx: click.Context, fleet_path: Path | None, port: int,
-             state_file: Path | None) -> None:
+def emulator(
+    ctx: click.Context, fleet_path: Path | None, port: int, state_file: Path | None
+) -> None:
     """Serve a Tencent Cloud CVM API emulator on 127.0.0.1 for tests and the demo."""
     if ctx.invoked_subcommand is not None:
         return
@@ -65,8 +74,11 @@ def emulator(ctx: click.Context, fleet_path: Path | None, port: int,
     token = os.environ.get(CONTROL_TOKEN_ENV) or None
     server = RunningEmulator(core, port=port, control_token=token)
     if token is None:  # the caller did not choose one: say where to find it (stderr only)
-        print(f"control token (header {CONTROL_TOKEN_HEADER}): {server.control_token}",
-              file=sys.stderr, flush=True)
+        print(
+            f"control token (header {CONTROL_TOKEN_HEADER}): {server.control_token}",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         print(f"listening on {server.url}", flush=True)
         while not stop.wait(0.5):
@@ -79,37 +91,52 @@ def emulator(ctx: click.Context, fleet_path: Path | None, port: int,
 
 @click.command("inventory")
 @click.option("--endpoint", required=True, help="Emulator address, 127.0.0.1:PORT (no scheme).")
-@click.option("--fleet", "fleet_path", type=_FLEET, required=True,
-              help="The fleet file the emulator serves (regions and key pair).")
+@click.option(
+    "--fleet",
+    "fleet_path",
+    type=_FLEET,
+    required=True,
+    help="The fleet file the emulator serves (regions and key pair).",
+)
 @click.option("--region", "regions", multiple=True, help="Only these regions (repeatable).")
 def inventory(endpoint: str, fleet_path: Path, regions: tuple[str, ...]) -> None:
     """Print each region's quota, instances and images as the official SDK reads them."""
     fleet = _load(fleet_path)
     cred = credential.Credential(fleet.credentials.secret_id, fleet.credentials.secret_key)
-    profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=endpoint,
-                                                    reqTimeout=10))
+    profile = ClientProfile(
+        httpProfile=HttpProfile(protocol="http", endpoint=endpoint, reqTimeout=10)
+    )
     for region in regions or tuple(fleet.regions):
         client = cvm_client.CvmClient(cred, region, profile)
         try:
             quota = client.DescribeImageQuota(models.DescribeImageQuotaRequest()).ImageNumQuota
-            instances = _all_pages(client.DescribeInstances, models.DescribeInstancesRequest,
-                                   "InstanceSet")
-            images = _all_pages(client.DescribeImages, models.DescribeImagesRequest, "ImageSet",
-                                Filters=[{"Name": "image-type", "Values": ["PRIVATE_IMAGE"]}])
+            instances = _all_pages(
+                client.DescribeInstances, models.DescribeInstancesRequest, "InstanceSet"
+            )
+            images = _all_pages(
+                client.DescribeImages,
+                models.DescribeImagesRequest,
+                "ImageSet",
+                Filters=[{"Name": "image-type", "Values": ["PRIVATE_IMAGE"]}],
+            )
         except TencentCloudSDKException as exc:
-            raise click.ClickException(
-                f"{region}: {exc.get_code()}: {exc.get_message()}") from None
-        click.echo(f"region {region}: {len(images)}/{quota} custom images, "
-                   f"{len(instances)} instances")
+            raise click.ClickException(f"{region}: {exc.get_code()}: {exc.get_message()}") from None
+        click.echo(
+            f"region {region}: {len(images)}/{quota} custom images, {len(instances)} instances"
+        )
         for inst in instances:
             tags = ", ".join(f"{t.Key}={t.Value}" for t in inst.Tags or []) or "-"
-            click.echo(f"  instance {inst.InstanceId:<14} {inst.InstanceName:<16} "
-                       f"{inst.InstanceState:<9} {inst.Placement.Zone:<16} tags: {tags}")
+            click.echo(
+                f"  instance {inst.InstanceId:<14} {inst.InstanceName:<16} "
+                f"{inst.InstanceState:<9} {inst.Placement.Zone:<16} tags: {tags}"
+            )
             for disk in inst.DataDisks or []:
                 click.echo(f"    data disk {disk.DiskId} {disk.DiskType} {disk.DiskSize} GiB")
         for image in images:
-            click.echo(f"  image    {image.ImageId:<14} {image.ImageName:<20} "
-                       f"{image.ImageState:<12} {image.CreatedTime}")
+            click.echo(
+                f"  image    {image.ImageId:<14} {image.ImageName:<20} "
+                f"{image.ImageState:<12} {image.CreatedTime}"
+            )
 
 
 emulator.add_command(inventory)

@@ -76,8 +76,12 @@ def image_disks_json(image: Image | None) -> dict[str, Any]:
     ``holds`` (``system 50G + data 100G``), ``data_disks_asked`` (the ``cvmkeeper:disks``
     tag; null for images made without it) and ``fewer_disks_than_asked``."""
     if image is None:
-        return {"disks": [], "holds": "?", "data_disks_asked": None,
-                "fewer_disks_than_asked": False}
+        return {
+            "disks": [],
+            "holds": "?",
+            "data_disks_asked": None,
+            "fewer_disks_than_asked": False,
+        }
     return {
         "disks": snapshots_json(image.snapshots),
         "holds": holds_text(image),
@@ -207,8 +211,11 @@ def images_command(
     names = {i.instance_id: i.name for inv in inventories.values() for i in inv.instances}
     wanted = match_instances(instance_filters, names, inventories.values(), setup)
     if wanted is not None and not wanted:
-        click.echo(f"images: --instance {', '.join(instance_filters)}: no such instance "
-                   "(by id or name) in the regions read", err=True)
+        click.echo(
+            f"images: --instance {', '.join(instance_filters)}: no such instance "
+            "(by id or name) in the regions read",
+            err=True,
+        )
         sys.exit(EXIT_CONFIG)
     stale_ids = stale_instances(setup, inventories, now) if stale else None
     for region in regions:
@@ -217,14 +224,16 @@ def images_command(
             continue
         others = {r: inv for r, inv in inventories.items() if r != region}
         try:
-            plan = plan_region(inventory, setup.policies, (), now, settings, sources=others,
-                               make_copies=False)
+            plan = plan_region(
+                inventory, setup.policies, (), now, settings, sources=others, make_copies=False
+            )
         except Exception as error:  # a planner bug: report it, list the other regions
             click.echo(f"images: {region}: planning failed: {error}", err=True)
             failed = True
             continue
-        selected = (_policy_instances(setup, inventories, region, policy_name)
-                    if policy_name else None)
+        selected = (
+            _policy_instances(setup, inventories, region, policy_name) if policy_name else None
+        )
         for narrower in (wanted, None if stale_ids is None else stale_ids.get(region, set())):
             if narrower is not None:
                 selected = set(narrower) if selected is None else selected & narrower
@@ -305,8 +314,9 @@ def stale_instances(
     settings = health_settings(setup)
     found: dict[str, set[str]] = {}
     for region, inventory in inventories.items():
-        health = assess_region(inventory, setup.policies, now, settings,
-                               setup.config.name_format, sources=inventories)
+        health = assess_region(
+            inventory, setup.policies, now, settings, setup.config.name_format, sources=inventories
+        )
         found[region] = {item.instance_id for item in health.stale} | {
             item.instance_id for item in health.stale_copies
         }

@@ -72,8 +72,9 @@ def cli_output() -> Callable[[], None]:
     stderr = raw_stream(sys.stderr)
     # Under systemd (a timer's `cvmkeeper run`) the journal gets every progress line as a
     # log record with its priority; on a terminal, warnings and errors only.
-    setup_logging(logging.INFO if stream_is_journal(stderr) else logging.WARNING, "auto",
-                  stream=stderr)
+    setup_logging(
+        logging.INFO if stream_is_journal(stderr) else logging.WARNING, "auto", stream=stderr
+    )
 
     def undo() -> None:
         sys.stdout, sys.stderr = saved_out, saved_err

@@ -32,17 +32,23 @@ class PolicyState:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form (times as datetimes; ``print_json`` writes them as UTC ``...Z``)."""
-        return {"name": self.name, "state": self.state, "latest_slot": self.latest_slot,
-                "next_slot": self.next_slot, "catch_up_seconds": self.catch_up_seconds,
-                "reason": self.reason}
+        return {
+            "name": self.name,
+            "state": self.state,
+            "latest_slot": self.latest_slot,
+            "next_slot": self.next_slot,
+            "catch_up_seconds": self.catch_up_seconds,
+            "reason": self.reason,
+        }
 
 
 def _t(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%MZ")
 
 
-def policy_states(setup: Setup, now: datetime, named: Sequence[str] = (),
-                  regions: Sequence[str] = ()) -> list[PolicyState]:
+def policy_states(
+    setup: Setup, now: datetime, named: Sequence[str] = (), regions: Sequence[str] = ()
+) -> list[PolicyState]:
     """The state of every policy (those in ``regions`` when given), in config order."""
     states = []
     for policy in setup.policies:
@@ -56,21 +62,31 @@ def policy_states(setup: Setup, now: datetime, named: Sequence[str] = (),
         following = f"; next slot {_t(upcoming[0])}" if upcoming else "; no next slot"
         if policy.name in named:
             state = "named"
-            reason = (f"named with --policy: its latest slot "
-                      f"{_t(latest) if latest else '(none yet)'} is planned even if not due")
+            reason = (
+                f"named with --policy: its latest slot "
+                f"{_t(latest) if latest else '(none yet)'} is planned even if not due"
+            )
         elif latest is None:
             state, reason = "not_due", "no slot yet"
         elif now - latest < window:
             state = "due"
-            reason = (f"slot {_t(latest)} is within its catch-up window "
-                      f"({format_duration(window)})")
+            reason = f"slot {_t(latest)} is within its catch-up window ({format_duration(window)})"
         else:
             state = "not_due"
-            reason = (f"latest slot {_t(latest)} is older than its catch-up window "
-                      f"({format_duration(window)})")
-        states.append(PolicyState(policy.name, state, latest,
-                                  upcoming[0] if upcoming else None,
-                                  int(window.total_seconds()), reason + following))
+            reason = (
+                f"latest slot {_t(latest)} is older than its catch-up window "
+                f"({format_duration(window)})"
+            )
+        states.append(
+            PolicyState(
+                policy.name,
+                state,
+                latest,
+                upcoming[0] if upcoming else None,
+                int(window.total_seconds()),
+                reason + following,
+            )
+        )
     return states
 
 

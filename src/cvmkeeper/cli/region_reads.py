@@ -51,8 +51,7 @@ def read_regions(
             answers.put((region, None, f"cannot read the inventory: {error}"))
 
     for region in dict.fromkeys(regions):
-        threading.Thread(target=worker, args=(region,), name=f"read-{region}",
-                         daemon=True).start()
+        threading.Thread(target=worker, args=(region,), name=f"read-{region}", daemon=True).start()
     pending = set(regions)
     got: dict[str, T] = {}
     problems: dict[str, str] = {}

@@ -55,8 +55,14 @@ from cvmkeeper.cli.report_html import render_html
     metavar="SECONDS",
     help="Wait at most this long for all regions together (read in parallel).",
 )
-def report_command(*, config_file: str | None, at: datetime | None, html_file: Path,
-                   days: int, timeout_seconds: float) -> None:
+def report_command(
+    *,
+    config_file: str | None,
+    at: datetime | None,
+    html_file: Path,
+    days: int,
+    timeout_seconds: float,
+) -> None:
     """Write an HTML report of every region, instance and policy.
 
     Per region: a quota bar of cvmkeeper's images, other images and free room, with the
@@ -73,16 +79,19 @@ def report_command(*, config_file: str | None, at: datetime | None, html_file: P
     """
     setup = load_or_exit(config_file)
     client = client_or_exit(setup, "report")
-    report = gather_report(setup, client, at or utc_now(), timeout_seconds,
-                           lookback=timedelta(days=days))
+    report = gather_report(
+        setup, client, at or utc_now(), timeout_seconds, lookback=timedelta(days=days)
+    )
     try:
         html_file.write_text(render_html(report), encoding="utf-8")
     except OSError as error:
         click.echo(f"report: {html_file}: cannot write: {error.strerror or error}", err=True)
         sys.exit(EXIT_CONFIG)
     unreadable = [r.region for r in report.regions if r.error is not None]
-    click.echo(f"wrote {html_file}: {len(report.regions)} regions, {len(report.instances)} "
-               f"instances, {len(report.policies)} policies")
+    click.echo(
+        f"wrote {html_file}: {len(report.regions)} regions, {len(report.instances)} "
+        f"instances, {len(report.policies)} policies"
+    )
     if unreadable:
         click.echo(f"report: cannot read {', '.join(unreadable)}", err=True)
     sys.exit(EXIT_FAILED if unreadable else EXIT_OK)

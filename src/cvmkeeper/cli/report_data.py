@@ -109,8 +109,13 @@ class Report:
     state_problem: str | None = None
 
 
-def _missed_slots(setup: Setup, policy_names: list[str], newest: datetime | None,
-                  now: datetime, lookback: timedelta) -> tuple[list[datetime], int]:
+def _missed_slots(
+    setup: Setup,
+    policy_names: list[str],
+    newest: datetime | None,
+    now: datetime,
+    lookback: timedelta,
+) -> tuple[list[datetime], int]:
     """Slots of ``policy_names`` after the newest image (or within ``lookback``) up to
     ``now`` minus a minute of grace: each should have an image and has none."""
     start = newest if newest is not None else now - lookback
@@ -127,15 +132,22 @@ def _missed_slots(setup: Setup, policy_names: list[str], newest: datetime | None
     return ordered[:MAX_MISSED], max(0, len(ordered) - MAX_MISSED)
 
 
-def gather_report(setup: Setup, client: CloudClient, now: datetime, timeout: float,
-                  lookback: timedelta = timedelta(days=7)) -> Report:
+def gather_report(
+    setup: Setup,
+    client: CloudClient,
+    now: datetime,
+    timeout: float,
+    lookback: timedelta = timedelta(days=7),
+) -> Report:
     """Read the cloud and the state file into a ``Report``."""
     regions = list(dict.fromkeys(run_regions(setup) + copy_destinations(setup.policies)))
-    reads = read_regions(regions,
-                         lambda r: read_inventory(client, r, setup.config.image_quota), timeout)
+    reads = read_regions(
+        regions, lambda r: read_inventory(client, r, setup.config.image_quota), timeout
+    )
     inventories: dict[str, Inventory] = reads.read
-    settings = PlannerSettings(orphan_retention=setup.config.orphans.retention,
-                               name_format=setup.config.name_format)
+    settings = PlannerSettings(
+        orphan_retention=setup.config.orphans.retention, name_format=setup.config.name_format
+    )
     names = {i.instance_id: i.name for inv in inventories.values() for i in inv.instances}
     home = {i.instance_id: r for r, inv in inventories.items() for i in inv.instances}
     region_rows: list[RegionRow] = []
@@ -143,42 +155,69 @@ def gather_report(setup: Setup, client: CloudClient, now: datetime, timeout: flo
     for region in regions:
         inventory = inventories.get(region)
         if inventory is None:
-            region_rows.append(RegionRow(region, cap=setup.config.image_quota,
-                                         error=reads.unreadable.get(region, "not read")))
+            region_rows.append(
+                RegionRow(
+                    region,
+                    cap=setup.config.image_quota,
+                    error=reads.unreadable.get(region, "not read"),
+                )
+            )
             continue
         others = {r: inv for r, inv in inventories.items() if r != region}
-        plan = plan_region(inventory, setup.policies, (), now, settings, sources=others,
-                           make_copies=False)
-        region_rows.append(RegionRow(
-            region, quota=plan.quota, account_quota=inventory.account_quota,
-            cap=inventory.quota_cap, managed=plan.used - plan.unmanaged,
-            unmanaged=plan.unmanaged,
-            disk_warnings=tuple(region_disk_warnings(inventory, setup.policies,
-                                                     setup.config.name_format))))
+        plan = plan_region(
+            inventory, setup.policies, (), now, settings, sources=others, make_copies=False
+        )
+        region_rows.append(
+            RegionRow(
+                region,
+                quota=plan.quota,
+                account_quota=inventory.account_quota,
+                cap=inventory.quota_cap,
+                managed=plan.used - plan.unmanaged,
+                unmanaged=plan.unmanaged,
+                disk_warnings=tuple(
+                    region_disk_warnings(inventory, setup.policies, setup.config.name_format)
+                ),
+            )
+        )
         resolution = resolve_targets(region, setup.policies, inventory.instances)
         rows: dict[str, InstanceRow] = {}
         for instance_id, policies in sorted(resolution.policies_by_instance.items()):
-            rows[instance_id] = InstanceRow(region, instance_id, names.get(instance_id),
-                                            [p.name for p in policies])
+            rows[instance_id] = InstanceRow(
+                region, instance_id, names.get(instance_id), [p.name for p in policies]
+            )
         snapshots = {image.image_id: image.snapshots for image in inventory.images}
         for decision in plan.decisions:
             row = rows.get(decision.instance_id)
             if row is None:
                 source = home.get(decision.instance_id)
                 row = rows[decision.instance_id] = InstanceRow(
-                    region, decision.instance_id, names.get(decision.instance_id), [],
+                    region,
+                    decision.instance_id,
+                    names.get(decision.instance_id),
+                    [],
                     copies_from=source if source and source != region else None,
-                    orphan=decision.orphan)
-            row.images.append(ImageRow(
-                decision.image_id, decision.image_name, decision.slot, decision.state.value,
-                image_fate(decision), decision.delete_kind is not None, decision.pinned,
-                describe_snapshots(snapshots.get(decision.image_id, ()))))
+                    orphan=decision.orphan,
+                )
+            row.images.append(
+                ImageRow(
+                    decision.image_id,
+                    decision.image_name,
+                    decision.slot,
+                    decision.state.value,
+                    image_fate(decision),
+                    decision.delete_kind is not None,
+                    decision.pinned,
+                    describe_snapshots(snapshots.get(decision.image_id, ())),
+                )
+            )
         for row in rows.values():
             row.images.sort(key=lambda image: image.slot, reverse=True)
             if row.policies:
                 normal = [i.slot for i in row.images if i.state == "NORMAL"]
                 row.missed, row.missed_more = _missed_slots(
-                    setup, row.policies, max(normal, default=None), now, lookback)
+                    setup, row.policies, max(normal, default=None), now, lookback
+                )
         instance_rows.extend(rows.values())
     state = DaemonState()
     problem = None
@@ -189,9 +228,15 @@ def gather_report(setup: Setup, client: CloudClient, now: datetime, timeout: flo
     policy_rows = []
     for policy in setup.policies:
         run = state.policies.get(policy.name)
-        policy_rows.append(PolicyRow(
-            policy.name, ", ".join(s.describe() for s in policy.schedules), list(policy.regions),
-            next_policy_slots(policy, now, NEXT_SLOTS),
-            run.result if run else None, run.finished if run else None,
-            list(run.errors) if run else []))
+        policy_rows.append(
+            PolicyRow(
+                policy.name,
+                ", ".join(s.describe() for s in policy.schedules),
+                list(policy.regions),
+                next_policy_slots(policy, now, NEXT_SLOTS),
+                run.result if run else None,
+                run.finished if run else None,
+                list(run.errors) if run else [],
+            )
+        )
     return Report(now, setup.config.source, region_rows, instance_rows, policy_rows, problem)

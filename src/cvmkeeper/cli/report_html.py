@@ -47,25 +47,26 @@ def quota_bar(row: RegionRow) -> str:
     """The quota bar of one region, or its error."""
     head = f'<h3 id="region-{escape(row.region)}">{escape(row.region)}</h3>'
     if row.error is not None or not row.quota:
-        return (f'{head}<p class="error region-error">cannot be read: '
-                f"{escape(row.error or 'no quota')}</p>")
+        return (
+            f'{head}<p class="error region-error">cannot be read: '
+            f"{escape(row.error or 'no quota')}</p>"
+        )
     total = max(row.quota, row.managed + row.unmanaged)
 
     def part(kind: str, count: int) -> str:
         width = 100.0 * count / total if total else 0
-        return (f'<span class="{kind}" style="width:{width:.2f}%" '
-                f'title="{kind}: {count}"></span>')
+        return f'<span class="{kind}" style="width:{width:.2f}%" title="{kind}: {count}"></span>'
 
     cap = "no cap" if row.cap is None else f"cap image_quota {row.cap}"
     account = "?" if row.account_quota is None else str(row.account_quota)
     return (
         f'{head}<div class="bar quota-bar" data-region="{escape(row.region)}">'
-        f'{part("managed", row.managed)}{part("unmanaged", row.unmanaged)}'
-        f'{part("free", row.free)}</div>'
+        f"{part('managed', row.managed)}{part('unmanaged', row.unmanaged)}"
+        f"{part('free', row.free)}</div>"
         f'<div class="legend"><span class="managed"></span>cvmkeeper {row.managed}'
         f'<span class="unmanaged"></span>others {row.unmanaged}'
         f'<span class="free"></span>free {row.free}'
-        f' &nbsp; quota {row.quota} (account {account}, {cap})</div>'
+        f" &nbsp; quota {row.quota} (account {account}, {cap})</div>"
         + "".join(f'<p class="warn disk-warning">{escape(w)}</p>' for w in row.disk_warnings)
     )
 
@@ -80,24 +81,36 @@ def timeline(row: InstanceRow, now: datetime) -> str:
     def x(moment: datetime) -> float:
         return PAD + (WIDTH - 2 * PAD) * (1 - (now - moment).total_seconds() / span)
 
-    marks = [f'<line x1="{PAD}" y1="22" x2="{WIDTH - PAD}" y2="22" stroke="#d0d7de"/>',
-             f'<text x="{PAD}" y="40">{escape(_t(now - timedelta(seconds=span)))}</text>',
-             f'<text x="{WIDTH - PAD}" y="40" text-anchor="end">now {escape(_t(now))}</text>']
+    marks = [
+        f'<line x1="{PAD}" y1="22" x2="{WIDTH - PAD}" y2="22" stroke="#d0d7de"/>',
+        f'<text x="{PAD}" y="40">{escape(_t(now - timedelta(seconds=span)))}</text>',
+        f'<text x="{WIDTH - PAD}" y="40" text-anchor="end">now {escape(_t(now))}</text>',
+    ]
     for image in row.images:
-        colour = ("#cf222e" if image.state not in {"NORMAL", "CREATING"}
-                  else "#bf8700" if image.expires else "#2f81f7")
+        colour = (
+            "#cf222e"
+            if image.state not in {"NORMAL", "CREATING"}
+            else "#bf8700"
+            if image.expires
+            else "#2f81f7"
+        )
         title = f"{image.name} {_t(image.slot)} {image.state}: {image.kept_by}"
-        marks.append(f'<circle class="image-dot" cx="{x(image.slot):.1f}" cy="22" r="5" '
-                     f'fill="{colour}"><title>{escape(title)}</title></circle>')
+        marks.append(
+            f'<circle class="image-dot" cx="{x(image.slot):.1f}" cy="22" r="5" '
+            f'fill="{colour}"><title>{escape(title)}</title></circle>'
+        )
     for slot in row.missed:
         cx = x(slot)
         marks.append(
             f'<g class="missed-slot"><path d="M{cx - 4:.1f} 18 l8 8 m0 -8 l-8 8" '
             f'stroke="#cf222e" stroke-width="2"/><title>missed slot {escape(_t(slot))}'
-            f"</title></g>")
-    return (f'<svg class="timeline" width="{WIDTH}" height="{HEIGHT}" '
-            f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-            f'aria-label="images of {escape(row.instance_id)}">{"".join(marks)}</svg>')
+            f"</title></g>"
+        )
+    return (
+        f'<svg class="timeline" width="{WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="images of {escape(row.instance_id)}">{"".join(marks)}</svg>'
+    )
 
 
 def instance_card(row: InstanceRow, now: datetime) -> str:
@@ -113,16 +126,21 @@ def instance_card(row: InstanceRow, now: datetime) -> str:
     missed = ""
     if row.missed:
         more = f" and {row.missed_more} more" if row.missed_more else ""
-        missed = (f'<p class="error">{len(row.missed)}{more} slots missed since the newest '
-                  f"image: {escape(', '.join(_t(s) for s in row.missed[:5]))}"
-                  f"{' ...' if len(row.missed) > 5 else ''}</p>")
-    rows = "".join(
-        f'<tr class="image-row"><td><code>{escape(i.name)}</code></td>'
-        f"<td><code>{escape(i.image_id)}</code></td><td>{escape(_t(i.slot))}</td>"
-        f'<td>{escape(i.state)}</td><td>{escape(i.holds)}</td>'
-        f'<td class="{"warn" if i.expires else ""}">{escape(i.kept_by)}</td></tr>'
-        for i in row.images
-    ) or '<tr><td colspan="6">no managed image</td></tr>'
+        missed = (
+            f'<p class="error">{len(row.missed)}{more} slots missed since the newest '
+            f"image: {escape(', '.join(_t(s) for s in row.missed[:5]))}"
+            f"{' ...' if len(row.missed) > 5 else ''}</p>"
+        )
+    rows = (
+        "".join(
+            f'<tr class="image-row"><td><code>{escape(i.name)}</code></td>'
+            f"<td><code>{escape(i.image_id)}</code></td><td>{escape(_t(i.slot))}</td>"
+            f"<td>{escape(i.state)}</td><td>{escape(i.holds)}</td>"
+            f'<td class="{"warn" if i.expires else ""}">{escape(i.kept_by)}</td></tr>'
+            for i in row.images
+        )
+        or '<tr><td colspan="6">no managed image</td></tr>'
+    )
     return (
         f'<div class="card instance" data-instance="{escape(row.instance_id)}">'
         f"<strong>{escape(row.instance_id)}</strong>{name} in {escape(row.region)}"
@@ -138,14 +156,18 @@ def policy_row(row: PolicyRow) -> str:
         last = '<span class="meta">never run</span>'
     else:
         css = "ok" if row.last_result == "ok" else "error"
-        last = (f'<span class="{css}">{escape(row.last_result.upper())}</span> '
-                f"{escape(_t(row.last_finished))}")
+        last = (
+            f'<span class="{css}">{escape(row.last_result.upper())}</span> '
+            f"{escape(_t(row.last_finished))}"
+        )
         if row.last_errors:
             last += "<br>" + "<br>".join(escape(e) for e in row.last_errors[:5])
-    return (f'<tr class="policy-row"><td><strong>{escape(row.name)}</strong></td>'
-            f"<td>{escape(row.schedules)}</td><td>{escape(', '.join(row.regions))}</td>"
-            f"<td>{'<br>'.join(escape(_t(s)) for s in row.next_slots) or 'none'}</td>"
-            f"<td>{last}</td></tr>")
+    return (
+        f'<tr class="policy-row"><td><strong>{escape(row.name)}</strong></td>'
+        f"<td>{escape(row.schedules)}</td><td>{escape(', '.join(row.regions))}</td>"
+        f"<td>{'<br>'.join(escape(_t(s)) for s in row.next_slots) or 'none'}</td>"
+        f"<td>{last}</td></tr>"
+    )
 
 
 def render_html(report: Report) -> str:
@@ -153,13 +175,17 @@ def render_html(report: Report) -> str:
     unreadable = [r.region for r in report.regions if r.error is not None]
     banner = ""
     if unreadable:
-        banner = (f'<p class="error banner">CLOUD NOT READ in {escape(", ".join(unreadable))}:'
-                  " what is shown covers only the regions read.</p>")
+        banner = (
+            f'<p class="error banner">CLOUD NOT READ in {escape(", ".join(unreadable))}:'
+            " what is shown covers only the regions read.</p>"
+        )
     if report.state_problem:
         banner += f'<p class="error">state file: {escape(report.state_problem)}</p>'
     regions = "".join(quota_bar(r) for r in report.regions)
-    instances = "".join(instance_card(i, report.now) for i in report.instances) or \
-        "<p>no instance is targeted and no managed image exists</p>"
+    instances = (
+        "".join(instance_card(i, report.now) for i in report.instances)
+        or "<p>no instance is targeted and no managed image exists</p>"
+    )
     policies = "".join(policy_row(p) for p in report.policies)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

@@ -82,51 +82,135 @@ def _fail(message: str, as_json: bool, extra: dict[str, Any] | None = None) -> N
 @click.command("restore")
 @click.argument("instance_id", metavar="INSTANCE")
 @config_option
-@click.option("--region", "region_name", default=None, metavar="REGION",
-              help="The region of the instance and its images. Default: look in every region "
-              "of the config and the policies, in order.")
-@click.option("--image", "image_id", default=None, metavar="IMAGE_ID",
-              help="Restore this image (one of cvmkeeper's images of INSTANCE).")
-@click.option("--slot", "slot", type=AtTime(), default=None, metavar="TIME",
-              help="Restore the image of this slot (UTC minute, e.g. 2026-11-27T18:00Z).")
-@click.option("--as-of", "as_of", type=AtTime(), default=None, metavar="TIME",
-              help="Restore the newest NORMAL image made at or before TIME.")
-@click.option("--new/--in-place", "new", default=True,
-              help="--new (default): launch a new instance from the image and leave INSTANCE "
-              "alone. --in-place: put INSTANCE itself back (its system disk is reset; "
-              "destructive, needs --yes or a confirmation).")
-@click.option("--zone", default="", metavar="ZONE",
-              help="--new: the zone of the new instance. Default: the source instance's.")
-@click.option("--instance-type", default="", metavar="TYPE",
-              help="--new: the instance type. Default: the source instance's.")
-@click.option("--vpc", "vpc_id", default="", metavar="VPC_ID",
-              help="--new: the VPC. Default: the source instance's.")
-@click.option("--subnet", "subnet_id", default="", metavar="SUBNET_ID",
-              help="--new: the subnet. Default: the source instance's.")
-@click.option("--security-group", "security_groups", multiple=True, metavar="SG_ID",
-              help="--new: a security group (repeat for several). Default: the source "
-              "instance's.")
-@click.option("--name", "instance_name", default="", metavar="NAME",
-              help="--new: the new instance's name. Default: restored-INSTANCE.")
-@click.option("--system-disk-only", is_flag=True,
-              help="--in-place with an image that holds data disks: restore the system disk "
-              "and leave the data disks as they are (they are NOT rolled back).")
-@click.option("--yes", is_flag=True,
-              help="--in-place: do not ask for confirmation (required without a terminal).")
-@click.option("--dry-run", is_flag=True,
-              help="Print the plan and its reasons; --new also sends RunInstances with DryRun "
-              "(checks parameters, quota and stock). Nothing is created or changed.")
-@click.option("--timeout", "timeout", type=DurationType(), default="15m", show_default=True,
-              help="How long to wait for the new instance to be RUNNING, or for the reset.")
-@click.option("--no-wait", is_flag=True,
-              help="--new: print the new instance id without waiting for RUNNING.")
+@click.option(
+    "--region",
+    "region_name",
+    default=None,
+    metavar="REGION",
+    help="The region of the instance and its images. Default: look in every region "
+    "of the config and the policies, in order.",
+)
+@click.option(
+    "--image",
+    "image_id",
+    default=None,
+    metavar="IMAGE_ID",
+    help="Restore this image (one of cvmkeeper's images of INSTANCE).",
+)
+@click.option(
+    "--slot",
+    "slot",
+    type=AtTime(),
+    default=None,
+    metavar="TIME",
+    help="Restore the image of this slot (UTC minute, e.g. 2026-11-27T18:00Z).",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=AtTime(),
+    default=None,
+    metavar="TIME",
+    help="Restore the newest NORMAL image made at or before TIME.",
+)
+@click.option(
+    "--new/--in-place",
+    "new",
+    default=True,
+    help="--new (default): launch a new instance from the image and leave INSTANCE "
+    "alone. --in-place: put INSTANCE itself back (its system disk is reset; "
+    "destructive, needs --yes or a confirmation).",
+)
+@click.option(
+    "--zone",
+    default="",
+    metavar="ZONE",
+    help="--new: the zone of the new instance. Default: the source instance's.",
+)
+@click.option(
+    "--instance-type",
+    default="",
+    metavar="TYPE",
+    help="--new: the instance type. Default: the source instance's.",
+)
+@click.option(
+    "--vpc",
+    "vpc_id",
+    default="",
+    metavar="VPC_ID",
+    help="--new: the VPC. Default: the source instance's.",
+)
+@click.option(
+    "--subnet",
+    "subnet_id",
+    default="",
+    metavar="SUBNET_ID",
+    help="--new: the subnet. Default: the source instance's.",
+)
+@click.option(
+    "--security-group",
+    "security_groups",
+    multiple=True,
+    metavar="SG_ID",
+    help="--new: a security group (repeat for several). Default: the source instance's.",
+)
+@click.option(
+    "--name",
+    "instance_name",
+    default="",
+    metavar="NAME",
+    help="--new: the new instance's name. Default: restored-INSTANCE.",
+)
+@click.option(
+    "--system-disk-only",
+    is_flag=True,
+    help="--in-place with an image that holds data disks: restore the system disk "
+    "and leave the data disks as they are (they are NOT rolled back).",
+)
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="--in-place: do not ask for confirmation (required without a terminal).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan and its reasons; --new also sends RunInstances with DryRun "
+    "(checks parameters, quota and stock). Nothing is created or changed.",
+)
+@click.option(
+    "--timeout",
+    "timeout",
+    type=DurationType(),
+    default="15m",
+    show_default=True,
+    help="How long to wait for the new instance to be RUNNING, or for the reset.",
+)
+@click.option(
+    "--no-wait", is_flag=True, help="--new: print the new instance id without waiting for RUNNING."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and outcome as JSON.")
 def restore_command(
-    *, instance_id: str, config_file: str | None, region_name: str | None,
-    image_id: str | None, slot: datetime | None, as_of: datetime | None, new: bool,
-    zone: str, instance_type: str, vpc_id: str, subnet_id: str,
-    security_groups: tuple[str, ...], instance_name: str, system_disk_only: bool, yes: bool,
-    dry_run: bool, timeout: float, no_wait: bool, as_json: bool,
+    *,
+    instance_id: str,
+    config_file: str | None,
+    region_name: str | None,
+    image_id: str | None,
+    slot: datetime | None,
+    as_of: datetime | None,
+    new: bool,
+    zone: str,
+    instance_type: str,
+    vpc_id: str,
+    subnet_id: str,
+    security_groups: tuple[str, ...],
+    instance_name: str,
+    system_disk_only: bool,
+    yes: bool,
+    dry_run: bool,
+    timeout: float,
+    no_wait: bool,
+    as_json: bool,
 ) -> None:
     """Restore INSTANCE from one of its backups: as a new instance, or in place.
 
@@ -157,10 +241,11 @@ def restore_command(
     setup = load_or_exit(config_file)
     if sum(x is not None for x in (image_id, slot, as_of)) > 1:
         _refuse("give at most one of --image, --slot, --as-of", as_json)
-    if not new and any((zone, instance_type, vpc_id, subnet_id, security_groups,
-                        instance_name)):
-        _refuse("--zone, --instance-type, --vpc, --subnet, --security-group and --name are "
-                "for --new", as_json)
+    if not new and any((zone, instance_type, vpc_id, subnet_id, security_groups, instance_name)):
+        _refuse(
+            "--zone, --instance-type, --vpc, --subnet, --security-group and --name are for --new",
+            as_json,
+        )
     if new and system_disk_only:
         _refuse("--system-disk-only is for --in-place", as_json)
     regions = [region_name] if region_name else run_regions(setup)
@@ -170,8 +255,15 @@ def restore_command(
     fmt = setup.config.name_format
     try:
         located = locate(client, regions, instance_id, fmt)
-        point = choose_restore_point(located.images, instance_id, located.region,
-                                     image_id=image_id, slot=slot, as_of=as_of, fmt=fmt)
+        point = choose_restore_point(
+            located.images,
+            instance_id,
+            located.region,
+            image_id=image_id,
+            slot=slot,
+            as_of=as_of,
+            fmt=fmt,
+        )
     except RestoreRefused as refusal:
         _refuse(str(refusal), as_json)
         return
@@ -183,43 +275,80 @@ def restore_command(
             _refuse(f"region {error.region}: {error.code}: {error.message}", as_json)
         _fail(f"cannot read {instance_id}: {error}", as_json)
         return
-    waiting = Waiting(seconds=0 if no_wait else timeout,
-                      poll_seconds=min(5.0, setup.config.api.poll_interval.total_seconds()))
+    waiting = Waiting(
+        seconds=0 if no_wait else timeout,
+        poll_seconds=min(5.0, setup.config.api.poll_interval.total_seconds()),
+    )
     if new:
         overrides = Placement(zone, instance_type, vpc_id, subnet_id, tuple(security_groups))
-        _restore_new(client, located, point, overrides=overrides,
-                     name=instance_name or f"restored-{instance_id}", dry_run=dry_run,
-                     waiting=waiting, as_json=as_json)
+        _restore_new(
+            client,
+            located,
+            point,
+            overrides=overrides,
+            name=instance_name or f"restored-{instance_id}",
+            dry_run=dry_run,
+            waiting=waiting,
+            as_json=as_json,
+        )
     else:
-        _restore_in_place(client, located, point, system_disk_only=system_disk_only, yes=yes,
-                          dry_run=dry_run, waiting=waiting,
-                          journal=StopJournal(setup.config.state_dir), as_json=as_json)
+        _restore_in_place(
+            client,
+            located,
+            point,
+            system_disk_only=system_disk_only,
+            yes=yes,
+            dry_run=dry_run,
+            waiting=waiting,
+            journal=StopJournal(setup.config.state_dir),
+            as_json=as_json,
+        )
 
 
 def _point_json(located: Located, point: RestorePoint) -> dict[str, Any]:
-    return {"instance_id": located.instance_id, "region": located.region,
-            "instance_exists": located.instance is not None,
-            "image_id": point.image_id, "image_name": point.image.name,
-            "slot": iso_utc(point.slot), "created": iso_utc(point.image.created_time),
-            "chosen_because": point.reason,
-            "data_disk_snapshots": [s for s, _ in point.data_snapshots]}
+    return {
+        "instance_id": located.instance_id,
+        "region": located.region,
+        "instance_exists": located.instance is not None,
+        "image_id": point.image_id,
+        "image_name": point.image.name,
+        "slot": iso_utc(point.slot),
+        "created": iso_utc(point.image.created_time),
+        "chosen_because": point.reason,
+        "data_disk_snapshots": [s for s, _ in point.data_snapshots],
+    }
 
 
 def _print_point(located: Located, point: RestorePoint) -> None:
-    click.echo(f"restore point: {point.image_id} ({point.image.name}), slot "
-               f"{iso_utc(point.slot)}, made {iso_utc(point.image.created_time)} in "
-               f"{located.region}: {point.reason}")
+    click.echo(
+        f"restore point: {point.image_id} ({point.image.name}), slot "
+        f"{iso_utc(point.slot)}, made {iso_utc(point.image.created_time)} in "
+        f"{located.region}: {point.reason}"
+    )
 
 
-def _restore_new(client: Any, located: Located, point: RestorePoint, *, overrides: Placement,
-                 name: str, dry_run: bool, waiting: Waiting, as_json: bool) -> None:
+def _restore_new(
+    client: Any,
+    located: Located,
+    point: RestorePoint,
+    *,
+    overrides: Placement,
+    name: str,
+    dry_run: bool,
+    waiting: Waiting,
+    as_json: bool,
+) -> None:
     try:
         plan = plan_launch(located.region, point, located.placement, overrides)
     except RestoreRefused as refusal:
         _refuse(str(refusal), as_json)
         return
-    document: dict[str, Any] = {"mode": "new", "dry_run": dry_run,
-                                **_point_json(located, point), "plan": _plan_json(plan)}
+    document: dict[str, Any] = {
+        "mode": "new",
+        "dry_run": dry_run,
+        **_point_json(located, point),
+        "plan": _plan_json(plan),
+    }
     if not as_json:
         _print_point(located, point)
         click.echo(f"launch a new instance {name!r} from {plan.image_id}:")
@@ -232,15 +361,24 @@ def _restore_new(client: Any, located: Located, point: RestorePoint, *, override
         _fail(str(failure), as_json, document)
         return
     except CapacityError as error:
-        _fail(f"no capacity: {error.code}: {error.message} (try another --zone or "
-              "--instance-type)", as_json, document)
+        _fail(
+            f"no capacity: {error.code}: {error.message} (try another --zone or --instance-type)",
+            as_json,
+            document,
+        )
         return
     except (CloudError, ResponseFormatError) as error:
         _fail(f"RunInstances failed: {error}", as_json, document)
         return
-    document.update({"ok": True, "instance_id": result.instance_id, "state": result.state,
-                     "private_ips": list(result.private_ips),
-                     "seconds_to_running": result.seconds_to_running})
+    document.update(
+        {
+            "ok": True,
+            "instance_id": result.instance_id,
+            "state": result.state,
+            "private_ips": list(result.private_ips),
+            "seconds_to_running": result.seconds_to_running,
+        }
+    )
     if as_json:
         print_json(document)
     elif dry_run:
@@ -248,25 +386,32 @@ def _restore_new(client: Any, located: Located, point: RestorePoint, *, override
     else:
         click.echo(f"launched {result.instance_id} ({result.state})")
         if result.private_ips:
-            click.echo(f"reach it at {', '.join(result.private_ips)} (private IP, in "
-                       f"{plan.placement.vpc_id}/{plan.placement.subnet_id}); log in as the "
-                       "image allowed (its login settings were kept)")
+            click.echo(
+                f"reach it at {', '.join(result.private_ips)} (private IP, in "
+                f"{plan.placement.vpc_id}/{plan.placement.subnet_id}); log in as the "
+                "image allowed (its login settings were kept)"
+            )
     sys.exit(EXIT_OK)
 
 
 def _plan_json(plan: LaunchPlan) -> dict[str, Any]:
     p = plan.placement
-    return {"zone": p.zone, "instance_type": p.instance_type, "vpc_id": p.vpc_id,
-            "subnet_id": p.subnet_id, "security_group_ids": list(p.security_group_ids),
-            "data_disks": [{"snapshot_id": s, "size_gib": n} for s, n in plan.data_disks],
-            "tags": dict(plan.tags), "reasons": list(plan.reasons)}
+    return {
+        "zone": p.zone,
+        "instance_type": p.instance_type,
+        "vpc_id": p.vpc_id,
+        "subnet_id": p.subnet_id,
+        "security_group_ids": list(p.security_group_ids),
+        "data_disks": [{"snapshot_id": s, "size_gib": n} for s, n in plan.data_disks],
+        "tags": dict(plan.tags),
+        "reasons": list(plan.reasons),
+    }
 
 
 def _print_in_place_plan(located: Located, point: RestorePoint, plan: InPlacePlan) -> None:
     """The restore point and the in-place plan's steps and warnings, for people."""
     _print_point(located, point)
-    click.echo(f"in place (DESTRUCTIVE: the system disk of {plan.instance_id} is "
-               "overwritten):")
+    click.echo(f"in place (DESTRUCTIVE: the system disk of {plan.instance_id} is overwritten):")
     for step in plan.steps:
         click.echo(f"  {step}")
     for warning in plan.warnings:
@@ -277,28 +422,42 @@ def _confirm_in_place(plan: InPlacePlan, as_json: bool) -> None:
     """Ask at a terminal before overwriting a system disk; refuse (exit) without one or
     without a yes."""
     if not sys.stdin.isatty():
-        _refuse("--in-place overwrites the system disk; pass --yes (no terminal to ask)",
-                as_json)
-    if not click.confirm(f"Reset the system disk of {plan.instance_id} to "
-                         f"{plan.image_id}?", default=False, err=True):
+        _refuse("--in-place overwrites the system disk; pass --yes (no terminal to ask)", as_json)
+    if not click.confirm(
+        f"Reset the system disk of {plan.instance_id} to {plan.image_id}?", default=False, err=True
+    ):
         _refuse("not confirmed", as_json)
 
 
-def _restore_in_place(client: Any, located: Located, point: RestorePoint, *,
-                      system_disk_only: bool, yes: bool, dry_run: bool, waiting: Waiting,
-                      journal: StopJournal, as_json: bool) -> None:
+def _restore_in_place(
+    client: Any,
+    located: Located,
+    point: RestorePoint,
+    *,
+    system_disk_only: bool,
+    yes: bool,
+    dry_run: bool,
+    waiting: Waiting,
+    journal: StopJournal,
+    as_json: bool,
+) -> None:
     if located.instance is None:
         _refuse(f"{located.instance_id} no longer exists; restore it with --new", as_json)
         return
     try:
-        plan = plan_in_place(located.instance_id, located.instance.state, point,
-                             system_disk_only=system_disk_only)
+        plan = plan_in_place(
+            located.instance_id, located.instance.state, point, system_disk_only=system_disk_only
+        )
     except RestoreRefused as refusal:
         _refuse(str(refusal), as_json)
         return
-    document: dict[str, Any] = {"mode": "in-place", "dry_run": dry_run,
-                                **_point_json(located, point), "steps": list(plan.steps),
-                                "warnings": list(plan.warnings)}
+    document: dict[str, Any] = {
+        "mode": "in-place",
+        "dry_run": dry_run,
+        **_point_json(located, point),
+        "steps": list(plan.steps),
+        "warnings": list(plan.warnings),
+    }
     if not as_json:
         _print_in_place_plan(located, point, plan)
     if dry_run:
@@ -313,23 +472,32 @@ def _restore_in_place(client: Any, located: Located, point: RestorePoint, *,
     progress = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
     started = time.monotonic()
     try:
-        result = restore_in_place(client, located.region, plan, waiting, journal=journal,
-                                  progress=progress)
+        result = restore_in_place(
+            client, located.region, plan, waiting, journal=journal, progress=progress
+        )
     except RestoreFailed as failure:
         _fail(str(failure), as_json, document)
         return
     except (CloudError, ResponseFormatError) as error:
         _fail(f"{error}", as_json, document)
         return
-    document.update({"ok": not result.problems, "reset": result.reset,
-                     "restarted": result.restarted, "state": result.final_state,
-                     "problems": result.problems,
-                     "seconds": round(time.monotonic() - started, 1)})
+    document.update(
+        {
+            "ok": not result.problems,
+            "reset": result.reset,
+            "restarted": result.restarted,
+            "state": result.final_state,
+            "problems": result.problems,
+            "seconds": round(time.monotonic() - started, 1),
+        }
+    )
     if as_json:
         print_json(document)
     else:
-        click.echo(f"restored {plan.instance_id} in place from {plan.image_id}; it is "
-                   f"{result.final_state or 'unknown'} now")
+        click.echo(
+            f"restored {plan.instance_id} in place from {plan.image_id}; it is "
+            f"{result.final_state or 'unknown'} now"
+        )
         for problem in result.problems:
             click.echo(f"problem: {problem}", err=True)
     sys.exit(EXIT_FAILED if result.problems else EXIT_OK)

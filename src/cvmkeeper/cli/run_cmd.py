@@ -75,35 +75,43 @@ def short_summary_lines(report: RunReport, health_warnings: int = 0) -> list[str
         return summary_lines(report)
     full = summary_lines(report, health_warnings)
     attention = [
-        line for outcome, line in zip(report.outcomes, full, strict=False)
+        line
+        for outcome, line in zip(report.outcomes, full, strict=False)
         if not outcome.ok or outcome.status in ("failed", "skipped")
     ]
     offset = len(report.outcomes)
     attention += [
-        line for copy, line in zip(report.copies, full[offset:], strict=False)
+        line
+        for copy, line in zip(report.copies, full[offset:], strict=False)
         if not copy.ok or copy.status in ("failed", "skipped")
     ]
     offset += len(report.copies)
     attention += [
-        line for deleted, line in zip(report.deleted, full[offset:], strict=False)
-        if deleted.error
+        line for deleted, line in zip(report.deleted, full[offset:], strict=False) if deleted.error
     ]
-    regions = dict.fromkeys([o.region for o in report.outcomes]
-                            + [c.region for c in report.copies]
-                            + [d.region for d in report.deleted])
+    regions = dict.fromkeys(
+        [o.region for o in report.outcomes]
+        + [c.region for c in report.copies]
+        + [d.region for d in report.deleted]
+    )
     counts = []
     for region in regions:
         outcomes = [o for o in report.outcomes if o.region == region]
         made = sum(1 for o in outcomes if o.status in ("created", "adopted"))
         there = sum(1 for o in outcomes if o.status == "exists")
         failed = sum(1 for o in outcomes if not o.ok)
-        copied = sum(1 for c in report.copies if c.region == region
-                     and c.status in ("copied", "adopted"))
-        gone = sum(1 for d in report.deleted if d.region == region
-                   and d.status in ("deleted", "already_gone"))
+        copied = sum(
+            1 for c in report.copies if c.region == region and c.status in ("copied", "adopted")
+        )
+        gone = sum(
+            1
+            for d in report.deleted
+            if d.region == region and d.status in ("deleted", "already_gone")
+        )
         copies = f", {copied} copied here" if copied else ""
-        counts.append(f"{region}: {made} made, {there} already there, {failed} failed"
-                      f"{copies}, {gone} deleted")
+        counts.append(
+            f"{region}: {made} made, {there} already there, {failed} failed{copies}, {gone} deleted"
+        )
     return [*attention, *counts, full[-1], "(--verbose or --json lists every image)"]
 
 
@@ -121,8 +129,11 @@ def summary_lines(report: RunReport, health_warnings: int = 0) -> list[str]:
         lines.append("dry run: nothing was changed")
         return lines
     for outcome in report.outcomes:
-        image = f"{outcome.image_name} ({outcome.image_id})" if outcome.image_id else \
-            outcome.image_name or "-"
+        image = (
+            f"{outcome.image_name} ({outcome.image_id})"
+            if outcome.image_id
+            else outcome.image_name or "-"
+        )
         state = f" {outcome.image_state}" if outcome.image_state else ""
         error = f": {outcome.error}" if outcome.error else ""
         lines.append(
@@ -172,9 +183,7 @@ def summary_lines(report: RunReport, health_warnings: int = 0) -> list[str]:
     "the next run. (Instances stopped for stop_start are still started again once their "
     "image no longer needs them.)",
 )
-@click.option(
-    "--no-alerts", is_flag=True, help="Send no Sentry events and no Crons check-ins."
-)
+@click.option("--no-alerts", is_flag=True, help="Send no Sentry events and no Crons check-ins.")
 @click.option(
     "--verbose",
     "-v",
@@ -233,15 +242,20 @@ def run_command(
     client = client_or_exit(setup, "run")
     try:
         alerter = build_alerter(setup.config.sentry, enabled=not (no_alerts or dry_run))
-        alerter = with_notifications(alerter, setup.config.notify,
-                                     enabled=not (no_alerts or dry_run))
+        alerter = with_notifications(
+            alerter, setup.config.notify, enabled=not (no_alerts or dry_run)
+        )
     except AlertingConfigError as error:
         click.echo(f"run: {error}", err=True)
         sys.exit(EXIT_CONFIG)
     now = at or utc_now()
     stderr = sys.stderr
-    display = RunProgress(stderr, live=stderr.isatty() and not as_json, verbose=verbose,
-                          quiet=stream_is_journal(raw_stream(stderr)))
+    display = RunProgress(
+        stderr,
+        live=stderr.isatty() and not as_json,
+        verbose=verbose,
+        quiet=stream_is_journal(raw_stream(stderr)),
+    )
     policies = [] if dry_run else policies_run(setup, policy_names, region_names, now)
     try:
         with display.running(), policy_checkins(alerter, policies, setup.config.sentry) as fail:

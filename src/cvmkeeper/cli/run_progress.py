@@ -73,9 +73,16 @@ class RegionCounts:
 class RunProgress:
     """The progress display: call it with each message; ``close()`` at the end."""
 
-    def __init__(self, stream: TextIO, *, live: bool, verbose: bool = False,
-                 quiet: bool = False, clock: Callable[[], float] = time.monotonic,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        live: bool,
+        verbose: bool = False,
+        quiet: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    ) -> None:
         """``live``: rewrite one status line (a terminal); else plain lines and heartbeats.
         ``quiet``: show no message line (under journald each is logged at its own priority
         already; printed too, it would be filed a second time at priority 6)."""
@@ -217,8 +224,12 @@ class RunProgress:
         """While the run lasts: tick in the background, and clear the status line before
         any log record is written by the root logger's handlers or logging's last resort."""
         stop = threading.Event()
-        ticker = threading.Thread(target=self._tick_until, args=(stop, tick_seconds),
-                                  name="cvmkeeper-progress", daemon=True)
+        ticker = threading.Thread(
+            target=self._tick_until,
+            args=(stop, tick_seconds),
+            name="cvmkeeper-progress",
+            daemon=True,
+        )
         clearing = _ClearLineFilter(self)
         handlers = [*logging.getLogger().handlers, logging.lastResort]
         for handler in handlers:

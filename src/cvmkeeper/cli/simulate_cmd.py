@@ -53,8 +53,13 @@ from cvmkeeper.core.simulation import KeptImage, SimulationTooLongError, simulat
     "the rules keeping each) to FILE as one self-contained HTML page.",
 )
 def simulate_command(
-    config_file: str | None, policy_name: str, days: int, at: datetime | None, as_json: bool,
-    *, html_file: Path | None = None,
+    config_file: str | None,
+    policy_name: str,
+    days: int,
+    at: datetime | None,
+    as_json: bool,
+    *,
+    html_file: Path | None = None,
 ) -> None:
     """Replay one policy's schedule for --days days and show what it would keep.
 
@@ -84,11 +89,11 @@ def simulate_command(
     if html_file is not None:
         copy_bounds = [explain_max_images(r.retention, policy.schedules) for r in policy.copies]
         try:
-            html_file.write_text(render_simulation_html(result, days, bound, copy_bounds),
-                                 encoding="utf-8")
+            html_file.write_text(
+                render_simulation_html(result, days, bound, copy_bounds), encoding="utf-8"
+            )
         except OSError as error:
-            click.echo(f"simulate: {html_file}: cannot write: {error.strerror or error}",
-                       err=True)
+            click.echo(f"simulate: {html_file}: cannot write: {error.strerror or error}", err=True)
             sys.exit(EXIT_CONFIG)
     if as_json:
         print_json(
@@ -113,12 +118,9 @@ def simulate_command(
                         "deleted": c.deleted,
                         "peak": c.peak,
                         "peak_after_rotation": c.peak_after_rotation,
-                        "max_images": explain_max_images(
-                            rule.retention, policy.schedules
-                        ),
+                        "max_images": explain_max_images(rule.retention, policy.schedules),
                         "kept": [
-                            {"name": k.name, "slot": iso_utc(k.slot),
-                             "reasons": list(k.reasons)}
+                            {"name": k.name, "slot": iso_utc(k.slot), "reasons": list(k.reasons)}
                             for k in c.kept
                         ],
                     }

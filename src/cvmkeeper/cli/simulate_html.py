@@ -17,13 +17,15 @@ from cvmkeeper.core.simulation import KeptImage, SimulationResult
 
 def _row(label: str, kept: tuple[KeptImage, ...]) -> InstanceRow:
     row = InstanceRow(label, "simulated instance", None, [])
-    row.images = [ImageRow("-", k.name, k.slot, "NORMAL", ", ".join(k.reasons), False, False)
-                  for k in kept]
+    row.images = [
+        ImageRow("-", k.name, k.slot, "NORMAL", ", ".join(k.reasons), False, False) for k in kept
+    ]
     return row
 
 
-def render_simulation_html(result: SimulationResult, days: int, bound: str,
-                           copy_bounds: list[str]) -> str:
+def render_simulation_html(
+    result: SimulationResult, days: int, bound: str, copy_bounds: list[str]
+) -> str:
     """The page for ``result`` (``bound``: the most images retention can hold, explained)."""
     sections = [
         f'<h2 id="source">Kept at the end ({len(result.kept)})</h2>'
@@ -38,7 +40,8 @@ def render_simulation_html(result: SimulationResult, days: int, bound: str,
             f"({len(copy.kept)})</h2><p>{copy.created} copied, {copy.deleted} deleted; most "
             f"held at once: {copy.peak} right after a copy, {copy.peak_after_rotation} after "
             f"rotation (bound: {escape(copy_bound)})</p>"
-            + instance_card(_row(copy.region, copy.kept), result.end))
+            + instance_card(_row(copy.region, copy.kept), result.end)
+        )
     start, end = (m.strftime("%Y-%m-%d %H:%MZ") for m in (result.start, result.end))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

@@ -129,16 +129,15 @@ def gather(
     status.unreadable.update(reads.unreadable)
     for inventory in read.values():
         status.regions.append(
-            assess_region(inventory, setup.policies, now, settings, setup.config.name_format,
-                          sources=read)
+            assess_region(
+                inventory, setup.policies, now, settings, setup.config.name_format, sources=read
+            )
         )
         status.disk_warnings += [
             f"{inventory.region}: {message}"
-            for message in region_disk_warnings(inventory, setup.policies,
-                                                setup.config.name_format)
+            for message in region_disk_warnings(inventory, setup.policies, setup.config.name_format)
         ]
-        status.holds.update({i.image_id: describe_snapshots(i.snapshots)
-                             for i in inventory.images})
+        status.holds.update({i.image_id: describe_snapshots(i.snapshots) for i in inventory.images})
     return status
 
 
@@ -151,7 +150,8 @@ def _monitor_setup(config_file: str | None) -> tuple[Setup, CloudClient]:
         first = str(error.problems[0]) if error.problems else "invalid"
         count = len(error.problems)
         lines = unknown_lines(
-            f"config invalid ({count} problem{'s' if count != 1 else ''}): {first}")
+            f"config invalid ({count} problem{'s' if count != 1 else ''}): {first}"
+        )
     except CredentialsError as error:
         lines = unknown_lines(f"no credentials: {error}")
     for line in lines:
@@ -178,8 +178,10 @@ def _run_text(run: PolicyRun | None, now: datetime) -> str:
     if run is None:
         return "never run (no record in the state file)"
     slot = f" slot {iso_utc(run.slot)}" if run.slot else ""
-    return f"{run.result.upper()} {run.kind}{slot}, finished {iso_utc(run.finished)} " \
+    return (
+        f"{run.result.upper()} {run.kind}{slot}, finished {iso_utc(run.finished)} "
         f"({_ago(now, run.finished)})"
+    )
 
 
 def status_lines(setup: Setup, status: Status) -> list[str]:
@@ -216,8 +218,10 @@ def _state_line(status: Status) -> str:
         return f"state file: PROBLEM: {status.state_problem}"
     if status.state.updated is None:
         return f"state file: {status.state_file}: none yet (the daemon has not run)"
-    return (f"state file: {status.state_file}, written {iso_utc(status.state.updated)} "
-            f"by pid {status.state.pid}")
+    return (
+        f"state file: {status.state_file}, written {iso_utc(status.state.updated)} "
+        f"by pid {status.state.pid}"
+    )
 
 
 def _policy_lines(setup: Setup, status: Status) -> list[str]:
@@ -281,8 +285,10 @@ def _copies_text(copy: Freshness, now: datetime) -> str:
     if copy.newest_slot is None:
         return f"{head}: none held  STALE"
     flag = "  STALE" if copy.stale else ""
-    return (f"{head}: {copy.held} held, newest {copy.newest_image_name} "
-            f"({_ago(now, copy.newest_slot)}){flag}")
+    return (
+        f"{head}: {copy.held} held, newest {copy.newest_image_name} "
+        f"({_ago(now, copy.newest_slot)}){flag}"
+    )
 
 
 def _recent_errors(setup: Setup, status: Status) -> list[dict[str, str]]:
@@ -358,7 +364,8 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
                 "last_run": _run_json(status.state.policies.get(policy.name)),
                 "next_run": _next_run(setup, policy.name, status.now),
                 "last_drill": last_drill(setup.config.state_dir, policy.name)
-                if policy.drill is not None else None,
+                if policy.drill is not None
+                else None,
             }
             for policy in setup.policies
         ],
@@ -378,13 +385,23 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
             for h in status.regions
         ]
         + [
-            {"region": region, "quota": None, "account_quota": None,
-             "quota_cap": setup.config.image_quota, "used": None, "free": None, "managed": None,
-             "unmanaged": None, "low": None, "error": problem}
+            {
+                "region": region,
+                "quota": None,
+                "account_quota": None,
+                "quota_cap": setup.config.image_quota,
+                "used": None,
+                "free": None,
+                "managed": None,
+                "unmanaged": None,
+                "low": None,
+                "error": problem,
+            }
             for region, problem in status.unreadable.items()
         ],
-        "instances": [_with_holds(status, _freshness_json(i))
-                      for h in status.regions for i in h.instances],
+        "instances": [
+            _with_holds(status, _freshness_json(i)) for h in status.regions for i in h.instances
+        ],
         "stale": [_freshness_json(i) for i in status.stale],
         "copies": [_copy_json(c) for h in status.regions for c in h.copies],
         "stale_copies": [_copy_json(c) for c in status.stale_copies],

@@ -53,8 +53,9 @@ def monitor_result(setup: Setup, status: Status) -> tuple[int, list[str]]:
     if stale:
         findings[CRITICAL].append(f"{len(stale)} stale backup{'s' if len(stale) != 1 else ''}")
     if stale_copies:
-        findings[CRITICAL].append(f"{len(stale_copies)} stale copy set"
-                                  f"{'s' if len(stale_copies) != 1 else ''}")
+        findings[CRITICAL].append(
+            f"{len(stale_copies)} stale copy set{'s' if len(stale_copies) != 1 else ''}"
+        )
     if failed:
         findings[CRITICAL].append(f"last run failed: {', '.join(failed)}")
     if status.state_problem:
@@ -67,16 +68,19 @@ def monitor_result(setup: Setup, status: Status) -> tuple[int, list[str]]:
         )
     low = [h.quota for h in status.regions if h.quota.low]
     if low:
-        findings[WARNING].append("quota low in " + ", ".join(
-            f"{q.region} ({q.free} free)" for q in low))
+        findings[WARNING].append(
+            "quota low in " + ", ".join(f"{q.region} ({q.free} free)" for q in low)
+        )
     disks = list(status.disk_warnings)
     if disks:  # rule 10: a disk left out of a backup is reported, never silent
         findings[WARNING].append(f"{len(disks)} disk warning{'s' if len(disks) != 1 else ''}")
     state = next((s for s in SEVERITY[:-1] if findings[s]), OK)
     summary = "; ".join(item for s in SEVERITY[:-1] for item in findings[s])
     if state == OK:
-        summary = (f"{len(setup.policies)} policies, {len(status.regions)} regions, "
-                   f"{sum(len(h.instances) for h in status.regions)} instances backed up in time")
+        summary = (
+            f"{len(setup.policies)} policies, {len(status.regions)} regions, "
+            f"{sum(len(h.instances) for h in status.regions)} instances backed up in time"
+        )
     perf = [
         f"stale_backups={len(stale)};;1;0",
         f"stale_copies={len(stale_copies)};;1;0",
@@ -86,8 +90,9 @@ def monitor_result(setup: Setup, status: Status) -> tuple[int, list[str]]:
     ]
     for health in status.regions:
         quota = health.quota
-        perf.append(f"{_label(quota.region + '_free')}={quota.free};{quota.threshold}:;;0;"
-                    f"{quota.quota}")
+        perf.append(
+            f"{_label(quota.region + '_free')}={quota.free};{quota.threshold}:;;0;{quota.quota}"
+        )
         perf.append(f"{_label(quota.region + '_used')}={quota.used};;;0;{quota.quota}")
     lines = [f"{PREFIX} {STATE_NAMES[state]} - {summary} | {' '.join(perf)}"]
     lines += [item.describe() for item in stale]

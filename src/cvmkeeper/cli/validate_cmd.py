@@ -50,8 +50,10 @@ def holds_at_most(policy: Policy, retention: Retention) -> str:
     next slot's image can expire the newest (``core.capacity.needs_rotation_headroom``)."""
     text = explain_max_images(retention, policy.schedules)
     if needs_rotation_headroom(retention, policy.schedules, policy.timezone):
-        text += (" (+1 to rotate: the next image can expire the newest, which is deleted "
-                 "only once its successor is NORMAL)")
+        text += (
+            " (+1 to rotate: the next image can expire the newest, which is deleted "
+            "only once its successor is NORMAL)"
+        )
     return text
 
 
@@ -103,8 +105,10 @@ def offline_quota_note(setup: Setup) -> str:
     """Where the quota of an offline check came from, for the region lines."""
     if setup.config.image_quota is not None:
         return "offline: the cap image_quota"
-    return (f"offline: the documented default {DEFAULT_IMAGE_QUOTA}; "
-            "validate --online reads the account's quota")
+    return (
+        f"offline: the documented default {DEFAULT_IMAGE_QUOTA}; "
+        "validate --online reads the account's quota"
+    )
 
 
 def quota_source(account: int, cap: int | None) -> str:
@@ -150,7 +154,11 @@ def online_checks(setup: Setup, notes: dict[str, str] | None = None) -> list[Quo
         }
         checks.append(
             check_region_quota(
-                region, setup.policies, quota, tagged_instances=tagged, unmanaged=unmanaged,
+                region,
+                setup.policies,
+                quota,
+                tagged_instances=tagged,
+                unmanaged=unmanaged,
                 tagged_copy_instances=tagged_copies,
             )
         )
@@ -163,12 +171,14 @@ def snapshot_warnings(setup: Setup) -> list[str]:
     deletes images without their snapshots."""
     warnings: list[str] = []
     if not setup.config.api.delete_binded_snapshots:
-        warnings.append("api.delete_binded_snapshots is false: every deleted image leaves its "
-                        "snapshots (one per disk it holds) behind, billed")
+        warnings.append(
+            "api.delete_binded_snapshots is false: every deleted image leaves its "
+            "snapshots (one per disk it holds) behind, billed"
+        )
     for policy in setup.policies:
         most = policy_max_images(policy) + (
-            1 if needs_rotation_headroom(policy.retention, policy.schedules, policy.timezone)
-            else 0)
+            1 if needs_rotation_headroom(policy.retention, policy.schedules, policy.timezone) else 0
+        )
         if most > SNAPSHOTS_PER_DISK:
             warnings.append(
                 f"policy '{policy.name}' can keep {most} images per instance; each holds a "
@@ -184,10 +194,16 @@ def online_disk_warnings(setup: Setup) -> list[str]:
     client = cloud_client(setup.config)
     warnings: list[str] = []
     for region in regions_of(setup):
-        inventory = Inventory(region=region, quota=0, images=client.list_images(region),
-                              instances=client.list_instances(region))
-        warnings += [f"{region}: {message}" for message in
-                     region_disk_warnings(inventory, setup.policies, setup.config.name_format)]
+        inventory = Inventory(
+            region=region,
+            quota=0,
+            images=client.list_images(region),
+            instances=client.list_instances(region),
+        )
+        warnings += [
+            f"{region}: {message}"
+            for message in region_disk_warnings(inventory, setup.policies, setup.config.name_format)
+        ]
         warnings += renamed_warnings(region, inventory.images, setup.config.name_format)
         warnings += removed_policy_warnings(region, inventory, setup)
     return warnings
@@ -218,8 +234,11 @@ def removed_policy_warnings(region: str, inventory: Inventory, setup: Setup) -> 
     to an extension that is not read): held by every run, or rotated under ``orphans:``
     rules (``core.holds``). Said before the daemon runs with such a config."""
     managed, _unmanaged = split_images(inventory.images, setup.config.name_format)
-    fate = ("rotated by the rules that remain (orphans: is set)"
-            if setup.config.orphans.retention is not None else "held: kept, never rotated")
+    fate = (
+        "rotated by the rules that remain (orphans: is set)"
+        if setup.config.orphans.retention is not None
+        else "held: kept, never rotated"
+    )
     return [
         f"{region}: {len(images)} image(s) of policy {names!r}, which no longer exists, are "
         f"{fate}: {', '.join(o.image_id for o in images[:10])}"
@@ -325,8 +344,10 @@ def validate(config_file: str | None, online: bool) -> None:
         report_config_error(ConfigError(region_typos))
         sys.exit(EXIT_CONFIG)
     for region in confirmed:
-        click.echo(f"note: region {region} is not in cvmkeeper's list of Tencent Cloud regions, "
-                   "but the cloud answers for it")
+        click.echo(
+            f"note: region {region} is not in cvmkeeper's list of Tencent Cloud regions, "
+            "but the cloud answers for it"
+        )
     warnings = snapshot_warnings(setup)
     notes: dict[str, str] = {}
     if online:

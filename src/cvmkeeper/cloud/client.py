@@ -126,7 +126,8 @@ class CloudClient:
         # GetCallerIdentity: through ``identity_reader`` (STS over the SDK), else through the
         # transport (an emulator core answers it in process). Read once per client.
         self._identity_reader: IdentityReader = identity_reader or (
-            lambda region: self.transport.call(region, IDENTITY_ACTION, {}))
+            lambda region: self.transport.call(region, IDENTITY_ACTION, {})
+        )
         self._identity: CallerIdentity | None = None
         self._identity_lock = threading.Lock()
         self.limiter = limiter or RateLimiter(clock=clock, sleep=sleep)
@@ -139,7 +140,9 @@ class CloudClient:
 
     @classmethod
     def over_http(
-        cls, credentials: CredentialProvider, endpoint: EndpointConfig | None = None,
+        cls,
+        credentials: CredentialProvider,
+        endpoint: EndpointConfig | None = None,
         **options: Any,
     ) -> CloudClient:
         """A client using the official SDK; ``credentials`` from ``resolve_credentials``."""
@@ -220,8 +223,13 @@ class CloudClient:
                     break
             if len(items) == total:
                 break
-            log.info("%s in %s changed while paging (%d of %d); reading again",
-                     action, region, len(items), total)
+            log.info(
+                "%s in %s changed while paging (%d of %d); reading again",
+                action,
+                region,
+                len(items),
+                total,
+            )
         return list(items.values())
 
     # -- who we are ------------------------------------------------------------------------
@@ -243,12 +251,20 @@ class CloudClient:
                     return body
 
                 body = call_with_retries(
-                    attempt, policy=self.retry_policy, action=IDENTITY_ACTION, region=region,
-                    sleep=self._sleep, clock=self._clock, rng=self._rng,
+                    attempt,
+                    policy=self.retry_policy,
+                    action=IDENTITY_ACTION,
+                    region=region,
+                    sleep=self._sleep,
+                    clock=self._clock,
+                    rng=self._rng,
                 )
                 self._identity = identity_from_api(body)
-                log.info("calling the API as %s (account %s)", self._identity.arn or
-                         self._identity.user_id, self._identity.account_id)
+                log.info(
+                    "calling the API as %s (account %s)",
+                    self._identity.arn or self._identity.user_id,
+                    self._identity.account_id,
+                )
             return self._identity
 
     def _checked(self, region: str, images: Iterable[Image]) -> tuple[Image, ...]:
@@ -263,7 +279,10 @@ class CloudClient:
                 log.warning(
                     "%s: image %s (%s) carries cvmkeeper's marker but was created by %s, "
                     "not by %s: treated as unmanaged, never deleted",
-                    region, image.image_id, image.name, image.creator or "an unknown creator",
+                    region,
+                    image.image_id,
+                    image.name,
+                    image.creator or "an unknown creator",
                     ", ".join(sorted(identity.creator_ids)),
                 )
             checked.append(image if trusted else replace(image, creator_trusted=False))
@@ -321,17 +340,21 @@ class CloudClient:
         items: list[dict[str, Any]] = []
         if id_list:
             for chunk in _chunks(id_list, PAGE_SIZE):
-                items.extend(self._paged(
-                    region, "DescribeInstances", {"InstanceIds": chunk}, "InstanceSet", "InstanceId"
-                ))
+                items.extend(
+                    self._paged(
+                        region,
+                        "DescribeInstances",
+                        {"InstanceIds": chunk},
+                        "InstanceSet",
+                        "InstanceId",
+                    )
+                )
         else:
             filters = [{"Name": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
             params: dict[str, Any] = {"Filters": filters} if filters else {}
             items = self._paged(region, "DescribeInstances", params, "InstanceSet", "InstanceId")
         instances = (instance_from_api(item, region) for item in items)
-        return tuple(
-            i for i in instances if all(i.tags.get(k) == v for k, v in tags.items())
-        )
+        return tuple(i for i in instances if all(i.tags.get(k) == v for k, v in tags.items()))
 
     def instance_states(self, region: str, ids: Iterable[str]) -> dict[str, str]:
         """``DescribeInstancesStatus``: instance id -> state (RUNNING, STOPPED, ...)."""
@@ -361,13 +384,16 @@ class CloudClient:
                 return None  # cannot tell: re-send; a duplicate answer is handled below
             if existing is None or not _adoptable(existing, request):
                 return None  # re-send: a foreign holder of the name is refused below
-            log.info("CreateImage %s in %s: answer was lost but image %s exists; adopting",
-                     request.name, region, existing.image_id)
+            log.info(
+                "CreateImage %s in %s: answer was lost but image %s exists; adopting",
+                request.name,
+                region,
+                existing.image_id,
+            )
             return {"ImageId": existing.image_id, "Adopted": True}
 
         try:
-            body = self.call(region, "CreateImage", request.to_params(),
-                             before_retry=adopt_if_made)
+            body = self.call(region, "CreateImage", request.to_params(), before_retry=adopt_if_made)
         except DryRunPassed:
             return CreateOutcome("", adopted=False)
         except AlreadyDoneError as error:
@@ -380,10 +406,16 @@ class CloudClient:
                     f"the name {request.name} is held by {existing.image_id}, created by "
                     f"{existing.creator or 'an unknown creator'}, which is not this "
                     "identity's image: not adopted as the slot's backup",
-                    request_id=error.request_id, action="CreateImage", region=region,
+                    request_id=error.request_id,
+                    action="CreateImage",
+                    region=region,
                 ) from error
-            log.info("CreateImage %s in %s: image %s already exists; adopting",
-                     request.name, region, existing.image_id)
+            log.info(
+                "CreateImage %s in %s: image %s already exists; adopting",
+                request.name,
+                region,
+                existing.image_id,
+            )
             return CreateOutcome(existing.image_id, adopted=True)
         image_id = body.get("ImageId")
         if not image_id:
@@ -402,7 +434,11 @@ class CloudClient:
         return DeleteResult(tuple(deleted), tuple(gone))
 
     def _delete_batch(
-        self, region: str, batch: list[str], snapshots: bool, deleted: list[str],
+        self,
+        region: str,
+        batch: list[str],
+        snapshots: bool,
+        deleted: list[str],
         gone: list[str],
     ) -> None:
         try:
@@ -428,12 +464,18 @@ class CloudClient:
         destinations = list(dict.fromkeys(destination_regions))
         sources = self.get_images(region, [image_id])
         if not sources:
-            raise NotFoundError("InvalidImageId.NotFound", f"image {image_id} does not exist",
-                                action="SyncImages", region=region)
+            raise NotFoundError(
+                "InvalidImageId.NotFound",
+                f"image {image_id} does not exist",
+                action="SyncImages",
+                region=region,
+            )
         name = sources[0].name
         adopted: dict[str, str] = {}
         params: dict[str, Any] = {
-            "ImageIds": [image_id], "DestinationRegions": destinations, "ImageSetRequired": True,
+            "ImageIds": [image_id],
+            "DestinationRegions": destinations,
+            "ImageSetRequired": True,
             # The copy's name is the key that makes copying idempotent: say it explicitly
             # rather than rely on the cloud's default name for copies.
             "ImageName": name,
@@ -469,8 +511,7 @@ class CloudClient:
     ) -> None:
         """Stop instances (``SOFT_FIRST``: shut down cleanly, force after a timeout).
         Instances already stopped or stopping count as done; poll ``instance_states``."""
-        self._instances_action(region, "StopInstances", list(instance_ids),
-                               {"StopType": stop_type})
+        self._instances_action(region, "StopInstances", list(instance_ids), {"StopType": stop_type})
 
     def start_instances(self, region: str, instance_ids: Iterable[str]) -> None:
         """Start instances; instances already running or starting count as done."""
@@ -500,8 +541,11 @@ class CloudClient:
         """Every instance of ``region`` carrying the tag ``key`` (``tag-key`` filter)."""
         params = {"Filters": [{"Name": "tag-key", "Values": [key]}]}
         items = self._paged(region, "DescribeInstances", params, "InstanceSet", "InstanceId")
-        return tuple(instance_details_from_api(i, region) for i in items
-                     if any(t.get("Key") == key for t in i.get("Tags") or ()))
+        return tuple(
+            instance_details_from_api(i, region)
+            for i in items
+            if any(t.get("Key") == key for t in i.get("Tags") or ())
+        )
 
     def run_instances(self, region: str, request: LaunchRequest) -> tuple[str, ...]:
         """RunInstances: the new instance ids (empty for a passing dry run). Retries are safe:
@@ -519,8 +563,9 @@ class CloudClient:
         """TerminateInstances; instances already gone or terminating count as done."""
         self._instances_action(region, "TerminateInstances", list(instance_ids), {})
 
-    def reset_instance(self, region: str, instance_id: str, image_id: str, *,
-                       keep_image_login: bool = True) -> None:
+    def reset_instance(
+        self, region: str, instance_id: str, image_id: str, *, keep_image_login: bool = True
+    ) -> None:
         """ResetInstance: re-install the system disk from ``image_id`` (data disks are not
         touched). Before re-sending after a lost answer, an instance already resetting (or
         reset) to this image counts as done, so one restore never resets twice."""
@@ -530,15 +575,25 @@ class CloudClient:
                 details = self.describe_instance(region, instance_id)
             except CloudError:
                 return None
-            if details and details.latest_operation == "ResetInstance" \
-                    and details.image_id == image_id:
+            if (
+                details
+                and details.latest_operation == "ResetInstance"
+                and details.image_id == image_id
+            ):
                 return {}
             return None
 
-        self.call(region, "ResetInstance",
-                  {"InstanceId": instance_id, "ImageId": image_id,
-                   "LoginSettings": {"KeepImageLogin": "TRUE" if keep_image_login else "FALSE"}},
-                  before_retry=already_resetting)
+        self.call(
+            region,
+            "ResetInstance",
+            {
+                "InstanceId": instance_id,
+                "ImageId": image_id,
+                "LoginSettings": {"KeepImageLogin": "TRUE" if keep_image_login else "FALSE"},
+            },
+            before_retry=already_resetting,
+        )
+
 
 def _adoptable(existing: Image, request: CreateImageRequest) -> bool:
     """True when an image that already holds ``request``'s name may be taken as the

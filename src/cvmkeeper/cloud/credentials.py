@@ -119,8 +119,9 @@ class CvmRoleCredentials:
 
     _REFRESH_MARGIN_SECONDS = 300
 
-    def __init__(self, role: str, *, metadata_url: str = METADATA_ROLE_URL,
-                 timeout: float = 2.0) -> None:
+    def __init__(
+        self, role: str, *, metadata_url: str = METADATA_ROLE_URL, timeout: float = 2.0
+    ) -> None:
         self.role = role
         self.source = f"CVM role {role!r} ({metadata_url})"
         self._url = metadata_url
@@ -168,9 +169,9 @@ class CredentialsConfig:
     origin: str = "config"
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, object], *, origin: str = "config") -> (
-        CredentialsConfig
-    ):
+    def from_mapping(
+        cls, data: Mapping[str, object], *, origin: str = "config"
+    ) -> CredentialsConfig:
         """Read the config mapping; a plain ``secret_key`` is refused with where it was found."""
         if "secret_key" in data:
             raise CredentialsError(

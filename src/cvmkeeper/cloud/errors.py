@@ -132,35 +132,83 @@ def _rule(
 #: The one table. First match wins: action-specific rows first, then exact codes, then prefixes.
 ERROR_TABLE: tuple[ErrorRule, ...] = (
     # -- already done: the deterministic name / id makes these safe to treat as success --
-    _rule("InvalidImageName.Duplicate", AlreadyDoneError, "CreateImage",
-          reason="the image of this slot exists already (names are unique per region)"),
-    _rule("InvalidImageName.Duplicate", AlreadyDoneError, "SyncImages",
-          reason="a copy with this name exists in a destination region already"),
-    _rule("InvalidImageId.NotFound", AlreadyDoneError, "DeleteImages",
-          reason="the image to delete is already gone"),
-    _rule("UnsupportedOperation.InstanceStateStopped", AlreadyDoneError, "StopInstances",
-          reason="the instance is already stopped"),
-    _rule("UnsupportedOperation.InstanceStateStopping", AlreadyDoneError, "StopInstances",
-          reason="the instance is already stopping"),
-    _rule("UnsupportedOperation.InstanceStateRunning", AlreadyDoneError, "StartInstances",
-          reason="the instance is already running"),
-    _rule("UnsupportedOperation.InstanceStateStarting", AlreadyDoneError, "StartInstances",
-          reason="the instance is already starting"),
+    _rule(
+        "InvalidImageName.Duplicate",
+        AlreadyDoneError,
+        "CreateImage",
+        reason="the image of this slot exists already (names are unique per region)",
+    ),
+    _rule(
+        "InvalidImageName.Duplicate",
+        AlreadyDoneError,
+        "SyncImages",
+        reason="a copy with this name exists in a destination region already",
+    ),
+    _rule(
+        "InvalidImageId.NotFound",
+        AlreadyDoneError,
+        "DeleteImages",
+        reason="the image to delete is already gone",
+    ),
+    _rule(
+        "UnsupportedOperation.InstanceStateStopped",
+        AlreadyDoneError,
+        "StopInstances",
+        reason="the instance is already stopped",
+    ),
+    _rule(
+        "UnsupportedOperation.InstanceStateStopping",
+        AlreadyDoneError,
+        "StopInstances",
+        reason="the instance is already stopping",
+    ),
+    _rule(
+        "UnsupportedOperation.InstanceStateRunning",
+        AlreadyDoneError,
+        "StartInstances",
+        reason="the instance is already running",
+    ),
+    _rule(
+        "UnsupportedOperation.InstanceStateStarting",
+        AlreadyDoneError,
+        "StartInstances",
+        reason="the instance is already starting",
+    ),
     _rule("DryRunOperation", DryRunPassed, reason="a dry run found nothing wrong"),
     # -- restore and drills (issue #16): codes of RunInstances / TerminateInstances /
     # ResetInstance in tencentcloud-sdk-go tencentcloud/cvm/v20170312/client.go --
-    _rule("InvalidInstanceId.NotFound", AlreadyDoneError, "TerminateInstances",
-          reason="the instance to terminate is already gone"),
-    _rule("UnsupportedOperation.InstanceStateTerminating", AlreadyDoneError,
-          "TerminateInstances", reason="the instance is already being terminated"),
-    _rule("UnsupportedOperation.InstanceStateTerminated", AlreadyDoneError,
-          "TerminateInstances", reason="the instance is already terminated"),
-    _rule("UnsupportedOperation.InstanceStatePending", BusyError, "TerminateInstances",
-          reason="the instance is still being created: wait, then terminate"),
+    _rule(
+        "InvalidInstanceId.NotFound",
+        AlreadyDoneError,
+        "TerminateInstances",
+        reason="the instance to terminate is already gone",
+    ),
+    _rule(
+        "UnsupportedOperation.InstanceStateTerminating",
+        AlreadyDoneError,
+        "TerminateInstances",
+        reason="the instance is already being terminated",
+    ),
+    _rule(
+        "UnsupportedOperation.InstanceStateTerminated",
+        AlreadyDoneError,
+        "TerminateInstances",
+        reason="the instance is already terminated",
+    ),
+    _rule(
+        "UnsupportedOperation.InstanceStatePending",
+        BusyError,
+        "TerminateInstances",
+        reason="the instance is still being created: wait, then terminate",
+    ),
     _rule("ResourceInsufficient*", CapacityError, reason="no stock in the zone"),
     _rule("ResourcesSoldOut*", CapacityError, reason="sold out in the zone"),
-    _rule("ResourceUnavailable.InstanceType", CapacityError, "RunInstances",
-          reason="the instance type is not offered in the zone"),
+    _rule(
+        "ResourceUnavailable.InstanceType",
+        CapacityError,
+        "RunInstances",
+        reason="the instance type is not offered in the zone",
+    ),
     _rule("LimitExceeded.InstanceQuota", CapacityError, reason="instance quota used up"),
     _rule("LimitExceeded.CvmInstanceQuota", CapacityError, reason="instance quota used up"),
     _rule("InstancesQuotaLimitExceeded", CapacityError, reason="instance quota used up"),
@@ -174,8 +222,11 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
     _rule("ResourceInUse*", BusyError, reason="resource busy"),
     _rule("ResourceUnavailable*", BusyError, reason="resource temporarily unavailable"),
     _rule("MutexOperation.TaskRunning", BusyError, reason="another task runs on the resource"),
-    _rule("OperationDenied.InstanceOperationInProgress", BusyError,
-          reason="another operation runs on the instance"),
+    _rule(
+        "OperationDenied.InstanceOperationInProgress",
+        BusyError,
+        reason="another operation runs on the instance",
+    ),
     _rule("ClientNetworkError*", NetworkError, reason="no answer received"),
     _rule("ServerNetworkError*", NetworkError, reason="non-200 HTTP answer"),
     _rule("InternalError*", InternalServerError, reason="server fault: retry a few times"),
@@ -217,4 +268,3 @@ def classify(
     rule = rule_for(action, code)
     error_class = rule.error_class if rule else UNKNOWN_CODE_CLASS
     return error_class(code, message, request_id=request_id, action=action, region=region)
-

@@ -39,11 +39,18 @@ def identity_from_api(body: Mapping[str, Any]) -> CallerIdentity:
     user = str(body.get("UserId") or "")
     principal = str(body.get("PrincipalId") or "")
     if not (account and (user or principal)):
-        raise PermanentError("InvalidResponse.CallerIdentity",
-                             f"{ACTION} answered without AccountId/UserId: {sorted(body)}",
-                             action=ACTION)
-    return CallerIdentity(account_id=account, user_id=user, principal_id=principal,
-                          arn=str(body.get("Arn") or ""), kind=str(body.get("Type") or ""))
+        raise PermanentError(
+            "InvalidResponse.CallerIdentity",
+            f"{ACTION} answered without AccountId/UserId: {sorted(body)}",
+            action=ACTION,
+        )
+    return CallerIdentity(
+        account_id=account,
+        user_id=user,
+        principal_id=principal,
+        arn=str(body.get("Arn") or ""),
+        kind=str(body.get("Type") or ""),
+    )
 
 
 class SdkIdentityReader:
@@ -60,10 +67,14 @@ class SdkIdentityReader:
         with self._lock:
             client = self._clients.get(region)
             if client is None:
-                http = HttpProfile(protocol=self._endpoint.scheme, endpoint=self._endpoint.host,
-                                   reqTimeout=self._endpoint.timeout_seconds)
-                profile = ClientProfile(httpProfile=http, language="en-US",
-                                        disable_region_breaker=True, retryer=None)
+                http = HttpProfile(
+                    protocol=self._endpoint.scheme,
+                    endpoint=self._endpoint.host,
+                    reqTimeout=self._endpoint.timeout_seconds,
+                )
+                profile = ClientProfile(
+                    httpProfile=http, language="en-US", disable_region_breaker=True, retryer=None
+                )
                 client = CommonClient(SERVICE, VERSION, self._credentials, region, profile)
                 self._clients[region] = client
             return client
@@ -73,14 +84,26 @@ class SdkIdentityReader:
         try:
             body = self._client(region).call_json(ACTION, {})
         except TencentCloudSDKException as exc:
-            raise classify(str(exc.code or "ClientNetworkError"), str(exc.message)[:500],
-                           action=ACTION, region=region,
-                           request_id=exc.requestId or None) from None
+            raise classify(
+                str(exc.code or "ClientNetworkError"),
+                str(exc.message)[:500],
+                action=ACTION,
+                region=region,
+                request_id=exc.requestId or None,
+            ) from None
         except ValueError as exc:
-            raise NetworkError("ClientNetworkError.BadResponse", f"unreadable answer: {exc}",
-                               action=ACTION, region=region) from None
+            raise NetworkError(
+                "ClientNetworkError.BadResponse",
+                f"unreadable answer: {exc}",
+                action=ACTION,
+                region=region,
+            ) from None
         response = body.get("Response") if isinstance(body, dict) else None
         if not isinstance(response, dict):
-            raise NetworkError("ClientNetworkError.BadResponse", "answer without a Response",
-                               action=ACTION, region=region)
+            raise NetworkError(
+                "ClientNetworkError.BadResponse",
+                "answer without a Response",
+                action=ACTION,
+                region=region,
+            )
         return response

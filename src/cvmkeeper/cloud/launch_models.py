@@ -66,17 +66,23 @@ class LaunchRequest:
             params["SecurityGroupIds"] = list(self.security_group_ids)
         if self.data_disks:
             params["DataDisks"] = [
-                {"DiskType": d.disk_type, "DiskSize": d.size_gib, "SnapshotId": d.snapshot_id,
-                 "DeleteWithInstance": True}
+                {
+                    "DiskType": d.disk_type,
+                    "DiskSize": d.size_gib,
+                    "SnapshotId": d.snapshot_id,
+                    "DeleteWithInstance": True,
+                }
                 for d in self.data_disks
             ]
         if self.name:
             params["InstanceName"] = self.name
         if self.tags:
-            params["TagSpecification"] = [{
-                "ResourceType": "instance",
-                "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()],
-            }]
+            params["TagSpecification"] = [
+                {
+                    "ResourceType": "instance",
+                    "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()],
+                }
+            ]
         if self.dry_run:
             params["DryRun"] = True
         return params
@@ -125,6 +131,9 @@ def instance_details_from_api(item: Mapping[str, Any], region: str) -> InstanceD
         tags={str(t["Key"]): str(t.get("Value") or "") for t in item.get("Tags") or ()},
         latest_operation=str(item.get("LatestOperation") or ""),
         latest_operation_state=str(item.get("LatestOperationState") or ""),
-        data_disk_ids=tuple(str(d["DiskId"]) for d in item.get("DataDisks") or ()
-                            if isinstance(d, Mapping) and d.get("DiskId")),
+        data_disk_ids=tuple(
+            str(d["DiskId"])
+            for d in item.get("DataDisks") or ()
+            if isinstance(d, Mapping) and d.get("DiskId")
+        ),
     )

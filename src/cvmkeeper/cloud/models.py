@@ -53,8 +53,10 @@ class CreateImageRequest:
             params["DryRun"] = True
         if self.tags:
             params["TagSpecification"] = [
-                {"ResourceType": "image",
-                 "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()]}
+                {
+                    "ResourceType": "image",
+                    "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()],
+                }
             ]
         return params
 
@@ -131,9 +133,11 @@ def image_from_api(item: Mapping[str, Any], region: str) -> Image:
             str(s["SnapshotId"]) for s in item.get("SnapshotSet") or () if s.get("SnapshotId")
         ),
         snapshots=tuple(
-            ImageSnapshot(str(s["SnapshotId"]), str(s.get("DiskUsage") or ""),
-                          _int(s.get("DiskSize")))
-            for s in item.get("SnapshotSet") or () if s.get("SnapshotId")
+            ImageSnapshot(
+                str(s["SnapshotId"]), str(s.get("DiskUsage") or ""), _int(s.get("DiskSize"))
+            )
+            for s in item.get("SnapshotSet") or ()
+            if s.get("SnapshotId")
         ),
         creator=str(item.get("ImageCreator") or ""),
     )

@@ -104,14 +104,18 @@ class SdkTransport:
             ) from None
         except ValueError as exc:  # the answer was not JSON
             raise NetworkError(
-                "ClientNetworkError.BadResponse", f"unreadable answer: {exc}", action=action,
+                "ClientNetworkError.BadResponse",
+                f"unreadable answer: {exc}",
+                action=action,
                 region=region,
             ) from None
         response = body.get("Response") if isinstance(body, dict) else None
         if not isinstance(response, dict):
             raise NetworkError(
-                "ClientNetworkError.BadResponse", "answer without a Response object",
-                action=action, region=region,
+                "ClientNetworkError.BadResponse",
+                "answer without a Response object",
+                action=action,
+                region=region,
             )
         return response
 

@@ -100,8 +100,12 @@ def _cloud(reader: Reader, node: Node) -> CloudSettings | None:
     if "allow_insecure_http" in keys:
         allow_http = bool(reader.boolean(keys["allow_insecure_http"], "cloud.allow_insecure_http"))
     endpoint_ok = endpoint is not None or "endpoint" not in keys  # a bad one is reported
-    if (scheme == "http" and endpoint_ok and not allow_http
-            and not _is_loopback(endpoint or DEFAULT_ENDPOINT)):
+    if (
+        scheme == "http"
+        and endpoint_ok
+        and not allow_http
+        and not _is_loopback(endpoint or DEFAULT_ENDPOINT)
+    ):
         reader.problem(
             keys["scheme"],
             "cloud.scheme",
@@ -232,9 +236,9 @@ def _sentry(reader: Reader, node: Node, base: Path) -> SentrySettings:
 
     factor = defaults.freshness_factor
     if "freshness_factor" in keys:
-        factor = reader.number(
-            keys["freshness_factor"], "sentry.freshness_factor", 1.0, 100.0
-        ) or factor
+        factor = (
+            reader.number(keys["freshness_factor"], "sentry.freshness_factor", 1.0, 100.0) or factor
+        )
     return SentrySettings(
         dsn=dsn,
         dsn_file=dsn_file,

@@ -42,12 +42,13 @@ def read_disks(reader: Reader, node: Node, path: str = "disks") -> DiskSelection
         if not reader.problems or reader.problems[-1].path.split(".")[0] != path:
             reader.problem(node, path, f"give exactly one of include or exclude ({SHAPES})")
         return None
-    (mode, list_node), = keys.items()
+    ((mode, list_node),) = keys.items()
     ids = reader.string_list(list_node, f"{path}.{mode}", DISK_ID, DISK_ID_HELP)
     if ids is None:
         return None
     if mode == DiskMode.INCLUDE.value and not ids:
-        reader.problem(list_node, f"{path}.{mode}", "is empty: use `disks: system` for the "
-                       "system disk only")
+        reader.problem(
+            list_node, f"{path}.{mode}", "is empty: use `disks: system` for the system disk only"
+        )
         return None
     return DiskSelection(DiskMode(mode), ids)

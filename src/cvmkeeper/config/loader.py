@@ -117,8 +117,10 @@ _UNEXPECTED = (ArithmeticError, RecursionError, RuntimeError, ValueError, OSErro
 
 def _unexpected(reader: Reader, exc: BaseException) -> None:
     reader.problem(
-        None, "", f"cannot be checked ({type(exc).__name__}: a value is out of range or the "
-        "file is nested too deeply); please report this file as a bug"
+        None,
+        "",
+        f"cannot be checked ({type(exc).__name__}: a value is out of range or the "
+        "file is nested too deeply); please report this file as a bug",
     )
 
 
@@ -141,7 +143,9 @@ def read_policy(
     """``policy_file.read_policy`` that turns any unexpected exception into a problem."""
     try:
         return _read_policy(
-            reader, root, default_regions=default_regions,
+            reader,
+            root,
+            default_regions=default_regions,
             default_on_quota_full=default_on_quota_full,
         )
     except _UNEXPECTED as exc:

@@ -69,12 +69,19 @@ def read_notify(reader: Reader, node: Node, base: Path) -> NotifySettings:
     if "apprise" in keys:
         for index, item in enumerate(reader.string_list(keys["apprise"], "notify.apprise") or ()):
             if "://" not in item:
-                reader.problem(keys["apprise"], f"notify.apprise[{index}]",
-                               "is not an Apprise URL (SCHEMA://...)")
+                reader.problem(
+                    keys["apprise"],
+                    f"notify.apprise[{index}]",
+                    "is not an Apprise URL (SCHEMA://...)",
+                )
             else:
                 apprise.append(Secret(item))
     urls_file = None
     if "apprise_urls_file" in keys:
         urls_file = read_path(reader, keys["apprise_urls_file"], "notify.apprise_urls_file", base)
-    return NotifySettings(webhook=webhook, healthchecks=tuple(pings), apprise=tuple(apprise),
-                          apprise_urls_file=urls_file)
+    return NotifySettings(
+        webhook=webhook,
+        healthchecks=tuple(pings),
+        apprise=tuple(apprise),
+        apprise_urls_file=urls_file,
+    )

@@ -104,7 +104,10 @@ class Reader:
         character = exc.character
         code = ord(character) if isinstance(character, str) else int(character)
         return Problem(
-            self.source, line, column, "",
+            self.source,
+            line,
+            column,
+            "",
             f"not valid YAML: character U+{code:04X} is not allowed (YAML forbids control "
             "and non-printable characters; remove it, or escape it inside double quotes)",
         )
@@ -193,7 +196,8 @@ class Reader:
         found = unsafe_characters(value)
         if found:
             self.problem(
-                node, path,
+                node,
+                path,
                 f"contains {', '.join(found)}: control, invisible (zero-width) and "
                 "direction-changing characters are not allowed",
             )

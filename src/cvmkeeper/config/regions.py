@@ -97,8 +97,13 @@ def file_region_problems(path: Path, confirmed: Collection[str] = ()) -> list[Pr
     if root is None:
         return []
     return [
-        Problem(display_path(path), node.start_mark.line + 1, node.start_mark.column + 1,
-                key, unknown_region_message(node.value))
+        Problem(
+            display_path(path),
+            node.start_mark.line + 1,
+            node.start_mark.column + 1,
+            key,
+            unknown_region_message(node.value),
+        )
         for key, node in _region_nodes(root)
         if node.value not in KNOWN_REGIONS and node.value not in confirmed
     ]

@@ -103,8 +103,10 @@ def needs_rotation_headroom(
     rules = [RuleSet(retention, timezone)]
     for previous, following in pairwise(_sample_slots(schedules)):
         decisions = decide(
-            [Backup("previous", previous, ImageState.NORMAL),
-             Backup("next", following, ImageState.NORMAL)],
+            [
+                Backup("previous", previous, ImageState.NORMAL),
+                Backup("next", following, ImageState.NORMAL),
+            ],
             rules,
         )
         if not next(d for d in decisions if d.image_id == "previous").keep:
@@ -133,8 +135,11 @@ class QuotaTerm:
         """``web-daily 14 x 2 instances``, ``db 10 x >=1 instance`` or
         ``web (1 + 1 to rotate) x 2 instances``."""
         plural = "" if self.instances == 1 else "s"
-        each = (f"({self.per_instance} + {self.headroom} to rotate)" if self.headroom
-                else f"{self.per_instance}")
+        each = (
+            f"({self.per_instance} + {self.headroom} to rotate)"
+            if self.headroom
+            else f"{self.per_instance}"
+        )
         how_many = f">={self.instances}" if self.at_least else f"{self.instances}"
         return f"{self.policy} {each} x {how_many} instance{plural}"
 
@@ -197,8 +202,7 @@ def check_region_quota(
         if region not in policy.regions:
             continue
         per_instance = policy_max_images(policy)
-        headroom = int(needs_rotation_headroom(policy.retention, policy.schedules,
-                                               policy.timezone))
+        headroom = int(needs_rotation_headroom(policy.retention, policy.schedules, policy.timezone))
         explicit = [
             i for i in policy.targets.instance_ids if i not in policy.targets.exclude_instance_ids
         ]
@@ -225,9 +229,6 @@ def check_region_quota(
                 bool(policy.targets.tags),
             )
         per_instance = max_images(rule.retention, policy.schedules)
-        headroom = int(needs_rotation_headroom(rule.retention, policy.schedules,
-                                               policy.timezone))
-        terms.append(
-            QuotaTerm(f"{policy.name} copies", per_instance, count, at_least, headroom)
-        )
+        headroom = int(needs_rotation_headroom(rule.retention, policy.schedules, policy.timezone))
+        terms.append(QuotaTerm(f"{policy.name} copies", per_instance, count, at_least, headroom))
     return QuotaCheck(region=region, quota=quota, terms=tuple(terms), unmanaged=unmanaged)

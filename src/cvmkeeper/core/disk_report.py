@@ -29,8 +29,9 @@ def policies_text(policies: Iterable[Policy]) -> str:
 
 def disk_choice(instance: Instance, policies: Sequence[Policy]) -> DiskChoice:
     """The ``DataDiskIds`` of an image of ``instance`` for ``policies`` (``choose_disks``)."""
-    return choose_disks(instance.system_disk, instance.data_disks,
-                        [policy.disks for policy in policies])
+    return choose_disks(
+        instance.system_disk, instance.data_disks, [policy.disks for policy in policies]
+    )
 
 
 def _names(policies: Iterable[Policy] | None) -> tuple[str, ...]:
@@ -82,24 +83,28 @@ def disk_warnings(
             continue
         asked, held = short
         who = policies_text(policies) if policies else "no policy"
-        messages.append(PlanWarning(
-            WarningKind.DISKS,
-            f"{who}: image {owned.image.name} ({owned.image_id}) of instance "
-            f"{owned.instance_id} holds {held} of the {asked} data disks cvmkeeper asked for",
-            _names(policies),
-            owned.instance_id,
-        ))
+        messages.append(
+            PlanWarning(
+                WarningKind.DISKS,
+                f"{who}: image {owned.image.name} ({owned.image_id}) of instance "
+                f"{owned.instance_id} holds {held} of the {asked} data disks cvmkeeper asked for",
+                _names(policies),
+                owned.instance_id,
+            )
+        )
     for instance_id, count in sorted(per_instance.items()):
         policies = policies_by_instance.get(instance_id)
         if policies and count + 1 > SNAPSHOTS_PER_DISK:
-            messages.append(PlanWarning(
-                WarningKind.DISKS,
-                f"{policies_text(policies)}: instance {instance_id} has {count} images; each "
-                f"holds a snapshot of every disk and CBS documents at most "
-                f"{SNAPSHOTS_PER_DISK} snapshots per disk: keep fewer images",
-                _names(policies),
-                instance_id,
-            ))
+            messages.append(
+                PlanWarning(
+                    WarningKind.DISKS,
+                    f"{policies_text(policies)}: instance {instance_id} has {count} images; each "
+                    f"holds a snapshot of every disk and CBS documents at most "
+                    f"{SNAPSHOTS_PER_DISK} snapshots per disk: keep fewer images",
+                    _names(policies),
+                    instance_id,
+                )
+            )
     return messages
 
 

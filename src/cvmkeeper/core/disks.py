@@ -69,7 +69,8 @@ class Disk:
     def describe(self) -> str:
         """``disk-1a2b3c4d (CLOUD_PREMIUM, 100 GiB)``."""
         details = ", ".join(
-            part for part in (self.disk_type, f"{self.size_gib} GiB" if self.size_gib else "")
+            part
+            for part in (self.disk_type, f"{self.size_gib} GiB" if self.size_gib else "")
             if part
         )
         return f"{self.disk_id} ({details})" if details else self.disk_id
@@ -177,8 +178,7 @@ def choose_disks(
             chosen.append(disk.disk_id)
     return DiskChoice(
         data_disk_ids=tuple(chosen),
-        left_out=tuple(LeftOut(d, reason) for d, reason in left_out.items()
-                       if d not in chosen),
+        left_out=tuple(LeftOut(d, reason) for d, reason in left_out.items() if d not in chosen),
     )
 
 
@@ -240,8 +240,7 @@ def describe_snapshots(snapshots: Sequence[ImageSnapshot]) -> str:
 def snapshots_json(snapshots: Sequence[ImageSnapshot]) -> list[dict[str, object]]:
     """The ``disks`` list of the JSON outputs: one ``{snapshot_id, usage, size_gib}`` each."""
     return [
-        {"snapshot_id": s.snapshot_id, "usage": s.usage, "size_gib": s.size_gib}
-        for s in snapshots
+        {"snapshot_id": s.snapshot_id, "usage": s.usage, "size_gib": s.size_gib} for s in snapshots
     ]
 
 

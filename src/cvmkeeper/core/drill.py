@@ -79,13 +79,14 @@ def drill_due(last: datetime | None, spec: DrillSpec, now: datetime) -> bool:
     return last is None or now - last >= spec.every
 
 
-def pick_instances(targeted: Sequence[str], last_drilled: Mapping[str, datetime],
-                   cap: int) -> list[str]:
+def pick_instances(
+    targeted: Sequence[str], last_drilled: Mapping[str, datetime], cap: int
+) -> list[str]:
     """The instances a run drills: those drilled longest ago (never drilled first), at most
     ``cap``, so that successive runs walk the whole fleet."""
     epoch = datetime.min.replace(tzinfo=UTC)
     order = sorted(dict.fromkeys(targeted), key=lambda i: (last_drilled.get(i, epoch), i))
-    return order[:max(0, cap)]
+    return order[: max(0, cap)]
 
 
 def expired(instances: Iterable[tuple[str, Mapping[str, str]]], now: datetime) -> list[str]:

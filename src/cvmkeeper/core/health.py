@@ -249,8 +249,14 @@ def assess_region(
         if best is None or (made, image.image_id) > (best[0], best[1].image_id):
             newest[owned.instance_id] = (made, image)
     assessed = [
-        _freshness(inventory.region, instance_id, targeting, newest.get(instance_id),
-                   now=now, settings=settings)
+        _freshness(
+            inventory.region,
+            instance_id,
+            targeting,
+            newest.get(instance_id),
+            now=now,
+            settings=settings,
+        )
         for instance_id, targeting in sorted(resolution.policies_by_instance.items())
     ]
     quota = QuotaHeadroom(
@@ -263,8 +269,15 @@ def assess_region(
         account_quota=inventory.account_quota,
         cap=inventory.quota_cap,
     )
-    copies = _assess_copies(inventory.region, policies=policies, sources=sources or {},
-                            newest=newest, held=held, now=now, settings=settings)
+    copies = _assess_copies(
+        inventory.region,
+        policies=policies,
+        sources=sources or {},
+        newest=newest,
+        held=held,
+        now=now,
+        settings=settings,
+    )
     return RegionHealth(inventory.region, now, quota, tuple(assessed), copies)
 
 
@@ -290,9 +303,16 @@ def _assess_copies(
         )
         for instance_id, targeting in sorted(resolution.policies_by_instance.items()):
             found.append(
-                _freshness(region, instance_id, targeting, newest.get(instance_id), now=now,
-                           settings=settings, source_region=source_region,
-                           held=held.get(instance_id, 0))
+                _freshness(
+                    region,
+                    instance_id,
+                    targeting,
+                    newest.get(instance_id),
+                    now=now,
+                    settings=settings,
+                    source_region=source_region,
+                    held=held.get(instance_id, 0),
+                )
             )
     return tuple(found)
 

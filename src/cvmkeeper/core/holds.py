@@ -171,12 +171,14 @@ def lookalike_notices(
             continue
         instance_id = image.tags.get(TAG_INSTANCE) or None
         concerns = tuple(sorted(p.name for p in targeted.get(instance_id or "", ())))
-        notices.append(PlanWarning(
-            WarningKind.OWNERSHIP,
-            f"{image.name} ({image.image_id}) carries cvmkeeper's marker but was created by "
-            f"{image.creator or 'an unknown creator'}, not by this identity: treated as not "
-            "ours (counted, never deleted); check who made or retagged it",
-            concerns,
-            instance_id,
-        ))
+        notices.append(
+            PlanWarning(
+                WarningKind.OWNERSHIP,
+                f"{image.name} ({image.image_id}) carries cvmkeeper's marker but was created by "
+                f"{image.creator or 'an unknown creator'}, not by this identity: treated as not "
+                "ours (counted, never deleted); check who made or retagged it",
+                concerns,
+                instance_id,
+            )
+        )
     return notices

@@ -313,17 +313,22 @@ def _due_policies(
     for policy_name, slot in _normalise_due(due):
         due_policy = policies_by_name.get(policy_name)
         if due_policy is None:
-            notices.append(PlanWarning(
-                WarningKind.PLAN, f"due slot for unknown policy {policy_name!r} ignored"))
+            notices.append(
+                PlanWarning(
+                    WarningKind.PLAN, f"due slot for unknown policy {policy_name!r} ignored"
+                )
+            )
             continue
         if region.inventory.region not in due_policy.regions:
             continue
         if slot > now:
-            notices.append(PlanWarning(
-                WarningKind.PLAN,
-                f"policy {policy_name!r}: slot {slot_tag_value(slot)} is after now; not made",
-                (policy_name,),
-            ))
+            notices.append(
+                PlanWarning(
+                    WarningKind.PLAN,
+                    f"policy {policy_name!r}: slot {slot_tag_value(slot)} is after now; not made",
+                    (policy_name,),
+                )
+            )
             continue
         for instance_id in instances_by_policy.get(policy_name, ()):
             slot_policies = due_policies[(instance_id, slot)]
@@ -375,9 +380,7 @@ def _slot_demands(
     return demands
 
 
-def _add_copy_demands(
-    region: _Region, sets: Mapping[str, InstanceSet], demands: _Demands
-) -> None:
+def _add_copy_demands(region: _Region, sets: Mapping[str, InstanceSet], demands: _Demands) -> None:
     """A copy demand per usable source image whose name is free here."""
     for source in region.copy_sources.images:
         name = source.image.name
@@ -386,14 +389,20 @@ def _add_copy_demands(
         if check.status is NameStatus.BLOCKED:
             names = tuple(sorted(p.name for p in copying))
             demands.skips.append(
-                Skip(source.instance_id, source.slot, name, names,
-                     f"{name}: copy from {source.image.region} not made: {check.problem}",
-                     source_region=source.image.region)
+                Skip(
+                    source.instance_id,
+                    source.slot,
+                    name,
+                    names,
+                    f"{name}: copy from {source.image.region} not made: {check.problem}",
+                    source_region=source.image.region,
+                )
             )
         elif check.status is NameStatus.FREE:
             # newest copy first: it is the one a disaster would need
             priority = (
-                _staleness(sets, source.instance_id), -source.slot.timestamp(),
+                _staleness(sets, source.instance_id),
+                -source.slot.timestamp(),
                 source.instance_id,
             )
             demands.wanted.append(
@@ -401,9 +410,7 @@ def _add_copy_demands(
             )
 
 
-def _register_demands(
-    region: _Region, sets: dict[str, InstanceSet], demands: _Demands
-) -> None:
+def _register_demands(region: _Region, sets: dict[str, InstanceSet], demands: _Demands) -> None:
     """Give every demanded instance a set (its first image still goes through retention)
     and mark the in-flight images the run waits for."""
     for demand in demands.wanted:

@@ -68,16 +68,21 @@ class RestorePoint:
     @property
     def data_snapshots(self) -> tuple[tuple[str, int], ...]:
         """(snapshot id, size GiB) of each data disk the image holds."""
-        return tuple((s.snapshot_id, s.size_gib) for s in self.image.snapshots
-                     if s.usage == "DATA_DISK")
+        return tuple(
+            (s.snapshot_id, s.size_gib) for s in self.image.snapshots if s.usage == "DATA_DISK"
+        )
 
 
-def managed_images_of(images: Iterable[Image], instance_id: str,
-                      fmt: NameFormat = DEFAULT_FORMAT) -> list[ManagedImage]:
+def managed_images_of(
+    images: Iterable[Image], instance_id: str, fmt: NameFormat = DEFAULT_FORMAT
+) -> list[ManagedImage]:
     """cvmkeeper's images of ``instance_id``, newest (by ``CreatedTime``) first."""
     owned = (classify_image(image, fmt) for image in images)
-    return sorted((m for m in owned if m is not None and m.instance_id == instance_id),
-                  key=lambda m: (m.image.created_time, m.image_id), reverse=True)
+    return sorted(
+        (m for m in owned if m is not None and m.instance_id == instance_id),
+        key=lambda m: (m.image.created_time, m.image_id),
+        reverse=True,
+    )
 
 
 def choose_restore_point(
@@ -102,18 +107,22 @@ def choose_restore_point(
         if owned is None:
             raise RestoreRefused(
                 f"image {image_id} ({image.name}) was not made by cvmkeeper; restore only uses "
-                "cvmkeeper's own images (restore another image with the Tencent console)")
+                "cvmkeeper's own images (restore another image with the Tencent console)"
+            )
         if owned.instance_id != instance_id:
-            raise RestoreRefused(f"image {image_id} is a backup of {owned.instance_id}, not of "
-                                 f"{instance_id}")
+            raise RestoreRefused(
+                f"image {image_id} is a backup of {owned.instance_id}, not of {instance_id}"
+            )
         return _usable(owned, f"--image {image_id}")
     if slot is not None:
         match = [m for m in managed if m.slot == slot]
         if not match:
             slots = ", ".join(m.slot.strftime("%Y-%m-%dT%H:%MZ") for m in managed[:5])
-            raise RestoreRefused(f"{instance_id} has no image of slot "
-                                 f"{slot.strftime('%Y-%m-%dT%H:%MZ')} in {region}"
-                                 + (f" (newest slots: {slots})" if slots else ""))
+            raise RestoreRefused(
+                f"{instance_id} has no image of slot "
+                f"{slot.strftime('%Y-%m-%dT%H:%MZ')} in {region}"
+                + (f" (newest slots: {slots})" if slots else "")
+            )
         return _usable(match[0], f"--slot {slot.strftime('%Y-%m-%dT%H:%MZ')}")
     normal = [m for m in managed if m.image.state.usable]
     if as_of is not None:
@@ -121,22 +130,27 @@ def choose_restore_point(
         if not before:
             raise RestoreRefused(
                 f"{instance_id} has no NORMAL image made at or before "
-                f"{as_of.strftime('%Y-%m-%dT%H:%M:%SZ')} in {region}"
-                + _states_text(managed))
+                f"{as_of.strftime('%Y-%m-%dT%H:%M:%SZ')} in {region}" + _states_text(managed)
+            )
         chosen = before[0]
-        return RestorePoint(chosen.image, chosen.slot,
-                            f"newest NORMAL image made at or before "
-                            f"{as_of.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+        return RestorePoint(
+            chosen.image,
+            chosen.slot,
+            f"newest NORMAL image made at or before {as_of.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+        )
     if not normal:
-        raise RestoreRefused(f"{instance_id} has no NORMAL image in {region}"
-                             + _states_text(managed))
+        raise RestoreRefused(
+            f"{instance_id} has no NORMAL image in {region}" + _states_text(managed)
+        )
     return RestorePoint(normal[0].image, normal[0].slot, "newest NORMAL image")
 
 
 def _usable(owned: ManagedImage, asked: str) -> RestorePoint:
     if not owned.image.state.usable:
-        raise RestoreRefused(f"image {owned.image_id} is {owned.image.state.value}; only a "
-                             "NORMAL image can be restored")
+        raise RestoreRefused(
+            f"image {owned.image_id} is {owned.image.state.value}; only a "
+            "NORMAL image can be restored"
+        )
     return RestorePoint(owned.image, owned.slot, asked)
 
 
@@ -184,9 +198,13 @@ def plan_launch(
     base = source or Placement()
     reasons: list[str] = []
     values: dict[str, object] = {}
-    for key, option in (("zone", "--zone"), ("instance_type", "--instance-type"),
-                        ("vpc_id", "--vpc"), ("subnet_id", "--subnet"),
-                        ("security_group_ids", "--security-group")):
+    for key, option in (
+        ("zone", "--zone"),
+        ("instance_type", "--instance-type"),
+        ("vpc_id", "--vpc"),
+        ("subnet_id", "--subnet"),
+        ("security_group_ids", "--security-group"),
+    ):
         given = getattr(overrides, key)
         if given:
             values[key] = given
@@ -194,25 +212,42 @@ def plan_launch(
         elif getattr(base, key):
             values[key] = getattr(base, key)
             reasons.append(f"{key} {_text(values[key])} (the source instance's)")
-    missing = [option for key, option in (("zone", "--zone"),
-                                          ("instance_type", "--instance-type"),
-                                          ("subnet_id", "--subnet"), ("vpc_id", "--vpc"))
-               if not values.get(key)]
+    missing = [
+        option
+        for key, option in (
+            ("zone", "--zone"),
+            ("instance_type", "--instance-type"),
+            ("subnet_id", "--subnet"),
+            ("vpc_id", "--vpc"),
+        )
+        if not values.get(key)
+    ]
     if missing:
-        why = "the source instance no longer exists" if source is None else \
-            "the source instance does not say"
+        why = (
+            "the source instance no longer exists"
+            if source is None
+            else "the source instance does not say"
+        )
         raise RestoreRefused(f"{why}; give {', '.join(missing)}")
     zone = str(values["zone"])
     if not zone.startswith(region + "-"):
-        raise RestoreRefused(f"zone {zone} is not in region {region} (the image is in "
-                             f"{region}; copy it first or pick a zone of {region})")
-    placement = Placement(zone, str(values["instance_type"]), str(values["vpc_id"]),
-                          str(values["subnet_id"]),
-                          tuple(values.get("security_group_ids") or ()))  # type: ignore[arg-type]
+        raise RestoreRefused(
+            f"zone {zone} is not in region {region} (the image is in "
+            f"{region}; copy it first or pick a zone of {region})"
+        )
+    placement = Placement(
+        zone,
+        str(values["instance_type"]),
+        str(values["vpc_id"]),
+        str(values["subnet_id"]),
+        tuple(values.get("security_group_ids") or ()),  # type: ignore[arg-type]
+    )
     data = point.data_snapshots
     if data:
-        reasons.append(f"{len(data)} data disk(s) from the image's snapshots "
-                       f"({', '.join(s for s, _ in data)}), type {DATA_DISK_TYPE}")
+        reasons.append(
+            f"{len(data)} data disk(s) from the image's snapshots "
+            f"({', '.join(s for s, _ in data)}), type {DATA_DISK_TYPE}"
+        )
     reasons.append("login settings kept from the image (KeepImageLogin)")
     tags = {RESTORED_FROM_TAG: point.image_id, **(extra_tags or {})}
     return LaunchPlan(region, point.image_id, placement, data, tags, tuple(reasons))
@@ -235,8 +270,9 @@ class InPlacePlan:
     warnings: tuple[str, ...] = ()
 
 
-def plan_in_place(instance_id: str, state: str, point: RestorePoint, *,
-                  system_disk_only: bool) -> InPlacePlan:
+def plan_in_place(
+    instance_id: str, state: str, point: RestorePoint, *, system_disk_only: bool
+) -> InPlacePlan:
     """The steps of an in-place restore of ``instance_id`` (now ``state``) to ``point``.
 
     Refuses (:class:`RestoreRefused`) an instance that is neither ``RUNNING`` nor
@@ -244,8 +280,10 @@ def plan_in_place(instance_id: str, state: str, point: RestorePoint, *,
     ``system_disk_only``: their data would silently stay as it is now.
     """
     if state not in ("RUNNING", "STOPPED"):
-        raise RestoreRefused(f"{instance_id} is {state or 'in an unknown state'}; an in-place "
-                             "restore needs it RUNNING or STOPPED")
+        raise RestoreRefused(
+            f"{instance_id} is {state or 'in an unknown state'}; an in-place "
+            "restore needs it RUNNING or STOPPED"
+        )
     data = point.data_snapshots
     warnings: list[str] = []
     if data:
@@ -253,16 +291,23 @@ def plan_in_place(instance_id: str, state: str, point: RestorePoint, *,
         if not system_disk_only:
             raise RestoreRefused(
                 f"image {point.image_id} holds {len(data)} data disk snapshot(s): {listed}. "
-                f"{DATA_DISK_HELP} Pass --system-disk-only to restore the system disk alone.")
-        warnings.append(f"the image's data disk snapshots ({listed}) are not used. "
-                        + DATA_DISK_HELP)
+                f"{DATA_DISK_HELP} Pass --system-disk-only to restore the system disk alone."
+            )
+        warnings.append(
+            f"the image's data disk snapshots ({listed}) are not used. " + DATA_DISK_HELP
+        )
     running = state == "RUNNING"
     steps = []
     if running:
-        steps.append(f"stop {instance_id} (StopInstances SOFT_FIRST); it is started again "
-                     "whatever happens next")
-    steps.append(f"reset the system disk of {instance_id} to {point.image_id} "
-                 "(ResetInstance, KeepImageLogin)")
-    steps.append(f"start {instance_id} again" if running else
-                 f"leave {instance_id} stopped, as it was")
+        steps.append(
+            f"stop {instance_id} (StopInstances SOFT_FIRST); it is started again "
+            "whatever happens next"
+        )
+    steps.append(
+        f"reset the system disk of {instance_id} to {point.image_id} "
+        "(ResetInstance, KeepImageLogin)"
+    )
+    steps.append(
+        f"start {instance_id} again" if running else f"leave {instance_id} stopped, as it was"
+    )
     return InPlacePlan(instance_id, point.image_id, running, tuple(steps), tuple(warnings))

@@ -77,8 +77,9 @@ def resolve_quota(
     notices: list[PlanWarning] = []
     while True:
         decisions = _retention(sets, _slots_by_instance(planned), cache)
-        covered = [d for d in planned if not decisions.get(new_id(d.instance_id, d.slot),
-                                                           _KEPT).keep]
+        covered = [
+            d for d in planned if not decisions.get(new_id(d.instance_id, d.slot), _KEPT).keep
+        ]
         if covered:  # older than what retention keeps: made now, deleted at once, made again
             planned = _without(planned, covered)
             notices += [_covered_notice(d) for d in covered if d.source is None]
@@ -102,13 +103,15 @@ def resolve_quota(
         }
         for demand in fit.dropped:
             if demand.source is not None and demand.slot < newest_copies[demand.instance_id]:
-                notices.append(PlanWarning(
-                    WarningKind.PLAN,
-                    f"{demand.name}: older copy from {demand.source.image.region} not made: "
-                    f"the quota ({inventory.quota}) holds fewer copies than their retention "
-                    "keeps",
-                    demand.policy_names,
-                ))
+                notices.append(
+                    PlanWarning(
+                        WarningKind.PLAN,
+                        f"{demand.name}: older copy from {demand.source.image.region} not made: "
+                        f"the quota ({inventory.quota}) holds fewer copies than their retention "
+                        "keeps",
+                        demand.policy_names,
+                    )
+                )
             else:
                 skips.append(_quota_skip(demand, inventory.quota, len(inventory.images)))
 
@@ -223,8 +226,7 @@ def eviction_notice(
 
 def _quota_skip(item: Demand, quota: int, used: int) -> Skip:
     how = "on_quota_full: skip" if not item.may_evict else "nothing can be evicted"
-    what = "not created" if item.source is None else \
-        f"not copied from {item.source.image.region}"
+    what = "not created" if item.source is None else f"not copied from {item.source.image.region}"
     return Skip(
         instance_id=item.instance_id,
         slot=item.slot,

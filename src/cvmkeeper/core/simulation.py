@@ -128,8 +128,9 @@ def simulate(policy: Policy, start: datetime, end: datetime) -> SimulationResult
         peak_after_rotation=main.peak_after,
         kept=main.kept(),
         copies=tuple(
-            CopySimulation(region, store.created, store.deleted, store.peak, store.peak_after,
-                           store.kept())
+            CopySimulation(
+                region, store.created, store.deleted, store.peak, store.peak_after, store.kept()
+            )
             for region, store in copies
         ),
     )

@@ -50,8 +50,16 @@ from cvmkeeper.emulator.records import (
 __all__ = ["ApiError", "ConnectionFault", "EmulatorCore"]
 
 LAUNCH_ACTIONS = ("RunInstances", "TerminateInstances", "ResetInstance")
-WRITE_ACTIONS = frozenset({"CreateImage", "DeleteImages", "SyncImages", "StopInstances",
-                           "StartInstances", *LAUNCH_ACTIONS})
+WRITE_ACTIONS = frozenset(
+    {
+        "CreateImage",
+        "DeleteImages",
+        "SyncImages",
+        "StopInstances",
+        "StartInstances",
+        *LAUNCH_ACTIONS,
+    }
+)
 BUSY_IMAGE_STATES = frozenset({"CREATING", "SYNCING", "IMPORTING"})
 TRANSITIONAL_INSTANCE_STATES = frozenset({"PENDING", "STOPPING", "STARTING", "REBOOTING"})
 STATE_FILE_VERSION = 1
@@ -65,9 +73,14 @@ class Outcome:
 
     __slots__ = ("body", "extra", "image_ids", "instance_ids")
 
-    def __init__(self, body: dict[str, Any], *, image_ids: list[str] | None = None,
-                 instance_ids: list[str] | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        body: dict[str, Any],
+        *,
+        image_ids: list[str] | None = None,
+        instance_ids: list[str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self.body = body
         self.image_ids = image_ids
         self.instance_ids = instance_ids
@@ -122,8 +135,9 @@ class EmulatorCore:
         """The injected clock."""
         return self._clock
 
-    def call(self, action: str, region: str | None, params: Mapping[str, Any], *,
-             request_id: str = "") -> dict[str, Any]:
+    def call(
+        self, action: str, region: str | None, params: Mapping[str, Any], *, request_id: str = ""
+    ) -> dict[str, Any]:
         """Run one API call and return its ``Response`` body without ``RequestId``.
 
         Raises :class:`ApiError` for every API error and :class:`ConnectionFault` for
@@ -141,8 +155,9 @@ class EmulatorCore:
                 if fault:
                     self._injected[fault] += 1
                 if fault == "reset":
-                    self._record_write(action, region, params, now, "reset",
-                                       request_id=request_id, outcome=None)
+                    self._record_write(
+                        action, region, params, now, "reset", request_id=request_id, outcome=None
+                    )
                     raise ConnectionFault(committed=False)
                 if fault in ("InternalError", "RequestLimitExceeded"):
                     raise ApiError(fault, f"Injected fault: {fault}.")
@@ -153,14 +168,29 @@ class EmulatorCore:
                 outcome = handler(state, params, now, request_id)
             except ApiError as error:
                 self._errors[error.code] += 1
-                self._record_write(action, region, params, now, error.code,
-                                   request_id=request_id, outcome=None,
-                                   lost=fault == "lost_response")
+                self._record_write(
+                    action,
+                    region,
+                    params,
+                    now,
+                    error.code,
+                    request_id=request_id,
+                    outcome=None,
+                    lost=fault == "lost_response",
+                )
                 if fault == "lost_response":
                     raise ConnectionFault(committed=True) from error
                 raise
-            self._record_write(action, region, params, now, "ok", request_id=request_id,
-                               outcome=outcome, lost=fault == "lost_response")
+            self._record_write(
+                action,
+                region,
+                params,
+                now,
+                "ok",
+                request_id=request_id,
+                outcome=outcome,
+                lost=fault == "lost_response",
+            )
             if fault == "lost_response":
                 raise ConnectionFault(committed=True)
             return outcome.body
@@ -191,8 +221,9 @@ class EmulatorCore:
                     "quota_used": region.quota_used(),
                     "instances": [i.to_api() for i in region.instances.values()],
                     "images": [i.to_api() for i in self._images_sorted(region)],
-                    "shared_image_ids": sorted(i.image_id for i in region.images.values()
-                                               if i.shared),
+                    "shared_image_ids": sorted(
+                        i.image_id for i in region.images.values() if i.shared
+                    ),
                     "leftover_snapshots": list(region.leftover_snapshots),
                 }
                 for name, region in self._regions.items()
@@ -208,14 +239,25 @@ class EmulatorCore:
                 "history": copy.deepcopy(self._history[history_since:]),  # entry n: seq n+1
             }
 
-    def change_disks(self, instance_id: str, *, attach: Mapping[str, Any] | None = None,
-                     detach: str | None = None) -> dict[str, Any]:
+    def change_disks(
+        self,
+        instance_id: str,
+        *,
+        attach: Mapping[str, Any] | None = None,
+        detach: str | None = None,
+    ) -> dict[str, Any]:
         """Attach a data disk to, or detach one from, an instance at runtime (what a person
         does in the console between two slots). ``attach`` is ``{"id", "type", "size"}``.
         Returns the instance's ``DataDisks``; raises ``ValueError`` for a bad request."""
         with self._lock:
-            instance = next((r.instances[instance_id] for r in self._regions.values()
-                             if instance_id in r.instances), None)
+            instance = next(
+                (
+                    r.instances[instance_id]
+                    for r in self._regions.values()
+                    if instance_id in r.instances
+                ),
+                None,
+            )
             if instance is None:
                 raise ValueError(f"no instance {instance_id!r}")
             attached = {disk.disk_id for disk in instance.data_disks}
@@ -234,8 +276,10 @@ class EmulatorCore:
                 if disk_type not in DISK_TYPES or not isinstance(size, int) or size < 1:
                     raise ValueError(f"bad disk type or size: {disk_type!r}, {size!r}")
                 instance.data_disks.append(DiskRecord(disk_id, disk_type, size))
-            return {"InstanceId": instance_id,
-                    "DataDisks": [disk.to_api() for disk in instance.data_disks]}
+            return {
+                "InstanceId": instance_id,
+                "DataDisks": [disk.to_api() for disk in instance.data_disks],
+            }
 
     def set_faults(self, mapping: Mapping[str, Any]) -> None:
         """Replace the injected faults (the fleet file's ``faults:`` mapping, or
@@ -317,10 +361,16 @@ class EmulatorCore:
             region = RegionState(name=name, quota=spec.quota)
             for n, inst in enumerate(spec.instances):
                 region.instances[inst.id] = InstanceRecord(
-                    instance_id=inst.id, name=inst.name, region=name, zone=inst.zone,
-                    state=inst.state, created_time=inst.created_time or now - timedelta(days=30),
-                    tags=dict(inst.tags), not_supported=inst.not_supported,
-                    instance_type=inst.instance_type, os_name=inst.os_name,
+                    instance_id=inst.id,
+                    name=inst.name,
+                    region=name,
+                    zone=inst.zone,
+                    state=inst.state,
+                    created_time=inst.created_time or now - timedelta(days=30),
+                    tags=dict(inst.tags),
+                    not_supported=inst.not_supported,
+                    instance_type=inst.instance_type,
+                    os_name=inst.os_name,
                     data_disks=[DiskRecord(d.id, d.type, d.size) for d in inst.data_disks],
                     system_disk_id=self._new_id("disk"),
                     private_ip=f"10.{index % 250}.{n // 250}.{n % 250 + 2}",
@@ -328,18 +378,25 @@ class EmulatorCore:
             for n, img in enumerate(spec.images):
                 created = img.created_time or now - timedelta(days=60, minutes=n)
                 region.images[img.id] = ImageRecord(
-                    image_id=img.id, name=img.name, region=name, state=img.state,
-                    created_time=created, description=img.description,
+                    image_id=img.id,
+                    name=img.name,
+                    region=name,
+                    state=img.state,
+                    created_time=created,
+                    description=img.description,
                     image_type=img.image_type,
                     source="OFFICIAL" if img.image_type == "PUBLIC_IMAGE" else "CREATE_IMAGE",
-                    instance_id=img.instance_id, tags=dict(img.tags), shared=img.shared,
+                    instance_id=img.instance_id,
+                    tags=dict(img.tags),
+                    shared=img.shared,
                     creator=img.creator or fleet.credentials.uin,
-                    snapshots=[SnapshotRecord(self._new_id("snap"), "SYSTEM_DISK",
-                                              SYSTEM_DISK_GIB)]
-                    if img.image_type == "PRIVATE_IMAGE" else [],
+                    snapshots=[SnapshotRecord(self._new_id("snap"), "SYSTEM_DISK", SYSTEM_DISK_GIB)]
+                    if img.image_type == "PRIVATE_IMAGE"
+                    else [],
                     # a seeded in-flight image finishes like a fresh one
                     ready_at=now + timedelta(seconds=fleet.timing.create_seconds)
-                    if img.state in BUSY_IMAGE_STATES else None,
+                    if img.state in BUSY_IMAGE_STATES
+                    else None,
                 )
             self._regions[name] = region
 
@@ -355,13 +412,16 @@ class EmulatorCore:
 
     def _region(self, region: str | None) -> RegionState:
         if not region:
-            raise ApiError("MissingParameter",
-                           "The request is missing a required parameter `Region`.")
+            raise ApiError(
+                "MissingParameter", "The request is missing a required parameter `Region`."
+            )
         state = self._regions.get(region)
         if state is None:
             if all(c in _REGION_SHAPE for c in region) and region.count("-") >= 1:
-                raise ApiError("UnsupportedRegion",
-                               f"The region `{region}` is not supported (not in this fleet).")
+                raise ApiError(
+                    "UnsupportedRegion",
+                    f"The region `{region}` is not supported (not in this fleet).",
+                )
             raise ApiError("InvalidRegion.NotFound", f"The region `{region}` does not exist.")
         return state
 
@@ -386,8 +446,10 @@ class EmulatorCore:
         while window and window[0] <= horizon:
             window.popleft()
         if len(window) >= limit:
-            raise ApiError("RequestLimitExceeded",
-                           f"{action} is limited to {limit:g} requests per second in {region}.")
+            raise ApiError(
+                "RequestLimitExceeded",
+                f"{action} is limited to {limit:g} requests per second in {region}.",
+            )
         window.append(now)
 
     def _advance(self, now: datetime) -> None:
@@ -404,9 +466,14 @@ class EmulatorCore:
         for when, _, region, record in due:
             before = record.state
             record.ready_at = None
-            entry: dict[str, Any] = {"time": _history_time(when), "region": region.name,
-                                     "action": "_transition", "params": {}, "result": "ok",
-                                     "from": before}
+            entry: dict[str, Any] = {
+                "time": _history_time(when),
+                "region": region.name,
+                "action": "_transition",
+                "params": {},
+                "result": "ok",
+                "from": before,
+            }
             if isinstance(record, ImageRecord):
                 if before == "CREATING" and record.will_fail:
                     record.state = "CREATEFAILED"
@@ -417,11 +484,14 @@ class EmulatorCore:
                 if record.instance_id:
                     entry["InstanceIds"] = [record.instance_id]
             else:
-                record.state = record.next_state or {"STOPPING": "STOPPED",
-                                                     "STARTING": "RUNNING"}.get(before, "RUNNING")
+                record.state = record.next_state or {
+                    "STOPPING": "STOPPED",
+                    "STARTING": "RUNNING",
+                }.get(before, "RUNNING")
                 record.next_state = ""
-                record.latest_operation_state = "FAILED" if record.state == "LAUNCH_FAILED" \
-                    else "SUCCESS"
+                record.latest_operation_state = (
+                    "FAILED" if record.state == "LAUNCH_FAILED" else "SUCCESS"
+                )
                 entry["InstanceIds"] = [record.instance_id]
                 if record.state == TERMINATED:  # TerminateInstances: the instance is gone
                     region.instances.pop(record.instance_id, None)
@@ -432,19 +502,32 @@ class EmulatorCore:
         entry["seq"] = len(self._history) + 1
         self._history.append(entry)
 
-    def _record_write(self, action: str, region: str | None, params: Mapping[str, Any],
-                      now: datetime, result: str, *, request_id: str,
-                      outcome: Outcome | None, lost: bool = False) -> None:
+    def _record_write(
+        self,
+        action: str,
+        region: str | None,
+        params: Mapping[str, Any],
+        now: datetime,
+        result: str,
+        *,
+        request_id: str,
+        outcome: Outcome | None,
+        lost: bool = False,
+    ) -> None:
         if action not in WRITE_ACTIONS:
             return
         entry: dict[str, Any] = {
-            "time": _history_time(now), "region": region, "action": action,
-            "params": json.loads(json.dumps(params, default=str)), "result": result,
+            "time": _history_time(now),
+            "region": region,
+            "action": action,
+            "params": json.loads(json.dumps(params, default=str)),
+            "result": result,
             "request_id": request_id,
         }
         requested_images = params.get("ImageIds")
         requested_instances = params.get("InstanceIds") or (
-            [params["InstanceId"]] if isinstance(params.get("InstanceId"), str) else None)
+            [params["InstanceId"]] if isinstance(params.get("InstanceId"), str) else None
+        )
         if outcome is not None and outcome.image_ids is not None:
             entry["ImageIds"] = outcome.image_ids
         elif isinstance(requested_images, list):
@@ -463,81 +546,117 @@ class EmulatorCore:
 
     @staticmethod
     def _images_sorted(region: RegionState) -> list[ImageRecord]:
-        return sorted(region.images.values(),
-                      key=lambda i: (i.created_time, i.image_id), reverse=True)
+        return sorted(
+            region.images.values(), key=lambda i: (i.created_time, i.image_id), reverse=True
+        )
 
     # ------------------------------------------------------------------ actions
 
-    def _create_image(self, region: RegionState, params: Mapping[str, Any], now: datetime,
-                      request_id: str) -> Outcome:
+    def _create_image(
+        self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
+    ) -> Outcome:
         name = p.string(params, "ImageName", need=True)
         instance_id = p.string(params, "InstanceId", need=True)
         description = p.string(params, "ImageDescription")
         for key in ("ForcePoweroff", "Sysprep"):
             value = params.get(key)
             if value is not None and value not in ("true", "false"):
-                raise ApiError("InvalidParameterValue",
-                               f"The parameter `{key}` must be the string \"true\" or \"false\".")
+                raise ApiError(
+                    "InvalidParameterValue",
+                    f'The parameter `{key}` must be the string "true" or "false".',
+                )
         data_disks = p.string_list(params, "DataDiskIds")
         if p.string_list(params, "SnapshotIds"):
-            raise ApiError("UnsupportedOperation",
-                           "Creating an image from SnapshotIds is not emulated.")
+            raise ApiError(
+                "UnsupportedOperation", "Creating an image from SnapshotIds is not emulated."
+            )
         dry_run = p.boolean(params, "DryRun")
         tags = _tag_specification(params.get("TagSpecification"))
         if not name.strip():
             raise ApiError("InvalidParameterValue", "The parameter `ImageName` must not be empty.")
         if len(name) > self._fleet.name_limit:
-            raise ApiError("InvalidParameter.ValueTooLarge",
-                           f"ImageName is longer than {self._fleet.name_limit} characters.")
+            raise ApiError(
+                "InvalidParameter.ValueTooLarge",
+                f"ImageName is longer than {self._fleet.name_limit} characters.",
+            )
         if len(description) > self._fleet.description_limit:
-            raise ApiError("InvalidParameter.ValueTooLarge",
-                           f"ImageDescription is longer than {self._fleet.description_limit} "
-                           "characters.")
+            raise ApiError(
+                "InvalidParameter.ValueTooLarge",
+                f"ImageDescription is longer than {self._fleet.description_limit} characters.",
+            )
         instance = region.instances.get(instance_id)
         if instance is None:
-            raise ApiError("InvalidInstanceId.NotFound",
-                           f"The instance `{instance_id}` does not exist in {region.name}.")
+            raise ApiError(
+                "InvalidInstanceId.NotFound",
+                f"The instance `{instance_id}` does not exist in {region.name}.",
+            )
         if instance.not_supported:
-            raise ApiError("InvalidInstance.NotSupported",
-                           f"The instance `{instance_id}` does not support creating images.")
+            raise ApiError(
+                "InvalidInstance.NotSupported",
+                f"The instance `{instance_id}` does not support creating images.",
+            )
         if instance.state in TRANSITIONAL_INSTANCE_STATES:
-            raise ApiError("OperationDenied.InstanceOperationInProgress",
-                           f"The instance `{instance_id}` is {instance.state}.")
+            raise ApiError(
+                "OperationDenied.InstanceOperationInProgress",
+                f"The instance `{instance_id}` is {instance.state}.",
+            )
         disks = self._image_disks(instance, data_disks)
         if any(i.name == name and i.counts_against_quota for i in region.images.values()):
-            raise ApiError("InvalidImageName.Duplicate",
-                           f"The image name `{name}` already exists in {region.name}.")
-        if any(i.instance_id == instance_id and i.state == "CREATING"
-               for i in region.images.values()):
-            raise ApiError("MutexOperation.TaskRunning",
-                           f"The instance `{instance_id}` already has an image being created.")
+            raise ApiError(
+                "InvalidImageName.Duplicate",
+                f"The image name `{name}` already exists in {region.name}.",
+            )
+        if any(
+            i.instance_id == instance_id and i.state == "CREATING" for i in region.images.values()
+        ):
+            raise ApiError(
+                "MutexOperation.TaskRunning",
+                f"The instance `{instance_id}` already has an image being created.",
+            )
         if region.quota_used() >= region.quota:
-            raise ApiError("ImageQuotaLimitExceeded",
-                           f"The custom-image quota of {region.name} ({region.quota}) is used up.")
+            raise ApiError(
+                "ImageQuotaLimitExceeded",
+                f"The custom-image quota of {region.name} ({region.quota}) is used up.",
+            )
         self._check_snapshot_quota(region, instance, disks)
         if dry_run:
             raise ApiError("DryRunOperation", "The request would have succeeded.")
         will_fail = self._rng.random() < self._fleet.timing.create_failed_probability
-        snapshots = [SnapshotRecord(self._new_id("snap"), "SYSTEM_DISK", SYSTEM_DISK_GIB,
-                                    instance.system_disk_id)]
-        snapshots += [SnapshotRecord(self._new_id("snap"), "DATA_DISK", d.size, d.disk_id)
-                      for d in disks]
+        snapshots = [
+            SnapshotRecord(
+                self._new_id("snap"), "SYSTEM_DISK", SYSTEM_DISK_GIB, instance.system_disk_id
+            )
+        ]
+        snapshots += [
+            SnapshotRecord(self._new_id("snap"), "DATA_DISK", d.size, d.disk_id) for d in disks
+        ]
         timing = self._fleet.timing
         total_gib = sum(snapshot.disk_size for snapshot in snapshots)
         seconds = timing.create_seconds + timing.create_seconds_per_100gib * total_gib / 100
         image = ImageRecord(
-            image_id=self._new_id("img"), name=name, region=region.name, state="CREATING",
-            created_time=now, description=description, instance_id=instance_id,
-            os_name=instance.os_name, tags=tags, snapshots=snapshots, will_fail=will_fail,
+            image_id=self._new_id("img"),
+            name=name,
+            region=region.name,
+            state="CREATING",
+            created_time=now,
+            description=description,
+            instance_id=instance_id,
+            os_name=instance.os_name,
+            tags=tags,
+            snapshots=snapshots,
+            will_fail=will_fail,
             ready_at=now + timedelta(seconds=seconds),
             creator=self._fleet.credentials.uin,
         )
         region.images[image.image_id] = image
         # what was attached when the image was made: the invariant checker compares it with
         # the disks the image holds (no disk left out without an alert)
-        return Outcome({"ImageId": image.image_id}, image_ids=[image.image_id],
-                       instance_ids=[instance_id],
-                       extra={"AttachedDataDisks": [d.disk_id for d in instance.data_disks]})
+        return Outcome(
+            {"ImageId": image.image_id},
+            image_ids=[image.image_id],
+            instance_ids=[instance_id],
+            extra={"AttachedDataDisks": [d.disk_id for d in instance.data_disks]},
+        )
 
     @staticmethod
     def _image_disks(instance: InstanceRecord, data_disk_ids: list[str]) -> list[DiskRecord]:
@@ -547,77 +666,121 @@ class EmulatorCore:
         disks: list[DiskRecord] = []
         for disk_id in dict.fromkeys(data_disk_ids):
             if disk_id == instance.system_disk_id:
-                raise ApiError("InvalidParameter.DataDiskIdContainsRootDisk",
-                               f"DataDiskIds must not contain the system disk `{disk_id}`.")
+                raise ApiError(
+                    "InvalidParameter.DataDiskIdContainsRootDisk",
+                    f"DataDiskIds must not contain the system disk `{disk_id}`.",
+                )
             disk = attached.get(disk_id)
             if disk is None:
-                raise ApiError("InvalidParameter.DataDiskNotBelongSpecifiedInstance",
-                               f"The data disk `{disk_id}` does not belong to the instance "
-                               f"`{instance.instance_id}`.")
+                raise ApiError(
+                    "InvalidParameter.DataDiskNotBelongSpecifiedInstance",
+                    f"The data disk `{disk_id}` does not belong to the instance "
+                    f"`{instance.instance_id}`.",
+                )
             if disk.local:
-                raise ApiError("InvalidParameter.LocalDataDiskNotSupport",
-                               f"The data disk `{disk_id}` is a local disk ({disk.disk_type}); "
-                               "local data disks cannot be used to create instance images.")
+                raise ApiError(
+                    "InvalidParameter.LocalDataDiskNotSupport",
+                    f"The data disk `{disk_id}` is a local disk ({disk.disk_type}); "
+                    "local data disks cannot be used to create instance images.",
+                )
             disks.append(disk)
         return disks
 
-    def _check_snapshot_quota(self, region: RegionState, instance: InstanceRecord,
-                              disks: list[DiskRecord]) -> None:
+    def _check_snapshot_quota(
+        self, region: RegionState, instance: InstanceRecord, disks: list[DiskRecord]
+    ) -> None:
         """The ``snapshot_quota_per_disk`` switch (``fleet.WholeMachine``)."""
         quota = self._fleet.whole_machine.snapshot_quota_per_disk
         if quota <= 0:
             return
         for disk_id in (instance.system_disk_id, *(d.disk_id for d in disks)):
             if region.snapshots_of(disk_id) >= quota:
-                raise ApiError("LimitExceeded.SnapshotQuota",
-                               f"The disk `{disk_id}` already has {quota} snapshots.")
+                raise ApiError(
+                    "LimitExceeded.SnapshotQuota",
+                    f"The disk `{disk_id}` already has {quota} snapshots.",
+                )
 
-    def _get_caller_identity(self, region: RegionState, params: Mapping[str, Any],
-                             now: datetime, request_id: str) -> Outcome:
+    def _get_caller_identity(
+        self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
+    ) -> Outcome:
         """STS ``GetCallerIdentity`` for the fleet's key pair: a root account's answer."""
         uin = self._fleet.credentials.uin
-        return Outcome({"Arn": f"qcs::cam::uin/{uin}:uin/{uin}", "AccountId": uin,
-                        "UserId": uin, "PrincipalId": uin, "Type": "RootAccount"})
+        return Outcome(
+            {
+                "Arn": f"qcs::cam::uin/{uin}:uin/{uin}",
+                "AccountId": uin,
+                "UserId": uin,
+                "PrincipalId": uin,
+                "Type": "RootAccount",
+            }
+        )
 
-    def _describe_images(self, region: RegionState, params: Mapping[str, Any], now: datetime,
-                         request_id: str) -> Outcome:
+    def _describe_images(
+        self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
+    ) -> Outcome:
         ids = p.string_list(params, "ImageIds")
-        filters = p.filters(params, frozenset({"image-id", "image-type", "image-name",
-                                               "image-state", "platform", "tag-key",
-                                               "tag-value", "tag:"}))
+        filters = p.filters(
+            params,
+            frozenset(
+                {
+                    "image-id",
+                    "image-type",
+                    "image-name",
+                    "image-state",
+                    "platform",
+                    "tag-key",
+                    "tag-value",
+                    "tag:",
+                }
+            ),
+        )
         p.string(params, "InstanceType")
         if ids and filters:
-            raise ApiError("InvalidParameter.InvalidParameterCoexistImageIdsFilters",
-                           "ImageIds and Filters cannot be given together.")
+            raise ApiError(
+                "InvalidParameter.InvalidParameterCoexistImageIdsFilters",
+                "ImageIds and Filters cannot be given together.",
+            )
         offset, limit = p.paging(params)
         if ids:
             wanted = dict.fromkeys(ids)
             matching = [region.images[i] for i in wanted if i in region.images]
         else:
-            matching = [i for i in self._images_sorted(region)
-                        if all(_image_matches(i, name, values) for name, values in filters)]
-        page = matching[offset:offset + limit]
+            matching = [
+                i
+                for i in self._images_sorted(region)
+                if all(_image_matches(i, name, values) for name, values in filters)
+            ]
+        page = matching[offset : offset + limit]
         return Outcome({"ImageSet": [i.to_api() for i in page], "TotalCount": len(matching)})
 
-    def _delete_images(self, region: RegionState, params: Mapping[str, Any], now: datetime,
-                       request_id: str) -> Outcome:
+    def _delete_images(
+        self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
+    ) -> Outcome:
         ids = list(dict.fromkeys(p.string_list(params, "ImageIds", need=True)))
         delete_snapshots = p.boolean(params, "DeleteBindedSnap")
         dry_run = p.boolean(params, "DryRun")
         for image_id in ids:
             image = region.images.get(image_id)
             if image is None:
-                raise ApiError("InvalidImageId.NotFound",
-                               f"The image `{image_id}` does not exist in {region.name}.")
+                raise ApiError(
+                    "InvalidImageId.NotFound",
+                    f"The image `{image_id}` does not exist in {region.name}.",
+                )
             if not image.counts_against_quota:
-                raise ApiError("UnauthorizedOperation.ImageNotBelongToAccount",
-                               f"The image `{image_id}` is not a custom image of this account.")
+                raise ApiError(
+                    "UnauthorizedOperation.ImageNotBelongToAccount",
+                    f"The image `{image_id}` is not a custom image of this account.",
+                )
             if image.state in BUSY_IMAGE_STATES:
-                raise ApiError("InvalidImageId.IncorrectState",
-                               f"The image `{image_id}` is {image.state} and cannot be deleted.")
+                raise ApiError(
+                    "InvalidImageId.IncorrectState",
+                    f"The image `{image_id}` is {image.state} and cannot be deleted.",
+                )
             if image.shared:
-                raise ApiError("InvalidImageId.InShared",
-                               f"The image `{image_id}` is shared; cancel sharing first.")
+                raise ApiError(
+                    "InvalidImageId.InShared",
+                    f"The image `{image_id}` is shared; cancel sharing first.",
+                )
         if dry_run:
             raise ApiError("DryRunOperation", "The request would have succeeded.")
         for image_id in ids:
@@ -627,36 +790,44 @@ class EmulatorCore:
                 region.leftover_disks.update({s.snapshot_id: s.disk_id for s in image.snapshots})
         return Outcome({}, image_ids=ids)
 
-    def _describe_image_quota(self, region: RegionState, params: Mapping[str, Any],
-                              now: datetime, request_id: str) -> Outcome:
+    def _describe_image_quota(
+        self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
+    ) -> Outcome:
         return Outcome({"ImageNumQuota": region.quota})
 
-    def _sync_images(self, region: RegionState, params: Mapping[str, Any], now: datetime,
-                     request_id: str) -> Outcome:
+    def _sync_images(
+        self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
+    ) -> Outcome:
         ids = list(dict.fromkeys(p.string_list(params, "ImageIds", need=True)))
-        destinations = list(dict.fromkeys(p.string_list(params, "DestinationRegions",
-                                                        need=True)))
+        destinations = list(dict.fromkeys(p.string_list(params, "DestinationRegions", need=True)))
         dry_run = p.boolean(params, "DryRun")
         copy_name = p.string(params, "ImageName")
         set_required = p.boolean(params, "ImageSetRequired")
         p.boolean(params, "Encrypt")
         p.string(params, "KmsKeyId")
         if copy_name and len(copy_name) > self._fleet.name_limit:
-            raise ApiError("InvalidParameter.ValueTooLarge",
-                           f"ImageName is longer than {self._fleet.name_limit} characters.")
+            raise ApiError(
+                "InvalidParameter.ValueTooLarge",
+                f"ImageName is longer than {self._fleet.name_limit} characters.",
+            )
         sources: list[ImageRecord] = []
         for image_id in ids:
             image = region.images.get(image_id)
             if image is None:
-                raise ApiError("InvalidImageId.NotFound",
-                               f"The image `{image_id}` does not exist in {region.name}.")
+                raise ApiError(
+                    "InvalidImageId.NotFound",
+                    f"The image `{image_id}` does not exist in {region.name}.",
+                )
             if not image.counts_against_quota:
-                raise ApiError("UnauthorizedOperation.ImageNotBelongToAccount",
-                               f"The image `{image_id}` is not a custom image of this account.")
+                raise ApiError(
+                    "UnauthorizedOperation.ImageNotBelongToAccount",
+                    f"The image `{image_id}` is not a custom image of this account.",
+                )
             if image.state != "NORMAL":
-                raise ApiError("InvalidImageId.IncorrectState",
-                               f"The image `{image_id}` is {image.state}; only NORMAL images "
-                               "can be synced.")
+                raise ApiError(
+                    "InvalidImageId.IncorrectState",
+                    f"The image `{image_id}` is {image.state}; only NORMAL images can be synced.",
+                )
             self._check_whole_machine_sync(image)
             sources.append(image)
         targets: list[RegionState] = []
@@ -665,17 +836,22 @@ class EmulatorCore:
             if target is None:
                 raise ApiError("InvalidRegion.NotFound", f"The region `{name}` does not exist.")
             if target is region:
-                raise ApiError("InvalidParameterValue",
-                               "DestinationRegions must not contain the source region.")
+                raise ApiError(
+                    "InvalidParameterValue",
+                    "DestinationRegions must not contain the source region.",
+                )
             if target.quota_used() + len(sources) > target.quota:
-                raise ApiError("ImageQuotaLimitExceeded",
-                               f"The custom-image quota of {name} ({target.quota}) is used up.")
+                raise ApiError(
+                    "ImageQuotaLimitExceeded",
+                    f"The custom-image quota of {name} ({target.quota}) is used up.",
+                )
             for source in sources:
                 wanted = copy_name or source.name
-                if any(i.name == wanted and i.counts_against_quota
-                       for i in target.images.values()):
-                    raise ApiError("InvalidImageName.Duplicate",
-                                   f"The image name `{wanted}` already exists in {name}.")
+                if any(i.name == wanted and i.counts_against_quota for i in target.images.values()):
+                    raise ApiError(
+                        "InvalidImageName.Duplicate",
+                        f"The image name `{wanted}` already exists in {name}.",
+                    )
             targets.append(target)
         if dry_run:
             raise ApiError("DryRunOperation", "The request would have succeeded.")
@@ -686,14 +862,21 @@ class EmulatorCore:
             source.ready_at = ready
             for target in targets:
                 image = ImageRecord(
-                    image_id=self._new_id("img"), name=copy_name or source.name,
-                    region=target.name, state="CREATING", created_time=now,
-                    description=source.description, instance_id=source.instance_id,
-                    os_name=source.os_name, tags=dict(source.tags),
-                    snapshots=[SnapshotRecord(self._new_id("snap"), s.disk_usage, s.disk_size,
-                                              s.disk_id)
-                               for s in source.snapshots],
-                    ready_at=ready, creator=self._fleet.credentials.uin,
+                    image_id=self._new_id("img"),
+                    name=copy_name or source.name,
+                    region=target.name,
+                    state="CREATING",
+                    created_time=now,
+                    description=source.description,
+                    instance_id=source.instance_id,
+                    os_name=source.os_name,
+                    tags=dict(source.tags),
+                    snapshots=[
+                        SnapshotRecord(self._new_id("snap"), s.disk_usage, s.disk_size, s.disk_id)
+                        for s in source.snapshots
+                    ],
+                    ready_at=ready,
+                    creator=self._fleet.credentials.uin,
                 )
                 target.images[image.image_id] = image
                 copies.append({"ImageId": image.image_id, "Region": target.name})
@@ -705,17 +888,22 @@ class EmulatorCore:
         switches = self._fleet.whole_machine
         data = [s for s in image.snapshots if s.disk_usage == "DATA_DISK"]
         if data and switches.sync == "refused":
-            raise ApiError("InvalidParameter.InstanceImageNotSupport",
-                           f"The image `{image.image_id}` is an instance image (it holds data "
-                           "disks); this API does not support instance images.")
+            raise ApiError(
+                "InvalidParameter.InstanceImageNotSupport",
+                f"The image `{image.image_id}` is an instance image (it holds data "
+                "disks); this API does not support instance images.",
+            )
         size = sum(s.disk_size for s in image.snapshots)
         if switches.sync_max_gib and size > switches.sync_max_gib:
-            raise ApiError("InvalidImageId.TooLarge",
-                           f"The image `{image.image_id}` ({size} GiB) exceeds the size limit "
-                           f"of {switches.sync_max_gib} GiB.")
+            raise ApiError(
+                "InvalidImageId.TooLarge",
+                f"The image `{image.image_id}` ({size} GiB) exceeds the size limit "
+                f"of {switches.sync_max_gib} GiB.",
+            )
 
-    def _instances_in_order(self, region: RegionState, ids: list[str],
-                            strict: bool) -> list[InstanceRecord]:
+    def _instances_in_order(
+        self, region: RegionState, ids: list[str], strict: bool
+    ) -> list[InstanceRecord]:
         if not ids:
             return list(region.instances.values())
         found: list[InstanceRecord] = []
@@ -724,36 +912,63 @@ class EmulatorCore:
             if instance is not None:
                 found.append(instance)
             elif strict:
-                raise ApiError("InvalidInstanceId.NotFound",
-                               f"The instance `{instance_id}` does not exist in {region.name}.")
+                raise ApiError(
+                    "InvalidInstanceId.NotFound",
+                    f"The instance `{instance_id}` does not exist in {region.name}.",
+                )
         return found
 
-    def _describe_instances(self, region: RegionState, params: Mapping[str, Any],
-                            now: datetime, request_id: str) -> Outcome:
+    def _describe_instances(
+        self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
+    ) -> Outcome:
         ids = p.string_list(params, "InstanceIds")
-        filters = p.filters(params, frozenset({"instance-id", "instance-name", "instance-state",
-                                               "zone", "tag-key", "tag-value", "tag:"}))
+        filters = p.filters(
+            params,
+            frozenset(
+                {
+                    "instance-id",
+                    "instance-name",
+                    "instance-state",
+                    "zone",
+                    "tag-key",
+                    "tag-value",
+                    "tag:",
+                }
+            ),
+        )
         if ids and filters:
-            raise ApiError("InvalidParameterCoexistInstanceIdsFilters",
-                           "InstanceIds and Filters cannot be given together.")
+            raise ApiError(
+                "InvalidParameterCoexistInstanceIdsFilters",
+                "InstanceIds and Filters cannot be given together.",
+            )
         offset, limit = p.paging(params)
-        matching = [i for i in self._instances_in_order(region, ids, strict=False)
-                    if all(_instance_matches(i, name, values) for name, values in filters)]
-        page = matching[offset:offset + limit]
+        matching = [
+            i
+            for i in self._instances_in_order(region, ids, strict=False)
+            if all(_instance_matches(i, name, values) for name, values in filters)
+        ]
+        page = matching[offset : offset + limit]
         return Outcome({"TotalCount": len(matching), "InstanceSet": [i.to_api() for i in page]})
 
-    def _describe_instances_status(self, region: RegionState, params: Mapping[str, Any],
-                                   now: datetime, request_id: str) -> Outcome:
+    def _describe_instances_status(
+        self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
+    ) -> Outcome:
         ids = p.string_list(params, "InstanceIds")
         offset, limit = p.paging(params)
         matching = self._instances_in_order(region, ids, strict=True)
-        page = matching[offset:offset + limit]
-        return Outcome({"TotalCount": len(matching),
-                        "InstanceStatusSet": [{"InstanceId": i.instance_id,
-                                               "InstanceState": i.state} for i in page]})
+        page = matching[offset : offset + limit]
+        return Outcome(
+            {
+                "TotalCount": len(matching),
+                "InstanceStatusSet": [
+                    {"InstanceId": i.instance_id, "InstanceState": i.state} for i in page
+                ],
+            }
+        )
 
-    def _stop_instances(self, region: RegionState, params: Mapping[str, Any], now: datetime,
-                        request_id: str) -> Outcome:
+    def _stop_instances(
+        self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
+    ) -> Outcome:
         ids = p.string_list(params, "InstanceIds", need=True)
         stop_type = p.string(params, "StopType", default="SOFT")
         mode = p.string(params, "StoppedMode", default="KEEP_CHARGING")
@@ -761,33 +976,60 @@ class EmulatorCore:
         if stop_type not in ("SOFT", "HARD", "SOFT_FIRST"):
             raise ApiError("InvalidParameterValue", "StopType must be SOFT, HARD or SOFT_FIRST.")
         if mode not in ("KEEP_CHARGING", "STOP_CHARGING"):
-            raise ApiError("InvalidParameterValue",
-                           "StoppedMode must be KEEP_CHARGING or STOP_CHARGING.")
-        return self._transition_instances(region, ids, now, request_id=request_id,
-                                          operation="StopInstances", moving="STOPPING",
-                                          seconds=self._fleet.timing.stop_seconds)
+            raise ApiError(
+                "InvalidParameterValue", "StoppedMode must be KEEP_CHARGING or STOP_CHARGING."
+            )
+        return self._transition_instances(
+            region,
+            ids,
+            now,
+            request_id=request_id,
+            operation="StopInstances",
+            moving="STOPPING",
+            seconds=self._fleet.timing.stop_seconds,
+        )
 
-    def _start_instances(self, region: RegionState, params: Mapping[str, Any], now: datetime,
-                         request_id: str) -> Outcome:
+    def _start_instances(
+        self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
+    ) -> Outcome:
         ids = p.string_list(params, "InstanceIds", need=True)
-        return self._transition_instances(region, ids, now, request_id=request_id,
-                                          operation="StartInstances", moving="STARTING",
-                                          seconds=self._fleet.timing.start_seconds)
+        return self._transition_instances(
+            region,
+            ids,
+            now,
+            request_id=request_id,
+            operation="StartInstances",
+            moving="STARTING",
+            seconds=self._fleet.timing.start_seconds,
+        )
 
-    def _transition_instances(self, region: RegionState, ids: list[str], now: datetime, *,
-                              request_id: str, operation: str, moving: str,
-                              seconds: float) -> Outcome:
+    def _transition_instances(
+        self,
+        region: RegionState,
+        ids: list[str],
+        now: datetime,
+        *,
+        request_id: str,
+        operation: str,
+        moving: str,
+        seconds: float,
+    ) -> Outcome:
         instances = self._instances_in_order(region, ids, strict=True)
         settled = "RUNNING" if moving == "STOPPING" else "STOPPED"
         for instance in instances:
-            if instance.state in TRANSITIONAL_INSTANCE_STATES or \
-                    instance.latest_operation_state == "OPERATING":  # e.g. a ResetInstance
-                raise ApiError("OperationDenied.InstanceOperationInProgress",
-                               f"The instance `{instance.instance_id}` is {instance.state}.")
+            if (
+                instance.state in TRANSITIONAL_INSTANCE_STATES
+                or instance.latest_operation_state == "OPERATING"
+            ):  # e.g. a ResetInstance
+                raise ApiError(
+                    "OperationDenied.InstanceOperationInProgress",
+                    f"The instance `{instance.instance_id}` is {instance.state}.",
+                )
             if instance.state != settled:
-                raise ApiError(f"UnsupportedOperation.InstanceState{instance.state.title()}",
-                               f"The instance `{instance.instance_id}` is already "
-                               f"{instance.state}.")
+                raise ApiError(
+                    f"UnsupportedOperation.InstanceState{instance.state.title()}",
+                    f"The instance `{instance.instance_id}` is already {instance.state}.",
+                )
         for instance in instances:
             instance.state = moving
             instance.ready_at = now + timedelta(seconds=seconds)
@@ -806,14 +1048,21 @@ def _tag_specification(raw: Any) -> dict[str, str]:
     tags: dict[str, str] = {}
     for spec in raw:
         if not isinstance(spec, dict) or not isinstance(spec.get("Tags"), list):
-            raise ApiError("InvalidParameter",
-                           "Each TagSpecification needs `ResourceType` and `Tags`.")
+            raise ApiError(
+                "InvalidParameter", "Each TagSpecification needs `ResourceType` and `Tags`."
+            )
         if spec.get("ResourceType") != "image":
-            raise ApiError("InvalidParameterValue",
-                           "TagSpecification.ResourceType must be `image` for CreateImage.")
+            raise ApiError(
+                "InvalidParameterValue",
+                "TagSpecification.ResourceType must be `image` for CreateImage.",
+            )
         for tag in spec["Tags"]:
-            if not isinstance(tag, dict) or not isinstance(tag.get("Key"), str) or not \
-                    isinstance(tag.get("Value", ""), str) or not tag["Key"]:
+            if (
+                not isinstance(tag, dict)
+                or not isinstance(tag.get("Key"), str)
+                or not isinstance(tag.get("Value", ""), str)
+                or not tag["Key"]
+            ):
                 raise ApiError("InvalidParameter", "Each tag needs a string `Key` and `Value`.")
             tags[tag["Key"]] = tag.get("Value", "")
     return tags

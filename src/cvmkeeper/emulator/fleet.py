@@ -104,8 +104,15 @@ class Timing:
 #: (``InvalidParameter.LocalDataDiskNotSupport``; sdk-go cvm ``client.go``).
 LOCAL_DISK_TYPES = ("LOCAL_BASIC", "LOCAL_SSD", "LOCAL_NVME", "LOCAL_PRO")
 #: Every ``DataDisk.DiskType`` of the SDK's models (tencentcloud-sdk-python cvm ``models.py``).
-DISK_TYPES = (*LOCAL_DISK_TYPES, "CLOUD_BASIC", "CLOUD_PREMIUM", "CLOUD_SSD", "CLOUD_HSSD",
-              "CLOUD_TSSD", "CLOUD_BSSD")
+DISK_TYPES = (
+    *LOCAL_DISK_TYPES,
+    "CLOUD_BASIC",
+    "CLOUD_PREMIUM",
+    "CLOUD_SSD",
+    "CLOUD_HSSD",
+    "CLOUD_TSSD",
+    "CLOUD_BSSD",
+)
 SYNC_CHOICES = ("allowed", "refused")
 
 
@@ -338,12 +345,14 @@ class _Parser:
 
     def string(self, value: Any, path: tuple[str, ...], *, allow_empty: bool = True) -> str:
         if not isinstance(value, str) or (not allow_empty and not value):
-            raise self.fail(path, "must be a non-empty string" if not allow_empty else
-                            "must be a string")
+            raise self.fail(
+                path, "must be a non-empty string" if not allow_empty else "must be a string"
+            )
         return value
 
-    def number(self, value: Any, path: tuple[str, ...], *, low: float = 0.0,
-               high: float = math.inf) -> float:
+    def number(
+        self, value: Any, path: tuple[str, ...], *, low: float = 0.0, high: float = math.inf
+    ) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(path, f"must be a number, got {value!r}")
         if not low <= float(value) <= high or math.isnan(float(value)):
@@ -392,9 +401,23 @@ class _Parser:
 
     def fleet(self, data: Any) -> FleetSpec:
         top = self.mapping(data, ())
-        self.known_keys(top, (), {"credentials", "limits", "latency_ms", "timing", "rate_limits",
-                                  "faults", "regions", "seed", "invalid_instances",
-                                  "whole_machine", "launch"})
+        self.known_keys(
+            top,
+            (),
+            {
+                "credentials",
+                "limits",
+                "latency_ms",
+                "timing",
+                "rate_limits",
+                "faults",
+                "regions",
+                "seed",
+                "invalid_instances",
+                "whole_machine",
+                "launch",
+            },
+        )
         if not top.get("regions"):
             raise self.fail(("regions",), "is required and must name at least one region")
         invalid = self.id_list(top.get("invalid_instances"), ("invalid_instances",))
@@ -402,8 +425,9 @@ class _Parser:
         regions: dict[str, RegionSpec] = {}
         for name, region_raw in regions_raw.items():
             path = ("regions", str(name))
-            regions[str(name)] = self.region(self.string(name, path, allow_empty=False),
-                                             region_raw, path, invalid)
+            regions[str(name)] = self.region(
+                self.string(name, path, allow_empty=False), region_raw, path, invalid
+            )
         self.unique_ids(regions)
         seed = top.get("seed")
         if seed is not None:
@@ -427,8 +451,9 @@ class _Parser:
             return frozenset()
         if not isinstance(value, list):
             raise self.fail(path, "must be a list of instance ids")
-        return frozenset(self.string(item, (*path, f"[{i}]"), allow_empty=False)
-                         for i, item in enumerate(value))
+        return frozenset(
+            self.string(item, (*path, f"[{i}]"), allow_empty=False) for i, item in enumerate(value)
+        )
 
     def credentials(self, value: Any, path: tuple[str, ...]) -> Credentials:
         raw = self.mapping(value, path)
@@ -436,10 +461,12 @@ class _Parser:
         default = Credentials()
         token = raw.get("token")
         return Credentials(
-            secret_id=self.string(raw.get("secret_id", default.secret_id), (*path, "secret_id"),
-                                  allow_empty=False),
-            secret_key=self.string(raw.get("secret_key", default.secret_key),
-                                   (*path, "secret_key"), allow_empty=False),
+            secret_id=self.string(
+                raw.get("secret_id", default.secret_id), (*path, "secret_id"), allow_empty=False
+            ),
+            secret_key=self.string(
+                raw.get("secret_key", default.secret_key), (*path, "secret_key"), allow_empty=False
+            ),
             token=None if token is None else self.string(token, (*path, "token")),
             uin=self.string(str(raw.get("uin", default.uin)), (*path, "uin"), allow_empty=False),
         )
@@ -450,45 +477,65 @@ class _Parser:
         return WholeMachine(
             sync=self.choice(raw.get("sync", "allowed"), (*path, "sync"), SYNC_CHOICES),
             sync_max_gib=self.integer(raw.get("sync_max_gib", 0), (*path, "sync_max_gib")),
-            snapshot_quota_per_disk=self.integer(raw.get("snapshot_quota_per_disk", 0),
-                                                 (*path, "snapshot_quota_per_disk")),
+            snapshot_quota_per_disk=self.integer(
+                raw.get("snapshot_quota_per_disk", 0), (*path, "snapshot_quota_per_disk")
+            ),
         )
 
     def launch(self, value: Any, path: tuple[str, ...]) -> Launch:
         raw = self.mapping(value, path)
-        self.known_keys(raw, path, {"outcome", "private_ip", "instance_quota", "sold_out_types",
-                                    "dry_run_answer", "reset_leaves"})
-        sold = tuple(self.string(t, (*path, "sold_out_types", f"[{i}]"), allow_empty=False)
-                     for i, t in enumerate(self.sequence(raw.get("sold_out_types"),
-                                                         (*path, "sold_out_types"))))
+        self.known_keys(
+            raw,
+            path,
+            {
+                "outcome",
+                "private_ip",
+                "instance_quota",
+                "sold_out_types",
+                "dry_run_answer",
+                "reset_leaves",
+            },
+        )
+        sold = tuple(
+            self.string(t, (*path, "sold_out_types", f"[{i}]"), allow_empty=False)
+            for i, t in enumerate(
+                self.sequence(raw.get("sold_out_types"), (*path, "sold_out_types"))
+            )
+        )
         return Launch(
-            outcome=self.choice(raw.get("outcome", "running"), (*path, "outcome"),
-                                LAUNCH_OUTCOMES),
+            outcome=self.choice(raw.get("outcome", "running"), (*path, "outcome"), LAUNCH_OUTCOMES),
             private_ip=self.string(raw.get("private_ip", ""), (*path, "private_ip")),
             instance_quota=self.integer(raw.get("instance_quota", 0), (*path, "instance_quota")),
             sold_out_types=sold,
-            dry_run_answer=self.choice(raw.get("dry_run_answer", "error"),
-                                       (*path, "dry_run_answer"), DRY_RUN_ANSWERS),
-            reset_leaves=self.choice(raw.get("reset_leaves", "prior"), (*path, "reset_leaves"),
-                                     RESET_LEAVES),
+            dry_run_answer=self.choice(
+                raw.get("dry_run_answer", "error"), (*path, "dry_run_answer"), DRY_RUN_ANSWERS
+            ),
+            reset_leaves=self.choice(
+                raw.get("reset_leaves", "prior"), (*path, "reset_leaves"), RESET_LEAVES
+            ),
         )
 
     def disks(self, raw: Mapping[str, Any], path: tuple[str, ...]) -> tuple[DiskSpec, ...]:
         """``data_disks: [{id, type, size}]``, or the older ``data_disk_ids: [id]``."""
-        disks = [DiskSpec(self.string(d, (*path, "data_disk_ids", f"[{i}]"), allow_empty=False))
-                 for i, d in enumerate(self.sequence(raw.get("data_disk_ids"),
-                                                     (*path, "data_disk_ids")))]
+        disks = [
+            DiskSpec(self.string(d, (*path, "data_disk_ids", f"[{i}]"), allow_empty=False))
+            for i, d in enumerate(self.sequence(raw.get("data_disk_ids"), (*path, "data_disk_ids")))
+        ]
         for i, item in enumerate(self.sequence(raw.get("data_disks"), (*path, "data_disks"))):
             where = (*path, "data_disks", f"[{i}]")
             disk = self.mapping(item, where)
             self.known_keys(disk, where, {"id", "type", "size"})
             if "id" not in disk:
                 raise self.fail((*where, "id"), "is required")
-            disks.append(DiskSpec(
-                id=self.string(disk["id"], (*where, "id"), allow_empty=False),
-                type=self.choice(disk.get("type", "CLOUD_PREMIUM"), (*where, "type"), DISK_TYPES),
-                size=self.integer(disk.get("size", 100), (*where, "size"), low=1),
-            ))
+            disks.append(
+                DiskSpec(
+                    id=self.string(disk["id"], (*where, "id"), allow_empty=False),
+                    type=self.choice(
+                        disk.get("type", "CLOUD_PREMIUM"), (*where, "type"), DISK_TYPES
+                    ),
+                    size=self.integer(disk.get("size", 100), (*where, "size"), low=1),
+                )
+            )
         ids = [disk.id for disk in disks]
         for index, disk_id in enumerate(ids):
             if disk_id in ids[:index]:
@@ -497,9 +544,17 @@ class _Parser:
 
     def timing(self, value: Any, path: tuple[str, ...]) -> Timing:
         raw = self.mapping(value, path)
-        fields = {"create_seconds", "create_failed_probability", "stop_seconds",
-                  "start_seconds", "sync_seconds", "create_seconds_per_100gib",
-                  "launch_seconds", "terminate_seconds", "reset_seconds"}
+        fields = {
+            "create_seconds",
+            "create_failed_probability",
+            "stop_seconds",
+            "start_seconds",
+            "sync_seconds",
+            "create_seconds_per_100gib",
+            "launch_seconds",
+            "terminate_seconds",
+            "reset_seconds",
+        }
         self.known_keys(raw, path, fields)
         values: dict[str, float] = {}
         for key in fields & set(raw):
@@ -523,27 +578,35 @@ class _Parser:
             self.choice(action, action_path, (*ACTIONS, "*"))
             kinds_raw = self.mapping(kinds, action_path)
             self.known_keys(kinds_raw, action_path, set(FAULT_KINDS))
-            probabilities = {kind: self.number(p, (*action_path, kind), high=1.0)
-                             for kind, p in kinds_raw.items()}
+            probabilities = {
+                kind: self.number(p, (*action_path, kind), high=1.0)
+                for kind, p in kinds_raw.items()
+            }
             if sum(probabilities.values()) > 1.0 + 1e-9:
                 raise self.fail(action_path, "fault probabilities add up to more than 1")
             faults[str(action)] = probabilities
         return faults
 
-    def region(self, name: str, value: Any, path: tuple[str, ...],
-               invalid: frozenset[str]) -> RegionSpec:
+    def region(
+        self, name: str, value: Any, path: tuple[str, ...], invalid: frozenset[str]
+    ) -> RegionSpec:
         raw = self.mapping(value, path)
         self.known_keys(raw, path, {"quota", "instances", "images", "invalid_instances"})
-        invalid = invalid | self.id_list(raw.get("invalid_instances"),
-                                         (*path, "invalid_instances"))
-        instances = tuple(self.instance(item, (*path, "instances", f"[{i}]"), name, invalid)
-                          for i, item in enumerate(self.sequence(raw.get("instances"),
-                                                                 (*path, "instances"))))
-        images = tuple(self.image(item, (*path, "images", f"[{i}]"))
-                       for i, item in enumerate(self.sequence(raw.get("images"),
-                                                              (*path, "images"))))
-        return RegionSpec(name=name, quota=self.integer(raw.get("quota", 10), (*path, "quota")),
-                          instances=instances, images=images)
+        invalid = invalid | self.id_list(raw.get("invalid_instances"), (*path, "invalid_instances"))
+        instances = tuple(
+            self.instance(item, (*path, "instances", f"[{i}]"), name, invalid)
+            for i, item in enumerate(self.sequence(raw.get("instances"), (*path, "instances")))
+        )
+        images = tuple(
+            self.image(item, (*path, "images", f"[{i}]"))
+            for i, item in enumerate(self.sequence(raw.get("images"), (*path, "images")))
+        )
+        return RegionSpec(
+            name=name,
+            quota=self.integer(raw.get("quota", 10), (*path, "quota")),
+            instances=instances,
+            images=images,
+        )
 
     def sequence(self, value: Any, path: tuple[str, ...]) -> list[Any]:
         if value is None:
@@ -552,12 +615,27 @@ class _Parser:
             raise self.fail(path, "must be a list")
         return value
 
-    def instance(self, value: Any, path: tuple[str, ...], region: str,
-                 invalid: frozenset[str]) -> InstanceSpec:
+    def instance(
+        self, value: Any, path: tuple[str, ...], region: str, invalid: frozenset[str]
+    ) -> InstanceSpec:
         raw = self.mapping(value, path)
-        self.known_keys(raw, path, {"id", "name", "state", "zone", "tags", "not_supported",
-                                    "instance_type", "os_name", "data_disk_ids", "data_disks",
-                                    "created_time"})
+        self.known_keys(
+            raw,
+            path,
+            {
+                "id",
+                "name",
+                "state",
+                "zone",
+                "tags",
+                "not_supported",
+                "instance_type",
+                "os_name",
+                "data_disk_ids",
+                "data_disks",
+                "created_time",
+            },
+        )
         if "id" not in raw:
             raise self.fail((*path, "id"), "is required")
         instance_id = self.string(raw["id"], (*path, "id"), allow_empty=False)
@@ -568,20 +646,36 @@ class _Parser:
             state=self.choice(raw.get("state", "RUNNING"), (*path, "state"), INSTANCE_STATES),
             zone=self.string(raw.get("zone", f"{region}-1"), (*path, "zone")),
             tags=self.tags(raw.get("tags"), (*path, "tags")),
-            not_supported=self.boolean(raw.get("not_supported", False),
-                                       (*path, "not_supported")) or instance_id in invalid,
-            instance_type=self.string(raw.get("instance_type", "S5.MEDIUM4"),
-                                      (*path, "instance_type")),
+            not_supported=self.boolean(raw.get("not_supported", False), (*path, "not_supported"))
+            or instance_id in invalid,
+            instance_type=self.string(
+                raw.get("instance_type", "S5.MEDIUM4"), (*path, "instance_type")
+            ),
             os_name=self.string(raw.get("os_name", InstanceSpec.os_name), (*path, "os_name")),
             data_disks=self.disks(raw, path),
-            created_time=None if created is None else self.timestamp(created,
-                                                                     (*path, "created_time")),
+            created_time=None
+            if created is None
+            else self.timestamp(created, (*path, "created_time")),
         )
 
     def image(self, value: Any, path: tuple[str, ...]) -> ImageSpec:
         raw = self.mapping(value, path)
-        self.known_keys(raw, path, {"id", "name", "state", "description", "tags", "shared",
-                                    "type", "instance_id", "created_time", "creator"})
+        self.known_keys(
+            raw,
+            path,
+            {
+                "id",
+                "name",
+                "state",
+                "description",
+                "tags",
+                "shared",
+                "type",
+                "instance_id",
+                "created_time",
+                "creator",
+            },
+        )
         for key in ("id", "name"):
             if key not in raw:
                 raise self.fail((*path, key), "is required")
@@ -593,12 +687,13 @@ class _Parser:
             description=self.string(raw.get("description", ""), (*path, "description")),
             tags=self.tags(raw.get("tags"), (*path, "tags")),
             shared=self.boolean(raw.get("shared", False), (*path, "shared")),
-            image_type=self.choice(raw.get("type", "PRIVATE_IMAGE"), (*path, "type"),
-                                   IMAGE_TYPES),
+            image_type=self.choice(raw.get("type", "PRIVATE_IMAGE"), (*path, "type"), IMAGE_TYPES),
             instance_id=self.string(raw.get("instance_id", ""), (*path, "instance_id")),
-            created_time=None if created is None else self.timestamp(created,
-                                                                     (*path, "created_time")),
-            creator=None if raw.get("creator") is None
+            created_time=None
+            if created is None
+            else self.timestamp(created, (*path, "created_time")),
+            creator=None
+            if raw.get("creator") is None
             else self.string(str(raw["creator"]), (*path, "creator"), allow_empty=False),
         )
 
@@ -607,8 +702,10 @@ class _Parser:
         for region in regions.values():
             for index, instance in enumerate(region.instances):
                 if instance.id in seen:
-                    raise self.fail(("regions", region.name, "instances", f"[{index}]", "id"),
-                                    f"duplicate id {instance.id!r}")
+                    raise self.fail(
+                        ("regions", region.name, "instances", f"[{index}]", "id"),
+                        f"duplicate id {instance.id!r}",
+                    )
                 seen.add(instance.id)
             names: set[str] = set()
             for index, image in enumerate(region.images):

@@ -58,8 +58,13 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], core: EmulatorCore,
-                 signature_clock: Clock | None = None, control_token: str | None = None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        core: EmulatorCore,
+        signature_clock: Clock | None = None,
+        control_token: str | None = None,
+    ) -> None:
         """Bind to ``address`` (use 127.0.0.1) and serve ``core``; the control endpoints
         take ``control_token`` (default: a fresh random one for this run)."""
         self.core = core
@@ -94,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _control_refused(self) -> bool:
         """True (after a 403) unless the request names a loopback host and has the token."""
         host = (self.headers.get("Host") or "").strip().lower()
-        name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1:host.find("]")]
+        name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1 : host.find("]")]
         try:
             loopback = name == "localhost" or ipaddress.ip_address(name).is_loopback
         except ValueError:
@@ -104,8 +109,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(403, {"error": "control endpoints answer loopback host names only"})
             return True
         if not hmac.compare_digest(token.encode(), self.server.control_token.encode()):
-            self._send_json(403, {"error": f"control endpoints need the {CONTROL_TOKEN_HEADER} "
-                                           "header with this run's token"})
+            self._send_json(
+                403,
+                {
+                    "error": f"control endpoints need the {CONTROL_TOKEN_HEADER} "
+                    "header with this run's token"
+                },
+            )
             return True
         return False
 
@@ -115,8 +125,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._send_json(200, self.server.core.state())
         elif self.path.split("?")[0] == "/":
-            self._send_api_error(str(uuid.uuid4()), ApiError(
-                "UnsupportedProtocol", "The emulator accepts POST with a JSON body only."))
+            self._send_api_error(
+                str(uuid.uuid4()),
+                ApiError("UnsupportedProtocol", "The emulator accepts POST with a JSON body only."),
+            )
         else:
             self._send_json(404, {"error": f"no such path {self.path}"})
 
@@ -160,8 +172,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError("attach must be an object {id, type, size}")
             if detach is not None and not isinstance(detach, str):
                 raise ValueError("detach must be a disk id")
-            result = self.server.core.change_disks(request["instance_id"], attach=attach,
-                                                   detach=detach)
+            result = self.server.core.change_disks(
+                request["instance_id"], attach=attach, detach=detach
+            )
         except ValueError as exc:
             self._send_json(400, {"error": str(exc)})
             return
@@ -184,8 +197,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_api_error(request_id, error)
             return
         try:
-            result = core.call(action, headers.get("x-tc-region") or None, params,
-                               request_id=request_id)
+            result = core.call(
+                action, headers.get("x-tc-region") or None, params, request_id=request_id
+            )
         except ApiError as error:
             self._pause(latency)
             self._send_api_error(request_id, error)
@@ -200,16 +214,23 @@ class _Handler(BaseHTTPRequestHandler):
         """Verify content type, signature and version; return the JSON parameters."""
         content_type = headers.get("content-type", "")
         if content_type.split(";")[0].strip() != "application/json":
-            raise ApiError("InvalidParameter",
-                           "Content-Type must be application/json for TC3 POST requests.")
+            raise ApiError(
+                "InvalidParameter", "Content-Type must be application/json for TC3 POST requests."
+            )
         sts = headers.get("x-tc-action", "") in STS_ACTIONS
-        verify(SignedRequest(method=self.command, path=self.path, query="", headers=headers,
-                             body=body), self.server.core.fleet.credentials,
-               self.server.signature_clock.now(), service="sts" if sts else "cvm")
+        verify(
+            SignedRequest(
+                method=self.command, path=self.path, query="", headers=headers, body=body
+            ),
+            self.server.core.fleet.credentials,
+            self.server.signature_clock.now(),
+            service="sts" if sts else "cvm",
+        )
         version = STS_VERSION if sts else API_VERSION
         if headers.get("x-tc-version") != version:
-            raise ApiError("NoSuchVersion",
-                           f"The API version must be {version} for {'STS' if sts else 'CVM'}.")
+            raise ApiError(
+                "NoSuchVersion", f"The API version must be {version} for {'STS' if sts else 'CVM'}."
+            )
         if not headers.get("x-tc-action"):
             raise ApiError("MissingParameter", "The request is missing the X-TC-Action header.")
         try:
@@ -238,9 +259,15 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(seconds)
 
     def _send_api_error(self, request_id: str, error: ApiError) -> None:
-        self._send_json(200, {"Response": {"Error": {"Code": error.code,
-                                                     "Message": error.message},
-                                           "RequestId": request_id}})
+        self._send_json(
+            200,
+            {
+                "Response": {
+                    "Error": {"Code": error.code, "Message": error.message},
+                    "RequestId": request_id,
+                }
+            },
+        )
 
     def _send_json(self, status: int, document: Any) -> None:
         payload = json.dumps(document).encode("utf-8")
@@ -254,5 +281,4 @@ class _Handler(BaseHTTPRequestHandler):
         """Close the socket without answering; ``reset`` sends a TCP RST instead of FIN."""
         self.close_connection = True
         if reset:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

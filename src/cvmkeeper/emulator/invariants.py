@@ -63,8 +63,14 @@ from cvmkeeper.core.inventory import Image, ImageState
 from cvmkeeper.core.naming import DEFAULT_FORMAT, TAG_INSTANCE, NameFormat
 from cvmkeeper.core.ownership import classify_image
 
-__all__ = ["RULES", "DueKey", "Violation", "check_invariants", "check_restore_untouched",
-           "format_violations"]
+__all__ = [
+    "RULES",
+    "DueKey",
+    "Violation",
+    "check_invariants",
+    "check_restore_untouched",
+    "format_violations",
+]
 
 #: Every rule the checker knows, in docs/design.md's order.
 RULES: tuple[str, ...] = (
@@ -193,17 +199,31 @@ def check_invariants(
         elif action == "TerminateInstances" and entry.get("result") == "ok":
             for instance_id in entry.get("InstanceIds", []):
                 drills.pop((region.name, instance_id), None)
-    existing = {(name, str(i.get("InstanceId")))
-                for name, r in state.get("regions", {}).items() for i in r.get("instances", [])}
+    existing = {
+        (name, str(i.get("InstanceId")))
+        for name, r in state.get("regions", {}).items()
+        for i in r.get("instances", [])
+    }
     for (region_name, instance_id), seq in sorted(drills.items()):
         if (region_name, instance_id) in existing:
-            violations.append(Violation("drill_not_terminated", region_name, seq,
-                                        f"drill instance {instance_id} was never terminated"))
+            violations.append(
+                Violation(
+                    "drill_not_terminated",
+                    region_name,
+                    seq,
+                    f"drill instance {instance_id} was never terminated",
+                )
+            )
     for region in regions.values():
         for instance_id, seq in sorted(region.stopped_by_call.items()):
-            violations.append(Violation(
-                "not_restarted", region.name, seq,
-                f"{instance_id} was stopped by this call and never started again"))
+            violations.append(
+                Violation(
+                    "not_restarted",
+                    region.name,
+                    seq,
+                    f"{instance_id} was stopped by this call and never started again",
+                )
+            )
         violations += _compare_end(region, state)
     if due is not None:
         violations += _silent_misses(regions, due, alerted)
@@ -221,15 +241,19 @@ def _silent_misses(
         records = region.slot_images.get((instance_id, slot), []) if region else []
         if any(ever_normal for _image_id, ever_normal in records) or key in alerted:
             continue
-        violations.append(Violation(
-            "slot_missed_silently", region_name, None,
-            f"slot {slot.isoformat()} of {instance_id} has no NORMAL image and no alert "
-            "names it"))
+        violations.append(
+            Violation(
+                "slot_missed_silently",
+                region_name,
+                None,
+                f"slot {slot.isoformat()} of {instance_id} has no NORMAL image and no alert "
+                "names it",
+            )
+        )
     return violations
 
 
-def check_restore_untouched(before: Mapping[str, Any],
-                            after: Mapping[str, Any]) -> list[Violation]:
+def check_restore_untouched(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Violation]:
     """``restore_changed_image``: between two state documents taken around restores or
     drills (with no backup run in between), every image of ``before`` is still there,
     unchanged, and no image write was sent."""
@@ -237,33 +261,49 @@ def check_restore_untouched(before: Mapping[str, Any],
     start_seq = max((int(e.get("seq", 0)) for e in before.get("history", [])), default=0)
     for entry in after.get("history", []):
         if int(entry.get("seq", 0)) > start_seq and entry.get("action") in _IMAGE_WRITES:
-            violations.append(Violation("restore_changed_image", str(entry.get("region")),
-                                        int(entry["seq"]), f"{entry['action']} was sent "
-                                        f"({entry.get('ImageIds')})"))
+            violations.append(
+                Violation(
+                    "restore_changed_image",
+                    str(entry.get("region")),
+                    int(entry["seq"]),
+                    f"{entry['action']} was sent ({entry.get('ImageIds')})",
+                )
+            )
     keys = ("ImageName", "Tags", "ImageDescription", "SnapshotSet")
     for name, region in before.get("regions", {}).items():
-        now = {i["ImageId"]: i for i in after.get("regions", {}).get(name, {}).get("images",
-                                                                                   [])}
+        now = {i["ImageId"]: i for i in after.get("regions", {}).get(name, {}).get("images", [])}
         for image in region.get("images", []):
             later = now.get(image["ImageId"])
             if later is None:
-                violations.append(Violation("restore_changed_image", name, None,
-                                            f"{image['ImageId']} is gone"))
+                violations.append(
+                    Violation("restore_changed_image", name, None, f"{image['ImageId']} is gone")
+                )
                 continue
             changed = [k for k in keys if image.get(k) != later.get(k)]
             if image.get("ImageState") == "NORMAL" and later.get("ImageState") != "NORMAL":
                 changed.append("ImageState")  # a lifecycle (CREATING -> NORMAL) is not ours
             if changed:
-                violations.append(Violation("restore_changed_image", name, None,
-                                            f"{image['ImageId']} changed: {changed}"))
+                violations.append(
+                    Violation(
+                        "restore_changed_image",
+                        name,
+                        None,
+                        f"{image['ImageId']} changed: {changed}",
+                    )
+                )
     return violations
 
 
 def _is_drill(entry: Mapping[str, Any]) -> bool:
     specs = (entry.get("params") or {}).get("TagSpecification") or []
-    return any(isinstance(spec, Mapping) and any(
-        isinstance(tag, Mapping) and tag.get("Key") == _DRILL_TAG for tag in spec.get("Tags")
-        or []) for spec in specs)
+    return any(
+        isinstance(spec, Mapping)
+        and any(
+            isinstance(tag, Mapping) and tag.get("Key") == _DRILL_TAG
+            for tag in spec.get("Tags") or []
+        )
+        for spec in specs
+    )
 
 
 def format_violations(violations: Iterable[Violation]) -> str:
@@ -274,8 +314,9 @@ def format_violations(violations: Iterable[Violation]) -> str:
 # ---------------------------------------------------------------------- replay steps
 
 
-def _start(initial: Mapping[str, Any], state: Mapping[str, Any],
-           name_format: NameFormat) -> dict[str, _Region]:
+def _start(
+    initial: Mapping[str, Any], state: Mapping[str, Any], name_format: NameFormat
+) -> dict[str, _Region]:
     regions: dict[str, _Region] = {}
     # Images someone else created are never managed (issue 19): the caller's UIN decides.
     caller = state.get("caller_uin") or initial.get("caller_uin")
@@ -284,16 +325,24 @@ def _start(initial: Mapping[str, Any], state: Mapping[str, Any],
         region = _Region(name=name, quota=quota)
         shared = set(raw.get("shared_image_ids", []))
         for api in raw.get("images", []):
-            image = _image(api, name, name_format, shared=str(api["ImageId"]) in shared,
-                           caller=caller)
+            image = _image(
+                api, name, name_format, shared=str(api["ImageId"]) in shared, caller=caller
+            )
             region.images[image.image_id] = image
             _remember_slot(region, image)
         regions[name] = region
     return regions
 
 
-def _image(api: Mapping[str, Any], region: str, name_format: NameFormat, *,
-           shared: bool = False, instance_id: str = "", caller: str | None = None) -> _Image:
+def _image(
+    api: Mapping[str, Any],
+    region: str,
+    name_format: NameFormat,
+    *,
+    shared: bool = False,
+    instance_id: str = "",
+    caller: str | None = None,
+) -> _Image:
     """The replay's view of an image given as a ``DescribeImages`` entry; with ``caller``
     (the daemon's UIN), an image whose ``ImageCreator`` is another is never managed."""
     image_id = str(api["ImageId"])
@@ -301,14 +350,24 @@ def _image(api: Mapping[str, Any], region: str, name_format: NameFormat, *,
     state = str(api.get("ImageState", ""))
     image_type = str(api.get("ImageType", _OWN_TYPE))
     tags = _tags(api.get("Tags"))
-    view = Image(image_id=image_id, name=name, state=ImageState.parse(state),
-                 created_time=_time(api.get("CreatedTime")), region=region,
-                 description=str(api.get("ImageDescription", "")),
-                 image_type=image_type, tags=tags,
-                 creator_trusted=caller is None or api.get("ImageCreator", caller) == caller)
+    view = Image(
+        image_id=image_id,
+        name=name,
+        state=ImageState.parse(state),
+        created_time=_time(api.get("CreatedTime")),
+        region=region,
+        description=str(api.get("ImageDescription", "")),
+        image_type=image_type,
+        tags=tags,
+        creator_trusted=caller is None or api.get("ImageCreator", caller) == caller,
+    )
     owned = classify_image(view, name_format)
     return _Image(
-        image_id=image_id, name=name, state=state, image_type=image_type, shared=shared,
+        image_id=image_id,
+        name=name,
+        state=state,
+        image_type=image_type,
+        shared=shared,
         managed=owned is not None,
         instance_id=owned.instance_id if owned else (instance_id or tags.get(TAG_INSTANCE, "")),
         slot=owned.slot if owned else None,
@@ -335,8 +394,7 @@ def _transition(region: _Region, entry: Mapping[str, Any]) -> None:
                     record[1] = True
 
 
-def _create(region: _Region, entry: Mapping[str, Any],
-            name_format: NameFormat) -> list[Violation]:
+def _create(region: _Region, entry: Mapping[str, Any], name_format: NameFormat) -> list[Violation]:
     if entry.get("result") != "ok" or not entry.get("ImageIds"):
         return []
     params: Mapping[str, Any] = entry.get("params") or {}
@@ -345,22 +403,31 @@ def _create(region: _Region, entry: Mapping[str, Any],
         if isinstance(spec, dict) and isinstance(spec.get("Tags"), list):
             tags += spec["Tags"]
     seq = int(entry["seq"])
-    api = {"ImageId": entry["ImageIds"][0], "ImageName": params.get("ImageName", ""),
-           "ImageState": "CREATING", "ImageType": _OWN_TYPE, "Tags": tags,
-           "ImageDescription": params.get("ImageDescription", ""),
-           "CreatedTime": entry.get("time")}
-    image = _image(api, region.name, name_format,
-                   instance_id=str(params.get("InstanceId", "")))
+    api = {
+        "ImageId": entry["ImageIds"][0],
+        "ImageName": params.get("ImageName", ""),
+        "ImageState": "CREATING",
+        "ImageType": _OWN_TYPE,
+        "Tags": tags,
+        "ImageDescription": params.get("ImageDescription", ""),
+        "CreatedTime": entry.get("time"),
+    }
+    image = _image(api, region.name, name_format, instance_id=str(params.get("InstanceId", "")))
     violations: list[Violation] = []
     if image.slot is not None:
         earlier = region.slot_images.get((image.instance_id, image.slot), [])
         live = [image_id for image_id, _ in earlier if image_id in region.images]
         made = [image_id for image_id, normal in earlier if normal]
         if live or made:
-            violations.append(Violation(
-                "duplicate_slot", region.name, seq,
-                f"{image.name} ({image.image_id}) made for {image.instance_id} slot "
-                f"{image.slot:%Y-%m-%dT%H:%MZ}, which already has {sorted(set(live + made))}"))
+            violations.append(
+                Violation(
+                    "duplicate_slot",
+                    region.name,
+                    seq,
+                    f"{image.name} ({image.image_id}) made for {image.instance_id} slot "
+                    f"{image.slot:%Y-%m-%dT%H:%MZ}, which already has {sorted(set(live + made))}",
+                )
+            )
     region.images[image.image_id] = image
     _remember_slot(region, image)
     violations += _quota(region, seq)
@@ -376,32 +443,56 @@ def _delete(region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
     for image in named:
         label = f"{image.name} ({image.image_id})"
         if not image.managed:
-            violations.append(Violation("unmanaged_touched", region.name, seq,
-                                        f"DeleteImages named unmanaged image {label}"))
+            violations.append(
+                Violation(
+                    "unmanaged_touched",
+                    region.name,
+                    seq,
+                    f"DeleteImages named unmanaged image {label}",
+                )
+            )
         if image.state in BUSY_STATES:
-            violations.append(Violation("busy_deleted", region.name, seq,
-                                        f"DeleteImages named {label} while {image.state}"))
+            violations.append(
+                Violation(
+                    "busy_deleted",
+                    region.name,
+                    seq,
+                    f"DeleteImages named {label} while {image.state}",
+                )
+            )
         if image.shared and ok:
-            violations.append(Violation("shared_deleted", region.name, seq,
-                                        f"shared image {label} was deleted"))
+            violations.append(
+                Violation("shared_deleted", region.name, seq, f"shared image {label} was deleted")
+            )
         if image.managed and newest.get(image.instance_id) == image.image_id:
-            violations.append(Violation(
-                "newest_normal_deleted", region.name, seq,
-                f"DeleteImages named {label}, the newest NORMAL image of {image.instance_id}"))
+            violations.append(
+                Violation(
+                    "newest_normal_deleted",
+                    region.name,
+                    seq,
+                    f"DeleteImages named {label}, the newest NORMAL image of {image.instance_id}",
+                )
+            )
     managed = [image for image in named if image.managed]
     if ok and managed and (entry.get("params") or {}).get("DeleteBindedSnap") is not True:
-        violations.append(Violation(
-            "orphaned_snapshots", region.name, seq,
-            f"DeleteImages of {', '.join(i.image_id for i in managed)} without "
-            "DeleteBindedSnap=true left their snapshots behind"))
+        violations.append(
+            Violation(
+                "orphaned_snapshots",
+                region.name,
+                seq,
+                f"DeleteImages of {', '.join(i.image_id for i in managed)} without "
+                "DeleteBindedSnap=true left their snapshots behind",
+            )
+        )
     if ok:
         for image in named:
             del region.images[image.image_id]
     return violations
 
 
-def _disks_left_out(region: _Region, entry: Mapping[str, Any],
-                    alerted: Collection[str]) -> list[Violation]:
+def _disks_left_out(
+    region: _Region, entry: Mapping[str, Any], alerted: Collection[str]
+) -> list[Violation]:
     if entry.get("result") != "ok" or not entry.get("ImageIds"):
         return []
     params: Mapping[str, Any] = entry.get("params") or {}
@@ -410,14 +501,20 @@ def _disks_left_out(region: _Region, entry: Mapping[str, Any],
     missing = [d for d in entry.get("AttachedDataDisks") or [] if d not in asked]
     if not missing or instance_id in alerted:
         return []
-    return [Violation(
-        "disk_left_out_silently", region.name, int(entry["seq"]),
-        f"image {entry['ImageIds'][0]} of {instance_id} leaves out attached data disks "
-        f"{', '.join(missing)} and no alert named the instance")]
+    return [
+        Violation(
+            "disk_left_out_silently",
+            region.name,
+            int(entry["seq"]),
+            f"image {entry['ImageIds'][0]} of {instance_id} leaves out attached data disks "
+            f"{', '.join(missing)} and no alert named the instance",
+        )
+    ]
 
 
-def _sync(regions: Mapping[str, _Region], region: _Region,
-          entry: Mapping[str, Any]) -> list[Violation]:
+def _sync(
+    regions: Mapping[str, _Region], region: _Region, entry: Mapping[str, Any]
+) -> list[Violation]:
     if entry.get("result") != "ok":
         return []
     seq = int(entry["seq"])
@@ -435,9 +532,15 @@ def _sync(regions: Mapping[str, _Region], region: _Region,
             continue
         source = sources[index // per_source]
         target.images[str(copy["ImageId"])] = _Image(
-            image_id=str(copy["ImageId"]), name=str(copy_name or source.name), state="CREATING",
-            image_type=_OWN_TYPE, shared=False, managed=source.managed,
-            instance_id=source.instance_id, slot=source.slot)
+            image_id=str(copy["ImageId"]),
+            name=str(copy_name or source.name),
+            state="CREATING",
+            image_type=_OWN_TYPE,
+            shared=False,
+            managed=source.managed,
+            instance_id=source.instance_id,
+            slot=source.slot,
+        )
         violations += _quota(target, seq)
     return violations
 
@@ -446,8 +549,14 @@ def _quota(region: _Region, seq: int) -> list[Violation]:
     used = region.used()
     if used <= region.quota:
         return []
-    return [Violation("quota_exceeded", region.name, seq,
-                      f"{used} images in a region whose quota is {region.quota}")]
+    return [
+        Violation(
+            "quota_exceeded",
+            region.name,
+            seq,
+            f"{used} images in a region whose quota is {region.quota}",
+        )
+    ]
 
 
 def _newest_normal(region: _Region) -> dict[str, str]:
@@ -470,16 +579,23 @@ def _compare_end(region: _Region, state: Mapping[str, Any]) -> list[Violation]:
     replayed = set(region.images)
     if actual == replayed:
         return []
-    return [Violation("history_gap", region.name, None,
-                      f"the replay ends with {sorted(replayed - actual)} extra and "
-                      f"{sorted(actual - replayed)} missing")]
+    return [
+        Violation(
+            "history_gap",
+            region.name,
+            None,
+            f"the replay ends with {sorted(replayed - actual)} extra and "
+            f"{sorted(actual - replayed)} missing",
+        )
+    ]
 
 
 def _tags(raw: Any) -> dict[str, str]:
     if not isinstance(raw, list):
         return {}
-    return {str(t["Key"]): str(t.get("Value", "")) for t in raw
-            if isinstance(t, dict) and "Key" in t}
+    return {
+        str(t["Key"]): str(t.get("Value", "")) for t in raw if isinstance(t, dict) and "Key" in t
+    }
 
 
 def _time(raw: Any) -> datetime:

@@ -62,8 +62,12 @@ class LaunchActions:
     (``ready_at`` / ``next_state``) in its ``_advance``, like every other transition.
     """
 
-    def __init__(self, fleet: Callable[[], FleetSpec], new_id: Callable[[str], str],
-                 outcome: Callable[..., Any]) -> None:
+    def __init__(
+        self,
+        fleet: Callable[[], FleetSpec],
+        new_id: Callable[[str], str],
+        outcome: Callable[..., Any],
+    ) -> None:
         """``outcome`` is the core's ``Outcome`` class (the core imports this module)."""
         self._fleet = fleet
         self._new_id = new_id
@@ -71,14 +75,17 @@ class LaunchActions:
 
     def handlers(self) -> dict[str, Callable[..., Any]]:
         """Action name -> handler ``(region, params, now, request_id) -> Outcome``."""
-        return {"RunInstances": self.run_instances,
-                "TerminateInstances": self.terminate_instances,
-                "ResetInstance": self.reset_instance}
+        return {
+            "RunInstances": self.run_instances,
+            "TerminateInstances": self.terminate_instances,
+            "ResetInstance": self.reset_instance,
+        }
 
     # -- RunInstances -----------------------------------------------------------------------
 
-    def run_instances(self, region: RegionState, params: Mapping[str, Any], now: datetime,
-                      request_id: str) -> Any:
+    def run_instances(
+        self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
+    ) -> Any:
         fleet = self._fleet()
         switches = fleet.launch
         image_id = p.string(params, "ImageId", need=True)
@@ -97,12 +104,17 @@ class LaunchActions:
         tags = _instance_tags(params.get("TagSpecification"))
         p.string(params, "InstanceChargeType", default="POSTPAID_BY_HOUR")
         if len(token) > MAX_CLIENT_TOKEN:
-            raise ApiError("InvalidClientToken.TooLong",
-                           f"ClientToken must be at most {MAX_CLIENT_TOKEN} characters.")
+            raise ApiError(
+                "InvalidClientToken.TooLong",
+                f"ClientToken must be at most {MAX_CLIENT_TOKEN} characters.",
+            )
         if token and token in region.client_tokens and not dry_run:
             known = region.client_tokens[token]
-            return self._outcome({"InstanceIdSet": list(known)}, instance_ids=list(known),
-                           extra={"idempotent_replay": True})
+            return self._outcome(
+                {"InstanceIdSet": list(known)},
+                instance_ids=list(known),
+                extra={"idempotent_replay": True},
+            )
         if not 1 <= count <= 100:
             raise ApiError("InvalidParameterValue.Range", "InstanceCount must be 1 to 100.")
         _check_placement(region, zone, vpc_id, subnet_id, groups)
@@ -113,42 +125,80 @@ class LaunchActions:
             if switches.dry_run_answer == "request_id":
                 return self._outcome({}, instance_ids=[], extra={"dry_run": True})
             raise ApiError("DryRunOperation", "The request would have succeeded.")
-        ids = [self._launch_one(region, now, request_id, n, image=image, zone=zone, name=name,
-                                instance_type=instance_type, tags=tags, disks=disks,
-                                network=(vpc_id, subnet_id, groups), keep_login=keep_login)
-               for n in range(count)]
+        ids = [
+            self._launch_one(
+                region,
+                now,
+                request_id,
+                n,
+                image=image,
+                zone=zone,
+                name=name,
+                instance_type=instance_type,
+                tags=tags,
+                disks=disks,
+                network=(vpc_id, subnet_id, groups),
+                keep_login=keep_login,
+            )
+            for n in range(count)
+        ]
         if token:
             region.client_tokens[token] = list(ids)
-        return self._outcome({"InstanceIdSet": ids}, instance_ids=ids,
-                       extra={"ImageIds": [image_id]})
+        return self._outcome(
+            {"InstanceIdSet": ids}, instance_ids=ids, extra={"ImageIds": [image_id]}
+        )
 
-    def _launch_one(self, region: RegionState, now: datetime, request_id: str, n: int, *,
-                    image: Any, zone: str, name: str, instance_type: str,
-                    tags: Mapping[str, str], disks: list[tuple[str, int]],
-                    network: tuple[str, str, list[str]], keep_login: bool | None) -> str:
+    def _launch_one(
+        self,
+        region: RegionState,
+        now: datetime,
+        request_id: str,
+        n: int,
+        *,
+        image: Any,
+        zone: str,
+        name: str,
+        instance_type: str,
+        tags: Mapping[str, str],
+        disks: list[tuple[str, int]],
+        network: tuple[str, str, list[str]],
+        keep_login: bool | None,
+    ) -> str:
         """One new instance, PENDING, and when it leaves that state (``launch.outcome``)."""
         fleet = self._fleet()
         switches = fleet.launch
         vpc_id, subnet_id, groups = network
         instance_id = self._new_id("ins")
         record = InstanceRecord(
-            instance_id=instance_id, name=name or instance_id, region=region.name,
-            zone=zone, state="PENDING", created_time=now, tags=dict(tags),
-            instance_type=instance_type, os_name=image.os_name,
-            data_disks=[DiskRecord(self._new_id("disk"), disk_type, size)
-                        for disk_type, size in disks],
+            instance_id=instance_id,
+            name=name or instance_id,
+            region=region.name,
+            zone=zone,
+            state="PENDING",
+            created_time=now,
+            tags=dict(tags),
+            instance_type=instance_type,
+            os_name=image.os_name,
+            data_disks=[
+                DiskRecord(self._new_id("disk"), disk_type, size) for disk_type, size in disks
+            ],
             system_disk_id=self._new_id("disk"),
-            private_ip=switches.private_ip or f"10.200.{len(region.instances) // 250}."
-                                              f"{len(region.instances) % 250 + 2 + n}",
-            vpc_id=vpc_id, subnet_id=subnet_id, security_group_ids=list(groups),
-            image_id=image.image_id, keep_image_login=keep_login,
-            latest_operation="RunInstances", latest_operation_state="OPERATING",
+            private_ip=switches.private_ip
+            or f"10.200.{len(region.instances) // 250}.{len(region.instances) % 250 + 2 + n}",
+            vpc_id=vpc_id,
+            subnet_id=subnet_id,
+            security_group_ids=list(groups),
+            image_id=image.image_id,
+            keep_image_login=keep_login,
+            latest_operation="RunInstances",
+            latest_operation_state="OPERATING",
             latest_operation_request_id=request_id,
         )
         if switches.outcome != "stuck_pending":
             record.ready_at = now + timedelta(seconds=fleet.timing.launch_seconds)
-            record.next_state = "LAUNCH_FAILED" if switches.outcome == "launch_failed" \
-                else "RUNNING"
+            record.next_state = (
+                "LAUNCH_FAILED" if switches.outcome == "launch_failed" else "RUNNING"
+            )
         region.instances[instance_id] = record
         return instance_id
 
@@ -161,8 +211,9 @@ class LaunchActions:
             return []
         if not isinstance(raw, list):
             raise ApiError("InvalidParameter", "The parameter `DataDisks` must be a list.")
-        sizes = {s.snapshot_id: s.disk_size for image in region.images.values()
-                 for s in image.snapshots}
+        sizes = {
+            s.snapshot_id: s.disk_size for image in region.images.values() for s in image.snapshots
+        }
         disks: list[tuple[str, int]] = []
         for item in raw:
             if not isinstance(item, dict):
@@ -174,12 +225,16 @@ class LaunchActions:
                 raise ApiError("InvalidParameterValue", f"Unknown DiskType `{disk_type}`.")
             if snapshot:
                 if snapshot not in sizes:
-                    raise ApiError("InvalidParameter.SnapshotNotFound",
-                                   f"The snapshot `{snapshot}` does not exist.")
+                    raise ApiError(
+                        "InvalidParameter.SnapshotNotFound",
+                        f"The snapshot `{snapshot}` does not exist.",
+                    )
                 if sizes[snapshot] > size:
-                    raise ApiError("FailedOperation.SnapshotSizeLargerThanDataSize",
-                                   f"The snapshot `{snapshot}` ({sizes[snapshot]} GiB) is "
-                                   f"larger than the data disk ({size} GiB).")
+                    raise ApiError(
+                        "FailedOperation.SnapshotSizeLargerThanDataSize",
+                        f"The snapshot `{snapshot}` ({sizes[snapshot]} GiB) is "
+                        f"larger than the data disk ({size} GiB).",
+                    )
             if size < 1:
                 raise ApiError("InvalidParameterValue.Range", "DiskSize must be positive.")
             disks.append((disk_type, size))
@@ -187,8 +242,9 @@ class LaunchActions:
 
     # -- TerminateInstances -----------------------------------------------------------------
 
-    def terminate_instances(self, region: RegionState, params: Mapping[str, Any],
-                            now: datetime, request_id: str) -> Any:
+    def terminate_instances(
+        self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
+    ) -> Any:
         ids = list(dict.fromkeys(p.string_list(params, "InstanceIds", need=True)))
         p.boolean(params, "ReleaseAddress")
         p.boolean(params, "ReleasePrepaidDataDisks")
@@ -196,15 +252,20 @@ class LaunchActions:
         for instance_id in ids:
             instance = region.instances.get(instance_id)
             if instance is None:
-                raise ApiError("InvalidInstanceId.NotFound",
-                               f"The instance `{instance_id}` does not exist in {region.name}.")
+                raise ApiError(
+                    "InvalidInstanceId.NotFound",
+                    f"The instance `{instance_id}` does not exist in {region.name}.",
+                )
             if instance.state in ("PENDING", "TERMINATING"):
-                raise ApiError(f"UnsupportedOperation.InstanceState{instance.state.title()}",
-                               f"The instance `{instance_id}` is {instance.state}.")
+                raise ApiError(
+                    f"UnsupportedOperation.InstanceState{instance.state.title()}",
+                    f"The instance `{instance_id}` is {instance.state}.",
+                )
             if instance.latest_operation_state == "OPERATING":
-                raise ApiError("OperationDenied.InstanceOperationInProgress",
-                               f"The instance `{instance_id}` is busy with "
-                               f"{instance.latest_operation}.")
+                raise ApiError(
+                    "OperationDenied.InstanceOperationInProgress",
+                    f"The instance `{instance_id}` is busy with {instance.latest_operation}.",
+                )
             instances.append(instance)
         seconds = self._fleet().timing.terminate_seconds
         for instance in instances:
@@ -218,34 +279,46 @@ class LaunchActions:
 
     # -- ResetInstance ----------------------------------------------------------------------
 
-    def reset_instance(self, region: RegionState, params: Mapping[str, Any], now: datetime,
-                       request_id: str) -> Any:
+    def reset_instance(
+        self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
+    ) -> Any:
         instance_id = p.string(params, "InstanceId", need=True)
         image_id = p.string(params, "ImageId")
         keep_login = _keep_image_login(_mapping(params, "LoginSettings"))
         p.string(params, "HostName")
         instance = region.instances.get(instance_id)
         if instance is None:
-            raise ApiError("InvalidInstanceId.NotFound",
-                           f"The instance `{instance_id}` does not exist in {region.name}.")
+            raise ApiError(
+                "InvalidInstanceId.NotFound",
+                f"The instance `{instance_id}` does not exist in {region.name}.",
+            )
         if instance.latest_operation_state == "OPERATING":
-            raise ApiError("OperationDenied.InstanceOperationInProgress",
-                           f"The instance `{instance_id}` is busy with "
-                           f"{instance.latest_operation}.")
+            raise ApiError(
+                "OperationDenied.InstanceOperationInProgress",
+                f"The instance `{instance_id}` is busy with {instance.latest_operation}.",
+            )
         if instance.state not in ("RUNNING", "STOPPED"):
-            raise ApiError(f"UnsupportedOperation.InstanceState{instance.state.title()}",
-                           f"The instance `{instance_id}` is {instance.state}.")
+            raise ApiError(
+                f"UnsupportedOperation.InstanceState{instance.state.title()}",
+                f"The instance `{instance_id}` is {instance.state}.",
+            )
         image_id = image_id or instance.image_id
         image = region.images.get(image_id)
         if image is None:
-            raise ApiError("InvalidImageId.NotFound",
-                           f"The image `{image_id}` does not exist in {region.name}.")
+            raise ApiError(
+                "InvalidImageId.NotFound",
+                f"The image `{image_id}` does not exist in {region.name}.",
+            )
         if image.state != "NORMAL":
-            raise ApiError("InvalidParameterValue.InvalidImageState",
-                           f"The image `{image_id}` is {image.state}.")
+            raise ApiError(
+                "InvalidParameterValue.InvalidImageState",
+                f"The image `{image_id}` is {image.state}.",
+            )
         if keep_login and image.image_type not in _CUSTOM_IMAGE_TYPES:
-            raise ApiError("InvalidParameter.ParameterConflict",
-                           "KeepImageLogin needs a custom, shared or imported image.")
+            raise ApiError(
+                "InvalidParameter.ParameterConflict",
+                "KeepImageLogin needs a custom, shared or imported image.",
+            )
         leaves = self._fleet().launch.reset_leaves
         instance.next_state = "RUNNING" if leaves == "running" else instance.state
         instance.ready_at = now + timedelta(seconds=self._fleet().timing.reset_seconds)
@@ -276,8 +349,10 @@ def _keep_image_login(login: Mapping[str, Any]) -> bool | None:
     if text not in ("true", "false"):
         raise ApiError("InvalidParameterValue", "KeepImageLogin must be TRUE or FALSE.")
     if text == "true" and (login.get("Password") or login.get("KeyIds")):
-        raise ApiError("InvalidParameter.ParameterConflict",
-                       "KeepImageLogin cannot be given with Password or KeyIds.")
+        raise ApiError(
+            "InvalidParameter.ParameterConflict",
+            "KeepImageLogin cannot be given with Password or KeyIds.",
+        )
     return text == "true"
 
 
@@ -291,56 +366,72 @@ def _instance_tags(raw: Any) -> dict[str, str]:
     tags: dict[str, str] = {}
     for spec in raw:
         if not isinstance(spec, dict) or not isinstance(spec.get("Tags"), list):
-            raise ApiError("InvalidParameter",
-                           "Each TagSpecification needs `ResourceType` and `Tags`.")
+            raise ApiError(
+                "InvalidParameter", "Each TagSpecification needs `ResourceType` and `Tags`."
+            )
         for tag in spec["Tags"]:
-            if not isinstance(tag, dict) or not isinstance(tag.get("Key"), str) or not \
-                    tag["Key"] or not isinstance(tag.get("Value", ""), str):
+            if (
+                not isinstance(tag, dict)
+                or not isinstance(tag.get("Key"), str)
+                or not tag["Key"]
+                or not isinstance(tag.get("Value", ""), str)
+            ):
                 raise ApiError("InvalidParameter", "Each tag needs a string `Key` and `Value`.")
             if spec.get("ResourceType") == "instance":
                 tags[tag["Key"]] = tag.get("Value", "")
     return tags
 
 
-def _check_placement(region: RegionState, zone: str, vpc_id: str, subnet_id: str,
-                     groups: list[str]) -> None:
+def _check_placement(
+    region: RegionState, zone: str, vpc_id: str, subnet_id: str, groups: list[str]
+) -> None:
     """The zone is in the region; VPC, subnet and security groups look like theirs."""
     if not zone.startswith(region.name + "-"):
-        raise ApiError("InvalidZone.MismatchRegion",
-                       f"The zone `{zone}` is not in the region {region.name}.")
+        raise ApiError(
+            "InvalidZone.MismatchRegion", f"The zone `{zone}` is not in the region {region.name}."
+        )
     if not vpc_id.startswith("vpc-"):
         raise ApiError("InvalidParameterValue.VpcIdMalformed", f"Bad VpcId `{vpc_id}`.")
     if not subnet_id.startswith("subnet-"):
-        raise ApiError("InvalidParameterValue.SubnetIdMalformed",
-                       f"Bad SubnetId `{subnet_id}`.")
+        raise ApiError("InvalidParameterValue.SubnetIdMalformed", f"Bad SubnetId `{subnet_id}`.")
     for group in groups:
         if not group.startswith("sg-"):
-            raise ApiError("InvalidSecurityGroupId.NotFound",
-                           f"The security group `{group}` does not exist.")
+            raise ApiError(
+                "InvalidSecurityGroupId.NotFound", f"The security group `{group}` does not exist."
+            )
 
 
 def _launchable_image(region: RegionState, image_id: str, *, keep_login: bool | None) -> Any:
     """The image to launch from: it exists, is NORMAL, and (for KeepImageLogin) custom."""
     image = region.images.get(image_id)
     if image is None:
-        raise ApiError("InvalidImageId.NotFound",
-                       f"The image `{image_id}` does not exist in {region.name}.")
+        raise ApiError(
+            "InvalidImageId.NotFound", f"The image `{image_id}` does not exist in {region.name}."
+        )
     if image.state != "NORMAL":
-        raise ApiError("InvalidParameterValue.InvalidImageState",
-                       f"The image `{image_id}` is {image.state}.")
+        raise ApiError(
+            "InvalidParameterValue.InvalidImageState", f"The image `{image_id}` is {image.state}."
+        )
     if keep_login and image.image_type not in _CUSTOM_IMAGE_TYPES:
-        raise ApiError("InvalidParameter.ParameterConflict",
-                       "KeepImageLogin needs a custom, shared or imported image.")
+        raise ApiError(
+            "InvalidParameter.ParameterConflict",
+            "KeepImageLogin needs a custom, shared or imported image.",
+        )
     return image
 
 
-def _check_capacity(region: RegionState, switches: Any, instance_type: str, zone: str,
-                    count: int) -> None:
+def _check_capacity(
+    region: RegionState, switches: Any, instance_type: str, zone: str, count: int
+) -> None:
     """The ``launch.sold_out_types`` and ``launch.instance_quota`` switches."""
     if instance_type in switches.sold_out_types:
-        raise ApiError("ResourceInsufficient.SpecifiedInstanceType",
-                       f"The instance type `{instance_type}` is sold out in {zone}.")
+        raise ApiError(
+            "ResourceInsufficient.SpecifiedInstanceType",
+            f"The instance type `{instance_type}` is sold out in {zone}.",
+        )
     quota = switches.instance_quota
     if quota and len(region.instances) + count > quota:
-        raise ApiError("LimitExceeded.InstanceQuota",
-                       f"The instance quota of {region.name} ({quota}) would be exceeded.")
+        raise ApiError(
+            "LimitExceeded.InstanceQuota",
+            f"The instance quota of {region.name} ({quota}) would be exceeded.",
+        )

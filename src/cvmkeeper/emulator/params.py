@@ -14,33 +14,89 @@ from cvmkeeper.emulator.errors import ApiError
 
 #: Accepted request parameters per action (from the SDK's ``*Request`` models).
 ACCEPTED_PARAMS: Mapping[str, frozenset[str]] = {
-    "CreateImage": frozenset({"ImageName", "InstanceId", "ImageDescription", "ForcePoweroff",
-                              "Sysprep", "DataDiskIds", "SnapshotIds", "DryRun",
-                              "TagSpecification", "ImageFamily"}),
+    "CreateImage": frozenset(
+        {
+            "ImageName",
+            "InstanceId",
+            "ImageDescription",
+            "ForcePoweroff",
+            "Sysprep",
+            "DataDiskIds",
+            "SnapshotIds",
+            "DryRun",
+            "TagSpecification",
+            "ImageFamily",
+        }
+    ),
     "DescribeImages": frozenset({"ImageIds", "Filters", "Offset", "Limit", "InstanceType"}),
     "DeleteImages": frozenset({"ImageIds", "DeleteBindedSnap", "DryRun"}),
     "GetCallerIdentity": frozenset(),  # STS (service sts, version 2018-08-13)
     "DescribeImageQuota": frozenset(),
-    "SyncImages": frozenset({"ImageIds", "DestinationRegions", "DryRun", "ImageName",
-                             "ImageSetRequired", "Encrypt", "KmsKeyId"}),
+    "SyncImages": frozenset(
+        {
+            "ImageIds",
+            "DestinationRegions",
+            "DryRun",
+            "ImageName",
+            "ImageSetRequired",
+            "Encrypt",
+            "KmsKeyId",
+        }
+    ),
     "DescribeInstances": frozenset({"InstanceIds", "Filters", "Offset", "Limit"}),
     "DescribeInstancesStatus": frozenset({"InstanceIds", "Offset", "Limit"}),
     "StopInstances": frozenset({"InstanceIds", "ForceStop", "StopType", "StoppedMode"}),
     "StartInstances": frozenset({"InstanceIds"}),
     # restore and drills (issue #16; emulator/launch.py): RunInstancesRequest,
     # TerminateInstancesRequest and ResetInstanceRequest of the SDK's models.py
-    "RunInstances": frozenset({
-        "InstanceChargeType", "InstanceChargePrepaid", "Placement", "InstanceType", "ImageId",
-        "SystemDisk", "DataDisks", "VirtualPrivateCloud", "InternetAccessible",
-        "InstanceCount", "MinCount", "InstanceName", "LoginSettings", "SecurityGroupIds",
-        "EnhancedService", "ClientToken", "HostName", "ActionTimer", "DisasterRecoverGroupIds",
-        "TagSpecification", "InstanceMarketOptions", "UserData", "Metadata", "DryRun",
-        "CpuTopology", "CamRoleName", "HpcClusterId", "LaunchTemplate", "DedicatedClusterId",
-        "ChcIds", "DisableApiTermination", "EnableJumboFrame"}),
-    "TerminateInstances": frozenset({"InstanceIds", "ReleaseAddress",
-                                     "ReleasePrepaidDataDisks"}),
-    "ResetInstance": frozenset({"InstanceId", "ImageId", "SystemDisk", "LoginSettings",
-                                "EnhancedService", "HostName", "UserData"}),
+    "RunInstances": frozenset(
+        {
+            "InstanceChargeType",
+            "InstanceChargePrepaid",
+            "Placement",
+            "InstanceType",
+            "ImageId",
+            "SystemDisk",
+            "DataDisks",
+            "VirtualPrivateCloud",
+            "InternetAccessible",
+            "InstanceCount",
+            "MinCount",
+            "InstanceName",
+            "LoginSettings",
+            "SecurityGroupIds",
+            "EnhancedService",
+            "ClientToken",
+            "HostName",
+            "ActionTimer",
+            "DisasterRecoverGroupIds",
+            "TagSpecification",
+            "InstanceMarketOptions",
+            "UserData",
+            "Metadata",
+            "DryRun",
+            "CpuTopology",
+            "CamRoleName",
+            "HpcClusterId",
+            "LaunchTemplate",
+            "DedicatedClusterId",
+            "ChcIds",
+            "DisableApiTermination",
+            "EnableJumboFrame",
+        }
+    ),
+    "TerminateInstances": frozenset({"InstanceIds", "ReleaseAddress", "ReleasePrepaidDataDisks"}),
+    "ResetInstance": frozenset(
+        {
+            "InstanceId",
+            "ImageId",
+            "SystemDisk",
+            "LoginSettings",
+            "EnhancedService",
+            "HostName",
+            "UserData",
+        }
+    ),
 }
 
 MAX_LIMIT = 100
@@ -52,8 +108,9 @@ def check_known(action: str, params: Mapping[str, Any]) -> None:
     accepted = ACCEPTED_PARAMS[action]
     for key in params:
         if key not in accepted:
-            raise ApiError("UnknownParameter",
-                           f"The parameter `{key}` is not recognized by {action}.")
+            raise ApiError(
+                "UnknownParameter", f"The parameter `{key}` is not recognized by {action}."
+            )
 
 
 def required(params: Mapping[str, Any], key: str) -> Any:
@@ -64,8 +121,7 @@ def required(params: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-def string(params: Mapping[str, Any], key: str, *, need: bool = False,
-           default: str = "") -> str:
+def string(params: Mapping[str, Any], key: str, *, need: bool = False, default: str = "") -> str:
     """Return a string parameter (``InvalidParameter`` when it has another type)."""
     value = required(params, key) if need else params.get(key, default)
     if value is None:
@@ -75,8 +131,9 @@ def string(params: Mapping[str, Any], key: str, *, need: bool = False,
     return value
 
 
-def string_list(params: Mapping[str, Any], key: str, *, need: bool = False,
-                max_items: int = MAX_LIMIT) -> list[str]:
+def string_list(
+    params: Mapping[str, Any], key: str, *, need: bool = False, max_items: int = MAX_LIMIT
+) -> list[str]:
     """Return a list-of-strings parameter, bounded by ``max_items``."""
     value = required(params, key) if need else params.get(key)
     if value is None:
@@ -86,8 +143,10 @@ def string_list(params: Mapping[str, Any], key: str, *, need: bool = False,
     if need and not value:
         raise ApiError("MissingParameter", f"The parameter `{key}` must not be empty.")
     if len(value) > max_items:
-        raise ApiError("InvalidParameterValue.LimitExceeded",
-                       f"The parameter `{key}` takes at most {max_items} values.")
+        raise ApiError(
+            "InvalidParameterValue.LimitExceeded",
+            f"The parameter `{key}` takes at most {max_items} values.",
+        )
     return value
 
 
@@ -118,8 +177,10 @@ def paging(params: Mapping[str, Any]) -> tuple[int, int]:
     offset = integer(params, "Offset", 0)
     limit = integer(params, "Limit", DEFAULT_LIMIT)
     if limit > MAX_LIMIT:
-        raise ApiError("InvalidParameterValue.LimitExceeded",
-                       f"The parameter `Limit` must be at most {MAX_LIMIT}, got {limit}.")
+        raise ApiError(
+            "InvalidParameterValue.LimitExceeded",
+            f"The parameter `Limit` must be at most {MAX_LIMIT}, got {limit}.",
+        )
     return offset, limit
 
 
@@ -141,12 +202,16 @@ def filters(params: Mapping[str, Any], allowed: frozenset[str]) -> list[tuple[st
             raise ApiError("InvalidParameter", "Each filter must be an object.")
         name = item.get("Name")
         values = item.get("Values")
-        if not isinstance(name, str) or not isinstance(values, list) or not all(
-                isinstance(v, str) for v in values):
+        if (
+            not isinstance(name, str)
+            or not isinstance(values, list)
+            or not all(isinstance(v, str) for v in values)
+        ):
             raise ApiError("InvalidParameter", "A filter needs `Name` and a list of `Values`.")
         if len(values) > 5:
-            raise ApiError("InvalidParameterValue.LimitExceeded",
-                           f"Filter `{name}` takes at most 5 values.")
+            raise ApiError(
+                "InvalidParameterValue.LimitExceeded", f"Filter `{name}` takes at most 5 values."
+            )
         if name not in allowed and not (name.startswith("tag:") and "tag:" in allowed):
             raise ApiError("InvalidFilter", f"The filter `{name}` is not supported.")
         out.append((name, values))
@@ -160,6 +225,6 @@ def tags_match(tags: Mapping[str, str], name: str, values: list[str]) -> bool | 
     if name == "tag-value":
         return any(value in values for value in tags.values())
     if name.startswith("tag:"):
-        key = name[len("tag:"):]
+        key = name[len("tag:") :]
         return key in tags and tags[key] in values
     return None

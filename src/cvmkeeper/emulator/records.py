@@ -43,8 +43,11 @@ class SnapshotRecord:
 
     def to_api(self) -> dict[str, Any]:
         """Render as an entry of ``Image.SnapshotSet``."""
-        return {"SnapshotId": self.snapshot_id, "DiskUsage": self.disk_usage,
-                "DiskSize": self.disk_size}
+        return {
+            "SnapshotId": self.snapshot_id,
+            "DiskUsage": self.disk_usage,
+            "DiskSize": self.disk_size,
+        }
 
 
 @dataclass
@@ -137,8 +140,13 @@ class DiskRecord:
 
     def to_api(self) -> dict[str, Any]:
         """Render as an entry of ``DataDisks`` (DescribeInstances)."""
-        return {"DiskType": self.disk_type, "DiskId": self.disk_id, "DiskSize": self.size,
-                "DeleteWithInstance": True, "Encrypt": False}
+        return {
+            "DiskType": self.disk_type,
+            "DiskId": self.disk_id,
+            "DiskSize": self.size,
+            "DeleteWithInstance": True,
+            "Encrypt": False,
+        }
 
 
 @dataclass
@@ -183,24 +191,38 @@ class InstanceRecord:
             "RestrictState": "NORMAL",
             "InstanceName": self.name,
             "InstanceChargeType": "POSTPAID_BY_HOUR",
-            "SystemDisk": {"DiskType": "CLOUD_PREMIUM", "DiskId": self.system_disk_id,
-                           "DiskSize": SYSTEM_DISK_GIB},
+            "SystemDisk": {
+                "DiskType": "CLOUD_PREMIUM",
+                "DiskId": self.system_disk_id,
+                "DiskSize": SYSTEM_DISK_GIB,
+            },
             "DataDisks": [disk.to_api() for disk in self.data_disks],
             "PrivateIpAddresses": [self.private_ip],
             "PublicIpAddresses": None,
-            "InternetAccessible": {"InternetChargeType": "TRAFFIC_POSTPAID_BY_HOUR",
-                                   "InternetMaxBandwidthOut": 0, "PublicIpAssigned": False},
-            "VirtualPrivateCloud": {"VpcId": self.vpc_id, "SubnetId": self.subnet_id,
-                                    "AsVpcGateway": False, "PrivateIpAddresses": None},
+            "InternetAccessible": {
+                "InternetChargeType": "TRAFFIC_POSTPAID_BY_HOUR",
+                "InternetMaxBandwidthOut": 0,
+                "PublicIpAssigned": False,
+            },
+            "VirtualPrivateCloud": {
+                "VpcId": self.vpc_id,
+                "SubnetId": self.subnet_id,
+                "AsVpcGateway": False,
+                "PrivateIpAddresses": None,
+            },
             "ImageId": self.image_id,
             "RenewFlag": None,
             "CreatedTime": api_time(self.created_time),
             "ExpiredTime": None,
             "OsName": self.os_name,
             "SecurityGroupIds": list(self.security_group_ids),
-            "LoginSettings": {"Password": None, "KeyIds": None,
-                              "KeepImageLogin": None if self.keep_image_login is None
-                              else str(self.keep_image_login).upper()},
+            "LoginSettings": {
+                "Password": None,
+                "KeyIds": None,
+                "KeepImageLogin": None
+                if self.keep_image_login is None
+                else str(self.keep_image_login).upper(),
+            },
             "InstanceState": self.state,
             "Tags": api_tags(self.tags),
             "StopChargingMode": "NOT_APPLICABLE",
@@ -260,8 +282,12 @@ class RegionState:
 
     def snapshots_of(self, disk_id: str) -> int:
         """Snapshots of ``disk_id`` in this region: behind images, and left over."""
-        behind = sum(1 for image in self.images.values() for snapshot in image.snapshots
-                     if snapshot.disk_id == disk_id)
+        behind = sum(
+            1
+            for image in self.images.values()
+            for snapshot in image.snapshots
+            if snapshot.disk_id == disk_id
+        )
         return behind + sum(1 for d in self.leftover_disks.values() if d == disk_id)
 
     def quota_used(self) -> int:
@@ -283,10 +309,13 @@ class RegionState:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RegionState:
         """Rebuild a region written by :meth:`to_json`."""
-        region = cls(name=data["name"], quota=int(data["quota"]),
-                     leftover_snapshots=list(data.get("leftover_snapshots", [])),
-                     leftover_disks=dict(data.get("leftover_disks", {})),
-                     client_tokens=dict(data.get("client_tokens", {})))
+        region = cls(
+            name=data["name"],
+            quota=int(data["quota"]),
+            leftover_snapshots=list(data.get("leftover_snapshots", [])),
+            leftover_disks=dict(data.get("leftover_disks", {})),
+            client_tokens=dict(data.get("client_tokens", {})),
+        )
         for raw in data.get("instances", []):
             instance = InstanceRecord.from_json(raw)
             region.instances[instance.instance_id] = instance

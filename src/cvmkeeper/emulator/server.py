@@ -32,15 +32,24 @@ def as_fleet(fleet: FleetSpec | Mapping[str, Any] | Path | str) -> FleetSpec:
 class RunningEmulator:
     """An emulator serving HTTP on a background thread until :meth:`stop`."""
 
-    def __init__(self, core: EmulatorCore, *, port: int = 0,
-                 signature_clock: Clock | None = None, control_token: str | None = None) -> None:
+    def __init__(
+        self,
+        core: EmulatorCore,
+        *,
+        port: int = 0,
+        signature_clock: Clock | None = None,
+        control_token: str | None = None,
+    ) -> None:
         """Bind ``127.0.0.1:port`` (0 picks a free port) and start serving ``core``; the
         control endpoints take ``control_token`` (default: a random one)."""
         self.core = core
         self._server = EmulatorHTTPServer((HOST, port), core, signature_clock, control_token)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        name=f"cvm-emulator:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"cvm-emulator:{self.port}",
+            daemon=True,
+        )
         self._stopped = False
         self._thread.start()
 
@@ -98,9 +107,14 @@ class RunningEmulator:
 
 
 @contextmanager
-def running_emulator(fleet: FleetSpec | Mapping[str, Any] | Path | str, *, port: int = 0,
-                     clock: Clock | None = None, core: EmulatorCore | None = None,
-                     signature_clock: Clock | None = None) -> Iterator[RunningEmulator]:
+def running_emulator(
+    fleet: FleetSpec | Mapping[str, Any] | Path | str,
+    *,
+    port: int = 0,
+    clock: Clock | None = None,
+    core: EmulatorCore | None = None,
+    signature_clock: Clock | None = None,
+) -> Iterator[RunningEmulator]:
     """Serve an emulator for the duration of a ``with`` block.
 
     ``fleet`` is a spec, a mapping or a fleet file path; ``clock`` defaults to the

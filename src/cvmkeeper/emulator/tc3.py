@@ -40,31 +40,42 @@ class SignedRequest:
 
 def signature(secret_key: str, date: str, service: str, string_to_sign: str) -> str:
     """Return the hex TC3 signature of ``string_to_sign`` for one date and service."""
+
     def _hmac(key: bytes, message: str) -> bytes:
         return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
 
-    signing_key = _hmac(_hmac(_hmac(("TC3" + secret_key).encode("utf-8"), date), service),
-                        "tc3_request")
+    signing_key = _hmac(
+        _hmac(_hmac(("TC3" + secret_key).encode("utf-8"), date), service), "tc3_request"
+    )
     return hmac.new(signing_key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def string_to_sign(request: SignedRequest, signed_headers: str, timestamp: str,
-                   scope: str) -> str:
+def string_to_sign(request: SignedRequest, signed_headers: str, timestamp: str, scope: str) -> str:
     """Build the TC3 string to sign for ``request`` (canonical request hashed inside)."""
     names = signed_headers.split(";")
-    canonical_headers = "".join(f"{name}:{request.headers.get(name, '').strip()}\n"
-                                for name in names)
+    canonical_headers = "".join(
+        f"{name}:{request.headers.get(name, '').strip()}\n" for name in names
+    )
     payload = request.body
     if request.headers.get("x-tc-content-sha256") == "UNSIGNED-PAYLOAD":
         payload = b"UNSIGNED-PAYLOAD"
-    canonical = "\n".join([request.method, request.path, request.query, canonical_headers,
-                           signed_headers, hashlib.sha256(payload).hexdigest()])
+    canonical = "\n".join(
+        [
+            request.method,
+            request.path,
+            request.query,
+            canonical_headers,
+            signed_headers,
+            hashlib.sha256(payload).hexdigest(),
+        ]
+    )
     digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     return f"{ALGORITHM}\n{timestamp}\n{scope}\n{digest}"
 
 
-def verify(request: SignedRequest, credentials: Credentials, now: datetime,
-           service: str = "cvm") -> None:
+def verify(
+    request: SignedRequest, credentials: Credentials, now: datetime, service: str = "cvm"
+) -> None:
     """Check the request's signature, its age and its token; raise ``ApiError`` if bad.
 
     Error codes: ``AuthFailure.InvalidAuthorization`` (malformed header),
@@ -76,8 +87,10 @@ def verify(request: SignedRequest, credentials: Credentials, now: datetime,
     header = request.headers.get("authorization", "")
     match = _AUTHORIZATION.match(header)
     if match is None:
-        raise ApiError("AuthFailure.InvalidAuthorization",
-                       "The Authorization header is missing or not TC3-HMAC-SHA256.")
+        raise ApiError(
+            "AuthFailure.InvalidAuthorization",
+            "The Authorization header is missing or not TC3-HMAC-SHA256.",
+        )
     raw_timestamp = request.headers.get("x-tc-timestamp", "")
     if not raw_timestamp:
         raise ApiError("MissingParameter", "The request is missing the X-TC-Timestamp header.")
@@ -86,24 +99,33 @@ def verify(request: SignedRequest, credentials: Credentials, now: datetime,
     except ValueError:
         raise ApiError("InvalidParameter", "X-TC-Timestamp must be a Unix time.") from None
     if abs(now.timestamp() - timestamp) > MAX_SKEW_SECONDS:
-        raise ApiError("AuthFailure.SignatureExpire",
-                       "The signature expired: X-TC-Timestamp is more than 5 minutes off.")
+        raise ApiError(
+            "AuthFailure.SignatureExpire",
+            "The signature expired: X-TC-Timestamp is more than 5 minutes off.",
+        )
     if match["id"] != credentials.secret_id:
         raise ApiError("AuthFailure.SecretIdNotFound", "The SecretId is not found.")
     signed = match["signed"]
     if "content-type" not in signed.split(";") or "host" not in signed.split(";"):
-        raise ApiError("AuthFailure.InvalidAuthorization",
-                       "SignedHeaders must include content-type and host.")
+        raise ApiError(
+            "AuthFailure.InvalidAuthorization", "SignedHeaders must include content-type and host."
+        )
     date = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
     if match["date"] != date or match["service"] != service:
-        raise ApiError("AuthFailure.SignatureFailure",
-                       "The credential scope does not match the timestamp or service.")
-    expected = signature(credentials.secret_key, date, service,
-                         string_to_sign(request, signed, raw_timestamp,
-                                        f"{date}/{service}/tc3_request"))
+        raise ApiError(
+            "AuthFailure.SignatureFailure",
+            "The credential scope does not match the timestamp or service.",
+        )
+    expected = signature(
+        credentials.secret_key,
+        date,
+        service,
+        string_to_sign(request, signed, raw_timestamp, f"{date}/{service}/tc3_request"),
+    )
     if not hmac.compare_digest(expected, match["sig"]):
-        raise ApiError("AuthFailure.SignatureFailure",
-                       "The provided credentials could not be validated.")
+        raise ApiError(
+            "AuthFailure.SignatureFailure", "The provided credentials could not be validated."
+        )
     token = request.headers.get("x-tc-token")
     if credentials.token is not None and not hmac.compare_digest(token or "", credentials.token):
         raise ApiError("AuthFailure.TokenFailure", "The X-TC-Token is not valid.")

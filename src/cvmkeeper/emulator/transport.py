@@ -55,8 +55,10 @@ class InProcessTransport:
             raise classify(exc.code, exc.message, action=action, region=region) from None
         except ConnectionFault:
             raise NetworkError(
-                "ClientNetworkError", "connection closed without an answer",
-                action=action, region=region,
+                "ClientNetworkError",
+                "connection closed without an answer",
+                action=action,
+                region=region,
             ) from None
         result: dict[str, Any] = _wire_copy(answer)
         return result

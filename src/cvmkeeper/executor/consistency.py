@@ -195,16 +195,24 @@ class InstanceStopper:
             try:
                 states = self._client.instance_states(self._region, sorted(pending))
             except CloudError as error:
-                log.warning("%s: cannot read %s to recover them (%s); the next run tries again",
-                            self._region, ", ".join(sorted(pending)), error)
+                log.warning(
+                    "%s: cannot read %s to recover them (%s); the next run tries again",
+                    self._region,
+                    ", ".join(sorted(pending)),
+                    error,
+                )
                 return recovered
             settled = {i for i in pending if states.get(i) not in TRANSITIONS}
             for instance_id in sorted(settled):
                 pending.discard(instance_id)
                 state = states.get(instance_id)
                 if state != STOPPED:  # running again (or gone): nothing is owed
-                    log.info("%s: %s journaled as stopped is %s now; forgotten", self._region,
-                             instance_id, state or "not found")
+                    log.info(
+                        "%s: %s journaled as stopped is %s now; forgotten",
+                        self._region,
+                        instance_id,
+                        state or "not found",
+                    )
                     self._journal.clear(self._region, [instance_id])
                     continue
                 if self._start(instance_id):
@@ -214,6 +222,10 @@ class InstanceStopper:
                 break
             self._sleep(min(next(delays), deadline.remaining()))
         for instance_id in sorted(pending):
-            log.warning("%s: %s journaled as stopped is still in a transition; the next run "
-                        "checks it again", self._region, instance_id)
+            log.warning(
+                "%s: %s journaled as stopped is still in a transition; the next run "
+                "checks it again",
+                self._region,
+                instance_id,
+            )
         return recovered

@@ -96,8 +96,9 @@ class CopyExecutor:
             self._run_copies()
         except Exception as error:  # never let one destination break the run
             log.exception("copies into %s failed unexpectedly", self.region)
-            self._run.error(self._copy_policy_names(), "SyncImages",
-                            f"copies: unexpected error: {error}", error)
+            self._run.error(
+                self._copy_policy_names(), "SyncImages", f"copies: unexpected error: {error}", error
+            )
         finally:
             if not self.options.dry_run:
                 self._build_copy_outcomes()
@@ -120,12 +121,11 @@ class CopyExecutor:
             self._run.say(f"{self.region}: copy deletes wait for the next run (--no-wait)")
             return
         waited = {i for wait in plan.waits for i in wait.image_ids}
-        targets = waited | {a.image_id for a in self._attempts.values()
-                            if a.image_id and a.status.has_image}
+        targets = waited | {
+            a.image_id for a in self._attempts.values() if a.image_id and a.status.has_image
+        }
         if targets:
-            self._run.say(
-                f"{self.region}: waiting for {len(targets)} copy(ies) to become NORMAL"
-            )
+            self._run.say(f"{self.region}: waiting for {len(targets)} copy(ies) to become NORMAL")
             self._waiter.settled.timed_out = self._waiter.wait_for(targets)
         if self.options.stopping:
             self._run.say(f"{self.region}: stopped; copy deletes wait for the next run")
@@ -161,9 +161,11 @@ class CopyExecutor:
             return
         self.copy_plans.append(after)
         if after.copies or after.waits:
-            self._run.warn(self._copy_policy_names(), "plan",
-                           "copies still in flight after the wait; their deletes wait for "
-                           "the next run")
+            self._run.warn(
+                self._copy_policy_names(),
+                "plan",
+                "copies still in flight after the wait; their deletes wait for the next run",
+            )
             return
         self._deleter.run_deletes(after.deletes())
 
@@ -178,9 +180,13 @@ class CopyExecutor:
                     self._run.client, source_region, self.options.setup.config.image_quota
                 )
             except CloudError as error:
-                self._run.error(self._copy_policy_names(), error.action or "DescribeImages",
-                                f"cannot read copy source region {source_region}: {error}; "
-                                "its copies here are left as they are", error)
+                self._run.error(
+                    self._copy_policy_names(),
+                    error.action or "DescribeImages",
+                    f"cannot read copy source region {source_region}: {error}; "
+                    "its copies here are left as they are",
+                    error,
+                )
         self.last_read = (inventory, sources)
         return inventory, sources
 
@@ -193,28 +199,36 @@ class CopyExecutor:
         if self.options.stopping:
             return Attempt(step, AttemptStatus.STOPPED)
         try:
-            result = self._run.client.sync_image(step.source_region, step.source_image_id,
-                                                 [self.region])
+            result = self._run.client.sync_image(
+                step.source_region, step.source_image_id, [self.region]
+            )
         except CloudError as error:
             return Attempt(
-                step, AttemptStatus.FAILED,
+                step,
+                AttemptStatus.FAILED,
                 error=f"{step.image_name}: SyncImages of {step.source_image_id} from "
                 f"{step.source_region} to {self.region} failed: {error.code}: {error.message}"
                 f"{sync_refusal_hint(error.code)}",
-                code=error.code, request_id=error.request_id)
+                code=error.code,
+                request_id=error.request_id,
+            )
         except Exception as error:
-            log.exception("SyncImages %s into %s failed unexpectedly", step.image_name,
-                          self.region)
-            return Attempt(step, AttemptStatus.FAILED,
-                                error=f"{step.image_name}: SyncImages failed: {error}")
+            log.exception("SyncImages %s into %s failed unexpectedly", step.image_name, self.region)
+            return Attempt(
+                step, AttemptStatus.FAILED, error=f"{step.image_name}: SyncImages failed: {error}"
+            )
         image_id = result.copies.get(self.region)
         if not image_id:
             return Attempt(
-                step, AttemptStatus.FAILED,
-                error=f"{step.image_name}: SyncImages answered without a copy in {self.region}")
+                step,
+                AttemptStatus.FAILED,
+                error=f"{step.image_name}: SyncImages answered without a copy in {self.region}",
+            )
         adopted = self.region in result.adopted
-        self._run.say(f"{self.region}: {'adopted' if adopted else 'copied'} {step.image_name} "
-                      f"({image_id}) from {step.source_region} ({step.source_image_id})")
+        self._run.say(
+            f"{self.region}: {'adopted' if adopted else 'copied'} {step.image_name} "
+            f"({image_id}) from {step.source_region} ({step.source_image_id})"
+        )
         status = AttemptStatus.ADOPTED if adopted else AttemptStatus.MADE
         return Attempt(step, status, image_id=image_id)
 
@@ -228,9 +242,16 @@ class CopyExecutor:
                 self._alert_copy(outcome, warning=attempt.status is AttemptStatus.STOPPED)
         for skip in self._skips:
             outcome = Outcome(
-                policies=skip.policies, region=self.region, source_region=skip.source_region,
-                source_image_id="", instance_id=skip.instance_id, slot=skip.slot,
-                image_name=skip.image_name, image_id=None, status="skipped", error=skip.error,
+                policies=skip.policies,
+                region=self.region,
+                source_region=skip.source_region,
+                source_image_id="",
+                instance_id=skip.instance_id,
+                slot=skip.slot,
+                image_name=skip.image_name,
+                image_id=None,
+                status="skipped",
+                error=skip.error,
             )
             self.result.copies.append(outcome)
             self._alert_copy(outcome, warning=False)
@@ -238,62 +259,101 @@ class CopyExecutor:
     def _copy_outcome(self, attempt: Attempt[Copy]) -> Outcome:
         step = attempt.step
 
-        def outcome(status: CopyStatus, *, error: str | None = None, state: str | None = None,
-                    code: str | None = None, request_id: str | None = None) -> Outcome:
+        def outcome(
+            status: CopyStatus,
+            *,
+            error: str | None = None,
+            state: str | None = None,
+            code: str | None = None,
+            request_id: str | None = None,
+        ) -> Outcome:
             return Outcome(
-                policies=step.policies, region=self.region, source_region=step.source_region,
-                source_image_id=step.source_image_id, instance_id=step.instance_id,
-                slot=step.slot, image_name=step.image_name, image_id=attempt.image_id,
-                status=status, error=error, tencent_code=code, request_id=request_id,
+                policies=step.policies,
+                region=self.region,
+                source_region=step.source_region,
+                source_image_id=step.source_image_id,
+                instance_id=step.instance_id,
+                slot=step.slot,
+                image_name=step.image_name,
+                image_id=attempt.image_id,
+                status=status,
+                error=error,
+                tencent_code=code,
+                request_id=request_id,
                 image_state=state,
             )
 
         if attempt.status is AttemptStatus.STOPPED:
-            return outcome("skipped", error=f"{step.image_name}: not copied: the run was "
-                           "stopped first")
+            return outcome(
+                "skipped", error=f"{step.image_name}: not copied: the run was stopped first"
+            )
         if attempt.status is AttemptStatus.FAILED:
-            return outcome("failed", error=attempt.error, code=attempt.code,
-                           request_id=attempt.request_id)
+            return outcome(
+                "failed", error=attempt.error, code=attempt.code, request_id=attempt.request_id
+            )
         status: CopyStatus = "copied" if attempt.status is AttemptStatus.MADE else "adopted"
         image_id = attempt.image_id
         assert image_id is not None
         settled = self._waiter.settled
         if image_id in settled.timed_out:
             timeout = format_duration(self.options.setup.config.api.wait_timeout)
-            return outcome("failed", error=f"{step.image_name} ({image_id}) not NORMAL in "
-                           f"{self.region} within api.wait_timeout {timeout}",
-                           state=ImageState.CREATING.value)
+            return outcome(
+                "failed",
+                error=f"{step.image_name} ({image_id}) not NORMAL in "
+                f"{self.region} within api.wait_timeout {timeout}",
+                state=ImageState.CREATING.value,
+            )
         if image_id not in settled.final:
             return outcome(status, state=ImageState.CREATING.value)
         image: Image | None = settled.final[image_id]
         if image is None:
-            return outcome("failed", error=f"{step.image_name} ({image_id}) disappeared from "
-                           f"{self.region} while it was being copied")
+            return outcome(
+                "failed",
+                error=f"{step.image_name} ({image_id}) disappeared from "
+                f"{self.region} while it was being copied",
+            )
         if image.state.usable:
             return outcome(status, state=image.state.value)
-        return outcome("failed", error=f"{step.image_name} ({image_id}) ended "
-                       f"{image.state.value} in {self.region}", state=image.state.value)
+        return outcome(
+            "failed",
+            error=f"{step.image_name} ({image_id}) ended {image.state.value} in {self.region}",
+            state=image.state.value,
+        )
 
     def _alert_copy(self, outcome: Outcome, *, warning: bool) -> None:
         message = outcome.error or ""
         if warning:
-            self._run.warn(list(outcome.policies), "SyncImages", message,
-                           instance=outcome.instance_id, slot=outcome.slot)
+            self._run.warn(
+                list(outcome.policies),
+                "SyncImages",
+                message,
+                instance=outcome.instance_id,
+                slot=outcome.slot,
+            )
             return
         extra = {"source_region": outcome.source_region}
         if outcome.source_image_id:
             extra["source_image_id"] = outcome.source_image_id
         if outcome.image_id:
             extra["image_id"] = outcome.image_id
-        self._run.error(list(outcome.policies), "SyncImages", message, None,
-                        instance=outcome.instance_id, slot=outcome.slot,
-                        code=outcome.tencent_code, request_id=outcome.request_id, extra=extra)
+        self._run.error(
+            list(outcome.policies),
+            "SyncImages",
+            message,
+            None,
+            instance=outcome.instance_id,
+            slot=outcome.slot,
+            code=outcome.tencent_code,
+            request_id=outcome.request_id,
+            extra=extra,
+        )
 
     # -- whom an alert concerns ------------------------------------------------------------
 
     def _copy_policy_names(self) -> list[str]:
-        return sorted(p.name for p in self.options.setup.policies
-                      if p.copy_to(self.region) is not None)
+        return sorted(
+            p.name for p in self.options.setup.policies if p.copy_to(self.region) is not None
+        )
 
     def _policies_of_image(self, target: DeleteTarget) -> Sequence[str]:
         return policies_of_image(self.options.setup, self._destination, target)

@@ -92,13 +92,20 @@ class Creator:
 
     def policies_of_instance(self, instance_id: str) -> list[str]:
         """The policies of the creates attempted for ``instance_id``."""
-        return sorted({policy for a in self.attempts.values()
-                       if a.step.instance_id == instance_id for policy in a.step.policies})
+        return sorted(
+            {
+                policy
+                for a in self.attempts.values()
+                if a.step.instance_id == instance_id
+                for policy in a.step.policies
+            }
+        )
 
     def retry_after_quota(self, creates: Iterable[Create]) -> list[Create]:
         """Of ``creates``, those not attempted yet or refused for quota."""
         return [
-            step for step in creates
+            step
+            for step in creates
             if (attempt := self.attempts.get((step.instance_id, step.slot))) is None
             or attempt.status is AttemptStatus.QUOTA
         ]
@@ -148,10 +155,11 @@ class Creator:
         statuses in the order of ``steps``."""
         if len(steps) <= 1:
             return [self._create(step, last_chance=last_chance) for step in steps]
-        with ThreadPoolExecutor(max_workers=min(CREATE_CONCURRENCY, len(steps)),
-                                thread_name_prefix=f"cvmkeeper-create:{self._run.region}") as pool:
-            return list(pool.map(lambda step: self._create(step, last_chance=last_chance),
-                                 steps))
+        with ThreadPoolExecutor(
+            max_workers=min(CREATE_CONCURRENCY, len(steps)),
+            thread_name_prefix=f"cvmkeeper-create:{self._run.region}",
+        ) as pool:
+            return list(pool.map(lambda step: self._create(step, last_chance=last_chance), steps))
 
     def _create(self, step: Create, *, last_chance: bool) -> AttemptStatus:
         """One ``CreateImage``, recorded in ``attempts``; its status."""
@@ -170,8 +178,13 @@ class Creator:
             made = create_image(run.client, run.region, step, request, policies)
         except QuotaExceededError as error:
             if not last_chance:
-                return Attempt(step, AttemptStatus.QUOTA, error=str(error), code=error.code,
-                               request_id=error.request_id)
+                return Attempt(
+                    step,
+                    AttemptStatus.QUOTA,
+                    error=str(error),
+                    code=error.code,
+                    request_id=error.request_id,
+                )
             return _failed_attempt(step, error)
         except CloudError as error:
             return _failed_attempt(step, error)
@@ -179,18 +192,29 @@ class Creator:
             log.exception("CreateImage %s in %s failed unexpectedly", step.image_name, run.region)
             return Attempt(step, AttemptStatus.FAILED, error=f"{step.image_name}: {error}")
         word = "adopted" if made.adopted else "created"
-        with log_fields(region=run.region, policy=step.policies, instance=step.instance_id,
-                        slot=step.slot):
+        with log_fields(
+            region=run.region, policy=step.policies, instance=step.instance_id, slot=step.slot
+        ):
             if made.adopted:
-                log.info("%s: %s already existed as %s; adopted", run.region, step.image_name,
-                         made.image_id)
-            run.say(f"{run.region}: {word} {step.image_name} ({made.image_id}) for "
-                    f"{step.instance_id}")
+                log.info(
+                    "%s: %s already existed as %s; adopted",
+                    run.region,
+                    step.image_name,
+                    made.image_id,
+                )
+            run.say(
+                f"{run.region}: {word} {step.image_name} ({made.image_id}) for {step.instance_id}"
+            )
         status = AttemptStatus.ADOPTED if made.adopted else AttemptStatus.MADE
         return Attempt(step, status, image_id=made.image_id)
 
 
 def _failed_attempt(step: Create, error: CloudError) -> Attempt[Create]:
-    return Attempt(step, AttemptStatus.FAILED, error=f"{step.image_name}: CreateImage for "
-                   f"{step.instance_id} failed: {error.code}: {error.message}",
-                   code=error.code, request_id=error.request_id)
+    return Attempt(
+        step,
+        AttemptStatus.FAILED,
+        error=f"{step.image_name}: CreateImage for "
+        f"{step.instance_id} failed: {error.code}: {error.message}",
+        code=error.code,
+        request_id=error.request_id,
+    )

@@ -65,8 +65,10 @@ class Deleter:
         for target in targets:
             status: DeleteStatus = "already_gone" if target.image_id in gone else "deleted"
             self._record(step, target, status)
-            run.say(f"{run.region}: deleted {target.image_name} ({target.image_id}): "
-                    f"{delete_reason_text(step.kind.value, target.reason)}")
+            run.say(
+                f"{run.region}: deleted {target.image_name} ({target.image_id}): "
+                f"{delete_reason_text(step.kind.value, target.reason)}"
+            )
 
     def _failed(self, step: Delete, target: DeleteTarget, error: Exception) -> None:
         code = error.code if isinstance(error, CloudError) else None
@@ -75,12 +77,25 @@ class Deleter:
         policies = self._policies_of(target)
         if code in LEAVE_ALONE_CODES:
             self._record(step, target, "left", error=message, code=code, request_id=request_id)
-            self._run.warn(policies, "DeleteImages", message, instance=target.instance_id,
-                           code=code, request_id=request_id, extra=image_extra(target.image_id))
+            self._run.warn(
+                policies,
+                "DeleteImages",
+                message,
+                instance=target.instance_id,
+                code=code,
+                request_id=request_id,
+                extra=image_extra(target.image_id),
+            )
             return
         self._record(step, target, "failed", error=message, code=code, request_id=request_id)
-        self._run.error(policies, "DeleteImages", message, error, instance=target.instance_id,
-                        extra=image_extra(target.image_id))
+        self._run.error(
+            policies,
+            "DeleteImages",
+            message,
+            error,
+            instance=target.instance_id,
+            extra=image_extra(target.image_id),
+        )
 
     def _record(
         self,

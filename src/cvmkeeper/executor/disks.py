@@ -30,8 +30,12 @@ log = logging.getLogger(__name__)
 
 #: ``CreateImage`` refusals that mean "the disks changed since the inventory was read" (a
 #: disk detached, or swapped for a local one, between ``DescribeInstances`` and the create).
-STALE_DISK_CODES = frozenset({"InvalidParameter.DataDiskNotBelongSpecifiedInstance",
-                              "InvalidParameter.LocalDataDiskNotSupport"})
+STALE_DISK_CODES = frozenset(
+    {
+        "InvalidParameter.DataDiskNotBelongSpecifiedInstance",
+        "InvalidParameter.LocalDataDiskNotSupport",
+    }
+)
 
 
 def create_request(
@@ -41,9 +45,7 @@ def create_request(
     due = [policy for policy in policies if policy.name in step.policies]
     instance = None
     if inventory is not None:
-        instance = next(
-            (i for i in inventory.instances if i.instance_id == step.instance_id), None
-        )
+        instance = next((i for i in inventory.instances if i.instance_id == step.instance_id), None)
     data_disk_ids: tuple[str, ...] = ()
     tags = dict(step.tags)
     if instance is not None and due:
@@ -61,7 +63,10 @@ def create_request(
 
 
 def create_image(
-    client: CloudClient, region: str, step: Create, request: CreateImageRequest,
+    client: CloudClient,
+    region: str,
+    step: Create,
+    request: CreateImageRequest,
     policies: Sequence[Policy],
 ) -> CreateOutcome:
     """``CreateImage``; when the cloud says a listed disk is no longer the instance's (it was
@@ -76,7 +81,13 @@ def create_image(
         fresh = create_request(step, Inventory(region, 0, (), instances), policies)
         if not instances or fresh.data_disk_ids == request.data_disk_ids:
             raise
-        log.warning("%s: CreateImage %s: %s; the disks of %s changed since the inventory was "
-                    "read: trying again with %s", region, step.image_name, error.code,
-                    step.instance_id, list(fresh.data_disk_ids) or "the system disk only")
+        log.warning(
+            "%s: CreateImage %s: %s; the disks of %s changed since the inventory was "
+            "read: trying again with %s",
+            region,
+            step.image_name,
+            error.code,
+            step.instance_id,
+            list(fresh.data_disk_ids) or "the system disk only",
+        )
         return client.create_image(region, fresh)

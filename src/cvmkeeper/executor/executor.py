@@ -167,16 +167,15 @@ class RegionExecutor:
         if plan is None:
             return
         if plan.creates or plan.waits:  # cannot happen without due slots; never guess
-            self._run.warn([NO_POLICY], "plan",
-                           "re-plan after the wait has creates; deletes skipped")
+            self._run.warn(
+                [NO_POLICY], "plan", "re-plan after the wait has creates; deletes skipped"
+            )
             return
         self._deleter.run_deletes(plan.deletes())
 
     def _replan_for_quota(self) -> set[str]:
         """Read and plan again after ``ImageQuotaLimitExceeded``; try the missing creates once."""
-        self._run.say(
-            f"{self.region}: image quota exceeded; reading the region and planning again"
-        )
+        self._run.say(f"{self.region}: image quota exceeded; reading the region and planning again")
         inventory = self._run.read("DescribeImages", self._due_policy_names())
         if inventory is None:
             return set()
@@ -245,15 +244,26 @@ class RegionExecutor:
         """A slot without its image: an error (a warning when the run was stopped first)."""
         assert outcome.error is not None
         if attempt is not None and attempt.status is AttemptStatus.STOPPED:
-            self._run.warn(list(outcome.policies), "CreateImage", outcome.error,
-                           instance=outcome.instance_id, slot=outcome.slot)
+            self._run.warn(
+                list(outcome.policies),
+                "CreateImage",
+                outcome.error,
+                instance=outcome.instance_id,
+                slot=outcome.slot,
+            )
             return
-        action = attempt.action if attempt is not None and outcome.tencent_code \
-            else "CreateImage"
-        self._run.error(list(outcome.policies), action, outcome.error, None,
-                        instance=outcome.instance_id, slot=outcome.slot,
-                        code=outcome.tencent_code, request_id=outcome.request_id,
-                        extra=image_extra(outcome.image_id))
+        action = attempt.action if attempt is not None and outcome.tencent_code else "CreateImage"
+        self._run.error(
+            list(outcome.policies),
+            action,
+            outcome.error,
+            None,
+            instance=outcome.instance_id,
+            slot=outcome.slot,
+            code=outcome.tencent_code,
+            request_id=outcome.request_id,
+            extra=image_extra(outcome.image_id),
+        )
 
     def _outcome(
         self, policy: str, instance_id: str, slot: datetime, existing: Mapping[str, Image]
@@ -263,19 +273,37 @@ class RegionExecutor:
         except ValueError:
             name = ""
 
-        def outcome(status: SlotStatus, image_id: str | None = None, *, error: str | None = None,
-                    code: str | None = None, request_id: str | None = None,
-                    state: str | None = None) -> Outcome:
-            return Outcome((policy,), self.region, instance_id, slot, name, image_id, status,
-                           error, code, request_id, state)
+        def outcome(
+            status: SlotStatus,
+            image_id: str | None = None,
+            *,
+            error: str | None = None,
+            code: str | None = None,
+            request_id: str | None = None,
+            state: str | None = None,
+        ) -> Outcome:
+            return Outcome(
+                (policy,),
+                self.region,
+                instance_id,
+                slot,
+                name,
+                image_id,
+                status,
+                error,
+                code,
+                request_id,
+                state,
+            )
 
         attempt = self._creator.attempts.get((instance_id, slot))
         if attempt is not None and attempt.status.has_image:
             status: SlotStatus = "created" if attempt.status is AttemptStatus.MADE else "adopted"
             return self._settled(outcome, status, attempt.image_id, name)
         if attempt is not None and attempt.status in (AttemptStatus.FAILED, AttemptStatus.QUOTA):
-            return outcome("failed", error=attempt.error, code=attempt.code,
-                           request_id=attempt.request_id)
+            return outcome(
+                "failed", error=attempt.error, code=attempt.code, request_id=attempt.request_id
+            )
         skip = self._skips.get((instance_id, slot))
         if skip is not None:
             return outcome("skipped", error=skip.error)
@@ -289,7 +317,10 @@ class RegionExecutor:
         return outcome("skipped")  # a newer backup covers this slot (the plan warned)
 
     def _settled(
-        self, outcome: Callable[..., Outcome], status: SlotStatus, image_id: str | None,
+        self,
+        outcome: Callable[..., Outcome],
+        status: SlotStatus,
+        image_id: str | None,
         name: str,
     ) -> Outcome:
         """The outcome of an image in flight, from what the wait saw last."""
@@ -297,33 +328,51 @@ class RegionExecutor:
         if image_id is None or image_id not in settled.final:
             if image_id in settled.timed_out:
                 timeout = format_duration(self.options.setup.config.api.wait_timeout)
-                return outcome("failed", image_id, error=f"{name} ({image_id}) not NORMAL "
-                               f"within api.wait_timeout {timeout}",
-                               state=ImageState.CREATING.value)
+                return outcome(
+                    "failed",
+                    image_id,
+                    error=f"{name} ({image_id}) not NORMAL within api.wait_timeout {timeout}",
+                    state=ImageState.CREATING.value,
+                )
             return outcome(status, image_id, state=ImageState.CREATING.value)
         image = settled.final[image_id]
         if image is None:
-            return outcome("failed", image_id, error=f"{name} ({image_id}) disappeared while it "
-                           "was being created")
+            return outcome(
+                "failed",
+                image_id,
+                error=f"{name} ({image_id}) disappeared while it was being created",
+            )
         if image.state.usable:
             return outcome(status, image_id, state=image.state.value)
-        return outcome("failed", image_id, error=f"{name} ({image_id}) ended {image.state.value}; "
-                       "it is cleaned up, the previous backups are untouched",
-                       state=image.state.value)
+        return outcome(
+            "failed",
+            image_id,
+            error=f"{name} ({image_id}) ended {image.state.value}; "
+            "it is cleaned up, the previous backups are untouched",
+            state=image.state.value,
+        )
 
     # -- whom an alert concerns ------------------------------------------------------------
 
     def _warn_recovered(self, entry: StoppedEntry) -> None:
         when = entry.stopped_at.strftime("%Y-%m-%d %H:%M:%SZ")
-        self._run.warn(self._policies_of_instance(entry.instance_id), "StartInstances",
-                       f"{entry.instance_id} was left stopped by an interrupted cvmkeeper run "
-                       f"(pid {entry.pid} on {entry.host} stopped it at {when}); started it "
-                       "again", instance=entry.instance_id)
+        self._run.warn(
+            self._policies_of_instance(entry.instance_id),
+            "StartInstances",
+            f"{entry.instance_id} was left stopped by an interrupted cvmkeeper run "
+            f"(pid {entry.pid} on {entry.host} stopped it at {when}); started it "
+            "again",
+            instance=entry.instance_id,
+        )
 
     def _start_failed(self, instance_id: str, error: Exception) -> None:
-        self._run.error(self._creator.policies_of_instance(instance_id), "StartInstances",
-                        f"{instance_id} was stopped for its image and could not be started "
-                        f"again: {error}", error, instance=instance_id)
+        self._run.error(
+            self._creator.policies_of_instance(instance_id),
+            "StartInstances",
+            f"{instance_id} was stopped for its image and could not be started again: {error}",
+            error,
+            instance=instance_id,
+        )
 
     def _due_policy_names(self) -> list[str]:
         names = sorted({policy for policy, _slot in self._due})

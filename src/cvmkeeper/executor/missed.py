@@ -61,9 +61,18 @@ def report_unread_region(
             continue
         for unit in policy_units(policy):
             error = f"slot {slot_tag_value(slot)} of {unit} not made: {why}"
-            run.result.outcomes.append(Outcome(
-                (policy_name,), run.region, unit, slot, _name(options, unit, slot), None,
-                "failed", error))
+            run.result.outcomes.append(
+                Outcome(
+                    (policy_name,),
+                    run.region,
+                    unit,
+                    slot,
+                    _name(options, unit, slot),
+                    None,
+                    "failed",
+                    error,
+                )
+            )
             run.error([policy_name], "DescribeImages", error, None, instance=unit, slot=slot)
 
 
@@ -97,17 +106,36 @@ def _missing(
     options: RunOptions, found: RegionResult, policy: Policy, instance_id: str, slot: datetime
 ) -> None:
     regions = ", ".join(policy.regions)
-    error = (f"slot {slot_tag_value(slot)} of {instance_id} not made: policy {policy.name!r} "
-             f"names {instance_id}, which is in none of its regions ({regions}): deleted, or "
-             "a wrong id")
+    error = (
+        f"slot {slot_tag_value(slot)} of {instance_id} not made: policy {policy.name!r} "
+        f"names {instance_id}, which is in none of its regions ({regions}): deleted, or "
+        "a wrong id"
+    )
     region = policy.regions[0]
-    found.outcomes.append(Outcome((policy.name,), region, instance_id, slot,
-                                  _name(options, instance_id, slot), None, "failed", error))
+    found.outcomes.append(
+        Outcome(
+            (policy.name,),
+            region,
+            instance_id,
+            slot,
+            _name(options, instance_id, slot),
+            None,
+            "failed",
+            error,
+        )
+    )
     found.errors.append(f"{region}: {error}")
     found.failed_policies.add(policy.name)
     options.say(f"{region}: ERROR {error}", level=logging.ERROR)
     if options.dry_run:
         return
-    options.alerter.error(Failure(policy=policy.name, action="targets", message=error,
-                                  instance=instance_id, region=region,
-                                  extra={"slot": slot_tag_value(slot), "regions": regions}))
+    options.alerter.error(
+        Failure(
+            policy=policy.name,
+            action="targets",
+            message=error,
+            instance=instance_id,
+            region=region,
+            extra={"slot": slot_tag_value(slot), "regions": regions},
+        )
+    )

@@ -53,6 +53,10 @@ class RunPlanner:
         for notice in plan.notices:
             if notice.message not in self._warned:
                 self._warned.add(notice.message)
-                run.warn(list(notice.policies) or self._run_policies(), notice.kind.value,
-                         notice.message, instance=notice.instance_id)
+                run.warn(
+                    list(notice.policies) or self._run_policies(),
+                    notice.kind.value,
+                    notice.message,
+                    instance=notice.instance_id,
+                )
         return plan

@@ -49,8 +49,14 @@ def read_inventory(client: CloudClient, region: str, configured_quota: int | Non
     quota = account if configured_quota is None else min(configured_quota, account)
     images = client.list_images(region)
     instances = client.list_instances(region)
-    return Inventory(region=region, quota=quota, images=images, instances=instances,
-                     account_quota=account, quota_cap=configured_quota)
+    return Inventory(
+        region=region,
+        quota=quota,
+        images=images,
+        instances=instances,
+        account_quota=account,
+        quota_cap=configured_quota,
+    )
 
 
 @dataclass
@@ -145,8 +151,12 @@ class RegionRun:
         try:
             return read_inventory(self.client, self.region, self.options.setup.config.image_quota)
         except CloudError as error:
-            self.error(fallback_policies, error.action or action,
-                       f"cannot read the inventory: {error}", error)
+            self.error(
+                fallback_policies,
+                error.action or action,
+                f"cannot read the inventory: {error}",
+                error,
+            )
         return None
 
     def error(
@@ -174,9 +184,17 @@ class RegionRun:
             return  # a preview reports, it does not page anyone
         for policy in policies or [NO_POLICY]:
             self.options.alerter.error(
-                Failure(policy=policy, action=action, message=message, instance=instance,
-                        region=self.region, tencent_code=code, request_id=request_id,
-                        extra=_extra(slot, extra), exception=error)
+                Failure(
+                    policy=policy,
+                    action=action,
+                    message=message,
+                    instance=instance,
+                    region=self.region,
+                    tencent_code=code,
+                    request_id=request_id,
+                    extra=_extra(slot, extra),
+                    exception=error,
+                )
             )
 
     def warn(
@@ -199,15 +217,21 @@ class RegionRun:
             return
         for policy in policies or [NO_POLICY]:
             self.options.alerter.warning(
-                Failure(policy=policy, action=action, message=message, level="warning",
-                        instance=instance, region=self.region, tencent_code=code,
-                        request_id=request_id, extra=_extra(slot, extra))
+                Failure(
+                    policy=policy,
+                    action=action,
+                    message=message,
+                    level="warning",
+                    instance=instance,
+                    region=self.region,
+                    tencent_code=code,
+                    request_id=request_id,
+                    extra=_extra(slot, extra),
+                )
             )
 
 
-def policies_of_image(
-    setup: Setup, inventory: Inventory | None, target: DeleteTarget
-) -> list[str]:
+def policies_of_image(setup: Setup, inventory: Inventory | None, target: DeleteTarget) -> list[str]:
     """The policies an image's delete failure concerns: those targeting its instance in
     the region, else those its ``cvmkeeper:policy`` tag names, else ``orphans``."""
     if inventory is None:
@@ -216,8 +240,9 @@ def policies_of_image(
     targeting = resolution.policies_by_instance.get(target.instance_id, ())
     if targeting:
         return sorted(p.name for p in targeting)
-    tagged = next((i.tags.get(TAG_POLICY, "") for i in inventory.images
-                   if i.image_id == target.image_id), "")
+    tagged = next(
+        (i.tags.get(TAG_POLICY, "") for i in inventory.images if i.image_id == target.image_id), ""
+    )
     return [name for name in tagged.split(",") if name] or ["orphans"]
 
 

@@ -106,7 +106,7 @@ def delete_reason_text(kind: str, reason: str) -> str:
     already say what happens (``CREATEFAILED: clean up``, ``evicted: quota full, ...``).
     """
     if kind == DeleteKind.EXPIRE.value and reason.startswith("expired"):
-        return "expired, kept by no retention rule" + reason[len("expired"):]
+        return "expired, kept by no retention rule" + reason[len("expired") :]
     return reason
 
 
@@ -219,8 +219,7 @@ def report_to_json(report: RunReport) -> dict[str, Any]:
         "warnings": list(report.warnings),
         "errors": list(report.errors),
         "plans": {
-            region: [plan_to_json(plan) for plan in plans]
-            for region, plans in report.plans.items()
+            region: [plan_to_json(plan) for plan in plans] for region, plans in report.plans.items()
         },
         "copy_plans": {
             region: [plan_to_json(plan) for plan in plans]

@@ -99,8 +99,9 @@ def _images_after(pre: Inventory, report: RunReport) -> Inventory:
                 tags=image_tags(outcome.policies, outcome.instance_id, outcome.slot),
             )
         )
-    removed = [d.image_id for d in report.deleted if d.region == pre.region and
-               d.status in _DELETED]
+    removed = [
+        d.image_id for d in report.deleted if d.region == pre.region and d.status in _DELETED
+    ]
     return inventory_after(pre, touched, removed)
 
 
@@ -180,8 +181,9 @@ def already_alerted(report: RunReport) -> set[tuple[str, str | None]]:
     return seen
 
 
-def _failed_policy_instances(report: RunReport, healths: Iterable[RegionHealth]) -> set[
-        tuple[str, str | None]]:
+def _failed_policy_instances(
+    report: RunReport, healths: Iterable[RegionHealth]
+) -> set[tuple[str, str | None]]:
     """Instances of a policy the run already alerted an error for (its check-in failed)."""
     return {
         (item.region, item.instance_id)
@@ -191,16 +193,20 @@ def _failed_policy_instances(report: RunReport, healths: Iterable[RegionHealth])
     }
 
 
-def _copies_not_to_warn(report: RunReport, healths: Iterable[RegionHealth]) -> set[
-        tuple[str, str]]:
+def _copies_not_to_warn(report: RunReport, healths: Iterable[RegionHealth]) -> set[tuple[str, str]]:
     """(destination, instance) pairs, and ("*", instance) for instances whose own backup is
     stale, whose copies are not warned about: the run or the source warning said it."""
-    quiet = {(c.region, c.instance_id) for c in report.copies
-             if not c.ok or set(c.policies) & report.failed_policies}
+    quiet = {
+        (c.region, c.instance_id)
+        for c in report.copies
+        if not c.ok or set(c.policies) & report.failed_policies
+    }
     quiet |= {("*", o.instance_id) for o in report.outcomes if not o.ok}
     quiet |= {("*", item.instance_id) for h in healths for item in h.stale}
-    quiet |= {("*", item.instance_id) for h in healths for item in h.instances
-              if set(item.policies) & report.failed_policies}
+    quiet |= {
+        ("*", item.instance_id)
+        for h in healths
+        for item in h.instances
+        if set(item.policies) & report.failed_policies
+    }
     return quiet
-
-

@@ -79,8 +79,11 @@ class RegionLocks:
     def hold(self, region: str) -> Iterator[bool]:
         """Hold ``region``'s lock for the block; yields False (without holding) when busy."""
         lock = self._lock(region)
-        acquired = lock.acquire(timeout=self._wait_seconds) if self._wait_seconds > 0 else \
-            lock.acquire(blocking=False)
+        acquired = (
+            lock.acquire(timeout=self._wait_seconds)
+            if self._wait_seconds > 0
+            else lock.acquire(blocking=False)
+        )
         try:
             yield acquired
         finally:
@@ -183,9 +186,11 @@ def run_once(
     )
     regions_phase = _run_regions(options, chosen, locks, explicit)
     # rule 7: an instance named by id that no region has is a missed slot (not previewed)
-    missing = [] if dry_run else [
-        report_missing_instances(options, regions_phase.results, regions_phase.read)
-    ]
+    missing = (
+        []
+        if dry_run
+        else [report_missing_instances(options, regions_phase.results, regions_phase.read)]
+    )
     copies = _run_copies(options, policy_names, regions, locks)
     every = regions_phase.results + missing + copies.results
     report = RunReport(
@@ -201,8 +206,16 @@ def run_once(
         copies=tuple(c for r in copies.results for c in r.copies),
         copy_plans=copies.plans,
     )
-    check_run_health(setup, report, regions_phase.read, alerter, now, policy_names=policy_names,
-                     copy_reads=copies.read, observe=observe)
+    check_run_health(
+        setup,
+        report,
+        regions_phase.read,
+        alerter,
+        now,
+        policy_names=policy_names,
+        copy_reads=copies.read,
+        observe=observe,
+    )
     return report
 
 
@@ -231,26 +244,28 @@ def _run_regions(
     def run_region(region: str) -> None:
         with log_fields(region=region), locks.hold(region) as acquired:
             if not acquired:
-                results[region] = _busy(region, setup, options.alerter, options.dry_run,
-                                        explicit)
+                results[region] = _busy(region, setup, options.alerter, options.dry_run, explicit)
                 if explicit and not options.dry_run:  # rule 7: name the slots it misses
-                    _name_busy_slots(options, results[region], _due_for(options, region,
-                                                                        explicit, read))
+                    _name_busy_slots(
+                        options, results[region], _due_for(options, region, explicit, read)
+                    )
                 return
             due_for = _due_for(options, region, explicit, read)
             results[region] = RegionExecutor(options, region, due_for).run()
 
     threads = [
-        threading.Thread(target=in_context(run_region), args=(region,),
-                         name=f"cvmkeeper-run:{region}")
+        threading.Thread(
+            target=in_context(run_region), args=(region,), name=f"cvmkeeper-run:{region}"
+        )
         for region in chosen
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return _Phase(results=[results[region] for region in chosen if region in results],
-                  read=dict(read))
+    return _Phase(
+        results=[results[region] for region in chosen if region in results], read=dict(read)
+    )
 
 
 def _due_for(
@@ -332,9 +347,9 @@ def _busy(
     if dry_run:
         result.warnings.append(message)
         return result
-    names = sorted(explicit) if explicit else [
-        p.name for p in setup.policies if region in p.regions
-    ]
+    names = (
+        sorted(explicit) if explicit else [p.name for p in setup.policies if region in p.regions]
+    )
     policies = [n for n in names if (p := setup.policy(n)) is not None and region in p.regions]
     result.errors.append(message)
     result.failed_policies.update(policies)

@@ -202,14 +202,20 @@ class StopJournal:
             with self._locked():
                 entries = self._load()
                 kept = {
-                    key: entry for key, entry in entries.items()
+                    key: entry
+                    for key, entry in entries.items()
                     if not (key[0] == region and key[1] in ids and entry.owner == mine)
                 }
                 if len(kept) != len(entries):
                     self._store(kept)
         except OSError as error:
-            log.warning("cannot clear %s in %s from %s: %s; the next run checks them again",
-                        ", ".join(sorted(ids)), region, self.path, error)
+            log.warning(
+                "cannot clear %s in %s from %s: %s; the next run checks them again",
+                ", ".join(sorted(ids)),
+                region,
+                self.path,
+                error,
+            )
 
     def claim(self, region: str) -> list[StoppedEntry]:
         """The entries of ``region`` that the caller must recover, made this process's own:
@@ -277,6 +283,6 @@ class StopJournal:
     def _forget_dead_owners(self, referenced: set[str]) -> None:
         """Remove owner files of processes that are gone and have no entry left."""
         for path in self.directory.glob(f"{OWNER_PREFIX}*{OWNER_SUFFIX}"):
-            owner = path.name[len(OWNER_PREFIX): -len(OWNER_SUFFIX)]
+            owner = path.name[len(OWNER_PREFIX) : -len(OWNER_SUFFIX)]
             if owner not in referenced and not _owner_alive(self.directory, owner):
                 path.unlink(missing_ok=True)

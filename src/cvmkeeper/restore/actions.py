@@ -74,8 +74,9 @@ class Located:
         return Placement(i.zone, i.instance_type, i.vpc_id, i.subnet_id, i.security_group_ids)
 
 
-def locate(client: CloudClient, regions: Sequence[str], instance_id: str,
-           fmt: NameFormat = DEFAULT_FORMAT) -> Located:
+def locate(
+    client: CloudClient, regions: Sequence[str], instance_id: str, fmt: NameFormat = DEFAULT_FORMAT
+) -> Located:
     """Find ``instance_id`` in ``regions`` (in order); an instance that no longer exists is
     found by its images. Raises :class:`RestoreRefused` when it is nowhere."""
     fallback: Located | None = None
@@ -88,8 +89,10 @@ def locate(client: CloudClient, regions: Sequence[str], instance_id: str,
             fallback = Located(region, instance_id, None, images)
     if fallback is not None:
         return fallback
-    raise RestoreRefused(f"instance {instance_id} is not in {', '.join(regions)} and no image "
-                         "of it is there either (wrong region? use --region)")
+    raise RestoreRefused(
+        f"instance {instance_id} is not in {', '.join(regions)} and no image "
+        "of it is there either (wrong region? use --region)"
+    )
 
 
 @dataclass
@@ -104,21 +107,38 @@ class LaunchResult:
     client_token: str = ""
 
 
-def launch_request(plan: LaunchPlan, *, name: str = "", dry_run: bool = False,
-                   token: str | None = None) -> LaunchRequest:
+def launch_request(
+    plan: LaunchPlan, *, name: str = "", dry_run: bool = False, token: str | None = None
+) -> LaunchRequest:
     """The RunInstances request of ``plan``, with a fresh ``ClientToken`` unless given."""
     p = plan.placement
     return LaunchRequest(
-        image_id=plan.image_id, zone=p.zone, instance_type=p.instance_type,
+        image_id=plan.image_id,
+        zone=p.zone,
+        instance_type=p.instance_type,
         client_token=token or f"cvmkeeper-{uuid.uuid4().hex}",
-        vpc_id=p.vpc_id, subnet_id=p.subnet_id, security_group_ids=p.security_group_ids,
-        data_disks=tuple(DataDiskFromSnapshot(s, size, DATA_DISK_TYPE)
-                         for s, size in plan.data_disks),
-        name=name, tags=dict(plan.tags), keep_image_login=True, dry_run=dry_run)
+        vpc_id=p.vpc_id,
+        subnet_id=p.subnet_id,
+        security_group_ids=p.security_group_ids,
+        data_disks=tuple(
+            DataDiskFromSnapshot(s, size, DATA_DISK_TYPE) for s, size in plan.data_disks
+        ),
+        name=name,
+        tags=dict(plan.tags),
+        keep_image_login=True,
+        dry_run=dry_run,
+    )
 
 
-def launch(client: CloudClient, plan: LaunchPlan, waiting: Waiting, *, name: str = "",
-           dry_run: bool = False, token: str | None = None) -> LaunchResult:
+def launch(
+    client: CloudClient,
+    plan: LaunchPlan,
+    waiting: Waiting,
+    *,
+    name: str = "",
+    dry_run: bool = False,
+    token: str | None = None,
+) -> LaunchResult:
     """RunInstances for ``plan`` and, unless ``waiting.seconds`` is 0, wait for ``RUNNING``.
 
     A dry run sends ``DryRun`` and launches nothing. Raises :class:`RestoreFailed` for
@@ -130,17 +150,19 @@ def launch(client: CloudClient, plan: LaunchPlan, waiting: Waiting, *, name: str
     if dry_run:
         return LaunchResult(dry_run_passed=True, client_token=request.client_token)
     [instance_id] = ids[:1] or [""]
-    result = LaunchResult(instance_id=instance_id, state="PENDING",
-                          client_token=request.client_token)
+    result = LaunchResult(
+        instance_id=instance_id, state="PENDING", client_token=request.client_token
+    )
     if waiting.seconds <= 0:
         return result
     result.state = wait_for_state(client, plan.region, instance_id, waiting)
     if result.state == "LAUNCH_FAILED":
-        raise RestoreFailed(f"{instance_id} failed to launch (LAUNCH_FAILED) from "
-                            f"{plan.image_id}")
+        raise RestoreFailed(f"{instance_id} failed to launch (LAUNCH_FAILED) from {plan.image_id}")
     if result.state != "RUNNING":
-        raise RestoreFailed(f"{instance_id} is still {result.state or 'unknown'} after "
-                            f"{waiting.seconds:g}s (it exists and is billed; check the console)")
+        raise RestoreFailed(
+            f"{instance_id} is still {result.state or 'unknown'} after "
+            f"{waiting.seconds:g}s (it exists and is billed; check the console)"
+        )
     result.seconds_to_running = waiting.monotonic() - started
     details = client.describe_instance(plan.region, instance_id)
     if details is not None:
@@ -152,8 +174,13 @@ def launch(client: CloudClient, plan: LaunchPlan, waiting: Waiting, *, name: str
 LAUNCH_ENDS = ("RUNNING", "LAUNCH_FAILED")
 
 
-def wait_for_state(client: CloudClient, region: str, instance_id: str, waiting: Waiting,
-                   ends: Sequence[str] = LAUNCH_ENDS) -> str:
+def wait_for_state(
+    client: CloudClient,
+    region: str,
+    instance_id: str,
+    waiting: Waiting,
+    ends: Sequence[str] = LAUNCH_ENDS,
+) -> str:
     """Poll ``DescribeInstancesStatus`` until the instance is in one of ``ends`` or the wait
     is over; return the last state seen ("" when it was not found)."""
     deadline = Deadline(waiting.seconds, clock=waiting.monotonic)
@@ -179,27 +206,37 @@ class InPlaceResult:
     problems: list[str] = field(default_factory=list)
 
 
-def restore_in_place(client: CloudClient, region: str, plan: InPlacePlan, waiting: Waiting, *,
-                     journal: StopJournal | None,
-                     progress: Callable[[str], None]) -> InPlaceResult:
+def restore_in_place(
+    client: CloudClient,
+    region: str,
+    plan: InPlacePlan,
+    waiting: Waiting,
+    *,
+    journal: StopJournal | None,
+    progress: Callable[[str], None],
+) -> InPlaceResult:
     """Stop (if running), ResetInstance, wait, and start again what was stopped: the start is
     in a ``finally`` (rule 9), so a failed or interrupted reset never leaves it down.
     Raises :class:`RestoreFailed` when the reset fails (after the restart)."""
     result = InPlaceResult()
     start_failures: list[str] = []
     stopper = InstanceStopper(
-        client, region, deadline_seconds=waiting.seconds, poll_seconds=waiting.poll_seconds,
-        sleep=waiting.sleep, progress=progress, journal=journal,
-        on_start_failed=lambda i, e: start_failures.append(f"{i} could not be started "
-                                                           f"again: {e}"))
+        client,
+        region,
+        deadline_seconds=waiting.seconds,
+        poll_seconds=waiting.poll_seconds,
+        sleep=waiting.sleep,
+        progress=progress,
+        journal=journal,
+        on_start_failed=lambda i, e: start_failures.append(f"{i} could not be started again: {e}"),
+    )
     failure: str | None = None
     try:
         if plan.stop_first:
             problems = stopper.prepare([plan.instance_id])
             if problems:
                 raise RestoreFailed("; ".join(p.message for p in problems.values()))
-        progress(f"{region}: resetting the system disk of {plan.instance_id} to "
-                 f"{plan.image_id}")
+        progress(f"{region}: resetting the system disk of {plan.instance_id} to {plan.image_id}")
         client.reset_instance(region, plan.instance_id, plan.image_id)
         outcome = _wait_reset(client, region, plan, waiting)
         if outcome != "SUCCESS":
@@ -214,7 +251,8 @@ def restore_in_place(client: CloudClient, region: str, plan: InPlacePlan, waitin
         result.problems.extend(start_failures)
     try:
         result.final_state = client.instance_states(region, [plan.instance_id]).get(
-            plan.instance_id, "")
+            plan.instance_id, ""
+        )
     except CloudError as error:
         result.problems.append(f"cannot read the state of {plan.instance_id}: {error}")
     if failure:
@@ -228,8 +266,11 @@ def _wait_reset(client: CloudClient, region: str, plan: InPlacePlan, waiting: Wa
     delays = poll_delays(waiting.poll_seconds)
     while True:
         details = client.describe_instance(region, plan.instance_id)
-        if details is not None and details.latest_operation == "ResetInstance" and \
-                details.latest_operation_state in ("SUCCESS", "FAILED"):
+        if (
+            details is not None
+            and details.latest_operation == "ResetInstance"
+            and details.latest_operation_state in ("SUCCESS", "FAILED")
+        ):
             return details.latest_operation_state
         if deadline.passed:
             return "still OPERATING after the timeout"

@@ -86,9 +86,13 @@ class DrillReport:
         return all(o.ok for o in self.outcomes)
 
 
-def sweep(client: CloudClient, region: str, now: datetime,
-          progress: Callable[[str], None] = lambda _m: None,
-          problems: list[str] | None = None) -> list[str]:
+def sweep(
+    client: CloudClient,
+    region: str,
+    now: datetime,
+    progress: Callable[[str], None] = lambda _m: None,
+    problems: list[str] | None = None,
+) -> list[str]:
     """Terminate the drill instances of ``region`` whose lease has expired; return their ids.
 
     Only instances carrying the drill tag are listed, and each is checked again by
@@ -100,25 +104,35 @@ def sweep(client: CloudClient, region: str, now: datetime,
     for instance in client.instances_tagged(region, DRILL_TAG):
         allowed, why = may_terminate(instance.tags, now)
         if not allowed or instance.state == "TERMINATING":
-            log.info("%s: drill instance %s left alone: %s", region, instance.instance_id,
-                     why if not allowed else "already terminating")
+            log.info(
+                "%s: drill instance %s left alone: %s",
+                region,
+                instance.instance_id,
+                why if not allowed else "already terminating",
+            )
             continue
-        progress(f"{region}: terminating leftover drill instance {instance.instance_id} "
-                 f"({why})")
+        progress(f"{region}: terminating leftover drill instance {instance.instance_id} ({why})")
         try:
             client.terminate_instances(region, [instance.instance_id])
         except CloudError as error:
             if problems is not None:
-                problems.append(f"{region}: leftover drill instance {instance.instance_id} "
-                                f"could not be terminated ({error}); the next drill run "
-                                "tries again")
+                problems.append(
+                    f"{region}: leftover drill instance {instance.instance_id} "
+                    f"could not be terminated ({error}); the next drill run "
+                    "tries again"
+                )
             continue
         swept.append(instance.instance_id)
     return swept
 
 
-def tcp_check(host: str, port: int, deadline: float, sleep: Callable[[float], object],
-              monotonic: Callable[[], float]) -> str:
+def tcp_check(
+    host: str,
+    port: int,
+    deadline: float,
+    sleep: Callable[[float], object],
+    monotonic: Callable[[], float],
+) -> str:
     """Connect to ``host:port`` until it answers or ``deadline`` (monotonic) passes; return
     "" on success, else the last error."""
     error = "no attempt"
@@ -133,9 +147,17 @@ def tcp_check(host: str, port: int, deadline: float, sleep: Callable[[float], ob
         sleep(min(1.0, max(0.01, deadline - monotonic())))
 
 
-def drill_one(client: CloudClient, policy: Policy, spec: DrillSpec, region: str,
-              instance_id: str, *, now: datetime, waiting: Waiting,
-              progress: Callable[[str], None] = lambda _m: None) -> DrillOutcome:
+def drill_one(
+    client: CloudClient,
+    policy: Policy,
+    spec: DrillSpec,
+    region: str,
+    instance_id: str,
+    *,
+    now: datetime,
+    waiting: Waiting,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> DrillOutcome:
     """Drill one instance; the drill instance is terminated whatever happens."""
     outcome = DrillOutcome(policy.name, region, instance_id, lease_value(now))
     try:
@@ -143,8 +165,9 @@ def drill_one(client: CloudClient, policy: Policy, spec: DrillSpec, region: str,
         point = choose_restore_point(images, instance_id, region)
         outcome.image_id = point.image_id
         tags = {DRILL_TAG: policy.name, LEASE_TAG: lease_value(now + spec.lease)}
-        placement = Placement(spec.zone, spec.instance_type, spec.vpc_id, spec.subnet_id,
-                              spec.security_group_ids)
+        placement = Placement(
+            spec.zone, spec.instance_type, spec.vpc_id, spec.subnet_id, spec.security_group_ids
+        )
         plan = plan_launch(region, point, None, placement, extra_tags=tags)
     except (RestoreRefused, CloudError, ResponseFormatError) as error:
         outcome.error = f"cannot drill {instance_id}: {error}"
@@ -153,13 +176,17 @@ def drill_one(client: CloudClient, policy: Policy, spec: DrillSpec, region: str,
     try:
         ids = client.run_instances(region, launch_request(plan, name=f"drill-{instance_id}"))
         outcome.drill_instance_id = ids[0] if ids else ""
-        progress(f"{region}: drill of {instance_id}: launched {outcome.drill_instance_id} "
-                 f"from {point.image_id}")
+        progress(
+            f"{region}: drill of {instance_id}: launched {outcome.drill_instance_id} "
+            f"from {point.image_id}"
+        )
         state = wait_for_state(client, region, outcome.drill_instance_id, waiting)
         if state != "RUNNING":
-            outcome.error = (f"drill instance {outcome.drill_instance_id} from "
-                             f"{point.image_id} is {state or 'not found'}, not RUNNING, after "
-                             f"{waiting.seconds:g}s")
+            outcome.error = (
+                f"drill instance {outcome.drill_instance_id} from "
+                f"{point.image_id} is {state or 'not found'}, not RUNNING, after "
+                f"{waiting.seconds:g}s"
+            )
             return outcome
         outcome.seconds_to_running = round(waiting.monotonic() - started, 3)
         if spec.tcp_port:
@@ -168,11 +195,14 @@ def drill_one(client: CloudClient, policy: Policy, spec: DrillSpec, region: str,
             if not host:
                 outcome.error = f"drill instance {outcome.drill_instance_id} has no private IP"
                 return outcome
-            failed = tcp_check(host, spec.tcp_port, started + waiting.seconds, waiting.sleep,
-                               waiting.monotonic)
+            failed = tcp_check(
+                host, spec.tcp_port, started + waiting.seconds, waiting.sleep, waiting.monotonic
+            )
             if failed:
-                outcome.error = (f"drill instance {outcome.drill_instance_id} runs but "
-                                 f"{host}:{spec.tcp_port} did not answer: {failed}")
+                outcome.error = (
+                    f"drill instance {outcome.drill_instance_id} runs but "
+                    f"{host}:{spec.tcp_port} did not answer: {failed}"
+                )
                 return outcome
         outcome.seconds_to_ready = round(waiting.monotonic() - started, 3)
         outcome.ok = True
@@ -184,12 +214,12 @@ def drill_one(client: CloudClient, policy: Policy, spec: DrillSpec, region: str,
         if outcome.drill_instance_id:
             outcome.terminated = _terminate(client, region, outcome, waiting)
             if outcome.terminated:
-                progress(f"{region}: drill of {instance_id}: terminated "
-                         f"{outcome.drill_instance_id}")
+                progress(
+                    f"{region}: drill of {instance_id}: terminated {outcome.drill_instance_id}"
+                )
 
 
-def _terminate(client: CloudClient, region: str, outcome: DrillOutcome,
-               waiting: Waiting) -> bool:
+def _terminate(client: CloudClient, region: str, outcome: DrillOutcome, waiting: Waiting) -> bool:
     """TerminateInstances, retried (bounded) while the instance is still PENDING; a drill
     instance that cannot be terminated now is left to the lease sweep."""
     deadline = waiting.monotonic() + max(waiting.seconds, 1.0)
@@ -199,8 +229,10 @@ def _terminate(client: CloudClient, region: str, outcome: DrillOutcome,
             return True
         except CloudError as error:
             if waiting.monotonic() >= deadline:
-                note = (f"could not terminate {outcome.drill_instance_id} ({error}); its lease "
-                        "lets the next drill run terminate it")
+                note = (
+                    f"could not terminate {outcome.drill_instance_id} ({error}); its lease "
+                    "lets the next drill run terminate it"
+                )
                 outcome.error = f"{outcome.error}; {note}" if outcome.error else note
                 return False
             waiting.sleep(min(waiting.poll_seconds, 1.0))
@@ -227,9 +259,17 @@ def drill_monitor(spec: DrillSpec) -> MonitorConfig:
     return MonitorConfig(schedule=schedule, checkin_margin=30, max_runtime=runtime)
 
 
-def _drill_policy(client: CloudClient, setup: Setup, policy: Policy, spec: DrillSpec, *,
-                  entry: dict[str, Any], now: datetime, step: Waiting,
-                  progress: Callable[[str], None]) -> list[DrillOutcome]:
+def _drill_policy(
+    client: CloudClient,
+    setup: Setup,
+    policy: Policy,
+    spec: DrillSpec,
+    *,
+    entry: dict[str, Any],
+    now: datetime,
+    step: Waiting,
+    progress: Callable[[str], None],
+) -> list[DrillOutcome]:
     """Drill the instances of one policy (those drilled longest ago, up to the cap)."""
     done: list[DrillOutcome] = []
     for region in policy.regions:
@@ -238,15 +278,33 @@ def _drill_policy(client: CloudClient, setup: Setup, policy: Policy, spec: Drill
         try:
             instances = client.list_instances(region)
         except CloudError as error:
-            done.append(DrillOutcome(policy.name, region, "-", lease_value(now),
-                                     error=f"cannot list instances: {error}"))
+            done.append(
+                DrillOutcome(
+                    policy.name,
+                    region,
+                    "-",
+                    lease_value(now),
+                    error=f"cannot list instances: {error}",
+                )
+            )
             continue
         targeted = resolve_targets(region, setup.policies, instances).instances_of(policy.name)
-        drilled = {k: v for k, v in ((k, _parse(v)) for k, v in
-                                     entry.get("instances", {}).items()) if v}
+        drilled = {
+            k: v for k, v in ((k, _parse(v)) for k, v in entry.get("instances", {}).items()) if v
+        }
         for instance_id in pick_instances(targeted, drilled, spec.max_per_run):
-            done.append(drill_one(client, policy, spec, region, instance_id, now=now,
-                                  waiting=step, progress=progress))
+            done.append(
+                drill_one(
+                    client,
+                    policy,
+                    spec,
+                    region,
+                    instance_id,
+                    now=now,
+                    waiting=step,
+                    progress=progress,
+                )
+            )
             entry.setdefault("instances", {})[instance_id] = lease_value(now)
     return done
 
@@ -281,17 +339,28 @@ def _parse(raw: Any) -> datetime | None:
 # -- a run -----------------------------------------------------------------------------------
 
 
-def run_drills(setup: Setup, client: CloudClient, alerter: Alerter, now: datetime, *,
-               policy_names: Sequence[str] = (), force: bool = False,
-               waiting: Waiting | None = None, poll_seconds: float = 5.0,
-               progress: Callable[[str], None] = lambda _m: None,
-               observe: Callable[[DrillReport], None] | None = None) -> DrillReport:
+def run_drills(
+    setup: Setup,
+    client: CloudClient,
+    alerter: Alerter,
+    now: datetime,
+    *,
+    policy_names: Sequence[str] = (),
+    force: bool = False,
+    waiting: Waiting | None = None,
+    poll_seconds: float = 5.0,
+    progress: Callable[[str], None] = lambda _m: None,
+    observe: Callable[[DrillReport], None] | None = None,
+) -> DrillReport:
     """Sweep expired drill instances, then drill every policy whose drill is due (all named
     ones when ``force``). Failures are alerted; ``drills.json`` records the outcomes;
     ``observe(report)`` (the metrics exporter's ``observe_drills``) is told at the end."""
     report = DrillReport()
-    policies = [p for p in setup.policies if p.drill is not None
-                and (not policy_names or p.name in policy_names)]
+    policies = [
+        p
+        for p in setup.policies
+        if p.drill is not None and (not policy_names or p.name in policy_names)
+    ]
     state = load_state(setup.config.state_dir)
     regions = list(dict.fromkeys(r for p in policies for r in p.regions))
     for region in regions:
@@ -308,14 +377,15 @@ def run_drills(setup: Setup, client: CloudClient, alerter: Alerter, now: datetim
         entry = state["policies"].setdefault(policy.name, {"instances": {}})
         if not force and not drill_due(_parse(entry.get("last_run")), spec, now):
             continue
-        step = waiting or Waiting(seconds=spec.timeout.total_seconds(),
-                                  poll_seconds=poll_seconds)
+        step = waiting or Waiting(seconds=spec.timeout.total_seconds(), poll_seconds=poll_seconds)
         # each drill run is a Sentry Crons check-in of the monitor "<policy>-drill", so a
         # drill that stops happening is noticed like a backup that does
-        with monitored_run(alerter, drill_monitor_slug(policy.name),
-                           drill_monitor(spec)) as monitor:
-            done = _drill_policy(client, setup, policy, spec, entry=entry, now=now,
-                                 step=step, progress=progress)
+        with monitored_run(
+            alerter, drill_monitor_slug(policy.name), drill_monitor(spec)
+        ) as monitor:
+            done = _drill_policy(
+                client, setup, policy, spec, entry=entry, now=now, step=step, progress=progress
+            )
             report.outcomes += done
             if not all(o.ok for o in done):
                 monitor.fail()
@@ -323,10 +393,19 @@ def run_drills(setup: Setup, client: CloudClient, alerter: Alerter, now: datetim
         entry["last"] = [asdict(o) for o in done]
     for outcome in report.outcomes:
         if not outcome.ok:
-            alerter.error(Failure(outcome.policy, "drill", outcome.error,
-                                  instance=outcome.instance_id, region=outcome.region,
-                                  extra={"image_id": outcome.image_id,
-                                         "drill_instance": outcome.drill_instance_id}))
+            alerter.error(
+                Failure(
+                    outcome.policy,
+                    "drill",
+                    outcome.error,
+                    instance=outcome.instance_id,
+                    region=outcome.region,
+                    extra={
+                        "image_id": outcome.image_id,
+                        "drill_instance": outcome.drill_instance_id,
+                    },
+                )
+            )
     save_state(setup.config.state_dir, state)
     if observe is not None:
         try:
@@ -343,8 +422,7 @@ def last_drill(state_dir: Path, policy_name: str) -> dict[str, Any] | None:
     if not isinstance(entry, dict) or not entry.get("last_run"):
         return None
     drills = [d for d in entry.get("last") or [] if isinstance(d, dict)]
-    return {"when": entry["last_run"], "ok": all(d.get("ok") for d in drills),
-            "drills": drills}
+    return {"when": entry["last_run"], "ok": all(d.get("ok") for d in drills), "drills": drills}
 
 
 def last_drill_text(state_dir: Path, policy_name: str) -> str:
@@ -364,6 +442,10 @@ def last_drill_text(state_dir: Path, policy_name: str) -> str:
 def failed_drills(setup: Setup) -> list[str]:
     """Policies whose last drill (in this host's ``drills.json``) failed: ``status`` says
     they need attention."""
-    return [p.name for p in setup.policies if p.drill is not None
-            and (last := last_drill(setup.config.state_dir, p.name)) is not None
-            and not last["ok"]]
+    return [
+        p.name
+        for p in setup.policies
+        if p.drill is not None
+        and (last := last_drill(setup.config.state_dir, p.name)) is not None
+        and not last["ok"]
+    ]

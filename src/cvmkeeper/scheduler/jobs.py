@@ -135,9 +135,14 @@ def add_drill_job(scheduler: Any, func: Callable[[], object]) -> None:
     it (``sync_jobs`` leaves it alone) and it reads the setup of the moment."""
     from apscheduler.triggers.interval import IntervalTrigger  # noqa: PLC0415 - like service
 
-    scheduler.add_job(func, trigger=IntervalTrigger(seconds=DRILL_CHECK.total_seconds()),
-                      id=DRILL_JOB_ID, name="restore drills", replace_existing=True,
-                      **JOB_OPTIONS)
+    scheduler.add_job(
+        func,
+        trigger=IntervalTrigger(seconds=DRILL_CHECK.total_seconds()),
+        id=DRILL_JOB_ID,
+        name="restore drills",
+        replace_existing=True,
+        **JOB_OPTIONS,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,17 +248,27 @@ class SlotJobs:
         from cvmkeeper.restore.drill import run_drills  # noqa: PLC0415 - only when drilling
 
         try:
-            report = run_drills(context.setup, context.client, context.alerter, self._clock(),
-                                observe=self.drill_observe)
+            report = run_drills(
+                context.setup,
+                context.client,
+                context.alerter,
+                self._clock(),
+                observe=self.drill_observe,
+            )
         except Exception as error:  # the scheduler thread must survive
             log.exception("restore drills failed")
-            context.alerter.error(Failure("drill", "drill", f"restore drills failed: {error}",
-                                          exception=error))
+            context.alerter.error(
+                Failure("drill", "drill", f"restore drills failed: {error}", exception=error)
+            )
             return
         for outcome in report.outcomes:
-            log.log(logging.INFO if outcome.ok else logging.ERROR,
-                    "drill %s %s: %s", outcome.policy, outcome.instance_id,
-                    "ok" if outcome.ok else outcome.error)
+            log.log(
+                logging.INFO if outcome.ok else logging.ERROR,
+                "drill %s %s: %s",
+                outcome.policy,
+                outcome.instance_id,
+                "ok" if outcome.ok else outcome.error,
+            )
 
     # --- scheduled slots ----------------------------------------------------------------
 

@@ -172,8 +172,9 @@ class Daemon:
             log.error("not starting: %d problem(s) in the config or policies", len(error.problems))
             return EXIT_CONFIG
         try:
-            alerter = with_notifications(self._alerter_factory(setup.config.sentry),
-                                         setup.config.notify)
+            alerter = with_notifications(
+                self._alerter_factory(setup.config.sentry), setup.config.notify
+            )
         except ValueError as exc:  # AlertingConfigError: the message never holds the DSN
             log.error("not starting: %s", exc)
             return EXIT_CONFIG
