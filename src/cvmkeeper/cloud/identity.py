@@ -14,13 +14,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tencentcloud.common.common_client import CommonClient
-from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
 
 from cvmkeeper.cloud.credentials import CredentialProvider
-from cvmkeeper.cloud.errors import NetworkError, PermanentError, classify
-from cvmkeeper.cloud.transport import DEFAULT_ENDPOINT, EndpointConfig
+from cvmkeeper.cloud.errors import PermanentError
+from cvmkeeper.cloud.transport import DEFAULT_ENDPOINT, EndpointConfig, call_sdk, sdk_profile
 from cvmkeeper.core.ownership import CallerIdentity
 
 ACTION = "GetCallerIdentity"
@@ -67,43 +64,12 @@ class SdkIdentityReader:
         with self._lock:
             client = self._clients.get(region)
             if client is None:
-                http = HttpProfile(
-                    protocol=self._endpoint.scheme,
-                    endpoint=self._endpoint.host,
-                    reqTimeout=self._endpoint.timeout_seconds,
+                client = CommonClient(
+                    SERVICE, VERSION, self._credentials, region, sdk_profile(self._endpoint)
                 )
-                profile = ClientProfile(
-                    httpProfile=http, language="en-US", disable_region_breaker=True, retryer=None
-                )
-                client = CommonClient(SERVICE, VERSION, self._credentials, region, profile)
                 self._clients[region] = client
             return client
 
     def __call__(self, region: str) -> Mapping[str, Any]:
         """The ``Response`` of ``GetCallerIdentity``; failures are classified ``CloudError``s."""
-        try:
-            body = self._client(region).call_json(ACTION, {})
-        except TencentCloudSDKException as exc:
-            raise classify(
-                str(exc.code or "ClientNetworkError"),
-                str(exc.message)[:500],
-                action=ACTION,
-                region=region,
-                request_id=exc.requestId or None,
-            ) from None
-        except ValueError as exc:
-            raise NetworkError(
-                "ClientNetworkError.BadResponse",
-                f"unreadable answer: {exc}",
-                action=ACTION,
-                region=region,
-            ) from None
-        response = body.get("Response") if isinstance(body, dict) else None
-        if not isinstance(response, dict):
-            raise NetworkError(
-                "ClientNetworkError.BadResponse",
-                "answer without a Response",
-                action=ACTION,
-                region=region,
-            )
-        return response
+        return call_sdk(self._client(region), region, ACTION, {})

@@ -76,48 +76,13 @@ class SdkTransport:
         with self._lock:
             client = self._clients.get(region)
             if client is None:
-                # The SDK reads its HttpProfile once, at construction: build it complete.
-                http = HttpProfile(
-                    protocol=self._endpoint.scheme,
-                    endpoint=self._endpoint.host,
-                    reqTimeout=self._endpoint.timeout_seconds,
-                )
-                profile = ClientProfile(
-                    httpProfile=http, language="en-US", disable_region_breaker=True, retryer=None
-                )
-                client = CvmClient(self._credentials, region, profile)
+                client = CvmClient(self._credentials, region, sdk_profile(self._endpoint))
                 self._clients[region] = client
             return client
 
     def call(self, region: str, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Send ``action`` to ``region``; SDK exceptions become classified ``CloudError``s."""
-        client = self._client(region)
-        try:
-            body = client.call_json(action, dict(params))
-        except TencentCloudSDKException as exc:
-            raise classify(
-                str(exc.code or "ClientNetworkError"),
-                _short(exc.message),
-                action=action,
-                region=region,
-                request_id=exc.requestId or None,
-            ) from None
-        except ValueError as exc:  # the answer was not JSON
-            raise NetworkError(
-                "ClientNetworkError.BadResponse",
-                f"unreadable answer: {exc}",
-                action=action,
-                region=region,
-            ) from None
-        response = body.get("Response") if isinstance(body, dict) else None
-        if not isinstance(response, dict):
-            raise NetworkError(
-                "ClientNetworkError.BadResponse",
-                "answer without a Response object",
-                action=action,
-                region=region,
-            )
-        return response
+        return call_sdk(self._client(region), region, action, params)
 
 
 def _short(message: object, limit: int = 500) -> str:
@@ -131,3 +96,49 @@ __all__ = [
     "SdkTransport",
     "Transport",
 ]
+
+
+def sdk_profile(endpoint: EndpointConfig) -> ClientProfile:
+    """The SDK client profile for ``endpoint``. The SDK reads its ``HttpProfile`` once, at
+    construction, so it is built complete here; the SDK's own retryer stays off (it re-sends
+    after a success; cvmkeeper retries itself)."""
+    http = HttpProfile(
+        protocol=endpoint.scheme,
+        endpoint=endpoint.host,
+        reqTimeout=endpoint.timeout_seconds,
+    )
+    return ClientProfile(
+        httpProfile=http, language="en-US", disable_region_breaker=True, retryer=None
+    )
+
+
+def call_sdk(client: Any, region: str, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``client.call_json(action, params)`` (any SDK client: ``CvmClient``, ``CommonClient``);
+    SDK exceptions become classified ``CloudError``s, an answer that is not JSON or has no
+    ``Response`` object a ``NetworkError``."""
+    try:
+        body = client.call_json(action, dict(params))
+    except TencentCloudSDKException as exc:
+        raise classify(
+            str(exc.code or "ClientNetworkError"),
+            _short(exc.message),
+            action=action,
+            region=region,
+            request_id=exc.requestId or None,
+        ) from None
+    except ValueError as exc:  # the answer was not JSON
+        raise NetworkError(
+            "ClientNetworkError.BadResponse",
+            f"unreadable answer: {exc}",
+            action=action,
+            region=region,
+        ) from None
+    response = body.get("Response") if isinstance(body, dict) else None
+    if not isinstance(response, dict):
+        raise NetworkError(
+            "ClientNetworkError.BadResponse",
+            "answer without a Response object",
+            action=action,
+            region=region,
+        )
+    return response

@@ -571,7 +571,7 @@ class EmulatorCore:
                 "UnsupportedOperation", "Creating an image from SnapshotIds is not emulated."
             )
         dry_run = p.boolean(params, "DryRun")
-        tags = _tag_specification(params.get("TagSpecification"))
+        tags = p.tag_specification(params.get("TagSpecification"), "image", action="CreateImage")
         if not name.strip():
             raise ApiError("InvalidParameterValue", "The parameter `ImageName` must not be empty.")
         if len(name) > self._fleet.name_limit:
@@ -1037,35 +1037,6 @@ class EmulatorCore:
             instance.latest_operation_state = "OPERATING"
             instance.latest_operation_request_id = request_id
         return Outcome({}, instance_ids=[i.instance_id for i in instances])
-
-
-def _tag_specification(raw: Any) -> dict[str, str]:
-    """Read ``TagSpecification`` into the image's tags (only ``ResourceType: image``)."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, list):
-        raise ApiError("InvalidParameter", "The parameter `TagSpecification` must be a list.")
-    tags: dict[str, str] = {}
-    for spec in raw:
-        if not isinstance(spec, dict) or not isinstance(spec.get("Tags"), list):
-            raise ApiError(
-                "InvalidParameter", "Each TagSpecification needs `ResourceType` and `Tags`."
-            )
-        if spec.get("ResourceType") != "image":
-            raise ApiError(
-                "InvalidParameterValue",
-                "TagSpecification.ResourceType must be `image` for CreateImage.",
-            )
-        for tag in spec["Tags"]:
-            if (
-                not isinstance(tag, dict)
-                or not isinstance(tag.get("Key"), str)
-                or not isinstance(tag.get("Value", ""), str)
-                or not tag["Key"]
-            ):
-                raise ApiError("InvalidParameter", "Each tag needs a string `Key` and `Value`.")
-            tags[tag["Key"]] = tag.get("Value", "")
-    return tags
 
 
 def _image_matches(image: ImageRecord, name: str, values: list[str]) -> bool:

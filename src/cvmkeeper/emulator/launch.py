@@ -101,7 +101,7 @@ class LaunchActions:
         dry_run = p.boolean(params, "DryRun")
         name = p.string(params, "InstanceName")
         keep_login = _keep_image_login(_mapping(params, "LoginSettings"))
-        tags = _instance_tags(params.get("TagSpecification"))
+        tags = p.tag_specification(params.get("TagSpecification"), "instance", action=None)
         p.string(params, "InstanceChargeType", default="POSTPAID_BY_HOUR")
         if len(token) > MAX_CLIENT_TOKEN:
             raise ApiError(
@@ -354,32 +354,6 @@ def _keep_image_login(login: Mapping[str, Any]) -> bool | None:
             "KeepImageLogin cannot be given with Password or KeyIds.",
         )
     return text == "true"
-
-
-def _instance_tags(raw: Any) -> dict[str, str]:
-    """``TagSpecification`` entries of ``ResourceType: instance`` (other types are accepted
-    and ignored: RunInstances may tag disks too)."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, list):
-        raise ApiError("InvalidParameter", "The parameter `TagSpecification` must be a list.")
-    tags: dict[str, str] = {}
-    for spec in raw:
-        if not isinstance(spec, dict) or not isinstance(spec.get("Tags"), list):
-            raise ApiError(
-                "InvalidParameter", "Each TagSpecification needs `ResourceType` and `Tags`."
-            )
-        for tag in spec["Tags"]:
-            if (
-                not isinstance(tag, dict)
-                or not isinstance(tag.get("Key"), str)
-                or not tag["Key"]
-                or not isinstance(tag.get("Value", ""), str)
-            ):
-                raise ApiError("InvalidParameter", "Each tag needs a string `Key` and `Value`.")
-            if spec.get("ResourceType") == "instance":
-                tags[tag["Key"]] = tag.get("Value", "")
-    return tags
 
 
 def _check_placement(

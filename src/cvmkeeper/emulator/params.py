@@ -228,3 +228,40 @@ def tags_match(tags: Mapping[str, str], name: str, values: list[str]) -> bool | 
         key = name[len("tag:") :]
         return key in tags and tags[key] in values
     return None
+
+
+def tag_specification(raw: Any, resource_type: str, *, action: str | None) -> dict[str, str]:
+    """The tags ``TagSpecification`` gives a new resource of ``resource_type``.
+
+    Every entry needs ``ResourceType`` and a list of ``Tags`` of string ``Key`` (not empty)
+    and ``Value``. An entry of another type is refused naming ``action`` (CreateImage tags
+    only its image) or, with ``action=None``, checked and ignored (RunInstances may tag its
+    disks too).
+    """
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        raise ApiError("InvalidParameter", "The parameter `TagSpecification` must be a list.")
+    tags: dict[str, str] = {}
+    for spec in raw:
+        if not isinstance(spec, dict) or not isinstance(spec.get("Tags"), list):
+            raise ApiError(
+                "InvalidParameter", "Each TagSpecification needs `ResourceType` and `Tags`."
+            )
+        ours = spec.get("ResourceType") == resource_type
+        if not ours and action is not None:
+            raise ApiError(
+                "InvalidParameterValue",
+                f"TagSpecification.ResourceType must be `{resource_type}` for {action}.",
+            )
+        for tag in spec["Tags"]:
+            if (
+                not isinstance(tag, dict)
+                or not isinstance(tag.get("Key"), str)
+                or not tag["Key"]
+                or not isinstance(tag.get("Value", ""), str)
+            ):
+                raise ApiError("InvalidParameter", "Each tag needs a string `Key` and `Value`.")
+            if ours:
+                tags[tag["Key"]] = tag.get("Value", "")
+    return tags
