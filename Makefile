@@ -40,7 +40,7 @@ test-clock: $(STAMP)
 reliability-long: $(STAMP)
 	CVMKEEPER_RELIABILITY=long $(BIN)/pytest tests/reliability -p no:cacheprovider -rxX $(PYTEST_ARGS)
 
-# The performance figures of the README's "Performance" section (several minutes).
+# The performance figures of docs/performance.md (several minutes).
 bench: $(STAMP)
 	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/fleet.py --sizes 100,500,2000 --no-baseline

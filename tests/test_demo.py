@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from cvmkeeper.emulator.server import running_emulator
-from docs.readme import README, REPO, blocks, excerpt_matches
+from docs.readme import REPO, blocks, excerpt_matches, pages
 
 BIN = Path(sys.executable).parent
 DEMO_ENDPOINT = "127.0.0.1:8765"
@@ -83,8 +83,14 @@ def test_make_demo_on_a_fresh_clone(tmp_path: Path) -> None:
     assert "== cvmkeeper images" in output and "== cvmkeeper status" in output
     assert "cvmkeeper daemon --config config/demo.yaml" in output
     assert "ap-guangzhou: 8/10 images used, 2 free (7 by cvmkeeper, 1 others)" in output
-    # The README's excerpt is what the clone's demo printed.
-    shown = [b for b in blocks((clone / "README.md").read_text()) if b.marker == "demo-output"]
+    # The docs' excerpt (docs/operations.md) is what the clone's demo printed.
+    shown = [
+        block
+        for page in pages(clone)
+        for block in blocks(page.read_text(encoding="utf-8"))
+        if block.marker == "demo-output"
+    ]
+    assert len(shown) == 1
     problems = excerpt_matches(shown[0].text, proc.stdout)
     assert not problems, "\n".join(problems)
     # Nothing left running, nothing left behind but the venv.
@@ -152,4 +158,5 @@ def test_the_daemon_command_the_demo_prints_runs_against_the_emulator(tmp_path: 
         names = [image["ImageName"] for image in state["ImageSet"]]
         assert any(name.endswith("-7hq3m1zc") for name in names), names
     assert (tmp_path / ".demo-state" / "daemon-state.json").is_file()
-    assert README.read_text().count("cvmkeeper daemon --config config/demo.yaml") >= 1
+    shown = "".join(page.read_text(encoding="utf-8") for page in pages())
+    assert shown.count("cvmkeeper daemon --config config/demo.yaml") >= 1

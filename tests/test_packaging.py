@@ -38,6 +38,11 @@ SDIST_MUST_HOLD = (
     "src/cvmkeeper/cli/__init__.py",
     "tests/docs/test_readme.py",
     "docs/design.md",
+    "docs/README.md",
+    "docs/install.md",
+    "docs/policies.md",
+    "docs/operations.md",
+    "docs/alerting.md",
     "CONTRIBUTING.md",
     "CHANGELOG.md",
 )

@@ -275,10 +275,10 @@ def test_notify_config_problems_name_file_line_key_and_never_the_url(tmp_path: P
     assert "notify.pager: unknown key" in text or "pager: unknown key" in text
 
 
-def test_readme_and_generated_config_name_every_notify_key() -> None:
+def test_docs_and_generated_config_name_every_notify_key() -> None:
     from cvmkeeper.config.notify_file import NOTIFY_KEYS, WEBHOOK_KEYS
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "docs" / "alerting.md").read_text(encoding="utf-8")
     generated = (REPO / "src/cvmkeeper/data/cvmkeeper.yaml").read_text(encoding="utf-8")
     for key in NOTIFY_KEYS:
         assert f"notify.{key}" in readme, key

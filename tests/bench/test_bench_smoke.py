@@ -2,7 +2,7 @@
 
 They check behaviour, never timings: the run exits 0, does exactly the work the fleet
 calls for (one image per instance made, the oldest of each deleted, three ``NORMAL`` images
-per instance left), and every figure the README quotes is printed.
+per instance left), and every figure docs/performance.md quotes is printed.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ from cvmkeeper.cli.systemd_unit_cmd import (
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "cvmkeeper.service"
-README = REPO / "README.md"
 COMMAND = Path(sys.executable).parent / "cvmkeeper"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 needs_systemd_analyze = pytest.mark.skipif(
@@ -123,12 +122,14 @@ def test_template_derivation_fails_loudly_when_an_anchor_is_gone() -> None:
         template_unit(broken)
 
 
-def test_unit_header_cites_readme_sections_that_exist() -> None:
-    headings = set(re.findall(r"^## (.+)$", README.read_text(encoding="utf-8"), re.MULTILINE))
+def test_unit_header_cites_doc_sections_that_exist() -> None:
     for text in (UNIT.read_text(), template_unit(unit_text())):
-        cited = re.findall(r'README\.md, "([^"]+)"', text)
-        assert cited, "the unit's header names no README section"
-        assert set(cited) <= headings, cited
+        cited = re.findall(r'((?:README|docs/[\w-]+)\.md), "([^"]+)"', text)
+        assert cited, "the unit's header names no section of the docs"
+        for page, title in cited:
+            page_text = (REPO / page).read_text(encoding="utf-8")
+            headings = set(re.findall(r"^## (.+)$", page_text, re.MULTILINE))
+            assert title in headings, (page, title)
 
 
 def _analyze(*args: str) -> subprocess.CompletedProcess[str]:

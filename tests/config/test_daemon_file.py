@@ -30,7 +30,7 @@ sentry: {dsn: "https://cafe1234@o1.ingest.sentry.io/1", environment: production}
 def write(tmp_path: Path, text: str, name: str = "cvmkeeper.yaml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text))
-    path.chmod(0o600)  # as the README says; a plain DSN is refused in a world-readable file
+    path.chmod(0o600)  # as docs/install.md says; a plain DSN is refused in a world-readable file
     return path
 
 

@@ -1,5 +1,6 @@
-"""Reading README.md the way its tests need it: marked shell blocks, their shown output, and
-the normalisation that lets a real run be compared with text written down once.
+"""Reading the documentation the way its tests need it: README.md and every page of docs/,
+their marked shell blocks, their shown output, their headings, and the normalisation that lets
+a real run be compared with text written down once.
 
 Markers are HTML comments (invisible on GitHub) on the line right before a fenced block:
 
@@ -23,6 +24,47 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
+DOCS = REPO / "docs"
+
+
+def pages(root: Path = REPO) -> list[Path]:
+    """Every documentation page under ``root`` in a fixed order: the README, then the
+    Markdown pages of ``docs/`` by name."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def page_name(path: Path, root: Path = REPO) -> str:
+    """``path`` as the repository names it (``docs/install.md``)."""
+    return path.relative_to(root).as_posix()
+
+
+def headings(text: str) -> list[tuple[int, str]]:
+    """(level, title) of every Markdown heading of ``text`` outside fenced blocks."""
+    found: list[tuple[int, str]] = []
+    fenced = False
+    for line in text.splitlines():
+        if line.strip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and (match := re.fullmatch(r"(#{1,6}) (.+)", line)):
+            found.append((len(match.group(1)), match.group(2).strip()))
+    return found
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as ``-``."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def section(title: str, root: Path = REPO) -> str:
+    """The text of the section whose heading is ``## {title}``, on whichever page has it."""
+    for path in pages(root):
+        text = path.read_text(encoding="utf-8")
+        start = text.find(f"\n## {title}\n")
+        if start != -1:
+            end = text.find("\n## ", start + 1)
+            return text[start : end if end != -1 else len(text)]
+    raise LookupError(f"no page has a section '## {title}'")
+
 
 _MARKER = re.compile(r"<!--\s*([a-z-]+)(?:\s+exit=(\d+))?\s*-->")
 _FENCE = re.compile(r"```(\w*)")
@@ -30,7 +72,7 @@ _FENCE = re.compile(r"```(\w*)")
 
 @dataclass(frozen=True)
 class Block:
-    """One fenced block of the README: its language, text, first line, marker, and the
+    """One fenced block of a page: its language, text, first line, marker, and the
     exit status a runnable block must end with."""
 
     language: str

@@ -20,7 +20,8 @@ def cited_files() -> list[Path]:
     """Every source, test and documentation file that may cite the design."""
     files = [*sorted((ROOT / "src").rglob("*.py")), *sorted((ROOT / "tests").rglob("*.py"))]
     this = Path(__file__).resolve()
-    return [*(f for f in files if f != this), ROOT / "README.md", ROOT / "CONTRIBUTING.md"]
+    pages = [p for p in sorted((ROOT / "docs").glob("*.md")) if p != DESIGN]
+    return [*(f for f in files if f != this), ROOT / "README.md", ROOT / "CONTRIBUTING.md", *pages]
 
 
 def headings() -> set[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cvmkeeper.cloud.credentials import CREDENTIALS_DIRECTORY_ENV, CredentialsNotFoundError
 
-#: where the README and the unit's comments tell administrators to keep the key files
+#: where docs/install.md and the unit's comments tell administrators to keep the key files
 DOCUMENTED_DIRECTORY = Path("/etc/cvmkeeper/credentials")
 
 
@@ -42,7 +42,7 @@ def credentials_hint(
     if directory.is_dir():
         lines.append(f"  {where} exists: as a user who can read it (root), run")
     else:
-        lines.append("  With the key files where the README puts them, run as root")
+        lines.append("  With the key files where docs/install.md puts them, run as root")
     lines += [
         f"    {CREDENTIALS_DIRECTORY_ENV}={where} cvmkeeper {command}",
         "  or give credentials: secret_id and secret_key_file in the config, or "

@@ -35,7 +35,7 @@ TEMPLATE_HEADER = """\
 # /etc/cvmkeeper/NAME/policies) and keeps its state in /var/lib/cvmkeeper/NAME. Give each
 # config its own state directory, or two daemons share one state file:
 #   state_dir: /var/lib/cvmkeeper/NAME
-# Install (see README.md, "Installing for real"):
+# Install (see docs/install.md, "Installing for real"):
 #   cvmkeeper systemd-unit --template --output /etc/systemd/system/cvmkeeper@.service
 #   cvmkeeper config generate --output /etc/cvmkeeper/prod      # then set state_dir
 #   systemctl daemon-reload && systemctl enable --now cvmkeeper@prod

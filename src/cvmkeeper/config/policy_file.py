@@ -275,7 +275,8 @@ def _schedule_timezone(reader: Reader, node: Node) -> str | None:
 
 
 # Long on purpose (~120 lines): one flat block per key of a policy file, in the order the
-# README documents them, so a reader checks the file format against one function.
+# policy reference (docs/policies.md, "Policy reference") documents them, so a reader checks
+# the file format against one function.
 def read_policy(
     reader: Reader,
     root: Node,

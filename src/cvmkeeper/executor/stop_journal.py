@@ -26,7 +26,7 @@ whole life, an ``flock`` on its own ``stopped-instances.<owner>.owner`` file: th
 drops that lock however the process dies, so another process can tell a dead writer (its
 entries are recovered) from a live one still imaging the instance (left alone).
 
-Limits, stated in the README too:
+Limits, stated in docs/operations.md ("Known limits") too:
 
 - The journal is per host (``state_dir`` is local). With two daemons on two hosts, the
   host that stopped an instance is the one that starts it again; the other one sees it
