@@ -433,3 +433,14 @@ def test_a_failed_run_under_the_journal_is_filed_as_an_error(tmp_path: Path) -> 
     failed = [line for line in lines if "ERROR cannot read the inventory" in line]
     assert failed and all(line.startswith("<3>") for line in failed), lines
     assert all(re.match(r"<\d>", line) for line in lines), lines  # nothing unprefixed
+
+
+@pytest.mark.parametrize("fmt", ["text", "journal", "json"])
+def test_marker_fields_stay_off_the_line(fmt: str) -> None:
+    """An ``extra=`` field named ``_...`` marks a record for filters (the run display's
+    progress lines); it is not printed, while ordinary fields are."""
+    stream = capture(fmt)
+    log.warning("a progress line", extra={"_cvmkeeper_progress": True, "policy": "web"})
+    text = stream.getvalue()
+    assert "_cvmkeeper_progress" not in text
+    assert "policy" in text and "web" in text

@@ -171,8 +171,14 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, No
 
 
 def _extra_fields(record: logging.LogRecord) -> Iterable[tuple[str, Any]]:
-    """The ``extra=`` fields of ``record``, in the order they were given."""
-    return [(k, v) for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES]
+    """The ``extra=`` fields of ``record``, in the order they were given. A field whose
+    name starts with ``_`` is a marker for handlers and filters (for example
+    ``executor.region.PROGRESS_RECORD``), not part of the line."""
+    return [
+        (k, v)
+        for k, v in vars(record).items()
+        if k not in _RECORD_ATTRIBUTES and not k.startswith("_")
+    ]
 
 
 def _extras_suffix(record: logging.LogRecord) -> str:

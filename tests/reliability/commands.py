@@ -99,7 +99,9 @@ def run(
 def poll(check: Callable[[], Any], timeout: float, every: float = 0.01) -> Any:
     """Poll ``check`` until truthy (bounded in count and time); None when it never was."""
     deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / every) + 1):
+    # The deadline is the bound; the count is a backstop four times the sleeps it needs,
+    # so a sleep that returns early (a clock shim under load) cannot end the wait early.
+    for _ in range(4 * int(timeout / every) + 1):
         result = check()
         if result or time.monotonic() > deadline:
             return result

@@ -39,7 +39,7 @@ NO_POLICY = "cvmkeeper"
 #: The attribute ``RunOptions.say`` sets on the log record of a progress line, so that a
 #: command that shows the same line through its own display (``cvmkeeper run`` on a
 #: terminal) can leave the record out instead of printing the line twice.
-PROGRESS_RECORD = "cvmkeeper_progress"
+PROGRESS_RECORD = "_cvmkeeper_progress"  # "_": a marker, not a field of the line (logs.py)
 
 
 def read_inventory(client: CloudClient, region: str, configured_quota: int | None) -> Inventory:
