@@ -5,10 +5,11 @@ content-type;host\\n<sha256(body)>``; the string to sign adds the algorithm, the
 ``X-TC-Timestamp`` and the credential scope ``<date>/cvm/tc3_request``; the key is derived
 from ``"TC3" + SecretKey`` through the date, the service and ``tc3_request``.
 
-Official SDKs differ in what they sign as ``host:``: the Python and Go SDKs sign the
-Host header as sent (``127.0.0.1:PORT`` against a local endpoint), Tencent's Node.js SDK
-signs the host name without the port (its ``getHost`` takes ``url.hostname``). Both are
-accepted (:func:`host_variants`), so every official client can talk to the emulator.
+Official SDKs differ in what they sign as ``host:``: the Python SDK signs the Host
+header as sent (``127.0.0.1:PORT`` against a local endpoint), Tencent's Node.js SDK signs
+the host name without the port (``Sign.sign3`` in ``tencentcloud-sdk-nodejs-common`` writes
+``host:${urlObj.hostname}``). Both are accepted (:func:`host_variants`), so either official
+client can talk to the emulator.
 """
 
 from __future__ import annotations
