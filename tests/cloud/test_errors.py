@@ -35,6 +35,32 @@ CASES = [
     ("SyncImages", "ImageQuotaLimitExceeded", QuotaExceededError),
     ("DescribeImages", "RequestLimitExceeded", ThrottledError),
     ("CreateImage", "RequestLimitExceeded.UinLimitExceeded", ThrottledError),
+    ("StartInstances", "RequestLimitExceeded.GlobalRegionUinLimitExceeded", ThrottledError),
+    ("DescribeImages", "RequestLimitExceeded.IPLimitExceeded", ThrottledError),
+    ("SyncImages", "RequestLimitExceeded.UinLimitExceeded", ThrottledError),
+    # an instance in a transition: wait for it to settle (issue #18)
+    ("StartInstances", "UnsupportedOperation.InstanceStateStopping", BusyError),
+    ("StartInstances", "UnsupportedOperation.InstanceStatePending", BusyError),
+    ("StartInstances", "UnsupportedOperation.InstanceStateRebooting", BusyError),
+    ("StopInstances", "UnsupportedOperation.InstanceStateStarting", BusyError),
+    ("StopInstances", "UnsupportedOperation.InstanceStatePending", BusyError),
+    ("StopInstances", "UnsupportedOperation.InstanceStateRebooting", BusyError),
+    ("CreateImage", "UnsupportedOperation.InstanceStateStopping", BusyError),
+    ("CreateImage", "UnsupportedOperation.InstanceStateStarting", BusyError),
+    ("CreateImage", "UnsupportedOperation.InstanceStateRebooting", BusyError),
+    ("CreateImage", "UnsupportedOperation.InstanceStatePending", BusyError),
+    ("TerminateInstances", "UnsupportedOperation.InstanceStatePending", BusyError),
+    # ... while the settled states that cannot be waited out stay what they were
+    ("CreateImage", "UnsupportedOperation.InstanceStateTerminating", PermanentError),
+    ("StartInstances", "UnsupportedOperation.InstanceStateTerminated", PermanentError),
+    # SyncImages' busy source image: retry later (issue #18)
+    ("SyncImages", "FailedOperation.InvalidImageState", BusyError),
+    ("SyncImages", "InvalidParameterValue.InvalidImageState", BusyError),
+    # the same code refuses a launch from an image that is not NORMAL: not busy there
+    ("RunInstances", "InvalidParameterValue.InvalidImageState", PermanentError),
+    ("CreateImage", "FailedOperation.InvalidImageState", PermanentError),
+    # a parameter over its limit is no throttling
+    ("StartInstances", "InvalidParameterValue.LimitExceeded", PermanentError),
     ("DeleteImages", "ResourceInUse", BusyError),
     ("DeleteImages", "ResourceInUse.Image", BusyError),
     ("CreateImage", "ResourceUnavailable.Snapshot", BusyError),

@@ -43,6 +43,9 @@ def test_every_documented_key_loads() -> None:
     assert fleet.credentials.token == "optional-session-token"
     assert fleet.launch.sold_out_types == ("SA2.TINY",)
     assert fleet.timing.reset_seconds == 1.0
+    assert fleet.open_points.instance_states == "in_progress"
+    assert fleet.open_points.create_retry_order == "duplicate_first"
+    assert fleet.open_points.image_order == "newest_first"
 
 
 def test_only_regions_is_required() -> None:

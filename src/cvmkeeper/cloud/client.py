@@ -162,14 +162,20 @@ class CloudClient:
     ) -> dict[str, Any]:
         """Send ``action``: rate-limited, retried, failing with a classified ``CloudError``.
 
-        ``before_retry`` runs before re-sending after a :class:`NetworkError` (the request
-        may have been carried out); if it returns a body, that ends the call. It may also
-        change ``params`` (a dict) to ask only for what is still missing.
+        ``before_retry`` runs before every re-send once an answer was lost (a
+        :class:`NetworkError`: the request may have been carried out); if it returns a body,
+        that ends the call. It may also change ``params`` (a dict) to ask only for what is
+        still missing. It keeps running after a later refusal too: after a lost CreateImage
+        the cloud may answer ``MutexOperation.TaskRunning`` before
+        ``InvalidImageName.Duplicate`` (the order is undocumented, issue #18), and that
+        busy answer is then about the request's own image, which the look-up adopts.
         """
         last_error: list[CloudError | None] = [None]
+        lost = [False]
 
         def attempt() -> dict[str, Any]:
-            if isinstance(last_error[0], NetworkError) and before_retry is not None:
+            lost[0] = lost[0] or isinstance(last_error[0], NetworkError)
+            if lost[0] and before_retry is not None:
                 settled = before_retry()
                 if settled is not None:
                     return settled

@@ -174,6 +174,37 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
         "StartInstances",
         reason="the instance is already starting",
     ),
+    # -- an instance in a transition (issue #18): each state has its own code in the error
+    # lists of StartInstances, StopInstances and CreateImage (tencentcloud-sdk-go
+    # tencentcloud/cvm/v20170312/client.go; the codes in errors.go). The state passes, so
+    # the call is retried: a StartInstances on a STOPPING instance waits for STOPPED rather
+    # than giving up and leaving it stopped (rule 9). The rows above take the states that
+    # already mean "done" (StopInstances on STOPPING, StartInstances on STARTING) first;
+    # TerminateInstances on a PENDING instance (still being created) waits the same way.
+    *(
+        _rule(
+            f"UnsupportedOperation.InstanceState{state}",
+            BusyError,
+            reason=f"the instance is {state.upper()}: wait for it to settle, then retry",
+        )
+        for state in ("Stopping", "Starting", "Rebooting", "Pending")
+    ),
+    # -- SyncImages while its source image is busy (issue #18): in SyncImages' error list
+    # (client.go), and errors.go describes them as "the image is busy, retry later" and
+    # "the image is taken by another operation, check and retry later".
+    # Only for SyncImages: RunInstances answers the same code for an image that is not NORMAL.
+    _rule(
+        "FailedOperation.InvalidImageState",
+        BusyError,
+        "SyncImages",
+        reason="the source image is busy: retry later",
+    ),
+    _rule(
+        "InvalidParameterValue.InvalidImageState",
+        BusyError,
+        "SyncImages",
+        reason="the source image is taken by another operation: retry later",
+    ),
     _rule("DryRunOperation", DryRunPassed, reason="a dry run found nothing wrong"),
     # -- restore and drills (issue #16): codes of RunInstances / TerminateInstances /
     # ResetInstance in tencentcloud-sdk-go tencentcloud/cvm/v20170312/client.go --
@@ -195,12 +226,6 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
         "TerminateInstances",
         reason="the instance is already terminated",
     ),
-    _rule(
-        "UnsupportedOperation.InstanceStatePending",
-        BusyError,
-        "TerminateInstances",
-        reason="the instance is still being created: wait, then terminate",
-    ),
     _rule("ResourceInsufficient*", CapacityError, reason="no stock in the zone"),
     _rule("ResourcesSoldOut*", CapacityError, reason="sold out in the zone"),
     _rule(
@@ -218,6 +243,9 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
     # -- quota --
     _rule("ImageQuotaLimitExceeded", QuotaExceededError, reason="custom-image quota is full"),
     # -- retry with backoff --
+    # RequestLimitExceeded and its variants .UinLimitExceeded (per account; in sdk-go's
+    # errors.go of cam and asr), .GlobalRegionUinLimitExceeded and .IPLimitExceeded (Tencent
+    # Cloud API 3.0 common error codes): all are throttling, one prefix row.
     _rule("RequestLimitExceeded*", ThrottledError, reason="throttled: slow down and retry"),
     _rule("ResourceInUse*", BusyError, reason="resource busy"),
     _rule("ResourceUnavailable*", BusyError, reason="resource temporarily unavailable"),

@@ -21,6 +21,7 @@ becoming ``NORMAL`` or ``CREATEFAILED``, an instance becoming ``STOPPED``).
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import random
@@ -596,23 +597,9 @@ class EmulatorCore:
                 f"The instance `{instance_id}` does not support creating images.",
             )
         if instance.state in TRANSITIONAL_INSTANCE_STATES:
-            raise ApiError(
-                "OperationDenied.InstanceOperationInProgress",
-                f"The instance `{instance_id}` is {instance.state}.",
-            )
+            raise self._in_transition(instance)
         disks = self._image_disks(instance, data_disks)
-        if any(i.name == name and i.counts_against_quota for i in region.images.values()):
-            raise ApiError(
-                "InvalidImageName.Duplicate",
-                f"The image name `{name}` already exists in {region.name}.",
-            )
-        if any(
-            i.instance_id == instance_id and i.state == "CREATING" for i in region.images.values()
-        ):
-            raise ApiError(
-                "MutexOperation.TaskRunning",
-                f"The instance `{instance_id}` already has an image being created.",
-            )
+        self._check_name_and_mutex(region, name, instance_id)
         if region.quota_used() >= region.quota:
             raise ApiError(
                 "ImageQuotaLimitExceeded",
@@ -656,6 +643,47 @@ class EmulatorCore:
             image_ids=[image.image_id],
             instance_ids=[instance_id],
             extra={"AttachedDataDisks": [d.disk_id for d in instance.data_disks]},
+        )
+
+    def _check_name_and_mutex(self, region: RegionState, name: str, instance_id: str) -> None:
+        """The two CreateImage refusals a retry after a lost answer meets, in the order of
+        the ``create_retry_order`` switch (``fleet.OpenPoints``): the name is taken, and the
+        instance already has an image ``CREATING``."""
+
+        def duplicate() -> None:
+            if any(i.name == name and i.counts_against_quota for i in region.images.values()):
+                raise ApiError(
+                    "InvalidImageName.Duplicate",
+                    f"The image name `{name}` already exists in {region.name}.",
+                )
+
+        def mutex() -> None:
+            if any(
+                i.instance_id == instance_id and i.state == "CREATING"
+                for i in region.images.values()
+            ):
+                raise ApiError(
+                    "MutexOperation.TaskRunning",
+                    f"The instance `{instance_id}` already has an image being created.",
+                )
+
+        checks = (duplicate, mutex)
+        if self._fleet.open_points.create_retry_order == "mutex_first":
+            checks = (mutex, duplicate)
+        for check in checks:
+            check()
+
+    def _in_transition(self, instance: InstanceRecord) -> ApiError:
+        """The refusal of an action on an instance in a transition, as the
+        ``instance_states`` switch says (``fleet.OpenPoints``)."""
+        if self._fleet.open_points.instance_states == "specific_codes":
+            return ApiError(
+                f"UnsupportedOperation.InstanceState{instance.state.title()}",
+                f"The instance `{instance.instance_id}` is {instance.state}.",
+            )
+        return ApiError(
+            "OperationDenied.InstanceOperationInProgress",
+            f"The instance `{instance.instance_id}` is {instance.state}.",
         )
 
     @staticmethod
@@ -747,11 +775,26 @@ class EmulatorCore:
         else:
             matching = [
                 i
-                for i in self._images_sorted(region)
+                for i in self._images_listed(region)
                 if all(_image_matches(i, name, values) for name, values in filters)
             ]
         page = matching[offset : offset + limit]
         return Outcome({"ImageSet": [i.to_api() for i in page], "TotalCount": len(matching)})
+
+    def _images_listed(self, region: RegionState) -> list[ImageRecord]:
+        """The order DescribeImages lists images in (the ``image_order`` switch).
+
+        ``shuffled`` is a seeded order unrelated to age, the same on every call (so that
+        paging neither repeats nor skips an image): a client must not depend on the order,
+        which the API does not document.
+        """
+        if self._fleet.open_points.image_order != "shuffled":
+            return self._images_sorted(region)
+        seed = self._fleet.seed or 0
+        return sorted(
+            region.images.values(),
+            key=lambda i: hashlib.sha256(f"{seed}:{i.image_id}".encode()).hexdigest(),
+        )
 
     def _delete_images(
         self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
@@ -1017,10 +1060,9 @@ class EmulatorCore:
         instances = self._instances_in_order(region, ids, strict=True)
         settled = "RUNNING" if moving == "STOPPING" else "STOPPED"
         for instance in instances:
-            if (
-                instance.state in TRANSITIONAL_INSTANCE_STATES
-                or instance.latest_operation_state == "OPERATING"
-            ):  # e.g. a ResetInstance
+            if instance.state in TRANSITIONAL_INSTANCE_STATES:
+                raise self._in_transition(instance)
+            if instance.latest_operation_state == "OPERATING":  # e.g. a ResetInstance
                 raise ApiError(
                     "OperationDenied.InstanceOperationInProgress",
                     f"The instance `{instance.instance_id}` is {instance.state}.",

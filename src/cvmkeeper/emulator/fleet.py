@@ -145,6 +145,33 @@ class WholeMachine:
     snapshot_quota_per_disk: int = 0
 
 
+INSTANCE_STATE_ANSWERS = ("in_progress", "specific_codes")
+CREATE_RETRY_ORDERS = ("duplicate_first", "mutex_first")
+IMAGE_ORDERS = ("newest_first", "shuffled")
+
+
+@dataclass(frozen=True)
+class OpenPoints:
+    """Switches for behaviours Tencent leaves open (issue #18), each a plausible choice.
+
+    ``instance_states``: what a Start/Stop/CreateImage on an instance in a transition
+    (``PENDING``, ``STOPPING``, ``STARTING``, ``REBOOTING``) is answered. ``in_progress``
+    (default): ``OperationDenied.InstanceOperationInProgress``; ``specific_codes``: the
+    state's own code, ``UnsupportedOperation.InstanceState<State>`` (in the error lists of
+    StartInstances, StopInstances and CreateImage, sdk-go cvm ``client.go``).
+    ``create_retry_order``: which check comes first when a CreateImage repeats the name of
+    an image still ``CREATING`` from the same instance (a retry after a lost answer):
+    ``duplicate_first`` (default) ``InvalidImageName.Duplicate``, ``mutex_first``
+    ``MutexOperation.TaskRunning`` (both are in CreateImage's list; the order is not).
+    ``image_order``: DescribeImages lists ``newest_first`` (default) or ``shuffled`` (a
+    seeded random order per call: the API documents no order).
+    """
+
+    instance_states: str = "in_progress"
+    create_retry_order: str = "duplicate_first"
+    image_order: str = "newest_first"
+
+
 LAUNCH_OUTCOMES = ("running", "launch_failed", "stuck_pending")
 RESET_LEAVES = ("prior", "running")
 DRY_RUN_ANSWERS = ("error", "request_id")
@@ -241,6 +268,7 @@ class FleetSpec:
     seed: int | None = None
     whole_machine: WholeMachine = field(default_factory=WholeMachine)
     launch: Launch = field(default_factory=Launch)
+    open_points: OpenPoints = field(default_factory=OpenPoints)
     source: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -416,6 +444,9 @@ class _Parser:
                 "invalid_instances",
                 "whole_machine",
                 "launch",
+                "instance_states",
+                "create_retry_order",
+                "image_order",
             },
         )
         if not top.get("regions"):
@@ -443,6 +474,7 @@ class _Parser:
             seed=seed,
             whole_machine=self.whole_machine(top.get("whole_machine"), ("whole_machine",)),
             launch=self.launch(top.get("launch"), ("launch",)),
+            open_points=self.open_points(top),
             source=dict(top),
         )
 
@@ -479,6 +511,24 @@ class _Parser:
             sync_max_gib=self.integer(raw.get("sync_max_gib", 0), (*path, "sync_max_gib")),
             snapshot_quota_per_disk=self.integer(
                 raw.get("snapshot_quota_per_disk", 0), (*path, "snapshot_quota_per_disk")
+            ),
+        )
+
+    def open_points(self, top: Mapping[str, Any]) -> OpenPoints:
+        """The top-level switches of :class:`OpenPoints`."""
+        return OpenPoints(
+            instance_states=self.choice(
+                top.get("instance_states", "in_progress"),
+                ("instance_states",),
+                INSTANCE_STATE_ANSWERS,
+            ),
+            create_retry_order=self.choice(
+                top.get("create_retry_order", "duplicate_first"),
+                ("create_retry_order",),
+                CREATE_RETRY_ORDERS,
+            ),
+            image_order=self.choice(
+                top.get("image_order", "newest_first"), ("image_order",), IMAGE_ORDERS
             ),
         )
 

@@ -4,6 +4,12 @@ The canonical request is ``POST\\n/\\n\\ncontent-type:<ct>\\nhost:<host>\\n\\n
 content-type;host\\n<sha256(body)>``; the string to sign adds the algorithm, the
 ``X-TC-Timestamp`` and the credential scope ``<date>/cvm/tc3_request``; the key is derived
 from ``"TC3" + SecretKey`` through the date, the service and ``tc3_request``.
+
+Official SDKs differ in what they sign as ``host:``: the Python SDK signs the Host
+header as sent (``127.0.0.1:PORT`` against a local endpoint), Tencent's Node.js SDK signs
+the host name without the port (``Sign.sign3`` in ``tencentcloud-sdk-nodejs-common`` writes
+``host:${urlObj.hostname}``). Both are accepted (:func:`host_variants`), so either official
+client can talk to the emulator.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from cvmkeeper.emulator.errors import ApiError
@@ -73,6 +79,38 @@ def string_to_sign(request: SignedRequest, signed_headers: str, timestamp: str, 
     return f"{ALGORITHM}\n{timestamp}\n{scope}\n{digest}"
 
 
+def host_variants(request: SignedRequest) -> list[SignedRequest]:
+    """``request`` as sent, then (when its Host header has a port) with the port left out.
+
+    Why: the Node.js SDK signs ``host:127.0.0.1`` while it sends ``Host: 127.0.0.1:PORT``.
+    Only the port is dropped: any other change to the host still fails the signature.
+    """
+    host = request.headers.get("host", "").strip()
+    name, sep, port = host.rpartition(":")
+    if not sep or not port.isdigit() or not name or name.endswith(":"):
+        return [request]  # no port (or a bare IPv6 address): one reading only
+    without_port = {**request.headers, "host": name}
+    return [request, replace(request, headers=without_port)]
+
+
+def signature_matches(
+    request: SignedRequest, secret_key: str, signed: str, timestamp: str, *, service: str
+) -> bool:
+    """True when the request's signature is right for the Host header with or without port."""
+    given = _AUTHORIZATION.match(request.headers.get("authorization", ""))
+    if given is None:
+        return False
+    date = datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%d")
+    scope = f"{date}/{service}/tc3_request"
+    return any(
+        hmac.compare_digest(
+            signature(secret_key, date, service, string_to_sign(variant, signed, timestamp, scope)),
+            given["sig"],
+        )
+        for variant in host_variants(request)
+    )
+
+
 def verify(
     request: SignedRequest, credentials: Credentials, now: datetime, service: str = "cvm"
 ) -> None:
@@ -116,13 +154,9 @@ def verify(
             "AuthFailure.SignatureFailure",
             "The credential scope does not match the timestamp or service.",
         )
-    expected = signature(
-        credentials.secret_key,
-        date,
-        service,
-        string_to_sign(request, signed, raw_timestamp, f"{date}/{service}/tc3_request"),
-    )
-    if not hmac.compare_digest(expected, match["sig"]):
+    if not signature_matches(
+        request, credentials.secret_key, signed, raw_timestamp, service=service
+    ):
         raise ApiError(
             "AuthFailure.SignatureFailure", "The provided credentials could not be validated."
         )

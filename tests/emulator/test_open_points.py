@@ -1,0 +1,89 @@
+"""The fleet switches for what Tencent leaves open (issue #18), through the real SDK."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tencentcloud.cvm.v20170312 import models
+
+from cvmkeeper.emulator.fleet import FleetError, FleetSpec
+from emulator.sdk import GZ, base_fleet, create, error_code, request, sdk_client
+
+WEB = "ins-6pb6lrmy"
+
+
+def stop_then_start(emu: Any) -> str:
+    """Stop WEB, then at once ask to start it (still STOPPING): the refusal's code."""
+    client = sdk_client(emu)
+    client.StopInstances(request(models.StopInstancesRequest, InstanceIds=[WEB]))
+    return error_code(
+        lambda: client.StartInstances(request(models.StartInstancesRequest, InstanceIds=[WEB]))
+    )
+
+
+def test_transitional_states_answer_in_progress_by_default(serve: Any) -> None:
+    emu = serve(base_fleet(timing={"stop_seconds": 30}))
+    assert stop_then_start(emu) == "OperationDenied.InstanceOperationInProgress"
+
+
+def test_specific_codes_name_the_state(serve: Any) -> None:
+    emu = serve(base_fleet(timing={"stop_seconds": 30}, instance_states="specific_codes"))
+    assert stop_then_start(emu) == "UnsupportedOperation.InstanceStateStopping"
+    client = sdk_client(emu)
+    code = error_code(lambda: create(client, WEB, "while-stopping"))
+    assert code == "UnsupportedOperation.InstanceStateStopping"
+
+
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        ("duplicate_first", "InvalidImageName.Duplicate"),
+        ("mutex_first", "MutexOperation.TaskRunning"),
+    ],
+)
+def test_create_retry_order_decides_the_first_refusal(
+    serve: Any, order: str, expected: str
+) -> None:
+    emu = serve(base_fleet(timing={"create_seconds": 30}, create_retry_order=order))
+    client = sdk_client(emu)
+    create(client, WEB, "slot-0100")
+    assert error_code(lambda: create(client, WEB, "slot-0100")) == expected
+    # another instance's image of the same name is a duplicate in either order
+    assert error_code(lambda: create(client, "ins-2kd9x0qa", "slot-0100")) == (
+        "InvalidImageName.Duplicate"
+    )
+
+
+def listed(client: Any, **fields: Any) -> list[str]:
+    answer = client.DescribeImages(request(models.DescribeImagesRequest, **fields))
+    return [image.ImageId for image in answer.ImageSet]
+
+
+def test_shuffled_image_order_is_stable_and_pages_cleanly(serve: Any) -> None:
+    images = [{"id": f"img-{n:08d}", "name": f"old-{n}"} for n in range(12)]
+    fleet = base_fleet(image_order="shuffled")
+    fleet["regions"][GZ]["images"] = images
+    emu = serve(fleet)
+    client = sdk_client(emu)
+    once = listed(client, Limit=100)
+    assert sorted(once) == sorted(i["id"] for i in images)
+    newest_first = [i["ImageId"] for i in emu.core.state()["regions"][GZ]["images"]]
+    assert once != newest_first  # an order that has nothing to do with age
+    assert listed(client, Limit=100) == once  # the same on every call
+    paged = listed(client, Limit=5) + listed(client, Limit=5, Offset=5)
+    paged += listed(client, Limit=5, Offset=10)
+    assert paged == once  # paging neither repeats nor skips an image
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("instance_states", "loud", "must be one of in_progress, specific_codes"),
+        ("create_retry_order", "random", "must be one of duplicate_first, mutex_first"),
+        ("image_order", "oldest_first", "must be one of newest_first, shuffled"),
+    ],
+)
+def test_switch_values_are_checked(key: str, value: str, message: str) -> None:
+    with pytest.raises(FleetError, match=f"{key}: {message}"):
+        FleetSpec.from_mapping({"regions": {GZ: None}, key: value})
