@@ -20,6 +20,7 @@ from cvmkeeper.config import Setup
 from cvmkeeper.core.disk_report import region_disk_warnings
 from cvmkeeper.core.disks import describe_snapshots
 from cvmkeeper.core.inventory import Inventory
+from cvmkeeper.core.plan import Plan
 from cvmkeeper.core.planner import PlannerSettings, plan_region
 from cvmkeeper.core.schedule import iter_policy_slots, next_policy_slots
 from cvmkeeper.core.targets import resolve_targets
@@ -180,45 +181,70 @@ def gather_report(
                 ),
             )
         )
-        resolution = resolve_targets(region, setup.policies, inventory.instances)
-        rows: dict[str, InstanceRow] = {}
-        for instance_id, policies in sorted(resolution.policies_by_instance.items()):
-            rows[instance_id] = InstanceRow(
-                region, instance_id, names.get(instance_id), [p.name for p in policies]
+        instance_rows += _instance_rows(
+            setup, inventory, plan, names=names, home=home, now=now, lookback=lookback
+        )
+    policy_rows, problem = _policy_rows(setup, now)
+    return Report(now, setup.config.source, region_rows, instance_rows, policy_rows, problem)
+
+
+def _instance_rows(
+    setup: Setup,
+    inventory: Inventory,
+    plan: Plan,
+    *,
+    names: dict[str, str],
+    home: dict[str, str],
+    now: datetime,
+    lookback: timedelta,
+) -> list[InstanceRow]:
+    """One row per instance of ``inventory``'s region (targeted ones, and those whose images
+    or copies the plan decides about), with its images newest first and its missed slots."""
+    region = inventory.region
+    resolution = resolve_targets(region, setup.policies, inventory.instances)
+    rows: dict[str, InstanceRow] = {}
+    for instance_id, policies in sorted(resolution.policies_by_instance.items()):
+        rows[instance_id] = InstanceRow(
+            region, instance_id, names.get(instance_id), [p.name for p in policies]
+        )
+    snapshots = {image.image_id: image.snapshots for image in inventory.images}
+    for decision in plan.decisions:
+        row = rows.get(decision.instance_id)
+        if row is None:
+            source = home.get(decision.instance_id)
+            row = rows[decision.instance_id] = InstanceRow(
+                region,
+                decision.instance_id,
+                names.get(decision.instance_id),
+                [],
+                copies_from=source if source and source != region else None,
+                orphan=decision.orphan,
             )
-        snapshots = {image.image_id: image.snapshots for image in inventory.images}
-        for decision in plan.decisions:
-            row = rows.get(decision.instance_id)
-            if row is None:
-                source = home.get(decision.instance_id)
-                row = rows[decision.instance_id] = InstanceRow(
-                    region,
-                    decision.instance_id,
-                    names.get(decision.instance_id),
-                    [],
-                    copies_from=source if source and source != region else None,
-                    orphan=decision.orphan,
-                )
-            row.images.append(
-                ImageRow(
-                    decision.image_id,
-                    decision.image_name,
-                    decision.slot,
-                    decision.state.value,
-                    image_fate(decision),
-                    decision.delete_kind is not None,
-                    decision.pinned,
-                    describe_snapshots(snapshots.get(decision.image_id, ())),
-                )
+        row.images.append(
+            ImageRow(
+                decision.image_id,
+                decision.image_name,
+                decision.slot,
+                decision.state.value,
+                image_fate(decision),
+                decision.delete_kind is not None,
+                decision.pinned,
+                describe_snapshots(snapshots.get(decision.image_id, ())),
             )
-        for row in rows.values():
-            row.images.sort(key=lambda image: image.slot, reverse=True)
-            if row.policies:
-                normal = [i.slot for i in row.images if i.state == "NORMAL"]
-                row.missed, row.missed_more = _missed_slots(
-                    setup, row.policies, max(normal, default=None), now, lookback
-                )
-        instance_rows.extend(rows.values())
+        )
+    for row in rows.values():
+        row.images.sort(key=lambda image: image.slot, reverse=True)
+        if row.policies:
+            normal = [i.slot for i in row.images if i.state == "NORMAL"]
+            row.missed, row.missed_more = _missed_slots(
+                setup, row.policies, max(normal, default=None), now, lookback
+            )
+    return list(rows.values())
+
+
+def _policy_rows(setup: Setup, now: datetime) -> tuple[list[PolicyRow], str | None]:
+    """One row per policy (next slots, last result from the state file), and the state
+    file's problem if it could not be read."""
     state = DaemonState()
     problem = None
     try:
@@ -239,4 +265,4 @@ def gather_report(
                 list(run.errors) if run else [],
             )
         )
-    return Report(now, setup.config.source, region_rows, instance_rows, policy_rows, problem)
+    return policy_rows, problem

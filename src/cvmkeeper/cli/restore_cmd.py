@@ -79,6 +79,9 @@ def _fail(message: str, as_json: bool, extra: dict[str, Any] | None = None) -> N
     sys.exit(EXIT_FAILED)
 
 
+# Long on purpose (~85 lines of body): the command checks its options against each other
+# (one refusal each, as --help lists them) before it hands over to _restore_new or
+# _restore_in_place.
 @click.command("restore")
 @click.argument("instance_id", metavar="INSTANCE")
 @config_option

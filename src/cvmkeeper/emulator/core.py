@@ -553,6 +553,9 @@ class EmulatorCore:
 
     # ------------------------------------------------------------------ actions
 
+    # Long on purpose (~90 lines): CreateImage's parameter checks (name, instance and its
+    # state, data disks), then name and busy instance, quota, snapshot quota and DryRun, in
+    # one reading order, then the new image.
     def _create_image(
         self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
     ) -> Outcome:
@@ -838,6 +841,8 @@ class EmulatorCore:
     ) -> Outcome:
         return Outcome({"ImageNumQuota": region.quota})
 
+    # Long on purpose (~85 lines): SyncImages' checks per source image and destination in
+    # the documented order, then one copy per destination.
     def _sync_images(
         self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
     ) -> Outcome:
