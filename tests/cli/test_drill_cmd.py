@@ -28,15 +28,6 @@ from cvmkeeper.restore.actions import Waiting
 from cvmkeeper.restore.drill import run_drills, sweep
 from executor.world import REGION, T0, A, B, fleet, managed, policy, world
 
-FAST = {
-    "create_seconds": 0.2,
-    "stop_seconds": 0.1,
-    "start_seconds": 0.1,
-    "sync_seconds": 0.2,
-    "launch_seconds": 0.2,
-    "terminate_seconds": 0.1,
-    "reset_seconds": 0.2,
-}
 IMAGES = (managed(A, T0, "img-aaaa0001"), managed(B, T0, "img-bbbb0001"))
 
 
@@ -64,7 +55,6 @@ def spec(
     return fleet(
         instances=instances,
         images=IMAGES,
-        timing=FAST,
         launch={"private_ip": "127.0.0.1", **launch},
     )
 

@@ -20,15 +20,6 @@ from cvmkeeper.emulator.invariants import check_invariants, check_restore_untouc
 from cvmkeeper.executor import run_once
 from executor.world import REGION, T0, A, B, fleet, managed, policy, unmanaged, world
 
-FAST = {
-    "create_seconds": 0.2,
-    "stop_seconds": 0.1,
-    "start_seconds": 0.1,
-    "sync_seconds": 0.2,
-    "launch_seconds": 0.2,
-    "terminate_seconds": 0.1,
-    "reset_seconds": 0.2,
-}
 OLD, MID, NEW = T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)
 IMAGES = (
     managed(A, OLD, "img-old00001"),
@@ -44,7 +35,6 @@ def spec(**extra: Any) -> dict[str, Any]:
     return fleet(
         instances=({"id": A, "zone": f"{REGION}-3", "instance_type": "S5.LARGE8"}, {"id": B}),
         images=IMAGES,
-        timing=FAST,
         **extra,
     )
 
@@ -197,7 +187,7 @@ def test_in_place_starts_the_instance_again_when_reset_instance_fails(tmp_path: 
 
 def test_in_place_refuses_a_whole_machine_image_unless_system_disk_only(tmp_path: Path) -> None:
     disks = ({"id": A, "data_disks": [{"id": "disk-dbdata01", "size": 200}]}, {"id": B})
-    with world(tmp_path, fleet(instances=disks, timing=FAST), policy(ids=[A])) as w:
+    with world(tmp_path, fleet(instances=disks), policy(ids=[A])) as w:
         run_once(w.setup(), w.client(), RecordingAlerter(), now=T0.replace(hour=1, minute=1))
         refused = restore(w, A, "--in-place", "--yes")
         assert refused.exit_code == 2
