@@ -31,10 +31,16 @@ IMAGES = (
 
 
 def spec(**extra: Any) -> dict[str, Any]:
-    """A fleet with A's three images (the newest still CREATING), one of B, one by hand."""
+    """A fleet with A's three images (the newest still CREATING), one of B, one by hand.
+
+    The seeded CREATING image must stay CREATING for the whole test: with the fast default
+    (0.2 s) it became NORMAL after a few slow calls on a loaded CI machine, and the newest
+    NORMAL image changed under the test. No test here creates an image, so an hour is safe.
+    """
     return fleet(
         instances=({"id": A, "zone": f"{REGION}-3", "instance_type": "S5.LARGE8"}, {"id": B}),
         images=IMAGES,
+        create_seconds=3600,
         **extra,
     )
 
