@@ -858,6 +858,7 @@ class EmulatorCore:
                 "InvalidParameter.ValueTooLarge",
                 f"ImageName is longer than {self._fleet.name_limit} characters.",
             )
+        self._check_sync_open_points(region.name, ids, destinations)
         sources: list[ImageRecord] = []
         for image_id in ids:
             image = region.images.get(image_id)
@@ -904,6 +905,7 @@ class EmulatorCore:
         if dry_run:
             raise ApiError("DryRunOperation", "The request would have succeeded.")
         ready = now + timedelta(seconds=self._fleet.timing.sync_seconds)
+        open_points = self._fleet.open_points
         copies: list[dict[str, str]] = []
         for source in sources:
             source.state = "SYNCING"
@@ -915,10 +917,10 @@ class EmulatorCore:
                     region=target.name,
                     state="CREATING",
                     created_time=now,
-                    description=source.description,
+                    description=source.description if open_points.sync_copies_description else "",
                     instance_id=source.instance_id,
                     os_name=source.os_name,
-                    tags=dict(source.tags),
+                    tags=dict(source.tags) if open_points.sync_copies_tags else {},
                     snapshots=[
                         SnapshotRecord(self._new_id("snap"), s.disk_usage, s.disk_size, s.disk_id)
                         for s in source.snapshots
@@ -930,6 +932,20 @@ class EmulatorCore:
                 copies.append({"ImageId": image.image_id, "Region": target.name})
         body: dict[str, Any] = {"ImageSet": copies} if set_required else {}
         return Outcome(body, image_ids=ids, extra={"copies": copies})
+
+    def _check_sync_open_points(self, source: str, ids: list[str], destinations: list[str]) -> None:
+        """The SyncImages switches of ``fleet.OpenPoints``: one image per call, and region
+        pairs that cannot copy."""
+        open_points = self._fleet.open_points
+        if open_points.sync_images_per_call == "one" and len(ids) > 1:
+            raise ApiError(
+                "InvalidParameterValue.LimitExceeded",
+                f"ImageIds holds {len(ids)} images; SyncImages copies one image per call.",
+            )
+        for destination in destinations:
+            code = open_points.sync_refusal(source, destination)
+            if code is not None:
+                raise ApiError(code, f"Images cannot be synced from {source} to {destination}.")
 
     def _check_whole_machine_sync(self, image: ImageRecord) -> None:
         """The ``whole_machine`` sync switches (``fleet.WholeMachine``)."""

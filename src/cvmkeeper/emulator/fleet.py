@@ -148,6 +148,10 @@ class WholeMachine:
 INSTANCE_STATE_ANSWERS = ("in_progress", "specific_codes")
 CREATE_RETRY_ORDERS = ("duplicate_first", "mutex_first")
 IMAGE_ORDERS = ("newest_first", "shuffled")
+SYNC_PER_CALL = ("many", "one")
+#: the codes a disallowed (source, destination) pair of SyncImages is answered with: both
+#: are in SyncImages' error list (sdk-go cvm ``client.go``); the first is the default
+SYNC_PAIR_CODES = ("InvalidRegion.Unavailable", "UnsupportedOperation.Region")
 
 
 @dataclass(frozen=True)
@@ -165,11 +169,34 @@ class OpenPoints:
     ``MutexOperation.TaskRunning`` (both are in CreateImage's list; the order is not).
     ``image_order``: DescribeImages lists ``newest_first`` (default) or ``shuffled`` (a
     seeded random order per call: the API documents no order).
+
+    SyncImages (nothing documents what a copy inherits; ``SyncImagesRequest`` has no
+    ``TagSpecification``, and neither the Terraform provider nor the Packer plugin tags a
+    copy): ``sync_copies_tags`` / ``sync_copies_description``: whether a copy gets the
+    source's tags / description (``true``, the default) or none (``false``).
+    ``sync_images_per_call``: ``many`` (default) copies every ``ImageIds`` entry; ``one``
+    refuses more than one with ``InvalidParameterValue.LimitExceeded`` (the SDK's SyncImages
+    doc says "该接口每次调用只支持同步一个镜像", one image per call; the code is in its error
+    list). ``sync_disallowed_pairs``: ``(source, destination, code)`` region pairs refused
+    with ``code`` (``InvalidRegion.Unavailable`` or ``UnsupportedOperation.Region``, both in
+    SyncImages' list); in the fleet file ``[source, destination]`` or
+    ``[source, destination, code]``.
     """
 
     instance_states: str = "in_progress"
     create_retry_order: str = "duplicate_first"
     image_order: str = "newest_first"
+    sync_copies_tags: bool = True
+    sync_copies_description: bool = True
+    sync_images_per_call: str = "many"
+    sync_disallowed_pairs: tuple[tuple[str, str, str], ...] = ()
+
+    def sync_refusal(self, source: str, destination: str) -> str | None:
+        """The code a SyncImages from ``source`` to ``destination`` is refused with, if any."""
+        for pair_source, pair_destination, code in self.sync_disallowed_pairs:
+            if (pair_source, pair_destination) == (source, destination):
+                return code
+        return None
 
 
 LAUNCH_OUTCOMES = ("running", "launch_failed", "stuck_pending")
@@ -447,6 +474,10 @@ class _Parser:
                 "instance_states",
                 "create_retry_order",
                 "image_order",
+                "sync_copies_tags",
+                "sync_copies_description",
+                "sync_images_per_call",
+                "sync_disallowed_pairs",
             },
         )
         if not top.get("regions"):
@@ -530,7 +561,34 @@ class _Parser:
             image_order=self.choice(
                 top.get("image_order", "newest_first"), ("image_order",), IMAGE_ORDERS
             ),
+            sync_copies_tags=self.boolean(top.get("sync_copies_tags", True), ("sync_copies_tags",)),
+            sync_copies_description=self.boolean(
+                top.get("sync_copies_description", True), ("sync_copies_description",)
+            ),
+            sync_images_per_call=self.choice(
+                top.get("sync_images_per_call", "many"), ("sync_images_per_call",), SYNC_PER_CALL
+            ),
+            sync_disallowed_pairs=self.sync_pairs(top.get("sync_disallowed_pairs")),
         )
+
+    def sync_pairs(self, value: Any) -> tuple[tuple[str, str, str], ...]:
+        """``sync_disallowed_pairs``: ``[source, destination]`` or ``[source, destination,
+        code]`` entries."""
+        path = ("sync_disallowed_pairs",)
+        pairs: list[tuple[str, str, str]] = []
+        for index, item in enumerate(self.sequence(value, path)):
+            where = (*path, f"[{index}]")
+            if not isinstance(item, list) or len(item) not in (2, 3):
+                raise self.fail(
+                    where, "must be [source, destination] or [source, destination, code]"
+                )
+            source = self.string(item[0], (*where, "[0]"), allow_empty=False)
+            destination = self.string(item[1], (*where, "[1]"), allow_empty=False)
+            code = self.choice(
+                item[2] if len(item) == 3 else SYNC_PAIR_CODES[0], (*where, "[2]"), SYNC_PAIR_CODES
+            )
+            pairs.append((source, destination, code))
+        return tuple(pairs)
 
     def launch(self, value: Any, path: tuple[str, ...]) -> Launch:
         raw = self.mapping(value, path)
