@@ -8,7 +8,8 @@ repeatable. Lifecycles (``CREATING -> NORMAL``, ``STOPPING -> STOPPED``, ...) ar
 lazily: every call first advances the state to the clock's ``now``.
 
 History. Every write (CreateImage, DeleteImages, SyncImages, StopInstances,
-StartInstances, and RunInstances, TerminateInstances, ResetInstance of ``launch.py``) is
+StartInstances, RunInstances, TerminateInstances, ResetInstance of ``launch.py``, and the Tag
+API's TagResources, UnTagResources of ``tagging.py``) is
 appended in order, whatever its outcome, as
 ``{"seq", "time", "region", "action", "params", "result", "request_id", "ImageIds",
 "InstanceIds"}`` where ``result`` is ``"ok"``, an error code, or ``"reset"`` for an injected
@@ -47,12 +48,16 @@ from cvmkeeper.emulator.records import (
     SnapshotRecord,
     api_time,
 )
+from cvmkeeper.emulator.tagging import TagActions
 
 __all__ = ["ApiError", "ConnectionFault", "EmulatorCore"]
 
 LAUNCH_ACTIONS = ("RunInstances", "TerminateInstances", "ResetInstance")
+#: Tencent's Tag API (service ``tag``, 2018-08-13; emulator/tagging.py)
+TAG_ACTIONS = ("TagResources", "UnTagResources")
 WRITE_ACTIONS = frozenset(
     {
+        *TAG_ACTIONS,
         "CreateImage",
         "DeleteImages",
         "SyncImages",
@@ -121,6 +126,10 @@ class EmulatorCore:
             "GetCallerIdentity": self._get_caller_identity,  # STS, 2018-08-13
             # restore and drills (issue #16): emulator/launch.py
             **LaunchActions(lambda: self._fleet, self._new_id, Outcome).handlers(),
+            # Tencent's Tag API (issue #18): emulator/tagging.py
+            **TagActions(
+                lambda: self._regions, lambda: self._fleet.credentials.uin, Outcome
+            ).handlers(),
         }
         self._seed_from_fleet()
 

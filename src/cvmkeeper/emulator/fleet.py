@@ -48,6 +48,8 @@ ACTIONS: tuple[str, ...] = (
     "RunInstances",
     "TerminateInstances",
     "ResetInstance",
+    "TagResources",  # Tencent's Tag API (service tag): emulator/tagging.py
+    "UnTagResources",
 )
 
 #: Fault kinds a fleet may inject, in the order they are drawn.
