@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from cvmkeeper.core.disks import TAG_DISKS
 from cvmkeeper.core.inventory import Image
 
 MAX_NAME_LENGTH = 20
@@ -237,10 +238,15 @@ def slot_tag_value(slot: datetime) -> str:
 
 def copy_tags(source_tags: Mapping[str, str], source_region: str) -> dict[str, str]:
     """The tags cvmkeeper gives a copy of an image whose tags are ``source_tags``: the
-    source's ``cvmkeeper:*`` tags (marker, policies, instance, slot, pin) and
-    ``cvmkeeper:copy-from``. Other keys are the source owner's business, not copied."""
+    source's ``cvmkeeper:*`` tags (marker, policies, instance, slot, pin, disks) and
+    ``cvmkeeper:copy-from``. Other keys are the source owner's business, not copied. The
+    Tag API refuses an empty value (``InvalidParameterValue.TagValueEmpty``): an empty
+    ``cvmkeeper:disks`` (no data disk asked) becomes its count, ``0``; other empty values
+    are left out."""
     own = {k: v for k, v in source_tags.items() if k.startswith("cvmkeeper:")}
-    return {**own, TAG_COPY_FROM: source_region}
+    if own.get(TAG_DISKS) == "":
+        own[TAG_DISKS] = "0"
+    return {**{k: v for k, v in own.items() if v}, TAG_COPY_FROM: source_region}
 
 
 def image_tags(policy_names: tuple[str, ...], instance_id: str, slot: datetime) -> dict[str, str]:

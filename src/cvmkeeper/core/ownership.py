@@ -39,6 +39,7 @@ from cvmkeeper.core.naming import (
     MARKER_VALUE,
     TAG_INSTANCE,
     NameFormat,
+    copy_tags,
     is_managed,
     is_pinned,
 )
@@ -196,3 +197,20 @@ def split_images(
         else:
             managed.append(owned)
     return managed, unmanaged
+
+
+def untagged_copies(
+    images: Iterable[Image], origins: Mapping[str, ManagedImage], fmt: NameFormat = DEFAULT_FORMAT
+) -> list[tuple[ManagedImage, dict[str, str]]]:
+    """The copies among ``images`` recognised only by their source (``classify_copy``),
+    each with the tags cvmkeeper gives it (``naming.copy_tags`` of its source): what a
+    run tags so that the copy stays managed once its source is rotated away."""
+    found: list[tuple[ManagedImage, dict[str, str]]] = []
+    for image in images:
+        if classify_image(image, fmt) is not None:
+            continue
+        owned = classify_copy(image, origins, fmt)
+        if owned is not None:
+            source = origins[image.name].image
+            found.append((owned, copy_tags(source.tags, source.region)))
+    return found
