@@ -534,6 +534,16 @@ class CloudClient:
             copies[str(item["Region"])] = str(item["ImageId"])
         return SyncResult(image_id, copies, tuple(sorted(adopted)))
 
+    def sync_dry_run(self, region: str, image_id: str, destination: str) -> None:
+        """``SyncImages`` of ``image_id`` to ``destination`` with ``DryRun``: returns when
+        the cloud would copy it, raises the refusal's ``CloudError`` otherwise (a region
+        pair that cannot copy, for ``validate --online``). Nothing is copied."""
+        params = {"ImageIds": [image_id], "DestinationRegions": [destination], "DryRun": True}
+        try:
+            self.call(region, "SyncImages", params)
+        except DryRunPassed:
+            return
+
     def stop_instances(
         self, region: str, instance_ids: Iterable[str], *, stop_type: str = "SOFT_FIRST"
     ) -> None:
