@@ -82,8 +82,12 @@ class RunOptions:
     def planner_settings(self) -> PlannerSettings:
         """The planner settings from the daemon config."""
         config = self.setup.config
+        holding = self.setup.holding
+        files = ", ".join(broken.file for broken in holding)
         return PlannerSettings(
-            orphan_retention=config.orphans.retention, name_format=config.name_format
+            orphan_retention=config.orphans.retention,
+            name_format=config.name_format,
+            hold_unknown=f"policy file(s) {files} cannot be used" if holding else "",
         )
 
     @property

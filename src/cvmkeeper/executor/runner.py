@@ -34,6 +34,7 @@ from cvmkeeper.core.due import DueSlot, due_slots
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.plan import Plan
 from cvmkeeper.core.schedule import latest_policy_slot
+from cvmkeeper.executor.broken import report_broken_files
 from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
 from cvmkeeper.executor.executor import DueFor, RegionExecutor
 from cvmkeeper.executor.missed import report_missing_instances, report_unread_region
@@ -184,6 +185,7 @@ def run_once(
         stop_journal=None if dry_run else StopJournal(setup.config.state_dir),
         poll_time=poll_time,
     )
+    broken = [report_broken_files(options)]  # issue #19: reported on every run
     regions_phase = _run_regions(options, chosen, locks, explicit)
     # rule 7: an instance named by id that no region has is a missed slot (not previewed)
     missing = (
@@ -192,7 +194,7 @@ def run_once(
         else [report_missing_instances(options, regions_phase.results, regions_phase.read)]
     )
     copies = _run_copies(options, policy_names, regions, locks)
-    every = regions_phase.results + missing + copies.results
+    every = broken + regions_phase.results + missing + copies.results
     report = RunReport(
         started=started,
         finished=datetime.now(UTC),

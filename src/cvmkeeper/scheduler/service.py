@@ -47,7 +47,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from cvmkeeper.alerting import Alerter, Failure, build_alerter
 from cvmkeeper.alerting.channels import with_notifications
 from cvmkeeper.cloud.credentials import CredentialsError
-from cvmkeeper.config import Config, ConfigError, SentrySettings, Setup, load_setup
+from cvmkeeper.config import (
+    Config,
+    ConfigError,
+    SentrySettings,
+    Setup,
+    load_setup,
+    with_stand_ins,
+)
 from cvmkeeper.executor.runner import RegionLocks, run_once
 from cvmkeeper.scheduler.jobs import (
     DRILL_JOB_ID,
@@ -86,6 +93,16 @@ _HANDLED_SIGNALS = (signal.SIGHUP, *_STOP_SIGNALS)
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _log_broken(setup: Setup, what: str) -> None:
+    """Log every problem of the policy files the daemon runs without (issue #19); every
+    run then reports and alerts them again (``executor.broken``)."""
+    for broken in setup.broken:
+        for problem in broken.problems:
+            log.error("%s", problem)
+        fate = "its old version keeps running" if broken.stand_in else "its images are held"
+        log.error("%s policy file %s: %s", what, broken.file, fate)
 
 
 class Daemon:
@@ -165,7 +182,7 @@ class Daemon:
     def run(self) -> int:
         """Run until stopped; return the exit status (0 after a clean stop)."""
         try:
-            setup = load_setup(self.config_file)
+            setup = load_setup(self.config_file, partial=True)
         except ConfigError as error:
             for problem in error.problems:
                 log.error("%s", problem)
@@ -236,6 +253,7 @@ class Daemon:
                 len(job_specs(setup)),
                 self.config_file,
             )
+            _log_broken(setup, "started without")
             jobs.request_catch_up()
             self.notifier.ready(self._status())
             self.started.set()
@@ -308,7 +326,9 @@ class Daemon:
         log.info("reloading %s", self.config_file)
         old = jobs.context
         try:
-            setup = load_setup(self.config_file)
+            # One bad policy file never stops the others: the old version of its policy
+            # keeps running when there was one (docs/operations.md "A bad policy file").
+            setup = with_stand_ins(load_setup(self.config_file, partial=True), old.setup)
         except ConfigError as error:
             for problem in error.problems:
                 log.error("reload rejected: %s", problem)
@@ -337,6 +357,7 @@ class Daemon:
             jobs.state = StateStore(setup.config.state_dir)
         self._reload_problem = None
         log.info("reloaded: %d policies, %d schedules", len(setup.policies), len(job_specs(setup)))
+        _log_broken(setup, "reloaded without")
         jobs.request_catch_up()
         self.notifier.ready(self._status())
 
@@ -391,6 +412,12 @@ class Daemon:
             running = jobs.running()
             if running:
                 parts.append("running: " + ", ".join(running))
+            broken = jobs.context.setup.broken
+            if broken:
+                files = ", ".join(
+                    b.file + (" (old version kept)" if b.stand_in else "") for b in broken
+                )
+                parts.append(f"BROKEN policy file(s): {files}")
         if self._reload_problem:
             parts.append(self._reload_problem)
         return "; ".join(parts)
