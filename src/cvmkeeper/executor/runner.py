@@ -355,6 +355,8 @@ def _busy(
     policies = [n for n in names if (p := setup.policy(n)) is not None and region in p.regions]
     result.errors.append(message)
     result.failed_policies.update(policies)
+    if explicit:
+        return result  # one alert names the slots it misses (_name_busy_slots)
     for policy in policies or ["cvmkeeper"]:
         alerter.error(Failure(policy=policy, action="run", message=message, region=region))
     return result
@@ -366,7 +368,9 @@ def _name_busy_slots(options: RunOptions, result: RegionResult, due_for: DueFor)
     run = RegionRun(options, result.region)
     run.result = result
     result.due = due_for(None)
-    report_unread_region(run, result.due, "another run is working on this region")
+    report_unread_region(
+        run, result.due, "another run is working on this region", cause_key="busy", action="run"
+    )
 
 
 def _busy_copies(region: str, setup: Setup, alerter: Alerter, dry_run: bool) -> RegionResult:
