@@ -31,8 +31,7 @@ BROKEN_WEEKLY = (
 def weekly_images() -> list[dict[str, object]]:
     """Four NORMAL images of A that only the (now broken) ``weekly`` policy keeps."""
     return [
-        managed(A, T0 - timedelta(hours=n), f"img-week000{n}", policy="weekly")
-        for n in range(1, 5)
+        managed(A, T0 - timedelta(hours=n), f"img-week000{n}", policy="weekly") for n in range(1, 5)
     ]
 
 
@@ -85,8 +84,8 @@ def test_a_broken_file_is_an_error_on_every_run_the_others_run_and_nothing_is_de
         (w.root / "policies" / "weekly.yaml").unlink()
         fixed = load_setup(w.config_path, partial=True)
         assert fixed.broken == ()
-        report = run_once(fixed, w.client(), RecordingAlerter(), now=T0 + timedelta(hours=2, 
-                                                                                    minutes=1))
+        later = T0 + timedelta(hours=2, minutes=1)
+        report = run_once(fixed, w.client(), RecordingAlerter(), now=later)
         assert deletes(w)
         assert any("'weekly', which no longer exists" in warning for warning in report.warnings)
 

@@ -31,10 +31,10 @@ from cvmkeeper.config.model import (
 )
 
 __all__ = [
-    "BrokenPolicy",
     "CONFIG_ENV",
     "DEFAULT_CONFIG_PATH",
     "ApiSettings",
+    "BrokenPolicy",
     "CloudSettings",
     "Config",
     "ConfigError",
