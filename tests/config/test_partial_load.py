@@ -36,12 +36,13 @@ def test_good_policies_load_and_each_bad_file_is_listed_with_its_problems(
             "b.yaml": TYPO,
             "c.yaml": "{{{",
             "d.yaml": GOOD.format(name="hourly", keep=3),  # a name used twice
+            "e.yaml": "(",  # a scalar, not a mapping
         },
     )
     setup = load_setup(path, partial=True)
     assert [p.name for p in setup.policies] == ["hourly"]
     broken = {Path(b.file).name: b for b in setup.broken}
-    assert sorted(broken) == ["b.yaml", "c.yaml", "d.yaml"]
+    assert sorted(broken) == ["b.yaml", "c.yaml", "d.yaml", "e.yaml"]
     assert broken["b.yaml"].name == "weekly"
     assert "keep_dayly" in str(broken["b.yaml"].problems)
     assert broken["c.yaml"].name is None
@@ -50,7 +51,7 @@ def test_good_policies_load_and_each_bad_file_is_listed_with_its_problems(
     with pytest.raises(ConfigError) as strict:  # validate and the other commands: strict
         load_setup(path)
     files = {Path(p.file).name for p in strict.value.problems}
-    assert files == {"b.yaml", "c.yaml", "d.yaml"}
+    assert files == {"b.yaml", "c.yaml", "d.yaml", "e.yaml"}
 
 
 def test_a_bad_daemon_config_or_no_usable_policy_still_raises(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import yaml
+
 from cvmkeeper.config.daemon_file import read_config as _read_config
 from cvmkeeper.config.errors import ConfigError, Problem
 from cvmkeeper.config.model import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config
@@ -289,9 +291,11 @@ def _policy_files(directory: Path) -> tuple[list[Path], list[Problem]]:
 
 def _declared_name(root: Node | None) -> str | None:
     """The ``name:`` a policy file's root mapping declares, if it is a plain string."""
-    for key, value in getattr(root, "value", None) or []:
-        if getattr(key, "value", None) == "name" and isinstance(getattr(value, "value", None), str):
-            return str(value.value) or None
+    if not isinstance(root, yaml.MappingNode):
+        return None
+    for key, value in root.value:
+        if isinstance(key, yaml.ScalarNode) and key.value == "name":
+            return (str(value.value) or None) if isinstance(value, yaml.ScalarNode) else None
     return None
 
 
