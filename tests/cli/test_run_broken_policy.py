@@ -43,6 +43,11 @@ def test_run_makes_the_good_policies_and_exits_1_naming_the_bad_file_and_held_im
         assert "weekly.yaml:5:" in result.output and "keep_dayly" in result.output
         assert "img-week0001" in result.output and "held" in result.output
         assert image_name(A, T0) in w.image_names()  # the good policy ran
+        named = CliRunner().invoke(
+            cli, ["run", "--config", str(w.config_path), "--policy", "weekly", "--no-alerts"]
+        )
+        assert named.exit_code == 2
+        assert "'weekly' cannot be used" in named.output and "weekly.yaml:5:" in named.output
 
 
 def test_validate_still_fails_with_exit_2_naming_every_problem(tmp_path: Path) -> None:
