@@ -7,7 +7,11 @@ systemd it is ready, and then waits in its main loop for signals:
 - ``SIGHUP`` (``systemctl reload``): ``RELOADING=1`` (with ``MONOTONIC_USEC``), re-read
   config and policies, then ``READY=1``. A broken new config is logged (every problem with
   its file and line), alerted, and the old one keeps running; a valid one replaces the jobs
-  without interrupting a run that is going on, and a catch-up run follows.
+  without interrupting a run that is going on, and a catch-up run follows. A bad *policy*
+  file beside good ones is not a broken config (issue #19): the good policies load, the
+  old version of that file's policy keeps running (``config.with_stand_ins``), and every
+  run reports the file as an error; ``STATUS=`` names it. The same holds at start, where
+  a file with no old version holds its policy's images (``core.holds``).
 - ``SIGTERM`` / ``SIGINT``: ``STOPPING=1``, no new run starts, the runner's ``stop`` event
   lets a run in progress reach a safe point, alerts are flushed, ``run()`` returns 0. Runs
   still going after ``stop_timeout`` seconds are left behind (the caller exits anyway; the
@@ -95,14 +99,14 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _log_broken(setup: Setup, what: str) -> None:
+def _log_broken(setup: Setup) -> None:
     """Log every problem of the policy files the daemon runs without (issue #19); every
     run then reports and alerts them again (``executor.broken``)."""
     for broken in setup.broken:
         for problem in broken.problems:
             log.error("%s", problem)
         fate = "its old version keeps running" if broken.stand_in else "its images are held"
-        log.error("%s policy file %s: %s", what, broken.file, fate)
+        log.error("policy file %s cannot be used: %s", broken.file, fate)
 
 
 class Daemon:
@@ -253,7 +257,7 @@ class Daemon:
                 len(job_specs(setup)),
                 self.config_file,
             )
-            _log_broken(setup, "started without")
+            _log_broken(setup)
             jobs.request_catch_up()
             self.notifier.ready(self._status())
             self.started.set()
@@ -357,7 +361,7 @@ class Daemon:
             jobs.state = StateStore(setup.config.state_dir)
         self._reload_problem = None
         log.info("reloaded: %d policies, %d schedules", len(setup.policies), len(job_specs(setup)))
-        _log_broken(setup, "reloaded without")
+        _log_broken(setup)
         jobs.request_catch_up()
         self.notifier.ready(self._status())
 
