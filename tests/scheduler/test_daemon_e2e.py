@@ -355,7 +355,8 @@ def test_a_bad_policy_file_beside_a_good_one_starts_runs_the_good_one_and_names_
     tmp_path: Path, start_daemon: Callable[[Path], tuple[DaemonProcess, Notifications]]
 ) -> None:
     """issue 19: the daemon starts, READY's STATUS names the broken file, the good
-    policy's catch-up image is made, and the run logs the file:line error, no traceback."""
+    policy's catch-up image is made, and the run logs the file:line error, no traceback;
+    a reload where the file (fixed meanwhile) became bad again keeps its old version."""
     with running_emulator(fleet(create_seconds=0.5)) as emu:
         schedule, latest = daily_slot_before(datetime.now(UTC))
         config = config_for(tmp_path, emu, schedule)
@@ -369,6 +370,22 @@ def test_a_bad_policy_file_beside_a_good_one_starts_runs_the_good_one_and_names_
         wait_for(f"{made} NORMAL", lambda: image_states(emu).get(made) == "NORMAL", 30)
         wait_for("catch-up to finish", lambda: "catch-up finished:" in daemon.text(), 10)
         assert "db.yaml:4:" in daemon.text()
+
+        # Fixed, then broken again: the reload keeps the fixed version running (SIGHUP).
+        db = tmp_path / "policies" / "db.yaml"
+        db.write_text(policy_text("db", schedule), encoding="utf-8")
+        daemon.signal(signal.SIGHUP)
+        notify.expect("RELOADING")
+        fixed = notify.expect("READY")
+        assert "BROKEN" not in fixed["STATUS"] and "reload rejected" not in fixed["STATUS"]
+        db.write_text(policy_text("db", "every: 2x"), encoding="utf-8")
+        daemon.signal(signal.SIGHUP)
+        notify.expect("RELOADING")
+        kept = notify.expect("READY")
+        assert "db.yaml (old version kept)" in kept["STATUS"]
+        assert "reload rejected" not in kept["STATUS"]
+        wait_for("the reload's log", lambda: "its old version keeps running" in daemon.text(), 10)
         assert "Traceback" not in daemon.text()
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(timeout=30) == 0
+        assert_one_image_per_slot(emu)
