@@ -105,11 +105,13 @@ class PlannerSettings:
 
     ``orphan_retention``: keep rules for the images of instances no policy targets any
     more; ``None`` (the default) keeps every orphan image. ``name_format``: the configured
-    image name template.
+    image name template. ``hold_unknown``: why some policy file cannot be used (empty when
+    every file can); while set, images of policies not loaded are held (``core.holds``).
     """
 
     orphan_retention: Retention | None = None
     name_format: NameFormat = field(default=DEFAULT_FORMAT)
+    hold_unknown: str = ""
 
 
 class NameStatus(Enum):
@@ -241,7 +243,12 @@ def _read_region(
     ]
     targeted = resolution.policies_by_instance
     holds = hold_images(
-        split, policies, targeted, now, rotate_removed=settings.orphan_retention is not None
+        split,
+        policies,
+        targeted,
+        now,
+        rotate_removed=settings.orphan_retention is not None,
+        hold_unknown=settings.hold_unknown,
     )
     managed = list(holds.managed)
     notices += holds.notices
