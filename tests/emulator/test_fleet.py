@@ -46,6 +46,7 @@ def test_every_documented_key_loads() -> None:
     assert fleet.open_points.instance_states == "in_progress"
     assert fleet.open_points.create_retry_order == "duplicate_first"
     assert fleet.open_points.image_order == "newest_first"
+    assert fleet.source["profile"] == "documented"
 
 
 def test_only_regions_is_required() -> None:

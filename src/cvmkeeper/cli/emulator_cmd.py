@@ -30,6 +30,7 @@ from cvmkeeper.emulator.clock import SystemClock
 from cvmkeeper.emulator.core import EmulatorCore
 from cvmkeeper.emulator.fleet import FleetError, FleetSpec, load_fleet
 from cvmkeeper.emulator.http import CONTROL_TOKEN_ENV, CONTROL_TOKEN_HEADER
+from cvmkeeper.emulator.profiles import env_profile
 from cvmkeeper.emulator.server import RunningEmulator
 
 _FLEET = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -158,6 +159,6 @@ def _all_pages(method: Any, request_type: Any, set_name: str, **fields: Any) -> 
 
 def _load(path: Path) -> FleetSpec:
     try:
-        return load_fleet(path)
+        return load_fleet(path, default_profile=env_profile())
     except FleetError as exc:
         raise click.ClickException(str(exc)) from None

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from cvmkeeper.emulator.profiles import DEFAULT_PROFILE, PROFILES, switches
+
 #: Documented per-region, per-second limits of the actions the emulator serves.
 DEFAULT_RATE_LIMITS: Mapping[str, float] = {
     "CreateImage": 10,
@@ -59,6 +61,9 @@ LIMITS: Mapping[str, tuple[int, int]] = {"legacy": (20, 60), "current": (60, 256
 INSTANCE_STATES = ("PENDING", "RUNNING", "STOPPING", "STOPPED", "STARTING", "REBOOTING")
 IMAGE_STATES = ("CREATING", "NORMAL", "CREATEFAILED", "SYNCING", "IMPORTING", "IMPORTFAILED")
 IMAGE_TYPES = ("PRIVATE_IMAGE", "PUBLIC_IMAGE", "SHARED_IMAGE")
+
+
+PROFILE_NAMES = tuple(PROFILES)
 
 
 class FleetError(ValueError):
@@ -282,9 +287,19 @@ class FleetSpec:
         return LIMITS[self.limits][1]
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, origin: str = "<fleet>") -> FleetSpec:
-        """Build a spec from a parsed mapping; errors name ``origin`` and the key path."""
-        return _Parser(origin, {}).fleet(data)
+    def from_mapping(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        origin: str = "<fleet>",
+        default_profile: str | None = None,
+    ) -> FleetSpec:
+        """Build a spec from a parsed mapping; errors name ``origin`` and the key path.
+
+        ``default_profile`` applies when the mapping names no ``profile`` (a harness passes
+        :func:`~cvmkeeper.emulator.profiles.env_profile`); ``None``: ``documented``.
+        """
+        return _Parser(origin, {}, default_profile).fleet(data)
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -305,8 +320,11 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def load_fleet(path: str | Path) -> FleetSpec:
-    """Read and validate a fleet YAML file; errors name the file, the line and the key."""
+def load_fleet(path: str | Path, *, default_profile: str | None = None) -> FleetSpec:
+    """Read and validate a fleet YAML file; errors name the file, the line and the key.
+
+    ``default_profile`` applies when the file names no ``profile`` (see ``from_mapping``).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -320,7 +338,7 @@ def load_fleet(path: str | Path) -> FleetSpec:
     lines: dict[tuple[str, ...], int] = {}
     if node is not None:
         _record_lines(node, (), lines)
-    return _Parser(str(path), lines).fleet(data)
+    return _Parser(str(path), lines, default_profile).fleet(data)
 
 
 def parse_faults(data: Any, *, origin: str = "<faults>") -> dict[str, dict[str, float]]:
@@ -344,9 +362,15 @@ def _record_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, .
 class _Parser:
     """Turns a plain mapping into a :class:`FleetSpec`, naming the place of every error."""
 
-    def __init__(self, origin: str, lines: Mapping[tuple[str, ...], int]) -> None:
+    def __init__(
+        self,
+        origin: str,
+        lines: Mapping[tuple[str, ...], int],
+        default_profile: str | None = None,
+    ) -> None:
         self.origin = origin
         self.lines = lines
+        self.default_profile = default_profile
 
     def fail(self, path: tuple[str, ...], message: str) -> FleetError:
         """Make an error that names the file, the line (when known) and the key path."""
@@ -447,8 +471,16 @@ class _Parser:
                 "instance_states",
                 "create_retry_order",
                 "image_order",
+                "profile",
             },
         )
+        profile = self.choice(
+            top.get("profile", self.default_profile or DEFAULT_PROFILE), ("profile",), PROFILE_NAMES
+        )
+        # the profile's switches under the explicit ones; the source names the profile, so a
+        # saved state reloads under the same one whatever the environment says then
+        source = {**top, "profile": profile}
+        top = switches(profile, source)
         if not top.get("regions"):
             raise self.fail(("regions",), "is required and must name at least one region")
         invalid = self.id_list(top.get("invalid_instances"), ("invalid_instances",))
@@ -475,7 +507,7 @@ class _Parser:
             whole_machine=self.whole_machine(top.get("whole_machine"), ("whole_machine",)),
             launch=self.launch(top.get("launch"), ("launch",)),
             open_points=self.open_points(top),
-            source=dict(top),
+            source=source,
         )
 
     def id_list(self, value: Any, path: tuple[str, ...]) -> frozenset[str]:
