@@ -154,6 +154,7 @@ class WholeMachine:
 INSTANCE_STATE_ANSWERS = ("in_progress", "specific_codes")
 CREATE_RETRY_ORDERS = ("duplicate_first", "mutex_first")
 IMAGE_ORDERS = ("newest_first", "shuffled")
+UNKNOWN_INSTANCE_STATUS = ("error", "omit")
 
 
 @dataclass(frozen=True)
@@ -171,11 +172,23 @@ class OpenPoints:
     ``MutexOperation.TaskRunning`` (both are in CreateImage's list; the order is not).
     ``image_order``: DescribeImages lists ``newest_first`` (default) or ``shuffled`` (a
     seeded random order per call: the API documents no order).
+    ``null_fields``: the SDK's ``Image`` model marks ``SyncPercent``, ``CreatedTime`` and
+    ``Tags`` "may return null" (tencentcloud-sdk-python cvm ``models.py``). ``False``
+    (default): always filled; ``True``: ``SyncPercent`` is null for every image,
+    ``CreatedTime`` is null while an image is not ``NORMAL`` (``CREATING``, ``SYNCING``,
+    ``CREATEFAILED``, ...) and for every seeded image whose fleet entry gives no
+    ``created_time``, and ``Tags`` is left out of every image that has none.
+    ``unknown_instance_status``: DescribeInstancesStatus naming an id that does not exist:
+    ``error`` (default) fails the whole batch with ``InvalidInstanceId.NotFound`` (the code
+    is in its error list, sdk-go cvm ``client.go``); ``omit`` answers the others and leaves
+    the unknown id out (what Describe* actions with id lists commonly do; undocumented).
     """
 
     instance_states: str = "in_progress"
     create_retry_order: str = "duplicate_first"
     image_order: str = "newest_first"
+    null_fields: bool = False
+    unknown_instance_status: str = "error"
 
 
 LAUNCH_OUTCOMES = ("running", "launch_failed", "stuck_pending")
@@ -472,6 +485,8 @@ class _Parser:
                 "instance_states",
                 "create_retry_order",
                 "image_order",
+                "null_fields",
+                "unknown_instance_status",
                 "profile",
             },
         )
@@ -562,6 +577,12 @@ class _Parser:
             ),
             image_order=self.choice(
                 top.get("image_order", "newest_first"), ("image_order",), IMAGE_ORDERS
+            ),
+            null_fields=self.boolean(top.get("null_fields", False), ("null_fields",)),
+            unknown_instance_status=self.choice(
+                top.get("unknown_instance_status", "error"),
+                ("unknown_instance_status",),
+                UNKNOWN_INSTANCE_STATUS,
             ),
         )
 

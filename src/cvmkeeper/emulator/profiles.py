@@ -24,6 +24,8 @@ PESSIMISTIC: dict[str, Any] = {
     "instance_states": "specific_codes",
     "create_retry_order": "mutex_first",
     "image_order": "shuffled",
+    "null_fields": True,
+    "unknown_instance_status": "omit",
 }
 
 #: documented: every switch at its default
