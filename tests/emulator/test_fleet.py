@@ -47,6 +47,8 @@ def test_every_documented_key_loads() -> None:
     assert fleet.open_points.create_retry_order == "duplicate_first"
     assert fleet.open_points.image_order == "newest_first"
     assert fleet.source["profile"] == "documented"
+    assert fleet.open_points.null_fields is False
+    assert fleet.open_points.unknown_instance_status == "error"
 
 
 def test_only_regions_is_required() -> None:
