@@ -37,7 +37,13 @@ _FLEET = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.group("emulator", invoke_without_command=True)
-@click.option("--fleet", "fleet_path", type=_FLEET, help="Fleet YAML file to seed the account.")
+@click.option(
+    "--fleet",
+    "fleet_path",
+    type=_FLEET,
+    help="Fleet YAML file to seed the account. Its 'profile:' (documented | pessimistic) "
+    "defaults to $CVMKEEPER_EMULATOR_PROFILE, else documented.",
+)
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
