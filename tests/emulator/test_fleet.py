@@ -49,6 +49,11 @@ def test_every_documented_key_loads() -> None:
     assert fleet.source["profile"] == "documented"
     assert fleet.open_points.null_fields is False
     assert fleet.open_points.unknown_instance_status == "error"
+    assert fleet.open_points.sync_copies_tags and fleet.open_points.sync_copies_description
+    assert fleet.open_points.sync_images_per_call == "many"
+    assert fleet.open_points.sync_disallowed_pairs == (
+        ("ap-guangzhou", "ap-beijing", "UnsupportedOperation.Region"),
+    )
 
 
 def test_only_regions_is_required() -> None:

@@ -32,9 +32,11 @@ def test_documented_is_the_default_and_keeps_every_switch_at_its_default() -> No
 
 
 def test_pessimistic_sets_every_switch_of_the_table() -> None:
-    points = asdict(spec(profile="pessimistic").open_points)
-    for key, value in PESSIMISTIC.items():
-        assert points[key] == value, key
+    pessimistic = spec(profile="pessimistic").open_points
+    assert pessimistic == spec(profile="documented", **PESSIMISTIC).open_points
+    points, defaults = asdict(pessimistic), asdict(OpenPoints())
+    for key in PESSIMISTIC:
+        assert points[key] != defaults[key], key  # each entry changes its switch
     # every switch of OpenPoints has a pessimistic value: a new switch cannot be forgotten
     assert set(points) <= set(PESSIMISTIC)
 

@@ -74,7 +74,7 @@ from cvmkeeper.core.naming import (
     image_name,
     slot_tag_value,
 )
-from cvmkeeper.core.ownership import ManagedImage, classify_image, split_images
+from cvmkeeper.core.ownership import ManagedImage, classify_image, copy_origins, split_images
 from cvmkeeper.core.plan import (
     Plan,
     PlanWarning,
@@ -231,7 +231,9 @@ def _read_region(
 ) -> _Region:
     """Index the region once: ownership, holds (``core.holds``), names, targets, copy
     sources."""
-    split, unmanaged = split_images(inventory.images, settings.name_format)
+    # copies not yet tagged are recognised by their source (core.ownership.classify_copy)
+    origins = copy_origins((sources or {}).values(), settings.name_format)
+    split, unmanaged = split_images(inventory.images, settings.name_format, origins)
     resolution = resolve_targets(inventory.region, policies, inventory.instances)
     notices += [
         PlanWarning(WarningKind.TARGETS, message, (name,))

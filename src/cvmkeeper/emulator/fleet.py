@@ -51,6 +51,8 @@ ACTIONS: tuple[str, ...] = (
     "RunInstances",
     "TerminateInstances",
     "ResetInstance",
+    "TagResources",  # Tencent's Tag API (service tag): emulator/tagging.py
+    "UnTagResources",
 )
 
 #: Fault kinds a fleet may inject, in the order they are drawn.
@@ -155,6 +157,10 @@ INSTANCE_STATE_ANSWERS = ("in_progress", "specific_codes")
 CREATE_RETRY_ORDERS = ("duplicate_first", "mutex_first")
 IMAGE_ORDERS = ("newest_first", "shuffled")
 UNKNOWN_INSTANCE_STATUS = ("error", "omit")
+SYNC_PER_CALL = ("many", "one")
+#: the codes a disallowed (source, destination) pair of SyncImages is answered with: both
+#: are in SyncImages' error list (sdk-go cvm ``client.go``); the first is the default
+SYNC_PAIR_CODES = ("InvalidRegion.Unavailable", "UnsupportedOperation.Region")
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,18 @@ class OpenPoints:
     ``error`` (default) fails the whole batch with ``InvalidInstanceId.NotFound`` (the code
     is in its error list, sdk-go cvm ``client.go``); ``omit`` answers the others and leaves
     the unknown id out (what Describe* actions with id lists commonly do; undocumented).
+
+    SyncImages (nothing documents what a copy inherits; ``SyncImagesRequest`` has no
+    ``TagSpecification``, and neither the Terraform provider nor the Packer plugin tags a
+    copy): ``sync_copies_tags`` / ``sync_copies_description``: whether a copy gets the
+    source's tags / description (``true``, the default) or none (``false``).
+    ``sync_images_per_call``: ``many`` (default) copies every ``ImageIds`` entry; ``one``
+    refuses more than one with ``InvalidParameterValue.LimitExceeded`` (the SDK's SyncImages
+    doc says "该接口每次调用只支持同步一个镜像", one image per call; the code is in its error
+    list). ``sync_disallowed_pairs``: ``(source, destination, code)`` region pairs refused
+    with ``code`` (``InvalidRegion.Unavailable`` or ``UnsupportedOperation.Region``, both in
+    SyncImages' list); in the fleet file ``[source, destination]`` or
+    ``[source, destination, code]``.
     """
 
     instance_states: str = "in_progress"
@@ -189,6 +207,17 @@ class OpenPoints:
     image_order: str = "newest_first"
     null_fields: bool = False
     unknown_instance_status: str = "error"
+    sync_copies_tags: bool = True
+    sync_copies_description: bool = True
+    sync_images_per_call: str = "many"
+    sync_disallowed_pairs: tuple[tuple[str, str, str], ...] = ()
+
+    def sync_refusal(self, source: str, destination: str) -> str | None:
+        """The code a SyncImages from ``source`` to ``destination`` is refused with, if any."""
+        for pair_source, pair_destination, code in self.sync_disallowed_pairs:
+            if (pair_source, pair_destination) == (source, destination):
+                return code
+        return None
 
 
 LAUNCH_OUTCOMES = ("running", "launch_failed", "stuck_pending")
@@ -488,6 +517,10 @@ class _Parser:
                 "null_fields",
                 "unknown_instance_status",
                 "profile",
+                "sync_copies_tags",
+                "sync_copies_description",
+                "sync_images_per_call",
+                "sync_disallowed_pairs",
             },
         )
         profile = self.choice(
@@ -584,7 +617,34 @@ class _Parser:
                 ("unknown_instance_status",),
                 UNKNOWN_INSTANCE_STATUS,
             ),
+            sync_copies_tags=self.boolean(top.get("sync_copies_tags", True), ("sync_copies_tags",)),
+            sync_copies_description=self.boolean(
+                top.get("sync_copies_description", True), ("sync_copies_description",)
+            ),
+            sync_images_per_call=self.choice(
+                top.get("sync_images_per_call", "many"), ("sync_images_per_call",), SYNC_PER_CALL
+            ),
+            sync_disallowed_pairs=self.sync_pairs(top.get("sync_disallowed_pairs")),
         )
+
+    def sync_pairs(self, value: Any) -> tuple[tuple[str, str, str], ...]:
+        """``sync_disallowed_pairs``: ``[source, destination]`` or ``[source, destination,
+        code]`` entries."""
+        path = ("sync_disallowed_pairs",)
+        pairs: list[tuple[str, str, str]] = []
+        for index, item in enumerate(self.sequence(value, path)):
+            where = (*path, f"[{index}]")
+            if not isinstance(item, list) or len(item) not in (2, 3):
+                raise self.fail(
+                    where, "must be [source, destination] or [source, destination, code]"
+                )
+            source = self.string(item[0], (*where, "[0]"), allow_empty=False)
+            destination = self.string(item[1], (*where, "[1]"), allow_empty=False)
+            code = self.choice(
+                item[2] if len(item) == 3 else SYNC_PAIR_CODES[0], (*where, "[2]"), SYNC_PAIR_CODES
+            )
+            pairs.append((source, destination, code))
+        return tuple(pairs)
 
     def launch(self, value: Any, path: tuple[str, ...]) -> Launch:
         raw = self.mapping(value, path)

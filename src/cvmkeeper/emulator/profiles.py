@@ -26,6 +26,12 @@ PESSIMISTIC: dict[str, Any] = {
     "image_order": "shuffled",
     "null_fields": True,
     "unknown_instance_status": "omit",
+    "sync_copies_tags": False,
+    "sync_copies_description": False,
+    "sync_images_per_call": "one",
+    # a disallowed pair: the reverse of the direction the tests copy in (guangzhou ->
+    # shanghai), so that copies still happen and a refused pair is in the profile too
+    "sync_disallowed_pairs": [["ap-shanghai", "ap-guangzhou"]],
 }
 
 #: documented: every switch at its default
