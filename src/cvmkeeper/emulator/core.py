@@ -400,6 +400,7 @@ class EmulatorCore:
                     tags=dict(img.tags),
                     shared=img.shared,
                     creator=img.creator or fleet.credentials.uin,
+                    created_time_known=img.created_time is not None,
                     snapshots=[SnapshotRecord(self._new_id("snap"), "SYSTEM_DISK", SYSTEM_DISK_GIB)]
                     if img.image_type == "PRIVATE_IMAGE"
                     else [],
@@ -791,7 +792,9 @@ class EmulatorCore:
                 if all(_image_matches(i, name, values) for name, values in filters)
             ]
         page = matching[offset : offset + limit]
-        return Outcome({"ImageSet": [i.to_api() for i in page], "TotalCount": len(matching)})
+        nulled = self._fleet.open_points.null_fields  # issue #18: "may return null"
+        answer = [i.to_api_nulled() if nulled else i.to_api() for i in page]
+        return Outcome({"ImageSet": answer, "TotalCount": len(matching)})
 
     def _images_listed(self, region: RegionState) -> list[ImageRecord]:
         """The order DescribeImages lists images in (the ``image_order`` switch).
@@ -1028,7 +1031,9 @@ class EmulatorCore:
     ) -> Outcome:
         ids = p.string_list(params, "InstanceIds")
         offset, limit = p.paging(params)
-        matching = self._instances_in_order(region, ids, strict=True)
+        # unknown ids: the batch fails, or (switch ``omit``) they are left out (issue #18)
+        strict = self._fleet.open_points.unknown_instance_status == "error"
+        matching = self._instances_in_order(region, ids, strict=strict)
         page = matching[offset : offset + limit]
         return Outcome(
             {

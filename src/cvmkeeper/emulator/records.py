@@ -76,6 +76,9 @@ class ImageRecord:
     syncing_copies: int = 0
     #: the UIN whose key created it: DescribeImages' ``ImageCreator``
     creator: str = "100000000001"
+    #: False for a seeded image whose fleet entry gave no ``created_time``: under the
+    #: ``null_fields`` switch its ``CreatedTime`` is answered null
+    created_time_known: bool = True
 
     @property
     def counts_against_quota(self) -> bool:
@@ -107,6 +110,18 @@ class ImageRecord:
             "ImageDeprecated": False,
             "CdcCacheStatus": "",
         }
+
+    def to_api_nulled(self) -> dict[str, Any]:
+        """``to_api`` as the ``null_fields`` switch answers it (issue #18): ``SyncPercent``
+        null, ``CreatedTime`` null while not ``NORMAL`` or when the fleet gave none, and no
+        ``Tags`` key at all when there are no tags (the SDK model: "may return null")."""
+        entry = self.to_api()
+        entry["SyncPercent"] = None
+        if self.state != "NORMAL" or not self.created_time_known:
+            entry["CreatedTime"] = None
+        if not self.tags:
+            del entry["Tags"]
+        return entry
 
     def to_json(self) -> dict[str, Any]:
         """Serialize every field for the state file."""
