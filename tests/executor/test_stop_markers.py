@@ -11,6 +11,7 @@ depends on the wall clock.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from cvmkeeper.core.stop_marker import STOPPED_BY_TAG, StopMarker, marker_value,
 from cvmkeeper.emulator.invariants import check_invariants, format_violations
 from cvmkeeper.executor import run_once
 from cvmkeeper.executor.report import RunReport
+from cvmkeeper.executor.stop_journal import JOURNAL_NAME
 from executor.world import REGION, T0, A, B, World, fleet, policy, world
 
 NOW = T0.replace(minute=1)
@@ -190,3 +192,38 @@ def test_the_invariants_owe_a_start_to_a_powered_off_instance(tmp_path: Path) ->
         assert w.instance_state(A) == "STOPPED"
         [violation] = check_invariants(w.state(), initial)
         assert violation.rule == "not_restarted"
+
+
+def journal_entry(state_dir: Path, instance_id: str, owner: str) -> None:
+    """This host's journal as a run SIGKILLed after ``StopInstances`` leaves it."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    entry = {
+        "region": REGION,
+        "instance_id": instance_id,
+        "stopped_at": "2026-12-03T17:55:00Z",
+        "owner": owner,
+        "pid": int(owner.split("-", maxsplit=1)[0]),
+        "host": "backup-1",
+    }
+    (state_dir / JOURNAL_NAME).write_text(json.dumps({"version": 1, "stopped": [entry]}))
+
+
+def test_the_journal_leaves_an_instance_a_peer_marked_anew(tmp_path: Path) -> None:
+    spec = fleet(instances=[marked(A, LIVE), {"id": B}])
+    with world(tmp_path, spec, policy(ids=[B])) as w:
+        journal_entry(w.root / "state", A, "4242-0123456789ab")  # our dead run's stop
+        assert run(w).ok
+        assert writes_of(w, A) == []  # the live mark is another process's: left to it
+        assert w.instance_state(A) == "STOPPED"
+
+
+def test_the_journal_starts_its_own_stop_at_once_despite_the_live_lease(tmp_path: Path) -> None:
+    spec = fleet(instances=[marked(A, LIVE), {"id": B}])
+    with world(tmp_path, spec, policy(ids=[B])) as w:
+        journal_entry(w.root / "state", A, LIVE.owner)  # the mark is this host's own stop
+        alerter = RecordingAlerter()
+        assert run(w, alerter).ok
+        assert writes_of(w, A) == ["StartInstances", "UnTagResources"]
+        assert STOPPED_BY_TAG not in tags(w, A)
+        [warning] = [f for f in alerter.warnings if f.instance == A]
+        assert "pid 4343 on backup-1" in warning.message
