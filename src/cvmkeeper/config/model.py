@@ -132,6 +132,9 @@ class ApiSettings:
     wait_timeout: timedelta = timedelta(minutes=60)
     poll_interval: timedelta = timedelta(seconds=15)
     delete_binded_snapshots: bool = True
+    #: the lease of a stop's cloud mark (rule 9 across hosts); ``None``: twice
+    #: ``wait_timeout`` plus ten minutes (``executor.stop_markers.default_lease``)
+    stop_lease: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)

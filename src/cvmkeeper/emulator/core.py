@@ -651,11 +651,24 @@ class EmulatorCore:
         region.images[image.image_id] = image
         # what was attached when the image was made: the invariant checker compares it with
         # the disks the image holds (no disk left out without an alert)
+        extra: dict[str, Any] = {"AttachedDataDisks": [d.disk_id for d in instance.data_disks]}
+        if self._powers_off(instance, params):
+            instance.state = "STOPPED"  # "关机之后制作镜像", and no start (the switch)
+            extra["PoweredOff"] = True  # the invariant checker owes it a start (rule 9)
         return Outcome(
             {"ImageId": image.image_id},
             image_ids=[image.image_id],
             instance_ids=[instance_id],
-            extra={"AttachedDataDisks": [d.disk_id for d in instance.data_disks]},
+            extra=extra,
+        )
+
+    def _powers_off(self, instance: InstanceRecord, params: Mapping[str, Any]) -> bool:
+        """True when this CreateImage leaves the instance STOPPED (``ForcePoweroff`` on a
+        running instance under ``force_poweroff_leaves: stopped``)."""
+        return (
+            params.get("ForcePoweroff") == "true"
+            and instance.state == "RUNNING"
+            and self._fleet.open_points.force_poweroff_leaves == "stopped"
         )
 
     def _check_name_and_mutex(self, region: RegionState, name: str, instance_id: str) -> None:

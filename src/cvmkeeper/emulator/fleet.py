@@ -161,6 +161,7 @@ SYNC_PER_CALL = ("many", "one")
 #: the codes a disallowed (source, destination) pair of SyncImages is answered with: both
 #: are in SyncImages' error list (sdk-go cvm ``client.go``); the first is the default
 SYNC_PAIR_CODES = ("InvalidRegion.Unavailable", "UnsupportedOperation.Region")
+FORCE_POWEROFF_LEAVES = ("running", "stopped")
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,13 @@ class OpenPoints:
     with ``code`` (``InvalidRegion.Unavailable`` or ``UnsupportedOperation.Region``, both in
     SyncImages' list); in the fleet file ``[source, destination]`` or
     ``[source, destination, code]``.
+
+    ``force_poweroff_leaves``: the state a RUNNING instance is in after a CreateImage with
+    ``ForcePoweroff="true"``. The API docs say the image is made after a forced shutdown
+    ("关机之后制作镜像", tencentcloud-sdk-python cvm ``models.py`` ``CreateImageRequest``)
+    and say nothing of a start afterwards: ``running`` (default: the instance runs on, as
+    the emulator has always modelled it) or ``stopped`` (pessimistic: it is shut down at the
+    create and stays ``STOPPED``; the history entry of the create says ``PoweredOff``).
     """
 
     instance_states: str = "in_progress"
@@ -211,6 +219,7 @@ class OpenPoints:
     sync_copies_description: bool = True
     sync_images_per_call: str = "many"
     sync_disallowed_pairs: tuple[tuple[str, str, str], ...] = ()
+    force_poweroff_leaves: str = "running"
 
     def sync_refusal(self, source: str, destination: str) -> str | None:
         """The code a SyncImages from ``source`` to ``destination`` is refused with, if any."""
@@ -521,6 +530,7 @@ class _Parser:
                 "sync_copies_description",
                 "sync_images_per_call",
                 "sync_disallowed_pairs",
+                "force_poweroff_leaves",
             },
         )
         profile = self.choice(
@@ -625,6 +635,11 @@ class _Parser:
                 top.get("sync_images_per_call", "many"), ("sync_images_per_call",), SYNC_PER_CALL
             ),
             sync_disallowed_pairs=self.sync_pairs(top.get("sync_disallowed_pairs")),
+            force_poweroff_leaves=self.choice(
+                top.get("force_poweroff_leaves", "running"),
+                ("force_poweroff_leaves",),
+                FORCE_POWEROFF_LEAVES,
+            ),
         )
 
     def sync_pairs(self, value: Any) -> tuple[tuple[str, str, str], ...]:

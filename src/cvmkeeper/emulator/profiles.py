@@ -32,6 +32,7 @@ PESSIMISTIC: dict[str, Any] = {
     # a disallowed pair: the reverse of the direction the tests copy in (guangzhou ->
     # shanghai), so that copies still happen and a refused pair is in the profile too
     "sync_disallowed_pairs": [["ap-shanghai", "ap-guangzhou"]],
+    "force_poweroff_leaves": "stopped",
 }
 
 #: documented: every switch at its default

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from cvmkeeper.alerting import Failure
 from cvmkeeper.alerting.alerter import Alerter
@@ -77,6 +77,9 @@ class RunOptions:
     poll_time: PollTime = REAL_TIME
     #: where stops are journaled so that a crash cannot leave an instance down (rule 9)
     stop_journal: StopJournal | None = None
+    #: the time the leases of cloud stop marks are measured against (rule 9 across hosts:
+    #: ``executor.stop_markers``); the wall clock, shared by every host
+    lease_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     @property
     def planner_settings(self) -> PlannerSettings:
