@@ -34,7 +34,7 @@ from cvmkeeper.core.due import DueSlot, due_slots
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.plan import Plan
 from cvmkeeper.core.schedule import latest_policy_slot
-from cvmkeeper.executor.broken import report_broken_files
+from cvmkeeper.executor.broken import BrokenFileAlerts, report_broken_files
 from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
 from cvmkeeper.executor.executor import DueFor, RegionExecutor
 from cvmkeeper.executor.missed import report_missing_instances, report_unread_region
@@ -149,6 +149,7 @@ def run_once(
     region_locks: RegionLocks | None = None,
     poll_time: PollTime = REAL_TIME,
     observe: RunObserver | None = None,
+    broken_alerts: BrokenFileAlerts | None = None,
 ) -> RunReport:
     """Make the due slots of every region (or of ``regions``), rotate, and report.
 
@@ -161,7 +162,9 @@ def run_once(
     lines instead (a display that keeps those while it rewrites the others).
     ``poll_time`` injects the waits' clock (``executor.polling.PollTime``; a simulation on
     virtual time), real time by default. ``observe`` (the daemon's metrics) is called with
-    the run's health after it (``executor.run_health``).
+    the run's health after it (``executor.run_health``). ``broken_alerts`` (the daemon's)
+    rates the broken-file alerts across its runs (``executor.broken``); without it every
+    broken policy file is alerted on every run.
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
@@ -184,6 +187,7 @@ def run_once(
         progress_alerts=alerts_shown,
         stop_journal=None if dry_run else StopJournal(setup.config.state_dir),
         poll_time=poll_time,
+        broken_alerts=broken_alerts,
     )
     broken = [report_broken_files(options)]  # issue #19: reported on every run
     regions_phase = _run_regions(options, chosen, locks, explicit)
