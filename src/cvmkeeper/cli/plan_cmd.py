@@ -33,6 +33,7 @@ from cvmkeeper.cloud.credentials import CredentialsError
 from cvmkeeper.config import Setup
 from cvmkeeper.core.naming import slot_tag_value
 from cvmkeeper.core.plan import Copy, Create, Delete, ImageDecision, Phase, Plan, Skip, Wait
+from cvmkeeper.executor.broken import broken_file_message
 from cvmkeeper.executor.copies import copy_destinations
 from cvmkeeper.executor.report import RunReport, plan_to_json
 from cvmkeeper.executor.runner import UnknownPolicyError, run_once, run_regions
@@ -267,8 +268,9 @@ def plan_command(
         for line in policy_state_lines(states):
             click.echo(line)
         planned = {plan.region for plan in plans} | {plan.region for plan in copy_plans}
+        named = {broken_file_message(broken) for broken in setup.broken}  # said at load
         for message in report.errors:
-            if message.split(":", 1)[0] not in planned:
+            if message.split(":", 1)[0] not in planned and message not in named:
                 click.echo(f"ERROR {message}", err=True)
     unplanned = [region for region, region_plans in report.plans.items() if not region_plans]
     sys.exit(EXIT_FAILED if unplanned or setup.broken else EXIT_OK)
