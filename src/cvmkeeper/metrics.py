@@ -19,6 +19,10 @@ registry leaks in):
   ``cvmkeeper_drill_seconds_to_ready{policy,instance}``: the daemon's drill job passes each
   drill report to :meth:`MetricsExporter.observe_drills`.
 
+- Policy files the daemon runs without (issue #19), set at start and on every reload:
+  ``cvmkeeper_policy_files_broken`` (how many; 0 when all load) and
+  ``cvmkeeper_policy_file_broken{file,old_version_kept}`` (1 per broken file).
+
 The backup and region values come from ``MetricsExporter.observe``, which the daemon passes
 to every run it starts (``run_once(observe=...)``; no process-wide observer list): they are
 what the last run of each region saw (after its creates and deletes), so a scrape never
@@ -139,6 +143,18 @@ class MetricsExporter:
             ["policy", "instance"],
             registry=self.registry,
         )
+        self.broken_files = gauge(
+            "cvmkeeper_policy_files_broken",
+            "Policy files the daemon runs without (they cannot be used).",
+            registry=self.registry,
+        )
+        self.broken_file = gauge(
+            "cvmkeeper_policy_file_broken",
+            "1 for each policy file that cannot be used; old_version_kept=yes when the "
+            "version loaded before still runs (else its images are held).",
+            ["file", "old_version_kept"],
+            registry=self.registry,
+        )
         self.registry.register(_ApiCollector(prometheus, client_stats))
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -164,6 +180,16 @@ class MetricsExporter:
                         self.last_backup.labels(item.region, item.instance_id, item.policy).set(
                             item.newest_slot.timestamp()
                         )
+
+    def observe_broken(self, broken: Any) -> None:
+        """Record the policy files the daemon now runs without (``config.BrokenPolicy``
+        items, at start and on every reload): the series of fixed files go away."""
+        files = list(broken)
+        with self._lock:
+            self.broken_files.set(len(files))
+            self.broken_file.clear()
+            for item in files:
+                self.broken_file.labels(item.file, "yes" if item.stand_in else "no").set(1)
 
     def observe_drills(self, report: Any) -> None:
         """Record one drill run (a ``restore.drill.DrillReport``)."""

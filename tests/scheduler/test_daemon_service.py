@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -297,3 +299,48 @@ def test_a_bad_daemon_config_file_at_start_exits_2(
         assert daemon.run() == EXIT_CONFIG
     daemon.close()
     assert "cvmkeeper.yaml:4:" in caplog.text and "image_quota" in caplog.text
+
+
+def scrape(daemon: Daemon) -> str:
+    """The daemon's /metrics, over HTTP on 127.0.0.1."""
+    host, port = daemon._exporter.address
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as got:
+        return str(got.read().decode())
+
+
+def test_broken_policy_files_are_in_the_state_file_and_the_metrics_until_fixed(
+    tmp_path: Path, notify: NotifySocket
+) -> None:
+    """issue 19: `status` on the host and Prometheus see the files the daemon runs without,
+    set at start and cleared by the reload that fixes them."""
+    pytest.importorskip("prometheus_client")
+    config = write_setup(
+        tmp_path,
+        {"web": policy_text("web", "every: 1h"), "db": policy_text("db", "every: 1x")},
+        extra_config='metrics: {listen: "127.0.0.1:0"}\n',
+    )
+    state_file = tmp_path / "state" / "daemon-state.json"
+    runner = RecordingRunner()
+    running = start(config, notify, runner)
+    try:
+        notify.next_with("READY")
+        [record] = read_state(state_file).broken_files
+        assert record.file.endswith("db.yaml") and record.policy == "db"
+        assert not record.old_version_kept and "db.yaml:4:" in record.problems[0]
+        text = scrape(running.daemon)
+        assert "cvmkeeper_policy_files_broken 1.0" in text
+        assert re.search(
+            r'cvmkeeper_policy_file_broken\{file="[^"]*db\.yaml",'
+            r'old_version_kept="no"\} 1\.0',
+            text,
+        )
+        (tmp_path / "policies" / "db.yaml").write_text(policy_text("db", "every: 2h"))
+        running.daemon.request_reload()
+        notify.next_with("RELOADING")
+        notify.next_with("READY")
+        assert read_state(state_file).broken_files == ()
+        text = scrape(running.daemon)
+        assert "cvmkeeper_policy_files_broken 0.0" in text
+        assert "db.yaml" not in text
+    finally:
+        running.stop()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cvmkeeper.config import BrokenPolicy, Problem
 from cvmkeeper.scheduler.state import (
     MAX_MESSAGES,
     MAX_TEXT,
@@ -101,3 +102,22 @@ def test_a_state_file_that_is_a_symbolic_link_is_not_followed(tmp_path: Path) ->
     (tmp_path / "state" / STATE_FILE_NAME).symlink_to(target)
     with pytest.raises(OSError):
         read_state(tmp_path / "state" / STATE_FILE_NAME)
+
+
+def test_broken_policy_files_round_trip_survive_a_restart_and_clear(tmp_path: Path) -> None:
+    """issue 19: the files the daemon runs without stay in the file across runs and a new
+    daemon, until a load without them clears them; a store with none writes no file."""
+    quiet = StateStore(tmp_path / "quiet")
+    quiet.record_broken([], T0)
+    assert not (tmp_path / "quiet" / STATE_FILE_NAME).exists()
+    problem = Problem("policies/db.yaml", 4, 5, "schedules[0].every", "not a duration: '1x'")
+    store = StateStore(tmp_path)
+    store.record_broken([BrokenPolicy("policies/db.yaml", (problem,), "db", stand_in=True)], T0)
+    store.record("web", run(), T0 + timedelta(minutes=3))
+    [record] = read_state(tmp_path / STATE_FILE_NAME).broken_files
+    assert (record.file, record.policy, record.old_version_kept) == ("policies/db.yaml", "db", True)
+    assert record.problems == (str(problem),)
+    again = StateStore(tmp_path)  # a restarted daemon whose load found the file fixed
+    again.record_broken([], T0 + timedelta(hours=1))
+    state = read_state(tmp_path / STATE_FILE_NAME)
+    assert state.broken_files == () and state.policies["web"] == run()

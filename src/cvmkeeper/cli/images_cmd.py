@@ -16,13 +16,13 @@ from typing import Any
 
 import click
 
+from cvmkeeper.cli.broken_files import broken_files_json, load_partial_or_exit
 from cvmkeeper.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     config_option,
     iso_utc,
-    load_or_exit,
     print_json,
     utc_now,
 )
@@ -191,10 +191,14 @@ def images_command(
     \b
     Exit status:
       0  listed
-      1  a region could not be read
+      1  a region could not be read, or a policy file cannot be used
       2  the config is invalid, or --policy / --region / --instance names something unknown
+
+    A policy file that cannot be used is named on stderr with every problem (and in
+    --json as broken_policy_files); the images of the other policies are listed, and
+    those its policy may keep are shown held, as the run holds them (exit 1).
     """
-    setup = load_or_exit(config_file)
+    setup = load_partial_or_exit(config_file, "images")
     check_choices(setup, "images", (policy_name,) if policy_name else (), region_names)
     client = client_or_exit(setup, "images")
     now = utc_now()
@@ -204,7 +208,9 @@ def images_command(
     if region_names:
         regions = [r for r in regions if r in region_names]
     settings = PlannerSettings(
-        orphan_retention=setup.config.orphans.retention, name_format=setup.config.name_format
+        orphan_retention=setup.config.orphans.retention,
+        name_format=setup.config.name_format,
+        hold_unknown=setup.hold_reason,  # what a run holds while a policy file is bad
     )
     results: list[dict[str, Any]] = []
     inventories, failed = _read_inventories(client, setup, regions)
@@ -240,11 +246,17 @@ def images_command(
                 selected = set(narrower) if selected is None else selected & narrower
         results.append(_region_json(plan, inventory, selected, now, home, names=names))
     if as_json:
-        print_json({"now": now, "regions": results})
+        print_json(
+            {
+                "now": now,
+                "regions": results,
+                "broken_policy_files": broken_files_json(setup.broken),
+            }
+        )
     else:
         for region_json in results:
             _print_region(region_json)
-    sys.exit(EXIT_FAILED if failed else EXIT_OK)
+    sys.exit(EXIT_FAILED if failed or setup.broken else EXIT_OK)
 
 
 def _read_inventories(

@@ -14,6 +14,7 @@ from datetime import datetime
 import click
 
 from cvmkeeper.alerting import NullAlerter
+from cvmkeeper.cli.broken_files import broken_files_json, load_partial_or_exit
 from cvmkeeper.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -22,7 +23,6 @@ from cvmkeeper.cli.common import (
     at_option,
     cloud_client,
     config_option,
-    load_or_exit,
     print_json,
     utc_now,
 )
@@ -33,6 +33,7 @@ from cvmkeeper.cloud.credentials import CredentialsError
 from cvmkeeper.config import Setup
 from cvmkeeper.core.naming import slot_tag_value
 from cvmkeeper.core.plan import Copy, Create, Delete, ImageDecision, Phase, Plan, Skip, Wait
+from cvmkeeper.executor.broken import broken_file_message
 from cvmkeeper.executor.copies import copy_destinations
 from cvmkeeper.executor.report import RunReport, plan_to_json
 from cvmkeeper.executor.runner import UnknownPolicyError, run_once, run_regions
@@ -217,10 +218,15 @@ def plan_command(
     \b
     Exit status:
       0  planned (even when a plan reports skips: see `run` for acting on them)
-      1  a region could not be read or planned
+      1  a region could not be read or planned, or a policy file cannot be used
       2  the config is invalid, or --policy / --region names something unknown
+
+    A policy file that cannot be used does not stop the plan: the other policies are
+    planned, the file is named on stderr with every problem (and in --json as
+    broken_policy_files), and the images it holds (kept, never rotated, while its policy
+    is not loaded) are in the plan's warnings and decisions; exit 1.
     """
-    setup = load_or_exit(config_file)
+    setup = load_partial_or_exit(config_file, "plan")
     check_choices(setup, "plan", policy_names, region_names)
     client = client_or_exit(setup, "plan")
     now = at or utc_now()
@@ -248,6 +254,7 @@ def plan_command(
                 "regions": [plan_to_json(plan) for plan in plans],
                 "copies": [plan_to_json(plan) for plan in copy_plans],
                 "errors": list(report.errors),
+                "broken_policy_files": broken_files_json(setup.broken),
             }
         )
     else:
@@ -261,8 +268,9 @@ def plan_command(
         for line in policy_state_lines(states):
             click.echo(line)
         planned = {plan.region for plan in plans} | {plan.region for plan in copy_plans}
+        named = {broken_file_message(broken) for broken in setup.broken}  # said at load
         for message in report.errors:
-            if message.split(":", 1)[0] not in planned:
+            if message.split(":", 1)[0] not in planned and message not in named:
                 click.echo(f"ERROR {message}", err=True)
     unplanned = [region for region, region_plans in report.plans.items() if not region_plans]
-    sys.exit(EXIT_FAILED if unplanned else EXIT_OK)
+    sys.exit(EXIT_FAILED if unplanned or setup.broken else EXIT_OK)

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import click
 
+from cvmkeeper.cli.broken_files import load_partial_or_exit
 from cvmkeeper.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     at_option,
     config_option,
-    load_or_exit,
     utc_now,
 )
 from cvmkeeper.cli.plan_cmd import client_or_exit
@@ -74,10 +74,11 @@ def report_command(
     \b
     Exit status:
       0  written
-      1  written, but a region could not be read (the page says which)
+      1  written, but a region could not be read or a policy file cannot be used (the
+         page says which; a bad policy file is also named on stderr)
       2  the config is invalid, no credentials, or FILE cannot be written
     """
-    setup = load_or_exit(config_file)
+    setup = load_partial_or_exit(config_file, "report")
     client = client_or_exit(setup, "report")
     report = gather_report(
         setup, client, at or utc_now(), timeout_seconds, lookback=timedelta(days=days)
@@ -94,4 +95,4 @@ def report_command(
     )
     if unreadable:
         click.echo(f"report: cannot read {', '.join(unreadable)}", err=True)
-    sys.exit(EXIT_FAILED if unreadable else EXIT_OK)
+    sys.exit(EXIT_FAILED if unreadable or setup.broken else EXIT_OK)

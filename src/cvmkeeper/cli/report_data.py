@@ -108,6 +108,8 @@ class Report:
     instances: list[InstanceRow]
     policies: list[PolicyRow]
     state_problem: str | None = None
+    #: ``file:line:col: key: message`` of each policy file that cannot be used (issue #19)
+    broken: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _missed_slots(
@@ -147,7 +149,9 @@ def gather_report(
     )
     inventories: dict[str, Inventory] = reads.read
     settings = PlannerSettings(
-        orphan_retention=setup.config.orphans.retention, name_format=setup.config.name_format
+        orphan_retention=setup.config.orphans.retention,
+        name_format=setup.config.name_format,
+        hold_unknown=setup.hold_reason,  # images a run holds while a policy file is bad
     )
     names = {i.instance_id: i.name for inv in inventories.values() for i in inv.instances}
     home = {i.instance_id: r for r, inv in inventories.items() for i in inv.instances}
@@ -185,7 +189,10 @@ def gather_report(
             setup, inventory, plan, names=names, home=home, now=now, lookback=lookback
         )
     policy_rows, problem = _policy_rows(setup, now)
-    return Report(now, setup.config.source, region_rows, instance_rows, policy_rows, problem)
+    broken = {b.file: [str(p) for p in b.problems] for b in setup.broken}
+    return Report(
+        now, setup.config.source, region_rows, instance_rows, policy_rows, problem, broken
+    )
 
 
 def _instance_rows(

@@ -181,6 +181,13 @@ def render_html(report: Report) -> str:
         )
     if report.state_problem:
         banner += f'<p class="error">state file: {escape(report.state_problem)}</p>'
+    for file, problems in report.broken.items():  # issue #19: named, never hidden
+        listed = "".join(f"<li>{escape(problem)}</li>" for problem in problems)
+        banner += (
+            f'<div class="error banner">POLICY FILE CANNOT BE USED: {escape(file)}: its '
+            "policy is not shown and does not run; images it may keep are held, never "
+            f"rotated, until it is fixed (cvmkeeper validate).<ul>{listed}</ul></div>"
+        )
     regions = "".join(quota_bar(r) for r in report.regions)
     instances = (
         "".join(instance_card(i, report.now) for i in report.instances)

@@ -8,20 +8,26 @@ instance. Instances whose newest backup is stale, and copy sets whose newest cop
 file). ``--json`` gives the same as one JSON document.
 
 Exit status: 0 when nothing needs attention; 1 when something does (a last run failed, a
-backup is stale, a region is short of quota or cannot be read, the state file is broken);
-2 when the config is invalid or there are no credentials.
+backup is stale, a region is short of quota or cannot be read, the state file is broken,
+a policy file cannot be used); 2 when the config is invalid or there are no credentials.
+
+A policy file that cannot be used (issue #19) does not hide the others: status loads
+partially, like the daemon, and names every bad file, those of the config on disk and
+those the daemon recorded in its state file at its last start or reload (which may
+differ until the next reload).
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
+from cvmkeeper.cli.broken_files import broken_files_json, fate, load_partial_or_exit
 from cvmkeeper.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -29,7 +35,6 @@ from cvmkeeper.cli.common import (
     cloud_client,
     config_option,
     iso_utc,
-    load_or_exit,
     print_json,
     utc_now,
 )
@@ -38,7 +43,7 @@ from cvmkeeper.cli.region_reads import read_regions
 from cvmkeeper.cli.status_monitor import UNKNOWN, monitor_result, unknown_lines
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.credentials import CredentialsError
-from cvmkeeper.config import ConfigError, Setup, config_path, load_setup
+from cvmkeeper.config import BrokenPolicy, ConfigError, Setup, config_path, load_setup
 from cvmkeeper.core.disk_report import region_disk_warnings
 from cvmkeeper.core.disks import describe_snapshots
 from cvmkeeper.core.durations import format_duration
@@ -50,7 +55,13 @@ from cvmkeeper.executor.region import read_inventory
 from cvmkeeper.executor.run_health import health_settings
 from cvmkeeper.executor.runner import run_regions
 from cvmkeeper.restore.drill import failed_drills, last_drill, last_drill_text
-from cvmkeeper.scheduler.state import STATE_FILE_NAME, DaemonState, PolicyRun, read_state
+from cvmkeeper.scheduler.state import (
+    STATE_FILE_NAME,
+    BrokenFileRecord,
+    DaemonState,
+    PolicyRun,
+    read_state,
+)
 
 __all__ = ["Status", "gather", "status_command", "status_lines", "status_to_json"]
 
@@ -73,6 +84,27 @@ class Status:
     disk_warnings: list[str] = field(default_factory=list)
     #: image id -> what it holds (``system 50G + data 100G``), for the newest images
     holds: dict[str, str] = field(default_factory=dict)
+    #: the policy files of the config on disk that cannot be used (issue #19)
+    broken: tuple[BrokenPolicy, ...] = ()
+
+    @property
+    def broken_files(self) -> list[BrokenFileRecord]:
+        """Every broken policy file, of the config on disk or of the daemon's state file
+        (its last start or reload), by file. The old version of a policy stands in only
+        where the daemon says so; status's own load has no old version."""
+        found = {b.file: BrokenFileRecord.of(b) for b in self.broken}
+        for record in self.state.broken_files:
+            own = found.get(record.file)
+            found[record.file] = (
+                record if own is None else replace(own, old_version_kept=record.old_version_kept)
+            )
+        return list(found.values())
+
+    @property
+    def daemon_only_broken(self) -> list[str]:
+        """Files the daemon runs without that are fine on disk now (a reload is due)."""
+        own = {b.file for b in self.broken}
+        return [r.file for r in self.state.broken_files if r.file not in own]
 
     @property
     def stale(self) -> list[Freshness]:
@@ -98,6 +130,7 @@ class Status:
             or self.stale_copies
             or any(h.quota.low for h in self.regions)
             or self.failed_policies(setup)
+            or self.broken_files  # a policy file that cannot be used (issue #19)
             or self.disk_warnings  # a backup that leaves a disk out (rule 10)
             or failed_drills(setup)  # a backup that did not come back (issue #16)
         )
@@ -113,7 +146,7 @@ def gather(
     (all regions together) is reported unreadable.
     """
     state_file = setup.config.state_dir / STATE_FILE_NAME
-    status = Status(now, setup.config.source, state_file, DaemonState())
+    status = Status(now, setup.config.source, state_file, DaemonState(), broken=setup.broken)
     try:
         status.state = read_state(state_file)
     except (ValueError, OSError) as error:
@@ -144,7 +177,7 @@ def gather(
 def _monitor_setup(config_file: str | None) -> tuple[Setup, CloudClient]:
     """Config and client for ``--monitor``; anything unusable is UNKNOWN (exit 3)."""
     try:
-        setup = load_setup(config_path(config_file))
+        setup = load_setup(config_path(config_file), partial=True)  # broken files: CRITICAL
         return setup, cloud_client(setup.config)
     except ConfigError as error:
         first = str(error.problems[0]) if error.problems else "invalid"
@@ -196,6 +229,7 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
             f"({', '.join(status.unreadable)}); their backups are UNKNOWN, and what follows "
             "covers only the regions read",
         ]
+    lines += _broken_lines(status)
     lines += ["", "POLICIES", *_policy_lines(setup, status)]
     lines += ["", "REGIONS", *_region_lines(status)]
     lines += _stale_lines(status)
@@ -222,6 +256,31 @@ def _state_line(status: Status) -> str:
         f"state file: {status.state_file}, written {iso_utc(status.state.updated)} "
         f"by pid {status.state.pid}"
     )
+
+
+def _broken_lines(status: Status) -> list[str]:
+    """BROKEN POLICY FILES: each file, what it means, and every problem (file:line:key)."""
+    records = status.broken_files
+    if not records:
+        return []
+    lines = ["", f"BROKEN POLICY FILES ({len(records)}): run `cvmkeeper validate`, fix, reload"]
+    stale = status.daemon_only_broken
+    for record in records:
+        named = f" (policy {record.policy!r})" if record.policy else ""
+        what = (
+            "the daemon keeps running the version it loaded before"
+            if record.old_version_kept
+            else fate(_as_broken(record))
+        )
+        if record.file in stale:
+            what += "; the daemon still runs without it: fine on disk now, reload"
+        lines.append(f"  {record.file}{named}: {what}")
+        lines += [f"    {problem}" for problem in record.problems]
+    return lines
+
+
+def _as_broken(record: BrokenFileRecord) -> BrokenPolicy:
+    return BrokenPolicy(record.file, (), record.policy, record.old_version_kept)
 
 
 def _policy_lines(setup: Setup, status: Status) -> list[str]:
@@ -407,7 +466,32 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
         "stale_copies": [_copy_json(c) for c in status.stale_copies],
         "recent_errors": _recent_errors(setup, status),
         "disk_warnings": list(status.disk_warnings),
+        "broken_policy_files": _broken_json(status),
     }
+
+
+def _broken_json(status: Status) -> list[dict[str, Any]]:
+    """``broken_policy_files``: the bad files of the config on disk (as ``plan --json``
+    gives them), then those only the daemon's state file names; ``old_version_kept`` and
+    ``daemon_runs_without`` from the state file."""
+    daemon = {record.file: record for record in status.state.broken_files}
+    entries = broken_files_json(status.broken)
+    for entry in entries:
+        record = daemon.get(entry["file"])
+        entry["old_version_kept"] = bool(record and record.old_version_kept)
+        entry["daemon_runs_without"] = record is not None
+    for file in status.daemon_only_broken:
+        record = daemon[file]
+        entries.append(
+            {
+                "file": file,
+                "policy": record.policy,
+                "old_version_kept": record.old_version_kept,
+                "problems": [{"text": text} for text in record.problems],
+                "daemon_runs_without": True,
+            }
+        )
+    return entries
 
 
 @click.command("status")
@@ -460,22 +544,25 @@ def status_command(
       0  nothing needs attention
       1  something does: a failed last run or restore drill, a stale backup or copy, a
          region short of quota (fewer free than sentry.quota_free_warning) or
-         unreadable, a broken state file
+         unreadable, a broken state file, a policy file that cannot be used
       2  the config is invalid, or no credentials were found
 
     \b
     With --monitor (a Nagios/Icinga plugin, like sanoid's --monitor-*):
       0  OK
-      1  WARNING   a region is short of quota, or a backup leaves a disk out
-      2  CRITICAL  a stale backup or copy, a failed last run, a broken state file
+      1  WARNING   a region is short of quota, or a backup leaves a disk out, or a
+                   policy file cannot be used but the daemon runs its old version
+      2  CRITICAL  a stale backup or copy, a failed last run, a broken state file, a
+                   policy file that cannot be used (its policy does not run)
       3  UNKNOWN   a region cannot be read, or the config or credentials cannot be used
     The first line is "CVMKEEPER <STATE> - <summary> | <perfdata>" (stale_backups,
-    stale_copies, failed_policies, unreadable_regions, and per region free and used).
+    stale_copies, failed_policies, unreadable_regions, broken_policy_files, and per region
+    free and used).
     """
     if monitor:
         setup, client = _monitor_setup(config_file)
     else:
-        setup = load_or_exit(config_file)
+        setup = load_partial_or_exit(config_file, "status")
         client = client_or_exit(setup, "status")
     status = gather(setup, client, at or utc_now(), timeout_seconds)
     if monitor:

@@ -9,13 +9,15 @@ Development Guidelines define them; sanoid's ``--monitor-*`` options are the mod
 * perfdata ``'label'=value[UOM];[warn];[crit];[min];[max]``.
 
 The mapping, worst first (Icinga's order, where UNKNOWN ranks between WARNING and
-CRITICAL): CRITICAL for a stale backup or copy, a failed last run or a broken state file
-(backups are at risk); UNKNOWN when a region cannot be read, or the config or the
-credentials cannot be used (the check itself could not look); WARNING when a region has
-fewer free images than ``sentry.quota_free_warning``, or a backup leaves a disk out (a
-local disk, an image holding fewer disks than asked: a lasting condition to fix in the
-policy, not a page at night); else OK. A config error is UNKNOWN,
-never the usual exit 2, which a monitor would read as CRITICAL.
+CRITICAL): CRITICAL for a stale backup or copy, a failed last run, a broken state file
+or a policy file that cannot be used (its policy does not run: backups are at risk);
+UNKNOWN when a region cannot be read, or the config or the credentials cannot be used
+(the check itself could not look); WARNING when a region has fewer free images than
+``sentry.quota_free_warning``, or a backup leaves a disk out (a local disk, an image
+holding fewer disks than asked: a lasting condition to fix in the policy, not a page at
+night), or a policy file cannot be used while the daemon runs the version it loaded
+before (backups go on; the next restart would stop them); else OK. A config error is
+UNKNOWN, never the usual exit 2, which a monitor would read as CRITICAL.
 """
 
 from __future__ import annotations
@@ -60,6 +62,15 @@ def monitor_result(setup: Setup, status: Status) -> tuple[int, list[str]]:
         findings[CRITICAL].append(f"last run failed: {', '.join(failed)}")
     if status.state_problem:
         findings[CRITICAL].append("state file broken")
+    broken = status.broken_files
+    not_running = [r.file for r in broken if not r.old_version_kept]
+    old_kept = [r.file for r in broken if r.old_version_kept]
+    if not_running:
+        findings[CRITICAL].append(f"policy file cannot be used: {', '.join(not_running)}")
+    if old_kept:
+        findings[WARNING].append(
+            f"policy file cannot be used, old version running: {', '.join(old_kept)}"
+        )
     if status.unreadable:
         findings[UNKNOWN].append(
             f"cannot read {len(status.unreadable)} of "
@@ -87,6 +98,7 @@ def monitor_result(setup: Setup, status: Status) -> tuple[int, list[str]]:
         f"failed_policies={len(failed)};;1;0",
         f"unreadable_regions={len(status.unreadable)};;;0;"
         f"{len(status.unreadable) + len(status.regions)}",
+        f"broken_policy_files={len(broken)};;1;0",
     ]
     for health in status.regions:
         quota = health.quota
@@ -99,4 +111,5 @@ def monitor_result(setup: Setup, status: Status) -> tuple[int, list[str]]:
     lines += [item.describe() for item in stale_copies]
     lines += [f"{region}: {problem}" for region, problem in status.unreadable.items()]
     lines += disks
+    lines += [f"{problem}" for record in broken for problem in record.problems]
     return state, lines

@@ -76,6 +76,16 @@ class Setup:
         policies not loaded are held (``core.holds``), never rotated."""
         return tuple(b for b in self.broken if not b.stand_in)
 
+    @property
+    def hold_reason(self) -> str:
+        """Why images of policies not loaded are held (``PlannerSettings.hold_unknown``):
+        empty when no broken file holds them. Every command that plans (``run``,
+        ``plan``, ``images``, ``report``) uses this, so each shows the same holds."""
+        holding = self.holding
+        if not holding:
+            return ""
+        return f"policy file(s) {', '.join(b.file for b in holding)} cannot be used"
+
 
 def config_path(
     option: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None

@@ -9,7 +9,11 @@ read:
   progress, so ``journalctl -p err`` and ``run`` show where to look;
 - one error alert per file, fingerprinted by the file (``policy=config``,
   ``action=policy-file``, ``group=(file,)``): one Sentry issue per broken file however
-  often it is reported and however its problems change while it is edited;
+  often it is reported and however its problems change while it is edited. ``cvmkeeper
+  run`` sends it on every run. The daemon, whose N policies each run on their own
+  schedule, passes one :class:`BrokenFileAlerts` to all its runs: a file's event is sent
+  at most once per :data:`ALERT_EVERY` while its problems stay the same, and at once
+  when they change (docs/alerting.md "A bad policy file");
 - one entry in the report's errors, so ``run`` exits 1 like for any other error.
 
 What happens to the images meanwhile is ``core.holds`` (``hold_unknown``): images of
@@ -20,6 +24,8 @@ version of the policy (``BrokenPolicy.stand_in``).
 from __future__ import annotations
 
 import logging
+import threading
+from datetime import datetime, timedelta
 
 from cvmkeeper.alerting import Failure
 from cvmkeeper.config import BrokenPolicy
@@ -27,6 +33,36 @@ from cvmkeeper.executor.region import RegionResult, RunOptions
 
 #: The alert's action for a policy file that cannot be used (its fingerprint's part).
 ACTION = "policy-file"
+#: How often the daemon sends the event of a broken file that does not change.
+ALERT_EVERY = timedelta(hours=1)
+
+
+class BrokenFileAlerts:
+    """Which broken files a daemon's run alerts: each file at most once per ``every`` while
+    its problems (and whether an old version stands in) stay the same.
+
+    Why a rate per file and not "once per cycle": the daemon has no cycle, each policy
+    fires on its own schedule, so N policies would send N events an hour for one typo
+    (every one a Sentry event counted against the quota, and a notification rule's
+    trigger). Once an hour keeps the issue's "last seen" fresh, so a file left broken is
+    never mistaken for a fixed one; a changed file (new problems) is sent at once.
+    Thread-safe: the daemon's runs go on in parallel.
+    """
+
+    def __init__(self, every: timedelta = ALERT_EVERY) -> None:
+        self._every = every
+        self._lock = threading.Lock()
+        self._sent: dict[str, tuple[object, datetime]] = {}
+
+    def due(self, broken: BrokenPolicy, now: datetime) -> bool:
+        """True (and remembered as sent at ``now``) when ``broken``'s event is to be sent."""
+        key = (broken.problems, broken.stand_in)
+        with self._lock:
+            last = self._sent.get(broken.file)
+            if last is not None and last[0] == key and last[1] <= now < last[1] + self._every:
+                return False
+            self._sent[broken.file] = (key, now)
+            return True
 
 
 def broken_file_message(broken: BrokenPolicy) -> str:
@@ -48,7 +84,8 @@ def broken_file_message(broken: BrokenPolicy) -> str:
 
 def report_broken_files(options: RunOptions) -> RegionResult:
     """Every broken policy file of the run's setup: logged per problem, an error in the
-    result, and one error alert per file (none in a dry run)."""
+    result, and one error alert per file (none in a dry run; in the daemon's runs only
+    when ``options.broken_alerts`` says it is due)."""
     result = RegionResult("")
     for broken in options.setup.broken:
         for problem in broken.problems:
@@ -57,6 +94,9 @@ def report_broken_files(options: RunOptions) -> RegionResult:
         options.say(f"ERROR {message}", level=logging.ERROR)
         result.errors.append(message)
         if options.dry_run:
+            continue
+        gate = options.broken_alerts
+        if gate is not None and not gate.due(broken, options.now):
             continue
         options.alerter.error(
             Failure(

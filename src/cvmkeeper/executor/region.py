@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from cvmkeeper.alerting import Failure
 from cvmkeeper.alerting.alerter import Alerter
@@ -30,6 +31,9 @@ from cvmkeeper.executor.polling import REAL_TIME, PollTime
 from cvmkeeper.executor.report import DeleteOutcome, Outcome
 from cvmkeeper.executor.stop_journal import StopJournal
 from cvmkeeper.log_context import log_fields
+
+if TYPE_CHECKING:
+    from cvmkeeper.executor.broken import BrokenFileAlerts
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +84,18 @@ class RunOptions:
     #: the time the leases of cloud stop marks are measured against (rule 9 across hosts:
     #: ``executor.stop_markers``); the wall clock, shared by every host
     lease_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: the daemon's rate of broken-file alerts (``executor.broken.BrokenFileAlerts``;
+    #: ``None``: every run alerts every broken file, as ``cvmkeeper run`` does)
+    broken_alerts: BrokenFileAlerts | None = None
 
     @property
     def planner_settings(self) -> PlannerSettings:
         """The planner settings from the daemon config."""
         config = self.setup.config
-        holding = self.setup.holding
-        files = ", ".join(broken.file for broken in holding)
         return PlannerSettings(
             orphan_retention=config.orphans.retention,
             name_format=config.name_format,
-            hold_unknown=f"policy file(s) {files} cannot be used" if holding else "",
+            hold_unknown=self.setup.hold_reason,
         )
 
     @property

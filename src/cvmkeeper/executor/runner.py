@@ -34,7 +34,7 @@ from cvmkeeper.core.due import DueSlot, due_slots
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.plan import Plan
 from cvmkeeper.core.schedule import latest_policy_slot
-from cvmkeeper.executor.broken import report_broken_files
+from cvmkeeper.executor.broken import BrokenFileAlerts, report_broken_files
 from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
 from cvmkeeper.executor.executor import DueFor, RegionExecutor
 from cvmkeeper.executor.missed import report_missing_instances, report_unread_region
@@ -150,6 +150,7 @@ def run_once(
     poll_time: PollTime = REAL_TIME,
     observe: RunObserver | None = None,
     lease_clock: Callable[[], datetime] | None = None,
+    broken_alerts: BrokenFileAlerts | None = None,
 ) -> RunReport:
     """Make the due slots of every region (or of ``regions``), rotate, and report.
 
@@ -164,7 +165,9 @@ def run_once(
     virtual time), real time by default. ``observe`` (the daemon's metrics) is called with
     the run's health after it (``executor.run_health``). ``lease_clock`` is what the leases
     of cloud stop marks are measured against (``executor.stop_markers``; the wall clock by
-    default: every host must agree on it).
+    default: every host must agree on it). ``broken_alerts`` (the daemon's)
+    rates the broken-file alerts across its runs (``executor.broken``); without it every
+    broken policy file is alerted on every run.
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
@@ -187,6 +190,7 @@ def run_once(
         progress_alerts=alerts_shown,
         stop_journal=None if dry_run else StopJournal(setup.config.state_dir),
         poll_time=poll_time,
+        broken_alerts=broken_alerts,
     )
     broken = [report_broken_files(options)]  # issue #19: reported on every run
     if lease_clock is not None:  # the leases of cloud stop marks (wall clock by default)

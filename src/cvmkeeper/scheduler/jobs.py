@@ -34,6 +34,7 @@ from cvmkeeper.alerting.monitors import schedule_monitor
 from cvmkeeper.config import Setup
 from cvmkeeper.core.policy import Policy, Schedule
 from cvmkeeper.core.schedule import latest_slot
+from cvmkeeper.executor.broken import BrokenFileAlerts
 from cvmkeeper.executor.report import RunReport
 from cvmkeeper.executor.run_health import RunObserver
 from cvmkeeper.log_context import log_fields
@@ -61,7 +62,7 @@ JOB_OPTIONS: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True, "ma
 
 
 #: ``run_once(setup, client, alerter, *, now, policy_names, slot, stop, region_locks,
-#: observe)``.
+#: observe, broken_alerts)``.
 Runner = Callable[..., RunReport]
 
 
@@ -203,6 +204,9 @@ class SlotJobs:
         self.last_result: LastResult | None = None
         #: told every drill report (the metrics exporter's ``observe_drills``), if set
         self.drill_observe: Callable[[Any], None] | None = None
+        #: one for all runs of the daemon: a broken policy file's event at most once an
+        #: hour while unchanged, however many policies run (issue #19, ``executor.broken``)
+        self.broken_alerts = BrokenFileAlerts()
 
     # --- shared state ------------------------------------------------------------------
 
@@ -470,6 +474,7 @@ class SlotJobs:
                 stop=self.stop,
                 region_locks=self._region_locks,
                 observe=self.observe,
+                broken_alerts=self.broken_alerts,
             )
         except Exception as exc:
             log.exception("%s: the run failed: %s", label, exc)

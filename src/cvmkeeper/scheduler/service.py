@@ -154,6 +154,7 @@ class Daemon:
         self._reload_problem: str | None = None
         self._scheduler: Any = None
         self._jobs: SlotJobs | None = None
+        self._exporter: Any = None
         self._watchdog_stop = threading.Event()
         self.started = threading.Event()
         """Set once the first schedule is loaded (when READY=1 is sent)."""
@@ -240,6 +241,7 @@ class Daemon:
                 return EXIT_CONFIG
             jobs.observe = exporter.observe
             jobs.drill_observe = exporter.observe_drills  # restore drills (issue #16)
+        self._exporter = exporter
         scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(WORKERS)}
         )
@@ -257,7 +259,7 @@ class Daemon:
                 len(job_specs(setup)),
                 self.config_file,
             )
-            _log_broken(setup)
+            self._show_broken(setup)
             jobs.request_catch_up()
             self.notifier.ready(self._status())
             self.started.set()
@@ -361,9 +363,20 @@ class Daemon:
             jobs.state = StateStore(setup.config.state_dir)
         self._reload_problem = None
         log.info("reloaded: %d policies, %d schedules", len(setup.policies), len(job_specs(setup)))
-        _log_broken(setup)
+        self._show_broken(setup)
         jobs.request_catch_up()
         self.notifier.ready(self._status())
+
+    def _show_broken(self, setup: Setup) -> None:
+        """Make the policy files the daemon now runs without seen (issue #19): logged, in
+        the state file for ``cvmkeeper status``, and in the metrics (an empty list once
+        they are fixed, so both clear on the reload that fixes them)."""
+        _log_broken(setup)
+        jobs = self._jobs
+        if jobs is not None and jobs.state is not None:
+            jobs.state.record_broken(setup.broken, self._clock())
+        if self._exporter is not None:
+            self._exporter.observe_broken(setup.broken)
 
     def _context_for(self, setup: Setup, old: RunContext) -> RunContext:
         """The run context of a new setup, reusing the old client and alerter when their

@@ -15,7 +15,13 @@ Layout (version 1)::
     {"version": 1, "updated": "2026-11-27T18:00:41Z", "pid": 4242,
      "policies": {"web-daily": {"kind": "scheduled", "slot": "2026-11-27T18:00:00Z",
                                 "started": "...", "finished": "...", "result": "ok",
-                                "errors": [], "warnings": []}}}
+                                "errors": [], "warnings": []}},
+     "broken_policy_files": [{"file": "policies/weekly.yaml", "policy": "weekly",
+                              "old_version_kept": false, "problems": ["...:5:3: ..."]}]}
+
+``broken_policy_files`` (issue #19) lists the policy files the daemon runs without, as of
+its last start or reload, so that ``status`` on the host and the metrics show them even
+after the file on disk changed; an older file without the key reads as none.
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cvmkeeper import files
+from cvmkeeper.config import BrokenPolicy
 from cvmkeeper.logs import redact
 
 __all__ = [
     "STATE_FILE_NAME",
+    "BrokenFileRecord",
     "DaemonState",
     "PolicyRun",
     "RunResult",
@@ -128,12 +136,53 @@ class PolicyRun:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokenFileRecord:
+    """A policy file the daemon runs without: the policy it declares, whether the old
+    version of that policy stands in (else its images are held), its problems as text."""
+
+    file: str
+    policy: str | None
+    old_version_kept: bool
+    problems: tuple[str, ...]
+
+    @classmethod
+    def of(cls, broken: BrokenPolicy) -> BrokenFileRecord:
+        """The record of a broken file of a loaded setup."""
+        return cls(broken.file, broken.name, broken.stand_in, tuple(map(str, broken.problems)))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object stored for this file (problems redacted and bounded)."""
+        return {
+            "file": self.file,
+            "policy": self.policy,
+            "old_version_kept": self.old_version_kept,
+            "problems": list(safe_messages(self.problems)),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> BrokenFileRecord | None:
+        """Parse one stored record; ``None`` when it is not in the expected shape."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("file"), str):
+            return None
+        policy = raw.get("policy")
+        problems = raw.get("problems")
+        return cls(
+            file=raw["file"],
+            policy=policy if isinstance(policy, str) else None,
+            old_version_kept=raw.get("old_version_kept") is True,
+            problems=tuple(str(p) for p in problems) if isinstance(problems, list) else (),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonState:
-    """Everything in the state file: when it was written, by which process, the last runs."""
+    """Everything in the state file: when it was written, by which process, the last runs,
+    and the policy files the daemon runs without."""
 
     updated: datetime | None = None
     pid: int | None = None
     policies: Mapping[str, PolicyRun] = field(default_factory=dict)
+    broken_files: tuple[BrokenFileRecord, ...] = ()
 
 
 def read_state(path: Path) -> DaemonState:
@@ -160,10 +209,13 @@ def read_state(path: Path) -> DaemonState:
         if run is not None:
             policies[str(name)] = run
     pid = raw.get("pid")
+    stored = raw.get("broken_policy_files")
+    records = [BrokenFileRecord.from_json(r) for r in stored] if isinstance(stored, list) else []
     return DaemonState(
         updated=_parse_iso(raw.get("updated")),
         pid=pid if isinstance(pid, int) else None,
         policies=policies,
+        broken_files=tuple(r for r in records if r is not None),
     )
 
 
@@ -179,8 +231,10 @@ class StateStore:
         self.path = state_dir / STATE_FILE_NAME
         self._lock = threading.Lock()
         self._write_failure_logged = False
+        self._broken: tuple[BrokenFileRecord, ...] = ()
         try:
-            self._policies = dict(read_state(self.path).policies)
+            old = read_state(self.path)
+            self._policies, self._broken = dict(old.policies), old.broken_files
         except (ValueError, OSError) as exc:
             log.warning("ignoring the old state file: %s", exc)
             self._policies = {}
@@ -194,13 +248,28 @@ class StateStore:
         """Remember ``run`` as the last run of ``policy`` and rewrite the file atomically."""
         with self._lock:
             self._policies[policy] = run
-            document = {
-                "version": STATE_VERSION,
-                "updated": _iso(now),
-                "pid": os.getpid(),
-                "policies": {name: r.to_json() for name, r in sorted(self._policies.items())},
-            }
-            self._write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+            self._write_document(now)
+
+    def record_broken(self, broken: Iterable[BrokenPolicy], now: datetime) -> None:
+        """Remember the policy files the daemon now runs without (at start and on every
+        reload, an empty list once they are fixed) and rewrite the file atomically."""
+        records = tuple(BrokenFileRecord.of(b) for b in broken)
+        with self._lock:
+            if records == self._broken:
+                return  # nothing to say (a daemon with good files writes no file at start)
+            self._broken = records
+            self._write_document(now)
+
+    def _write_document(self, now: datetime) -> None:
+        """Write the whole state (the caller holds the lock)."""
+        document = {
+            "version": STATE_VERSION,
+            "updated": _iso(now),
+            "pid": os.getpid(),
+            "policies": {name: r.to_json() for name, r in sorted(self._policies.items())},
+            "broken_policy_files": [record.to_json() for record in self._broken],
+        }
+        self._write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
     def _write(self, text: str) -> None:
         """Replace the state file with ``text`` (``files.write_atomically``)."""
