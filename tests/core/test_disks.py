@@ -85,6 +85,10 @@ def test_the_tag_records_ids_or_only_their_count() -> None:
     assert long_choice.tag_value == "20"
     assert asked_disk_count({TAG_DISKS: "20"}) == 20 and asked_disk_ids({TAG_DISKS: "20"}) == ()
     assert asked_disk_count({}) is None and asked_disk_count({TAG_DISKS: ""}) == 0
+    # no data disk: "0", never an empty value (Tencent's tag rules refuse one)
+    none = choose_disks(SYSTEM, (), [ALL])
+    assert none.tag_value == "0" and asked_disk_count({TAG_DISKS: "0"}) == 0
+    assert asked_disk_ids({TAG_DISKS: "0"}) == ()
     assert asked_disk_ids({TAG_DISKS: "disk-a,disk-b"}) == ("disk-a", "disk-b")  # by hand
     # only what Tencent's tag values allow: letters, digits, spaces and +-=._:/@
     assert set(few.tag_value) <= set("abcdefghijklmnopqrstuvwxyz0123456789 +-=._:/@")

@@ -225,6 +225,26 @@ def test_create_image_errors(emu: RunningEmulator) -> None:
     assert create(client, "ins-2kd9x0qa", "y" * 20).startswith("img-")
 
 
+def test_create_image_tags_follow_the_tag_services_rules(emu: RunningEmulator) -> None:
+    """Tencent's tag rules (Tag "Use Limits", product/651/13354) hold for TagSpecification
+    too: a value of 1-255 allowed characters. An empty value was once what cvmkeeper sent
+    for ``cvmkeeper:disks`` on an instance without data disks; ``,`` and ``;`` are allowed
+    (English-mode specials), ``#`` and a leading space are not."""
+    client = sdk_client(emu)
+
+    def code(value: str) -> str:
+        spec = [{"ResourceType": "image", "Tags": [{"Key": "cvmkeeper:disks", "Value": value}]}]
+        fields = {"InstanceId": "ins-6pb6lrmy", "ImageName": "tagged", "TagSpecification": spec}
+        return error_code(lambda: client.CreateImage(request(models.CreateImageRequest, **fields)))
+
+    assert code("") == "InvalidParameterValue.TagValueEmpty"
+    assert code("a" * 256) == "InvalidParameterValue.TagValueLengthExceeded"
+    assert code("web#1") == "InvalidParameterValue.TagValueCharacterIllegal"
+    assert code(" web") == "InvalidParameterValue.TagValueCharacterIllegal"
+    spec = [{"ResourceType": "image", "Tags": [{"Key": "cvmkeeper:policy", "Value": "a,b;c"}]}]
+    assert create(client, "ins-6pb6lrmy", "tagged", TagSpecification=spec).startswith("img-")
+
+
 def test_current_limits_allow_longer_names(serve: Any) -> None:
     emu = serve(base_fleet(limits="current"))
     client = sdk_client(emu)

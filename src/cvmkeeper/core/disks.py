@@ -130,9 +130,10 @@ class DiskChoice:
 
     @property
     def tag_value(self) -> str:
-        """The ``cvmkeeper:disks`` tag value: the ids, or their count if too long for a tag."""
+        """The ``cvmkeeper:disks`` tag value: the ids, or their count if too long for a tag,
+        and ``0`` when no data disk is asked (Tencent's tag rules refuse an empty value)."""
         text = TAG_SEPARATOR.join(self.data_disk_ids)
-        return text if len(text) <= TAG_VALUE_LIMIT else str(len(self.data_disk_ids))
+        return text if 0 < len(text) <= TAG_VALUE_LIMIT else str(len(self.data_disk_ids))
 
 
 def choose_disks(

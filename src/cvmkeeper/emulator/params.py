@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cvmkeeper.emulator.errors import ApiError
+from cvmkeeper.emulator.tagging import check_tag
 
 #: Accepted request parameters per action (from the SDK's ``*Request`` models).
 ACCEPTED_PARAMS: Mapping[str, frozenset[str]] = {
@@ -265,6 +266,7 @@ def tag_specification(raw: Any, resource_type: str, *, action: str | None) -> di
                 or not isinstance(tag.get("Value", ""), str)
             ):
                 raise ApiError("InvalidParameter", "Each tag needs a string `Key` and `Value`.")
+            check_tag(tag["Key"], tag.get("Value", ""))
             if ours:
                 tags[tag["Key"]] = tag.get("Value", "")
     return tags

@@ -43,8 +43,10 @@ _NAME = re.compile(
     r"^qcs::(?P<service>[a-z0-9_-]+):(?P<region>[a-z0-9-]*):uin/(?P<uin>[0-9]+):"
     r"(?P<kind>[a-z]+)/(?P<id>[A-Za-z0-9_-]+)$"
 )
-#: letters (any script), digits, space and ``+ - = . _ : / @`` (Tencent's tag rules)
-_TAG_TEXT = re.compile(r"^[\w +\-=.:/@]*$")
+#: letters (any script), digits, space and the special characters Tencent's tag rules allow
+#: (Tag "Use Limits", product/651/13354: ``+ - = . _ : / @ ( ) [ ] , ; > <`` in English
+#: mode, ``【 】`` in Chinese mode); no space at either end
+_TAG_TEXT = re.compile(r"^(?! )[\w +\-=.:/@()\[\],;><【】]*(?<! )$")
 _KINDS = ("instance", "image")
 NOT_FOUND = "InvalidParameterValue.ResourceIdInvalid"
 
@@ -172,23 +174,30 @@ def _tags(raw: Any) -> dict[str, str]:
         key, value = item.get("TagKey"), item.get("TagValue")
         if set(item) - {"TagKey", "TagValue"} or not isinstance(value, str):
             raise ApiError("InvalidParameter.Tag", "Each tag is {TagKey, TagValue} strings.")
-        _check_key(key)
         if key in tags:
             raise ApiError("InvalidParameterValue.TagKeyDuplicate", f"`{key}` is given twice.")
-        if not value:
-            raise ApiError("InvalidParameterValue.TagValueEmpty", f"The value of `{key}` is empty.")
-        if len(value) > MAX_VALUE_LENGTH:
-            raise ApiError(
-                "InvalidParameterValue.TagValueLengthExceeded",
-                f"The value of `{key}` is longer than {MAX_VALUE_LENGTH}.",
-            )
-        if not _TAG_TEXT.match(value):
-            raise ApiError(
-                "InvalidParameterValue.TagValueCharacterIllegal",
-                f"The value of `{key}` has an illegal character.",
-            )
+        check_tag(key, value)
         tags[str(key)] = value
     return tags
+
+
+def check_tag(key: Any, value: str) -> None:
+    """Tencent's rules for one tag, wherever it is set (the Tag API, and ``TagSpecification``
+    of CreateImage and RunInstances: the same tag service stores both): a key of 1-127 and
+    a value of 1-255 allowed characters, no reserved key prefix."""
+    _check_key(key)
+    if not value:
+        raise ApiError("InvalidParameterValue.TagValueEmpty", f"The value of `{key}` is empty.")
+    if len(value) > MAX_VALUE_LENGTH:
+        raise ApiError(
+            "InvalidParameterValue.TagValueLengthExceeded",
+            f"The value of `{key}` is longer than {MAX_VALUE_LENGTH}.",
+        )
+    if not _TAG_TEXT.match(value):
+        raise ApiError(
+            "InvalidParameterValue.TagValueCharacterIllegal",
+            f"The value of `{key}` has an illegal character.",
+        )
 
 
 def _keys(raw: Any) -> list[str]:
