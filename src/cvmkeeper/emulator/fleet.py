@@ -148,6 +148,8 @@ class WholeMachine:
 INSTANCE_STATE_ANSWERS = ("in_progress", "specific_codes")
 CREATE_RETRY_ORDERS = ("duplicate_first", "mutex_first")
 IMAGE_ORDERS = ("newest_first", "shuffled")
+#: the top-level switches of ``OpenPoints`` that are delays in seconds
+LAG_SWITCHES = ("image_visibility_seconds", "tag_visibility_seconds", "delete_lag_seconds")
 
 
 @dataclass(frozen=True)
@@ -165,11 +167,26 @@ class OpenPoints:
     ``MutexOperation.TaskRunning`` (both are in CreateImage's list; the order is not).
     ``image_order``: DescribeImages lists ``newest_first`` (default) or ``shuffled`` (a
     seeded random order per call: the API documents no order).
+
+    Eventual consistency and deletion lag (seconds on the core's clock, so a ``ManualClock``
+    simulation sees them too; 0, the default, is today's behaviour):
+    ``image_visibility_seconds``: a new image (``CreateImage``, a ``SyncImages`` copy) is
+    absent from ``DescribeImages`` for this long, though it exists and counts against the
+    quota (Terraform's tencentcloud provider keeps polling while a just-created image is
+    absent). ``tag_visibility_seconds``: a new image's ``TagSpecification`` tags show only
+    after this long (the provider attaches tags with a comment that attachment is
+    asynchronous). ``delete_lag_seconds``: after ``DeleteImages`` an image stays listed in
+    state ``DELETING`` (a state older docs list) and keeps counting against the quota
+    (``DescribeImageQuota`` / ``ImageQuotaLimitExceeded``) for this long; a second
+    ``DeleteImages`` of a ``DELETING`` image is accepted and changes nothing.
     """
 
     instance_states: str = "in_progress"
     create_retry_order: str = "duplicate_first"
     image_order: str = "newest_first"
+    image_visibility_seconds: float = 0.0
+    tag_visibility_seconds: float = 0.0
+    delete_lag_seconds: float = 0.0
 
 
 LAUNCH_OUTCOMES = ("running", "launch_failed", "stuck_pending")
@@ -447,6 +464,7 @@ class _Parser:
                 "instance_states",
                 "create_retry_order",
                 "image_order",
+                *LAG_SWITCHES,
             },
         )
         if not top.get("regions"):
@@ -530,7 +548,14 @@ class _Parser:
             image_order=self.choice(
                 top.get("image_order", "newest_first"), ("image_order",), IMAGE_ORDERS
             ),
+            image_visibility_seconds=self.lag(top, "image_visibility_seconds"),
+            tag_visibility_seconds=self.lag(top, "tag_visibility_seconds"),
+            delete_lag_seconds=self.lag(top, "delete_lag_seconds"),
         )
+
+    def lag(self, top: Mapping[str, Any], key: str) -> float:
+        """One of :data:`LAG_SWITCHES`: seconds, 0 to a day."""
+        return self.number(top.get(key, 0), (key,), high=86_400.0)
 
     def launch(self, value: Any, path: tuple[str, ...]) -> Launch:
         raw = self.mapping(value, path)
