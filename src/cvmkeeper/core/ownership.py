@@ -17,7 +17,7 @@ client). See docs/trust.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,6 +53,9 @@ class ManagedImage:
     pinned: bool
     image_id: str
     hold: str = ""
+    #: recognised by name and cvmkeeper's record of its own creates while its tags do not
+    #: show yet (``Inventory.provisional``): counted by retention, never deleted
+    provisional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,15 +112,35 @@ def renamed_out(images: Iterable[Image], fmt: NameFormat = DEFAULT_FORMAT) -> li
     ]
 
 
-def classify_image(image: Image, fmt: NameFormat = DEFAULT_FORMAT) -> ManagedImage | None:
-    """The ``ManagedImage`` view of ``image`` if cvmkeeper owns it, else ``None`` (hands off)."""
+def classify_image(
+    image: Image, fmt: NameFormat = DEFAULT_FORMAT, provisional: Collection[str] = ()
+) -> ManagedImage | None:
+    """The ``ManagedImage`` view of ``image`` if cvmkeeper owns it, else ``None`` (hands off).
+
+    ``provisional``: ids cvmkeeper itself created recently (its record in ``state_dir``,
+    ``Inventory.provisional``). Such an image listed before its tags show is ours by its
+    name, its creator and that record: managed, but ``provisional`` (never deleted on that
+    basis; issue #18). An image that shows other tags but not the marker is not.
+    """
     if image.image_type != OWN_IMAGE_TYPE:
         return None
     if not image.creator_trusted:  # made by another identity: marker or not, hands off
         return None
     parsed = is_managed(image, fmt)
     if parsed is None:
-        return None
+        if image.image_id not in provisional or image.tags:
+            return None
+        parsed = fmt.parse(image.name)
+        if parsed is None:
+            return None
+        return ManagedImage(
+            image=image,
+            instance_id=parsed.instance_id,
+            slot=parsed.slot,
+            pinned=False,
+            image_id=image.image_id,
+            provisional=True,
+        )
     return ManagedImage(
         image=image,
         instance_id=parsed.instance_id,
@@ -128,13 +151,16 @@ def classify_image(image: Image, fmt: NameFormat = DEFAULT_FORMAT) -> ManagedIma
 
 
 def split_images(
-    images: tuple[Image, ...], fmt: NameFormat = DEFAULT_FORMAT
+    images: tuple[Image, ...],
+    fmt: NameFormat = DEFAULT_FORMAT,
+    provisional: Collection[str] = (),
 ) -> tuple[list[ManagedImage], list[Image]]:
-    """Split a region's images into (managed, unmanaged), each in input order."""
+    """Split a region's images into (managed, unmanaged), each in input order
+    (``provisional``: see :func:`classify_image`)."""
     managed: list[ManagedImage] = []
     unmanaged: list[Image] = []
     for image in images:
-        owned = classify_image(image, fmt)
+        owned = classify_image(image, fmt, provisional)
         if owned is None:
             unmanaged.append(image)
         else:

@@ -314,7 +314,7 @@ def check_plan(
         managed = {
             image.image_id: owned
             for image in inventory.images
-            if (owned := classify_image(image, fmt)) is not None
+            if (owned := classify_image(image, fmt, inventory.provisional)) is not None
         }
     facts = _PlanFacts.of(inventory, plan, managed)
     return [
@@ -465,6 +465,10 @@ def _check_rule_4_busy_pinned_failed(facts: _PlanFacts) -> list[str]:
             violations.append(f"{where}: rule 4: deletes {image.image_id} in state {image.state}")
         if owned.pinned:
             violations.append(f"{where}: deletes pinned {image.image_id}")
+        if owned.provisional:
+            violations.append(f"{where}: deletes {image.image_id}, ours only by name (no tags)")
+        if image.state is ImageState.DELETING:
+            violations.append(f"{where}: deletes {image.image_id}, already DELETING")
         if step.kind is DeleteKind.CLEANUP and image.state is not ImageState.CREATEFAILED:
             violations.append(f"{where}: cleanup of non-failed {image.image_id}")
     return violations
@@ -474,7 +478,7 @@ def _check_rule_2_quota(facts: _PlanFacts) -> list[str]:
     """Rule 2: replayed step by step, no create or copy takes the region over its quota
     (every image counts; only ``before_create`` deletes of managed images free room)."""
     violations: list[str] = []
-    count = len(facts.inventory.images)
+    count = facts.inventory.used  # the images created and not listed yet count too
     quota = facts.inventory.quota
     freed = {
         image.image_id

@@ -193,7 +193,11 @@ def plan_region(
     demands.wanted.sort(key=lambda d: d.priority)
     _register_demands(region, sets, demands)
     cleanup = sorted(
-        (o for o in region.managed if o.image.state is ImageState.CREATEFAILED and not o.pinned),
+        (
+            o
+            for o in region.managed
+            if o.image.state is ImageState.CREATEFAILED and not o.pinned and not o.provisional
+        ),
         key=age_key,
     )
     quota = resolve_quota(inventory, sets, demands.wanted, len(cleanup), demands.done_names)
@@ -204,7 +208,7 @@ def plan_region(
         region=inventory.region,
         now=now,
         quota=inventory.quota,
-        used=len(inventory.images),
+        used=inventory.used,
         unmanaged=len(region.unmanaged),
         steps=plan_steps(quota, cleanup, skips, demands.waited),
         decisions=image_decisions(sets, quota, cleanup),
@@ -231,7 +235,7 @@ def _read_region(
 ) -> _Region:
     """Index the region once: ownership, holds (``core.holds``), names, targets, copy
     sources."""
-    split, unmanaged = split_images(inventory.images, settings.name_format)
+    split, unmanaged = split_images(inventory.images, settings.name_format, inventory.provisional)
     resolution = resolve_targets(inventory.region, policies, inventory.instances)
     notices += [
         PlanWarning(WarningKind.TARGETS, message, (name,))

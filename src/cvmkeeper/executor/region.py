@@ -21,11 +21,13 @@ from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.config import Setup
 from cvmkeeper.config.model import ApiSettings
+from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.naming import TAG_POLICY, slot_tag_value
 from cvmkeeper.core.plan import DeleteTarget, Plan
 from cvmkeeper.core.planner import PlannerSettings
 from cvmkeeper.core.targets import resolve_targets
+from cvmkeeper.executor.created import CreatedEntry, CreatedRecord, reconcile
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
 from cvmkeeper.executor.report import DeleteOutcome, Outcome
 from cvmkeeper.executor.stop_journal import StopJournal
@@ -77,6 +79,9 @@ class RunOptions:
     poll_time: PollTime = REAL_TIME
     #: where stops are journaled so that a crash cannot leave an instance down (rule 9)
     stop_journal: StopJournal | None = None
+    #: the images created and not yet seen whole, for the runs after this one
+    #: (``executor.created``; ``None``: only this run's, in memory)
+    created_record: CreatedRecord | None = None
 
     @property
     def planner_settings(self) -> PlannerSettings:
@@ -135,6 +140,8 @@ class RegionRun:
         self.result = RegionResult(region)
         self.client = options.client
         self.api: ApiSettings = options.setup.config.api
+        #: the images this run created or adopted here and has not yet seen whole
+        self.created_here: dict[str, CreatedEntry] = {}
 
     @property
     def stopping(self) -> bool:
@@ -147,9 +154,15 @@ class RegionRun:
         self.options.say(message, level=level)
 
     def read(self, action: str, fallback_policies: Sequence[str]) -> Inventory | None:
-        """The region's inventory, or ``None`` after alerting why it could not be read."""
+        """The region's inventory, or ``None`` after alerting why it could not be read.
+
+        The images cvmkeeper created and has not yet seen whole are applied to it
+        (``executor.created``): those not listed yet count against the quota, those listed
+        without their tags are recognised; one past ``api.visibility_grace`` is reported."""
         try:
-            return read_inventory(self.client, self.region, self.options.setup.config.image_quota)
+            inventory = read_inventory(
+                self.client, self.region, self.options.setup.config.image_quota
+            )
         except CloudError as error:
             self.error(
                 fallback_policies,
@@ -157,7 +170,72 @@ class RegionRun:
                 f"cannot read the inventory: {error}",
                 error,
             )
-        return None
+            return None
+        return self._reconcile(inventory)
+
+    def remember_created(self, image_id: str, name: str) -> None:
+        """Remember an image this run created or adopted until it is listed whole."""
+        entry = CreatedEntry(self.region, image_id, name, self.options.now)
+        self.created_here[image_id] = entry
+        if self.options.created_record is not None and not self.options.dry_run:
+            self.options.created_record.add([entry])
+
+    def forget_created(self, image_ids: Sequence[str]) -> None:
+        """Stop remembering ``image_ids`` (reported already)."""
+        for image_id in image_ids:
+            self.created_here.pop(image_id, None)
+        if self.options.created_record is not None and not self.options.dry_run:
+            self.options.created_record.forget(self.region, image_ids)
+
+    def _reconcile(self, inventory: Inventory) -> Inventory:
+        record = self.options.created_record
+        entries = {e.image_id: e for e in (record.entries(self.region) if record else [])}
+        entries.update(self.created_here)
+        if not entries:
+            return inventory
+        result = reconcile(
+            inventory, list(entries.values()), self.options.now, self.api.visibility_grace
+        )
+        grace = format_duration(self.api.visibility_grace)
+        for entry in result.lost:
+            self._report_created(
+                inventory,
+                entry,
+                f"{entry.name} ({entry.image_id}) was created but not listed by "
+                f"DescribeImages within api.visibility_grace {grace}: it is lost",
+            )
+        for entry in result.untagged:
+            self._report_created(
+                inventory,
+                entry,
+                f"{entry.name} ({entry.image_id}) is still listed without cvmkeeper's tags "
+                f"{grace} after it was created: treated as not ours (counted, never deleted)",
+                warning=True,
+            )
+        done = [e.image_id for e in (*result.seen, *result.lost, *result.untagged)]
+        for image_id in done:
+            self.created_here.pop(image_id, None)
+        if record is not None and done and not self.options.dry_run:
+            record.forget(self.region, done)
+        return result.inventory
+
+    def _report_created(
+        self, inventory: Inventory, entry: CreatedEntry, message: str, *, warning: bool = False
+    ) -> None:
+        """Alert about a created image the listing never showed whole (rule 7), to the
+        policies of its instance."""
+        parsed = self.options.setup.config.name_format.parse(entry.name)
+        instance = parsed.instance_id if parsed else None
+        resolution = resolve_targets(self.region, self.options.setup.policies, inventory.instances)
+        policies = sorted(p.name for p in resolution.policies_by_instance.get(instance or "", ()))
+        slot = parsed.slot if parsed else None
+        extra = image_extra(entry.image_id)
+        if warning:
+            self.warn(policies, "DescribeImages", message, instance=instance, slot=slot, extra=extra)
+        else:
+            self.error(
+                policies, "CreateImage", message, None, instance=instance, slot=slot, extra=extra
+            )
 
     def error(
         self,

@@ -41,6 +41,7 @@ from cvmkeeper.executor.polling import REAL_TIME, PollTime
 from cvmkeeper.executor.region import RegionResult, RegionRun, RunOptions
 from cvmkeeper.executor.report import Outcome, RunReport
 from cvmkeeper.executor.run_health import RunObserver, check_run_health
+from cvmkeeper.executor.created import CreatedRecord
 from cvmkeeper.executor.stop_journal import StopJournal
 from cvmkeeper.log_context import in_context, log_fields
 
@@ -182,6 +183,7 @@ def run_once(
         progress=shown or (lambda _message: None),
         progress_alerts=alerts_shown,
         stop_journal=None if dry_run else StopJournal(setup.config.state_dir),
+        created_record=None if dry_run else CreatedRecord(setup.config.state_dir),
         poll_time=poll_time,
     )
     regions_phase = _run_regions(options, chosen, locks, explicit)
