@@ -70,7 +70,9 @@ def test_a_copy_is_absent_until_its_visibility_delay() -> None:
     image_id = create(core)
     clock.advance(60)
     answer = core.call(
-        "SyncImages", GZ, {"ImageIds": [image_id], "DestinationRegions": [SH], "ImageSetRequired": True}
+        "SyncImages",
+        GZ,
+        {"ImageIds": [image_id], "DestinationRegions": [SH], "ImageSetRequired": True},
     )
     copy_id = answer["ImageSet"][0]["ImageId"]
     assert copy_id not in listed(core, SH)

@@ -57,9 +57,7 @@ def test_twelve_hourly_runs_keep_the_retention_under_every_lag(tmp_path: Path) -
     spec = fleet(quota=QUOTA, **LAGS)
     # runs are pinned an hour apart while the lags pass in seconds: a grace of 2h keeps the
     # last run's images young for this one, as 10 minutes do for lags of seconds
-    with world(
-        tmp_path, spec, policy(keep_last=KEEP), quota=QUOTA, visibility_grace="2h"
-    ) as w:
+    with world(tmp_path, spec, policy(keep_last=KEEP), quota=QUOTA, visibility_grace="2h") as w:
         before = w.state()
         for n in range(12):
             report = run(w, n)
