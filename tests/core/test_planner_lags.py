@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from core.test_planner import A, B, T0, backup, deleted, hour, inventory, plan_of
+from core.test_planner import T0, A, B, backup, deleted, hour, inventory, plan_of
 from cvmkeeper.core.inventory import Image, ImageState
 from cvmkeeper.core.planner import plan_region
 from support.builders import policy

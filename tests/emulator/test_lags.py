@@ -99,7 +99,7 @@ def test_a_deleted_image_stays_deleting_and_counts_against_the_quota() -> None:
         clock.advance(60)
     create(core, "slot-7")
     clock.advance(60)
-    old = [i for i, image in listed(core).items() if image["ImageName"] == "slot-0"][0]
+    old = next(i for i, image in listed(core).items() if image["ImageName"] == "slot-0")
     core.call("DeleteImages", GZ, {"ImageIds": [old], "DeleteBindedSnap": True})
     assert listed(core)[old]["ImageState"] == "DELETING"
     core.call("DeleteImages", GZ, {"ImageIds": [old], "DeleteBindedSnap": True})  # accepted

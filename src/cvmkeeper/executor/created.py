@@ -6,9 +6,10 @@ tag attachment is asynchronous). Read naively, the first makes a new image look
 "disappeared" and hides it from the quota arithmetic (a CreateImage could then be sent into
 a quota that is full in truth); the second makes it look unmanaged, so rotation stops.
 
-So every image a run creates or adopts is remembered, in memory for the run and in
-``created-images.json`` in ``state_dir`` for the runs after it, until it is listed with
-cvmkeeper's marker. :func:`reconcile` applies the record to a freshly read inventory:
+So every image a run creates or adopts is remembered (:class:`CreatedImages`), in memory
+for the run, and in ``created-images.json`` in ``state_dir`` for the runs after it when the
+run ends before it is listed with cvmkeeper's marker (the usual run sees it whole and
+writes nothing). :func:`reconcile` applies both to a freshly read inventory:
 
 - listed with the marker: seen whole; the entry is dropped.
 - listed without any tags: ``Inventory.provisional`` (managed by its name, its creator and
@@ -41,7 +42,14 @@ from cvmkeeper import files
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.ownership import looks_managed
 
-__all__ = ["RECORD_NAME", "CreatedEntry", "CreatedRecord", "Reconciled", "reconcile"]
+__all__ = [
+    "RECORD_NAME",
+    "CreatedEntry",
+    "CreatedImages",
+    "CreatedRecord",
+    "Reconciled",
+    "reconcile",
+]
 
 log = logging.getLogger(__name__)
 
@@ -193,3 +201,64 @@ def reconcile(
         provisional=frozenset(provisional),
     )
     return Reconciled(adjusted, tuple(seen), tuple(lost), tuple(untagged))
+
+
+class CreatedImages:
+    """One region run's view of the images it created and has not yet seen whole: the
+    entries of this run (in memory) and those earlier runs left in the record.
+
+    Nothing is written unless something is left over: :meth:`flush` at the end of the run
+    stores the entries still unseen, and :meth:`apply` forgets only entries that came from
+    the record. ``writable`` is False for a dry run (the record is read, never changed).
+    """
+
+    def __init__(
+        self,
+        record: CreatedRecord | None,
+        region: str,
+        *,
+        now: datetime,
+        grace: timedelta,
+        writable: bool,
+    ) -> None:
+        self._record = record if writable else None
+        self._reader = record
+        self._region = region
+        self._now = now
+        self._grace = grace
+        self._here: dict[str, CreatedEntry] = {}
+        self._stored: set[str] = set()
+
+    def remember(self, image_id: str, name: str) -> None:
+        """An image this run created or adopted."""
+        self._here[image_id] = CreatedEntry(self._region, image_id, name, self._now)
+
+    def forget(self, image_ids: Iterable[str]) -> None:
+        """Stop remembering ``image_ids`` (reported already)."""
+        ids = list(image_ids)
+        for image_id in ids:
+            self._here.pop(image_id, None)
+        stored = [image_id for image_id in ids if image_id in self._stored]
+        if stored and self._record is not None:
+            self._record.forget(self._region, stored)
+            self._stored -= set(stored)
+
+    def apply(self, inventory: Inventory) -> Reconciled:
+        """:func:`reconcile` of ``inventory`` with every entry; what is settled (seen,
+        lost, untagged past the grace) is forgotten. The caller reports the lost and the
+        untagged."""
+        stored = self._reader.entries(self._region) if self._reader is not None else []
+        self._stored = {entry.image_id for entry in stored}
+        entries = {entry.image_id: entry for entry in stored}
+        entries.update(self._here)
+        if not entries:
+            return Reconciled(inventory)
+        result = reconcile(inventory, list(entries.values()), self._now, self._grace)
+        self.forget(e.image_id for e in (*result.seen, *result.lost, *result.untagged))
+        return result
+
+    def flush(self) -> None:
+        """Store this run's entries that are still unseen, for the runs after it."""
+        if self._record is not None and self._here:
+            self._record.add(self._here.values())
+            self._stored |= set(self._here)

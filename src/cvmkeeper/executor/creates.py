@@ -212,7 +212,7 @@ class Creator:
             run.say(
                 f"{run.region}: {word} {step.image_name} ({made.image_id}) for {step.instance_id}"
             )
-        run.remember_created(made.image_id, step.image_name)  # until it is listed whole
+        run.created.remember(made.image_id, step.image_name)  # until it is listed whole
         status = AttemptStatus.ADOPTED if made.adopted else AttemptStatus.MADE
         return Attempt(step, status, image_id=made.image_id)
 

@@ -137,6 +137,7 @@ class RegionExecutor:
         finally:
             if not self.options.dry_run and self._inventory is not None:
                 self._build_outcomes()
+            self._run.created.flush()  # what is still unseen, for the next runs
         return self.result
 
     def _after_deleting(self, inventory: Inventory) -> Inventory | None:
@@ -219,8 +220,9 @@ class RegionExecutor:
             self._creator.run_creates(missing, last_chance=True)
         else:
             self._creator.not_made(
-                missing, "the quota is still held by deleted images (DELETING) after "
-                "api.wait_timeout; not created"
+                missing,
+                "the quota is still held by deleted images (DELETING) after "
+                "api.wait_timeout; not created",
             )
         attempts = self._creator.attempts
         for skip in plan.skips:
@@ -376,7 +378,7 @@ class RegionExecutor:
             return outcome(status, image_id, state=ImageState.CREATING.value)
         image = settled.final[image_id]
         if image is None and image_id in settled.lost:
-            self._run.forget_created([image_id])  # reported here: not again by the next run
+            self._run.created.forget([image_id])  # reported here: not again by the next run
             grace = format_duration(self.options.setup.config.api.visibility_grace)
             return outcome(
                 "failed",

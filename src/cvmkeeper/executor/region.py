@@ -27,7 +27,7 @@ from cvmkeeper.core.naming import TAG_POLICY, slot_tag_value
 from cvmkeeper.core.plan import DeleteTarget, Plan
 from cvmkeeper.core.planner import PlannerSettings
 from cvmkeeper.core.targets import resolve_targets
-from cvmkeeper.executor.created import CreatedEntry, CreatedRecord, reconcile
+from cvmkeeper.executor.created import CreatedEntry, CreatedImages, CreatedRecord
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
 from cvmkeeper.executor.report import DeleteOutcome, Outcome
 from cvmkeeper.executor.stop_journal import StopJournal
@@ -140,8 +140,14 @@ class RegionRun:
         self.result = RegionResult(region)
         self.client = options.client
         self.api: ApiSettings = options.setup.config.api
-        #: the images this run created or adopted here and has not yet seen whole
-        self.created_here: dict[str, CreatedEntry] = {}
+        #: the images created here and not yet seen whole (``executor.created``)
+        self.created = CreatedImages(
+            options.created_record,
+            region,
+            now=options.now,
+            grace=self.api.visibility_grace,
+            writable=not options.dry_run,
+        )
 
     @property
     def stopping(self) -> bool:
@@ -173,29 +179,8 @@ class RegionRun:
             return None
         return self._reconcile(inventory)
 
-    def remember_created(self, image_id: str, name: str) -> None:
-        """Remember an image this run created or adopted until it is listed whole."""
-        entry = CreatedEntry(self.region, image_id, name, self.options.now)
-        self.created_here[image_id] = entry
-        if self.options.created_record is not None and not self.options.dry_run:
-            self.options.created_record.add([entry])
-
-    def forget_created(self, image_ids: Sequence[str]) -> None:
-        """Stop remembering ``image_ids`` (reported already)."""
-        for image_id in image_ids:
-            self.created_here.pop(image_id, None)
-        if self.options.created_record is not None and not self.options.dry_run:
-            self.options.created_record.forget(self.region, image_ids)
-
     def _reconcile(self, inventory: Inventory) -> Inventory:
-        record = self.options.created_record
-        entries = {e.image_id: e for e in (record.entries(self.region) if record else [])}
-        entries.update(self.created_here)
-        if not entries:
-            return inventory
-        result = reconcile(
-            inventory, list(entries.values()), self.options.now, self.api.visibility_grace
-        )
+        result = self.created.apply(inventory)
         grace = format_duration(self.api.visibility_grace)
         for entry in result.lost:
             self._report_created(
@@ -212,11 +197,6 @@ class RegionRun:
                 f"{grace} after it was created: treated as not ours (counted, never deleted)",
                 warning=True,
             )
-        done = [e.image_id for e in (*result.seen, *result.lost, *result.untagged)]
-        for image_id in done:
-            self.created_here.pop(image_id, None)
-        if record is not None and done and not self.options.dry_run:
-            record.forget(self.region, done)
         return result.inventory
 
     def _report_created(
@@ -231,7 +211,9 @@ class RegionRun:
         slot = parsed.slot if parsed else None
         extra = image_extra(entry.image_id)
         if warning:
-            self.warn(policies, "DescribeImages", message, instance=instance, slot=slot, extra=extra)
+            self.warn(
+                policies, "DescribeImages", message, instance=instance, slot=slot, extra=extra
+            )
         else:
             self.error(
                 policies, "CreateImage", message, None, instance=instance, slot=slot, extra=extra

@@ -35,13 +35,13 @@ from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.plan import Plan
 from cvmkeeper.core.schedule import latest_policy_slot
 from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
+from cvmkeeper.executor.created import CreatedRecord
 from cvmkeeper.executor.executor import DueFor, RegionExecutor
 from cvmkeeper.executor.missed import report_missing_instances, report_unread_region
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
 from cvmkeeper.executor.region import RegionResult, RegionRun, RunOptions
 from cvmkeeper.executor.report import Outcome, RunReport
 from cvmkeeper.executor.run_health import RunObserver, check_run_health
-from cvmkeeper.executor.created import CreatedRecord
 from cvmkeeper.executor.stop_journal import StopJournal
 from cvmkeeper.log_context import in_context, log_fields
 
