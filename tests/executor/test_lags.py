@@ -21,7 +21,7 @@ from cvmkeeper.core.naming import image_name
 from cvmkeeper.emulator.invariants import check_invariants, format_violations
 from cvmkeeper.executor import RunReport, run_once
 from cvmkeeper.executor.created import RECORD_NAME
-from executor.world import REGION, T0, A, B, World, fleet, managed, policy, world
+from executor.world import DEST, REGION, T0, A, B, World, fleet, managed, policy, two_regions, world
 
 #: the lags, scaled down for tests (pessimistic values in production are seconds)
 LAGS = {
@@ -126,3 +126,32 @@ def test_an_unlisted_image_counts_against_the_quota_then_is_reported(tmp_path: P
         assert len(lost) == 2
         report = run(w, 3)
         assert not [e for e in report.errors if "not listed by DescribeImages" in e]
+
+
+def test_copies_under_every_lag_are_made_and_rotated(tmp_path: Path) -> None:
+    """A copy is absent from the destination's listing at first and lists without its tags
+    for longer; a source still untagged when the copy phase reads it is copied by the next
+    run. Six runs: no copy 'disappeared' or failed, each slot is copied once, and the
+    destination keeps exactly its copy retention."""
+    spec = two_regions(quota=4, dest_quota=3, **LAGS)
+    copies = [{"region": DEST, "retention": {"keep_last": 2}}]
+    document = policy(ids=[A], keep_last=2, copies=copies)
+    with world(tmp_path, spec, document, visibility_grace="2h") as w:
+        before = w.state()
+        copied: list[str] = []
+        for n in range(6):
+            report = run(w, n)
+            assert report.ok, (n, report.errors, report.copies)
+            for copy in report.copies:
+                assert (copy.status, copy.image_state) == ("copied", "NORMAL"), n
+                copied.append(copy.image_name)
+        slots = [image_name(A, T0 + timedelta(hours=h)) for h in range(6)]
+        assert len(copied) == len(set(copied)) and set(copied) >= set(slots[:5])
+        dest = {
+            i["ImageName"]
+            for i in w.state()["regions"][DEST]["images"]
+            if i["ImageState"] != "DELETING"
+        }
+        assert dest == set(sorted(copied)[-2:])
+        violations = check_invariants(w.state(), before)
+        assert violations == [], format_violations(violations)

@@ -102,6 +102,7 @@ class CopyExecutor:
         finally:
             if not self.options.dry_run:
                 self._build_copy_outcomes()
+            self._run.created.flush()  # copies still unseen, for the next runs
         return self.result
 
     # -- the phase -------------------------------------------------------------------------
@@ -124,6 +125,9 @@ class CopyExecutor:
         targets = waited | {
             a.image_id for a in self._attempts.values() if a.image_id and a.status.has_image
         }
+        for attempt in self._attempts.values():
+            if attempt.image_id and attempt.status.has_image:
+                self._waiter.expect(attempt.image_id)  # absent at first: pending, not gone
         if targets:
             self._run.say(f"{self.region}: waiting for {len(targets)} copy(ies) to become NORMAL")
             self._waiter.settled.timed_out = self._waiter.wait_for(targets)
@@ -176,6 +180,8 @@ class CopyExecutor:
         sources: dict[str, Inventory] = {}
         for source_region in self._source_regions:
             try:
+                # a source image listed before its tags is copied by a later run: whether
+                # SyncImages would copy tags it does not show yet is not known
                 sources[source_region] = read_inventory(
                     self._run.client, source_region, self.options.setup.config.image_quota
                 )
@@ -229,6 +235,7 @@ class CopyExecutor:
             f"{self.region}: {'adopted' if adopted else 'copied'} {step.image_name} "
             f"({image_id}) from {step.source_region} ({step.source_image_id})"
         )
+        self._run.created.remember(image_id, step.image_name)  # until it is listed whole
         status = AttemptStatus.ADOPTED if adopted else AttemptStatus.MADE
         return Attempt(step, status, image_id=image_id)
 
@@ -306,6 +313,14 @@ class CopyExecutor:
         if image_id not in settled.final:
             return outcome(status, state=ImageState.CREATING.value)
         image: Image | None = settled.final[image_id]
+        if image is None and image_id in settled.lost:
+            self._run.created.forget([image_id])  # reported here: not again by the next run
+            grace = format_duration(self.options.setup.config.api.visibility_grace)
+            return outcome(
+                "failed",
+                error=f"{step.image_name} ({image_id}) was copied to {self.region} but not "
+                f"listed by DescribeImages within api.visibility_grace {grace}: it is lost",
+            )
         if image is None:
             return outcome(
                 "failed",
