@@ -36,6 +36,7 @@ from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.plan import Copy, DeleteTarget, Phase, Plan, Skip
 from cvmkeeper.core.policy import Policy
+from cvmkeeper.executor.created import CreatedImages
 from cvmkeeper.executor.creates import Attempt, AttemptStatus
 from cvmkeeper.executor.deletes import Deleter
 from cvmkeeper.executor.planning import RunPlanner
@@ -81,6 +82,7 @@ class CopyExecutor:
         self._source_regions = copy_source_regions(options.setup.policies, region)
         self._attempts: dict[str, Attempt[Copy]] = {}  # image name -> attempt
         self._skips: list[Skip] = []
+        self._untagged_reported: set[str] = set()  # sources alerted as still untagged
         self._planner = RunPlanner(self._run, self._copy_policy_names)
         self._waiter = ImageWaiter(self._run)
         self._deleter = Deleter(self._run, self._policies_of_image)
@@ -180,11 +182,7 @@ class CopyExecutor:
         sources: dict[str, Inventory] = {}
         for source_region in self._source_regions:
             try:
-                # a source image listed before its tags is copied by a later run: whether
-                # SyncImages would copy tags it does not show yet is not known
-                sources[source_region] = read_inventory(
-                    self._run.client, source_region, self.options.setup.config.image_quota
-                )
+                sources[source_region] = self._read_source(source_region)
             except CloudError as error:
                 self._run.error(
                     self._copy_policy_names(),
@@ -195,6 +193,41 @@ class CopyExecutor:
                 )
         self.last_read = (inventory, sources)
         return inventory, sources
+
+    def _read_source(self, region: str) -> Inventory:
+        """A copy source region's inventory, once the new images its run left without tags
+        (the record of created images, ``executor.created``) show them: a copy is planned
+        only from a source recognised by its tags (whether SyncImages copies tags that do
+        not show yet is not known). One still untagged after the wait is alerted: its copy
+        waits for a later run."""
+        quota = self.options.setup.config.image_quota
+        inventory = read_inventory(self._run.client, region, quota)
+        if self.options.dry_run:
+            return inventory
+        view = CreatedImages(
+            self.options.created_record,
+            region,
+            now=self.options.now,
+            grace=self.options.setup.config.api.visibility_grace,
+            writable=False,
+        )
+        untagged = view.apply(inventory).inventory.provisional - self._untagged_reported
+        if not untagged:
+            return inventory
+        left = self._waiter.wait_tagged(region, untagged)
+        if left != untagged:
+            inventory = read_inventory(self._run.client, region, quota)
+        names = {image.image_id: image.name for image in inventory.images}
+        for image_id in sorted(left):
+            self._untagged_reported.add(image_id)
+            self._run.error(
+                self._copy_policy_names(),
+                "SyncImages",
+                f"{names.get(image_id, image_id)} ({image_id}) in {region} is still listed "
+                "without cvmkeeper's tags: it is not copied by this run",
+                None,
+            )
+        return inventory
 
     # -- one copy --------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.core.inventory import Image, ImageState
+from cvmkeeper.core.ownership import looks_managed
 from cvmkeeper.executor.polling import poll_delays
 from cvmkeeper.executor.region import RegionRun
 
@@ -130,4 +131,27 @@ class ImageWaiter:
                 log.warning("%s: polling images failed (%s); trying again", run.region, error)
                 continue
             pending = {i.image_id for i in listed if i.state is ImageState.DELETING}
+        return pending
+
+    def wait_tagged(self, region: str, image_ids: Iterable[str]) -> set[str]:
+        """Poll ``region`` until the images ``image_ids`` (created by cvmkeeper, listed
+        before their tags) show cvmkeeper's marker; return those still without it at the
+        deadline (the shorter of ``api.wait_timeout`` and ``api.visibility_grace``). The
+        copy phase waits so for its sources: a copy is planned from a tagged source."""
+        run = self._run
+        options = run.options
+        pending = set(image_ids)
+        limit = min(run.api.wait_timeout, run.api.visibility_grace).total_seconds()
+        deadline = options.poll_time.deadline(limit)
+        delays = poll_delays(run.api.poll_interval.total_seconds())
+        if pending:
+            run.say(f"{region}: waiting for the tags of {len(pending)} new image(s) to show")
+        while pending and not options.stopping and not deadline.passed:
+            options.poll_time.wait(min(next(delays), deadline.remaining()), options.stop)
+            try:
+                listed = run.client.get_images(region, pending)
+            except CloudError as error:
+                log.warning("%s: polling images failed (%s); trying again", region, error)
+                continue
+            pending -= {i.image_id for i in listed if looks_managed(i)}
         return pending
