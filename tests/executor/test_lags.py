@@ -16,11 +16,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.core.naming import image_name
 from cvmkeeper.emulator.invariants import check_invariants, format_violations
 from cvmkeeper.executor import RunReport, run_once
 from cvmkeeper.executor.created import RECORD_NAME
+from executor.test_open_points import script_faults
 from executor.world import DEST, REGION, T0, A, B, World, fleet, managed, policy, two_regions, world
 
 #: the lags, scaled down for tests (pessimistic values in production are seconds)
@@ -155,3 +158,23 @@ def test_copies_under_every_lag_are_made_and_rotated(tmp_path: Path) -> None:
         assert dest == set(sorted(copied)[-2:])
         violations = check_invariants(w.state(), before)
         assert violations == [], format_violations(violations)
+
+
+@pytest.mark.parametrize("order", ["duplicate_first", "mutex_first"])
+def test_a_lost_create_is_adopted_though_the_image_is_not_listed_yet(
+    tmp_path: Path, order: str
+) -> None:
+    """CreateImage's answer is lost and the new image is not listed yet (nor its tags):
+    the look-up by name finds nothing, the re-send is refused (the name, or the busy
+    instance), and the run looks again until the image shows: adopted, one image, no
+    failure (before: the refusal ended the slot as failed)."""
+    spec = fleet(instances=[{"id": A}], create_seconds=2.0, create_retry_order=order, **LAGS)
+    spec["faults"] = {"CreateImage": {"lost_response": 1.0}}
+    with world(tmp_path, spec, policy(ids=[A])) as w:
+        script_faults(w.emu.core, [("CreateImage", {})])
+        report = run(w, 0)
+        assert report.ok, report.errors
+        [outcome] = report.outcomes
+        assert (outcome.status, outcome.image_state) == ("adopted", "NORMAL")
+        named = [i for i in w.images() if i["ImageName"] == image_name(A, T0)]
+        assert len(named) == 1
