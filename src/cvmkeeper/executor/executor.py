@@ -23,6 +23,13 @@ before anything else a region run starts again what an interrupted run left stop
 Every failure is reported to the alerter and in the ``RegionResult``; no exception
 escapes :meth:`RegionExecutor.run`.
 
+DescribeImages lags (issue #18): images this run or an earlier one created and that are not
+listed whole yet are applied to every inventory read (``executor.created``: counted against
+the quota, recognised without their tags), the wait takes an unlisted new image for pending
+until ``api.visibility_grace``, and ``DELETING`` images, which still hold quota, are waited
+out before planning and between the ``before_create`` deletes and the creates, so that a
+CreateImage is never sent into a quota that is full in truth.
+
 This module is the orchestration; the parts it is built from are shared with the copy
 phase (``copies.CopyExecutor``): ``region`` (options, result, reporting), ``planning``,
 ``creates``, ``waits`` and ``deletes``.
