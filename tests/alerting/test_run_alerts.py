@@ -273,3 +273,41 @@ def test_a_canary_secret_key_never_leaves_the_process_during_a_failing_run(
         sent = capture.all_bytes()
         assert canary.encode() not in sent
         assert b"listing failed: ***" in sent
+
+
+def test_an_unreadable_region_is_one_error_event_per_cause_naming_every_missed_slot(
+    tmp_path: Path, capture: SentryCapture, sentry: SentryAlerter
+) -> None:
+    """issue 19: the region's reads fail after retries. Every due slot is a failed outcome
+    (the summary counts each), but the cause is one Sentry event, fingerprinted by region
+    and cause, whose body and tags name the missed slots, instances and policies; a second
+    run groups under the same fingerprint; the scheduled check-in still ends in error."""
+    spec = fleet(faults={"DescribeImages": {"InternalError": 1.0}})
+    tagged = policy("tagged", ids=[], targets={"tags": {"env": "prod"}})
+    with world(tmp_path, spec, policy(ids=[A, B]), tagged) as w:
+        report = run(w, sentry, at(0))
+        sentry.flush(timeout=5)
+        assert sorted((o.policy, o.instance_id, o.status) for o in report.outcomes) == [
+            ("hourly", A, "failed"),
+            ("hourly", B, "failed"),
+            ("tagged", "tag env=prod", "failed"),
+        ]
+        [event] = [e for e in capture.events() if e["level"] == "error"]
+        fingerprint = ["cvmkeeper", "cvmkeeper", "DescribeImages", "InternalError", REGION]
+        assert event["fingerprint"] == [*fingerprint, "unreadable"]
+        assert event["tags"]["region"] == REGION
+        assert event["tags"]["policies"] == "hourly,tagged"
+        assert event["tags"]["missed_slots"] == "3"
+        body = event["message"]
+        assert isinstance(body, str)
+        for name in (A, B, "tag env=prod", "2026-11-27T00:00Z", "hourly", "tagged"):
+            assert name in body
+        assert event["extra"]["missed_slots"].count("\n") == 2
+
+        jobs = scheduled_jobs(w, sentry, at(1, minutes=0))
+        jobs.run_slot("hourly", w.setup().policies[0].schedules[0])
+        sentry.flush(timeout=5)
+        errors = [e for e in capture.events() if e["level"] == "error"]
+        assert len(errors) == 2  # one per run, never one per slot
+        assert {tuple(e["fingerprint"]) for e in errors} == {(*fingerprint, "unreadable")}
+        assert [c["status"] for c in capture.checkins()] == ["in_progress", "error"]

@@ -18,7 +18,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ helpe
 
 from cvmkeeper.cli import cli
 from cvmkeeper.core.naming import image_name
-from executor.world import DEST, REGION, T0, A, World, policy, two_regions, world, write_config
+from executor.world import (
+    DEST,
+    REGION,
+    T0,
+    A,
+    World,
+    managed,
+    policy,
+    two_regions,
+    world,
+    write_config,
+)
 
 COPYING = policy(ids=[A], keep_last=3, copies=[{"region": DEST, "retention": {"keep_last": 2}}])
 
@@ -131,3 +142,27 @@ def test_simulate_replays_each_copy_region_by_its_own_retention(tmp_path: Path) 
     assert len(copies["kept"]) == 5 and copies["peak"] == 6
     text = CliRunner().invoke(cli, args)
     assert "copies kept in ap-shanghai at the end (5), newest first:" in text.stdout
+
+
+def test_validate_online_names_a_region_pair_the_cloud_refuses(tmp_path: Path) -> None:
+    for part in ("refused", "allowed", "empty"):
+        (tmp_path / part).mkdir()
+    source = [managed(A, T0, "img-src00001")]
+    refused = two_regions(source_images=source, sync_disallowed_pairs=[[REGION, DEST]])
+    with world(tmp_path / "refused", refused, COPYING) as w:
+        result = invoke(w, "validate", "--online")
+        assert result.exit_code == 0, result.output
+        assert (
+            f"warning: policy hourly: the cloud refuses copies from {REGION} to {DEST} "
+            "(InvalidRegion.Unavailable" in result.stdout
+        )
+        [probe] = [e for e in w.writes() if e["action"] == "SyncImages"]
+        assert probe["params"]["DryRun"] is True
+        assert w.state()["regions"][DEST]["images"] == []  # nothing copied
+    with world(tmp_path / "allowed", two_regions(source_images=source), COPYING) as w:
+        result = invoke(w, "validate", "--online")
+        assert result.exit_code == 0 and "refuses" not in result.stdout, result.output
+    with world(tmp_path / "empty", refused, COPYING) as w:
+        w.client().delete_images(REGION, ["img-src00001"])
+        result = invoke(w, "validate", "--online")
+        assert f"cannot check that {REGION} may copy to {DEST}" in result.stdout, result.output

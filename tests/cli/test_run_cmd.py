@@ -179,9 +179,11 @@ def test_unknown_policy_region_and_bad_config_exit_2(tmp_path: Path) -> None:
         assert unknown.exit_code == 2 and "no policy named nope" in unknown.stderr
         region = invoke(w, "--region", "eu-frankfurt")
         assert region.exit_code == 2 and "eu-frankfurt" in region.stderr
-        (w.root / "policies" / "broken.yaml").write_text("name: Broken\n")
+        # a bad daemon config file is still refused (a bad policy file beside good ones is
+        # not: test_run_broken_policy.py, issue 19)
+        w.config_path.write_text(w.config_path.read_text() + "image_quota: lots\n")
         broken = invoke(w)
-        assert broken.exit_code == 2 and "broken.yaml" in broken.stderr
+        assert broken.exit_code == 2 and "cvmkeeper.yaml" in broken.stderr
         assert w.writes() == []
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cvmkeeper.cloud.client as client_module
 from cvmkeeper.cloud.identity import ACTION as IDENTITY_ACTION
+from cvmkeeper.cloud.tagging import TAG_ACTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "docs" / "cam-policy.json"
@@ -39,7 +40,10 @@ def test_the_policy_is_cam_syntax_version_2() -> None:
     for statement in document["statement"]:
         assert statement["effect"] == "allow"
         assert statement["resource"] == ["*"]  # Describe* have no resource-level permissions
-        assert all(action.startswith(("name/cvm:", "name/sts:")) for action in statement["action"])
+        assert all(
+            action.startswith(("name/cvm:", "name/sts:", "name/tag:"))
+            for action in statement["action"]
+        )
         assert not any("*" in action for action in statement["action"])
 
 
@@ -53,3 +57,6 @@ def test_the_policy_grants_exactly_the_actions_the_client_calls() -> None:
     assert {"CreateImage", "DescribeImages", "DeleteImages"} <= called  # the reading works
     assert cvm == called
     assert sts == {IDENTITY_ACTION}  # the one STS call: who the daemon is (docs/trust.md)
+    tag = {a.removeprefix("name/tag:") for a in actions if a.startswith("name/tag:")}
+    assert tag == TAG_ACTIONS  # the Tag API (cloud/tagging.py): marker tags on instances
+    assert len(cvm) + len(sts) + len(tag) == len(actions)  # no other service

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,7 +30,15 @@ from test_planner import (
 from test_planner import run as run_region
 
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
-from cvmkeeper.core.naming import MARKER_TAG, PIN_TAG, image_name
+from cvmkeeper.core.naming import (
+    MARKER_TAG,
+    PIN_TAG,
+    TAG_COPY_FROM,
+    TAG_INSTANCE,
+    copy_tags,
+    image_name,
+    is_managed,
+)
 from cvmkeeper.core.plan import Copy, Delete, Phase, Plan, Skip, Wait, check_plan
 from cvmkeeper.core.planner import PlannerSettings, plan_region
 from cvmkeeper.core.policy import CopyRule, OnQuotaFull, Policy, Retention
@@ -357,3 +366,58 @@ def test_source_region_planning_ignores_copies_elsewhere(make_copies: bool) -> N
         source(history), [copying(keep_last=3)], (), hour(3), make_copies=make_copies
     )
     assert not plan.writes_anything and not plan.copies
+
+
+# --- copies without inherited tags (issue #18: SyncImages may copy neither) ---------------
+
+
+def bare_copy_of(image: Image, state: ImageState = ImageState.NORMAL, **fields: Any) -> Image:
+    """What SyncImages leaves in DEST at worst: the name, nothing of the tags or description."""
+    return replace(copy_of(image, state), tags={}, description="", **fields)
+
+
+def test_an_untagged_copy_is_recognised_by_its_source_and_rotated_by_the_copy_retention() -> None:
+    history = [backup(A, hour(h)) for h in range(3)]
+    bare = [bare_copy_of(i) for i in history]
+    plan = plan_dest(dest(bare, quota=3), [copying(copy_keep_last=2)], source(history))
+    assert not plan.copies  # each source image has its copy: none is made twice
+    assert set(deleted(plan)) == {bare[0].image_id}  # the oldest copy expires
+    assert plan.unmanaged == 0
+    # without the source's record the same images are unmanaged: counted, never touched
+    blind = plan_dest(dest(bare, quota=3), [copying(copy_keep_last=2)], source([]))
+    assert blind.unmanaged == 3 and not blind.deletes()
+
+
+def test_a_copy_in_flight_without_tags_is_waited_for_not_copied_again() -> None:
+    good = backup(A, hour(0))
+    plan = plan_dest(dest([bare_copy_of(good, ImageState.CREATING)]), [copying()], source([good]))
+    assert not plan.copies and plan.waits[0].image_ids == (f"cp-{good.image_id}",)
+    syncing = backup(A, hour(0), ImageState.SYNCING)  # the source is SYNCING while copied
+    busy = dest([bare_copy_of(syncing, ImageState.CREATING)])
+    during = plan_dest(busy, [copying()], source([syncing]))
+    assert during.unmanaged == 0 and not during.writes_anything
+
+
+def test_a_look_alike_of_another_identity_or_instance_is_never_a_copy() -> None:
+    good = backup(A, hour(0))
+    theirs = bare_copy_of(good, creator_trusted=False)
+    plan = plan_dest(dest([theirs]), [copying()], source([good]))
+    assert plan.unmanaged == 1 and plan.skips and not plan.deletes()
+    wrong_tag = replace(bare_copy_of(good), tags={TAG_INSTANCE: B})
+    assert plan_dest(dest([wrong_tag]), [copying()], source([good])).unmanaged == 1
+
+
+def test_a_copy_tagged_by_cvmkeeper_is_managed_without_a_description_or_its_source() -> None:
+    history = [backup(A, hour(h)) for h in range(3)]
+    plan = plan_dest(dest(), [copying()], source(history[-1:]))
+    [step] = plan.copies
+    assert step.tags[TAG_COPY_FROM] == REGION and step.tags[MARKER_TAG] == "true"
+    tagged = [
+        replace(bare_copy_of(i), tags=copy_tags(i.tags, REGION), image_id=f"cp{n}")
+        for n, i in enumerate(history)
+    ]
+    gone = plan_dest(dest(tagged), [copying(copy_keep_last=2)], source([]))
+    assert gone.unmanaged == 0 and set(deleted(gone)) == {"cp0"}
+    # the copy tag stands in for the description only with an instance tag
+    no_instance = {k: v for k, v in tagged[0].tags.items() if k != TAG_INSTANCE}
+    assert is_managed(replace(tagged[0], tags=no_instance)) is None

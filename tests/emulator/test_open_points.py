@@ -8,7 +8,7 @@ import pytest
 from tencentcloud.cvm.v20170312 import models
 
 from cvmkeeper.emulator.fleet import FleetError, FleetSpec
-from emulator.sdk import GZ, base_fleet, create, error_code, request, sdk_client
+from emulator.sdk import GZ, SH, base_fleet, create, error_code, request, sdk_client
 
 WEB = "ins-6pb6lrmy"
 
@@ -82,8 +82,87 @@ def test_shuffled_image_order_is_stable_and_pages_cleanly(serve: Any) -> None:
         ("instance_states", "loud", "must be one of in_progress, specific_codes"),
         ("create_retry_order", "random", "must be one of duplicate_first, mutex_first"),
         ("image_order", "oldest_first", "must be one of newest_first, shuffled"),
+        ("sync_images_per_call", "two", "must be one of many, one"),
+        ("sync_copies_tags", "no", "must be true or false"),
+        ("sync_disallowed_pairs", [[GZ]], r"must be \[source, destination\]"),
+        ("sync_disallowed_pairs", [[GZ, SH, "Nope"]], "must be one of InvalidRegion"),
     ],
 )
-def test_switch_values_are_checked(key: str, value: str, message: str) -> None:
-    with pytest.raises(FleetError, match=f"{key}: {message}"):
+def test_switch_values_are_checked(key: str, value: Any, message: str) -> None:
+    with pytest.raises(FleetError, match=f"{key}(\\[[02]\\])*: {message}"):
         FleetSpec.from_mapping({"regions": {GZ: None}, key: value})
+
+
+TAGGED_SOURCE = {
+    "id": "img-tagged01",
+    "name": "tagged-base",
+    "description": "cvmkeeper:hourly",
+    "tags": {"cvmkeeper:managed": "true"},
+}
+
+
+def sync(client: Any, ids: list[str], destination: str = SH) -> Any:
+    return client.SyncImages(
+        request(
+            models.SyncImagesRequest,
+            ImageIds=ids,
+            DestinationRegions=[destination],
+            ImageSetRequired=True,
+        )
+    )
+
+
+def copy_in(emu: Any, region: str, name: str) -> dict[str, Any]:
+    images = emu.core.state()["regions"][region]["images"]
+    return next(i for i in images if i["ImageName"] == name)
+
+
+@pytest.mark.parametrize("inherit", [True, False])
+def test_sync_copies_tags_and_description_decide_what_a_copy_inherits(
+    serve: Any, inherit: bool
+) -> None:
+    fleet = base_fleet(sync_copies_tags=inherit, sync_copies_description=inherit)
+    fleet["regions"][GZ]["images"] = [TAGGED_SOURCE]
+    emu = serve(fleet)
+    sync(sdk_client(emu), ["img-tagged01"])
+    copy = copy_in(emu, SH, "tagged-base")
+    tags = {t["Key"]: t["Value"] for t in copy["Tags"]}
+    if inherit:
+        assert tags == {"cvmkeeper:managed": "true"}
+        assert copy["ImageDescription"] == "cvmkeeper:hourly"
+    else:
+        assert tags == {} and copy["ImageDescription"] == ""
+    # the source keeps its own marks either way
+    assert copy_in(emu, GZ, "tagged-base")["ImageDescription"] == "cvmkeeper:hourly"
+
+
+def test_one_image_per_sync_call_refuses_a_batch_with_the_sdk_code(serve: Any) -> None:
+    emu = serve(base_fleet(sync_images_per_call="one"))
+    client = sdk_client(emu)
+    pair = ["img-golden01", "img-shared01"]
+    assert error_code(lambda: sync(client, pair)) == "InvalidParameterValue.LimitExceeded"
+    assert [i["ImageName"] for i in emu.core.state()["regions"][SH]["images"]] == []
+    [made] = sync(client, ["img-golden01"]).ImageSet
+    assert made.Region == SH
+    # the default copies a batch in one call
+    many = serve(base_fleet())
+    assert len(sync(sdk_client(many), pair).ImageSet) == 2
+
+
+@pytest.mark.parametrize(
+    ("pair", "code"),
+    [
+        ([GZ, SH], "InvalidRegion.Unavailable"),
+        ([GZ, SH, "UnsupportedOperation.Region"], "UnsupportedOperation.Region"),
+    ],
+)
+def test_a_disallowed_region_pair_is_refused_one_way_only(
+    serve: Any, pair: list[str], code: str
+) -> None:
+    fleet = base_fleet(sync_disallowed_pairs=[pair])
+    fleet["regions"][SH]["images"] = [{"id": "img-shbase01", "name": "sh-base"}]
+    emu = serve(fleet)
+    assert error_code(lambda: sync(sdk_client(emu), ["img-golden01"])) == code
+    assert emu.core.state()["regions"][SH]["images"][0]["ImageName"] == "sh-base"
+    [back] = sync(sdk_client(emu, SH), ["img-shbase01"], destination=GZ).ImageSet
+    assert back.Region == GZ  # the other direction copies

@@ -349,3 +349,43 @@ def test_sigkill_mid_run_then_restart_ends_with_exactly_one_image_per_slot(
         assert list(image_states(emu)) == [slot_name]
         calls = emu.core.state()["calls"]
         assert calls.get("CreateImage") == 1  # the restart found the image: no second create
+
+
+def test_a_bad_policy_file_beside_a_good_one_starts_runs_the_good_one_and_names_the_file(
+    tmp_path: Path, start_daemon: Callable[[Path], tuple[DaemonProcess, Notifications]]
+) -> None:
+    """issue 19: the daemon starts, READY's STATUS names the broken file, the good
+    policy's catch-up image is made, and the run logs the file:line error, no traceback;
+    a reload where the file (fixed meanwhile) became bad again keeps its old version."""
+    with running_emulator(fleet(create_seconds=0.5)) as emu:
+        schedule, latest = daily_slot_before(datetime.now(UTC))
+        config = config_for(tmp_path, emu, schedule)
+        (tmp_path / "policies" / "db.yaml").write_text(
+            policy_text("db", "every: 1x"), encoding="utf-8"
+        )
+        daemon, notify = start_daemon(config)
+        ready = notify.expect("READY")
+        assert "BROKEN policy file(s):" in ready["STATUS"] and "db.yaml" in ready["STATUS"]
+        made = image_name(INSTANCE, latest)
+        wait_for(f"{made} NORMAL", lambda: image_states(emu).get(made) == "NORMAL", 30)
+        wait_for("catch-up to finish", lambda: "catch-up finished:" in daemon.text(), 10)
+        assert "db.yaml:4:" in daemon.text()
+
+        # Fixed, then broken again: the reload keeps the fixed version running (SIGHUP).
+        db = tmp_path / "policies" / "db.yaml"
+        db.write_text(policy_text("db", schedule), encoding="utf-8")
+        daemon.signal(signal.SIGHUP)
+        notify.expect("RELOADING")
+        fixed = notify.expect("READY")
+        assert "BROKEN" not in fixed["STATUS"] and "reload rejected" not in fixed["STATUS"]
+        db.write_text(policy_text("db", "every: 2x"), encoding="utf-8")
+        daemon.signal(signal.SIGHUP)
+        notify.expect("RELOADING")
+        kept = notify.expect("READY")
+        assert "db.yaml (old version kept)" in kept["STATUS"]
+        assert "reload rejected" not in kept["STATUS"]
+        wait_for("the reload's log", lambda: "its old version keeps running" in daemon.text(), 10)
+        assert "Traceback" not in daemon.text()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+        assert_one_image_per_slot(emu)

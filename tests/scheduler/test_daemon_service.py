@@ -227,3 +227,73 @@ def test_an_invalid_config_at_start_exits_2_and_never_says_ready(
     notify.sock.settimeout(0)
     with pytest.raises(BlockingIOError):
         notify.sock.recv(4096)
+
+
+def test_a_bad_policy_file_at_start_does_not_stop_the_others_and_status_names_it(
+    tmp_path: Path, notify: NotifySocket, caplog: pytest.LogCaptureFixture
+) -> None:
+    """issue 19: one bad policy file beside good ones is reported, never fatal."""
+    config = write_setup(
+        tmp_path, {"web": policy_text("web", "every: 1h"), "db": policy_text("db", "every: 1x")}
+    )
+    runner = RecordingRunner()
+    with caplog.at_level(logging.ERROR, logger="cvmkeeper.scheduler.service"):
+        running = start(config, notify, runner)
+        try:
+            ready = notify.next_with("READY")
+            assert runner.wait_started()
+        finally:
+            assert running.stop() == EXIT_OK
+    assert "BROKEN policy file(s): " in ready["STATUS"] and "db.yaml" in ready["STATUS"]
+    assert "db.yaml:4:" in caplog.text
+    [catch_up] = runner.snapshot()
+    assert [p.name for p in catch_up.setup.policies] == ["web"]
+    assert [b.name for b in catch_up.setup.broken] == ["db"]
+
+
+def test_a_reload_where_one_policy_file_became_bad_keeps_its_old_version(
+    tmp_path: Path, notify: NotifySocket
+) -> None:
+    config = write_setup(
+        tmp_path, {"web": policy_text("web", "every: 1h"), "db": policy_text("db", "every: 2h")}
+    )
+    runner = RecordingRunner()
+    running = start(config, notify, runner)
+    try:
+        notify.next_with("READY")
+        assert runner.wait_started()
+        (tmp_path / "policies" / "db.yaml").write_text(policy_text("db", "every: 2x"))
+        (tmp_path / "policies" / "web.yaml").write_text(policy_text("web", "every: 3h"))
+        running.daemon.request_reload()
+        notify.next_with("RELOADING")
+        ready = notify.next_with("READY")
+        assert runner.wait_started()  # the reload's catch-up: the reload was accepted
+    finally:
+        running.stop()
+    assert "reload rejected" not in ready["STATUS"]
+    assert "db.yaml (old version kept)" in ready["STATUS"]
+    setup = runner.snapshot()[-1].setup
+    assert [p.name for p in setup.policies] == ["web", "db"]
+    assert "3h" in setup.policy("web").schedules[0].describe()  # the good change applies
+    assert "2h" in setup.policy("db").schedules[0].describe()  # the old db keeps running
+    assert [(b.name, b.stand_in) for b in setup.broken] == [("db", True)]
+
+
+def test_a_bad_daemon_config_file_at_start_exits_2(
+    tmp_path: Path, notify: NotifySocket, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_setup(tmp_path, {"web": policy_text("web", "every: 1h")})
+    config.write_text(config.read_text() + "image_quota: lots\n")
+    daemon = Daemon(
+        config,
+        client_factory=lambda config: "client",
+        runner=RecordingRunner(),
+        region_locks=RegionLocks(),
+        alerter_factory=lambda settings: RecordingAlerter(),
+        notifier=Notifier({"NOTIFY_SOCKET": str(notify.path)}),
+        install_signals=False,
+    )
+    with caplog.at_level(logging.ERROR):
+        assert daemon.run() == EXIT_CONFIG
+    daemon.close()
+    assert "cvmkeeper.yaml:4:" in caplog.text and "image_quota" in caplog.text

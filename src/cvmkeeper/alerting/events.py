@@ -56,6 +56,9 @@ class Failure:
     extra: Mapping[str, str] = field(default_factory=dict)
     exception: BaseException | None = field(default=None, compare=False, repr=False)
     group: tuple[str, ...] = ()
+    #: further Sentry tags (for a failure that stands for several policies or slots: their
+    #: names and count), beside the fixed ones; never part of the fingerprint
+    tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.level not in ("error", "warning"):
@@ -74,6 +77,7 @@ def failure_tags(failure: Failure) -> dict[str, str]:
         "tencent_code": failure.tencent_code,
         "request_id": failure.request_id,
     }
+    candidates.update({k: v for k, v in failure.tags.items() if k not in candidates})
     return {key: value[:TAG_VALUE_MAX_LENGTH] for key, value in candidates.items() if value}
 
 

@@ -52,10 +52,13 @@ def report_config_error(error: ConfigError) -> None:
     click.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
 
 
-def load_or_exit(config_file: str | None) -> Setup:
-    """Load the config and policies, or print all problems and exit with status 2."""
+def load_or_exit(config_file: str | None, *, partial: bool = False) -> Setup:
+    """Load the config and policies, or print all problems and exit with status 2.
+
+    ``partial`` (``run``): bad policy files do not stop the good ones; they are in
+    ``Setup.broken`` and the run reports them (``executor.broken``)."""
     try:
-        return load_setup(config_path(config_file))
+        return load_setup(config_path(config_file), partial=partial)
     except ConfigError as error:
         report_config_error(error)
         sys.exit(EXIT_CONFIG)

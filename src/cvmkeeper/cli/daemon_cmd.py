@@ -2,9 +2,10 @@
 
 The command only wires things together: logging (``--log-format``, ``--log-level``), the
 config path, the cloud client factory; ``cvmkeeper.scheduler.service.Daemon`` does the work.
-Exit status: 0 after SIGTERM/SIGINT, 2 when the config or policies are invalid at start
-or its credentials cannot be read (as every command answers), 1 when the daemon cannot
-start otherwise.
+Exit status: 0 after SIGTERM/SIGINT, 2 when the config is invalid at start (the daemon
+config file, the policies directory, or no usable policy at all; a bad policy file beside
+good ones is reported on every run instead, docs/operations.md) or its credentials cannot
+be read (as every command answers), 1 when the daemon cannot start otherwise.
 """
 
 from __future__ import annotations

@@ -83,6 +83,11 @@ def check_choices(
 ) -> None:
     """Exit 2 for a ``--policy`` or ``--region`` the config does not know."""
     unknown = [name for name in policy_names if setup.policy(name) is None]
+    for broken in setup.broken:  # a partial load (run): say why, not only "no policy"
+        if broken.name in unknown:
+            click.echo(
+                f"{command}: policy {broken.name!r} cannot be used: {broken.summary()}", err=True
+            )
     if unknown:
         known = ", ".join(p.name for p in setup.policies)
         click.echo(f"{command}: no policy named {', '.join(unknown)} (known: {known})", err=True)

@@ -236,8 +236,12 @@ def run_command(
       0  every slot has its NORMAL image (or is being made, with --no-wait)
       1  some step failed; each failure was printed and alerted
       2  the config is invalid, or --policy / --region names something unknown
+
+    A policy file that cannot be used does not stop the others: they run, the bad file
+    is printed and alerted as an error (exit 1), and images of policies that are not
+    loaded are held, never rotated, until it is fixed (docs/operations.md).
     """
-    setup = load_or_exit(config_file)
+    setup = load_or_exit(config_file, partial=True)
     check_choices(setup, "run", policy_names, region_names)
     client = client_or_exit(setup, "run")
     try:

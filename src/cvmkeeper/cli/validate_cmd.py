@@ -22,6 +22,7 @@ from cvmkeeper.cli.common import (
     report_config_error,
     utc_now,
 )
+from cvmkeeper.cli.copy_pairs import refused_pair_warnings
 from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.config import ConfigError, Problem, Setup, config_path, load_config
 from cvmkeeper.config.loader import ignored_policy_files
@@ -327,7 +328,8 @@ def validate(config_file: str | None, online: bool) -> None:
     one instance can hold, with the arithmetic) and one line per region, then warnings:
     a policy that can keep more images per instance than CBS documents snapshots per disk
     (64), and with --online every disk a backup cannot hold (local disks, listed disks that
-    are not attached) and every image holding fewer disks than cvmkeeper asked for.
+    are not attached), every image holding fewer disks than cvmkeeper asked for, and every
+    region pair a policy copies across that the cloud refuses (a SyncImages DryRun).
 
     \b
     Exit status:
@@ -354,6 +356,7 @@ def validate(config_file: str | None, online: bool) -> None:
         try:
             checks = online_checks(setup, notes)
             warnings += online_disk_warnings(setup)
+            warnings += refused_pair_warnings(setup, cloud_client(setup.config))
         except CloudError as exc:  # a sentence from Tencent's answer; never a secret
             click.echo(f"validate: --online failed: {exc}", err=True)
             sys.exit(EXIT_FAILED)

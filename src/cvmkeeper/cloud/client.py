@@ -17,6 +17,8 @@ carried out:
 - ``sync_image``: before re-sending after a lost answer, destination regions that already
   hold a copy (same name) are adopted and left out of the retry.
 - ``stop_instances`` / ``start_instances``: "already stopped / running" counts as done.
+- ``tag_resources`` / ``untag_resources`` (Tencent's Tag API, ``cloud.tagging``): setting a
+  tag to the value it has, or removing one that is absent, is the same request again.
 """
 
 from __future__ import annotations
@@ -59,6 +61,18 @@ from cvmkeeper.cloud.models import (
 )
 from cvmkeeper.cloud.ratelimit import RateLimiter
 from cvmkeeper.cloud.retry import RetryPolicy, call_with_retries
+from cvmkeeper.cloud.tagging import (
+    MAX_RESOURCES_PER_CALL,
+    MAX_TAGS_PER_CALL,
+    TAG_ACTIONS,
+    TAG_RESOURCES,
+    UNTAG_RESOURCES,
+    SdkTagTransport,
+    raise_failed,
+    resource_name,
+    tag_params,
+    untag_params,
+)
 from cvmkeeper.cloud.transport import (
     EndpointConfig,
     SdkTransport,
@@ -121,8 +135,12 @@ class CloudClient:
         rng: random.Random | None = None,
         delete_batch_size: int = DELETE_BATCH_SIZE,
         identity_reader: IdentityReader | None = None,
+        tag_transport: Transport | None = None,
     ) -> None:
         self.transport = transport
+        # Tag API actions (``cloud.tagging``): through ``tag_transport`` (the Tag service over
+        # the SDK), else through the transport (an emulator core answers them in process).
+        self.tag_transport = tag_transport
         # GetCallerIdentity: through ``identity_reader`` (STS over the SDK), else through the
         # transport (an emulator core answers it in process). Read once per client.
         self._identity_reader: IdentityReader = identity_reader or (
@@ -148,6 +166,7 @@ class CloudClient:
         """A client using the official SDK; ``credentials`` from ``resolve_credentials``."""
         endpoint = endpoint or EndpointConfig()
         options.setdefault("identity_reader", SdkIdentityReader(credentials, endpoint))
+        options.setdefault("tag_transport", SdkTagTransport(credentials, endpoint))
         return cls(SdkTransport(credentials, endpoint), **options)
 
     # -- one logical call ------------------------------------------------------------------
@@ -180,8 +199,11 @@ class CloudClient:
                 if settled is not None:
                     return settled
             self.limiter.acquire(region, action)
+            transport = self.transport
+            if action in TAG_ACTIONS and self.tag_transport is not None:
+                transport = self.tag_transport
             try:
-                body = self.transport.call(region, action, params)
+                body = transport.call(region, action, params)
             except CloudError as error:
                 self.stats.record(action, error)
                 last_error[0] = error
@@ -526,6 +548,16 @@ class CloudClient:
             copies[str(item["Region"])] = str(item["ImageId"])
         return SyncResult(image_id, copies, tuple(sorted(adopted)))
 
+    def sync_dry_run(self, region: str, image_id: str, destination: str) -> None:
+        """``SyncImages`` of ``image_id`` to ``destination`` with ``DryRun``: returns when
+        the cloud would copy it, raises the refusal's ``CloudError`` otherwise (a region
+        pair that cannot copy, for ``validate --online``). Nothing is copied."""
+        params = {"ImageIds": [image_id], "DestinationRegions": [destination], "DryRun": True}
+        try:
+            self.call(region, "SyncImages", params)
+        except DryRunPassed:
+            return
+
     def stop_instances(
         self, region: str, instance_ids: Iterable[str], *, stop_type: str = "SOFT_FIRST"
     ) -> None:
@@ -547,6 +579,40 @@ class CloudClient:
                 if len(chunk) > 1:  # one was done already: do the others one by one
                     for instance_id in chunk:
                         self._instances_action(region, action, [instance_id], extra)
+
+    # -- tags through Tencent's Tag API (issue #18) -----------------------------------------
+
+    def tag_resources(
+        self, region: str, kind: str, ids: Iterable[str], tags: Mapping[str, str]
+    ) -> None:
+        """Set ``tags`` on the ``kind`` (``instance`` / ``image``) resources ``ids`` of
+        ``region`` (``TagResources``; an existing key takes the new value). The account uin of
+        the six-segment names is the caller's (``caller_identity``). A resource the answer
+        lists in ``FailedResources`` raises the classified error of its code."""
+        tag_map = dict(tags)
+        if not tag_map or len(tag_map) > MAX_TAGS_PER_CALL:
+            raise ValueError(f"give 1 to {MAX_TAGS_PER_CALL} tags, not {len(tag_map)}")
+        for chunk in self._resource_chunks(region, kind, ids):
+            body = self.call(region, TAG_RESOURCES, tag_params(chunk, tag_map))
+            raise_failed(TAG_RESOURCES, region, body)
+
+    def untag_resources(
+        self, region: str, kind: str, ids: Iterable[str], keys: Iterable[str]
+    ) -> None:
+        """Remove the tag ``keys`` from the ``kind`` resources ``ids`` of ``region``
+        (``UnTagResources``); a key the resource does not carry is no error."""
+        key_list = list(dict.fromkeys(keys))
+        if not key_list or len(key_list) > MAX_TAGS_PER_CALL:
+            raise ValueError(f"give 1 to {MAX_TAGS_PER_CALL} tag keys, not {len(key_list)}")
+        for chunk in self._resource_chunks(region, kind, ids):
+            body = self.call(region, UNTAG_RESOURCES, untag_params(chunk, key_list))
+            raise_failed(UNTAG_RESOURCES, region, body)
+
+    def _resource_chunks(self, region: str, kind: str, ids: Iterable[str]) -> Iterator[list[str]]:
+        """Six-segment names of ``ids``, at most 10 per Tag API call."""
+        uin = self.caller_identity(region).account_id
+        names = [resource_name(region, uin, kind, i) for i in dict.fromkeys(ids)]
+        return _chunks(names, MAX_RESOURCES_PER_CALL)
 
     # -- restore and drills (issue #16) -----------------------------------------------------
 

@@ -206,6 +206,26 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
         reason="the source image is taken by another operation: retry later",
     ),
     _rule("DryRunOperation", DryRunPassed, reason="a dry run found nothing wrong"),
+    # -- Tencent's Tag API (cloud/tagging.py): the codes of TagResources / UnTagResources in
+    # tencentcloud-sdk-go tencentcloud/tag/v20180813/client.go, described in its errors.go.
+    # "资源标签正在处理中" (the resource's tags are being processed) passes; a resource id the
+    # Tag service does not know means the instance or image is gone. The other codes of the
+    # lists (InvalidParameter*, LimitExceeded.*, AuthFailure.*, FailedOperation) are
+    # permanent through the general rows below and the unknown-code default.
+    _rule(
+        "FailedOperation.ResourceTagProcessing",
+        BusyError,
+        "TagResources",
+        "UnTagResources",
+        reason="the resource's tags are being processed: retry later",
+    ),
+    _rule(
+        "InvalidParameterValue.ResourceIdInvalid",
+        NotFoundError,
+        "TagResources",
+        "UnTagResources",
+        reason="no such resource",
+    ),
     # -- restore and drills (issue #16): codes of RunInstances / TerminateInstances /
     # ResetInstance in tencentcloud-sdk-go tencentcloud/cvm/v20170312/client.go --
     _rule(

@@ -7,6 +7,7 @@ problem as ``file:line:col: key.path: message``), and the ``Config`` values.
 
 from cvmkeeper.config.errors import ConfigError, Problem
 from cvmkeeper.config.loader import (
+    BrokenPolicy,
     Setup,
     config_path,
     load_config,
@@ -14,6 +15,7 @@ from cvmkeeper.config.loader import (
     load_setup,
     parse_config_text,
     parse_policy_text,
+    with_stand_ins,
 )
 from cvmkeeper.config.model import (
     CONFIG_ENV,
@@ -32,6 +34,7 @@ __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_PATH",
     "ApiSettings",
+    "BrokenPolicy",
     "CloudSettings",
     "Config",
     "ConfigError",
@@ -48,4 +51,5 @@ __all__ = [
     "load_setup",
     "parse_config_text",
     "parse_policy_text",
+    "with_stand_ins",
 ]

@@ -3,6 +3,14 @@
 Every loader raises one ``ConfigError`` carrying all problems of all files, so a user
 fixes everything in one round. Nothing here raises anything else for bad input: a file
 that is missing, unreadable, not UTF-8, not YAML or simply wrong is a ``Problem``.
+
+``load_setup(path, partial=True)`` is what the daemon and ``run`` use (issue #19): one bad
+policy file must never stop the other policies. The good policies are loaded and each bad
+file becomes a :class:`BrokenPolicy` in ``Setup.broken`` (reported as an error on every
+run, ``executor.broken``; its images are held, ``core.holds``). What still raises: a bad
+daemon config file, a policies directory that cannot be listed or holds no policy file,
+and a directory where no policy file at all can be used (nothing would run, so nothing
+would report the broken files).
 """
 
 from __future__ import annotations
@@ -10,8 +18,10 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import yaml
 
 from cvmkeeper.config.daemon_file import read_config as _read_config
 from cvmkeeper.config.errors import ConfigError, Problem
@@ -26,15 +36,45 @@ POLICY_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True, slots=True)
+class BrokenPolicy:
+    """A policy file that could not be used: its problems, the policy name it declares
+    when that much could be read, and whether the policy of a previous load stands in
+    for it (``stand_in``: a daemon reload keeps the old version of a policy whose file
+    became bad; see docs/operations.md "A bad policy file")."""
+
+    file: str
+    problems: tuple[Problem, ...]
+    name: str | None = None
+    stand_in: bool = False
+
+    def summary(self) -> str:
+        """One line: the file and its first problem (``+N more``)."""
+        first = str(self.problems[0]) if self.problems else f"{self.file}: cannot be used"
+        more = len(self.problems) - 1
+        return f"{first} (+{more} more)" if more > 0 else first
+
+
+@dataclass(frozen=True, slots=True)
 class Setup:
-    """A loaded daemon config and its policies, checked together."""
+    """A loaded daemon config and its policies, checked together.
+
+    ``broken`` lists the policy files a partial load could not use (always empty from a
+    strict load, which raises instead).
+    """
 
     config: Config
     policies: tuple[Policy, ...]
+    broken: tuple[BrokenPolicy, ...] = ()
 
     def policy(self, name: str) -> Policy | None:
         """The policy called ``name``, if there is one."""
         return next((p for p in self.policies if p.name == name), None)
+
+    @property
+    def holding(self) -> tuple[BrokenPolicy, ...]:
+        """The broken files no old policy stands in for: while there is one, images of
+        policies not loaded are held (``core.holds``), never rotated."""
+        return tuple(b for b in self.broken if not b.stand_in)
 
 
 def config_path(
@@ -249,6 +289,62 @@ def _policy_files(directory: Path) -> tuple[list[Path], list[Problem]]:
     return files, []
 
 
+def _declared_name(root: Node | None) -> str | None:
+    """The ``name:`` a policy file's root mapping declares, if it is a plain string."""
+    if not isinstance(root, yaml.MappingNode):
+        return None
+    for key, value in root.value:
+        if isinstance(key, yaml.ScalarNode) and key.value == "name":
+            return (str(value.value) or None) if isinstance(value, yaml.ScalarNode) else None
+    return None
+
+
+def _read_policies(
+    directory: Path, default_regions: tuple[str, ...], default_on_quota_full: OnQuotaFull
+) -> tuple[list[Policy], list[BrokenPolicy], list[Problem]]:
+    """Every policy file of ``directory``: the good policies, the broken files, and the
+    problems of the directory itself (it cannot be listed, or holds no policy file)."""
+    files, problems = _policy_files(directory)
+    policies: list[Policy] = []
+    broken: list[BrokenPolicy] = []
+    first_seen: dict[str, Policy] = {}
+    for path in files:
+        reader, root = _compose_file(path)
+        policy = None
+        if root is not None:
+            policy = read_policy(
+                reader,
+                root,
+                default_regions=default_regions,
+                default_on_quota_full=default_on_quota_full,
+            )
+        if policy is not None and not reader.problems and policy.name in first_seen:
+            name_node = next(
+                (v for k, v in getattr(root, "value", []) if getattr(k, "value", None) == "name"),
+                root,
+            )
+            assert name_node is not None
+            reader.problems.append(
+                Problem(
+                    reader.source,
+                    name_node.start_mark.line + 1,
+                    name_node.start_mark.column + 1,
+                    "name",
+                    f"policy name {policy.name!r} is already used by "
+                    f"{first_seen[policy.name].source}",
+                )
+            )
+        if policy is None or reader.problems:
+            found = tuple(sorted(set(reader.problems))) or (
+                Problem(reader.source, 0, 0, "", "cannot be used"),
+            )
+            broken.append(BrokenPolicy(reader.source, found, _declared_name(root)))
+            continue
+        first_seen[policy.name] = policy
+        policies.append(policy)
+    return policies, broken, problems
+
+
 def load_policies(
     directory: str | os.PathLike[str],
     *,
@@ -260,49 +356,24 @@ def load_policies(
     Raises one ``ConfigError`` with the problems of every file, including policy names
     used twice. Files starting with '.' (editor leftovers) are ignored.
     """
-    files, problems = _policy_files(Path(directory))
-    policies: list[Policy] = []
-    first_seen: dict[str, tuple[Policy, Node]] = {}
-    for path in files:
-        reader, root = _compose_file(path)
-        policy = None
-        if root is not None:
-            policy = read_policy(
-                reader,
-                root,
-                default_regions=default_regions,
-                default_on_quota_full=default_on_quota_full,
-            )
-        problems.extend(reader.problems)
-        if policy is None or root is None:
-            continue
-        name_node = next(
-            (v for k, v in getattr(root, "value", []) if getattr(k, "value", None) == "name"), root
-        )
-        if policy.name in first_seen:
-            other = first_seen[policy.name][0]
-            problems.append(
-                Problem(
-                    reader.source,
-                    name_node.start_mark.line + 1,
-                    name_node.start_mark.column + 1,
-                    "name",
-                    f"policy name {policy.name!r} is already used by {other.source}",
-                )
-            )
-            continue
-        first_seen[policy.name] = (policy, name_node)
-        policies.append(policy)
+    policies, broken, problems = _read_policies(
+        Path(directory), default_regions, default_on_quota_full
+    )
+    problems += [problem for file in broken for problem in file.problems]
     if problems:
         raise ConfigError(problems)
     return policies
 
 
-def load_setup(path: str | os.PathLike[str]) -> Setup:
+def load_setup(path: str | os.PathLike[str], *, partial: bool = False) -> Setup:
     """Load the daemon config and its policies; one ``ConfigError`` lists every problem.
 
     The policies are checked even when the config file has problems (with the defaults of
     the keys that failed), so one run of ``validate`` shows everything that is wrong.
+
+    ``partial=True`` (the daemon, ``run``): bad policy files do not raise; they are
+    returned in ``Setup.broken`` beside the good policies. Problems of the config file or
+    of the policies directory, or no usable policy at all, still raise.
     """
     source = Path(path)
     reader, root = _compose_file(source)
@@ -310,15 +381,35 @@ def load_setup(path: str | os.PathLike[str]) -> Setup:
     problems = list(reader.problems)
     if config is None:
         raise ConfigError(problems)
-    try:
-        policies = load_policies(
-            config.policies_dir,
-            default_regions=config.regions,
-            default_on_quota_full=config.on_quota_full,
-        )
-    except ConfigError as error:
-        problems.extend(error.problems)
-        policies = []
+    policies, broken, dir_problems = _read_policies(
+        Path(config.policies_dir), config.regions, config.on_quota_full
+    )
+    problems += dir_problems
+    file_problems = [problem for file in broken for problem in file.problems]
+    if not partial or problems or not policies:
+        problems += file_problems
     if problems:
         raise ConfigError(problems)
-    return Setup(config=config, policies=tuple(policies))
+    return Setup(config=config, policies=tuple(policies), broken=tuple(broken))
+
+
+def with_stand_ins(setup: Setup, previous: Setup) -> Setup:
+    """``setup`` (a partial load on reload) with the policy of ``previous`` kept for each
+    broken file that held a policy before: the same file, or the same declared name, when
+    no good policy of ``setup`` has taken that name. Such a file is marked ``stand_in``;
+    its images are rotated by the old version instead of being held (docs/operations.md
+    "A bad policy file")."""
+    policies = list(setup.policies)
+    names = {policy.name for policy in policies}
+    broken: list[BrokenPolicy] = []
+    for file in setup.broken:
+        old = next((p for p in previous.policies if p.source == file.file), None)
+        if old is None and file.name:
+            old = previous.policy(file.name)
+        if old is None or old.name in names:
+            broken.append(file)
+            continue
+        policies.append(old)
+        names.add(old.name)
+        broken.append(replace(file, stand_in=True, name=old.name))
+    return replace(setup, policies=tuple(policies), broken=tuple(broken))

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Image, Inventory
 from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
-from cvmkeeper.core.ownership import ManagedImage, classify_image
+from cvmkeeper.core.ownership import ManagedImage, classify_copy, classify_image, copy_origins
 from cvmkeeper.core.policy import Policy
 from cvmkeeper.core.schedule import policy_period
 from cvmkeeper.core.targets import resolve_targets
@@ -236,8 +236,11 @@ def assess_region(
     newest: dict[str, tuple[datetime, Image]] = {}
     held: dict[str, int] = {}
     managed_count = 0
+    origins = copy_origins((sources or {}).values(), fmt)  # copies not yet tagged count
     for image in inventory.images:
         owned = classify_image(image, fmt)
+        if owned is None and origins:
+            owned = classify_copy(image, origins, fmt)
         if owned is None:
             continue
         managed_count += 1

@@ -13,6 +13,11 @@ Two kinds of managed image would otherwise end a backup, or retention, in silenc
   with the policy; deleting it under the remaining rules would be a silent loss. Like an
   orphan it is held and warned about, unless the daemon config's ``orphans:`` rules are
   set: then it is rotated by the rules that remain, with a warning naming the policy.
+- while a policy file cannot be used (``hold_unknown``, issue #19: a typo in one file),
+  every image of an instance that has an image whose ``cvmkeeper:policy`` tag names a
+  policy not loaded is held, whatever ``orphans:`` says: the broken file may be that
+  policy, and its rules (which OR with the others of the instance) are unknown. So a
+  typo never turns into deleted backups; the hold ends when the file is fixed.
 
 Also reported, not held (they are never deleted anyway): managed images in a state
 cvmkeeper never cleans up (``IMPORTFAILED``, a state the API added), which would otherwise
@@ -59,13 +64,18 @@ def hold_images(
     now: datetime,
     *,
     rotate_removed: bool,
+    hold_unknown: str = "",
 ) -> Holds:
     """Hold future-dated images and images of removed policies; warn about both, and about
     managed images in a state that is never cleaned. ``rotate_removed`` (the config's
-    ``orphans:`` rules are set) lets images of removed policies be rotated, with a warning."""
+    ``orphans:`` rules are set) lets images of removed policies be rotated, with a warning.
+    ``hold_unknown`` (why some policy file cannot be used; empty when all can) holds every
+    image of an instance with an image of a policy not loaded, with a warning."""
     known = {policy.name for policy in policies}
     notices: list[PlanWarning] = []
     removed: dict[str, list[ManagedImage]] = defaultdict(list)
+    unknown = _unknown_instances(managed, known) if hold_unknown else {}
+    broken: dict[str, list[ManagedImage]] = defaultdict(list)
     result: list[ManagedImage] = []
     for owned in managed:
         concerns = tuple(sorted(p.name for p in targeted.get(owned.instance_id, ())))
@@ -75,6 +85,10 @@ def hold_images(
         if owned.slot > now:
             notices.append(_future_notice(owned, concerns))
             hold = f"held: named for slot {slot_tag_value(owned.slot)}, after now"
+        elif owned.instance_id in unknown:
+            names = unknown[owned.instance_id]
+            broken[",".join(names)].append(owned)
+            hold = f"held: policy {_quoted(names)} is not loaded while {hold_unknown}"
         elif gone := _removed_policies(owned, known):
             removed[",".join(gone)].append(owned)
             if not rotate_removed:
@@ -83,7 +97,32 @@ def hold_images(
     notices += [
         _removed_notice(names, images, rotate_removed) for names, images in sorted(removed.items())
     ]
+    notices += [
+        _broken_notice(names, images, hold_unknown) for names, images in sorted(broken.items())
+    ]
     return Holds(tuple(result), tuple(notices))
+
+
+def _unknown_instances(
+    managed: Sequence[ManagedImage], known: Collection[str]
+) -> dict[str, tuple[str, ...]]:
+    """Instance id -> the policies not loaded that any of its images names."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for owned in managed:
+        found[owned.instance_id].update(n for n in tagged_policies(owned) if n not in known)
+    return {instance: tuple(sorted(names)) for instance, names in found.items() if names}
+
+
+def _broken_notice(names: str, images: Sequence[ManagedImage], why: str) -> PlanWarning:
+    listed = ", ".join(owned.image_id for owned in images[:10])
+    more = f" and {len(images) - 10} more" if len(images) > 10 else ""
+    return PlanWarning(
+        WarningKind.RETENTION,
+        f"{len(images)} image(s) held (kept, never rotated) while {why}: their instance has "
+        f"images of policy {_quoted(names.split(','))}, which is not loaded, so its "
+        f"retention is unknown; fix the file to end the hold: {listed}{more}",
+        tuple(names.split(",")),
+    )
 
 
 def removed_policy_images(

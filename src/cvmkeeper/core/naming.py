@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from cvmkeeper.core.disks import TAG_DISKS
 from cvmkeeper.core.inventory import Image
 
 MAX_NAME_LENGTH = 20
@@ -33,6 +34,10 @@ MARKER_VALUE = "true"
 TAG_POLICY = "cvmkeeper:policy"
 TAG_INSTANCE = "cvmkeeper:instance"
 TAG_SLOT = "cvmkeeper:slot"
+#: on a copy: the region it was copied from. SyncImages may leave a copy without the
+#: source's tags and description (issue #18), so cvmkeeper tags its copies itself; a copy
+#: carries this tag instead of the description prefix, which it cannot set.
+TAG_COPY_FROM = "cvmkeeper:copy-from"
 PIN_TAG = "cvmkeeper:pin"
 PIN_VALUE = "true"
 DESCRIPTION_PREFIX = "cvmkeeper:"
@@ -231,6 +236,19 @@ def slot_tag_value(slot: datetime) -> str:
     return f"{_check_slot(slot):%Y-%m-%dT%H:%MZ}"
 
 
+def copy_tags(source_tags: Mapping[str, str], source_region: str) -> dict[str, str]:
+    """The tags cvmkeeper gives a copy of an image whose tags are ``source_tags``: the
+    source's ``cvmkeeper:*`` tags (marker, policies, instance, slot, pin, disks) and
+    ``cvmkeeper:copy-from``. Other keys are the source owner's business, not copied. The
+    Tag API refuses an empty value (``InvalidParameterValue.TagValueEmpty``): an empty
+    ``cvmkeeper:disks`` (no data disk asked) becomes its count, ``0``; other empty values
+    are left out."""
+    own = {k: v for k, v in source_tags.items() if k.startswith("cvmkeeper:")}
+    if own.get(TAG_DISKS) == "":
+        own[TAG_DISKS] = "0"
+    return {**{k: v for k, v in own.items() if v}, TAG_COPY_FROM: source_region}
+
+
 def image_tags(policy_names: tuple[str, ...], instance_id: str, slot: datetime) -> dict[str, str]:
     """The tags a managed image is created with (marker, policies, instance, slot)."""
     return {
@@ -260,15 +278,20 @@ def is_managed(image: Image, fmt: NameFormat = DEFAULT_FORMAT) -> ParsedName | N
     Managed means all of: the marker tag, the description prefix, a name that parses,
     and, when the image carries a ``cvmkeeper:instance`` tag, that tag agreeing with the
     name. Anything less is treated as unmanaged: counted against the quota, never touched.
+    A copy (``cvmkeeper:copy-from`` tag) stands in for the description prefix with that
+    tag and a ``cvmkeeper:instance`` tag that must be there: SyncImages may not copy the
+    description and nothing else can set it on the copy.
     """
     if image.tags.get(MARKER_TAG) != MARKER_VALUE:
         return None
-    if not image.description.startswith(DESCRIPTION_PREFIX):
+    tagged_instance = image.tags.get(TAG_INSTANCE)
+    if not image.description.startswith(DESCRIPTION_PREFIX) and not (
+        image.tags.get(TAG_COPY_FROM) and tagged_instance
+    ):
         return None
     parsed = fmt.parse(image.name)
     if parsed is None:
         return None
-    tagged_instance = image.tags.get(TAG_INSTANCE)
     if tagged_instance is not None and tagged_instance != parsed.instance_id:
         return None
     return parsed

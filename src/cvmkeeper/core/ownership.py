@@ -13,21 +13,33 @@ identity the daemon calls the API as (``creator_is_us``, checked by the cloud cl
 it reads the images, once the caller's identity is known; ``Image.creator_trusted``). An
 image that carries the marker but fails that check is unmanaged (and reported by the
 client). See docs/trust.md.
+
+A copy (issue #18): ``SyncImages`` may leave a copy without the source's tags and
+description, and cvmkeeper tags it through the Tag API only after the copy exists (and
+tags may take a while to show). Until then the copy is recognised by where it came from
+(``classify_copy``): a private image of this identity whose name parses and is the name of
+a managed image in a source region that was read, for the same instance. The name is a
+pure function of (instance, slot) and unique per region, and ``SyncImages`` is sent with
+that name, so such an image can only be the copy. Such a ``ManagedImage`` has
+``untagged=True``: the executor tags it. Without its source (rotated away before the tags
+were ever set) it is unmanaged again: counted, never touched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from cvmkeeper.core.inventory import Image
+from cvmkeeper.core.inventory import Image, Inventory
 from cvmkeeper.core.naming import (
     DEFAULT_FORMAT,
     DESCRIPTION_PREFIX,
     MARKER_TAG,
     MARKER_VALUE,
+    TAG_INSTANCE,
     NameFormat,
+    copy_tags,
     is_managed,
     is_pinned,
 )
@@ -56,6 +68,8 @@ class ManagedImage:
     #: recognised by name and cvmkeeper's record of its own creates while its tags do not
     #: show yet (``Inventory.provisional``): counted by retention, never deleted
     provisional: bool = False
+    #: a copy recognised by its source (``classify_copy``), not yet by its own tags
+    untagged: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,19 +164,78 @@ def classify_image(
     )
 
 
+def copy_origins(
+    sources: Iterable[Inventory], fmt: NameFormat = DEFAULT_FORMAT
+) -> dict[str, ManagedImage]:
+    """Name -> managed image, over the source regions' inventories (any state: a source is
+    ``SYNCING`` while it is copied): what ``classify_copy`` looks names up in."""
+    return {
+        owned.image.name: owned
+        for inventory in sources
+        for image in inventory.images
+        if (owned := classify_image(image, fmt)) is not None
+    }
+
+
+def classify_copy(
+    image: Image, origins: Mapping[str, ManagedImage], fmt: NameFormat = DEFAULT_FORMAT
+) -> ManagedImage | None:
+    """The ``ManagedImage`` view (``untagged=True``) of a copy not yet carrying cvmkeeper's
+    tags, recognised by its source (see the module docstring); ``None``: not such a copy."""
+    if image.image_type != OWN_IMAGE_TYPE or not image.creator_trusted:
+        return None
+    source = origins.get(image.name)
+    parsed = fmt.parse(image.name)
+    if source is None or parsed is None or source.image.region == image.region:
+        return None
+    if source.instance_id != parsed.instance_id:
+        return None
+    if image.tags.get(TAG_INSTANCE, parsed.instance_id) != parsed.instance_id:
+        return None
+    return ManagedImage(
+        image=image,
+        instance_id=parsed.instance_id,
+        slot=parsed.slot,
+        pinned=is_pinned(image.tags),
+        image_id=image.image_id,
+        untagged=True,
+    )
+
+
 def split_images(
     images: tuple[Image, ...],
     fmt: NameFormat = DEFAULT_FORMAT,
+    origins: Mapping[str, ManagedImage] | None = None,
     provisional: Collection[str] = (),
 ) -> tuple[list[ManagedImage], list[Image]]:
-    """Split a region's images into (managed, unmanaged), each in input order
-    (``provisional``: see :func:`classify_image`)."""
+    """Split a region's images into (managed, unmanaged), each in input order; with
+    ``origins`` (``copy_origins`` of the source regions) copies not yet tagged are managed;
+    ``provisional``: see :func:`classify_image`."""
     managed: list[ManagedImage] = []
     unmanaged: list[Image] = []
     for image in images:
         owned = classify_image(image, fmt, provisional)
+        if owned is None and origins:
+            owned = classify_copy(image, origins, fmt)
         if owned is None:
             unmanaged.append(image)
         else:
             managed.append(owned)
     return managed, unmanaged
+
+
+def untagged_copies(
+    images: Iterable[Image], origins: Mapping[str, ManagedImage], fmt: NameFormat = DEFAULT_FORMAT
+) -> list[tuple[ManagedImage, dict[str, str]]]:
+    """The copies among ``images`` recognised only by their source (``classify_copy``),
+    each with the tags cvmkeeper gives it (``naming.copy_tags`` of its source): what a
+    run tags so that the copy stays managed once its source is rotated away."""
+    found: list[tuple[ManagedImage, dict[str, str]]] = []
+    for image in images:
+        if classify_image(image, fmt) is not None:
+            continue
+        owned = classify_copy(image, origins, fmt)
+        if owned is not None:
+            source = origins[image.name].image
+            found.append((owned, copy_tags(source.tags, source.region)))
+    return found

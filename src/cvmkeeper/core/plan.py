@@ -39,7 +39,7 @@ from enum import StrEnum
 
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
-from cvmkeeper.core.ownership import ManagedImage, classify_image
+from cvmkeeper.core.ownership import ManagedImage, classify_image, copy_origins, split_images
 from cvmkeeper.core.policy import Consistency
 
 #: The most image ids one ``DeleteImages`` call carries: one ``Delete`` step of a plan, and
@@ -96,10 +96,12 @@ class Copy:
     """Call ``SyncImages`` for one image of ``source_region`` into the plan's region.
 
     The copy gets the source's name (same instance, same slot: the name is what makes a
-    retried copy idempotent) and, as ``SyncImages`` cannot set tags, the source's tags and
-    description, which carry cvmkeeper's marker: ``tags`` and ``description`` are those,
-    so the copy is recognised as managed in this region. ``policies`` are the policies
-    that copy this instance's images here.
+    retried copy idempotent). ``SyncImages`` cannot set tags and may not copy the source's
+    (issue #18), so the executor tags the copy through the Tag API with ``tags``
+    (``naming.copy_tags``: the source's ``cvmkeeper:*`` tags and ``cvmkeeper:copy-from``),
+    which make it managed whatever its description; ``description`` is the source's (what
+    the cloud may copy). ``policies`` are the policies that copy this instance's images
+    here.
     """
 
     instance_id: str
@@ -311,10 +313,10 @@ def check_plan(
     region with the copy's name.
     """
     if managed is None:
+        origins = copy_origins((sources or {}).values(), fmt)
         managed = {
-            image.image_id: owned
-            for image in inventory.images
-            if (owned := classify_image(image, fmt, inventory.provisional)) is not None
+            owned.image_id: owned
+            for owned in split_images(inventory.images, fmt, origins, inventory.provisional)[0]
         }
     facts = _PlanFacts.of(inventory, plan, managed)
     return [

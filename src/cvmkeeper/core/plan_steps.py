@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from cvmkeeper.core.demand import Demand, InstanceSet, age_key
 from cvmkeeper.core.inventory import Image
 from cvmkeeper.core.naming import (
+    copy_tags,
     image_description,
     image_tags,
     slot_tag_value,
@@ -144,7 +145,7 @@ def _copy(item: Demand) -> Copy:
         source_region=source.image.region,
         source_image_id=source.image_id,
         policies=names,
-        tags=source.image.tags,
+        tags=copy_tags(source.image.tags, source.image.region),
         description=source.image.description,
         reason=f"copy of {source.image_id} from {source.image.region} for {', '.join(names)}",
     )

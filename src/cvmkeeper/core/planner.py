@@ -74,7 +74,7 @@ from cvmkeeper.core.naming import (
     image_name,
     slot_tag_value,
 )
-from cvmkeeper.core.ownership import ManagedImage, classify_image, split_images
+from cvmkeeper.core.ownership import ManagedImage, classify_image, copy_origins, split_images
 from cvmkeeper.core.plan import (
     Plan,
     PlanWarning,
@@ -105,11 +105,13 @@ class PlannerSettings:
 
     ``orphan_retention``: keep rules for the images of instances no policy targets any
     more; ``None`` (the default) keeps every orphan image. ``name_format``: the configured
-    image name template.
+    image name template. ``hold_unknown``: why some policy file cannot be used (empty when
+    every file can); while set, images of policies not loaded are held (``core.holds``).
     """
 
     orphan_retention: Retention | None = None
     name_format: NameFormat = field(default=DEFAULT_FORMAT)
+    hold_unknown: str = ""
 
 
 class NameStatus(Enum):
@@ -235,7 +237,12 @@ def _read_region(
 ) -> _Region:
     """Index the region once: ownership, holds (``core.holds``), names, targets, copy
     sources."""
-    split, unmanaged = split_images(inventory.images, settings.name_format, inventory.provisional)
+    # copies not yet tagged are recognised by their source (core.ownership.classify_copy);
+    # new images listed before their tags, by cvmkeeper's record (Inventory.provisional)
+    origins = copy_origins((sources or {}).values(), settings.name_format)
+    split, unmanaged = split_images(
+        inventory.images, settings.name_format, origins, inventory.provisional
+    )
     resolution = resolve_targets(inventory.region, policies, inventory.instances)
     notices += [
         PlanWarning(WarningKind.TARGETS, message, (name,))
@@ -243,7 +250,12 @@ def _read_region(
     ]
     targeted = resolution.policies_by_instance
     holds = hold_images(
-        split, policies, targeted, now, rotate_removed=settings.orphan_retention is not None
+        split,
+        policies,
+        targeted,
+        now,
+        rotate_removed=settings.orphan_retention is not None,
+        hold_unknown=settings.hold_unknown,
     )
     managed = list(holds.managed)
     notices += holds.notices

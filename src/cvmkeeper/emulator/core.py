@@ -8,7 +8,8 @@ repeatable. Lifecycles (``CREATING -> NORMAL``, ``STOPPING -> STOPPED``, ...) ar
 lazily: every call first advances the state to the clock's ``now``.
 
 History. Every write (CreateImage, DeleteImages, SyncImages, StopInstances,
-StartInstances, and RunInstances, TerminateInstances, ResetInstance of ``launch.py``) is
+StartInstances, RunInstances, TerminateInstances, ResetInstance of ``launch.py``, and the Tag
+API's TagResources, UnTagResources of ``tagging.py``) is
 appended in order, whatever its outcome, as
 ``{"seq", "time", "region", "action", "params", "result", "request_id", "ImageIds",
 "InstanceIds"}`` where ``result`` is ``"ok"``, an error code, or ``"reset"`` for an injected
@@ -47,12 +48,16 @@ from cvmkeeper.emulator.records import (
     SnapshotRecord,
     api_time,
 )
+from cvmkeeper.emulator.tagging import TagActions
 
 __all__ = ["ApiError", "ConnectionFault", "EmulatorCore"]
 
 LAUNCH_ACTIONS = ("RunInstances", "TerminateInstances", "ResetInstance")
+#: Tencent's Tag API (service ``tag``, 2018-08-13; emulator/tagging.py)
+TAG_ACTIONS = ("TagResources", "UnTagResources")
 WRITE_ACTIONS = frozenset(
     {
+        *TAG_ACTIONS,
         "CreateImage",
         "DeleteImages",
         "SyncImages",
@@ -125,6 +130,10 @@ class EmulatorCore:
             "GetCallerIdentity": self._get_caller_identity,  # STS, 2018-08-13
             # restore and drills (issue #16): emulator/launch.py
             **LaunchActions(lambda: self._fleet, self._new_id, Outcome).handlers(),
+            # Tencent's Tag API (issue #18): emulator/tagging.py
+            **TagActions(
+                lambda: self._regions, lambda: self._fleet.credentials.uin, Outcome
+            ).handlers(),
         }
         self._seed_from_fleet()
 
@@ -883,6 +892,7 @@ class EmulatorCore:
                 "InvalidParameter.ValueTooLarge",
                 f"ImageName is longer than {self._fleet.name_limit} characters.",
             )
+        self._check_sync_open_points(region.name, ids, destinations)
         sources: list[ImageRecord] = []
         for image_id in ids:
             image = region.images.get(image_id)
@@ -929,6 +939,7 @@ class EmulatorCore:
         if dry_run:
             raise ApiError("DryRunOperation", "The request would have succeeded.")
         ready = now + timedelta(seconds=self._fleet.timing.sync_seconds)
+        open_points = self._fleet.open_points
         copies: list[dict[str, str]] = []
         for source in sources:
             source.state = "SYNCING"
@@ -940,10 +951,10 @@ class EmulatorCore:
                     region=target.name,
                     state="CREATING",
                     created_time=now,
-                    description=source.description,
+                    description=source.description if open_points.sync_copies_description else "",
                     instance_id=source.instance_id,
                     os_name=source.os_name,
-                    tags=dict(source.tags),
+                    tags=dict(source.tags) if open_points.sync_copies_tags else {},
                     snapshots=[
                         SnapshotRecord(self._new_id("snap"), s.disk_usage, s.disk_size, s.disk_id)
                         for s in source.snapshots
@@ -956,6 +967,20 @@ class EmulatorCore:
                 copies.append({"ImageId": image.image_id, "Region": target.name})
         body: dict[str, Any] = {"ImageSet": copies} if set_required else {}
         return Outcome(body, image_ids=ids, extra={"copies": copies})
+
+    def _check_sync_open_points(self, source: str, ids: list[str], destinations: list[str]) -> None:
+        """The SyncImages switches of ``fleet.OpenPoints``: one image per call, and region
+        pairs that cannot copy."""
+        open_points = self._fleet.open_points
+        if open_points.sync_images_per_call == "one" and len(ids) > 1:
+            raise ApiError(
+                "InvalidParameterValue.LimitExceeded",
+                f"ImageIds holds {len(ids)} images; SyncImages copies one image per call.",
+            )
+        for destination in destinations:
+            code = open_points.sync_refusal(source, destination)
+            if code is not None:
+                raise ApiError(code, f"Images cannot be synced from {source} to {destination}.")
 
     def _check_whole_machine_sync(self, image: ImageRecord) -> None:
         """The ``whole_machine`` sync switches (``fleet.WholeMachine``)."""

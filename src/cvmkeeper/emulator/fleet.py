@@ -48,6 +48,8 @@ ACTIONS: tuple[str, ...] = (
     "RunInstances",
     "TerminateInstances",
     "ResetInstance",
+    "TagResources",  # Tencent's Tag API (service tag): emulator/tagging.py
+    "UnTagResources",
 )
 
 #: Fault kinds a fleet may inject, in the order they are drawn.
@@ -150,6 +152,10 @@ CREATE_RETRY_ORDERS = ("duplicate_first", "mutex_first")
 IMAGE_ORDERS = ("newest_first", "shuffled")
 #: the top-level switches of ``OpenPoints`` that are delays in seconds
 LAG_SWITCHES = ("image_visibility_seconds", "tag_visibility_seconds", "delete_lag_seconds")
+SYNC_PER_CALL = ("many", "one")
+#: the codes a disallowed (source, destination) pair of SyncImages is answered with: both
+#: are in SyncImages' error list (sdk-go cvm ``client.go``); the first is the default
+SYNC_PAIR_CODES = ("InvalidRegion.Unavailable", "UnsupportedOperation.Region")
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,18 @@ class OpenPoints:
     state ``DELETING`` (a state older docs list) and keeps counting against the quota
     (``DescribeImageQuota`` / ``ImageQuotaLimitExceeded``) for this long; a second
     ``DeleteImages`` of a ``DELETING`` image is accepted and changes nothing.
+
+    SyncImages (nothing documents what a copy inherits; ``SyncImagesRequest`` has no
+    ``TagSpecification``, and neither the Terraform provider nor the Packer plugin tags a
+    copy): ``sync_copies_tags`` / ``sync_copies_description``: whether a copy gets the
+    source's tags / description (``true``, the default) or none (``false``).
+    ``sync_images_per_call``: ``many`` (default) copies every ``ImageIds`` entry; ``one``
+    refuses more than one with ``InvalidParameterValue.LimitExceeded`` (the SDK's SyncImages
+    doc says "该接口每次调用只支持同步一个镜像", one image per call; the code is in its error
+    list). ``sync_disallowed_pairs``: ``(source, destination, code)`` region pairs refused
+    with ``code`` (``InvalidRegion.Unavailable`` or ``UnsupportedOperation.Region``, both in
+    SyncImages' list); in the fleet file ``[source, destination]`` or
+    ``[source, destination, code]``.
     """
 
     instance_states: str = "in_progress"
@@ -187,6 +205,17 @@ class OpenPoints:
     image_visibility_seconds: float = 0.0
     tag_visibility_seconds: float = 0.0
     delete_lag_seconds: float = 0.0
+    sync_copies_tags: bool = True
+    sync_copies_description: bool = True
+    sync_images_per_call: str = "many"
+    sync_disallowed_pairs: tuple[tuple[str, str, str], ...] = ()
+
+    def sync_refusal(self, source: str, destination: str) -> str | None:
+        """The code a SyncImages from ``source`` to ``destination`` is refused with, if any."""
+        for pair_source, pair_destination, code in self.sync_disallowed_pairs:
+            if (pair_source, pair_destination) == (source, destination):
+                return code
+        return None
 
 
 LAUNCH_OUTCOMES = ("running", "launch_failed", "stuck_pending")
@@ -465,6 +494,10 @@ class _Parser:
                 "create_retry_order",
                 "image_order",
                 *LAG_SWITCHES,
+                "sync_copies_tags",
+                "sync_copies_description",
+                "sync_images_per_call",
+                "sync_disallowed_pairs",
             },
         )
         if not top.get("regions"):
@@ -548,6 +581,14 @@ class _Parser:
             image_order=self.choice(
                 top.get("image_order", "newest_first"), ("image_order",), IMAGE_ORDERS
             ),
+            sync_copies_tags=self.boolean(top.get("sync_copies_tags", True), ("sync_copies_tags",)),
+            sync_copies_description=self.boolean(
+                top.get("sync_copies_description", True), ("sync_copies_description",)
+            ),
+            sync_images_per_call=self.choice(
+                top.get("sync_images_per_call", "many"), ("sync_images_per_call",), SYNC_PER_CALL
+            ),
+            sync_disallowed_pairs=self.sync_pairs(top.get("sync_disallowed_pairs")),
             image_visibility_seconds=self.lag(top, "image_visibility_seconds"),
             tag_visibility_seconds=self.lag(top, "tag_visibility_seconds"),
             delete_lag_seconds=self.lag(top, "delete_lag_seconds"),
@@ -556,6 +597,25 @@ class _Parser:
     def lag(self, top: Mapping[str, Any], key: str) -> float:
         """One of :data:`LAG_SWITCHES`: seconds, 0 to a day."""
         return self.number(top.get(key, 0), (key,), high=86_400.0)
+
+    def sync_pairs(self, value: Any) -> tuple[tuple[str, str, str], ...]:
+        """``sync_disallowed_pairs``: ``[source, destination]`` or ``[source, destination,
+        code]`` entries."""
+        path = ("sync_disallowed_pairs",)
+        pairs: list[tuple[str, str, str]] = []
+        for index, item in enumerate(self.sequence(value, path)):
+            where = (*path, f"[{index}]")
+            if not isinstance(item, list) or len(item) not in (2, 3):
+                raise self.fail(
+                    where, "must be [source, destination] or [source, destination, code]"
+                )
+            source = self.string(item[0], (*where, "[0]"), allow_empty=False)
+            destination = self.string(item[1], (*where, "[1]"), allow_empty=False)
+            code = self.choice(
+                item[2] if len(item) == 3 else SYNC_PAIR_CODES[0], (*where, "[2]"), SYNC_PAIR_CODES
+            )
+            pairs.append((source, destination, code))
+        return tuple(pairs)
 
     def launch(self, value: Any, path: tuple[str, ...]) -> Launch:
         raw = self.mapping(value, path)

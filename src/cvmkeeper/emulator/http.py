@@ -1,8 +1,11 @@
 """The HTTP front of the emulator: Tencent Cloud API 3.0 on the wire, nothing more.
 
 ``POST /`` with the ``X-TC-*`` headers is verified (TC3 signature, skew, version) and
-handed to :meth:`EmulatorCore.call`. Every API answer, error or not, is HTTP 200 with
-exactly ``Content-Type: application/json`` and a ``RequestId`` (the SDK ignores errors
+handed to :meth:`EmulatorCore.call`. The action names its service: CVM (``2017-03-12``),
+STS ``GetCallerIdentity`` and the Tag API's ``TagResources`` / ``UnTagResources`` (both
+``2018-08-13``); the signature is checked for that service, as Tencent's endpoints do.
+Every API answer, error or not, is HTTP 200 with exactly ``Content-Type:
+application/json`` and a ``RequestId`` (the SDK ignores errors
 under any other content type and turns any non-200 into ``ServerNetworkError``). An
 injected :class:`ConnectionFault` closes the socket without a byte of response.
 
@@ -40,12 +43,25 @@ API_VERSION = "2017-03-12"
 #: the STS action the emulator also serves (on the same endpoint), with its service/version
 STS_ACTIONS = frozenset({"GetCallerIdentity"})
 STS_VERSION = "2018-08-13"
+#: the Tag API actions the emulator also serves (service tag, version 2018-08-13)
+TAG_ACTIONS = frozenset({"TagResources", "UnTagResources"})
+TAG_VERSION = "2018-08-13"
 #: the header that carries the control token
 CONTROL_TOKEN_HEADER = "X-Emulator-Token"  # noqa: S105 - a name, not a secret
 #: the environment variable ``cvmkeeper emulator`` takes its control token from
 CONTROL_TOKEN_ENV = "CVMKEEPER_EMULATOR_TOKEN"  # noqa: S105 - a name, not a secret
 MAX_BODY_BYTES = 4 * 1024 * 1024
 log = logging.getLogger(__name__)
+
+
+def _service_of(action: str) -> tuple[str, str]:
+    """The (service, version) an action belongs to: its signature is checked for that
+    service (the SDK signs the credential scope with it) and its version required."""
+    if action in STS_ACTIONS:
+        return "sts", STS_VERSION
+    if action in TAG_ACTIONS:
+        return "tag", TAG_VERSION
+    return "cvm", API_VERSION
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
@@ -217,19 +233,18 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(
                 "InvalidParameter", "Content-Type must be application/json for TC3 POST requests."
             )
-        sts = headers.get("x-tc-action", "") in STS_ACTIONS
+        service, version = _service_of(headers.get("x-tc-action", ""))
         verify(
             SignedRequest(
                 method=self.command, path=self.path, query="", headers=headers, body=body
             ),
             self.server.core.fleet.credentials,
             self.server.signature_clock.now(),
-            service="sts" if sts else "cvm",
+            service=service,
         )
-        version = STS_VERSION if sts else API_VERSION
         if headers.get("x-tc-version") != version:
             raise ApiError(
-                "NoSuchVersion", f"The API version must be {version} for {'STS' if sts else 'CVM'}."
+                "NoSuchVersion", f"The API version must be {version} for {service.upper()}."
             )
         if not headers.get("x-tc-action"):
             raise ApiError("MissingParameter", "The request is missing the X-TC-Action header.")

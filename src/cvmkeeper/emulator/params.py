@@ -32,6 +32,9 @@ ACCEPTED_PARAMS: Mapping[str, frozenset[str]] = {
     "DeleteImages": frozenset({"ImageIds", "DeleteBindedSnap", "DryRun"}),
     "GetCallerIdentity": frozenset(),  # STS (service sts, version 2018-08-13)
     "DescribeImageQuota": frozenset(),
+    # Tencent's Tag API (service tag, version 2018-08-13; emulator/tagging.py)
+    "TagResources": frozenset({"ResourceList", "Tags"}),
+    "UnTagResources": frozenset({"ResourceList", "TagKeys"}),
     "SyncImages": frozenset(
         {
             "ImageIds",

@@ -16,9 +16,16 @@ never copy the same image at once). For one destination:
 4. read and plan again without copies (``make_copies=False``) and execute that plan's
    deletes: expired copies go only once their successors are really ``NORMAL``.
 
-Failures (``InvalidRegion.*``, ``UnsupportedOperation.Region``, ``ImageQuotaLimitExceeded``
-in the destination ...) are alerted with the destination as the ``region`` tag and the
-source region and image in the event's extra context.
+Every copy is tagged by cvmkeeper itself (``executor.copy_marks``: right after
+``SyncImages``, and at the start of each phase for copies that carry no tags yet), since
+nothing documents that a copy inherits the source's tags (issue #18).
+
+Failures (``ImageQuotaLimitExceeded`` in the destination ...) are alerted with the
+destination as the ``region`` tag and the source region and image in the event's extra
+context. A region pair the cloud refuses (``InvalidRegion.Unavailable``,
+``UnsupportedOperation.Region``, ...: ``PAIR_REFUSALS``) is one error per run naming the
+policies, the source and the destination; the other copies of that pair are not tried
+(reported ``skipped``, not alerted again).
 
 ``CopyExecutor`` is its own orchestration, built from the same parts as the region run
 (``region``, ``planning``, ``waits``, ``deletes``); a ``SyncImages`` is recorded as the
@@ -36,6 +43,7 @@ from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.plan import Copy, DeleteTarget, Phase, Plan, Skip
 from cvmkeeper.core.policy import Policy
+from cvmkeeper.executor.copy_marks import CopyTagger
 from cvmkeeper.executor.created import CreatedImages
 from cvmkeeper.executor.creates import Attempt, AttemptStatus
 from cvmkeeper.executor.deletes import Deleter
@@ -51,6 +59,19 @@ from cvmkeeper.executor.report import CopyStatus, Outcome
 from cvmkeeper.executor.waits import ImageWaiter
 
 log = logging.getLogger(__name__)
+
+#: SyncImages codes that refuse the (source, destination) pair itself, not one image: in
+#: SyncImages' error list (sdk-go cvm ``client.go``), and cvmkeeper's own for an unknown
+#: region
+PAIR_REFUSALS = frozenset(
+    {
+        "InvalidRegion.Unavailable",
+        "InvalidRegion.NotFound",
+        "InvalidParameterValue.InvalidRegion",
+        "UnsupportedOperation.Region",
+        "UnsupportedRegion",
+    }
+)
 
 
 def copy_destinations(policies: tuple[Policy, ...] | list[Policy]) -> list[str]:
@@ -81,6 +102,12 @@ class CopyExecutor:
         self.result = self._run.result
         self._source_regions = copy_source_regions(options.setup.policies, region)
         self._attempts: dict[str, Attempt[Copy]] = {}  # image name -> attempt
+        #: source region -> the error of the refused pair (source, this region)
+        self._refused: dict[str, str] = {}
+        self._quiet: set[str] = set()  # names of copies not alerted (their pair was)
+        self._tagger = CopyTagger(
+            self._run, options.setup.config.name_format, self._copy_policy_names()
+        )
         self._skips: list[Skip] = []
         self._untagged_reported: set[str] = set()  # sources alerted as still untagged
         self._planner = RunPlanner(self._run, self._copy_policy_names)
@@ -114,6 +141,8 @@ class CopyExecutor:
         if plan is None or self.options.dry_run:
             return
         self._skips = list(plan.skips)
+        if self.last_read is not None:
+            self._tagger.repair(*self.last_read)
         self._deleter.run_deletes(plan.deletes(Phase.BEFORE_CREATE))
         for step in plan.copies:
             self._copy(step)
@@ -237,11 +266,21 @@ class CopyExecutor:
     def _attempt(self, step: Copy) -> Attempt[Copy]:
         if self.options.stopping:
             return Attempt(step, AttemptStatus.STOPPED)
+        refused = self._refused.get(step.source_region)
+        if refused is not None:
+            self._quiet.add(step.image_name)
+            return Attempt(
+                step,
+                AttemptStatus.STOPPED,
+                error=f"{step.image_name}: not copied: {refused}",
+            )
         try:
             result = self._run.client.sync_image(
                 step.source_region, step.source_image_id, [self.region]
             )
         except CloudError as error:
+            if error.code in PAIR_REFUSALS:
+                return self._refuse_pair(step, error)
             return Attempt(
                 step,
                 AttemptStatus.FAILED,
@@ -269,8 +308,39 @@ class CopyExecutor:
             f"({image_id}) from {step.source_region} ({step.source_image_id})"
         )
         self._run.created.remember(image_id, step.image_name)  # until it is listed whole
+        self._tagger.tag(
+            image_id,
+            step.image_name,
+            step.tags,
+            policies=step.policies,
+            instance=step.instance_id,
+            slot=step.slot,
+        )
         status = AttemptStatus.ADOPTED if adopted else AttemptStatus.MADE
         return Attempt(step, status, image_id=image_id)
+
+    def _refuse_pair(self, step: Copy, error: CloudError) -> Attempt[Copy]:
+        """The cloud refuses copies from ``step.source_region`` to this region: one error
+        for the pair, naming the policies copying it; its other copies are not tried."""
+        pair = f"copies from {step.source_region} to {self.region}"
+        policies = ", ".join(self._pair_policies(step.source_region)) or ", ".join(step.policies)
+        self._refused[step.source_region] = f"the cloud refuses {pair} ({error.code})"
+        return Attempt(
+            step,
+            AttemptStatus.FAILED,
+            error=f"the cloud refuses {pair}: {error.code}: {error.message}; policy "
+            f"{policies} cannot keep copies in {self.region} from {step.source_region} "
+            "(remove that copy rule, or copy from another region)",
+            code=error.code,
+            request_id=error.request_id,
+        )
+
+    def _pair_policies(self, source_region: str) -> list[str]:
+        return sorted(
+            p.name
+            for p in self.options.setup.policies
+            if p.copy_to(self.region) is not None and source_region in p.regions
+        )
 
     # -- outcomes --------------------------------------------------------------------------
 
@@ -278,7 +348,7 @@ class CopyExecutor:
         for attempt in self._attempts.values():
             outcome = self._copy_outcome(attempt)
             self.result.copies.append(outcome)
-            if outcome.error is not None:
+            if outcome.error is not None and attempt.step.image_name not in self._quiet:
                 self._alert_copy(outcome, warning=attempt.status is AttemptStatus.STOPPED)
         for skip in self._skips:
             outcome = Outcome(
@@ -325,7 +395,8 @@ class CopyExecutor:
 
         if attempt.status is AttemptStatus.STOPPED:
             return outcome(
-                "skipped", error=f"{step.image_name}: not copied: the run was stopped first"
+                "skipped",
+                error=attempt.error or f"{step.image_name}: not copied: the run was stopped first",
             )
         if attempt.status is AttemptStatus.FAILED:
             return outcome(

@@ -115,7 +115,9 @@ class RegionExecutor:
         """Do the whole run of this region; every failure ends up in the result and alerts."""
         try:
             recovered = [] if self.options.dry_run else self._stopper.recover()
-            inventory = self._run.read("DescribeImages", self._due_policy_names())
+            # Not alerted here: the read error and the slots it misses are one alert
+            # (executor.missed.report_unread_region).
+            inventory = self._run.read("DescribeImages", self._due_policy_names(), alert=False)
             if inventory is not None and not self.options.dry_run:
                 inventory = self._after_deleting(inventory)
             self._inventory = inventory
@@ -124,7 +126,8 @@ class RegionExecutor:
             if inventory is None:
                 if not self.options.dry_run:
                     self._due = self.result.due = self._due_for(None)
-                    report_unread_region(self._run, self._due)  # rule 7: name the slots
+                    # rule 7: name the slots, one alert for the cause
+                    report_unread_region(self._run, self._due, cause=self._run.read_error)
                 return self.result
             self._due = self.result.due = self._due_for(inventory)
             plan = self._planner.plan(inventory, self._due)
@@ -155,7 +158,7 @@ class RegionExecutor:
         if not deleting:
             return inventory
         self._waiter.wait_gone(deleting)
-        return self._run.read("DescribeImages", self._due_policy_names())
+        return self._run.read("DescribeImages", self._due_policy_names(), alert=False)
 
     def _deletes_before_creates(self, plan: Plan) -> bool:
         """Run the ``before_create`` deletes; True when the room they free is really free

@@ -87,8 +87,12 @@ class RunOptions:
     def planner_settings(self) -> PlannerSettings:
         """The planner settings from the daemon config."""
         config = self.setup.config
+        holding = self.setup.holding
+        files = ", ".join(broken.file for broken in holding)
         return PlannerSettings(
-            orphan_retention=config.orphans.retention, name_format=config.name_format
+            orphan_retention=config.orphans.retention,
+            name_format=config.name_format,
+            hold_unknown=f"policy file(s) {files} cannot be used" if holding else "",
         )
 
     @property
@@ -148,6 +152,8 @@ class RegionRun:
             grace=self.api.visibility_grace,
             writable=not options.dry_run,
         )
+        #: why the last ``read`` failed (``None`` until one does)
+        self.read_error: CloudError | None = None
 
     @property
     def stopping(self) -> bool:
@@ -159,8 +165,13 @@ class RegionRun:
         :meth:`error` and :meth:`warn`."""
         self.options.say(message, level=level)
 
-    def read(self, action: str, fallback_policies: Sequence[str]) -> Inventory | None:
-        """The region's inventory, or ``None`` after alerting why it could not be read.
+    def read(
+        self, action: str, fallback_policies: Sequence[str], *, alert: bool = True
+    ) -> Inventory | None:
+        """The region's inventory, or ``None`` after reporting why it could not be read
+        (kept in ``read_error``). ``alert=False``: recorded and shown, not alerted, because
+        the caller sends one alert for the cause and the slots it missed
+        (``executor.missed.report_unread_region``).
 
         The images cvmkeeper created and has not yet seen whole are applied to it
         (``executor.created``): those not listed yet count against the quota, those listed
@@ -170,11 +181,13 @@ class RegionRun:
                 self.client, self.region, self.options.setup.config.image_quota
             )
         except CloudError as error:
+            self.read_error = error
             self.error(
                 fallback_policies,
                 error.action or action,
                 f"cannot read the inventory: {error}",
                 error,
+                alert=alert,
             )
             return None
         return self._reconcile(inventory)
@@ -231,8 +244,10 @@ class RegionRun:
         code: str | None = None,
         request_id: str | None = None,
         extra: dict[str, str] | None = None,
+        alert: bool = True,
     ) -> None:
-        """Record, show and alert an error; its policies' check-ins end in ``error``."""
+        """Record, show and alert an error; its policies' check-ins end in ``error``.
+        ``alert=False``: recorded and shown only (the caller alerts the cause once)."""
         if isinstance(error, CloudError):
             code = code or error.code
             request_id = request_id or error.request_id
@@ -240,7 +255,7 @@ class RegionRun:
         self.result.failed_policies.update(policies)
         with log_fields(policy=policies, instance=instance, slot=slot):
             self.say(f"{self.region}: ERROR {message}", level=logging.ERROR)
-        if self.options.dry_run:
+        if self.options.dry_run or not alert:
             return  # a preview reports, it does not page anyone
         for policy in policies or [NO_POLICY]:
             self.options.alerter.error(

@@ -34,6 +34,7 @@ from cvmkeeper.core.due import DueSlot, due_slots
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.plan import Plan
 from cvmkeeper.core.schedule import latest_policy_slot
+from cvmkeeper.executor.broken import report_broken_files
 from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
 from cvmkeeper.executor.created import CreatedRecord
 from cvmkeeper.executor.executor import DueFor, RegionExecutor
@@ -186,6 +187,7 @@ def run_once(
         created_record=None if dry_run else CreatedRecord(setup.config.state_dir),
         poll_time=poll_time,
     )
+    broken = [report_broken_files(options)]  # issue #19: reported on every run
     regions_phase = _run_regions(options, chosen, locks, explicit)
     # rule 7: an instance named by id that no region has is a missed slot (not previewed)
     missing = (
@@ -194,7 +196,7 @@ def run_once(
         else [report_missing_instances(options, regions_phase.results, regions_phase.read)]
     )
     copies = _run_copies(options, policy_names, regions, locks)
-    every = regions_phase.results + missing + copies.results
+    every = broken + regions_phase.results + missing + copies.results
     report = RunReport(
         started=started,
         finished=datetime.now(UTC),
@@ -355,6 +357,8 @@ def _busy(
     policies = [n for n in names if (p := setup.policy(n)) is not None and region in p.regions]
     result.errors.append(message)
     result.failed_policies.update(policies)
+    if explicit:
+        return result  # one alert names the slots it misses (_name_busy_slots)
     for policy in policies or ["cvmkeeper"]:
         alerter.error(Failure(policy=policy, action="run", message=message, region=region))
     return result
@@ -366,7 +370,9 @@ def _name_busy_slots(options: RunOptions, result: RegionResult, due_for: DueFor)
     run = RegionRun(options, result.region)
     run.result = result
     result.due = due_for(None)
-    report_unread_region(run, result.due, "another run is working on this region")
+    report_unread_region(
+        run, result.due, "another run is working on this region", cause_key="busy", action="run"
+    )
 
 
 def _busy_copies(region: str, setup: Setup, alerter: Alerter, dry_run: bool) -> RegionResult:

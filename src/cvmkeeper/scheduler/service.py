@@ -7,7 +7,11 @@ systemd it is ready, and then waits in its main loop for signals:
 - ``SIGHUP`` (``systemctl reload``): ``RELOADING=1`` (with ``MONOTONIC_USEC``), re-read
   config and policies, then ``READY=1``. A broken new config is logged (every problem with
   its file and line), alerted, and the old one keeps running; a valid one replaces the jobs
-  without interrupting a run that is going on, and a catch-up run follows.
+  without interrupting a run that is going on, and a catch-up run follows. A bad *policy*
+  file beside good ones is not a broken config (issue #19): the good policies load, the
+  old version of that file's policy keeps running (``config.with_stand_ins``), and every
+  run reports the file as an error; ``STATUS=`` names it. The same holds at start, where
+  a file with no old version holds its policy's images (``core.holds``).
 - ``SIGTERM`` / ``SIGINT``: ``STOPPING=1``, no new run starts, the runner's ``stop`` event
   lets a run in progress reach a safe point, alerts are flushed, ``run()`` returns 0. Runs
   still going after ``stop_timeout`` seconds are left behind (the caller exits anyway; the
@@ -47,7 +51,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from cvmkeeper.alerting import Alerter, Failure, build_alerter
 from cvmkeeper.alerting.channels import with_notifications
 from cvmkeeper.cloud.credentials import CredentialsError
-from cvmkeeper.config import Config, ConfigError, SentrySettings, Setup, load_setup
+from cvmkeeper.config import (
+    Config,
+    ConfigError,
+    SentrySettings,
+    Setup,
+    load_setup,
+    with_stand_ins,
+)
 from cvmkeeper.executor.runner import RegionLocks, run_once
 from cvmkeeper.scheduler.jobs import (
     DRILL_JOB_ID,
@@ -86,6 +97,16 @@ _HANDLED_SIGNALS = (signal.SIGHUP, *_STOP_SIGNALS)
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _log_broken(setup: Setup) -> None:
+    """Log every problem of the policy files the daemon runs without (issue #19); every
+    run then reports and alerts them again (``executor.broken``)."""
+    for broken in setup.broken:
+        for problem in broken.problems:
+            log.error("%s", problem)
+        fate = "its old version keeps running" if broken.stand_in else "its images are held"
+        log.error("policy file %s cannot be used: %s", broken.file, fate)
 
 
 class Daemon:
@@ -165,7 +186,7 @@ class Daemon:
     def run(self) -> int:
         """Run until stopped; return the exit status (0 after a clean stop)."""
         try:
-            setup = load_setup(self.config_file)
+            setup = load_setup(self.config_file, partial=True)
         except ConfigError as error:
             for problem in error.problems:
                 log.error("%s", problem)
@@ -236,6 +257,7 @@ class Daemon:
                 len(job_specs(setup)),
                 self.config_file,
             )
+            _log_broken(setup)
             jobs.request_catch_up()
             self.notifier.ready(self._status())
             self.started.set()
@@ -308,7 +330,9 @@ class Daemon:
         log.info("reloading %s", self.config_file)
         old = jobs.context
         try:
-            setup = load_setup(self.config_file)
+            # One bad policy file never stops the others: the old version of its policy
+            # keeps running when there was one (docs/operations.md "A bad policy file").
+            setup = with_stand_ins(load_setup(self.config_file, partial=True), old.setup)
         except ConfigError as error:
             for problem in error.problems:
                 log.error("reload rejected: %s", problem)
@@ -337,6 +361,7 @@ class Daemon:
             jobs.state = StateStore(setup.config.state_dir)
         self._reload_problem = None
         log.info("reloaded: %d policies, %d schedules", len(setup.policies), len(job_specs(setup)))
+        _log_broken(setup)
         jobs.request_catch_up()
         self.notifier.ready(self._status())
 
@@ -391,6 +416,12 @@ class Daemon:
             running = jobs.running()
             if running:
                 parts.append("running: " + ", ".join(running))
+            broken = jobs.context.setup.broken
+            if broken:
+                files = ", ".join(
+                    b.file + (" (old version kept)" if b.stand_in else "") for b in broken
+                )
+                parts.append(f"BROKEN policy file(s): {files}")
         if self._reload_problem:
             parts.append(self._reload_problem)
         return "; ".join(parts)
