@@ -12,6 +12,7 @@ reported once its grace has passed (rule 7).
 from __future__ import annotations
 
 import json
+import random
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,30 @@ from typing import Any
 import pytest
 
 from cvmkeeper.alerting import RecordingAlerter
+from cvmkeeper.cloud.client import CloudClient
+from cvmkeeper.cloud.credentials import Credentials
+from cvmkeeper.cloud.retry import RetryPolicy
+from cvmkeeper.cloud.transport import EndpointConfig
 from cvmkeeper.core.naming import image_name
 from cvmkeeper.emulator.invariants import check_invariants, format_violations
 from cvmkeeper.executor import RunReport, run_once
 from cvmkeeper.executor.created import RECORD_NAME
 from executor.test_open_points import script_faults
-from executor.world import DEST, REGION, T0, A, B, World, fleet, managed, policy, two_regions, world
+from executor.world import (
+    DEST,
+    REGION,
+    SECRET_ID,
+    SECRET_KEY,
+    T0,
+    A,
+    B,
+    World,
+    fleet,
+    managed,
+    policy,
+    two_regions,
+    world,
+)
 
 #: the lags, scaled down for tests (pessimistic values in production are seconds)
 LAGS = {
@@ -170,9 +189,17 @@ def test_a_lost_create_is_adopted_though_the_image_is_not_listed_yet(
     failure (before: the refusal ended the slot as failed)."""
     spec = fleet(instances=[{"id": A}], create_seconds=2.0, create_retry_order=order, **LAGS)
     spec["faults"] = {"CreateImage": {"lost_response": 1.0}}
+    # retries that outlast the visibility delay (seeded jitter: the same waits every time)
+    patient = RetryPolicy(max_attempts=8, base_seconds=0.5, cap_seconds=1.0, deadline_seconds=30)
     with world(tmp_path, spec, policy(ids=[A])) as w:
         script_faults(w.emu.core, [("CreateImage", {})])
-        report = run(w, 0)
+        cloud = CloudClient.over_http(
+            Credentials(SECRET_ID, SECRET_KEY, source="test"),
+            EndpointConfig(w.emu.endpoint, "http", 10),
+            retry_policy=patient,
+            rng=random.Random(3),
+        )
+        report = run_once(w.setup(), cloud, RecordingAlerter(), now=hour(0))
         assert report.ok, report.errors
         [outcome] = report.outcomes
         assert (outcome.status, outcome.image_state) == ("adopted", "NORMAL")
