@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest bench clean reliability-long test-clock
+.PHONY: test demo lint typecheck pytest bench clean reliability-long reliability-pessimistic test-clock
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test-clock: $(STAMP)
 # The reliability suite's long profile (tests/reliability; `make test` runs the short one).
 reliability-long: $(STAMP)
 	CVMKEEPER_RELIABILITY=long $(BIN)/pytest tests/reliability -p no:cacheprovider -rxX $(PYTEST_ARGS)
+
+# The reliability suite's short profile with the emulator at its worst plausible behaviour
+# (every open-point switch pessimistic; docs/emulator.md "Profiles"). CI runs it.
+reliability-pessimistic: $(STAMP)
+	CVMKEEPER_EMULATOR_PROFILE=pessimistic $(BIN)/pytest tests/reliability -p no:cacheprovider -rxX $(PYTEST_ARGS)
 
 # The performance figures of docs/performance.md (several minutes).
 bench: $(STAMP)

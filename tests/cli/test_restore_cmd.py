@@ -163,9 +163,11 @@ def test_in_place_resets_and_starts_the_instance_again(tmp_path: Path) -> None:
         assert document["state"] in ("STARTING", "RUNNING")
         actions = [(e["action"], e["result"]) for e in w.writes()]
         assert actions == [
+            ("TagResources", "ok"),  # the cloud mark (rule 9 across hosts)
             ("StopInstances", "ok"),
             ("ResetInstance", "ok"),
             ("StartInstances", "ok"),
+            ("UnTagResources", "ok"),
         ]
         instance = next(
             i for i in w.state()["regions"][REGION]["instances"] if i["InstanceId"] == A
@@ -185,7 +187,8 @@ def test_in_place_starts_the_instance_again_when_reset_instance_fails(tmp_path: 
         assert "ResetInstance of ins-aaaaaaaa failed" in result.stderr
         assert "it was started again" in result.stderr
         actions = [e["action"] for e in w.writes()]
-        assert actions[0] == "StopInstances" and actions[-1] == "StartInstances"
+        assert actions[:2] == ["TagResources", "StopInstances"]
+        assert actions[-2:] == ["StartInstances", "UnTagResources"]
         assert "ResetInstance" in actions
         w.emu.core.set_faults({})
         assert w.instance_state(A) in ("STARTING", "RUNNING")

@@ -56,11 +56,13 @@ def test_image_from_api() -> None:
         image.tags["x"] = "y"  # type: ignore[index]
 
 
-def test_image_without_id_or_time_is_an_error() -> None:
+def test_image_without_id_or_with_a_bad_time_is_an_error() -> None:
     with pytest.raises(ResponseFormatError, match="ImageId"):
         image_from_api({"CreatedTime": "2026-01-01T00:00:00Z"}, "r")
     with pytest.raises(ResponseFormatError, match="CreatedTime"):
-        image_from_api({"ImageId": "img-1"}, "r")
+        image_from_api({"ImageId": "img-1", "CreatedTime": "yesterday"}, "r")
+    # a null time is allowed by the SDK model (issue #18): unknown, not an error
+    assert image_from_api({"ImageId": "img-1"}, "r").created_time is None
 
 
 def test_create_request_body() -> None:

@@ -36,7 +36,8 @@ def test_documented_defaults() -> None:
     for action in ("CreateImage", "DeleteImages", "SyncImages", "StopInstances", "StartInstances"):
         assert config.rate_for(action) == 10
     assert config.rate_for("DescribeImages") == config.rate_for("DescribeInstances") == 40
-    assert config.rate_for("DescribeImageQuota") == 20
+    assert config.rate_for("DescribeImageQuota") == 10  # its own page's limit (issue #18)
+    assert config.rate_for("DescribeInstancesStatus") == 20
     assert set(DEFAULT_RATES) <= set(config.rates)
 
 

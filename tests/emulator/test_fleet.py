@@ -46,6 +46,9 @@ def test_every_documented_key_loads() -> None:
     assert fleet.open_points.instance_states == "in_progress"
     assert fleet.open_points.create_retry_order == "duplicate_first"
     assert fleet.open_points.image_order == "newest_first"
+    assert fleet.source["profile"] == "documented"
+    assert fleet.open_points.null_fields is False
+    assert fleet.open_points.unknown_instance_status == "error"
     assert fleet.open_points.sync_copies_tags and fleet.open_points.sync_copies_description
     assert fleet.open_points.sync_images_per_call == "many"
     assert fleet.open_points.sync_disallowed_pairs == (

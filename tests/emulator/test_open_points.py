@@ -82,6 +82,8 @@ def test_shuffled_image_order_is_stable_and_pages_cleanly(serve: Any) -> None:
         ("instance_states", "loud", "must be one of in_progress, specific_codes"),
         ("create_retry_order", "random", "must be one of duplicate_first, mutex_first"),
         ("image_order", "oldest_first", "must be one of newest_first, shuffled"),
+        ("null_fields", "sometimes", "must be true or false"),
+        ("unknown_instance_status", "fail", "must be one of error, omit"),
         ("sync_images_per_call", "two", "must be one of many, one"),
         ("sync_copies_tags", "no", "must be true or false"),
         ("sync_disallowed_pairs", [[GZ]], r"must be \[source, destination\]"),
@@ -91,6 +93,66 @@ def test_shuffled_image_order_is_stable_and_pages_cleanly(serve: Any) -> None:
 def test_switch_values_are_checked(key: str, value: Any, message: str) -> None:
     with pytest.raises(FleetError, match=f"{key}(\\[[02]\\])*: {message}"):
         FleetSpec.from_mapping({"regions": {GZ: None}, key: value})
+
+
+def images_by_id(client: Any, **fields: Any) -> dict[str, Any]:
+    """DescribeImages' raw JSON entries (as on the wire), by image id."""
+    answer = client.call_json("DescribeImages", {"Limit": 100, **fields})
+    return {entry["ImageId"]: entry for entry in answer["Response"]["ImageSet"]}
+
+
+def test_null_fields_answers_null_and_leaves_out_empty_tags(serve: Any) -> None:
+    fleet = base_fleet(timing={"create_seconds": 30}, null_fields=True)
+    fleet["regions"][GZ]["images"].append(
+        {"id": "img-dated001", "name": "dated", "created_time": "2026-01-02T03:04:05Z"}
+    )
+    emu = serve(fleet)
+    client = sdk_client(emu)
+    creating = create(
+        client,
+        WEB,
+        "in-flight",
+        TagSpecification=[{"ResourceType": "image", "Tags": [{"Key": "k", "Value": "v"}]}],
+    )
+    entries = images_by_id(client)
+    assert all(entry["SyncPercent"] is None for entry in entries.values())
+    assert entries[creating]["CreatedTime"] is None  # not NORMAL yet
+    assert entries[creating]["Tags"] == [{"Key": "k", "Value": "v"}]
+    assert entries["img-golden01"]["CreatedTime"] is None  # the fleet gave no time
+    assert "Tags" not in entries["img-golden01"]
+    assert entries["img-dated001"]["CreatedTime"] == "2026-01-02T03:04:05Z"
+    # the SDK's own models accept the answer
+    answer = client.DescribeImages(request(models.DescribeImagesRequest, Limit=100))
+    assert {image.ImageId for image in answer.ImageSet} == set(entries)
+
+
+def test_fields_are_filled_by_default(serve: Any) -> None:
+    emu = serve(base_fleet())
+    entries = images_by_id(sdk_client(emu))
+    assert entries["img-golden01"]["CreatedTime"] is not None
+    assert entries["img-golden01"]["Tags"] == []
+    assert entries["img-golden01"]["SyncPercent"] == 100
+
+
+@pytest.mark.parametrize(("answer", "omitted"), [("error", False), ("omit", True)])
+def test_unknown_instance_status_fails_the_batch_or_is_omitted(
+    serve: Any, answer: str, omitted: bool
+) -> None:
+    emu = serve(base_fleet(unknown_instance_status=answer))
+    client = sdk_client(emu)
+    ask = request(
+        models.DescribeInstancesStatusRequest, InstanceIds=[WEB, "ins-gone0000"], Limit=100
+    )
+    if not omitted:
+        assert error_code(lambda: client.DescribeInstancesStatus(ask)) == (
+            "InvalidInstanceId.NotFound"
+        )
+        return
+    answered = client.DescribeInstancesStatus(ask)
+    assert [(s.InstanceId, s.InstanceState) for s in answered.InstanceStatusSet] == [
+        (WEB, "RUNNING")
+    ]
+    assert answered.TotalCount == 1
 
 
 TAGGED_SOURCE = {

@@ -196,9 +196,11 @@ def test_stop_start_restarts_the_instance_when_create_image_fails(tmp_path: Path
         assert outcome.status == "failed"
         assert outcome.tencent_code == "InvalidInstance.NotSupported"
         assert [e["action"] for e in w.writes()] == [
+            "TagResources",  # the cloud mark (rule 9 across hosts), before the stop
             "StopInstances",
             "CreateImage",
             "StartInstances",
+            "UnTagResources",  # after the start
         ]
         assert w.instance_state(A) in ("STARTING", "RUNNING")
         [error] = alerter.errors

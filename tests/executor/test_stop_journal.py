@@ -179,9 +179,11 @@ def test_the_stop_is_journaled_before_it_is_sent_and_cleared_after_the_start(
         assert seen_while_stopped == [[A]]
         assert entries(w.root / "state") == []
         assert [e["action"] for e in w.writes()] == [
+            "TagResources",  # the cloud mark: after the journal, before the stop
             "StopInstances",
             "CreateImage",
             "StartInstances",
+            "UnTagResources",
         ]
 
 

@@ -252,8 +252,18 @@ def test_consistency_modes_image_the_whole_machine(tmp_path: Path) -> None:
         assert made[A]["DataDiskIds"] == ["disk-dbdata01"]
         assert made[B]["DataDiskIds"] == ["disk-dblogs01"]
         actions = [e["action"] for e in w.writes() if B in e.get("InstanceIds", [])]
-        assert actions[:3] == ["StopInstances", "CreateImage", "StartInstances"]
+        assert actions[:5] == [
+            "TagResources",
+            "StopInstances",
+            "CreateImage",
+            "StartInstances",
+            "UnTagResources",
+        ]
         assert w.instance_state(B) in ("RUNNING", "STARTING")
+        # force_poweroff: marked before its create; still running after it, so only unmarked
+        actions = [e["action"] for e in w.writes() if A in e.get("InstanceIds", [])]
+        assert actions == ["TagResources", "CreateImage", "UnTagResources"]
+        assert w.instance_state(A) == "RUNNING"
 
 
 class DetachingClient(CloudClient):

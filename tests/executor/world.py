@@ -23,6 +23,7 @@ from cvmkeeper.cloud.retry import RetryPolicy
 from cvmkeeper.cloud.transport import EndpointConfig
 from cvmkeeper.config import Setup, load_setup
 from cvmkeeper.core.naming import image_description, image_name, image_tags
+from cvmkeeper.emulator.profiles import with_env_profile
 from cvmkeeper.emulator.server import RunningEmulator, running_emulator
 
 REGION = "ap-guangzhou"
@@ -44,22 +45,29 @@ def fleet(
     create_seconds: float = 0.2,
     **extra: Any,
 ) -> dict[str, Any]:
-    """A one-region fleet with fast lifecycles (no injected faults, no latency)."""
-    return {
-        "credentials": {"secret_id": SECRET_ID, "secret_key": SECRET_KEY},
-        "seed": 5,
-        "timing": {
-            "create_seconds": create_seconds,
-            "stop_seconds": 0.1,
-            "start_seconds": 0.1,
-            "sync_seconds": 0.2,
-            "launch_seconds": 0.2,
-            "terminate_seconds": 0.1,
-            "reset_seconds": 0.2,
-        },
-        "regions": {REGION: {"quota": quota, "instances": list(instances), "images": list(images)}},
-        **extra,
-    }
+    """A one-region fleet with fast lifecycles (no injected faults, no latency).
+
+    ``CVMKEEPER_EMULATOR_PROFILE`` names the profile unless ``extra`` has ``profile``.
+    """
+    return with_env_profile(
+        {
+            "credentials": {"secret_id": SECRET_ID, "secret_key": SECRET_KEY},
+            "seed": 5,
+            "timing": {
+                "create_seconds": create_seconds,
+                "stop_seconds": 0.1,
+                "start_seconds": 0.1,
+                "sync_seconds": 0.2,
+                "launch_seconds": 0.2,
+                "terminate_seconds": 0.1,
+                "reset_seconds": 0.2,
+            },
+            "regions": {
+                REGION: {"quota": quota, "instances": list(instances), "images": list(images)}
+            },
+            **extra,
+        }
+    )
 
 
 def two_regions(
@@ -70,22 +78,27 @@ def two_regions(
     source_images: Sequence[Mapping[str, Any]] = (),
     **extra: Any,
 ) -> dict[str, Any]:
-    """Instance A in REGION, nothing but ``dest_images`` in DEST; fast lifecycles."""
-    return {
-        "credentials": {"secret_id": SECRET_ID, "secret_key": SECRET_KEY},
-        "seed": 8,
-        "timing": {
-            "create_seconds": 0.2,
-            "stop_seconds": 0.1,
-            "start_seconds": 0.1,
-            "sync_seconds": 0.2,
-        },
-        "regions": {
-            REGION: {"quota": quota, "instances": [{"id": A}], "images": list(source_images)},
-            DEST: {"quota": dest_quota, "instances": [], "images": list(dest_images)},
-        },
-        **extra,
-    }
+    """Instance A in REGION, nothing but ``dest_images`` in DEST; fast lifecycles.
+
+    ``CVMKEEPER_EMULATOR_PROFILE`` names the profile unless ``extra`` has ``profile``.
+    """
+    return with_env_profile(
+        {
+            "credentials": {"secret_id": SECRET_ID, "secret_key": SECRET_KEY},
+            "seed": 8,
+            "timing": {
+                "create_seconds": 0.2,
+                "stop_seconds": 0.1,
+                "start_seconds": 0.1,
+                "sync_seconds": 0.2,
+            },
+            "regions": {
+                REGION: {"quota": quota, "instances": [{"id": A}], "images": list(source_images)},
+                DEST: {"quota": dest_quota, "instances": [], "images": list(dest_images)},
+            },
+            **extra,
+        }
+    )
 
 
 def unmanaged(image_id: str, name: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from cvmkeeper.core.schedule import iter_policy_slots
 from cvmkeeper.emulator.clock import ManualClock
 from cvmkeeper.emulator.core import EmulatorCore
 from cvmkeeper.emulator.fleet import FleetSpec
+from cvmkeeper.emulator.profiles import with_env_profile
 from cvmkeeper.emulator.transport import in_process_client
 from cvmkeeper.executor import RunReport, run_once
 from cvmkeeper.executor.polling import PollTime
@@ -133,7 +134,7 @@ def fleet(
             "*": {kind: round(fault_rate * share, 4) for kind, share in FAULT_SHARES.items()}
         }
     spec.update(switches or {})
-    return spec
+    return with_env_profile(spec)
 
 
 def write_config(root: Path) -> Path:

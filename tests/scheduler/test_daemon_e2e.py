@@ -33,6 +33,7 @@ import pytest
 from daemon_helpers import daily_slot_before, policy_text, write_setup
 
 from cvmkeeper.core.naming import image_name
+from cvmkeeper.emulator.profiles import with_env_profile
 from cvmkeeper.emulator.server import RunningEmulator, running_emulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.wallclock]
@@ -45,34 +46,39 @@ SCHEDULED_RUN = re.compile(r"running web for slot (\S+)")
 
 
 def fleet(create_seconds: float) -> dict[str, Any]:
-    """One region, one tagged instance; images take ``create_seconds`` to become NORMAL."""
-    return {
-        "credentials": {"secret_id": SECRET_ID, "secret_key": SECRET_KEY},
-        "limits": "legacy",
-        "latency_ms": 0,
-        "seed": 3,
-        "timing": {
-            "create_seconds": create_seconds,
-            "create_failed_probability": 0.0,
-            "stop_seconds": 0.5,
-            "start_seconds": 0.5,
-            "sync_seconds": 1.0,
-        },
-        "regions": {
-            REGION: {
-                "quota": 10,
-                "instances": [
-                    {
-                        "id": INSTANCE,
-                        "name": "web-1",
-                        "state": "RUNNING",
-                        "zone": "ap-guangzhou-3",
-                        "tags": {"backup": "daily"},
-                    }
-                ],
-            }
-        },
-    }
+    """One region, one tagged instance; images take ``create_seconds`` to become NORMAL.
+
+    ``CVMKEEPER_EMULATOR_PROFILE`` names the profile (the reliability suite reuses this).
+    """
+    return with_env_profile(
+        {
+            "credentials": {"secret_id": SECRET_ID, "secret_key": SECRET_KEY},
+            "limits": "legacy",
+            "latency_ms": 0,
+            "seed": 3,
+            "timing": {
+                "create_seconds": create_seconds,
+                "create_failed_probability": 0.0,
+                "stop_seconds": 0.5,
+                "start_seconds": 0.5,
+                "sync_seconds": 1.0,
+            },
+            "regions": {
+                REGION: {
+                    "quota": 10,
+                    "instances": [
+                        {
+                            "id": INSTANCE,
+                            "name": "web-1",
+                            "state": "RUNNING",
+                            "zone": "ap-guangzhou-3",
+                            "tags": {"backup": "daily"},
+                        }
+                    ],
+                }
+            },
+        }
+    )
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.2) -> Any:

@@ -30,13 +30,20 @@ from cvmkeeper.emulator.clock import SystemClock
 from cvmkeeper.emulator.core import EmulatorCore
 from cvmkeeper.emulator.fleet import FleetError, FleetSpec, load_fleet
 from cvmkeeper.emulator.http import CONTROL_TOKEN_ENV, CONTROL_TOKEN_HEADER
+from cvmkeeper.emulator.profiles import env_profile
 from cvmkeeper.emulator.server import RunningEmulator
 
 _FLEET = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.group("emulator", invoke_without_command=True)
-@click.option("--fleet", "fleet_path", type=_FLEET, help="Fleet YAML file to seed the account.")
+@click.option(
+    "--fleet",
+    "fleet_path",
+    type=_FLEET,
+    help="Fleet YAML file to seed the account. Its 'profile:' (documented | pessimistic) "
+    "defaults to $CVMKEEPER_EMULATOR_PROFILE, else documented.",
+)
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
@@ -158,6 +165,6 @@ def _all_pages(method: Any, request_type: Any, set_name: str, **fields: Any) -> 
 
 def _load(path: Path) -> FleetSpec:
     try:
-        return load_fleet(path)
+        return load_fleet(path, default_profile=env_profile())
     except FleetError as exc:
         raise click.ClickException(str(exc)) from None

@@ -105,6 +105,7 @@ def _region_json(
     for decision in plan.decisions:
         if instance_ids is not None and decision.instance_id not in instance_ids:
             continue
+        # a null CreatedTime (issue #18) shows as null, not as the slot
         made = created.get(decision.image_id, decision.slot)
         instances[decision.instance_id].append(
             {
@@ -113,7 +114,7 @@ def _region_json(
                 "slot": decision.slot,
                 "state": decision.state.value,
                 "created": made,
-                "age_seconds": int((now - made).total_seconds()),
+                "age_seconds": None if made is None else int((now - made).total_seconds()),
                 "pinned": decision.pinned,
                 "orphan": decision.orphan,
                 "expires_at_next_run": decision.delete_kind is not None,

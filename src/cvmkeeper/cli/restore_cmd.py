@@ -316,16 +316,18 @@ def _point_json(located: Located, point: RestorePoint) -> dict[str, Any]:
         "image_id": point.image_id,
         "image_name": point.image.name,
         "slot": iso_utc(point.slot),
-        "created": iso_utc(point.image.created_time),
+        "created": None if point.image.created_time is None else iso_utc(point.image.created_time),
         "chosen_because": point.reason,
         "data_disk_snapshots": [s for s, _ in point.data_snapshots],
     }
 
 
 def _print_point(located: Located, point: RestorePoint) -> None:
+    when = point.image.created_time
+    made = "at an unreported time" if when is None else iso_utc(when)
     click.echo(
         f"restore point: {point.image_id} ({point.image.name}), slot "
-        f"{iso_utc(point.slot)}, made {iso_utc(point.image.created_time)} in "
+        f"{iso_utc(point.slot)}, made {made} in "
         f"{located.region}: {point.reason}"
     )
 

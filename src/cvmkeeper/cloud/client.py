@@ -399,15 +399,37 @@ class CloudClient:
         return tuple(i for i in instances if all(i.tags.get(k) == v for k, v in tags.items()))
 
     def instance_states(self, region: str, ids: Iterable[str]) -> dict[str, str]:
-        """``DescribeInstancesStatus``: instance id -> state (RUNNING, STOPPED, ...)."""
+        """``DescribeInstancesStatus``: instance id -> state (RUNNING, STOPPED, ...).
+
+        An instance that does not exist is absent from the result, whichever way the cloud
+        says so (undocumented, issue #18): left out of the answer, or the whole batch refused
+        with ``InvalidInstanceId.NotFound``, in which case each id is asked on its own so
+        that one gone instance does not hide the state of the others. Callers treat an
+        absent instance as missing (a failed slot, rule 7), never as ``RUNNING``.
+        """
         states: dict[str, str] = {}
         for chunk in _chunks(list(dict.fromkeys(ids)), PAGE_SIZE):
-            body = self.call(
-                region, "DescribeInstancesStatus", {"InstanceIds": chunk, "Limit": PAGE_SIZE}
-            )
-            for item in body.get("InstanceStatusSet") or []:
-                states[str(item["InstanceId"])] = str(item.get("InstanceState") or "")
+            try:
+                states.update(self._status_batch(region, chunk))
+            except NotFoundError:
+                if len(chunk) == 1:
+                    continue
+                for instance_id in chunk:
+                    try:
+                        states.update(self._status_batch(region, [instance_id]))
+                    except NotFoundError:
+                        continue
         return states
+
+    def _status_batch(self, region: str, ids: list[str]) -> dict[str, str]:
+        """One ``DescribeInstancesStatus`` call for at most ``PAGE_SIZE`` ids."""
+        body = self.call(
+            region, "DescribeInstancesStatus", {"InstanceIds": ids, "Limit": PAGE_SIZE}
+        )
+        return {
+            str(item["InstanceId"]): str(item.get("InstanceState") or "")
+            for item in body.get("InstanceStatusSet") or []
+        }
 
     # -- writing ---------------------------------------------------------------------------
 

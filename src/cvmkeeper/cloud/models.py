@@ -2,13 +2,15 @@
 
 Images and instances come back as the core's :class:`~cvmkeeper.core.inventory.Image` and
 :class:`~cvmkeeper.core.inventory.Instance`, so the planner never sees raw API dicts. The
-parsing is strict where a wrong value would be dangerous (an image without an id or a
-creation time is an error, not a default) and lenient elsewhere (unknown states become
-``UNKNOWN``, which the core never deletes).
+parsing is strict where a wrong value would be dangerous (an image without an id is an
+error, not a default) and lenient elsewhere (unknown states become ``UNKNOWN``, which the
+core never deletes; a null ``CreatedTime``, which the SDK model allows, is ``None``, never
+"now" or the epoch; a null or absent ``Tags`` is no tags).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +19,8 @@ from typing import Any
 
 from cvmkeeper.core.disks import Disk, ImageSnapshot
 from cvmkeeper.core.inventory import Image, ImageState, Instance
+
+log = logging.getLogger(__name__)
 
 
 class ResponseFormatError(ValueError):
@@ -124,7 +128,7 @@ def image_from_api(item: Mapping[str, Any], region: str) -> Image:
         image_id=str(_required(item, "ImageId", "image")),
         name=str(item.get("ImageName") or ""),
         state=ImageState.parse(str(item.get("ImageState") or "")),
-        created_time=parse_created_time(str(_required(item, "CreatedTime", "image"))),
+        created_time=_created_time(item),
         region=region,
         description=str(item.get("ImageDescription") or ""),
         image_type=str(item.get("ImageType") or ""),
@@ -141,6 +145,23 @@ def image_from_api(item: Mapping[str, Any], region: str) -> Image:
         ),
         creator=str(item.get("ImageCreator") or ""),
     )
+
+
+def _created_time(item: Mapping[str, Any]) -> datetime | None:
+    """``CreatedTime``, or ``None`` when the API answered it null or empty (the SDK model:
+    "may return null"). Warned about for a usable image: until the time shows, the image
+    is never taken as fresh coverage and never ordered as older than its slot."""
+    raw = item.get("CreatedTime")
+    if raw not in (None, ""):
+        return parse_created_time(str(raw))
+    if ImageState.parse(str(item.get("ImageState") or "")).usable:
+        log.warning(
+            "image %s (%s) is listed without CreatedTime: it does not count as a fresh "
+            "backup until the cloud reports when it was made",
+            item.get("ImageId"),
+            item.get("ImageName"),
+        )
+    return None
 
 
 def _int(raw: Any) -> int:

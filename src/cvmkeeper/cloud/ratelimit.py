@@ -13,7 +13,7 @@ recovers a step, until the configured rate is reached again.
 
 Defaults (calls per second, per region) — :data:`DEFAULT_RATES`:
 
-- CreateImage, DeleteImages, SyncImages, StopInstances, StartInstances: 10
+- CreateImage, DeleteImages, SyncImages, StopInstances, StartInstances, DescribeImageQuota: 10
 - DescribeImages, DescribeInstances: 40
 - any other action: 20 (:data:`DEFAULT_OTHER_RATE`)
 
@@ -36,6 +36,8 @@ DEFAULT_RATES: Mapping[str, float] = {
     "StartInstances": 10.0,
     "DescribeImages": 40.0,
     "DescribeInstances": 40.0,
+    # DescribeImageQuota's API page says 10/s, not the 20/s of other actions (issue #18)
+    "DescribeImageQuota": 10.0,
 }
 DEFAULT_OTHER_RATE = 20.0
 

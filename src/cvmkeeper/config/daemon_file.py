@@ -73,6 +73,7 @@ API_KEYS = (
     "poll_interval",
     "delete_binded_snapshots",
     "visibility_grace",
+    "stop_lease",
 )
 RETRY_KEYS = (
     "max_attempts",
@@ -309,6 +310,11 @@ def _api(reader: Reader, node: Node) -> ApiSettings:
     if "delete_binded_snapshots" in keys:
         got_bool = reader.boolean(keys["delete_binded_snapshots"], "api.delete_binded_snapshots")
         delete_snaps = delete_snaps if got_bool is None else got_bool
+    stop_lease = defaults.stop_lease
+    if "stop_lease" in keys:
+        # shorter than a stop, an image and a start lets a peer start an instance while its
+        # image is made (docs/operations.md); longer keeps a dead host's instance down longer
+        stop_lease = reader.duration(keys["stop_lease"], "api.stop_lease") or stop_lease
     return ApiSettings(
         rate_limits=tuple(limits),
         retries=retries,
@@ -316,6 +322,7 @@ def _api(reader: Reader, node: Node) -> ApiSettings:
         poll_interval=poll,
         delete_binded_snapshots=delete_snaps,
         visibility_grace=grace,
+        stop_lease=stop_lease,
     )
 
 

@@ -135,6 +135,9 @@ class ApiSettings:
     poll_interval: timedelta = timedelta(seconds=15)
     delete_binded_snapshots: bool = True
     visibility_grace: timedelta = timedelta(minutes=10)
+    #: the lease of a stop's cloud mark (rule 9 across hosts); ``None``: twice
+    #: ``wait_timeout`` plus ten minutes (``executor.stop_markers.default_lease``)
+    stop_lease: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)

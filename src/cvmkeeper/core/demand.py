@@ -9,7 +9,7 @@ because they share the quota and are resolved together (``core.rotation``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from cvmkeeper.core.ownership import ManagedImage
 from cvmkeeper.core.policy import Policy
@@ -24,7 +24,10 @@ def new_id(instance_id: str, slot: datetime) -> str:
 
 
 def age_key(image: ManagedImage) -> tuple[datetime, datetime, str]:
-    return (image.slot, image.image.created_time, image.image_id)
+    """Oldest first: by slot, then creation time; an unknown creation time (null
+    ``CreatedTime``) sorts as the newest of its slot, so it is never the first to go."""
+    made = image.image.created_time or datetime.max.replace(tzinfo=UTC)
+    return (image.slot, made, image.image_id)
 
 
 @dataclass(slots=True)

@@ -118,10 +118,14 @@ class Freshness:
         )
 
 
-def made_at(owned: ManagedImage) -> datetime:
+def made_at(owned: ManagedImage) -> datetime | None:
     """When a backup's content is from: its slot, or when the cloud says it was really made
     if that is earlier (an image named for a slot after its making, by a clock that was
-    ahead or ``run --at`` in the future, must not look fresh; docs/design.md rule 7)."""
+    ahead or ``run --at`` in the future, must not look fresh; docs/design.md rule 7).
+    ``None`` when the cloud did not say when it was made (a null ``CreatedTime``, issue
+    #18): such an image is not fresh coverage, so a missed backup is still alerted."""
+    if owned.image.created_time is None:
+        return None
     return min(owned.slot, owned.image.created_time)
 
 
@@ -249,6 +253,8 @@ def assess_region(
         held[owned.instance_id] = held.get(owned.instance_id, 0) + 1
         best = newest.get(owned.instance_id)
         made = made_at(owned)
+        if made is None:
+            continue
         if best is None or (made, image.image_id) > (best[0], best[1].image_id):
             newest[owned.instance_id] = (made, image)
     assessed = [

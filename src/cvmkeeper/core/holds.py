@@ -157,7 +157,12 @@ def _quoted(names: Sequence[str]) -> str:
 
 
 def _future_notice(owned: ManagedImage, concerns: tuple[str, ...]) -> PlanWarning:
-    made = owned.image.created_time.strftime("%Y-%m-%d %H:%M:%SZ")
+    when = owned.image.created_time
+    made = (
+        "at a time the cloud does not report"
+        if when is None
+        else when.strftime("%Y-%m-%d %H:%M:%SZ")
+    )
     return PlanWarning(
         WarningKind.FUTURE,
         f"{owned.image.name} ({owned.image_id}) of {owned.instance_id} is named for slot "

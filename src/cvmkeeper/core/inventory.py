@@ -58,7 +58,10 @@ class ImageState(StrEnum):
 class Image:
     """One custom image as ``DescribeImages`` reports it.
 
-    ``created_time`` is always an aware UTC datetime. ``tags`` is a read-only mapping.
+    ``created_time`` is an aware UTC datetime, or ``None`` when the API answered it null
+    (the SDK model says it "may return null"; issue #18): such an image is never taken as
+    fresh coverage (``health.made_at``) and never ordered as older than it may be.
+    ``tags`` is a read-only mapping.
     ``snapshots`` is the ``SnapshotSet``: one snapshot per disk the image holds (empty
     when the API did not report it).
     """
@@ -66,7 +69,7 @@ class Image:
     image_id: str
     name: str
     state: ImageState
-    created_time: datetime
+    created_time: datetime | None
     region: str
     description: str = ""
     image_type: str = "PRIVATE_IMAGE"

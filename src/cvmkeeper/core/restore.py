@@ -80,7 +80,8 @@ def managed_images_of(
     owned = (classify_image(image, fmt) for image in images)
     return sorted(
         (m for m in owned if m is not None and m.instance_id == instance_id),
-        key=lambda m: (m.image.created_time, m.image_id),
+        # an image without CreatedTime (null, issue #18) is placed by its slot
+        key=lambda m: (m.image.created_time or m.slot, m.image_id),
         reverse=True,
     )
 
@@ -126,7 +127,10 @@ def choose_restore_point(
         return _usable(match[0], f"--slot {slot.strftime('%Y-%m-%dT%H:%MZ')}")
     normal = [m for m in managed if m.image.state.usable]
     if as_of is not None:
-        before = [m for m in normal if m.image.created_time <= as_of]
+        # an image that does not say when it was made is never "made at or before" anything
+        before = [
+            m for m in normal if m.image.created_time is not None and m.image.created_time <= as_of
+        ]
         if not before:
             raise RestoreRefused(
                 f"{instance_id} has no NORMAL image made at or before "

@@ -404,6 +404,7 @@ class EmulatorCore:
                     tags=dict(img.tags),
                     shared=img.shared,
                     creator=img.creator or fleet.credentials.uin,
+                    created_time_known=img.created_time is not None,
                     snapshots=[SnapshotRecord(self._new_id("snap"), "SYSTEM_DISK", SYSTEM_DISK_GIB)]
                     if img.image_type == "PRIVATE_IMAGE"
                     else [],
@@ -658,11 +659,24 @@ class EmulatorCore:
         region.images[image.image_id] = image
         # what was attached when the image was made: the invariant checker compares it with
         # the disks the image holds (no disk left out without an alert)
+        extra: dict[str, Any] = {"AttachedDataDisks": [d.disk_id for d in instance.data_disks]}
+        if self._powers_off(instance, params):
+            instance.state = "STOPPED"  # "关机之后制作镜像", and no start (the switch)
+            extra["PoweredOff"] = True  # the invariant checker owes it a start (rule 9)
         return Outcome(
             {"ImageId": image.image_id},
             image_ids=[image.image_id],
             instance_ids=[instance_id],
-            extra={"AttachedDataDisks": [d.disk_id for d in instance.data_disks]},
+            extra=extra,
+        )
+
+    def _powers_off(self, instance: InstanceRecord, params: Mapping[str, Any]) -> bool:
+        """True when this CreateImage leaves the instance STOPPED (``ForcePoweroff`` on a
+        running instance under ``force_poweroff_leaves: stopped``)."""
+        return (
+            params.get("ForcePoweroff") == "true"
+            and instance.state == "RUNNING"
+            and self._fleet.open_points.force_poweroff_leaves == "stopped"
         )
 
     def _apply_lags(self, image: ImageRecord, now: datetime) -> None:
@@ -808,7 +822,9 @@ class EmulatorCore:
             ]
         matching = [i for i in matching if i.listed(now)]  # image_visibility_seconds
         page = matching[offset : offset + limit]
-        return Outcome({"ImageSet": [i.to_api(now) for i in page], "TotalCount": len(matching)})
+        nulled = self._fleet.open_points.null_fields  # issue #18: "may return null"
+        answer = [i.to_api_nulled(now) if nulled else i.to_api(now) for i in page]
+        return Outcome({"ImageSet": answer, "TotalCount": len(matching)})
 
     def _images_listed(self, region: RegionState) -> list[ImageRecord]:
         """The order DescribeImages lists images in (the ``image_order`` switch).
@@ -1054,7 +1070,9 @@ class EmulatorCore:
     ) -> Outcome:
         ids = p.string_list(params, "InstanceIds")
         offset, limit = p.paging(params)
-        matching = self._instances_in_order(region, ids, strict=True)
+        # unknown ids: the batch fails, or (switch ``omit``) they are left out (issue #18)
+        strict = self._fleet.open_points.unknown_instance_status == "error"
+        matching = self._instances_in_order(region, ids, strict=strict)
         page = matching[offset : offset + limit]
         return Outcome(
             {

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from cvmkeeper.emulator.profiles import DEFAULT_PROFILE, PROFILES, switches
+
 #: Documented per-region, per-second limits of the actions the emulator serves.
 DEFAULT_RATE_LIMITS: Mapping[str, float] = {
     "CreateImage": 10,
@@ -27,7 +29,8 @@ DEFAULT_RATE_LIMITS: Mapping[str, float] = {
     "DescribeImages": 40,
     "DescribeInstances": 40,
     "DescribeInstancesStatus": 40,
-    "DescribeImageQuota": 20,
+    # its own page: 10 requests/s (issue #18), not the 20/s of most Describe actions
+    "DescribeImageQuota": 10,
     # restore and drills (issue #16): the API pages give 10 requests/s for each
     "RunInstances": 10,
     "TerminateInstances": 10,
@@ -61,6 +64,9 @@ LIMITS: Mapping[str, tuple[int, int]] = {"legacy": (20, 60), "current": (60, 256
 INSTANCE_STATES = ("PENDING", "RUNNING", "STOPPING", "STOPPED", "STARTING", "REBOOTING")
 IMAGE_STATES = ("CREATING", "NORMAL", "CREATEFAILED", "SYNCING", "IMPORTING", "IMPORTFAILED")
 IMAGE_TYPES = ("PRIVATE_IMAGE", "PUBLIC_IMAGE", "SHARED_IMAGE")
+
+
+PROFILE_NAMES = tuple(PROFILES)
 
 
 class FleetError(ValueError):
@@ -152,10 +158,12 @@ CREATE_RETRY_ORDERS = ("duplicate_first", "mutex_first")
 IMAGE_ORDERS = ("newest_first", "shuffled")
 #: the top-level switches of ``OpenPoints`` that are delays in seconds
 LAG_SWITCHES = ("image_visibility_seconds", "tag_visibility_seconds", "delete_lag_seconds")
+UNKNOWN_INSTANCE_STATUS = ("error", "omit")
 SYNC_PER_CALL = ("many", "one")
 #: the codes a disallowed (source, destination) pair of SyncImages is answered with: both
 #: are in SyncImages' error list (sdk-go cvm ``client.go``); the first is the default
 SYNC_PAIR_CODES = ("InvalidRegion.Unavailable", "UnsupportedOperation.Region")
+FORCE_POWEROFF_LEAVES = ("running", "stopped")
 
 
 @dataclass(frozen=True)
@@ -173,6 +181,16 @@ class OpenPoints:
     ``MutexOperation.TaskRunning`` (both are in CreateImage's list; the order is not).
     ``image_order``: DescribeImages lists ``newest_first`` (default) or ``shuffled`` (a
     seeded random order per call: the API documents no order).
+    ``null_fields``: the SDK's ``Image`` model marks ``SyncPercent``, ``CreatedTime`` and
+    ``Tags`` "may return null" (tencentcloud-sdk-python cvm ``models.py``). ``False``
+    (default): always filled; ``True``: ``SyncPercent`` is null for every image,
+    ``CreatedTime`` is null while an image is not ``NORMAL`` (``CREATING``, ``SYNCING``,
+    ``CREATEFAILED``, ...) and for every seeded image whose fleet entry gives no
+    ``created_time``, and ``Tags`` is left out of every image that has none.
+    ``unknown_instance_status``: DescribeInstancesStatus naming an id that does not exist:
+    ``error`` (default) fails the whole batch with ``InvalidInstanceId.NotFound`` (the code
+    is in its error list, sdk-go cvm ``client.go``); ``omit`` answers the others and leaves
+    the unknown id out (what Describe* actions with id lists commonly do; undocumented).
 
     Eventual consistency and deletion lag (seconds on the core's clock, so a ``ManualClock``
     simulation sees them too; 0, the default, is today's behaviour):
@@ -197,6 +215,13 @@ class OpenPoints:
     with ``code`` (``InvalidRegion.Unavailable`` or ``UnsupportedOperation.Region``, both in
     SyncImages' list); in the fleet file ``[source, destination]`` or
     ``[source, destination, code]``.
+
+    ``force_poweroff_leaves``: the state a RUNNING instance is in after a CreateImage with
+    ``ForcePoweroff="true"``. The API docs say the image is made after a forced shutdown
+    ("关机之后制作镜像", tencentcloud-sdk-python cvm ``models.py`` ``CreateImageRequest``)
+    and say nothing of a start afterwards: ``running`` (default: the instance runs on, as
+    the emulator has always modelled it) or ``stopped`` (pessimistic: it is shut down at the
+    create and stays ``STOPPED``; the history entry of the create says ``PoweredOff``).
     """
 
     instance_states: str = "in_progress"
@@ -205,10 +230,13 @@ class OpenPoints:
     image_visibility_seconds: float = 0.0
     tag_visibility_seconds: float = 0.0
     delete_lag_seconds: float = 0.0
+    null_fields: bool = False
+    unknown_instance_status: str = "error"
     sync_copies_tags: bool = True
     sync_copies_description: bool = True
     sync_images_per_call: str = "many"
     sync_disallowed_pairs: tuple[tuple[str, str, str], ...] = ()
+    force_poweroff_leaves: str = "running"
 
     def sync_refusal(self, source: str, destination: str) -> str | None:
         """The code a SyncImages from ``source`` to ``destination`` is refused with, if any."""
@@ -328,9 +356,19 @@ class FleetSpec:
         return LIMITS[self.limits][1]
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, origin: str = "<fleet>") -> FleetSpec:
-        """Build a spec from a parsed mapping; errors name ``origin`` and the key path."""
-        return _Parser(origin, {}).fleet(data)
+    def from_mapping(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        origin: str = "<fleet>",
+        default_profile: str | None = None,
+    ) -> FleetSpec:
+        """Build a spec from a parsed mapping; errors name ``origin`` and the key path.
+
+        ``default_profile`` applies when the mapping names no ``profile`` (a harness passes
+        :func:`~cvmkeeper.emulator.profiles.env_profile`); ``None``: ``documented``.
+        """
+        return _Parser(origin, {}, default_profile).fleet(data)
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -351,8 +389,11 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def load_fleet(path: str | Path) -> FleetSpec:
-    """Read and validate a fleet YAML file; errors name the file, the line and the key."""
+def load_fleet(path: str | Path, *, default_profile: str | None = None) -> FleetSpec:
+    """Read and validate a fleet YAML file; errors name the file, the line and the key.
+
+    ``default_profile`` applies when the file names no ``profile`` (see ``from_mapping``).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -366,7 +407,7 @@ def load_fleet(path: str | Path) -> FleetSpec:
     lines: dict[tuple[str, ...], int] = {}
     if node is not None:
         _record_lines(node, (), lines)
-    return _Parser(str(path), lines).fleet(data)
+    return _Parser(str(path), lines, default_profile).fleet(data)
 
 
 def parse_faults(data: Any, *, origin: str = "<faults>") -> dict[str, dict[str, float]]:
@@ -390,9 +431,15 @@ def _record_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, .
 class _Parser:
     """Turns a plain mapping into a :class:`FleetSpec`, naming the place of every error."""
 
-    def __init__(self, origin: str, lines: Mapping[tuple[str, ...], int]) -> None:
+    def __init__(
+        self,
+        origin: str,
+        lines: Mapping[tuple[str, ...], int],
+        default_profile: str | None = None,
+    ) -> None:
         self.origin = origin
         self.lines = lines
+        self.default_profile = default_profile
 
     def fail(self, path: tuple[str, ...], message: str) -> FleetError:
         """Make an error that names the file, the line (when known) and the key path."""
@@ -494,12 +541,23 @@ class _Parser:
                 "create_retry_order",
                 "image_order",
                 *LAG_SWITCHES,
+                "null_fields",
+                "unknown_instance_status",
+                "profile",
                 "sync_copies_tags",
                 "sync_copies_description",
                 "sync_images_per_call",
                 "sync_disallowed_pairs",
+                "force_poweroff_leaves",
             },
         )
+        profile = self.choice(
+            top.get("profile", self.default_profile or DEFAULT_PROFILE), ("profile",), PROFILE_NAMES
+        )
+        # the profile's switches under the explicit ones; the source names the profile, so a
+        # saved state reloads under the same one whatever the environment says then
+        source = {**top, "profile": profile}
+        top = switches(profile, source)
         if not top.get("regions"):
             raise self.fail(("regions",), "is required and must name at least one region")
         invalid = self.id_list(top.get("invalid_instances"), ("invalid_instances",))
@@ -526,7 +584,7 @@ class _Parser:
             whole_machine=self.whole_machine(top.get("whole_machine"), ("whole_machine",)),
             launch=self.launch(top.get("launch"), ("launch",)),
             open_points=self.open_points(top),
-            source=dict(top),
+            source=source,
         )
 
     def id_list(self, value: Any, path: tuple[str, ...]) -> frozenset[str]:
@@ -581,6 +639,12 @@ class _Parser:
             image_order=self.choice(
                 top.get("image_order", "newest_first"), ("image_order",), IMAGE_ORDERS
             ),
+            null_fields=self.boolean(top.get("null_fields", False), ("null_fields",)),
+            unknown_instance_status=self.choice(
+                top.get("unknown_instance_status", "error"),
+                ("unknown_instance_status",),
+                UNKNOWN_INSTANCE_STATUS,
+            ),
             sync_copies_tags=self.boolean(top.get("sync_copies_tags", True), ("sync_copies_tags",)),
             sync_copies_description=self.boolean(
                 top.get("sync_copies_description", True), ("sync_copies_description",)
@@ -592,6 +656,11 @@ class _Parser:
             image_visibility_seconds=self.lag(top, "image_visibility_seconds"),
             tag_visibility_seconds=self.lag(top, "tag_visibility_seconds"),
             delete_lag_seconds=self.lag(top, "delete_lag_seconds"),
+            force_poweroff_leaves=self.choice(
+                top.get("force_poweroff_leaves", "running"),
+                ("force_poweroff_leaves",),
+                FORCE_POWEROFF_LEAVES,
+            ),
         )
 
     def lag(self, top: Mapping[str, Any], key: str) -> float:

@@ -26,9 +26,10 @@ What each rule means here:
 - ``duplicate_slot`` (rule 5): a create for an (instance, slot) while another image of that
   slot exists, or after an image of that slot was ever ``NORMAL`` (a failed image that was
   cleaned up may be made again; a backup that existed must not be).
-- ``not_restarted`` (rule 9): an instance that a ``StopInstances`` call stopped has no later
-  successful ``StartInstances`` (instances stopped before are never stopped by cvmkeeper:
-  the call would be refused).
+- ``not_restarted`` (rule 9): an instance that a ``StopInstances`` call stopped (or a
+  ``CreateImage`` with ``ForcePoweroff`` powered off: ``"PoweredOff"`` in its entry, under
+  ``force_poweroff_leaves: stopped``) has no later successful ``StartInstances`` (instances
+  stopped before are never stopped by cvmkeeper: the call would be refused).
 - ``orphaned_snapshots`` (rule 10, deletion): a successful ``DeleteImages`` of managed
   images without ``DeleteBindedSnap=true``: their snapshots stay behind, billed, with no
   image to show for them.
@@ -182,6 +183,9 @@ def check_invariants(
             _transition(region, entry)
         elif action == "CreateImage":
             violations += _create(region, entry, name_format)
+            if entry.get("result") == "ok" and entry.get("PoweredOff"):
+                for instance_id in entry.get("InstanceIds", []):  # ForcePoweroff stopped it
+                    region.stopped_by_call[instance_id] = int(entry["seq"])
             if disk_alerts is not None:
                 violations += _disks_left_out(region, entry, disk_alerts)
         elif action == "DeleteImages":

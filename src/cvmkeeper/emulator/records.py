@@ -96,6 +96,10 @@ class ImageRecord:
             return {}
         return self.tags
 
+    #: False for a seeded image whose fleet entry gave no ``created_time``: under the
+    #: ``null_fields`` switch its ``CreatedTime`` is answered null
+    created_time_known: bool = True
+
     @property
     def counts_against_quota(self) -> bool:
         """Own custom images count against the quota, whatever their state."""
@@ -127,6 +131,19 @@ class ImageRecord:
             "ImageDeprecated": False,
             "CdcCacheStatus": "",
         }
+
+    def to_api_nulled(self, now: datetime | None = None) -> dict[str, Any]:
+        """``to_api`` (at ``now``) as the ``null_fields`` switch answers it (issue #18):
+        ``SyncPercent`` null, ``CreatedTime`` null while not ``NORMAL`` or when the fleet gave
+        none, and no ``Tags`` key at all when there are no tags (or none shows yet; the SDK
+        model: "may return null")."""
+        entry = self.to_api(now)
+        entry["SyncPercent"] = None
+        if self.state != "NORMAL" or not self.created_time_known:
+            entry["CreatedTime"] = None
+        if not self.tags_at(now):
+            del entry["Tags"]
+        return entry
 
     def to_json(self) -> dict[str, Any]:
         """Serialize every field for the state file."""

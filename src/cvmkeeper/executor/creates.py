@@ -121,13 +121,44 @@ class Creator:
         """Make the images; return the creates that hit the quota (to re-plan once)."""
         quota_hit: list[Create] = []
         stop_start = [c for c in creates if c.consistency is Consistency.STOP_START]
-        others = [c for c in creates if c.consistency is not Consistency.STOP_START]
+        others = self._guard_poweroffs(
+            [c for c in creates if c.consistency is not Consistency.STOP_START]
+        )
         for step, status in zip(others, self._create_all(others, last_chance), strict=True):
             if status is AttemptStatus.QUOTA:
                 quota_hit.append(step)
+            if not status.has_image:
+                self._stopper.release(step.instance_id)  # a force_poweroff no image needs
         if stop_start:
             quota_hit += self._stop_start_creates(stop_start, last_chance)
         return quota_hit
+
+    def _guard_poweroffs(self, steps: list[Create]) -> list[Create]:
+        """``force_poweroff`` creates may leave their instance down (whether the cloud starts
+        it again is undocumented): journal and mark each running one first (rule 9). The
+        steps that may go ahead; the others are failed attempts."""
+        poweroff = [c.instance_id for c in steps if c.consistency is Consistency.FORCE_POWEROFF]
+        if not poweroff or self._run.stopping:
+            return steps
+        problems = self._stopper.guard_poweroff(poweroff)
+        for step in steps:
+            if step.instance_id in problems:
+                problem = problems[step.instance_id]
+                action = problem.error.action if problem.error else "CreateImage"
+                self._refuse(step, problem, "not powered off for its image", action)
+        return [step for step in steps if step.instance_id not in problems]
+
+    def _refuse(self, step: Create, problem: StopProblem, why: str, action: str) -> None:
+        """Record ``step`` as failed: its instance could not be made ready for the image."""
+        error = problem.error
+        self.attempts[(step.instance_id, step.slot)] = Attempt(
+            step,
+            AttemptStatus.FAILED,
+            error=f"{step.image_name}: instance {why}: {problem.message}",
+            code=error.code if error else None,
+            request_id=error.request_id if error else None,
+            action=action,
+        )
 
     def _stop_start_creates(self, steps: Sequence[Create], last_chance: bool) -> list[Create]:
         """Stop the instances, then create; an instance no image needs is released."""
@@ -138,16 +169,7 @@ class Creator:
         for step in steps:
             problem = problems.get(step.instance_id)
             if problem is not None and not self._run.stopping:
-                error = problem.error
-                self.attempts[(step.instance_id, step.slot)] = Attempt(
-                    step,
-                    AttemptStatus.FAILED,
-                    error=f"{step.image_name}: instance not stopped for its image: "
-                    f"{problem.message}",
-                    code=error.code if error else None,
-                    request_id=error.request_id if error else None,
-                    action="StopInstances",
-                )
+                self._refuse(step, problem, "not stopped for its image", "StopInstances")
                 self._stopper.release(step.instance_id)
                 continue
             status = self._create(step, last_chance=last_chance)

@@ -63,6 +63,7 @@ from cvmkeeper.executor.region import (
 )
 from cvmkeeper.executor.report import Outcome, SlotStatus
 from cvmkeeper.executor.stop_journal import StoppedEntry
+from cvmkeeper.executor.stop_markers import CloudStopMarkers, default_lease
 from cvmkeeper.executor.waits import ImageWaiter
 
 __all__ = ["NO_POLICY", "RegionExecutor", "RegionResult", "RunOptions", "read_inventory"]
@@ -103,6 +104,12 @@ class RegionExecutor:
             on_start_failed=self._start_failed,
             progress=options.say,
             journal=options.stop_journal,
+            markers=CloudStopMarkers(
+                options.client,
+                region,
+                lease=api.stop_lease or default_lease(api.wait_timeout),
+                clock=options.lease_clock,
+            ),
         )
         self._planner = RunPlanner(self._run, self._due_policy_names)
         self._creator = Creator(self._run, self._stopper, lambda: self._inventory)
@@ -259,7 +266,7 @@ class RegionExecutor:
         stop_start = frozenset(
             image_id
             for image_id, instance_id in instance_of.items()
-            if instance_id in self._stopper.stopped_by_us
+            if instance_id in self._stopper.owed
         )
         targets = set(instance_of) if self.options.wait else set(stop_start)
         if not targets:
@@ -416,12 +423,16 @@ class RegionExecutor:
 
     def _warn_recovered(self, entry: StoppedEntry) -> None:
         when = entry.stopped_at.strftime("%Y-%m-%d %H:%M:%SZ")
+        if entry.lease_until is None:
+            who = f"pid {entry.pid} on {entry.host} stopped it at {when}"
+        else:  # found through its cloud mark: the stopping host may be gone for good
+            until = entry.lease_until.strftime("%Y-%m-%d %H:%M:%SZ")
+            who = f"cvmkeeper on {entry.host} stopped it at {when}; its lease ended {until}"
         self._run.warn(
             self._policies_of_instance(entry.instance_id),
             "StartInstances",
             f"{entry.instance_id} was left stopped by an interrupted cvmkeeper run "
-            f"(pid {entry.pid} on {entry.host} stopped it at {when}); started it "
-            "again",
+            f"({who}); started it again",
             instance=entry.instance_id,
         )
 

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from cvmkeeper.alerting import Failure
 from cvmkeeper.alerting.alerter import Alerter
@@ -82,6 +82,9 @@ class RunOptions:
     #: the images created and not yet seen whole, for the runs after this one
     #: (``executor.created``; ``None``: only this run's, in memory)
     created_record: CreatedRecord | None = None
+    #: the time the leases of cloud stop marks are measured against (rule 9 across hosts:
+    #: ``executor.stop_markers``); the wall clock, shared by every host
+    lease_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     @property
     def planner_settings(self) -> PlannerSettings:

@@ -150,6 +150,7 @@ def run_once(
     region_locks: RegionLocks | None = None,
     poll_time: PollTime = REAL_TIME,
     observe: RunObserver | None = None,
+    lease_clock: Callable[[], datetime] | None = None,
 ) -> RunReport:
     """Make the due slots of every region (or of ``regions``), rotate, and report.
 
@@ -162,7 +163,9 @@ def run_once(
     lines instead (a display that keeps those while it rewrites the others).
     ``poll_time`` injects the waits' clock (``executor.polling.PollTime``; a simulation on
     virtual time), real time by default. ``observe`` (the daemon's metrics) is called with
-    the run's health after it (``executor.run_health``).
+    the run's health after it (``executor.run_health``). ``lease_clock`` is what the leases
+    of cloud stop marks are measured against (``executor.stop_markers``; the wall clock by
+    default: every host must agree on it).
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
@@ -188,6 +191,8 @@ def run_once(
         poll_time=poll_time,
     )
     broken = [report_broken_files(options)]  # issue #19: reported on every run
+    if lease_clock is not None:  # the leases of cloud stop marks (wall clock by default)
+        options.lease_clock = lease_clock
     regions_phase = _run_regions(options, chosen, locks, explicit)
     # rule 7: an instance named by id that no region has is a missed slot (not previewed)
     missing = (

@@ -26,15 +26,18 @@ whole life, an ``flock`` on its own ``stopped-instances.<owner>.owner`` file: th
 drops that lock however the process dies, so another process can tell a dead writer (its
 entries are recovered) from a live one still imaging the instance (left alone).
 
+The journal is this host's fast path. Across hosts, the same stop is also marked in the
+cloud (``executor.stop_markers``: a tag on the instance with a lease), so any daemon on
+any host starts again an instance whose stopping host died, once the lease has ended.
+
 Limits, stated in docs/operations.md ("Known limits") too:
 
-- The journal is per host (``state_dir`` is local). With two daemons on two hosts, the
-  host that stopped an instance is the one that starts it again; the other one sees it
-  ``STOPPED`` with no entry of its own and treats it as stopped before. If the host that
-  stopped it never runs cvmkeeper again, the instance stays down.
+- The journal is per host (``state_dir`` is local): another host learns of the stop only
+  from the cloud marker, after its lease.
 - The journal cannot tell our stop from a stop by hand that came after our crash: an
   instance that someone stops on purpose between the crashed run and the next run is
   started again by that run (the warning names it, the writer and the time of our stop).
+  A live marker of another process on the instance (a peer stopped it anew) is left alone.
 - Entries of a region no run covers any more stay in the file until one does.
 """
 
@@ -56,7 +59,7 @@ from typing import Any
 
 from cvmkeeper import files
 
-__all__ = ["JOURNAL_NAME", "StopJournal", "StoppedEntry"]
+__all__ = ["JOURNAL_NAME", "StopJournal", "StoppedEntry", "owner_token"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,9 @@ class StoppedEntry:
     owner: str  # the writing process's token (see the module docstring)
     pid: int
     host: str
+    #: set for a stop found through its cloud marker (``executor.stop_markers``): when the
+    #: stopping run's lease ended; ``None`` for an entry of this host's journal
+    lease_until: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object stored for this entry."""
@@ -143,6 +149,11 @@ class _Owner:
 
 
 _OWNER = _Owner()
+
+
+def owner_token() -> str:
+    """This process's owner token (the one its journal entries and cloud markers carry)."""
+    return _OWNER.token()
 
 
 def _owner_alive(directory: Path, owner: str) -> bool:

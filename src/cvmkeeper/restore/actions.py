@@ -5,7 +5,8 @@ same instance, a second restore makes a second instance) and waits, bounded, for
 ``RUNNING`` (``PENDING`` -> ``RUNNING`` | ``LAUNCH_FAILED``: tencentcloud-sdk-python
 ``cvm_client.py`` ``RunInstances``). ``--in-place`` stops the instance through the
 executor's :class:`~cvmkeeper.executor.consistency.InstanceStopper` (journaled, docs/design.md
-rule 9), calls ResetInstance, waits for ``LatestOperationState`` (cvm_client.py
+rule 9; marked in the cloud too, so that a daemon on any host starts it again
+if this command dies), calls ResetInstance, waits for ``LatestOperationState`` (cvm_client.py
 ``ResetInstance``), and starts again in a ``finally`` what it stopped, whatever failed.
 Neither path deletes or changes an image.
 """
@@ -17,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.errors import CloudError
@@ -34,6 +36,7 @@ from cvmkeeper.core.restore import (
 from cvmkeeper.executor.consistency import InstanceStopper
 from cvmkeeper.executor.polling import Deadline, poll_delays
 from cvmkeeper.executor.stop_journal import StopJournal
+from cvmkeeper.executor.stop_markers import CloudStopMarkers, default_lease
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +232,12 @@ def restore_in_place(
         progress=progress,
         journal=journal,
         on_start_failed=lambda i, e: start_failures.append(f"{i} could not be started again: {e}"),
+        # rule 9 across hosts: the stop is marked in the cloud, so that a daemon on any host
+        # starts the instance again if this command dies (the stop, the reset and the start
+        # are each bounded by the wait)
+        markers=CloudStopMarkers(
+            client, region, lease=default_lease(timedelta(seconds=waiting.seconds))
+        ),
     )
     failure: str | None = None
     try:
