@@ -74,7 +74,8 @@ def test_reconcile_sorts_entries_by_what_the_listing_shows() -> None:
         NOW,
         GRACE,
     )
-    assert result.inventory.provisional == frozenset({"img-bare"})
+    # ours by the record while untagged, past the grace too (then warned about)
+    assert result.inventory.provisional == frozenset({"img-bare", "img-old"})
     assert result.inventory.unlisted == ("img-coming",)
     assert result.inventory.used == 4 and result.inventory.free == 6
     assert [e.image_id for e in result.seen] == ["img-whole"]

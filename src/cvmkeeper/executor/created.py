@@ -16,8 +16,10 @@ writes nothing). :func:`reconcile` applies both to a freshly read inventory:
   this record; never deleted on that basis: ``core.ownership.classify_image``).
 - not listed, younger than the grace (``api.visibility_grace``): ``Inventory.unlisted``,
   counted against the quota.
-- past the grace, not listed (*lost*) or still without tags: reported by the caller (an
-  error, or a warning for the tags; rule 7) and dropped, so it is reported once.
+- past the grace and not listed (*lost*): reported by the caller (an error; rule 7) and
+  dropped, so it is reported once. Listed and still without tags past the grace: still
+  provisional (kept, never deleted), and warned about by every run until its tags show
+  (or someone deletes it).
 
 The record is an aid, not the truth (the cloud is): a file that cannot be read or written
 is logged and the run goes on with what it has in memory. Writers change it under an
@@ -161,8 +163,8 @@ class Reconciled:
     """An inventory with the record applied, and what the record says about it.
 
     ``seen``: entries now listed with the marker (drop them); ``lost``: never listed within
-    the grace; ``untagged``: listed, still without tags after the grace. The caller
-    reports ``lost`` and ``untagged`` and drops them."""
+    the grace (the caller reports and drops them); ``untagged``: listed, still without
+    tags after the grace (still provisional; the caller warns, and keeps them)."""
 
     inventory: Inventory
     seen: tuple[CreatedEntry, ...] = ()
@@ -185,10 +187,10 @@ def reconcile(
         young = now - entry.created_at <= grace
         if image is not None and looks_managed(image):
             seen.append(entry)
-        elif image is not None and not image.tags and young:
-            provisional.add(entry.image_id)
         elif image is not None and not image.tags:
-            untagged.append(entry)
+            provisional.add(entry.image_id)  # ours by the record: kept, never deleted
+            if not young:
+                untagged.append(entry)
         elif image is not None:
             seen.append(entry)  # other tags, not ours: the ordinary rules decide (unmanaged)
         elif young:
@@ -245,8 +247,7 @@ class CreatedImages:
 
     def apply(self, inventory: Inventory) -> Reconciled:
         """:func:`reconcile` of ``inventory`` with every entry; what is settled (seen,
-        lost, untagged past the grace) is forgotten. The caller reports the lost and the
-        untagged."""
+        lost) is forgotten. The caller reports the lost and warns about the untagged."""
         stored = self._reader.entries(self._region) if self._reader is not None else []
         self._stored = {entry.image_id for entry in stored}
         entries = {entry.image_id: entry for entry in stored}
@@ -254,7 +255,7 @@ class CreatedImages:
         if not entries:
             return Reconciled(inventory)
         result = reconcile(inventory, list(entries.values()), self._now, self._grace)
-        self.forget(e.image_id for e in (*result.seen, *result.lost, *result.untagged))
+        self.forget(e.image_id for e in (*result.seen, *result.lost))
         return result
 
     def flush(self) -> None:

@@ -210,7 +210,8 @@ class RegionRun:
                 inventory,
                 entry,
                 f"{entry.name} ({entry.image_id}) is still listed without cvmkeeper's tags "
-                f"{grace} after it was created: treated as not ours (counted, never deleted)",
+                f"{grace} after it was created: kept (never deleted) until they show; tag "
+                "it (cvmkeeper:managed=true) or delete it by hand",
                 warning=True,
             )
         return result.inventory
