@@ -1,8 +1,9 @@
 """The files cvmkeeper keeps in ``state_dir``: written so that a crash or a reader never
 sees half of one, and opened without following symbolic links.
 
-The daemon's state file (``scheduler.state``) and the stop journal (``executor.stop_journal``)
-are the only files cvmkeeper writes; both go through :func:`write_atomically`.
+The daemon's state file (``scheduler.state``), the stop journal (``executor.stop_journal``)
+and the record of images created but not yet seen whole (``executor.created``) are the only
+files cvmkeeper writes; all go through :func:`write_atomically`.
 
 A symbolic link planted in ``state_dir`` (by anyone who could write to the directory, or
 left by a careless restore) would make cvmkeeper read, create or lock the file it points

@@ -95,9 +95,12 @@ FAULT_SHARES = {
 HOURLY_DISK = {"id": "disk-hourly01", "type": "CLOUD_PREMIUM", "size": 100}
 
 
-def fleet(*, seed: int, fault_rate: float) -> dict[str, Any]:
+def fleet(
+    *, seed: int, fault_rate: float, switches: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Two regions with quota 10, three instances, unmanaged images; faults on every action
-    at ``fault_rate`` in all (shared by kind) and ``CREATEFAILED`` at ``fault_rate``."""
+    at ``fault_rate`` in all (shared by kind) and ``CREATEFAILED`` at ``fault_rate``;
+    ``switches``: top-level fleet switches (``fleet.OpenPoints``) to add."""
 
     def gold(image_id: str) -> dict[str, Any]:
         return {"id": image_id, "name": f"golden-{image_id[-2:]}", "description": "by hand"}
@@ -130,6 +133,7 @@ def fleet(*, seed: int, fault_rate: float) -> dict[str, Any]:
         spec["faults"] = {
             "*": {kind: round(fault_rate * share, 4) for kind, share in FAULT_SHARES.items()}
         }
+    spec.update(switches or {})
     return with_env_profile(spec)
 
 
@@ -150,6 +154,7 @@ def write_config(root: Path) -> Path:
             "cvm_role": False,
         },
         "api": {"wait_timeout": "10m", "poll_interval": "15s"},
+        "state_dir": "state",  # the stop journal and record of created images: never /var/lib
     }
     path = root / "cvmkeeper.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -189,12 +194,20 @@ class YearWorld:
 
     @classmethod
     def build(
-        cls, root: Path, *, seed: int, fault_rate: float, start: datetime = YEAR_START
+        cls,
+        root: Path,
+        *,
+        seed: int,
+        fault_rate: float,
+        start: datetime = YEAR_START,
+        switches: Mapping[str, Any] | None = None,
     ) -> YearWorld:
-        """Write the config under ``root`` and seed an emulator at ``start``."""
+        """Write the config under ``root`` and seed an emulator at ``start`` (with the fleet
+        ``switches``, if any)."""
         setup = load_setup(write_config(root))
         clock = ManualClock(start)
-        core = EmulatorCore(FleetSpec.from_mapping(fleet(seed=seed, fault_rate=fault_rate)), clock)
+        spec = fleet(seed=seed, fault_rate=fault_rate, switches=switches)
+        core = EmulatorCore(FleetSpec.from_mapping(spec), clock)
 
         def monotonic() -> float:
             return clock.now().timestamp()

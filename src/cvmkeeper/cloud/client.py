@@ -78,7 +78,7 @@ from cvmkeeper.cloud.transport import (
     SdkTransport,
     Transport,
 )
-from cvmkeeper.core.inventory import Image, Instance
+from cvmkeeper.core.inventory import Image, ImageState, Instance
 from cvmkeeper.core.naming import MARKER_TAG
 from cvmkeeper.core.ownership import CallerIdentity, creator_is_us, looks_managed
 from cvmkeeper.core.plan import DELETE_BATCH_SIZE  # ids per DeleteImages call
@@ -349,6 +349,20 @@ class CloudClient:
         exact = [image_from_api(i, region) for i in items if i.get("ImageName") == name]
         return self._checked(region, exact[:1])[0] if exact else None
 
+    def _find_holder(self, region: str, name: str) -> Image | None:
+        """The image holding ``name`` after ``InvalidImageName.Duplicate``. DescribeImages
+        may not list a just-created image yet (issue #18), so an absent holder is looked
+        for again with the retry backoff, within the retry policy's deadline."""
+        policy = self.retry_policy
+        deadline = self._clock() + policy.deadline_seconds
+        for attempt in range(1, policy.max_attempts + 1):
+            existing = self.find_image_by_name(region, name)
+            if existing is not None or self._clock() >= deadline:
+                return existing
+            if attempt < policy.max_attempts:
+                self._sleep(max(0.0, min(policy.backoff_window(attempt), deadline - self._clock())))
+        return None
+
     def image_quota(self, region: str) -> int:
         """``DescribeImageQuota``: how many custom images the account may hold in ``region``."""
         body = self.call(region, "DescribeImageQuota", {})
@@ -447,7 +461,7 @@ class CloudClient:
         except DryRunPassed:
             return CreateOutcome("", adopted=False)
         except AlreadyDoneError as error:
-            existing = self.find_image_by_name(region, request.name)
+            existing = self._find_holder(region, request.name)
             if existing is None:
                 raise
             if not _adoptable(existing, request):
@@ -694,6 +708,7 @@ def _adoptable(existing: Image, request: CreateImageRequest) -> bool:
     request's image (rule 5): this identity created it (docs/trust.md, ``ImageCreator``)
     and, when the request carries cvmkeeper's marker, so does the image. Anything else
     would let a look-alike make a slot look covered."""
-    if not existing.creator_trusted:
+    if not existing.creator_trusted or existing.state is ImageState.DELETING:
         return False
-    return MARKER_TAG not in request.tags or looks_managed(existing)
+    # no tags at all: listed before its tags show (issue #18); the creator is this identity
+    return MARKER_TAG not in request.tags or looks_managed(existing) or not existing.tags

@@ -72,6 +72,7 @@ API_KEYS = (
     "wait_timeout",
     "poll_interval",
     "delete_binded_snapshots",
+    "visibility_grace",
     "stop_lease",
 )
 RETRY_KEYS = (
@@ -302,6 +303,9 @@ def _api(reader: Reader, node: Node) -> ApiSettings:
     poll = defaults.poll_interval
     if "poll_interval" in keys:
         poll = reader.duration(keys["poll_interval"], "api.poll_interval") or poll
+    grace = defaults.visibility_grace
+    if "visibility_grace" in keys:
+        grace = reader.duration(keys["visibility_grace"], "api.visibility_grace") or grace
     delete_snaps = defaults.delete_binded_snapshots
     if "delete_binded_snapshots" in keys:
         got_bool = reader.boolean(keys["delete_binded_snapshots"], "api.delete_binded_snapshots")
@@ -317,6 +321,7 @@ def _api(reader: Reader, node: Node) -> ApiSettings:
         wait_timeout=wait_timeout,
         poll_interval=poll,
         delete_binded_snapshots=delete_snaps,
+        visibility_grace=grace,
         stop_lease=stop_lease,
     )
 

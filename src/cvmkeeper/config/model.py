@@ -124,7 +124,9 @@ class ApiSettings:
     """Client-side rate limits, retries, and how long a run waits for images.
 
     ``rate_limits`` (action, calls per second per region) overrides the documented limits
-    for the actions it names.
+    for the actions it names. ``visibility_grace``: how long an image cvmkeeper created
+    may be absent from DescribeImages (or listed without its tags) before it is reported
+    as lost (DescribeImages is eventually consistent; ``executor.created``).
     """
 
     rate_limits: tuple[tuple[str, float], ...] = ()
@@ -132,6 +134,7 @@ class ApiSettings:
     wait_timeout: timedelta = timedelta(minutes=60)
     poll_interval: timedelta = timedelta(seconds=15)
     delete_binded_snapshots: bool = True
+    visibility_grace: timedelta = timedelta(minutes=10)
     #: the lease of a stop's cloud mark (rule 9 across hosts); ``None``: twice
     #: ``wait_timeout`` plus ten minutes (``executor.stop_markers.default_lease``)
     stop_lease: timedelta | None = None

@@ -16,7 +16,9 @@ from cvmkeeper.core.disks import Disk, ImageSnapshot
 
 
 class ImageState(StrEnum):
-    """``ImageState`` values the CVM API reports (``USING`` is the older docs' ``NORMAL``)."""
+    """``ImageState`` values the CVM API reports (``USING`` is the older docs' ``NORMAL``;
+    ``DELETING``, in older docs too, is an image whose ``DeleteImages`` was accepted and
+    that still counts against the quota: never usable, never deleted again)."""
 
     CREATING = "CREATING"
     NORMAL = "NORMAL"
@@ -25,6 +27,7 @@ class ImageState(StrEnum):
     IMPORTING = "IMPORTING"
     IMPORTFAILED = "IMPORTFAILED"
     USING = "USING"
+    DELETING = "DELETING"
     UNKNOWN = "UNKNOWN"
 
     @classmethod
@@ -105,6 +108,13 @@ class Inventory:
     (``account_quota``), capped by the configured ``image_quota`` (``quota_cap``) if
     any. ``images`` holds every custom image of the
     region, managed or not, in any state: all of them count against the quota.
+
+    DescribeImages may list a new image late, and its tags later still (eventual
+    consistency, issue #18); the executor's record of the images it created
+    (``executor.created``) fills the gap. ``unlisted``: ids cvmkeeper created recently that
+    the listing does not show yet: they count against the quota too. ``provisional``: ids
+    of listed images cvmkeeper created recently whose tags do not show yet: recognised as
+    managed by their name (``core.ownership.classify_image``), never deleted on that basis.
     """
 
     region: str
@@ -113,8 +123,15 @@ class Inventory:
     instances: tuple[Instance, ...]
     account_quota: int | None = None
     quota_cap: int | None = None
+    unlisted: tuple[str, ...] = ()
+    provisional: frozenset[str] = frozenset()
+
+    @property
+    def used(self) -> int:
+        """Images counted against the quota: every listed one, and those not listed yet."""
+        return len(self.images) + len(self.unlisted)
 
     @property
     def free(self) -> int:
         """Images that can still be created before the quota is reached (never negative)."""
-        return max(0, self.quota - len(self.images))
+        return max(0, self.quota - self.used)

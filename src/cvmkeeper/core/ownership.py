@@ -27,7 +27,7 @@ were ever set) it is unmanaged again: counted, never touched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -65,6 +65,9 @@ class ManagedImage:
     pinned: bool
     image_id: str
     hold: str = ""
+    #: recognised by name and cvmkeeper's record of its own creates while its tags do not
+    #: show yet (``Inventory.provisional``): counted by retention, never deleted
+    provisional: bool = False
     #: a copy recognised by its source (``classify_copy``), not yet by its own tags
     untagged: bool = False
 
@@ -123,15 +126,35 @@ def renamed_out(images: Iterable[Image], fmt: NameFormat = DEFAULT_FORMAT) -> li
     ]
 
 
-def classify_image(image: Image, fmt: NameFormat = DEFAULT_FORMAT) -> ManagedImage | None:
-    """The ``ManagedImage`` view of ``image`` if cvmkeeper owns it, else ``None`` (hands off)."""
+def classify_image(
+    image: Image, fmt: NameFormat = DEFAULT_FORMAT, provisional: Collection[str] = ()
+) -> ManagedImage | None:
+    """The ``ManagedImage`` view of ``image`` if cvmkeeper owns it, else ``None`` (hands off).
+
+    ``provisional``: ids cvmkeeper itself created recently (its record in ``state_dir``,
+    ``Inventory.provisional``). Such an image listed before its tags show is ours by its
+    name, its creator and that record: managed, but ``provisional`` (never deleted on that
+    basis; issue #18). An image that shows other tags but not the marker is not.
+    """
     if image.image_type != OWN_IMAGE_TYPE:
         return None
     if not image.creator_trusted:  # made by another identity: marker or not, hands off
         return None
     parsed = is_managed(image, fmt)
     if parsed is None:
-        return None
+        if image.image_id not in provisional or image.tags:
+            return None
+        parsed = fmt.parse(image.name)
+        if parsed is None:
+            return None
+        return ManagedImage(
+            image=image,
+            instance_id=parsed.instance_id,
+            slot=parsed.slot,
+            pinned=False,
+            image_id=image.image_id,
+            provisional=True,
+        )
     return ManagedImage(
         image=image,
         instance_id=parsed.instance_id,
@@ -183,13 +206,15 @@ def split_images(
     images: tuple[Image, ...],
     fmt: NameFormat = DEFAULT_FORMAT,
     origins: Mapping[str, ManagedImage] | None = None,
+    provisional: Collection[str] = (),
 ) -> tuple[list[ManagedImage], list[Image]]:
     """Split a region's images into (managed, unmanaged), each in input order; with
-    ``origins`` (``copy_origins`` of the source regions) copies not yet tagged are managed."""
+    ``origins`` (``copy_origins`` of the source regions) copies not yet tagged are managed;
+    ``provisional``: see :func:`classify_image`."""
     managed: list[ManagedImage] = []
     unmanaged: list[Image] = []
     for image in images:
-        owned = classify_image(image, fmt)
+        owned = classify_image(image, fmt, provisional)
         if owned is None and origins:
             owned = classify_copy(image, origins, fmt)
         if owned is None:

@@ -315,7 +315,8 @@ def check_plan(
     if managed is None:
         origins = copy_origins((sources or {}).values(), fmt)
         managed = {
-            owned.image_id: owned for owned in split_images(inventory.images, fmt, origins)[0]
+            owned.image_id: owned
+            for owned in split_images(inventory.images, fmt, origins, inventory.provisional)[0]
         }
     facts = _PlanFacts.of(inventory, plan, managed)
     return [
@@ -466,6 +467,10 @@ def _check_rule_4_busy_pinned_failed(facts: _PlanFacts) -> list[str]:
             violations.append(f"{where}: rule 4: deletes {image.image_id} in state {image.state}")
         if owned.pinned:
             violations.append(f"{where}: deletes pinned {image.image_id}")
+        if owned.provisional:
+            violations.append(f"{where}: deletes {image.image_id}, ours only by name (no tags)")
+        if image.state is ImageState.DELETING:
+            violations.append(f"{where}: deletes {image.image_id}, already DELETING")
         if step.kind is DeleteKind.CLEANUP and image.state is not ImageState.CREATEFAILED:
             violations.append(f"{where}: cleanup of non-failed {image.image_id}")
     return violations
@@ -475,7 +480,7 @@ def _check_rule_2_quota(facts: _PlanFacts) -> list[str]:
     """Rule 2: replayed step by step, no create or copy takes the region over its quota
     (every image counts; only ``before_create`` deletes of managed images free room)."""
     violations: list[str] = []
-    count = len(facts.inventory.images)
+    count = facts.inventory.used  # the images created and not listed yet count too
     quota = facts.inventory.quota
     freed = {
         image.image_id

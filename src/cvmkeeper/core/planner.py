@@ -195,7 +195,11 @@ def plan_region(
     demands.wanted.sort(key=lambda d: d.priority)
     _register_demands(region, sets, demands)
     cleanup = sorted(
-        (o for o in region.managed if o.image.state is ImageState.CREATEFAILED and not o.pinned),
+        (
+            o
+            for o in region.managed
+            if o.image.state is ImageState.CREATEFAILED and not o.pinned and not o.provisional
+        ),
         key=age_key,
     )
     quota = resolve_quota(inventory, sets, demands.wanted, len(cleanup), demands.done_names)
@@ -206,7 +210,7 @@ def plan_region(
         region=inventory.region,
         now=now,
         quota=inventory.quota,
-        used=len(inventory.images),
+        used=inventory.used,
         unmanaged=len(region.unmanaged),
         steps=plan_steps(quota, cleanup, skips, demands.waited),
         decisions=image_decisions(sets, quota, cleanup),
@@ -233,9 +237,12 @@ def _read_region(
 ) -> _Region:
     """Index the region once: ownership, holds (``core.holds``), names, targets, copy
     sources."""
-    # copies not yet tagged are recognised by their source (core.ownership.classify_copy)
+    # copies not yet tagged are recognised by their source (core.ownership.classify_copy);
+    # new images listed before their tags, by cvmkeeper's record (Inventory.provisional)
     origins = copy_origins((sources or {}).values(), settings.name_format)
-    split, unmanaged = split_images(inventory.images, settings.name_format, origins)
+    split, unmanaged = split_images(
+        inventory.images, settings.name_format, origins, inventory.provisional
+    )
     resolution = resolve_targets(inventory.region, policies, inventory.instances)
     notices += [
         PlanWarning(WarningKind.TARGETS, message, (name,))

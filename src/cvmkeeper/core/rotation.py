@@ -113,7 +113,7 @@ def resolve_quota(
                     )
                 )
             else:
-                skips.append(_quota_skip(demand, inventory.quota, len(inventory.images)))
+                skips.append(_quota_skip(demand, inventory.quota, inventory.used))
 
 
 @dataclass(slots=True)
@@ -147,7 +147,7 @@ def _fit_round(
         ),
         key=age_key,
     )
-    available = inventory.quota - len(inventory.images) + cleaned_up
+    available = inventory.quota - inventory.used + cleaned_up
     shortfall = len(planned) - available
     early: list[ManagedImage] = []
     if shortfall > 0:
@@ -186,6 +186,7 @@ def _evict_pool(
             for owned in instance_set.images
             if owned.image.state.usable
             and not owned.pinned
+            and not owned.provisional
             and owned is not instance_set.newest_usable
             and owned.image_id not in early
             and owned.image_id not in instance_set.waited
@@ -275,12 +276,14 @@ def _retention(
 def _expired(
     owned: ManagedImage, instance_set: InstanceSet, decisions: Mapping[str, Decision]
 ) -> bool:
-    """Retention lets ``owned`` go, and no hard rule protects it (pins, in-flight images)."""
+    """Retention lets ``owned`` go, and no hard rule protects it (pins, in-flight images,
+    an image recognised only provisionally while its tags do not show)."""
     decision = decisions[owned.image_id]
     return (
         not decision.keep
         and owned.image.state.usable
         and not owned.pinned
+        and not owned.provisional
         and owned.image_id not in instance_set.waited
     )
 

@@ -67,6 +67,10 @@ WRITE_ACTIONS = frozenset(
     }
 )
 BUSY_IMAGE_STATES = frozenset({"CREATING", "SYNCING", "IMPORTING"})
+#: an image ``DeleteImages`` accepted while ``delete_lag_seconds`` holds it (older docs'
+#: state); when its ``ready_at`` comes it is gone (a ``_transition`` to ``DELETED``)
+DELETING = "DELETING"
+DELETED = "DELETED"
 TRANSITIONAL_INSTANCE_STATES = frozenset({"PENDING", "STOPPING", "STARTING", "REBOOTING"})
 STATE_FILE_VERSION = 1
 _REGION_SHAPE = "abcdefghijklmnopqrstuvwxyz-0123456789"
@@ -486,7 +490,10 @@ class EmulatorCore:
                 "from": before,
             }
             if isinstance(record, ImageRecord):
-                if before == "CREATING" and record.will_fail:
+                if before == DELETING:
+                    region.images.pop(record.image_id, None)
+                    record.state = DELETED
+                elif before == "CREATING" and record.will_fail:
                     record.state = "CREATEFAILED"
                     record.snapshots = []
                 else:
@@ -648,6 +655,7 @@ class EmulatorCore:
             ready_at=now + timedelta(seconds=seconds),
             creator=self._fleet.credentials.uin,
         )
+        self._apply_lags(image, now)
         region.images[image.image_id] = image
         # what was attached when the image was made: the invariant checker compares it with
         # the disks the image holds (no disk left out without an alert)
@@ -670,6 +678,14 @@ class EmulatorCore:
             and instance.state == "RUNNING"
             and self._fleet.open_points.force_poweroff_leaves == "stopped"
         )
+
+    def _apply_lags(self, image: ImageRecord, now: datetime) -> None:
+        """Set a new image's ``visible_at`` and ``tags_visible_at`` (``fleet.OpenPoints``)."""
+        switches = self._fleet.open_points
+        if switches.image_visibility_seconds > 0:
+            image.visible_at = now + timedelta(seconds=switches.image_visibility_seconds)
+        if switches.tag_visibility_seconds > 0:
+            image.tags_visible_at = now + timedelta(seconds=switches.tag_visibility_seconds)
 
     def _check_name_and_mutex(self, region: RegionState, name: str, instance_id: str) -> None:
         """The two CreateImage refusals a retry after a lost answer meets, in the order of
@@ -802,11 +818,12 @@ class EmulatorCore:
             matching = [
                 i
                 for i in self._images_listed(region)
-                if all(_image_matches(i, name, values) for name, values in filters)
+                if all(_image_matches(i, name, values, now) for name, values in filters)
             ]
+        matching = [i for i in matching if i.listed(now)]  # image_visibility_seconds
         page = matching[offset : offset + limit]
         nulled = self._fleet.open_points.null_fields  # issue #18: "may return null"
-        answer = [i.to_api_nulled() if nulled else i.to_api() for i in page]
+        answer = [i.to_api_nulled(now) if nulled else i.to_api(now) for i in page]
         return Outcome({"ImageSet": answer, "TotalCount": len(matching)})
 
     def _images_listed(self, region: RegionState) -> list[ImageRecord]:
@@ -854,12 +871,20 @@ class EmulatorCore:
                 )
         if dry_run:
             raise ApiError("DryRunOperation", "The request would have succeeded.")
+        lag = self._fleet.open_points.delete_lag_seconds
         for image_id in ids:
-            image = region.images.pop(image_id)
+            image = region.images[image_id]
+            if image.state == DELETING:
+                continue  # already being deleted: accepted, nothing changes
+            if lag > 0:  # delete_lag_seconds: listed DELETING, counted, until ready_at
+                image.state = DELETING
+                image.ready_at = now + timedelta(seconds=lag)
+            else:
+                region.images.pop(image_id)
             if not delete_snapshots:
                 region.leftover_snapshots.extend(s.snapshot_id for s in image.snapshots)
                 region.leftover_disks.update({s.snapshot_id: s.disk_id for s in image.snapshots})
-        return Outcome({}, image_ids=ids)
+        return Outcome({}, image_ids=ids, extra={"deleting": True} if lag > 0 else None)
 
     def _describe_image_quota(
         self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
@@ -953,6 +978,7 @@ class EmulatorCore:
                     ready_at=ready,
                     creator=self._fleet.credentials.uin,
                 )
+                self._apply_lags(image, now)
                 target.images[image.image_id] = image
                 copies.append({"ImageId": image.image_id, "Region": target.name})
         body: dict[str, Any] = {"ImageSet": copies} if set_required else {}
@@ -1129,8 +1155,8 @@ class EmulatorCore:
         return Outcome({}, instance_ids=[i.instance_id for i in instances])
 
 
-def _image_matches(image: ImageRecord, name: str, values: list[str]) -> bool:
-    tag_result = p.tags_match(image.tags, name, values)
+def _image_matches(image: ImageRecord, name: str, values: list[str], now: datetime) -> bool:
+    tag_result = p.tags_match(image.tags_at(now), name, values)
     if tag_result is not None:
         return tag_result
     if name == "image-id":

@@ -156,6 +156,8 @@ class WholeMachine:
 INSTANCE_STATE_ANSWERS = ("in_progress", "specific_codes")
 CREATE_RETRY_ORDERS = ("duplicate_first", "mutex_first")
 IMAGE_ORDERS = ("newest_first", "shuffled")
+#: the top-level switches of ``OpenPoints`` that are delays in seconds
+LAG_SWITCHES = ("image_visibility_seconds", "tag_visibility_seconds", "delete_lag_seconds")
 UNKNOWN_INSTANCE_STATUS = ("error", "omit")
 SYNC_PER_CALL = ("many", "one")
 #: the codes a disallowed (source, destination) pair of SyncImages is answered with: both
@@ -190,6 +192,18 @@ class OpenPoints:
     is in its error list, sdk-go cvm ``client.go``); ``omit`` answers the others and leaves
     the unknown id out (what Describe* actions with id lists commonly do; undocumented).
 
+    Eventual consistency and deletion lag (seconds on the core's clock, so a ``ManualClock``
+    simulation sees them too; 0, the default, is today's behaviour):
+    ``image_visibility_seconds``: a new image (``CreateImage``, a ``SyncImages`` copy) is
+    absent from ``DescribeImages`` for this long, though it exists and counts against the
+    quota (Terraform's tencentcloud provider keeps polling while a just-created image is
+    absent). ``tag_visibility_seconds``: a new image's ``TagSpecification`` tags show only
+    after this long (the provider attaches tags with a comment that attachment is
+    asynchronous). ``delete_lag_seconds``: after ``DeleteImages`` an image stays listed in
+    state ``DELETING`` (a state older docs list) and keeps counting against the quota
+    (``DescribeImageQuota`` / ``ImageQuotaLimitExceeded``) for this long; a second
+    ``DeleteImages`` of a ``DELETING`` image is accepted and changes nothing.
+
     SyncImages (nothing documents what a copy inherits; ``SyncImagesRequest`` has no
     ``TagSpecification``, and neither the Terraform provider nor the Packer plugin tags a
     copy): ``sync_copies_tags`` / ``sync_copies_description``: whether a copy gets the
@@ -213,6 +227,9 @@ class OpenPoints:
     instance_states: str = "in_progress"
     create_retry_order: str = "duplicate_first"
     image_order: str = "newest_first"
+    image_visibility_seconds: float = 0.0
+    tag_visibility_seconds: float = 0.0
+    delete_lag_seconds: float = 0.0
     null_fields: bool = False
     unknown_instance_status: str = "error"
     sync_copies_tags: bool = True
@@ -523,6 +540,7 @@ class _Parser:
                 "instance_states",
                 "create_retry_order",
                 "image_order",
+                *LAG_SWITCHES,
                 "null_fields",
                 "unknown_instance_status",
                 "profile",
@@ -635,12 +653,19 @@ class _Parser:
                 top.get("sync_images_per_call", "many"), ("sync_images_per_call",), SYNC_PER_CALL
             ),
             sync_disallowed_pairs=self.sync_pairs(top.get("sync_disallowed_pairs")),
+            image_visibility_seconds=self.lag(top, "image_visibility_seconds"),
+            tag_visibility_seconds=self.lag(top, "tag_visibility_seconds"),
+            delete_lag_seconds=self.lag(top, "delete_lag_seconds"),
             force_poweroff_leaves=self.choice(
                 top.get("force_poweroff_leaves", "running"),
                 ("force_poweroff_leaves",),
                 FORCE_POWEROFF_LEAVES,
             ),
         )
+
+    def lag(self, top: Mapping[str, Any], key: str) -> float:
+        """One of :data:`LAG_SWITCHES`: seconds, 0 to a day."""
+        return self.number(top.get(key, 0), (key,), high=86_400.0)
 
     def sync_pairs(self, value: Any) -> tuple[tuple[str, str, str], ...]:
         """``sync_disallowed_pairs``: ``[source, destination]`` or ``[source, destination,

@@ -15,7 +15,8 @@ What each rule means here:
   managed (``core.ownership.classify_image``: the marker, the description prefix and a name
   that parses, on a private image), whatever the cloud answered.
 - ``quota_exceeded`` (rule 2): after any create or copy, a region holds more images than
-  its quota (every private image counts, in any state).
+  its quota (every private image counts, in any state: a ``DELETING`` one until its
+  ``_transition`` to ``DELETED``, with the emulator's ``delete_lag_seconds``).
 - ``newest_normal_deleted`` (rule 3): a ``DeleteImages`` call naming the newest ``NORMAL``
   image (by slot) of an instance in that region, at the moment of the call.
 - ``busy_deleted`` (rule 4): a ``DeleteImages`` call naming an image that was ``CREATING``,
@@ -391,6 +392,9 @@ def _transition(region: _Region, entry: Mapping[str, Any]) -> None:
         image = region.images.get(image_id)
         if image is None:
             continue
+        if to == "DELETED":  # the end of a DELETING image's lag: gone, no longer counted
+            del region.images[image_id]
+            continue
         image.state = to
         if to == "NORMAL" and image.slot is not None:
             for record in region.slot_images.get((image.instance_id, image.slot), []):
@@ -490,7 +494,10 @@ def _delete(region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
         )
     if ok:
         for image in named:
-            del region.images[image.image_id]
+            if entry.get("deleting"):  # delete_lag_seconds: it counts until its transition
+                image.state = "DELETING"
+            else:
+                del region.images[image.image_id]
     return violations
 
 

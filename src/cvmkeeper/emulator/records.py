@@ -50,12 +50,19 @@ class SnapshotRecord:
         }
 
 
+#: the optional times of an ``ImageRecord`` (``None`` or an aware datetime)
+_OPTIONAL_TIMES = ("ready_at", "visible_at", "tags_visible_at")
+
+
 @dataclass
 class ImageRecord:
     """One image in one region.
 
     ``ready_at`` is when a pending transition happens: ``CREATING`` becomes ``NORMAL`` (or
-    ``CREATEFAILED`` when ``will_fail``), ``SYNCING`` returns to ``NORMAL``.
+    ``CREATEFAILED`` when ``will_fail``), ``SYNCING`` returns to ``NORMAL``, a ``DELETING``
+    image is gone. ``visible_at``: before it, ``DescribeImages`` does not list the image;
+    ``tags_visible_at``: before it, the image is listed without its tags (the
+    ``fleet.OpenPoints`` lag switches; ``None``: at once).
     """
 
     image_id: str
@@ -76,6 +83,19 @@ class ImageRecord:
     syncing_copies: int = 0
     #: the UIN whose key created it: DescribeImages' ``ImageCreator``
     creator: str = "100000000001"
+    visible_at: datetime | None = None
+    tags_visible_at: datetime | None = None
+
+    def listed(self, now: datetime) -> bool:
+        """True when ``DescribeImages`` lists the image at ``now``."""
+        return self.visible_at is None or self.visible_at <= now
+
+    def tags_at(self, now: datetime | None) -> dict[str, str]:
+        """The tags ``DescribeImages`` shows at ``now`` (``None``: the truth)."""
+        if now is not None and self.tags_visible_at is not None and now < self.tags_visible_at:
+            return {}
+        return self.tags
+
     #: False for a seeded image whose fleet entry gave no ``created_time``: under the
     #: ``null_fields`` switch its ``CreatedTime`` is answered null
     created_time_known: bool = True
@@ -85,8 +105,9 @@ class ImageRecord:
         """Own custom images count against the quota, whatever their state."""
         return self.image_type == "PRIVATE_IMAGE"
 
-    def to_api(self) -> dict[str, Any]:
-        """Render as an ``ImageSet`` entry of ``DescribeImages``."""
+    def to_api(self, now: datetime | None = None) -> dict[str, Any]:
+        """Render as an ``ImageSet`` entry of ``DescribeImages`` at ``now`` (tags not yet
+        visible are left out); without ``now``, the truth (the state document)."""
         size = sum(s.disk_size for s in self.snapshots) or SYSTEM_DISK_GIB
         return {
             "ImageId": self.image_id,
@@ -104,22 +125,23 @@ class ImageRecord:
             "SyncPercent": 0 if self.state in ("CREATING", "SYNCING") else 100,
             "IsSupportCloudinit": True,
             "SnapshotSet": [s.to_api() for s in self.snapshots],
-            "Tags": api_tags(self.tags),
+            "Tags": api_tags(self.tags_at(now)),
             "LicenseType": "TencentCloud",
             "ImageFamily": "",
             "ImageDeprecated": False,
             "CdcCacheStatus": "",
         }
 
-    def to_api_nulled(self) -> dict[str, Any]:
-        """``to_api`` as the ``null_fields`` switch answers it (issue #18): ``SyncPercent``
-        null, ``CreatedTime`` null while not ``NORMAL`` or when the fleet gave none, and no
-        ``Tags`` key at all when there are no tags (the SDK model: "may return null")."""
-        entry = self.to_api()
+    def to_api_nulled(self, now: datetime | None = None) -> dict[str, Any]:
+        """``to_api`` (at ``now``) as the ``null_fields`` switch answers it (issue #18):
+        ``SyncPercent`` null, ``CreatedTime`` null while not ``NORMAL`` or when the fleet gave
+        none, and no ``Tags`` key at all when there are no tags (or none shows yet; the SDK
+        model: "may return null")."""
+        entry = self.to_api(now)
         entry["SyncPercent"] = None
         if self.state != "NORMAL" or not self.created_time_known:
             entry["CreatedTime"] = None
-        if not self.tags:
+        if not self.tags_at(now):
             del entry["Tags"]
         return entry
 
@@ -127,7 +149,9 @@ class ImageRecord:
         """Serialize every field for the state file."""
         data = asdict(self)
         data["created_time"] = self.created_time.isoformat()
-        data["ready_at"] = self.ready_at.isoformat() if self.ready_at else None
+        for key in _OPTIONAL_TIMES:
+            value = getattr(self, key)
+            data[key] = value.isoformat() if value else None
         return data
 
     @classmethod
@@ -135,7 +159,8 @@ class ImageRecord:
         """Rebuild a record written by :meth:`to_json`."""
         data = dict(data)
         data["created_time"] = parse_time(data["created_time"])
-        data["ready_at"] = parse_time(data["ready_at"]) if data.get("ready_at") else None
+        for key in _OPTIONAL_TIMES:
+            data[key] = parse_time(data[key]) if data.get(key) else None
         data["snapshots"] = [SnapshotRecord(**s) for s in data.get("snapshots", [])]
         return cls(**data)
 

@@ -44,6 +44,7 @@ from cvmkeeper.core.inventory import Image, ImageState, Inventory
 from cvmkeeper.core.plan import Copy, DeleteTarget, Phase, Plan, Skip
 from cvmkeeper.core.policy import Policy
 from cvmkeeper.executor.copy_marks import CopyTagger
+from cvmkeeper.executor.created import CreatedImages
 from cvmkeeper.executor.creates import Attempt, AttemptStatus
 from cvmkeeper.executor.deletes import Deleter
 from cvmkeeper.executor.planning import RunPlanner
@@ -108,6 +109,7 @@ class CopyExecutor:
             self._run, options.setup.config.name_format, self._copy_policy_names()
         )
         self._skips: list[Skip] = []
+        self._untagged_reported: set[str] = set()  # sources alerted as still untagged
         self._planner = RunPlanner(self._run, self._copy_policy_names)
         self._waiter = ImageWaiter(self._run)
         self._deleter = Deleter(self._run, self._policies_of_image)
@@ -129,6 +131,7 @@ class CopyExecutor:
         finally:
             if not self.options.dry_run:
                 self._build_copy_outcomes()
+            self._run.created.flush()  # copies still unseen, for the next runs
         return self.result
 
     # -- the phase -------------------------------------------------------------------------
@@ -153,6 +156,9 @@ class CopyExecutor:
         targets = waited | {
             a.image_id for a in self._attempts.values() if a.image_id and a.status.has_image
         }
+        for attempt in self._attempts.values():
+            if attempt.image_id and attempt.status.has_image:
+                self._waiter.expect(attempt.image_id)  # absent at first: pending, not gone
         if targets:
             self._run.say(f"{self.region}: waiting for {len(targets)} copy(ies) to become NORMAL")
             self._waiter.settled.timed_out = self._waiter.wait_for(targets)
@@ -205,9 +211,7 @@ class CopyExecutor:
         sources: dict[str, Inventory] = {}
         for source_region in self._source_regions:
             try:
-                sources[source_region] = read_inventory(
-                    self._run.client, source_region, self.options.setup.config.image_quota
-                )
+                sources[source_region] = self._read_source(source_region)
             except CloudError as error:
                 self._run.error(
                     self._copy_policy_names(),
@@ -218,6 +222,41 @@ class CopyExecutor:
                 )
         self.last_read = (inventory, sources)
         return inventory, sources
+
+    def _read_source(self, region: str) -> Inventory:
+        """A copy source region's inventory, once the new images its run left without tags
+        (the record of created images, ``executor.created``) show them: a copy is planned
+        only from a source recognised by its tags (whether SyncImages copies tags that do
+        not show yet is not known). One still untagged after the wait is alerted: its copy
+        waits for a later run."""
+        quota = self.options.setup.config.image_quota
+        inventory = read_inventory(self._run.client, region, quota)
+        if self.options.dry_run:
+            return inventory
+        view = CreatedImages(
+            self.options.created_record,
+            region,
+            now=self.options.now,
+            grace=self.options.setup.config.api.visibility_grace,
+            writable=False,
+        )
+        untagged = view.apply(inventory).inventory.provisional - self._untagged_reported
+        if not untagged:
+            return inventory
+        left = self._waiter.wait_tagged(region, untagged)
+        if left != untagged:
+            inventory = read_inventory(self._run.client, region, quota)
+        names = {image.image_id: image.name for image in inventory.images}
+        for image_id in sorted(left):
+            self._untagged_reported.add(image_id)
+            self._run.error(
+                self._copy_policy_names(),
+                "SyncImages",
+                f"{names.get(image_id, image_id)} ({image_id}) in {region} is still listed "
+                "without cvmkeeper's tags: it is not copied by this run",
+                None,
+            )
+        return inventory
 
     # -- one copy --------------------------------------------------------------------------
 
@@ -268,6 +307,7 @@ class CopyExecutor:
             f"{self.region}: {'adopted' if adopted else 'copied'} {step.image_name} "
             f"({image_id}) from {step.source_region} ({step.source_image_id})"
         )
+        self._run.created.remember(image_id, step.image_name)  # until it is listed whole
         self._tagger.tag(
             image_id,
             step.image_name,
@@ -377,6 +417,14 @@ class CopyExecutor:
         if image_id not in settled.final:
             return outcome(status, state=ImageState.CREATING.value)
         image: Image | None = settled.final[image_id]
+        if image is None and image_id in settled.lost:
+            self._run.created.forget([image_id])  # reported here: not again by the next run
+            grace = format_duration(self.options.setup.config.api.visibility_grace)
+            return outcome(
+                "failed",
+                error=f"{step.image_name} ({image_id}) was copied to {self.region} but not "
+                f"listed by DescribeImages within api.visibility_grace {grace}: it is lost",
+            )
         if image is None:
             return outcome(
                 "failed",

@@ -110,6 +110,13 @@ class Creator:
             or attempt.status is AttemptStatus.QUOTA
         ]
 
+    def not_made(self, creates: Iterable[Create], why: str) -> None:
+        """Record ``creates`` as failed without sending them (``why``: the reason)."""
+        for step in creates:
+            self.attempts[(step.instance_id, step.slot)] = Attempt(
+                step, AttemptStatus.FAILED, error=f"{step.image_name}: {why}"
+            )
+
     def run_creates(self, creates: Sequence[Create], *, last_chance: bool) -> list[Create]:
         """Make the images; return the creates that hit the quota (to re-plan once)."""
         quota_hit: list[Create] = []
@@ -227,6 +234,7 @@ class Creator:
             run.say(
                 f"{run.region}: {word} {step.image_name} ({made.image_id}) for {step.instance_id}"
             )
+        run.created.remember(made.image_id, step.image_name)  # until it is listed whole
         status = AttemptStatus.ADOPTED if made.adopted else AttemptStatus.MADE
         return Attempt(step, status, image_id=made.image_id)
 

@@ -23,6 +23,13 @@ before anything else a region run starts again what an interrupted run left stop
 Every failure is reported to the alerter and in the ``RegionResult``; no exception
 escapes :meth:`RegionExecutor.run`.
 
+DescribeImages lags (issue #18): images this run or an earlier one created and that are not
+listed whole yet are applied to every inventory read (``executor.created``: counted against
+the quota, recognised without their tags), the wait takes an unlisted new image for pending
+until ``api.visibility_grace``, and ``DELETING`` images, which still hold quota, are waited
+out before planning and between the ``before_create`` deletes and the creates, so that a
+CreateImage is never sent into a quota that is full in truth.
+
 This module is the orchestration; the parts it is built from are shared with the copy
 phase (``copies.CopyExecutor``): ``region`` (options, result, reporting), ``planning``,
 ``creates``, ``waits`` and ``deletes``.
@@ -118,6 +125,8 @@ class RegionExecutor:
             # Not alerted here: the read error and the slots it misses are one alert
             # (executor.missed.report_unread_region).
             inventory = self._run.read("DescribeImages", self._due_policy_names(), alert=False)
+            if inventory is not None and not self.options.dry_run:
+                inventory = self._after_deleting(inventory)
             self._inventory = inventory
             for entry in recovered:
                 self._warn_recovered(entry)
@@ -145,12 +154,43 @@ class RegionExecutor:
         finally:
             if not self.options.dry_run and self._inventory is not None:
                 self._build_outcomes()
+            self._run.created.flush()  # what is still unseen, for the next runs
         return self.result
+
+    def _after_deleting(self, inventory: Inventory) -> Inventory | None:
+        """The inventory once its ``DELETING`` images are gone (read again), so that the
+        plan is made on the room the region really has: a delete that lags still holds its
+        quota (issue #18). If they stay, the planner counts them."""
+        deleting = [i.image_id for i in inventory.images if i.state is ImageState.DELETING]
+        if not deleting:
+            return inventory
+        self._waiter.wait_gone(deleting)
+        return self._run.read("DescribeImages", self._due_policy_names(), alert=False)
+
+    def _deletes_before_creates(self, plan: Plan) -> bool:
+        """Run the ``before_create`` deletes; True when the room they free is really free
+        (their images are gone, not ``DELETING``), so the creates may go."""
+        first = len(self.result.deleted)
+        self._deleter.run_deletes(plan.deletes(Phase.BEFORE_CREATE))
+        deleted = [d.image_id for d in self.result.deleted[first:] if d.status == "deleted"]
+        if not plan.creates or not deleted:
+            return True
+        left = self._waiter.wait_gone(deleted)
+        if left:
+            self._run.say(
+                f"{self.region}: {len(left)} deleted image(s) still DELETING; planning again "
+                "instead of creating into a full quota"
+            )
+        return not left
 
     def _execute(self, plan: Plan) -> None:
         try:
-            self._deleter.run_deletes(plan.deletes(Phase.BEFORE_CREATE))
-            quota_hit = self._creator.run_creates(plan.creates, last_chance=False)
+            room = self._deletes_before_creates(plan)
+            quota_hit = (
+                self._creator.run_creates(plan.creates, last_chance=False)
+                if room
+                else list(plan.creates)
+            )
             self._record_skips(plan.skips)
             self._waited_existing |= {i for wait in plan.waits for i in wait.image_ids}
             if quota_hit and not self.options.stopping:
@@ -192,8 +232,15 @@ class RegionExecutor:
         plan = self._planner.plan(inventory, self._due)
         if plan is None:
             return set()
-        self._deleter.run_deletes(plan.deletes(Phase.BEFORE_CREATE))
-        self._creator.run_creates(self._creator.retry_after_quota(plan.creates), last_chance=True)
+        missing = self._creator.retry_after_quota(plan.creates)
+        if self._deletes_before_creates(plan):
+            self._creator.run_creates(missing, last_chance=True)
+        else:
+            self._creator.not_made(
+                missing,
+                "the quota is still held by deleted images (DELETING) after "
+                "api.wait_timeout; not created",
+            )
         attempts = self._creator.attempts
         for skip in plan.skips:
             attempt = attempts.get((skip.instance_id, skip.slot))
@@ -213,6 +260,7 @@ class RegionExecutor:
         for attempt in self._creator.attempts.values():
             if attempt.image_id and attempt.status.has_image:
                 instance_of[attempt.image_id] = attempt.step.instance_id
+                self._waiter.expect(attempt.image_id)  # absent at first: pending, not gone
         for image_id in self._waited_existing:
             instance_of.setdefault(image_id, "")
         stop_start = frozenset(
@@ -346,6 +394,15 @@ class RegionExecutor:
                 )
             return outcome(status, image_id, state=ImageState.CREATING.value)
         image = settled.final[image_id]
+        if image is None and image_id in settled.lost:
+            self._run.created.forget([image_id])  # reported here: not again by the next run
+            grace = format_duration(self.options.setup.config.api.visibility_grace)
+            return outcome(
+                "failed",
+                image_id,
+                error=f"{name} ({image_id}) was created but not listed by DescribeImages "
+                f"within api.visibility_grace {grace}: it is lost",
+            )
         if image is None:
             return outcome(
                 "failed",

@@ -22,11 +22,13 @@ from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.config import Setup
 from cvmkeeper.config.model import ApiSettings
+from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Inventory
 from cvmkeeper.core.naming import TAG_POLICY, slot_tag_value
 from cvmkeeper.core.plan import DeleteTarget, Plan
 from cvmkeeper.core.planner import PlannerSettings
 from cvmkeeper.core.targets import resolve_targets
+from cvmkeeper.executor.created import CreatedEntry, CreatedImages, CreatedRecord
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
 from cvmkeeper.executor.report import DeleteOutcome, Outcome
 from cvmkeeper.executor.stop_journal import StopJournal
@@ -81,6 +83,9 @@ class RunOptions:
     poll_time: PollTime = REAL_TIME
     #: where stops are journaled so that a crash cannot leave an instance down (rule 9)
     stop_journal: StopJournal | None = None
+    #: the images created and not yet seen whole, for the runs after this one
+    #: (``executor.created``; ``None``: only this run's, in memory)
+    created_record: CreatedRecord | None = None
     #: the time the leases of cloud stop marks are measured against (rule 9 across hosts:
     #: ``executor.stop_markers``); the wall clock, shared by every host
     lease_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -147,6 +152,14 @@ class RegionRun:
         self.result = RegionResult(region)
         self.client = options.client
         self.api: ApiSettings = options.setup.config.api
+        #: the images created here and not yet seen whole (``executor.created``)
+        self.created = CreatedImages(
+            options.created_record,
+            region,
+            now=options.now,
+            grace=self.api.visibility_grace,
+            writable=not options.dry_run,
+        )
         #: why the last ``read`` failed (``None`` until one does)
         self.read_error: CloudError | None = None
 
@@ -166,9 +179,15 @@ class RegionRun:
         """The region's inventory, or ``None`` after reporting why it could not be read
         (kept in ``read_error``). ``alert=False``: recorded and shown, not alerted, because
         the caller sends one alert for the cause and the slots it missed
-        (``executor.missed.report_unread_region``)."""
+        (``executor.missed.report_unread_region``).
+
+        The images cvmkeeper created and has not yet seen whole are applied to it
+        (``executor.created``): those not listed yet count against the quota, those listed
+        without their tags are recognised; one past ``api.visibility_grace`` is reported."""
         try:
-            return read_inventory(self.client, self.region, self.options.setup.config.image_quota)
+            inventory = read_inventory(
+                self.client, self.region, self.options.setup.config.image_quota
+            )
         except CloudError as error:
             self.read_error = error
             self.error(
@@ -178,7 +197,49 @@ class RegionRun:
                 error,
                 alert=alert,
             )
-        return None
+            return None
+        return self._reconcile(inventory)
+
+    def _reconcile(self, inventory: Inventory) -> Inventory:
+        result = self.created.apply(inventory)
+        grace = format_duration(self.api.visibility_grace)
+        for entry in result.lost:
+            self._report_created(
+                inventory,
+                entry,
+                f"{entry.name} ({entry.image_id}) was created but not listed by "
+                f"DescribeImages within api.visibility_grace {grace}: it is lost",
+            )
+        for entry in result.untagged:
+            self._report_created(
+                inventory,
+                entry,
+                f"{entry.name} ({entry.image_id}) is still listed without cvmkeeper's tags "
+                f"{grace} after it was created: kept (never deleted) until they show; tag "
+                "it (cvmkeeper:managed=true) or delete it by hand",
+                warning=True,
+            )
+        return result.inventory
+
+    def _report_created(
+        self, inventory: Inventory, entry: CreatedEntry, message: str, *, warning: bool = False
+    ) -> None:
+        """Alert about a created image the listing never showed whole (rule 7), to the
+        policies of its instance."""
+        parsed = self.options.setup.config.name_format.parse(entry.name)
+        instance = parsed.instance_id if parsed else None
+        resolution = resolve_targets(self.region, self.options.setup.policies, inventory.instances)
+        policies = sorted(p.name for p in resolution.policies_by_instance.get(instance or "", ()))
+        slot = parsed.slot if parsed else None
+        extra = image_extra(entry.image_id)
+        if warning:
+            self.warn(
+                policies, "DescribeImages", message, instance=instance, slot=slot, extra=extra
+            )
+        else:
+            self.error(
+                policies, "CreateImage", message, None, instance=instance, slot=slot, extra=extra
+            )
 
     def error(
         self,

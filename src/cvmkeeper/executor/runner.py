@@ -36,6 +36,7 @@ from cvmkeeper.core.plan import Plan
 from cvmkeeper.core.schedule import latest_policy_slot
 from cvmkeeper.executor.broken import BrokenFileAlerts, report_broken_files
 from cvmkeeper.executor.copies import CopyExecutor, copy_destinations
+from cvmkeeper.executor.created import CreatedRecord
 from cvmkeeper.executor.executor import DueFor, RegionExecutor
 from cvmkeeper.executor.missed import report_missing_instances, report_unread_region
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
@@ -189,6 +190,7 @@ def run_once(
         progress=shown or (lambda _message: None),
         progress_alerts=alerts_shown,
         stop_journal=None if dry_run else StopJournal(setup.config.state_dir),
+        created_record=None if dry_run else CreatedRecord(setup.config.state_dir),
         poll_time=poll_time,
         broken_alerts=broken_alerts,
     )

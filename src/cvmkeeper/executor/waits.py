@@ -5,6 +5,12 @@ One ``DescribeImages`` per poll for all of them, with growing delays, bounded by
 from which the outcomes are built: ``None`` for an image that disappeared, the image for
 one that left ``CREATING``/``SYNCING``; ``timed_out`` holds those still in flight when the
 deadline passed.
+
+DescribeImages is eventually consistent (issue #18): an image the run has just created
+(:meth:`ImageWaiter.expect`) and that was never listed yet is *pending*, not gone, for
+``api.visibility_grace``; only then is it settled as ``None`` and marked ``lost``. An image
+that was listed and then vanished disappeared. :meth:`ImageWaiter.wait_gone` waits for
+deleted images to leave ``DELETING``, which still counts against the quota.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from cvmkeeper.cloud.errors import CloudError
-from cvmkeeper.core.inventory import Image
+from cvmkeeper.core.inventory import Image, ImageState
+from cvmkeeper.core.ownership import looks_managed
 from cvmkeeper.executor.polling import poll_delays
 from cvmkeeper.executor.region import RegionRun
 
@@ -28,6 +35,8 @@ class Settled:
 
     final: dict[str, Image | None] = field(default_factory=dict)
     timed_out: set[str] = field(default_factory=set)
+    #: images created by this run that DescribeImages never listed within the grace
+    lost: set[str] = field(default_factory=set)
 
 
 class ImageWaiter:
@@ -36,6 +45,24 @@ class ImageWaiter:
     def __init__(self, run: RegionRun) -> None:
         self._run = run
         self.settled = Settled()
+        #: image id -> when (``poll_time.monotonic``) this run created it, until first seen
+        self._expected: dict[str, float] = {}
+
+    def expect(self, image_id: str) -> None:
+        """``image_id`` was just created: absent from a listing, it is pending until
+        ``api.visibility_grace`` has passed since now."""
+        self._expected.setdefault(image_id, self._run.options.poll_time.monotonic())
+
+    def _pending_unlisted(self, image_id: str) -> bool:
+        """True for an image created by this run, never listed, still within the grace."""
+        since = self._expected.get(image_id)
+        if since is None:
+            return False
+        grace = self._run.api.visibility_grace.total_seconds()
+        if self._run.options.poll_time.monotonic() - since < grace:
+            return True
+        self.settled.lost.add(image_id)
+        return False
 
     def wait_for(
         self,
@@ -70,11 +97,61 @@ class ImageWaiter:
                 continue
             for image_id in sorted(pending):
                 image = seen.get(image_id)
+                if image is not None:
+                    self._expected.pop(image_id, None)  # listed once: absence is news now
+                elif self._pending_unlisted(image_id):
+                    continue
                 if image is not None and image.state.busy:
                     continue
                 self.settled.final[image_id] = image
                 pending.discard(image_id)
                 state = image.state.value if image else "gone"
+                if image_id in self.settled.lost:
+                    state = "not listed within api.visibility_grace"
                 run.say(f"{run.region}: {image.name if image else image_id} is {state}")
                 on_settled(image_id)
+        return pending
+
+    def wait_gone(self, image_ids: Iterable[str]) -> set[str]:
+        """Poll until the deleted ``image_ids`` are no longer listed ``DELETING`` (a delete
+        that lags still holds its quota); return those still listed at the deadline
+        (``api.wait_timeout``) or when the run was stopped."""
+        run = self._run
+        options = run.options
+        pending = set(image_ids)
+        deadline = options.poll_time.deadline(run.api.wait_timeout.total_seconds())
+        delays = poll_delays(run.api.poll_interval.total_seconds())
+        if pending:
+            run.say(f"{run.region}: waiting for {len(pending)} deleted image(s) to be gone")
+        while pending and not options.stopping and not deadline.passed:
+            options.poll_time.wait(min(next(delays), deadline.remaining()), options.stop)
+            try:
+                listed = run.client.get_images(run.region, pending)
+            except CloudError as error:
+                log.warning("%s: polling images failed (%s); trying again", run.region, error)
+                continue
+            pending = {i.image_id for i in listed if i.state is ImageState.DELETING}
+        return pending
+
+    def wait_tagged(self, region: str, image_ids: Iterable[str]) -> set[str]:
+        """Poll ``region`` until the images ``image_ids`` (created by cvmkeeper, listed
+        before their tags) show cvmkeeper's marker; return those still without it at the
+        deadline (the shorter of ``api.wait_timeout`` and ``api.visibility_grace``). The
+        copy phase waits so for its sources: a copy is planned from a tagged source."""
+        run = self._run
+        options = run.options
+        pending = set(image_ids)
+        limit = min(run.api.wait_timeout, run.api.visibility_grace).total_seconds()
+        deadline = options.poll_time.deadline(limit)
+        delays = poll_delays(run.api.poll_interval.total_seconds())
+        if pending:
+            run.say(f"{region}: waiting for the tags of {len(pending)} new image(s) to show")
+        while pending and not options.stopping and not deadline.passed:
+            options.poll_time.wait(min(next(delays), deadline.remaining()), options.stop)
+            try:
+                listed = run.client.get_images(region, pending)
+            except CloudError as error:
+                log.warning("%s: polling images failed (%s); trying again", region, error)
+                continue
+            pending -= {i.image_id for i in listed if looks_managed(i)}
         return pending
