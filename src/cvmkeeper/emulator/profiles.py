@@ -33,6 +33,11 @@ PESSIMISTIC: dict[str, Any] = {
     # shanghai), so that copies still happen and a refused pair is in the profile too
     "sync_disallowed_pairs": [["ap-shanghai", "ap-guangzhou"]],
     "force_poweroff_leaves": "stopped",
+    # lags in the emulator's seconds, scaled to the suites' clock: their runs are pinned an
+    # hour apart but run seconds apart, so a lag of real minutes would span many "hours"
+    "image_visibility_seconds": 0.6,
+    "tag_visibility_seconds": 1.2,
+    "delete_lag_seconds": 0.6,
 }
 
 #: documented: every switch at its default
