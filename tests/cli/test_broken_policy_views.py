@@ -168,4 +168,3 @@ def test_report_writes_the_page_naming_the_file_and_exits_1(tmp_path: Path) -> N
         html = page.read_text()
         assert "POLICY FILE CANNOT BE USED" in html and "weekly.yaml:5:" in html
         assert HELD in html and "held" in html
-
