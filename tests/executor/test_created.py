@@ -99,3 +99,51 @@ def test_a_run_writes_only_what_it_leaves_unseen(tmp_path: Path) -> None:
     later = CreatedImages(record, REGION, now=NOW, grace=GRACE, writable=True)
     later.apply(Inventory(REGION, 10, (listed("img-bare", {MARKER_TAG: MARKER_VALUE}),), ()))
     assert record.entries(REGION) == []  # seen whole by a later run: forgotten
+
+
+def test_a_killed_runs_intent_makes_its_untagged_image_ours_until_its_tags_show(
+    tmp_path: Path,
+) -> None:
+    # rule 6: killed after sending CreateImage, before it learned (or stored) the id
+    record = CreatedRecord(tmp_path / "state")
+    killed = CreatedImages(record, REGION, now=NOW, grace=GRACE, writable=True)
+    killed.intend("name-img-new")
+    assert [(e.image_id, e.name) for e in record.entries(REGION)] == [("", "name-img-new")]
+    # the rerun, seconds later: the image is listed by its name, its tags not yet
+    rerun = CreatedImages(record, REGION, now=NOW, grace=GRACE, writable=True)
+    bare = Inventory(REGION, 10, (listed("img-new"), listed("img-other")), ())
+    assert rerun.apply(bare).inventory.provisional == frozenset({"img-new"})
+    rerun.flush()
+    assert [e.name for e in record.entries(REGION)] == ["name-img-new"]  # still untagged
+    # once its tags show, the intent is settled and dropped
+    whole = Inventory(REGION, 10, (listed("img-new", {MARKER_TAG: MARKER_VALUE}),), ())
+    later = CreatedImages(record, REGION, now=NOW, grace=GRACE, writable=True)
+    assert later.apply(whole).inventory.provisional == frozenset()
+    assert record.entries(REGION) == []
+
+
+def test_an_intent_never_listed_is_dropped_quietly_after_the_grace(tmp_path: Path) -> None:
+    record = CreatedRecord(tmp_path / "state")
+    CreatedImages(record, REGION, now=NOW, grace=GRACE, writable=True).intend("name-img-x")
+    empty = Inventory(REGION, 10, (), ())
+    young = CreatedImages(record, REGION, now=NOW, grace=GRACE, writable=True).apply(empty)
+    assert (young.lost, young.inventory.unlisted) == ((), ())
+    assert len(record.entries(REGION)) == 1  # young: the create may still show
+    late = NOW + GRACE + timedelta(minutes=1)
+    old = CreatedImages(record, REGION, now=late, grace=GRACE, writable=True).apply(empty)
+    assert old.lost == ()  # the create may never have reached the cloud: nothing lost
+    assert record.entries(REGION) == []
+
+
+def test_a_run_drops_its_own_intents_when_it_ends(tmp_path: Path) -> None:
+    record = CreatedRecord(tmp_path / "state")
+    run = CreatedImages(record, REGION, now=NOW, grace=GRACE, writable=True)
+    run.intend("name-img-made")
+    run.remember("img-made", "name-img-made")
+    seen = listed("img-made", {MARKER_TAG: MARKER_VALUE})
+    run.apply(Inventory(REGION, 10, (seen,), ()))
+    run.flush()
+    assert record.entries(REGION) == []
+    preview = CreatedImages(record, REGION, now=NOW, grace=GRACE, writable=False)
+    preview.intend("name-img-dry")  # a dry run writes no intent
+    assert not record.entries(REGION)

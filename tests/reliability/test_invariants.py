@@ -34,6 +34,10 @@ from executor.world import REGION, A, B, fleet, managed, unmanaged
 from reliability import figures
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
+#: seconds past every lag switch of the profiles (visibility, tags, deletion: at most 1.2 s
+#: in ``pessimistic``), for a history that re-uses a deleted image's name or counts images
+#: after their deletion settled; harmless under ``documented`` (no lag)
+LAGS = 5
 caught: set[str] = set()
 
 
@@ -125,6 +129,7 @@ def test_going_over_the_quota_at_any_moment_is_caught() -> None:
     create(core, A, 1)
     clock.advance(61)
     delete(core, first)
+    clock.advance(LAGS)  # under delete_lag_seconds the deleted image counts until DELETED
     state = core.state()
     assert {i["ImageId"] for i in state["regions"][REGION]["images"]} >= {second}
     assert len(state["regions"][REGION]["images"]) == 2
@@ -173,6 +178,7 @@ def test_a_slot_made_again_after_its_backup_existed_is_caught() -> None:
     create(core, A, 2)
     clock.advance(61)
     delete(core, first)  # expired by retention: fine
+    clock.advance(LAGS)  # its name is taken while it is DELETING (delete_lag_seconds)
     assert rules(core.state(), initial) == []
     create(core, A, 1)  # the expired slot made again: a duplicate over time
     expect("duplicate_slot", core.state(), initial)
@@ -188,13 +194,12 @@ def test_a_failed_image_cleaned_up_may_be_made_again() -> None:
     first = create(core, A, 1)
     clock.advance(61)
     delete(core, first)
+    clock.advance(LAGS)  # its name is taken while it is DELETING (delete_lag_seconds)
     create(core, A, 1)
     clock.advance(61)
     state = core.state()
-    assert [e["to"] for e in state["history"] if e["action"] == "_transition"] == [
-        "CREATEFAILED",
-        "CREATEFAILED",
-    ]
+    made = [e["to"] for e in state["history"] if e["action"] == "_transition"]
+    assert [to for to in made if to != "DELETED"] == ["CREATEFAILED", "CREATEFAILED"]
     assert rules(state, initial) == []
 
 

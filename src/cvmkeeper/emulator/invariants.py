@@ -48,10 +48,12 @@ What each rule means here:
   exists at the end (a drill instance is always terminated: by its drill, or by the lease
   sweep of a later run).
 - ``restore_changed_image`` (issue #16): checked by :func:`check_restore_untouched` around
-  restore commands and drills: an image that existed before is gone or changed after (name,
-  state, tags, description), or an image write (create, delete, copy) was sent meanwhile.
-- ``history_gap``: the replay does not end with the images the state holds: the history
-  lacks something, so the other answers cannot be trusted.
+  restore commands and drills: an image that existed before is gone (or ``DELETING``) or
+  changed after (name, state, tags, description), or an image write (create, delete, copy)
+  was sent meanwhile.
+- ``history_gap``: the replay does not end with the images the state holds (nor with the
+  same ones ``DELETING``, under ``delete_lag_seconds``): the history lacks something, so the
+  other answers cannot be trusted.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ _DRILL_TAG = "cvmkeeper:drill"
 _IMAGE_WRITES = frozenset({"CreateImage", "DeleteImages", "SyncImages"})
 
 BUSY_STATES = frozenset({"CREATING", "SYNCING", "IMPORTING"})
+_DELETING = "DELETING"
 _OWN_TYPE = "PRIVATE_IMAGE"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -279,9 +282,14 @@ def check_restore_untouched(before: Mapping[str, Any], after: Mapping[str, Any])
         now = {i["ImageId"]: i for i in after.get("regions", {}).get(name, {}).get("images", [])}
         for image in region.get("images", []):
             later = now.get(image["ImageId"])
-            if later is None:
+            if later is None or (
+                later.get("ImageState") == _DELETING and image.get("ImageState") != _DELETING
+            ):  # a DELETING image (delete_lag_seconds) is as gone as one no longer listed
+                suffix = "" if later is None else " (DELETING)"
                 violations.append(
-                    Violation("restore_changed_image", name, None, f"{image['ImageId']} is gone")
+                    Violation(
+                        "restore_changed_image", name, None, f"{image['ImageId']} is gone{suffix}"
+                    )
                 )
                 continue
             changed = [k for k in keys if image.get(k) != later.get(k)]
@@ -588,15 +596,23 @@ def _compare_end(region: _Region, state: Mapping[str, Any]) -> list[Violation]:
         return []
     actual = {str(i["ImageId"]) for i in raw.get("images", [])}
     replayed = set(region.images)
-    if actual == replayed:
+    # under delete_lag_seconds a deleted image is still held, DELETING: the replay must
+    # have seen its DeleteImages too, or the history lacks it just as if it were gone
+    deleting = {
+        str(i["ImageId"]) for i in raw.get("images", []) if i.get("ImageState") == _DELETING
+    }
+    replayed_deleting = {i for i, image in region.images.items() if image.state == _DELETING}
+    if actual == replayed and deleting == replayed_deleting:
         return []
+    unseen = sorted((deleting ^ replayed_deleting) & actual & replayed)
     return [
         Violation(
             "history_gap",
             region.name,
             None,
             f"the replay ends with {sorted(replayed - actual)} extra and "
-            f"{sorted(actual - replayed)} missing",
+            f"{sorted(actual - replayed)} missing"
+            + (f", and disagrees on which are DELETING: {unseen}" if unseen else ""),
         )
     ]
 

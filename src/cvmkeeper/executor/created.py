@@ -21,6 +21,15 @@ writes nothing). :func:`reconcile` applies both to a freshly read inventory:
   provisional (kept, never deleted), and warned about by every run until its tags show
   (or someone deletes it).
 
+A run killed between sending ``CreateImage`` and the end of the run (rule 6) never learns
+or never stores the image's id, and the rerun, seconds later, would find the image listed
+without its tags: unmanaged by the ordinary rules, so its name blocks the slot. So before
+each ``CreateImage`` the run writes an *intent* (an entry with the name and no id) to the
+file, and drops its own intents when it ends. An intent left by a killed run makes an
+image listed by that name without tags provisional like an entry with its id; it is
+dropped once an image of that name is listed with the marker, or quietly once it is past
+the grace unlisted (the create may never have reached the cloud: nothing is lost).
+
 The record is an aid, not the truth (the cloud is): a file that cannot be read or written
 is logged and the run goes on with what it has in memory. Writers change it under an
 ``flock`` on ``created-images.lock``; the file goes through ``files.write_atomically``.
@@ -41,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from cvmkeeper import files
-from cvmkeeper.core.inventory import Inventory
+from cvmkeeper.core.inventory import Image, Inventory
 from cvmkeeper.core.ownership import looks_managed
 
 __all__ = [
@@ -65,9 +74,15 @@ class CreatedEntry:
     """One image cvmkeeper created (or adopted) and has not yet seen with its marker."""
 
     region: str
+    #: empty for an intent: a ``CreateImage`` about to be sent, whose id is not known yet
     image_id: str
     name: str
     created_at: datetime
+
+    @property
+    def key(self) -> str:
+        """What the record keys the entry by in its region: the id, or the intent's name."""
+        return self.image_id or f"?{self.name}"
 
     def to_json(self) -> dict[str, str]:
         """The entry as the file holds it."""
@@ -103,11 +118,11 @@ class CreatedRecord:
         """Remember ``entries`` (a failure to write is logged, never raised)."""
         new = list(entries)
         if new:
-            self._change(lambda held: {**held, **{(e.region, e.image_id): e for e in new}})
+            self._change(lambda held: {**held, **{(e.region, e.key): e for e in new}})
 
-    def forget(self, region: str, image_ids: Iterable[str]) -> None:
-        """Drop the entries of ``image_ids`` in ``region``."""
-        gone = {(region, image_id) for image_id in image_ids}
+    def forget(self, region: str, keys: Iterable[str]) -> None:
+        """Drop the entries of ``keys`` (``CreatedEntry.key``) in ``region``."""
+        gone = {(region, key) for key in keys}
         if gone:
             self._change(lambda held: {k: v for k, v in held.items() if k not in gone})
 
@@ -151,7 +166,7 @@ class CreatedRecord:
             return {}
         items = raw.get("images") if isinstance(raw, dict) else None
         entries = (CreatedEntry.from_json(item) for item in items or [])
-        return {(e.region, e.image_id): e for e in entries if e is not None}
+        return {(e.region, e.key): e for e in entries if e is not None}
 
     def _store(self, held: dict[tuple[str, str], CreatedEntry]) -> None:
         document = {"version": RECORD_VERSION, "images": [e.to_json() for e in held.values()]}
@@ -162,9 +177,10 @@ class CreatedRecord:
 class Reconciled:
     """An inventory with the record applied, and what the record says about it.
 
-    ``seen``: entries now listed with the marker (drop them); ``lost``: never listed within
-    the grace (the caller reports and drops them); ``untagged``: listed, still without
-    tags after the grace (still provisional; the caller warns, and keeps them)."""
+    ``seen``: entries now listed with the marker (drop them; intents past the grace
+    unlisted too); ``lost``: never listed within the grace (the caller reports and drops
+    them); ``untagged``: listed, still without tags after the grace (still provisional; the
+    caller warns, and keeps them)."""
 
     inventory: Inventory
     seen: tuple[CreatedEntry, ...] = ()
@@ -177,6 +193,7 @@ def reconcile(
 ) -> Reconciled:
     """Apply the record of ``entries`` (this region's) to ``inventory`` at ``now``."""
     listed = {image.image_id: image for image in inventory.images}
+    intents, entries = _resolve_intents(inventory, entries, now, grace)
     unlisted: list[str] = []
     provisional: set[str] = set()
     seen: list[CreatedEntry] = []
@@ -202,7 +219,32 @@ def reconcile(
         unlisted=tuple(dict.fromkeys(unlisted)),
         provisional=frozenset(provisional),
     )
-    return Reconciled(adjusted, tuple(seen), tuple(lost), tuple(untagged))
+    return Reconciled(adjusted, (*seen, *intents), tuple(lost), tuple(untagged))
+
+
+def _resolve_intents(
+    inventory: Inventory, entries: Sequence[CreatedEntry], now: datetime, grace: timedelta
+) -> tuple[list[CreatedEntry], list[CreatedEntry]]:
+    """(the intents settled, to drop; the entries to reconcile by id). An intent whose
+    name is listed stands for those images (by id, with the intent's time): provisional
+    while untagged (the intent stays), settled once each shows tags. Unlisted, it is kept
+    while young (nothing to count: its id is unknown), and dropped past the grace."""
+    by_name: dict[str, list[Image]] = {}
+    for image in inventory.images:
+        by_name.setdefault(image.name, []).append(image)
+    settled: list[CreatedEntry] = []
+    resolved: list[CreatedEntry] = []
+    for entry in entries:
+        if entry.image_id:
+            resolved.append(entry)
+            continue
+        images = by_name.get(entry.name, [])
+        resolved += [replace(entry, image_id=image.image_id) for image in images]
+        if images and all(image.tags for image in images):
+            settled.append(entry)  # seen with its tags (the marker, or not ours)
+        elif not images and now - entry.created_at > grace:
+            settled.append(entry)
+    return settled, resolved
 
 
 class CreatedImages:
@@ -230,6 +272,16 @@ class CreatedImages:
         self._grace = grace
         self._here: dict[str, CreatedEntry] = {}
         self._stored: set[str] = set()
+        self._intents: set[str] = set()  # the keys of this run's intents in the record
+
+    def intend(self, name: str) -> None:
+        """A ``CreateImage`` of ``name`` is about to be sent: written to the record at once,
+        so that a rerun after a kill before :meth:`flush` recognises the image."""
+        if self._record is None:
+            return
+        entry = CreatedEntry(self._region, "", name, self._now)
+        self._record.add([entry])
+        self._intents.add(entry.key)
 
     def remember(self, image_id: str, name: str) -> None:
         """An image this run created or adopted."""
@@ -240,7 +292,7 @@ class CreatedImages:
         ids = list(image_ids)
         for image_id in ids:
             self._here.pop(image_id, None)
-        stored = [image_id for image_id in ids if image_id in self._stored]
+        stored = [key for key in ids if key in self._stored]
         if stored and self._record is not None:
             self._record.forget(self._region, stored)
             self._stored -= set(stored)
@@ -249,17 +301,25 @@ class CreatedImages:
         """:func:`reconcile` of ``inventory`` with every entry; what is settled (seen,
         lost) is forgotten. The caller reports the lost and warns about the untagged."""
         stored = self._reader.entries(self._region) if self._reader is not None else []
-        self._stored = {entry.image_id for entry in stored}
-        entries = {entry.image_id: entry for entry in stored}
+        # this run's own intents are not a killed run's: its answers are in ``_here``
+        stored = [entry for entry in stored if entry.key not in self._intents]
+        self._stored = {entry.key for entry in stored}
+        entries = {entry.key: entry for entry in stored}
         entries.update(self._here)
         if not entries:
             return Reconciled(inventory)
         result = reconcile(inventory, list(entries.values()), self._now, self._grace)
-        self.forget(e.image_id for e in (*result.seen, *result.lost))
+        self.forget(e.key for e in (*result.seen, *result.lost))
         return result
 
     def flush(self) -> None:
-        """Store this run's entries that are still unseen, for the runs after it."""
-        if self._record is not None and self._here:
+        """Store this run's entries that are still unseen, for the runs after it, and drop
+        its intents (the run ended: what it created is in those entries)."""
+        if self._record is None:
+            return
+        if self._intents:
+            self._record.forget(self._region, self._intents)
+            self._intents = set()
+        if self._here:
             self._record.add(self._here.values())
             self._stored |= set(self._here)

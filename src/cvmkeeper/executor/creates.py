@@ -203,6 +203,7 @@ class Creator:
         # the whole machine unless the policy says otherwise (executor.disks, rule 10)
         policies = run.options.setup.policies
         request = create_request(step, self._inventory(), policies)
+        run.created.intend(step.image_name)  # before the send: a kill may come next (rule 6)
         try:
             made = create_image(run.client, run.region, step, request, policies)
         except QuotaExceededError as error:
