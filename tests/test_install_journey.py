@@ -13,8 +13,8 @@ What the test changes, and why:
   ``/var/lib/cvmkeeper``) lives below a temporary ``root``; ``$CVMKEEPER_CONFIG`` names the
   config below it (the daemon's default path is ``/etc/cvmkeeper/cvmkeeper.yaml``) and the
   config's ``state_dir`` the state directory below it (default ``/var/lib/cvmkeeper``).
-- The wheel is in a venv (the page's venv install), so ``systemd-unit`` gets the page's
-  ``--executable PATH``.
+- The wheel is in a venv (the page's venv install, ``/opt/cvmkeeper``: the session's
+  ``wheel_venv``), so ``systemd-unit`` gets the ``--executable`` step 1 names.
 - The config's edits are the ones the page asks for: the region, and ``cloud.endpoint`` of
   an emulator on 127.0.0.1 (the page's config reference), with ``scheme: http``.
 - Only the ``secret_id`` and ``secret_key`` credentials: no Sentry here.
@@ -55,6 +55,7 @@ SECRET_ID = "AKIDJOURNEY000000000000000000000000"
 SECRET_KEY = "journey-secret-key-0123456789"
 INSTANCE = "ins-6pb6lrmy"
 TIMEOUT = 60.0
+VENV = "/opt/cvmkeeper"  # the page's venv install; the session's wheel_venv here
 
 
 def fleet() -> dict[str, Any]:
@@ -98,10 +99,14 @@ class Host:
 
     def __init__(self, root: Path, venv: Path) -> None:
         self.root = root
+        self.venv = venv
         self.command = venv / "bin" / "cvmkeeper"
         self.config = self.path("/etc/cvmkeeper/cvmkeeper.yaml")
 
     def path(self, absolute: str) -> Path:
+        """Where the page's ``absolute`` path is here: the venv for ``/opt/cvmkeeper``."""
+        if absolute == VENV or absolute.startswith(f"{VENV}/"):
+            return self.venv / absolute.removeprefix(VENV).lstrip("/")
         return systemd_sim.host_path(self.root, absolute)
 
     def argv(self, line: str) -> list[str]:
@@ -145,6 +150,15 @@ def host(wheel_venv: Path) -> Iterator[Host]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def venv_executable() -> str:
+    """Step 1's venv install: where the page puts the venv and what it gives systemd-unit."""
+    block = doc_block(f"python3 -m venv {VENV}")
+    assert f"{VENV}/bin/pip install" in block
+    match = re.search(r"cvmkeeper systemd-unit --executable (\S+)", block)
+    assert match, f"docs/install.md step 1 does not say how a venv install writes the unit:\n{block}"
+    return match.group(1)
+
+
 def write_config_and_unit(host: Host, emu: RunningEmulator) -> Path:
     """Step 2: the page's three commands, with the edits the page asks for in between."""
     lines = [
@@ -154,7 +168,8 @@ def write_config_and_unit(host: Host, emu: RunningEmulator) -> Path:
     ]
     assert [shlex.split(line)[1] for line in lines] == ["config", "systemd-unit", "validate"]
     generate, unit_line, validate = lines
-    assert "`--executable PATH` for a venv install" in install_section()
+    executable = venv_executable()
+    assert host.path(executable) == host.command
 
     generated = host.run(host.argv(generate))
     assert generated.returncode == 0, generated.stdout + generated.stderr
@@ -168,7 +183,7 @@ def write_config_and_unit(host: Host, emu: RunningEmulator) -> Path:
     )
     host.config.write_text(text, encoding="utf-8")
 
-    unit = host.run([*host.argv(unit_line), "--executable", str(host.command)])
+    unit = host.run([*host.argv(unit_line), "--executable", str(host.path(executable))])
     assert unit.returncode == 0, unit.stderr
     unit_file = host.path("/etc/systemd/system/cvmkeeper.service")
     assert f"\nExecStart={host.command} daemon\n" in unit_file.read_text()
@@ -228,11 +243,7 @@ def wait_for_normal_image(emu: RunningEmulator, service: systemd_sim.Service) ->
             if "catch-up finished: ok" in service.text():
                 return
         assert service.process.poll() is None, service.text()
-        service.notify.sock.settimeout(0.2)  # pace the loop without a sleep of our own
-        try:
-            service.notify.received.append({"raw": service.notify.sock.recv(65536).decode()})
-        except TimeoutError:
-            pass
+        service.notify.receive(0.2)  # paces the loop, keeping what the daemon says
     raise AssertionError(f"no NORMAL image in {TIMEOUT}s: {image_states(emu)}\n{service.text()}")
 
 
@@ -266,8 +277,7 @@ def test_a_newcomer_follows_install_md_from_the_wheel_to_a_running_daemon(host: 
             state = service.directories["STATE_DIRECTORY"]
             state_file = state / "daemon-state.json"
             assert state_file.is_file(), sorted(p.name for p in state.iterdir())
-            if os.geteuid() == 0:  # DynamicUser=: the files are the service user's
-                assert state_file.stat().st_uid == systemd_sim.NOBODY
+            assert {"WATCHDOG": "1"} in service.notify.received  # WatchdogSec= is honoured
 
             status = administrators_status(host)
             output = status.stdout + status.stderr
@@ -275,6 +285,10 @@ def test_a_newcomer_follows_install_md_from_the_wheel_to_a_running_daemon(host: 
             assert status.returncode in (0, 1), output
             assert REGION in status.stdout, output
             assert SECRET_KEY not in output
+            # root's status leaves the service user's files to it (DynamicUser=)
+            owners = {p.name: p.stat().st_uid for p in state.iterdir()}
+            if os.geteuid() == 0:
+                assert set(owners.values()) == {systemd_sim.NOBODY}, owners
 
             assert service.stop() == 0, service.text()
             service.notify.expect("STOPPING", timeout=5)

@@ -87,6 +87,18 @@ class NotifySocket:
         path.chmod(0o777)  # the service user must be able to send to it
         self.received: list[dict[str, str]] = []
 
+    def receive(self, timeout: float) -> dict[str, str] | None:
+        """The next datagram as KEY -> VALUE (also kept in ``received``); None after
+        ``timeout`` seconds without one."""
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            data = self.sock.recv(65536).decode("utf-8")
+        except TimeoutError:
+            return None
+        message = dict(line.split("=", 1) for line in data.split("\n") if "=" in line)
+        self.received.append(message)
+        return message
+
     def expect(self, key: str, timeout: float) -> dict[str, str]:
         """The next datagram carrying ``key`` (others are kept in ``received``)."""
         deadline = time.monotonic() + timeout
@@ -94,14 +106,8 @@ class NotifySocket:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            self.sock.settimeout(remaining)
-            try:
-                data = self.sock.recv(65536).decode("utf-8")
-            except TimeoutError:
-                break
-            message = dict(line.split("=", 1) for line in data.split("\n") if "=" in line)
-            self.received.append(message)
-            if key in message:
+            message = self.receive(remaining)
+            if message is not None and key in message:
                 return message
         raise AssertionError(f"no {key}= from the service in {timeout}s; got {self.received}")
 
