@@ -155,7 +155,9 @@ def venv_executable() -> str:
     block = doc_block(f"python3 -m venv {VENV}")
     assert f"{VENV}/bin/pip install" in block
     match = re.search(r"cvmkeeper systemd-unit --executable (\S+)", block)
-    assert match, f"docs/install.md step 1 does not say how a venv install writes the unit:\n{block}"
+    assert match, (
+        f"docs/install.md step 1 does not say how a venv install writes the unit:\n{block}"
+    )
     return match.group(1)
 
 
@@ -239,9 +241,9 @@ def wait_for_normal_image(emu: RunningEmulator, service: systemd_sim.Service) ->
     """The catch-up's image exists and is NORMAL (bounded in count and time)."""
     for _ in range(int(TIMEOUT / 0.2)):
         states = image_states(emu)
-        if states and all(state == "NORMAL" for state in states.values()):
-            if "catch-up finished: ok" in service.text():
-                return
+        made = states and all(state == "NORMAL" for state in states.values())
+        if made and "catch-up finished: ok" in service.text():
+            return
         assert service.process.poll() is None, service.text()
         service.notify.receive(0.2)  # paces the loop, keeping what the daemon says
     raise AssertionError(f"no NORMAL image in {TIMEOUT}s: {image_states(emu)}\n{service.text()}")
@@ -278,6 +280,13 @@ def test_a_newcomer_follows_install_md_from_the_wheel_to_a_running_daemon(host: 
             state_file = state / "daemon-state.json"
             assert state_file.is_file(), sorted(p.name for p in state.iterdir())
             assert {"WATCHDOG": "1"} in service.notify.received  # WatchdogSec= is honoured
+
+            # Step 4's `systemctl reload cvmkeeper`: ExecReload= sends SIGHUP to $MAINPID.
+            assert "systemctl reload cvmkeeper" in doc_block("systemctl enable --now cvmkeeper")
+            service.reload()
+            service.notify.expect("RELOADING", timeout=TIMEOUT)
+            reloaded = service.notify.expect("READY", timeout=TIMEOUT)
+            assert "rejected" not in reloaded.get("STATUS", ""), reloaded
 
             status = administrators_status(host)
             output = status.stdout + status.stderr

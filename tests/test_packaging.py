@@ -5,7 +5,6 @@ templates included, so ``config generate`` works without the repository)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path

@@ -18,6 +18,8 @@ cvmkeeper.service uses, what the service manager does when it starts the service
 - ``DynamicUser=yes``: when the tests run as root, the command runs as ``nobody``
   (65534) through ``setpriv``, so a file only root can read fails as it would for the
   throw-away user;
+- ``ExecReload=``: run with ``$MAINPID`` by ``reload`` (``systemctl reload``), as the
+  service's user;
 - ``TimeoutStopSec=``: how long ``stop`` waits after SIGTERM.
 
 Every absolute path of the unit (``/etc/...``, ``/var/lib/...``, ``/run/...``) lives below a
@@ -124,10 +126,19 @@ class Service:
     log: Path
     stop_timeout: float
     directories: dict[str, Path] = field(default_factory=dict)
+    exec_reload: list[str] = field(default_factory=list)
+    as_user: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         """Everything the service wrote to stdout and stderr (the journal, here)."""
         return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def reload(self) -> None:
+        """``systemctl reload``: ``ExecReload=`` with ``$MAINPID``, as the service's user."""
+        assert self.exec_reload, "the unit has no ExecReload="
+        pid = str(self.process.pid)
+        command = [word.replace("$MAINPID", pid) for word in self.exec_reload]
+        subprocess.run([*self.as_user, *command], check=True, timeout=30)
 
     def stop(self) -> int:
         """``systemctl stop``: SIGTERM, then wait up to ``TimeoutStopSec=``; the exit status."""
@@ -247,13 +258,14 @@ def start(
     if "WatchdogSec" in service:
         env["WATCHDOG_USEC"] = str(int(seconds(service["WatchdogSec"][-1]) * 1_000_000))
     env |= extra_env or {}
+    as_user: list[str] = []
     if user is not None:
         uid, gid = user
-        command = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *command]
+        as_user = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
     umask = int(service.get("UMask", ["0022"])[-1], 8)
     with log.open("ab") as output:
         process = subprocess.Popen(
-            command,
+            [*as_user, *command],
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -264,4 +276,5 @@ def start(
         )
     stop_timeout = seconds(service.get("TimeoutStopSec", ["90s"])[-1])
     directories["CREDENTIALS_DIRECTORY"] = credentials
-    return Service(process, notify, log, stop_timeout, directories)
+    exec_reload = shlex.split(service["ExecReload"][-1]) if service.get("ExecReload") else []
+    return Service(process, notify, log, stop_timeout, directories, exec_reload, as_user)
