@@ -1,5 +1,10 @@
 """The test suite's root: makes ``tests/`` importable, so every test module, whatever its
-folder, reaches the shared helpers as ``support.<module>`` (``tests/support``)."""
+folder, reaches the shared helpers as ``support.<module>`` (``tests/support``).
+
+It also holds the session fixtures of the packaging tests, ``dists`` (``python -m build``)
+and ``wheel_venv`` (the wheel in a fresh venv): tests/test_packaging.py and
+tests/test_install_journey.py both use them, and building and installing once keeps CI
+short."""
 
 from __future__ import annotations
 

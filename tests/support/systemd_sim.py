@@ -9,7 +9,8 @@ cvmkeeper.service uses, what the service manager does when it starts the service
   the caller's), working directory ``/``, and the unit's ``UMask=``;
 - ``Environment=``: its assignments;
 - ``LoadCredential=ID:PATH``: copies each file into a private ``$CREDENTIALS_DIRECTORY``
-  (directory 0700, files 0400, owned by the service user);
+  (files 0400, the directory 0500 once filled, owned by the service user);
+- standard output and error to the journal: ``$JOURNAL_STREAM`` names the log file;
 - ``StateDirectory=`` / ``RuntimeDirectory=`` / ``ConfigurationDirectory=``: the directories
   and ``$STATE_DIRECTORY``, ``$RUNTIME_DIRECTORY``, ``$CONFIGURATION_DIRECTORY``;
 - ``Type=notify``: an ``AF_UNIX`` datagram socket as ``$NOTIFY_SOCKET``; ``WatchdogSec=``:
@@ -184,7 +185,7 @@ def _load_credentials(
         shutil.copyfile(host_path(root, source), target)  # a missing file fails the start
         target.chmod(0o400)
         _own(target, user)
-    directory.chmod(0o700)
+    directory.chmod(0o500)  # read-only once filled, as systemd leaves it
     _own(directory, user)
     return directory
 
@@ -264,6 +265,8 @@ def start(
         as_user = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
     umask = int(service.get("UMask", ["0022"])[-1], 8)
     with log.open("ab") as output:
+        journal = os.fstat(output.fileno())  # stdout and stderr are "the journal"
+        env["JOURNAL_STREAM"] = f"{journal.st_dev}:{journal.st_ino}"
         process = subprocess.Popen(
             [*as_user, *command],
             stdin=subprocess.DEVNULL,
