@@ -16,16 +16,10 @@ import yaml
 from cvmkeeper.alerting import RecordingAlerter, failure_fingerprint
 from cvmkeeper.config import load_setup
 from cvmkeeper.executor import run_once
-from executor.world import T0, A, World, fleet, managed, policy, world
+from executor.world import T0, A, World, broken_weekly, fleet, managed, policy, world
 
-#: ``weekly`` with a typo: the file cannot be used
-BROKEN_WEEKLY = (
-    "name: weekly\n"
-    "regions: [ap-guangzhou]\n"
-    "targets: {instance_ids: [ins-aaaaaaaa]}\n"
-    "schedules: [{every: 1h}]\n"
-    "retention: {keep_dayly: 7}\n"
-)
+#: ``weekly`` with a typo (and nothing else to keep): the file cannot be used
+BROKEN_WEEKLY = broken_weekly("{keep_dayly: 7}")
 
 
 def weekly_images() -> list[dict[str, object]]:
