@@ -3,6 +3,7 @@ in-place restore takes, and the drill lease rules. Table-driven, no I/O."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -75,6 +76,18 @@ IMAGES = (
 def test_the_restore_point(kwargs: dict[str, object], chosen: str, reason: str) -> None:
     point = choose_restore_point(IMAGES, A, R, **kwargs)  # type: ignore[arg-type]
     assert point.image_id == chosen and point.reason.startswith(reason)
+
+
+def test_images_made_in_the_same_second_are_ordered_by_slot() -> None:
+    """CreatedTime has one-second resolution: two slots made back to back (a catch-up, the
+    demo's hour-by-hour runs) can share it. The newest is then the later slot, as ``images``
+    and the rotation say, never the one whose id happens to sort last."""
+    made = T0 + timedelta(days=1)
+    older = replace(image(A, 1, "img-zzolder"), created_time=made)
+    newer = replace(image(A, 2, "img-aanewer"), created_time=made)
+    for images in ((older, newer), (newer, older)):
+        assert choose_restore_point(images, A, R).image_id == "img-aanewer"
+        assert choose_restore_point(images, A, R, as_of=made).image_id == "img-aanewer"
 
 
 @pytest.mark.parametrize(

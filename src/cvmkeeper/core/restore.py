@@ -76,12 +76,16 @@ class RestorePoint:
 def managed_images_of(
     images: Iterable[Image], instance_id: str, fmt: NameFormat = DEFAULT_FORMAT
 ) -> list[ManagedImage]:
-    """cvmkeeper's images of ``instance_id``, newest (by ``CreatedTime``) first."""
+    """cvmkeeper's images of ``instance_id``, newest (by ``CreatedTime``, then slot) first.
+
+    ``CreatedTime`` has one-second resolution, so two slots made back to back can share it;
+    the later slot is then the newer, as the rotation and ``images`` say (ordering such a tie
+    by image id picked an older backup as "the newest NORMAL image")."""
     owned = (classify_image(image, fmt) for image in images)
     return sorted(
         (m for m in owned if m is not None and m.instance_id == instance_id),
         # an image without CreatedTime (null, issue #18) is placed by its slot
-        key=lambda m: (m.image.created_time or m.slot, m.image_id),
+        key=lambda m: (m.image.created_time or m.slot, m.slot, m.image_id),
         reverse=True,
     )
 
