@@ -231,3 +231,41 @@ def test_a_lost_run_instances_answer_launches_one_instance(tmp_path: Path) -> No
             i for i in w.state()["regions"][REGION]["instances"] if i["InstanceId"] not in (A, B)
         ]
         assert [i["InstanceId"] for i in new] == [json.loads(result.stdout)["instance_id"]]
+
+
+def test_a_dropped_reset_is_not_taken_for_an_earlier_reset_to_the_same_image(
+    tmp_path: Path,
+) -> None:
+    """A stopped instance already reset to the image once (an earlier restore): when the
+    second restore's ResetInstance is dropped before the cloud processed it, the earlier
+    reset's ``ResetInstance``/``SUCCESS`` must not be taken for this one. Taking it reported
+    ``reset: true`` for a system disk that was never reset (the data the user came back for
+    silently not restored)."""
+    instances = ({"id": A, "state": "STOPPED"}, {"id": B})
+    with world(tmp_path, fleet(instances=instances, images=IMAGES), policy(ids=[A, B])) as w:
+        first = restore(w, A, "--in-place", "--yes", "--image", "img-old00001")
+        assert first.exit_code == 0, first.output
+        w.emu.core.set_faults({"ResetInstance": {"reset": 1.0}})
+        second = restore(w, A, "--in-place", "--yes", "--image", "img-old00001", "--json")
+        w.emu.core.set_faults({})
+        resets = [e for e in w.writes() if e["action"] == "ResetInstance"]
+        assert [e["result"] for e in resets[1:]] and all(e["result"] == "reset" for e in resets[1:])
+        assert second.exit_code == 1, second.output  # no reset happened: say so
+        assert "ResetInstance of ins-aaaaaaaa failed" in second.stderr
+
+
+def test_a_lost_reset_answer_is_this_reset_and_is_not_sent_twice(tmp_path: Path) -> None:
+    """The other side of the test above: ResetInstance carried out but its answer lost. The
+    instance's new ``LatestOperationRequestId`` shows the reset is this call's, so it is
+    adopted (not sent again, which the busy instance would refuse) and waited for."""
+    instances = ({"id": A, "state": "STOPPED"}, {"id": B})
+    with world(tmp_path, fleet(instances=instances, images=IMAGES), policy(ids=[A, B])) as w:
+        first = restore(w, A, "--in-place", "--yes", "--image", "img-old00001")
+        assert first.exit_code == 0, first.output
+        w.emu.core.set_faults({"ResetInstance": {"lost_response": 1.0}})
+        second = restore(w, A, "--in-place", "--yes", "--image", "img-old00001", "--json")
+        w.emu.core.set_faults({})
+        assert second.exit_code == 0, second.output
+        assert json.loads(second.stdout)["reset"] is True
+        resets = [e for e in w.writes() if e["action"] == "ResetInstance"]
+        assert [e.get("lost_response", False) for e in resets] == [False, True]

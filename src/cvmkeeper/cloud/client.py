@@ -49,6 +49,7 @@ from cvmkeeper.cloud.launch_models import (
     InstanceDetails,
     LaunchRequest,
     instance_details_from_api,
+    is_new_operation,
 )
 from cvmkeeper.cloud.models import (
     CreateImageRequest,
@@ -672,11 +673,21 @@ class CloudClient:
         self._instances_action(region, "TerminateInstances", list(instance_ids), {})
 
     def reset_instance(
-        self, region: str, instance_id: str, image_id: str, *, keep_image_login: bool = True
+        self,
+        region: str,
+        instance_id: str,
+        image_id: str,
+        *,
+        keep_image_login: bool = True,
+        prior_request_id: str = "",
     ) -> None:
         """ResetInstance: re-install the system disk from ``image_id`` (data disks are not
         touched). Before re-sending after a lost answer, an instance already resetting (or
-        reset) to this image counts as done, so one restore never resets twice."""
+        reset) to this image *by this call* counts as done, so one restore never resets twice.
+
+        ``prior_request_id`` is the instance's ``LatestOperationRequestId`` read before the
+        call: an earlier reset to the same image (a second restore to one image) carries it
+        and is not this call's; a dropped request must be sent again, never taken as done."""
 
         def already_resetting() -> dict[str, Any] | None:
             try:
@@ -687,6 +698,7 @@ class CloudClient:
                 details
                 and details.latest_operation == "ResetInstance"
                 and details.image_id == image_id
+                and is_new_operation(details, prior_request_id)
             ):
                 return {}
             return None

@@ -107,6 +107,19 @@ class InstanceDetails:
     latest_operation: str = ""
     latest_operation_state: str = ""
     data_disk_ids: tuple[str, ...] = ()
+    #: ``LatestOperationRequestId``: tells this call's operation from an earlier one of the
+    #: same kind (a second ResetInstance to the same image looks like the first otherwise)
+    latest_operation_request_id: str = ""
+
+
+def is_new_operation(details: InstanceDetails, prior_request_id: str) -> bool:
+    """True when ``details``' latest operation is not the one that was latest before a call
+    (``prior_request_id``, read then): a new ``LatestOperationRequestId``, or, from a cloud
+    that names none, an operation still ``OPERATING`` (an earlier one has ended; the call
+    being retried or waited for is the only one that can be running)."""
+    if details.latest_operation_request_id or prior_request_id:
+        return details.latest_operation_request_id != prior_request_id
+    return details.latest_operation_state == "OPERATING"
 
 
 def instance_details_from_api(item: Mapping[str, Any], region: str) -> InstanceDetails:
@@ -131,6 +144,7 @@ def instance_details_from_api(item: Mapping[str, Any], region: str) -> InstanceD
         tags={str(t["Key"]): str(t.get("Value") or "") for t in item.get("Tags") or ()},
         latest_operation=str(item.get("LatestOperation") or ""),
         latest_operation_state=str(item.get("LatestOperationState") or ""),
+        latest_operation_request_id=str(item.get("LatestOperationRequestId") or ""),
         data_disk_ids=tuple(
             str(d["DiskId"])
             for d in item.get("DataDisks") or ()

@@ -246,8 +246,9 @@ def restore_in_place(
             if problems:
                 raise RestoreFailed("; ".join(p.message for p in problems.values()))
         progress(f"{region}: resetting the system disk of {plan.instance_id} to {plan.image_id}")
-        client.reset_instance(region, plan.instance_id, plan.image_id)
-        outcome = _wait_reset(client, region, plan, waiting)
+        prior = _latest_request_id(client, region, plan.instance_id)
+        client.reset_instance(region, plan.instance_id, plan.image_id, prior_request_id=prior)
+        outcome = _wait_reset(client, region, plan, waiting, prior)
         if outcome != "SUCCESS":
             failure = f"ResetInstance of {plan.instance_id} ended {outcome or 'unknown'}"
         else:
@@ -269,8 +270,20 @@ def restore_in_place(
     return result
 
 
-def _wait_reset(client: CloudClient, region: str, plan: InPlacePlan, waiting: Waiting) -> str:
-    """Poll DescribeInstances until the reset's ``LatestOperationState`` is final."""
+def _latest_request_id(client: CloudClient, region: str, instance_id: str) -> str:
+    """The instance's ``LatestOperationRequestId`` before the reset (raises
+    :class:`CloudError` when unreadable: without it an earlier reset's ``SUCCESS`` could be
+    taken for this one's)."""
+    details = client.describe_instance(region, instance_id)
+    return details.latest_operation_request_id if details is not None else ""
+
+
+def _wait_reset(
+    client: CloudClient, region: str, plan: InPlacePlan, waiting: Waiting, prior: str
+) -> str:
+    """Poll DescribeInstances until *this* reset's ``LatestOperationState`` is final: an
+    operation whose ``LatestOperationRequestId`` is ``prior`` (read before the call) is an
+    earlier one, and its ``SUCCESS`` says nothing about this reset."""
     deadline = Deadline(waiting.seconds, clock=waiting.monotonic)
     delays = poll_delays(waiting.poll_seconds)
     while True:
@@ -279,6 +292,7 @@ def _wait_reset(client: CloudClient, region: str, plan: InPlacePlan, waiting: Wa
             details is not None
             and details.latest_operation == "ResetInstance"
             and details.latest_operation_state in ("SUCCESS", "FAILED")
+            and (details.latest_operation_request_id != prior or not prior)
         ):
             return details.latest_operation_state
         if deadline.passed:
