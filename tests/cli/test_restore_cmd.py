@@ -269,3 +269,37 @@ def test_a_lost_reset_answer_is_this_reset_and_is_not_sent_twice(tmp_path: Path)
         assert json.loads(second.stdout)["reset"] is True
         resets = [e for e in w.writes() if e["action"] == "ResetInstance"]
         assert [e.get("lost_response", False) for e in resets] == [False, True]
+
+
+def test_new_makes_the_data_disks_of_the_source_type_or_the_one_asked(tmp_path: Path) -> None:
+    """The data disks come back as the source's type (all CLOUD_SSD here), not a fixed
+    CLOUD_PREMIUM (slower, and not sold in every zone); --data-disk-type chooses; a source
+    whose disks differ gets the default, with the reason and the option to choose."""
+    ssd = [{"id": "disk-ssd00001", "type": "CLOUD_SSD", "size": 100}]
+    local = {"id": "disk-local001", "type": "LOCAL_SSD", "size": 100}
+    mixed = [*ssd, {"id": "disk-hssd0001", "type": "CLOUD_HSSD", "size": 100}]
+    instances = ({"id": A, "data_disks": [*ssd, local]}, {"id": B, "data_disks": mixed})
+    with world(tmp_path, fleet(instances=instances), policy(ids=[A, B])) as w:
+        run_once(w.setup(), w.client(), RecordingAlerter(), now=T0.replace(hour=1, minute=1))
+
+        def disk_types(*args: str) -> tuple[list[str], list[str]]:
+            result = restore(w, *args, "--json")
+            assert result.exit_code == 0, result.output
+            document = json.loads(result.stdout)
+            new = next(
+                i
+                for i in w.state()["regions"][REGION]["instances"]
+                if i["InstanceId"] == document["instance_id"]
+            )
+            return [d["DiskType"] for d in new["DataDisks"]], document["plan"]["reasons"]
+
+        types, reasons = disk_types(A)
+        assert types == ["CLOUD_SSD"]
+        assert any("type CLOUD_SSD (the source instance's data disks)" in r for r in reasons)
+        types, reasons = disk_types(A, "--data-disk-type", "CLOUD_HSSD")
+        assert types == ["CLOUD_HSSD"]
+        types, reasons = disk_types(B)
+        assert types == ["CLOUD_PREMIUM", "CLOUD_PREMIUM"]
+        assert any("--data-disk-type to choose" in r for r in reasons)
+        refused = restore(w, A, "--in-place", "--data-disk-type", "CLOUD_SSD")
+        assert refused.exit_code == 2 and "are for --new" in refused.stderr

@@ -158,6 +158,14 @@ def _fail(message: str, as_json: bool, extra: dict[str, Any] | None = None) -> N
     help="--new: a security group (repeat for several). Default: the source instance's.",
 )
 @click.option(
+    "--data-disk-type",
+    default="",
+    metavar="TYPE",
+    help="--new: the type of the data disks made from the image's snapshots (e.g. "
+    "CLOUD_SSD). Default: the source instance's, when its data disks share one type, "
+    "else CLOUD_PREMIUM (the image does not say).",
+)
+@click.option(
     "--name",
     "instance_name",
     default="",
@@ -207,6 +215,7 @@ def restore_command(
     vpc_id: str,
     subnet_id: str,
     security_groups: tuple[str, ...],
+    data_disk_type: str,
     instance_name: str,
     system_disk_only: bool,
     yes: bool,
@@ -244,9 +253,11 @@ def restore_command(
     setup = load_or_exit(config_file)
     if sum(x is not None for x in (image_id, slot, as_of)) > 1:
         _refuse("give at most one of --image, --slot, --as-of", as_json)
-    if not new and any((zone, instance_type, vpc_id, subnet_id, security_groups, instance_name)):
+    placing = (zone, instance_type, vpc_id, subnet_id, security_groups, data_disk_type)
+    if not new and any((*placing, instance_name)):
         _refuse(
-            "--zone, --instance-type, --vpc, --subnet, --security-group and --name are for --new",
+            "--zone, --instance-type, --vpc, --subnet, --security-group, --data-disk-type and "
+            "--name are for --new",
             as_json,
         )
     if new and system_disk_only:
@@ -283,7 +294,9 @@ def restore_command(
         poll_seconds=min(5.0, setup.config.api.poll_interval.total_seconds()),
     )
     if new:
-        overrides = Placement(zone, instance_type, vpc_id, subnet_id, tuple(security_groups))
+        overrides = Placement(
+            zone, instance_type, vpc_id, subnet_id, tuple(security_groups), data_disk_type
+        )
         _restore_new(
             client,
             located,
@@ -407,7 +420,10 @@ def _plan_json(plan: LaunchPlan) -> dict[str, Any]:
         "vpc_id": p.vpc_id,
         "subnet_id": p.subnet_id,
         "security_group_ids": list(p.security_group_ids),
-        "data_disks": [{"snapshot_id": s, "size_gib": n} for s, n in plan.data_disks],
+        "data_disks": [
+            {"snapshot_id": s, "size_gib": n, "disk_type": plan.data_disk_type}
+            for s, n in plan.data_disks
+        ],
         "tags": dict(plan.tags),
         "reasons": list(plan.reasons),
     }

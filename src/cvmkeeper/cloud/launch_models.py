@@ -110,6 +110,8 @@ class InstanceDetails:
     #: ``LatestOperationRequestId``: tells this call's operation from an earlier one of the
     #: same kind (a second ResetInstance to the same image looks like the first otherwise)
     latest_operation_request_id: str = ""
+    #: ``DataDisks[].DiskType`` of each data disk, in ``data_disk_ids``' order
+    data_disk_types: tuple[str, ...] = ()
 
 
 def is_new_operation(details: InstanceDetails, prior_request_id: str) -> bool:
@@ -145,6 +147,11 @@ def instance_details_from_api(item: Mapping[str, Any], region: str) -> InstanceD
         latest_operation=str(item.get("LatestOperation") or ""),
         latest_operation_state=str(item.get("LatestOperationState") or ""),
         latest_operation_request_id=str(item.get("LatestOperationRequestId") or ""),
+        data_disk_types=tuple(
+            str(d.get("DiskType") or "")
+            for d in item.get("DataDisks") or ()
+            if isinstance(d, Mapping) and d.get("DiskId")
+        ),
         data_disk_ids=tuple(
             str(d["DiskId"])
             for d in item.get("DataDisks") or ()

@@ -36,7 +36,8 @@ from cvmkeeper.core.ownership import ManagedImage, classify_image
 
 #: The tag every instance that restore launches carries: the image it came from.
 RESTORED_FROM_TAG = "cvmkeeper:restored-from"
-#: Disk type for data disks made from snapshots (the ``SnapshotSet`` does not say the type).
+#: Disk type for data disks made from snapshots when neither ``--data-disk-type`` nor the
+#: source instance says one (the ``SnapshotSet`` does not say the type).
 DATA_DISK_TYPE = "CLOUD_PREMIUM"
 
 DATA_DISK_HELP = (
@@ -178,6 +179,10 @@ class Placement:
     vpc_id: str = ""
     subnet_id: str = ""
     security_group_ids: tuple[str, ...] = ()
+    #: the type of the data disks made from the image's snapshots: the source's when all of
+    #: its cloud data disks share one (the ``SnapshotSet`` does not say which snapshot is
+    #: which disk, so a mixed source gives none), or ``--data-disk-type``
+    data_disk_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +195,7 @@ class LaunchPlan:
     data_disks: tuple[tuple[str, int], ...]  # (snapshot id, size GiB)
     tags: Mapping[str, str] = field(default_factory=dict)
     reasons: tuple[str, ...] = ()
+    data_disk_type: str = DATA_DISK_TYPE
 
 
 def plan_launch(
@@ -251,14 +257,30 @@ def plan_launch(
         tuple(values.get("security_group_ids") or ()),  # type: ignore[arg-type]
     )
     data = point.data_snapshots
+    disk_type, why = _data_disk_type(overrides, source)
     if data:
         reasons.append(
             f"{len(data)} data disk(s) from the image's snapshots "
-            f"({', '.join(s for s, _ in data)}), type {DATA_DISK_TYPE}"
+            f"({', '.join(s for s, _ in data)}), type {disk_type} ({why})"
         )
     reasons.append("login settings kept from the image (KeepImageLogin)")
     tags = {RESTORED_FROM_TAG: point.image_id, **(extra_tags or {})}
-    return LaunchPlan(region, point.image_id, placement, data, tags, tuple(reasons))
+    return LaunchPlan(region, point.image_id, placement, data, tags, tuple(reasons), disk_type)
+
+
+def _data_disk_type(overrides: Placement, source: Placement | None) -> tuple[str, str]:
+    """The data disks' type and why: ``--data-disk-type``, else the source's one type, else
+    :data:`DATA_DISK_TYPE` (a restore of SSD disks as another type runs, but slower or
+    dearer: the reason says so, and how to choose)."""
+    if overrides.data_disk_type:
+        return overrides.data_disk_type, "--data-disk-type"
+    if source is not None and source.data_disk_type:
+        return source.data_disk_type, "the source instance's data disks"
+    return DATA_DISK_TYPE, (
+        "the image does not say its disks' type"
+        + ("" if source is None else " and the source's data disks differ or are gone")
+        + "; --data-disk-type to choose"
+    )
 
 
 def _text(value: object) -> str:

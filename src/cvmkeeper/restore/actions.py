@@ -26,7 +26,6 @@ from cvmkeeper.cloud.launch_models import DataDiskFromSnapshot, InstanceDetails,
 from cvmkeeper.core.inventory import Image
 from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
 from cvmkeeper.core.restore import (
-    DATA_DISK_TYPE,
     InPlacePlan,
     LaunchPlan,
     Placement,
@@ -74,7 +73,12 @@ class Located:
         if self.instance is None:
             return None
         i = self.instance
-        return Placement(i.zone, i.instance_type, i.vpc_id, i.subnet_id, i.security_group_ids)
+        # local disks are not in any image; the cloud disks' one type, if they share one
+        cloud_types = {t for t in i.data_disk_types if t and not t.startswith("LOCAL_")}
+        disk_type = cloud_types.pop() if len(cloud_types) == 1 else ""
+        return Placement(
+            i.zone, i.instance_type, i.vpc_id, i.subnet_id, i.security_group_ids, disk_type
+        )
 
 
 def locate(
@@ -124,7 +128,7 @@ def launch_request(
         subnet_id=p.subnet_id,
         security_group_ids=p.security_group_ids,
         data_disks=tuple(
-            DataDiskFromSnapshot(s, size, DATA_DISK_TYPE) for s, size in plan.data_disks
+            DataDiskFromSnapshot(s, size, plan.data_disk_type) for s, size in plan.data_disks
         ),
         name=name,
         tags=dict(plan.tags),
