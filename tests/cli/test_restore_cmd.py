@@ -303,3 +303,21 @@ def test_new_makes_the_data_disks_of_the_source_type_or_the_one_asked(tmp_path: 
         assert any("--data-disk-type to choose" in r for r in reasons)
         refused = restore(w, A, "--in-place", "--data-disk-type", "CLOUD_SSD")
         assert refused.exit_code == 2 and "are for --new" in refused.stderr
+
+
+def test_a_stopped_instance_stays_stopped_when_the_reset_starts_it(tmp_path: Path) -> None:
+    """Under ``reset_leaves: running`` (undocumented: the cloud may boot the instance after
+    the reset) a STOPPED instance comes back RUNNING. The plan promised to leave it stopped,
+    and with --system-disk-only its data disks (not rolled back) would be written by the
+    restored system before the user rolls them back with the instance stopped: it is
+    stopped again, and the output says so."""
+    instances = ({"id": A, "state": "STOPPED"}, {"id": B})
+    spec_ = fleet(instances=instances, images=IMAGES, launch={"reset_leaves": "running"})
+    with world(tmp_path, spec_, policy(ids=[A, B])) as w:
+        result = restore(w, A, "--in-place", "--yes", "--image", "img-old00001", "--json")
+        assert result.exit_code == 0, result.output
+        document = json.loads(result.stdout)
+        assert document["reset"] is True
+        assert document["state"] in ("STOPPING", "STOPPED")
+        assert any("stopped again" in p for p in document["warnings"]), document
+        assert [e["action"] for e in w.writes()][-1] == "StopInstances"

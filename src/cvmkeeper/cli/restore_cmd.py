@@ -41,6 +41,7 @@ from cvmkeeper.core.restore import (
 from cvmkeeper.executor.runner import run_regions
 from cvmkeeper.executor.stop_journal import StopJournal
 from cvmkeeper.restore.actions import (
+    InPlaceResult,
     Located,
     RestoreFailed,
     Waiting,
@@ -512,13 +513,21 @@ def _restore_in_place(
             "seconds": round(time.monotonic() - started, 1),
         }
     )
+    document["warnings"] = [*plan.warnings, *result.warnings]
     if as_json:
         print_json(document)
     else:
-        click.echo(
-            f"restored {plan.instance_id} in place from {plan.image_id}; it is "
-            f"{result.final_state or 'unknown'} now"
-        )
-        for problem in result.problems:
-            click.echo(f"problem: {problem}", err=True)
+        _print_in_place_result(plan, result)
     sys.exit(EXIT_FAILED if result.problems else EXIT_OK)
+
+
+def _print_in_place_result(plan: InPlacePlan, result: InPlaceResult) -> None:
+    """What an in-place restore did, for people: the state, warnings, problems."""
+    click.echo(
+        f"restored {plan.instance_id} in place from {plan.image_id}; it is "
+        f"{result.final_state or 'unknown'} now"
+    )
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}")
+    for problem in result.problems:
+        click.echo(f"problem: {problem}", err=True)

@@ -211,6 +211,7 @@ class InPlaceResult:
     restarted: bool = False
     final_state: str = ""
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def restore_in_place(
@@ -263,6 +264,10 @@ def restore_in_place(
         stopper.release_all()  # rule 9: whatever happened, start what we stopped
         result.restarted = plan.instance_id in stopper.stopped_by_us and not start_failures
         result.problems.extend(start_failures)
+    if result.reset and not plan.stop_first:
+        _keep_stopped(
+            client, region, plan.instance_id, waiting=waiting, result=result, progress=progress
+        )
     try:
         result.final_state = client.instance_states(region, [plan.instance_id]).get(
             plan.instance_id, ""
@@ -272,6 +277,43 @@ def restore_in_place(
     if failure:
         raise RestoreFailed(failure + ("; it was started again" if result.restarted else ""))
     return result
+
+
+def _keep_stopped(
+    client: CloudClient,
+    region: str,
+    instance_id: str,
+    *,
+    waiting: Waiting,
+    result: InPlaceResult,
+    progress: Callable[[str], None],
+) -> None:
+    """A STOPPED instance stays stopped, as the plan says. Whether ResetInstance boots a
+    stopped instance is undocumented (the emulator's ``reset_leaves: running``); if it did,
+    the restored system would run, and write to data disks that were not rolled back, before
+    the user rolls them back with the instance stopped (:data:`DATA_DISK_HELP`). So it is
+    stopped again once it is RUNNING (StopInstances refuses a starting instance)."""
+    try:
+        state = client.instance_states(region, [instance_id]).get(instance_id, "")
+        if state not in ("STARTING", "RUNNING"):
+            return
+        progress(f"{region}: the reset started {instance_id}; stopping it again, as it was")
+        wait_for_state(client, region, instance_id, waiting, ends=("RUNNING",))
+        client.stop_instances(region, [instance_id])
+        state = wait_for_state(client, region, instance_id, waiting, ends=("STOPPED",))
+    except CloudError as error:
+        state, problem = "", str(error)
+    else:
+        problem = "" if state == "STOPPED" else f"it is {state or 'unknown'}"
+    if problem:
+        result.problems.append(
+            f"{instance_id} was STOPPED before the restore and the reset started it; it "
+            f"could not be stopped again ({problem}): stop it before using its data disks"
+        )
+    else:
+        result.warnings.append(
+            f"the reset started {instance_id}; it was stopped again, as it was before the restore"
+        )
 
 
 def _latest_request_id(client: CloudClient, region: str, instance_id: str) -> str:
