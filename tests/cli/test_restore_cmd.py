@@ -321,3 +321,21 @@ def test_a_stopped_instance_stays_stopped_when_the_reset_starts_it(tmp_path: Pat
         assert document["state"] in ("STOPPING", "STOPPED")
         assert any("stopped again" in p for p in document["warnings"]), document
         assert [e["action"] for e in w.writes()][-1] == "StopInstances"
+
+
+def test_new_warns_before_launching_an_image_short_of_data_disks(tmp_path: Path) -> None:
+    """An image tagged as asked to hold two data disks but holding none (a seeded image:
+    system disk only) is restored with a warning naming the missing disks, in the text plan
+    and in --json, before the launch: nobody finds them missing on the restored machine."""
+    short = managed(A, OLD, "img-short001")
+    short["tags"] = {**short["tags"], "cvmkeeper:disks": "disk-dbdata01+disk-dblogs01"}
+    with world(tmp_path, fleet(images=[short]), policy(ids=[A, B])) as w:
+        text = restore(w, A, "--dry-run")
+        assert text.exit_code == 0, text.output
+        assert (
+            "warning: img-short001 holds 0 of the 2 data disk(s) asked for "
+            "(disk-dbdata01, disk-dblogs01): the new instance lacks the others"
+        ) in text.stdout
+        document = json.loads(restore(w, A, "--dry-run", "--json").stdout)
+        [warning] = document["plan"]["warnings"]
+        assert "holds 0 of the 2 data disk(s)" in warning

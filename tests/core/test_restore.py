@@ -174,3 +174,21 @@ def test_drills_are_due_by_period_and_walk_the_fleet() -> None:
     last = {A: NOW - timedelta(days=1), B: NOW - timedelta(days=8)}
     assert pick_instances([A, B, "ins-cccccccc"], last, 2) == ["ins-cccccccc", B]
     assert pick_instances([A], last, 0) == []
+
+
+def test_a_restore_short_of_data_disks_is_warned_before_the_launch() -> None:
+    """Fewer data disk snapshots than ``cvmkeeper:disks`` asked, or no ``SnapshotSet`` at
+    all (the cloud left it out): the plan warns; an image holding all asked is quiet."""
+    full = image(A, 1, "img-full", data=1)
+    full = replace(full, tags={**full.tags, "cvmkeeper:disks": "disk-one"})
+    short = replace(full, image_id="img-short", snapshots=full.snapshots[:1])
+    unreported = replace(full, image_id="img-unrep", snapshots=())
+    warnings = {
+        i.image_id: plan_launch(R, choose_restore_point((i,), A, R), SOURCE, Placement()).warnings
+        for i in (full, short, unreported)
+    }
+    assert warnings["img-full"] == ()
+    assert (
+        "img-short holds 0 of the 1 data disk(s) asked for (disk-one)" in warnings["img-short"][0]
+    )
+    assert "did not report the SnapshotSet of img-unrep" in warnings["img-unrep"][0]

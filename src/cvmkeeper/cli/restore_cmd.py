@@ -374,6 +374,8 @@ def _restore_new(
         for reason in plan.reasons:
             click.echo(f"  {reason}")
         click.echo(f"  tags {', '.join(f'{k}={v}' for k, v in plan.tags.items())}")
+        for warning in plan.warnings:
+            click.echo(f"warning: {warning}")
     try:
         result = launch(client, plan, waiting, name=name, dry_run=dry_run)
     except RestoreFailed as failure:
@@ -427,6 +429,7 @@ def _plan_json(plan: LaunchPlan) -> dict[str, Any]:
         ],
         "tags": dict(plan.tags),
         "reasons": list(plan.reasons),
+        "warnings": list(plan.warnings),
     }
 
 

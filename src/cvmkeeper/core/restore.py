@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from cvmkeeper.core.disks import asked_disk_count, asked_disk_ids, held_data_disks
 from cvmkeeper.core.inventory import Image
 from cvmkeeper.core.naming import DEFAULT_FORMAT, NameFormat
 from cvmkeeper.core.ownership import ManagedImage, classify_image
@@ -196,6 +197,31 @@ class LaunchPlan:
     tags: Mapping[str, str] = field(default_factory=dict)
     reasons: tuple[str, ...] = ()
     data_disk_type: str = DATA_DISK_TYPE
+    warnings: tuple[str, ...] = ()
+
+
+def missing_disks_warning(image: Image) -> str:
+    """Why a restore from ``image`` brings back fewer data disks than the backup was asked
+    to hold ("" when it brings back all): the image holds fewer than its ``cvmkeeper:disks``
+    tag asked, or the cloud did not report its ``SnapshotSet`` (then none can be made).
+    Said before the launch, so that nobody finds a disk missing on the restored machine."""
+    asked = asked_disk_count(image.tags)
+    if not asked:
+        return ""
+    ids = asked_disk_ids(image.tags)
+    named = f" ({', '.join(ids)})" if ids else ""
+    if not image.snapshots:
+        return (
+            f"the cloud did not report the SnapshotSet of {image.image_id}, which was asked to "
+            f"hold {asked} data disk(s){named}: the new instance gets the system disk only"
+        )
+    held = held_data_disks(image.snapshots)
+    if held >= asked:
+        return ""
+    return (
+        f"{image.image_id} holds {held} of the {asked} data disk(s) asked for{named}: the "
+        "new instance lacks the others"
+    )
 
 
 def plan_launch(
@@ -265,7 +291,17 @@ def plan_launch(
         )
     reasons.append("login settings kept from the image (KeepImageLogin)")
     tags = {RESTORED_FROM_TAG: point.image_id, **(extra_tags or {})}
-    return LaunchPlan(region, point.image_id, placement, data, tags, tuple(reasons), disk_type)
+    missing = missing_disks_warning(point.image)
+    return LaunchPlan(
+        region,
+        point.image_id,
+        placement,
+        data,
+        tags,
+        tuple(reasons),
+        disk_type,
+        (missing,) if missing else (),
+    )
 
 
 def _data_disk_type(overrides: Placement, source: Placement | None) -> tuple[str, str]:
