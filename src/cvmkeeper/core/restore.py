@@ -291,7 +291,7 @@ def plan_launch(
         )
     reasons.append("login settings kept from the image (KeepImageLogin)")
     tags = {RESTORED_FROM_TAG: point.image_id, **(extra_tags or {})}
-    missing = missing_disks_warning(point.image)
+    short = missing_disks_warning(point.image)
     return LaunchPlan(
         region,
         point.image_id,
@@ -300,7 +300,7 @@ def plan_launch(
         tags,
         tuple(reasons),
         disk_type,
-        (missing,) if missing else (),
+        (short,) if short else (),
     )
 
 
