@@ -205,7 +205,14 @@ def test_the_sweep_terminates_only_expired_drill_instances(tmp_path: Path) -> No
     }
     untagged = {"id": "ins-untagged", "tags": {LEASE_TAG: lease(-timedelta(hours=1))}}
     garbled = {"id": "ins-garbled1", "tags": {DRILL_TAG: "hourly", LEASE_TAG: "soon"}}
-    fleet_spec = spec(instances=({"id": A}, dead_host, running, untagged, garbled))
+    # the dead host's drill tags copied onto an instance made after that lease ended (the
+    # console's "create similar", a tag policy): not a drill instance, its disks must live
+    copied = {
+        "id": "ins-copied01",
+        "tags": dict(dead_host["tags"]),
+        "created_time": lease(-timedelta(minutes=30)),
+    }
+    fleet_spec = spec(instances=({"id": A}, dead_host, running, untagged, garbled, copied))
     with world(tmp_path, fleet_spec, policy(ids=[A], drill=drill())) as w:
         result = run_drill(w, "--json", "--due-only")
         assert result.exit_code == 0, result.output
@@ -215,7 +222,9 @@ def test_the_sweep_terminates_only_expired_drill_instances(tmp_path: Path) -> No
             i for e in w.writes() if e["action"] == "TerminateInstances" for i in e["InstanceIds"]
         ]
         assert "ins-deadhost" in terminated
-        assert not {"ins-livedril", "ins-untagged", "ins-garbled1", A} & set(terminated)
+        assert not {"ins-livedril", "ins-untagged", "ins-garbled1", "ins-copied01", A} & set(
+            terminated
+        )
         [drilled] = document["drills"]  # the due drill ran after the sweep
         assert drilled["ok"] is True
         again = json.loads(run_drill(w, "--json", "--due-only").stdout)

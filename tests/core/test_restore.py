@@ -146,23 +146,41 @@ def test_in_place_steps_and_refusals() -> None:
 NOW = T0 + timedelta(days=1)
 
 
+LAUNCHED = NOW - timedelta(minutes=30)
+EXPIRED = {DRILL_TAG: "p", LEASE_TAG: lease_value(NOW - timedelta(seconds=1))}
+
+
 @pytest.mark.parametrize(
-    ("tags", "allowed", "why"),
+    ("tags", "created", "allowed", "why"),
     [
-        ({DRILL_TAG: "p", LEASE_TAG: lease_value(NOW - timedelta(seconds=1))}, True, "expired"),
-        ({DRILL_TAG: "p", LEASE_TAG: lease_value(NOW + timedelta(minutes=5))}, False, "runs until"),
-        ({DRILL_TAG: "p", LEASE_TAG: "tomorrow"}, False, "does not parse"),
-        ({DRILL_TAG: "p"}, False, "without a lease"),
-        ({LEASE_TAG: lease_value(NOW - timedelta(days=9))}, False, "not a drill instance"),
-        ({}, False, "not a drill instance"),
+        (EXPIRED, LAUNCHED, True, "expired"),
+        (
+            {DRILL_TAG: "p", LEASE_TAG: lease_value(NOW + timedelta(minutes=5))},
+            LAUNCHED,
+            False,
+            "runs until",
+        ),
+        ({DRILL_TAG: "p", LEASE_TAG: "tomorrow"}, LAUNCHED, False, "does not parse"),
+        ({DRILL_TAG: "p"}, LAUNCHED, False, "without a lease"),
+        (
+            {LEASE_TAG: lease_value(NOW - timedelta(days=9))},
+            LAUNCHED,
+            False,
+            "not a drill instance",
+        ),
+        ({}, LAUNCHED, False, "not a drill instance"),
+        # the drill tags copied onto an instance made after the lease ended ("create
+        # similar" in the console, a tag policy): not a drill's, never terminated
+        (EXPIRED, NOW - timedelta(seconds=0), False, "its tags were copied"),
+        (EXPIRED, None, False, "no CreatedTime"),
     ],
 )
 def test_only_an_expired_drill_instance_may_be_terminated(
-    tags: dict[str, str], allowed: bool, why: str
+    tags: dict[str, str], created: datetime | None, allowed: bool, why: str
 ) -> None:
-    verdict, reason = may_terminate(tags, NOW)
+    verdict, reason = may_terminate(tags, NOW, created)
     assert verdict is allowed and why in reason
-    assert expired([("ins-x", tags)], NOW) == (["ins-x"] if allowed else [])
+    assert expired([("ins-x", tags, created)], NOW) == (["ins-x"] if allowed else [])
 
 
 def test_drills_are_due_by_period_and_walk_the_fleet() -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from cvmkeeper.cloud.models import ResponseFormatError
+from cvmkeeper.cloud.models import ResponseFormatError, parse_created_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,9 @@ class InstanceDetails:
     latest_operation_request_id: str = ""
     #: ``DataDisks[].DiskType`` of each data disk, in ``data_disk_ids``' order
     data_disk_types: tuple[str, ...] = ()
+    #: ``CreatedTime`` (``None`` when the API answered it null or empty): a drill sweep
+    #: checks it against the lease, which only the launch sets
+    created_time: datetime | None = None
 
 
 def is_new_operation(details: InstanceDetails, prior_request_id: str) -> bool:
@@ -147,6 +151,9 @@ def instance_details_from_api(item: Mapping[str, Any], region: str) -> InstanceD
         latest_operation=str(item.get("LatestOperation") or ""),
         latest_operation_state=str(item.get("LatestOperationState") or ""),
         latest_operation_request_id=str(item.get("LatestOperationRequestId") or ""),
+        created_time=(
+            parse_created_time(str(item["CreatedTime"])) if item.get("CreatedTime") else None
+        ),
         data_disk_types=tuple(
             str(d.get("DiskType") or "")
             for d in item.get("DataDisks") or ()

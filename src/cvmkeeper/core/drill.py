@@ -59,8 +59,17 @@ def parse_lease(value: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC)
 
 
-def may_terminate(tags: Mapping[str, str], now: datetime) -> tuple[bool, str]:
-    """Whether a sweep may terminate an instance with ``tags`` now, and why (or why not)."""
+def may_terminate(
+    tags: Mapping[str, str], now: datetime, created: datetime | None
+) -> tuple[bool, str]:
+    """Whether a sweep may terminate an instance with ``tags``, made at ``created`` (its
+    ``CreatedTime``), now, and why (or why not).
+
+    The tags alone are not proof (anyone with tag rights writes them, and a console
+    "create similar" or a tag policy copies them onto a new instance): a drill sets its
+    lease at launch, so its instance was made before the lease ended. One made after (a copy
+    of a drill instance's tags on a new instance), or whose ``CreatedTime`` the cloud does not
+    say, is left alone; terminating it would take its data disks with it."""
     if DRILL_TAG not in tags:
         return False, "not a drill instance (no cvmkeeper:drill tag)"
     raw = tags.get(LEASE_TAG)
@@ -71,6 +80,13 @@ def may_terminate(tags: Mapping[str, str], now: datetime) -> tuple[bool, str]:
         return False, f"lease {raw!r} does not parse: left alone"
     if until > now:
         return False, f"lease runs until {raw}: its drill may still be running"
+    if created is None:
+        return False, "no CreatedTime to check the lease against: left alone"
+    if created > until:
+        return False, (
+            f"made at {lease_value(created)}, after its lease ended at {raw}: not launched "
+            "by a drill (its tags were copied): left alone"
+        )
     return True, f"drill lease expired at {raw}"
 
 
@@ -89,6 +105,8 @@ def pick_instances(
     return order[: max(0, cap)]
 
 
-def expired(instances: Iterable[tuple[str, Mapping[str, str]]], now: datetime) -> list[str]:
-    """The ids among (id, tags) that :func:`may_terminate` allows now."""
-    return [instance_id for instance_id, tags in instances if may_terminate(tags, now)[0]]
+def expired(
+    instances: Iterable[tuple[str, Mapping[str, str], datetime | None]], now: datetime
+) -> list[str]:
+    """The ids among (id, tags, created) that :func:`may_terminate` allows now."""
+    return [i for i, tags, created in instances if may_terminate(tags, now, created)[0]]

@@ -102,7 +102,7 @@ def sweep(
     """
     swept: list[str] = []
     for instance in client.instances_tagged(region, DRILL_TAG):
-        allowed, why = may_terminate(instance.tags, now)
+        allowed, why = may_terminate(instance.tags, now, instance.created_time)
         if not allowed or instance.state == "TERMINATING":
             log.info(
                 "%s: drill instance %s left alone: %s",
