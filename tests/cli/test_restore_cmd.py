@@ -339,3 +339,27 @@ def test_new_warns_before_launching_an_image_short_of_data_disks(tmp_path: Path)
         document = json.loads(restore(w, A, "--dry-run", "--json").stdout)
         [warning] = document["plan"]["warnings"]
         assert "holds 0 of the 2 data disk(s)" in warning
+
+
+def test_new_asks_for_a_system_disk_as_large_as_the_images(tmp_path: Path) -> None:
+    """RunInstances makes a 50 GiB system disk unless told (models.py ``SystemDisk``); an
+    image of a 100 GiB system disk is launched with ``SystemDisk.DiskSize`` 100, so the
+    restored machine has the room its system had (and the cloud has no reason to refuse)."""
+    instances = ({"id": A, "system_disk_size": 100}, {"id": B})
+    with world(tmp_path, fleet(instances=instances), policy(ids=[A, B])) as w:
+        run_once(w.setup(), w.client(), RecordingAlerter(), now=T0.replace(hour=1, minute=1))
+        result = restore(w, A, "--json")
+        assert result.exit_code == 0, result.output
+        document = json.loads(result.stdout)
+        assert any("system disk 100 GiB (the image's" in r for r in document["plan"]["reasons"])
+        [run] = launched(w)
+        assert run["params"]["SystemDisk"] == {"DiskSize": 100}
+        new = next(
+            i
+            for i in w.state()["regions"][REGION]["instances"]
+            if i["InstanceId"] == document["instance_id"]
+        )
+        assert new["SystemDisk"]["DiskSize"] == 100
+        small = json.loads(restore(w, B, "--json").stdout)
+        assert "SystemDisk" not in launched(w)[-1]["params"]  # 50 GiB: the default fits
+        assert small["ok"] is True

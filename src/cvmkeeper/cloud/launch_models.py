@@ -49,6 +49,8 @@ class LaunchRequest:
     tags: Mapping[str, str] = field(default_factory=dict)
     keep_image_login: bool = True
     dry_run: bool = False
+    #: ``SystemDisk.DiskSize`` in GiB, 0 for the API's default (50 GiB, models.py)
+    system_disk_gib: int = 0
 
     def to_params(self) -> dict[str, Any]:
         """The request body, as the SDK would serialize ``RunInstancesRequest``."""
@@ -65,6 +67,8 @@ class LaunchRequest:
             params["VirtualPrivateCloud"] = {"VpcId": self.vpc_id, "SubnetId": self.subnet_id}
         if self.security_group_ids:
             params["SecurityGroupIds"] = list(self.security_group_ids)
+        if self.system_disk_gib:
+            params["SystemDisk"] = {"DiskSize": self.system_disk_gib}
         if self.data_disks:
             params["DataDisks"] = [
                 {

@@ -198,6 +198,22 @@ class LaunchPlan:
     reasons: tuple[str, ...] = ()
     data_disk_type: str = DATA_DISK_TYPE
     warnings: tuple[str, ...] = ()
+    #: ``SystemDisk.DiskSize``: the image's system disk when larger than the API's default
+    #: (0: the default)
+    system_disk_gib: int = 0
+
+
+#: RunInstances' system disk size when none is given (models.py ``SystemDisk.DiskSize``:
+#: "默认值为 50"): an image with a larger system disk needs it asked for.
+DEFAULT_SYSTEM_DISK_GIB = 50
+
+
+def system_disk_size(image: Image) -> int:
+    """The system disk size a new instance from ``image`` needs: its system snapshot's when
+    larger than :data:`DEFAULT_SYSTEM_DISK_GIB`, else 0 (the default fits)."""
+    sizes = [s.size_gib for s in image.snapshots if s.usage == "SYSTEM_DISK"]
+    size = max(sizes, default=0)
+    return size if size > DEFAULT_SYSTEM_DISK_GIB else 0
 
 
 def missing_disks_warning(image: Image) -> str:
@@ -283,6 +299,12 @@ def plan_launch(
         tuple(values.get("security_group_ids") or ()),  # type: ignore[arg-type]
     )
     data = point.data_snapshots
+    system_gib = system_disk_size(point.image)
+    if system_gib:
+        reasons.append(
+            f"system disk {system_gib} GiB (the image's; RunInstances would make "
+            f"{DEFAULT_SYSTEM_DISK_GIB} GiB)"
+        )
     disk_type, why = _data_disk_type(overrides, source)
     if data:
         reasons.append(
@@ -301,6 +323,7 @@ def plan_launch(
         tuple(reasons),
         disk_type,
         (short,) if short else (),
+        system_gib,
     )
 
 

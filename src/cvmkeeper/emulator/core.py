@@ -387,6 +387,7 @@ class EmulatorCore:
                     os_name=inst.os_name,
                     data_disks=[DiskRecord(d.id, d.type, d.size) for d in inst.data_disks],
                     system_disk_id=self._new_id("disk"),
+                    system_disk_size=inst.system_disk_size,
                     private_ip=f"10.{index % 250}.{n // 250}.{n % 250 + 2}",
                 )
             for n, img in enumerate(spec.images):
@@ -631,7 +632,10 @@ class EmulatorCore:
         will_fail = self._rng.random() < self._fleet.timing.create_failed_probability
         snapshots = [
             SnapshotRecord(
-                self._new_id("snap"), "SYSTEM_DISK", SYSTEM_DISK_GIB, instance.system_disk_id
+                self._new_id("snap"),
+                "SYSTEM_DISK",
+                instance.system_disk_size,
+                instance.system_disk_id,
             )
         ]
         snapshots += [

@@ -290,6 +290,8 @@ class InstanceSpec:
     os_name: str = "TencentOS Server 3.1 (TK4)"
     data_disks: tuple[DiskSpec, ...] = ()
     created_time: datetime | None = None
+    #: GiB; RunInstances' default (models.py ``SystemDisk.DiskSize``: "默认值为 50")
+    system_disk_size: int = 50
 
     @property
     def data_disk_ids(self) -> tuple[str, ...]:
@@ -838,6 +840,7 @@ class _Parser:
                 "data_disk_ids",
                 "data_disks",
                 "created_time",
+                "system_disk_size",
             },
         )
         if "id" not in raw:
@@ -857,6 +860,9 @@ class _Parser:
             ),
             os_name=self.string(raw.get("os_name", InstanceSpec.os_name), (*path, "os_name")),
             data_disks=self.disks(raw, path),
+            system_disk_size=self.integer(
+                raw.get("system_disk_size", 50), (*path, "system_disk_size"), low=20
+            ),
             created_time=None
             if created is None
             else self.timestamp(created, (*path, "created_time")),

@@ -47,7 +47,7 @@ from typing import Any
 from cvmkeeper.emulator import params as p
 from cvmkeeper.emulator.errors import ApiError
 from cvmkeeper.emulator.fleet import DISK_TYPES, FleetSpec
-from cvmkeeper.emulator.records import DiskRecord, InstanceRecord, RegionState
+from cvmkeeper.emulator.records import SYSTEM_DISK_GIB, DiskRecord, InstanceRecord, RegionState
 
 #: ``next_state`` meaning "remove the instance" when its TERMINATING ends.
 TERMINATED = "TERMINATED"
@@ -103,6 +103,9 @@ class LaunchActions:
         keep_login = _keep_image_login(_mapping(params, "LoginSettings"))
         tags = p.tag_specification(params.get("TagSpecification"), "instance", action=None)
         p.string(params, "InstanceChargeType", default="POSTPAID_BY_HOUR")
+        # models.py SystemDisk.DiskSize: "默认值为 50" (GiB); what the cloud does with an
+        # image whose system disk is larger is not documented, so nothing is checked
+        system_size = p.integer(_mapping(params, "SystemDisk"), "DiskSize", SYSTEM_DISK_GIB)
         if len(token) > MAX_CLIENT_TOKEN:
             raise ApiError(
                 "InvalidClientToken.TooLong",
@@ -139,6 +142,7 @@ class LaunchActions:
                 disks=disks,
                 network=(vpc_id, subnet_id, groups),
                 keep_login=keep_login,
+                system_size=system_size,
             )
             for n in range(count)
         ]
@@ -163,6 +167,7 @@ class LaunchActions:
         disks: list[tuple[str, int]],
         network: tuple[str, str, list[str]],
         keep_login: bool | None,
+        system_size: int,
     ) -> str:
         """One new instance, PENDING, and when it leaves that state (``launch.outcome``)."""
         fleet = self._fleet()
@@ -183,6 +188,7 @@ class LaunchActions:
                 DiskRecord(self._new_id("disk"), disk_type, size) for disk_type, size in disks
             ],
             system_disk_id=self._new_id("disk"),
+            system_disk_size=system_size,
             private_ip=switches.private_ip
             or f"10.200.{len(region.instances) // 250}.{len(region.instances) % 250 + 2 + n}",
             vpc_id=vpc_id,

@@ -205,6 +205,7 @@ class InstanceRecord:
     os_name: str = "TencentOS Server 3.1 (TK4)"
     data_disks: list[DiskRecord] = field(default_factory=list)
     system_disk_id: str = ""
+    system_disk_size: int = SYSTEM_DISK_GIB
     private_ip: str = "10.0.0.2"
     ready_at: datetime | None = None
     latest_operation: str = ""
@@ -234,7 +235,7 @@ class InstanceRecord:
             "SystemDisk": {
                 "DiskType": "CLOUD_PREMIUM",
                 "DiskId": self.system_disk_id,
-                "DiskSize": SYSTEM_DISK_GIB,
+                "DiskSize": self.system_disk_size,
             },
             "DataDisks": [disk.to_api() for disk in self.data_disks],
             "PrivateIpAddresses": [self.private_ip],

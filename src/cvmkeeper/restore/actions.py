@@ -134,6 +134,7 @@ def launch_request(
         tags=dict(plan.tags),
         keep_image_login=True,
         dry_run=dry_run,
+        system_disk_gib=plan.system_disk_gib,
     )
 
 
