@@ -299,18 +299,7 @@ def plan_launch(
         tuple(values.get("security_group_ids") or ()),  # type: ignore[arg-type]
     )
     data = point.data_snapshots
-    system_gib = system_disk_size(point.image)
-    if system_gib:
-        reasons.append(
-            f"system disk {system_gib} GiB (the image's; RunInstances would make "
-            f"{DEFAULT_SYSTEM_DISK_GIB} GiB)"
-        )
-    disk_type, why = _data_disk_type(overrides, source)
-    if data:
-        reasons.append(
-            f"{len(data)} data disk(s) from the image's snapshots "
-            f"({', '.join(s for s, _ in data)}), type {disk_type} ({why})"
-        )
+    disk_type, system_gib = _disk_choices(point, overrides, source, reasons)
     reasons.append("login settings kept from the image (KeepImageLogin)")
     tags = {RESTORED_FROM_TAG: point.image_id, **(extra_tags or {})}
     short = missing_disks_warning(point.image)
@@ -325,6 +314,27 @@ def plan_launch(
         (short,) if short else (),
         system_gib,
     )
+
+
+def _disk_choices(
+    point: RestorePoint, overrides: Placement, source: Placement | None, reasons: list[str]
+) -> tuple[str, int]:
+    """The data disks' type and the system disk's size (0: the API's default) of a launch
+    from ``point``, each reason added to ``reasons``."""
+    data = point.data_snapshots
+    system_gib = system_disk_size(point.image)
+    if system_gib:
+        reasons.append(
+            f"system disk {system_gib} GiB (the image's; RunInstances would make "
+            f"{DEFAULT_SYSTEM_DISK_GIB} GiB)"
+        )
+    disk_type, why = _data_disk_type(overrides, source)
+    if data:
+        reasons.append(
+            f"{len(data)} data disk(s) from the image's snapshots "
+            f"({', '.join(s for s, _ in data)}), type {disk_type} ({why})"
+        )
+    return disk_type, system_gib
 
 
 def _data_disk_type(overrides: Placement, source: Placement | None) -> tuple[str, str]:
