@@ -75,3 +75,34 @@ def test_run_drills_drills_once_per_period(tmp_path: Path) -> None:
         assert alerter.errors == []
         assert alerter.checkin_statuses("hourly-drill") == ["in_progress", "ok"]
         assert len(reports) == 2  # every drill run is reported, the one with nothing due too
+
+
+def test_a_leftover_is_swept_after_its_policy_lost_its_drill_key(tmp_path: Path) -> None:
+    """A daemon died mid-drill, and the drill key was then removed (the drill had failed):
+    the leftover drill instance, with its data disks, would bill for ever. The job sweeps
+    every configured region even with no drill configured, and never anything untagged."""
+    now = datetime(2026, 12, 3, 12, tzinfo=UTC)
+    leftover = {
+        "id": "ins-leftover",
+        "created_time": "2026-12-03T10:00:00Z",
+        "tags": {
+            "cvmkeeper:drill": "hourly",
+            "cvmkeeper:drill-lease-until": "2026-12-03T10:30:00Z",
+        },
+    }
+    spec = fleet(instances=({"id": A}, leftover), timing=FAST)
+    with world(tmp_path, spec, policy(ids=[A])) as w:  # no drill key any more
+        jobs = SlotJobs(
+            RunContext(w.setup(), w.client(), RecordingAlerter()),
+            runner=lambda **_: None,
+            region_locks=None,
+            state=None,
+            clock=lambda: now,
+            stop=threading.Event(),
+        )
+        jobs.run_drills()
+        terminated = [
+            i for e in w.writes() if e["action"] == "TerminateInstances" for i in e["InstanceIds"]
+        ]
+        assert terminated == ["ins-leftover"]
+        assert not [e for e in w.writes() if e["action"] == "RunInstances"]

@@ -47,6 +47,7 @@ from cvmkeeper.core.drill import (
 from cvmkeeper.core.policy import Policy
 from cvmkeeper.core.restore import Placement, RestoreRefused, choose_restore_point, plan_launch
 from cvmkeeper.core.targets import resolve_targets
+from cvmkeeper.executor.runner import run_regions
 from cvmkeeper.restore.actions import Waiting, launch_request, wait_for_state
 
 log = logging.getLogger(__name__)
@@ -362,7 +363,9 @@ def run_drills(
         if p.drill is not None and (not policy_names or p.name in policy_names)
     ]
     state = load_state(setup.config.state_dir)
-    regions = list(dict.fromkeys(r for p in policies for r in p.regions))
+    # every region of the config too: a leftover of a drill whose policy has since lost its
+    # drill key (or was removed, perhaps because that drill failed) still bills until swept
+    regions = list(dict.fromkeys([*run_regions(setup), *(r for p in policies for r in p.regions)]))
     for region in regions:
         problems: list[str] = []
         try:

@@ -245,9 +245,12 @@ class SlotJobs:
 
     def run_drills(self) -> None:
         """The drill job: sweep expired drill instances and run the drills that are due
-        (``restore.drill.run_drills``). Never raises: a failure is logged and alerted."""
+        (``restore.drill.run_drills``). Never raises: a failure is logged and alerted.
+
+        It runs with no drill configured too: a drill instance left by a daemon that died
+        mid-drill is swept even after its policy's ``drill:`` key was removed."""
         context = self.context
-        if self.stop.is_set() or not any(p.drill for p in context.setup.policies):
+        if self.stop.is_set():
             return
         from cvmkeeper.restore.drill import run_drills  # noqa: PLC0415 - only when drilling
 
