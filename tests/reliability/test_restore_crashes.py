@@ -151,3 +151,48 @@ def test_a_drill_killed_mid_drill_is_terminated_by_another_host(tmp_path: Path) 
         time.sleep(0.3)  # terminations end (terminate_seconds 0.2)
         violations = check_invariants(w.state(), initial)
         assert violations == [], format_violations(violations)
+
+
+def test_a_drill_stopped_with_sigterm_terminates_its_instance_itself(tmp_path: Path) -> None:
+    """``timeout``, a closed terminal or a plain ``kill`` send SIGTERM (or SIGHUP): the drill
+    ends as on Ctrl-C, terminating its throwaway instance on the way out, instead of leaving
+    it billed until another run finds its lease expired."""
+    drill = {
+        "zone": f"{REGION}-3",
+        "vpc_id": "vpc-drill001",
+        "subnet_id": "subnet-drill001",
+        "security_group_ids": ["sg-drill001"],
+        "instance_type": "S5.SMALL2",
+        "timeout": "1m",
+        "check": {"tcp_port": free_port()},  # nothing listens: the drill waits in its check
+    }
+    spec = fleet(
+        instances=({"id": A},),
+        images=(managed(A, T0, "img-aaaa0001"),),
+        timing=FAST,
+        launch={"private_ip": "127.0.0.1"},
+    )
+    with world(tmp_path, spec, policy(ids=[A], drill=drill)) as w:
+        process = commands.start(
+            ["drill", "--no-alerts", "--config", str(w.config_path)], tmp_path, "drill"
+        )
+
+        def drill_instance(state: str) -> str:
+            for instance in w.state()["regions"][REGION]["instances"]:
+                tags = {t["Key"] for t in instance["Tags"]}
+                if DRILL_TAG in tags and instance["InstanceState"] == state:
+                    return str(instance["InstanceId"])
+            return ""
+
+        launched = commands.poll(lambda: drill_instance("RUNNING"), timeout=30)
+        assert launched, process.output()
+        time.sleep(0.3)  # inside its TCP check
+        process.popen.terminate()  # SIGTERM
+        assert process.wait(timeout=30) != 0
+        terminated = [
+            i
+            for e in w.state()["history"]
+            if e["action"] == "TerminateInstances" and e["result"] == "ok"
+            for i in e["InstanceIds"]
+        ]
+        assert terminated == [launched], process.output()

@@ -20,6 +20,7 @@ from cvmkeeper.cli.common import (
     print_json,
     utc_now,
 )
+from cvmkeeper.cli.interrupts import signals_interrupt
 from cvmkeeper.cli.plan_cmd import client_or_exit
 from cvmkeeper.cli.restore_cmd import DurationType
 from cvmkeeper.restore.actions import Waiting
@@ -105,17 +106,18 @@ def drill_command(
     waiting = Waiting(seconds=timeout, poll_seconds=poll) if timeout else None
     progress = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
     try:
-        report = run_drills(
-            setup,
-            client,
-            alerter,
-            at or utc_now(),
-            policy_names=policy_names,
-            force=not due_only,
-            waiting=waiting,
-            progress=progress,
-            poll_seconds=poll,
-        )
+        with signals_interrupt():  # a SIGTERM terminates the drill instance, as Ctrl-C does
+            report = run_drills(
+                setup,
+                client,
+                alerter,
+                at or utc_now(),
+                policy_names=policy_names,
+                force=not due_only,
+                waiting=waiting,
+                progress=progress,
+                poll_seconds=poll,
+            )
     finally:
         alerter.flush(ALERT_FLUSH_SECONDS)
         alerter.close(ALERT_FLUSH_SECONDS)
