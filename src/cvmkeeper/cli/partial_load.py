@@ -76,13 +76,13 @@ def done_status(ok: bool, setup: Setup) -> int:
 
 
 def load_for_restore(config_file: str | None) -> Setup:
-    """The setup for ``restore``: partial, and when no policy file can be used at all (or
-    the policies directory cannot be read) the daemon config alone, each policy problem
-    as a bad file. Exit 2 only when the daemon config itself is bad."""
+    """The setup for ``restore``: partial, even when no policy file can be used at all;
+    when the policies directory cannot be read, the daemon config alone, each problem as
+    a bad file. Exit 2 only when the daemon config itself is bad."""
     path = config_path(config_file)
     try:
-        setup = load_setup(path, partial=True)
-    except ConfigError as error:
+        setup = load_setup(path, partial=True, need_policies=False)
+    except ConfigError as error:  # the policies directory cannot be read, or holds no file
         try:
             config = load_config(path)
         except ConfigError:
