@@ -36,9 +36,6 @@ REASON = re.compile(r"#\s*long:\s*\S")
 #: Being split on other branches; the integrator empties this set.
 ALLOWED: frozenset[str] = frozenset(
     {
-        "cvmkeeper.cli.drill_cmd:drill_command",
-        "cvmkeeper.cli.restore_cmd:restore_command",
-        "cvmkeeper.cli.simulate_cmd:simulate_command",
         "cvmkeeper.cloud.retry:call_with_retries",
         "cvmkeeper.config.drill_key:read_drill",
         "cvmkeeper.config.policy_file:read_policy",
