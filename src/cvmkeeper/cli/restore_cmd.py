@@ -192,14 +192,14 @@ def restore_command(**options: Any) -> None:
 
     Only the daemon config is needed, never a policy: a policy file that cannot be used
     (even INSTANCE's own) does not stop a restore. It is named on stderr with every problem
-    (and in --json as broken_policy_files) and the exit status is 1 after the restore; the
-    regions only such a file names are not searched, so give --region then.
+    (and in --json as broken_policy_files), and the restore's exit status stands: a restore
+    is whole without any policy. The regions only such a file names are not searched, so
+    give --region then.
 
     \b
     Exit status:
       0  restored (or the dry run passed)
-      1  the cloud failed: launch failed, timed out, reset failed, no capacity; or
-         restored, but a policy file cannot be used
+      1  the cloud failed: launch failed, timed out, reset failed, no capacity
       2  refused, nothing done: bad options or config, no such instance or image, no
          NORMAL image, wrong region or zone, in-place without confirmation
     """

@@ -90,7 +90,9 @@ class RestoreRequest:
 @dataclass(frozen=True, slots=True)
 class Reply:
     """How ``restore`` answers: text or ``as_json``; a policy file that cannot be used
-    (``broken``) is in every JSON answer and turns a success's exit status into 1."""
+    (``broken``) is in every JSON answer. It does not change a success's exit status: a
+    restore needs no policy, so one done beside a bad file is done whole (a script that
+    restores must not read "failed" and retry a launch that happened)."""
 
     as_json: bool
     broken: tuple[BrokenPolicy, ...] = ()
@@ -112,7 +114,6 @@ class Reply:
         sys.exit(EXIT_FAILED)
 
     def done(self, document: dict[str, Any], *, ok: bool = True) -> NoReturn:
-        """Print ``document`` (JSON only) and exit 0, or 1 when not ``ok`` or a policy
-        file cannot be used."""
+        """Print ``document`` (JSON only) and exit 0, or 1 when not ``ok``."""
         self._print(document)
-        sys.exit(EXIT_OK if ok and not self.broken else EXIT_FAILED)
+        sys.exit(EXIT_OK if ok else EXIT_FAILED)
