@@ -192,12 +192,7 @@ def run_once(
     )
     broken = [report_broken_files(options)]  # issue #19: reported on every run
     regions_phase = _run_regions(options, chosen, locks, explicit)
-    # rule 7: an instance named by id that no region has is a missed slot (not previewed)
-    missing = (
-        []
-        if dry_run
-        else [report_missing_instances(options, regions_phase.results, regions_phase.read)]
-    )
+    missing = _report_missing(options, regions_phase)
     copies = _run_copies(options, policy_names, regions, locks)
     return _finish(
         options,
@@ -209,6 +204,14 @@ def run_once(
         policy_names=policy_names,
         observe=observe,
     )
+
+
+def _report_missing(options: RunOptions, regions: _Phase) -> list[RegionResult]:
+    """Rule 7: an instance named by id that no region has is a missed slot (reported after
+    the regions' phase; not previewed by a dry run)."""
+    if options.dry_run:
+        return []
+    return [report_missing_instances(options, regions.results, regions.read)]
 
 
 def _run_options(
