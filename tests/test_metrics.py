@@ -42,13 +42,7 @@ def exporter_and_client(tmp_path: Path) -> Iterator[tuple[MetricsExporter, int, 
         instances=[{"id": A}, {"id": B, "not_supported": True}],
         images=[{"id": "img-hand0001", "name": "golden"}],
     )
-    document = {
-        "name": "hourly",
-        "regions": [REGION],
-        "targets": {"instance_ids": [A, B]},
-        "schedules": [{"every": "1h"}],
-        "retention": {"keep_last": 2},
-    }
+    document = policy(keep_last=2)  # hourly, A and B
     with world(tmp_path, spec, document) as w:
         client = w.client()
         exporter = start_metrics("127.0.0.1:0", lambda: client.stats)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tests/ helpers
 from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.executor import run_once
 from cvmkeeper.metrics import start_metrics
-from executor.world import REGION, T0, A, B, fleet, world
+from executor.world import T0, A, B, fleet, policy, world
 
 promql_parser = pytest.importorskip("promql_parser")
 
@@ -73,13 +73,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """The metric names a real exporter serves after a real run (one failed instance, so
     every series, errors included, exists)."""
     spec = fleet(instances=[{"id": A}, {"id": B, "not_supported": True}])
-    document = {
-        "name": "hourly",
-        "regions": [REGION],
-        "targets": {"instance_ids": [A, B]},
-        "schedules": [{"every": "1h"}],
-        "retention": {"keep_last": 2},
-    }
+    document = policy(keep_last=2)  # hourly, A and B
     with world(tmp_path_factory.mktemp("world"), spec, document) as w:
         client = w.client()
         exporter = start_metrics("127.0.0.1:0", lambda: client.stats)

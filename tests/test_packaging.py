@@ -5,7 +5,6 @@ templates included, so ``config generate`` works without the repository)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -58,24 +57,6 @@ WHEEL_MUST_HOLD = (
 )
 
 
-@pytest.fixture(scope="module")
-def dists(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The sdist and the wheel that ``python -m build`` makes (the wheel from the sdist)."""
-    out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    sdists = list(out.glob("cvmkeeper-*.tar.gz"))
-    wheels = list(out.glob("cvmkeeper-*-py3-none-any.whl"))
-    assert len(sdists) == 1 and len(wheels) == 1, list(out.iterdir())
-    return sdists[0], wheels[0]
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_sdist_carries_the_unit_config_policies_and_demo(dists: tuple[Path, Path]) -> None:
@@ -108,19 +89,9 @@ def test_wheel_holds_the_package_and_its_templates(dists: tuple[Path, Path]) -> 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_wheel_installs_into_a_fresh_venv_as_a_working_command(
-    dists: tuple[Path, Path], tmp_path: Path
+    wheel_venv: Path, tmp_path: Path
 ) -> None:
-    _, wheel = dists
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    install = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert install.returncode == 0, install.stderr[-3000:]
+    venv = wheel_venv
     command = venv / "bin" / "cvmkeeper"
 
     def cvmkeeper(*args: str) -> subprocess.CompletedProcess[str]:

@@ -83,78 +83,12 @@ class MetricsExporter:
         self._client_stats = client_stats
         self._lock = threading.Lock()
         self.registry = prometheus.CollectorRegistry(auto_describe=True)
-        gauge, counter = prometheus.Gauge, prometheus.Counter
-        self.last_backup = gauge(
-            "cvmkeeper_last_backup_timestamp_seconds",
-            "Slot (Unix time) of the newest NORMAL backup of each targeted instance.",
-            ["region", "instance", "policy"],
-            registry=self.registry,
-        )
-        self.stale = gauge(
-            "cvmkeeper_backup_stale",
-            "1 when the newest NORMAL backup is older than the policy period times the "
-            "freshness factor (or missing).",
-            ["region", "instance"],
-            registry=self.registry,
-        )
-        self.images = gauge(
-            "cvmkeeper_images",
-            "Custom images in the region, by owner.",
-            ["region", "owner"],
-            registry=self.registry,
-        )
-        self.quota = gauge(
-            "cvmkeeper_image_quota",
-            "Effective custom-image quota.",
-            ["region"],
-            registry=self.registry,
-        )
-        self.quota_free = gauge(
-            "cvmkeeper_image_quota_free",
-            "Custom images that can still be created.",
-            ["region"],
-            registry=self.registry,
-        )
-        self.run_duration = prometheus.Histogram(
-            "cvmkeeper_run_duration_seconds",
-            "Duration of each run, by result.",
-            ["result"],
-            buckets=DURATION_BUCKETS,
-            registry=self.registry,
-        )
-        self.runs = counter(
-            "cvmkeeper_runs", "Runs finished, by result.", ["result"], registry=self.registry
-        )
-        self.drills = counter(
-            "cvmkeeper_drills",
-            "Restore drills finished, by result.",
-            ["policy", "result"],
-            registry=self.registry,
-        )
-        self.drill_ok = gauge(
-            "cvmkeeper_drill_ok",
-            "1 when the last drill of the instance passed.",
-            ["policy", "instance"],
-            registry=self.registry,
-        )
-        self.drill_ready = gauge(
-            "cvmkeeper_drill_seconds_to_ready",
-            "Seconds from launch to ready in the last passing drill.",
-            ["policy", "instance"],
-            registry=self.registry,
-        )
-        self.broken_files = gauge(
-            "cvmkeeper_policy_files_broken",
-            "Policy files the daemon runs without (they cannot be used).",
-            registry=self.registry,
-        )
-        self.broken_file = gauge(
-            "cvmkeeper_policy_file_broken",
-            "1 for each policy file that cannot be used; old_version_kept=yes when the "
-            "version loaded before still runs (else its images are held).",
-            ["file", "old_version_kept"],
-            registry=self.registry,
-        )
+        # created in this order, which is the order of a scrape's output
+        self.last_backup, self.stale = _backup_gauges(prometheus, self.registry)
+        self.images, self.quota, self.quota_free = _region_gauges(prometheus, self.registry)
+        self.run_duration, self.runs = _run_metrics(prometheus, self.registry)
+        self.drills, self.drill_ok, self.drill_ready = _drill_metrics(prometheus, self.registry)
+        self.broken_files, self.broken_file = _policy_file_gauges(prometheus, self.registry)
         self.registry.register(_ApiCollector(prometheus, client_stats))
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -234,6 +168,103 @@ class MetricsExporter:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+def _backup_gauges(prometheus: Any, registry: Any) -> tuple[Any, Any]:
+    """``cvmkeeper_last_backup_timestamp_seconds`` and ``cvmkeeper_backup_stale``."""
+    last_backup = prometheus.Gauge(
+        "cvmkeeper_last_backup_timestamp_seconds",
+        "Slot (Unix time) of the newest NORMAL backup of each targeted instance.",
+        ["region", "instance", "policy"],
+        registry=registry,
+    )
+    stale = prometheus.Gauge(
+        "cvmkeeper_backup_stale",
+        "1 when the newest NORMAL backup is older than the policy period times the "
+        "freshness factor (or missing).",
+        ["region", "instance"],
+        registry=registry,
+    )
+    return last_backup, stale
+
+
+def _region_gauges(prometheus: Any, registry: Any) -> tuple[Any, Any, Any]:
+    """``cvmkeeper_images``, ``cvmkeeper_image_quota`` and ``cvmkeeper_image_quota_free``."""
+    images = prometheus.Gauge(
+        "cvmkeeper_images",
+        "Custom images in the region, by owner.",
+        ["region", "owner"],
+        registry=registry,
+    )
+    quota = prometheus.Gauge(
+        "cvmkeeper_image_quota",
+        "Effective custom-image quota.",
+        ["region"],
+        registry=registry,
+    )
+    quota_free = prometheus.Gauge(
+        "cvmkeeper_image_quota_free",
+        "Custom images that can still be created.",
+        ["region"],
+        registry=registry,
+    )
+    return images, quota, quota_free
+
+
+def _run_metrics(prometheus: Any, registry: Any) -> tuple[Any, Any]:
+    """``cvmkeeper_run_duration_seconds`` (histogram) and ``cvmkeeper_runs_total``."""
+    run_duration = prometheus.Histogram(
+        "cvmkeeper_run_duration_seconds",
+        "Duration of each run, by result.",
+        ["result"],
+        buckets=DURATION_BUCKETS,
+        registry=registry,
+    )
+    runs = prometheus.Counter(
+        "cvmkeeper_runs", "Runs finished, by result.", ["result"], registry=registry
+    )
+    return run_duration, runs
+
+
+def _drill_metrics(prometheus: Any, registry: Any) -> tuple[Any, Any, Any]:
+    """``cvmkeeper_drills_total``, ``cvmkeeper_drill_ok`` and
+    ``cvmkeeper_drill_seconds_to_ready`` (issue #16)."""
+    drills = prometheus.Counter(
+        "cvmkeeper_drills",
+        "Restore drills finished, by result.",
+        ["policy", "result"],
+        registry=registry,
+    )
+    drill_ok = prometheus.Gauge(
+        "cvmkeeper_drill_ok",
+        "1 when the last drill of the instance passed.",
+        ["policy", "instance"],
+        registry=registry,
+    )
+    drill_ready = prometheus.Gauge(
+        "cvmkeeper_drill_seconds_to_ready",
+        "Seconds from launch to ready in the last passing drill.",
+        ["policy", "instance"],
+        registry=registry,
+    )
+    return drills, drill_ok, drill_ready
+
+
+def _policy_file_gauges(prometheus: Any, registry: Any) -> tuple[Any, Any]:
+    """``cvmkeeper_policy_files_broken`` and ``cvmkeeper_policy_file_broken`` (issue #19)."""
+    broken_files = prometheus.Gauge(
+        "cvmkeeper_policy_files_broken",
+        "Policy files the daemon runs without (they cannot be used).",
+        registry=registry,
+    )
+    broken_file = prometheus.Gauge(
+        "cvmkeeper_policy_file_broken",
+        "1 for each policy file that cannot be used; old_version_kept=yes when the "
+        "version loaded before still runs (else its images are held).",
+        ["file", "old_version_kept"],
+        registry=registry,
+    )
+    return broken_files, broken_file
 
 
 class _ApiCollector:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,38 +20,13 @@ from cvmkeeper.cli import cli
 from cvmkeeper.config import BrokenPolicy, Problem, load_setup
 from cvmkeeper.core.naming import image_name
 from cvmkeeper.scheduler.state import STATE_FILE_NAME, StateStore
-from executor.world import T0, A, World, fleet, managed, policy, world
+from executor.world import HELD, T0, A, World, broken_policy_world
 
-#: line 5 has the typo ``keep_dayly``
-BROKEN = (
-    "name: weekly\n"
-    "regions: [ap-guangzhou]\n"
-    "targets: {instance_ids: [ins-aaaaaaaa]}\n"
-    "schedules: [{every: 1h}]\n"
-    "retention: {keep_last: 2, keep_dayly: 7}\n"
-)
 AT = (T0 + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%MZ")
-#: an image of the broken policy, old enough that keep_last would let it go: held
-HELD = "img-week0001"
 
 
 def invoke(w: World, *args: str) -> Result:
     return CliRunner().invoke(cli, [args[0], "--config", str(w.config_path), *args[1:]])
-
-
-def broken_world(tmp_path: Path) -> AbstractContextManager[World]:
-    """The policy ``hourly`` (keep_last 1) targets A; ``weekly.yaml`` is bad; A has an image
-    of ``weekly`` and two of ``hourly``."""
-    images = [
-        managed(A, T0 - timedelta(hours=5), HELD, policy="weekly"),
-        managed(A, T0 - timedelta(hours=2), "img-hour0001"),
-        managed(A, T0 - timedelta(hours=1), "img-hour0002"),
-    ]
-    return world(tmp_path, fleet(images=images), policy(ids=[A], keep_last=1))
-
-
-def write_broken(w: World) -> None:
-    (w.root / "policies" / "weekly.yaml").write_text(BROKEN)
 
 
 def assert_named_on_stderr(result: Result, command: str) -> None:
@@ -70,8 +44,7 @@ def assert_broken_json(document: dict[str, object]) -> None:
 
 
 def test_plan_plans_the_good_policy_shows_the_held_images_and_exits_1(tmp_path: Path) -> None:
-    with broken_world(tmp_path) as w:
-        write_broken(w)
+    with broken_policy_world(tmp_path) as w:
         text = invoke(w, "plan", "--at", AT)
         assert text.exit_code == 1, text.output
         assert_named_on_stderr(text, "plan")
@@ -90,8 +63,7 @@ def test_plan_plans_the_good_policy_shows_the_held_images_and_exits_1(tmp_path: 
 
 
 def test_images_lists_the_held_image_as_held_and_exits_1(tmp_path: Path) -> None:
-    with broken_world(tmp_path) as w:
-        write_broken(w)
+    with broken_policy_world(tmp_path) as w:
         result = invoke(w, "images", "--json")
         assert result.exit_code == 1, result.output
         assert_named_on_stderr(result, "images")
@@ -104,8 +76,7 @@ def test_images_lists_the_held_image_as_held_and_exits_1(tmp_path: Path) -> None
 
 
 def test_status_names_the_file_and_needs_attention(tmp_path: Path) -> None:
-    with broken_world(tmp_path) as w:
-        write_broken(w)
+    with broken_policy_world(tmp_path) as w:
         text = invoke(w, "status", "--at", AT)
         assert text.exit_code == 1, text.output
         assert_named_on_stderr(text, "status")
@@ -121,8 +92,7 @@ def test_status_names_the_file_and_needs_attention(tmp_path: Path) -> None:
 
 
 def test_status_monitor_is_critical_naming_the_file(tmp_path: Path) -> None:
-    with broken_world(tmp_path) as w:
-        write_broken(w)
+    with broken_policy_world(tmp_path) as w:
         result = invoke(w, "status", "--at", AT, "--monitor")
         first = result.stdout.splitlines()[0]
         assert result.exit_code == 2, result.output  # CRITICAL, not UNKNOWN (3)
@@ -134,8 +104,7 @@ def test_status_monitor_is_critical_naming_the_file(tmp_path: Path) -> None:
 def test_status_shows_what_the_daemon_recorded_old_version_kept_is_a_warning(
     tmp_path: Path,
 ) -> None:
-    with broken_world(tmp_path) as w:
-        write_broken(w)
+    with broken_policy_world(tmp_path) as w:
         file = str(w.root / "policies" / "weekly.yaml")
         setup = load_setup(w.config_path, partial=True)
         [own] = setup.broken
@@ -159,8 +128,7 @@ def test_status_shows_what_the_daemon_recorded_old_version_kept_is_a_warning(
 
 
 def test_report_writes_the_page_naming_the_file_and_exits_1(tmp_path: Path) -> None:
-    with broken_world(tmp_path) as w:
-        write_broken(w)
+    with broken_policy_world(tmp_path) as w:
         page = tmp_path / "report.html"
         result = invoke(w, "report", "--at", AT, "--html", str(page))
         assert result.exit_code == 1, result.output

@@ -17,23 +17,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ helpe
 
 from cvmkeeper.cli import cli
 from cvmkeeper.core.naming import image_name
-from executor.world import T0, A, fleet, managed, policy, world
-
-BROKEN = (
-    "name: weekly\n"
-    "regions: [ap-guangzhou]\n"
-    "targets: {instance_ids: [ins-aaaaaaaa]}\n"
-    "schedules: [{every: 1h}]\n"
-    "retention: {keep_last: 2, keep_dayly: 7}\n"
-)
+from executor.world import HELD, T0, A, broken_policy_world, fleet, policy, world
 
 
 def test_run_makes_the_good_policies_and_exits_1_naming_the_bad_file_and_held_images(
     tmp_path: Path,
 ) -> None:
-    kept = managed(A, T0 - timedelta(hours=1), "img-week0001", policy="weekly")
-    with world(tmp_path, fleet(images=[kept]), policy(ids=[A])) as w:
-        (w.root / "policies" / "weekly.yaml").write_text(BROKEN)
+    with broken_policy_world(tmp_path) as w:
         at = (T0 + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%MZ")
         result = CliRunner().invoke(
             cli, ["run", "--config", str(w.config_path), "--at", at, "--no-alerts"]
@@ -41,7 +31,7 @@ def test_run_makes_the_good_policies_and_exits_1_naming_the_bad_file_and_held_im
         assert result.exit_code == 1, result.output
         assert "Traceback" not in result.output
         assert "weekly.yaml:5:" in result.output and "keep_dayly" in result.output
-        assert "img-week0001" in result.output and "held" in result.output
+        assert HELD in result.output and "held" in result.output
         assert image_name(A, T0) in w.image_names()  # the good policy ran
         named = CliRunner().invoke(
             cli, ["run", "--config", str(w.config_path), "--policy", "weekly", "--no-alerts"]
@@ -52,7 +42,7 @@ def test_run_makes_the_good_policies_and_exits_1_naming_the_bad_file_and_held_im
 
 def test_validate_still_fails_with_exit_2_naming_every_problem(tmp_path: Path) -> None:
     with world(tmp_path, fleet(), policy(ids=[A])) as w:
-        (w.root / "policies" / "weekly.yaml").write_text(BROKEN)
+        w.write_broken_weekly()
         (w.root / "policies" / "daily.yaml").write_text("name: daily\nschedules: [{every: 1x}]\n")
         result = CliRunner().invoke(cli, ["validate", "--config", str(w.config_path)])
         assert result.exit_code == 2, result.output

@@ -223,23 +223,6 @@ def test_a_manual_run_sends_events_and_check_ins_unless_no_alerts(
         sentry_sdk.get_global_scope().set_client(None)
 
 
-def test_live_progress_rewrites_one_line_and_keeps_warnings() -> None:
-    import io
-
-    from cvmkeeper.cli.run_progress import RunProgress
-
-    stream = io.StringIO()
-    display = RunProgress(stream, live=True, clock=lambda: 0.0)
-    display("ap-guangzhou: created 261127-0000-aaaaaaaa (img-1) for ins-aaaaaaaa")
-    display.alert("ap-guangzhou: WARNING quota full")
-    display("ap-guangzhou: deleted x (img-0): expired")
-    display.close()
-    text = stream.getvalue()
-    assert text.startswith("\r\x1b[Kap-guangzhou 1 made, 1 waiting, 0 failed | 0s")
-    assert "\r\x1b[Kap-guangzhou: WARNING quota full\n" in text
-    assert text.endswith("ap-guangzhou 1 made, 1 waiting, 0 failed, 1 deleted | 0s\r\x1b[K")
-
-
 def test_delete_reasons_of_every_kind_read_as_words() -> None:
     from cvmkeeper.executor.report import delete_reason_text
 

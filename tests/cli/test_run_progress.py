@@ -13,11 +13,13 @@ import select
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ helpers
 
 from cvmkeeper.cli.run_progress import RunProgress
+from cvmkeeper.executor.progress import ProgressKind, ProgressLine
 from executor.world import A, B, fleet, policy, world
 
 BIN = Path(sys.executable).parent
@@ -32,23 +34,41 @@ class Clock:
         return self.now
 
 
+G, S = "ap-guangzhou", "ap-shanghai"
+
+
+def line(
+    region: str, text: str, kind: ProgressKind = ProgressKind.NOTE, state: str | None = None
+) -> ProgressLine:
+    """A line as ``RegionRun.say`` shows it: the text with its region, kind and state."""
+    return ProgressLine(f"{region}: {text}", kind=kind, region=region, state=state)
+
+
+def made(region: str, text: str) -> ProgressLine:
+    return line(region, text, ProgressKind.MADE)
+
+
+def settled(region: str, name: str, state: str | None) -> ProgressLine:
+    return line(region, f"{name} is {state or 'gone'}", ProgressKind.SETTLED, state)
+
+
 def test_counts_per_region_and_what_is_printed() -> None:
     stream, clock = io.StringIO(), Clock()
     progress = RunProgress(stream, live=False, clock=clock)
     for message in (
-        "ap-guangzhou: quota 10, 1 used (1 unmanaged), 3 to create, 0 to delete",
-        "ap-guangzhou: created n1 (img-1) for ins-1",
-        "ap-guangzhou: created n2 (img-2) for ins-2",
-        "ap-guangzhou: adopted n3 (img-3) for ins-3",
-        "ap-shanghai: created n4 (img-4) for ins-4",
-        "ap-guangzhou: waiting for 3 image(s) to become NORMAL",
-        "ap-guangzhou: n1 is NORMAL",
-        "ap-guangzhou: n2 is CREATEFAILED",
-        "ap-guangzhou: ERROR n2 ended CREATEFAILED",
-        "ap-guangzhou: deleted old (img-0): expired, kept by no retention rule",
+        line(G, "quota 10, 1 used (1 unmanaged), 3 to create, 0 to delete"),
+        made(G, "created n1 (img-1) for ins-1"),
+        made(G, "created n2 (img-2) for ins-2"),
+        made(G, "adopted n3 (img-3) for ins-3"),
+        made(S, "created n4 (img-4) for ins-4"),
+        line(G, "waiting for 3 image(s) to become NORMAL"),
+        settled(G, "n1", "NORMAL"),
+        settled(G, "n2", "CREATEFAILED"),
+        line(G, "ERROR n2 ended CREATEFAILED", ProgressKind.ERROR),
+        line(G, "deleted old (img-0): expired, kept by no retention rule", ProgressKind.DELETED),
     ):
         progress(message)
-    g, s = progress.regions["ap-guangzhou"], progress.regions["ap-shanghai"]
+    g, s = progress.regions[G], progress.regions[S]
     assert (g.made, g.normal, g.failed_images, g.waiting, g.errors, g.deleted) == (3, 1, 1, 1, 1, 1)
     assert (s.made, s.waiting) == (1, 1)
     assert stream.getvalue().splitlines() == [
@@ -58,18 +78,53 @@ def test_counts_per_region_and_what_is_printed() -> None:
     ]
     verbose = io.StringIO()
     loud = RunProgress(verbose, live=False, verbose=True, clock=clock)
-    loud("ap-guangzhou: created n1 (img-1) for ins-1")
-    loud("ap-guangzhou: n1 is NORMAL")
+    loud(made(G, "created n1 (img-1) for ins-1"))
+    loud(settled(G, "n1", "NORMAL"))
     assert verbose.getvalue().splitlines() == [
         "ap-guangzhou: created n1 (img-1) for ins-1",
         "ap-guangzhou: n1 is NORMAL",
     ]
 
 
+def test_counts_come_from_the_fields_never_from_the_words() -> None:
+    """Issue #20: the display does not parse the text. A line worded like a create but
+    reported as a note is not counted; a made image worded any way is; a plain ``str``
+    (no fields) is shown as a line of the run and counted nowhere; an image that vanished
+    while waited for is a failed image, and shown."""
+    stream, clock = io.StringIO(), Clock()
+    progress = RunProgress(stream, live=False, clock=clock)
+    progress(line(G, "created n0 (img-0) for ins-0"))  # words of a create, kind NOTE
+    progress(made(G, "n1 is on its way"))  # any words, kind MADE
+    progress(made(G, "another one"))
+    progress("ap-shanghai: created n9 (img-9) for ins-9")  # a plain str: no region counted
+    progress(settled(G, "n1", None))
+    counts = progress.regions[G]
+    assert (counts.made, counts.failed_images, counts.waiting) == (2, 1, 1)
+    assert S not in progress.regions
+    assert stream.getvalue().splitlines() == [
+        "ap-guangzhou: created n0 (img-0) for ins-0",
+        "ap-shanghai: created n9 (img-9) for ins-9",
+        "ap-guangzhou: n1 is gone",
+    ]
+
+
+def test_live_progress_rewrites_one_line_and_keeps_warnings() -> None:
+    stream = io.StringIO()
+    display = RunProgress(stream, live=True, clock=lambda: 0.0)
+    display(made(G, "created 261127-0000-aaaaaaaa (img-1) for ins-aaaaaaaa"))
+    display.alert(line(G, "WARNING quota full", ProgressKind.WARNING))
+    display(line(G, "deleted x (img-0): expired", ProgressKind.DELETED))
+    display.close()
+    text = stream.getvalue()
+    assert text.startswith("\r\x1b[Kap-guangzhou 1 made, 1 waiting, 0 failed | 0s")
+    assert "\r\x1b[Kap-guangzhou: WARNING quota full\n" in text
+    assert text.endswith("ap-guangzhou 1 made, 1 waiting, 0 failed, 1 deleted | 0s\r\x1b[K")
+
+
 def test_a_heartbeat_every_minute_when_not_on_a_terminal() -> None:
     stream, clock = io.StringIO(), Clock()
     progress = RunProgress(stream, live=False, clock=clock)
-    progress("ap-guangzhou: created n1 (img-1) for ins-1")
+    progress(made(G, "created n1 (img-1) for ins-1"))
     for step in range(1, 6):  # a tick every second, for 5 s: no heartbeat yet
         clock.now = 100.0 + step
         progress.tick()
@@ -95,9 +150,9 @@ def test_the_live_line_is_cleared_before_a_log_record() -> None:
     try:
         progress = RunProgress(stream, live=True, clock=Clock())
         with progress.running(tick_seconds=3600):
-            progress("ap-guangzhou: n1 is NORMAL")
+            progress(settled(G, "n1", "NORMAL"))
             logging.getLogger("cvmkeeper.test").warning("stale backup: ins-1 is 3d old")
-            progress("ap-guangzhou: created n2 (img-2) for ins-2")
+            progress(made(G, "created n2 (img-2) for ins-2"))
         assert handler.filters == []  # removed when the run ends
     finally:
         root.removeHandler(handler)
@@ -185,12 +240,12 @@ def test_on_a_real_terminal_errors_and_warnings_start_on_a_clean_line(tmp_path: 
 def test_the_ticker_leaves_the_terminal_alone_right_after_a_log_record() -> None:
     stream = io.StringIO()
     progress = RunProgress(stream, live=True, clock=Clock())
-    progress("ap-guangzhou: created n1 (img-1) for ins-1")
+    progress(made(G, "created n1 (img-1) for ins-1"))
     progress.clear_for_log()
     before = stream.getvalue()
     progress.tick()  # within the quiet moment: no redraw that could glue to the record
     assert stream.getvalue() == before
-    progress("ap-guangzhou: n1 is NORMAL")  # the next message redraws at once
+    progress(settled(G, "n1", "NORMAL"))  # the next message redraws at once
     assert stream.getvalue().endswith("ap-guangzhou 1 made, 0 waiting, 0 failed | 0s")
 
 
@@ -231,3 +286,35 @@ def test_the_summary_and_the_json_count_the_health_warnings_printed(tmp_path: Pa
         document = json.loads(as_json.stdout)
         [warning] = document["health_warnings"]
         assert warning.startswith(f"stale backup: {c} in ")
+
+
+def test_the_executor_says_what_each_line_reports(tmp_path: Path) -> None:
+    """Over real HTTP: the lines of a run carry their kind, region and state, so the display
+    counts a create, its NORMAL state, a delete and an error without reading the words."""
+    from cvmkeeper.alerting import RecordingAlerter
+    from cvmkeeper.executor import run_once
+    from executor.world import REGION, T0, managed
+
+    old = [managed(A, T0 - timedelta(hours=n), f"img-old{n:05d}") for n in (1, 2)]
+    spec = fleet(instances=[{"id": A}, {"id": B, "not_supported": True}], images=old)
+    with world(tmp_path, spec, policy(ids=[A, B], keep_last=2)) as w:
+        shown: list[str] = []
+        run_once(
+            w.setup(),
+            w.client(),
+            RecordingAlerter(),
+            now=T0 + timedelta(minutes=1),
+            progress=shown.append,
+        )
+    lines = [line for line in shown if isinstance(line, ProgressLine)]
+    assert len(lines) == len(shown)  # every line of the executor carries its fields
+    kinds = [(line.kind, line.state) for line in lines]
+    assert (ProgressKind.MADE, None) in kinds
+    assert (ProgressKind.SETTLED, "NORMAL") in kinds
+    assert (ProgressKind.DELETED, None) in kinds
+    assert (ProgressKind.ERROR, None) in kinds
+    assert {line.region for line in lines} == {REGION}
+    made_line = next(line for line in lines if line.kind is ProgressKind.MADE)
+    assert A in made_line and " created " in made_line
+    deleted = next(line for line in lines if line.kind is ProgressKind.DELETED)
+    assert "img-old00002" in deleted  # keep_last 2: the new image and the newest old one

@@ -9,78 +9,27 @@ unmanaged image deleted, and what the ``RecordingAlerter`` received.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.cloud.retry import RetryPolicy
 from cvmkeeper.core.naming import image_name
-from cvmkeeper.executor import RunReport, run_once
 from executor.world import (
     DEST,
     REGION,
     T0,
     A,
-    World,
-    policy,
+    copying,
+    hour,
+    replay_peaks,
+    run,
     two_regions,
     unmanaged,
     world,
 )
-
-
-def copying(keep_last: int, copy_keep_last: int, region: str = DEST) -> dict[str, Any]:
-    """An hourly policy of A keeping ``keep_last``, copying to ``region``."""
-    return policy(
-        ids=[A],
-        keep_last=keep_last,
-        copies=[{"region": region, "retention": {"keep_last": copy_keep_last}}],
-    )
-
-
-def hour(n: int, minute: int = 1) -> Any:
-    """A moment just after the slot ``n`` hours after T0."""
-    return T0 + timedelta(hours=n, minutes=minute)
-
-
-def run(w: World, at: Any, alerter: RecordingAlerter | None = None, **options: Any) -> RunReport:
-    """One run of the world's config at ``at``."""
-    return run_once(
-        w.setup(),
-        options.pop("client", None) or w.client(),
-        alerter or RecordingAlerter(),
-        now=at,
-        **options,
-    )
-
-
-def names(w: World, region: str) -> set[str]:
-    """The image names of ``region`` now."""
-    return {i["ImageName"] for i in w.state()["regions"][region]["images"]}
-
-
-def replay_peaks(w: World, start: Mapping[str, int]) -> dict[str, int]:
-    """Replay every write of the history: the most images each region ever held."""
-    count = dict(start)
-    peak = dict(start)
-    for entry in w.writes():
-        if entry["result"] != "ok":
-            continue
-        region = entry["region"]
-        if entry["action"] == "CreateImage":
-            count[region] += 1
-        elif entry["action"] == "DeleteImages":
-            count[region] -= len(entry["ImageIds"])
-        elif entry["action"] == "SyncImages":
-            for made in entry["copies"]:
-                count[made["Region"]] += 1
-        for name, value in count.items():
-            peak[name] = max(peak[name], value)
-    return peak
 
 
 @pytest.mark.slow
@@ -102,10 +51,10 @@ def test_twelve_slots_end_with_each_regions_retention_and_never_exceed_a_quota(
             assert (copy.status, copy.image_state) == ("copied", "NORMAL")
             assert copy.image_name == image_name(A, T0 + timedelta(hours=slot))
             assert (copy.region, copy.source_region) == (DEST, REGION)
-        assert names(w, REGION) == {"gold"} | {
+        assert w.image_names(REGION) == {"gold"} | {
             image_name(A, T0 + timedelta(hours=h)) for h in (9, 10, 11)
         }
-        assert names(w, DEST) == {"dr-gold"} | {
+        assert w.image_names(DEST) == {"dr-gold"} | {
             image_name(A, T0 + timedelta(hours=h)) for h in range(7, 12)
         }
         assert replay_peaks(w, {REGION: 1, DEST: 1}) == {REGION: 4, DEST: 6}
@@ -142,7 +91,7 @@ def test_destination_at_quota_with_only_unmanaged_images_skips_with_an_error(
         [copy] = report.copies
         assert copy.status == "skipped" and "region at quota (2 of 2 images)" in (copy.error or "")
         assert [o.status for o in report.outcomes] == ["created"]  # the source is fine
-        assert names(w, DEST) == {"dr-0", "dr-1"}
+        assert w.image_names(DEST) == {"dr-0", "dr-1"}
         assert [e["action"] for e in w.writes()] == ["CreateImage"]
         [error] = alerter.errors
         assert (error.region, error.action, error.policy) == (DEST, "SyncImages", "hourly")
@@ -183,12 +132,12 @@ def test_rotating_the_source_away_leaves_its_copies(tmp_path: Path) -> None:
         for slot in range(3):
             assert run(w, hour(slot)).ok
         slots = [image_name(A, T0 + timedelta(hours=h)) for h in range(3)]
-        assert names(w, REGION) == {slots[2]}
-        assert names(w, DEST) == set(slots)
+        assert w.image_names(REGION) == {slots[2]}
+        assert w.image_names(DEST) == set(slots)
         client = w.client()
         client.delete_images(REGION, [i["ImageId"] for i in w.state()["regions"][REGION]["images"]])
         again = run(w, hour(2, minute=30))  # remakes the slot; copies were never touched
-        assert again.ok and names(w, DEST) == set(slots)
+        assert again.ok and w.image_names(DEST) == set(slots)
         dest_deletes = [
             e for e in w.writes() if e["action"] == "DeleteImages" and e["region"] == DEST
         ]

@@ -20,8 +20,20 @@ import pytest
 from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.core.naming import MARKER_TAG, TAG_COPY_FROM, TAG_INSTANCE, image_name
 from cvmkeeper.emulator.invariants import check_invariants, format_violations
-from executor.test_copies import copying, hour, names, replay_peaks, run
-from executor.world import DEST, REGION, T0, A, managed, two_regions, unmanaged, world
+from executor.world import (
+    DEST,
+    REGION,
+    T0,
+    A,
+    copying,
+    hour,
+    managed,
+    replay_peaks,
+    run,
+    two_regions,
+    unmanaged,
+    world,
+)
 
 PESSIMISTIC_SYNC = {
     "sync_copies_tags": False,
@@ -57,7 +69,7 @@ def test_twelve_slots_rotate_untagged_copies_within_the_destination_quota(
             assert report.ok, (report.errors, report.copies)
             [copy] = report.copies
             assert (copy.status, copy.image_state) == ("copied", "NORMAL")
-        assert names(w, DEST) == {"dr-gold"} | {
+        assert w.image_names(DEST) == {"dr-gold"} | {
             image_name(A, T0 + timedelta(hours=h)) for h in range(7, 12)
         }
         assert replay_peaks(w, {REGION: 1, DEST: 1}) == {REGION: 4, DEST: 6}
@@ -96,7 +108,7 @@ def test_a_copy_whose_tagging_failed_is_recognised_by_its_source_and_tagged_next
         for slot in (2, 3):
             assert run(w, hour(slot)).ok
         # copy retention keeps 2: the copy tagged late rotated like the others
-        assert names(w, DEST) == {image_name(A, T0 + timedelta(hours=h)) for h in (2, 3)}
+        assert w.image_names(DEST) == {image_name(A, T0 + timedelta(hours=h)) for h in (2, 3)}
 
 
 @pytest.mark.parametrize("code", ["InvalidRegion.Unavailable", "UnsupportedOperation.Region"])
@@ -121,4 +133,4 @@ def test_a_disallowed_region_pair_is_one_error_per_run_naming_policy_source_and_
             assert "policy hourly" in error.message
         syncs = [e for e in w.writes() if e["action"] == "SyncImages"]
         assert len(syncs) == 2 and all(e["result"] == code for e in syncs)  # one per run
-        assert names(w, DEST) == set()
+        assert w.image_names(DEST) == set()

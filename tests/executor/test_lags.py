@@ -15,32 +15,26 @@ import json
 import random
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from cvmkeeper.alerting import RecordingAlerter
-from cvmkeeper.cloud.client import CloudClient
-from cvmkeeper.cloud.credentials import Credentials
 from cvmkeeper.cloud.retry import RetryPolicy
-from cvmkeeper.cloud.transport import EndpointConfig
 from cvmkeeper.core.naming import image_name
 from cvmkeeper.emulator.invariants import check_invariants, format_violations
-from cvmkeeper.executor import RunReport, run_once
 from cvmkeeper.executor.created import RECORD_NAME
-from executor.test_open_points import script_faults
 from executor.world import (
     DEST,
     REGION,
-    SECRET_ID,
-    SECRET_KEY,
     T0,
     A,
     B,
     World,
     fleet,
+    hour,
     managed,
     policy,
+    run,
+    script_faults,
     two_regions,
     world,
 )
@@ -55,14 +49,6 @@ LAGS = {
 }
 KEEP = 3
 QUOTA = 2 * KEEP  # full once both instances hold their retention: every run deletes first
-
-
-def hour(n: int) -> Any:
-    return T0 + timedelta(hours=n, minutes=1)
-
-
-def run(w: World, n: int) -> RunReport:
-    return run_once(w.setup(), w.client(), RecordingAlerter(), now=hour(n))
 
 
 def names_of(w: World, instance_id: str) -> list[str]:
@@ -82,7 +68,7 @@ def test_twelve_hourly_runs_keep_the_retention_under_every_lag(tmp_path: Path) -
     with world(tmp_path, spec, policy(keep_last=KEEP), quota=QUOTA, visibility_grace="2h") as w:
         before = w.state()
         for n in range(12):
-            report = run(w, n)
+            report = run(w, hour(n))
             assert report.ok, (n, report.errors)
             assert [o.status for o in report.outcomes] == ["created", "created"], n
             assert report.warnings == (), n
@@ -103,7 +89,7 @@ def test_a_new_image_without_its_tags_yet_keeps_rotation_going(tmp_path: Path) -
     old = [managed(A, T0 + timedelta(hours=h), f"img-olda000{h}") for h in range(3)]
     spec = fleet(instances=[{"id": A}], images=old, tag_visibility_seconds=60)
     with world(tmp_path, spec, policy(ids=[A], keep_last=2)) as w:
-        report = run(w, 3)
+        report = run(w, hour(3))
         assert report.ok, report.errors
         assert report.warnings == ()
         new = image_name(A, T0 + timedelta(hours=3))
@@ -120,7 +106,7 @@ def test_an_image_that_never_shows_is_reported_after_the_grace(tmp_path: Path) -
     reports it lost (rule 7), not 'disappeared' at the first poll."""
     spec = fleet(instances=[{"id": A}], image_visibility_seconds=3600)
     with world(tmp_path, spec, policy(ids=[A]), visibility_grace="2s") as w:
-        report = run(w, 0)
+        report = run(w, hour(0))
         [outcome] = report.outcomes
         assert outcome.status == "failed"
         assert outcome.error is not None and "not listed by DescribeImages" in outcome.error
@@ -136,17 +122,17 @@ def test_an_unlisted_image_counts_against_the_quota_then_is_reported(tmp_path: P
     run after the grace reports it lost, once."""
     spec = fleet(quota=2, instances=[{"id": A}, {"id": B}], image_visibility_seconds=3600)
     with world(tmp_path, spec, policy(ids=[A, B]), quota=2, visibility_grace="90m") as w:
-        report = run_once(w.setup(), w.client(), RecordingAlerter(), now=hour(0), wait=False)
+        report = run(w, hour(0), wait=False)
         assert [o.status for o in report.outcomes] == ["created", "created"]
-        report = run(w, 1)  # both slots of hour 1 find the quota full in truth
+        report = run(w, hour(1))  # both slots of hour 1 find the quota full in truth
         assert [o.status for o in report.outcomes] == ["skipped", "skipped"]
         assert all(o.error and "region at quota (2 of 2" in o.error for o in report.outcomes)
         creates = [e["result"] for e in w.writes() if e["action"] == "CreateImage"]
         assert creates == ["ok", "ok"]  # none into the full quota
-        report = run(w, 2)  # past the grace: both are reported lost
+        report = run(w, hour(2))  # past the grace: both are reported lost
         lost = [e for e in report.errors if "not listed by DescribeImages" in e]
         assert len(lost) == 2
-        report = run(w, 3)
+        report = run(w, hour(3))
         assert not [e for e in report.errors if "not listed by DescribeImages" in e]
 
 
@@ -162,7 +148,7 @@ def test_copies_under_every_lag_are_made_and_rotated(tmp_path: Path) -> None:
         before = w.state()
         copied: list[str] = []
         for n in range(6):
-            report = run(w, n)
+            report = run(w, hour(n))
             assert report.ok, (n, report.errors, report.copies)
             for copy in report.copies:
                 assert (copy.status, copy.image_state) == ("copied", "NORMAL"), n
@@ -193,13 +179,7 @@ def test_a_lost_create_is_adopted_though_the_image_is_not_listed_yet(
     patient = RetryPolicy(max_attempts=8, base_seconds=0.5, cap_seconds=1.0, deadline_seconds=30)
     with world(tmp_path, spec, policy(ids=[A])) as w:
         script_faults(w.emu.core, [("CreateImage", {})])
-        cloud = CloudClient.over_http(
-            Credentials(SECRET_ID, SECRET_KEY, source="test"),
-            EndpointConfig(w.emu.endpoint, "http", 10),
-            retry_policy=patient,
-            rng=random.Random(3),
-        )
-        report = run_once(w.setup(), cloud, RecordingAlerter(), now=hour(0))
+        report = run(w, hour(0), client=w.client(patient, rng=random.Random(3)))
         assert report.ok, report.errors
         [outcome] = report.outcomes
         assert (outcome.status, outcome.image_state) == ("adopted", "NORMAL")

@@ -9,51 +9,27 @@ no particular order plans and rotates exactly like one newest first.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from cvmkeeper.alerting import RecordingAlerter
-from cvmkeeper.cloud.client import CloudClient
-from cvmkeeper.cloud.credentials import Credentials
 from cvmkeeper.cloud.retry import RetryPolicy
-from cvmkeeper.cloud.transport import EndpointConfig
 from cvmkeeper.core.naming import image_name
-from cvmkeeper.emulator.core import EmulatorCore
-from cvmkeeper.executor import RunReport, run_once
 from executor.world import (
     REGION,
-    SECRET_ID,
-    SECRET_KEY,
     T0,
     A,
     World,
     fleet,
+    hour,
     managed,
     policy,
+    run,
+    script_faults,
     world,
 )
-
-
-def hour(n: int, minute: int = 1) -> Any:
-    """A moment just after the slot ``n`` hours after T0."""
-    return T0 + timedelta(hours=n, minutes=minute)
-
-
-def client(w: World, policy_: RetryPolicy) -> CloudClient:
-    """A client over the real SDK and HTTP with ``policy_``."""
-    return CloudClient.over_http(
-        Credentials(SECRET_ID, SECRET_KEY, source="test"),
-        EndpointConfig(w.emu.endpoint, "http", 10),
-        retry_policy=policy_,
-    )
-
-
-def run(w: World, at: Any, cloud: CloudClient | None = None) -> RunReport:
-    return run_once(w.setup(), cloud or w.client(), RecordingAlerter(), now=at)
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
@@ -84,32 +60,13 @@ def test_stop_start_restarts_an_instance_whose_start_meets_its_stopping_code(
     spec["timing"]["stop_seconds"] = 1.5
     patient = RetryPolicy(max_attempts=60, base_seconds=0.05, cap_seconds=0.2, deadline_seconds=20)
     with world(tmp_path, spec, policy(ids=[A], consistency="stop_start"), wait_timeout="1s") as w:
-        report = run(w, hour(0), client(w, patient))
+        report = run(w, hour(0), client=w.client(patient))
         starts = results(w, "StartInstances")
         assert "UnsupportedOperation.InstanceStateStopping" in starts
         assert starts[-1] == "ok"
         assert wait_for(lambda: w.instance_state(A) == "RUNNING")
         [outcome] = report.outcomes
         assert outcome.status == "failed"  # not stopped in time: no image, but not left down
-
-
-def script_faults(core: EmulatorCore, steps: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
-    """After the emulator answers each step's action (in order), set the step's faults.
-
-    How a test makes one answer get lost and then the look-up that follows fail once,
-    deterministically, while the real SDK talks HTTP to the emulator.
-    """
-    original = core.call
-    pending = list(steps)
-
-    def call(action: str, region: str | None, params: Any, *, request_id: str = "") -> Any:
-        try:
-            return original(action, region, params, request_id=request_id)
-        finally:
-            if pending and pending[0][0] == action:
-                core.set_faults(pending.pop(0)[1])
-
-    core.call = call  # type: ignore[method-assign]
 
 
 @pytest.mark.parametrize(
@@ -139,7 +96,7 @@ def test_lost_create_is_adopted_in_either_check_order(
             w.emu.core,
             [("CreateImage", {"DescribeImages": {"InternalError": 1.0}}), ("DescribeImages", {})],
         )
-        report = run(w, hour(0), client(w, quick))
+        report = run(w, hour(0), client=w.client(quick))
         assert report.ok, report.errors
         assert results(w, "CreateImage") == ["ok", refusal]
         [outcome] = report.outcomes

@@ -10,12 +10,11 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.cloud.retry import RetryPolicy
 from cvmkeeper.core.naming import image_name
-from cvmkeeper.executor import RegionLocks, RunReport, run_once
+from cvmkeeper.executor import RegionLocks
 from executor.world import (
     REGION,
     T0,
@@ -23,27 +22,13 @@ from executor.world import (
     B,
     World,
     fleet,
+    hour,
     managed,
     policy,
+    run,
     unmanaged,
     world,
 )
-
-
-def hour(n: int, minute: int = 1) -> Any:
-    """A moment just after the slot ``n`` hours after T0."""
-    return T0 + timedelta(hours=n, minutes=minute)
-
-
-def run(w: World, at: Any, alerter: RecordingAlerter | None = None, **options: Any) -> RunReport:
-    """One run of the world's config at ``at``."""
-    return run_once(
-        w.setup(),
-        options.pop("client", None) or w.client(),
-        alerter or RecordingAlerter(),
-        now=at,
-        **options,
-    )
 
 
 def image_count_peak(w: World, start: int) -> int:

@@ -10,23 +10,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from cvmkeeper.alerting import RecordingAlerter
-from cvmkeeper.executor import RunReport, run_once
 from cvmkeeper.executor.missed import missed_slots
-from executor.world import REGION, T0, A, B, World, fleet, policy, world
+from executor.world import REGION, T0, A, B, fleet, hour, policy, run, world
 
 GONE = "ins-cccccccc"
-
-
-def hour(n: int, minute: int = 1) -> Any:
-    """A moment just after the slot ``n`` hours after T0."""
-    return T0 + timedelta(hours=n, minutes=minute)
-
-
-def run(w: World, at: Any, alerter: RecordingAlerter, **options: Any) -> RunReport:
-    return run_once(w.setup(), w.client(), alerter, now=at, **options)
 
 
 def test_every_due_slot_of_an_unreadable_region_is_a_failed_slot(tmp_path: Path) -> None:

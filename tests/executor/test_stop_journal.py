@@ -126,6 +126,19 @@ def test_a_broken_journal_is_refused_not_overwritten(tmp_path: Path) -> None:
     assert (state / JOURNAL_NAME).read_text() == "{half a file"
 
 
+def test_a_journal_that_is_not_utf8_is_refused_like_a_broken_one(tmp_path: Path) -> None:
+    """Bytes that do not decode are a broken journal too (an ``OSError`` naming it, the
+    file left as it is), never a ``UnicodeDecodeError`` out of ``claim``."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / JOURNAL_NAME).write_bytes(b'{"version": 1, "stopped": [\xff\xfe')
+    journal = StopJournal(state)
+    with pytest.raises(OSError, match="not a cvmkeeper stop journal"):
+        journal.record(REGION, [A])
+    assert journal.claim(REGION) == []
+    assert (state / JOURNAL_NAME).read_bytes() == b'{"version": 1, "stopped": [\xff\xfe'
+
+
 def test_a_run_starts_what_an_interrupted_run_left_stopped_before_planning(
     tmp_path: Path,
 ) -> None:

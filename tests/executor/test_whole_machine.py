@@ -18,7 +18,7 @@ from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.core.disks import TAG_DISKS
 from cvmkeeper.emulator.invariants import check_invariants, format_violations
-from cvmkeeper.executor import RunReport, run_once
+from cvmkeeper.executor import run_once
 from executor.world import (
     DEST,
     QUICK_RETRIES,
@@ -28,8 +28,10 @@ from executor.world import (
     B,
     World,
     fleet,
+    hour,
     managed,
     policy,
+    run,
     two_regions,
     world,
 )
@@ -37,14 +39,6 @@ from executor.world import (
 DB_DISK = {"id": "disk-dbdata01", "type": "CLOUD_PREMIUM", "size": 200}
 LOG_DISK = {"id": "disk-dblogs01", "type": "CLOUD_SSD", "size": 50}
 SCRATCH = {"id": "disk-scratch1", "type": "LOCAL_SSD", "size": 100}
-
-
-def hour(n: int) -> Any:
-    return T0 + timedelta(hours=n, minutes=1)
-
-
-def run(w: World, at: Any, alerter: RecordingAlerter | None = None) -> RunReport:
-    return run_once(w.setup(), w.client(), alerter or RecordingAlerter(), now=at)
 
 
 def creates(w: World) -> list[dict[str, Any]]:

@@ -4,6 +4,11 @@
 (credentials: a secret_id and a secret_key_file, both real files) and policy files into a
 temporary directory, and gives a ``CloudClient`` over the real SDK with quick retries.
 Images are fast (``create_seconds`` 0.2) so a run with a wait takes well under a second.
+
+The one set of builders of the tests that run against this world: fleets (``fleet``,
+``two_regions``, ``managed``, ``unmanaged``), policy documents (``policy``, ``copying``,
+``broken_weekly``), moments (``hour``), a run (``run``), and what the history says
+(``replay_peaks``; ``script_faults`` scripts it). A test module adds only what is its own.
 """
 
 from __future__ import annotations
@@ -11,20 +16,23 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.credentials import Credentials
 from cvmkeeper.cloud.retry import RetryPolicy
 from cvmkeeper.cloud.transport import EndpointConfig
 from cvmkeeper.config import Setup, load_setup
 from cvmkeeper.core.naming import image_description, image_name, image_tags
+from cvmkeeper.emulator.core import EmulatorCore
 from cvmkeeper.emulator.profiles import with_env_profile
 from cvmkeeper.emulator.server import RunningEmulator, running_emulator
+from cvmkeeper.executor import RunReport, run_once
 
 REGION = "ap-guangzhou"
 DEST = "ap-shanghai"  # a region cross-region copies go to
@@ -141,6 +149,32 @@ def policy(
     return document
 
 
+def copying(keep_last: int, copy_keep_last: int, region: str = DEST) -> dict[str, Any]:
+    """An hourly policy of A keeping ``keep_last``, copying to ``region``."""
+    return policy(
+        ids=[A],
+        keep_last=keep_last,
+        copies=[{"region": region, "retention": {"keep_last": copy_keep_last}}],
+    )
+
+
+def broken_weekly(retention: str = "{keep_last: 2, keep_dayly: 7}") -> str:
+    """``weekly.yaml`` for A that cannot be used: line 5, ``retention``, has the typo
+    ``keep_dayly`` (its one problem, unless ``retention`` says otherwise)."""
+    return (
+        "name: weekly\n"
+        f"regions: [{REGION}]\n"
+        f"targets: {{instance_ids: [{A}]}}\n"
+        "schedules: [{every: 1h}]\n"
+        f"retention: {retention}\n"
+    )
+
+
+def hour(n: int, minute: int = 1) -> datetime:
+    """A moment just after the slot ``n`` hours after T0."""
+    return T0 + timedelta(hours=n, minutes=minute)
+
+
 @dataclass
 class World:
     """An emulator, the files that point at it, and a client."""
@@ -153,25 +187,27 @@ class World:
         """Load the config and policies as the commands do."""
         return load_setup(self.config_path)
 
-    def client(self) -> CloudClient:
-        """A client over the real SDK and HTTP, with quick retries."""
+    def client(self, retry_policy: RetryPolicy = QUICK_RETRIES, **options: Any) -> CloudClient:
+        """A client over the real SDK and HTTP, with quick retries unless told otherwise
+        (``options``: ``CloudClient``'s, such as ``rng``)."""
         return CloudClient.over_http(
             Credentials(SECRET_ID, SECRET_KEY, source="test"),
             EndpointConfig(self.emu.endpoint, "http", 10),
-            retry_policy=QUICK_RETRIES,
+            retry_policy=retry_policy,
+            **options,
         )
 
     def state(self) -> dict[str, Any]:
         """The emulator's ``/_emulator/state`` document."""
         return self.emu.core.state()
 
-    def images(self) -> list[dict[str, Any]]:
-        """Every image of the region, newest first."""
-        return list(self.state()["regions"][REGION]["images"])
+    def images(self, region: str = REGION) -> list[dict[str, Any]]:
+        """Every image of ``region``, newest first."""
+        return list(self.state()["regions"][region]["images"])
 
-    def image_names(self) -> set[str]:
-        """The names of the region's images."""
-        return {image["ImageName"] for image in self.images()}
+    def image_names(self, region: str = REGION) -> set[str]:
+        """The names of ``region``'s images."""
+        return {image["ImageName"] for image in self.images(region)}
 
     def writes(self) -> list[dict[str, Any]]:
         """The write calls the emulator received, in order (lifecycle entries left out)."""
@@ -189,6 +225,64 @@ class World:
             old.unlink()
         for document in policies:
             (directory / f"{document['name']}.yaml").write_text(yaml.safe_dump(dict(document)))
+
+    def write_broken_weekly(self, retention: str = "{keep_last: 2, keep_dayly: 7}") -> Path:
+        """Add ``policies/weekly.yaml`` as :func:`broken_weekly` gives it; its path."""
+        path = self.root / "policies" / "weekly.yaml"
+        path.write_text(broken_weekly(retention))
+        return path
+
+
+def run(
+    w: World, at: datetime, alerter: RecordingAlerter | None = None, **options: Any
+) -> RunReport:
+    """One ``run_once`` of the world's config at ``at`` (``client=``: another client)."""
+    return run_once(
+        w.setup(),
+        options.pop("client", None) or w.client(),
+        alerter or RecordingAlerter(),
+        now=at,
+        **options,
+    )
+
+
+def replay_peaks(w: World, start: Mapping[str, int]) -> dict[str, int]:
+    """Replay every write of the history: the most images each region ever held."""
+    count = dict(start)
+    peak = dict(start)
+    for entry in w.writes():
+        if entry["result"] != "ok":
+            continue
+        region = entry["region"]
+        if entry["action"] == "CreateImage":
+            count[region] += 1
+        elif entry["action"] == "DeleteImages":
+            count[region] -= len(entry["ImageIds"])
+        elif entry["action"] == "SyncImages":
+            for made in entry["copies"]:
+                count[made["Region"]] += 1
+        for name, value in count.items():
+            peak[name] = max(peak[name], value)
+    return peak
+
+
+def script_faults(core: EmulatorCore, steps: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """After the emulator answers each step's action (in order), set the step's faults.
+
+    How a test makes one answer get lost and then the look-up that follows fail once,
+    deterministically, while the real SDK talks HTTP to the emulator.
+    """
+    original = core.call
+    pending = list(steps)
+
+    def call(action: str, region: str | None, params: Any, *, request_id: str = "") -> Any:
+        try:
+            return original(action, region, params, request_id=request_id)
+        finally:
+            if pending and pending[0][0] == action:
+                core.set_faults(pending.pop(0)[1])
+
+    core.call = call  # type: ignore[method-assign]
 
 
 def write_config(root: Path, endpoint: str, *, quota: int = 10, **api: Any) -> Path:
@@ -218,6 +312,25 @@ def write_config(root: Path, endpoint: str, *, quota: int = 10, **api: Any) -> P
     path = root / "cvmkeeper.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+#: the image of the broken ``weekly`` policy in :func:`broken_policy_world`: held
+HELD = "img-week0001"
+
+
+@contextmanager
+def broken_policy_world(root: Path) -> Iterator[World]:
+    """One bad policy file among good ones (issue #19): the policy ``hourly`` (keep_last 1)
+    targets A and ``weekly.yaml`` cannot be used (:func:`broken_weekly`); A has an image of
+    ``weekly`` (``HELD``, old enough that keep_last would let it go) and two of ``hourly``."""
+    images = [
+        managed(A, T0 - timedelta(hours=5), HELD, policy="weekly"),
+        managed(A, T0 - timedelta(hours=2), "img-hour0001"),
+        managed(A, T0 - timedelta(hours=1), "img-hour0002"),
+    ]
+    with world(root, fleet(images=images), policy(ids=[A], keep_last=1)) as built:
+        built.write_broken_weekly()
+        yield built
 
 
 @contextmanager

@@ -22,15 +22,9 @@ from cvmkeeper.executor import run_once
 from cvmkeeper.executor.runner import RegionLocks
 from cvmkeeper.scheduler.jobs import RunContext, SlotJobs
 from cvmkeeper.scheduler.state import StateStore, read_state
-from executor.world import T0, A, fleet, policy, world
+from executor.world import T0, A, broken_weekly, fleet, policy, world
 
-BROKEN = (
-    "name: weekly\n"
-    "regions: [ap-guangzhou]\n"
-    "targets: {instance_ids: [ins-aaaaaaaa]}\n"
-    "schedules: [{every: 1h}]\n"
-    "retention: {keep_dayly: 7}\n"
-)
+BROKEN = broken_weekly("{keep_dayly: 7}")
 
 
 class Clock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -202,20 +203,57 @@ def images_command(
     check_choices(setup, "images", (policy_name,) if policy_name else (), region_names)
     client = client_or_exit(setup, "images")
     now = utc_now()
+    regions = listed_regions(setup, policy_name, region_names)
+    inventories, read_failed = _read_inventories(client, setup, regions)
+    names = {i.instance_id: i.name for inv in inventories.values() for i in inv.instances}
+    wanted = _wanted_or_exit(instance_filters, names, inventories, setup)
+    stale_ids = stale_instances(setup, inventories, now) if stale else None
+    selection = InstanceSelection(policy_name=policy_name, wanted=wanted, stale_ids=stale_ids)
+    results, plan_failed = _list_regions(
+        setup, regions, inventories, selection, now=now, names=names
+    )
+    _print_listing(results, now, setup, as_json=as_json)
+    sys.exit(EXIT_FAILED if read_failed or plan_failed or setup.broken else EXIT_OK)
+
+
+def _print_listing(
+    results: list[dict[str, Any]], now: datetime, setup: Setup, *, as_json: bool
+) -> None:
+    """The listed regions on stdout: the JSON document, or the text for people."""
+    if as_json:
+        print_json(
+            {
+                "now": now,
+                "regions": results,
+                "broken_policy_files": broken_files_json(setup.broken),
+            }
+        )
+    else:
+        for region_json in results:
+            _print_region(region_json)
+
+
+def listed_regions(
+    setup: Setup, policy_name: str | None, region_names: tuple[str, ...]
+) -> list[str]:
+    """The regions listed: those a run of the policies (all, or ``--policy``) plans and the
+    regions they copy to, narrowed to ``--region`` when given."""
     chosen = [policy_name] if policy_name else None
     copying = [p for p in setup.policies if not policy_name or p.name == policy_name]
     regions = list(dict.fromkeys(run_regions(setup, chosen) + copy_destinations(copying)))
     if region_names:
         regions = [r for r in regions if r in region_names]
-    settings = PlannerSettings(
-        orphan_retention=setup.config.orphans.retention,
-        name_format=setup.config.name_format,
-        hold_unknown=setup.hold_reason,  # what a run holds while a policy file is bad
-    )
-    results: list[dict[str, Any]] = []
-    inventories, failed = _read_inventories(client, setup, regions)
-    home = {i.instance_id: r for r, inv in inventories.items() for i in inv.instances}
-    names = {i.instance_id: i.name for inv in inventories.values() for i in inv.instances}
+    return regions
+
+
+def _wanted_or_exit(
+    instance_filters: tuple[str, ...],
+    names: dict[str, str],
+    inventories: dict[str, Inventory],
+    setup: Setup,
+) -> set[str] | None:
+    """The instances ``--instance`` selects (``None``: no filter); exit 2 when the filters
+    name no instance of the regions read."""
     wanted = match_instances(instance_filters, names, inventories.values(), setup)
     if wanted is not None and not wanted:
         click.echo(
@@ -224,7 +262,57 @@ def images_command(
             err=True,
         )
         sys.exit(EXIT_CONFIG)
-    stale_ids = stale_instances(setup, inventories, now) if stale else None
+    return wanted
+
+
+@dataclass(frozen=True)
+class InstanceSelection:
+    """What the filters keep of a region's instances; they combine (an instance must pass
+    all). ``None`` in a field: that filter is not given."""
+
+    #: ``--policy``: the instances it targets in the region or copies into it.
+    policy_name: str | None
+    #: ``--instance``: the instance ids named (by id or name).
+    wanted: set[str] | None
+    #: ``--stale``: per region, the instances whose newest backup or copy is stale.
+    stale_ids: dict[str, set[str]] | None
+
+    def instances(
+        self, setup: Setup, inventories: dict[str, Inventory], region: str
+    ) -> set[str] | None:
+        """The instance ids listed in ``region``; ``None``: every instance."""
+        selected = (
+            _policy_instances(setup, inventories, region, self.policy_name)
+            if self.policy_name
+            else None
+        )
+        stale = None if self.stale_ids is None else self.stale_ids.get(region, set())
+        for narrower in (self.wanted, stale):
+            if narrower is not None:
+                selected = set(narrower) if selected is None else selected & narrower
+        return selected
+
+
+def _list_regions(
+    setup: Setup,
+    regions: list[str],
+    inventories: dict[str, Inventory],
+    selection: InstanceSelection,
+    *,
+    now: datetime,
+    names: dict[str, str],
+) -> tuple[list[dict[str, Any]], bool]:
+    """Each region read, planned with nothing due and listed as JSON (``_region_json``);
+    True as well when a region could not be planned (said on stderr; the others are
+    listed)."""
+    settings = PlannerSettings(
+        orphan_retention=setup.config.orphans.retention,
+        name_format=setup.config.name_format,
+        hold_unknown=setup.hold_reason,  # what a run holds while a policy file is bad
+    )
+    home = {i.instance_id: r for r, inv in inventories.items() for i in inv.instances}
+    results: list[dict[str, Any]] = []
+    failed = False
     for region in regions:
         inventory = inventories.get(region)
         if inventory is None:
@@ -238,25 +326,9 @@ def images_command(
             click.echo(f"images: {region}: planning failed: {error}", err=True)
             failed = True
             continue
-        selected = (
-            _policy_instances(setup, inventories, region, policy_name) if policy_name else None
-        )
-        for narrower in (wanted, None if stale_ids is None else stale_ids.get(region, set())):
-            if narrower is not None:
-                selected = set(narrower) if selected is None else selected & narrower
+        selected = selection.instances(setup, inventories, region)
         results.append(_region_json(plan, inventory, selected, now, home, names=names))
-    if as_json:
-        print_json(
-            {
-                "now": now,
-                "regions": results,
-                "broken_policy_files": broken_files_json(setup.broken),
-            }
-        )
-    else:
-        for region_json in results:
-            _print_region(region_json)
-    sys.exit(EXIT_FAILED if failed or setup.broken else EXIT_OK)
+    return results, failed
 
 
 def _read_inventories(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import click
 
@@ -27,7 +28,7 @@ from cvmkeeper.cli.common import (
     utc_now,
 )
 from cvmkeeper.cli.credentials_hint import credentials_hint
-from cvmkeeper.cli.policy_states import policy_state_lines, policy_states
+from cvmkeeper.cli.policy_states import PolicyState, policy_state_lines, policy_states
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.credentials import CredentialsError
 from cvmkeeper.config import Setup
@@ -230,8 +231,26 @@ def plan_command(
     check_choices(setup, "plan", policy_names, region_names)
     client = client_or_exit(setup, "plan")
     now = at or utc_now()
+    report = _dry_run_or_exit(setup, client, now, policy_names, region_names)
+    states = policy_states(setup, now, policy_names, region_names)
+    if as_json:
+        print_json(plan_json(setup, report, now, states))
+    else:
+        _print_plans(setup, report, now, states)
+    sys.exit(plan_exit_code(setup, report))
+
+
+def _dry_run_or_exit(
+    setup: Setup,
+    client: CloudClient,
+    now: datetime,
+    policy_names: tuple[str, ...],
+    region_names: tuple[str, ...],
+) -> RunReport:
+    """The report of a dry run at ``now`` (no write, no alert); exit 2 for a policy the
+    runner does not know (``check_choices`` has said so already; kept for safety)."""
     try:
-        report = run_once(
+        return run_once(
             setup,
             client,
             NullAlerter(),
@@ -240,37 +259,51 @@ def plan_command(
             regions=list(region_names) or None,
             dry_run=True,
         )
-    except UnknownPolicyError as error:  # checked above; kept for safety
+    except UnknownPolicyError as error:
         click.echo(f"plan: {error}", err=True)
         sys.exit(EXIT_CONFIG)
-    plans = [plan for plans in report.plans.values() for plan in plans[:1]]
-    copy_plans = first_copy_plans(report)
-    states = policy_states(setup, now, policy_names, region_names)
-    if as_json:
-        print_json(
-            {
-                "now": now,
-                "policies": [state.to_json() for state in states],
-                "regions": [plan_to_json(plan) for plan in plans],
-                "copies": [plan_to_json(plan) for plan in copy_plans],
-                "errors": list(report.errors),
-                "broken_policy_files": broken_files_json(setup.broken),
-            }
-        )
-    else:
-        click.echo(f"plan at {slot_tag_value(now.replace(second=0, microsecond=0))}")
-        for plan in plans:
-            for line in plan_lines(plan):
-                click.echo(line)
-        for plan in copy_plans:
-            for line in plan_lines(plan, copies=True):
-                click.echo(line)
-        for line in policy_state_lines(states):
+
+
+def first_plans(report: RunReport) -> list[Plan]:
+    """The first plan of each region a dry run read (the one with the creates)."""
+    return [plan for plans in report.plans.values() for plan in plans[:1]]
+
+
+def plan_json(
+    setup: Setup, report: RunReport, now: datetime, states: list[PolicyState]
+) -> dict[str, Any]:
+    """``plan --json``: the policies' states, each region's plan and its copy phase."""
+    return {
+        "now": now,
+        "policies": [state.to_json() for state in states],
+        "regions": [plan_to_json(plan) for plan in first_plans(report)],
+        "copies": [plan_to_json(plan) for plan in first_copy_plans(report)],
+        "errors": list(report.errors),
+        "broken_policy_files": broken_files_json(setup.broken),
+    }
+
+
+def _print_plans(setup: Setup, report: RunReport, now: datetime, states: list[PolicyState]) -> None:
+    """The plans for people on stdout; on stderr the errors no plan shows (those of
+    regions not planned), except the broken policy files already named at load."""
+    plans, copy_plans = first_plans(report), first_copy_plans(report)
+    click.echo(f"plan at {slot_tag_value(now.replace(second=0, microsecond=0))}")
+    for plan in plans:
+        for line in plan_lines(plan):
             click.echo(line)
-        planned = {plan.region for plan in plans} | {plan.region for plan in copy_plans}
-        named = {broken_file_message(broken) for broken in setup.broken}  # said at load
-        for message in report.errors:
-            if message.split(":", 1)[0] not in planned and message not in named:
-                click.echo(f"ERROR {message}", err=True)
+    for plan in copy_plans:
+        for line in plan_lines(plan, copies=True):
+            click.echo(line)
+    for line in policy_state_lines(states):
+        click.echo(line)
+    planned = {plan.region for plan in plans} | {plan.region for plan in copy_plans}
+    named = {broken_file_message(broken) for broken in setup.broken}  # said at load
+    for message in report.errors:
+        if message.split(":", 1)[0] not in planned and message not in named:
+            click.echo(f"ERROR {message}", err=True)
+
+
+def plan_exit_code(setup: Setup, report: RunReport) -> int:
+    """1 when a region could not be read or planned, or a policy file cannot be used."""
     unplanned = [region for region, region_plans in report.plans.items() if not region_plans]
-    sys.exit(EXIT_FAILED if unplanned or setup.broken else EXIT_OK)
+    return EXIT_FAILED if unplanned or setup.broken else EXIT_OK

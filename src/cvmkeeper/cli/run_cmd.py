@@ -13,11 +13,12 @@ both off, ``--dry-run`` never alerts.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 
 import click
 
-from cvmkeeper.alerting import AlertingConfigError, build_alerter
+from cvmkeeper.alerting import Alerter, AlertingConfigError, build_alerter
 from cvmkeeper.alerting.channels import with_notifications
 from cvmkeeper.cli.common import (
     EXIT_CONFIG,
@@ -40,6 +41,7 @@ from cvmkeeper.cli.plan_cmd import (
     region_option,
 )
 from cvmkeeper.cli.run_progress import RunProgress
+from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.config import Setup
 from cvmkeeper.core.due import due_slots
 from cvmkeeper.core.policy import Policy
@@ -244,34 +246,81 @@ def run_command(
     setup = load_or_exit(config_file, partial=True)
     check_choices(setup, "run", policy_names, region_names)
     client = client_or_exit(setup, "run")
+    alerter = alerter_or_exit(setup, enabled=not (no_alerts or dry_run))
+    request = RunRequest(
+        policy_names=policy_names,
+        region_names=region_names,
+        now=at or utc_now(),
+        dry_run=dry_run,
+        wait=not no_wait,
+    )
+    display = progress_display(as_json=as_json, verbose=verbose)
+    report = _run_with_checkins(setup, client, alerter, display, request)
+    _print_report(report, display, as_json=as_json, verbose=verbose)
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What ``cvmkeeper run`` was asked to do, from its options."""
+
+    #: ``--policy``: only these policies, their current slot made even if not due.
+    policy_names: tuple[str, ...]
+    #: ``--region``: only these regions.
+    region_names: tuple[str, ...]
+    #: the run's instant (``--at``, else the clock).
+    now: datetime
+    #: ``--dry-run``: plan and print, change nothing, alert nothing.
+    dry_run: bool
+    #: not ``--no-wait``: wait for the new images to become NORMAL.
+    wait: bool
+
+
+def alerter_or_exit(setup: Setup, *, enabled: bool) -> Alerter:
+    """Sentry and the notification channels of the config (sending nothing unless
+    ``enabled``); exit 2 when their config is invalid."""
     try:
-        alerter = build_alerter(setup.config.sentry, enabled=not (no_alerts or dry_run))
-        alerter = with_notifications(
-            alerter, setup.config.notify, enabled=not (no_alerts or dry_run)
-        )
+        alerter = build_alerter(setup.config.sentry, enabled=enabled)
+        return with_notifications(alerter, setup.config.notify, enabled=enabled)
     except AlertingConfigError as error:
         click.echo(f"run: {error}", err=True)
         sys.exit(EXIT_CONFIG)
-    now = at or utc_now()
+
+
+def progress_display(*, as_json: bool, verbose: bool) -> RunProgress:
+    """The progress on stderr: a live line on a terminal (not with ``--json``), nothing
+    but the run-level lines when stderr is the journal."""
     stderr = sys.stderr
-    display = RunProgress(
+    return RunProgress(
         stderr,
         live=stderr.isatty() and not as_json,
         verbose=verbose,
         quiet=stream_is_journal(raw_stream(stderr)),
     )
-    policies = [] if dry_run else policies_run(setup, policy_names, region_names, now)
+
+
+def _run_with_checkins(
+    setup: Setup, client: CloudClient, alerter: Alerter, display: RunProgress, request: RunRequest
+) -> RunReport:
+    """Run once, inside the Crons check-ins of the policies it covers (none for a dry run):
+    ``in_progress``, then ``error`` for each policy the run failed, else ``ok``. The alerts
+    and check-ins are flushed before returning, whatever happens."""
+    policies = (
+        []
+        if request.dry_run
+        else policies_run(setup, request.policy_names, request.region_names, request.now)
+    )
     try:
         with display.running(), policy_checkins(alerter, policies, setup.config.sentry) as fail:
             report = run_once(
                 setup,
                 client,
                 alerter,
-                now=now,
-                policy_names=list(policy_names) or None,
-                regions=list(region_names) or None,
-                dry_run=dry_run,
-                wait=not no_wait,
+                now=request.now,
+                policy_names=list(request.policy_names) or None,
+                regions=list(request.region_names) or None,
+                dry_run=request.dry_run,
+                wait=request.wait,
                 progress=display,
                 progress_alerts=display.alert,
             )
@@ -281,6 +330,12 @@ def run_command(
     finally:
         alerter.flush(ALERT_FLUSH_SECONDS)
         alerter.close(ALERT_FLUSH_SECONDS)
+    return report
+
+
+def _print_report(report: RunReport, display: RunProgress, *, as_json: bool, verbose: bool) -> None:
+    """The summary on stdout: the run report as JSON (with the health warnings the
+    progress printed), every image (``--verbose``), or what needs a person."""
     if as_json:
         document = report_to_json(report)
         document["health_warnings"] = list(display.health_warnings)
@@ -289,4 +344,3 @@ def run_command(
         summary = summary_lines if verbose else short_summary_lines
         for line in summary(report, len(display.health_warnings)):
             click.echo(line)
-    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)

@@ -13,14 +13,14 @@ change is hundreds of lines, then silence while images are made. So:
   minute with the same counts, so a long wait is not silence;
 * ``--verbose`` adds every per-image line (created, state changes, deletes) in both modes.
 
-It only reads the messages, so the executor needs no change; a message it does not
-recognise is shown as a region-level line.
+It counts by the fields each line carries (``executor.progress.ProgressLine``: region,
+kind, image state), never by its words; a plain ``str`` line is shown as a line about the
+run as a whole.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import threading
 import time
@@ -32,6 +32,7 @@ from typing import TextIO
 
 from cvmkeeper.cli.output import raw_stream
 from cvmkeeper.core.durations import format_duration
+from cvmkeeper.executor.progress import ProgressKind, ProgressLine
 from cvmkeeper.executor.region import PROGRESS_RECORD
 from cvmkeeper.logs import redact
 from cvmkeeper.textsafe import escape
@@ -41,11 +42,6 @@ REDRAW_SECONDS = 1.0
 QUIET_AFTER_LOG = 0.5
 #: the logger of the run's freshness and quota warnings (``alerting.health_alerts``)
 HEALTH_LOGGER = "cvmkeeper.alerting.health_alerts"
-_MESSAGE = re.compile(r"^(?P<region>[a-z]{2,}(?:-[a-z0-9]+)+): (?P<rest>.*)$", re.DOTALL)
-_PER_IMAGE = re.compile(
-    r"^(created|adopted|copied|deleted|already gone) |^\S+ is [A-Z]+$|^\S+ \(img-\S+\) is [A-Z]+$"
-)
-_STATE = re.compile(r" is (?P<state>[A-Z]+)$")
 
 
 @dataclass
@@ -124,35 +120,35 @@ class RunProgress:
         self._show(message, important=True)
 
     def _show(self, message: str, *, important: bool) -> None:
-        message = escape(redact(message))
+        line = message if isinstance(message, ProgressLine) else ProgressLine(message)
+        text = escape(redact(message))
         with self._lock:
-            match = _MESSAGE.match(message)
-            region, rest = (match["region"], match["rest"]) if match else ("", message)
-            counts = self.regions.setdefault(region, RegionCounts()) if region else None
-            per_image = bool(_PER_IMAGE.search(rest))
-            if counts is not None:
-                self._count(counts, rest)
-            if not self._quiet and (important or self._verbose or not per_image):
-                self._print(message)
+            if line.region:
+                self._count(self.regions.setdefault(line.region, RegionCounts()), line)
+            # a settled line without a state (the image vanished) is news, not routine
+            routine = line.kind.per_image and not (
+                line.kind is ProgressKind.SETTLED and line.state is None
+            )
+            if not self._quiet and (important or self._verbose or not routine):
+                self._print(text)
             if self._live:
                 self._draw()
             self._stream.flush()
 
     @staticmethod
-    def _count(counts: RegionCounts, rest: str) -> None:
-        if rest.startswith(("created ", "adopted ", "copied ")):
-            counts.made += 1
-        elif rest.startswith(("deleted ", "already gone ")):
-            counts.deleted += 1
-        elif rest.startswith("ERROR"):
-            counts.errors += 1
-        elif rest.startswith("WARNING"):
-            counts.warnings += 1
-        else:
-            state = _STATE.search(rest)
-            if state and state["state"] == "NORMAL":
+    def _count(counts: RegionCounts, line: ProgressLine) -> None:
+        match line.kind:
+            case ProgressKind.MADE:
+                counts.made += 1
+            case ProgressKind.DELETED:
+                counts.deleted += 1
+            case ProgressKind.ERROR:
+                counts.errors += 1
+            case ProgressKind.WARNING:
+                counts.warnings += 1
+            case ProgressKind.SETTLED if line.state == "NORMAL":
                 counts.normal += 1
-            elif state and state["state"] not in ("CREATING", "SYNCING"):
+            case ProgressKind.SETTLED if line.state not in ("CREATING", "SYNCING"):
                 counts.failed_images += 1
 
     # -- output ------------------------------------------------------------------------

@@ -3,21 +3,20 @@
 The answer decides which images cvmkeeper may treat as its own (``ImageCreator`` must be
 this identity; see ``core.ownership`` and docs/trust.md). STS is another service
 (``sts``, version ``2018-08-13``, endpoint ``sts.tencentcloudapi.com``) than CVM, so it
-has its own small reader here: the SDK's ``CommonClient`` signs for the service it is given.
-Against a custom endpoint (the emulator, a proxy) the same host serves both.
+has its own small reader here, over
+:class:`~cvmkeeper.cloud.common_clients.CommonServiceClients` (the SDK's ``CommonClient``
+signs for the service it is given; a custom endpoint serves every service).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tencentcloud.common.common_client import CommonClient
-
+from cvmkeeper.cloud.common_clients import CommonServiceClients
 from cvmkeeper.cloud.credentials import CredentialProvider
 from cvmkeeper.cloud.errors import PermanentError
-from cvmkeeper.cloud.transport import DEFAULT_ENDPOINT, EndpointConfig, call_sdk, sdk_profile
+from cvmkeeper.cloud.transport import EndpointConfig
 from cvmkeeper.core.ownership import CallerIdentity
 
 ACTION = "GetCallerIdentity"
@@ -54,22 +53,8 @@ class SdkIdentityReader:
     """``GetCallerIdentity`` through the SDK's ``CommonClient`` (service ``sts``)."""
 
     def __init__(self, credentials: CredentialProvider, endpoint: EndpointConfig) -> None:
-        self._credentials = credentials
-        host = STS_ENDPOINT if endpoint.host == DEFAULT_ENDPOINT else endpoint.host
-        self._endpoint = EndpointConfig(host, endpoint.scheme, endpoint.timeout_seconds)
-        self._clients: dict[str, CommonClient] = {}
-        self._lock = threading.Lock()
-
-    def _client(self, region: str) -> CommonClient:
-        with self._lock:
-            client = self._clients.get(region)
-            if client is None:
-                client = CommonClient(
-                    SERVICE, VERSION, self._credentials, region, sdk_profile(self._endpoint)
-                )
-                self._clients[region] = client
-            return client
+        self._clients = CommonServiceClients(SERVICE, VERSION, STS_ENDPOINT, credentials, endpoint)
 
     def __call__(self, region: str) -> Mapping[str, Any]:
         """The ``Response`` of ``GetCallerIdentity``; failures are classified ``CloudError``s."""
-        return call_sdk(self._client(region), region, ACTION, {})
+        return self._clients.call(region, ACTION, {})

@@ -2,10 +2,11 @@
 
 CVM has no action that changes an existing instance's or image's tags; the Tag service
 does (``TagResources`` / ``UnTagResources``). Like STS (``cloud.identity``) it is another
-service than CVM, so it has its own small transport here: the SDK's ``CommonClient`` signs
-for the service it is given. Against a custom endpoint (the emulator, a proxy) the same host
-serves every service. :class:`~cvmkeeper.cloud.client.CloudClient` sends the tag actions
-through its one ``call`` (rate limits, retries, the error table), only over this transport.
+service than CVM, so it has its own small transport here, over
+:class:`~cvmkeeper.cloud.common_clients.CommonServiceClients` (the SDK's ``CommonClient``
+signs for the service it is given; a custom endpoint serves every service).
+:class:`~cvmkeeper.cloud.client.CloudClient` sends the tag actions through its one
+``call`` (rate limits, retries, the error table), only over this transport.
 
 Request shapes, from tencentcloud-sdk-python ``tencentcloud/tag/v20180813/models.py``
 (``TagResourcesRequest``, ``UnTagResourcesRequest``, ``FailedResource``):
@@ -22,15 +23,13 @@ Request shapes, from tencentcloud-sdk-python ``tencentcloud/tag/v20180813/models
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tencentcloud.common.common_client import CommonClient
-
+from cvmkeeper.cloud.common_clients import CommonServiceClients
 from cvmkeeper.cloud.credentials import CredentialProvider
 from cvmkeeper.cloud.errors import classify
-from cvmkeeper.cloud.transport import DEFAULT_ENDPOINT, EndpointConfig, call_sdk, sdk_profile
+from cvmkeeper.cloud.transport import EndpointConfig
 
 SERVICE = "tag"
 VERSION = "2018-08-13"
@@ -90,25 +89,12 @@ class SdkTagTransport:
     """The Tag API through the SDK's ``CommonClient`` (service ``tag``): a ``Transport``."""
 
     def __init__(self, credentials: CredentialProvider, endpoint: EndpointConfig) -> None:
-        self._credentials = credentials
-        host = TAG_ENDPOINT if endpoint.host == DEFAULT_ENDPOINT else endpoint.host
-        self._endpoint = EndpointConfig(host, endpoint.scheme, endpoint.timeout_seconds)
-        self._clients: dict[str, CommonClient] = {}
-        self._lock = threading.Lock()
+        self._clients = CommonServiceClients(SERVICE, VERSION, TAG_ENDPOINT, credentials, endpoint)
 
     def __repr__(self) -> str:
-        return f"SdkTagTransport({self._endpoint.scheme}://{self._endpoint.host})"
-
-    def _client(self, region: str) -> CommonClient:
-        with self._lock:
-            client = self._clients.get(region)
-            if client is None:
-                client = CommonClient(
-                    SERVICE, VERSION, self._credentials, region, sdk_profile(self._endpoint)
-                )
-                self._clients[region] = client
-            return client
+        endpoint = self._clients.endpoint
+        return f"SdkTagTransport({endpoint.scheme}://{endpoint.host})"
 
     def call(self, region: str, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Send a Tag API ``action``; failures are classified ``CloudError``s."""
-        return call_sdk(self._client(region), region, action, params)
+        return self._clients.call(region, action, params)

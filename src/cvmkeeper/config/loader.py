@@ -375,7 +375,9 @@ def load_policies(
     return policies
 
 
-def load_setup(path: str | os.PathLike[str], *, partial: bool = False) -> Setup:
+def load_setup(
+    path: str | os.PathLike[str], *, partial: bool = False, need_policies: bool = True
+) -> Setup:
     """Load the daemon config and its policies; one ``ConfigError`` lists every problem.
 
     The policies are checked even when the config file has problems (with the defaults of
@@ -383,7 +385,8 @@ def load_setup(path: str | os.PathLike[str], *, partial: bool = False) -> Setup:
 
     ``partial=True`` (the daemon, ``run``): bad policy files do not raise; they are
     returned in ``Setup.broken`` beside the good policies. Problems of the config file or
-    of the policies directory, or no usable policy at all, still raise.
+    of the policies directory, or no usable policy at all, still raise; the last does not
+    with ``need_policies=False`` (``restore``, which needs the daemon config only).
     """
     source = Path(path)
     reader, root = _compose_file(source)
@@ -396,7 +399,7 @@ def load_setup(path: str | os.PathLike[str], *, partial: bool = False) -> Setup:
     )
     problems += dir_problems
     file_problems = [problem for file in broken for problem in file.problems]
-    if not partial or problems or not policies:
+    if not partial or problems or (need_policies and not policies):
         problems += file_problems
     if problems:
         raise ConfigError(problems)

@@ -48,6 +48,7 @@ from cvmkeeper.executor.created import CreatedImages
 from cvmkeeper.executor.creates import Attempt, AttemptStatus
 from cvmkeeper.executor.deletes import Deleter
 from cvmkeeper.executor.planning import RunPlanner
+from cvmkeeper.executor.progress import ProgressKind
 from cvmkeeper.executor.region import (
     RegionResult,
     RegionRun,
@@ -305,7 +306,8 @@ class CopyExecutor:
         adopted = self.region in result.adopted
         self._run.say(
             f"{self.region}: {'adopted' if adopted else 'copied'} {step.image_name} "
-            f"({image_id}) from {step.source_region} ({step.source_image_id})"
+            f"({image_id}) from {step.source_region} ({step.source_image_id})",
+            kind=ProgressKind.MADE,
         )
         self._run.created.remember(image_id, step.image_name)  # until it is listed whole
         self._tagger.tag(

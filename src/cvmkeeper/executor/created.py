@@ -37,8 +37,6 @@ is logged and the run goes on with what it has in memory. Writers change it unde
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import threading
@@ -49,9 +47,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cvmkeeper import files
 from cvmkeeper.core.inventory import Image, Inventory
 from cvmkeeper.core.ownership import looks_managed
+from cvmkeeper.executor.json_record import JsonRecord
 
 __all__ = [
     "RECORD_NAME",
@@ -112,7 +110,9 @@ class CreatedRecord:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / RECORD_NAME
-        self._lock_path = state_dir / LOCK_NAME
+        self._file = JsonRecord(
+            self.path, state_dir / LOCK_NAME, version=RECORD_VERSION, field="images", indent=1
+        )
 
     def add(self, entries: Iterable[CreatedEntry]) -> None:
         """Remember ``entries`` (a failure to write is logged, never raised)."""
@@ -149,16 +149,12 @@ class CreatedRecord:
     def _locked(self) -> Iterator[None]:
         with self._threads:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = files.open_fd(self._lock_path, os.O_RDWR | os.O_CREAT)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            with self._file.locked():
                 yield
-            finally:
-                os.close(fd)  # closing drops the lock
 
     def _load(self) -> dict[tuple[str, str], CreatedEntry]:
         try:
-            raw = json.loads(files.read_text(self.path))
+            raw = self._file.read()
         except FileNotFoundError:
             return {}
         except (ValueError, UnicodeDecodeError):
@@ -169,8 +165,7 @@ class CreatedRecord:
         return {(e.region, e.key): e for e in entries if e is not None}
 
     def _store(self, held: dict[tuple[str, str], CreatedEntry]) -> None:
-        document = {"version": RECORD_VERSION, "images": [e.to_json() for e in held.values()]}
-        files.write_atomically(self.path, json.dumps(document, indent=1) + "\n")
+        self._file.write(e.to_json() for e in held.values())
 
 
 @dataclass(frozen=True, slots=True)

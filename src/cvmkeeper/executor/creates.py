@@ -24,6 +24,7 @@ from cvmkeeper.core.plan import Copy, Create
 from cvmkeeper.core.policy import Consistency
 from cvmkeeper.executor.consistency import InstanceStopper, StopProblem
 from cvmkeeper.executor.disks import create_image, create_request
+from cvmkeeper.executor.progress import ProgressKind
 from cvmkeeper.executor.region import RegionRun
 from cvmkeeper.log_context import log_fields
 
@@ -233,7 +234,8 @@ class Creator:
                     made.image_id,
                 )
             run.say(
-                f"{run.region}: {word} {step.image_name} ({made.image_id}) for {step.instance_id}"
+                f"{run.region}: {word} {step.image_name} ({made.image_id}) for {step.instance_id}",
+                kind=ProgressKind.MADE,
             )
         run.created.remember(made.image_id, step.image_name)  # until it is listed whole
         status = AttemptStatus.ADOPTED if made.adopted else AttemptStatus.MADE

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.core.plan import Delete, DeleteTarget
+from cvmkeeper.executor.progress import ProgressKind
 from cvmkeeper.executor.region import RegionRun, image_extra
 from cvmkeeper.executor.report import DeleteOutcome, DeleteStatus, delete_reason_text
 
@@ -67,7 +68,8 @@ class Deleter:
             self._record(step, target, status)
             run.say(
                 f"{run.region}: deleted {target.image_name} ({target.image_id}): "
-                f"{delete_reason_text(step.kind.value, target.reason)}"
+                f"{delete_reason_text(step.kind.value, target.reason)}",
+                kind=ProgressKind.DELETED,
             )
 
     def _failed(self, step: Delete, target: DeleteTarget, error: Exception) -> None:

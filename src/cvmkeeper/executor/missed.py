@@ -211,7 +211,7 @@ def _missing(
     )
     found.errors.append(f"{region}: {error}")
     found.failed_policies.add(policy.name)
-    options.say(f"{region}: ERROR {error}", level=logging.ERROR)
+    options.say(f"{region}: ERROR {error}", level=logging.ERROR, region=region)
     if options.dry_run:
         return
     options.alerter.error(

@@ -30,6 +30,7 @@ from cvmkeeper.core.planner import PlannerSettings
 from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.created import CreatedEntry, CreatedImages, CreatedRecord
 from cvmkeeper.executor.polling import REAL_TIME, PollTime
+from cvmkeeper.executor.progress import ProgressKind, ProgressLine
 from cvmkeeper.executor.report import DeleteOutcome, Outcome
 from cvmkeeper.executor.stop_journal import StopJournal
 from cvmkeeper.log_context import log_fields
@@ -108,17 +109,32 @@ class RunOptions:
         """True once a stop was requested: no new create or delete starts."""
         return self.stop is not None and self.stop.is_set()
 
-    def say(self, message: str, *, level: int = logging.INFO) -> None:
+    def say(
+        self,
+        message: str,
+        *,
+        level: int = logging.INFO,
+        region: str | None = None,
+        kind: ProgressKind | None = None,
+        state: str | None = None,
+    ) -> None:
         """Log ``message`` and show it through ``progress`` (an error or warning line,
         ``level`` ``WARNING`` or above, through ``progress_alerts`` when set); a display
         that raises is logged and never fails the run (a broken display must not break a
         backup). The line is logged at ``level``, so that ``journalctl -p warning`` sees the
-        failed backups among the progress lines (the caller alerts them too)."""
+        failed backups among the progress lines (the caller alerts them too).
+
+        What is shown is a :class:`~cvmkeeper.executor.progress.ProgressLine` carrying
+        ``region``, ``kind`` (by default the one of ``level``) and ``state``, so that a
+        display counts by fields, not by the line's words."""
         log.log(level, "%s", message, extra={PROGRESS_RECORD: True})
+        line = ProgressLine(
+            message, kind=kind or ProgressKind.for_level(level), region=region, state=state
+        )
         alert = level >= logging.WARNING and self.progress_alerts is not None
         show = self.progress_alerts if alert and self.progress_alerts else self.progress
         try:
-            show(message)
+            show(line)
         except Exception:
             log.exception("progress display failed")
 
@@ -168,10 +184,18 @@ class RegionRun:
         """True once a stop was requested."""
         return self.options.stopping
 
-    def say(self, message: str, *, level: int = logging.INFO) -> None:
-        """A progress line; ``level`` is ``logging.ERROR`` / ``WARNING`` for the lines of
-        :meth:`error` and :meth:`warn`."""
-        self.options.say(message, level=level)
+    def say(
+        self,
+        message: str,
+        *,
+        level: int = logging.INFO,
+        kind: ProgressKind | None = None,
+        state: str | None = None,
+    ) -> None:
+        """A progress line of this region; ``level`` is ``logging.ERROR`` / ``WARNING`` for
+        the lines of :meth:`error` and :meth:`warn`; ``kind`` and ``state`` say what it
+        reports (:mod:`cvmkeeper.executor.progress`)."""
+        self.options.say(message, level=level, region=self.region, kind=kind, state=state)
 
     def read(
         self, action: str, fallback_policies: Sequence[str], *, alert: bool = True

@@ -377,7 +377,7 @@ def _due_for(
             include_present=True,
         )
         for item in found:
-            options.say(f"{region}: {item.policy}: {item.reason}")
+            options.say(f"{region}: {item.policy}: {item.reason}", region=region)
         return tuple((item.policy, item.slot) for item in found)
 
     return compute

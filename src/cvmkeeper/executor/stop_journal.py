@@ -50,14 +50,14 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cvmkeeper import files
+from cvmkeeper.executor.json_record import JsonRecord
 
 __all__ = ["JOURNAL_NAME", "StopJournal", "StoppedEntry", "owner_token"]
 
@@ -184,6 +184,9 @@ class StopJournal:
     ) -> None:
         self.directory = state_dir
         self.path = state_dir / JOURNAL_NAME
+        self._file = JsonRecord(
+            self.path, state_dir / LOCK_NAME, version=JOURNAL_VERSION, field="stopped", indent=2
+        )
         self._clock = clock
 
     def record(self, region: str, instance_ids: Iterable[str]) -> None:
@@ -192,7 +195,7 @@ class StopJournal:
         if not ids:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        with self._locked():
+        with self._file.locked():
             _OWNER.hold(self.directory)
             entries = self._load()
             now = self._clock()
@@ -210,7 +213,7 @@ class StopJournal:
             return
         mine = _OWNER.token()
         try:
-            with self._locked():
+            with self._file.locked():
                 entries = self._load()
                 kept = {
                     key: entry
@@ -236,7 +239,7 @@ class StopJournal:
             return []
         mine = _OWNER.token()
         try:
-            with self._locked():
+            with self._file.locked():
                 entries = self._load()
                 claimed = [
                     entry
@@ -257,22 +260,11 @@ class StopJournal:
 
     # -- the file --------------------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = files.open_fd(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
     def _load(self) -> dict[tuple[str, str], StoppedEntry]:
         try:
-            text = files.read_text(self.path)
+            raw = self._file.read()
         except FileNotFoundError:
             return {}
-        try:
-            raw = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise OSError(f"{self.path}: not a cvmkeeper stop journal ({exc})") from None
         if not isinstance(raw, dict) or raw.get("version") != JOURNAL_VERSION:
@@ -285,11 +277,7 @@ class StopJournal:
         return entries
 
     def _store(self, entries: dict[tuple[str, str], StoppedEntry]) -> None:
-        document = {
-            "version": JOURNAL_VERSION,
-            "stopped": [entry.to_json() for _key, entry in sorted(entries.items())],
-        }
-        files.write_atomically(self.path, json.dumps(document, indent=2) + "\n")
+        self._file.write(entry.to_json() for _key, entry in sorted(entries.items()))
 
     def _forget_dead_owners(self, referenced: set[str]) -> None:
         """Remove owner files of processes that are gone and have no entry left."""

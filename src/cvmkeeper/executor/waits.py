@@ -23,6 +23,7 @@ from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.core.inventory import Image, ImageState
 from cvmkeeper.core.ownership import looks_managed
 from cvmkeeper.executor.polling import poll_delays
+from cvmkeeper.executor.progress import ProgressKind
 from cvmkeeper.executor.region import RegionRun
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,11 @@ class ImageWaiter:
                 state = image.state.value if image else "gone"
                 if image_id in self.settled.lost:
                     state = "not listed within api.visibility_grace"
-                run.say(f"{run.region}: {image.name if image else image_id} is {state}")
+                run.say(
+                    f"{run.region}: {image.name if image else image_id} is {state}",
+                    kind=ProgressKind.SETTLED,
+                    state=image.state.value if image else None,
+                )
                 on_settled(image_id)
             return pending
 
