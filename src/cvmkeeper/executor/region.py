@@ -220,13 +220,14 @@ class RegionRun:
                 warning=True,
             )
         for entry in result.expired:
+            sent = f"{entry.created_at.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
             self._report_created(
                 inventory,
                 entry,
-                f"{entry.name}: a run stopped after sending its CreateImage at "
-                f"{entry.created_at.astimezone(UTC):%Y-%m-%dT%H:%MZ} and no image of that name was listed "
-                f"within api.visibility_grace {grace}: it is no longer counted against the "
-                "quota (the create never reached the cloud, or its image is lost)",
+                f"{entry.name}: a run stopped after sending its CreateImage at {sent} and "
+                f"no image of that name was listed within api.visibility_grace {grace}: it "
+                "is no longer counted against the quota (the create never reached the "
+                "cloud, or its image is lost)",
                 warning=True,
             )
         return result.inventory
