@@ -24,7 +24,7 @@ from cvmkeeper.config import Setup
 from cvmkeeper.config.model import ApiSettings
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Inventory
-from cvmkeeper.core.naming import TAG_POLICY, slot_tag_value
+from cvmkeeper.core.naming import TAG_POLICY, read_policy_tag, slot_tag_value
 from cvmkeeper.core.plan import DeleteTarget, Plan
 from cvmkeeper.core.planner import PlannerSettings
 from cvmkeeper.core.targets import resolve_targets
@@ -338,7 +338,7 @@ def policies_of_image(setup: Setup, inventory: Inventory | None, target: DeleteT
     tagged = next(
         (i.tags.get(TAG_POLICY, "") for i in inventory.images if i.image_id == target.image_id), ""
     )
-    return [name for name in tagged.split(",") if name] or ["orphans"]
+    return list(read_policy_tag(tagged).names) or ["orphans"]
 
 
 def image_extra(image_id: str | None) -> dict[str, str]:
