@@ -404,10 +404,10 @@ def _pending_intent(name: str) -> str:
     again would be sent into a quota that image may fill (rule 2); its name makes it
     adopted by the run that lists it."""
     return (
-        f"{name}: not created: an earlier run sent its CreateImage and was stopped before "
-        "the answer; no image of that name is listed yet, so it is counted against the "
-        "quota and waited for (adopted once listed; reported if api.visibility_grace "
-        "passes first)"
+        f"{name}: not created: an earlier run sent its CreateImage and never recorded the "
+        "answer (it was killed, or is still running); no image of that name is listed yet, "
+        "so it is counted against the quota and waited for (adopted once listed; reported "
+        "if api.visibility_grace passes first)"
     )
 
 
