@@ -40,7 +40,7 @@ from cvmkeeper.core.disk_report import region_disk_warnings
 from cvmkeeper.core.disks import SNAPSHOTS_PER_DISK
 from cvmkeeper.core.holds import removed_policy_images
 from cvmkeeper.core.inventory import Image, Inventory
-from cvmkeeper.core.naming import NameFormat
+from cvmkeeper.core.naming import NameFormat, policy_tag_value, read_policy_tag
 from cvmkeeper.core.ownership import classify_image, renamed_out, split_images
 from cvmkeeper.core.policy import Policy, Retention
 from cvmkeeper.core.schedule import next_policy_slots, zone
@@ -185,6 +185,30 @@ def snapshot_warnings(setup: Setup) -> list[str]:
                 f"policy '{policy.name}' can keep {most} images per instance; each holds a "
                 f"snapshot of every disk and CBS documents at most {SNAPSHOTS_PER_DISK} "
                 "snapshots per disk"
+            )
+    return warnings
+
+
+def policy_tag_warnings(setup: Setup) -> list[str]:
+    """Instances named by id in policies whose names join to more than a tag value holds
+    (255 characters): their images' ``cvmkeeper:policy`` lists only the names that fit
+    (``core.naming.policy_tag_value``), and the holds read it as partial. Offline, so only
+    ``instance_ids`` are known (tag targets add their policies at run time)."""
+    by_instance: dict[str, list[str]] = {}
+    for policy in setup.policies:
+        targets = policy.targets
+        for instance_id in targets.instance_ids:
+            if instance_id not in targets.exclude_instance_ids:
+                by_instance.setdefault(instance_id, []).append(policy.name)
+    warnings: list[str] = []
+    for instance_id, names in sorted(by_instance.items()):
+        tag = read_policy_tag(policy_tag_value(tuple(names)))
+        if tag.omitted:
+            warnings.append(
+                f"instance {instance_id} is targeted by {len(names)} policies whose names join "
+                "to more than the 255 characters a tag value holds: the cvmkeeper:policy tag "
+                f"of its images names {len(tag.names)} and counts {tag.omitted} (+{tag.omitted}); "
+                "shorter policy names keep the whole list"
             )
     return warnings
 
@@ -350,7 +374,7 @@ def validate(config_file: str | None, online: bool) -> None:
             f"note: region {region} is not in cvmkeeper's list of Tencent Cloud regions, "
             "but the cloud answers for it"
         )
-    warnings = snapshot_warnings(setup)
+    warnings = snapshot_warnings(setup) + policy_tag_warnings(setup)
     notes: dict[str, str] = {}
     if online:
         try:

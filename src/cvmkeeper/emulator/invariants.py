@@ -17,6 +17,12 @@ What each rule means here:
 - ``quota_exceeded`` (rule 2): after any create or copy, a region holds more images than
   its quota (every private image counts, in any state: a ``DELETING`` one until its
   ``_transition`` to ``DELETED``, with the emulator's ``delete_lag_seconds``).
+- ``create_into_full_quota`` (rule 2, the send itself): a ``CreateImage`` (not a
+  ``DryRun``) that the cloud refused, sent while the region held its quota's worth of
+  images: the client counted wrong, whatever the cloud's answer (a quota refusal is only
+  the visible part). A successful one beyond the quota is ``quota_exceeded``. A re-send of
+  a name the region already holds is not counted: it is refused for the name and cannot
+  add an image (a retry after a lost answer, or a lost race, adopted by rule 5).
 - ``newest_normal_deleted`` (rule 3): a ``DeleteImages`` call naming the newest ``NORMAL``
   image (by slot) of an instance in that region, at the moment of the call.
 - ``busy_deleted`` (rule 4): a ``DeleteImages`` call naming an image that was ``CREATING``,
@@ -80,6 +86,7 @@ __all__ = [
 RULES: tuple[str, ...] = (
     "unmanaged_touched",
     "quota_exceeded",
+    "create_into_full_quota",
     "newest_normal_deleted",
     "busy_deleted",
     "shared_deleted",
@@ -219,8 +226,10 @@ def _step_transition(replay: _Replay, region: _Region, entry: Mapping[str, Any])
 
 
 def _step_create(replay: _Replay, region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
-    """Rules 2 and 5 (``_create``), rule 9's power-off, rule 10's disks."""
-    violations = _create(region, entry, replay.name_format)
+    """Rule 2 (a create sent into a full quota; ``_create``: one beyond it), rule 5,
+    rule 9's power-off, rule 10's disks."""
+    violations = _create_into_full_quota(region, entry)
+    violations += _create(region, entry, replay.name_format)
     if entry.get("PoweredOff"):
         for instance_id in _ok_instances(entry):  # ForcePoweroff stopped it
             region.stopped_by_call[instance_id] = int(entry["seq"])
@@ -523,6 +532,27 @@ def _create(region: _Region, entry: Mapping[str, Any], name_format: NameFormat) 
     _remember_slot(region, image)
     violations += _quota(region, seq)
     return violations
+
+
+def _create_into_full_quota(region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
+    """Rule 2's send: a refused ``CreateImage`` (not a ``DryRun``) while the region was full,
+    other than a re-send of a name it holds (refused for the name; it cannot add an image).
+    Checked before the entry is replayed (a successful one is ``_create``'s to count)."""
+    params: Mapping[str, Any] = entry.get("params") or {}
+    if entry.get("result") == "ok" or str(params.get("DryRun", "")).lower() == "true":
+        return []
+    name = params.get("ImageName", "")
+    if region.used() < region.quota or any(i.name == name for i in region.images.values()):
+        return []
+    return [
+        Violation(
+            "create_into_full_quota",
+            region.name,
+            int(entry["seq"]),
+            f"CreateImage of {name} sent while the region held {region.used()} images, its "
+            f"quota {region.quota} (answered {entry.get('result')})",
+        )
+    ]
 
 
 def _delete(region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
