@@ -123,6 +123,13 @@ def _region_json(
                 **image_disks_json(by_id.get(decision.image_id)),
             }
         )
+    if instance_ids is not None:
+        # A filtered listing names the selected instances of this region that hold no
+        # managed image at all: an instance never backed up is the stalest of all, and
+        # leaving it out would make `images --stale` (or --instance, --policy) hide it.
+        for instance_id in instance_ids:
+            if home.get(instance_id) == plan.region and instance_id not in instances:
+                instances[instance_id] = []
     return {
         "region": plan.region,
         "quota": plan.quota,
@@ -212,12 +219,18 @@ def images_command(
     results, plan_failed = _list_regions(
         setup, regions, inventories, selection, now=now, names=names
     )
-    _print_listing(results, now, setup, as_json=as_json)
+    filtered = selection != InstanceSelection(None, None, None)
+    _print_listing(results, now, setup, as_json=as_json, filtered=filtered)
     sys.exit(EXIT_FAILED if read_failed or plan_failed or setup.broken else EXIT_OK)
 
 
 def _print_listing(
-    results: list[dict[str, Any]], now: datetime, setup: Setup, *, as_json: bool
+    results: list[dict[str, Any]],
+    now: datetime,
+    setup: Setup,
+    *,
+    as_json: bool,
+    filtered: bool = False,
 ) -> None:
     """The listed regions on stdout: the JSON document, or the text for people."""
     if as_json:
@@ -230,7 +243,7 @@ def _print_listing(
         )
     else:
         for region_json in results:
-            _print_region(region_json)
+            _print_region(region_json, filtered=filtered)
 
 
 def listed_regions(
@@ -408,13 +421,13 @@ def stale_instances(
     return found
 
 
-def _print_region(region: dict[str, Any]) -> None:
+def _print_region(region: dict[str, Any], *, filtered: bool = False) -> None:
     click.echo(
         f"{region['region']}: quota {region['quota']}, used {region['used']} "
         f"({region['unmanaged']} unmanaged, never touched), free {region['free']}"
     )
     if not region["instances"]:
-        click.echo("  no managed images")
+        click.echo("  no managed images" + (" match the filters" if filtered else ""))
     for instance_id, images in region["instances"].items():
         orphan = " (orphan: no policy targets it)" if images and images[0]["orphan"] else ""
         source = region["copies_from"].get(instance_id)
@@ -422,6 +435,8 @@ def _print_region(region: dict[str, Any]) -> None:
         name = region.get("instance_names", {}).get(instance_id)
         named = f" ({name})" if name and name != instance_id else ""
         click.echo(f"  {instance_id}{named}{copies}{orphan}")
+        if not images:
+            click.echo("    NO BACKUP: no managed image of this instance in this region")
         for image in images:
             short = "  FEWER DISKS THAN ASKED" if image["fewer_disks_than_asked"] else ""
             click.echo(
