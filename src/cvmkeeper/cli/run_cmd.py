@@ -310,26 +310,29 @@ def _run_with_checkins(
         if request.dry_run
         else policies_run(setup, request.policy_names, request.region_names, request.now)
     )
-    try:
-        with display.running(), policy_checkins(alerter, policies, setup.config.sentry) as fail:
-            report = run_once(
-                setup,
-                client,
-                alerter,
-                now=request.now,
-                policy_names=list(request.policy_names) or None,
-                regions=list(request.region_names) or None,
-                dry_run=request.dry_run,
-                wait=request.wait,
-                progress=display,
-                progress_alerts=display.alert,
-            )
-            for policy in policies:
-                if not report.policy_ok(policy.name):
-                    fail(policy.name)
-    finally:
-        alerter.flush(ALERT_FLUSH_SECONDS)
-        alerter.close(ALERT_FLUSH_SECONDS)
+    # The flush stays inside the display: a notification that fails while it is delivered
+    # is logged then, and must be seen and counted like the run's other warnings.
+    with display.running():
+        try:
+            with policy_checkins(alerter, policies, setup.config.sentry) as fail:
+                report = run_once(
+                    setup,
+                    client,
+                    alerter,
+                    now=request.now,
+                    policy_names=list(request.policy_names) or None,
+                    regions=list(request.region_names) or None,
+                    dry_run=request.dry_run,
+                    wait=request.wait,
+                    progress=display,
+                    progress_alerts=display.alert,
+                )
+                for policy in policies:
+                    if not report.policy_ok(policy.name):
+                        fail(policy.name)
+        finally:
+            alerter.flush(ALERT_FLUSH_SECONDS)
+            alerter.close(ALERT_FLUSH_SECONDS)
     return report
 
 
@@ -339,8 +342,14 @@ def _print_report(report: RunReport, display: RunProgress, *, as_json: bool, ver
     if as_json:
         document = report_to_json(report)
         document["health_warnings"] = list(display.health_warnings)
+        document["notification_warnings"] = list(display.delivery_warnings)
         print_json(document)
     else:
         summary = summary_lines if verbose else short_summary_lines
-        for line in summary(report, len(display.health_warnings)):
+        for line in summary(report, display.printed_warnings):
             click.echo(line)
+        if display.delivery_warnings:
+            click.echo(
+                f"NOTIFICATIONS: {len(display.delivery_warnings)} could not be delivered "
+                "(see the warnings on stderr); what this run reported may have reached no one"
+            )
