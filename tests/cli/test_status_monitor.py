@@ -246,3 +246,15 @@ def test_monitor_warns_when_a_backup_leaves_a_disk_out(tmp_path: Path) -> None:
     lines = result.output.splitlines()
     assert lines[0].startswith("CVMKEEPER WARNING - 1 disk warning |")
     assert any("disk-scratch1" in line for line in lines[1:])
+
+
+def test_images_against_a_silent_endpoint_is_bounded_by_its_timeout(tmp_path: Path) -> None:
+    """``images`` read regions one after another, each call waiting out cloud.timeout and
+    its retries: six minutes for three silent regions. Now in parallel, within --timeout."""
+    with silent_endpoint() as endpoint:
+        config = silent_config(tmp_path, endpoint)
+        code, out, err, took = run_installed("images", "--config", str(config), "--timeout", "2")
+        assert took < 15, f"images took {took:.1f}s against a silent endpoint"
+        assert code == 1, err
+        for region in (REGION, "ap-shanghai", "ap-beijing"):
+            assert f"images: {region}: cannot read the inventory: no answer within 2s" in err

@@ -28,7 +28,7 @@ from cvmkeeper.cli.common import (
     utc_now,
 )
 from cvmkeeper.cli.plan_cmd import check_choices, client_or_exit, region_option
-from cvmkeeper.cloud.errors import CloudError
+from cvmkeeper.cli.region_reads import read_regions
 from cvmkeeper.config import Setup
 from cvmkeeper.core.disks import (
     asked_disk_count,
@@ -50,6 +50,8 @@ from cvmkeeper.executor.run_health import health_settings
 from cvmkeeper.executor.runner import run_regions
 
 EXPIRES = "expires at next run"
+#: seconds ``images`` waits for all regions together (``--timeout``), as ``status``
+DEFAULT_TIMEOUT = 60.0
 
 
 def image_fate(decision: ImageDecision) -> str:
@@ -170,6 +172,16 @@ def _region_json(
     "policy's period times sentry.freshness_factor, or missing.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the images as JSON.")
+@click.option(
+    "--timeout",
+    "timeout_seconds",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait at most this long for all regions together (they are read in parallel); "
+    "a region that has not answered by then is named on stderr (exit 1).",
+)
 def images_command(
     *,
     config_file: str | None,
@@ -178,6 +190,7 @@ def images_command(
     instance_filters: tuple[str, ...],
     stale: bool,
     as_json: bool,
+    timeout_seconds: float,
 ) -> None:
     """List cvmkeeper's images per instance, and the rule that keeps each.
 
@@ -211,7 +224,7 @@ def images_command(
     client = client_or_exit(setup, "images")
     now = utc_now()
     regions = listed_regions(setup, policy_name, region_names)
-    inventories, read_failed = _read_inventories(client, setup, regions)
+    inventories, read_failed = _read_inventories(client, setup, regions, timeout_seconds)
     names = {i.instance_id: i.name for inv in inventories.values() for i in inv.instances}
     wanted = _wanted_or_exit(instance_filters, names, inventories, setup)
     stale_ids = stale_instances(setup, inventories, now) if stale else None
@@ -345,21 +358,22 @@ def _list_regions(
 
 
 def _read_inventories(
-    client: Any, setup: Setup, regions: list[str]
+    client: Any, setup: Setup, regions: list[str], timeout_seconds: float
 ) -> tuple[dict[str, Inventory], bool]:
     """The inventories of ``regions`` and of the source regions of their copies (read for
     copy retention, not listed); True as well when a region could not be read (said on
-    stderr)."""
-    inventories: dict[str, Inventory] = {}
-    failed = False
+    stderr). The regions are read in parallel within ``timeout_seconds`` all together:
+    one after another, each call waiting out its timeout and retries, a silent endpoint
+    kept an operator waiting six minutes for three regions."""
     sources = [r for region in regions for r in copy_source_regions(setup.policies, region)]
-    for region in dict.fromkeys([*regions, *sources]):
-        try:
-            inventories[region] = read_inventory(client, region, setup.config.image_quota)
-        except CloudError as error:
-            click.echo(f"images: {region}: cannot read the inventory: {error}", err=True)
-            failed = True
-    return inventories, failed
+    reads = read_regions(
+        list(dict.fromkeys([*regions, *sources])),
+        lambda region: read_inventory(client, region, setup.config.image_quota),
+        timeout_seconds,
+    )
+    for region, problem in reads.unreadable.items():
+        click.echo(f"images: {region}: {problem}", err=True)
+    return reads.read, bool(reads.unreadable)
 
 
 def _policy_instances(
