@@ -253,7 +253,7 @@ def test_images_against_a_silent_endpoint_is_bounded_by_its_timeout(tmp_path: Pa
     its retries: six minutes for three silent regions. Now in parallel, within --timeout."""
     with silent_endpoint() as endpoint:
         config = silent_config(tmp_path, endpoint)
-        code, out, err, took = run_installed("images", "--config", str(config), "--timeout", "2")
+        code, _, err, took = run_installed("images", "--config", str(config), "--timeout", "2")
         assert took < 15, f"images took {took:.1f}s against a silent endpoint"
         assert code == 1, err
         for region in (REGION, "ap-shanghai", "ap-beijing"):
