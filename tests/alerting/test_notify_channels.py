@@ -342,3 +342,27 @@ def test_apprise_retries_only_the_service_that_failed(log_text: io.StringIO) -> 
         assert len(bad.wait_for(3)) == 3  # tried three times
         assert len(good.requests) == 1
     assert "could not deliver to 1 of 2 services" in log_text.getvalue()
+
+
+def test_a_healthchecks_key_that_names_no_policy_is_a_config_problem(tmp_path: Path) -> None:
+    """``fleet-dialy: URL`` loaded without a word: fleet-daily's runs were never pinged, and
+    a Healthchecks check that never got a ping stays "new" and never alerts."""
+    from cvmkeeper.config import load_setup
+
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "web.yaml").write_text(
+        "name: web-daily\nregions: [ap-guangzhou]\ntargets: {tags: {backup: daily}}\n"
+        "schedules: [{cron: '0 2 * * *'}]\nretention: {keep_last: 3}\n"
+    )
+    path = config_file(tmp_path, f'healthchecks: {{web-dialy: "https://hc-ping.com/{TOKEN}"}}\n')
+    path.write_text(path.read_text() + "policies_dir: policies\n")
+    with pytest.raises(ConfigError) as caught:
+        load_setup(path)
+    text = str(caught.value)
+    assert (
+        "notify.healthchecks.web-dialy: no policy has this name (did you mean web-daily?)" in text
+    )
+    assert TOKEN not in text
+    path.write_text(path.read_text().replace("web-dialy", "web-daily"))
+    assert load_setup(path).config.notify.healthchecks[0][0] == "web-daily"
