@@ -13,6 +13,7 @@ both off, ``--dry-run`` never alerts.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -74,7 +75,7 @@ def policies_run(
     return chosen
 
 
-def deleted_text(deleted: list[DeleteOutcome]) -> str:
+def deleted_text(deleted: Sequence[DeleteOutcome]) -> str:
     """``4 deleted``, or ``4 deleted (3 of them failed images cleaned up)``: a failed
     image's cleanup is not a backup rotated away, and a bare "3 deleted" after a first run
     that made the first backups read as if backups had been removed."""
