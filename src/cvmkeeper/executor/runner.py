@@ -377,7 +377,9 @@ def _due_for(
             include_present=True,
         )
         for item in found:
-            options.say(f"{region}: {item.policy}: {item.reason}", region=region)
+            # the line is about one policy's slot: say so in the JSON fields too
+            with log_fields(policy=item.policy, slot=item.slot):
+                options.say(f"{region}: {item.policy}: {item.reason}", region=region)
         return tuple((item.policy, item.slot) for item in found)
 
     return compute
