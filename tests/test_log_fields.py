@@ -83,3 +83,22 @@ def test_a_runs_json_lines_name_policy_region_instance_and_slot(
     # every line of the region's work names the region
     region_lines = [e for e in entries if e["message"].startswith(f"{REGION}:")]
     assert region_lines and all(e.get("region") == REGION for e in region_lines)
+
+
+def test_the_line_saying_a_slot_is_due_names_its_policy_and_slot(
+    tmp_path: Path, json_log: io.StringIO
+) -> None:
+    """``ap-guangzhou: hourly: slot ... is due`` (and the catch-up lines) carried only the
+    region: a shipper had to parse the words to know the policy."""
+    with world(tmp_path, fleet(), policy()) as w:
+        report = run_once(w.setup(), w.client(), RecordingAlerter(), now=T0 + timedelta(minutes=1))
+        assert report.ok
+    entries = lines(json_log)
+    [due] = [
+        e for e in entries if e["message"] == f"{REGION}: hourly: slot 2026-11-27T00:00Z is due"
+    ]
+    assert {k: due.get(k) for k in ("policy", "region", "slot")} == {
+        "policy": "hourly",
+        "region": REGION,
+        "slot": "2026-11-27T00:00:00Z",
+    }

@@ -72,13 +72,13 @@ def test_a_scrape_shows_backups_quota_runs_and_api_calls(
     slot = T0.timestamp()
     assert (
         samples[
-            f'cvmkeeper_last_backup_timestamp_seconds{{instance="{A}",policy="hourly",'
+            f'cvmkeeper_last_backup_timestamp_seconds{{instance_id="{A}",policy="hourly",'
             f'region="{REGION}"}}'
         ]
         == slot
     )
-    assert samples[f'cvmkeeper_backup_stale{{instance="{A}",region="{REGION}"}}'] == 0
-    assert samples[f'cvmkeeper_backup_stale{{instance="{B}",region="{REGION}"}}'] == 1
+    assert samples[f'cvmkeeper_backup_stale{{instance_id="{A}",region="{REGION}"}}'] == 0
+    assert samples[f'cvmkeeper_backup_stale{{instance_id="{B}",region="{REGION}"}}'] == 1
     assert samples[f'cvmkeeper_images{{owner="cvmkeeper",region="{REGION}"}}'] == 1
     assert samples[f'cvmkeeper_images{{owner="other",region="{REGION}"}}'] == 1
     assert samples[f'cvmkeeper_image_quota{{region="{REGION}"}}'] == 10
@@ -165,5 +165,5 @@ def test_drills_are_counted_with_their_time_to_ready(tmp_path: Path) -> None:
             exporter.close()
     assert report.ok
     assert samples['cvmkeeper_drills_total{policy="hourly",result="ok"}'] == 1
-    assert samples[f'cvmkeeper_drill_ok{{instance="{A}",policy="hourly"}}'] == 1
-    assert samples[f'cvmkeeper_drill_seconds_to_ready{{instance="{A}",policy="hourly"}}'] > 0
+    assert samples[f'cvmkeeper_drill_ok{{instance_id="{A}",policy="hourly"}}'] == 1
+    assert samples[f'cvmkeeper_drill_seconds_to_ready{{instance_id="{A}",policy="hourly"}}'] > 0

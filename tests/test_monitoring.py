@@ -126,3 +126,25 @@ def test_dashboard_is_importable_json_with_unique_panel_ids() -> None:
     assert len(ids) == len(set(ids))
     assert document["uid"] == "cvmkeeper"
     assert all(p["datasource"]["uid"] == "${datasource}" for p in document["panels"])
+
+
+#: the labels Prometheus attaches to every scraped series: a metric label of the same name
+#: is renamed ``exported_instance`` at scrape time, so rules grouping ``by (instance)``
+#: group by the daemon's host:port and an alert names the host, not the CVM instance
+TARGET_LABELS = {"instance", "job"}
+
+
+def test_no_metric_label_collides_with_a_prometheus_target_label() -> None:
+    exporter = start_metrics("127.0.0.1:0", dict)
+    try:
+        families = [value for value in vars(exporter).values() if hasattr(value, "_labelnames")]
+    finally:
+        exporter.close()
+    assert len(families) >= 10
+    labels = {name: set(family._labelnames) for family in families for name in [family._name]}
+    assert not {n: ls & TARGET_LABELS for n, ls in labels.items() if ls & TARGET_LABELS}
+    assert "instance_id" in labels["cvmkeeper_backup_stale"]
+    # and the per-CVM-instance rules group and name by that label
+    stale = next(r for r in rule_exprs() if "cvmkeeper_backup_stale" in r)
+    assert "by (region, instance_id)" in stale
+    assert "$labels.instance }}" not in RULES.read_text(encoding="utf-8")

@@ -175,14 +175,14 @@ def _backup_gauges(prometheus: Any, registry: Any) -> tuple[Any, Any]:
     last_backup = prometheus.Gauge(
         "cvmkeeper_last_backup_timestamp_seconds",
         "Slot (Unix time) of the newest NORMAL backup of each targeted instance.",
-        ["region", "instance", "policy"],
+        ["region", "instance_id", "policy"],
         registry=registry,
     )
     stale = prometheus.Gauge(
         "cvmkeeper_backup_stale",
         "1 when the newest NORMAL backup is older than the policy period times the "
         "freshness factor (or missing).",
-        ["region", "instance"],
+        ["region", "instance_id"],
         registry=registry,
     )
     return last_backup, stale
@@ -238,13 +238,13 @@ def _drill_metrics(prometheus: Any, registry: Any) -> tuple[Any, Any, Any]:
     drill_ok = prometheus.Gauge(
         "cvmkeeper_drill_ok",
         "1 when the last drill of the instance passed.",
-        ["policy", "instance"],
+        ["policy", "instance_id"],
         registry=registry,
     )
     drill_ready = prometheus.Gauge(
         "cvmkeeper_drill_seconds_to_ready",
         "Seconds from launch to ready in the last passing drill.",
-        ["policy", "instance"],
+        ["policy", "instance_id"],
         registry=registry,
     )
     return drills, drill_ok, drill_ready

@@ -328,3 +328,41 @@ def test_cvmkeeper_run_sends_its_failures_to_the_webhook(tmp_path: Path) -> None
     assert errors[0].json["tencent_code"] == "InvalidInstance.NotSupported"
     assert verify(b"shared-key", errors[0].body, errors[0].headers[SIGNATURE_HEADER])
     assert TOKEN not in result.output
+
+
+def test_apprise_retries_only_the_service_that_failed(log_text: io.StringIO) -> None:
+    """Two Apprise URLs, one answering 503 every time: the working one gets each alert
+    once, not once per retry of the other; the failure names how many services missed it."""
+    pytest.importorskip("apprise")
+    with http_capture() as good, http_capture(statuses=[503] * 10) as bad:
+        urls = tuple(Secret(f"json://{s.url.removeprefix('http://')}/a") for s in (good, bad))
+        [channel] = channel_alerters(NotifySettings(apprise=urls), host="backup-1")
+        channel.error(FAILURE)
+        channel.close(15)
+        assert len(bad.wait_for(3)) == 3  # tried three times
+        assert len(good.requests) == 1
+    assert "could not deliver to 1 of 2 services" in log_text.getvalue()
+
+
+def test_a_healthchecks_key_that_names_no_policy_is_a_config_problem(tmp_path: Path) -> None:
+    """``fleet-dialy: URL`` loaded without a word: fleet-daily's runs were never pinged, and
+    a Healthchecks check that never got a ping stays "new" and never alerts."""
+    from cvmkeeper.config import load_setup
+
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "web.yaml").write_text(
+        "name: web-daily\nregions: [ap-guangzhou]\ntargets: {tags: {backup: daily}}\n"
+        "schedules: [{cron: '0 2 * * *'}]\nretention: {keep_last: 3}\n"
+    )
+    path = config_file(tmp_path, f'healthchecks: {{web-dialy: "https://hc-ping.com/{TOKEN}"}}\n')
+    path.write_text(path.read_text() + "policies_dir: policies\n")
+    with pytest.raises(ConfigError) as caught:
+        load_setup(path)
+    text = str(caught.value)
+    assert (
+        "notify.healthchecks.web-dialy: no policy has this name (did you mean web-daily?)" in text
+    )
+    assert TOKEN not in text
+    path.write_text(path.read_text().replace("web-dialy", "web-daily"))
+    assert load_setup(path).config.notify.healthchecks[0][0] == "web-daily"

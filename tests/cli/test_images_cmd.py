@@ -167,3 +167,35 @@ def test_region_filter_still_narrows(tmp_path: Path) -> None:
 def _now_minute() -> datetime:
     """The current minute (``images`` judges staleness against the real clock)."""
     return datetime.now(UTC).replace(second=0, microsecond=0)
+
+
+def test_filters_name_a_targeted_instance_that_has_no_backup_at_all(tmp_path: Path) -> None:
+    """An instance whose every backup failed holds no managed image; it is the stalest of
+    all. ``--stale`` (and ``--instance``, ``--policy``) list it as having no backup instead
+    of leaving it out, which read as "no managed images" and hid the failure."""
+    c = "ins-cccccccc"
+    spec = fleet(
+        instances=[
+            {"id": A, "name": "web-1"},
+            {"id": B, "name": "db-1"},
+            {"id": c, "name": "lost"},
+        ],
+        images=seeded(),
+    )
+    with world(tmp_path, spec, policy(ids=[A, B, c]), policy("other", ids=[B])) as w:
+        for args in (["--stale"], ["--instance", "lost"], ["--policy", "hourly"]):
+            code, out, err = images(w.config_path, *args, "--json")
+            assert code == 0, err
+            [region] = json.loads(out)["regions"]
+            assert region["instances"][c] == [], args
+            assert region["instance_names"][c] == "lost"
+            code, out, _ = images(w.config_path, *args)
+            assert f"  {c} (lost)\n    NO BACKUP: no managed image" in out, out
+        # a filter that leaves nothing in a region says so, not "no managed images"
+        code, out, _ = images(w.config_path, "--instance", A, "--policy", "other")
+        assert code == 0
+        assert f"{REGION}: quota 10, used 5 (1 unmanaged, never touched), free 5\n" in out
+        assert "  no managed images match the filters\n" in out, out
+        # unfiltered, the listing stays a list of images
+        code, out, _ = images(w.config_path, "--json")
+        assert c not in json.loads(out)["regions"][0]["instances"]

@@ -131,3 +131,19 @@ def test_every_policy_appears_with_its_state(tmp_path: Path) -> None:
             "2026-11-28T03:00:00Z",
         )
         assert state["catch_up_seconds"] == 1800
+
+
+def test_a_wait_for_many_images_names_a_few_not_all(tmp_path: Path) -> None:
+    """Eight instances due at once: the wait step names five images and counts the rest
+    (at 100 instances a region's wait line was 3 KB of names the creates already list)."""
+    ids = [f"ins-w{n:07d}" for n in range(8)]
+    spec = fleet(quota=20, instances=[{"id": i} for i in ids])
+    with world(tmp_path, spec, policy(ids=ids), quota=20) as w:
+        result = CliRunner().invoke(cli, ["plan", "--config", str(w.config_path), "--at", AT])
+        assert result.exit_code == 0, result.output
+        [wait] = [line for line in result.stdout.splitlines() if ". wait for " in line]
+        assert "wait for 8 image(s) (" in wait
+        assert ", and 3 more (the creates above))" in wait
+        assert (
+            sum(name in wait for name in (image_name(i, T0 + timedelta(hours=4)) for i in ids)) == 5
+        )

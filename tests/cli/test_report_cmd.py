@@ -301,3 +301,28 @@ def test_a_disk_left_out_of_a_backup_is_on_the_page(tmp_path: Path) -> None:
     page = out.read_text(encoding="utf-8")
     assert page.count('class="warn disk-warning"') == 1
     assert "disk-scratch1" in page
+
+
+def test_instances_needing_attention_are_listed_first_and_linked(tmp_path: Path) -> None:
+    """At fleet scale the instance cards are hundreds of screens: the instances with
+    missed slots or no NORMAL image at all are listed at the top, each linked to its card;
+    one that is fine is not."""
+    c = "ins-cccccccc"
+    fine = [managed(A, T0 + timedelta(hours=h), f"img-aaaa000{h}") for h in range(6)]
+    instances = [{"id": A}, {"id": B, "name": "db-1"}, {"id": c, "name": "lost"}]
+    images = [*fine, managed(B, T0, "img-bbbb0000")]
+    out = tmp_path / "report.html"
+    with world(tmp_path, fleet(instances=instances, images=images), policy(ids=[A, B, c])) as w:
+        code, output = write_report(w, out, hours=5.5)
+    assert code == 0, output
+    page = out.read_text(encoding="utf-8")
+    top = page.index('id="attention"')
+    assert top < page.index('id="regions"')
+    assert "Needs attention (2 instances)" in page
+    items = re.findall(r'<li class="attention-item"><a href="#([^"]+)">([^<]+)</a>([^<]*)', page)
+    assert [(item[1], item[2]) for item in items] == [
+        (B, f" (db-1) in {REGION}: 5 slots missed since the newest image"),
+        (c, f" (lost) in {REGION}: no NORMAL image"),
+    ]
+    for anchor, _, _ in items:
+        assert f'<div class="card instance" id="{anchor}"' in page

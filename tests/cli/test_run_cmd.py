@@ -253,3 +253,18 @@ def test_an_image_that_only_looks_managed_is_never_deleted_and_is_reported(
     assert "img-ours0000" in deleted  # retention still works for our own images
     assert "img-forged01" not in deleted and "img-forged01" in left
     assert "img-forged01" in result.output and "created by 100000000666" in result.output
+
+
+def test_the_summary_tells_a_failed_image_cleaned_up_from_a_backup_rotated(
+    tmp_path: Path,
+) -> None:
+    """Every image ends CREATEFAILED and is cleaned up: nothing a person would call a
+    backup was deleted, and the summary says so instead of a bare "2 deleted"."""
+    spec = fleet()
+    spec["timing"]["create_failed_probability"] = 1.0
+    with world(tmp_path, spec, policy()) as w:
+        result = invoke(w, "--at", at(0), "--no-alerts")
+        assert result.exit_code == 1
+        cleaned = "2 deleted (2 of them failed images cleaned up)"
+        assert f"{REGION}: 0 made, 0 already there, 2 failed, {cleaned}" in result.stdout
+        assert f"FAILED: 0 image(s) made, {cleaned}, 2 slot(s) without" in result.stdout

@@ -318,3 +318,42 @@ def test_the_executor_says_what_each_line_reports(tmp_path: Path) -> None:
     assert A in made_line and " created " in made_line
     deleted = next(line for line in lines if line.kind is ProgressKind.DELETED)
     assert "img-old00002" in deleted  # keep_last 2: the new image and the newest old one
+
+
+def test_notifications_that_cannot_be_delivered_are_counted_and_named(tmp_path: Path) -> None:
+    """A webhook that refuses every POST: its warnings are printed (some while the run's
+    alerts are flushed, after the images are done), and the summary counts each and says
+    the run's news may have reached no one; "0 warning(s)" hid the dead channel."""
+    import json
+
+    import yaml
+
+    from support.http_capture import http_capture
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENTRY_", "TENCENT"))}
+    with http_capture(statuses=[403] * 20) as hook, world(tmp_path, fleet(), policy(ids=[A])) as w:
+        config = yaml.safe_load(w.config_path.read_text())
+        config["notify"] = {"webhook": {"url": f"{hook.url}/hook/TOKEN-canary-4711"}}
+        w.config_path.write_text(yaml.safe_dump(config))
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [str(BIN / "cvmkeeper"), "run", "--config", str(w.config_path), *args],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+                env=env,
+            )
+
+        text = run("--policy", "hourly", "--at", "2026-11-27T00:00Z")
+        assert text.returncode == 0, text.stderr
+        refused = [line for line in text.stderr.splitlines() if "was refused (HTTP 403)" in line]
+        # the check-in that starts the run and the one that ends it
+        assert len(refused) == 2, text.stderr
+        assert ", 2 warning(s), 0 error(s)" in text.stdout, text.stdout
+        assert "NOTIFICATIONS: 2 could not be delivered" in text.stdout
+        as_json = run("--policy", "hourly", "--at", "2026-11-27T01:00Z", "--json")
+        assert len(json.loads(as_json.stdout)["notification_warnings"]) == 2
+        for output in (text.stdout, text.stderr, as_json.stdout, as_json.stderr):
+            assert "canary-4711" not in output

@@ -31,7 +31,7 @@ from executor.world import REGION, SECRET_ID, SECRET_KEY, T0, A, World, fleet, p
 BIN = Path(sys.executable).parent
 #: 'label'=value[UOM];[warn];[crit];[min];[max] (Monitoring Plugins guidelines); trailing
 #: fields may be left out
-PERFDATA = re.compile(r"^('[^'=]+'|[^'= ]+)=\d+(\.\d+)?(;[\d:@~.]*){0,4}$")
+PERFDATA = re.compile(r"^('[^'=]+'|[^'= ]+)=(\d+(\.\d+)?|U)(;[\d:@~.]*){0,4}$")
 
 
 @contextlib.contextmanager
@@ -125,6 +125,9 @@ def test_a_silent_endpoint_is_reported_loudly_within_the_timeout(tmp_path: Path)
         first = out.splitlines()[0]
         assert first.startswith("CVMKEEPER UNKNOWN - cannot read 3 of 3 regions")
         assert "unreadable_regions=3;;;0;3" in first
+        # no region read: the stale counts are undetermined, not a graphed 0
+        perf = perfdata(first)
+        assert (perf["stale_backups"], perf["stale_copies"]) == ("U;;1;0", "U;;1;0")
 
 
 def test_read_regions_keeps_order_and_reports_errors_and_the_deadline() -> None:
@@ -243,3 +246,15 @@ def test_monitor_warns_when_a_backup_leaves_a_disk_out(tmp_path: Path) -> None:
     lines = result.output.splitlines()
     assert lines[0].startswith("CVMKEEPER WARNING - 1 disk warning |")
     assert any("disk-scratch1" in line for line in lines[1:])
+
+
+def test_images_against_a_silent_endpoint_is_bounded_by_its_timeout(tmp_path: Path) -> None:
+    """``images`` read regions one after another, each call waiting out cloud.timeout and
+    its retries: six minutes for three silent regions. Now in parallel, within --timeout."""
+    with silent_endpoint() as endpoint:
+        config = silent_config(tmp_path, endpoint)
+        code, _, err, took = run_installed("images", "--config", str(config), "--timeout", "2")
+        assert took < 15, f"images took {took:.1f}s against a silent endpoint"
+        assert code == 1, err
+        for region in (REGION, "ap-shanghai", "ap-beijing"):
+            assert f"images: {region}: cannot read the inventory: no answer within 2s" in err

@@ -148,6 +148,13 @@ def test_online_counts_tagged_instances_and_unmanaged_images(tmp_path: Path) -> 
         assert "ap-guangzhou: web-daily 3 x 2 instances" in err
         assert "= 10 > quota 9" in err
         assert "demo-secret-key" not in out + err
+        # the account allows 10: the cap is what to raise, and the problem says both numbers
+        assert (
+            "= 10 > quota 9 (account quota 10 from DescribeImageQuota, cap image_quota 9): "
+            "retention wants more images than the region can hold; lower keep_* counts, "
+            "target fewer instances, or raise or remove image_quota, the cap below the "
+            "account's quota"
+        ) in err
 
 
 @pytest.mark.slow

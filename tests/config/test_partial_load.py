@@ -80,3 +80,15 @@ def test_a_reload_keeps_the_old_version_of_a_policy_whose_file_became_bad(
     setup_dir(tmp_path, {**files, "c.yaml": TYPO})
     again = with_stand_ins(load_setup(path, partial=True), before)
     assert [b.stand_in for b in again.broken] == [False] and again.holding == again.broken
+
+
+def test_no_usable_policy_loads_when_policies_are_not_needed(tmp_path: Path) -> None:
+    """``restore`` needs the daemon config only (issue #19): every policy file bad still
+    loads with ``need_policies=False``, the files in ``broken`` with their declared name."""
+    path = setup_dir(tmp_path, {"b.yaml": TYPO})
+    setup = load_setup(path, partial=True, need_policies=False)
+    assert setup.policies == ()
+    [broken] = setup.broken
+    assert broken.name == "weekly" and "keep_dayly" in str(broken.problems)
+    with pytest.raises(ConfigError):  # a bad daemon config stays fatal
+        load_setup(setup_dir(tmp_path, {"b.yaml": TYPO}, "regions: 7\n"), need_policies=False)

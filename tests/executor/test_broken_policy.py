@@ -16,6 +16,7 @@ import yaml
 from cvmkeeper.alerting import RecordingAlerter, failure_fingerprint
 from cvmkeeper.config import load_setup
 from cvmkeeper.executor import run_once
+from cvmkeeper.executor.broken import BrokenFileAlerts
 from executor.world import T0, A, World, broken_weekly, fleet, managed, policy, world
 
 #: ``weekly`` with a typo (and nothing else to keep): the file cannot be used
@@ -97,3 +98,39 @@ def test_a_dry_run_reports_the_broken_file_and_alerts_nothing(tmp_path: Path) ->
         )
         assert any("weekly.yaml" in error for error in report.errors)
         assert alerter.failures == []
+
+
+def test_the_daemon_logs_a_broken_file_once_an_hour_while_unchanged_run_every_run(
+    tmp_path: Path,
+) -> None:
+    """The daemon's runs share one ``BrokenFileAlerts``: the file's ERROR lines (like its
+    event) at most once an hour while unchanged, at once when it changes; without the
+    gate (``cvmkeeper run``) on every run. Every run still records it as an error."""
+    with world(tmp_path, fleet(), policy(ids=[A])) as w:
+        file = w.root / "policies" / "weekly.yaml"
+        file.write_text(BROKEN_WEEKLY)
+        gate = BrokenFileAlerts()
+        alerter = RecordingAlerter()
+
+        def run(minutes: int, daemon: bool = True) -> list[str]:
+            shown: list[str] = []
+            report = run_once(
+                load_setup(w.config_path, partial=True),
+                w.client(),
+                alerter,
+                now=T0 + timedelta(minutes=minutes),
+                progress=shown.append,
+                broken_alerts=gate if daemon else None,
+            )
+            assert any("weekly.yaml" in error for error in report.errors)  # always an error
+            return [line for line in shown if line.startswith("ERROR") and "weekly" in line]
+
+        assert any("weekly.yaml:5:" in line for line in run(1))
+        assert run(10) == [] and run(50) == []  # unchanged, within the hour
+        assert any("weekly.yaml:5:" in line for line in run(20, daemon=False))  # run: always
+        file.write_text(BROKEN_WEEKLY + "keep: x\n")  # changed: at once
+        assert any("keep" in line for line in run(55))
+        assert run(70) == []
+        assert any("weekly.yaml:5:" in line for line in run(116))  # an hour after the change
+        sent = [f for f in alerter.errors if f.action == "policy-file"]
+        assert len(sent) == 4  # the event follows the same rate (run's always)

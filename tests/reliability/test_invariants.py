@@ -138,6 +138,21 @@ def test_going_over_the_quota_at_any_moment_is_caught() -> None:
     expect("quota_exceeded", state, initial)
 
 
+def test_a_create_sent_into_a_full_quota_is_caught_even_when_refused() -> None:
+    # the region is full (two of two); a create of a new name is sent anyway (refused for
+    # the quota); re-sending a name the region holds (refused for the name) is not counted
+    core, clock, initial = core_for(quota=2)
+    create(core, A, 0)
+    create(core, B, 0)
+    clock.advance(61)
+    with contextlib.suppress(ApiError):
+        create(core, A, 0)
+    assert rules(core.state(), initial) == []
+    with pytest.raises(ApiError, match="ImageQuotaLimitExceeded"):
+        create(core, A, 1)
+    expect("create_into_full_quota", core.state(), initial)
+
+
 def test_deleting_the_newest_normal_image_is_caught_and_an_older_one_is_not() -> None:
     core, _, initial = core_for(images=old(A, range(3)))
     delete(core, "img-aaaa0001")

@@ -8,10 +8,12 @@ scheduler whose jobs are inspected (and fired on demand) rather than waited for.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.schedulers.background import BackgroundScheduler
 from daemon_helpers import RecordingRunner, policy_text, write_setup
@@ -329,3 +331,23 @@ def test_the_state_file_is_replaced_atomically_and_holds_no_secret(tmp_path: Pat
     assert "AuthFailure" in text
     assert json.loads(text)["version"] == 1
     assert [p.name for p in path.parent.iterdir()] == ["daemon-state.json"]  # no temp left
+
+
+def test_a_catch_up_with_errors_says_how_many_slots_failed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ "catch-up finished: with errors (300 slots)" at INFO read as 300 failures when 2
+    had failed; the line counts the failed slots, and is a warning."""
+    setup = load(
+        tmp_path,
+        {"a": policy_text("web", "every: 1h"), "b": policy_text("db", "every: 2h")},
+    )
+    runner = RecordingRunner(ok=False)
+    jobs, _alerter, _locks = make_jobs(tmp_path, setup, runner, Clock(T0))
+    with caplog.at_level(logging.INFO, logger="cvmkeeper.scheduler.jobs"):
+        jobs.run_catch_up()
+    [line] = [r for r in caplog.records if r.getMessage().startswith("catch-up finished")]
+    assert line.levelno == logging.WARNING
+    assert line.getMessage() == (
+        "catch-up finished: with errors (2 of 2 slots without a NORMAL image, 1 error)"
+    )

@@ -41,11 +41,16 @@ class AppriseAlerter:
         """``urls``: Apprise URLs, registered as secrets. Raises ``AppriseMissing``."""
         module = _apprise()
         self._apprise = module
-        self._client = module.Apprise()
+        # One Apprise object per URL: a retry goes only to the services that failed. With
+        # one object for all, a dead service made every retry notify the working ones
+        # again (each alert three times in the team's chat).
+        self._clients: list[Any] = []
         for url in urls:
             register_url_secret(url)
-            if not self._client.add(url):
+            client = module.Apprise()
+            if not client.add(url):
                 raise ValueError("an Apprise URL in notify.apprise is not understood by Apprise")
+            self._clients.append(client)
         self._host = host
         self._delivery = Deliverer("apprise")
 
@@ -55,9 +60,18 @@ class AppriseAlerter:
             "warning": self._apprise.NotifyType.WARNING,
         }[kind]
 
+        pending = list(self._clients)  # the services this notification has not reached
+
         def job() -> None:
-            if not self._client.notify(title=title, body=body, notify_type=notify_type):
-                raise OSError("Apprise could not deliver to every service")
+            pending[:] = [
+                client
+                for client in pending
+                if not client.notify(title=title, body=body, notify_type=notify_type)
+            ]
+            if pending:
+                raise OSError(
+                    f"Apprise could not deliver to {len(pending)} of {len(self._clients)} services"
+                )
 
         self._delivery.submit(f"{kind} notification", job)
 

@@ -28,7 +28,7 @@ from cvmkeeper.cli.common import (
     utc_now,
 )
 from cvmkeeper.cli.plan_cmd import check_choices, client_or_exit, region_option
-from cvmkeeper.cloud.errors import CloudError
+from cvmkeeper.cli.region_reads import read_regions
 from cvmkeeper.config import Setup
 from cvmkeeper.core.disks import (
     asked_disk_count,
@@ -50,6 +50,8 @@ from cvmkeeper.executor.run_health import health_settings
 from cvmkeeper.executor.runner import run_regions
 
 EXPIRES = "expires at next run"
+#: seconds ``images`` waits for all regions together (``--timeout``), as ``status``
+DEFAULT_TIMEOUT = 60.0
 
 
 def image_fate(decision: ImageDecision) -> str:
@@ -123,6 +125,13 @@ def _region_json(
                 **image_disks_json(by_id.get(decision.image_id)),
             }
         )
+    if instance_ids is not None:
+        # A filtered listing names the selected instances of this region that hold no
+        # managed image at all: an instance never backed up is the stalest of all, and
+        # leaving it out would make `images --stale` (or --instance, --policy) hide it.
+        for instance_id in instance_ids:
+            if home.get(instance_id) == plan.region and instance_id not in instances:
+                instances[instance_id] = []
     return {
         "region": plan.region,
         "quota": plan.quota,
@@ -163,6 +172,16 @@ def _region_json(
     "policy's period times sentry.freshness_factor, or missing.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the images as JSON.")
+@click.option(
+    "--timeout",
+    "timeout_seconds",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait at most this long for all regions together (they are read in parallel); "
+    "a region that has not answered by then is named on stderr (exit 1).",
+)
 def images_command(
     *,
     config_file: str | None,
@@ -171,6 +190,7 @@ def images_command(
     instance_filters: tuple[str, ...],
     stale: bool,
     as_json: bool,
+    timeout_seconds: float,
 ) -> None:
     """List cvmkeeper's images per instance, and the rule that keeps each.
 
@@ -204,7 +224,7 @@ def images_command(
     client = client_or_exit(setup, "images")
     now = utc_now()
     regions = listed_regions(setup, policy_name, region_names)
-    inventories, read_failed = _read_inventories(client, setup, regions)
+    inventories, read_failed = _read_inventories(client, setup, regions, timeout_seconds)
     names = {i.instance_id: i.name for inv in inventories.values() for i in inv.instances}
     wanted = _wanted_or_exit(instance_filters, names, inventories, setup)
     stale_ids = stale_instances(setup, inventories, now) if stale else None
@@ -212,12 +232,18 @@ def images_command(
     results, plan_failed = _list_regions(
         setup, regions, inventories, selection, now=now, names=names
     )
-    _print_listing(results, now, setup, as_json=as_json)
+    filtered = selection != InstanceSelection(None, None, None)
+    _print_listing(results, now, setup, as_json=as_json, filtered=filtered)
     sys.exit(EXIT_FAILED if read_failed or plan_failed or setup.broken else EXIT_OK)
 
 
 def _print_listing(
-    results: list[dict[str, Any]], now: datetime, setup: Setup, *, as_json: bool
+    results: list[dict[str, Any]],
+    now: datetime,
+    setup: Setup,
+    *,
+    as_json: bool,
+    filtered: bool = False,
 ) -> None:
     """The listed regions on stdout: the JSON document, or the text for people."""
     if as_json:
@@ -230,7 +256,7 @@ def _print_listing(
         )
     else:
         for region_json in results:
-            _print_region(region_json)
+            _print_region(region_json, filtered=filtered)
 
 
 def listed_regions(
@@ -332,21 +358,22 @@ def _list_regions(
 
 
 def _read_inventories(
-    client: Any, setup: Setup, regions: list[str]
+    client: Any, setup: Setup, regions: list[str], timeout_seconds: float
 ) -> tuple[dict[str, Inventory], bool]:
     """The inventories of ``regions`` and of the source regions of their copies (read for
     copy retention, not listed); True as well when a region could not be read (said on
-    stderr)."""
-    inventories: dict[str, Inventory] = {}
-    failed = False
+    stderr). The regions are read in parallel within ``timeout_seconds`` all together:
+    one after another, each call waiting out its timeout and retries, a silent endpoint
+    kept an operator waiting six minutes for three regions."""
     sources = [r for region in regions for r in copy_source_regions(setup.policies, region)]
-    for region in dict.fromkeys([*regions, *sources]):
-        try:
-            inventories[region] = read_inventory(client, region, setup.config.image_quota)
-        except CloudError as error:
-            click.echo(f"images: {region}: cannot read the inventory: {error}", err=True)
-            failed = True
-    return inventories, failed
+    reads = read_regions(
+        list(dict.fromkeys([*regions, *sources])),
+        lambda region: read_inventory(client, region, setup.config.image_quota),
+        timeout_seconds,
+    )
+    for region, problem in reads.unreadable.items():
+        click.echo(f"images: {region}: {problem}", err=True)
+    return reads.read, bool(reads.unreadable)
 
 
 def _policy_instances(
@@ -408,13 +435,13 @@ def stale_instances(
     return found
 
 
-def _print_region(region: dict[str, Any]) -> None:
+def _print_region(region: dict[str, Any], *, filtered: bool = False) -> None:
     click.echo(
         f"{region['region']}: quota {region['quota']}, used {region['used']} "
         f"({region['unmanaged']} unmanaged, never touched), free {region['free']}"
     )
     if not region["instances"]:
-        click.echo("  no managed images")
+        click.echo("  no managed images" + (" match the filters" if filtered else ""))
     for instance_id, images in region["instances"].items():
         orphan = " (orphan: no policy targets it)" if images and images[0]["orphan"] else ""
         source = region["copies_from"].get(instance_id)
@@ -422,6 +449,8 @@ def _print_region(region: dict[str, Any]) -> None:
         name = region.get("instance_names", {}).get(instance_id)
         named = f" ({name})" if name and name != instance_id else ""
         click.echo(f"  {instance_id}{named}{copies}{orphan}")
+        if not images:
+            click.echo("    NO BACKUP: no managed image of this instance in this region")
         for image in images:
             short = "  FEWER DISKS THAN ASKED" if image["fewer_disks_than_asked"] else ""
             click.echo(

@@ -112,6 +112,10 @@ def _delete_lines(step: Delete) -> list[str]:
     ]
 
 
+#: image names a wait step lists before "and N more"
+WAIT_NAMES_SHOWN = 5
+
+
 def step_lines(step: Create | Copy | Delete | Wait | Skip) -> list[str]:
     """A plan step as text lines (the first is the step, the others its details)."""
     if isinstance(step, Create):
@@ -127,7 +131,10 @@ def step_lines(step: Create | Copy | Delete | Wait | Skip) -> list[str]:
     if isinstance(step, Delete):
         return _delete_lines(step)
     if isinstance(step, Wait):
-        names = ", ".join(step.image_names)
+        # at fleet scale the names are the create steps' above: a 100-name line is noise
+        shown = step.image_names[:WAIT_NAMES_SHOWN]
+        more = len(step.image_names) - len(shown)
+        names = ", ".join(shown) + (f", and {more} more (the creates above)" if more else "")
         return [f"wait for {len(step.image_names)} image(s) ({names}): {step.reason}"]
     return [f"skip {step.image_name or '-'} of {step.instance_id}: ERROR {step.error}"]
 

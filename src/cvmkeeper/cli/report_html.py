@@ -142,11 +142,43 @@ def instance_card(row: InstanceRow, now: datetime) -> str:
         or '<tr><td colspan="6">no managed image</td></tr>'
     )
     return (
-        f'<div class="card instance" data-instance="{escape(row.instance_id)}">'
+        f'<div class="card instance" id="{_anchor(row)}" data-instance="{escape(row.instance_id)}">'
         f"<strong>{escape(row.instance_id)}</strong>{name} in {escape(row.region)}"
         f'<div class="meta">{"; ".join(notes)}</div>{timeline(row, now)}{missed}'
         "<table><tr><th>image</th><th>id</th><th>slot</th><th>state</th>"
         f"<th>holds</th><th>kept by</th></tr>{rows}</table></div>"
+    )
+
+
+def _anchor(row: InstanceRow) -> str:
+    """The id of an instance's card (an instance may appear in several regions)."""
+    return escape(f"i-{row.region}-{row.instance_id}")
+
+
+def attention(instances: list[InstanceRow]) -> str:
+    """The instances to look at first, linked to their cards: those with a slot missed
+    since their newest image, and targeted ones with no NORMAL image at all. At 300
+    instances the cards are a long page; a failure must not hide on its 200th screen."""
+    rows = []
+    for row in instances:
+        normal = any(i.state == "NORMAL" for i in row.images)
+        if not row.missed and (normal or not row.policies):
+            continue
+        if not normal:
+            why = "no NORMAL image"
+        else:
+            more = row.missed_more + len(row.missed)
+            why = f"{more} slot{'s' if more != 1 else ''} missed since the newest image"
+        name = f" ({escape(row.name)})" if row.name and row.name != row.instance_id else ""
+        rows.append(
+            f'<li class="attention-item"><a href="#{_anchor(row)}">{escape(row.instance_id)}'
+            f"</a>{name} in {escape(row.region)}: {escape(why)}</li>"
+        )
+    if not rows:
+        return '<p class="ok" id="attention">Every targeted instance has its backups.</p>'
+    return (
+        f'<h2 id="attention" class="error">Needs attention ({len(rows)} instance'
+        f"{'s' if len(rows) != 1 else ''})</h2><ul>{''.join(rows)}</ul>"
     )
 
 
@@ -203,6 +235,7 @@ def render_html(report: Report) -> str:
 <h1>cvmkeeper report</h1>
 <p class="meta">{escape(_t(report.now))} &middot; {escape(str(report.config_file))}</p>
 {banner}
+{attention(report.instances)}
 <h2 id="regions">Regions: custom-image quota</h2>
 {regions}
 <h2 id="policies">Policies</h2>

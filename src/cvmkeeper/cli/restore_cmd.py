@@ -9,29 +9,22 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime
 from typing import Any
 
 import click
 
-from cvmkeeper.cli.common import (
-    EXIT_CONFIG,
-    EXIT_FAILED,
-    EXIT_OK,
-    AtTime,
-    config_option,
-    iso_utc,
-    load_or_exit,
-    print_json,
-)
+from cvmkeeper.cli.common import AtTime, config_option, iso_utc
+from cvmkeeper.cli.partial_load import load_for_restore
 from cvmkeeper.cli.plan_cmd import client_or_exit
+from cvmkeeper.cli.restore_request import Reply, RestoreRequest
 from cvmkeeper.cloud.errors import CapacityError, CloudError
 from cvmkeeper.cloud.models import ResponseFormatError
+from cvmkeeper.config import Setup
 from cvmkeeper.core.durations import parse_duration
+from cvmkeeper.core.naming import NameFormat
 from cvmkeeper.core.restore import (
     InPlacePlan,
     LaunchPlan,
-    Placement,
     RestorePoint,
     RestoreRefused,
     choose_restore_point,
@@ -42,6 +35,7 @@ from cvmkeeper.executor.runner import run_regions
 from cvmkeeper.executor.stop_journal import StopJournal
 from cvmkeeper.restore.actions import (
     InPlaceResult,
+    LaunchResult,
     Located,
     RestoreFailed,
     Waiting,
@@ -66,23 +60,6 @@ class DurationType(click.ParamType[float]):
             self.fail(str(exc), param, ctx)
 
 
-def _refuse(message: str, as_json: bool) -> None:
-    if as_json:
-        print_json({"ok": False, "refused": message})
-    click.echo(f"restore: refused: {message}", err=True)
-    sys.exit(EXIT_CONFIG)
-
-
-def _fail(message: str, as_json: bool, extra: dict[str, Any] | None = None) -> None:
-    if as_json:
-        print_json({"ok": False, "error": message, **(extra or {})})
-    click.echo(f"restore: failed: {message}", err=True)
-    sys.exit(EXIT_FAILED)
-
-
-# Long on purpose (~85 lines of body): the command checks its options against each other
-# (one refusal each, as --help lists them) before it hands over to _restore_new or
-# _restore_in_place.
 @click.command("restore")
 @click.argument("instance_id", metavar="INSTANCE")
 @config_option
@@ -202,29 +179,7 @@ def _fail(message: str, as_json: bool, extra: dict[str, Any] | None = None) -> N
     "--no-wait", is_flag=True, help="--new: print the new instance id without waiting for RUNNING."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and outcome as JSON.")
-def restore_command(
-    *,
-    instance_id: str,
-    config_file: str | None,
-    region_name: str | None,
-    image_id: str | None,
-    slot: datetime | None,
-    as_of: datetime | None,
-    new: bool,
-    zone: str,
-    instance_type: str,
-    vpc_id: str,
-    subnet_id: str,
-    security_groups: tuple[str, ...],
-    data_disk_type: str,
-    instance_name: str,
-    system_disk_only: bool,
-    yes: bool,
-    dry_run: bool,
-    timeout: float,
-    no_wait: bool,
-    as_json: bool,
-) -> None:
+def restore_command(**options: Any) -> None:
     """Restore INSTANCE from one of its backups: as a new instance, or in place.
 
     The restore point is --image, --slot or --as-of (at most one); by default the newest
@@ -244,6 +199,12 @@ def restore_command(
     disks: an image holding data disks is refused unless --system-disk-only, and the output
     says how to roll data disks back by hand.
 
+    Only the daemon config is needed, never a policy: a policy file that cannot be used
+    (even INSTANCE's own) does not stop a restore. It is named on stderr with every problem
+    (and in --json as broken_policy_files), and the restore's exit status stands: a restore
+    is whole without any policy. The regions only such a file names are not searched, so
+    give --region then.
+
     \b
     Exit status:
       0  restored (or the dry run passed)
@@ -251,75 +212,80 @@ def restore_command(
       2  refused, nothing done: bad options or config, no such instance or image, no
          NORMAL image, wrong region or zone, in-place without confirmation
     """
-    setup = load_or_exit(config_file)
-    if sum(x is not None for x in (image_id, slot, as_of)) > 1:
-        _refuse("give at most one of --image, --slot, --as-of", as_json)
-    placing = (zone, instance_type, vpc_id, subnet_id, security_groups, data_disk_type)
-    if not new and any((*placing, instance_name)):
-        _refuse(
-            "--zone, --instance-type, --vpc, --subnet, --security-group, --data-disk-type and "
-            "--name are for --new",
-            as_json,
-        )
-    if new and system_disk_only:
-        _refuse("--system-disk-only is for --in-place", as_json)
-    regions = [region_name] if region_name else run_regions(setup)
+    request = RestoreRequest.from_options(options)
+    setup = load_for_restore(options["config_file"])
+    reply = Reply(request.as_json, setup.broken)
+    if request.refusal():
+        reply.refuse(request.refusal())
+    regions = [request.region_name] if request.region_name else run_regions(setup)
     if not regions:
-        _refuse("no region to look in: give --region", as_json)
+        reply.refuse("no region to look in: give --region" + _unsearched(setup, request))
     client = client_or_exit(setup, "restore")
-    fmt = setup.config.name_format
-    try:
-        located = locate(client, regions, instance_id, fmt)
-        point = choose_restore_point(
-            located.images,
-            instance_id,
-            located.region,
-            image_id=image_id,
-            slot=slot,
-            as_of=as_of,
-            fmt=fmt,
-        )
-    except RestoreRefused as refusal:
-        _refuse(str(refusal), as_json)
-        return
-    except ResponseFormatError as error:
-        _fail(f"cannot read {instance_id}: {error}", as_json)
-        return
-    except CloudError as error:
-        if error.code == "UnsupportedRegion" or error.code.startswith("InvalidRegion"):
-            _refuse(f"region {error.region}: {error.code}: {error.message}", as_json)
-        _fail(f"cannot read {instance_id}: {error}", as_json)
-        return
+    located, point = _find_point(
+        client,
+        regions,
+        request,
+        fmt=setup.config.name_format,
+        reply=reply,
+        hint=_unsearched(setup, request),
+    )
     waiting = Waiting(
-        seconds=0 if no_wait else timeout,
+        seconds=0 if request.no_wait else request.timeout,
         poll_seconds=min(5.0, setup.config.api.poll_interval.total_seconds()),
     )
-    if new:
-        overrides = Placement(
-            zone, instance_type, vpc_id, subnet_id, tuple(security_groups), data_disk_type
-        )
-        _restore_new(
-            client,
-            located,
-            point,
-            overrides=overrides,
-            name=instance_name or f"restored-{instance_id}",
-            dry_run=dry_run,
-            waiting=waiting,
-            as_json=as_json,
-        )
+    if request.new:
+        _restore_new(client, located, point, request=request, waiting=waiting, reply=reply)
     else:
         _restore_in_place(
             client,
             located,
             point,
-            system_disk_only=system_disk_only,
-            yes=yes,
-            dry_run=dry_run,
+            request=request,
             waiting=waiting,
             journal=StopJournal(setup.config.state_dir),
-            as_json=as_json,
+            reply=reply,
         )
+
+
+def _unsearched(setup: Setup, request: RestoreRequest) -> str:
+    """The hint when a bad policy file may name the region looked for."""
+    if request.region_name or not setup.broken:
+        return ""
+    files = ", ".join(b.file for b in setup.broken)
+    return f" (policy file(s) {files} cannot be used: regions only they name are not searched)"
+
+
+def _find_point(
+    client: Any,
+    regions: list[str],
+    request: RestoreRequest,
+    *,
+    fmt: NameFormat,
+    reply: Reply,
+    hint: str,
+) -> tuple[Located, RestorePoint]:
+    """Where INSTANCE is and the image to restore, or refuse / fail (exit); ``hint`` is
+    added to a refusal to find it (regions a bad policy file may name)."""
+    try:
+        located = locate(client, regions, request.instance_id, fmt)
+        point = choose_restore_point(
+            located.images,
+            request.instance_id,
+            located.region,
+            image_id=request.image_id,
+            slot=request.slot,
+            as_of=request.as_of,
+            fmt=fmt,
+        )
+    except RestoreRefused as refusal:
+        reply.refuse(f"{refusal}{hint}")
+    except ResponseFormatError as error:
+        reply.fail(f"cannot read {request.instance_id}: {error}")
+    except CloudError as error:
+        if error.code == "UnsupportedRegion" or error.code.startswith("InvalidRegion"):
+            reply.refuse(f"region {error.region}: {error.code}: {error.message}")
+        reply.fail(f"cannot read {request.instance_id}: {error}")
+    return located, point
 
 
 def _point_json(located: Located, point: RestorePoint) -> dict[str, Any]:
@@ -351,46 +317,34 @@ def _restore_new(
     located: Located,
     point: RestorePoint,
     *,
-    overrides: Placement,
-    name: str,
-    dry_run: bool,
+    request: RestoreRequest,
     waiting: Waiting,
-    as_json: bool,
+    reply: Reply,
 ) -> None:
+    """Launch a new instance from ``point`` (or only check it, --dry-run); exits."""
     try:
-        plan = plan_launch(located.region, point, located.placement, overrides)
+        plan = plan_launch(located.region, point, located.placement, request.overrides)
     except RestoreRefused as refusal:
-        _refuse(str(refusal), as_json)
-        return
+        reply.refuse(str(refusal))
     document: dict[str, Any] = {
         "mode": "new",
-        "dry_run": dry_run,
+        "dry_run": request.dry_run,
         **_point_json(located, point),
         "plan": _plan_json(plan),
     }
-    if not as_json:
-        _print_point(located, point)
-        click.echo(f"launch a new instance {name!r} from {plan.image_id}:")
-        for reason in plan.reasons:
-            click.echo(f"  {reason}")
-        click.echo(f"  tags {', '.join(f'{k}={v}' for k, v in plan.tags.items())}")
-        for warning in plan.warnings:
-            click.echo(f"warning: {warning}")
+    if not request.as_json:
+        _print_launch_plan(located, point, plan, request.name)
     try:
-        result = launch(client, plan, waiting, name=name, dry_run=dry_run)
+        result = launch(client, plan, waiting, name=request.name, dry_run=request.dry_run)
     except RestoreFailed as failure:
-        _fail(str(failure), as_json, document)
-        return
+        reply.fail(str(failure), document)
     except CapacityError as error:
-        _fail(
+        reply.fail(
             f"no capacity: {error.code}: {error.message} (try another --zone or --instance-type)",
-            as_json,
             document,
         )
-        return
     except (CloudError, ResponseFormatError) as error:
-        _fail(f"RunInstances failed: {error}", as_json, document)
-        return
+        reply.fail(f"RunInstances failed: {error}", document)
     document.update(
         {
             "ok": True,
@@ -400,19 +354,34 @@ def _restore_new(
             "seconds_to_running": result.seconds_to_running,
         }
     )
-    if as_json:
-        print_json(document)
-    elif dry_run:
+    if not request.as_json:
+        _print_launched(plan, result, request.dry_run)
+    reply.done(document)
+
+
+def _print_launch_plan(located: Located, point: RestorePoint, plan: LaunchPlan, name: str) -> None:
+    """The restore point and what the new instance gets, with why, for people."""
+    _print_point(located, point)
+    click.echo(f"launch a new instance {name!r} from {plan.image_id}:")
+    for reason in plan.reasons:
+        click.echo(f"  {reason}")
+    click.echo(f"  tags {', '.join(f'{k}={v}' for k, v in plan.tags.items())}")
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}")
+
+
+def _print_launched(plan: LaunchPlan, result: LaunchResult, dry_run: bool) -> None:
+    """The new instance and how to reach it, for people."""
+    if dry_run:
         click.echo("dry run: RunInstances with DryRun passed; nothing was launched")
-    else:
-        click.echo(f"launched {result.instance_id} ({result.state})")
-        if result.private_ips:
-            click.echo(
-                f"reach it at {', '.join(result.private_ips)} (private IP, in "
-                f"{plan.placement.vpc_id}/{plan.placement.subnet_id}); log in as the "
-                "image allowed (its login settings were kept)"
-            )
-    sys.exit(EXIT_OK)
+        return
+    click.echo(f"launched {result.instance_id} ({result.state})")
+    if result.private_ips:
+        click.echo(
+            f"reach it at {', '.join(result.private_ips)} (private IP, in "
+            f"{plan.placement.vpc_id}/{plan.placement.subnet_id}); log in as the "
+            "image allowed (its login settings were kept)"
+        )
 
 
 def _plan_json(plan: LaunchPlan) -> dict[str, Any]:
@@ -443,15 +412,15 @@ def _print_in_place_plan(located: Located, point: RestorePoint, plan: InPlacePla
         click.echo(f"warning: {warning}")
 
 
-def _confirm_in_place(plan: InPlacePlan, as_json: bool) -> None:
+def _confirm_in_place(plan: InPlacePlan, reply: Reply) -> None:
     """Ask at a terminal before overwriting a system disk; refuse (exit) without one or
     without a yes."""
     if not sys.stdin.isatty():
-        _refuse("--in-place overwrites the system disk; pass --yes (no terminal to ask)", as_json)
+        reply.refuse("--in-place overwrites the system disk; pass --yes (no terminal to ask)")
     if not click.confirm(
         f"Reset the system disk of {plan.instance_id} to {plan.image_id}?", default=False, err=True
     ):
-        _refuse("not confirmed", as_json)
+        reply.refuse("not confirmed")
 
 
 def _restore_in_place(
@@ -459,53 +428,48 @@ def _restore_in_place(
     located: Located,
     point: RestorePoint,
     *,
-    system_disk_only: bool,
-    yes: bool,
-    dry_run: bool,
+    request: RestoreRequest,
     waiting: Waiting,
     journal: StopJournal,
-    as_json: bool,
+    reply: Reply,
 ) -> None:
+    """Reset INSTANCE's system disk to ``point`` (or only plan it, --dry-run); exits."""
     if located.instance is None:
-        _refuse(f"{located.instance_id} no longer exists; restore it with --new", as_json)
-        return
+        reply.refuse(f"{located.instance_id} no longer exists; restore it with --new")
     try:
         plan = plan_in_place(
-            located.instance_id, located.instance.state, point, system_disk_only=system_disk_only
+            located.instance_id,
+            located.instance.state,
+            point,
+            system_disk_only=request.system_disk_only,
         )
     except RestoreRefused as refusal:
-        _refuse(str(refusal), as_json)
-        return
+        reply.refuse(str(refusal))
     document: dict[str, Any] = {
         "mode": "in-place",
-        "dry_run": dry_run,
+        "dry_run": request.dry_run,
         **_point_json(located, point),
         "steps": list(plan.steps),
         "warnings": list(plan.warnings),
     }
-    if not as_json:
+    if not request.as_json:
         _print_in_place_plan(located, point, plan)
-    if dry_run:
-        document["ok"] = True
-        if as_json:
-            print_json(document)
-        else:
+    if request.dry_run:
+        if not request.as_json:
             click.echo("dry run: nothing was changed (ResetInstance has no DryRun)")
-        sys.exit(EXIT_OK)
-    if not yes:
-        _confirm_in_place(plan, as_json)
-    progress = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
+        reply.done({**document, "ok": True})
+    if not request.yes:
+        _confirm_in_place(plan, reply)
+    progress = (lambda _m: None) if request.as_json else (lambda m: click.echo(m, err=True))
     started = time.monotonic()
     try:
         result = restore_in_place(
             client, located.region, plan, waiting, journal=journal, progress=progress
         )
     except RestoreFailed as failure:
-        _fail(str(failure), as_json, document)
-        return
+        reply.fail(str(failure), document)
     except (CloudError, ResponseFormatError) as error:
-        _fail(f"{error}", as_json, document)
-        return
+        reply.fail(f"{error}", document)
     document.update(
         {
             "ok": not result.problems,
@@ -517,11 +481,9 @@ def _restore_in_place(
         }
     )
     document["warnings"] = [*plan.warnings, *result.warnings]
-    if as_json:
-        print_json(document)
-    else:
+    if not request.as_json:
         _print_in_place_result(plan, result)
-    sys.exit(EXIT_FAILED if result.problems else EXIT_OK)
+    reply.done(document, ok=not result.problems)
 
 
 def _print_in_place_result(plan: InPlacePlan, result: InPlaceResult) -> None:

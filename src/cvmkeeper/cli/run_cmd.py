@@ -13,6 +13,7 @@ both off, ``--dry-run`` never alerts.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,9 +45,15 @@ from cvmkeeper.cli.run_progress import RunProgress
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.config import Setup
 from cvmkeeper.core.due import due_slots
+from cvmkeeper.core.plan import DeleteKind
 from cvmkeeper.core.policy import Policy
 from cvmkeeper.executor.checkins import policy_checkins
-from cvmkeeper.executor.report import RunReport, delete_reason_text, report_to_json
+from cvmkeeper.executor.report import (
+    DeleteOutcome,
+    RunReport,
+    delete_reason_text,
+    report_to_json,
+)
 from cvmkeeper.executor.runner import run_once
 from cvmkeeper.logs import stream_is_journal
 
@@ -66,6 +73,16 @@ def policies_run(
     if region_names:
         chosen = [p for p in chosen if any(r in region_names for r in p.regions)]
     return chosen
+
+
+def deleted_text(deleted: Sequence[DeleteOutcome]) -> str:
+    """``4 deleted``, or ``4 deleted (3 of them failed images cleaned up)``: a failed
+    image's cleanup is not a backup rotated away, and a bare "3 deleted" after a first run
+    that made the first backups read as if backups had been removed."""
+    gone = [d for d in deleted if d.status in ("deleted", "already_gone")]
+    cleaned = sum(1 for d in gone if d.kind == DeleteKind.CLEANUP)
+    text = f"{len(gone)} deleted"
+    return text + (f" ({cleaned} of them failed images cleaned up)" if cleaned else "")
 
 
 def short_summary_lines(report: RunReport, health_warnings: int = 0) -> list[str]:
@@ -105,14 +122,10 @@ def short_summary_lines(report: RunReport, health_warnings: int = 0) -> list[str
         copied = sum(
             1 for c in report.copies if c.region == region and c.status in ("copied", "adopted")
         )
-        gone = sum(
-            1
-            for d in report.deleted
-            if d.region == region and d.status in ("deleted", "already_gone")
-        )
         copies = f", {copied} copied here" if copied else ""
+        gone = deleted_text([d for d in report.deleted if d.region == region])
         counts.append(
-            f"{region}: {made} made, {there} already there, {failed} failed{copies}, {gone} deleted"
+            f"{region}: {made} made, {there} already there, {failed} failed{copies}, {gone}"
         )
     return [*attention, *counts, full[-1], "(--verbose or --json lists every image)"]
 
@@ -158,12 +171,12 @@ def summary_lines(report: RunReport, health_warnings: int = 0) -> list[str]:
             f"{delete_reason_text(deleted.kind, deleted.reason)}{error}"
         )
     made = sum(1 for o in report.outcomes if o.status in ("created", "adopted"))
-    gone = sum(1 for d in report.deleted if d.status in ("deleted", "already_gone"))
+    gone = deleted_text(report.deleted)
     failed = sum(1 for o in report.outcomes if not o.ok)
     copied = sum(1 for c in report.copies if c.status in ("copied", "adopted"))
     copies = f", {copied} copied to other regions" if report.copies else ""
     lines.append(
-        f"{'ok' if report.ok else 'FAILED'}: {made} image(s) made{copies}, {gone} deleted, "
+        f"{'ok' if report.ok else 'FAILED'}: {made} image(s) made{copies}, {gone}, "
         f"{failed} slot(s) without a NORMAL image, "
         f"{len(report.warnings) + health_warnings} warning(s), "
         f"{len(report.errors)} error(s)"
@@ -310,26 +323,29 @@ def _run_with_checkins(
         if request.dry_run
         else policies_run(setup, request.policy_names, request.region_names, request.now)
     )
-    try:
-        with display.running(), policy_checkins(alerter, policies, setup.config.sentry) as fail:
-            report = run_once(
-                setup,
-                client,
-                alerter,
-                now=request.now,
-                policy_names=list(request.policy_names) or None,
-                regions=list(request.region_names) or None,
-                dry_run=request.dry_run,
-                wait=request.wait,
-                progress=display,
-                progress_alerts=display.alert,
-            )
-            for policy in policies:
-                if not report.policy_ok(policy.name):
-                    fail(policy.name)
-    finally:
-        alerter.flush(ALERT_FLUSH_SECONDS)
-        alerter.close(ALERT_FLUSH_SECONDS)
+    # The flush stays inside the display: a notification that fails while it is delivered
+    # is logged then, and must be seen and counted like the run's other warnings.
+    with display.running():
+        try:
+            with policy_checkins(alerter, policies, setup.config.sentry) as fail:
+                report = run_once(
+                    setup,
+                    client,
+                    alerter,
+                    now=request.now,
+                    policy_names=list(request.policy_names) or None,
+                    regions=list(request.region_names) or None,
+                    dry_run=request.dry_run,
+                    wait=request.wait,
+                    progress=display,
+                    progress_alerts=display.alert,
+                )
+                for policy in policies:
+                    if not report.policy_ok(policy.name):
+                        fail(policy.name)
+        finally:
+            alerter.flush(ALERT_FLUSH_SECONDS)
+            alerter.close(ALERT_FLUSH_SECONDS)
     return report
 
 
@@ -339,8 +355,14 @@ def _print_report(report: RunReport, display: RunProgress, *, as_json: bool, ver
     if as_json:
         document = report_to_json(report)
         document["health_warnings"] = list(display.health_warnings)
+        document["notification_warnings"] = list(display.delivery_warnings)
         print_json(document)
     else:
         summary = summary_lines if verbose else short_summary_lines
-        for line in summary(report, len(display.health_warnings)):
+        for line in summary(report, display.printed_warnings):
             click.echo(line)
+        if display.delivery_warnings:
+            click.echo(
+                f"NOTIFICATIONS: {len(display.delivery_warnings)} could not be delivered "
+                "(see the warnings on stderr); what this run reported may have reached no one"
+            )

@@ -42,6 +42,8 @@ REDRAW_SECONDS = 1.0
 QUIET_AFTER_LOG = 0.5
 #: the logger of the run's freshness and quota warnings (``alerting.health_alerts``)
 HEALTH_LOGGER = "cvmkeeper.alerting.health_alerts"
+#: the logger of a notification that could not be delivered (``alerting.delivery``)
+DELIVERY_LOGGER = "cvmkeeper.alerting.delivery"
 
 
 @dataclass
@@ -101,6 +103,10 @@ class RunProgress:
         #: warnings the run's health check logged (stale backups, low quota): printed, so
         #: counted in the summary too, which otherwise counts only the executor's
         self.health_warnings: list[str] = []
+        #: notifications (webhook, Healthchecks, Apprise) that could not be delivered:
+        #: printed as warnings, so counted, and named in the summary, since the failures
+        #: of the run may then have reached no one
+        self.delivery_warnings: list[str] = []
         self._seen_records: set[int] = set()
 
     # -- messages ----------------------------------------------------------------------
@@ -179,13 +185,23 @@ class RunProgress:
             self.clear_line()
 
     def note_record(self, record: logging.LogRecord) -> None:
-        """Remember a health-check warning (once, whichever handler shows it)."""
-        if record.levelno != logging.WARNING or not record.name.startswith(HEALTH_LOGGER):
+        """Remember a health-check warning or a failed notification (once, whichever
+        handler shows it)."""
+        if record.name.startswith(HEALTH_LOGGER) and record.levelno == logging.WARNING:
+            found = self.health_warnings
+        elif record.name.startswith(DELIVERY_LOGGER) and record.levelno >= logging.WARNING:
+            found = self.delivery_warnings
+        else:
             return
         with self._lock:
             if id(record) not in self._seen_records:
                 self._seen_records.add(id(record))
-                self.health_warnings.append(record.getMessage())
+                found.append(record.getMessage())
+
+    @property
+    def printed_warnings(self) -> int:
+        """The warnings logged during the run that the executor's report does not hold."""
+        return len(self.health_warnings) + len(self.delivery_warnings)
 
     def clear_line(self) -> None:
         """Remove the live status line (before other output reaches the terminal)."""

@@ -6,18 +6,15 @@ The same schedule maths the daemon uses, so what this prints is when images will
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 
 import click
 
-from cvmkeeper.cli.common import (
-    at_option,
-    config_option,
-    iso_utc,
-    load_or_exit,
-    print_json,
-    utc_now,
-)
+from cvmkeeper.cli.broken_files import broken_files_json
+from cvmkeeper.cli.common import at_option, config_option, iso_utc, print_json, utc_now
+from cvmkeeper.cli.partial_load import done_status, load_for_choice
+from cvmkeeper.config import Setup
 from cvmkeeper.core.policy import Policy
 from cvmkeeper.core.schedule import next_policy_slots, zone
 
@@ -69,10 +66,20 @@ def schedule(
     wall time that does not exist fires once at the end of the gap, and a wall time that
     occurs twice fires once, the first time.
 
+    A policy file that cannot be used does not hide the others: their slots are shown, the
+    file is named on stderr with every problem, and --json (without --policy) adds one row
+    per such file, {"policy": NAME or null, "next": [], "broken_policy_file": {...}}: its
+    policy makes no image until the file is fixed. A --policy that only such a file
+    defines is refused.
+
     \b
-    Exit status: 0 ok, 2 invalid config or unknown --policy.
+    Exit status:
+      0  ok
+      1  shown, but a policy file cannot be used
+      2  invalid config, unknown --policy, or --policy names a policy whose file cannot
+         be used (nothing shown)
     """
-    setup = load_or_exit(config_file)
+    setup = load_for_choice(config_file, "schedule", policy_names)
     after = at or utc_now()
     policies = setup.policies
     if policy_names:
@@ -82,12 +89,23 @@ def schedule(
             raise click.UsageError(f"unknown policy {', '.join(unknown)} (known: {known})")
         policies = tuple(p for p in setup.policies if p.name in policy_names)
     if as_json:
-        print_json(schedule_rows(policies, after, count))
-        return
-    for policy in policies:
-        tz = zone(policy.timezone)
-        schedules = "; ".join(s.describe() for s in policy.schedules)
-        click.echo(f"{policy.name}: {schedules}")
-        for slot in next_policy_slots(policy, after, count):
-            local = slot.astimezone(tz)
-            click.echo(f"  {iso_utc(slot)}  {local:%Y-%m-%d %H:%M %a} {policy.timezone}")
+        rows = schedule_rows(policies, after, count)
+        print_json(rows if policy_names else rows + broken_rows(setup))
+    else:
+        for policy in policies:
+            tz = zone(policy.timezone)
+            schedules = "; ".join(s.describe() for s in policy.schedules)
+            click.echo(f"{policy.name}: {schedules}")
+            for slot in next_policy_slots(policy, after, count):
+                local = slot.astimezone(tz)
+                click.echo(f"  {iso_utc(slot)}  {local:%Y-%m-%d %H:%M %a} {policy.timezone}")
+    sys.exit(done_status(True, setup))
+
+
+def broken_rows(setup: Setup) -> list[dict[str, object]]:
+    """One ``--json`` row per policy file that cannot be used: no next slot (its policy
+    makes no image meanwhile) and the file with its problems."""
+    return [
+        {"policy": broken.name, "next": [], "broken_policy_file": entry}
+        for broken, entry in zip(setup.broken, broken_files_json(setup.broken), strict=True)
+    ]

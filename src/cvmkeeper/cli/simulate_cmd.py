@@ -12,23 +12,16 @@ from pathlib import Path
 
 import click
 
-from cvmkeeper.cli.common import (
-    EXIT_CONFIG,
-    at_option,
-    config_option,
-    iso_utc,
-    load_or_exit,
-    print_json,
-    utc_now,
-)
+from cvmkeeper.cli.broken_files import broken_files_json
+from cvmkeeper.cli.common import EXIT_CONFIG, at_option, config_option, iso_utc, print_json, utc_now
+from cvmkeeper.cli.partial_load import done_status, load_for_choice
 from cvmkeeper.cli.simulate_html import render_simulation_html
 from cvmkeeper.core.capacity import explain_max_images
+from cvmkeeper.core.policy import Policy
 from cvmkeeper.core.schedule import zone
-from cvmkeeper.core.simulation import KeptImage, SimulationTooLongError, simulate
+from cvmkeeper.core.simulation import KeptImage, SimulationResult, SimulationTooLongError, simulate
 
 
-# Long on purpose (~85 lines): a click command whose body is its options' checks and the
-# printing of the simulation, each a few lines; the simulation itself is core.simulation.
 @click.command(name="simulate")
 @config_option
 @click.option(
@@ -71,10 +64,19 @@ def simulate_command(
     rotation. Each copy region of the policy (copies:) gets the same, by its copy
     retention. Nothing is read from or sent to the cloud.
 
+    A policy file that cannot be used (another policy's) does not stop the replay: it is
+    named on stderr with every problem (and in --json as broken_policy_files), exit 1.
+    When --policy names the policy of such a file, nothing is replayed: the file and its
+    problems are said, exit 2.
+
     \b
-    Exit status: 0 ok, 2 invalid config, unknown policy or too many slots.
+    Exit status:
+      0  ok
+      1  replayed, but a policy file cannot be used
+      2  invalid config, unknown policy, the policy's file cannot be used, too many slots,
+         or FILE cannot be written
     """
-    setup = load_or_exit(config_file)
+    setup = load_for_choice(config_file, "simulate", [policy_name])
     policy = setup.policy(policy_name)
     if policy is None:
         known = ", ".join(p.name for p in setup.policies)
@@ -85,53 +87,69 @@ def simulate_command(
     except SimulationTooLongError as exc:
         click.echo(f"simulate: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
-    bound = explain_max_images(policy.retention, policy.schedules)
     if html_file is not None:
-        copy_bounds = [explain_max_images(r.retention, policy.schedules) for r in policy.copies]
-        try:
-            html_file.write_text(
-                render_simulation_html(result, days, bound, copy_bounds), encoding="utf-8"
-            )
-        except OSError as error:
-            click.echo(f"simulate: {html_file}: cannot write: {error.strerror or error}", err=True)
-            sys.exit(EXIT_CONFIG)
+        _write_html(html_file, result, policy, days)
     if as_json:
-        print_json(
-            {
-                "policy": result.policy,
-                "start": iso_utc(result.start),
-                "end": iso_utc(result.end),
-                "slots": result.slots,
-                "created": result.created,
-                "deleted": result.deleted,
-                "peak": result.peak,
-                "peak_after_rotation": result.peak_after_rotation,
-                "max_images": bound,
-                "kept": [
-                    {"name": k.name, "slot": iso_utc(k.slot), "reasons": list(k.reasons)}
-                    for k in result.kept
-                ],
-                "copies": [
-                    {
-                        "region": c.region,
-                        "created": c.created,
-                        "deleted": c.deleted,
-                        "peak": c.peak,
-                        "peak_after_rotation": c.peak_after_rotation,
-                        "max_images": explain_max_images(rule.retention, policy.schedules),
-                        "kept": [
-                            {"name": k.name, "slot": iso_utc(k.slot), "reasons": list(k.reasons)}
-                            for k in c.kept
-                        ],
-                    }
-                    for c, rule in zip(result.copies, policy.copies, strict=True)
-                ],
-            }
+        document = _simulation_json(result, policy)
+        print_json({**document, "broken_policy_files": broken_files_json(setup.broken)})
+    else:
+        _print_simulation(result, policy, days)
+    sys.exit(done_status(True, setup))
+
+
+def _write_html(html_file: Path, result: SimulationResult, policy: Policy, days: int) -> None:
+    """The retention ladder page, or exit 2 when it cannot be written."""
+    bound = explain_max_images(policy.retention, policy.schedules)
+    copy_bounds = [explain_max_images(r.retention, policy.schedules) for r in policy.copies]
+    try:
+        html_file.write_text(
+            render_simulation_html(result, days, bound, copy_bounds), encoding="utf-8"
         )
-        return
+    except OSError as error:
+        click.echo(f"simulate: {html_file}: cannot write: {error.strerror or error}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _kept_json(kept_images: tuple[KeptImage, ...]) -> list[dict[str, object]]:
+    return [
+        {"name": k.name, "slot": iso_utc(k.slot), "reasons": list(k.reasons)} for k in kept_images
+    ]
+
+
+def _simulation_json(result: SimulationResult, policy: Policy) -> dict[str, object]:
+    """The ``--json`` document of a replay."""
+    return {
+        "policy": result.policy,
+        "start": iso_utc(result.start),
+        "end": iso_utc(result.end),
+        "slots": result.slots,
+        "created": result.created,
+        "deleted": result.deleted,
+        "peak": result.peak,
+        "peak_after_rotation": result.peak_after_rotation,
+        "max_images": explain_max_images(policy.retention, policy.schedules),
+        "kept": _kept_json(result.kept),
+        "copies": [
+            {
+                "region": c.region,
+                "created": c.created,
+                "deleted": c.deleted,
+                "peak": c.peak,
+                "peak_after_rotation": c.peak_after_rotation,
+                "max_images": explain_max_images(rule.retention, policy.schedules),
+                "kept": _kept_json(c.kept),
+            }
+            for c, rule in zip(result.copies, policy.copies, strict=True)
+        ],
+    }
+
+
+def _print_simulation(result: SimulationResult, policy: Policy, days: int) -> None:
+    """The replay for people: totals, peaks, and the images kept with their rules."""
     tz = zone(policy.timezone)
+    bound = explain_max_images(policy.retention, policy.schedules)
     click.echo(
-        f"{policy.name}: {days} days from {iso_utc(start)}: {result.slots} slots, "
+        f"{policy.name}: {days} days from {iso_utc(result.start)}: {result.slots} slots, "
         f"{result.created} images created, {result.deleted} deleted"
     )
     click.echo(

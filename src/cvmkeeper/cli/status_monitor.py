@@ -6,7 +6,8 @@ Development Guidelines define them; sanoid's ``--monitor-*`` options are the mod
 
 * exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN;
 * first line ``CVMKEEPER <STATE> - <summary> | <perfdata>``, then one line per finding;
-* perfdata ``'label'=value[UOM];[warn];[crit];[min];[max]``.
+* perfdata ``'label'=value[UOM];[warn];[crit];[min];[max]``; the stale counts are ``U``
+  (undetermined) while a region cannot be read.
 
 The mapping, worst first (Icinga's order, where UNKNOWN ranks between WARNING and
 CRITICAL): CRITICAL for a stale backup or copy, a failed last run, a broken state file
@@ -92,9 +93,12 @@ def monitor_result(setup: Setup, status: Status) -> tuple[int, list[str]]:
             f"{len(setup.policies)} policies, {len(status.regions)} regions, "
             f"{sum(len(h.instances) for h in status.regions)} instances backed up in time"
         )
+    # A count over the regions read is not the fleet's count: with a region unread it is
+    # "U" (the guidelines' undetermined value), so a graph shows a gap, not a reassuring 0.
+    undetermined = bool(status.unreadable)
     perf = [
-        f"stale_backups={len(stale)};;1;0",
-        f"stale_copies={len(stale_copies)};;1;0",
+        f"stale_backups={'U' if undetermined else len(stale)};;1;0",
+        f"stale_copies={'U' if undetermined else len(stale_copies)};;1;0",
         f"failed_policies={len(failed)};;1;0",
         f"unreadable_regions={len(status.unreadable)};;;0;"
         f"{len(status.unreadable) + len(status.regions)}",

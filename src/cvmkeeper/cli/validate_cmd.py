@@ -8,7 +8,7 @@ cloud: the real quota, the unmanaged images, and which instances the tags select
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 import click
@@ -40,7 +40,7 @@ from cvmkeeper.core.disk_report import region_disk_warnings
 from cvmkeeper.core.disks import SNAPSHOTS_PER_DISK
 from cvmkeeper.core.holds import removed_policy_images
 from cvmkeeper.core.inventory import Image, Inventory
-from cvmkeeper.core.naming import NameFormat
+from cvmkeeper.core.naming import NameFormat, policy_tag_value, read_policy_tag
 from cvmkeeper.core.ownership import classify_image, renamed_out, split_images
 from cvmkeeper.core.policy import Policy, Retention
 from cvmkeeper.core.schedule import next_policy_slots, zone
@@ -119,10 +119,13 @@ def quota_source(account: int, cap: int | None) -> str:
     )
 
 
-def online_checks(setup: Setup, notes: dict[str, str] | None = None) -> list[QuotaCheck]:
+def online_checks(
+    setup: Setup, notes: dict[str, str] | None = None, capped: set[str] | None = None
+) -> list[QuotaCheck]:
     """The quota check of every region against what the cloud reports now.
 
-    ``notes`` (if given) receives, per region, the account's quota and the configured cap.
+    ``notes`` (if given) receives, per region, the account's quota and the configured cap;
+    ``capped`` the regions where the cap ``image_quota`` is below the account's quota.
     """
     client = cloud_client(setup.config)
     fmt = setup.config.name_format
@@ -144,6 +147,8 @@ def online_checks(setup: Setup, notes: dict[str, str] | None = None) -> list[Quo
         quota = account if cap is None else min(cap, account)
         if notes is not None:
             notes[region] = quota_source(account, cap)
+        if capped is not None and cap is not None and cap < account:
+            capped.add(region)
         unmanaged = sum(
             1 for image in client.list_images(region) if classify_image(image, fmt) is None
         )
@@ -185,6 +190,30 @@ def snapshot_warnings(setup: Setup) -> list[str]:
                 f"policy '{policy.name}' can keep {most} images per instance; each holds a "
                 f"snapshot of every disk and CBS documents at most {SNAPSHOTS_PER_DISK} "
                 "snapshots per disk"
+            )
+    return warnings
+
+
+def policy_tag_warnings(setup: Setup) -> list[str]:
+    """Instances named by id in policies whose names join to more than a tag value holds
+    (255 characters): their images' ``cvmkeeper:policy`` lists only the names that fit
+    (``core.naming.policy_tag_value``), and the holds read it as partial. Offline, so only
+    ``instance_ids`` are known (tag targets add their policies at run time)."""
+    by_instance: dict[str, list[str]] = {}
+    for policy in setup.policies:
+        targets = policy.targets
+        for instance_id in targets.instance_ids:
+            if instance_id not in targets.exclude_instance_ids:
+                by_instance.setdefault(instance_id, []).append(policy.name)
+    warnings: list[str] = []
+    for instance_id, names in sorted(by_instance.items()):
+        tag = read_policy_tag(policy_tag_value(tuple(names)))
+        if tag.omitted:
+            warnings.append(
+                f"instance {instance_id} is targeted by {len(names)} policies whose names join "
+                "to more than the 255 characters a tag value holds: the cvmkeeper:policy tag "
+                f"of its images names {len(tag.names)} and counts {tag.omitted} (+{tag.omitted}); "
+                "shorter policy names keep the whole list"
             )
     return warnings
 
@@ -263,21 +292,39 @@ def renamed_warnings(region: str, images: Sequence[Image], fmt: NameFormat) -> l
     ]
 
 
-def quota_problems(setup: Setup, checks: Sequence[QuotaCheck]) -> list[Problem]:
-    """One problem per region whose worst case does not fit its quota."""
+def quota_problems(
+    setup: Setup,
+    checks: Sequence[QuotaCheck],
+    notes: Mapping[str, str] | None = None,
+    capped: Collection[str] = (),
+) -> list[Problem]:
+    """One problem per region whose worst case does not fit its quota, with where the
+    quota came from (``notes``) and the remedy that applies: where the cap ``image_quota``
+    is below the account's quota (``capped``) it is the cap to raise, not the account's."""
     source = display_path(setup.config.source)
-    return [
-        Problem(
-            source,
-            0,
-            0,
-            "image_quota",
-            f"{check.explain()}: retention wants more images than the region can hold; "
-            "lower keep_* counts, target fewer instances, or raise the quota",
+    problems = []
+    for check in checks:
+        if check.fits:
+            continue
+        note = (notes or {}).get(check.region)
+        remedy = (
+            "raise or remove image_quota, the cap below the account's quota"
+            if check.region in capped
+            else "raise the quota"
         )
-        for check in checks
-        if not check.fits
-    ]
+        problems.append(
+            Problem(
+                source,
+                0,
+                0,
+                "image_quota",
+                f"{check.explain()}"
+                + (f" ({note})" if note else "")
+                + ": retention wants more images than the region can hold; "
+                f"lower keep_* counts, target fewer instances, or {remedy}",
+            )
+        )
+    return problems
 
 
 def report_ignored_files(config_file: str | None) -> None:
@@ -350,11 +397,12 @@ def validate(config_file: str | None, online: bool) -> None:
             f"note: region {region} is not in cvmkeeper's list of Tencent Cloud regions, "
             "but the cloud answers for it"
         )
-    warnings = snapshot_warnings(setup)
+    warnings = snapshot_warnings(setup) + policy_tag_warnings(setup)
     notes: dict[str, str] = {}
+    capped: set[str] = set()
     if online:
         try:
-            checks = online_checks(setup, notes)
+            checks = online_checks(setup, notes, capped)
             warnings += online_disk_warnings(setup)
             warnings += refused_pair_warnings(setup, cloud_client(setup.config))
         except CloudError as exc:  # a sentence from Tencent's answer; never a secret
@@ -365,7 +413,7 @@ def validate(config_file: str | None, online: bool) -> None:
             sys.exit(EXIT_FAILED)
     else:
         checks = offline_checks(setup)
-    problems = quota_problems(setup, checks)
+    problems = quota_problems(setup, checks, notes, capped)
     if problems:
         report_config_error(ConfigError(problems))
         sys.exit(EXIT_CONFIG)

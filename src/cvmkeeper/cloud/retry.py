@@ -60,9 +60,73 @@ class RetryPolicy:
 _EXPECTED = (ThrottledError, BusyError)
 
 
-# Long on purpose (~80 lines): tenacity's four hooks (should_retry, wait, stop, log_retry)
-# close over one call's state (start time, internal-error count, rng); split out, that state
-# would have to be passed to each of them.
+class _RetryHooks:
+    """tenacity's four hooks for one logical call, sharing that call's state: when it
+    started (the deadline counts from there), how many ``InternalError`` it has met, and
+    the rng the waits are drawn from."""
+
+    def __init__(
+        self,
+        *,
+        policy: RetryPolicy,
+        action: str,
+        region: str | None,
+        give_up_on: Callable[[CloudError], bool] | None,
+        clock: Callable[[], float],
+        draw: random.Random,
+    ) -> None:
+        self._policy = policy
+        self._action = action
+        self._region = region
+        self._give_up_on = give_up_on
+        self._clock = clock
+        self._draw = draw
+        self._started = clock()
+        self._internal_errors = 0
+
+    def should_retry(self, error: BaseException) -> bool:
+        """Only a :class:`RetryableError` the caller did not give up on, and ``InternalError``
+        at most ``max_internal_errors`` times."""
+        if not isinstance(error, RetryableError):
+            return False
+        if self._give_up_on is not None and self._give_up_on(error):
+            return False
+        if isinstance(error, InternalServerError):
+            self._internal_errors += 1
+            if self._internal_errors > self._policy.max_internal_errors:
+                return False
+        return True
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        """Full jitter: uniform in ``[0, backoff_window(attempt)]``."""
+        return self._draw.uniform(0.0, self._policy.backoff_window(state.attempt_number))
+
+    def stop(self, state: tenacity.RetryCallState) -> bool:
+        """Give up after ``max_attempts``, or when the next wait would pass the deadline."""
+        if state.attempt_number >= self._policy.max_attempts:
+            return True
+        elapsed = self._clock() - self._started
+        return elapsed + state.upcoming_sleep > self._policy.deadline_seconds
+
+    def log_retry(self, state: tenacity.RetryCallState) -> None:
+        """One line per retry: INFO for throttling and busy resources, WARNING otherwise."""
+        error = state.outcome.exception() if state.outcome else None
+        if not isinstance(error, CloudError):  # pragma: no cover - should_retry guarantees it
+            return
+        level = logging.INFO if isinstance(error, _EXPECTED) else logging.WARNING
+        log.log(
+            level,
+            "retrying %s in %s after %s (attempt %d of at most %d, waiting %.2fs, RequestId %s)",
+            self._action,
+            self._region or "-",
+            error.code,
+            state.attempt_number,
+            self._policy.max_attempts,
+            state.upcoming_sleep,
+            error.request_id or "-",
+        )
+
+
 def call_with_retries(
     attempt: Callable[[], T],
     *,
@@ -80,46 +144,14 @@ def call_with_retries(
     raised unchanged when the policy gives up. ``sleep``, ``clock`` and ``rng`` are injectable
     so tests run without waiting and deterministically.
     """
-    draw = rng or random.Random()
-    started = clock()
-    internal_errors = 0
-
-    def should_retry(error: BaseException) -> bool:
-        nonlocal internal_errors
-        if not isinstance(error, RetryableError):
-            return False
-        if give_up_on is not None and give_up_on(error):
-            return False
-        if isinstance(error, InternalServerError):
-            internal_errors += 1
-            if internal_errors > policy.max_internal_errors:
-                return False
-        return True
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        return draw.uniform(0.0, policy.backoff_window(state.attempt_number))
-
-    def stop(state: tenacity.RetryCallState) -> bool:
-        if state.attempt_number >= policy.max_attempts:
-            return True
-        return clock() - started + state.upcoming_sleep > policy.deadline_seconds
-
-    def log_retry(state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        if not isinstance(error, CloudError):  # pragma: no cover - should_retry guarantees it
-            return
-        level = logging.INFO if isinstance(error, _EXPECTED) else logging.WARNING
-        log.log(
-            level,
-            "retrying %s in %s after %s (attempt %d of at most %d, waiting %.2fs, RequestId %s)",
-            action,
-            region or "-",
-            error.code,
-            state.attempt_number,
-            policy.max_attempts,
-            state.upcoming_sleep,
-            error.request_id or "-",
-        )
+    hooks = _RetryHooks(
+        policy=policy,
+        action=action,
+        region=region,
+        give_up_on=give_up_on,
+        clock=clock,
+        draw=rng or random.Random(),
+    )
 
     # Fast path: most calls succeed at once, and tenacity's bookkeeping costs more than an
     # in-process call. Only an error that may be retried enters tenacity, replayed as its
@@ -137,10 +169,10 @@ def call_with_retries(
         return attempt()
 
     retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(should_retry),
-        wait=wait,
-        stop=stop,
-        before_sleep=log_retry,
+        retry=tenacity.retry_if_exception(hooks.should_retry),
+        wait=hooks.wait,
+        stop=hooks.stop,
+        before_sleep=hooks.log_retry,
         sleep=sleep,
         reraise=True,
     )

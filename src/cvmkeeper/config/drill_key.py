@@ -17,7 +17,9 @@ Every mistake is a problem naming the file, the line and the key.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from cvmkeeper.config.reader import Node, Reader
 from cvmkeeper.core.drill import DrillSpec
@@ -38,32 +40,25 @@ VPC = re.compile(r"vpc-[a-z0-9]+")
 SUBNET = re.compile(r"subnet-[a-z0-9]+")
 SG = re.compile(r"sg-[a-z0-9]+")
 INSTANCE_TYPE = re.compile(r"[A-Z0-9]+[a-z0-9]*\.[A-Z0-9]+")
+T = TypeVar("T")
 
 
-# Long on purpose (~90 lines): one flat block per key of drill:, in the order the docs
-# list them, like read_policy; splitting it would scatter one table over several functions.
-def read_drill(
-    reader: Reader, node: Node, regions: tuple[str, ...], path: str = "drill"
-) -> DrillSpec | None:
-    """Read ``drill``; ``None`` after recording a problem."""
-    keys = reader.mapping(
-        node,
-        path,
-        DRILL_KEYS,
-        required=("zone", "vpc_id", "subnet_id", "security_group_ids", "instance_type"),
-    )
-    if keys is None:
-        return None
-    every: timedelta | None = timedelta(days=7)
-    if "every" in keys:
-        every = reader.duration(keys["every"], f"{path}.every", timedelta(hours=1))
-    timeout: timedelta | None = timedelta(minutes=15)
-    if "timeout" in keys:
-        timeout = reader.duration(keys["timeout"], f"{path}.timeout", timedelta(minutes=1))
-    zone = (
-        reader.string(keys["zone"], f"{path}.zone", ZONE, "a zone such as ap-guangzhou-3")
-        if "zone" in keys
-        else None
+def _given(
+    keys: dict[str, Node], key: str, default: T, read: Callable[[Node], T | None]
+) -> T | None:
+    """``read(keys[key])`` when ``key`` is given (``None`` after a problem), else ``default``."""
+    return read(keys[key]) if key in keys else default
+
+
+def _read_zone(
+    reader: Reader, keys: dict[str, Node], path: str, regions: tuple[str, ...]
+) -> str | None:
+    """``zone``: well formed and inside one of the policy's regions."""
+    zone = _given(
+        keys,
+        "zone",
+        None,
+        lambda node: reader.string(node, f"{path}.zone", ZONE, "a zone such as ap-guangzhou-3"),
     )
     if zone and not any(zone.startswith(region + "-") for region in regions):
         reader.problem(
@@ -72,51 +67,85 @@ def read_drill(
             f"{zone} is in none of the policy's regions ({', '.join(regions)})",
         )
         zone = None
-    vpc = (
-        reader.string(keys["vpc_id"], f"{path}.vpc_id", VPC, "a VPC id such as vpc-1a2b3c4d")
-        if "vpc_id" in keys
-        else None
+    return zone
+
+
+def _read_network(
+    reader: Reader, keys: dict[str, Node], path: str
+) -> tuple[str | None, str | None, tuple[str, ...] | None]:
+    """``vpc_id``, ``subnet_id`` and ``security_group_ids``, in that order."""
+    vpc = _given(
+        keys,
+        "vpc_id",
+        None,
+        lambda node: reader.string(node, f"{path}.vpc_id", VPC, "a VPC id such as vpc-1a2b3c4d"),
     )
-    subnet = (
-        reader.string(
-            keys["subnet_id"], f"{path}.subnet_id", SUBNET, "a subnet id such as subnet-1a2b3c4d"
-        )
-        if "subnet_id" in keys
-        else None
+    subnet = _given(
+        keys,
+        "subnet_id",
+        None,
+        lambda node: reader.string(
+            node, f"{path}.subnet_id", SUBNET, "a subnet id such as subnet-1a2b3c4d"
+        ),
     )
-    groups = (
-        reader.string_list(
-            keys["security_group_ids"],
-            f"{path}.security_group_ids",
-            SG,
-            "a security group id such as sg-1a2b3c4d",
-        )
-        if "security_group_ids" in keys
-        else None
+    groups = _given(
+        keys,
+        "security_group_ids",
+        None,
+        lambda node: reader.string_list(
+            node, f"{path}.security_group_ids", SG, "a security group id such as sg-1a2b3c4d"
+        ),
     )
-    instance_type = (
-        reader.string(
-            keys["instance_type"],
-            f"{path}.instance_type",
-            INSTANCE_TYPE,
-            "an instance type such as S5.SMALL2",
-        )
-        if "instance_type" in keys
-        else None
+    return vpc, subnet, groups
+
+
+def _read_check_port(reader: Reader, node: Node, path: str) -> int | None:
+    """``check: {tcp_port: N}``: the port the drill connects to."""
+    check = reader.mapping(node, f"{path}.check", ("tcp_port",), required=("tcp_port",))
+    if check and "tcp_port" in check:
+        return reader.integer(check["tcp_port"], f"{path}.check.tcp_port", 1, 65535)
+    return None
+
+
+def read_drill(
+    reader: Reader, node: Node, regions: tuple[str, ...], path: str = "drill"
+) -> DrillSpec | None:
+    """Read ``drill``; ``None`` after recording a problem. Keys are read in the order the
+    docs list them, so problems are reported in that order."""
+    keys = reader.mapping(
+        node,
+        path,
+        DRILL_KEYS,
+        required=("zone", "vpc_id", "subnet_id", "security_group_ids", "instance_type"),
     )
-    port: int | None = 0
-    if "check" in keys:
-        check = reader.mapping(
-            keys["check"], f"{path}.check", ("tcp_port",), required=("tcp_port",)
-        )
-        port = (
-            reader.integer(check["tcp_port"], f"{path}.check.tcp_port", 1, 65535)
-            if check and "tcp_port" in check
-            else None
-        )
-    cap: int | None = 1
-    if "max_per_run" in keys:
-        cap = reader.integer(keys["max_per_run"], f"{path}.max_per_run", 1, 100)
+    if keys is None:
+        return None
+    every = _given(
+        keys,
+        "every",
+        timedelta(days=7),
+        lambda node: reader.duration(node, f"{path}.every", timedelta(hours=1)),
+    )
+    timeout = _given(
+        keys,
+        "timeout",
+        timedelta(minutes=15),
+        lambda node: reader.duration(node, f"{path}.timeout", timedelta(minutes=1)),
+    )
+    zone = _read_zone(reader, keys, path, regions)
+    vpc, subnet, groups = _read_network(reader, keys, path)
+    instance_type = _given(
+        keys,
+        "instance_type",
+        None,
+        lambda node: reader.string(
+            node, f"{path}.instance_type", INSTANCE_TYPE, "an instance type such as S5.SMALL2"
+        ),
+    )
+    port = _given(keys, "check", 0, lambda node: _read_check_port(reader, node, path))
+    cap = _given(
+        keys, "max_per_run", 1, lambda node: reader.integer(node, f"{path}.max_per_run", 1, 100)
+    )
     if (
         not (zone and vpc and subnet and groups and instance_type and every and timeout)
         or port is None

@@ -15,9 +15,10 @@ would report the broken files).
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -375,7 +376,34 @@ def load_policies(
     return policies
 
 
-def load_setup(path: str | os.PathLike[str], *, partial: bool = False) -> Setup:
+def unknown_ping_policies(
+    config: Config, policies: Sequence[Policy], broken: Sequence[BrokenPolicy]
+) -> list[Problem]:
+    """``notify.healthchecks`` keys that name no policy: a typo there leaves a policy
+    unmonitored while the config looks complete (a Healthchecks check never pinged stays
+    "new" and never alerts). A broken policy file's declared name counts as known."""
+    known = [p.name for p in policies] + [b.name for b in broken if b.name]
+    problems = []
+    for name, _url in config.notify.healthchecks:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else f" (policies: {', '.join(known)})"
+        problems.append(
+            Problem(
+                display_path(config.source),
+                0,
+                0,
+                f"notify.healthchecks.{name}",
+                f"no policy has this name{hint}; no run would ever ping this URL",
+            )
+        )
+    return problems
+
+
+def load_setup(
+    path: str | os.PathLike[str], *, partial: bool = False, need_policies: bool = True
+) -> Setup:
     """Load the daemon config and its policies; one ``ConfigError`` lists every problem.
 
     The policies are checked even when the config file has problems (with the defaults of
@@ -383,7 +411,8 @@ def load_setup(path: str | os.PathLike[str], *, partial: bool = False) -> Setup:
 
     ``partial=True`` (the daemon, ``run``): bad policy files do not raise; they are
     returned in ``Setup.broken`` beside the good policies. Problems of the config file or
-    of the policies directory, or no usable policy at all, still raise.
+    of the policies directory, or no usable policy at all, still raise; the last does not
+    with ``need_policies=False`` (``restore``, which needs the daemon config only).
     """
     source = Path(path)
     reader, root = _compose_file(source)
@@ -395,8 +424,9 @@ def load_setup(path: str | os.PathLike[str], *, partial: bool = False) -> Setup:
         Path(config.policies_dir), config.regions, config.on_quota_full
     )
     problems += dir_problems
+    problems += unknown_ping_policies(config, policies, broken)
     file_problems = [problem for file in broken for problem in file.problems]
-    if not partial or problems or not policies:
+    if not partial or problems or (need_policies and not policies):
         problems += file_problems
     if problems:
         raise ConfigError(problems)

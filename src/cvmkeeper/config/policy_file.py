@@ -274,9 +274,86 @@ def _schedule_timezone(reader: Reader, node: Node) -> str | None:
     return None
 
 
-# Long on purpose (~120 lines): one flat block per key of a policy file, in the order the
-# policy reference (docs/policies.md, "Policy reference") documents them, so a reader checks
-# the file format against one function.
+def _read_regions(
+    reader: Reader, keys: dict[str, Node], root: Node, default_regions: tuple[str, ...]
+) -> tuple[tuple[str, ...], bool]:
+    """``regions`` (default: the daemon config's), and whether it read cleanly."""
+    if "regions" in keys:
+        got = reader.string_list(keys["regions"], "regions", REGION, REGION_HELP)
+        if got == ():
+            reader.problem(keys["regions"], "regions", "is empty: name at least one region")
+            return (), False
+        return got or (), got is not None
+    if not default_regions:
+        reader.problem(root, "regions", "required here, or set regions in the daemon config")
+        return default_regions, False
+    return default_regions, True
+
+
+def _read_policy_timezone(reader: Reader, keys: dict[str, Node]) -> tuple[str, bool]:
+    """``timezone`` (default: the first schedule's, else UTC), and whether it read cleanly."""
+    if "timezone" in keys:
+        got = _read_timezone(reader, keys["timezone"], "timezone")
+        return got or "UTC", got is not None
+    if "schedules" in keys:
+        return _schedule_timezone(reader, keys["schedules"]) or "UTC", True
+    return "UTC", True
+
+
+def _read_schedules(reader: Reader, node: Node, timezone: str) -> tuple[list[Schedule], bool]:
+    """``schedules``: 1 to ``MAX_SCHEDULES`` distinct entries, and whether all read cleanly."""
+    ok = True
+    entries = list(reader.items(node, "schedules"))
+    if not entries and reader.problems and reader.problems[-1].path == "schedules":
+        ok = False
+    elif not entries:
+        reader.problem(node, "schedules", "is empty: give at least one schedule")
+        ok = False
+    elif len(entries) > MAX_SCHEDULES:
+        reader.problem(node, "schedules", f"has {len(entries)} entries; at most {MAX_SCHEDULES}")
+        ok = False
+    schedules: list[Schedule] = []
+    for item_path, item in entries[:MAX_SCHEDULES]:
+        schedule = _read_schedule(reader, item, item_path, timezone)
+        if schedule is None:
+            ok = False
+        elif schedule in schedules:
+            reader.problem(item, item_path, "repeats an earlier schedule")
+            ok = False
+        else:
+            schedules.append(schedule)
+    return schedules, ok
+
+
+def _read_consistency(reader: Reader, keys: dict[str, Node]) -> tuple[Consistency, bool]:
+    """``consistency`` (default ``live``), and whether it read cleanly."""
+    if "consistency" not in keys:
+        return Consistency.LIVE, True
+    got = reader.choice(keys["consistency"], "consistency", [c.value for c in Consistency])
+    return (Consistency(got) if got else Consistency.LIVE), got is not None
+
+
+def _read_on_quota_full(
+    reader: Reader, keys: dict[str, Node], default: OnQuotaFull
+) -> tuple[OnQuotaFull, bool]:
+    """``on_quota_full`` (default: the daemon config's), and whether it read cleanly."""
+    if "on_quota_full" not in keys:
+        return default, True
+    got = reader.choice(keys["on_quota_full"], "on_quota_full", ON_QUOTA_FULL_CHOICES)
+    return ("skip" if got == "skip" else "evict"), got is not None
+
+
+def _read_catch_up(reader: Reader, keys: dict[str, Node]) -> tuple[timedelta | None, bool]:
+    """``catch_up``: a duration, or ``off`` (zero); ``None`` when absent (one period)."""
+    if "catch_up" not in keys:
+        return None, True
+    node = keys["catch_up"]
+    if isinstance(node, yaml.ScalarNode) and str(node.value).lower() in _OFF:
+        return timedelta(), True
+    catch_up = reader.duration(node, "catch_up", MIN_INTERVAL)
+    return catch_up, catch_up is not None
+
+
 def read_policy(
     reader: Reader,
     root: Node,
@@ -284,14 +361,17 @@ def read_policy(
     default_regions: tuple[str, ...] = (),
     default_on_quota_full: OnQuotaFull = "evict",
 ) -> Policy | None:
-    """Build the ``Policy`` of one composed file; ``None`` after recording its problems."""
+    """Build the ``Policy`` of one composed file; ``None`` after recording its problems.
+
+    Keys are read in the order the policy reference (docs/policies.md, "Policy reference")
+    documents them, so problems are reported in that order; each ``ok_*`` says whether one
+    key read cleanly.
+    """
     keys = reader.mapping(
         root, "", POLICY_KEYS, required=("name", "targets", "schedules", "retention")
     )
     if keys is None:
         return None
-    ok = True
-
     name = (
         reader.string(keys["name"], "name", POLICY_NAME, POLICY_NAME_HELP)
         if "name" in keys
@@ -300,90 +380,32 @@ def read_policy(
     description = ""
     if "description" in keys:
         description = reader.string(keys["description"], "description", raw=True) or ""
-
-    regions = default_regions
-    if "regions" in keys:
-        got = reader.string_list(keys["regions"], "regions", REGION, REGION_HELP)
-        ok = ok and got is not None
-        regions = got or ()
-        if got == ():
-            reader.problem(keys["regions"], "regions", "is empty: name at least one region")
-            ok = False
-    elif not default_regions:
-        reader.problem(root, "regions", "required here, or set regions in the daemon config")
-        ok = False
-
+    regions, ok_regions = _read_regions(reader, keys, root, default_regions)
     targets = _read_targets(reader, keys["targets"]) if "targets" in keys else None
-
-    timezone = "UTC"
-    if "timezone" in keys:
-        got_tz = _read_timezone(reader, keys["timezone"], "timezone")
-        ok = ok and got_tz is not None
-        timezone = got_tz or timezone
-    elif "schedules" in keys:
-        timezone = _schedule_timezone(reader, keys["schedules"]) or timezone
-
-    schedules: list[Schedule] = []
-    if "schedules" in keys:
-        node = keys["schedules"]
-        entries = list(reader.items(node, "schedules"))
-        if not entries and reader.problems and reader.problems[-1].path == "schedules":
-            ok = False
-        elif not entries:
-            reader.problem(node, "schedules", "is empty: give at least one schedule")
-            ok = False
-        elif len(entries) > MAX_SCHEDULES:
-            reader.problem(
-                node, "schedules", f"has {len(entries)} entries; at most {MAX_SCHEDULES}"
-            )
-            ok = False
-        for item_path, item in entries[:MAX_SCHEDULES]:
-            schedule = _read_schedule(reader, item, item_path, timezone)
-            if schedule is None:
-                ok = False
-            elif schedule in schedules:
-                reader.problem(item, item_path, "repeats an earlier schedule")
-                ok = False
-            else:
-                schedules.append(schedule)
-
+    timezone, ok_timezone = _read_policy_timezone(reader, keys)
+    schedules, ok_schedules = (
+        _read_schedules(reader, keys["schedules"], timezone) if "schedules" in keys else ([], True)
+    )
     retention = (
         read_retention(reader, keys["retention"], "retention") if "retention" in keys else None
     )
-
-    consistency = Consistency.LIVE
-    if "consistency" in keys:
-        got_c = reader.choice(keys["consistency"], "consistency", [c.value for c in Consistency])
-        ok = ok and got_c is not None
-        consistency = Consistency(got_c) if got_c else consistency
-
-    on_quota_full: OnQuotaFull = default_on_quota_full
-    if "on_quota_full" in keys:
-        got_q = reader.choice(keys["on_quota_full"], "on_quota_full", ON_QUOTA_FULL_CHOICES)
-        ok = ok and got_q is not None
-        on_quota_full = "skip" if got_q == "skip" else "evict"
-
+    consistency, ok_consistency = _read_consistency(reader, keys)
+    on_quota_full, ok_quota = _read_on_quota_full(reader, keys, default_on_quota_full)
     disks = read_disks(reader, keys["disks"]) if "disks" in keys else Policy.disks_default()
-    ok = ok and disks is not None
-
     drill = read_drill(reader, keys["drill"], regions) if "drill" in keys else None
-    ok = ok and ("drill" not in keys or drill is not None)
-
-    catch_up: timedelta | None = None
-    if "catch_up" in keys:
-        catch_node = keys["catch_up"]
-        if isinstance(catch_node, yaml.ScalarNode) and str(catch_node.value).lower() in _OFF:
-            catch_up = timedelta()
-        else:
-            catch_up = reader.duration(catch_node, "catch_up", MIN_INTERVAL)
-            ok = ok and catch_up is not None
-
-    copies: tuple[CopyRule, ...] = ()
-    if "copies" in keys:
-        got_copies = _read_copies(reader, keys["copies"], regions, retention)
-        ok = ok and got_copies is not None
-        copies = got_copies or ()
-
+    catch_up, ok_catch_up = _read_catch_up(reader, keys)
+    copies = _read_copies(reader, keys["copies"], regions, retention) if "copies" in keys else ()
+    ok = (
+        ok_regions
+        and ok_timezone
+        and ok_schedules
+        and ok_consistency
+        and ok_quota
+        and disks is not None
+        and ("drill" not in keys or drill is not None)
+        and ok_catch_up
+        and copies is not None
+    )
     if not (ok and name and targets and retention and schedules):
         return None
     policy = Policy(
@@ -394,7 +416,7 @@ def read_policy(
         retention=retention,
         timezone=timezone,
         consistency=consistency,
-        copies=copies,
+        copies=copies or (),
         on_quota_full=on_quota_full,
         description=description,
         source=reader.source,

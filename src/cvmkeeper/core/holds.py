@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cvmkeeper.core.inventory import Image, ImageState
-from cvmkeeper.core.naming import TAG_INSTANCE, TAG_POLICY, slot_tag_value
+from cvmkeeper.core.naming import TAG_INSTANCE, TAG_POLICY, read_policy_tag, slot_tag_value
 from cvmkeeper.core.ownership import OWN_IMAGE_TYPE, ManagedImage, looks_managed
 from cvmkeeper.core.plan import PlanWarning, WarningKind
 from cvmkeeper.core.policy import Policy
@@ -52,9 +52,12 @@ class Holds:
 
 
 def tagged_policies(owned: ManagedImage) -> tuple[str, ...]:
-    """The policies named by the image's ``cvmkeeper:policy`` tag (empty when it has none)."""
-    raw = owned.image.tags.get(TAG_POLICY, "")
-    return tuple(name.strip() for name in raw.split(",") if name.strip())
+    """The policies named by the image's ``cvmkeeper:policy`` tag (empty when it has none),
+    and ``+<n>`` last when the tag had no room for ``n`` more (``core.naming.policy_tag_value``):
+    those could be any policy, so a hold that asks "does it name only policies that are not
+    loaded?" counts them as not loaded: it holds (keeps) rather than rotate on a guess."""
+    tag = read_policy_tag(owned.image.tags.get(TAG_POLICY, ""))
+    return (*tag.names, f"+{tag.omitted}") if tag.omitted else tag.names
 
 
 def hold_images(
@@ -121,7 +124,7 @@ def _broken_notice(names: str, images: Sequence[ManagedImage], why: str) -> Plan
         f"{len(images)} image(s) held (kept, never rotated) while {why}: their instance has "
         f"images of policy {_quoted(names.split(','))}, which is not loaded, so its "
         f"retention is unknown; fix the file to end the hold: {listed}{more}",
-        tuple(names.split(",")),
+        tuple(name for name in names.split(",") if not name.startswith("+")),
     )
 
 
@@ -153,7 +156,10 @@ def _removed_policies(owned: ManagedImage, known: Collection[str]) -> tuple[str,
 
 
 def _quoted(names: Sequence[str]) -> str:
-    return ", ".join(repr(name) for name in names)
+    return ", ".join(
+        f"{name[1:]} more its tag had no room for" if name.startswith("+") else repr(name)
+        for name in names
+    )
 
 
 def _future_notice(owned: ManagedImage, concerns: tuple[str, ...]) -> PlanWarning:
@@ -199,7 +205,7 @@ def _removed_notice(
         WarningKind.RETENTION,
         f"{len(images)} image(s) kept by policy {_quoted(names.split(','))}, which no longer "
         f"exists: {fate}: {listed}{more}",
-        tuple(names.split(",")),
+        tuple(name for name in names.split(",") if not name.startswith("+")),
     )
 
 

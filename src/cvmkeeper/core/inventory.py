@@ -115,6 +115,11 @@ class Inventory:
     the listing does not show yet: they count against the quota too. ``provisional``: ids
     of listed images cvmkeeper created recently whose tags do not show yet: recognised as
     managed by their name (``core.ownership.classify_image``), never deleted on that basis.
+    ``intents``: names of images a ``CreateImage`` may have made though cvmkeeper never
+    learnt their id (a run killed after sending it: ``executor.created`` records the name
+    before each send), not listed under that name yet and recorded within
+    ``api.visibility_grace``: each counts as one used image until it settles (rule 2: the
+    cloud may hold it already), and the planner makes nothing under that name meanwhile.
     """
 
     region: str
@@ -125,11 +130,13 @@ class Inventory:
     quota_cap: int | None = None
     unlisted: tuple[str, ...] = ()
     provisional: frozenset[str] = frozenset()
+    intents: tuple[str, ...] = ()
 
     @property
     def used(self) -> int:
-        """Images counted against the quota: every listed one, and those not listed yet."""
-        return len(self.images) + len(self.unlisted)
+        """Images counted against the quota: every listed one, those not listed yet, and
+        one per live intent (a create whose image may exist unlisted)."""
+        return len(self.images) + len(self.unlisted) + len(self.intents)
 
     @property
     def free(self) -> int:

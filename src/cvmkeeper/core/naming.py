@@ -249,11 +249,58 @@ def copy_tags(source_tags: Mapping[str, str], source_region: str) -> dict[str, s
     return {**{k: v for k, v in own.items() if v}, TAG_COPY_FROM: source_region}
 
 
+#: Tencent's longest tag value (Tag "Use Limits", product/651/13354: 1-255 characters),
+#: enforced on ``TagSpecification`` too: a longer ``cvmkeeper:policy`` fails the create.
+MAX_TAG_VALUE_LENGTH = 255
+#: ``cvmkeeper:policy`` ends with ``+<n>`` when ``n`` policy names did not fit (policy
+#: names never start with ``+``: lowercase letters, digits and ``-``).
+_OMITTED_PREFIX = "+"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTag:
+    """``cvmkeeper:policy`` read back: the names it holds, and how many did not fit."""
+
+    names: tuple[str, ...]
+    omitted: int = 0
+
+
+def policy_tag_value(policy_names: tuple[str, ...]) -> str:
+    """The ``cvmkeeper:policy`` value: the sorted names, comma-joined. Past Tencent's 255
+    characters (five policies of long names can reach it) it keeps the sorted names that
+    fit and ends with ``+<n>``, the number left out: a pure function of the set, so every
+    run and every daemon writes the same value, and a reader knows the list is partial
+    (``read_policy_tag``; ``core.holds`` then holds rather than rotate on a guess)."""
+    names = sorted(set(policy_names))
+    whole = ",".join(names)
+    if len(whole) <= MAX_TAG_VALUE_LENGTH:
+        return whole
+    for kept in range(len(names) - 1, -1, -1):
+        value = ",".join([*names[:kept], f"{_OMITTED_PREFIX}{len(names) - kept}"])
+        if len(value) <= MAX_TAG_VALUE_LENGTH:
+            return value
+    raise AssertionError("unreachable: '+<n>' alone always fits")  # pragma: no cover
+
+
+def read_policy_tag(value: str) -> PolicyTag:
+    """The names in a ``cvmkeeper:policy`` value and the count its ``+<n>`` left out (a
+    malformed count is taken as one: something was left out)."""
+    names: list[str] = []
+    omitted = 0
+    for part in (p.strip() for p in value.split(",")):
+        if part.startswith(_OMITTED_PREFIX):
+            count = part[len(_OMITTED_PREFIX) :]
+            omitted += int(count) if count.isdigit() and int(count) > 0 else 1
+        elif part:
+            names.append(part)
+    return PolicyTag(tuple(names), omitted)
+
+
 def image_tags(policy_names: tuple[str, ...], instance_id: str, slot: datetime) -> dict[str, str]:
     """The tags a managed image is created with (marker, policies, instance, slot)."""
     return {
         MARKER_TAG: MARKER_VALUE,
-        TAG_POLICY: ",".join(sorted(policy_names)),
+        TAG_POLICY: policy_tag_value(policy_names),
         TAG_INSTANCE: instance_id,
         TAG_SLOT: slot_tag_value(slot),
     }

@@ -390,10 +390,25 @@ def _slot_demands(
             demands.done_names.add(name)
         elif check.status is NameStatus.BLOCKED:
             demands.skips.append(Skip(instance_id, slot, name, names, f"{name}: {check.problem}"))
+        elif check.status is NameStatus.FREE and name in region.inventory.intents:
+            demands.skips.append(Skip(instance_id, slot, name, names, _pending_intent(name)))
         elif check.status is NameStatus.FREE:
             priority = (_staleness(sets, instance_id), slot.timestamp(), instance_id)
             demands.wanted.append(Demand(instance_id, slot, name, tuple(slot_policies), priority))
     return demands
+
+
+def _pending_intent(name: str) -> str:
+    """Why a due name with a live intent (``Inventory.intents``) is not created: a run that
+    was killed after sending its CreateImage may have made it, unlisted yet. Sending it
+    again would be sent into a quota that image may fill (rule 2); its name makes it
+    adopted by the run that lists it."""
+    return (
+        f"{name}: not created: an earlier run sent its CreateImage and never recorded the "
+        "answer (it was killed, or is still running); no image of that name is listed yet, "
+        "so it is counted against the quota and waited for (adopted once listed; reported "
+        "if api.visibility_grace passes first)"
+    )
 
 
 def _add_copy_demands(region: _Region, sets: Mapping[str, InstanceSet], demands: _Demands) -> None:

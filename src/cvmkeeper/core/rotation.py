@@ -113,7 +113,7 @@ def resolve_quota(
                     )
                 )
             else:
-                skips.append(_quota_skip(demand, inventory.quota, inventory.used))
+                skips.append(_quota_skip(demand, inventory))
 
 
 @dataclass(slots=True)
@@ -225,16 +225,25 @@ def eviction_notice(
     )
 
 
-def _quota_skip(item: Demand, quota: int, used: int) -> Skip:
+def _quota_skip(item: Demand, inventory: Inventory) -> Skip:
+    """The skip of a demand that does not fit, naming what fills the quota when some of it
+    is not listed yet (creates whose answer an earlier run never got, ``Inventory.intents``)."""
     how = "on_quota_full: skip" if not item.may_evict else "nothing can be evicted"
     what = "not created" if item.source is None else f"not copied from {item.source.image.region}"
+    used, quota = inventory.used, inventory.quota
+    pending = ""
+    if inventory.intents:
+        pending = (
+            f"; {len(inventory.intents)} of them not listed yet: sent by a run stopped before "
+            f"the answer ({', '.join(inventory.intents)})"
+        )
     return Skip(
         instance_id=item.instance_id,
         slot=item.slot,
         image_name=item.name,
         policies=item.policy_names,
         error=(
-            f"{item.name}: {what}: region at quota ({used} of {quota} images) and "
+            f"{item.name}: {what}: region at quota ({used} of {quota} images{pending}) and "
             f"nothing expired can be deleted ({how})"
         ),
         source_region=item.source.image.region if item.source is not None else "",

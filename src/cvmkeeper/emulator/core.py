@@ -30,6 +30,7 @@ import string
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,18 @@ class Outcome:
         self.image_ids = image_ids
         self.instance_ids = instance_ids
         self.extra = extra or {}
+
+
+@dataclass(frozen=True)
+class _CreateRequest:
+    """CreateImage's parameters once each has been checked on its own."""
+
+    name: str
+    instance_id: str
+    description: str
+    data_disks: list[str]
+    dry_run: bool
+    tags: dict[str, str]
 
 
 class EmulatorCore:
@@ -491,31 +504,46 @@ class EmulatorCore:
                 "from": before,
             }
             if isinstance(record, ImageRecord):
-                if before == DELETING:
-                    region.images.pop(record.image_id, None)
-                    record.state = DELETED
-                elif before == "CREATING" and record.will_fail:
-                    record.state = "CREATEFAILED"
-                    record.snapshots = []
-                else:
-                    record.state = "NORMAL"
-                entry["ImageIds"] = [record.image_id]
-                if record.instance_id:
-                    entry["InstanceIds"] = [record.instance_id]
+                self._image_transition(region, record, entry)
             else:
-                record.state = record.next_state or {
-                    "STOPPING": "STOPPED",
-                    "STARTING": "RUNNING",
-                }.get(before, "RUNNING")
-                record.next_state = ""
-                record.latest_operation_state = (
-                    "FAILED" if record.state == "LAUNCH_FAILED" else "SUCCESS"
-                )
-                entry["InstanceIds"] = [record.instance_id]
-                if record.state == TERMINATED:  # TerminateInstances: the instance is gone
-                    region.instances.pop(record.instance_id, None)
+                self._instance_transition(region, record, entry)
             entry["to"] = record.state
             self._append_history(entry)
+
+    @staticmethod
+    def _image_transition(region: RegionState, image: ImageRecord, entry: dict[str, Any]) -> None:
+        """An image's due transition: a lagging delete ends (gone), a create ends
+        ``CREATEFAILED`` or ``NORMAL``, a sync ends ``NORMAL``; ``entry`` names it."""
+        before = image.state
+        if before == DELETING:
+            region.images.pop(image.image_id, None)
+            image.state = DELETED
+        elif before == "CREATING" and image.will_fail:
+            image.state = "CREATEFAILED"
+            image.snapshots = []
+        else:
+            image.state = "NORMAL"
+        entry["ImageIds"] = [image.image_id]
+        if image.instance_id:
+            entry["InstanceIds"] = [image.instance_id]
+
+    @staticmethod
+    def _instance_transition(
+        region: RegionState, instance: InstanceRecord, entry: dict[str, Any]
+    ) -> None:
+        """An instance's due transition to its next state (a terminated one is gone)."""
+        before = instance.state
+        instance.state = instance.next_state or {
+            "STOPPING": "STOPPED",
+            "STARTING": "RUNNING",
+        }.get(before, "RUNNING")
+        instance.next_state = ""
+        instance.latest_operation_state = (
+            "FAILED" if instance.state == "LAUNCH_FAILED" else "SUCCESS"
+        )
+        entry["InstanceIds"] = [instance.instance_id]
+        if instance.state == TERMINATED:  # TerminateInstances: the instance is gone
+            region.instances.pop(instance.instance_id, None)
 
     def _append_history(self, entry: dict[str, Any]) -> None:
         entry["seq"] = len(self._history) + 1
@@ -571,12 +599,32 @@ class EmulatorCore:
 
     # ------------------------------------------------------------------ actions
 
-    # Long on purpose (~90 lines): CreateImage's parameter checks (name, instance and its
-    # state, data disks), then name and busy instance, quota, snapshot quota and DryRun, in
-    # one reading order, then the new image.
     def _create_image(
         self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
     ) -> Outcome:
+        """CreateImage: every check in the API's documented order (the first failing one is
+        the error), then the new ``CREATING`` image."""
+        request = self._create_request(params)
+        instance, disks = self._create_target(region, request)
+        if request.dry_run:
+            raise ApiError("DryRunOperation", "The request would have succeeded.")
+        image = self._new_image(region, request, instance, disks, now)
+        region.images[image.image_id] = image
+        # what was attached when the image was made: the invariant checker compares it with
+        # the disks the image holds (no disk left out without an alert)
+        extra: dict[str, Any] = {"AttachedDataDisks": [d.disk_id for d in instance.data_disks]}
+        if self._powers_off(instance, params):
+            instance.state = "STOPPED"  # "关机之后制作镜像", and no start (the switch)
+            extra["PoweredOff"] = True  # the invariant checker owes it a start (rule 9)
+        return Outcome(
+            {"ImageId": image.image_id},
+            image_ids=[image.image_id],
+            instance_ids=[request.instance_id],
+            extra=extra,
+        )
+
+    def _create_request(self, params: Mapping[str, Any]) -> _CreateRequest:
+        """CreateImage's parameters, each checked on its own (types, flags, lengths)."""
         name = p.string(params, "ImageName", need=True)
         instance_id = p.string(params, "InstanceId", need=True)
         description = p.string(params, "ImageDescription")
@@ -606,29 +654,47 @@ class EmulatorCore:
                 "InvalidParameter.ValueTooLarge",
                 f"ImageDescription is longer than {self._fleet.description_limit} characters.",
             )
-        instance = region.instances.get(instance_id)
+        return _CreateRequest(name, instance_id, description, data_disks, dry_run, tags)
+
+    def _create_target(
+        self, region: RegionState, request: _CreateRequest
+    ) -> tuple[InstanceRecord, list[DiskRecord]]:
+        """The instance and data disks a CreateImage would image, after the checks against
+        the region's state: the instance and its state, the disks, the name and a busy
+        instance, the image quota, the snapshot quota."""
+        instance = region.instances.get(request.instance_id)
         if instance is None:
             raise ApiError(
                 "InvalidInstanceId.NotFound",
-                f"The instance `{instance_id}` does not exist in {region.name}.",
+                f"The instance `{request.instance_id}` does not exist in {region.name}.",
             )
         if instance.not_supported:
             raise ApiError(
                 "InvalidInstance.NotSupported",
-                f"The instance `{instance_id}` does not support creating images.",
+                f"The instance `{request.instance_id}` does not support creating images.",
             )
         if instance.state in TRANSITIONAL_INSTANCE_STATES:
             raise self._in_transition(instance)
-        disks = self._image_disks(instance, data_disks)
-        self._check_name_and_mutex(region, name, instance_id)
+        disks = self._image_disks(instance, request.data_disks)
+        self._check_name_and_mutex(region, request.name, request.instance_id)
         if region.quota_used() >= region.quota:
             raise ApiError(
                 "ImageQuotaLimitExceeded",
                 f"The custom-image quota of {region.name} ({region.quota}) is used up.",
             )
         self._check_snapshot_quota(region, instance, disks)
-        if dry_run:
-            raise ApiError("DryRunOperation", "The request would have succeeded.")
+        return instance, disks
+
+    def _new_image(
+        self,
+        region: RegionState,
+        request: _CreateRequest,
+        instance: InstanceRecord,
+        disks: list[DiskRecord],
+        now: datetime,
+    ) -> ImageRecord:
+        """The ``CREATING`` image of one CreateImage: one snapshot per disk, ready after the
+        fleet's timing (longer for bigger disks), failing with the fleet's probability."""
         will_fail = self._rng.random() < self._fleet.timing.create_failed_probability
         snapshots = [
             SnapshotRecord(
@@ -646,33 +712,21 @@ class EmulatorCore:
         seconds = timing.create_seconds + timing.create_seconds_per_100gib * total_gib / 100
         image = ImageRecord(
             image_id=self._new_id("img"),
-            name=name,
+            name=request.name,
             region=region.name,
             state="CREATING",
             created_time=now,
-            description=description,
-            instance_id=instance_id,
+            description=request.description,
+            instance_id=request.instance_id,
             os_name=instance.os_name,
-            tags=tags,
+            tags=request.tags,
             snapshots=snapshots,
             will_fail=will_fail,
             ready_at=now + timedelta(seconds=seconds),
             creator=self._fleet.credentials.uin,
         )
         self._apply_lags(image, now)
-        region.images[image.image_id] = image
-        # what was attached when the image was made: the invariant checker compares it with
-        # the disks the image holds (no disk left out without an alert)
-        extra: dict[str, Any] = {"AttachedDataDisks": [d.disk_id for d in instance.data_disks]}
-        if self._powers_off(instance, params):
-            instance.state = "STOPPED"  # "关机之后制作镜像", and no start (the switch)
-            extra["PoweredOff"] = True  # the invariant checker owes it a start (rule 9)
-        return Outcome(
-            {"ImageId": image.image_id},
-            image_ids=[image.image_id],
-            instance_ids=[instance_id],
-            extra=extra,
-        )
+        return image
 
     def _powers_off(self, instance: InstanceRecord, params: Mapping[str, Any]) -> bool:
         """True when this CreateImage leaves the instance STOPPED (``ForcePoweroff`` on a
@@ -895,11 +949,12 @@ class EmulatorCore:
     ) -> Outcome:
         return Outcome({"ImageNumQuota": region.quota})
 
-    # Long on purpose (~85 lines): SyncImages' checks per source image and destination in
-    # the documented order, then one copy per destination.
     def _sync_images(
         self, region: RegionState, params: Mapping[str, Any], now: datetime, request_id: str
     ) -> Outcome:
+        """SyncImages: the parameters, each source image, then each destination, checked in
+        the documented order (the first failing check is the error); then one ``CREATING``
+        copy per source and destination, the sources ``SYNCING`` meanwhile."""
         ids = list(dict.fromkeys(p.string_list(params, "ImageIds", need=True)))
         destinations = list(dict.fromkeys(p.string_list(params, "DestinationRegions", need=True)))
         dry_run = p.boolean(params, "DryRun")
@@ -913,6 +968,17 @@ class EmulatorCore:
                 f"ImageName is longer than {self._fleet.name_limit} characters.",
             )
         self._check_sync_open_points(region.name, ids, destinations)
+        sources = self._sync_sources(region, ids)
+        targets = self._sync_targets(region, destinations, sources, copy_name)
+        if dry_run:
+            raise ApiError("DryRunOperation", "The request would have succeeded.")
+        copies = self._make_copies(sources, targets, copy_name, now)
+        body: dict[str, Any] = {"ImageSet": copies} if set_required else {}
+        return Outcome(body, image_ids=ids, extra={"copies": copies})
+
+    def _sync_sources(self, region: RegionState, ids: list[str]) -> list[ImageRecord]:
+        """The images ``ids`` of ``region``, each one this account's, ``NORMAL`` and
+        syncable (the ``whole_machine`` switches)."""
         sources: list[ImageRecord] = []
         for image_id in ids:
             image = region.images.get(image_id)
@@ -933,6 +999,17 @@ class EmulatorCore:
                 )
             self._check_whole_machine_sync(image)
             sources.append(image)
+        return sources
+
+    def _sync_targets(
+        self,
+        region: RegionState,
+        destinations: list[str],
+        sources: list[ImageRecord],
+        copy_name: str,
+    ) -> list[RegionState]:
+        """The destination regions, each existing, not the source, with quota for every
+        copy and none of the copies' names taken."""
         targets: list[RegionState] = []
         for name in destinations:
             target = self._regions.get(name)
@@ -956,8 +1033,18 @@ class EmulatorCore:
                         f"The image name `{wanted}` already exists in {name}.",
                     )
             targets.append(target)
-        if dry_run:
-            raise ApiError("DryRunOperation", "The request would have succeeded.")
+        return targets
+
+    def _make_copies(
+        self,
+        sources: list[ImageRecord],
+        targets: list[RegionState],
+        copy_name: str,
+        now: datetime,
+    ) -> list[dict[str, str]]:
+        """Mark each source ``SYNCING`` and add its ``CREATING`` copy to each target (what
+        the copy carries over follows the ``sync_copies_*`` switches); return the
+        ``{ImageId, Region}`` of every copy."""
         ready = now + timedelta(seconds=self._fleet.timing.sync_seconds)
         open_points = self._fleet.open_points
         copies: list[dict[str, str]] = []
@@ -985,8 +1072,7 @@ class EmulatorCore:
                 self._apply_lags(image, now)
                 target.images[image.image_id] = image
                 copies.append({"ImageId": image.image_id, "Region": target.name})
-        body: dict[str, Any] = {"ImageSet": copies} if set_required else {}
-        return Outcome(body, image_ids=ids, extra={"copies": copies})
+        return copies
 
     def _check_sync_open_points(self, source: str, ids: list[str], destinations: list[str]) -> None:
         """The SyncImages switches of ``fleet.OpenPoints``: one image per call, and region

@@ -17,6 +17,12 @@ What each rule means here:
 - ``quota_exceeded`` (rule 2): after any create or copy, a region holds more images than
   its quota (every private image counts, in any state: a ``DELETING`` one until its
   ``_transition`` to ``DELETED``, with the emulator's ``delete_lag_seconds``).
+- ``create_into_full_quota`` (rule 2, the send itself): a ``CreateImage`` (not a
+  ``DryRun``) that the cloud refused, sent while the region held its quota's worth of
+  images: the client counted wrong, whatever the cloud's answer (a quota refusal is only
+  the visible part). A successful one beyond the quota is ``quota_exceeded``. A re-send of
+  a name the region already holds is not counted: it is refused for the name and cannot
+  add an image (a retry after a lost answer, or a lost race, adopted by rule 5).
 - ``newest_normal_deleted`` (rule 3): a ``DeleteImages`` call naming the newest ``NORMAL``
   image (by slot) of an instance in that region, at the moment of the call.
 - ``busy_deleted`` (rule 4): a ``DeleteImages`` call naming an image that was ``CREATING``,
@@ -58,7 +64,7 @@ What each rule means here:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -80,6 +86,7 @@ __all__ = [
 RULES: tuple[str, ...] = (
     "unmanaged_touched",
     "quota_exceeded",
+    "create_into_full_quota",
     "newest_normal_deleted",
     "busy_deleted",
     "shared_deleted",
@@ -168,74 +175,151 @@ def check_invariants(
     ``due`` (the (region, instance, slot) the runs under test were due to make) and
     ``alerted`` (those an error alert named) check rule 7: every due slot ends ``NORMAL``
     or alerted.
+
+    Each history entry goes to the step of its action (``_STEPS``), which checks the rules
+    that entry can break; the rules about how the replay ends are checked after it.
     """
-    regions = _start(initial, state, name_format)
-    start_seq = max((int(e.get("seq", 0)) for e in initial.get("history", [])), default=0)
+    replay = _Replay(_start(initial, state, name_format), name_format, disk_alerts)
     violations: list[Violation] = []
-    drills: dict[tuple[str, str], int] = {}  # (region, drill instance) -> seq of its launch
-    entries = sorted(
+    for entry in _entries_after(state, initial):
+        region = replay.regions.get(str(entry.get("region")))
+        step = _STEPS.get(str(entry.get("action")))
+        if region is not None and step is not None:
+            violations += step(replay, region, entry)
+    violations += _drills_not_terminated(replay.drills, state)
+    for region in replay.regions.values():
+        violations += _not_restarted(region)
+        violations += _compare_end(region, state)
+    if due is not None:
+        violations += _silent_misses(replay.regions, due, alerted)
+    return violations
+
+
+@dataclass
+class _Replay:
+    """What the replay carries from entry to entry besides the regions' images."""
+
+    regions: dict[str, _Region]
+    name_format: NameFormat
+    disk_alerts: Collection[str] | None
+    #: (region, drill instance) -> seq of its launch, until it is terminated
+    drills: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+def _entries_after(state: Mapping[str, Any], initial: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """``state``'s history entries that ``initial`` does not hold yet, in ``seq`` order."""
+    start_seq = max((int(e.get("seq", 0)) for e in initial.get("history", [])), default=0)
+    return sorted(
         (e for e in state.get("history", []) if int(e.get("seq", 0)) > start_seq),
         key=lambda e: int(e["seq"]),
     )
-    for entry in entries:
-        region = regions.get(str(entry.get("region")))
-        if region is None:
-            continue
-        action = entry.get("action")
-        if action == "_transition":
-            _transition(region, entry)
-        elif action == "CreateImage":
-            violations += _create(region, entry, name_format)
-            if entry.get("result") == "ok" and entry.get("PoweredOff"):
-                for instance_id in entry.get("InstanceIds", []):  # ForcePoweroff stopped it
-                    region.stopped_by_call[instance_id] = int(entry["seq"])
-            if disk_alerts is not None:
-                violations += _disks_left_out(region, entry, disk_alerts)
-        elif action == "DeleteImages":
-            violations += _delete(region, entry)
-        elif action == "SyncImages":
-            violations += _sync(regions, region, entry)
-        elif action == "StopInstances" and entry.get("result") == "ok":
-            for instance_id in entry.get("InstanceIds", []):
-                region.stopped_by_call[instance_id] = int(entry["seq"])
-        elif action == "StartInstances" and entry.get("result") == "ok":
-            for instance_id in entry.get("InstanceIds", []):
-                region.stopped_by_call.pop(instance_id, None)
-        elif action == "RunInstances" and entry.get("result") == "ok" and _is_drill(entry):
-            for instance_id in entry.get("InstanceIds", []):
-                drills[(region.name, instance_id)] = int(entry["seq"])
-        elif action == "TerminateInstances" and entry.get("result") == "ok":
-            for instance_id in entry.get("InstanceIds", []):
-                drills.pop((region.name, instance_id), None)
+
+
+def _ok_instances(entry: Mapping[str, Any]) -> list[str]:
+    """The instances a successful call named (none for a failed one)."""
+    return list(entry.get("InstanceIds", [])) if entry.get("result") == "ok" else []
+
+
+def _step_transition(replay: _Replay, region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
+    _transition(region, entry)
+    return []
+
+
+def _step_create(replay: _Replay, region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
+    """Rule 2 (a create sent into a full quota; ``_create``: one beyond it), rule 5,
+    rule 9's power-off, rule 10's disks."""
+    violations = _create_into_full_quota(region, entry)
+    violations += _create(region, entry, replay.name_format)
+    if entry.get("PoweredOff"):
+        for instance_id in _ok_instances(entry):  # ForcePoweroff stopped it
+            region.stopped_by_call[instance_id] = int(entry["seq"])
+    if replay.disk_alerts is not None:
+        violations += _disks_left_out(region, entry, replay.disk_alerts)
+    return violations
+
+
+def _step_delete(replay: _Replay, region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
+    return _delete(region, entry)
+
+
+def _step_sync(replay: _Replay, region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
+    return _sync(replay.regions, region, entry)
+
+
+def _step_stop(replay: _Replay, region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
+    """Rule 9: an instance this call stopped is owed a start."""
+    for instance_id in _ok_instances(entry):
+        region.stopped_by_call[instance_id] = int(entry["seq"])
+    return []
+
+
+def _step_start(replay: _Replay, region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
+    for instance_id in _ok_instances(entry):
+        region.stopped_by_call.pop(instance_id, None)
+    return []
+
+
+def _step_run(replay: _Replay, region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
+    """Issue #16: a drill instance launched is owed a terminate."""
+    if _is_drill(entry):
+        for instance_id in _ok_instances(entry):
+            replay.drills[(region.name, instance_id)] = int(entry["seq"])
+    return []
+
+
+def _step_terminate(replay: _Replay, region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
+    for instance_id in _ok_instances(entry):
+        replay.drills.pop((region.name, instance_id), None)
+    return []
+
+
+_Step = Callable[[_Replay, _Region, Mapping[str, Any]], list[Violation]]
+
+#: The replay step of each action of the history; other actions change nothing it checks.
+_STEPS: dict[str, _Step] = {
+    "_transition": _step_transition,
+    "CreateImage": _step_create,
+    "DeleteImages": _step_delete,
+    "SyncImages": _step_sync,
+    "StopInstances": _step_stop,
+    "StartInstances": _step_start,
+    "RunInstances": _step_run,
+    "TerminateInstances": _step_terminate,
+}
+
+
+def _drills_not_terminated(
+    drills: Mapping[tuple[str, str], int], state: Mapping[str, Any]
+) -> list[Violation]:
+    """Issue #16: a drill instance never terminated that still exists at the end."""
     existing = {
         (name, str(i.get("InstanceId")))
         for name, r in state.get("regions", {}).items()
         for i in r.get("instances", [])
     }
-    for (region_name, instance_id), seq in sorted(drills.items()):
-        if (region_name, instance_id) in existing:
-            violations.append(
-                Violation(
-                    "drill_not_terminated",
-                    region_name,
-                    seq,
-                    f"drill instance {instance_id} was never terminated",
-                )
-            )
-    for region in regions.values():
-        for instance_id, seq in sorted(region.stopped_by_call.items()):
-            violations.append(
-                Violation(
-                    "not_restarted",
-                    region.name,
-                    seq,
-                    f"{instance_id} was stopped by this call and never started again",
-                )
-            )
-        violations += _compare_end(region, state)
-    if due is not None:
-        violations += _silent_misses(regions, due, alerted)
-    return violations
+    return [
+        Violation(
+            "drill_not_terminated",
+            region_name,
+            seq,
+            f"drill instance {instance_id} was never terminated",
+        )
+        for (region_name, instance_id), seq in sorted(drills.items())
+        if (region_name, instance_id) in existing
+    ]
+
+
+def _not_restarted(region: _Region) -> list[Violation]:
+    """Rule 9: every instance a call stopped was started again by the end."""
+    return [
+        Violation(
+            "not_restarted",
+            region.name,
+            seq,
+            f"{instance_id} was stopped by this call and never started again",
+        )
+        for instance_id, seq in sorted(region.stopped_by_call.items())
+    ]
 
 
 def _silent_misses(
@@ -448,6 +532,27 @@ def _create(region: _Region, entry: Mapping[str, Any], name_format: NameFormat) 
     _remember_slot(region, image)
     violations += _quota(region, seq)
     return violations
+
+
+def _create_into_full_quota(region: _Region, entry: Mapping[str, Any]) -> list[Violation]:
+    """Rule 2's send: a refused ``CreateImage`` (not a ``DryRun``) while the region was full,
+    other than a re-send of a name it holds (refused for the name; it cannot add an image).
+    Checked before the entry is replayed (a successful one is ``_create``'s to count)."""
+    params: Mapping[str, Any] = entry.get("params") or {}
+    if entry.get("result") == "ok" or str(params.get("DryRun", "")).lower() == "true":
+        return []
+    name = params.get("ImageName", "")
+    if region.used() < region.quota or any(i.name == name for i in region.images.values()):
+        return []
+    return [
+        Violation(
+            "create_into_full_quota",
+            region.name,
+            int(entry["seq"]),
+            f"CreateImage of {name} sent while the region held {region.used()} images, its "
+            f"quota {region.quota} (answered {entry.get('result')})",
+        )
+    ]
 
 
 def _delete(region: _Region, entry: Mapping[str, Any]) -> list[Violation]:

@@ -6,7 +6,10 @@ broken file as an error, each time, so a typo is never forgotten once the first 
 read:
 
 - one ERROR log line per problem (``file:line:col: key: message``), through the run's
-  progress, so ``journalctl -p err`` and ``run`` show where to look;
+  progress, so ``journalctl -p err`` and ``run`` show where to look. ``run`` logs them on
+  every run; the daemon at the same rate as the event below (once per file and hour
+  while unchanged, at once when it changes; a DEBUG reminder otherwise), so that N
+  policies running every few minutes do not bury the journal under the same lines;
 - one error alert per file, fingerprinted by the file (``policy=config``,
   ``action=policy-file``, ``group=(file,)``): one Sentry issue per broken file however
   often it is reported and however its problems change while it is edited. ``cvmkeeper
@@ -83,20 +86,25 @@ def broken_file_message(broken: BrokenPolicy) -> str:
 
 
 def report_broken_files(options: RunOptions) -> RegionResult:
-    """Every broken policy file of the run's setup: logged per problem, an error in the
-    result, and one error alert per file (none in a dry run; in the daemon's runs only
-    when ``options.broken_alerts`` says it is due)."""
+    """Every broken policy file of the run's setup: an error in the result, logged per
+    problem, and one error alert per file (none in a dry run). In the daemon's runs the
+    lines and the alert only when ``options.broken_alerts`` says the file is due."""
     result = RegionResult("")
     for broken in options.setup.broken:
+        message = broken_file_message(broken)
+        result.errors.append(message)
+        gate = options.broken_alerts
+        if not options.dry_run and gate is not None and not gate.due(broken, options.now):
+            options.say(
+                f"policy file {broken.file} still cannot be used, unchanged (its problems "
+                "are logged and alerted at most once an hour while unchanged)",
+                level=logging.DEBUG,
+            )
+            continue
         for problem in broken.problems:
             options.say(f"ERROR {problem}", level=logging.ERROR)
-        message = broken_file_message(broken)
         options.say(f"ERROR {message}", level=logging.ERROR)
-        result.errors.append(message)
         if options.dry_run:
-            continue
-        gate = options.broken_alerts
-        if gate is not None and not gate.due(broken, options.now):
             continue
         options.alerter.error(
             Failure(

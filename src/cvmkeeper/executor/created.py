@@ -27,8 +27,18 @@ without its tags: unmanaged by the ordinary rules, so its name blocks the slot. 
 each ``CreateImage`` the run writes an *intent* (an entry with the name and no id) to the
 file, and drops its own intents when it ends. An intent left by a killed run makes an
 image listed by that name without tags provisional like an entry with its id; it is
-dropped once an image of that name is listed with the marker, or quietly once it is past
-the grace unlisted (the create may never have reached the cloud: nothing is lost).
+dropped once an image of that name is listed with the marker.
+
+An intent not listed yet is *live*: the create may have reached the cloud, and under a
+listing lag the image may exist unlisted, so it counts as one used image of its region
+(``Inventory.intents``, rule 2) and the planner sends no CreateImage under its name: a
+rerun never sends a create into a quota that image filled. It *expires* once
+``api.visibility_grace`` has passed since it was recorded (the intent's time is the killed
+run's ``now``) with no image of its name listed: the cloud lists a new image within the
+grace, so the create never reached it, or its image is lost. It is then dropped, stops
+counting, and the caller warns once (``Reconciled.expired``): a warning, not an error,
+because most often nothing was made (a kill before the send); the slot it was for was
+already reported by the runs that skipped it while the intent was live (rule 7).
 
 The record is an aid, not the truth (the cloud is): a file that cannot be read or written
 is logged and the run goes on with what it has in memory. Writers change it under an
@@ -172,15 +182,17 @@ class CreatedRecord:
 class Reconciled:
     """An inventory with the record applied, and what the record says about it.
 
-    ``seen``: entries now listed with the marker (drop them; intents past the grace
-    unlisted too); ``lost``: never listed within the grace (the caller reports and drops
-    them); ``untagged``: listed, still without tags after the grace (still provisional; the
-    caller warns, and keeps them)."""
+    ``seen``: entries now listed with the marker (drop them; expired intents too);
+    ``lost``: never listed within the grace (the caller reports and drops them);
+    ``untagged``: listed, still without tags after the grace (still provisional; the
+    caller warns, and keeps them); ``expired``: intents past the grace with no image of
+    their name listed (dropped with ``seen``; the caller warns once)."""
 
     inventory: Inventory
     seen: tuple[CreatedEntry, ...] = ()
     lost: tuple[CreatedEntry, ...] = ()
     untagged: tuple[CreatedEntry, ...] = ()
+    expired: tuple[CreatedEntry, ...] = ()
 
 
 def reconcile(
@@ -188,7 +200,8 @@ def reconcile(
 ) -> Reconciled:
     """Apply the record of ``entries`` (this region's) to ``inventory`` at ``now``."""
     listed = {image.image_id: image for image in inventory.images}
-    intents, entries = _resolve_intents(inventory, entries, now, grace)
+    intents = _resolve_intents(inventory, entries, now, grace)
+    entries = intents.resolved
     unlisted: list[str] = []
     provisional: set[str] = set()
     seen: list[CreatedEntry] = []
@@ -213,21 +226,37 @@ def reconcile(
         inventory,
         unlisted=tuple(dict.fromkeys(unlisted)),
         provisional=frozenset(provisional),
+        intents=tuple(sorted({entry.name for entry in intents.live})),
     )
-    return Reconciled(adjusted, (*seen, *intents), tuple(lost), tuple(untagged))
+    settled = (*seen, *intents.settled, *intents.expired)
+    return Reconciled(adjusted, settled, tuple(lost), tuple(untagged), intents.expired)
+
+
+@dataclass(frozen=True, slots=True)
+class _Intents:
+    """The intents sorted by what the listing shows: ``settled`` (listed with tags: drop),
+    ``expired`` (unlisted past the grace: drop and warn), ``live`` (unlisted within the
+    grace: counted against the quota), and ``resolved``, the entries to reconcile by id."""
+
+    resolved: list[CreatedEntry]
+    settled: tuple[CreatedEntry, ...]
+    expired: tuple[CreatedEntry, ...]
+    live: tuple[CreatedEntry, ...]
 
 
 def _resolve_intents(
     inventory: Inventory, entries: Sequence[CreatedEntry], now: datetime, grace: timedelta
-) -> tuple[list[CreatedEntry], list[CreatedEntry]]:
-    """(the intents settled, to drop; the entries to reconcile by id). An intent whose
-    name is listed stands for those images (by id, with the intent's time): provisional
-    while untagged (the intent stays), settled once each shows tags. Unlisted, it is kept
-    while young (nothing to count: its id is unknown), and dropped past the grace."""
+) -> _Intents:
+    """An intent whose name is listed stands for those images (by id, with the intent's
+    time): provisional while untagged (the intent stays), settled once each shows tags.
+    Unlisted, it is live while young (one used image: its id is unknown, its image may
+    exist) and expired past the grace."""
     by_name: dict[str, list[Image]] = {}
     for image in inventory.images:
         by_name.setdefault(image.name, []).append(image)
     settled: list[CreatedEntry] = []
+    expired: list[CreatedEntry] = []
+    live: list[CreatedEntry] = []
     resolved: list[CreatedEntry] = []
     for entry in entries:
         if entry.image_id:
@@ -238,8 +267,10 @@ def _resolve_intents(
         if images and all(image.tags for image in images):
             settled.append(entry)  # seen with its tags (the marker, or not ours)
         elif not images and now - entry.created_at > grace:
-            settled.append(entry)
-    return settled, resolved
+            expired.append(entry)
+        elif not images:
+            live.append(entry)
+    return _Intents(resolved, tuple(settled), tuple(expired), tuple(live))
 
 
 class CreatedImages:

@@ -24,7 +24,7 @@ from cvmkeeper.config import Setup
 from cvmkeeper.config.model import ApiSettings
 from cvmkeeper.core.durations import format_duration
 from cvmkeeper.core.inventory import Inventory
-from cvmkeeper.core.naming import TAG_POLICY, slot_tag_value
+from cvmkeeper.core.naming import TAG_POLICY, read_policy_tag, slot_tag_value
 from cvmkeeper.core.plan import DeleteTarget, Plan
 from cvmkeeper.core.planner import PlannerSettings
 from cvmkeeper.core.targets import resolve_targets
@@ -243,6 +243,17 @@ class RegionRun:
                 "it (cvmkeeper:managed=true) or delete it by hand",
                 warning=True,
             )
+        for entry in result.expired:
+            sent = f"{entry.created_at.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
+            self._report_created(
+                inventory,
+                entry,
+                f"{entry.name}: a run stopped after sending its CreateImage at {sent} and "
+                f"no image of that name was listed within api.visibility_grace {grace}: it "
+                "is no longer counted against the quota (the create never reached the "
+                "cloud, or its image is lost)",
+                warning=True,
+            )
         return result.inventory
 
     def _report_created(
@@ -351,7 +362,7 @@ def policies_of_image(setup: Setup, inventory: Inventory | None, target: DeleteT
     tagged = next(
         (i.tags.get(TAG_POLICY, "") for i in inventory.images if i.image_id == target.image_id), ""
     )
-    return [name for name in tagged.split(",") if name] or ["orphans"]
+    return list(read_policy_tag(tagged).names) or ["orphans"]
 
 
 def image_extra(image_id: str | None) -> dict[str, str]:

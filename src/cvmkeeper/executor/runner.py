@@ -174,10 +174,64 @@ def run_once(
         raise ValueError("now must be an aware datetime")
     started = datetime.now(UTC)
     explicit = _explicit_due(setup, policy_names, slot, now) if policy_names else None
-    chosen = run_regions(setup, policy_names)
-    if regions:
-        chosen = [region for region in chosen if region in regions]
+    chosen = [r for r in run_regions(setup, policy_names) if not regions or r in regions]
     locks = region_locks or RegionLocks()
+    options = _run_options(
+        setup,
+        client,
+        alerter,
+        now,
+        dry_run=dry_run,
+        wait=wait,
+        stop=stop,
+        progress=progress,
+        progress_alerts=progress_alerts,
+        poll_time=poll_time,
+        lease_clock=lease_clock,
+        broken_alerts=broken_alerts,
+    )
+    broken = [report_broken_files(options)]  # issue #19: reported on every run
+    regions_phase = _run_regions(options, chosen, locks, explicit)
+    missing = _report_missing(options, regions_phase)
+    copies = _run_copies(options, policy_names, regions, locks)
+    return _finish(
+        options,
+        started,
+        broken=broken,
+        regions=regions_phase,
+        missing=missing,
+        copies=copies,
+        policy_names=policy_names,
+        observe=observe,
+    )
+
+
+def _report_missing(options: RunOptions, regions: _Phase) -> list[RegionResult]:
+    """Rule 7: an instance named by id that no region has is a missed slot (reported after
+    the regions' phase; not previewed by a dry run)."""
+    if options.dry_run:
+        return []
+    return [report_missing_instances(options, regions.results, regions.read)]
+
+
+def _run_options(
+    setup: Setup,
+    client: CloudClient,
+    alerter: Alerter,
+    now: datetime,
+    *,
+    dry_run: bool,
+    wait: bool,
+    stop: threading.Event | None,
+    progress: Callable[[str], None] | None,
+    progress_alerts: Callable[[str], None] | None,
+    poll_time: PollTime,
+    lease_clock: Callable[[], datetime] | None,
+    broken_alerts: BrokenFileAlerts | None,
+) -> RunOptions:
+    """The options every phase of one run shares (``run_once``'s arguments): progress lines
+    serialised across regions, and the state-dir records (stop journal, created images)
+    only when the run writes."""
     shown, alerts_shown = _locked(progress, progress_alerts)
     options = RunOptions(
         setup=setup,
@@ -194,37 +248,48 @@ def run_once(
         poll_time=poll_time,
         broken_alerts=broken_alerts,
     )
-    broken = [report_broken_files(options)]  # issue #19: reported on every run
     if lease_clock is not None:  # the leases of cloud stop marks (wall clock by default)
         options.lease_clock = lease_clock
-    regions_phase = _run_regions(options, chosen, locks, explicit)
-    # rule 7: an instance named by id that no region has is a missed slot (not previewed)
-    missing = (
-        []
-        if dry_run
-        else [report_missing_instances(options, regions_phase.results, regions_phase.read)]
-    )
-    copies = _run_copies(options, policy_names, regions, locks)
-    every = broken + regions_phase.results + missing + copies.results
+    return options
+
+
+def _finish(
+    options: RunOptions,
+    started: datetime,
+    *,
+    broken: list[RegionResult],
+    regions: _Phase,
+    missing: list[RegionResult],
+    copies: _Phase,
+    policy_names: Sequence[str] | None,
+    observe: RunObserver | None,
+) -> RunReport:
+    """The run's report from what its phases left (the broken files, the regions, the
+    instances no region has, the copies), after its health is checked and alerted.
+
+    Outcomes come from the regions and the missing instances only; every phase adds its
+    deletes, warnings, errors and failed policies.
+    """
+    every = broken + regions.results + missing + copies.results
     report = RunReport(
         started=started,
         finished=datetime.now(UTC),
-        outcomes=tuple(o for r in regions_phase.results + missing for o in r.outcomes),
+        outcomes=tuple(o for r in regions.results + missing for o in r.outcomes),
         deleted=tuple(d for r in every for d in r.deleted),
         warnings=tuple(w for r in every for w in r.warnings),
         errors=tuple(e for r in every for e in r.errors),
-        plans={r.region: tuple(r.plans) for r in regions_phase.results},
-        dry_run=dry_run,
+        plans={r.region: tuple(r.plans) for r in regions.results},
+        dry_run=options.dry_run,
         failed_policies=frozenset(p for r in every for p in r.failed_policies),
         copies=tuple(c for r in copies.results for c in r.copies),
         copy_plans=copies.plans,
     )
     check_run_health(
-        setup,
+        options.setup,
         report,
-        regions_phase.read,
-        alerter,
-        now,
+        regions.read,
+        options.alerter,
+        options.now,
         policy_names=policy_names,
         copy_reads=copies.read,
         observe=observe,
@@ -312,7 +377,9 @@ def _due_for(
             include_present=True,
         )
         for item in found:
-            options.say(f"{region}: {item.policy}: {item.reason}", region=region)
+            # the line is about one policy's slot: say so in the JSON fields too
+            with log_fields(policy=item.policy, slot=item.slot):
+                options.say(f"{region}: {item.policy}: {item.reason}", region=region)
         return tuple((item.policy, item.slot) for item in found)
 
     return compute

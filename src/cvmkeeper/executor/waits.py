@@ -65,6 +65,47 @@ class ImageWaiter:
         self.settled.lost.add(image_id)
         return False
 
+    def _poll(
+        self,
+        region: str,
+        targets: set[str],
+        limit_seconds: float,
+        one_round: Callable[[set[str], Iterable[Image]], set[str]],
+        *,
+        must_finish: frozenset[str] | None = None,
+    ) -> set[str]:
+        """The loop all waits share: poll ``region`` for the ids still pending, with growing
+        delays, until none is left, the deadline (``limit_seconds`` from now) passes, or a
+        stop is requested; return the ids still pending then.
+
+        ``one_round(pending, listed)`` takes what one ``DescribeImages`` listed of the
+        pending ids and returns those still pending. A failed poll is logged and tried again
+        (within the deadline). On a stop request, ``must_finish=None`` ends the wait at
+        once; otherwise only the pending ids in ``must_finish`` are still waited for.
+        """
+        run = self._run
+        options = run.options
+        pending = set(targets)
+        deadline = options.poll_time.deadline(limit_seconds)
+        delays = poll_delays(run.api.poll_interval.total_seconds())
+        while pending:
+            if options.stopping:
+                if must_finish is None:
+                    break
+                pending &= must_finish
+                if not pending:
+                    break
+            if deadline.passed:
+                break
+            options.poll_time.wait(min(next(delays), deadline.remaining()), options.stop)
+            try:
+                listed = run.client.get_images(region, pending)
+            except CloudError as error:
+                log.warning("%s: polling images failed (%s); trying again", region, error)
+                continue
+            pending = one_round(pending, listed)
+        return pending
+
     def wait_for(
         self,
         targets: Iterable[str],
@@ -79,23 +120,9 @@ class ImageWaiter:
         is not started under its image.
         """
         run = self._run
-        options = run.options
-        pending = set(targets)
-        deadline = options.poll_time.deadline(run.api.wait_timeout.total_seconds())
-        delays = poll_delays(run.api.poll_interval.total_seconds())
-        while pending:
-            if options.stopping:
-                pending &= must_finish
-                if not pending:
-                    break
-            if deadline.passed:
-                break
-            options.poll_time.wait(min(next(delays), deadline.remaining()), options.stop)
-            try:
-                seen = {i.image_id: i for i in run.client.get_images(run.region, pending)}
-            except CloudError as error:
-                log.warning("%s: polling images failed (%s); trying again", run.region, error)
-                continue
+
+        def settle(pending: set[str], listed: Iterable[Image]) -> set[str]:
+            seen = {i.image_id: i for i in listed}
             for image_id in sorted(pending):
                 image = seen.get(image_id)
                 if image is not None:
@@ -115,28 +142,25 @@ class ImageWaiter:
                     state=image.state.value if image else None,
                 )
                 on_settled(image_id)
-        return pending
+            return pending
+
+        limit = run.api.wait_timeout.total_seconds()
+        return self._poll(run.region, set(targets), limit, settle, must_finish=must_finish)
 
     def wait_gone(self, image_ids: Iterable[str]) -> set[str]:
         """Poll until the deleted ``image_ids`` are no longer listed ``DELETING`` (a delete
         that lags still holds its quota); return those still listed at the deadline
         (``api.wait_timeout``) or when the run was stopped."""
         run = self._run
-        options = run.options
         pending = set(image_ids)
-        deadline = options.poll_time.deadline(run.api.wait_timeout.total_seconds())
-        delays = poll_delays(run.api.poll_interval.total_seconds())
         if pending:
             run.say(f"{run.region}: waiting for {len(pending)} deleted image(s) to be gone")
-        while pending and not options.stopping and not deadline.passed:
-            options.poll_time.wait(min(next(delays), deadline.remaining()), options.stop)
-            try:
-                listed = run.client.get_images(run.region, pending)
-            except CloudError as error:
-                log.warning("%s: polling images failed (%s); trying again", run.region, error)
-                continue
-            pending = {i.image_id for i in listed if i.state is ImageState.DELETING}
-        return pending
+
+        def still_deleting(_pending: set[str], listed: Iterable[Image]) -> set[str]:
+            return {i.image_id for i in listed if i.state is ImageState.DELETING}
+
+        limit = run.api.wait_timeout.total_seconds()
+        return self._poll(run.region, pending, limit, still_deleting)
 
     def wait_tagged(self, region: str, image_ids: Iterable[str]) -> set[str]:
         """Poll ``region`` until the images ``image_ids`` (created by cvmkeeper, listed
@@ -144,19 +168,12 @@ class ImageWaiter:
         deadline (the shorter of ``api.wait_timeout`` and ``api.visibility_grace``). The
         copy phase waits so for its sources: a copy is planned from a tagged source."""
         run = self._run
-        options = run.options
         pending = set(image_ids)
         limit = min(run.api.wait_timeout, run.api.visibility_grace).total_seconds()
-        deadline = options.poll_time.deadline(limit)
-        delays = poll_delays(run.api.poll_interval.total_seconds())
         if pending:
             run.say(f"{region}: waiting for the tags of {len(pending)} new image(s) to show")
-        while pending and not options.stopping and not deadline.passed:
-            options.poll_time.wait(min(next(delays), deadline.remaining()), options.stop)
-            try:
-                listed = run.client.get_images(region, pending)
-            except CloudError as error:
-                log.warning("%s: polling images failed (%s); trying again", region, error)
-                continue
-            pending -= {i.image_id for i in listed if looks_managed(i)}
-        return pending
+
+        def untagged(pending: set[str], listed: Iterable[Image]) -> set[str]:
+            return pending - {i.image_id for i in listed if looks_managed(i)}
+
+        return self._poll(region, pending, limit, untagged)

@@ -447,12 +447,21 @@ class SlotJobs:
                 report=None,
             )
         made = len(report.outcomes)
-        log.info(
-            "catch-up finished: %s (%d slot%s)",
-            "ok" if report.ok else "with errors",
-            made,
-            "" if made == 1 else "s",
-        )
+        plural = "" if made == 1 else "s"
+        if report.ok:
+            log.info("catch-up finished: ok (%d slot%s)", made, plural)
+        else:
+            # "with errors (300 slots)" read as 300 failures, at INFO: say how many failed
+            failed = sum(1 for outcome in report.outcomes if not outcome.ok)
+            log.warning(
+                "catch-up finished: with errors (%d of %d slot%s without a NORMAL image, "
+                "%d error%s)",
+                failed,
+                made,
+                plural,
+                len(report.errors),
+                "" if len(report.errors) == 1 else "s",
+            )
 
     # --- shared helpers ------------------------------------------------------------------
 

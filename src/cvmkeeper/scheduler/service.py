@@ -109,6 +109,14 @@ def _log_broken(setup: Setup) -> None:
         log.error("policy file %s cannot be used: %s", broken.file, fate)
 
 
+class _NotStarting(Exception):
+    """A start-up step of ``Daemon.run`` failed (already logged): exit with ``status``."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 class Daemon:
     """One daemon process: scheduler, signals, sd_notify, watchdog, reload and shutdown.
 
@@ -182,24 +190,60 @@ class Daemon:
 
     # --- the whole life --------------------------------------------------------------------
 
-    # Long on purpose (~95 lines): the daemon's whole life, start to orderly stop, read top to
-    # bottom; each block is one phase (config, alerter, client, metrics, scheduler, loop, stop).
     def run(self) -> int:
-        """Run until stopped; return the exit status (0 after a clean stop)."""
+        """Run until stopped; return the exit status (0 after a clean stop).
+
+        The daemon's whole life, one phase per step: config, alerter and client; the slot
+        jobs; the metrics exporter; the scheduler; the main loop; the orderly stop.
+        """
+        try:
+            setup, alerter, client = self._load()
+            stop = threading.Event()
+            jobs = self._make_jobs(setup, client, alerter, stop)
+            exporter = self._start_metrics(setup, jobs, alerter)
+        except _NotStarting as failed:
+            return failed.status
+        self._exporter = exporter
+        scheduler = BackgroundScheduler(
+            timezone=UTC, executors={"default": ThreadPoolExecutor(WORKERS)}
+        )
+        scheduler.add_listener(self._on_job_refused, EVENT_JOB_MAX_INSTANCES)
+        self._scheduler = scheduler
+        previous_handlers = self._take_signals()
+        watchdog: threading.Thread | None = None
+        try:
+            self._start_scheduling(setup, jobs, scheduler)
+            watchdog = self._start_watchdog()
+            self._main_loop()
+        finally:
+            self._shut_down(
+                stop=stop,
+                scheduler=scheduler,
+                jobs=jobs,
+                exporter=exporter,
+                previous_handlers=previous_handlers,
+                watchdog=watchdog,
+            )
+        log.info("stopped")
+        return EXIT_OK
+
+    def _load(self) -> tuple[Setup, Alerter, Any]:
+        """The config (with its policies), the alerter and the cloud client; raises
+        :class:`_NotStarting` (after logging, and alerting once there is an alerter)."""
         try:
             setup = load_setup(self.config_file, partial=True)
         except ConfigError as error:
             for problem in error.problems:
                 log.error("%s", problem)
             log.error("not starting: %d problem(s) in the config or policies", len(error.problems))
-            return EXIT_CONFIG
+            raise _NotStarting(EXIT_CONFIG) from error
         try:
             alerter = with_notifications(
                 self._alerter_factory(setup.config.sentry), setup.config.notify
             )
         except ValueError as exc:  # AlertingConfigError: the message never holds the DSN
             log.error("not starting: %s", exc)
-            return EXIT_CONFIG
+            raise _NotStarting(EXIT_CONFIG) from exc
         try:
             client = self._client_factory(setup.config)
         except Exception as exc:
@@ -208,14 +252,19 @@ class Daemon:
             alerter.close(ALERT_FLUSH_TIMEOUT)
             # A key file that cannot be read (missing, a symlink loop, empty) or no
             # credentials at all is the config's problem: 2, as every other command answers.
-            return EXIT_CONFIG if isinstance(exc, CredentialsError) else EXIT_FAILED
+            status = EXIT_CONFIG if isinstance(exc, CredentialsError) else EXIT_FAILED
+            raise _NotStarting(status) from exc
+        return setup, alerter, client
 
+    def _make_jobs(
+        self, setup: Setup, client: Any, alerter: Alerter, stop: threading.Event
+    ) -> SlotJobs:
+        """The slot jobs every scheduled run goes through, sharing the region locks."""
         if self._region_locks is None:
             # A run waits for a region another run holds (instead of failing as busy) for
             # as long as that run may wait for its images, twice over.
             wait = 2 * setup.config.api.wait_timeout.total_seconds()
             self._region_locks = RegionLocks(wait_seconds=max(wait, REGION_WAIT_MIN))
-        stop = threading.Event()
         jobs = SlotJobs(
             RunContext(setup, client, alerter),
             runner=self._runner,
@@ -226,68 +275,81 @@ class Daemon:
             on_change=self._wake,
         )
         self._jobs = jobs
-        exporter: Any = None
-        if setup.config.metrics_listen:  # Prometheus metrics (issue 7); off by default
-            from cvmkeeper.metrics import MetricsError, start_metrics  # noqa: PLC0415
+        return jobs
 
-            try:
-                exporter = start_metrics(
-                    setup.config.metrics_listen,
-                    lambda: getattr(jobs.context.client, "stats", None),
-                )
-            except (MetricsError, ValueError) as exc:
-                log.error("not starting: %s", exc)
-                alerter.close(ALERT_FLUSH_TIMEOUT)
-                return EXIT_CONFIG
-            jobs.observe = exporter.observe
-            jobs.drill_observe = exporter.observe_drills  # restore drills (issue #16)
-        self._exporter = exporter
-        scheduler = BackgroundScheduler(
-            timezone=UTC, executors={"default": ThreadPoolExecutor(WORKERS)}
-        )
-        scheduler.add_listener(self._on_job_refused, EVENT_JOB_MAX_INSTANCES)
-        self._scheduler = scheduler
-        previous_handlers = self._take_signals()
-        watchdog: threading.Thread | None = None
+    @staticmethod
+    def _start_metrics(setup: Setup, jobs: SlotJobs, alerter: Alerter) -> Any:
+        """The Prometheus exporter (issue 7) when ``metrics_listen`` is set (off by
+        default: ``None``), observing the jobs' runs and drills; raises
+        :class:`_NotStarting` when it cannot listen."""
+        if not setup.config.metrics_listen:
+            return None
+        from cvmkeeper.metrics import MetricsError, start_metrics  # noqa: PLC0415
+
         try:
-            scheduler.start()
-            sync_jobs(scheduler, job_specs(setup), jobs.run_slot)
-            add_drill_job(scheduler, jobs.run_drills)
-            log.info(
-                "daemon started: %d policies, %d schedules from %s",
-                len(setup.policies),
-                len(job_specs(setup)),
-                self.config_file,
+            exporter = start_metrics(
+                setup.config.metrics_listen,
+                lambda: getattr(jobs.context.client, "stats", None),
             )
-            self._show_broken(setup)
-            jobs.request_catch_up()
-            self.notifier.ready(self._status())
-            self.started.set()
-            watchdog = self._start_watchdog()
-            self._main_loop()
-        finally:
-            self._watchdog_stop.set()
-            self.notifier.stopping()
-            log.info("stopping: no new runs; runs in progress stop at a safe point")
-            stop.set()
-            if scheduler.running:
-                scheduler.shutdown(wait=False)
-            if not jobs.wait_idle(self._stop_timeout):
-                self.runs_left_behind = True
-                log.warning(
-                    "still running after %.0fs: %s; exiting anyway, the next start finishes "
-                    "their slots",
-                    self._stop_timeout,
-                    ", ".join(jobs.running()) or "a run",
-                )
-            jobs.context.alerter.close(ALERT_FLUSH_TIMEOUT)
-            if exporter is not None:
-                exporter.close()
-            self._restore_signals(previous_handlers)
-            if watchdog is not None:
-                watchdog.join(timeout=LOOP_TICK * 2)
-        log.info("stopped")
-        return EXIT_OK
+        except (MetricsError, ValueError) as exc:
+            log.error("not starting: %s", exc)
+            alerter.close(ALERT_FLUSH_TIMEOUT)
+            raise _NotStarting(EXIT_CONFIG) from exc
+        jobs.observe = exporter.observe
+        jobs.drill_observe = exporter.observe_drills  # restore drills (issue #16)
+        return exporter
+
+    def _start_scheduling(
+        self, setup: Setup, jobs: SlotJobs, scheduler: BackgroundScheduler
+    ) -> None:
+        """Start the scheduler with every policy's jobs and the drill job, catch up missed
+        slots, and tell systemd the daemon is ready."""
+        scheduler.start()
+        sync_jobs(scheduler, job_specs(setup), jobs.run_slot)
+        add_drill_job(scheduler, jobs.run_drills)
+        log.info(
+            "daemon started: %d policies, %d schedules from %s",
+            len(setup.policies),
+            len(job_specs(setup)),
+            self.config_file,
+        )
+        self._show_broken(setup)
+        jobs.request_catch_up()
+        self.notifier.ready(self._status())
+        self.started.set()
+
+    def _shut_down(
+        self,
+        *,
+        stop: threading.Event,
+        scheduler: BackgroundScheduler,
+        jobs: SlotJobs,
+        exporter: Any,
+        previous_handlers: dict[int, Any] | None,
+        watchdog: threading.Thread | None,
+    ) -> None:
+        """The orderly stop: no new runs; runs in progress stop at a safe point (waited for
+        up to the stop timeout); alerts flushed; exporter, signals and watchdog released."""
+        self._watchdog_stop.set()
+        self.notifier.stopping()
+        log.info("stopping: no new runs; runs in progress stop at a safe point")
+        stop.set()
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+        if not jobs.wait_idle(self._stop_timeout):
+            self.runs_left_behind = True
+            log.warning(
+                "still running after %.0fs: %s; exiting anyway, the next start finishes "
+                "their slots",
+                self._stop_timeout,
+                ", ".join(jobs.running()) or "a run",
+            )
+        jobs.context.alerter.close(ALERT_FLUSH_TIMEOUT)
+        if exporter is not None:
+            exporter.close()
+        self._restore_signals(previous_handlers)
+        if watchdog is not None:
+            watchdog.join(timeout=LOOP_TICK * 2)
 
     def _main_loop(self) -> None:
         """Wait for requests and act on them; return when asked to stop."""
