@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,20 @@ def test_refusals_are_clear_and_exit_2(tmp_path: Path) -> None:
         assert w.instance_state(A) == "RUNNING"
 
 
+def made_and_listed(w: Any, *instances: str) -> None:
+    """One run makes an image of each of ``instances``; return once each is listed with its
+    tags (the pessimistic profile lists a new image, then its tags, up to 1.2 s late), so
+    that restore can recognise it. Bounded: 50 looks, 0.1 s apart."""
+    run_once(w.setup(), w.client(), RecordingAlerter(), now=T0.replace(hour=1, minute=1))
+    client = w.client()
+    for _ in range(50):
+        listed = [i for i in client.list_images(REGION) if "cvmkeeper:disks" in i.tags]
+        if len(listed) >= len(instances):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the images of {instances} were never listed with their tags")
+
+
 def test_in_place_resets_and_starts_the_instance_again(tmp_path: Path) -> None:
     with world(tmp_path, spec(), policy(ids=[A, B])) as w:
         before = w.state()
@@ -197,7 +212,7 @@ def test_in_place_starts_the_instance_again_when_reset_instance_fails(tmp_path: 
 def test_in_place_refuses_a_whole_machine_image_unless_system_disk_only(tmp_path: Path) -> None:
     disks = ({"id": A, "data_disks": [{"id": "disk-dbdata01", "size": 200}]}, {"id": B})
     with world(tmp_path, fleet(instances=disks), policy(ids=[A])) as w:
-        run_once(w.setup(), w.client(), RecordingAlerter(), now=T0.replace(hour=1, minute=1))
+        made_and_listed(w, A)
         refused = restore(w, A, "--in-place", "--yes")
         assert refused.exit_code == 2
         assert "holds 1 data disk snapshot(s)" in refused.stderr
@@ -280,7 +295,7 @@ def test_new_makes_the_data_disks_of_the_source_type_or_the_one_asked(tmp_path: 
     mixed = [*ssd, {"id": "disk-hssd0001", "type": "CLOUD_HSSD", "size": 100}]
     instances = ({"id": A, "data_disks": [*ssd, local]}, {"id": B, "data_disks": mixed})
     with world(tmp_path, fleet(instances=instances), policy(ids=[A, B])) as w:
-        run_once(w.setup(), w.client(), RecordingAlerter(), now=T0.replace(hour=1, minute=1))
+        made_and_listed(w, A, B)
 
         def disk_types(*args: str) -> tuple[list[str], list[str]]:
             result = restore(w, *args, "--json")
@@ -347,7 +362,7 @@ def test_new_asks_for_a_system_disk_as_large_as_the_images(tmp_path: Path) -> No
     restored machine has the room its system had (and the cloud has no reason to refuse)."""
     instances = ({"id": A, "system_disk_size": 100}, {"id": B})
     with world(tmp_path, fleet(instances=instances), policy(ids=[A, B])) as w:
-        run_once(w.setup(), w.client(), RecordingAlerter(), now=T0.replace(hour=1, minute=1))
+        made_and_listed(w, A, B)
         result = restore(w, A, "--json")
         assert result.exit_code == 0, result.output
         document = json.loads(result.stdout)
