@@ -461,9 +461,11 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
         "instances": [
             _with_holds(status, _freshness_json(i)) for h in status.regions for i in h.instances
         ],
-        "stale": [_freshness_json(i) for i in status.stale],
+        # null, not []: with a region unread the lists are not the fleet's (issue #17),
+        # and a script must not read "nothing stale"; "instances" keeps the regions read
+        "stale": None if status.unreadable else [_freshness_json(i) for i in status.stale],
         "copies": [_copy_json(c) for h in status.regions for c in h.copies],
-        "stale_copies": [_copy_json(c) for c in status.stale_copies],
+        "stale_copies": None if status.unreadable else [_copy_json(c) for c in status.stale_copies],
         "recent_errors": _recent_errors(setup, status),
         "disk_warnings": list(status.disk_warnings),
         "broken_policy_files": _broken_json(status),
@@ -537,7 +539,9 @@ def status_command(
     last runs.
 
     Regions are read in parallel, all within --timeout. A region that cannot be read is
-    reported loudly (CLOUD NOT READ, its backups UNKNOWN), never as "no stale backups".
+    reported loudly (CLOUD NOT READ, its backups UNKNOWN), never as "no stale backups";
+    in --json, "stale" and "stale_copies" are then null (undetermined), not [] (the
+    regions' entries carry "error"; "instances" lists those of the regions read).
 
     \b
     Exit status:
