@@ -89,6 +89,9 @@ class MetricsExporter:
         self.run_duration, self.runs = _run_metrics(prometheus, self.registry)
         self.drills, self.drill_ok, self.drill_ready = _drill_metrics(prometheus, self.registry)
         self.broken_files, self.broken_file = _policy_file_gauges(prometheus, self.registry)
+        self.notify_failures, self.notify_last_failure = _notification_metrics(
+            prometheus, self.registry
+        )
         self.registry.register(_ApiCollector(prometheus, client_stats))
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -124,6 +127,14 @@ class MetricsExporter:
             self.broken_file.clear()
             for item in files:
                 self.broken_file.labels(item.file, "yes" if item.stand_in else "no").set(1)
+
+    def observe_notification_failure(self, channel: str, when: float) -> None:
+        """Record a notification that could not be delivered on ``channel`` (``webhook``,
+        ``apprise``, ``healthchecks``; never a URL: it holds the channel's secret) at
+        ``when`` (epoch seconds)."""
+        with self._lock:
+            self.notify_failures.labels(channel).inc()
+            self.notify_last_failure.labels(channel).set(when)
 
     def observe_drills(self, report: Any) -> None:
         """Record one drill run (a ``restore.drill.DrillReport``)."""
@@ -265,6 +276,32 @@ def _policy_file_gauges(prometheus: Any, registry: Any) -> tuple[Any, Any]:
         registry=registry,
     )
     return broken_files, broken_file
+
+
+#: the notification channels, whose failure counters start at 0 (so increase() sees the
+#: first failure)
+NOTIFY_CHANNELS = ("webhook", "apprise", "healthchecks")
+
+
+def _notification_metrics(prometheus: Any, registry: Any) -> tuple[Any, Any]:
+    """``cvmkeeper_notification_failures_total`` and
+    ``cvmkeeper_notification_last_failure_timestamp_seconds`` by ``channel`` (issue #17: a
+    dead webhook showed only in the journal)."""
+    failures = prometheus.Counter(
+        "cvmkeeper_notification_failures",
+        "Notifications that could not be delivered (after retries), by channel.",
+        ["channel"],
+        registry=registry,
+    )
+    last = prometheus.Gauge(
+        "cvmkeeper_notification_last_failure_timestamp_seconds",
+        "When a notification on this channel last could not be delivered (Unix time).",
+        ["channel"],
+        registry=registry,
+    )
+    for channel in NOTIFY_CHANNELS:
+        failures.labels(channel)
+    return failures, last
 
 
 class _ApiCollector:

@@ -18,7 +18,8 @@ from click.testing import CliRunner, Result
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ helpers
 
-from cvmkeeper.alerting import RecordingAlerter
+from cvmkeeper.alerting import Failure, RecordingAlerter
+from cvmkeeper.alerting.webhook import WebhookAlerter
 from cvmkeeper.cli import cli
 from cvmkeeper.core.naming import image_name
 from cvmkeeper.executor import RegionLocks, run_once
@@ -37,6 +38,7 @@ from executor.world import (
     two_regions,
     world,
 )
+from support.http_capture import http_capture
 
 
 def configure(w: World, **sentry: Any) -> Path:
@@ -226,3 +228,43 @@ def test_the_quota_is_the_accounts_own_unless_capped_and_both_are_shown(
         capped = json.loads(status(w, 0, "--json").stdout)["regions"][0]
         assert (capped["quota"], capped["account_quota"], capped["quota_cap"]) == (12, 25, 12)
         assert "quota: account 25 (DescribeImageQuota), cap image_quota 12" in status(w, 0).stdout
+
+
+def test_a_notification_channel_that_cannot_deliver_is_a_notifications_problem(
+    tmp_path: Path,
+) -> None:
+    """issue #17: a dead webhook showed only in the journal. The real webhook channel,
+    against a server answering 500, records its failure in the daemon's state file (as
+    the daemon does); ``status`` names the channel, never the URL, and needs attention."""
+    token = "hook-t0ken-0123456789abcdef"
+    with world(tmp_path, fleet(), policy()) as w:
+        state_dir = configure(w)
+        scheduled_run(w, state_dir, 0)
+        store = StateStore(state_dir)
+        failed_at = T0 + timedelta(minutes=10)
+        with http_capture(statuses=[500] * 3) as server:
+            hook = WebhookAlerter(
+                f"{server.url}/hooks/{token}",
+                observer=lambda channel, reason: store.record_delivery(channel, reason, failed_at),
+            )
+            hook.error(Failure(policy="hourly", action="CreateImage", message="boom"))
+            hook.close(15)
+
+        text = status(w, 0.5)
+        assert text.exit_code == 1, text.output
+        assert "NOTIFICATIONS: 1 channel(s) cannot deliver" in text.stdout
+        assert "  webhook: last delivery failed 2026-11-27T00:10:00Z (20m ago)" in text.stdout
+        assert "HTTP 500" in text.stdout
+        assert token not in text.stdout and server.url not in text.stdout
+        assert text.stdout.rstrip().endswith("needs attention")
+
+        report = json.loads(status(w, 0.5, "--json").stdout)
+        assert report["ok"] is False
+        failure = report["state_file"]["notification_failures"]["webhook"]
+        assert failure["time"] == "2026-11-27T00:10:00Z" and "HTTP 500" in failure["reason"]
+
+        first = status(w, 0.5, "--monitor").stdout.splitlines()[0]
+        assert first.startswith("CVMKEEPER WARNING - notifications failing: webhook")
+
+        store.record_delivery("webhook", None, failed_at + timedelta(minutes=5))  # delivered
+        assert "NOTIFICATIONS" not in status(w, 0.5).stdout

@@ -4,6 +4,7 @@ be read, and ``--monitor``: a Nagios/Icinga plugin (exit 0/1/2/3 and perfdata)."
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import socket
@@ -116,6 +117,16 @@ def test_a_silent_endpoint_is_reported_loudly_within_the_timeout(tmp_path: Path)
         assert out.rstrip().endswith(
             f"needs attention: the cloud could not be read in {REGION}, ap-shanghai, ap-beijing"
         )
+
+        code, out, _, took = run_installed(
+            "status", "--config", str(config), "--timeout", "1", "--json"
+        )
+        assert took < 15
+        assert code == 1
+        report = json.loads(out)
+        assert [r["error"] is not None for r in report["regions"]] == [True] * 3
+        # undetermined, not "nothing stale": a script must not read [] as all fresh
+        assert report["stale"] is None and report["stale_copies"] is None
 
         code, out, _, took = run_installed(
             "status", "--config", str(config), "--timeout", "1", "--monitor"

@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from cvmkeeper.executor.runner import RegionLocks
 from cvmkeeper.scheduler.sdnotify import Notifier
 from cvmkeeper.scheduler.service import EXIT_CONFIG, EXIT_OK, Daemon
 from cvmkeeper.scheduler.state import read_state
+from support.http_capture import http_capture
 
 
 class NotifySocket:
@@ -344,3 +346,48 @@ def test_broken_policy_files_are_in_the_state_file_and_the_metrics_until_fixed(
         assert "db.yaml" not in text
     finally:
         running.stop()
+
+
+def test_a_dead_webhook_is_in_the_state_file_and_the_metrics_by_channel_only(
+    tmp_path: Path, notify: NotifySocket
+) -> None:
+    """issue #17: a dead webhook showed only in the journal. The daemon's real webhook
+    channel posts a rejected reload's alert to a server answering 500; the failure is in
+    the state file (for `status`) and in the metrics, under channel="webhook", never the
+    URL (it holds the token)."""
+    pytest.importorskip("prometheus_client")
+    token = "hook-t0ken-0123456789abcdef"
+    with http_capture(statuses=[500] * 3) as server:
+        config = write_setup(
+            tmp_path,
+            {"web": policy_text("web", "every: 1h")},
+            extra_config='metrics: {listen: "127.0.0.1:0"}\n'
+            f'notify: {{webhook: {{url: "{server.url}/hooks/{token}"}}}}\n',
+        )
+        state_file = tmp_path / "state" / "daemon-state.json"
+        running = start(config, notify, RecordingRunner())
+        try:
+            notify.next_with("READY")
+            assert 'cvmkeeper_notification_failures_total{channel="webhook"} 0.0' in scrape(
+                running.daemon
+            )
+            (tmp_path / "policies" / "web.yaml").write_text(policy_text("web", "every: 1x"))
+            running.daemon.request_reload()  # rejected: alerted to the webhook
+            notify.next_with("RELOADING")
+            notify.next_with("READY")
+            server.wait_for(3)  # the alert and its two retries, each answered 500
+            failures = {}
+            for _ in range(100):  # bounded: the failure is recorded after the last attempt
+                failures = dict(read_state(state_file).notification_failures)
+                if failures:
+                    break
+                time.sleep(0.05)
+            text = scrape(running.daemon)
+        finally:
+            running.stop()
+    assert list(failures) == ["webhook"]
+    assert "HTTP 500" in failures["webhook"].reason
+    assert 'cvmkeeper_notification_failures_total{channel="webhook"} 1.0' in text
+    assert 'cvmkeeper_notification_last_failure_timestamp_seconds{channel="webhook"}' in text
+    stored = state_file.read_text()
+    assert token not in stored and token not in text and server.url not in text

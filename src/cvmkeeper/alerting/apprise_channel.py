@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from cvmkeeper.alerting.delivery import Deliverer, register_url_secret
+from cvmkeeper.alerting.delivery import Deliverer, DeliveryObserver, register_url_secret
 from cvmkeeper.alerting.events import Failure, MonitorConfig
 from cvmkeeper.alerting.webhook import failure_document
 
@@ -37,8 +37,11 @@ def _apprise() -> Any:
 class AppriseAlerter:
     """The ``Alerter`` that sends errors, warnings and failed runs through Apprise."""
 
-    def __init__(self, urls: Iterable[str], *, host: str = "") -> None:
-        """``urls``: Apprise URLs, registered as secrets. Raises ``AppriseMissing``."""
+    def __init__(
+        self, urls: Iterable[str], *, host: str = "", observer: DeliveryObserver | None = None
+    ) -> None:
+        """``urls``: Apprise URLs, registered as secrets; ``observer`` hears each
+        notification's outcome as channel ``apprise``. Raises ``AppriseMissing``."""
         module = _apprise()
         self._apprise = module
         # One Apprise object per URL: a retry goes only to the services that failed. With
@@ -52,7 +55,7 @@ class AppriseAlerter:
                 raise ValueError("an Apprise URL in notify.apprise is not understood by Apprise")
             self._clients.append(client)
         self._host = host
-        self._delivery = Deliverer("apprise")
+        self._delivery = Deliverer("apprise", observer=observer)
 
     def _notify(self, title: str, body: str, kind: str) -> None:
         notify_type = {

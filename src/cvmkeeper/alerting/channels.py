@@ -20,6 +20,7 @@ from typing import Protocol, TypeVar
 
 from cvmkeeper.alerting.alerter import Alerter
 from cvmkeeper.alerting.apprise_channel import AppriseAlerter, AppriseMissing
+from cvmkeeper.alerting.delivery import DeliveryObserver
 from cvmkeeper.alerting.events import Failure, MonitorConfig
 from cvmkeeper.alerting.healthchecks import HealthchecksAlerter
 from cvmkeeper.alerting.sentry import AlertingConfigError, Revealable
@@ -151,9 +152,12 @@ def _read_secret(path: Path, what: str) -> str:
     return value
 
 
-def channel_alerters(settings: NotifyOptions, host: str | None = None) -> list[Alerter]:
-    """The alerters of the configured channels. Raises ``AlertingConfigError`` for an
-    unreadable secret file, or Apprise configured but not installed."""
+def channel_alerters(
+    settings: NotifyOptions, host: str | None = None, observer: DeliveryObserver | None = None
+) -> list[Alerter]:
+    """The alerters of the configured channels, each telling ``observer`` how its
+    deliveries end. Raises ``AlertingConfigError`` for an unreadable secret file, or
+    Apprise configured but not installed."""
     host = host or socket.gethostname()
     channels: list[Alerter] = []
     if settings.webhook is not None:
@@ -163,12 +167,19 @@ def channel_alerters(settings: NotifyOptions, host: str | None = None) -> list[A
             secret = _read_secret(hook.secret_file, "notify.webhook.secret_file").encode()
         channels.append(
             WebhookAlerter(
-                hook.url.reveal(), secret, timeout=hook.timeout.total_seconds(), host=host
+                hook.url.reveal(),
+                secret,
+                timeout=hook.timeout.total_seconds(),
+                host=host,
+                observer=observer,
             )
         )
     if settings.healthchecks:
         channels.append(
-            HealthchecksAlerter([(policy, url.reveal()) for policy, url in settings.healthchecks])
+            HealthchecksAlerter(
+                [(policy, url.reveal()) for policy, url in settings.healthchecks],
+                observer=observer,
+            )
         )
     apprise_urls = [url.reveal() for url in settings.apprise]
     if settings.apprise_urls_file is not None:
@@ -180,19 +191,24 @@ def channel_alerters(settings: NotifyOptions, host: str | None = None) -> list[A
         ]
     if apprise_urls:
         try:
-            channels.append(AppriseAlerter(apprise_urls, host=host))
+            channels.append(AppriseAlerter(apprise_urls, host=host, observer=observer))
         except (AppriseMissing, ValueError) as error:
             raise AlertingConfigError(str(error)) from None
     return channels
 
 
 def with_notifications(
-    alerter: Alerter, settings: NotifyOptions, *, enabled: bool = True
+    alerter: Alerter,
+    settings: NotifyOptions,
+    *,
+    enabled: bool = True,
+    observer: DeliveryObserver | None = None,
 ) -> Alerter:
     """``alerter`` plus the ``notify:`` channels (``alerter`` itself when there are none,
-    or when ``enabled`` is False, as with ``--no-alerts``)."""
+    or when ``enabled`` is False, as with ``--no-alerts``); ``observer`` (the daemon's)
+    hears how each delivery ended (``alerting.delivery``)."""
     if not enabled or not settings.any:
         return alerter
-    channels = channel_alerters(settings)
+    channels = channel_alerters(settings, observer=observer)
     log.info("notifications: %s", ", ".join(type(c).__name__ for c in channels))
     return FanOutAlerter([alerter, *channels])

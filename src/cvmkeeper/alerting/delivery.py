@@ -5,6 +5,11 @@ An alert must never slow down or break a backup run, so the channels of
 thread per channel sends it, retrying a network error or a 5xx answer a few times with a
 short backoff, and logs (with the URL redacted) what could not be delivered.
 ``flush(timeout)`` waits until the queue is empty; ``close(timeout)`` flushes and stops.
+
+A log line alone hides a dead channel in the journal (issue #17): each ``Deliverer`` also
+tells its ``DeliveryObserver`` (the daemon's: state file and metrics) how every job ended,
+by channel name (``webhook``, ``apprise``, ``healthchecks``) and a redacted reason, never
+the URL, which carries the channel's secret.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
-from cvmkeeper.logs import register_secret
+from cvmkeeper.logs import redact, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,11 @@ def register_url_secret(url: str) -> None:
             register_secret(segment)
 
 
+#: ``observer(channel, reason)`` after each job: ``reason`` is why it could not be delivered
+#: (redacted, no URL), ``None`` when it was delivered
+DeliveryObserver = Callable[[str, str | None], None]
+
+
 class DeliveryError(Exception):
     """A job failed in a way that retrying will not fix (a 4xx answer)."""
 
@@ -80,9 +90,19 @@ def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
 class Deliverer:
     """One background worker that runs delivery jobs in order, retrying transient errors."""
 
-    def __init__(self, name: str, *, sleep: Callable[[float], None] = time.sleep) -> None:
-        """``name`` appears in the thread name and in log lines (no secret in it)."""
+    def __init__(
+        self,
+        name: str,
+        *,
+        channel: str = "",
+        observer: DeliveryObserver | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """``name`` appears in the thread name and in log lines (no secret in it);
+        ``observer`` hears how each job ended, under ``channel`` (default: ``name``)."""
         self.name = name
+        self.channel = channel or name
+        self._observer = observer
         self._sleep = sleep
         self._jobs: queue.Queue[tuple[str, Callable[[], object]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name=f"cvmkeeper-{name}", daemon=True)
@@ -118,17 +138,31 @@ class Deliverer:
                 self._jobs.task_done()
 
     def _run(self, what: str, job: Callable[[], object]) -> None:
+        self._tell(self._attempts(what, job))
+
+    def _attempts(self, what: str, job: Callable[[], object]) -> str | None:
+        """Run ``job`` with retries; why it could not be delivered, or ``None``."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 job()
-                return
+                return None
             except DeliveryError as error:
                 log.warning("%s: %s was refused (%s); not retried", self.name, what, error)
-                return
+                return f"{what} was refused ({error})"
             except Exception as error:  # network, timeout, 5xx, a library's own error
                 if attempt == ATTEMPTS:
                     log.warning(
                         "%s: %s failed after %d attempts: %s", self.name, what, ATTEMPTS, error
                     )
-                    return
+                    return f"{what} failed after {ATTEMPTS} attempts: {error}"
                 self._sleep(BACKOFF[min(attempt - 1, len(BACKOFF) - 1)])
+        return None  # not reached: the last attempt returns
+
+    def _tell(self, reason: str | None) -> None:
+        """Give the observer the outcome; an observer's own failure is only logged."""
+        if self._observer is None:
+            return
+        try:
+            self._observer(self.channel, None if reason is None else redact(reason))
+        except Exception as error:
+            log.warning("%s: cannot record a delivery outcome: %s", self.name, error)

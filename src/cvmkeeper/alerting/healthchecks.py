@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
-from cvmkeeper.alerting.delivery import Deliverer, http_post, register_url_secret
+from cvmkeeper.alerting.delivery import Deliverer, DeliveryObserver, http_post, register_url_secret
 from cvmkeeper.alerting.events import Failure, MonitorConfig, monitor_slug
 
 
@@ -29,14 +29,21 @@ def ping_url(base: str, suffix: str, run_id: str) -> str:
 class HealthchecksAlerter:
     """The ``Alerter`` that pings each policy's URL at the start and end of its runs."""
 
-    def __init__(self, urls: Iterable[tuple[str, str]], *, timeout: float = 10.0) -> None:
-        """``urls``: (policy name, ping URL) pairs. The URLs are registered as secrets."""
+    def __init__(
+        self,
+        urls: Iterable[tuple[str, str]],
+        *,
+        timeout: float = 10.0,
+        observer: DeliveryObserver | None = None,
+    ) -> None:
+        """``urls``: (policy name, ping URL) pairs. The URLs are registered as secrets;
+        ``observer`` hears each ping's outcome as channel ``healthchecks``."""
         self._by_slug: dict[str, str] = {}
         for policy, url in urls:
             register_url_secret(url)
             self._by_slug[monitor_slug(policy)] = url
         self._timeout = timeout
-        self._delivery = Deliverer("healthchecks")
+        self._delivery = Deliverer("healthchecks", observer=observer)
 
     def _ping(self, slug: str, suffix: str, run_id: str, body: str) -> None:
         base = self._by_slug.get(slug)

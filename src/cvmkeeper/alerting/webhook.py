@@ -36,7 +36,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from cvmkeeper.alerting.delivery import Deliverer, http_post, public_url, register_url_secret
+from cvmkeeper.alerting.delivery import (
+    Deliverer,
+    DeliveryObserver,
+    http_post,
+    public_url,
+    register_url_secret,
+)
 from cvmkeeper.alerting.events import Failure, MonitorConfig
 from cvmkeeper.alerting.scrub import scrub
 
@@ -109,14 +115,18 @@ class WebhookAlerter:
         *,
         timeout: float = 10.0,
         host: str | None = None,
+        observer: DeliveryObserver | None = None,
     ) -> None:
-        """``url`` is registered as a secret; ``secret`` is the HMAC key (None: unsigned)."""
+        """``url`` is registered as a secret; ``secret`` is the HMAC key (None: unsigned);
+        ``observer`` hears each delivery's outcome as channel ``webhook``."""
         register_url_secret(url)
         self._url = url
         self._secret = secret
         self._timeout = timeout
         self._host = host or socket.gethostname()
-        self._delivery = Deliverer(f"webhook {public_url(url)}")
+        self._delivery = Deliverer(
+            f"webhook {public_url(url)}", channel="webhook", observer=observer
+        )
 
     def _send(self, document: dict[str, Any]) -> None:
         body = json.dumps(document, ensure_ascii=False, sort_keys=True).encode()

@@ -29,8 +29,10 @@ from cvmkeeper.cli.common import (
 )
 from cvmkeeper.cli.credentials_hint import credentials_hint
 from cvmkeeper.cli.policy_states import PolicyState, policy_state_lines, policy_states
+from cvmkeeper.cli.timeout_option import timeout_option
 from cvmkeeper.cloud.client import CloudClient
 from cvmkeeper.cloud.credentials import CredentialsError
+from cvmkeeper.cloud.deadline import Deadline, bound_by_deadline
 from cvmkeeper.config import Setup
 from cvmkeeper.core.naming import slot_tag_value
 from cvmkeeper.core.plan import Copy, Create, Delete, ImageDecision, Phase, Plan, Skip, Wait
@@ -191,6 +193,7 @@ def plan_lines(plan: Plan, *, copies: bool = False) -> list[str]:
 @region_option
 @at_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plans as JSON.")
+@timeout_option
 def plan_command(
     *,
     config_file: str | None,
@@ -198,6 +201,7 @@ def plan_command(
     region_names: tuple[str, ...],
     at: datetime | None,
     as_json: bool,
+    timeout_seconds: float,
 ) -> None:
     """Show what a run would do now, step by step, without changing anything.
 
@@ -217,6 +221,8 @@ def plan_command(
     policy then appears with its state: due (and why), not due (its latest slot is older
     than its catch_up window; the next slot), or planned because --policy named it.
     Only reads the cloud (DescribeImageQuota, DescribeImages, DescribeInstances).
+    Regions are read in parallel, all within --timeout (default 60 s): a region that
+    has not answered by then is named (ERROR ... no answer within ...), exit 1.
 
     \b
     Examples:
@@ -226,7 +232,8 @@ def plan_command(
     \b
     Exit status:
       0  planned (even when a plan reports skips: see `run` for acting on them)
-      1  a region could not be read or planned, or a policy file cannot be used
+      1  a region could not be read (or not within --timeout) or planned, or a policy
+         file cannot be used
       2  the config is invalid, or --policy / --region names something unknown
 
     A policy file that cannot be used does not stop the plan: the other policies are
@@ -236,7 +243,7 @@ def plan_command(
     """
     setup = load_partial_or_exit(config_file, "plan")
     check_choices(setup, "plan", policy_names, region_names)
-    client = client_or_exit(setup, "plan")
+    client = bound_by_deadline(client_or_exit(setup, "plan"), Deadline(timeout_seconds))
     now = at or utc_now()
     report = _dry_run_or_exit(setup, client, now, policy_names, region_names)
     states = policy_states(setup, now, policy_names, region_names)

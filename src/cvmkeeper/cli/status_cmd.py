@@ -131,6 +131,7 @@ class Status:
             or any(h.quota.low for h in self.regions)
             or self.failed_policies(setup)
             or self.broken_files  # a policy file that cannot be used (issue #19)
+            or self.state.notification_failures  # a dead notify: channel (issue #17)
             or self.disk_warnings  # a backup that leaves a disk out (rule 10)
             or failed_drills(setup)  # a backup that did not come back (issue #16)
         )
@@ -230,6 +231,7 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
             "covers only the regions read",
         ]
     lines += _broken_lines(status)
+    lines += _notification_lines(status)
     lines += ["", "POLICIES", *_policy_lines(setup, status)]
     lines += ["", "REGIONS", *_region_lines(status)]
     lines += _stale_lines(status)
@@ -243,6 +245,22 @@ def status_lines(setup: Setup, status: Status) -> list[str]:
     if status.unreadable:
         verdict += ": the cloud could not be read in " + ", ".join(status.unreadable)
     lines += ["", verdict]
+    return lines
+
+
+def _notification_lines(status: Status) -> list[str]:
+    """NOTIFICATIONS: each notify: channel whose last delivery failed (the daemon's state
+    file; cleared by its next success). By channel name and the redacted reason: a URL
+    holds the channel's secret and is never shown."""
+    failures = status.state.notification_failures
+    if not failures:
+        return []
+    lines = ["", f"NOTIFICATIONS: {len(failures)} channel(s) cannot deliver"]
+    for channel, failure in sorted(failures.items()):
+        lines.append(
+            f"  {channel}: last delivery failed {iso_utc(failure.time)} "
+            f"({_ago(status.now, failure.time)}): {failure.reason}"
+        )
     return lines
 
 
@@ -414,6 +432,10 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
             "updated": status.state.updated,
             "pid": status.state.pid,
             "problem": status.state_problem,
+            "notification_failures": {
+                channel: {"time": failure.time, "reason": failure.reason}
+                for channel, failure in sorted(status.state.notification_failures.items())
+            },
         },
         "policies": [
             {
@@ -461,9 +483,11 @@ def status_to_json(setup: Setup, status: Status) -> dict[str, Any]:
         "instances": [
             _with_holds(status, _freshness_json(i)) for h in status.regions for i in h.instances
         ],
-        "stale": [_freshness_json(i) for i in status.stale],
+        # null, not []: with a region unread the lists are not the fleet's (issue #17),
+        # and a script must not read "nothing stale"; "instances" keeps the regions read
+        "stale": None if status.unreadable else [_freshness_json(i) for i in status.stale],
         "copies": [_copy_json(c) for h in status.regions for c in h.copies],
-        "stale_copies": [_copy_json(c) for c in status.stale_copies],
+        "stale_copies": None if status.unreadable else [_copy_json(c) for c in status.stale_copies],
         "recent_errors": _recent_errors(setup, status),
         "disk_warnings": list(status.disk_warnings),
         "broken_policy_files": _broken_json(status),
@@ -537,12 +561,15 @@ def status_command(
     last runs.
 
     Regions are read in parallel, all within --timeout. A region that cannot be read is
-    reported loudly (CLOUD NOT READ, its backups UNKNOWN), never as "no stale backups".
+    reported loudly (CLOUD NOT READ, its backups UNKNOWN), never as "no stale backups";
+    in --json, "stale" and "stale_copies" are then null (undetermined), not [] (the
+    regions' entries carry "error"; "instances" lists those of the regions read).
 
     \b
     Exit status:
       0  nothing needs attention
       1  something does: a failed last run or restore drill, a stale backup or copy, a
+         notification channel whose last delivery failed (NOTIFICATIONS), a
          region short of quota (fewer free than sentry.quota_free_warning) or
          unreadable, a broken state file, a policy file that cannot be used
       2  the config is invalid, or no credentials were found

@@ -78,6 +78,9 @@ def monitor_result(setup: Setup, status: Status) -> tuple[int, list[str]]:
             f"{len(status.unreadable) + len(status.regions)} regions: "
             f"{', '.join(status.unreadable)}"
         )
+    channels = sorted(status.state.notification_failures)
+    if channels:  # alerts are being lost: the daemon's state file says so (issue #17)
+        findings[WARNING].append(f"notifications failing: {', '.join(channels)}")
     low = [h.quota for h in status.regions if h.quota.low]
     if low:
         findings[WARNING].append(

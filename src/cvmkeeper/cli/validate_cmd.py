@@ -23,6 +23,9 @@ from cvmkeeper.cli.common import (
     utc_now,
 )
 from cvmkeeper.cli.copy_pairs import refused_pair_warnings
+from cvmkeeper.cli.timeout_option import timeout_option
+from cvmkeeper.cli.validate_online import read_online
+from cvmkeeper.cloud.deadline import Deadline, bound_by_deadline
 from cvmkeeper.cloud.errors import CloudError
 from cvmkeeper.config import ConfigError, Problem, Setup, config_path, load_config
 from cvmkeeper.config.loader import ignored_policy_files
@@ -120,29 +123,30 @@ def quota_source(account: int, cap: int | None) -> str:
 
 
 def online_checks(
-    setup: Setup, notes: dict[str, str] | None = None, capped: set[str] | None = None
+    setup: Setup,
+    inventories: Mapping[str, Inventory],
+    notes: dict[str, str] | None = None,
+    capped: set[str] | None = None,
 ) -> list[QuotaCheck]:
-    """The quota check of every region against what the cloud reports now.
+    """The quota check of every region against what the cloud reported (``inventories``,
+    read by ``validate_online.read_online``: ``quota`` is the account's quota there).
 
     ``notes`` (if given) receives, per region, the account's quota and the configured cap;
     ``capped`` the regions where the cap ``image_quota`` is below the account's quota.
     """
-    client = cloud_client(setup.config)
     fmt = setup.config.name_format
-    regions = regions_of(setup)
-    instances = {region: client.list_instances(region) for region in regions}
 
     def tagged_in(policy: Policy, region: str) -> int:
         return sum(
             1
-            for instance in instances[region]
+            for instance in inventories[region].instances
             if instance.instance_id not in policy.targets.instance_ids
             and policy.targets.selects(instance.instance_id, instance.tags)
         )
 
     checks: list[QuotaCheck] = []
-    for region in regions:
-        account = client.image_quota(region)
+    for region in regions_of(setup):
+        account = inventories[region].quota
         cap = setup.config.image_quota
         quota = account if cap is None else min(cap, account)
         if notes is not None:
@@ -150,7 +154,7 @@ def online_checks(
         if capped is not None and cap is not None and cap < account:
             capped.add(region)
         unmanaged = sum(
-            1 for image in client.list_images(region) if classify_image(image, fmt) is None
+            1 for image in inventories[region].images if classify_image(image, fmt) is None
         )
         tagged = {p.name: tagged_in(p, region) for p in setup.policies if region in p.regions}
         tagged_copies = {
@@ -218,18 +222,12 @@ def policy_tag_warnings(setup: Setup) -> list[str]:
     return warnings
 
 
-def online_disk_warnings(setup: Setup) -> list[str]:
+def online_disk_warnings(setup: Setup, inventories: Mapping[str, Inventory]) -> list[str]:
     """Rule 10 against the cloud: every disk the policies want that cannot be imaged (local
     disks, listed disks not attached), and images holding fewer disks than asked."""
-    client = cloud_client(setup.config)
     warnings: list[str] = []
     for region in regions_of(setup):
-        inventory = Inventory(
-            region=region,
-            quota=0,
-            images=client.list_images(region),
-            instances=client.list_instances(region),
-        )
+        inventory = inventories[region]
         warnings += [
             f"{region}: {message}"
             for message in region_disk_warnings(inventory, setup.policies, setup.config.name_format)
@@ -239,14 +237,14 @@ def online_disk_warnings(setup: Setup) -> list[str]:
     return warnings
 
 
-def confirm_regions(setup: Setup, regions: Sequence[str]) -> list[str]:
+def confirm_regions(setup: Setup, regions: Sequence[str], deadline: Deadline) -> list[str]:
     """The ``regions`` the cloud answers for (``DescribeImageQuota`` succeeds there): a
     region Tencent Cloud opened after this release's list. A typo gets an error (or no
-    client at all) and stays a problem."""
+    client at all) and stays a problem. Every call ends by ``deadline`` (``--timeout``)."""
     if not regions:
         return []
     try:
-        client = cloud_client(setup.config)
+        client = bound_by_deadline(cloud_client(setup.config), deadline)
     except Exception:  # no credentials: --online reports that itself, later
         return []
     confirmed = []
@@ -350,7 +348,8 @@ def report_ignored_files(config_file: str | None) -> None:
     help="Also ask the cloud: the real image quota of each region, its unmanaged images, "
     "and the instances that tag targets select. Needs credentials.",
 )
-def validate(config_file: str | None, online: bool) -> None:
+@timeout_option
+def validate(config_file: str | None, online: bool, timeout_seconds: float) -> None:
     """Check the daemon config and every policy file, and that retention fits the quota.
 
     Every problem in every file is reported at once, as FILE:LINE:COLUMN: KEY: MESSAGE,
@@ -377,17 +376,20 @@ def validate(config_file: str | None, online: bool) -> None:
     (64), and with --online every disk a backup cannot hold (local disks, listed disks that
     are not attached), every image holding fewer disks than cvmkeeper asked for, and every
     region pair a policy copies across that the cloud refuses (a SyncImages DryRun).
+    --online reads the regions in parallel, all within --timeout (default 60 s); a
+    region that has not answered by then is named on stderr, exit 1.
 
     \b
     Exit status:
       0  everything is valid and fits
-      1  --online could not reach the cloud
+      1  --online could not reach the cloud (or a region did not answer within --timeout)
       2  a file is invalid or a region's quota cannot hold the worst case
     """
     report_ignored_files(config_file)
     setup = load_or_exit(config_file)
     now = utc_now()
-    confirmed = confirm_regions(setup, unknown_regions(setup)) if online else []
+    deadline = Deadline(timeout_seconds)  # --online: every cloud call ends by it
+    confirmed = confirm_regions(setup, unknown_regions(setup), deadline) if online else []
     region_typos = region_problems(setup, confirmed)
     if region_typos:
         report_config_error(ConfigError(region_typos))
@@ -402,9 +404,13 @@ def validate(config_file: str | None, online: bool) -> None:
     capped: set[str] = set()
     if online:
         try:
-            checks = online_checks(setup, notes, capped)
-            warnings += online_disk_warnings(setup)
-            warnings += refused_pair_warnings(setup, cloud_client(setup.config))
+            client = bound_by_deadline(cloud_client(setup.config), deadline)
+            reads = read_online(client, regions_of(setup), deadline)
+            if reads.unreadable:
+                sys.exit(EXIT_FAILED)  # each region named by read_online
+            checks = online_checks(setup, reads.read, notes, capped)
+            warnings += online_disk_warnings(setup, reads.read)
+            warnings += refused_pair_warnings(setup, client)
         except CloudError as exc:  # a sentence from Tencent's answer; never a secret
             click.echo(f"validate: --online failed: {exc}", err=True)
             sys.exit(EXIT_FAILED)

@@ -170,6 +170,10 @@ class CloudClient:
         options.setdefault("tag_transport", SdkTagTransport(credentials, endpoint))
         return cls(SdkTransport(credentials, endpoint), **options)
 
+    def bound_identity_reader(self, wrap: Callable[[IdentityReader], IdentityReader]) -> None:
+        """Replace the identity reader by ``wrap(reader)`` (``cloud.deadline`` bounds it)."""
+        self._identity_reader = wrap(self._identity_reader)
+
     # -- one logical call ------------------------------------------------------------------
 
     def call(

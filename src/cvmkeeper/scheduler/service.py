@@ -239,7 +239,9 @@ class Daemon:
             raise _NotStarting(EXIT_CONFIG) from error
         try:
             alerter = with_notifications(
-                self._alerter_factory(setup.config.sentry), setup.config.notify
+                self._alerter_factory(setup.config.sentry),
+                setup.config.notify,
+                observer=self._delivery_outcome,
             )
         except ValueError as exc:  # AlertingConfigError: the message never holds the DSN
             log.error("not starting: %s", exc)
@@ -440,6 +442,18 @@ class Daemon:
         if self._exporter is not None:
             self._exporter.observe_broken(setup.broken)
 
+    def _delivery_outcome(self, channel: str, reason: str | None) -> None:
+        """How a notification ended (the channels' ``DeliveryObserver``, called from their
+        delivery threads): a failure goes to the state file for ``cvmkeeper status`` and to
+        the metrics, by channel name only (its URL holds a secret); a success clears the
+        channel's failure in the state file. Before the jobs exist (the first moments of
+        a start) only the log says it."""
+        jobs = self._jobs
+        if jobs is not None and jobs.state is not None:
+            jobs.state.record_delivery(channel, reason, self._clock())
+        if reason is not None and self._exporter is not None:
+            self._exporter.observe_notification_failure(channel, self._clock().timestamp())
+
     def _context_for(self, setup: Setup, old: RunContext) -> RunContext:
         """The run context of a new setup, reusing the old client and alerter when their
         settings did not change."""
@@ -455,7 +469,11 @@ class Daemon:
         if config.sentry != old_config.sentry or config.notify != old_config.notify:
             # Only one Sentry client may be alive: flush and close the old one first.
             old.alerter.close(ALERT_FLUSH_TIMEOUT)
-            alerter = with_notifications(self._alerter_factory(config.sentry), config.notify)
+            alerter = with_notifications(
+                self._alerter_factory(config.sentry),
+                config.notify,
+                observer=self._delivery_outcome,
+            )
         return RunContext(setup, client, alerter)
 
     def _reject_reload(self, old: RunContext, problem: str) -> None:

@@ -17,11 +17,18 @@ Layout (version 1)::
                                 "started": "...", "finished": "...", "result": "ok",
                                 "errors": [], "warnings": []}},
      "broken_policy_files": [{"file": "policies/weekly.yaml", "policy": "weekly",
-                              "old_version_kept": false, "problems": ["...:5:3: ..."]}]}
+                              "old_version_kept": false, "problems": ["...:5:3: ..."]}],
+     "notification_failures": {"webhook": {"time": "2026-11-27T18:00:44Z",
+                                           "reason": "error event failed ...: HTTP 500"}}}
 
 ``broken_policy_files`` (issue #19) lists the policy files the daemon runs without, as of
 its last start or reload, so that ``status`` on the host and the metrics show them even
 after the file on disk changed; an older file without the key reads as none.
+
+``notification_failures`` (issue #17) holds, per notification channel (``webhook``,
+``apprise``, ``healthchecks``; never its URL), the last delivery that failed, until a
+delivery on that channel succeeds again: a dead webhook shows in ``status``, not only in
+the journal. The reason is redacted like every other text here.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ __all__ = [
     "STATE_FILE_NAME",
     "BrokenFileRecord",
     "DaemonState",
+    "NotificationFailure",
     "PolicyRun",
     "RunResult",
     "StateStore",
@@ -175,6 +183,36 @@ class BrokenFileRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class NotificationFailure:
+    """The last delivery on one channel that failed: when, and why (redacted)."""
+
+    time: datetime
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form."""
+        return {"time": _iso(self.time), "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> NotificationFailure | None:
+        """The stored form read back; ``None`` when it is not one."""
+        if not isinstance(raw, dict):
+            return None
+        when = _parse_iso(raw.get("time"))
+        if when is None:
+            return None
+        return cls(time=when, reason=safe_messages([raw.get("reason", "")])[0])
+
+
+def _notification_failures(stored: Any) -> dict[str, NotificationFailure]:
+    """``notification_failures`` of a state file (absent in older files: none)."""
+    if not isinstance(stored, dict):
+        return {}
+    found = {str(k): NotificationFailure.from_json(v) for k, v in stored.items()}
+    return {channel: failure for channel, failure in found.items() if failure is not None}
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonState:
     """Everything in the state file: when it was written, by which process, the last runs,
     and the policy files the daemon runs without."""
@@ -183,6 +221,7 @@ class DaemonState:
     pid: int | None = None
     policies: Mapping[str, PolicyRun] = field(default_factory=dict)
     broken_files: tuple[BrokenFileRecord, ...] = ()
+    notification_failures: Mapping[str, NotificationFailure] = field(default_factory=dict)
 
 
 def read_state(path: Path) -> DaemonState:
@@ -216,6 +255,7 @@ def read_state(path: Path) -> DaemonState:
         pid=pid if isinstance(pid, int) else None,
         policies=policies,
         broken_files=tuple(r for r in records if r is not None),
+        notification_failures=_notification_failures(raw.get("notification_failures")),
     )
 
 
@@ -232,9 +272,11 @@ class StateStore:
         self._lock = threading.Lock()
         self._write_failure_logged = False
         self._broken: tuple[BrokenFileRecord, ...] = ()
+        self._notifications: dict[str, NotificationFailure] = {}
         try:
             old = read_state(self.path)
             self._policies, self._broken = dict(old.policies), old.broken_files
+            self._notifications = dict(old.notification_failures)
         except (ValueError, OSError) as exc:
             log.warning("ignoring the old state file: %s", exc)
             self._policies = {}
@@ -260,6 +302,20 @@ class StateStore:
             self._broken = records
             self._write_document(now)
 
+    def record_delivery(self, channel: str, reason: str | None, now: datetime) -> None:
+        """Remember a failed delivery on ``channel`` (``reason``, already redacted), or
+        forget the channel's failure once a delivery succeeds; the file is rewritten only
+        when that changes what it says (not on every successful delivery)."""
+        with self._lock:
+            if reason is None:
+                if self._notifications.pop(channel, None) is None:
+                    return
+            else:
+                self._notifications[channel] = NotificationFailure(
+                    time=now, reason=safe_messages([reason])[0]
+                )
+            self._write_document(now)
+
     def _write_document(self, now: datetime) -> None:
         """Write the whole state (the caller holds the lock)."""
         document = {
@@ -268,6 +324,10 @@ class StateStore:
             "pid": os.getpid(),
             "policies": {name: r.to_json() for name, r in sorted(self._policies.items())},
             "broken_policy_files": [record.to_json() for record in self._broken],
+            "notification_failures": {
+                channel: failure.to_json()
+                for channel, failure in sorted(self._notifications.items())
+            },
         }
         self._write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
