@@ -68,6 +68,35 @@ def test_in_place_killed_mid_reset_is_started_again_by_the_next_run(tmp_path: Pa
         assert violations == [], format_violations(violations)
 
 
+def test_in_place_stopped_with_sigterm_waits_for_the_reset_and_starts_it_again(
+    tmp_path: Path,
+) -> None:
+    """A SIGTERM while ResetInstance runs: the command sends nothing new, waits for the reset
+    to end (the instance cannot be started while it runs), starts the instance again itself,
+    removes its journal entry and ends non-zero saying it was interrupted - no later daemon
+    run is needed to bring the instance back (rule 9)."""
+    spec = fleet(images=(managed(A, T0, "img-aaaa0001"),), timing={**FAST, "reset_seconds": 4})
+    with world(tmp_path, spec, policy(ids=[A])) as w:
+        initial = w.state()
+        process = commands.start(
+            ["restore", A, "--in-place", "--yes", "--config", str(w.config_path)],
+            tmp_path,
+            "restore",
+        )
+        assert commands.poll(lambda: history_has(w, "ResetInstance"), timeout=30), process.output()
+        process.popen.terminate()  # SIGTERM while the emulator holds the reset OPERATING
+        code = process.wait(timeout=30)
+        output = process.output()
+        assert code != 0, output
+        assert "interrupted by SIGTERM" in output, output
+        assert history_has(w, "StartInstances"), output  # started by the command itself
+        assert commands.poll(lambda: w.instance_state(A) == "RUNNING", timeout=10), output
+        journal = json.loads((tmp_path / "state" / "stopped-instances.json").read_text())
+        assert journal["stopped"] == [], journal
+        violations = check_invariants(w.state(), initial)
+        assert violations == [], format_violations(violations)
+
+
 def free_port() -> int:
     """A loopback port nothing listens on (bound, then closed)."""
     with socket.create_server(("127.0.0.1", 0)) as probe:

@@ -223,10 +223,15 @@ def restore_in_place(
     *,
     journal: StopJournal | None,
     progress: Callable[[str], None],
+    interrupted: Callable[[], bool] = lambda: False,
 ) -> InPlaceResult:
     """Stop (if running), ResetInstance, wait, and start again what was stopped: the start is
     in a ``finally`` (rule 9), so a failed or interrupted reset never leaves it down.
-    Raises :class:`RestoreFailed` when the reset fails (after the restart)."""
+    Raises :class:`RestoreFailed` when the reset fails (after the restart).
+
+    ``interrupted`` (a SIGTERM noted by the command) stops new work: once it is true no
+    reset is sent; a reset already sent is still waited for (bounded by the wait), since the
+    instance cannot be started while the reset runs, and then it is started again."""
     result = InPlaceResult()
     start_failures: list[str] = []
     stopper = InstanceStopper(
@@ -251,6 +256,8 @@ def restore_in_place(
             problems = stopper.prepare([plan.instance_id])
             if problems:
                 raise RestoreFailed("; ".join(p.message for p in problems.values()))
+        if interrupted():
+            raise RestoreFailed(f"interrupted before the reset of {plan.instance_id}")
         progress(f"{region}: resetting the system disk of {plan.instance_id} to {plan.image_id}")
         prior = _latest_request_id(client, region, plan.instance_id)
         client.reset_instance(region, plan.instance_id, plan.image_id, prior_request_id=prior)
