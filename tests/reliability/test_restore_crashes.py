@@ -225,3 +225,42 @@ def test_a_drill_stopped_with_sigterm_terminates_its_instance_itself(tmp_path: P
             for i in e["InstanceIds"]
         ]
         assert terminated == [launched], process.output()
+
+
+def test_a_drill_that_ended_is_recorded_before_the_next_drill_is_killed(tmp_path: Path) -> None:
+    """drills.json is written as each drill ends, not at the end of the run: A's drill fails
+    at once (A has no image), B's waits in its TCP check when the process is SIGKILLed, and
+    the record (``status``' "last drill", the metrics) still shows A's failure."""
+    drill = {
+        "zone": f"{REGION}-3",
+        "vpc_id": "vpc-drill001",
+        "subnet_id": "subnet-drill001",
+        "security_group_ids": ["sg-drill001"],
+        "instance_type": "S5.SMALL2",
+        "timeout": "1m",
+        "max_per_run": 2,
+        "check": {"tcp_port": free_port()},  # nothing listens: B's drill waits in its check
+    }
+    spec = fleet(images=(managed(B, T0, "img-bbbb0001"),), timing=FAST)
+    with world(tmp_path, spec, policy(ids=[A, B], drill=drill)) as w:
+        process = commands.start(
+            ["drill", "--no-alerts", "--config", str(w.config_path)], tmp_path, "drill"
+        )
+
+        def drill_running() -> bool:
+            return any(
+                DRILL_TAG in {t["Key"] for t in i["Tags"]} and i["InstanceState"] == "RUNNING"
+                for i in w.state()["regions"][REGION]["instances"]
+            )
+
+        assert commands.poll(drill_running, timeout=30), process.output()
+        assert process.kill(), process.output()  # SIGKILL: no finally, no end-of-run save
+        record = json.loads((tmp_path / "state" / "drills.json").read_text())
+        [entry] = record["policies"].values()
+        assert [(d["instance_id"], d["ok"]) for d in entry["last"]] == [(A, False)], record
+        assert "cannot drill" in entry["last"][0]["error"], record
+        assert entry["last_run"], record
+        _code, out, err = commands.run(
+            ["status", "--config", str(w.config_path)], tmp_path, "status"
+        )
+        assert f"{A} FAILED" in out + err, out + err
