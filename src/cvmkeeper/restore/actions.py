@@ -73,12 +73,25 @@ class Located:
         if self.instance is None:
             return None
         i = self.instance
-        # local disks are not in any image; the cloud disks' one type, if they share one
-        cloud_types = {t for t in i.data_disk_types if t and not t.startswith("LOCAL_")}
-        disk_type = cloud_types.pop() if len(cloud_types) == 1 else ""
         return Placement(
-            i.zone, i.instance_type, i.vpc_id, i.subnet_id, i.security_group_ids, disk_type
+            i.zone,
+            i.instance_type,
+            i.vpc_id,
+            i.subnet_id,
+            i.security_group_ids,
+            source_data_disk_type(i),
         )
+
+
+def source_data_disk_type(instance: InstanceDetails | None) -> str:
+    """The type a new instance's data disks take from their source: the one type its cloud
+    data disks share, else "" (the default type). Local disks are in no image, and the
+    ``SnapshotSet`` does not say which snapshot is which disk, so a mixed source gives none.
+    ``restore --new`` and the drills both launch by this rule."""
+    if instance is None:
+        return ""
+    cloud_types = {t for t in instance.data_disk_types if t and not t.startswith("LOCAL_")}
+    return cloud_types.pop() if len(cloud_types) == 1 else ""
 
 
 def locate(

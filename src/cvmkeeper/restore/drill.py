@@ -48,7 +48,12 @@ from cvmkeeper.core.policy import Policy
 from cvmkeeper.core.restore import Placement, RestoreRefused, choose_restore_point, plan_launch
 from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.runner import run_regions
-from cvmkeeper.restore.actions import Waiting, launch_request, wait_for_state
+from cvmkeeper.restore.actions import (
+    Waiting,
+    launch_request,
+    source_data_disk_type,
+    wait_for_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +174,11 @@ def drill_one(
         placement = Placement(
             spec.zone, spec.instance_type, spec.vpc_id, spec.subnet_id, spec.security_group_ids
         )
-        plan = plan_launch(region, point, None, placement, extra_tags=tags)
+        # the data disks take the source's type, as restore --new does (the instance may be
+        # gone: then the default type)
+        disk_type = source_data_disk_type(client.describe_instance(region, instance_id))
+        source = Placement(data_disk_type=disk_type) if disk_type else None
+        plan = plan_launch(region, point, source, placement, extra_tags=tags)
     except (RestoreRefused, CloudError, ResponseFormatError) as error:
         outcome.error = f"cannot drill {instance_id}: {error}"
         return outcome
