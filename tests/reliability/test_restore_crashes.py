@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from cvmkeeper.core.drill import DRILL_TAG, LEASE_TAG
+from cvmkeeper.core.stop_marker import STOPPED_BY_TAG
 from cvmkeeper.emulator.invariants import check_invariants, format_violations
 from executor.world import REGION, T0, A, B, World, fleet, managed, policy, world
 from reliability import commands
@@ -93,6 +94,8 @@ def test_in_place_stopped_with_sigterm_waits_for_the_reset_and_starts_it_again(
         assert commands.poll(lambda: w.instance_state(A) == "RUNNING", timeout=10), output
         journal = json.loads((tmp_path / "state" / "stopped-instances.json").read_text())
         assert journal["stopped"] == [], journal
+        [instance] = [i for i in w.state()["regions"][REGION]["instances"] if i["InstanceId"] == A]
+        assert STOPPED_BY_TAG not in {t["Key"] for t in instance["Tags"]}, instance  # mark gone
         violations = check_invariants(w.state(), initial)
         assert violations == [], format_violations(violations)
 

@@ -422,7 +422,19 @@ def run_drills(
                 monitor.fail()
         entry["last_run"] = lease_value(now)
         entry["last"] = [asdict(o) for o in done]
-    for outcome in report.outcomes:
+    _alert_failed(alerter, report.outcomes)
+    save_state(setup.config.state_dir, state)
+    if observe is not None:
+        try:
+            observe(report)
+        except Exception:  # an observer's bug must not fail the drills
+            log.exception("the drill observer failed")
+    return report
+
+
+def _alert_failed(alerter: Alerter, outcomes: Sequence[DrillOutcome]) -> None:
+    """A Sentry event for each failed drill."""
+    for outcome in outcomes:
         if not outcome.ok:
             alerter.error(
                 Failure(
@@ -437,13 +449,6 @@ def run_drills(
                     },
                 )
             )
-    save_state(setup.config.state_dir, state)
-    if observe is not None:
-        try:
-            observe(report)
-        except Exception:  # an observer's bug must not fail the drills
-            log.exception("the drill observer failed")
-    return report
 
 
 def last_drill(state_dir: Path, policy_name: str) -> dict[str, Any] | None:
