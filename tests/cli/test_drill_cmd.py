@@ -24,6 +24,7 @@ from cvmkeeper.alerting import RecordingAlerter
 from cvmkeeper.cli import cli
 from cvmkeeper.core.drill import DRILL_TAG, LEASE_TAG
 from cvmkeeper.emulator.invariants import check_invariants, check_restore_untouched
+from cvmkeeper.executor import run_once
 from cvmkeeper.restore.actions import Waiting
 from cvmkeeper.restore.drill import run_drills, sweep
 from executor.world import REGION, T0, A, B, fleet, managed, policy, world
@@ -270,3 +271,26 @@ def test_a_leftover_that_cannot_be_terminated_yet_does_not_keep_the_others(
         )
         assert [f.action for f in alerter.errors] == ["drill-sweep"]
         assert "ins-pending1" in alerter.errors[0].message
+
+
+def test_a_drill_makes_the_data_disks_of_the_source_type(tmp_path: Path) -> None:
+    """The drill instance's data disks take the source's type when its cloud data disks
+    share one (CLOUD_SSD here, a local disk aside), by the same rule as ``restore --new``,
+    not always the default CLOUD_PREMIUM: the drill proves the restore people would run."""
+    ssd = {"id": "disk-ssd00001", "type": "CLOUD_SSD", "size": 100}
+    local = {"id": "disk-local001", "type": "LOCAL_SSD", "size": 100}
+    with world(
+        tmp_path,
+        fleet(instances=({"id": A, "data_disks": [ssd, local]},)),
+        policy(ids=[A], drill=drill()),
+    ) as w:
+        run_once(w.setup(), w.client(), RecordingAlerter(), now=T0.replace(hour=1, minute=1))
+        client = w.client()
+        for _ in range(50):  # bounded: the pessimistic profile lists the image's tags late
+            if any("cvmkeeper:disks" in i.tags for i in client.list_images(REGION)):
+                break
+            time.sleep(0.1)
+        result = run_drill(w, "--json")
+        assert result.exit_code == 0, result.output
+        [run] = [e for e in w.writes() if e["action"] == "RunInstances"]
+        assert [d["DiskType"] for d in run["params"]["DataDisks"]] == ["CLOUD_SSD"], run

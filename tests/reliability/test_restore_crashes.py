@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from cvmkeeper.core.drill import DRILL_TAG, LEASE_TAG
+from cvmkeeper.core.stop_marker import STOPPED_BY_TAG
 from cvmkeeper.emulator.invariants import check_invariants, format_violations
 from executor.world import REGION, T0, A, B, World, fleet, managed, policy, world
 from reliability import commands
@@ -64,6 +65,37 @@ def test_in_place_killed_mid_reset_is_started_again_by_the_next_run(tmp_path: Pa
         assert code == 0, out + err
         assert f"{A} was left stopped by an interrupted cvmkeeper run" in out + err, out + err
         assert commands.poll(lambda: w.instance_state(A) == "RUNNING", timeout=10)
+        violations = check_invariants(w.state(), initial)
+        assert violations == [], format_violations(violations)
+
+
+def test_in_place_stopped_with_sigterm_waits_for_the_reset_and_starts_it_again(
+    tmp_path: Path,
+) -> None:
+    """A SIGTERM while ResetInstance runs: the command sends nothing new, waits for the reset
+    to end (the instance cannot be started while it runs), starts the instance again itself,
+    removes its journal entry and ends non-zero saying it was interrupted - no later daemon
+    run is needed to bring the instance back (rule 9)."""
+    spec = fleet(images=(managed(A, T0, "img-aaaa0001"),), timing={**FAST, "reset_seconds": 4})
+    with world(tmp_path, spec, policy(ids=[A])) as w:
+        initial = w.state()
+        process = commands.start(
+            ["restore", A, "--in-place", "--yes", "--config", str(w.config_path)],
+            tmp_path,
+            "restore",
+        )
+        assert commands.poll(lambda: history_has(w, "ResetInstance"), timeout=30), process.output()
+        process.popen.terminate()  # SIGTERM while the emulator holds the reset OPERATING
+        code = process.wait(timeout=30)
+        output = process.output()
+        assert code != 0, output
+        assert "interrupted by SIGTERM" in output, output
+        assert history_has(w, "StartInstances"), output  # started by the command itself
+        assert commands.poll(lambda: w.instance_state(A) == "RUNNING", timeout=10), output
+        journal = json.loads((tmp_path / "state" / "stopped-instances.json").read_text())
+        assert journal["stopped"] == [], journal
+        [instance] = [i for i in w.state()["regions"][REGION]["instances"] if i["InstanceId"] == A]
+        assert STOPPED_BY_TAG not in {t["Key"] for t in instance["Tags"]}, instance  # mark gone
         violations = check_invariants(w.state(), initial)
         assert violations == [], format_violations(violations)
 
@@ -196,3 +228,42 @@ def test_a_drill_stopped_with_sigterm_terminates_its_instance_itself(tmp_path: P
             for i in e["InstanceIds"]
         ]
         assert terminated == [launched], process.output()
+
+
+def test_a_drill_that_ended_is_recorded_before_the_next_drill_is_killed(tmp_path: Path) -> None:
+    """drills.json is written as each drill ends, not at the end of the run: A's drill fails
+    at once (A has no image), B's waits in its TCP check when the process is SIGKILLed, and
+    the record (``status``' "last drill", the metrics) still shows A's failure."""
+    drill = {
+        "zone": f"{REGION}-3",
+        "vpc_id": "vpc-drill001",
+        "subnet_id": "subnet-drill001",
+        "security_group_ids": ["sg-drill001"],
+        "instance_type": "S5.SMALL2",
+        "timeout": "1m",
+        "max_per_run": 2,
+        "check": {"tcp_port": free_port()},  # nothing listens: B's drill waits in its check
+    }
+    spec = fleet(images=(managed(B, T0, "img-bbbb0001"),), timing=FAST)
+    with world(tmp_path, spec, policy(ids=[A, B], drill=drill)) as w:
+        process = commands.start(
+            ["drill", "--no-alerts", "--config", str(w.config_path)], tmp_path, "drill"
+        )
+
+        def drill_running() -> bool:
+            return any(
+                DRILL_TAG in {t["Key"] for t in i["Tags"]} and i["InstanceState"] == "RUNNING"
+                for i in w.state()["regions"][REGION]["instances"]
+            )
+
+        assert commands.poll(drill_running, timeout=30), process.output()
+        assert process.kill(), process.output()  # SIGKILL: no finally, no end-of-run save
+        record = json.loads((tmp_path / "state" / "drills.json").read_text())
+        [entry] = record["policies"].values()
+        assert [(d["instance_id"], d["ok"]) for d in entry["last"]] == [(A, False)], record
+        assert "cannot drill" in entry["last"][0]["error"], record
+        assert entry["last_run"], record
+        _code, out, err = commands.run(
+            ["status", "--config", str(w.config_path)], tmp_path, "status"
+        )
+        assert f"{A} FAILED" in out + err, out + err

@@ -34,3 +34,34 @@ def signals_interrupt() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class Interruption:
+    """Whether SIGTERM or SIGHUP came (``name`` is the signal's name, "" while none did)."""
+
+    def __init__(self) -> None:
+        self.name = ""
+
+    def __call__(self) -> bool:
+        return bool(self.name)
+
+    def _note(self, signum: int, _frame: FrameType | None) -> None:
+        self.name = signal.Signals(signum).name
+
+
+@contextmanager
+def signals_noted() -> Iterator[Interruption]:
+    """Within the block, SIGTERM and SIGHUP are only noted, not raised: for work whose
+    cleanup must wait for the cloud first. ``restore --in-place`` cannot start its instance
+    while ResetInstance runs (the instance is in an operation), so an exception in the middle
+    of the wait would reach its ``finally`` too early; it polls the returned
+    :class:`Interruption` instead, skips what it has not begun, and ends non-zero."""
+    interruption = Interruption()
+    previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    for signum in SIGNALS:
+        signal.signal(signum, interruption._note)
+    try:
+        yield interruption
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

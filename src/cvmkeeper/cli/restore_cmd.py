@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from cvmkeeper.cli.common import AtTime, config_option, iso_utc
+from cvmkeeper.cli.interrupts import Interruption, signals_noted
 from cvmkeeper.cli.partial_load import load_for_restore
 from cvmkeeper.cli.plan_cmd import client_or_exit
 from cvmkeeper.cli.restore_request import Reply, RestoreRequest
@@ -462,14 +463,31 @@ def _restore_in_place(
         _confirm_in_place(plan, reply)
     progress = (lambda _m: None) if request.as_json else (lambda m: click.echo(m, err=True))
     started = time.monotonic()
-    try:
-        result = restore_in_place(
-            client, located.region, plan, waiting, journal=journal, progress=progress
+    # a SIGTERM/SIGHUP (timeout, a closed terminal, kill) is noted, not raised: the reset
+    # is waited for and the instance started again before the command ends (rule 9)
+    with signals_noted() as interruption:
+        try:
+            result = restore_in_place(
+                client,
+                located.region,
+                plan,
+                waiting,
+                journal=journal,
+                progress=progress,
+                interrupted=interruption,
+            )
+        except RestoreFailed as failure:
+            reply.fail(_interrupted(interruption) + str(failure), document)
+        except (CloudError, ResponseFormatError) as error:
+            reply.fail(_interrupted(interruption) + f"{error}", document)
+    if interruption():
+        document["interrupted"] = interruption.name
+        reply.fail(
+            f"interrupted by {interruption.name}; the reset ended "
+            f"{'successfully' if result.reset else 'unfinished'} and {plan.instance_id} is "
+            f"{result.final_state or 'unknown'}",
+            document,
         )
-    except RestoreFailed as failure:
-        reply.fail(str(failure), document)
-    except (CloudError, ResponseFormatError) as error:
-        reply.fail(f"{error}", document)
     document.update(
         {
             "ok": not result.problems,
@@ -484,6 +502,11 @@ def _restore_in_place(
     if not request.as_json:
         _print_in_place_result(plan, result)
     reply.done(document, ok=not result.problems)
+
+
+def _interrupted(interruption: Interruption) -> str:
+    """The prefix of a failure message when a signal came during the restore."""
+    return f"interrupted by {interruption.name}: " if interruption() else ""
 
 
 def _print_in_place_result(plan: InPlacePlan, result: InPlaceResult) -> None:

@@ -73,12 +73,25 @@ class Located:
         if self.instance is None:
             return None
         i = self.instance
-        # local disks are not in any image; the cloud disks' one type, if they share one
-        cloud_types = {t for t in i.data_disk_types if t and not t.startswith("LOCAL_")}
-        disk_type = cloud_types.pop() if len(cloud_types) == 1 else ""
         return Placement(
-            i.zone, i.instance_type, i.vpc_id, i.subnet_id, i.security_group_ids, disk_type
+            i.zone,
+            i.instance_type,
+            i.vpc_id,
+            i.subnet_id,
+            i.security_group_ids,
+            source_data_disk_type(i),
         )
+
+
+def source_data_disk_type(instance: InstanceDetails | None) -> str:
+    """The type a new instance's data disks take from their source: the one type its cloud
+    data disks share, else "" (the default type). Local disks are in no image, and the
+    ``SnapshotSet`` does not say which snapshot is which disk, so a mixed source gives none.
+    ``restore --new`` and the drills both launch by this rule."""
+    if instance is None:
+        return ""
+    cloud_types = {t for t in instance.data_disk_types if t and not t.startswith("LOCAL_")}
+    return cloud_types.pop() if len(cloud_types) == 1 else ""
 
 
 def locate(
@@ -223,10 +236,15 @@ def restore_in_place(
     *,
     journal: StopJournal | None,
     progress: Callable[[str], None],
+    interrupted: Callable[[], bool] = lambda: False,
 ) -> InPlaceResult:
     """Stop (if running), ResetInstance, wait, and start again what was stopped: the start is
     in a ``finally`` (rule 9), so a failed or interrupted reset never leaves it down.
-    Raises :class:`RestoreFailed` when the reset fails (after the restart)."""
+    Raises :class:`RestoreFailed` when the reset fails (after the restart).
+
+    ``interrupted`` (a SIGTERM noted by the command) stops new work: once it is true no
+    reset is sent; a reset already sent is still waited for (bounded by the wait), since the
+    instance cannot be started while the reset runs, and then it is started again."""
     result = InPlaceResult()
     start_failures: list[str] = []
     stopper = InstanceStopper(
@@ -251,6 +269,8 @@ def restore_in_place(
             problems = stopper.prepare([plan.instance_id])
             if problems:
                 raise RestoreFailed("; ".join(p.message for p in problems.values()))
+        if interrupted():
+            raise RestoreFailed(f"interrupted before the reset of {plan.instance_id}")
         progress(f"{region}: resetting the system disk of {plan.instance_id} to {plan.image_id}")
         prior = _latest_request_id(client, region, plan.instance_id)
         client.reset_instance(region, plan.instance_id, plan.image_id, prior_request_id=prior)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cvmkeeper import files
 from cvmkeeper.alerting import Alerter, Failure, MonitorConfig, monitor_slug, monitored_run
 from cvmkeeper.alerting.events import IntervalUnit
 from cvmkeeper.cloud.client import CloudClient
@@ -48,7 +48,12 @@ from cvmkeeper.core.policy import Policy
 from cvmkeeper.core.restore import Placement, RestoreRefused, choose_restore_point, plan_launch
 from cvmkeeper.core.targets import resolve_targets
 from cvmkeeper.executor.runner import run_regions
-from cvmkeeper.restore.actions import Waiting, launch_request, wait_for_state
+from cvmkeeper.restore.actions import (
+    Waiting,
+    launch_request,
+    source_data_disk_type,
+    wait_for_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +174,11 @@ def drill_one(
         placement = Placement(
             spec.zone, spec.instance_type, spec.vpc_id, spec.subnet_id, spec.security_group_ids
         )
-        plan = plan_launch(region, point, None, placement, extra_tags=tags)
+        # the data disks take the source's type, as restore --new does (the instance may be
+        # gone: then the default type)
+        disk_type = source_data_disk_type(client.describe_instance(region, instance_id))
+        source = Placement(data_disk_type=disk_type) if disk_type else None
+        plan = plan_launch(region, point, source, placement, extra_tags=tags)
     except (RestoreRefused, CloudError, ResponseFormatError) as error:
         outcome.error = f"cannot drill {instance_id}: {error}"
         return outcome
@@ -270,16 +279,28 @@ def _drill_policy(
     now: datetime,
     step: Waiting,
     progress: Callable[[str], None],
+    save: Callable[[], None],
 ) -> list[DrillOutcome]:
-    """Drill the instances of one policy (those drilled longest ago, up to the cap)."""
+    """Drill the instances of one policy (those drilled longest ago, up to the cap).
+
+    Each outcome is recorded in ``entry`` and ``save``-d as soon as it is known: a process
+    killed (SIGKILL, a power cut) in a later drill still leaves the earlier ones in
+    ``drills.json``, so ``status`` and the metrics show a failed drill that ran."""
     done: list[DrillOutcome] = []
+
+    def record(outcome: DrillOutcome) -> None:
+        done.append(outcome)
+        entry["last_run"] = lease_value(now)
+        entry["last"] = [asdict(o) for o in done]
+        save()
+
     for region in policy.regions:
         if not spec.zone.startswith(region + "-"):
             continue
         try:
             instances = client.list_instances(region)
         except CloudError as error:
-            done.append(
+            record(
                 DrillOutcome(
                     policy.name,
                     region,
@@ -294,7 +315,9 @@ def _drill_policy(
             k: v for k, v in ((k, _parse(v)) for k, v in entry.get("instances", {}).items()) if v
         }
         for instance_id in pick_instances(targeted, drilled, spec.max_per_run):
-            done.append(
+            # the instance's drill time goes in before the outcome is saved with it
+            entry.setdefault("instances", {})[instance_id] = lease_value(now)
+            record(
                 drill_one(
                     client,
                     policy,
@@ -306,7 +329,6 @@ def _drill_policy(
                     progress=progress,
                 )
             )
-            entry.setdefault("instances", {})[instance_id] = lease_value(now)
     return done
 
 
@@ -323,9 +345,7 @@ def save_state(state_dir: Path, document: dict[str, Any]) -> None:
     """Write ``drills.json`` atomically (a failure is logged: drills still ran)."""
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = state_dir / (STATE_NAME + ".tmp")
-        tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, state_dir / STATE_NAME)
+        files.write_atomically(state_dir / STATE_NAME, json.dumps(document, indent=2) + "\n")
     except OSError as error:
         log.warning("cannot write %s: %s", state_dir / STATE_NAME, error)
 
@@ -387,14 +407,34 @@ def run_drills(
             alerter, drill_monitor_slug(policy.name), drill_monitor(spec)
         ) as monitor:
             done = _drill_policy(
-                client, setup, policy, spec, entry=entry, now=now, step=step, progress=progress
+                client,
+                setup,
+                policy,
+                spec,
+                entry=entry,
+                now=now,
+                step=step,
+                progress=progress,
+                save=lambda: save_state(setup.config.state_dir, state),
             )
             report.outcomes += done
             if not all(o.ok for o in done):
                 monitor.fail()
         entry["last_run"] = lease_value(now)
         entry["last"] = [asdict(o) for o in done]
-    for outcome in report.outcomes:
+    _alert_failed(alerter, report.outcomes)
+    save_state(setup.config.state_dir, state)
+    if observe is not None:
+        try:
+            observe(report)
+        except Exception:  # an observer's bug must not fail the drills
+            log.exception("the drill observer failed")
+    return report
+
+
+def _alert_failed(alerter: Alerter, outcomes: Sequence[DrillOutcome]) -> None:
+    """A Sentry event for each failed drill."""
+    for outcome in outcomes:
         if not outcome.ok:
             alerter.error(
                 Failure(
@@ -409,13 +449,6 @@ def run_drills(
                     },
                 )
             )
-    save_state(setup.config.state_dir, state)
-    if observe is not None:
-        try:
-            observe(report)
-        except Exception:  # an observer's bug must not fail the drills
-            log.exception("the drill observer failed")
-    return report
 
 
 def last_drill(state_dir: Path, policy_name: str) -> dict[str, Any] | None:
