@@ -340,6 +340,21 @@ def report_ignored_files(config_file: str | None) -> None:
         click.echo(f"{name}: ignored, not read as a policy: {why}", err=True)
 
 
+def check_region_names(setup: Setup, online: bool, deadline: Deadline) -> None:
+    """Every region named is a known Tencent Cloud region, or (``online``) one the cloud
+    answers for; a typo is a config problem at its file, line and key (exit 2)."""
+    confirmed = confirm_regions(setup, unknown_regions(setup), deadline) if online else []
+    region_typos = region_problems(setup, confirmed)
+    if region_typos:
+        report_config_error(ConfigError(region_typos))
+        sys.exit(EXIT_CONFIG)
+    for region in confirmed:
+        click.echo(
+            f"note: region {region} is not in cvmkeeper's list of Tencent Cloud regions, "
+            "but the cloud answers for it"
+        )
+
+
 @click.command()
 @config_option
 @click.option(
@@ -389,16 +404,7 @@ def validate(config_file: str | None, online: bool, timeout_seconds: float) -> N
     setup = load_or_exit(config_file)
     now = utc_now()
     deadline = Deadline(timeout_seconds)  # --online: every cloud call ends by it
-    confirmed = confirm_regions(setup, unknown_regions(setup), deadline) if online else []
-    region_typos = region_problems(setup, confirmed)
-    if region_typos:
-        report_config_error(ConfigError(region_typos))
-        sys.exit(EXIT_CONFIG)
-    for region in confirmed:
-        click.echo(
-            f"note: region {region} is not in cvmkeeper's list of Tencent Cloud regions, "
-            "but the cloud answers for it"
-        )
+    check_region_names(setup, online, deadline)
     warnings = snapshot_warnings(setup) + policy_tag_warnings(setup)
     notes: dict[str, str] = {}
     capped: set[str] = set()
