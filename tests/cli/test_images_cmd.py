@@ -199,3 +199,22 @@ def test_filters_name_a_targeted_instance_that_has_no_backup_at_all(tmp_path: Pa
         # unfiltered, the listing stays a list of images
         code, out, _ = images(w.config_path, "--json")
         assert c not in json.loads(out)["regions"][0]["instances"]
+
+
+def test_an_image_without_created_time_shows_an_unknown_age(tmp_path: Path) -> None:
+    """The SDK's model lets ``CreatedTime`` be null (the emulator's ``null_fields``: null
+    while an image is not NORMAL). The text listing said nothing but a traceback."""
+    images = [
+        managed(A, T0, "img-aaaa0000"),
+        managed(A, T0 + timedelta(hours=1), "img-aaaa0001", state="CREATEFAILED"),
+    ]
+    with world(tmp_path, fleet(images=images, null_fields=True), policy(ids=[A])) as w:
+        base = ["images", "--config", str(w.config_path)]
+        text = CliRunner().invoke(cli, base)
+        as_json = CliRunner().invoke(cli, [*base, "--json"])
+    assert text.exit_code == 0, text.output
+    failed = next(line for line in text.stdout.splitlines() if "img-aaaa0001" in line)
+    assert "CREATEFAILED age ?" in failed
+    [region] = json.loads(as_json.stdout)["regions"]
+    ages = {i["image_id"]: i["age_seconds"] for i in region["instances"][A]}
+    assert ages["img-aaaa0001"] is None and ages["img-aaaa0000"] > 0

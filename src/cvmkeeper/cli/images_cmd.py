@@ -61,9 +61,16 @@ def image_fate(decision: ImageDecision) -> str:
     return ", ".join(decision.reasons) or "kept"
 
 
-def age_text(age: timedelta) -> str:
-    """``3h5m`` for people (minutes are enough for images)."""
+def age_text(age: timedelta | None) -> str:
+    """``3h5m`` for people (minutes are enough for images); ``?`` when the cloud did not say
+    when the image was made (``CreatedTime`` may be null, per the SDK's model)."""
+    if age is None:
+        return "?"
     return format_duration(timedelta(minutes=max(0, int(age.total_seconds() // 60))))
+
+
+def _age_of(age_seconds: int | None) -> str:
+    return age_text(None if age_seconds is None else timedelta(seconds=age_seconds))
 
 
 def holds_text(image: Image) -> str:
@@ -455,6 +462,6 @@ def _print_region(region: dict[str, Any], *, filtered: bool = False) -> None:
             short = "  FEWER DISKS THAN ASKED" if image["fewer_disks_than_asked"] else ""
             click.echo(
                 f"    {image['image_name']}  {image['image_id']}  slot {iso_utc(image['slot'])}  "
-                f"{image['state']:8} age {age_text(timedelta(seconds=image['age_seconds']))}  "
+                f"{image['state']:8} age {_age_of(image['age_seconds'])}  "
                 f"{image['kept_by']}\n      holds {image['holds']}{short}"
             )
