@@ -10,7 +10,8 @@ after their work. Two cases differ:
   done, the file and its problems are said plainly, exit 2 (doing the work without the
   policy asked for would answer another question);
 - ``restore`` needs the daemon config only (regions, name format, credentials, state
-  dir), never a policy: it runs even when no policy file at all can be used.
+  dir), never a policy: it runs even when no policy file at all can be used, and its exit
+  status is the restore's (a restore done beside a bad file is done whole).
 """
 
 from __future__ import annotations
