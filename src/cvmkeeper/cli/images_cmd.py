@@ -29,6 +29,7 @@ from cvmkeeper.cli.common import (
 )
 from cvmkeeper.cli.plan_cmd import check_choices, client_or_exit, region_option
 from cvmkeeper.cli.region_reads import read_regions
+from cvmkeeper.cli.timeout_option import timeout_option
 from cvmkeeper.config import Setup
 from cvmkeeper.core.disks import (
     asked_disk_count,
@@ -50,8 +51,6 @@ from cvmkeeper.executor.run_health import health_settings
 from cvmkeeper.executor.runner import run_regions
 
 EXPIRES = "expires at next run"
-#: seconds ``images`` waits for all regions together (``--timeout``), as ``status``
-DEFAULT_TIMEOUT = 60.0
 
 
 def image_fate(decision: ImageDecision) -> str:
@@ -179,16 +178,7 @@ def _region_json(
     "policy's period times sentry.freshness_factor, or missing.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the images as JSON.")
-@click.option(
-    "--timeout",
-    "timeout_seconds",
-    type=click.FloatRange(min=0.1),
-    default=DEFAULT_TIMEOUT,
-    show_default=True,
-    metavar="SECONDS",
-    help="Wait at most this long for all regions together (they are read in parallel); "
-    "a region that has not answered by then is named on stderr (exit 1).",
-)
+@timeout_option
 def images_command(
     *,
     config_file: str | None,

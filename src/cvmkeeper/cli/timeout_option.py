@@ -1,7 +1,6 @@
-"""``--timeout SECONDS`` for the read-only commands that go through the planner (``plan``,
-``validate --online``): one deadline for the whole command, as ``status`` and ``images``
-have, so a silent endpoint is named within it instead of after minutes of per-call
-timeouts and retries (issue #17)."""
+"""``--timeout SECONDS`` for the read-only commands (``plan``, ``validate --online``,
+``images``): one deadline for the whole command, as ``status`` has, so a silent endpoint
+is named within it instead of after minutes of per-call timeouts and retries (issue #17)."""
 
 from __future__ import annotations
 
